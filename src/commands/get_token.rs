@@ -1,0 +1,38 @@
+//! `koidc get-token`: the kubectl exec credential plugin.
+//!
+//! stdout carries exactly one ExecCredential and nothing else. The exec info is checked before
+//! anything else, so an unsupported kubeconfig fails before a browser opens.
+
+use std::sync::Arc;
+
+use crate::auth::Authenticator;
+use crate::browser::BrowserChoice;
+use crate::cli::GetTokenArgs;
+use crate::clock::Clock;
+use crate::config::{Identity, LoginConfig};
+use crate::credential::{exec_credential, ExecInfo};
+use crate::printer::Printer;
+
+/// Prints an ExecCredential for the configured identity.
+pub fn run(args: &GetTokenArgs, clock: Arc<dyn Clock>, exec_info: Option<String>) -> anyhow::Result<()> {
+    let printer = Printer::new(args.output.verbose);
+    let exec = ExecInfo::parse(exec_info.as_deref())?;
+    let identity = Identity::from_flags(&args.identity)?;
+    let (cache, store) = super::open_cache(&args.cache, printer)?;
+    let auth = Authenticator { identity: &identity, cache: &cache, store: store.as_ref(), clock: clock.clone(), printer };
+
+    let obtained = match auth.cached() {
+        Some(hit) => hit,
+        None => {
+            let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
+            let browser = login.browser.clone().into_browser();
+            if login.browser == BrowserChoice::None && !exec.interactive && exec.from_kubectl {
+                printer.debug("kubectl runs koidc non-interactively; the login URL goes to stderr");
+            }
+            auth.obtain(&login, browser.as_ref(), false)?
+        }
+    };
+    let expiry = obtained.report_expiry(clock.now());
+    printer.result(&exec_credential(exec.api_version, &obtained.tokens.id_token, expiry))?;
+    Ok(())
+}

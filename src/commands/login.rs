@@ -1,0 +1,28 @@
+//! `koidc login`: log in (or refresh) at a terminal and show who you are — never the token.
+
+use std::sync::Arc;
+
+use crate::auth::{Authenticator, Source};
+use crate::cli::LoginArgs;
+use crate::clock::Clock;
+use crate::config::{Identity, LoginConfig};
+use crate::printer::Printer;
+
+/// Logs in and prints the identity on stdout.
+pub fn run(args: &LoginArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let printer = Printer::new(args.output.verbose);
+    let identity = Identity::from_flags(&args.identity)?;
+    let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
+    let (cache, store) = super::open_cache(&args.cache, printer)?;
+    let auth = Authenticator { identity: &identity, cache: &cache, store: store.as_ref(), clock: clock.clone(), printer };
+    let browser = login.browser.clone().into_browser();
+    let obtained = auth.obtain(&login, browser.as_ref(), args.force)?;
+    let how = match obtained.source {
+        Source::Cache => "already logged in",
+        Source::Refresh => "refreshed the token",
+        Source::Login => "logged in",
+    };
+    printer.info(format_args!("{how} at {}", identity.issuer));
+    printer.result(&super::whoami::describe(&obtained.info, clock.now()))?;
+    Ok(())
+}

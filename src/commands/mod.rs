@@ -1,0 +1,41 @@
+//! One module per subcommand; [`run`] dispatches and wires the adapters.
+//!
+//! Commands are thin: they validate their flags into config types, open the store, and call the
+//! use case in [`crate::auth`] or read the cache directly. Results go to stdout through the
+//! [`Printer`]; everything else goes to stderr.
+
+mod get_token;
+mod login;
+mod logout;
+mod whoami;
+
+use std::sync::Arc;
+
+use crate::cache::{open_store, TokenStore};
+use crate::cli::{CacheFlags, Cli, Command};
+use crate::clock::{Clock, SystemClock};
+use crate::config::CacheConfig;
+use crate::printer::Printer;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    match cli.command {
+        Command::GetToken(args) => get_token::run(&args, clock, std::env::var("KUBERNETES_EXEC_INFO").ok()),
+        Command::Login(args) => login::run(&args, clock),
+        Command::Logout(args) => logout::run(&args, clock),
+        Command::Whoami(args) => whoami::run(&args, clock),
+    }
+}
+
+/// Validated cache settings and the store they open.
+fn open_cache(flags: &CacheFlags, _printer: Printer) -> anyhow::Result<(CacheConfig, Box<dyn TokenStore>)> {
+    let cache = CacheConfig::from_flags(flags)?;
+    let store = open_store(cache.kind, &cache.dir)?;
+    Ok((cache, store))
+}
+
+/// The `BROWSER` variable, when set.
+fn env_browser() -> Option<String> {
+    std::env::var("BROWSER").ok().filter(|b| !b.trim().is_empty())
+}

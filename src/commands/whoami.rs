@@ -1,0 +1,119 @@
+//! `koidc whoami`: the cached identity, read offline — claims, groups, expiry; never the token.
+
+use std::sync::Arc;
+
+use anyhow::bail;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::json;
+
+use crate::cache::CacheKey;
+use crate::cli::{Format, WhoamiArgs};
+use crate::clock::Clock;
+use crate::config::Identity;
+use crate::printer::Printer;
+use crate::token::IdTokenInfo;
+
+/// Prints the cached identity for the selected issuer/client, or every cached identity.
+pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let printer = Printer::new(args.output.verbose);
+    let identity = Identity::optional_from_flags(&args.identity)?;
+    let (_cache, store) = super::open_cache(&args.cache, printer)?;
+    let keys: Vec<CacheKey> = match &identity {
+        Some(identity) => vec![identity.cache_key()],
+        None => store.list()?,
+    };
+    let now = clock.now();
+    let mut found = Vec::new();
+    for key in keys {
+        let Some(tokens) = store.load(&key)? else { continue };
+        let info = IdTokenInfo::decode_secret(&tokens.id_token)?;
+        found.push((key, info));
+    }
+    if found.is_empty() {
+        match identity {
+            Some(id) => bail!(
+                "not logged in to {} as client {:?}; run `koidc login --issuer {} --client-id {}`",
+                id.issuer,
+                id.client_id,
+                id.issuer,
+                id.client_id
+            ),
+            None => bail!("no cached identity; run `koidc login --issuer URL --client-id ID`"),
+        }
+    }
+    match args.format {
+        Format::Json => {
+            let list: Vec<_> = found.iter().map(|(key, info)| to_json(key, info, now)).collect();
+            let out = if identity.is_some() && list.len() == 1 { list[0].clone() } else { json!(list) };
+            printer.result(&serde_json::to_string_pretty(&out)?)?;
+        }
+        Format::Text => {
+            let blocks: Vec<_> = found
+                .iter()
+                .map(|(key, info)| format!("client:   {}\n{}", key.client_id, describe(info, now)))
+                .collect();
+            printer.result(&blocks.join("\n"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Human-readable lines about an identity (used by `login` too).
+pub fn describe(info: &IdTokenInfo, now: DateTime<Utc>) -> String {
+    let mut lines = vec![format!("issuer:   {}", info.issuer)];
+    if let Some(sub) = info.str_claim("sub") {
+        lines.push(format!("subject:  {sub}"));
+    }
+    if let Some(email) = info.str_claim("email") {
+        let verified = match info.claims.get("email_verified").and_then(serde_json::Value::as_bool) {
+            Some(true) => " (verified)",
+            Some(false) => " (NOT verified)",
+            None => "",
+        };
+        lines.push(format!("email:    {email}{verified}"));
+    }
+    for claim in ["preferred_username", "name"] {
+        if let Some(v) = info.str_claim(claim) {
+            lines.push(format!("{:<9} {v}", format!("{}:", if claim == "name" { "name" } else { "username" })));
+        }
+    }
+    let groups = info.groups();
+    lines.push(format!(
+        "groups:   {}",
+        if groups.is_empty() { "(none; request the `groups` scope?)".to_owned() } else { groups.join(", ") }
+    ));
+    lines.push(format!("expires:  {} ({})", rfc3339(info.expiry), relative(info.expiry, now)));
+    lines.join("\n")
+}
+
+fn to_json(key: &CacheKey, info: &IdTokenInfo, now: DateTime<Utc>) -> serde_json::Value {
+    json!({
+        "issuer": info.issuer,
+        "clientId": key.client_id,
+        "scopes": key.scopes,
+        "subject": info.str_claim("sub"),
+        "email": info.str_claim("email"),
+        "groups": info.groups(),
+        "expiry": rfc3339(info.expiry),
+        "expired": info.expiry <= now,
+        "claims": info.claims,
+    })
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let secs = (t - now).num_seconds();
+    let span = |s: i64| match s {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    };
+    if secs >= 0 {
+        format!("in {}", span(secs))
+    } else {
+        format!("expired {} ago", span(-secs))
+    }
+}

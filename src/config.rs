@@ -1,0 +1,319 @@
+//! Validated configuration: the raw flags of [`crate::cli`] checked and turned into types.
+//!
+//! Everything that can be wrong with the user's input is found here, before any file, keyring or
+//! network is touched, and reported as one clear line.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::browser::BrowserChoice;
+use crate::cache::{CacheKey, CacheKind};
+use crate::cli::{CacheArg, CacheFlags, IdentityFlags, LoginFlags};
+use crate::oidc::OidcConfig;
+
+/// How long one HTTP request to the IdP may take.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Invalid input.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required flag is missing.
+    #[error("missing --{flag} (or {env}); {hint}")]
+    Missing {
+        /// Flag name without dashes.
+        flag: &'static str,
+        /// Its environment variable.
+        env: &'static str,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// The issuer is not a usable URL.
+    #[error("invalid --issuer {url:?}: {reason}")]
+    Issuer {
+        /// The URL given.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A listen address is not a loopback socket address.
+    #[error("invalid --listen {addr:?}: {reason}")]
+    Listen {
+        /// The address given.
+        addr: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A scope contains characters OAuth does not allow.
+    #[error("invalid --scope {0:?}: a scope is one word of printable ASCII without quotes or backslashes")]
+    Scope(String),
+    /// An empty client id.
+    #[error("--client-id must not be empty")]
+    EmptyClientId,
+    /// The timeout is zero or absurd.
+    #[error("--timeout must be between 1 and 86400 seconds")]
+    Timeout,
+    /// No cache directory can be derived.
+    #[error("cannot find a cache directory (HOME is not set); pass --cache-dir")]
+    NoCacheDir,
+}
+
+/// Where the tokens are kept.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// The store.
+    pub kind: CacheKind,
+    /// Directory of cache and lock files.
+    pub dir: PathBuf,
+}
+
+impl CacheConfig {
+    /// From `--cache` and `--cache-dir`.
+    pub fn from_flags(flags: &CacheFlags) -> Result<Self, ConfigError> {
+        let kind = match flags.cache {
+            CacheArg::Keyring => CacheKind::Keyring,
+            CacheArg::File => CacheKind::File,
+            CacheArg::None => CacheKind::None,
+        };
+        let dir = match &flags.cache_dir {
+            Some(dir) => absolute(dir),
+            None => default_cache_dir().ok_or(ConfigError::NoCacheDir)?,
+        };
+        Ok(Self { kind, dir })
+    }
+}
+
+/// Which identity: issuer, client and scopes.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The issuer URL, exactly as given.
+    pub issuer: String,
+    /// The client id.
+    pub client_id: String,
+    /// Scopes besides `openid`, sorted and deduplicated.
+    pub scopes: Vec<String>,
+}
+
+impl Identity {
+    /// From `--issuer`, `--client-id`, `--scope`; both issuer and client id are required.
+    pub fn from_flags(flags: &IdentityFlags) -> Result<Self, ConfigError> {
+        let issuer = flags.issuer.clone().ok_or(ConfigError::Missing {
+            flag: "issuer",
+            env: "KOIDC_ISSUER",
+            hint: "the URL of your OpenID Connect provider, e.g. https://dex.example.com",
+        })?;
+        let client_id = flags.client_id.clone().ok_or(ConfigError::Missing {
+            flag: "client-id",
+            env: "KOIDC_CLIENT_ID",
+            hint: "the client id registered for kubectl at your provider",
+        })?;
+        validate_issuer(&issuer)?;
+        if client_id.trim().is_empty() {
+            return Err(ConfigError::EmptyClientId);
+        }
+        let scopes = normalize_scopes(&flags.scopes)?;
+        Ok(Self { issuer, client_id, scopes })
+    }
+
+    /// Like [`Identity::from_flags`], but `None` when neither issuer nor client id is given.
+    pub fn optional_from_flags(flags: &IdentityFlags) -> Result<Option<Self>, ConfigError> {
+        if flags.issuer.is_none() && flags.client_id.is_none() {
+            return Ok(None);
+        }
+        Self::from_flags(flags).map(Some)
+    }
+
+    /// The cache key of this identity.
+    pub fn cache_key(&self) -> CacheKey {
+        CacheKey::new(&self.issuer, &self.client_id, &self.scopes)
+    }
+}
+
+/// Everything a login needs besides the identity.
+#[derive(Debug, Clone)]
+pub struct LoginConfig {
+    /// Client secret for confidential clients.
+    pub client_secret: Option<SecretString>,
+    /// Loopback addresses to try, in order.
+    pub listen: Vec<SocketAddr>,
+    /// How to open the login page.
+    pub browser: BrowserChoice,
+    /// How long to wait for the browser login.
+    pub timeout: Duration,
+    /// Extra trusted CA files.
+    pub certificate_authorities: Vec<PathBuf>,
+}
+
+impl LoginConfig {
+    /// From the login flags; `env_browser` is the `BROWSER` variable.
+    pub fn from_flags(flags: &LoginFlags, env_browser: Option<String>) -> Result<Self, ConfigError> {
+        let listen = flags
+            .listen
+            .iter()
+            .map(|raw| parse_listen(raw))
+            .collect::<Result<Vec<_>, _>>()?;
+        if flags.timeout == 0 || flags.timeout > 86_400 {
+            return Err(ConfigError::Timeout);
+        }
+        let client_secret = flags
+            .client_secret
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(|s| SecretString::from(s.clone()));
+        Ok(Self {
+            client_secret,
+            listen,
+            browser: BrowserChoice::resolve(flags.browser_command.clone(), flags.no_browser, env_browser),
+            timeout: Duration::from_secs(flags.timeout),
+            certificate_authorities: flags.certificate_authorities.iter().map(|p| absolute(p)).collect(),
+        })
+    }
+
+    /// The IdP adapter's configuration for `identity`.
+    pub fn oidc(&self, identity: &Identity) -> OidcConfig {
+        OidcConfig {
+            issuer: identity.issuer.clone(),
+            client_id: identity.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            scopes: identity.scopes.clone(),
+            extra_ca_files: self.certificate_authorities.clone(),
+            http_timeout: HTTP_TIMEOUT,
+        }
+    }
+}
+
+/// Checks that `issuer` is an absolute https URL (http only for loopback hosts, for local tests)
+/// without query or fragment.
+pub fn validate_issuer(issuer: &str) -> Result<(), ConfigError> {
+    let bad = |reason: &str| ConfigError::Issuer { url: issuer.to_owned(), reason: reason.to_owned() };
+    let url = url::Url::parse(issuer).map_err(|e| bad(&format!("{e}")))?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("an issuer has no query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("an issuer has no user name or password"));
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(&url) => Ok(()),
+        "http" => Err(bad("the issuer must use https (http is accepted only on loopback addresses, for local testing)")),
+        _ => Err(bad("the issuer must be an https URL")),
+    }
+}
+
+fn is_loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+fn normalize_scopes(raw: &[String]) -> Result<Vec<String>, ConfigError> {
+    let mut scopes = Vec::new();
+    for s in raw {
+        // Accept "a b" as two scopes, as OAuth writes them.
+        for scope in s.split_whitespace() {
+            let ok = scope
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+            if !ok {
+                return Err(ConfigError::Scope(scope.to_owned()));
+            }
+            if scope != "openid" {
+                scopes.push(scope.to_owned());
+            }
+        }
+    }
+    scopes.sort();
+    scopes.dedup();
+    Ok(scopes)
+}
+
+fn parse_listen(raw: &str) -> Result<SocketAddr, ConfigError> {
+    let raw_trim = raw.trim();
+    let with_localhost = raw_trim.strip_prefix("localhost:").map(|port| format!("127.0.0.1:{port}"));
+    let addr: SocketAddr = with_localhost
+        .as_deref()
+        .unwrap_or(raw_trim)
+        .parse()
+        .map_err(|_| ConfigError::Listen {
+            addr: raw.to_owned(),
+            reason: "expected IP:PORT, e.g. 127.0.0.1:8000 (port 0 picks a free port)",
+        })?;
+    let loopback = match addr.ip() {
+        IpAddr::V4(ip) => ip.is_loopback(),
+        IpAddr::V6(ip) => ip.is_loopback(),
+    };
+    if !loopback {
+        return Err(ConfigError::Listen {
+            addr: raw.to_owned(),
+            reason: "koidc listens on loopback addresses only (127.0.0.1 or ::1)",
+        });
+    }
+    Ok(addr)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_owned())
+    }
+}
+
+/// `$XDG_CACHE_HOME/koidc`, else `~/.cache/koidc` (`~/Library/Caches/koidc` on macOS,
+/// `%LOCALAPPDATA%\koidc` on Windows).
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if cfg!(windows) {
+        return non_empty("LOCALAPPDATA").map(|d| d.join("koidc"));
+    }
+    if let Some(xdg) = non_empty("XDG_CACHE_HOME").filter(|p| p.is_absolute()) {
+        return Some(xdg.join("koidc"));
+    }
+    let home = non_empty("HOME")?;
+    if cfg!(target_os = "macos") {
+        Some(home.join("Library/Caches/koidc"))
+    } else {
+        Some(home.join(".cache/koidc"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_rules() {
+        assert!(validate_issuer("https://dex.example.com").is_ok());
+        assert!(validate_issuer("https://org.okta.com/oauth2/default").is_ok());
+        assert!(validate_issuer("http://127.0.0.1:5556/dex").is_ok());
+        assert!(validate_issuer("http://localhost:5556/dex").is_ok());
+        assert!(validate_issuer("http://dex.example.com").is_err());
+        assert!(validate_issuer("ftp://dex.example.com").is_err());
+        assert!(validate_issuer("https://dex.example.com/?a=b").is_err());
+        assert!(validate_issuer("https://user:pw@dex.example.com").is_err());
+        assert!(validate_issuer("dex.example.com").is_err());
+    }
+
+    #[test]
+    fn listen_must_be_loopback() {
+        assert_eq!(parse_listen("127.0.0.1:8000").unwrap().port(), 8000);
+        assert_eq!(parse_listen("localhost:18000").unwrap().to_string(), "127.0.0.1:18000");
+        assert!(parse_listen("[::1]:0").is_ok());
+        assert!(parse_listen("0.0.0.0:8000").is_err());
+        assert!(parse_listen("10.1.2.3:8000").is_err());
+        assert!(parse_listen("8000").is_err());
+    }
+
+    #[test]
+    fn scopes_are_sorted_deduplicated_and_without_openid() {
+        let raw = vec!["groups".into(), "openid email".into(), "groups".into(), "offline_access".into()];
+        assert_eq!(normalize_scopes(&raw).unwrap(), vec!["email", "groups", "offline_access"]);
+        assert!(normalize_scopes(&["bad\"scope".into()]).is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! The exec credential protocol with kubectl: `KUBERNETES_EXEC_INFO` in, `ExecCredential` out.
+//!
+//! client-go checks that the `apiVersion` koidc prints equals the one the kubeconfig asked for,
+//! so koidc echoes the version it was given (v1beta1 when the variable is absent, as older
+//! clients send none) and refuses versions it does not know rather than guessing.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The largest `KUBERNETES_EXEC_INFO` koidc reads (it may carry cluster CA data).
+const MAX_EXEC_INFO: usize = 1 << 20;
+
+/// Problems with the exec credential input.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// The variable is not valid JSON of the expected shape.
+    #[error("KUBERNETES_EXEC_INFO is not a valid ExecCredential: {0}")]
+    Malformed(String),
+    /// The variable asks for a version koidc cannot write.
+    #[error(
+        "unsupported exec credential apiVersion {0:?}: koidc speaks client.authentication.k8s.io/v1 \
+         and v1beta1; set `apiVersion: client.authentication.k8s.io/v1` in the kubeconfig exec entry"
+    )]
+    UnsupportedVersion(String),
+}
+
+/// The exec credential API versions koidc speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiVersion {
+    /// `client.authentication.k8s.io/v1`
+    V1,
+    /// `client.authentication.k8s.io/v1beta1`
+    V1Beta1,
+}
+
+impl ApiVersion {
+    /// The apiVersion string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "client.authentication.k8s.io/v1",
+            Self::V1Beta1 => "client.authentication.k8s.io/v1beta1",
+        }
+    }
+}
+
+/// What kubectl told koidc through `KUBERNETES_EXEC_INFO`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecInfo {
+    /// The version to answer with.
+    pub api_version: ApiVersion,
+    /// Whether kubectl connected stdin for an interactive login (`spec.interactive`).
+    pub interactive: bool,
+    /// Whether the variable was present at all (absent when run by hand).
+    pub from_kubectl: bool,
+}
+
+#[derive(Deserialize)]
+struct RawExecInfo {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    spec: RawSpec,
+}
+
+#[derive(Deserialize, Default)]
+struct RawSpec {
+    #[serde(default)]
+    interactive: bool,
+}
+
+impl ExecInfo {
+    /// Parses the value of `KUBERNETES_EXEC_INFO` (`None` when unset).
+    pub fn parse(value: Option<&str>) -> Result<Self, CredentialError> {
+        let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+            return Ok(Self { api_version: ApiVersion::V1Beta1, interactive: true, from_kubectl: false });
+        };
+        if value.len() > MAX_EXEC_INFO {
+            return Err(CredentialError::Malformed("larger than 1 MiB".into()));
+        }
+        let raw: RawExecInfo = serde_json::from_str(value)
+            .map_err(|e| CredentialError::Malformed(format!("{e}")))?;
+        if let Some(kind) = raw.kind.as_deref() {
+            if kind != "ExecCredential" {
+                return Err(CredentialError::Malformed(format!("kind is {kind:?}, expected \"ExecCredential\"")));
+            }
+        }
+        let api_version = match raw.api_version.as_deref() {
+            None | Some("client.authentication.k8s.io/v1beta1") => ApiVersion::V1Beta1,
+            Some("client.authentication.k8s.io/v1") => ApiVersion::V1,
+            Some(other) => return Err(CredentialError::UnsupportedVersion(other.chars().take(200).collect())),
+        };
+        Ok(Self { api_version, interactive: raw.spec.interactive, from_kubectl: true })
+    }
+}
+
+/// The `ExecCredential` JSON for `token`, valid (for kubectl) until `expiration`.
+pub fn exec_credential(api_version: ApiVersion, token: &SecretString, expiration: DateTime<Utc>) -> String {
+    serde_json::json!({
+        "kind": "ExecCredential",
+        "apiVersion": api_version.as_str(),
+        "spec": {},
+        "status": {
+            "token": token.expose_secret(),
+            "expirationTimestamp": expiration.to_rfc3339_opts(SecondsFormat::Secs, true),
+        }
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn absent_exec_info_means_v1beta1() {
+        let info = ExecInfo::parse(None).unwrap();
+        assert_eq!(info.api_version, ApiVersion::V1Beta1);
+        assert!(!info.from_kubectl);
+    }
+
+    #[test]
+    fn v1_is_echoed_with_interactive_flag() {
+        let info = ExecInfo::parse(Some(
+            r#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1","spec":{"interactive":true,"cluster":{"server":"https://127.0.0.1:6443"}}}"#,
+        ))
+        .unwrap();
+        assert_eq!(info.api_version, ApiVersion::V1);
+        assert!(info.interactive);
+        let info = ExecInfo::parse(Some(r#"{"apiVersion":"client.authentication.k8s.io/v1beta1","spec":{}}"#)).unwrap();
+        assert_eq!(info.api_version, ApiVersion::V1Beta1);
+        assert!(!info.interactive);
+    }
+
+    #[test]
+    fn unknown_version_and_garbage_are_errors() {
+        assert!(matches!(
+            ExecInfo::parse(Some(r#"{"apiVersion":"client.authentication.k8s.io/v2"}"#)),
+            Err(CredentialError::UnsupportedVersion(_))
+        ));
+        assert!(matches!(ExecInfo::parse(Some("{")), Err(CredentialError::Malformed(_))));
+        assert!(matches!(ExecInfo::parse(Some(r#"{"kind":"Pod"}"#)), Err(CredentialError::Malformed(_))));
+        assert!(matches!(ExecInfo::parse(Some("[1,2]")), Err(CredentialError::Malformed(_))));
+    }
+
+    #[test]
+    fn credential_has_token_and_rfc3339_expiry() {
+        let exp = Utc.with_ymd_and_hms(2026, 9, 1, 12, 0, 0).unwrap();
+        let out = exec_credential(ApiVersion::V1, &SecretString::from("t.o.k"), exp);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["apiVersion"], "client.authentication.k8s.io/v1");
+        assert_eq!(v["kind"], "ExecCredential");
+        assert_eq!(v["status"]["token"], "t.o.k");
+        assert_eq!(v["status"]["expirationTimestamp"], "2026-09-01T12:00:00Z");
+    }
+}

@@ -1,0 +1,20 @@
+//! koidc: log in to Kubernetes with an OpenID Connect identity provider.
+//!
+//! The crate reads like the data flow of one `kubectl` call: [`cli`] turns flags into a typed
+//! [`config::Config`], a command in [`commands`] runs a use case from [`auth`], and the use case
+//! drives the adapters — [`oidc`] (the identity provider), [`loopback`] (the redirect
+//! listener), [`browser`], [`cache`] (token store and cross-process lock), [`clock`] — and finally
+//! [`credential`] writes the `ExecCredential` that kubectl reads.
+
+pub mod auth;
+pub mod browser;
+pub mod cache;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod credential;
+pub mod loopback;
+pub mod oidc;
+pub mod printer;
+pub mod token;

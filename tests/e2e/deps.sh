@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Build the pinned third-party programs the koidc end-to-end tests run, from
+# the Go module proxy, into a per-user cache; reuse them when already built.
+#
+#   tests/e2e/deps.sh [COMPONENT...]      build (if missing) and report paths
+#   tests/e2e/deps.sh --print-env [COMPONENT...]
+#                                         same, then print `export KOIDC_E2E_*=`
+#                                         lines on stdout (progress on stderr):
+#                                         eval "$(tests/e2e/deps.sh --print-env)"
+#
+# COMPONENT: dex, kubectl, etcd, kube-apiserver, or `all`.
+# No component means dex + kubectl.
+#
+# Cache: ${KOIDC_E2E_CACHE:-$HOME/.cache/koidc-e2e}/<name>-<version>/<name>.
+# GOMODCACHE and GOCACHE stay at the Go defaults so they persist across runs.
+# Builds run one after another under `nice`; each goes to a temporary name in
+# the cache directory and is renamed into place only after it passes a version
+# check, so an interrupted or concurrent run never leaves a half-written binary.
+# Output is one line per component unless something fails, in which case the
+# tail of the build log goes to stderr.
+set -euo pipefail
+
+readonly DEX_VERSION=v2.45.1
+# Pseudo-version of the v2.45.1 commit: the dex module has no /v2 suffix, so
+# the v2 tags are not usable as module versions.
+readonly DEX_MODULE=github.com/dexidp/dex@v0.0.0-20260303133905-11d2eeb52b42
+readonly KUBECTL_VERSION=v1.36.3     # k8s.io/kubectl v0.36.3, see go/kubectl
+readonly ETCD_VERSION=v3.6.14        # go.etcd.io/etcd/server/v3, see go/etcd
+readonly KUBE_APISERVER_VERSION=v1.36.3 # k8s.io/kubernetes, see go/kube-apiserver
+
+readonly SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly GO_SRC_DIR=$SCRIPT_DIR/go
+readonly CACHE=${KOIDC_E2E_CACHE:-$HOME/.cache/koidc-e2e}
+GO=${GO:-go}
+
+TMP_DIRS=()
+cleanup() {
+  local d
+  for d in "${TMP_DIRS[@]+"${TMP_DIRS[@]}"}"; do
+    [[ -n $d && -d $d ]] || continue
+    chmod -R u+w "$d" 2>/dev/null || true
+    rm -rf "$d"
+  done
+}
+trap cleanup EXIT
+
+# Where progress lines go: stdout normally, stderr with --print-env.
+REPORT_FD=1
+report() { printf 'koidc-e2e: %s\n' "$*" >&"$REPORT_FD"; }
+die() { printf 'koidc-e2e: error: %s\n' "$*" >&2; exit 1; }
+
+# fail LOG MESSAGE: show the end of a build log, then exit.
+fail() {
+  local log=$1; shift
+  printf 'koidc-e2e: error: %s\n' "$*" >&2
+  if [[ -s $log ]]; then
+    printf -- '--- last lines of %s ---\n' "$log" >&2
+    tail -n 60 "$log" >&2
+  fi
+  exit 1
+}
+
+usage() {
+  sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+# k8s version ldflags: kubectl's `version` reads k8s.io/component-base/version;
+# client-go's copy feeds the default User-Agent.
+k8s_ldflags() {
+  local v=$1 major minor
+  major=${v#v}; major=${major%%.*}
+  minor=${v#v*.}; minor=${minor%%.*}
+  local p out=()
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    out+=("-X $p.gitVersion=$v" "-X $p.gitMajor=$major" "-X $p.gitMinor=$minor"
+          "-X $p.gitTreeState=clean")
+  done
+  printf '%s ' "-s -w" "${out[@]}"
+}
+
+bin_path() {
+  case $1 in
+    dex) echo "$CACHE/dex-$DEX_VERSION/dex" ;;
+    kubectl) echo "$CACHE/kubectl-$KUBECTL_VERSION/kubectl" ;;
+    etcd) echo "$CACHE/etcd-$ETCD_VERSION/etcd" ;;
+    kube-apiserver) echo "$CACHE/kube-apiserver-$KUBE_APISERVER_VERSION/kube-apiserver" ;;
+    *) return 1 ;;
+  esac
+}
+
+version_of() {
+  case $1 in
+    dex) echo "$DEX_VERSION" ;;
+    kubectl) echo "$KUBECTL_VERSION" ;;
+    etcd) echo "$ETCD_VERSION" ;;
+    kube-apiserver) echo "$KUBE_APISERVER_VERSION" ;;
+  esac
+}
+
+# check_version NAME BINARY: the built binary reports the pinned version.
+check_version() {
+  local name=$1 bin=$2 out
+  case $name in
+    dex) out=$("$bin" version 2>&1) ;;
+    kubectl) out=$("$bin" version --client 2>&1) ;;
+    etcd) out=$("$bin" --version 2>&1) ;;
+    kube-apiserver) out=$("$bin" --version 2>&1) ;;
+  esac
+  local want
+  want=$(version_of "$name")
+  [[ $name == etcd ]] && want=${want#v}
+  grep -qF -- "$want" <<<"$out" || {
+    printf '%s\n' "$out" >&2
+    return 1
+  }
+}
+
+# Build steps. Each runs in a fresh temporary directory $2 inside the cache
+# (same filesystem as the destination, so the final mv is an atomic rename)
+# and writes the binary to $3. All output goes to the log on stdout/stderr.
+
+build_dex() {
+  local work=$1 out=$2 json dir
+  json=$(cd "$work" && GOWORK=off GOFLAGS= "$GO" mod download -json "$DEX_MODULE")
+  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")
+  [[ -n $dir && -d $dir ]] || { printf '%s\n' "$json"; echo "no Dir for $DEX_MODULE"; return 1; }
+  cp -R "$dir" "$work/src"
+  chmod -R u+w "$work/src"
+  # The release's go.mod points api/v2 at ./api/v2; use the published module.
+  (cd "$work/src" && GOWORK=off "$GO" mod edit -dropreplace=github.com/dexidp/dex/api/v2)
+  (cd "$work/src" && GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 \
+    nice -n 10 "$GO" build -trimpath -ldflags "-s -w -X main.version=$DEX_VERSION" \
+    -o "$out" ./cmd/dex)
+}
+
+# Wrapper modules under tests/e2e/go/<name> carry complete go.mod/go.sum, so
+# they build read-only in place (nothing is written to the source tree).
+build_wrapper() {
+  local name=$1 out=$2 ldflags=${3:-"-s -w"}
+  (cd "$GO_SRC_DIR/$name" && GOWORK=off GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0 \
+    nice -n 10 "$GO" build -trimpath -ldflags "$ldflags" -o "$out" .)
+}
+
+build_kubectl() { build_wrapper kubectl "$2" "$(k8s_ldflags "$KUBECTL_VERSION")"; }
+build_etcd() { build_wrapper etcd "$2"; }
+build_kube_apiserver() { build_wrapper kube-apiserver "$2" "$(k8s_ldflags "$KUBE_APISERVER_VERSION")"; }
+
+ensure() {
+  local name=$1 bin dest_dir work log
+  bin=$(bin_path "$name")
+  if [[ ! -x $bin ]]; then
+    command -v "$GO" >/dev/null 2>&1 || die "'$GO' not found; Go 1.26+ is needed to build $name"
+    dest_dir=$(dirname "$bin")
+    mkdir -p "$dest_dir"
+    work=$(mktemp -d "$dest_dir/.build.XXXXXX")
+    TMP_DIRS+=("$work")
+    log=$work/build.log
+    if ! "build_${name//-/_}" "$work" "$work/$name.new" >"$log" 2>&1; then
+      fail "$log" "building $name $(version_of "$name") failed"
+    fi
+    if ! check_version "$name" "$work/$name.new" >>"$log" 2>&1; then
+      fail "$log" "$name built but does not report version $(version_of "$name")"
+    fi
+    mv -f "$work/$name.new" "$bin"
+  fi
+  report "$name $(version_of "$name") ready at $bin"
+}
+
+env_name() {
+  local n=${1//-/_}
+  printf 'KOIDC_E2E_%s' "${n^^}"
+}
+
+main() {
+  local print_env=0 components=() c
+  for c in "$@"; do
+    case $c in
+      --print-env) print_env=1 ;;
+      -h|--help) usage; exit 0 ;;
+      all) components+=(dex kubectl etcd kube-apiserver) ;;
+      dex|kubectl|etcd|kube-apiserver) components+=("$c") ;;
+      *) usage >&2; die "unknown component or option: $c" ;;
+    esac
+  done
+  [[ ${#components[@]} -gt 0 ]] || components=(dex kubectl)
+  ((print_env)) && REPORT_FD=2
+
+  mkdir -p "$CACHE"
+  local seen=" "
+  for c in "${components[@]}"; do
+    [[ $seen == *" $c "* ]] && continue
+    seen+="$c "
+    ensure "$c"
+  done
+
+  if ((print_env)); then
+    seen=" "
+    for c in "${components[@]}"; do
+      [[ $seen == *" $c "* ]] && continue
+      seen+="$c "
+      printf 'export %s=%q\n' "$(env_name "$c")" "$(bin_path "$c")"
+    done
+  fi
+}
+
+main "$@"
