@@ -1,17 +1,59 @@
 //! Opening the authorization URL for the user: the system browser, a command, or nothing.
 //!
-//! INTERFACE: the [`Browser`] trait and [`BrowserChoice::into_browser`].
+//! koidc's stdout carries the ExecCredential, so nothing started here may write to it: a
+//! browser command gets a null stdin and stdout and only inherits stderr (the user's terminal).
+//! The command runs detached (own process group, not waited for) and is reaped by a background
+//! thread so no zombie remains.
+//!
+//! INTERFACE: the [`Browser`] trait, [`BrowserChoice::resolve`] and
+//! [`BrowserChoice::into_browser`]; [`split_command`] for checking a command early.
+
+use std::process::{Child, Command, Stdio};
 
 /// Errors of opening a browser.
 #[derive(Debug, thiserror::Error)]
 pub enum BrowserError {
-    /// Placeholder until the module is implemented.
-    #[error("{0}")]
-    Other(String),
+    /// The browser command is empty or only whitespace.
+    #[error(
+        "the browser command is empty; set --browser-command or BROWSER to a program, or use \
+         --no-browser"
+    )]
+    EmptyCommand,
+
+    /// The browser command could not be split into words (e.g. an unclosed quote).
+    #[error(
+        "cannot parse the browser command `{command}`: {problem}; fix --browser-command or BROWSER"
+    )]
+    Syntax {
+        /// The command as configured.
+        command: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+
+    /// The browser command's program could not be started.
+    #[error(
+        "could not start the browser command `{program}`: {source}; fix --browser-command or \
+         BROWSER, or use --no-browser"
+    )]
+    Spawn {
+        /// The program (first word of the command).
+        program: String,
+        /// Why it could not be started.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The system's URL opener failed.
+    #[error(
+        "could not open the system browser: {0}; open the URL yourself, or use \
+         --browser-command or --no-browser"
+    )]
+    System(#[source] std::io::Error),
 }
 
 /// Something that can show a URL to the user.
-pub trait Browser {
+pub trait Browser: Send + Sync {
     /// Opens `url`; returns once the browser was launched (not when the page loaded).
     fn open(&self, url: &str) -> Result<(), BrowserError>;
 }
@@ -25,4 +67,393 @@ pub enum BrowserChoice {
     Command(String),
     /// Do not open anything; the URL is printed on stderr.
     None,
+}
+
+impl BrowserChoice {
+    /// Picks the browser: `--no-browser` means none; else `--browser-command` (even when empty,
+    /// so that opening reports the mistake); else a non-blank `BROWSER`; else the system browser.
+    pub fn resolve(
+        flag_command: Option<String>,
+        no_browser: bool,
+        env_browser: Option<String>,
+    ) -> BrowserChoice {
+        if no_browser {
+            return BrowserChoice::None;
+        }
+        if let Some(command) = flag_command {
+            return BrowserChoice::Command(command);
+        }
+        match env_browser {
+            Some(command) if !command.trim().is_empty() => BrowserChoice::Command(command),
+            _ => BrowserChoice::System,
+        }
+    }
+
+    /// The [`Browser`] implementing this choice.
+    pub fn into_browser(self) -> Box<dyn Browser> {
+        match self {
+            BrowserChoice::System => Box::new(SystemBrowser),
+            BrowserChoice::Command(command) => Box::new(CommandBrowser::new(command)),
+            BrowserChoice::None => Box::new(NoBrowser),
+        }
+    }
+}
+
+/// The desktop's default browser, through the `open` crate.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemBrowser;
+
+impl Browser for SystemBrowser {
+    fn open(&self, url: &str) -> Result<(), BrowserError> {
+        open::that_detached(url).map_err(BrowserError::System)
+    }
+}
+
+/// Shows nothing; the caller prints the URL.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBrowser;
+
+impl Browser for NoBrowser {
+    fn open(&self, _url: &str) -> Result<(), BrowserError> {
+        Ok(())
+    }
+}
+
+/// Runs a user-given command with the URL: the command is split into words like a shell
+/// would (quotes and backslashes, no expansion); every `%s` in a word is replaced by the URL
+/// (the `BROWSER` convention), and when there is none the URL is appended as the last argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandBrowser {
+    command: String,
+}
+
+impl CommandBrowser {
+    /// A browser running `command`.
+    pub fn new(command: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+        }
+    }
+
+    /// The argument vector for `url`.
+    fn argv(&self, url: &str) -> Result<Vec<String>, BrowserError> {
+        let mut argv = split_command(&self.command)?;
+        if argv.is_empty() {
+            return Err(BrowserError::EmptyCommand);
+        }
+        if argv.iter().any(|w| w.contains("%s")) {
+            for word in &mut argv {
+                *word = word.replace("%s", url);
+            }
+        } else {
+            argv.push(url.to_owned());
+        }
+        Ok(argv)
+    }
+}
+
+impl Browser for CommandBrowser {
+    fn open(&self, url: &str) -> Result<(), BrowserError> {
+        let argv = self.argv(url)?;
+        spawn_detached(&argv).map(|_pid| ())
+    }
+}
+
+/// Starts `argv` with stdin and stdout on /dev/null and stderr inherited, in its own process
+/// group, and reaps it from a background thread. Returns the child's pid.
+fn spawn_detached(argv: &[String]) -> Result<u32, BrowserError> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(BrowserError::EmptyCommand);
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Not in the terminal's foreground group: Ctrl-C on koidc/kubectl leaves the browser be.
+        cmd.process_group(0);
+    }
+    let child = cmd.spawn().map_err(|source| BrowserError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    let pid = child.id();
+    reap_in_background(child);
+    Ok(pid)
+}
+
+fn reap_in_background(mut child: Child) {
+    // If no thread can be started the child stays a zombie until koidc exits; harmless.
+    let _ = std::thread::Builder::new()
+        .name("koidc-browser-reaper".into())
+        .spawn(move || {
+            let _ = child.wait();
+        });
+}
+
+/// Splits `command` into words the way a POSIX shell would, without any expansion: blanks
+/// separate words; `'…'` is literal; inside `"…"` a backslash escapes `"`, `\`, `$` and `` ` ``;
+/// outside quotes a backslash escapes any character. An empty string gives no words.
+pub fn split_command(command: &str) -> Result<Vec<String>, BrowserError> {
+    let syntax = |problem| BrowserError::Syntax {
+        command: command.to_owned(),
+        problem,
+    };
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' | '\r' => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err(syntax("unclosed single quote")),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
+                            Some('\n') => {}
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err(syntax("unclosed double quote")),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err(syntax("unclosed double quote")),
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some('\n') => {}
+                Some(c) => {
+                    in_word = true;
+                    word.push(c);
+                }
+                None => return Err(syntax("trailing backslash")),
+            },
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{Duration, Instant};
+
+    fn split(s: &str) -> Vec<String> {
+        split_command(s).unwrap()
+    }
+
+    #[test]
+    fn splitter_handles_blanks_quotes_and_backslashes() {
+        assert_eq!(split("firefox"), ["firefox"]);
+        assert_eq!(
+            split("  firefox\t--new-window  "),
+            ["firefox", "--new-window"]
+        );
+        assert_eq!(
+            split(r#"'/opt/My Browser/bin' --profile "a b" c\ d"#),
+            ["/opt/My Browser/bin", "--profile", "a b", "c d"]
+        );
+        assert_eq!(split(r#"a"b"'c'd"#), ["abcd"]);
+        assert_eq!(split(r#""" ''"#), ["", ""]);
+        assert_eq!(split(r#""\"\\\$\`\x""#), [r#""\$`\x"#]);
+        assert_eq!(split(r"'a\b'"), [r"a\b"]);
+        assert_eq!(split("$HOME/x *"), ["$HOME/x", "*"]);
+        assert!(split("").is_empty());
+        assert!(split("   ").is_empty());
+    }
+
+    #[test]
+    fn splitter_rejects_unclosed_quotes_and_trailing_backslash() {
+        for bad in ["'abc", "\"abc", "abc\\", "\"abc\\"] {
+            let err = split_command(bad).unwrap_err();
+            assert!(matches!(err, BrowserError::Syntax { .. }), "{bad}: {err:?}");
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn resolve_prefers_no_browser_then_flag_then_env_then_system() {
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            BrowserChoice::resolve(some("a"), true, some("b")),
+            BrowserChoice::None
+        );
+        assert_eq!(
+            BrowserChoice::resolve(some("a"), false, some("b")),
+            BrowserChoice::Command("a".into())
+        );
+        assert_eq!(
+            BrowserChoice::resolve(None, false, some("b")),
+            BrowserChoice::Command("b".into())
+        );
+        assert_eq!(
+            BrowserChoice::resolve(None, false, some("  ")),
+            BrowserChoice::System
+        );
+        assert_eq!(
+            BrowserChoice::resolve(None, false, None),
+            BrowserChoice::System
+        );
+    }
+
+    #[test]
+    fn command_argv_appends_url_or_substitutes_percent_s() {
+        let url = "http://127.0.0.1:1/x?a=1&b=2";
+        assert_eq!(
+            CommandBrowser::new("firefox -P 'my profile'")
+                .argv(url)
+                .unwrap(),
+            ["firefox", "-P", "my profile", url]
+        );
+        assert_eq!(
+            CommandBrowser::new("chromium --app=%s").argv(url).unwrap(),
+            ["chromium".to_owned(), format!("--app={url}")]
+        );
+        assert!(matches!(
+            CommandBrowser::new("  ").argv(url),
+            Err(BrowserError::EmptyCommand)
+        ));
+    }
+
+    fn temp_dir() -> PathBuf {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "koidc-browser-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn wait_for_file(path: &Path) -> String {
+        let start = Instant::now();
+        loop {
+            if let Ok(s) = std::fs::read_to_string(path) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{path:?} never appeared"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn command_gets_url_as_one_argument_and_null_stdio() {
+        let dir = temp_dir();
+        // $0 is the URL (the argument after the script, so $# is 0); fds 0/1 of the shell are read
+        // through /proc before any redirection (dash redirects in the shell itself); the file is renamed into place so it is read only when complete.
+        let script = format!(
+            "i=$(readlink /proc/$$/fd/0); o=$(readlink /proc/$$/fd/1); \
+             echo \"$0\" > {d}/argv.tmp; echo $# > {d}/argc; \
+             echo $i > {d}/stdin; echo $o > {d}/stdout; \
+             echo this-must-not-reach-our-stdout; mv {d}/argv.tmp {d}/argv",
+            d = dir.display()
+        );
+        let command = format!("sh -c '{script}'");
+        let url = "http://127.0.0.1:9/cb?a=1&b=two words;$(touch pwned)'\"";
+        CommandBrowser::new(command).open(url).unwrap();
+        assert_eq!(wait_for_file(&dir.join("argv")), format!("{url}\n"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("argc")).unwrap().trim(),
+            "0"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("stdin")).unwrap().trim(),
+            "/dev/null"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("stdout")).unwrap().trim(),
+            "/dev/null"
+        );
+        assert!(!dir.join("pwned").exists() && !Path::new("pwned").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn open_returns_without_waiting_and_child_is_reaped() {
+        let start = Instant::now();
+        let argv: Vec<String> = ["sh", "-c", "sleep 0.3"].map(String::from).to_vec();
+        let pid = spawn_detached(&argv).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_millis(250),
+            "open waited for the child"
+        );
+        let status = PathBuf::from(format!("/proc/{pid}/status"));
+        loop {
+            // Reaped: the /proc entry disappears (a zombie would stay in state Z).
+            match std::fs::read_to_string(&status) {
+                Err(_) => break,
+                Ok(s) => assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "child never reaped: {}",
+                    s.lines().find(|l| l.starts_with("State")).unwrap_or("")
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn missing_program_is_reported_by_name() {
+        let err = CommandBrowser::new("koidc-no-such-browser-xyz --flag")
+            .open("http://127.0.0.1:1/")
+            .unwrap_err();
+        assert!(
+            matches!(&err, BrowserError::Spawn { program, .. } if program == "koidc-no-such-browser-xyz")
+        );
+        assert!(
+            err.to_string().contains("`koidc-no-such-browser-xyz`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn empty_command_is_an_error_and_no_browser_does_nothing() {
+        let err = BrowserChoice::Command(String::new())
+            .into_browser()
+            .open("http://127.0.0.1:1/")
+            .unwrap_err();
+        assert!(matches!(err, BrowserError::EmptyCommand));
+        assert!(
+            BrowserChoice::None
+                .into_browser()
+                .open("http://127.0.0.1:1/")
+                .is_ok()
+        );
+    }
 }

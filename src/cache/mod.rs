@@ -6,16 +6,37 @@
 //! - [`TokenStore`]: load/save/delete/list entries. Backends: [`CacheKind::Keyring`],
 //!   [`CacheKind::File`], [`CacheKind::None`], opened with [`open_store`].
 //! - [`CacheLock`]: a cross-process lock per key, with a timeout.
+//!
+//! On disk (the cache directory is 0700, every file 0600, written atomically):
+//! - `<id>.json`: a plaintext entry ([`CacheKind::File`], or the keyring store's fallback);
+//! - `<id>.enc`: an entry encrypted with a master key held in the OS keyring
+//!   ([`CacheKind::Keyring`]); see `keyring.rs` for where the master key lives;
+//! - `<id>.lock`: the lock file of [`CacheLock`] (never deleted: deleting a lock file that
+//!   another process holds would let a third process lock a new file).
+//!
+//! `<id>` is [`CacheKey::id`]. A damaged entry makes [`TokenStore::load`] fail with
+//! [`CacheError::Corrupt`] (see [`CacheError::is_corrupt`]); callers treat it as a miss, and the
+//! next [`TokenStore::save`] replaces it. Other entries are never affected.
+
+mod crypt;
+mod entry;
+mod file;
+mod keyring;
+mod lock;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use crate::token::TokenSet;
+
+pub use lock::CacheLock;
 
 /// Which store holds the tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheKind {
-    /// The OS keyring (default).
+    /// The OS keyring (default): entries are files encrypted with a master key kept in the
+    /// keyring; without a usable keyring, plain files (see [`TokenStore::fallback_reason`]).
     Keyring,
     /// Plain files (0600) in the cache directory.
     File,
@@ -34,39 +55,321 @@ pub struct CacheKey {
     pub scopes: Vec<String>,
 }
 
-/// Errors of the token cache.
+impl CacheKey {
+    /// The key of `issuer` and `client_id` with `scopes` sorted and deduplicated; `openid` and
+    /// empty scopes are dropped (every request includes `openid`).
+    pub fn new(issuer: &str, client_id: &str, scopes: &[String]) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            client_id: client_id.to_owned(),
+            scopes: canonical_scopes(scopes),
+        }
+    }
+
+    /// The entry's file name stem: 32 lowercase hex digits of a SHA-256 over a length-prefixed
+    /// encoding of issuer, client id and the canonical scopes (so the same identity always gets
+    /// the same id, however its scopes were ordered).
+    pub fn id(&self) -> String {
+        let mut hasher = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            hasher.update((bytes.len() as u64).to_be_bytes());
+            hasher.update(bytes);
+        };
+        field(b"koidc-cache-key-v1");
+        field(self.issuer.as_bytes());
+        field(self.client_id.as_bytes());
+        let scopes = canonical_scopes(&self.scopes);
+        field(&(scopes.len() as u64).to_be_bytes());
+        for scope in &scopes {
+            field(scope.as_bytes());
+        }
+        let digest = hasher.finalize();
+        hex::encode(&digest[..16])
+    }
+
+    /// True when `self` and `other` name the same entry (scope order and duplicates aside).
+    fn same_entry(&self, other: &CacheKey) -> bool {
+        self.issuer == other.issuer
+            && self.client_id == other.client_id
+            && canonical_scopes(&self.scopes) == canonical_scopes(&other.scopes)
+    }
+}
+
+fn canonical_scopes(scopes: &[String]) -> Vec<String> {
+    let mut out: Vec<String> =
+        scopes.iter().filter(|s| !s.is_empty() && s.as_str() != "openid").cloned().collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Errors of the token cache. None of them contains a token or a key.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    /// Placeholder until the module is implemented.
-    #[error("{0}")]
-    Other(String),
+    /// The cache directory can be read or entered by group or others.
+    #[error(
+        "cache directory {} is accessible by group or others (mode {mode:04o}); run `chmod 700 {}` and try again",
+        path.display(),
+        path.display()
+    )]
+    InsecureDir {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The cache directory, or an entry in it, belongs to another user.
+    #[error("{} belongs to uid {owner}, not to you (uid {me}); use a cache directory of your own", path.display())]
+    ForeignOwner {
+        /// The directory or file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The effective uid of this process.
+        me: u32,
+    },
+    /// The cache path exists but is not a directory.
+    #[error("cache path {} is not a directory; remove it or choose another cache directory", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A cache entry can be read by group or others; it was not used.
+    #[error(
+        "cache entry {} is accessible by group or others (mode {mode:04o}) and was not used; delete it or run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )]
+    InsecureEntry {
+        /// The entry file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A file operation failed.
+    #[error("cannot {action} {}: {error}", path.display())]
+    Io {
+        /// What koidc was doing, e.g. "read cache entry".
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// A cache entry is damaged (truncated, not koidc's format, undecryptable, or for another
+    /// identity). Treat it as a miss; the next save replaces it.
+    #[error("cache entry {} is unusable ({reason}); it will be replaced at the next login", path.display())]
+    Corrupt {
+        /// The entry file.
+        path: PathBuf,
+        /// What is wrong with it (never its content).
+        reason: String,
+    },
+    /// Another process held the lock for longer than the timeout.
+    #[error(
+        "timed out after {}s waiting for another koidc process (lock {}); if none is running, delete the lock file",
+        waited.as_secs(),
+        path.display()
+    )]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long koidc waited.
+        waited: std::time::Duration,
+    },
+    /// The OS random number generator failed.
+    #[error("cannot generate random bytes for the token cache: {0}")]
+    Random(String),
 }
 
-/// A store of token sets.
-pub trait TokenStore {
-    /// The entry for `key`, or `None` when there is none.
+impl CacheError {
+    /// True for [`CacheError::Corrupt`]: the entry is damaged and should be treated as a miss.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, CacheError::Corrupt { .. })
+    }
+
+    fn io(action: &'static str, path: &Path, error: std::io::Error) -> Self {
+        CacheError::Io { action, path: path.to_owned(), error }
+    }
+
+    fn corrupt(path: &Path, reason: impl Into<String>) -> Self {
+        CacheError::Corrupt { path: path.to_owned(), reason: reason.into() }
+    }
+}
+
+/// A store of token sets. Implementations are cheap to open; they touch the OS keyring only
+/// when an operation needs the master key.
+pub trait TokenStore: Send + Sync {
+    /// The entry for `key`, or `None` when there is none. A damaged entry gives
+    /// [`CacheError::Corrupt`]; an entry readable by others gives [`CacheError::InsecureEntry`].
     fn load(&self, key: &CacheKey) -> Result<Option<TokenSet>, CacheError>;
-    /// Stores `tokens` for `key`, replacing any earlier entry atomically.
+    /// Stores `tokens` for `key`, replacing any earlier entry (damaged or not) atomically.
     fn save(&self, key: &CacheKey, tokens: &TokenSet) -> Result<(), CacheError>;
-    /// Removes the entry for `key`; true when there was one.
+    /// Removes the entry for `key` (encrypted and plaintext files); true when there was one.
     fn delete(&self, key: &CacheKey) -> Result<bool, CacheError>;
-    /// Every entry's key (for `logout --all`).
+    /// The key of every readable entry (for `logout --all`), whatever the store kind; damaged
+    /// entries are skipped. Works without the keyring (keys are stored in clear beside the
+    /// encrypted tokens).
     fn list(&self) -> Result<Vec<CacheKey>, CacheError>;
+    /// Why a keyring store used plain files instead of the keyring in this process (e.g. "no
+    /// D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)"); `None` when it did not, and
+    /// always `None` for the other kinds. Meant for one warning line after a save.
+    fn fallback_reason(&self) -> Option<String> {
+        None
+    }
 }
 
-/// Opens the store of `kind` with files under `dir`.
-pub fn open_store(_kind: CacheKind, _dir: &Path) -> Result<Box<dyn TokenStore>, CacheError> {
-    Err(CacheError::Other("not implemented".into()))
+/// Opens the store of `kind` with files under `dir`. For [`CacheKind::File`] and
+/// [`CacheKind::Keyring`], creates `dir` (0700) when missing and refuses a directory that group
+/// or others can access. Succeeds without a usable keyring (see [`TokenStore::fallback_reason`]).
+/// [`CacheKind::None`] does not touch `dir`.
+pub fn open_store(kind: CacheKind, dir: &Path) -> Result<Box<dyn TokenStore>, CacheError> {
+    match kind {
+        CacheKind::None => Ok(Box::new(NoStore)),
+        CacheKind::File => Ok(Box::new(file::FileStore::open(dir)?)),
+        CacheKind::Keyring => Ok(Box::new(keyring::KeyringStore::open(dir)?)),
+    }
 }
 
-/// A held cross-process lock; released on drop.
-pub struct CacheLock {
-    _path: PathBuf,
+/// [`CacheKind::None`]: remembers nothing.
+struct NoStore;
+
+impl TokenStore for NoStore {
+    fn load(&self, _key: &CacheKey) -> Result<Option<TokenSet>, CacheError> {
+        Ok(None)
+    }
+    fn save(&self, _key: &CacheKey, _tokens: &TokenSet) -> Result<(), CacheError> {
+        Ok(())
+    }
+    fn delete(&self, _key: &CacheKey) -> Result<bool, CacheError> {
+        Ok(false)
+    }
+    fn list(&self) -> Result<Vec<CacheKey>, CacheError> {
+        Ok(Vec::new())
+    }
 }
 
-impl CacheLock {
-    /// Waits up to `timeout` for the lock of `key` under `dir`.
-    pub fn acquire(_dir: &Path, _key: &CacheKey, _timeout: Duration) -> Result<Self, CacheError> {
-        Err(CacheError::Other("not implemented".into()))
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Helpers shared by the cache tests.
+    use std::path::PathBuf;
+
+    use secrecy::SecretString;
+
+    use super::CacheKey;
+    use crate::token::TokenSet;
+
+    /// A fresh 0700 directory under the system temp dir, removed on drop.
+    pub struct TempDir(pub PathBuf);
+
+    impl TempDir {
+        pub fn new(tag: &str) -> Self {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let path = std::env::temp_dir().join(format!(
+                "koidc-cache-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&path);
+            Self(path)
+        }
+        pub fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Writes a file with mode 0600 (as koidc would), whatever the umask.
+    pub fn write_private(path: &std::path::Path, bytes: &[u8]) {
+        std::fs::write(path, bytes).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+
+    pub fn key(n: u32) -> CacheKey {
+        CacheKey::new("https://idp.example", &format!("client-{n}"), &["groups".into(), "email".into()])
+    }
+
+    pub fn tokens(tag: &str) -> TokenSet {
+        TokenSet {
+            id_token: SecretString::from(format!("id-token-{tag}")),
+            refresh_token: Some(SecretString::from(format!("refresh-token-{tag}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn key_new_sorts_dedups_and_drops_openid() {
+        let k = CacheKey::new("https://i", "c", &["b".into(), "openid".into(), "a".into(), "b".into(), "".into()]);
+        assert_eq!(k.scopes, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn key_id_is_stable_and_separates_identities() {
+        let a = CacheKey::new("https://i", "c", &["x".into(), "y".into()]);
+        let b = CacheKey::new("https://i", "c", &["y".into(), "x".into(), "openid".into()]);
+        assert_eq!(a.id(), b.id());
+        assert_eq!(a.id().len(), 32);
+        assert!(a.id().bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        // Length prefixes: moving characters between fields changes the id.
+        let c = CacheKey::new("https://ic", "", &["x".into(), "y".into()]);
+        let d = CacheKey::new("https://i", "c", &["xy".into()]);
+        let e = CacheKey::new("https://i", "c", &[]);
+        let ids = [a.id(), c.id(), d.id(), e.id()];
+        for i in 0..ids.len() {
+            for j in i + 1..ids.len() {
+                assert_ne!(ids[i], ids[j]);
+            }
+        }
+        // A hand-built key with unsorted scopes maps to the same entry.
+        let raw = CacheKey { issuer: "https://i".into(), client_id: "c".into(), scopes: vec!["y".into(), "x".into()] };
+        assert_eq!(raw.id(), a.id());
+    }
+
+    #[test]
+    fn none_store_remembers_nothing() {
+        let dir = TempDir::new("none");
+        let store = open_store(CacheKind::None, dir.path()).unwrap();
+        store.save(&key(1), &tokens("a")).unwrap();
+        assert!(store.load(&key(1)).unwrap().is_none());
+        assert!(!store.delete(&key(1)).unwrap());
+        assert!(store.list().unwrap().is_empty());
+        assert!(store.fallback_reason().is_none());
+        assert!(!dir.path().exists(), "the none store must not create the cache directory");
+    }
+
+    #[test]
+    fn file_store_via_open_store_round_trips() {
+        let dir = TempDir::new("open-file");
+        let store = open_store(CacheKind::File, &dir.path().join("nested")).unwrap();
+        store.save(&key(1), &tokens("a")).unwrap();
+        let got = store.load(&key(1)).unwrap().unwrap();
+        assert_eq!(got.id_token.expose_secret(), "id-token-a");
+        assert!(store.fallback_reason().is_none());
+    }
+
+    #[test]
+    fn errors_and_debug_carry_no_secret() {
+        let t = tokens("s3cr3t");
+        assert!(!format!("{t:?}").contains("s3cr3t"));
+        let err = CacheError::corrupt(Path::new("/x/y.json"), "truncated JSON at line 1 column 9");
+        assert!(err.is_corrupt());
+        assert!(err.to_string().starts_with("cache entry /x/y.json is unusable"));
     }
 }

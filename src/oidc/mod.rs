@@ -1,24 +1,193 @@
 //! The identity provider: discovery, authorization code + PKCE, refresh, ID token verification,
 //! revocation.
 //!
+//! Everything here needs the network, so none of it runs on the warm path: [`Provider::discover`]
+//! builds the HTTP client and fetches the discovery document and the JWKS; the other methods
+//! use them. Discovery types, PKCE, state/nonce generation and ID token verification come from the
+//! `openidconnect` crate (see [`verify`]); the token and revocation requests are plain form
+//! POSTs made here, so that status codes, body limits and secret-free error messages stay under
+//! koidc's control (and because `oauth2`'s revocation refuses `http` endpoints, which the loopback
+//! test IdPs use).
+//!
 //! INTERFACE: [`OidcConfig`], [`Provider::discover`], [`Provider::authorization_request`],
 //! [`Provider::exchange_code`], [`Provider::refresh`], [`Provider::revoke`].
 
+mod http;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
+    CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
+    CoreSubjectIdentifierType,
+};
+use openidconnect::{
+    AdditionalProviderMetadata, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, ProviderMetadata,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
 
 use crate::clock::Clock;
 use crate::token::TokenSet;
 
-/// Errors talking to the identity provider.
+use self::http::{ClientAuth, Reply, display_url, one_line};
+pub use self::verify::{ASYMMETRIC_ALGS, Rejection};
+
+/// Errors talking to the identity provider. Messages never contain a token, the authorization
+/// code, the PKCE verifier or the client secret.
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
-    /// Placeholder until the module is implemented.
-    #[error("{0}")]
-    Other(String),
+    /// The configured issuer is not an absolute http(s) URL.
+    #[error("the issuer {issuer:?} is not a valid http(s) URL ({reason}); fix the issuer setting")]
+    InvalidIssuer {
+        /// The configured issuer.
+        issuer: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// The redirect URI passed to [`Provider::authorization_request`] is not a valid URL.
+    #[error("the redirect URI {0:?} is not a valid URL")]
+    InvalidRedirectUri(String),
+    /// An extra CA file cannot be read or holds no usable PEM certificate.
+    #[error(
+        "cannot use the CA certificate file {path}: {reason}; check that it is a readable PEM certificate file"
+    )]
+    CaFile {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The HTTP client cannot be built (TLS backend failure).
+    #[error("cannot set up the HTTP client: {0}")]
+    HttpClient(String),
+    /// The connection failed (refused, DNS, TLS...).
+    #[error(
+        "cannot reach the issuer {url}: {reason}; check the issuer URL and that the identity provider is running"
+    )]
+    Unreachable {
+        /// The URL requested.
+        url: String,
+        /// The innermost cause.
+        reason: String,
+    },
+    /// No answer within the configured HTTP timeout.
+    #[error(
+        "the identity provider did not answer {url} within {timeout:?}; try again or raise the HTTP timeout"
+    )]
+    Timeout {
+        /// The URL requested.
+        url: String,
+        /// The per-request timeout.
+        timeout: Duration,
+    },
+    /// An unexpected HTTP status (redirects included: they are never followed).
+    #[error("{url} answered HTTP {status}{}; check the issuer URL", redirect_hint(.status))]
+    HttpStatus {
+        /// The URL requested.
+        url: String,
+        /// The status code.
+        status: u16,
+    },
+    /// A response that is not the expected JSON document.
+    #[error(
+        "{url} returned a malformed response ({reason}); check that the issuer is an OpenID Connect provider"
+    )]
+    Malformed {
+        /// The URL requested.
+        url: String,
+        /// What is wrong with it (never the body of a token response).
+        reason: String,
+    },
+    /// The discovery document names another issuer than the configured one.
+    #[error(
+        "the discovery document names the issuer {discovered:?} but the configured issuer is {expected:?}; set the issuer exactly as the provider names it (a trailing slash matters)"
+    )]
+    IssuerMismatch {
+        /// The configured issuer.
+        expected: String,
+        /// The `issuer` of the discovery document.
+        discovered: String,
+    },
+    /// The authorization response's `iss` (RFC 9207) is not the issuer, or is missing although
+    /// the provider advertises it.
+    #[error(
+        "the authorization response names the issuer {got:?} but koidc expected {expected:?}; log in again, and if it repeats check for a misconfigured or malicious identity provider"
+    )]
+    CallbackIssuerMismatch {
+        /// The configured issuer.
+        expected: String,
+        /// The `iss` received (or a note that it was missing).
+        got: String,
+    },
+    /// The provider advertises no ID token signing algorithm koidc accepts.
+    #[error(
+        "the identity provider signs ID tokens only with {0}, which koidc does not accept; configure it to use an asymmetric algorithm such as RS256"
+    )]
+    NoAcceptableAlgorithm(String),
+    /// The token endpoint answered with an OAuth error.
+    #[error("the token endpoint refused the request: {error}{}; check the client id, secret and redirect URI settings, then log in again", desc(.description))]
+    TokenRequest {
+        /// The OAuth `error` code (sanitised).
+        error: String,
+        /// The `error_description` (sanitised, capped).
+        description: Option<String>,
+    },
+    /// The refresh token is no longer valid (`invalid_grant`; Dex also answers `invalid_request`
+    /// for a reused or expired refresh token). The caller should log in again.
+    #[error("the identity provider rejected the refresh token ({error}{}); log in again", desc(.description))]
+    RefreshRejected {
+        /// The OAuth `error` code (sanitised).
+        error: String,
+        /// The `error_description` (sanitised, capped).
+        description: Option<String>,
+    },
+    /// The authorization code exchange returned no ID token.
+    #[error(
+        "the token response has no ID token; check that the client is allowed the openid scope"
+    )]
+    MissingIdToken,
+    /// The refresh response returned no ID token: a full login is needed.
+    #[error(
+        "the refresh response has no ID token, so the credential cannot be renewed; a full login is needed"
+    )]
+    RefreshWithoutIdToken,
+    /// A token response that is not valid JSON (the body is never shown).
+    #[error(
+        "the token endpoint {0} returned a response that is not a JSON token response; check the issuer"
+    )]
+    BadTokenResponse(String),
+    /// The ID token failed verification.
+    #[error("ID token rejected: {0}")]
+    IdTokenRejected(#[from] Rejection),
+    /// The revocation endpoint answered with an OAuth error.
+    #[error("the revocation endpoint refused the request: {error}{}; the local tokens can still be deleted", desc(.description))]
+    RevocationRefused {
+        /// The OAuth `error` code (sanitised).
+        error: String,
+        /// The `error_description` (sanitised, capped).
+        description: Option<String>,
+    },
+}
+
+fn redirect_hint(status: &u16) -> &'static str {
+    if (300..400).contains(status) {
+        " (a redirect; koidc does not follow redirects)"
+    } else {
+        ""
+    }
+}
+
+fn desc(d: &Option<String>) -> String {
+    d.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
 }
 
 /// What koidc needs to know about the IdP and the client.
@@ -38,6 +207,56 @@ pub struct OidcConfig {
     pub http_timeout: Duration,
 }
 
+impl std::fmt::Debug for OidcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("scopes", &self.scopes)
+            .field("extra_ca_files", &self.extra_ca_files)
+            .field("http_timeout", &self.http_timeout)
+            .finish()
+    }
+}
+
+/// Discovery metadata koidc reads beyond what the `openidconnect` crate models.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ExtraProviderMetadata {
+    /// RFC 7009 token revocation endpoint.
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
+    /// RFC 8628 device authorization endpoint.
+    #[serde(default)]
+    pub device_authorization_endpoint: Option<String>,
+    /// RFC 9207: the authorization response carries `iss`.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: Option<bool>,
+    /// OpenID Connect RP-initiated logout endpoint.
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
+}
+impl AdditionalProviderMetadata for ExtraProviderMetadata {}
+
+/// The discovery document.
+type Metadata = ProviderMetadata<
+    ExtraProviderMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
 /// A started authorization request: the URL for the browser and what to check the answer with.
 pub struct AuthRequest {
     /// The authorization URL to open.
@@ -46,44 +265,463 @@ pub struct AuthRequest {
     pub state: String,
     /// The redirect URI used.
     pub redirect_uri: String,
+    /// The issuer; when the callback carries `iss` (RFC 9207) it must equal this byte for byte.
+    pub issuer: String,
+    /// True when discovery advertises `authorization_response_iss_parameter_supported`: then a
+    /// callback without `iss` must be rejected.
+    pub iss_required: bool,
     nonce: SecretString,
     pkce_verifier: SecretString,
 }
 
+impl AuthRequest {
+    /// Checks the callback's `iss` parameter (RFC 9207): equal to the issuer when present,
+    /// present when the provider advertises it.
+    pub fn check_iss(&self, iss: Option<&str>) -> Result<(), OidcError> {
+        match iss {
+            Some(got) if got == self.issuer => Ok(()),
+            Some(got) => Err(OidcError::CallbackIssuerMismatch {
+                expected: self.issuer.clone(),
+                got: one_line(got, 200),
+            }),
+            None if self.iss_required => Err(OidcError::CallbackIssuerMismatch {
+                expected: self.issuer.clone(),
+                got: "(none)".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthRequest")
+            .field("url", &self.url)
+            .field("state", &self.state)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("issuer", &self.issuer)
+            .field("iss_required", &self.iss_required)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A discovered identity provider.
 pub struct Provider {
-    _clock: Arc<dyn Clock>,
+    cfg: OidcConfig,
+    issuer: IssuerUrl,
+    metadata: Metadata,
+    token_url: Url,
+    revocation_url: Option<Url>,
+    http: reqwest::Client,
+    jwks: Mutex<CoreJsonWebKeySet>,
+    algs: Vec<CoreJwsSigningAlgorithm>,
+    auth: ClientAuth,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("issuer", &self.cfg.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The fields of a successful token response koidc uses. No `Debug`: it holds tokens.
+#[derive(Deserialize)]
+struct TokenResponseBody {
+    #[serde(default)]
+    id_token: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// An OAuth error response (RFC 6749 5.2).
+#[derive(Deserialize)]
+struct OAuthErrorBody {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
 }
 
 impl Provider {
     /// Fetches discovery metadata and the JWKS.
-    pub async fn discover(_cfg: &OidcConfig, clock: Arc<dyn Clock>) -> Result<Self, OidcError> {
-        let _ = clock;
-        Err(OidcError::Other("not implemented".into()))
+    ///
+    /// Builds the HTTP client (no redirects, `cfg.http_timeout` per request, `cfg.extra_ca_files`
+    /// trusted), checks that the document's `issuer` equals `cfg.issuer` byte for byte, and picks
+    /// the accepted ID token algorithms (asymmetric ones, narrowed to those advertised).
+    pub async fn discover(cfg: &OidcConfig, clock: Arc<dyn Clock>) -> Result<Self, OidcError> {
+        let invalid = |reason: String| OidcError::InvalidIssuer {
+            issuer: cfg.issuer.clone(),
+            reason,
+        };
+        let issuer = IssuerUrl::new(cfg.issuer.clone()).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(issuer.url().scheme(), "http" | "https") {
+            return Err(invalid(
+                "the scheme must be https (or http for a local test IdP)".into(),
+            ));
+        }
+        let discovery_url = issuer
+            .join(".well-known/openid-configuration")
+            .map_err(|e| invalid(e.to_string()))?;
+
+        let http = http::build_client(cfg)?;
+        let reply = http::get(&http, &discovery_url, cfg.http_timeout).await?;
+        let metadata: Metadata = parse_document(&reply, &discovery_url)?;
+        if metadata.issuer().as_str() != cfg.issuer {
+            return Err(OidcError::IssuerMismatch {
+                expected: cfg.issuer.clone(),
+                discovered: one_line(metadata.issuer().as_str(), 200),
+            });
+        }
+        let malformed = |reason: &str| OidcError::Malformed {
+            url: display_url(&discovery_url),
+            reason: reason.into(),
+        };
+        let token_url = metadata
+            .token_endpoint()
+            .map(|t| t.url().clone())
+            .ok_or_else(|| malformed("it has no token_endpoint"))?;
+        let revocation_url = match metadata
+            .additional_metadata()
+            .revocation_endpoint
+            .as_deref()
+        {
+            Some(s) => {
+                Some(Url::parse(s).map_err(|_| malformed("its revocation_endpoint is not a URL"))?)
+            }
+            None => None,
+        };
+
+        let advertised = metadata.id_token_signing_alg_values_supported();
+        let algs: Vec<_> = if advertised.is_empty() {
+            ASYMMETRIC_ALGS.to_vec()
+        } else {
+            ASYMMETRIC_ALGS
+                .iter()
+                .filter(|a| advertised.contains(a))
+                .cloned()
+                .collect()
+        };
+        if algs.is_empty() {
+            let names: Vec<_> = advertised.iter().map(verify::alg_name).collect();
+            return Err(OidcError::NoAcceptableAlgorithm(names.join(", ")));
+        }
+
+        let auth = match (
+            &cfg.client_secret,
+            metadata.token_endpoint_auth_methods_supported(),
+        ) {
+            (None, _) => ClientAuth::None,
+            (Some(_), Some(methods))
+                if !methods.contains(&CoreClientAuthMethod::ClientSecretBasic)
+                    && methods.contains(&CoreClientAuthMethod::ClientSecretPost) =>
+            {
+                ClientAuth::Post
+            }
+            (Some(_), _) => ClientAuth::Basic,
+        };
+
+        let jwks = fetch_jwks(&http, metadata.jwks_uri().url(), cfg.http_timeout).await?;
+        Ok(Self {
+            cfg: cfg.clone(),
+            issuer,
+            metadata,
+            token_url,
+            revocation_url,
+            http,
+            jwks: Mutex::new(jwks),
+            algs,
+            auth,
+            clock,
+        })
+    }
+
+    /// The issuer, as configured (and as discovery confirmed it).
+    pub fn issuer(&self) -> &str {
+        self.issuer.as_str()
+    }
+
+    /// True when the provider advertises `authorization_response_iss_parameter_supported`.
+    pub fn iss_parameter_supported(&self) -> bool {
+        self.metadata
+            .additional_metadata()
+            .authorization_response_iss_parameter_supported
+            == Some(true)
+    }
+
+    /// The RFC 7009 revocation endpoint, when advertised.
+    pub fn revocation_endpoint(&self) -> Option<&str> {
+        self.metadata
+            .additional_metadata()
+            .revocation_endpoint
+            .as_deref()
+    }
+
+    /// The RFC 8628 device authorization endpoint, when advertised.
+    pub fn device_authorization_endpoint(&self) -> Option<&str> {
+        self.metadata
+            .additional_metadata()
+            .device_authorization_endpoint
+            .as_deref()
+    }
+
+    /// The RP-initiated logout endpoint, when advertised.
+    pub fn end_session_endpoint(&self) -> Option<&str> {
+        self.metadata
+            .additional_metadata()
+            .end_session_endpoint
+            .as_deref()
+    }
+
+    /// The scope parameter: `openid` then the configured scopes, without duplicates.
+    fn scope(&self) -> String {
+        let mut scopes: Vec<&str> = vec!["openid"];
+        for s in self.cfg.scopes.iter().flat_map(|s| s.split_whitespace()) {
+            if !scopes.contains(&s) {
+                scopes.push(s);
+            }
+        }
+        scopes.join(" ")
     }
 
     /// Starts an authorization code + PKCE (S256) request with fresh state and nonce.
+    ///
+    /// The verifier is 32 random bytes (base64url), state and nonce 32 random bytes each.
     pub fn authorization_request(&self, redirect_uri: &str) -> Result<AuthRequest, OidcError> {
-        let _ = redirect_uri;
-        Err(OidcError::Other("not implemented".into()))
+        Url::parse(redirect_uri)
+            .map_err(|_| OidcError::InvalidRedirectUri(one_line(redirect_uri, 200)))?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let state = CsrfToken::new_random_len(32);
+        let nonce = Nonce::new_random_len(32);
+        let mut url = self.metadata.authorization_endpoint().url().clone();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.cfg.client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("scope", &self.scope())
+            .append_pair("state", state.secret())
+            .append_pair("nonce", nonce.secret())
+            .append_pair("code_challenge", challenge.as_str())
+            .append_pair("code_challenge_method", "S256");
+        Ok(AuthRequest {
+            url: url.into(),
+            state: state.secret().clone(),
+            redirect_uri: redirect_uri.to_owned(),
+            issuer: self.cfg.issuer.clone(),
+            iss_required: self.iss_parameter_supported(),
+            nonce: SecretString::from(nonce.secret().clone()),
+            pkce_verifier: SecretString::from(verifier.secret().clone()),
+        })
     }
 
     /// Redeems `code` and verifies the ID token (with the request's nonce).
-    pub async fn exchange_code(&self, req: AuthRequest, code: SecretString) -> Result<TokenSet, OidcError> {
-        let _ = (req.nonce, req.pkce_verifier, code);
-        Err(OidcError::Other("not implemented".into()))
+    pub async fn exchange_code(
+        &self,
+        req: AuthRequest,
+        code: SecretString,
+    ) -> Result<TokenSet, OidcError> {
+        let params = [
+            ("grant_type", "authorization_code"),
+            ("code", code.expose_secret()),
+            ("redirect_uri", req.redirect_uri.as_str()),
+            ("code_verifier", req.pkce_verifier.expose_secret()),
+        ];
+        let reply = self.post(&self.token_url, &params).await?;
+        let body = self.token_body(
+            reply,
+            &[code.expose_secret(), req.pkce_verifier.expose_secret()],
+            false,
+        )?;
+        let id_token = body
+            .id_token
+            .filter(|t| !t.is_empty())
+            .ok_or(OidcError::MissingIdToken)?;
+        let nonce = Nonce::new(req.nonce.expose_secret().to_owned());
+        self.verify_id_token(&id_token, Some(&nonce)).await?;
+        Ok(TokenSet {
+            id_token: SecretString::from(id_token),
+            refresh_token: body
+                .refresh_token
+                .filter(|t| !t.is_empty())
+                .map(SecretString::from),
+        })
     }
 
     /// Uses `refresh_token`; verifies the new ID token. Keeps the old refresh token when the IdP
     /// returns none.
+    ///
+    /// The refreshed ID token must pass every check of a login except the nonce: OpenID Connect
+    /// lets a refreshed ID token omit it (Dex repeats the login's), so a nonce, present or not, is
+    /// ignored. `invalid_grant` (and Dex's `invalid_request`) give [`OidcError::RefreshRejected`],
+    /// a response without ID token gives [`OidcError::RefreshWithoutIdToken`]: in both cases the
+    /// caller should fall back to a full login.
     pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenSet, OidcError> {
-        let _ = refresh_token;
-        Err(OidcError::Other("not implemented".into()))
+        let params = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose_secret()),
+        ];
+        let reply = self.post(&self.token_url, &params).await?;
+        let body = self.token_body(reply, &[refresh_token.expose_secret()], true)?;
+        let id_token = body
+            .id_token
+            .filter(|t| !t.is_empty())
+            .ok_or(OidcError::RefreshWithoutIdToken)?;
+        self.verify_id_token(&id_token, None).await?;
+        Ok(TokenSet {
+            id_token: SecretString::from(id_token),
+            refresh_token: Some(
+                body.refresh_token
+                    .filter(|t| !t.is_empty())
+                    .map(SecretString::from)
+                    .unwrap_or_else(|| refresh_token.clone()),
+            ),
+        })
     }
 
     /// Revokes `refresh_token` (RFC 7009). `Ok(false)` when the IdP has no revocation endpoint.
     pub async fn revoke(&self, refresh_token: &SecretString) -> Result<bool, OidcError> {
-        let _ = refresh_token;
-        Ok(false)
+        let Some(url) = &self.revocation_url else {
+            return Ok(false);
+        };
+        let params = [
+            ("token", refresh_token.expose_secret()),
+            ("token_type_hint", "refresh_token"),
+        ];
+        let reply = self.post(url, &params).await?;
+        if reply.status.is_success() {
+            return Ok(true);
+        }
+        Err(
+            match serde_json::from_slice::<OAuthErrorBody>(&reply.body) {
+                Ok(e) => {
+                    let (error, description) =
+                        sanitize_oauth_error(&e, &[refresh_token.expose_secret()]);
+                    OidcError::RevocationRefused { error, description }
+                }
+                Err(_) => OidcError::HttpStatus {
+                    url: display_url(url),
+                    status: reply.status.as_u16(),
+                },
+            },
+        )
     }
+
+    async fn post(&self, url: &Url, params: &[(&str, &str)]) -> Result<Reply, OidcError> {
+        let client = http::ClientCredentials {
+            auth: self.auth,
+            id: &self.cfg.client_id,
+            secret: self.cfg.client_secret.as_ref(),
+        };
+        http::post_form(&self.http, url, self.cfg.http_timeout, params, &client).await
+    }
+
+    /// Reads a token endpoint reply: the body on 200, a typed error otherwise. `secrets` are
+    /// scrubbed from any error text the provider sends back.
+    fn token_body(
+        &self,
+        reply: Reply,
+        secrets: &[&str],
+        refreshing: bool,
+    ) -> Result<TokenResponseBody, OidcError> {
+        if reply.status == reqwest::StatusCode::OK {
+            return serde_json::from_slice(&reply.body)
+                .map_err(|_| OidcError::BadTokenResponse(display_url(&self.token_url)));
+        }
+        let Ok(err) = serde_json::from_slice::<OAuthErrorBody>(&reply.body) else {
+            return Err(OidcError::HttpStatus {
+                url: display_url(&self.token_url),
+                status: reply.status.as_u16(),
+            });
+        };
+        let mut all: Vec<&str> = secrets.to_vec();
+        if let Some(s) = &self.cfg.client_secret {
+            all.push(s.expose_secret());
+        }
+        let (error, description) = sanitize_oauth_error(&err, &all);
+        if refreshing && matches!(err.error.as_str(), "invalid_grant" | "invalid_request") {
+            Err(OidcError::RefreshRejected { error, description })
+        } else {
+            Err(OidcError::TokenRequest { error, description })
+        }
+    }
+
+    fn jwks(&self) -> CoreJsonWebKeySet {
+        self.jwks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Verifies an ID token; when no key matches its `kid`, refetches the JWKS once (the provider
+    /// may have rotated its keys) and tries again.
+    async fn verify_id_token(&self, raw: &str, nonce: Option<&Nonce>) -> Result<(), OidcError> {
+        let expected = verify::Expected {
+            issuer: &self.issuer,
+            client_id: &self.cfg.client_id,
+            algs: &self.algs,
+            now: self.clock.now(),
+            nonce,
+        };
+        match verify::verify(raw, &self.jwks(), &expected) {
+            Err(Rejection::UnknownKey { .. }) => {
+                let fresh = fetch_jwks(
+                    &self.http,
+                    self.metadata.jwks_uri().url(),
+                    self.cfg.http_timeout,
+                )
+                .await?;
+                *self.jwks.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+                Ok(verify::verify(raw, &fresh, &expected)?)
+            }
+            other => Ok(other?),
+        }
+    }
+}
+
+/// Parses a JSON document (discovery, JWKS) from a 200 reply.
+fn parse_document<T: serde::de::DeserializeOwned>(
+    reply: &Reply,
+    url: &Url,
+) -> Result<T, OidcError> {
+    if reply.status != reqwest::StatusCode::OK {
+        return Err(OidcError::HttpStatus {
+            url: display_url(url),
+            status: reply.status.as_u16(),
+        });
+    }
+    serde_json::from_slice(&reply.body).map_err(|e| OidcError::Malformed {
+        url: display_url(url),
+        reason: if e.is_syntax() || e.is_eof() {
+            "not JSON".into()
+        } else {
+            one_line(&e.to_string(), 200)
+        },
+    })
+}
+
+async fn fetch_jwks(
+    http: &reqwest::Client,
+    url: &Url,
+    timeout: Duration,
+) -> Result<CoreJsonWebKeySet, OidcError> {
+    let reply = http::get(http, url, timeout).await?;
+    parse_document(&reply, url)
+}
+
+/// The `error` and `error_description` of an OAuth error, on one line, capped, with `secrets`
+/// replaced by `[redacted]` in case the provider echoes them.
+fn sanitize_oauth_error(e: &OAuthErrorBody, secrets: &[&str]) -> (String, Option<String>) {
+    let scrub = |s: &str, max: usize| {
+        let mut s = s.to_owned();
+        for secret in secrets.iter().filter(|x| x.len() >= 4) {
+            s = s.replace(secret, "[redacted]");
+        }
+        one_line(&s, max)
+    };
+    (
+        scrub(&e.error, 64),
+        e.error_description
+            .as_deref()
+            .map(|d| d.trim().trim_end_matches('.'))
+            .filter(|d| !d.is_empty())
+            .map(|d| scrub(d, 200)),
+    )
 }

@@ -49,12 +49,14 @@ REPORT_FD=1
 report() { printf 'koidc-e2e: %s\n' "$*" >&"$REPORT_FD"; }
 die() { printf 'koidc-e2e: error: %s\n' "$*" >&2; exit 1; }
 
-# fail LOG MESSAGE: show the end of a build log, then exit.
+# fail LOG KEEP MESSAGE: keep the build log as KEEP (the temporary build
+# directory is removed on exit), show its end, then exit.
 fail() {
-  local log=$1; shift
+  local log=$1 keep=$2; shift 2
   printf 'koidc-e2e: error: %s\n' "$*" >&2
   if [[ -s $log ]]; then
-    printf -- '--- last lines of %s ---\n' "$log" >&2
+    cp -f "$log" "$keep" 2>/dev/null || keep=$log
+    printf -- '--- last lines of %s ---\n' "$keep" >&2
     tail -n 60 "$log" >&2
   fi
   exit 1
@@ -120,14 +122,16 @@ check_version() {
 # and writes the binary to $3. All output goes to the log on stdout/stderr.
 
 build_dex() {
+  # Runs inside `if !`, where set -e is off: every step checks its status.
   local work=$1 out=$2 json dir
-  json=$(cd "$work" && GOWORK=off GOFLAGS= "$GO" mod download -json "$DEX_MODULE")
+  json=$(cd "$work" && GOWORK=off GOFLAGS= "$GO" mod download -json "$DEX_MODULE") || {
+    printf '%s\n' "$json"; return 1; }
   dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")
   [[ -n $dir && -d $dir ]] || { printf '%s\n' "$json"; echo "no Dir for $DEX_MODULE"; return 1; }
-  cp -R "$dir" "$work/src"
-  chmod -R u+w "$work/src"
+  cp -R "$dir" "$work/src" || return 1
+  chmod -R u+w "$work/src" || return 1
   # The release's go.mod points api/v2 at ./api/v2; use the published module.
-  (cd "$work/src" && GOWORK=off "$GO" mod edit -dropreplace=github.com/dexidp/dex/api/v2)
+  (cd "$work/src" && GOWORK=off "$GO" mod edit -dropreplace=github.com/dexidp/dex/api/v2) || return 1
   (cd "$work/src" && GOWORK=off GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0 \
     nice -n 10 "$GO" build -trimpath -ldflags "-s -w -X main.version=$DEX_VERSION" \
     -o "$out" ./cmd/dex)
@@ -156,12 +160,13 @@ ensure() {
     TMP_DIRS+=("$work")
     log=$work/build.log
     if ! "build_${name//-/_}" "$work" "$work/$name.new" >"$log" 2>&1; then
-      fail "$log" "building $name $(version_of "$name") failed"
+      fail "$log" "$dest_dir/build-failed.log" "building $name $(version_of "$name") failed"
     fi
     if ! check_version "$name" "$work/$name.new" >>"$log" 2>&1; then
-      fail "$log" "$name built but does not report version $(version_of "$name")"
+      fail "$log" "$dest_dir/build-failed.log" "$name built but does not report version $(version_of "$name")"
     fi
     mv -f "$work/$name.new" "$bin"
+    rm -f "$dest_dir/build-failed.log"
   fi
   report "$name $(version_of "$name") ready at $bin"
 }

@@ -1,0 +1,207 @@
+//! The format of cache entry files, kept apart from file handling and crypto so each can be read
+//! and tested alone.
+//!
+//! Plaintext entry (`<id>.json`, and the plaintext inside `<id>.enc`):
+//! `{"version":1,"issuer":…,"client_id":…,"scopes":[…],"id_token":…,"refresh_token":…}`
+//! (`refresh_token` omitted when there is none).
+//!
+//! Encrypted entry (`<id>.enc`): `{"version":1,"cipher":"chacha20poly1305","issuer":…,
+//! "client_id":…,"scopes":[…],"nonce":<base64>,"ciphertext":<base64>}`. The key fields are in
+//! clear so that `list` (for `logout --all`) works without the keyring; they are not secret
+//! (they are in the kubeconfig). The ciphertext holds the whole plaintext entry, which `load`
+//! checks against the requested key, and the AEAD binds it to the file's key id.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use secrecy::zeroize::Zeroizing;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::{CacheError, CacheKey};
+use crate::token::TokenSet;
+
+/// The entry format version written and accepted.
+const VERSION: u64 = 1;
+/// The only cipher of [`VERSION`] 1.
+pub(super) const CIPHER: &str = "chacha20poly1305";
+
+/// A decoded plaintext entry. No `Debug`: it holds tokens.
+pub(super) struct Entry {
+    pub key: CacheKey,
+    pub tokens: TokenSet,
+}
+
+#[derive(Serialize)]
+struct PlainOut<'a> {
+    version: u64,
+    issuer: &'a str,
+    client_id: &'a str,
+    scopes: &'a [String],
+    id_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct PlainIn {
+    issuer: String,
+    client_id: String,
+    scopes: Vec<String>,
+    id_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    version: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SealedFile {
+    version: u64,
+    cipher: String,
+    issuer: String,
+    client_id: String,
+    scopes: Vec<String>,
+    nonce: String,
+    ciphertext: String,
+}
+
+/// A decoded encrypted entry: the key in clear and the sealed plaintext entry.
+pub(super) struct Sealed {
+    pub key: CacheKey,
+    pub nonce: [u8; 12],
+    pub ciphertext: Vec<u8>,
+}
+
+/// The plaintext entry of `key` holding `tokens`.
+pub(super) fn encode_plain(key: &CacheKey, tokens: &TokenSet) -> Zeroizing<Vec<u8>> {
+    let out = PlainOut {
+        version: VERSION,
+        issuer: &key.issuer,
+        client_id: &key.client_id,
+        scopes: &key.scopes,
+        id_token: tokens.id_token.expose_secret(),
+        refresh_token: tokens.refresh_token.as_ref().map(|t| t.expose_secret()),
+    };
+    // Serializing strings into a Vec cannot fail.
+    Zeroizing::new(serde_json::to_vec(&out).unwrap_or_default())
+}
+
+/// Decodes a plaintext entry read from `path` (named in errors).
+pub(super) fn decode_plain(path: &Path, bytes: &[u8]) -> Result<Entry, CacheError> {
+    check_version(path, bytes)?;
+    let entry: PlainIn = serde_json::from_slice(bytes).map_err(|e| CacheError::corrupt(path, json_reason(&e)))?;
+    Ok(Entry {
+        key: CacheKey { issuer: entry.issuer, client_id: entry.client_id, scopes: entry.scopes },
+        tokens: TokenSet {
+            id_token: SecretString::from(entry.id_token),
+            refresh_token: entry.refresh_token.map(SecretString::from),
+        },
+    })
+}
+
+/// The encrypted entry file of `key`.
+pub(super) fn encode_sealed(key: &CacheKey, nonce: &[u8; 12], ciphertext: &[u8]) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let file = SealedFile {
+        version: VERSION,
+        cipher: CIPHER.to_owned(),
+        issuer: key.issuer.clone(),
+        client_id: key.client_id.clone(),
+        scopes: key.scopes.clone(),
+        nonce: b64.encode(nonce),
+        ciphertext: b64.encode(ciphertext),
+    };
+    serde_json::to_vec(&file).unwrap_or_default()
+}
+
+/// Decodes an encrypted entry file read from `path`.
+pub(super) fn decode_sealed(path: &Path, bytes: &[u8]) -> Result<Sealed, CacheError> {
+    check_version(path, bytes)?;
+    let file: SealedFile = serde_json::from_slice(bytes).map_err(|e| CacheError::corrupt(path, json_reason(&e)))?;
+    if file.cipher != CIPHER {
+        return Err(CacheError::corrupt(path, "it uses an unknown cipher"));
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let nonce: [u8; 12] = b64
+        .decode(&file.nonce)
+        .ok()
+        .and_then(|n| n.try_into().ok())
+        .ok_or_else(|| CacheError::corrupt(path, "its nonce is not 12 base64-encoded bytes"))?;
+    let ciphertext =
+        b64.decode(&file.ciphertext).map_err(|_| CacheError::corrupt(path, "its ciphertext is not base64"))?;
+    Ok(Sealed {
+        key: CacheKey { issuer: file.issuer, client_id: file.client_id, scopes: file.scopes },
+        nonce,
+        ciphertext,
+    })
+}
+
+fn check_version(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let v: VersionOnly = serde_json::from_slice(bytes).map_err(|e| CacheError::corrupt(path, json_reason(&e)))?;
+    if v.version != VERSION {
+        return Err(CacheError::corrupt(
+            path,
+            format!("it has format version {} and this koidc reads version {VERSION}", v.version),
+        ));
+    }
+    Ok(())
+}
+
+/// Describes a JSON error by kind and position only: serde messages can quote values, and a
+/// value here can be a token.
+fn json_reason(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Eof => "truncated JSON",
+        Category::Syntax => "not valid JSON",
+        Category::Data => "not a koidc cache entry",
+        Category::Io => "unreadable JSON",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::*;
+    use super::*;
+
+    #[test]
+    fn plain_round_trip_and_shape() {
+        let bytes = encode_plain(&key(1), &tokens("a"));
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["client_id"], "client-1");
+        assert_eq!(v["scopes"], serde_json::json!(["email", "groups"]));
+        let e = decode_plain(Path::new("x"), &bytes).unwrap();
+        assert_eq!(e.key, key(1));
+        assert_eq!(e.tokens.id_token.expose_secret(), "id-token-a");
+    }
+
+    #[test]
+    fn json_errors_never_quote_values() {
+        // A token in a position of the wrong type would be quoted by serde's message.
+        let bytes = br#"{"version":1,"issuer":"i","client_id":"c","scopes":"SECRET-TOKEN","id_token":"t"}"#;
+        let err = decode_plain(Path::new("x"), bytes).err().unwrap();
+        assert!(err.is_corrupt());
+        assert!(!err.to_string().contains("SECRET"), "{err}");
+    }
+
+    #[test]
+    fn other_versions_are_corrupt() {
+        let err = decode_plain(Path::new("x"), br#"{"version":2}"#).err().unwrap();
+        assert!(err.to_string().contains("format version 2"), "{err}");
+    }
+
+    #[test]
+    fn sealed_round_trip() {
+        let bytes = encode_sealed(&key(1), &[7; 12], b"ct");
+        let s = decode_sealed(Path::new("x"), &bytes).unwrap();
+        assert_eq!(s.key, key(1));
+        assert_eq!(s.nonce, [7; 12]);
+        assert_eq!(s.ciphertext, b"ct");
+    }
+}

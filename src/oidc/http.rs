@@ -1,0 +1,253 @@
+//! The HTTP side of talking to the identity provider: one reqwest client per discovery (no
+//! redirects, a per-request timeout, extra trusted CAs) and the few request shapes koidc needs
+//! (GET a JSON document, POST a form), with bounded bodies and errors that name the URL but never
+//! a request or response body.
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use reqwest::{Certificate, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use super::{OidcConfig, OidcError};
+
+/// The largest response body koidc reads from the identity provider (4 MiB).
+pub(crate) const MAX_BODY: usize = 4 << 20;
+
+/// Builds the HTTP client used for every request to the identity provider.
+///
+/// Redirects are never followed, each request (connect included) is bounded by
+/// `cfg.http_timeout`, and the certificates in `cfg.extra_ca_files` are trusted in addition to the
+/// system roots.
+pub(crate) fn build_client(cfg: &OidcConfig) -> Result<reqwest::Client, OidcError> {
+    let mut certs = Vec::new();
+    for path in &cfg.extra_ca_files {
+        certs.push((path.as_path(), read_ca_file(path)?));
+    }
+    let builder = |certs: &[(&Path, Vec<Certificate>)], builtin_roots: bool| {
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(cfg.http_timeout)
+            .connect_timeout(cfg.http_timeout)
+            .user_agent(concat!("koidc/", env!("CARGO_PKG_VERSION")))
+            .tls_built_in_root_certs(builtin_roots);
+        for (_, list) in certs {
+            for cert in list {
+                b = b.add_root_certificate(cert.clone());
+            }
+        }
+        b.build()
+    };
+    match builder(&certs, true) {
+        Ok(client) => Ok(client),
+        Err(err) => {
+            // The TLS backend only checks the certificates when the client is built; find the
+            // file it refused so the message can name it.
+            for (path, list) in &certs {
+                if let Err(e) = builder(&[(path, list.clone())], false) {
+                    return Err(OidcError::CaFile {
+                        path: path.display().to_string(),
+                        reason: root_cause(&e),
+                    });
+                }
+            }
+            Err(OidcError::HttpClient(root_cause(&err)))
+        }
+    }
+}
+
+fn read_ca_file(path: &Path) -> Result<Vec<Certificate>, OidcError> {
+    let ca_err = |reason: String| OidcError::CaFile {
+        path: path.display().to_string(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+    let certs = Certificate::from_pem_bundle(&bytes).map_err(|e| ca_err(root_cause(&e)))?;
+    if certs.is_empty() {
+        return Err(ca_err("no PEM certificate found in it".into()));
+    }
+    Ok(certs)
+}
+
+/// A response koidc has read completely (status and a bounded body).
+pub(crate) struct Reply {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+}
+
+/// How the client authenticates at the token and revocation endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientAuth {
+    /// Public client: `client_id` in the form body, no secret.
+    None,
+    /// `client_secret_basic`: HTTP Basic with the form-urlencoded id and secret (RFC 6749 2.3.1).
+    Basic,
+    /// `client_secret_post`: `client_id` and `client_secret` in the form body.
+    Post,
+}
+
+/// GETs `url` asking for JSON.
+pub(crate) async fn get(
+    http: &reqwest::Client,
+    url: &Url,
+    timeout: Duration,
+) -> Result<Reply, OidcError> {
+    let req = http
+        .get(url.clone())
+        .header(ACCEPT, HeaderValue::from_static("application/json"));
+    send(req, url, timeout).await
+}
+
+/// The client's identity at the token and revocation endpoints.
+pub(crate) struct ClientCredentials<'a> {
+    /// How to send them.
+    pub auth: ClientAuth,
+    /// The client id.
+    pub id: &'a str,
+    /// The client secret, for confidential clients.
+    pub secret: Option<&'a SecretString>,
+}
+
+/// POSTs a form to `url`, authenticating the client as `client.auth` says.
+pub(crate) async fn post_form(
+    http: &reqwest::Client,
+    url: &Url,
+    timeout: Duration,
+    params: &[(&str, &str)],
+    client: &ClientCredentials<'_>,
+) -> Result<Reply, OidcError> {
+    let req = form_request(http, url, params, client)?;
+    send(req, url, timeout).await
+}
+
+fn form_request(
+    http: &reqwest::Client,
+    url: &Url,
+    params: &[(&str, &str)],
+    client: &ClientCredentials<'_>,
+) -> Result<reqwest::RequestBuilder, OidcError> {
+    let (auth, client_id, client_secret) = (client.auth, client.id, client.secret);
+    let mut form = url::form_urlencoded::Serializer::new(String::new());
+    form.extend_pairs(params.iter().copied());
+    let mut req = http
+        .post(url.clone())
+        .header(ACCEPT, HeaderValue::from_static("application/json"))
+        .header(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+    match (auth, client_secret) {
+        (ClientAuth::Basic, Some(secret)) => {
+            let id: String = url::form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
+            let pw: String =
+                url::form_urlencoded::byte_serialize(secret.expose_secret().as_bytes()).collect();
+            let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{pw}"));
+            let mut value = HeaderValue::from_str(&format!("Basic {b64}")).map_err(|_| {
+                OidcError::HttpClient("cannot encode the client credentials".into())
+            })?;
+            value.set_sensitive(true);
+            req = req.header(AUTHORIZATION, value);
+        }
+        (ClientAuth::Post, Some(secret)) => {
+            form.append_pair("client_id", client_id);
+            form.append_pair("client_secret", secret.expose_secret());
+        }
+        _ => {
+            form.append_pair("client_id", client_id);
+        }
+    }
+    Ok(req.body(form.finish()))
+}
+
+async fn send(
+    req: reqwest::RequestBuilder,
+    url: &Url,
+    timeout: Duration,
+) -> Result<Reply, OidcError> {
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| transport_error(&e, url, timeout))?;
+    let status = resp.status();
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(OidcError::Malformed {
+            url: display_url(url),
+            reason: too_large(),
+        });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| transport_error(&e, url, timeout))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(OidcError::Malformed {
+                url: display_url(url),
+                reason: too_large(),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Reply { status, body })
+}
+
+fn too_large() -> String {
+    format!("the response is larger than {} MiB", MAX_BODY >> 20)
+}
+
+fn transport_error(err: &reqwest::Error, url: &Url, timeout: Duration) -> OidcError {
+    if err.is_timeout() {
+        return OidcError::Timeout {
+            url: display_url(url),
+            timeout,
+        };
+    }
+    let mut reason = root_cause(err);
+    if reason.contains("certificate") || reason.contains("UnknownIssuer") {
+        reason.push_str(" (for a private CA, add its PEM file to the extra CA files)");
+    }
+    OidcError::Unreachable {
+        url: display_url(url),
+        reason,
+    }
+}
+
+/// The URL without query or fragment, for messages.
+pub(crate) fn display_url(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    u.to_string()
+}
+
+/// The innermost message of an error chain, capped, on one line.
+pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    one_line(&cur.to_string(), 300)
+}
+
+/// `s` on one line of printable ASCII, at most `max` characters.
+pub(crate) fn one_line(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(max)
+        .collect();
+    if s.chars().count() > max {
+        out.push_str("...");
+    }
+    out
+}

@@ -1,0 +1,24 @@
+//! koidc's integration tests: one test binary that runs the real `koidc` binary against a real
+//! Dex (behind a counting proxy), a fake browser, kubectl and an in-process HTTPS endpoint.
+//!
+//! Needs the pinned Dex and kubectl that `tests/e2e/deps.sh` builds; `./tests/run.sh` builds them
+//! and exports `KOIDC_E2E_DEX` / `KOIDC_E2E_KUBECTL`. Without them the tests that need them fail
+//! with a message saying so (they never skip silently).
+//!
+//! Harness modules: [`support`] (running processes, parsing output, leak checks), [`dex`],
+//! [`proxy`], [`apiserver`], [`browser`], [`kubeconfig`], [`lab`] (all of them wired together for
+//! one test). Test modules are named after the behaviour they cover.
+
+mod apiserver;
+mod browser;
+mod dex;
+mod kubeconfig;
+mod lab;
+mod proxy;
+mod support;
+
+mod exec_info;
+mod keyring;
+mod kubectl;
+mod login;
+mod parallel;

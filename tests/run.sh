@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The koidc test command (README and .ci/run call exactly `./tests/run.sh`).
+#
+# 1. Installs the system packages the tests need when one is missing (Debian/Ubuntu, as root or
+#    with sudo): keyutils (keyctl), gnome-keyring + dbus (a real Secret Service), libdbus-1-dev +
+#    pkg-config (the keyring crate links libdbus), python3 (the fake browser).
+# 2. Builds the pinned Dex and kubectl once (tests/e2e/deps.sh, cached under ~/.cache/koidc-e2e)
+#    and exports KOIDC_E2E_DEX / KOIDC_E2E_KUBECTL for the integration tests.
+# 3. Runs every test (unit + integration) with `cargo test --locked` and exits with its status.
+#    Extra arguments go to cargo, e.g. `./tests/run.sh --test it login`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+readonly PACKAGES=(keyutils gnome-keyring dbus libdbus-1-dev pkg-config python3)
+
+install_missing_packages() {
+  if ! command -v dpkg >/dev/null 2>&1; then
+    echo "tests/run.sh: no dpkg here; make sure these are installed: ${PACKAGES[*]}" >&2
+    return 0
+  fi
+  local p status missing=()
+  for p in "${PACKAGES[@]}"; do
+    status=$(dpkg -s "$p" 2>/dev/null || true)
+    [[ $status == *$'\nStatus: install ok installed'* ]] || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+
+  local sudo=()
+  if ((EUID != 0)); then
+    command -v sudo >/dev/null 2>&1 || {
+      echo "tests/run.sh: missing packages (${missing[*]}) and not root; install them first" >&2
+      exit 1
+    }
+    sudo=(sudo -n)
+  fi
+  echo "tests/run.sh: installing ${missing[*]}" >&2
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+install_missing_packages
+
+tests/e2e/deps.sh dex kubectl
+eval "$(tests/e2e/deps.sh --print-env dex kubectl)"
+
+exec cargo test --locked "$@"
