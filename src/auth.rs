@@ -14,11 +14,11 @@ use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret as _;
 
 use crate::browser::{Browser, BrowserChoice};
-use crate::cache::{CacheKind, CacheLock, TokenStore};
+use crate::cache::{CacheError, CacheKind, CacheLock, TokenStore};
 use crate::clock::Clock;
 use crate::config::{CacheConfig, Identity, LoginConfig};
 use crate::loopback::LoopbackServer;
-use crate::oidc::Provider;
+use crate::oidc::{OidcError, Provider};
 use crate::printer::Printer;
 use crate::token::{IdTokenInfo, TokenSet};
 
@@ -82,43 +82,44 @@ pub struct Authenticator<'a> {
 
 impl Authenticator<'_> {
     /// The cached token when it has more than [`EXPIRY_MARGIN`] left. No network, no lock.
-    pub fn cached(&self) -> Option<Obtained> {
-        let entry = self.load_entry()?;
-        let fresh = entry.info.expiry - self.clock.now() > margin();
-        if fresh {
+    pub fn cached(&self) -> Result<Option<Obtained>, CacheError> {
+        let Some(entry) = self.load_entry()? else { return Ok(None) };
+        if entry.info.expiry - self.clock.now() > margin() {
             self.printer.debug(format_args!("using the cached token (expires {})", entry.info.expiry));
-            Some(entry)
+            Ok(Some(entry))
         } else {
             self.printer.debug("the cached token expires within the safety margin");
-            None
+            Ok(None)
         }
     }
 
-    /// Reads the cache entry; problems are logged and count as a miss.
-    fn load_entry(&self) -> Option<Obtained> {
+    /// Reads the cache entry. A damaged entry is reported and counts as a miss (the next save
+    /// replaces it); an entry or directory other users could read stops koidc.
+    fn load_entry(&self) -> Result<Option<Obtained>, CacheError> {
         let key = self.identity.cache_key();
         let tokens = match self.store.load(&key) {
             Ok(Some(tokens)) => tokens,
             Ok(None) => {
                 self.printer.debug("no cached token");
-                return None;
+                return Ok(None);
             }
-            Err(err) => {
+            Err(err) if err.is_corrupt() => {
                 self.printer.warn(format_args!("ignoring the cached token: {err}"));
-                return None;
+                return Ok(None);
             }
+            Err(err) => return Err(err),
         };
         match IdTokenInfo::decode_secret(&tokens.id_token) {
             Ok(info) if info.belongs_to(&self.identity.issuer, &self.identity.client_id) => {
-                Some(Obtained { tokens, info, source: Source::Cache })
+                Ok(Some(Obtained { tokens, info, source: Source::Cache }))
             }
             Ok(_) => {
                 self.printer.warn("ignoring a cached token issued for another issuer or client");
-                None
+                Ok(None)
             }
             Err(err) => {
                 self.printer.warn(format_args!("ignoring the cached token: {err}"));
-                None
+                Ok(None)
             }
         }
     }
@@ -127,7 +128,7 @@ impl Authenticator<'_> {
     /// two).
     pub fn obtain(&self, login: &LoginConfig, browser: &dyn Browser, force_login: bool) -> anyhow::Result<Obtained> {
         if !force_login {
-            if let Some(hit) = self.cached() {
+            if let Some(hit) = self.cached()? {
                 return Ok(hit);
             }
         }
@@ -139,7 +140,7 @@ impl Authenticator<'_> {
             self.printer.debug("waiting for the cache lock");
             Some(CacheLock::acquire(&self.cache.dir, &self.identity.cache_key(), wait)?)
         };
-        let previous = self.load_entry();
+        let previous = self.load_entry()?;
         if !force_login {
             if let Some(entry) = &previous {
                 if entry.info.expiry - self.clock.now() > margin() {
@@ -162,7 +163,15 @@ impl Authenticator<'_> {
                 self.printer.debug("refreshing the token");
                 match provider.refresh(&refresh_token).await {
                     Ok(tokens) => return self.finish(tokens, Source::Refresh),
-                    Err(err) => self.printer.info(format_args!("refreshing the token failed ({err}); logging in again")),
+                    // The IdP refused the refresh token (expired, revoked, rotated away by a new
+                    // login) or its answer cannot be used: a browser login can still succeed.
+                    Err(err @ (OidcError::RefreshRejected { .. }
+                    | OidcError::RefreshWithoutIdToken
+                    | OidcError::IdTokenRejected(_))) => {
+                        self.printer.info(format_args!("the refresh token was not accepted ({err}); logging in again"));
+                    }
+                    // Network trouble would fail a browser login too: report it.
+                    Err(err) => return Err(anyhow::Error::new(err).context("cannot refresh the token")),
                 }
             }
             let tokens = browser_login(&provider, login, browser, self.printer).await?;
@@ -222,7 +231,10 @@ async fn browser_login(
             )),
         }
     }
-    let code = server.wait_for_code(&request.state, login.timeout).await?;
+    let code = server
+        .with_iss_required(request.iss_required)
+        .wait_for_code_with_issuer(&request.state, Some(&request.issuer), login.timeout)
+        .await?;
     printer.debug("received the authorization code; redeeming it");
     Ok(provider.exchange_code(request, code).await?)
 }

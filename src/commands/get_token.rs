@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use crate::auth::Authenticator;
-use crate::browser::BrowserChoice;
 use crate::cli::GetTokenArgs;
 use crate::clock::Clock;
 use crate::config::{Identity, LoginConfig};
@@ -21,17 +20,9 @@ pub fn run(args: &GetTokenArgs, clock: Arc<dyn Clock>, exec_info: Option<String>
     let (cache, store) = super::open_cache(&args.cache, printer)?;
     let auth = Authenticator { identity: &identity, cache: &cache, store: store.as_ref(), clock: clock.clone(), printer };
 
-    let obtained = match auth.cached() {
-        Some(hit) => hit,
-        None => {
-            let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
-            let browser = login.browser.clone().into_browser();
-            if login.browser == BrowserChoice::None && !exec.interactive && exec.from_kubectl {
-                printer.debug("kubectl runs koidc non-interactively; the login URL goes to stderr");
-            }
-            auth.obtain(&login, browser.as_ref(), false)?
-        }
-    };
+    let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
+    let browser = login.browser.clone().into_browser();
+    let obtained = auth.obtain(&login, browser.as_ref(), false)?;
     let expiry = obtained.report_expiry(clock.now());
     printer.result(&exec_credential(exec.api_version, &obtained.tokens.id_token, expiry))?;
     Ok(())

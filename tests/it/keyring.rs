@@ -264,18 +264,21 @@ fn secret_service_login_then_warm_without_dbus() {
         "no fallback expected with a Secret Service: {:?}",
         login_out.stderr
     );
+    // The master key is in the kernel session keyring as `koidc:master:<id>` ...
+    let shown = session.show();
+    let id = shown
+        .split_once("koidc:master:")
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap_or_default().to_string())
+        .unwrap_or_else(|| panic!("no koidc:master:* key in the session keyring:\n{shown}"));
+    assert!(!id.is_empty(), "empty master key id in:\n{shown}");
+    // ... and persisted in the Secret Service under the same id.
     let items = secrets.items();
-    eprintln!("DEBUG items={items:?}\nkeyring:\n{}\nlogin stderr={:?}", session.show(), login_out.stderr);
     assert!(
         items.iter().any(|(label, attrs)| {
-            label.contains("koidc") || attrs.values().any(|v| v.contains("koidc"))
+            let texts = || std::iter::once(label).chain(attrs.values());
+            texts().any(|t| t.contains("koidc")) && texts().any(|t| t.contains(&id))
         }),
-        "no koidc item in the Secret Service: {items:?}"
-    );
-    assert!(
-        session.show().contains("koidc:master:"),
-        "no koidc:master:* key in the session keyring:\n{}",
-        session.show()
+        "no koidc item for master key {id} in the Secret Service: {items:?}"
     );
 
     // Without D-Bus, the warm path is served by keyutils: same token, no request, no warning.
@@ -286,7 +289,8 @@ fn secret_service_login_then_warm_without_dbus() {
     assert_eq!(lab.proxy.since(mark), [], "warm hit makes no request to Dex");
     assert_eq!(lab.browser.launches(), 1);
     assert_eq!(warm_out.stderr, "", "a warm hit prints nothing on stderr");
-    assert!(session.show().contains("koidc:master:"), "the master key left the session keyring");
+    let shown = session.show();
+    assert!(shown.contains(&format!("koidc:master:{id}")), "master key left @s:\n{shown}");
 }
 
 #[test]
@@ -307,7 +311,6 @@ fn no_keyring_falls_back_to_file_with_warning() {
         .collect();
     assert_eq!(warnings.len(), 1, "one warning about the file fallback: {:?}", login_out.stderr);
     let files = json_files(&lab.cache_dir);
-    eprintln!("DEBUG fallback stderr={:?} files={files:?} all={:?}", login_out.stderr, files_under(&lab.cache_dir));
     assert!(!files.is_empty(), "no .json cache entry under {}", lab.cache_dir.display());
     for file in &files {
         assert_eq!(mode(file), 0o600, "mode of {}", file.display());

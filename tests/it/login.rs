@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::dex::{MOCK_EMAIL, USER_EMAIL, USER_GROUPS, USER_PASSWORD};
 use crate::lab::{Lab, LabOptions};
-use crate::support::{Stdout, V1BETA1, files_containing, find_key, mode, wait_until_stale};
+use crate::support::{Stdout, V1BETA1, files_containing, files_under, find_key, mode, wait_until_stale};
 
 #[test]
 fn dex_login_then_cache_hit_then_refresh_then_logout() {
@@ -23,8 +23,8 @@ fn dex_login_then_cache_hit_then_refresh_then_logout() {
     assert_eq!(mode(&lab.cache_dir), 0o700, "cache directory mode");
     let cache_files = files_containing(&lab.cache_dir, &first.token);
     assert!(!cache_files.is_empty(), "no file in the cache dir holds the ID token");
-    for file in &cache_files {
-        assert_eq!(mode(file), 0o600, "mode of {}", file.display());
+    for file in files_under(&lab.cache_dir) {
+        assert_eq!(mode(&file), 0o600, "mode of {}", file.display());
     }
 
     // 2. Warm hit: same token, Dex sees nothing, no browser, nothing on stderr.
