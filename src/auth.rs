@@ -127,11 +127,10 @@ impl Authenticator<'_> {
     /// A usable token: cached, refreshed, or from a browser login (`force_login` skips the first
     /// two).
     pub fn obtain(&self, login: &LoginConfig, browser: &dyn Browser, force_login: bool) -> anyhow::Result<Obtained> {
-        if !force_login {
-            if let Some(hit) = self.cached()? {
+        if !force_login
+            && let Some(hit) = self.cached()? {
                 return Ok(hit);
             }
-        }
         // One refresh or login at a time per identity; the others wait and then reuse its result.
         let _lock = if self.cache.kind == CacheKind::None {
             None
@@ -141,14 +140,12 @@ impl Authenticator<'_> {
             Some(CacheLock::acquire(&self.cache.dir, &self.identity.cache_key(), wait)?)
         };
         let previous = self.load_entry()?;
-        if !force_login {
-            if let Some(entry) = &previous {
-                if entry.info.expiry - self.clock.now() > margin() {
+        if !force_login
+            && let Some(entry) = &previous
+                && entry.info.expiry - self.clock.now() > margin() {
                     self.printer.debug("another koidc process renewed the token meanwhile");
                     return Ok(entry.clone());
                 }
-            }
-        }
         let refresh_token = if force_login { None } else { previous.and_then(|p| p.tokens.refresh_token) };
 
         let runtime = tokio::runtime::Builder::new_current_thread()

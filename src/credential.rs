@@ -81,11 +81,10 @@ impl ExecInfo {
         }
         let raw: RawExecInfo = serde_json::from_str(value)
             .map_err(|e| CredentialError::Malformed(format!("{e}")))?;
-        if let Some(kind) = raw.kind.as_deref() {
-            if kind != "ExecCredential" {
+        if let Some(kind) = raw.kind.as_deref()
+            && kind != "ExecCredential" {
                 return Err(CredentialError::Malformed(format!("kind is {kind:?}, expected \"ExecCredential\"")));
             }
-        }
         let api_version = match raw.api_version.as_deref() {
             None | Some("client.authentication.k8s.io/v1beta1") => ApiVersion::V1Beta1,
             Some("client.authentication.k8s.io/v1") => ApiVersion::V1,

@@ -44,20 +44,32 @@ impl ApiServer {
     pub fn start() -> ApiServer {
         let (ca_pem, tls) = tls_config();
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind api endpoint");
-        std_listener.set_nonblocking(true).expect("nonblocking api listener");
+        std_listener
+            .set_nonblocking(true)
+            .expect("nonblocking api listener");
         let addr = std_listener.local_addr().expect("api endpoint address");
         let requests: Shared = Arc::default();
-        let app = axum::Router::new().fallback(answer).with_state(requests.clone());
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(requests.clone());
         let rt = runtime();
         let tcp = {
             let _guard = rt.enter();
             TcpListener::from_std(std_listener).expect("register api listener")
         };
-        let listener = TlsListener { tcp, acceptor: TlsAcceptor::from(Arc::new(tls)) };
+        let listener = TlsListener {
+            tcp,
+            acceptor: TlsAcceptor::from(Arc::new(tls)),
+        };
         let task = rt.spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        ApiServer { addr, ca_pem, requests, task }
+        ApiServer {
+            addr,
+            ca_pem,
+            requests,
+            task,
+        }
     }
 
     /// `https://127.0.0.1:PORT`
@@ -87,7 +99,9 @@ fn tls_config() -> (String, ServerConfig) {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "koidc test CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "koidc test CA");
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca_params.self_signed(&ca_key).expect("self-sign CA");
     let issuer = Issuer::new(ca_params, ca_key);
@@ -95,10 +109,14 @@ fn tls_config() -> (String, ServerConfig) {
     let server_key = KeyPair::generate().expect("server key");
     let mut server_params =
         CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("server params");
-    server_params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    server_params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
     server_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server_cert = server_params.signed_by(&server_key, &issuer).expect("sign server cert");
+    let server_cert = server_params
+        .signed_by(&server_key, &issuer)
+        .expect("sign server cert");
 
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -159,14 +177,22 @@ async fn answer(State(requests): State<Shared>, request: Request) -> Response {
         path: path.clone(),
         authorization: authorization.clone(),
     });
-    let bearer = authorization.as_deref().is_some_and(|a| a.starts_with("Bearer ") && a.len() > 7);
+    let bearer = authorization
+        .as_deref()
+        .is_some_and(|a| a.starts_with("Bearer ") && a.len() > 7);
     if !bearer {
-        return json(StatusCode::UNAUTHORIZED, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#);
+        return json(
+            StatusCode::UNAUTHORIZED,
+            r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#,
+        );
     }
     match path.as_str() {
         "/api" | "/api/" => json(StatusCode::OK, API_VERSIONS),
         "/version" | "/version/" => json(StatusCode::OK, VERSION),
-        _ => json(StatusCode::NOT_FOUND, r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"not found","reason":"NotFound","code":404}"#),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"not found","reason":"NotFound","code":404}"#,
+        ),
     }
 }
 

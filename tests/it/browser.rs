@@ -21,11 +21,15 @@ pub struct BrowserLog {
 
 impl BrowserLog {
     pub fn new(dir: &Path) -> BrowserLog {
-        BrowserLog { path: dir.join("browser-launches.log") }
+        BrowserLog {
+            path: dir.join("browser-launches.log"),
+        }
     }
 
     /// How many times the fake browser was started.
     pub fn launches(&self) -> usize {
-        std::fs::read_to_string(&self.path).map(|s| s.lines().count()).unwrap_or(0)
+        std::fs::read_to_string(&self.path)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
     }
 }

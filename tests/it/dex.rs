@@ -36,7 +36,9 @@ pub struct DexOptions {
 
 impl Default for DexOptions {
     fn default() -> Self {
-        DexOptions { id_token_lifetime: "1h".into() }
+        DexOptions {
+            id_token_lifetime: "1h".into(),
+        }
     }
 }
 
@@ -52,8 +54,14 @@ impl Dex {
     /// until discovery answers on its own address.
     pub fn start(dir: &Path, issuer: &str, options: &DexOptions) -> Dex {
         let binary = e2e_binary("KOIDC_E2E_DEX", "Dex v2.45.1");
-        let issuer_path = url::Url::parse(issuer).expect("issuer is a URL").path().to_string();
-        let discovery = format!("{}/.well-known/openid-configuration", issuer_path.trim_end_matches('/'));
+        let issuer_path = url::Url::parse(issuer)
+            .expect("issuer is a URL")
+            .path()
+            .to_string();
+        let discovery = format!(
+            "{}/.well-known/openid-configuration",
+            issuer_path.trim_end_matches('/')
+        );
         let mut last_log = String::new();
         // A port picked by binding :0 can be taken again before Dex binds it: retry a few times.
         for attempt in 0..3 {

@@ -24,7 +24,15 @@ use crate::support::{Output, Stdout, files_under, mode, run};
 
 fn keyctl(op: u32, a: libc::c_long, b: libc::c_long) -> libc::c_long {
     // SAFETY: keyctl(2) with integer arguments only.
-    unsafe { libc::syscall(libc::SYS_keyctl, op as libc::c_long, a, b, 0 as libc::c_long) }
+    unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            op as libc::c_long,
+            a,
+            b,
+            0 as libc::c_long,
+        )
+    }
 }
 
 /// A named keyring, linked into the user keyring so that it outlives each koidc process, which
@@ -50,11 +58,20 @@ impl SessionKeyring {
                 libc::KEY_SPEC_USER_KEYRING as libc::c_long,
             )
         };
-        assert!(id > 0, "cannot create a keyring: {}", std::io::Error::last_os_error());
+        assert!(
+            id > 0,
+            "cannot create a keyring: {}",
+            std::io::Error::last_os_error()
+        );
         let id = id as i32;
         // Possessor and owner may do everything, so later processes can join it by name.
         let rc = keyctl(libc::KEYCTL_SETPERM, id as libc::c_long, 0x3f3f_0000);
-        assert_eq!(rc, 0, "cannot set keyring permissions: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            rc,
+            0,
+            "cannot set keyring permissions: {}",
+            std::io::Error::last_os_error()
+        );
         SessionKeyring { name, id }
     }
 
@@ -64,8 +81,16 @@ impl SessionKeyring {
         // SAFETY: the closure only makes one async-signal-safe system call.
         unsafe {
             cmd.pre_exec(move || {
-                let rc = keyctl(libc::KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr() as libc::c_long, 0);
-                if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+                let rc = keyctl(
+                    libc::KEYCTL_JOIN_SESSION_KEYRING,
+                    name.as_ptr() as libc::c_long,
+                    0,
+                );
+                if rc < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
             });
         }
     }
@@ -76,7 +101,11 @@ impl SessionKeyring {
             .args(["show", &self.id.to_string()])
             .output()
             .expect("run keyctl (package keyutils)");
-        assert!(out.status.success(), "keyctl show failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "keyctl show failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
@@ -84,7 +113,11 @@ impl SessionKeyring {
 impl Drop for SessionKeyring {
     fn drop(&mut self) {
         keyctl(libc::KEYCTL_INVALIDATE, self.id as libc::c_long, 0);
-        keyctl(libc::KEYCTL_UNLINK, self.id as libc::c_long, libc::KEY_SPEC_USER_KEYRING as libc::c_long);
+        keyctl(
+            libc::KEYCTL_UNLINK,
+            self.id as libc::c_long,
+            libc::KEY_SPEC_USER_KEYRING as libc::c_long,
+        );
     }
 }
 
@@ -94,7 +127,11 @@ pub fn fresh_session_keyring(cmd: &mut Command) {
     unsafe {
         cmd.pre_exec(|| {
             let rc = keyctl(libc::KEYCTL_JOIN_SESSION_KEYRING, 0, 0);
-            if rc < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+            if rc < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
         });
     }
 }
@@ -137,7 +174,10 @@ impl SecretService {
             .read_line(&mut address)
             .expect("read the bus address");
         let address = address.trim().to_string();
-        assert!(address.starts_with("unix:"), "dbus-daemon printed no address: {address:?}");
+        assert!(
+            address.starts_with("unix:"),
+            "dbus-daemon printed no address: {address:?}"
+        );
 
         let mut keyring = Command::new("gnome-keyring-daemon")
             .args(["--foreground", "--components=secrets", "--unlock"])
@@ -153,9 +193,15 @@ impl SecretService {
             .expect("start gnome-keyring-daemon (package gnome-keyring)");
         {
             let mut stdin = keyring.stdin.take().expect("keyring stdin");
-            stdin.write_all(PASSWORD.as_bytes()).expect("send the keyring password");
+            stdin
+                .write_all(PASSWORD.as_bytes())
+                .expect("send the keyring password");
         }
-        let service = SecretService { address, dbus, keyring };
+        let service = SecretService {
+            address,
+            dbus,
+            keyring,
+        };
         service.wait_ready();
         service
     }
@@ -182,13 +228,24 @@ impl SecretService {
 
     fn default_collection(&self) -> Result<String, dbus::Error> {
         let conn = self.connect()?;
-        let bus = conn.with_proxy("org.freedesktop.DBus", "/org/freedesktop/DBus", Duration::from_secs(2));
-        let (owned,): (bool,) =
-            bus.method_call("org.freedesktop.DBus", "NameHasOwner", ("org.freedesktop.secrets",))?;
+        let bus = conn.with_proxy(
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            Duration::from_secs(2),
+        );
+        let (owned,): (bool,) = bus.method_call(
+            "org.freedesktop.DBus",
+            "NameHasOwner",
+            ("org.freedesktop.secrets",),
+        )?;
         if !owned {
             return Ok("/".into());
         }
-        let service = conn.with_proxy("org.freedesktop.secrets", "/org/freedesktop/secrets", Duration::from_secs(5));
+        let service = conn.with_proxy(
+            "org.freedesktop.secrets",
+            "/org/freedesktop/secrets",
+            Duration::from_secs(5),
+        );
         let (path,): (dbus::Path<'static>,) =
             service.method_call("org.freedesktop.Secret.Service", "ReadAlias", ("default",))?;
         Ok(path.to_string())
@@ -198,18 +255,29 @@ impl SecretService {
     pub fn items(&self) -> Vec<(String, HashMap<String, String>)> {
         let conn = self.connect().expect("connect to the private bus");
         let timeout = Duration::from_secs(5);
-        let service = conn.with_proxy("org.freedesktop.secrets", "/org/freedesktop/secrets", timeout);
+        let service = conn.with_proxy(
+            "org.freedesktop.secrets",
+            "/org/freedesktop/secrets",
+            timeout,
+        );
         let (unlocked, locked): (Vec<dbus::Path<'static>>, Vec<dbus::Path<'static>>) = service
-            .method_call("org.freedesktop.Secret.Service", "SearchItems", (HashMap::<&str, &str>::new(),))
+            .method_call(
+                "org.freedesktop.Secret.Service",
+                "SearchItems",
+                (HashMap::<&str, &str>::new(),),
+            )
             .expect("SearchItems");
         unlocked
             .into_iter()
             .chain(locked)
             .map(|path| {
                 let item = conn.with_proxy("org.freedesktop.secrets", path, timeout);
-                let label: String = item.get("org.freedesktop.Secret.Item", "Label").expect("item label");
-                let attributes: HashMap<String, String> =
-                    item.get("org.freedesktop.Secret.Item", "Attributes").expect("item attributes");
+                let label: String = item
+                    .get("org.freedesktop.Secret.Item", "Label")
+                    .expect("item label");
+                let attributes: HashMap<String, String> = item
+                    .get("org.freedesktop.Secret.Item", "Attributes")
+                    .expect("item attributes");
                 (label, attributes)
             })
             .collect()
@@ -234,11 +302,17 @@ impl Drop for SecretService {
 
 fn keyring_lab() -> Lab {
     // No `--cache`: koidc's default is the keyring.
-    Lab::start(LabOptions { cache: None, ..LabOptions::default() })
+    Lab::start(LabOptions {
+        cache: None,
+        ..LabOptions::default()
+    })
 }
 
 fn json_files(dir: &Path) -> Vec<PathBuf> {
-    files_under(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "json")).collect()
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect()
 }
 
 #[test]
@@ -268,7 +342,12 @@ fn secret_service_login_then_warm_without_dbus() {
     let shown = session.show();
     let id = shown
         .split_once("koidc:master:")
-        .map(|(_, rest)| rest.split_whitespace().next().unwrap_or_default().to_string())
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
         .unwrap_or_else(|| panic!("no koidc:master:* key in the session keyring:\n{shown}"));
     assert!(!id.is_empty(), "empty master key id in:\n{shown}");
     // ... and persisted in the Secret Service under the same id.
@@ -286,11 +365,18 @@ fn secret_service_login_then_warm_without_dbus() {
     let mark = lab.proxy.mark();
     let (warm_out, warm) = lab.assert_ok_get_token(&get_token());
     assert_eq!(warm.token, login.token, "warm hit returns the cached token");
-    assert_eq!(lab.proxy.since(mark), [], "warm hit makes no request to Dex");
+    assert_eq!(
+        lab.proxy.since(mark),
+        [],
+        "warm hit makes no request to Dex"
+    );
     assert_eq!(lab.browser.launches(), 1);
     assert_eq!(warm_out.stderr, "", "a warm hit prints nothing on stderr");
     let shown = session.show();
-    assert!(shown.contains(&format!("koidc:master:{id}")), "master key left @s:\n{shown}");
+    assert!(
+        shown.contains(&format!("koidc:master:{id}")),
+        "master key left @s:\n{shown}"
+    );
 }
 
 #[test]
@@ -309,9 +395,18 @@ fn no_keyring_falls_back_to_file_with_warning() {
         .into_iter()
         .filter(|l| l.to_lowercase().contains("file"))
         .collect();
-    assert_eq!(warnings.len(), 1, "one warning about the file fallback: {:?}", login_out.stderr);
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning about the file fallback: {:?}",
+        login_out.stderr
+    );
     let files = json_files(&lab.cache_dir);
-    assert!(!files.is_empty(), "no .json cache entry under {}", lab.cache_dir.display());
+    assert!(
+        !files.is_empty(),
+        "no .json cache entry under {}",
+        lab.cache_dir.display()
+    );
     for file in &files {
         assert_eq!(mode(file), 0o600, "mode of {}", file.display());
     }
@@ -319,9 +414,16 @@ fn no_keyring_falls_back_to_file_with_warning() {
     // The fallback cache serves the next call (from another empty session keyring).
     let mark = lab.proxy.mark();
     let (hit_out, hit) = lab.assert_ok_get_token(&get_token());
-    assert_eq!(hit.token, login.token, "the file fallback serves a cache hit");
+    assert_eq!(
+        hit.token, login.token,
+        "the file fallback serves a cache hit"
+    );
     assert_eq!(lab.proxy.since(mark), []);
     assert_eq!(lab.browser.launches(), 1);
     lab.assert_no_leak(&hit_out, Stdout::MayHoldIdToken);
-    assert!(hit_out.stderr_lines().len() <= 1, "at most the one warning: {:?}", hit_out.stderr);
+    assert!(
+        hit_out.stderr_lines().len() <= 1,
+        "at most the one warning: {:?}",
+        hit_out.stderr
+    );
 }

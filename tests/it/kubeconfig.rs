@@ -62,6 +62,9 @@ pub fn write(
         "contexts": [{ "name": "test", "context": { "cluster": "test", "user": "oidc" } }],
         "current-context": "test",
     });
-    std::fs::write(path, serde_json::to_string_pretty(&config).expect("serialize kubeconfig"))
-        .expect("write kubeconfig");
+    std::fs::write(
+        path,
+        serde_json::to_string_pretty(&config).expect("serialize kubeconfig"),
+    )
+    .expect("write kubeconfig");
 }

@@ -19,11 +19,16 @@ fn kubectl_sends_dex_id_token(api: ExecApi) {
         server.ca_pem(),
         api,
         &lab.args("get-token"),
-        &lab.run_env().iter().map(|(n, v)| (n.as_str(), v.clone())).collect::<Vec<_>>(),
+        &lab.run_env()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.clone()))
+            .collect::<Vec<_>>(),
     );
 
     let mut cmd = clean_command(&kubectl, &lab.home);
-    cmd.arg("--kubeconfig").arg(&config).args(["get", "--raw", "/api"]);
+    cmd.arg("--kubeconfig")
+        .arg(&config)
+        .args(["get", "--raw", "/api"]);
     let out = run(&mut cmd);
     out.assert_success();
     lab.assert_no_leak(&out, Stdout::NoSecrets);
@@ -34,9 +39,16 @@ fn kubectl_sends_dex_id_token(api: ExecApi) {
     // The token koidc cached (read back with a cache hit) is what kubectl sent.
     let mark = lab.proxy.mark();
     let (_, cached) = lab.get_token();
-    assert_eq!(lab.proxy.since(mark), [], "get-token after kubectl is a cache hit");
+    assert_eq!(
+        lab.proxy.since(mark),
+        [],
+        "get-token after kubectl is a cache hit"
+    );
     let requests = server.requests();
-    assert!(!requests.is_empty(), "kubectl sent no request to the endpoint");
+    assert!(
+        !requests.is_empty(),
+        "kubectl sent no request to the endpoint"
+    );
     let expected = format!("Bearer {}", cached.token);
     for request in &requests {
         assert_eq!(
@@ -47,7 +59,10 @@ fn kubectl_sends_dex_id_token(api: ExecApi) {
             request.path
         );
     }
-    assert!(requests.iter().any(|r| r.path == "/api"), "kubectl did not request /api");
+    assert!(
+        requests.iter().any(|r| r.path == "/api"),
+        "kubectl did not request /api"
+    );
 }
 
 #[test]

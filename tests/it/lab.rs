@@ -11,8 +11,8 @@ use crate::browser::{BrowserLog, fake_browser};
 use crate::dex::{CLIENT_ID, Dex, DexOptions};
 use crate::proxy::Proxy;
 use crate::support::{
-    ExecCredential, Output, Stdout, assert_no_leak, clean_command, koidc_bin, parse_exec_credential,
-    run,
+    ExecCredential, Output, Stdout, assert_no_leak, clean_command, koidc_bin,
+    parse_exec_credential, run,
 };
 
 /// How a lab is set up.
@@ -25,7 +25,10 @@ pub struct LabOptions {
 
 impl Default for LabOptions {
     fn default() -> Self {
-        LabOptions { dex: DexOptions::default(), cache: Some("file") }
+        LabOptions {
+            dex: DexOptions::default(),
+            cache: Some("file"),
+        }
     }
 }
 
@@ -33,7 +36,9 @@ impl LabOptions {
     /// File cache and Dex ID tokens living `lifetime` (e.g. `"95s"`).
     pub fn id_tokens(lifetime: &str) -> LabOptions {
         LabOptions {
-            dex: DexOptions { id_token_lifetime: lifetime.into() },
+            dex: DexOptions {
+                id_token_lifetime: lifetime.into(),
+            },
             ..LabOptions::default()
         }
     }
@@ -56,7 +61,10 @@ pub struct Lab {
 
 impl Lab {
     pub fn start(options: LabOptions) -> Lab {
-        let tmp = tempfile::Builder::new().prefix("koidc-it-").tempdir().expect("temp dir");
+        let tmp = tempfile::Builder::new()
+            .prefix("koidc-it-")
+            .tempdir()
+            .expect("temp dir");
         let home = tmp.path().join("home");
         std::fs::create_dir(&home).expect("create HOME");
         let proxy = Proxy::start();
@@ -112,7 +120,10 @@ impl Lab {
 
     /// The environment every koidc run gets on top of PATH and HOME.
     pub fn run_env(&self) -> Vec<(String, String)> {
-        let mut env = vec![("FAKE_BROWSER_LOG".to_string(), self.browser.path.display().to_string())];
+        let mut env = vec![(
+            "FAKE_BROWSER_LOG".to_string(),
+            self.browser.path.display().to_string(),
+        )];
         env.extend(self.env.iter().cloned());
         env
     }
@@ -144,7 +155,11 @@ impl Lab {
         out.assert_success();
         self.assert_no_leak(out, Stdout::MayHoldIdToken);
         let cred = parse_exec_credential(out);
-        assert_eq!(cred.claims["iss"], self.issuer().as_str(), "token from another issuer");
+        assert_eq!(
+            cred.claims["iss"],
+            self.issuer().as_str(),
+            "token from another issuer"
+        );
         assert_eq!(cred.claims["aud"], CLIENT_ID, "token for another audience");
         (out.clone(), cred)
     }

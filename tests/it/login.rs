@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 
 use crate::dex::{MOCK_EMAIL, USER_EMAIL, USER_GROUPS, USER_PASSWORD};
 use crate::lab::{Lab, LabOptions};
-use crate::support::{Stdout, V1BETA1, files_containing, files_under, find_key, mode, wait_until_stale};
+use crate::support::{
+    Stdout, V1BETA1, files_containing, files_under, find_key, mode, wait_until_stale,
+};
 
 #[test]
 fn dex_login_then_cache_hit_then_refresh_then_logout() {
@@ -16,13 +18,30 @@ fn dex_login_then_cache_hit_then_refresh_then_logout() {
 
     // 1. Empty cache: one browser login, one authorization_code grant.
     let (_, first) = lab.get_token();
-    assert_eq!(lab.browser.launches(), 1, "one browser launch for the first login");
-    assert_eq!(lab.proxy.grants_since(0), ["authorization_code"], "one code exchange");
-    assert_eq!(first.api_version, V1BETA1, "v1beta1 when KUBERNETES_EXEC_INFO is absent");
-    assert_eq!(first.claims["email"], MOCK_EMAIL, "the mock connector's user logged in");
+    assert_eq!(
+        lab.browser.launches(),
+        1,
+        "one browser launch for the first login"
+    );
+    assert_eq!(
+        lab.proxy.grants_since(0),
+        ["authorization_code"],
+        "one code exchange"
+    );
+    assert_eq!(
+        first.api_version, V1BETA1,
+        "v1beta1 when KUBERNETES_EXEC_INFO is absent"
+    );
+    assert_eq!(
+        first.claims["email"], MOCK_EMAIL,
+        "the mock connector's user logged in"
+    );
     assert_eq!(mode(&lab.cache_dir), 0o700, "cache directory mode");
     let cache_files = files_containing(&lab.cache_dir, &first.token);
-    assert!(!cache_files.is_empty(), "no file in the cache dir holds the ID token");
+    assert!(
+        !cache_files.is_empty(),
+        "no file in the cache dir holds the ID token"
+    );
     for file in files_under(&lab.cache_dir) {
         assert_eq!(mode(&file), 0o600, "mode of {}", file.display());
     }
@@ -30,8 +49,15 @@ fn dex_login_then_cache_hit_then_refresh_then_logout() {
     // 2. Warm hit: same token, Dex sees nothing, no browser, nothing on stderr.
     let mark = lab.proxy.mark();
     let (hit, second) = lab.get_token();
-    assert_eq!(second.token, first.token, "cache hit returns the cached token");
-    assert_eq!(lab.proxy.since(mark), [], "a cache hit makes no request to Dex");
+    assert_eq!(
+        second.token, first.token,
+        "cache hit returns the cached token"
+    );
+    assert_eq!(
+        lab.proxy.since(mark),
+        [],
+        "a cache hit makes no request to Dex"
+    );
     assert_eq!(lab.browser.launches(), 1);
     assert_eq!(hit.stderr, "", "a cache hit prints nothing on stderr");
 
@@ -39,14 +65,24 @@ fn dex_login_then_cache_hit_then_refresh_then_logout() {
     wait_until_stale(first.exp());
     let mark = lab.proxy.mark();
     let (_, third) = lab.get_token();
-    assert_eq!(lab.proxy.grants_since(mark), ["refresh_token"], "exactly one refresh");
+    assert_eq!(
+        lab.proxy.grants_since(mark),
+        ["refresh_token"],
+        "exactly one refresh"
+    );
     assert!(
-        !lab.proxy.since(mark).iter().any(|s| s.path.ends_with("/auth")),
+        !lab.proxy
+            .since(mark)
+            .iter()
+            .any(|s| s.path.ends_with("/auth")),
         "a refresh must not go through the authorization endpoint"
     );
     assert_eq!(lab.browser.launches(), 1, "refresh opens no browser");
     assert_ne!(third.token, first.token, "refresh yields a new ID token");
-    assert!(third.exp() > first.exp(), "the refreshed token expires later");
+    assert!(
+        third.exp() > first.exp(),
+        "the refreshed token expires later"
+    );
 
     // 4. Logout removes the cached tokens.
     let logout = lab.koidc("logout", &[]);
@@ -54,10 +90,17 @@ fn dex_login_then_cache_hit_then_refresh_then_logout() {
     lab.assert_no_leak(&logout, Stdout::NoSecrets);
     for token in [&first.token, &third.token] {
         let left = files_containing(&lab.cache_dir, token);
-        assert!(left.is_empty(), "token still cached after logout in {left:?}");
+        assert!(
+            left.is_empty(),
+            "token still cached after logout in {left:?}"
+        );
     }
     for file in &cache_files {
-        assert!(!file.exists(), "cache file {} survived logout", file.display());
+        assert!(
+            !file.exists(),
+            "cache file {} survived logout",
+            file.display()
+        );
     }
 
     // 5. whoami now fails clearly, offline, without starting a login.
@@ -67,7 +110,9 @@ fn dex_login_then_cache_hit_then_refresh_then_logout() {
     lab.assert_no_leak(&whoami, Stdout::NoSecrets);
     let line = whoami.assert_one_error_line().to_lowercase();
     assert!(
-        ["login", "log in", "logged in"].iter().any(|w| line.contains(w)),
+        ["login", "log in", "logged in"]
+            .iter()
+            .any(|w| line.contains(w)),
         "whoami after logout should tell the user to log in: {line:?}"
     );
     assert_eq!(lab.proxy.since(mark), [], "whoami must not contact Dex");
@@ -77,9 +122,12 @@ fn dex_login_then_cache_hit_then_refresh_then_logout() {
 #[test]
 fn password_connector_login_has_groups() {
     let mut lab = Lab::start(LabOptions::default());
-    lab.env.push(("FAKE_BROWSER_LOGIN".into(), USER_EMAIL.into()));
-    lab.env.push(("FAKE_BROWSER_PASSWORD".into(), USER_PASSWORD.into()));
-    lab.flags.extend(["--scope", "groups", "--scope", "email"].map(String::from));
+    lab.env
+        .push(("FAKE_BROWSER_LOGIN".into(), USER_EMAIL.into()));
+    lab.env
+        .push(("FAKE_BROWSER_PASSWORD".into(), USER_PASSWORD.into()));
+    lab.flags
+        .extend(["--scope", "groups", "--scope", "email"].map(String::from));
 
     let login = lab.koidc("login", &[]);
     login.assert_success();
@@ -87,7 +135,11 @@ fn password_connector_login_has_groups() {
     assert_eq!(lab.browser.launches(), 1);
     assert_eq!(lab.proxy.grants_since(0), ["authorization_code"]);
     for shown in [USER_EMAIL, USER_GROUPS[0], USER_GROUPS[1]] {
-        assert!(login.stdout.contains(shown), "login should show {shown:?}: {:?}", login.stdout);
+        assert!(
+            login.stdout.contains(shown),
+            "login should show {shown:?}: {:?}",
+            login.stdout
+        );
     }
 
     let mark = lab.proxy.mark();
@@ -96,8 +148,20 @@ fn password_connector_login_has_groups() {
     lab.assert_no_leak(&whoami, Stdout::NoSecrets);
     let identity: Value = serde_json::from_str(&whoami.stdout)
         .unwrap_or_else(|e| panic!("whoami -o json is not JSON ({e}): {:?}", whoami.stdout));
-    assert_eq!(find_key(&identity, "groups"), Some(&json!(USER_GROUPS)), "groups in {identity}");
-    assert_eq!(find_key(&identity, "email"), Some(&json!(USER_EMAIL)), "email in {identity}");
-    assert_eq!(lab.proxy.since(mark), [], "whoami on a fresh token needs no request to Dex");
+    assert_eq!(
+        find_key(&identity, "groups"),
+        Some(&json!(USER_GROUPS)),
+        "groups in {identity}"
+    );
+    assert_eq!(
+        find_key(&identity, "email"),
+        Some(&json!(USER_EMAIL)),
+        "email in {identity}"
+    );
+    assert_eq!(
+        lab.proxy.since(mark),
+        [],
+        "whoami on a fresh token needs no request to Dex"
+    );
     assert_eq!(lab.browser.launches(), 1);
 }

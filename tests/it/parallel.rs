@@ -8,8 +8,9 @@ const PARALLEL: usize = 16;
 
 /// Starts `PARALLEL` get-token processes at once and checks each one's output.
 fn get_tokens_in_parallel(lab: &Lab) -> Vec<ExecCredential> {
-    let running: Vec<_> =
-        (0..PARALLEL).map(|_| spawn(&mut lab.command("get-token", &[]))).collect();
+    let running: Vec<_> = (0..PARALLEL)
+        .map(|_| spawn(&mut lab.command("get-token", &[])))
+        .collect();
     running
         .into_iter()
         .map(|r| lab.assert_ok_get_token(&r.wait(RUN_TIMEOUT)).1)
@@ -21,10 +22,21 @@ fn parallel_empty_cache_one_browser_launch() {
     let lab = Lab::start(LabOptions::default());
 
     let creds = get_tokens_in_parallel(&lab);
-    assert_eq!(lab.browser.launches(), 1, "16 concurrent calls must share one browser login");
-    assert_eq!(lab.proxy.grants_since(0), ["authorization_code"], "one code exchange");
+    assert_eq!(
+        lab.browser.launches(),
+        1,
+        "16 concurrent calls must share one browser login"
+    );
+    assert_eq!(
+        lab.proxy.grants_since(0),
+        ["authorization_code"],
+        "one code exchange"
+    );
     for cred in &creds {
-        assert_eq!(cred.token, creds[0].token, "all callers get the token of the one login");
+        assert_eq!(
+            cred.token, creds[0].token,
+            "all callers get the token of the one login"
+        );
     }
 }
 
@@ -39,10 +51,20 @@ fn parallel_expired_token_one_refresh() {
     wait_until_stale(login.exp());
     let mark = lab.proxy.mark();
     let creds = get_tokens_in_parallel(&lab);
-    assert_eq!(lab.proxy.grants_since(mark), ["refresh_token"], "16 callers, one refresh");
+    assert_eq!(
+        lab.proxy.grants_since(mark),
+        ["refresh_token"],
+        "16 callers, one refresh"
+    );
     assert_eq!(lab.browser.launches(), 1, "a refresh opens no browser");
     for cred in &creds {
-        assert_ne!(cred.token, login.token, "a stale token must not be handed out");
-        assert_eq!(cred.token, creds[0].token, "all callers get the refreshed token");
+        assert_ne!(
+            cred.token, login.token,
+            "a stale token must not be handed out"
+        );
+        assert_eq!(
+            cred.token, creds[0].token,
+            "all callers get the refreshed token"
+        );
     }
 }

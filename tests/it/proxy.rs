@@ -55,7 +55,9 @@ impl Proxy {
     /// Binds 127.0.0.1:0 and starts serving; requests fail with 502 until [`Proxy::set_upstream`].
     pub fn start() -> Proxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        listener.set_nonblocking(true).expect("nonblocking proxy listener");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking proxy listener");
         let addr = listener.local_addr().expect("proxy address");
         let log: Shared = Arc::default();
         let client = reqwest::Client::builder()
@@ -104,7 +106,10 @@ impl Proxy {
 
     /// The `grant_type`s of token requests after `mark`, in order.
     pub fn grants_since(&self, mark: usize) -> Vec<String> {
-        self.since(mark).into_iter().filter_map(|s| s.grant_type).collect()
+        self.since(mark)
+            .into_iter()
+            .filter_map(|s| s.grant_type)
+            .collect()
     }
 
     /// Secrets seen on the wire so far.
@@ -124,9 +129,15 @@ async fn forward(
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     let path = parts.uri.path().to_string();
-    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or(path.clone());
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or(path.clone());
     let is_token = parts.method == axum::http::Method::POST && path.ends_with("/token");
 
     let upstream = {
@@ -143,7 +154,11 @@ async fn forward(
                 }
             }
         }
-        log.seen.push(Seen { method: parts.method.to_string(), path: path.clone(), grant_type });
+        log.seen.push(Seen {
+            method: parts.method.to_string(),
+            path: path.clone(),
+            grant_type,
+        });
         log.upstream.clone()
     };
     let Some(upstream) = upstream else {
@@ -164,7 +179,12 @@ async fn forward(
         .await;
     let answer = match sent {
         Ok(answer) => answer,
-        Err(e) => return plain(StatusCode::BAD_GATEWAY, &format!("proxy: upstream failed: {e}")),
+        Err(e) => {
+            return plain(
+                StatusCode::BAD_GATEWAY,
+                &format!("proxy: upstream failed: {e}"),
+            );
+        }
     };
     let status = answer.status();
     let answer_headers = answer.headers().clone();
@@ -172,24 +192,26 @@ async fn forward(
 
     {
         let mut log = log.lock().unwrap();
-        if let Some(location) = answer_headers.get(header::LOCATION).and_then(|l| l.to_str().ok()) {
-            if let Ok(url) = url::Url::parse(location) {
-                for (k, v) in url.query_pairs() {
-                    if k == "code" {
-                        log.secrets.other.insert(v.into_owned());
-                    }
+        let location = answer_headers
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok());
+        if let Some(url) = location.and_then(|l| url::Url::parse(l).ok()) {
+            for (k, v) in url.query_pairs() {
+                if k == "code" {
+                    log.secrets.other.insert(v.into_owned());
                 }
             }
         }
-        if is_token && !answer_headers.contains_key(header::CONTENT_ENCODING) {
-            if let Ok(json) = serde_json::from_slice::<Value>(&answer_body) {
-                if let Some(t) = json["id_token"].as_str() {
-                    log.secrets.id_tokens.insert(t.to_string());
-                }
-                for field in ["access_token", "refresh_token"] {
-                    if let Some(t) = json[field].as_str() {
-                        log.secrets.other.insert(t.to_string());
-                    }
+        let json = (is_token && !answer_headers.contains_key(header::CONTENT_ENCODING))
+            .then(|| serde_json::from_slice::<Value>(&answer_body).ok())
+            .flatten();
+        if let Some(json) = json {
+            if let Some(t) = json["id_token"].as_str() {
+                log.secrets.id_tokens.insert(t.to_string());
+            }
+            for field in ["access_token", "refresh_token"] {
+                if let Some(t) = json[field].as_str() {
+                    log.secrets.other.insert(t.to_string());
                 }
             }
         }

@@ -51,7 +51,11 @@ pub fn e2e_binary(var: &str, what: &str) -> PathBuf {
     let executable = std::fs::metadata(&path)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false);
-    assert!(executable, "{var}={} is not an executable file. {hint}", path.display());
+    assert!(
+        executable,
+        "{var}={} is not an executable file. {hint}",
+        path.display()
+    );
     path
 }
 
@@ -77,7 +81,10 @@ pub fn runtime() -> &'static tokio::runtime::Handle {
 pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
     let mut cmd = Command::new(program);
     cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+        )
         .env("HOME", home)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -129,16 +136,30 @@ impl Output {
 
     /// The non-empty lines of stderr.
     pub fn stderr_lines(&self) -> Vec<&str> {
-        self.stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
     }
 
     /// Asserts that a failure was reported as koidc's errors are: exactly one line on stderr,
     /// `koidc: ...`, and nothing on stdout. Returns that line.
     #[track_caller]
     pub fn assert_one_error_line(&self) -> String {
-        assert!(self.stdout.is_empty(), "{} printed on stdout: {:?}", self.what, self.stdout);
+        assert!(
+            self.stdout.is_empty(),
+            "{} printed on stdout: {:?}",
+            self.what,
+            self.stdout
+        );
         let lines = self.stderr_lines();
-        assert_eq!(lines.len(), 1, "{}: expected one error line on stderr, got {:?}", self.what, lines);
+        assert_eq!(
+            lines.len(),
+            1,
+            "{}: expected one error line on stderr, got {:?}",
+            self.what,
+            lines
+        );
         assert!(
             lines[0].starts_with("koidc: "),
             "{}: the error line does not start with `koidc: `: {:?}",
@@ -172,10 +193,18 @@ fn collect(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 pub fn spawn(cmd: &mut Command) -> Running {
     let what = describe(cmd);
     let started = Instant::now();
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
     let stdout = collect(child.stdout.take().expect("stdout is piped"));
     let stderr = collect(child.stderr.take().expect("stderr is piped"));
-    Running { what, child, started, stdout, stderr }
+    Running {
+        what,
+        child,
+        started,
+        stdout,
+        stderr,
+    }
 }
 
 impl Running {
@@ -189,8 +218,14 @@ impl Running {
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                let out = self.stdout.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
-                let err = self.stderr.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
+                let out = self
+                    .stdout
+                    .recv_timeout(Duration::from_secs(2))
+                    .unwrap_or_default();
+                let err = self
+                    .stderr
+                    .recv_timeout(Duration::from_secs(2))
+                    .unwrap_or_default();
                 panic!(
                     "{} did not finish within {timeout:?}; killed it\n--- stdout ---\n{out}\n\
                      --- stderr ---\n{err}",
@@ -202,12 +237,23 @@ impl Running {
         // A grandchild (the fake browser) may hold the pipes a little longer than its parent.
         let pipe_wait = Duration::from_secs(30);
         let stdout = self.stdout.recv_timeout(pipe_wait).unwrap_or_else(|_| {
-            panic!("{}: stdout stayed open {pipe_wait:?} after the process exited", self.what)
+            panic!(
+                "{}: stdout stayed open {pipe_wait:?} after the process exited",
+                self.what
+            )
         });
         let stderr = self.stderr.recv_timeout(pipe_wait).unwrap_or_else(|_| {
-            panic!("{}: stderr stayed open {pipe_wait:?} after the process exited", self.what)
+            panic!(
+                "{}: stderr stayed open {pipe_wait:?} after the process exited",
+                self.what
+            )
         });
-        Output { what: self.what, status, stdout, stderr }
+        Output {
+            what: self.what,
+            status,
+            stdout,
+            stderr,
+        }
     }
 }
 
@@ -221,7 +267,10 @@ fn describe(cmd: &Command) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     format!("`{program} {}`", args.join(" "))
 }
 
@@ -249,7 +298,9 @@ pub struct ExecCredential {
 impl ExecCredential {
     /// The token's `exp` claim.
     pub fn exp(&self) -> i64 {
-        self.claims["exp"].as_i64().expect("ID token has a numeric exp")
+        self.claims["exp"]
+            .as_i64()
+            .expect("ID token has a numeric exp")
     }
 }
 
@@ -258,12 +309,25 @@ impl ExecCredential {
 #[track_caller]
 pub fn parse_exec_credential(out: &Output) -> ExecCredential {
     let v: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
-        panic!("{}: stdout is not one JSON document ({e}): {:?}", out.what, out.stdout)
+        panic!(
+            "{}: stdout is not one JSON document ({e}): {:?}",
+            out.what, out.stdout
+        )
     });
-    assert_eq!(v["kind"], "ExecCredential", "{}: wrong kind in {v}", out.what);
-    let api_version = v["apiVersion"].as_str().expect("apiVersion is a string").to_string();
+    assert_eq!(
+        v["kind"], "ExecCredential",
+        "{}: wrong kind in {v}",
+        out.what
+    );
+    let api_version = v["apiVersion"]
+        .as_str()
+        .expect("apiVersion is a string")
+        .to_string();
     let status = &v["status"];
-    let token = status["token"].as_str().expect("status.token is a string").to_string();
+    let token = status["token"]
+        .as_str()
+        .expect("status.token is a string")
+        .to_string();
     assert!(
         status.get("clientCertificateData").is_none() && status.get("clientKeyData").is_none(),
         "{}: unexpected client certificate in the ExecCredential",
@@ -276,7 +340,12 @@ pub fn parse_exec_credential(out: &Output) -> ExecCredential {
         .expect("expirationTimestamp is RFC 3339")
         .with_timezone(&Utc);
     let claims = jwt_claims(&token);
-    let cred = ExecCredential { api_version, token, expiration, claims };
+    let cred = ExecCredential {
+        api_version,
+        token,
+        expiration,
+        claims,
+    };
     assert_eq!(
         cred.expiration.timestamp(),
         cred.exp() - EXPIRY_MARGIN_SECS,
@@ -321,22 +390,40 @@ pub struct Secrets {
 /// secret in `secrets`; stdout must contain no secret except, for `get-token`, ID tokens.
 #[track_caller]
 pub fn assert_no_leak(out: &Output, secrets: &Secrets, stdout: Stdout) {
-    assert!(!out.stderr.contains("eyJ"), "{}: a JWT leaked on stderr", out.what);
+    assert!(
+        !out.stderr.contains("eyJ"),
+        "{}: a JWT leaked on stderr",
+        out.what
+    );
     for s in secrets.id_tokens.iter().chain(&secrets.other) {
-        assert!(!out.stderr.contains(s.as_str()), "{}: a secret leaked on stderr", out.what);
+        assert!(
+            !out.stderr.contains(s.as_str()),
+            "{}: a secret leaked on stderr",
+            out.what
+        );
     }
     for s in &secrets.other {
-        assert!(!out.stdout.contains(s.as_str()), "{}: a secret leaked on stdout", out.what);
+        assert!(
+            !out.stdout.contains(s.as_str()),
+            "{}: a secret leaked on stdout",
+            out.what
+        );
     }
     if stdout == Stdout::NoSecrets {
-        assert!(!out.stdout.contains("eyJ"), "{}: a JWT leaked on stdout", out.what);
+        assert!(
+            !out.stdout.contains("eyJ"),
+            "{}: a JWT leaked on stdout",
+            out.what
+        );
     }
 }
 
 /// All regular files under `dir`, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         match entry.file_type() {

@@ -1,0 +1,627 @@
+//! A stub OpenID provider for fault injection, in process: what Dex cannot be made to do.
+//!
+//! [`StubIdp::start`] serves, on `127.0.0.1:0` from its own tokio runtime thread, a discovery
+//! document, a JWKS (the RSA key of `tests/fixtures/stub-idp-rsa.pem`, kid `k1`), an
+//! `/authorize` endpoint that immediately 302-redirects to the request's `redirect_uri` with a
+//! code and the request's `state` (no login page: any client that follows redirects, such as
+//! `curl -L`, is its browser), and a `/token` endpoint that checks the code and the PKCE verifier
+//! and returns an ID token crafted according to the stub's [`Fault`] (and a refresh token). The
+//! issuer is `http://127.0.0.1:PORT/idp`. It also counts requests and remembers the ID tokens it
+//! issued, so tests can tell which step a failure happened at and look for leaks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use openidconnect::core::{CoreHmacKey, CoreJwsSigningAlgorithm, CoreRsaPrivateSigningKey};
+use openidconnect::{JsonWebKeyId, PrivateSigningKey};
+use rand::Rng as _;
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use url::Url;
+
+use crate::support::repo_root;
+
+/// The client id koidc is run with against the stub (the audience of good tokens).
+pub const CLIENT_ID: &str = "koidc";
+
+/// The `kid` of the fixture key in the JWKS.
+pub const KID: &str = "k1";
+
+/// How long the stalling token endpoint sleeps: longer than koidc's 30 s HTTP timeout.
+pub const STALL: Duration = Duration::from_secs(45);
+
+/// A second RSA key, not in the JWKS: signs the "bad signature" tokens.
+///
+/// TEST-ONLY KEY, generated for this file with `openssl genrsa -traditional 2048`. It protects
+/// nothing; never use it anywhere else.
+const OTHER_KEY_PEM: &str = "\
+-----BEGIN RSA PRIVATE KEY-----
+MIIEpAIBAAKCAQEAnNzSq7lIUBK9r4qr+b7Z6Ycno/NLRy/4Dey+v3HlTOSO59Cm
+gQ+EbA8TArbwa3JJnmh2CduxaPsIa8L70MQiRYl2rX8VTKVRr8eq/sAwaC00Nlhb
+pDrLiJvgreaZtJJLb7IErHfkB/vOGoJuJjpX04auYGRJqER/PZO5KFE5nN8heKI6
+J6nuazQg9avmrxUAptEhBi68rS+FYrQfMY2D+Z5VJwDV9VTETlgbqN0xMyPZXOnk
+uv1XUwNio0RF/TnNnM2qKCh0dBK5B92DwFylZd3yqQS4GbmyJiPZiX5oDlWiXeDp
+8g8xeWi+OTghvngF94xeNtU6os0OboPqE6SEYwIDAQABAoIBAEcJD1RZ4z/zxLfO
+niPKxGcnYBG0d0YlGHnB2P3ch8EjDf43tHdkvgyrZOoJS2X1Cxaz6qR7O2O1rvIS
+CjRX5cdEwZw/HTeo9A2c57hW83Tx55+mstV0FMDoCj7mW3v09jl+TfSGlJry8rp5
+j4U7TZOKfcREFkEfx9lsYOC7q9H4WnD1OUX1T0/YL5qXRnlQAxG0tZHsnPgWJhZq
+XQQeLfAoLFGkUTV6j3sBDsoIwERkA2QnSqxAXQTIlTuENpyRwzBQt4FPgELRzesN
+oWP77aSrt4nMkPSvrAfSUQjnoCLHtu8AtpCsdtfX3KFYffISs7LC0lCHz09VyASX
+I+jxdp0CgYEAycUq3CqgVLLG2BPETmavbmlq51AiRPCU1GPTo0b3DYjF0OdT6QtU
+W2ORN9epzx5C9l+gUkmOE/BZ+M36vtBxJ6KlKgKWDNzvN+u4JGnzc6eWJ+1SBzAM
+YkaAAje1n4JZFEO+Q3aOKtPor6h2Sw63d/zLH+wQnNZj/977Hy5W4cUCgYEAxwXH
+1cF2f58u/5mMZN0iqYKi0JZyVJSnKapRoP+r+HVfkyj0O0+oh+MrLMgkr8BIeJ1s
+XH0P1X8AORnanMex86N+8f+D0nlQhBDEpvBojPOLuO8L3LMJM1Ofm2lcicg+QF56
++2Hw93851JTLAVuQN75g6y4BGyNp19TNYEaweAcCgYEAnU6qTsKxA7fqTVaD6zgl
+uChaH4ObZDJJZpl5zEesn5Gt4GQqSHv7xdCHzIjIrGEEhf8iCGWubp8qFk/JGXF7
+dxJYQLuJbvflTazqgQFVvCrBZ9mf5VixnwEmFhSG9phyiNkUApbw2jUiqajmqTgN
+FHAzkWzDuvNvPXMESFghhp0CgYBShNYPjfB5B+JvvhWU+I9Xoz+opshuw1fwEZtY
+2slN8jSXiqKBOQ0SkqEjJzT23g3uXK9CReRbzBWml06qNK5W65JF+oCIsx4sM9ul
+sAZZct2a5xqO/nixHFoQEQZ6ZllRTRtGwZwsskajGrJ1NKa+RiRfPqrcurk28Rfa
+dFTU3wKBgQCCURHy69AwoP9iPONM49C8/fEeZ8b2Meyyi8iolWg8yq2bxTcryfMc
+0ikOvxVdDH6zhPnC97z5iAytwNFDvYcAsOlhDxEG2eAtGF7K09TWFtxuINyASfIG
+3BFp/qSQlYwQ8n81Ns3HixM/0HizNmj7Pm78ZDh9BxlY3ntLl9j8mw==
+-----END RSA PRIVATE KEY-----
+";
+
+/// What the stub does wrong. Every variant except [`Fault::Good`] must make koidc fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Nothing: a well-formed login with a correctly signed, valid ID token (the control case).
+    Good,
+    /// The ID token is signed by another RSA key under the JWKS key's `kid`.
+    BadSignature,
+    /// The ID token is unsigned: `alg: none`, empty signature (discovery advertises `none` too).
+    AlgNone,
+    /// The ID token is HS256, MACed with the provider's public key (its PEM text) as the secret,
+    /// the classic algorithm-confusion forgery (discovery advertises HS256 too).
+    Hs256WithPublicKey,
+    /// `iss` is another issuer.
+    WrongIssuer,
+    /// `iss` is the issuer with a trailing slash.
+    IssuerTrailingSlash,
+    /// `aud` is another client.
+    WrongAudience,
+    /// `aud` is the client plus another, untrusted audience.
+    ExtraAudience,
+    /// `azp` names another client.
+    AzpMismatch,
+    /// `exp` is ten minutes ago.
+    Expired,
+    /// `nbf` is an hour from now (RFC 7519 4.1.5: must not be accepted before then).
+    NotYetValid,
+    /// No `iat` claim (required by OpenID Connect Core 2).
+    MissingIat,
+    /// `nonce` is not the one of the authorization request.
+    WrongNonce,
+    /// No `nonce` claim.
+    MissingNonce,
+    /// Signed with the right key but naming a `kid` that is not in the JWKS (even after koidc
+    /// fetches the JWKS again).
+    UnknownKid,
+    /// The payload is not JSON (correctly signed).
+    NonJsonPayload,
+    /// The ID token is larger than 1 MiB (a huge padding claim; correctly signed).
+    Oversized,
+    /// The token endpoint answers 500 with a non-JSON body.
+    TokenEndpoint500,
+    /// The token endpoint sleeps [`STALL`] before answering.
+    TokenEndpointStall,
+    /// The discovery document names another issuer.
+    DiscoveryIssuerMismatch,
+    /// The discovery document is truncated JSON.
+    DiscoveryMalformed,
+    /// `/authorize` redirects back with `error=access_denied` (and the right state).
+    CallbackError,
+    /// `/authorize` redirects back with the right state but neither code nor error.
+    CallbackWithoutCode,
+}
+
+/// What one `/authorize` request left for the token endpoint.
+struct Grant {
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    redirect_uri: String,
+}
+
+/// State shared by the handlers and the test.
+struct Shared {
+    issuer: String,
+    fault: Mutex<Fault>,
+    key: CoreRsaPrivateSigningKey,
+    other_key: CoreRsaPrivateSigningKey,
+    public_key_pem: String,
+    grants: Mutex<HashMap<String, Grant>>,
+    hits: Mutex<HashMap<&'static str, usize>>,
+    issued: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    fn fault(&self) -> Fault {
+        *self.fault.lock().unwrap()
+    }
+
+    fn hit(&self, what: &'static str) {
+        *self.hits.lock().unwrap().entry(what).or_default() += 1;
+    }
+}
+
+/// A running stub provider; stops (its runtime and every pending request) when dropped.
+pub struct StubIdp {
+    issuer: String,
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StubIdp {
+    /// Starts a stub with issuer `http://127.0.0.1:PORT/idp` that misbehaves as `fault` says.
+    pub fn start(fault: Fault) -> StubIdp {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the stub IdP");
+        std_listener
+            .set_nonblocking(true)
+            .expect("make the stub IdP listener non-blocking");
+        let addr = std_listener.local_addr().expect("stub IdP address");
+        let issuer = format!("http://{addr}/idp");
+        let key = rsa_key(&fixture_pem(), KID);
+        let other_key = rsa_key(OTHER_KEY_PEM, KID);
+        let public_key_pem = public_key_pem(&jwk(&key));
+        let shared = Arc::new(Shared {
+            issuer: issuer.clone(),
+            fault: Mutex::new(fault),
+            key,
+            other_key,
+            public_key_pem,
+            grants: Mutex::new(HashMap::new()),
+            hits: Mutex::new(HashMap::new()),
+            issued: Mutex::new(Vec::new()),
+        });
+        let app = Router::new()
+            .route("/idp/.well-known/openid-configuration", get(discovery))
+            .route("/idp/keys", get(keys))
+            .route("/idp/authorize", get(authorize))
+            .route("/idp/token", post(token))
+            .with_state(shared.clone());
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("stub-idp-{}", addr.port()))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("build the stub IdP runtime");
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(std_listener)
+                        .expect("register the stub IdP listener");
+                    tokio::select! {
+                        res = axum::serve(listener, app) => res.expect("stub IdP server"),
+                        _ = stop => {}
+                    }
+                });
+                // Dropping the runtime cancels the connections still open (a stalled request).
+            })
+            .expect("spawn the stub IdP thread");
+        StubIdp {
+            issuer,
+            shared,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// The issuer URL (no trailing slash).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Changes what the stub does from now on.
+    pub fn set_fault(&self, fault: Fault) {
+        *self.shared.fault.lock().unwrap() = fault;
+    }
+
+    /// How many requests the endpoint `what` (`discovery`, `keys`, `authorize`, `token`) got.
+    pub fn hits(&self, what: &str) -> usize {
+        self.shared
+            .hits
+            .lock()
+            .unwrap()
+            .get(what)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every ID token the token endpoint handed out, oldest first.
+    pub fn issued_id_tokens(&self) -> Vec<String> {
+        self.shared.issued.lock().unwrap().clone()
+    }
+
+    /// Valid claims for this issuer and client, with `nonce` when given.
+    pub fn good_claims(&self, nonce: Option<&str>) -> Value {
+        good_claims(&self.issuer, nonce)
+    }
+
+    /// An RS256 token over `claims`, signed with the key the JWKS publishes.
+    pub fn sign_rs256(&self, claims: &Value) -> String {
+        rs256(&self.shared.key, KID, claims.to_string().as_bytes())
+    }
+}
+
+impl Drop for StubIdp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// An issuer URL on a loopback port where nothing listens (the port was bound, then freed).
+pub fn refused_issuer() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let addr: SocketAddr = listener.local_addr().expect("free port address");
+    drop(listener);
+    format!("http://{addr}/idp")
+}
+
+fn fixture_pem() -> String {
+    let path = repo_root().join("tests/fixtures/stub-idp-rsa.pem");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    // The fixture starts with a note before the PEM block.
+    let start = text
+        .find("-----BEGIN")
+        .unwrap_or_else(|| panic!("no PEM block in {}", path.display()));
+    text[start..].to_string()
+}
+
+fn rsa_key(pem: &str, kid: &str) -> CoreRsaPrivateSigningKey {
+    CoreRsaPrivateSigningKey::from_pem(pem, Some(JsonWebKeyId::new(kid.to_owned())))
+        .expect("parse a test RSA key")
+}
+
+fn jwk(key: &CoreRsaPrivateSigningKey) -> Value {
+    serde_json::to_value(key.as_verification_key()).expect("serialize the JWK")
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn good_claims(issuer: &str, nonce: Option<&str>) -> Value {
+    let now = now();
+    let mut claims = json!({
+        "iss": issuer,
+        "sub": "stub-user-1",
+        "aud": CLIENT_ID,
+        "exp": now + 3600,
+        "iat": now - 5,
+        "email": "stub-user@example.com",
+        "email_verified": true,
+    });
+    if let Some(nonce) = nonce {
+        claims["nonce"] = json!(nonce);
+    }
+    claims
+}
+
+fn signing_input(header: &Value, payload: &[u8]) -> String {
+    format!("{}.{}", b64(header.to_string().as_bytes()), b64(payload))
+}
+
+fn rs256(key: &CoreRsaPrivateSigningKey, kid: &str, payload: &[u8]) -> String {
+    let input = signing_input(&json!({"alg": "RS256", "kid": kid, "typ": "JWT"}), payload);
+    let sig = key
+        .sign(
+            &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            input.as_bytes(),
+        )
+        .expect("RS256 signature");
+    format!("{input}.{}", b64(&sig))
+}
+
+/// The ID token for `fault`, for a login whose nonce was `nonce`.
+fn id_token(shared: &Shared, fault: Fault, nonce: Option<&str>) -> String {
+    let mut claims = good_claims(&shared.issuer, nonce);
+    let good_key = &shared.key;
+    let signed = |claims: &Value| rs256(good_key, KID, claims.to_string().as_bytes());
+    match fault {
+        Fault::BadSignature => rs256(&shared.other_key, KID, claims.to_string().as_bytes()),
+        Fault::AlgNone => {
+            let input = signing_input(
+                &json!({"alg": "none", "kid": KID, "typ": "JWT"}),
+                claims.to_string().as_bytes(),
+            );
+            format!("{input}.")
+        }
+        Fault::Hs256WithPublicKey => {
+            let input = signing_input(
+                &json!({"alg": "HS256", "kid": KID, "typ": "JWT"}),
+                claims.to_string().as_bytes(),
+            );
+            let mac = CoreHmacKey::new(shared.public_key_pem.as_bytes().to_vec())
+                .sign(&CoreJwsSigningAlgorithm::HmacSha256, input.as_bytes())
+                .expect("HS256 MAC");
+            format!("{input}.{}", b64(&mac))
+        }
+        Fault::WrongIssuer => {
+            claims["iss"] = json!("https://evil.example.com/idp");
+            signed(&claims)
+        }
+        Fault::IssuerTrailingSlash => {
+            claims["iss"] = json!(format!("{}/", shared.issuer));
+            signed(&claims)
+        }
+        Fault::WrongAudience => {
+            claims["aud"] = json!("kubernetes");
+            signed(&claims)
+        }
+        Fault::ExtraAudience => {
+            claims["aud"] = json!([CLIENT_ID, "untrusted-client"]);
+            signed(&claims)
+        }
+        Fault::AzpMismatch => {
+            claims["azp"] = json!("other-client");
+            signed(&claims)
+        }
+        Fault::Expired => {
+            claims["exp"] = json!(now() - 600);
+            claims["iat"] = json!(now() - 4200);
+            signed(&claims)
+        }
+        Fault::NotYetValid => {
+            claims["nbf"] = json!(now() + 3600);
+            signed(&claims)
+        }
+        Fault::MissingIat => {
+            claims.as_object_mut().expect("claims object").remove("iat");
+            signed(&claims)
+        }
+        Fault::WrongNonce => {
+            claims["nonce"] = json!("not-the-nonce-of-this-login");
+            signed(&claims)
+        }
+        Fault::MissingNonce => {
+            claims.as_object_mut().expect("claims object").remove("nonce");
+            signed(&claims)
+        }
+        Fault::UnknownKid => rs256(good_key, "k-unknown", claims.to_string().as_bytes()),
+        Fault::NonJsonPayload => rs256(good_key, KID, b"this is not JSON"),
+        Fault::Oversized => {
+            claims["padding"] = json!("A".repeat(1 << 20));
+            signed(&claims)
+        }
+        Fault::Good
+        | Fault::TokenEndpoint500
+        | Fault::TokenEndpointStall
+        | Fault::DiscoveryIssuerMismatch
+        | Fault::DiscoveryMalformed
+        | Fault::CallbackError
+        | Fault::CallbackWithoutCode => signed(&claims),
+    }
+}
+
+fn json_reply(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn oauth_error(error: &str, description: &str) -> Response {
+    json_reply(
+        StatusCode::BAD_REQUEST,
+        json!({"error": error, "error_description": description}).to_string(),
+    )
+}
+
+async fn discovery(State(s): State<Arc<Shared>>) -> Response {
+    s.hit("discovery");
+    let fault = s.fault();
+    if fault == Fault::DiscoveryMalformed {
+        return json_reply(
+            StatusCode::OK,
+            format!("{{\"issuer\": \"{}\", \"authorization_endpoint\": ", s.issuer),
+        );
+    }
+    let algs = match fault {
+        // An IdP that advertises the weak algorithms too: koidc must still refuse them.
+        Fault::AlgNone | Fault::Hs256WithPublicKey => json!(["RS256", "HS256", "none"]),
+        _ => json!(["RS256"]),
+    };
+    let issuer = if fault == Fault::DiscoveryIssuerMismatch {
+        format!("{}/other", s.issuer)
+    } else {
+        s.issuer.clone()
+    };
+    let doc = json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{}/authorize", s.issuer),
+        "token_endpoint": format!("{}/token", s.issuer),
+        "jwks_uri": format!("{}/keys", s.issuer),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algs,
+        "code_challenge_methods_supported": ["S256"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic"],
+        "scopes_supported": ["openid", "email", "offline_access"],
+    });
+    json_reply(StatusCode::OK, doc.to_string())
+}
+
+async fn keys(State(s): State<Arc<Shared>>) -> Response {
+    s.hit("keys");
+    json_reply(
+        StatusCode::OK,
+        json!({ "keys": [jwk(&s.key)] }).to_string(),
+    )
+}
+
+/// Redirects straight back to the client: with a code, or as the fault says.
+async fn authorize(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    s.hit("authorize");
+    let Some(mut target) = q.get("redirect_uri").and_then(|r| Url::parse(r).ok()) else {
+        return (StatusCode::BAD_REQUEST, "no valid redirect_uri").into_response();
+    };
+    if q.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
+        return (StatusCode::BAD_REQUEST, "unknown client_id").into_response();
+    }
+    {
+        let mut pairs = target.query_pairs_mut();
+        match s.fault() {
+            Fault::CallbackError => {
+                pairs
+                    .append_pair("error", "access_denied")
+                    .append_pair("error_description", "the user declined the request");
+            }
+            Fault::CallbackWithoutCode => {}
+            _ => {
+                let code = hex::encode(rand::thread_rng().r#gen::<[u8; 16]>());
+                s.grants.lock().unwrap().insert(
+                    code.clone(),
+                    Grant {
+                        nonce: q.get("nonce").cloned(),
+                        code_challenge: q.get("code_challenge").cloned(),
+                        redirect_uri: q["redirect_uri"].clone(),
+                    },
+                );
+                pairs.append_pair("code", &code);
+            }
+        }
+        if let Some(state) = q.get("state") {
+            pairs.append_pair("state", state);
+        }
+    }
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, target.to_string())],
+        "",
+    )
+        .into_response()
+}
+
+/// Redeems a code (checking the PKCE verifier and redirect URI) for the fault's ID token.
+async fn token(State(s): State<Arc<Shared>>, body: String) -> Response {
+    s.hit("token");
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let fault = s.fault();
+    match fault {
+        Fault::TokenEndpoint500 => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, "text/plain")],
+                "internal server error",
+            )
+                .into_response();
+        }
+        Fault::TokenEndpointStall => tokio::time::sleep(STALL).await,
+        _ => {}
+    }
+    if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
+        return oauth_error("unsupported_grant_type", "the stub IdP only redeems codes");
+    }
+    let Some(grant) = form
+        .get("code")
+        .and_then(|c| s.grants.lock().unwrap().remove(c))
+    else {
+        return oauth_error("invalid_grant", "unknown or reused code");
+    };
+    if form.get("redirect_uri") != Some(&grant.redirect_uri) {
+        return oauth_error("invalid_grant", "redirect_uri differs from the authorization request");
+    }
+    let challenge = form
+        .get("code_verifier")
+        .map(|v| b64(&sha2::Sha256::digest(v.as_bytes())));
+    if challenge.is_none() || challenge != grant.code_challenge {
+        return oauth_error("invalid_grant", "PKCE verification failed");
+    }
+    let id_token = id_token(&s, fault, grant.nonce.as_deref());
+    s.issued.lock().unwrap().push(id_token.clone());
+    let refresh_token = hex::encode(rand::thread_rng().r#gen::<[u8; 16]>());
+    json_reply(
+        StatusCode::OK,
+        json!({
+            "access_token": hex::encode(rand::thread_rng().r#gen::<[u8; 16]>()),
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "id_token": id_token,
+            "refresh_token": refresh_token,
+        })
+        .to_string(),
+    )
+}
+
+/// The SubjectPublicKeyInfo PEM of an RSA JWK, as an IdP would publish the key in PEM form.
+fn public_key_pem(jwk: &Value) -> String {
+    let part = |name: &str| {
+        URL_SAFE_NO_PAD
+            .decode(jwk[name].as_str().expect("RSA JWK member"))
+            .expect("RSA JWK member is base64url")
+    };
+    let rsa_public_key = der(0x30, &[der_uint(&part("n")), der_uint(&part("e"))].concat());
+    // AlgorithmIdentifier { rsaEncryption (1.2.840.113549.1.1.1), NULL }
+    let alg = der(
+        0x30,
+        &[
+            der(0x06, &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01]),
+            vec![0x05, 0x00],
+        ]
+        .concat(),
+    );
+    let spki = der(0x30, &[alg, der(0x03, &[&[0u8][..], &rsa_public_key].concat())].concat());
+    let body = STANDARD.encode(spki);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect();
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let len = content.len();
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+fn der_uint(bytes: &[u8]) -> Vec<u8> {
+    let trimmed: Vec<u8> = bytes.iter().copied().skip_while(|b| *b == 0).collect();
+    let mut content = Vec::with_capacity(trimmed.len() + 1);
+    if trimmed.first().is_none_or(|b| b & 0x80 != 0) {
+        content.push(0);
+    }
+    content.extend(trimmed);
+    der(0x02, &content)
+}
