@@ -17,4 +17,5 @@ pub mod credential;
 pub mod loopback;
 pub mod oidc;
 pub mod printer;
+pub mod rbac;
 pub mod token;

@@ -21,6 +21,9 @@ use serde_json::Value;
 use super::http::one_line;
 use crate::token::MAX_TOKEN_LEN;
 
+/// How far in the future a token's `nbf` may be (clock skew between koidc and the provider).
+pub const NBF_LEEWAY: chrono::Duration = chrono::Duration::minutes(5);
+
 /// The signature algorithms koidc accepts for ID tokens: asymmetric ones only.
 pub const ASYMMETRIC_ALGS: [CoreJwsSigningAlgorithm; 9] = [
     CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
@@ -84,6 +87,17 @@ pub enum Rejection {
     Expired {
         /// The token's `exp`.
         expiry: String,
+        /// The time koidc checked against.
+        now: String,
+    },
+    /// `nbf` is later than now (plus [`NBF_LEEWAY`]): the token is not valid yet (RFC 7519
+    /// 4.1.5), and the apiserver would refuse it.
+    #[error(
+        "not valid before {not_before} (nbf claim; now {now}); check the clocks of this machine and of the identity provider"
+    )]
+    NotYetValid {
+        /// The token's `nbf`.
+        not_before: String,
         /// The time koidc checked against.
         now: String,
     },
@@ -222,6 +236,19 @@ pub(crate) fn verify(
             expiry: claims.expiration().to_rfc3339(),
             now: now.to_rfc3339(),
         });
+    }
+    // 5. `nbf`, which the crate ignores (RFC 7519 4.1.5): the token must not be used before.
+    if let Some(nbf) = payload.get("nbf") {
+        let not_before = nbf
+            .as_i64()
+            .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
+            .ok_or_else(|| Rejection::Malformed("the nbf claim is not a valid timestamp".into()))?;
+        if not_before > now + NBF_LEEWAY {
+            return Err(Rejection::NotYetValid {
+                not_before: not_before.to_rfc3339(),
+                now: now.to_rfc3339(),
+            });
+        }
     }
     Ok(())
 }

@@ -15,9 +15,11 @@ mod dex;
 mod kubeconfig;
 mod lab;
 mod proxy;
+mod stub_idp;
 mod support;
 
 mod exec_info;
+mod forged_tokens;
 mod keyring;
 mod kubectl;
 mod login;

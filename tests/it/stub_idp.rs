@@ -223,11 +223,6 @@ impl StubIdp {
         &self.issuer
     }
 
-    /// Changes what the stub does from now on.
-    pub fn set_fault(&self, fault: Fault) {
-        *self.shared.fault.lock().unwrap() = fault;
-    }
-
     /// How many requests the endpoint `what` (`discovery`, `keys`, `authorize`, `token`) got.
     pub fn hits(&self, what: &str) -> usize {
         self.shared

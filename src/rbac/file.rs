@@ -1,0 +1,83 @@
+//! `koidc bind-group --from FILE`: several bindings from a small YAML list, for GitOps
+//! repositories.
+//!
+//! ```yaml
+//! - {group: reader-group, role: reader, namespace: application}
+//! - {group: writer-group, role: writer, namespace: application, resources: [pods, pods/log]}
+//! - {group: ops, role: view, clusterWide: true}
+//! - {group: auditors, role: audit-reader, clusterRole: true, clusterWide: true}
+//! ```
+//!
+//! Keys are those of the command line (`clusterWide`/`cluster-wide`, `clusterRole`/
+//! `cluster-role`, `resources`); unknown keys are an error, so a typo cannot silently drop a
+//! setting. Every entry is validated before anything is printed or applied; the first bad one is
+//! reported with its position.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{Binding, RbacError, RoleSpec, Scope};
+
+/// One entry of the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Entry {
+    group: String,
+    role: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default, alias = "cluster-wide")]
+    cluster_wide: bool,
+    #[serde(default, alias = "cluster-role")]
+    cluster_role: bool,
+    #[serde(default)]
+    resources: Vec<String>,
+}
+
+impl Entry {
+    fn binding(&self, group_prefix: &str) -> Result<Binding, RbacError> {
+        let scope = match (&self.namespace, self.cluster_wide) {
+            (Some(ns), false) => Scope::Namespace(ns.clone()),
+            (None, true) => Scope::ClusterWide,
+            (Some(_), true) => return Err(RbacError::EntryScope { both: true }),
+            (None, false) => return Err(RbacError::EntryScope { both: false }),
+        };
+        let role = RoleSpec::resolve(&self.role, self.cluster_role, &self.resources)?;
+        Binding::new(&self.group, role, scope, group_prefix)
+    }
+}
+
+/// Reads and validates a bindings file (`-` reads standard input).
+pub fn bindings_from_file(path: &Path, group_prefix: &str) -> Result<Vec<Binding>, RbacError> {
+    let shown = path.display().to_string();
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin().lock())
+    } else {
+        std::fs::read_to_string(path)
+    }
+    .map_err(|source| RbacError::ReadFile { path: shown.clone(), source })?;
+    bindings_from_yaml(&text, &shown, group_prefix)
+}
+
+/// Parses and validates the text of a bindings file; `source` names it in errors.
+pub fn bindings_from_yaml(text: &str, source: &str, group_prefix: &str) -> Result<Vec<Binding>, RbacError> {
+    let options = serde_saphyr::options! { with_snippet: false };
+    let entries: Option<Vec<Entry>> = serde_saphyr::from_str_with_options(text, options)
+        .map_err(|e| RbacError::ParseFile { path: source.to_owned(), message: e.to_string() })?;
+    let entries = entries.unwrap_or_default();
+    if entries.is_empty() {
+        return Err(RbacError::EmptyFile { path: source.to_owned() });
+    }
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            entry.binding(group_prefix).map_err(|reason| RbacError::BadEntry {
+                path: source.to_owned(),
+                index: i + 1,
+                reason: Box::new(reason),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,446 @@
+//! The real `koidc get-token` against the stub IdP ([`crate::stub_idp`]) misbehaving in every
+//! way Dex cannot: forged, mis-addressed, expired or oversized ID tokens, broken discovery, a
+//! failing or stalling token endpoint, an unreachable issuer, and error callbacks.
+//!
+//! Each fault must end koidc with exit code 1, nothing on stdout, one `koidc: ` error line on
+//! stderr naming the failed check, no JWT on stderr, and no cache entry written. The control
+//! case (a good token from the same stub) must succeed, so a passing rejection test proves the
+//! fault was caught, not that the stub is unusable. The browser is `curl -L`: the stub's
+//! `/authorize` only redirects, so following redirects completes the login.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::stub_idp::{CLIENT_ID, Fault, STALL, StubIdp, refused_issuer};
+use crate::support::{
+    ExecCredential, Output, clean_command, files_under, koidc_bin, mode, parse_exec_credential,
+    run,
+};
+
+/// The browser koidc launches: follows the stub's redirect to koidc's loopback callback.
+const BROWSER: &str = "curl -sS -L --max-time 20 -o /dev/null";
+
+/// koidc's fixed HTTP timeout per request to the IdP (src/config.rs `HTTP_TIMEOUT`).
+const KOIDC_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The stderr line koidc prints when it has launched the browser (a progress message for the
+/// person at the terminal, printed before the login can fail).
+const BROWSER_NOTICE: &str = "koidc: opened a browser to log in";
+
+/// A temp dir with HOME and the cache dir of one koidc user.
+struct Client {
+    tmp: TempDir,
+}
+
+impl Client {
+    fn new() -> Client {
+        let tmp = tempfile::Builder::new()
+            .prefix("koidc-forged-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::create_dir(tmp.path().join("home")).expect("create HOME");
+        Client { tmp }
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.tmp.path().join("cache")
+    }
+
+    /// `koidc get-token` against `issuer` with a file cache and curl as the browser.
+    fn get_token(&self, issuer: &str) -> Output {
+        let mut cmd = clean_command(koidc_bin(), &self.tmp.path().join("home"));
+        cmd.args(["get-token", "--issuer", issuer, "--client-id", CLIENT_ID])
+            .args(["--cache", "file", "--cache-dir"])
+            .arg(self.cache_dir())
+            .args(["--browser-command", BROWSER, "--timeout", "20"]);
+        run(&mut cmd)
+    }
+
+    /// The cache entry files (`.json` / `.enc`) koidc wrote.
+    fn entries(&self) -> Vec<PathBuf> {
+        files_under(&self.cache_dir())
+            .into_iter()
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|e| e == "json" || e == "enc")
+            })
+            .collect()
+    }
+}
+
+/// Checks a rejected `get-token`: exit code 1, empty stdout, stderr holding (besides koidc's
+/// browser notice, when the browser was opened) exactly one line `koidc: ...` that contains
+/// every word of `names` (case-insensitive), no JWT or token the stub issued on stderr, no
+/// panic, and no cache entry. Returns the error line.
+#[track_caller]
+fn assert_rejected(out: &Output, client: &Client, idp: Option<&StubIdp>, names: &[&str]) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{} must fail with exit code 1 ({}):\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.what,
+        out.status,
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{} printed on stdout: {:?}",
+        out.what,
+        out.stdout
+    );
+    assert!(
+        !out.stderr.contains("eyJ"),
+        "{}: a JWT leaked on stderr: {:?}",
+        out.what,
+        out.stderr
+    );
+    for token in idp.map(StubIdp::issued_id_tokens).unwrap_or_default() {
+        let signature = token.rsplit('.').next().unwrap_or_default();
+        assert!(
+            signature.len() < 8 || !out.stderr.contains(signature),
+            "{}: part of an issued ID token leaked on stderr",
+            out.what
+        );
+    }
+    let lines: Vec<&str> = out
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| !l.starts_with(BROWSER_NOTICE))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{}: expected exactly one error line on stderr (besides the browser notice), got {:?}",
+        out.what,
+        out.stderr
+    );
+    let line = lines[0];
+    assert!(
+        line.starts_with("koidc: ") && !line.starts_with("koidc: warning"),
+        "{}: the error line does not start with `koidc: `: {line:?}",
+        out.what
+    );
+    assert!(
+        !line.contains("internal error") && !out.stderr.contains("panicked"),
+        "{}: koidc panicked: {:?}",
+        out.what,
+        out.stderr
+    );
+    let lower = line.to_lowercase();
+    for name in names {
+        assert!(
+            lower.contains(&name.to_lowercase()),
+            "{}: the error line should name {name:?}: {line:?}",
+            out.what
+        );
+    }
+    let entries = client.entries();
+    assert!(
+        entries.is_empty(),
+        "{}: a rejected login left cache entries {entries:?}",
+        out.what
+    );
+    line.to_string()
+}
+
+/// Runs one login against a stub with `fault` and checks that it is rejected naming `names`.
+/// Returns the stub (for hit counts) and the error line.
+#[track_caller]
+fn rejected(fault: Fault, names: &[&str]) -> (StubIdp, String) {
+    let idp = StubIdp::start(fault);
+    let client = Client::new();
+    let out = client.get_token(idp.issuer());
+    let line = assert_rejected(&out, &client, Some(&idp), names);
+    (idp, line)
+}
+
+/// A rejection of the ID token itself: the code was redeemed exactly once, so the failure is the
+/// token's, not an earlier step's.
+#[track_caller]
+fn token_rejected(fault: Fault, names: &[&str]) -> String {
+    let (idp, line) = rejected(fault, names);
+    assert_eq!(idp.hits("authorize"), 1, "one authorization request");
+    assert_eq!(idp.hits("token"), 1, "one code redemption");
+    assert_eq!(idp.issued_id_tokens().len(), 1, "the stub issued the forged token");
+    assert!(
+        line.starts_with("koidc: ID token rejected: "),
+        "the failure must be the ID token check: {line:?}"
+    );
+    line
+}
+
+/// Checks a successful `get-token` against `idp`: an ExecCredential holding the token the stub
+/// issued last, nothing but the browser notice on stderr.
+#[track_caller]
+fn assert_accepted(out: &Output, idp: &StubIdp) -> ExecCredential {
+    out.assert_success();
+    let cred = parse_exec_credential(out);
+    assert_eq!(cred.claims["iss"], idp.issuer(), "token from another issuer");
+    assert_eq!(cred.claims["aud"], CLIENT_ID, "token for another audience");
+    assert!(
+        !out.stderr.contains("eyJ"),
+        "{}: a JWT leaked on stderr",
+        out.what
+    );
+    cred
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control
+
+#[test]
+fn forged_control_good_stub_token_is_accepted_and_cached() {
+    let idp = StubIdp::start(Fault::Good);
+    let client = Client::new();
+    let out = client.get_token(idp.issuer());
+    let cred = assert_accepted(&out, &idp);
+    assert_eq!(
+        idp.issued_id_tokens(),
+        [cred.token.clone()],
+        "the ExecCredential holds the token the stub issued"
+    );
+    assert_eq!(cred.claims["sub"], "stub-user-1");
+    assert_eq!(idp.hits("authorize"), 1);
+    assert_eq!(idp.hits("token"), 1);
+    let extra: Vec<&str> = out
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| !l.starts_with(BROWSER_NOTICE))
+        .collect();
+    assert!(extra.is_empty(), "unexpected stderr: {:?}", out.stderr);
+    let entries = client.entries();
+    assert_eq!(entries.len(), 1, "one cache entry: {entries:?}");
+    assert_eq!(mode(&entries[0]), 0o600);
+    let cached = std::fs::read_to_string(&entries[0]).expect("read the cache entry");
+    assert!(cached.contains(&cred.token), "the entry holds the ID token");
+
+    // The next call is served from the cache without talking to the stub.
+    let before = (idp.hits("discovery"), idp.hits("token"));
+    let again = client.get_token(idp.issuer());
+    let hit = assert_accepted(&again, &idp);
+    assert_eq!(hit.token, cred.token, "a cache hit serves the cached token");
+    assert_eq!((idp.hits("discovery"), idp.hits("token")), before);
+    assert_eq!(again.stderr, "", "a cache hit prints nothing on stderr");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forged or invalid ID tokens
+
+#[test]
+fn forged_token_signed_by_another_key_is_rejected() {
+    token_rejected(Fault::BadSignature, &["signature"]);
+}
+
+#[test]
+fn forged_alg_none_token_is_rejected() {
+    token_rejected(Fault::AlgNone, &["algorithm", "none"]);
+}
+
+#[test]
+fn forged_hs256_token_keyed_with_the_public_key_is_rejected() {
+    token_rejected(Fault::Hs256WithPublicKey, &["algorithm", "HS256", "not allowed"]);
+}
+
+#[test]
+fn forged_token_from_another_issuer_is_rejected() {
+    token_rejected(Fault::WrongIssuer, &["issuer", "evil.example.com"]);
+}
+
+#[test]
+fn forged_token_whose_issuer_has_a_trailing_slash_is_rejected() {
+    token_rejected(Fault::IssuerTrailingSlash, &["issuer"]);
+}
+
+#[test]
+fn forged_token_for_another_audience_is_rejected() {
+    token_rejected(Fault::WrongAudience, &["audience"]);
+}
+
+#[test]
+fn forged_token_with_an_extra_untrusted_audience_is_rejected() {
+    token_rejected(Fault::ExtraAudience, &["audience"]);
+}
+
+#[test]
+fn forged_token_with_azp_of_another_client_is_rejected() {
+    token_rejected(Fault::AzpMismatch, &["azp"]);
+}
+
+#[test]
+fn forged_expired_token_is_rejected() {
+    token_rejected(Fault::Expired, &["expired"]);
+}
+
+#[test]
+fn forged_token_not_valid_before_an_hour_from_now_is_rejected() {
+    token_rejected(Fault::NotYetValid, &["nbf"]);
+}
+
+#[test]
+fn forged_token_without_iat_is_rejected() {
+    token_rejected(Fault::MissingIat, &["iat"]);
+}
+
+#[test]
+fn forged_token_with_another_logins_nonce_is_rejected() {
+    token_rejected(Fault::WrongNonce, &["nonce"]);
+}
+
+#[test]
+fn forged_token_without_nonce_is_rejected() {
+    token_rejected(Fault::MissingNonce, &["nonce", "missing"]);
+}
+
+#[test]
+fn forged_token_with_unknown_kid_is_rejected_after_one_jwks_refetch() {
+    let line = {
+        let (idp, line) = rejected(Fault::UnknownKid, &["signature", "kid", "k-unknown"]);
+        assert_eq!(idp.hits("token"), 1);
+        assert_eq!(
+            idp.hits("keys"),
+            2,
+            "koidc fetches the JWKS at discovery and once more for the unknown kid"
+        );
+        line
+    };
+    assert!(line.starts_with("koidc: ID token rejected: "), "{line:?}");
+}
+
+#[test]
+fn forged_token_with_non_json_payload_is_rejected() {
+    token_rejected(Fault::NonJsonPayload, &["malformed", "payload"]);
+}
+
+#[test]
+fn forged_oversized_1mib_token_is_rejected() {
+    token_rejected(Fault::Oversized, &["larger than"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A provider that fails or lies outside the token
+
+#[test]
+fn forged_token_endpoint_500_fails_naming_the_status() {
+    let (idp, _) = rejected(Fault::TokenEndpoint500, &["token", "500"]);
+    assert_eq!(idp.hits("token"), 1);
+    assert!(idp.issued_id_tokens().is_empty());
+}
+
+#[test]
+fn forged_stalled_token_endpoint_times_out() {
+    let started = Instant::now();
+    let (idp, _) = rejected(Fault::TokenEndpointStall, &["did not answer", "30s"]);
+    let took = started.elapsed();
+    assert_eq!(idp.hits("token"), 1);
+    assert!(
+        took >= KOIDC_HTTP_TIMEOUT && took < STALL,
+        "koidc should give up after its {KOIDC_HTTP_TIMEOUT:?} HTTP timeout, before the \
+         stub answers after {STALL:?}; took {took:?}"
+    );
+}
+
+#[test]
+fn forged_discovery_naming_another_issuer_is_rejected() {
+    let (idp, _) = rejected(Fault::DiscoveryIssuerMismatch, &["discovery", "issuer"]);
+    assert_eq!(idp.hits("authorize"), 0, "no login after a bad discovery");
+    assert_eq!(idp.hits("token"), 0);
+}
+
+#[test]
+fn forged_malformed_discovery_json_is_rejected() {
+    let (idp, _) = rejected(Fault::DiscoveryMalformed, &["malformed", "not json"]);
+    assert_eq!(idp.hits("authorize"), 0, "no login after a bad discovery");
+}
+
+#[test]
+fn forged_issuer_refusing_connections_fails_cleanly() {
+    let client = Client::new();
+    let issuer = refused_issuer();
+    let out = client.get_token(&issuer);
+    let line = assert_rejected(&out, &client, None, &["cannot reach", "refused"]);
+    let port = issuer.rsplit(':').next().unwrap_or_default();
+    let port = port.trim_end_matches("/idp");
+    assert!(line.contains(port), "the error names the URL: {line:?}");
+}
+
+#[test]
+fn forged_callback_access_denied_fails_naming_access_denied() {
+    let started = Instant::now();
+    let (idp, _) = rejected(Fault::CallbackError, &["access_denied"]);
+    assert_eq!(idp.hits("authorize"), 1);
+    assert_eq!(idp.hits("token"), 0, "no code to redeem");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the error callback must end the login at once, not at the timeout"
+    );
+}
+
+#[test]
+fn forged_callback_with_state_but_no_code_fails() {
+    let started = Instant::now();
+    let (idp, _) = rejected(Fault::CallbackWithoutCode, &["no authorization code"]);
+    assert_eq!(idp.hits("token"), 0, "no code to redeem");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the code-less callback must end the login at once, not at the timeout"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cache
+
+#[test]
+fn forged_cache_entry_tampered_to_another_issuer_is_not_served() {
+    let idp = StubIdp::start(Fault::Good);
+    let client = Client::new();
+    let first = assert_accepted(&client.get_token(idp.issuer()), &idp);
+    let entries = client.entries();
+    assert_eq!(entries.len(), 1, "one cache entry: {entries:?}");
+    let entry = &entries[0];
+
+    // Replace the cached ID token with one validly signed by the same key, valid for an hour,
+    // but issued by another issuer: a token for another cluster must never be handed out here.
+    let mut claims = idp.good_claims(None);
+    claims["iss"] = json!("https://evil.example.com/idp");
+    claims["sub"] = json!("someone-else");
+    let forged = idp.sign_rs256(&claims);
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(entry).expect("read the cache entry"))
+            .expect("the cache entry is JSON");
+    assert_eq!(doc["id_token"], first.token.as_str(), "entry layout changed");
+    doc["id_token"] = json!(forged);
+    write_keeping_mode(entry, &doc.to_string());
+
+    let out = client.get_token(idp.issuer());
+    let cred = assert_accepted(&out, &idp);
+    assert!(!out.stdout.contains(&forged), "the tampered token was served");
+    assert_ne!(cred.token, first.token);
+    assert_eq!(cred.claims["sub"], "stub-user-1");
+    assert_eq!(
+        idp.hits("authorize"),
+        2,
+        "the tampered entry is ignored and koidc logs in again"
+    );
+    assert_eq!(idp.issued_id_tokens().last(), Some(&cred.token));
+    assert!(
+        out.stderr.to_lowercase().contains("ignoring"),
+        "koidc says it ignored the cached token: {:?}",
+        out.stderr
+    );
+    // The new login replaced the tampered entry.
+    let cached = std::fs::read_to_string(entry).expect("read the cache entry");
+    assert!(!cached.contains(&forged), "the tampered token is still cached");
+    assert!(cached.contains(&cred.token));
+    assert_eq!(mode(entry), 0o600);
+}
+
+/// Overwrites an existing file in place (its 0600 mode stays).
+fn write_keeping_mode(path: &Path, text: &str) {
+    let before = mode(path);
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    assert_eq!(mode(path), before);
+}
