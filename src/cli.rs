@@ -34,6 +34,9 @@ pub enum Command {
     /// Show the cached identity without any network call.
     #[command(after_help = WHOAMI_EXAMPLES)]
     Whoami(WhoamiArgs),
+    /// Print (or apply) the RBAC objects that give an IdP group a role in the cluster.
+    #[command(after_help = BIND_GROUP_EXAMPLES)]
+    BindGroup(BindGroupArgs),
 }
 
 const GET_TOKEN_EXAMPLES: &str = "\
@@ -52,6 +55,21 @@ const WHOAMI_EXAMPLES: &str = "\
 Examples:
   koidc whoami --issuer https://dex.example.com --client-id kubernetes
   koidc whoami -o json";
+const BIND_GROUP_EXAMPLES: &str = "\
+ROLE is a built-in ClusterRole (view, edit, admin, cluster-admin), a preset that koidc writes too
+(reader: get, list, watch; writer: every verb; both on the --resource list, pods by default), or
+else the name of an existing Role (with --cluster-role: of an existing ClusterRole).
+
+Examples:
+  koidc bind-group reader-group reader -n application | kubectl apply -f -
+  koidc bind-group writer-group writer -n application --apply
+  koidc bind-group devs reader --resource pods --resource deployments.apps -n dev
+  koidc bind-group ops view --cluster-wide --group-prefix oidc:
+  koidc bind-group --from rbac.yaml -o json
+
+A --from file is a YAML list:
+  - {group: reader-group, role: reader, namespace: application}
+  - {group: ops, role: view, clusterWide: true}";
 
 /// Which identity provider and client; shared by every command.
 #[derive(Debug, Args, Clone, Default)]
@@ -176,6 +194,9 @@ pub struct LogoutArgs {
 pub struct WhoamiArgs {
     #[command(flatten)]
     pub identity: IdentityFlags,
+    /// Accepted so the same options work for every command; `whoami` never logs in.
+    #[command(flatten, next_help_heading = "Login options (ignored by whoami)")]
+    pub login: LoginFlags,
     #[command(flatten)]
     pub cache: CacheFlags,
     #[command(flatten)]
@@ -183,6 +204,70 @@ pub struct WhoamiArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+/// `koidc bind-group`
+#[derive(Debug, Args)]
+pub struct BindGroupArgs {
+    /// The IdP group, as the IdP puts it in the token (without the apiserver's groups prefix).
+    #[arg(required_unless_present = "from", conflicts_with = "from")]
+    pub group: Option<String>,
+    /// The role to give the group (see below).
+    #[arg(required_unless_present = "from", conflicts_with = "from")]
+    pub role: Option<String>,
+    /// Namespace of the RoleBinding [default: default].
+    #[arg(short = 'n', long, value_name = "NS", conflicts_with_all = ["cluster_wide", "from"])]
+    pub namespace: Option<String>,
+    /// Bind in every namespace with a ClusterRoleBinding (ROLE must be a ClusterRole or a preset).
+    #[arg(long, conflicts_with = "from")]
+    pub cluster_wide: bool,
+    /// ROLE names an existing ClusterRole, not a Role.
+    #[arg(long, conflicts_with = "from")]
+    pub cluster_role: bool,
+    /// Resource for the reader/writer presets, like pods, deployments.apps or pods/log
+    /// (repeatable or comma-separated) [default: pods].
+    #[arg(
+        long = "resource",
+        value_name = "R",
+        value_delimiter = ',',
+        conflicts_with = "from"
+    )]
+    pub resources: Vec<String>,
+    /// The apiserver's groups prefix (--oidc-groups-prefix), put in front of the group
+    /// [default: the prefix saved by `koidc setup`, else none].
+    #[arg(long, value_name = "P", allow_hyphen_values = true)]
+    pub group_prefix: Option<String>,
+    /// Bind several groups from a YAML list of {group, role, namespace | clusterWide: true}
+    /// (`-` reads stdin).
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+    /// Output format of the objects.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = ManifestFormat::Yaml, conflicts_with = "apply")]
+    pub format: ManifestFormat,
+    /// Apply the objects to the current kube context (kubectl apply --server-side) instead of
+    /// printing them; running it twice changes nothing.
+    #[arg(long)]
+    pub apply: bool,
+    /// The kubectl that --apply runs.
+    #[arg(long, env = "KOIDC_KUBECTL", value_name = "PATH", default_value = "kubectl")]
+    pub kubectl: PathBuf,
+    /// Kubeconfig file for --apply (passed to kubectl).
+    #[arg(long, value_name = "FILE", requires = "apply")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context for --apply (passed to kubectl).
+    #[arg(long, value_name = "NAME", requires = "apply")]
+    pub context: Option<String>,
+    #[command(flatten)]
+    pub output: OutputFlags,
+}
+
+/// `bind-group -o` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ManifestFormat {
+    /// YAML documents separated by `---`.
+    Yaml,
+    /// A v1 List with the objects as items.
+    Json,
 }
 
 /// `--cache` values.

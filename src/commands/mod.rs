@@ -4,6 +4,7 @@
 //! use case in [`crate::auth`] or read the cache directly. Results go to stdout through the
 //! [`Printer`]; everything else goes to stderr.
 
+mod bind_group;
 mod get_token;
 mod login;
 mod logout;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(args) => login::run(&args, clock),
         Command::Logout(args) => logout::run(&args, clock),
         Command::Whoami(args) => whoami::run(&args, clock),
+        Command::BindGroup(args) => bind_group::run(&args),
     }
 }
 

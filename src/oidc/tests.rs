@@ -724,6 +724,40 @@ async fn token_expired_by_the_injected_clock_is_rejected() {
 }
 
 #[tokio::test]
+async fn token_not_valid_before_a_future_nbf_is_rejected_within_a_skew_allowance() {
+    let idp = Idp::start().await;
+    let provider = idp.provider().await;
+    let with_nbf = |nbf: Value| {
+        let idp = &idp;
+        move |n: &str| {
+            let mut c = idp.claims(Some(n));
+            c["nbf"] = nbf;
+            rs256("k1", &c)
+        }
+    };
+    // An hour ahead of the injected clock (the system clock is far behind it).
+    let r = rejection(
+        login_with(&idp, &provider, with_nbf(json!(now().timestamp() + 3600))).await,
+    );
+    assert!(matches!(r, Rejection::NotYetValid { .. }), "{r:?}");
+    assert!(
+        OidcError::from(r)
+            .to_string()
+            .starts_with("ID token rejected: not valid before")
+    );
+    let r = rejection(login_with(&idp, &provider, with_nbf(json!("soon"))).await);
+    assert!(matches!(r, Rejection::Malformed(_)), "{r:?}");
+    // Clock skew: a minute ahead is tolerated; the past, in seconds or fractional, is fine.
+    for nbf in [
+        json!(now().timestamp() + 60),
+        json!(now().timestamp() - 10),
+        json!(now().timestamp() as f64 - 0.5),
+    ] {
+        login_with(&idp, &provider, with_nbf(nbf)).await.unwrap();
+    }
+}
+
+#[tokio::test]
 async fn nonce_mismatch_or_missing_nonce_is_rejected_on_login() {
     let idp = Idp::start().await;
     let provider = idp.provider().await;

@@ -22,7 +22,7 @@ use super::http::one_line;
 use crate::token::MAX_TOKEN_LEN;
 
 /// How far in the future a token's `nbf` may be (clock skew between koidc and the provider).
-pub const NBF_LEEWAY: chrono::Duration = chrono::Duration::minutes(5);
+pub(crate) const NBF_LEEWAY: chrono::Duration = chrono::Duration::minutes(5);
 
 /// The signature algorithms koidc accepts for ID tokens: asymmetric ones only.
 pub const ASYMMETRIC_ALGS: [CoreJwsSigningAlgorithm; 9] = [
@@ -90,8 +90,8 @@ pub enum Rejection {
         /// The time koidc checked against.
         now: String,
     },
-    /// `nbf` is later than now (plus [`NBF_LEEWAY`]): the token is not valid yet (RFC 7519
-    /// 4.1.5), and the apiserver would refuse it.
+    /// `nbf` is more than a clock-skew allowance (5 minutes) in the future: the token is not
+    /// valid yet (RFC 7519 4.1.5), so it must not be cached and handed out.
     #[error(
         "not valid before {not_before} (nbf claim; now {now}); check the clocks of this machine and of the identity provider"
     )]
@@ -241,6 +241,7 @@ pub(crate) fn verify(
     if let Some(nbf) = payload.get("nbf") {
         let not_before = nbf
             .as_i64()
+            .or_else(|| nbf.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64))
             .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
             .ok_or_else(|| Rejection::Malformed("the nbf claim is not a valid timestamp".into()))?;
         if not_before > now + NBF_LEEWAY {

@@ -56,18 +56,26 @@ pub fn bindings_from_file(path: &Path, group_prefix: &str) -> Result<Vec<Binding
     } else {
         std::fs::read_to_string(path)
     }
-    .map_err(|source| RbacError::ReadFile { path: shown.clone(), source })?;
+    .map_err(|source| RbacError::ReadFile {
+        path: shown.clone(),
+        source,
+    })?;
     bindings_from_yaml(&text, &shown, group_prefix)
 }
 
 /// Parses and validates the text of a bindings file; `source` names it in errors.
 pub fn bindings_from_yaml(text: &str, source: &str, group_prefix: &str) -> Result<Vec<Binding>, RbacError> {
     let options = serde_saphyr::options! { with_snippet: false };
-    let entries: Option<Vec<Entry>> = serde_saphyr::from_str_with_options(text, options)
-        .map_err(|e| RbacError::ParseFile { path: source.to_owned(), message: e.to_string() })?;
+    let entries: Option<Vec<Entry>> =
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| RbacError::ParseFile {
+            path: source.to_owned(),
+            message: e.to_string(),
+        })?;
     let entries = entries.unwrap_or_default();
     if entries.is_empty() {
-        return Err(RbacError::EmptyFile { path: source.to_owned() });
+        return Err(RbacError::EmptyFile {
+            path: source.to_owned(),
+        });
     }
     entries
         .iter()

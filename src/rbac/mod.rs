@@ -14,8 +14,9 @@
 //! # Names (deterministic: the same input always gives the same objects)
 //! - Preset roles: `koidc-reader` / `koidc-writer` for the default resource (`pods`); for any
 //!   other resource list `koidc-reader-<h>` / `koidc-writer-<h>`, where `<h>` is the first 8 hex
-//!   digits of SHA-256 over the sorted, de-duplicated resources (each `resource[.group][/sub]`,
-//!   joined by newlines), so two presets over different resources never share a name.
+//!   digits of SHA-256 over the resources sorted by (API group, resource, subresource) and
+//!   de-duplicated, each written `resource[.group][/sub]`, joined by newlines, so two presets
+//!   over different resources never share a name.
 //! - Bindings: `koidc:<group>:<role>`, with the group as the IdP names it (without the prefix)
 //!   and the name of the Role/ClusterRole referred to. See [`names::binding_name`] for how
 //!   characters outside `A-Za-z0-9-._:@`, a `:` in the group, or a name over 253 bytes are made
@@ -42,8 +43,8 @@ use serde::Serialize;
 
 pub use file::{bindings_from_file, bindings_from_yaml};
 pub use saved::{
-    cluster_config_path, save_group_prefix, save_group_prefix_at, saved_group_prefix,
-    saved_group_prefix_at, SavedPrefix,
+    SavedPrefix, cluster_config_path, save_group_prefix, save_group_prefix_at, saved_group_prefix,
+    saved_group_prefix_at,
 };
 
 /// The API group of every RBAC object and of group subjects.
@@ -185,10 +186,14 @@ pub enum RbacError {
         message: String,
     },
     /// No configuration directory can be derived.
-    #[error("cannot find koidc's configuration directory (neither XDG_CONFIG_HOME nor HOME is set); pass --group-prefix")]
+    #[error(
+        "cannot find koidc's configuration directory (neither XDG_CONFIG_HOME nor HOME is set); pass --group-prefix"
+    )]
     NoConfigDir,
     /// The saved cluster settings cannot be read or are malformed.
-    #[error("cannot read the saved groups prefix from {path}: {message}; fix or delete the file, or pass --group-prefix")]
+    #[error(
+        "cannot read the saved groups prefix from {path}: {message}; fix or delete the file, or pass --group-prefix"
+    )]
     ReadSaved {
         /// The file.
         path: String,
@@ -279,9 +284,14 @@ impl Resource {
     /// Parses kubectl's `--resource` syntax: the text before the first `.` is the resource, the
     /// rest (up to `/`) its API group, and after `/` the subresource.
     pub fn parse(text: &str) -> Result<Self, RbacError> {
-        let invalid = || RbacError::InvalidResource { resource: text.to_owned() };
+        let invalid = || RbacError::InvalidResource {
+            resource: text.to_owned(),
+        };
         if let Some((_, suggestion)) = MISSPELLINGS.iter().find(|(wrong, _)| *wrong == text) {
-            return Err(RbacError::MisspelledResource { resource: text.to_owned(), suggestion });
+            return Err(RbacError::MisspelledResource {
+                resource: text.to_owned(),
+                suggestion,
+            });
         }
         let (main, subresource) = match text.split_once('/') {
             Some((main, sub)) => (main, Some(sub)),
@@ -354,19 +364,34 @@ impl RoleSpec {
     /// into plain names of existing ClusterRoles).
     pub fn resolve(role: &str, cluster_role: bool, resources: &[String]) -> Result<Self, RbacError> {
         names::validate_role_name(role)?;
-        let preset = if cluster_role { None } else { Preset::from_name(role) };
+        let preset = if cluster_role {
+            None
+        } else {
+            Preset::from_name(role)
+        };
         if preset.is_none() && !resources.is_empty() {
-            return Err(RbacError::ResourcesWithoutPreset { role: role.to_owned() });
+            return Err(RbacError::ResourcesWithoutPreset {
+                role: role.to_owned(),
+            });
         }
         if let Some(preset) = preset {
             let mut parsed = if resources.is_empty() {
-                DEFAULT_PRESET_RESOURCES.iter().map(|r| Resource::parse(r)).collect::<Result<Vec<_>, _>>()?
+                DEFAULT_PRESET_RESOURCES
+                    .iter()
+                    .map(|r| Resource::parse(r))
+                    .collect::<Result<Vec<_>, _>>()?
             } else {
-                resources.iter().map(|r| Resource::parse(r.trim())).collect::<Result<Vec<_>, _>>()?
+                resources
+                    .iter()
+                    .map(|r| Resource::parse(r.trim()))
+                    .collect::<Result<Vec<_>, _>>()?
             };
             parsed.sort();
             parsed.dedup();
-            return Ok(Self::Preset { preset, resources: parsed });
+            return Ok(Self::Preset {
+                preset,
+                resources: parsed,
+            });
         }
         Ok(if BUILTIN_CLUSTER_ROLES.contains(&role) {
             Self::BuiltinClusterRole(role.to_owned())
@@ -386,7 +411,10 @@ impl RoleSpec {
             Self::Preset { preset, resources } => {
                 let base = format!("koidc-{}", preset.name());
                 let is_default = resources.len() == DEFAULT_PRESET_RESOURCES.len()
-                    && resources.iter().zip(DEFAULT_PRESET_RESOURCES).all(|(r, d)| r.to_string() == d);
+                    && resources
+                        .iter()
+                        .zip(DEFAULT_PRESET_RESOURCES)
+                        .all(|(r, d)| r.to_string() == d);
                 if is_default {
                     base
                 } else {
@@ -437,7 +465,12 @@ impl Binding {
         if let (RoleSpec::ExistingRole(role), Scope::ClusterWide) = (&role, &scope) {
             return Err(RbacError::NamespacedRoleClusterWide { role: role.clone() });
         }
-        Ok(Self { group: group.to_owned(), role, scope, group_prefix: group_prefix.to_owned() })
+        Ok(Self {
+            group: group.to_owned(),
+            role,
+            scope,
+            group_prefix: group_prefix.to_owned(),
+        })
     }
 
     /// The IdP group, without prefix.
@@ -484,16 +517,29 @@ impl Binding {
         };
         let mut out = Vec::with_capacity(2);
         if let RoleSpec::Preset { preset, resources } = &self.role {
-            let metadata = ObjectMeta { name: Some(role_name.clone()), namespace: namespace.clone(), ..Default::default() };
+            let metadata = ObjectMeta {
+                name: Some(role_name.clone()),
+                namespace: namespace.clone(),
+                ..Default::default()
+            };
             let rules = Some(policy_rules(*preset, resources));
             out.push(match namespace {
                 Some(_) => RbacObject::Role(Role { metadata, rules }),
-                None => RbacObject::ClusterRole(ClusterRole { metadata, rules, ..Default::default() }),
+                None => RbacObject::ClusterRole(ClusterRole {
+                    metadata,
+                    rules,
+                    ..Default::default()
+                }),
             });
         }
         let role_ref = RoleRef {
             api_group: Some(RBAC_API_GROUP.to_owned()),
-            kind: if self.role.is_namespaced_role(&self.scope) { "Role" } else { "ClusterRole" }.to_owned(),
+            kind: if self.role.is_namespaced_role(&self.scope) {
+                "Role"
+            } else {
+                "ClusterRole"
+            }
+            .to_owned(),
             name: role_name,
         };
         let subjects = Some(vec![Subject {
@@ -502,10 +548,22 @@ impl Binding {
             name: self.subject_name(),
             namespace: None,
         }]);
-        let metadata = ObjectMeta { name: Some(self.binding_name()), namespace: namespace.clone(), ..Default::default() };
+        let metadata = ObjectMeta {
+            name: Some(self.binding_name()),
+            namespace: namespace.clone(),
+            ..Default::default()
+        };
         out.push(match namespace {
-            Some(_) => RbacObject::RoleBinding(RoleBinding { metadata, role_ref, subjects }),
-            None => RbacObject::ClusterRoleBinding(ClusterRoleBinding { metadata, role_ref, subjects }),
+            Some(_) => RbacObject::RoleBinding(RoleBinding {
+                metadata,
+                role_ref,
+                subjects,
+            }),
+            None => RbacObject::ClusterRoleBinding(ClusterRoleBinding {
+                metadata,
+                role_ref,
+                subjects,
+            }),
         });
         out
     }
@@ -613,8 +671,10 @@ pub fn objects_for(bindings: &[Binding]) -> Result<Vec<RbacObject>, RbacError> {
 
 /// Multi-document YAML, documents separated by `---`, as `kubectl create -f` prints them.
 pub fn to_yaml(objects: &[RbacObject]) -> Result<String, RbacError> {
-    serde_saphyr::to_string_multiple(objects)
-        .map_err(|e| RbacError::Render { format: "YAML", message: e.to_string() })
+    serde_saphyr::to_string_multiple(objects).map_err(|e| RbacError::Render {
+        format: "YAML",
+        message: e.to_string(),
+    })
 }
 
 /// A `v1` `List` of the objects, as `kubectl get -o json` prints several objects.
@@ -632,6 +692,14 @@ pub fn to_json(objects: &[RbacObject]) -> Result<String, RbacError> {
         kind: &'static str,
         metadata: ListMeta,
     }
-    let list = List { api_version: "v1", items: objects, kind: "List", metadata: ListMeta { resource_version: "" } };
-    serde_json::to_string_pretty(&list).map_err(|e| RbacError::Render { format: "JSON", message: e.to_string() })
+    let list = List {
+        api_version: "v1",
+        items: objects,
+        kind: "List",
+        metadata: ListMeta { resource_version: "" },
+    };
+    serde_json::to_string_pretty(&list).map_err(|e| RbacError::Render {
+        format: "JSON",
+        message: e.to_string(),
+    })
 }

@@ -21,7 +21,9 @@ pub fn validate_namespace(namespace: &str) -> Result<(), RbacError> {
     if is_dns1123_label(namespace) {
         Ok(())
     } else {
-        Err(RbacError::InvalidNamespace { namespace: namespace.to_owned() })
+        Err(RbacError::InvalidNamespace {
+            namespace: namespace.to_owned(),
+        })
     }
 }
 
@@ -45,7 +47,10 @@ pub fn validate_role_name(name: &str) -> Result<(), RbacError> {
         None
     };
     match reason {
-        Some(reason) => Err(RbacError::InvalidRoleName { name: name.to_owned(), reason }),
+        Some(reason) => Err(RbacError::InvalidRoleName {
+            name: name.to_owned(),
+            reason,
+        }),
         None => Ok(()),
     }
 }
@@ -61,13 +66,18 @@ pub fn validate_group(group: &str) -> Result<(), RbacError> {
     } else {
         return Ok(());
     };
-    Err(RbacError::InvalidGroup { group: group.to_owned(), reason })
+    Err(RbacError::InvalidGroup {
+        group: group.to_owned(),
+        reason,
+    })
 }
 
 /// Checks a groups prefix: any text without control characters (empty means none).
 pub fn validate_group_prefix(prefix: &str) -> Result<(), RbacError> {
     if prefix.chars().any(char::is_control) {
-        Err(RbacError::InvalidGroupPrefix { prefix: prefix.to_owned() })
+        Err(RbacError::InvalidGroupPrefix {
+            prefix: prefix.to_owned(),
+        })
     } else {
         Ok(())
     }
@@ -78,7 +88,9 @@ pub fn is_dns1123_label(s: &str) -> bool {
     let bytes = s.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }
@@ -107,7 +119,13 @@ pub fn binding_name(group: &str, role: &str) -> String {
     let raw = format!("koidc:{group}:{role}");
     let mut name: String = raw
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-._:@".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-._:@".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     if name != raw || group.contains(':') || name.len() > MAX_NAME_LEN {
         // Sanitised names are ASCII, so any byte index is a char boundary.
@@ -128,7 +146,10 @@ mod tests {
             assert!(validate_namespace(ok).is_ok(), "{ok}");
         }
         for bad in ["", "App", "-a", "a-", "a.b", "a_b", "a b", &"a".repeat(64)] {
-            assert!(matches!(validate_namespace(bad), Err(RbacError::InvalidNamespace { .. })), "{bad}");
+            assert!(
+                matches!(validate_namespace(bad), Err(RbacError::InvalidNamespace { .. })),
+                "{bad}"
+            );
         }
     }
 
@@ -138,15 +159,24 @@ mod tests {
             assert!(validate_role_name(ok).is_ok(), "{ok}");
         }
         for bad in ["", ".", "..", "a/b", "100%", " view", "view\n", &"a".repeat(254)] {
-            assert!(matches!(validate_role_name(bad), Err(RbacError::InvalidRoleName { .. })), "{bad:?}");
+            assert!(
+                matches!(validate_role_name(bad), Err(RbacError::InvalidRoleName { .. })),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn groups_must_be_non_empty_and_printable() {
         assert!(matches!(validate_group(""), Err(RbacError::EmptyGroup)));
-        assert!(matches!(validate_group("devs\t"), Err(RbacError::InvalidGroup { .. })));
-        assert!(matches!(validate_group(" devs"), Err(RbacError::InvalidGroup { .. })));
+        assert!(matches!(
+            validate_group("devs\t"),
+            Err(RbacError::InvalidGroup { .. })
+        ));
+        assert!(matches!(
+            validate_group(" devs"),
+            Err(RbacError::InvalidGroup { .. })
+        ));
         assert!(validate_group("org/Team Devs@example.com").is_ok());
         assert!(validate_group_prefix("oidc:").is_ok());
         assert!(validate_group_prefix("").is_ok());
@@ -156,13 +186,19 @@ mod tests {
     #[test]
     fn plain_binding_names_are_kept_as_is() {
         assert_eq!(binding_name("devs", "view"), "koidc:devs:view");
-        assert_eq!(binding_name("a.b@example.com", "koidc-reader"), "koidc:a.b@example.com:koidc-reader");
+        assert_eq!(
+            binding_name("a.b@example.com", "koidc-reader"),
+            "koidc:a.b@example.com:koidc-reader"
+        );
     }
 
     #[test]
     fn binding_names_with_rejected_characters_are_replaced_and_hashed() {
         let name = binding_name("org/team", "view");
-        assert_eq!(name, format!("koidc:org-team:view-{}", short_hash("koidc:org/team:view")));
+        assert_eq!(
+            name,
+            format!("koidc:org-team:view-{}", short_hash("koidc:org/team:view"))
+        );
         // The replaced name cannot collide with the group that really is called org-team.
         assert_ne!(name, binding_name("org-team", "view"));
         assert_ne!(binding_name("a%b", "view"), binding_name("a/b", "view"));

@@ -27,7 +27,11 @@ pub struct SavedPrefix {
 
 /// `<config dir>/koidc/cluster.json`, or None when neither XDG_CONFIG_HOME nor HOME is set.
 pub fn cluster_config_path() -> Option<PathBuf> {
-    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let non_empty = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let dir = if cfg!(windows) {
         non_empty("APPDATA")?
     } else if let Some(xdg) = non_empty("XDG_CONFIG_HOME").filter(|p| p.is_absolute()) {
@@ -48,12 +52,17 @@ pub fn saved_group_prefix() -> Result<Option<SavedPrefix>, RbacError> {
 
 /// The groups prefix saved in `path`; None when the file or the key does not exist.
 pub fn saved_group_prefix_at(path: &Path) -> Result<Option<SavedPrefix>, RbacError> {
-    let Some(settings) = read_settings(path)? else { return Ok(None) };
+    let Some(settings) = read_settings(path)? else {
+        return Ok(None);
+    };
     match settings.get(KEY) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(prefix)) => {
             super::names::validate_group_prefix(prefix).map_err(|e| read_error(path, e.to_string()))?;
-            Ok(Some(SavedPrefix { prefix: prefix.clone(), path: path.to_owned() }))
+            Ok(Some(SavedPrefix {
+                prefix: prefix.clone(),
+                path: path.to_owned(),
+            }))
         }
         Some(_) => Err(read_error(path, format!("{KEY} is not a string"))),
     }
@@ -91,23 +100,35 @@ fn read_settings(path: &Path) -> Result<Option<Map<String, Value>>, RbacError> {
 }
 
 fn read_error(path: &Path, message: String) -> RbacError {
-    RbacError::ReadSaved { path: path.display().to_string(), message }
+    RbacError::ReadSaved {
+        path: path.display().to_string(),
+        message,
+    }
 }
 
 fn write_error(path: &Path, message: String) -> RbacError {
-    RbacError::WriteSaved { path: path.display().to_string(), message }
+    RbacError::WriteSaved {
+        path: path.display().to_string(),
+        message,
+    }
 }
 
 /// Writes `bytes` to `path` atomically (temporary file + rename), 0600 in a 0700 directory.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir)?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -132,7 +153,10 @@ mod tests {
     #[test]
     fn a_missing_file_means_no_saved_prefix() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(saved_group_prefix_at(&dir.path().join("cluster.json")).unwrap(), None);
+        assert_eq!(
+            saved_group_prefix_at(&dir.path().join("cluster.json")).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -143,7 +167,13 @@ mod tests {
         std::fs::write(&path, r#"{"issuer": "https://dex.example.com"}"#).unwrap();
         save_group_prefix_at(&path, "oidc:").unwrap();
         let saved = saved_group_prefix_at(&path).unwrap().unwrap();
-        assert_eq!(saved, SavedPrefix { prefix: "oidc:".into(), path: path.clone() });
+        assert_eq!(
+            saved,
+            SavedPrefix {
+                prefix: "oidc:".into(),
+                path: path.clone()
+            }
+        );
         let json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(json["issuer"], "https://dex.example.com");
         save_group_prefix_at(&path, "").unwrap();
@@ -160,7 +190,11 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(path.parent().unwrap()), 0o700);
-        assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            std::fs::read_dir(path.parent().unwrap()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
 
     #[test]

@@ -10,7 +10,11 @@ use super::*;
 
 macro_rules! fixture {
     ($name:literal) => {
-        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rbac/", $name))
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/rbac/",
+            $name
+        ))
     };
 }
 
@@ -34,9 +38,22 @@ fn ns(name: &str) -> Scope {
     Scope::Namespace(name.to_owned())
 }
 
-fn binding(group: &str, role: &str, cluster_role: bool, resources: &[&str], scope: Scope, prefix: &str) -> Binding {
+fn binding(
+    group: &str,
+    role: &str,
+    cluster_role: bool,
+    resources: &[&str],
+    scope: Scope,
+    prefix: &str,
+) -> Binding {
     let resources: Vec<String> = resources.iter().map(|r| (*r).to_owned()).collect();
-    Binding::new(group, RoleSpec::resolve(role, cluster_role, &resources).unwrap(), scope, prefix).unwrap()
+    Binding::new(
+        group,
+        RoleSpec::resolve(role, cluster_role, &resources).unwrap(),
+        scope,
+        prefix,
+    )
+    .unwrap()
 }
 
 /// koidc's YAML for the bindings, parsed back.
@@ -47,7 +64,10 @@ fn koidc(bindings: &[Binding]) -> Vec<Value> {
 #[test]
 fn builtin_cluster_role_in_a_namespace_matches_kubectl() {
     let b = binding("devs", "view", false, &[], ns("application"), "oidc:");
-    assert_eq!(koidc(std::slice::from_ref(&b)), kubectl(&[fixture!("rolebinding-view.yaml")]));
+    assert_eq!(
+        koidc(std::slice::from_ref(&b)),
+        kubectl(&[fixture!("rolebinding-view.yaml")])
+    );
     // JSON: a v1 List whose item is what kubectl -o json prints.
     let list: Value = serde_json::from_str(&to_json(&b.objects()).unwrap()).unwrap();
     let kubectl_json: Value = serde_json::from_str(fixture!("rolebinding-view.json")).unwrap();
@@ -57,7 +77,10 @@ fn builtin_cluster_role_in_a_namespace_matches_kubectl() {
 #[test]
 fn builtin_cluster_role_cluster_wide_matches_kubectl() {
     let b = binding("ops", "cluster-admin", false, &[], Scope::ClusterWide, "");
-    assert_eq!(koidc(&[b]), kubectl(&[fixture!("clusterrolebinding-cluster-admin.yaml")]));
+    assert_eq!(
+        koidc(&[b]),
+        kubectl(&[fixture!("clusterrolebinding-cluster-admin.yaml")])
+    );
 }
 
 #[test]
@@ -98,15 +121,25 @@ fn preset_cluster_wide_emits_a_cluster_role_like_kubectl() {
     let b = binding("devs", "reader", false, &[], Scope::ClusterWide, "oidc:");
     assert_eq!(
         koidc(&[b]),
-        kubectl(&[fixture!("clusterrole-reader.yaml"), fixture!("clusterrolebinding-reader.yaml")])
+        kubectl(&[
+            fixture!("clusterrole-reader.yaml"),
+            fixture!("clusterrolebinding-reader.yaml")
+        ])
     );
 }
 
 #[test]
 fn preset_over_several_api_groups_has_one_rule_per_group_like_kubectl() {
-    let b = binding("devs", "reader", false, &["pods", "deployments.apps", "configmaps"], ns("application"), "");
+    let b = binding(
+        "devs",
+        "reader",
+        false,
+        &["pods", "deployments.apps", "configmaps"],
+        ns("application"),
+        "",
+    );
     let ours = koidc(&[b]);
-    // The role's name is koidc's choice (a hash of the resource list); regen.sh uses the same.
+    // The role name is koidc's choice (a hash of the resource list); regen.sh uses the same name.
     assert_eq!(ours[0], kubectl(&[fixture!("role-reader-multi.yaml")])[0]);
     assert_eq!(ours[1]["roleRef"]["name"], ours[0]["metadata"]["name"]);
 }
@@ -114,9 +147,15 @@ fn preset_over_several_api_groups_has_one_rule_per_group_like_kubectl() {
 #[test]
 fn existing_role_and_existing_cluster_role_match_kubectl() {
     let role = binding("devs", "deployer", false, &[], ns("ci"), "");
-    assert_eq!(koidc(&[role]), kubectl(&[fixture!("rolebinding-existing-role.yaml")]));
+    assert_eq!(
+        koidc(&[role]),
+        kubectl(&[fixture!("rolebinding-existing-role.yaml")])
+    );
     let cluster_role = binding("devs", "pod-reader", true, &[], ns("ci"), "");
-    assert_eq!(koidc(&[cluster_role]), kubectl(&[fixture!("rolebinding-existing-clusterrole.yaml")]));
+    assert_eq!(
+        koidc(&[cluster_role]),
+        kubectl(&[fixture!("rolebinding-existing-clusterrole.yaml")])
+    );
 }
 
 #[test]
@@ -134,13 +173,27 @@ fn the_subject_carries_the_groups_prefix_and_no_namespace() {
 #[test]
 fn same_input_gives_the_same_output() {
     let make = || {
-        let b = binding("devs", "writer", false, &["secrets", "pods/log", "pods"], ns("app"), "oidc:");
+        let b = binding(
+            "devs",
+            "writer",
+            false,
+            &["secrets", "pods/log", "pods"],
+            ns("app"),
+            "oidc:",
+        );
         (to_yaml(&b.objects()).unwrap(), to_json(&b.objects()).unwrap())
     };
     assert_eq!(make(), make());
     // Order and repetition of --resource do not matter.
     let a = binding("devs", "reader", false, &["pods", "secrets"], ns("app"), "");
-    let b = binding("devs", "reader", false, &["secrets", "pods", "pods"], ns("app"), "");
+    let b = binding(
+        "devs",
+        "reader",
+        false,
+        &["secrets", "pods", "pods"],
+        ns("app"),
+        "",
+    );
     assert_eq!(a.objects(), b.objects());
 }
 
@@ -154,7 +207,13 @@ fn preset_role_names_are_stable_and_never_collide() {
     assert_eq!(name("reader", &["pods"]), "koidc-reader");
     assert_eq!(name("writer", &[]), "koidc-writer");
     let multi = name("reader", &["pods", "deployments.apps", "configmaps"]);
-    assert_eq!(multi, format!("koidc-reader-{}", names::short_hash("configmaps\ndeployments.apps\npods")));
+    assert_eq!(
+        multi,
+        format!(
+            "koidc-reader-{}",
+            names::short_hash("configmaps\npods\ndeployments.apps")
+        )
+    );
     assert_ne!(multi, name("reader", &["pods", "deployments.apps"]));
     assert_ne!(name("reader", &["secrets"]), name("reader", &["configmaps"]));
     assert!(name("writer", &["secrets"]).starts_with("koidc-writer-"));
@@ -174,21 +233,54 @@ fn a_namespaced_role_cannot_be_bound_cluster_wide() {
 
 #[test]
 fn role_resolution_follows_the_documented_order() {
-    assert_eq!(RoleSpec::resolve("view", false, &[]).unwrap(), RoleSpec::BuiltinClusterRole("view".into()));
-    assert_eq!(RoleSpec::resolve("admin", true, &[]).unwrap(), RoleSpec::BuiltinClusterRole("admin".into()));
-    assert!(matches!(RoleSpec::resolve("reader", false, &[]).unwrap(), RoleSpec::Preset { preset: Preset::Reader, .. }));
-    assert_eq!(RoleSpec::resolve("reader", true, &[]).unwrap(), RoleSpec::ExistingClusterRole("reader".into()));
-    assert_eq!(RoleSpec::resolve("my-role", false, &[]).unwrap(), RoleSpec::ExistingRole("my-role".into()));
+    assert_eq!(
+        RoleSpec::resolve("view", false, &[]).unwrap(),
+        RoleSpec::BuiltinClusterRole("view".into())
+    );
+    assert_eq!(
+        RoleSpec::resolve("admin", true, &[]).unwrap(),
+        RoleSpec::BuiltinClusterRole("admin".into())
+    );
+    assert!(matches!(
+        RoleSpec::resolve("reader", false, &[]).unwrap(),
+        RoleSpec::Preset {
+            preset: Preset::Reader,
+            ..
+        }
+    ));
+    assert_eq!(
+        RoleSpec::resolve("reader", true, &[]).unwrap(),
+        RoleSpec::ExistingClusterRole("reader".into())
+    );
+    assert_eq!(
+        RoleSpec::resolve("my-role", false, &[]).unwrap(),
+        RoleSpec::ExistingRole("my-role".into())
+    );
 }
 
 #[test]
 fn bad_input_gets_a_clear_error() {
     let role = || RoleSpec::resolve("view", false, &[]).unwrap();
-    assert!(matches!(Binding::new("", role(), ns("app"), ""), Err(RbacError::EmptyGroup)));
-    assert!(matches!(Binding::new("devs", role(), ns("App_1"), ""), Err(RbacError::InvalidNamespace { .. })));
-    assert!(matches!(Binding::new("de\nvs", role(), ns("app"), ""), Err(RbacError::InvalidGroup { .. })));
-    assert!(matches!(RoleSpec::resolve("a/b", false, &[]), Err(RbacError::InvalidRoleName { .. })));
-    assert!(matches!(RoleSpec::resolve("..", true, &[]), Err(RbacError::InvalidRoleName { .. })));
+    assert!(matches!(
+        Binding::new("", role(), ns("app"), ""),
+        Err(RbacError::EmptyGroup)
+    ));
+    assert!(matches!(
+        Binding::new("devs", role(), ns("App_1"), ""),
+        Err(RbacError::InvalidNamespace { .. })
+    ));
+    assert!(matches!(
+        Binding::new("de\nvs", role(), ns("app"), ""),
+        Err(RbacError::InvalidGroup { .. })
+    ));
+    assert!(matches!(
+        RoleSpec::resolve("a/b", false, &[]),
+        Err(RbacError::InvalidRoleName { .. })
+    ));
+    assert!(matches!(
+        RoleSpec::resolve("..", true, &[]),
+        Err(RbacError::InvalidRoleName { .. })
+    ));
     let res = |r: &str| RoleSpec::resolve("reader", false, &[r.to_owned()]);
     assert!(matches!(res("Pods"), Err(RbacError::InvalidResource { .. })));
     assert!(matches!(res("pods/"), Err(RbacError::InvalidResource { .. })));
@@ -199,9 +291,17 @@ fn bad_input_gets_a_clear_error() {
     assert!(res("pods/log").is_ok() && res("*").is_ok() && res("deployments.apps/scale").is_ok());
     let err = RoleSpec::resolve("view", false, &["pods".to_owned()]).unwrap_err();
     assert!(matches!(err, RbacError::ResourcesWithoutPreset { .. }));
-    for err in [RbacError::EmptyGroup, RbacError::InvalidNamespace { namespace: "A".into() }] {
+    for err in [
+        RbacError::EmptyGroup,
+        RbacError::InvalidNamespace {
+            namespace: "A".into(),
+        },
+    ] {
         let msg = err.to_string();
-        assert!(!msg.contains('\n') && !msg.ends_with('.') && msg.starts_with(char::is_lowercase), "{msg}");
+        assert!(
+            !msg.contains('\n') && !msg.ends_with('.') && msg.starts_with(char::is_lowercase),
+            "{msg}"
+        );
     }
 }
 
@@ -226,7 +326,16 @@ fn two_different_objects_with_one_name_are_a_conflict() {
     let a = binding("devs", "view", false, &[], ns("app"), "oidc:");
     let b = binding("devs", "view", false, &[], ns("app"), "other:");
     let err = objects_for(&[a, b]).unwrap_err();
-    assert!(matches!(err, RbacError::Conflict { kind: "RoleBinding", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            RbacError::Conflict {
+                kind: "RoleBinding",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -259,7 +368,9 @@ fn the_first_bad_entry_of_a_bindings_file_is_reported_with_its_position() {
 - {group: c, role: view, namespace: BAD}
 ";
     let err = bindings_from_yaml(text, "rbac.yaml", "").unwrap_err();
-    assert!(matches!(&err, RbacError::BadEntry { index: 2, reason, .. } if matches!(**reason, RbacError::EmptyGroup)));
+    assert!(
+        matches!(&err, RbacError::BadEntry { index: 2, reason, .. } if matches!(**reason, RbacError::EmptyGroup))
+    );
     assert!(err.to_string().starts_with("rbac.yaml: entry 2"), "{err}");
 
     let scope = |text: &str| bindings_from_yaml(text, "f", "").unwrap_err().to_string();
@@ -274,11 +385,11 @@ fn malformed_bindings_files_are_refused() {
     assert!(matches!(err(""), RbacError::EmptyFile { .. }));
     assert!(matches!(err("[]"), RbacError::EmptyFile { .. }));
     for bad in [
-        "group: a\nrole: view",                              // not a list
-        "- {group: a, role: view, namespaces: app}",         // typo in a key
-        "- {group: a, namespace: app}",                      // no role
-        "- {group: a, role: view, namespace: app",           // broken YAML
-        "- {group: a, role: view, clusterWide: maybe}",      // not a boolean
+        "group: a\nrole: view",                         // not a list
+        "- {group: a, role: view, namespaces: app}",    // typo in a key
+        "- {group: a, namespace: app}",                 // no role
+        "- {group: a, role: view, namespace: app",      // broken YAML
+        "- {group: a, role: view, clusterWide: maybe}", // not a boolean
     ] {
         let e = err(bad);
         assert!(matches!(e, RbacError::ParseFile { .. }), "{bad}: {e}");

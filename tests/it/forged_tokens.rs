@@ -16,8 +16,7 @@ use tempfile::TempDir;
 
 use crate::stub_idp::{CLIENT_ID, Fault, STALL, StubIdp, refused_issuer};
 use crate::support::{
-    ExecCredential, Output, clean_command, files_under, koidc_bin, mode, parse_exec_credential,
-    run,
+    ExecCredential, Output, clean_command, files_under, koidc_bin, mode, parse_exec_credential, run,
 };
 
 /// The browser koidc launches: follows the stub's redirect to koidc's loopback callback.
@@ -63,10 +62,7 @@ impl Client {
     fn entries(&self) -> Vec<PathBuf> {
         files_under(&self.cache_dir())
             .into_iter()
-            .filter(|p| {
-                p.extension()
-                    .is_some_and(|e| e == "json" || e == "enc")
-            })
+            .filter(|p| p.extension().is_some_and(|e| e == "json" || e == "enc"))
             .collect()
     }
 }
@@ -165,7 +161,11 @@ fn token_rejected(fault: Fault, names: &[&str]) -> String {
     let (idp, line) = rejected(fault, names);
     assert_eq!(idp.hits("authorize"), 1, "one authorization request");
     assert_eq!(idp.hits("token"), 1, "one code redemption");
-    assert_eq!(idp.issued_id_tokens().len(), 1, "the stub issued the forged token");
+    assert_eq!(
+        idp.issued_id_tokens().len(),
+        1,
+        "the stub issued the forged token"
+    );
     assert!(
         line.starts_with("koidc: ID token rejected: "),
         "the failure must be the ID token check: {line:?}"
@@ -200,7 +200,7 @@ fn forged_control_good_stub_token_is_accepted_and_cached() {
     let cred = assert_accepted(&out, &idp);
     assert_eq!(
         idp.issued_id_tokens(),
-        [cred.token.clone()],
+        std::slice::from_ref(&cred.token),
         "the ExecCredential holds the token the stub issued"
     );
     assert_eq!(cred.claims["sub"], "stub-user-1");
@@ -408,9 +408,8 @@ fn forged_cache_entry_tampered_to_another_issuer_is_not_served() {
     claims["iss"] = json!("https://evil.example.com/idp");
     claims["sub"] = json!("someone-else");
     let forged = idp.sign_rs256(&claims);
-    let mut doc: Value =
-        serde_json::from_str(&std::fs::read_to_string(entry).expect("read the cache entry"))
-            .expect("the cache entry is JSON");
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(entry).expect("read the cache entry"))
+        .expect("the cache entry is JSON");
     assert_eq!(doc["id_token"], first.token.as_str(), "entry layout changed");
     doc["id_token"] = json!(forged);
     write_keeping_mode(entry, &doc.to_string());

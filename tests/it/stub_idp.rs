@@ -225,13 +225,7 @@ impl StubIdp {
 
     /// How many requests the endpoint `what` (`discovery`, `keys`, `authorize`, `token`) got.
     pub fn hits(&self, what: &str) -> usize {
-        self.shared
-            .hits
-            .lock()
-            .unwrap()
-            .get(what)
-            .copied()
-            .unwrap_or(0)
+        self.shared.hits.lock().unwrap().get(what).copied().unwrap_or(0)
     }
 
     /// Every ID token the token endpoint handed out, oldest first.
@@ -271,8 +265,7 @@ pub fn refused_issuer() -> String {
 
 fn fixture_pem() -> String {
     let path = repo_root().join("tests/fixtures/stub-idp-rsa.pem");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     // The fixture starts with a note before the PEM block.
     let start = text
         .find("-----BEGIN")
@@ -321,10 +314,7 @@ fn signing_input(header: &Value, payload: &[u8]) -> String {
 fn rs256(key: &CoreRsaPrivateSigningKey, kid: &str, payload: &[u8]) -> String {
     let input = signing_input(&json!({"alg": "RS256", "kid": kid, "typ": "JWT"}), payload);
     let sig = key
-        .sign(
-            &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-            input.as_bytes(),
-        )
+        .sign(&CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256, input.as_bytes())
         .expect("RS256 signature");
     format!("{input}.{}", b64(&sig))
 }
@@ -458,17 +448,11 @@ async fn discovery(State(s): State<Arc<Shared>>) -> Response {
 
 async fn keys(State(s): State<Arc<Shared>>) -> Response {
     s.hit("keys");
-    json_reply(
-        StatusCode::OK,
-        json!({ "keys": [jwk(&s.key)] }).to_string(),
-    )
+    json_reply(StatusCode::OK, json!({ "keys": [jwk(&s.key)] }).to_string())
 }
 
 /// Redirects straight back to the client: with a code, or as the fault says.
-async fn authorize(
-    State(s): State<Arc<Shared>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+async fn authorize(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
     s.hit("authorize");
     let Some(mut target) = q.get("redirect_uri").and_then(|r| Url::parse(r).ok()) else {
         return (StatusCode::BAD_REQUEST, "no valid redirect_uri").into_response();
@@ -502,12 +486,7 @@ async fn authorize(
             pairs.append_pair("state", state);
         }
     }
-    (
-        StatusCode::FOUND,
-        [(header::LOCATION, target.to_string())],
-        "",
-    )
-        .into_response()
+    (StatusCode::FOUND, [(header::LOCATION, target.to_string())], "").into_response()
 }
 
 /// Redeems a code (checking the PKCE verifier and redirect URI) for the fault's ID token.
@@ -532,14 +511,14 @@ async fn token(State(s): State<Arc<Shared>>, body: String) -> Response {
     if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
         return oauth_error("unsupported_grant_type", "the stub IdP only redeems codes");
     }
-    let Some(grant) = form
-        .get("code")
-        .and_then(|c| s.grants.lock().unwrap().remove(c))
-    else {
+    let Some(grant) = form.get("code").and_then(|c| s.grants.lock().unwrap().remove(c)) else {
         return oauth_error("invalid_grant", "unknown or reused code");
     };
     if form.get("redirect_uri") != Some(&grant.redirect_uri) {
-        return oauth_error("invalid_grant", "redirect_uri differs from the authorization request");
+        return oauth_error(
+            "invalid_grant",
+            "redirect_uri differs from the authorization request",
+        );
     }
     let challenge = form
         .get("code_verifier")
@@ -580,7 +559,10 @@ fn public_key_pem(jwk: &Value) -> String {
         ]
         .concat(),
     );
-    let spki = der(0x30, &[alg, der(0x03, &[&[0u8][..], &rsa_public_key].concat())].concat());
+    let spki = der(
+        0x30,
+        &[alg, der(0x03, &[&[0u8][..], &rsa_public_key].concat())].concat(),
+    );
     let body = STANDARD.encode(spki);
     let lines: Vec<&str> = body
         .as_bytes()
@@ -599,11 +581,7 @@ fn der(tag: u8, content: &[u8]) -> Vec<u8> {
     if len < 0x80 {
         out.push(len as u8);
     } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
+        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
         out.push(0x80 | bytes.len() as u8);
         out.extend(bytes);
     }

@@ -1,0 +1,294 @@
+//! What the cluster side needs to trust an issuer, generated from one set of choices.
+//!
+//! `koidc setup` prints three things that must agree with each other — the kube-apiserver's
+//! authentication settings (an `AuthenticationConfiguration` file, or the legacy `--oidc-*`
+//! flags), the user's kubeconfig exec entry, and the RBAC subjects `koidc bind-group` writes —
+//! and the classic failure is a prefix or claim that differs between them. This module builds all
+//! three from one [`ClusterAuth`], and lists the known traps as warnings.
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use crate::token::IdTokenInfo;
+
+/// The choices that decide how the apiserver maps a token to a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterAuth {
+    /// Issuer URL, byte for byte as in the tokens.
+    pub issuer: String,
+    /// Client id: the audience the apiserver requires.
+    pub client_id: String,
+    /// Claim holding the username (`email` by default).
+    pub username_claim: String,
+    /// Prefix in front of usernames (may be empty).
+    pub username_prefix: String,
+    /// Claim holding the groups (`groups` by default).
+    pub groups_claim: String,
+    /// Prefix in front of group names (may be empty).
+    pub groups_prefix: String,
+    /// The issuer's CA (PEM text), when it is not publicly trusted.
+    pub ca_pem: Option<String>,
+}
+
+/// The kubeconfig side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecUser {
+    /// The kubeconfig user name.
+    pub name: String,
+    /// The command kubectl runs (`koidc`, or an absolute path).
+    pub command: String,
+    /// Arguments after the command (`get-token …`).
+    pub args: Vec<String>,
+}
+
+/// The `AuthenticationConfiguration` (apiserver.config.k8s.io/v1) for `auth`.
+pub fn authentication_configuration(auth: &ClusterAuth) -> Value {
+    let mut issuer = json!({ "url": auth.issuer, "audiences": [auth.client_id] });
+    if let Some(pem) = &auth.ca_pem {
+        issuer["certificateAuthority"] = json!(pem);
+    }
+    json!({
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "AuthenticationConfiguration",
+        "jwt": [{
+            "issuer": issuer,
+            "claimMappings": {
+                "username": { "claim": auth.username_claim, "prefix": auth.username_prefix },
+                "groups": { "claim": auth.groups_claim, "prefix": auth.groups_prefix },
+            },
+        }],
+    })
+}
+
+/// The equivalent legacy kube-apiserver flags (`ca_file` is where the CA file will be on the
+/// control plane).
+pub fn apiserver_flags(auth: &ClusterAuth, ca_file: Option<&str>) -> Vec<String> {
+    // For the flags, an empty prefix must be written as "-": empty means "<issuer>#" there.
+    let prefix = |p: &str| if p.is_empty() { "-".to_owned() } else { p.to_owned() };
+    let mut flags = vec![
+        format!("--oidc-issuer-url={}", auth.issuer),
+        format!("--oidc-client-id={}", auth.client_id),
+        format!("--oidc-username-claim={}", auth.username_claim),
+        format!("--oidc-username-prefix={}", prefix(&auth.username_prefix)),
+        format!("--oidc-groups-claim={}", auth.groups_claim),
+        format!("--oidc-groups-prefix={}", auth.groups_prefix),
+    ];
+    if let Some(file) = ca_file {
+        flags.push(format!("--oidc-ca-file={file}"));
+    }
+    flags
+}
+
+/// The kubeconfig `users[]` item, in the shape `kubectl config set-credentials --exec-…` writes.
+pub fn kubeconfig_user(user: &ExecUser) -> Value {
+    json!({
+        "name": user.name,
+        "user": {
+            "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "args": user.args,
+                "command": user.command,
+                "env": null,
+                "installHint": INSTALL_HINT,
+                "interactiveMode": "IfAvailable",
+                "provideClusterInfo": false,
+            }
+        }
+    })
+}
+
+/// Shown by kubectl when the `koidc` command is missing.
+pub const INSTALL_HINT: &str =
+    "koidc logs you in to this cluster with your company identity. Install it with ./install.sh \
+     from the koidc repository (it also installs the kubectl-koidc plugin link).";
+
+/// Puts `user` into `kubeconfig` (replacing a user of the same name), creating the skeleton of an
+/// empty kubeconfig when needed. Other users, clusters and contexts are kept.
+pub fn merge_user(kubeconfig: Option<Value>, user: Value) -> Result<Value, String> {
+    let mut config = match kubeconfig {
+        None | Some(Value::Null) => json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [],
+            "contexts": [],
+            "current-context": "",
+            "preferences": {},
+            "users": [],
+        }),
+        Some(Value::Object(map)) => Value::Object(map),
+        Some(_) => return Err("the kubeconfig is not a YAML mapping".into()),
+    };
+    let name = user.get("name").cloned().unwrap_or(Value::Null);
+    let users = config
+        .as_object_mut()
+        .ok_or("the kubeconfig is not a YAML mapping")?
+        .entry("users")
+        .or_insert_with(|| json!([]));
+    if users.is_null() {
+        *users = json!([]);
+    }
+    let list = users.as_array_mut().ok_or("`users` in the kubeconfig is not a list")?;
+    match list.iter_mut().find(|u| u.get("name") == Some(&name)) {
+        Some(existing) => *existing = user,
+        None => list.push(user),
+    }
+    Ok(config)
+}
+
+/// Known traps for these choices (and for the token's claims, when a login showed them).
+pub fn warnings(auth: &ClusterAuth, scopes: &[String], claims: Option<&IdTokenInfo>) -> Vec<String> {
+    let mut out = Vec::new();
+    if auth.issuer.starts_with("http://") {
+        out.push(format!(
+            "the issuer {} uses http: kube-apiserver accepts only https issuers, so this works for local tests only",
+            auth.issuer
+        ));
+    }
+    if auth.username_claim == "sub" {
+        out.push(
+            "username claim `sub`: some providers (Dex among them) issue opaque subjects, which make \
+             unreadable usernames; `email` is usually what you want"
+                .into(),
+        );
+    }
+    if auth.username_claim == "email" && !scopes.iter().any(|s| s == "email") {
+        out.push("the username claim is `email` but the scopes lack `email`: add --scope email".into());
+    }
+    if auth.groups_claim == "groups" && !scopes.iter().any(|s| s == "groups") {
+        out.push(
+            "the groups claim is `groups` but the scopes lack `groups` (Dex and many providers only \
+             send groups when asked): add --scope groups"
+                .into(),
+        );
+    }
+    for (what, prefix) in [("username", &auth.username_prefix), ("groups", &auth.groups_prefix)] {
+        if !prefix.is_empty() && !prefix.ends_with(':') && !prefix.ends_with('-') && !prefix.ends_with('/') {
+            out.push(format!(
+                "the {what} prefix {prefix:?} has no separator: names will read like {prefix}name; \
+                 did you mean \"{prefix}:\"?"
+            ));
+        }
+    }
+    if auth.groups_prefix.is_empty() {
+        out.push(
+            "no groups prefix: IdP groups share a namespace with Kubernetes' own groups \
+             (e.g. a group named system:masters would be cluster-admin); a prefix such as \"oidc:\" is safer"
+                .into(),
+        );
+    }
+    if let Some(info) = claims {
+        match info.claims.get(&auth.username_claim) {
+            Some(Value::String(_)) => {}
+            _ => out.push(format!(
+                "the token has no string `{}` claim: the apiserver will reject it",
+                auth.username_claim
+            )),
+        }
+        if auth.username_claim == "email" && info.claims.get("email_verified") == Some(&Value::Bool(false)) {
+            out.push("the token says email_verified: false; the apiserver rejects such tokens when the username claim is email".into());
+        }
+        if info.claims.get(&auth.groups_claim).is_none() {
+            out.push(format!(
+                "the token has no `{}` claim: group bindings will not match (request the groups scope, or configure the provider to send groups)",
+                auth.groups_claim
+            ));
+        }
+    }
+    out
+}
+
+/// The `get-token` arguments for a kubeconfig entry.
+pub fn get_token_args(
+    issuer: &str,
+    client_id: &str,
+    scopes: &[String],
+    ca_files: &[PathBuf],
+    listen: &[String],
+) -> Vec<String> {
+    let mut args = vec!["get-token".to_owned(), format!("--issuer={issuer}"), format!("--client-id={client_id}")];
+    args.extend(scopes.iter().map(|s| format!("--scope={s}")));
+    args.extend(ca_files.iter().map(|f| format!("--certificate-authority={}", f.display())));
+    if !(listen.len() == 1 && listen[0] == "127.0.0.1:0") {
+        args.extend(listen.iter().map(|l| format!("--listen={l}")));
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> ClusterAuth {
+        ClusterAuth {
+            issuer: "https://dex.example.com/dex".into(),
+            client_id: "koidc".into(),
+            username_claim: "email".into(),
+            username_prefix: "oidc:".into(),
+            groups_claim: "groups".into(),
+            groups_prefix: "oidc:".into(),
+            ca_pem: None,
+        }
+    }
+
+    #[test]
+    fn authentication_configuration_maps_claims_with_prefixes() {
+        let cfg = authentication_configuration(&auth());
+        assert_eq!(cfg["apiVersion"], "apiserver.config.k8s.io/v1");
+        let jwt = &cfg["jwt"][0];
+        assert_eq!(jwt["issuer"]["url"], "https://dex.example.com/dex");
+        assert_eq!(jwt["issuer"]["audiences"], json!(["koidc"]));
+        assert!(jwt["issuer"].get("certificateAuthority").is_none());
+        assert_eq!(jwt["claimMappings"]["username"], json!({"claim": "email", "prefix": "oidc:"}));
+        assert_eq!(jwt["claimMappings"]["groups"], json!({"claim": "groups", "prefix": "oidc:"}));
+    }
+
+    #[test]
+    fn empty_username_prefix_is_a_dash_in_flags() {
+        let mut a = auth();
+        a.username_prefix.clear();
+        let flags = apiserver_flags(&a, Some("/etc/kubernetes/dex-ca.pem"));
+        assert!(flags.contains(&"--oidc-username-prefix=-".to_owned()));
+        assert!(flags.contains(&"--oidc-groups-prefix=oidc:".to_owned()));
+        assert!(flags.contains(&"--oidc-ca-file=/etc/kubernetes/dex-ca.pem".to_owned()));
+    }
+
+    #[test]
+    fn merge_user_replaces_same_name_and_keeps_others() {
+        let user = kubeconfig_user(&ExecUser { name: "oidc".into(), command: "koidc".into(), args: vec!["get-token".into()] });
+        let existing = json!({"apiVersion": "v1", "kind": "Config", "users": [
+            {"name": "admin", "user": {"token": "x"}}, {"name": "oidc", "user": {"token": "old"}}]});
+        let merged = merge_user(Some(existing), user.clone()).unwrap();
+        let users = merged["users"].as_array().unwrap();
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[0]["name"], "admin");
+        assert_eq!(users[1], user);
+        assert_eq!(users[1]["user"]["exec"]["interactiveMode"], "IfAvailable");
+        let fresh = merge_user(None, user).unwrap();
+        assert_eq!(fresh["users"].as_array().unwrap().len(), 1);
+        assert!(merge_user(Some(json!([1])), json!({})).is_err());
+    }
+
+    #[test]
+    fn warnings_name_the_known_traps() {
+        let mut a = auth();
+        a.issuer = "http://127.0.0.1:5556/dex".into();
+        a.username_claim = "sub".into();
+        a.groups_prefix = "oidc".into();
+        let w = warnings(&a, &[], None).join("\n");
+        assert!(w.contains("https"), "{w}");
+        assert!(w.contains("opaque"), "{w}");
+        assert!(w.contains("--scope groups"), "{w}");
+        assert!(w.contains("\"oidc:\""), "{w}");
+        assert!(warnings(&auth(), &["email".into(), "groups".into()], None).is_empty());
+    }
+
+    #[test]
+    fn get_token_args_skip_the_default_listen_address() {
+        let args = get_token_args("https://i", "c", &["groups".into()], &[], &["127.0.0.1:0".into()]);
+        assert_eq!(args, vec!["get-token", "--issuer=https://i", "--client-id=c", "--scope=groups"]);
+        let args = get_token_args("https://i", "c", &[], &["/ca.pem".into()], &["127.0.0.1:8000".into()]);
+        assert!(args.contains(&"--certificate-authority=/ca.pem".to_owned()));
+        assert!(args.contains(&"--listen=127.0.0.1:8000".to_owned()));
+    }
+}
