@@ -37,6 +37,10 @@ pub enum Command {
     /// Print (or apply) the RBAC objects that give an IdP group a role in the cluster.
     #[command(after_help = BIND_GROUP_EXAMPLES)]
     BindGroup(BindGroupArgs),
+    /// Check an issuer and print what the cluster needs: apiserver authentication config,
+    /// kubeconfig entry, RBAC commands.
+    #[command(after_help = SETUP_EXAMPLES)]
+    Setup(SetupArgs),
 }
 
 const GET_TOKEN_EXAMPLES: &str = "\
@@ -51,6 +55,12 @@ const LOGOUT_EXAMPLES: &str = "\
 Examples:
   koidc logout --issuer https://dex.example.com --client-id kubernetes
   koidc logout --all";
+const SETUP_EXAMPLES: &str = "\
+Examples:
+  koidc setup --issuer https://dex.example.com/dex --client-id koidc --scope email --scope groups
+  koidc setup --issuer https://dex.example.com/dex --client-id koidc --scope email --scope groups \\
+      --login --write-kubeconfig --user oidc
+  koidc setup ... --print authentication-config > /etc/kubernetes/koidc-authn.yaml";
 const WHOAMI_EXAMPLES: &str = "\
 Examples:
   koidc whoami --issuer https://dex.example.com --client-id kubernetes
@@ -288,4 +298,64 @@ pub enum Format {
     Text,
     /// One JSON object.
     Json,
+}
+
+/// `koidc setup`
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    pub identity: IdentityFlags,
+    #[command(flatten)]
+    pub login: LoginFlags,
+    #[command(flatten)]
+    pub cache: CacheFlags,
+    #[command(flatten)]
+    pub output: OutputFlags,
+    /// Token claim the apiserver takes the username from.
+    #[arg(long, default_value = "email", value_name = "CLAIM")]
+    pub username_claim: String,
+    /// Prefix the apiserver puts in front of usernames ("" for none).
+    #[arg(long, default_value = "oidc:", value_name = "P")]
+    pub username_prefix: String,
+    /// Token claim the apiserver takes the groups from.
+    #[arg(long, default_value = "groups", value_name = "CLAIM")]
+    pub groups_claim: String,
+    /// Prefix the apiserver puts in front of group names ("" for none); `koidc bind-group` uses
+    /// it from then on.
+    #[arg(long, default_value = "oidc:", value_name = "P")]
+    pub groups_prefix: String,
+    /// Log in once to check the real token's claims (groups present? email verified?).
+    #[arg(long = "login")]
+    pub check_login: bool,
+    /// Write the user entry into the kubeconfig (KUBECONFIG, else ~/.kube/config).
+    #[arg(long)]
+    pub write_kubeconfig: bool,
+    /// The kubeconfig file to write with --write-kubeconfig.
+    #[arg(long, value_name = "FILE", requires = "write_kubeconfig")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Name of the kubeconfig user entry.
+    #[arg(long = "user", default_value = "oidc", value_name = "NAME")]
+    pub user_name: String,
+    /// Command kubectl runs in the exec entry.
+    #[arg(long, default_value = "koidc", value_name = "CMD")]
+    pub exec_command: String,
+    /// Path of the issuer's CA file on the control plane, for the `--oidc-ca-file` flag.
+    #[arg(long, value_name = "FILE")]
+    pub apiserver_ca_path: Option<String>,
+    /// Print only one part.
+    #[arg(long = "print", value_enum, default_value_t = SetupPart::All)]
+    pub print: SetupPart,
+}
+
+/// `koidc setup --print` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SetupPart {
+    /// Everything, as commented YAML.
+    All,
+    /// The kube-apiserver `AuthenticationConfiguration` file.
+    AuthenticationConfig,
+    /// The equivalent legacy `--oidc-*` kube-apiserver flags, one per line.
+    ApiserverFlags,
+    /// The kubeconfig `users[]` entry.
+    Kubeconfig,
 }

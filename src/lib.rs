@@ -1,10 +1,11 @@
 //! koidc: log in to Kubernetes with an OpenID Connect identity provider.
 //!
-//! The crate reads like the data flow of one `kubectl` call: [`cli`] turns flags into a typed
-//! [`config::Config`], a command in [`commands`] runs a use case from [`auth`], and the use case
+//! The crate reads like the data flow of one `kubectl` call: [`cli`] describes the flags,
+//! [`config`] validates them into types, a command in [`commands`] runs a use case from [`auth`], and the use case
 //! drives the adapters — [`oidc`] (the identity provider), [`loopback`] (the redirect
 //! listener), [`browser`], [`cache`] (token store and cross-process lock), [`clock`] — and finally
-//! [`credential`] writes the `ExecCredential` that kubectl reads.
+//! [`credential`] writes the `ExecCredential` that kubectl reads. For the cluster admin, [`rbac`]
+//! and [`setup`] generate the RBAC bindings and apiserver settings that trust the same issuer.
 
 pub mod auth;
 pub mod browser;
@@ -18,4 +19,5 @@ pub mod loopback;
 pub mod oidc;
 pub mod printer;
 pub mod rbac;
+pub mod setup;
 pub mod token;

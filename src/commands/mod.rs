@@ -8,6 +8,7 @@ mod bind_group;
 mod get_token;
 mod login;
 mod logout;
+mod setup;
 mod whoami;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logout(args) => logout::run(&args, clock),
         Command::Whoami(args) => whoami::run(&args, clock),
         Command::BindGroup(args) => bind_group::run(&args),
+        Command::Setup(args) => setup::run(&args, clock),
     }
 }
 

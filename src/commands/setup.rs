@@ -1,0 +1,220 @@
+//! `koidc setup`: check an issuer and print what the cluster side needs.
+//!
+//! The checks run first (discovery and signing keys; with `--login`, a real token's claims), so a
+//! broken issuer is reported before any configuration is printed. The printed parts come from
+//! [`crate::setup`], built from one set of choices so the apiserver, the kubeconfig and
+//! `koidc bind-group` agree on claims and prefixes.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use serde_json::Value;
+
+use crate::auth::Authenticator;
+use crate::cli::{SetupArgs, SetupPart};
+use crate::clock::Clock;
+use crate::config::{Identity, LoginConfig};
+use crate::oidc::Provider;
+use crate::printer::Printer;
+use crate::rbac;
+use crate::setup::{self, ClusterAuth, ExecUser};
+use crate::token::IdTokenInfo;
+
+/// Runs `koidc setup`.
+pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let printer = Printer::new(args.output.verbose);
+    let identity = Identity::from_flags(&args.identity)?;
+    let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
+    let ca_pem = read_cas(&login.certificate_authorities)?;
+    let auth = ClusterAuth {
+        issuer: identity.issuer.clone(),
+        client_id: identity.client_id.clone(),
+        username_claim: args.username_claim.clone(),
+        username_prefix: args.username_prefix.clone(),
+        groups_claim: args.groups_claim.clone(),
+        groups_prefix: args.groups_prefix.clone(),
+        ca_pem,
+    };
+
+    check_issuer(&identity, &login, clock.clone(), printer)?;
+    let claims = if args.check_login {
+        let (cache, store) = super::open_cache(&args.cache, printer)?;
+        let authenticator =
+            Authenticator { identity: &identity, cache: &cache, store: store.as_ref(), clock, printer };
+        let browser = login.browser.clone().into_browser();
+        let obtained = authenticator.obtain(&login, browser.as_ref(), false)?;
+        printer.info(format_args!(
+            "logged in; the token's {} claim is {:?} and its groups are [{}]",
+            auth.username_claim,
+            obtained.info.str_claim(&auth.username_claim).unwrap_or("(missing)"),
+            obtained.info.groups().join(", ")
+        ));
+        Some(obtained.info)
+    } else {
+        None
+    };
+    for warning in setup::warnings(&auth, &identity.scopes, claims.as_ref()) {
+        printer.warn(warning);
+    }
+
+    let path = rbac::save_group_prefix(&auth.groups_prefix)?;
+    printer.debug(format_args!("saved the groups prefix for `koidc bind-group` in {}", path.display()));
+
+    let user = setup::kubeconfig_user(&ExecUser {
+        name: args.user_name.clone(),
+        command: args.exec_command.clone(),
+        args: setup::get_token_args(
+            &identity.issuer,
+            &identity.client_id,
+            &identity.scopes,
+            &login.certificate_authorities,
+            &args.login.listen,
+        ),
+    });
+    if args.write_kubeconfig {
+        let path = kubeconfig_path(args.kubeconfig.as_deref())?;
+        write_kubeconfig_user(&path, user.clone())?;
+        printer.info(format_args!("wrote user {:?} to {}", args.user_name, path.display()));
+    }
+
+    let out = render(args, &auth, &user, claims.as_ref())?;
+    printer.result(&out)?;
+    Ok(())
+}
+
+fn check_issuer(identity: &Identity, login: &LoginConfig, clock: Arc<dyn Clock>, printer: Printer) -> anyhow::Result<()> {
+    let oidc = login.oidc(identity);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let provider = runtime
+        .block_on(Provider::discover(&oidc, clock))
+        .with_context(|| format!("the issuer {} failed its check", identity.issuer))?;
+    printer.info(format_args!("issuer {}: discovery and signing keys OK", provider.issuer()));
+    Ok(())
+}
+
+fn read_cas(files: &[PathBuf]) -> anyhow::Result<Option<String>> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    let mut pem = String::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read --certificate-authority {}", file.display()))?;
+        if !text.contains("-----BEGIN CERTIFICATE-----") {
+            bail!("--certificate-authority {} is not a PEM certificate", file.display());
+        }
+        pem.push_str(text.trim_end());
+        pem.push('\n');
+    }
+    Ok(Some(pem))
+}
+
+fn render(args: &SetupArgs, auth: &ClusterAuth, user: &Value, claims: Option<&IdTokenInfo>) -> anyhow::Result<String> {
+    let authn = yaml(&setup::authentication_configuration(auth))?;
+    let flags = setup::apiserver_flags(auth, args.apiserver_ca_path.as_deref()).join("\n");
+    let kubeconfig = yaml(&serde_json::json!({ "users": [user] }))?;
+    Ok(match args.print {
+        SetupPart::AuthenticationConfig => authn,
+        SetupPart::ApiserverFlags => flags,
+        SetupPart::Kubeconfig => kubeconfig,
+        SetupPart::All => {
+            let groups: Vec<String> = claims.map(IdTokenInfo::groups).unwrap_or_default();
+            let bind = if groups.is_empty() {
+                "#   koidc bind-group <group> view -n <namespace>".to_owned()
+            } else {
+                groups
+                    .iter()
+                    .map(|g| format!("#   koidc bind-group {} view -n <namespace>", shell_word(g)))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            let ca_note = if auth.ca_pem.is_some() && args.apiserver_ca_path.is_none() {
+                "\n#   (add --oidc-ca-file=<the issuer's CA on the control plane>; see --apiserver-ca-path)"
+            } else {
+                ""
+            };
+            format!(
+                "# 1. kube-apiserver: save this file and start the apiserver with\n\
+                 #    --authentication-config=<file> (apiserver.config.k8s.io/v1, Kubernetes 1.34+).\n\
+                 {authn}\
+                 # Or, instead of the file (never both), the legacy flags:\n{}{ca_note}\n\
+                 #\n\
+                 # 2. kubeconfig user entry{}:\n{}\
+                 #\n\
+                 # 3. RBAC: bind your IdP groups (groups prefix {:?}, saved for bind-group):\n{bind}\n",
+                flags.lines().map(|l| format!("#   {l}")).collect::<Vec<_>>().join("\n"),
+                if args.write_kubeconfig { " (written)" } else { "" },
+                kubeconfig
+                    .lines()
+                    .map(|l| format!("#   {l}\n"))
+                    .collect::<String>(),
+                auth.groups_prefix,
+            )
+        }
+    })
+}
+
+fn yaml(value: &Value) -> anyhow::Result<String> {
+    let mut text = serde_saphyr::to_string(value).context("cannot render YAML")?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+fn shell_word(s: &str) -> String {
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/@".contains(c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// `--kubeconfig`, else the first file of `KUBECONFIG`, else `~/.kube/config`.
+fn kubeconfig_path(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = flag {
+        return Ok(path.to_owned());
+    }
+    if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        if let Some(first) = std::env::split_paths(&list).next() {
+            return Ok(first);
+        }
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context("HOME is not set; pass --kubeconfig")?;
+    Ok(PathBuf::from(home).join(".kube/config"))
+}
+
+/// Adds (or replaces) the user in the kubeconfig at `path`, atomically and with mode 0600.
+fn write_kubeconfig_user(path: &Path, user: Value) -> anyhow::Result<()> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => None,
+        Ok(text) => Some(
+            serde_saphyr::from_str::<Value>(&text)
+                .with_context(|| format!("cannot parse the kubeconfig {}", path.display()))?,
+        ),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => return Err(err).with_context(|| format!("cannot read the kubeconfig {}", path.display())),
+    };
+    let merged = setup::merge_user(existing, user)
+        .map_err(|e| anyhow::anyhow!("cannot update the kubeconfig {}: {e}", path.display()))?;
+    let text = yaml(&merged)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let tmp = dir.join(format!(".{}.koidc-tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("config")));
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
