@@ -83,12 +83,18 @@ pub struct Authenticator<'a> {
 impl Authenticator<'_> {
     /// The cached token when it has more than [`EXPIRY_MARGIN`] left. No network, no lock.
     pub fn cached(&self) -> Result<Option<Obtained>, CacheError> {
-        let Some(entry) = self.load_entry()? else { return Ok(None) };
+        let Some(entry) = self.load_entry()? else {
+            return Ok(None);
+        };
         if entry.info.expiry - self.clock.now() > margin() {
-            self.printer.debug(format_args!("using the cached token (expires {})", entry.info.expiry));
+            self.printer.debug(format_args!(
+                "using the cached token (expires {})",
+                entry.info.expiry
+            ));
             Ok(Some(entry))
         } else {
-            self.printer.debug("the cached token expires within the safety margin");
+            self.printer
+                .debug("the cached token expires within the safety margin");
             Ok(None)
         }
     }
@@ -104,21 +110,28 @@ impl Authenticator<'_> {
                 return Ok(None);
             }
             Err(err) if err.is_corrupt() => {
-                self.printer.warn(format_args!("ignoring the cached token: {err}"));
+                self.printer
+                    .warn(format_args!("ignoring the cached token: {err}"));
                 return Ok(None);
             }
             Err(err) => return Err(err),
         };
         match IdTokenInfo::decode_secret(&tokens.id_token) {
             Ok(info) if info.belongs_to(&self.identity.issuer, &self.identity.client_id) => {
-                Ok(Some(Obtained { tokens, info, source: Source::Cache }))
+                Ok(Some(Obtained {
+                    tokens,
+                    info,
+                    source: Source::Cache,
+                }))
             }
             Ok(_) => {
-                self.printer.warn("ignoring a cached token issued for another issuer or client");
+                self.printer
+                    .warn("ignoring a cached token issued for another issuer or client");
                 Ok(None)
             }
             Err(err) => {
-                self.printer.warn(format_args!("ignoring the cached token: {err}"));
+                self.printer
+                    .warn(format_args!("ignoring the cached token: {err}"));
                 Ok(None)
             }
         }
@@ -126,27 +139,41 @@ impl Authenticator<'_> {
 
     /// A usable token: cached, refreshed, or from a browser login (`force_login` skips the first
     /// two).
-    pub fn obtain(&self, login: &LoginConfig, browser: &dyn Browser, force_login: bool) -> anyhow::Result<Obtained> {
-        if !force_login
-            && let Some(hit) = self.cached()? {
-                return Ok(hit);
-            }
+    pub fn obtain(
+        &self,
+        login: &LoginConfig,
+        browser: &dyn Browser,
+        force_login: bool,
+    ) -> anyhow::Result<Obtained> {
+        if !force_login && let Some(hit) = self.cached()? {
+            return Ok(hit);
+        }
         // One refresh or login at a time per identity; the others wait and then reuse its result.
         let _lock = if self.cache.kind == CacheKind::None {
             None
         } else {
             let wait = login.timeout + Duration::from_secs(30);
             self.printer.debug("waiting for the cache lock");
-            Some(CacheLock::acquire(&self.cache.dir, &self.identity.cache_key(), wait)?)
+            Some(CacheLock::acquire(
+                &self.cache.dir,
+                &self.identity.cache_key(),
+                wait,
+            )?)
         };
         let previous = self.load_entry()?;
         if !force_login
             && let Some(entry) = &previous
-                && entry.info.expiry - self.clock.now() > margin() {
-                    self.printer.debug("another koidc process renewed the token meanwhile");
-                    return Ok(entry.clone());
-                }
-        let refresh_token = if force_login { None } else { previous.and_then(|p| p.tokens.refresh_token) };
+            && entry.info.expiry - self.clock.now() > margin()
+        {
+            self.printer
+                .debug("another koidc process renewed the token meanwhile");
+            return Ok(entry.clone());
+        }
+        let refresh_token = if force_login {
+            None
+        } else {
+            previous.and_then(|p| p.tokens.refresh_token)
+        };
 
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -154,7 +181,8 @@ impl Authenticator<'_> {
             .context("cannot start the async runtime")?;
         let oidc = login.oidc(self.identity);
         let obtained = runtime.block_on(async {
-            self.printer.debug(format_args!("discovering {}", self.identity.issuer));
+            self.printer
+                .debug(format_args!("discovering {}", self.identity.issuer));
             let provider = Provider::discover(&oidc, self.clock.clone()).await?;
             if let Some(refresh_token) = refresh_token {
                 self.printer.debug("refreshing the token");
@@ -162,10 +190,14 @@ impl Authenticator<'_> {
                     Ok(tokens) => return self.finish(tokens, Source::Refresh),
                     // The IdP refused the refresh token (expired, revoked, rotated away by a new
                     // login) or its answer cannot be used: a browser login can still succeed.
-                    Err(err @ (OidcError::RefreshRejected { .. }
-                    | OidcError::RefreshWithoutIdToken
-                    | OidcError::IdTokenRejected(_))) => {
-                        self.printer.info(format_args!("the refresh token was not accepted ({err}); logging in again"));
+                    Err(
+                        err @ (OidcError::RefreshRejected { .. }
+                        | OidcError::RefreshWithoutIdToken
+                        | OidcError::IdTokenRejected(_)),
+                    ) => {
+                        self.printer.info(format_args!(
+                            "the refresh token was not accepted ({err}); logging in again"
+                        ));
                     }
                     // Network trouble would fail a browser login too: report it.
                     Err(err) => return Err(anyhow::Error::new(err).context("cannot refresh the token")),
@@ -187,7 +219,9 @@ impl Authenticator<'_> {
     fn save(&self, tokens: &TokenSet) {
         let key = self.identity.cache_key();
         if let Err(err) = self.store.save(&key, tokens) {
-            self.printer.warn(format_args!("could not cache the token ({err}); the next call will log in again"));
+            self.printer.warn(format_args!(
+                "could not cache the token ({err}); the next call will log in again"
+            ));
             return;
         }
         if let Some(reason) = self.store.fallback_reason() {
@@ -212,10 +246,16 @@ async fn browser_login(
 ) -> anyhow::Result<TokenSet> {
     let server = LoopbackServer::bind(&login.listen).await?;
     let request = provider.authorization_request(&server.redirect_uri())?;
-    printer.debug(format_args!("listening for the login callback on {}", server.redirect_uri()));
+    printer.debug(format_args!(
+        "listening for the login callback on {}",
+        server.redirect_uri()
+    ));
     let wait = login.timeout.as_secs();
     if login.browser == BrowserChoice::None {
-        printer.info(format_args!("open this URL in a browser to log in (waiting up to {wait}s): {}", request.url));
+        printer.info(format_args!(
+            "open this URL in a browser to log in (waiting up to {wait}s): {}",
+            request.url
+        ));
     } else {
         match browser.open(&request.url) {
             Ok(()) => printer.info(format_args!(

@@ -21,9 +21,7 @@ pub enum BrowserError {
     EmptyCommand,
 
     /// The browser command could not be split into words (e.g. an unclosed quote).
-    #[error(
-        "cannot parse the browser command `{command}`: {problem}; fix --browser-command or BROWSER"
-    )]
+    #[error("cannot parse the browser command `{command}`: {problem}; fix --browser-command or BROWSER")]
     Syntax {
         /// The command as configured.
         command: String,
@@ -277,10 +275,7 @@ mod tests {
     #[test]
     fn splitter_handles_blanks_quotes_and_backslashes() {
         assert_eq!(split("firefox"), ["firefox"]);
-        assert_eq!(
-            split("  firefox\t--new-window  "),
-            ["firefox", "--new-window"]
-        );
+        assert_eq!(split("  firefox\t--new-window  "), ["firefox", "--new-window"]);
         assert_eq!(
             split(r#"'/opt/My Browser/bin' --profile "a b" c\ d"#),
             ["/opt/My Browser/bin", "--profile", "a b", "c d"]
@@ -322,19 +317,14 @@ mod tests {
             BrowserChoice::resolve(None, false, some("  ")),
             BrowserChoice::System
         );
-        assert_eq!(
-            BrowserChoice::resolve(None, false, None),
-            BrowserChoice::System
-        );
+        assert_eq!(BrowserChoice::resolve(None, false, None), BrowserChoice::System);
     }
 
     #[test]
     fn command_argv_appends_url_or_substitutes_percent_s() {
         let url = "http://127.0.0.1:1/x?a=1&b=2";
         assert_eq!(
-            CommandBrowser::new("firefox -P 'my profile'")
-                .argv(url)
-                .unwrap(),
+            CommandBrowser::new("firefox -P 'my profile'").argv(url).unwrap(),
             ["firefox", "-P", "my profile", url]
         );
         assert_eq!(
@@ -388,10 +378,7 @@ mod tests {
         let url = "http://127.0.0.1:9/cb?a=1&b=two words;$(touch pwned)'\"";
         CommandBrowser::new(command).open(url).unwrap();
         assert_eq!(wait_for_file(&dir.join("argv")), format!("{url}\n"));
-        assert_eq!(
-            std::fs::read_to_string(dir.join("argc")).unwrap().trim(),
-            "0"
-        );
+        assert_eq!(std::fs::read_to_string(dir.join("argc")).unwrap().trim(), "0");
         assert_eq!(
             std::fs::read_to_string(dir.join("stdin")).unwrap().trim(),
             "/dev/null"
@@ -436,10 +423,7 @@ mod tests {
         assert!(
             matches!(&err, BrowserError::Spawn { program, .. } if program == "koidc-no-such-browser-xyz")
         );
-        assert!(
-            err.to_string().contains("`koidc-no-such-browser-xyz`"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("`koidc-no-such-browser-xyz`"), "{err}");
     }
 
     #[test]

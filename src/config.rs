@@ -114,7 +114,11 @@ impl Identity {
             return Err(ConfigError::EmptyClientId);
         }
         let scopes = normalize_scopes(&flags.scopes)?;
-        Ok(Self { issuer, client_id, scopes })
+        Ok(Self {
+            issuer,
+            client_id,
+            scopes,
+        })
     }
 
     /// Like [`Identity::from_flags`], but `None` when neither issuer nor client id is given.
@@ -167,7 +171,11 @@ impl LoginConfig {
             listen,
             browser: BrowserChoice::resolve(flags.browser_command.clone(), flags.no_browser, env_browser),
             timeout: Duration::from_secs(flags.timeout),
-            certificate_authorities: flags.certificate_authorities.iter().map(|p| absolute(p)).collect(),
+            certificate_authorities: flags
+                .certificate_authorities
+                .iter()
+                .map(|p| absolute(p))
+                .collect(),
         })
     }
 
@@ -187,7 +195,10 @@ impl LoginConfig {
 /// Checks that `issuer` is an absolute https URL (http only for loopback hosts, for local tests)
 /// without query or fragment.
 pub fn validate_issuer(issuer: &str) -> Result<(), ConfigError> {
-    let bad = |reason: &str| ConfigError::Issuer { url: issuer.to_owned(), reason: reason.to_owned() };
+    let bad = |reason: &str| ConfigError::Issuer {
+        url: issuer.to_owned(),
+        reason: reason.to_owned(),
+    };
     let url = url::Url::parse(issuer).map_err(|e| bad(&format!("{e}")))?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad("an issuer has no query or fragment"));
@@ -198,7 +209,9 @@ pub fn validate_issuer(issuer: &str) -> Result<(), ConfigError> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if is_loopback_host(&url) => Ok(()),
-        "http" => Err(bad("the issuer must use https (http is accepted only on loopback addresses, for local testing)")),
+        "http" => Err(bad(
+            "the issuer must use https (http is accepted only on loopback addresses, for local testing)",
+        )),
         _ => Err(bad("the issuer must be an https URL")),
     }
 }
@@ -235,7 +248,9 @@ fn normalize_scopes(raw: &[String]) -> Result<Vec<String>, ConfigError> {
 
 fn parse_listen(raw: &str) -> Result<SocketAddr, ConfigError> {
     let raw_trim = raw.trim();
-    let with_localhost = raw_trim.strip_prefix("localhost:").map(|port| format!("127.0.0.1:{port}"));
+    let with_localhost = raw_trim
+        .strip_prefix("localhost:")
+        .map(|port| format!("127.0.0.1:{port}"));
     let addr: SocketAddr = with_localhost
         .as_deref()
         .unwrap_or(raw_trim)
@@ -261,14 +276,20 @@ fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_owned()
     } else {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_owned())
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_owned())
     }
 }
 
 /// `$XDG_CACHE_HOME/koidc`, else `~/.cache/koidc` (`~/Library/Caches/koidc` on macOS,
 /// `%LOCALAPPDATA%\koidc` on Windows).
 pub fn default_cache_dir() -> Option<PathBuf> {
-    let non_empty = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let non_empty = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if cfg!(windows) {
         return non_empty("LOCALAPPDATA").map(|d| d.join("koidc"));
     }
@@ -303,7 +324,10 @@ mod tests {
     #[test]
     fn listen_must_be_loopback() {
         assert_eq!(parse_listen("127.0.0.1:8000").unwrap().port(), 8000);
-        assert_eq!(parse_listen("localhost:18000").unwrap().to_string(), "127.0.0.1:18000");
+        assert_eq!(
+            parse_listen("localhost:18000").unwrap().to_string(),
+            "127.0.0.1:18000"
+        );
         assert!(parse_listen("[::1]:0").is_ok());
         assert!(parse_listen("0.0.0.0:8000").is_err());
         assert!(parse_listen("10.1.2.3:8000").is_err());
@@ -312,8 +336,16 @@ mod tests {
 
     #[test]
     fn scopes_are_sorted_deduplicated_and_without_openid() {
-        let raw = vec!["groups".into(), "openid email".into(), "groups".into(), "offline_access".into()];
-        assert_eq!(normalize_scopes(&raw).unwrap(), vec!["email", "groups", "offline_access"]);
+        let raw = vec![
+            "groups".into(),
+            "openid email".into(),
+            "groups".into(),
+            "offline_access".into(),
+        ];
+        assert_eq!(
+            normalize_scopes(&raw).unwrap(),
+            vec!["email", "groups", "offline_access"]
+        );
         assert!(normalize_scopes(&["bad\"scope".into()]).is_err());
     }
 }

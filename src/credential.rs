@@ -74,23 +74,38 @@ impl ExecInfo {
     /// Parses the value of `KUBERNETES_EXEC_INFO` (`None` when unset).
     pub fn parse(value: Option<&str>) -> Result<Self, CredentialError> {
         let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
-            return Ok(Self { api_version: ApiVersion::V1Beta1, interactive: true, from_kubectl: false });
+            return Ok(Self {
+                api_version: ApiVersion::V1Beta1,
+                interactive: true,
+                from_kubectl: false,
+            });
         };
         if value.len() > MAX_EXEC_INFO {
             return Err(CredentialError::Malformed("larger than 1 MiB".into()));
         }
-        let raw: RawExecInfo = serde_json::from_str(value)
-            .map_err(|e| CredentialError::Malformed(format!("{e}")))?;
+        let raw: RawExecInfo =
+            serde_json::from_str(value).map_err(|e| CredentialError::Malformed(format!("{e}")))?;
         if let Some(kind) = raw.kind.as_deref()
-            && kind != "ExecCredential" {
-                return Err(CredentialError::Malformed(format!("kind is {kind:?}, expected \"ExecCredential\"")));
-            }
+            && kind != "ExecCredential"
+        {
+            return Err(CredentialError::Malformed(format!(
+                "kind is {kind:?}, expected \"ExecCredential\""
+            )));
+        }
         let api_version = match raw.api_version.as_deref() {
             None | Some("client.authentication.k8s.io/v1beta1") => ApiVersion::V1Beta1,
             Some("client.authentication.k8s.io/v1") => ApiVersion::V1,
-            Some(other) => return Err(CredentialError::UnsupportedVersion(other.chars().take(200).collect())),
+            Some(other) => {
+                return Err(CredentialError::UnsupportedVersion(
+                    other.chars().take(200).collect(),
+                ));
+            }
         };
-        Ok(Self { api_version, interactive: raw.spec.interactive, from_kubectl: true })
+        Ok(Self {
+            api_version,
+            interactive: raw.spec.interactive,
+            from_kubectl: true,
+        })
     }
 }
 
@@ -128,7 +143,10 @@ mod tests {
         .unwrap();
         assert_eq!(info.api_version, ApiVersion::V1);
         assert!(info.interactive);
-        let info = ExecInfo::parse(Some(r#"{"apiVersion":"client.authentication.k8s.io/v1beta1","spec":{}}"#)).unwrap();
+        let info = ExecInfo::parse(Some(
+            r#"{"apiVersion":"client.authentication.k8s.io/v1beta1","spec":{}}"#,
+        ))
+        .unwrap();
         assert_eq!(info.api_version, ApiVersion::V1Beta1);
         assert!(!info.interactive);
     }
@@ -139,9 +157,18 @@ mod tests {
             ExecInfo::parse(Some(r#"{"apiVersion":"client.authentication.k8s.io/v2"}"#)),
             Err(CredentialError::UnsupportedVersion(_))
         ));
-        assert!(matches!(ExecInfo::parse(Some("{")), Err(CredentialError::Malformed(_))));
-        assert!(matches!(ExecInfo::parse(Some(r#"{"kind":"Pod"}"#)), Err(CredentialError::Malformed(_))));
-        assert!(matches!(ExecInfo::parse(Some("[1,2]")), Err(CredentialError::Malformed(_))));
+        assert!(matches!(
+            ExecInfo::parse(Some("{")),
+            Err(CredentialError::Malformed(_))
+        ));
+        assert!(matches!(
+            ExecInfo::parse(Some(r#"{"kind":"Pod"}"#)),
+            Err(CredentialError::Malformed(_))
+        ));
+        assert!(matches!(
+            ExecInfo::parse(Some("[1,2]")),
+            Err(CredentialError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -230,9 +230,7 @@ impl LoopbackServer {
             rejected: AtomicU64::new(0),
             done: Mutex::new(Some(done_tx)),
         });
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(Arc::clone(&shared));
+        let app = Router::new().fallback(handle).with_state(Arc::clone(&shared));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let serve = axum::serve(self.listener, app)
             .with_graceful_shutdown(async move {
@@ -332,15 +330,9 @@ fn respond(
         (Some(value), None) => value.to_str().is_ok_and(|h| shared.host_allowed(h)),
         _ => false,
     };
-    let authority_ok = uri
-        .authority()
-        .is_none_or(|a| shared.host_allowed(a.as_str()));
+    let authority_ok = uri.authority().is_none_or(|a| shared.host_allowed(a.as_str()));
     if !host_ok || !authority_ok {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "Bad request: unexpected Host.",
-            false,
-        );
+        return page(StatusCode::BAD_REQUEST, "Bad request: unexpected Host.", false);
     }
     if uri.path() != CALLBACK_PATH {
         return page(StatusCode::NOT_FOUND, "Not found.", false);
@@ -606,9 +598,7 @@ mod tests {
         fn header(&self, name: &str) -> Option<String> {
             self.head.lines().skip(1).find_map(|line| {
                 let (n, v) = line.split_once(':')?;
-                n.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_owned())
+                n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
             })
         }
     }
@@ -628,11 +618,7 @@ mod tests {
             .expect("server did not answer");
         let text = String::from_utf8_lossy(&buf).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         RawResponse {
             status,
             head: head.to_owned(),
@@ -679,10 +665,9 @@ mod tests {
         assert!(matches!(err, LoopbackError::NotLoopback { .. }), "{err:?}");
         assert!(err.to_string().contains("10.0.0.1:0"));
         // A loopback address first does not help: the whole list is checked before binding.
-        let err =
-            LoopbackServer::bind(&["127.0.0.1:0".parse().unwrap(), "0.0.0.0:0".parse().unwrap()])
-                .await
-                .unwrap_err();
+        let err = LoopbackServer::bind(&["127.0.0.1:0".parse().unwrap(), "0.0.0.0:0".parse().unwrap()])
+            .await
+            .unwrap_err();
         assert!(matches!(err, LoopbackError::NotLoopback { .. }), "{err:?}");
         let err = LoopbackServer::bind(&[]).await.unwrap_err();
         assert!(matches!(err, LoopbackError::NoCandidates));
@@ -740,8 +725,7 @@ mod tests {
         assert_eq!(res.unwrap().expose_secret(), CODE);
         assert_eq!(resp.status, 200);
         assert!(
-            resp.body
-                .contains("Logged in to koidc. You may close this tab."),
+            resp.body.contains("Logged in to koidc. You may close this tab."),
             "{}",
             resp.body
         );
@@ -829,13 +813,7 @@ mod tests {
         let err = res.unwrap_err();
         assert!(start.elapsed() >= Duration::from_secs(1));
         assert!(
-            matches!(
-                err,
-                LoopbackError::Timeout {
-                    secs: 1,
-                    rejected: 4
-                }
-            ),
+            matches!(err, LoopbackError::Timeout { secs: 1, rejected: 4 }),
             "{err:?}"
         );
         assert_eq!(
@@ -852,17 +830,8 @@ mod tests {
             .wait_for_code(STATE, Duration::from_millis(50))
             .await
             .unwrap_err();
-        assert!(matches!(
-            err,
-            LoopbackError::Timeout {
-                secs: 0,
-                rejected: 0
-            }
-        ));
-        assert!(
-            err.to_string()
-                .ends_with("; run `koidc login` to try again")
-        );
+        assert!(matches!(err, LoopbackError::Timeout { secs: 0, rejected: 0 }));
+        assert!(err.to_string().ends_with("; run `koidc login` to try again"));
     }
 
     #[test]
@@ -944,9 +913,7 @@ mod tests {
 
     fn random_request(rng: &mut impl Rng, port: u16) -> Vec<u8> {
         const ALPHABET: &[u8] = b"abcxyz019%&=+;/?#._-~ statecodeerroriss";
-        let methods = [
-            "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "get", "G\0T",
-        ];
+        let methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "get", "G\0T"];
         let paths = ["/callback", "/", "/callback/", "//callback", "/cb", "*", ""];
         let mut query: Vec<u8> = (0..rng.gen_range(0..200))
             .map(|_| {
@@ -982,9 +949,7 @@ mod tests {
             for key in keys {
                 if rng.gen_bool(0.6) {
                     let len = rng.gen_range(0..40);
-                    let value: String = (0..len)
-                        .map(|_| char::from(rng.gen_range(b'a'..=b'z')))
-                        .collect();
+                    let value: String = (0..len).map(|_| char::from(rng.gen_range(b'a'..=b'z'))).collect();
                     pairs.push(format!("{key}={value}"));
                 }
             }
@@ -995,9 +960,7 @@ mod tests {
             .into_bytes();
         } else if rng.gen_ratio(1, 10) {
             // Pure garbage.
-            req = (0..rng.gen_range(1..300))
-                .map(|_| rng.r#gen::<u8>())
-                .collect();
+            req = (0..rng.gen_range(1..300)).map(|_| rng.r#gen::<u8>()).collect();
             req.extend_from_slice(b"\r\n\r\n");
         }
         req
@@ -1071,15 +1034,9 @@ mod tests {
             real.write_all(req.as_bytes()).await.unwrap();
             let mut resp = Vec::new();
             let _ = tokio::time::timeout(Duration::from_secs(5), real.read_to_end(&mut resp)).await;
-            (
-                _silent,
-                slow,
-                kept,
-                String::from_utf8_lossy(&resp).into_owned(),
-            )
+            (_silent, slow, kept, String::from_utf8_lossy(&resp).into_owned())
         };
-        let (res, (_silent, _slow, _kept, resp)) =
-            tokio::join!(s.wait_for_code(STATE, LONG), client);
+        let (res, (_silent, _slow, _kept, resp)) = tokio::join!(s.wait_for_code(STATE, LONG), client);
         assert_eq!(res.unwrap().expose_secret(), CODE);
         assert!(resp.contains("Logged in to koidc"), "{resp}");
         assert!(

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::token::IdTokenInfo;
 
@@ -65,7 +65,13 @@ pub fn authentication_configuration(auth: &ClusterAuth) -> Value {
 /// control plane).
 pub fn apiserver_flags(auth: &ClusterAuth, ca_file: Option<&str>) -> Vec<String> {
     // For the flags, an empty prefix must be written as "-": empty means "<issuer>#" there.
-    let prefix = |p: &str| if p.is_empty() { "-".to_owned() } else { p.to_owned() };
+    let prefix = |p: &str| {
+        if p.is_empty() {
+            "-".to_owned()
+        } else {
+            p.to_owned()
+        }
+    };
     let mut flags = vec![
         format!("--oidc-issuer-url={}", auth.issuer),
         format!("--oidc-client-id={}", auth.client_id),
@@ -99,8 +105,7 @@ pub fn kubeconfig_user(user: &ExecUser) -> Value {
 }
 
 /// Shown by kubectl when the `koidc` command is missing.
-pub const INSTALL_HINT: &str =
-    "koidc logs you in to this cluster with your company identity. Install it with ./install.sh \
+pub const INSTALL_HINT: &str = "koidc logs you in to this cluster with your company identity. Install it with ./install.sh \
      from the koidc repository (it also installs the kubectl-koidc plugin link).";
 
 /// Puts `user` into `kubeconfig` (replacing a user of the same name), creating the skeleton of an
@@ -128,7 +133,9 @@ pub fn merge_user(kubeconfig: Option<Value>, user: Value) -> Result<Value, Strin
     if users.is_null() {
         *users = json!([]);
     }
-    let list = users.as_array_mut().ok_or("`users` in the kubeconfig is not a list")?;
+    let list = users
+        .as_array_mut()
+        .ok_or("`users` in the kubeconfig is not a list")?;
     match list.iter_mut().find(|u| u.get("name") == Some(&name)) {
         Some(existing) => *existing = user,
         None => list.push(user),
@@ -162,7 +169,10 @@ pub fn warnings(auth: &ClusterAuth, scopes: &[String], claims: Option<&IdTokenIn
                 .into(),
         );
     }
-    for (what, prefix) in [("username", &auth.username_prefix), ("groups", &auth.groups_prefix)] {
+    for (what, prefix) in [
+        ("username", &auth.username_prefix),
+        ("groups", &auth.groups_prefix),
+    ] {
         if !prefix.is_empty() && !prefix.ends_with(':') && !prefix.ends_with('-') && !prefix.ends_with('/') {
             out.push(format!(
                 "the {what} prefix {prefix:?} has no separator: names will read like {prefix}name; \
@@ -206,9 +216,17 @@ pub fn get_token_args(
     ca_files: &[PathBuf],
     listen: &[String],
 ) -> Vec<String> {
-    let mut args = vec!["get-token".to_owned(), format!("--issuer={issuer}"), format!("--client-id={client_id}")];
+    let mut args = vec![
+        "get-token".to_owned(),
+        format!("--issuer={issuer}"),
+        format!("--client-id={client_id}"),
+    ];
     args.extend(scopes.iter().map(|s| format!("--scope={s}")));
-    args.extend(ca_files.iter().map(|f| format!("--certificate-authority={}", f.display())));
+    args.extend(
+        ca_files
+            .iter()
+            .map(|f| format!("--certificate-authority={}", f.display())),
+    );
     if !(listen.len() == 1 && listen[0] == "127.0.0.1:0") {
         args.extend(listen.iter().map(|l| format!("--listen={l}")));
     }
@@ -239,8 +257,14 @@ mod tests {
         assert_eq!(jwt["issuer"]["url"], "https://dex.example.com/dex");
         assert_eq!(jwt["issuer"]["audiences"], json!(["koidc"]));
         assert!(jwt["issuer"].get("certificateAuthority").is_none());
-        assert_eq!(jwt["claimMappings"]["username"], json!({"claim": "email", "prefix": "oidc:"}));
-        assert_eq!(jwt["claimMappings"]["groups"], json!({"claim": "groups", "prefix": "oidc:"}));
+        assert_eq!(
+            jwt["claimMappings"]["username"],
+            json!({"claim": "email", "prefix": "oidc:"})
+        );
+        assert_eq!(
+            jwt["claimMappings"]["groups"],
+            json!({"claim": "groups", "prefix": "oidc:"})
+        );
     }
 
     #[test]
@@ -255,7 +279,11 @@ mod tests {
 
     #[test]
     fn merge_user_replaces_same_name_and_keeps_others() {
-        let user = kubeconfig_user(&ExecUser { name: "oidc".into(), command: "koidc".into(), args: vec!["get-token".into()] });
+        let user = kubeconfig_user(&ExecUser {
+            name: "oidc".into(),
+            command: "koidc".into(),
+            args: vec!["get-token".into()],
+        });
         let existing = json!({"apiVersion": "v1", "kind": "Config", "users": [
             {"name": "admin", "user": {"token": "x"}}, {"name": "oidc", "user": {"token": "old"}}]});
         let merged = merge_user(Some(existing), user.clone()).unwrap();
@@ -286,8 +314,22 @@ mod tests {
     #[test]
     fn get_token_args_skip_the_default_listen_address() {
         let args = get_token_args("https://i", "c", &["groups".into()], &[], &["127.0.0.1:0".into()]);
-        assert_eq!(args, vec!["get-token", "--issuer=https://i", "--client-id=c", "--scope=groups"]);
-        let args = get_token_args("https://i", "c", &[], &["/ca.pem".into()], &["127.0.0.1:8000".into()]);
+        assert_eq!(
+            args,
+            vec![
+                "get-token",
+                "--issuer=https://i",
+                "--client-id=c",
+                "--scope=groups"
+            ]
+        );
+        let args = get_token_args(
+            "https://i",
+            "c",
+            &[],
+            &["/ca.pem".into()],
+            &["127.0.0.1:8000".into()],
+        );
         assert!(args.contains(&"--certificate-authority=/ca.pem".to_owned()));
         assert!(args.contains(&"--listen=127.0.0.1:8000".to_owned()));
     }

@@ -26,7 +26,10 @@ impl std::fmt::Debug for TokenSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenSet")
             .field("id_token", &"[redacted]")
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
             .finish()
     }
 }
@@ -97,7 +100,13 @@ impl IdTokenInfo {
             .and_then(timestamp)
             .ok_or(TokenError::Claim("exp"))?;
         let issued_at = claims.get("iat").and_then(timestamp);
-        Ok(Self { issuer, audiences, expiry, issued_at, claims })
+        Ok(Self {
+            issuer,
+            audiences,
+            expiry,
+            issued_at,
+            claims,
+        })
     }
 
     /// Decodes a token held as a secret.
@@ -119,9 +128,7 @@ impl IdTokenInfo {
     pub fn groups(&self) -> Vec<String> {
         match self.claims.get("groups") {
             Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(list)) => {
-                list.iter().filter_map(Value::as_str).map(str::to_owned).collect()
-            }
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
             _ => Vec::new(),
         }
     }
@@ -150,9 +157,10 @@ mod tests {
         assert_eq!(one.audiences, vec!["c"]);
         assert!(one.belongs_to("https://i", "c"));
         assert!(!one.belongs_to("https://i/", "c"));
-        let many =
-            IdTokenInfo::decode(&jwt(r#"{"iss":"https://i","aud":["a","c"],"exp":2000000000,"groups":["g1","g2"]}"#))
-                .unwrap();
+        let many = IdTokenInfo::decode(&jwt(
+            r#"{"iss":"https://i","aud":["a","c"],"exp":2000000000,"groups":["g1","g2"]}"#,
+        ))
+        .unwrap();
         assert!(many.belongs_to("https://i", "c"));
         assert_eq!(many.groups(), vec!["g1", "g2"]);
         assert_eq!(many.expiry.timestamp(), 2_000_000_000);
@@ -162,11 +170,26 @@ mod tests {
     fn rejects_malformed_tokens() {
         assert!(matches!(IdTokenInfo::decode("abc"), Err(TokenError::NotJwt)));
         assert!(matches!(IdTokenInfo::decode("a.b.c.d"), Err(TokenError::NotJwt)));
-        assert!(matches!(IdTokenInfo::decode("a.!!!.c"), Err(TokenError::BadPayload)));
-        assert!(matches!(IdTokenInfo::decode(&jwt("not json")), Err(TokenError::BadPayload)));
-        assert!(matches!(IdTokenInfo::decode(&jwt(r#"{"aud":"c","exp":1}"#)), Err(TokenError::Claim("iss"))));
-        assert!(matches!(IdTokenInfo::decode(&jwt(r#"{"iss":"i","aud":"c"}"#)), Err(TokenError::Claim("exp"))));
-        assert!(matches!(IdTokenInfo::decode(&jwt(r#"{"iss":"i","aud":[1],"exp":1}"#)), Err(TokenError::Claim("aud"))));
+        assert!(matches!(
+            IdTokenInfo::decode("a.!!!.c"),
+            Err(TokenError::BadPayload)
+        ));
+        assert!(matches!(
+            IdTokenInfo::decode(&jwt("not json")),
+            Err(TokenError::BadPayload)
+        ));
+        assert!(matches!(
+            IdTokenInfo::decode(&jwt(r#"{"aud":"c","exp":1}"#)),
+            Err(TokenError::Claim("iss"))
+        ));
+        assert!(matches!(
+            IdTokenInfo::decode(&jwt(r#"{"iss":"i","aud":"c"}"#)),
+            Err(TokenError::Claim("exp"))
+        ));
+        assert!(matches!(
+            IdTokenInfo::decode(&jwt(r#"{"iss":"i","aud":[1],"exp":1}"#)),
+            Err(TokenError::Claim("aud"))
+        ));
         let huge = "a".repeat(MAX_TOKEN_LEN + 1);
         assert!(matches!(IdTokenInfo::decode(&huge), Err(TokenError::TooLarge)));
     }

@@ -33,7 +33,9 @@ impl MasterKey {
     /// A new random key from the OS.
     pub(super) fn generate() -> Result<Self, CacheError> {
         let mut bytes = Box::new([0u8; 32]);
-        rand::rngs::OsRng.try_fill_bytes(bytes.as_mut()).map_err(|e| CacheError::Random(e.to_string()))?;
+        rand::rngs::OsRng
+            .try_fill_bytes(bytes.as_mut())
+            .map_err(|e| CacheError::Random(e.to_string()))?;
         Ok(Self(SecretBox::new(bytes)))
     }
 
@@ -62,7 +64,9 @@ impl MasterKey {
 /// Encrypts `plaintext` bound to `aad`; returns the nonce and the ciphertext (with tag).
 pub(super) fn seal(key: &MasterKey, aad: &[u8], plaintext: &[u8]) -> Result<([u8; 12], Vec<u8>), CacheError> {
     let mut nonce = [0u8; 12];
-    rand::rngs::OsRng.try_fill_bytes(&mut nonce).map_err(|e| CacheError::Random(e.to_string()))?;
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut nonce)
+        .map_err(|e| CacheError::Random(e.to_string()))?;
     let ciphertext = key
         .cipher()
         .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad })
@@ -72,7 +76,12 @@ pub(super) fn seal(key: &MasterKey, aad: &[u8], plaintext: &[u8]) -> Result<([u8
 }
 
 /// Decrypts and authenticates; `None` when the key, nonce, `aad` or ciphertext do not match.
-pub(super) fn open(key: &MasterKey, aad: &[u8], nonce: &[u8; 12], ciphertext: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+pub(super) fn open(
+    key: &MasterKey,
+    aad: &[u8],
+    nonce: &[u8; 12],
+    ciphertext: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
     key.cipher()
         .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad })
         .ok()

@@ -93,9 +93,14 @@ pub(super) fn encode_plain(key: &CacheKey, tokens: &TokenSet) -> Zeroizing<Vec<u
 /// Decodes a plaintext entry read from `path` (named in errors).
 pub(super) fn decode_plain(path: &Path, bytes: &[u8]) -> Result<Entry, CacheError> {
     check_version(path, bytes)?;
-    let entry: PlainIn = serde_json::from_slice(bytes).map_err(|e| CacheError::corrupt(path, json_reason(&e)))?;
+    let entry: PlainIn =
+        serde_json::from_slice(bytes).map_err(|e| CacheError::corrupt(path, json_reason(&e)))?;
     Ok(Entry {
-        key: CacheKey { issuer: entry.issuer, client_id: entry.client_id, scopes: entry.scopes },
+        key: CacheKey {
+            issuer: entry.issuer,
+            client_id: entry.client_id,
+            scopes: entry.scopes,
+        },
         tokens: TokenSet {
             id_token: SecretString::from(entry.id_token),
             refresh_token: entry.refresh_token.map(SecretString::from),
@@ -121,7 +126,8 @@ pub(super) fn encode_sealed(key: &CacheKey, nonce: &[u8; 12], ciphertext: &[u8])
 /// Decodes an encrypted entry file read from `path`.
 pub(super) fn decode_sealed(path: &Path, bytes: &[u8]) -> Result<Sealed, CacheError> {
     check_version(path, bytes)?;
-    let file: SealedFile = serde_json::from_slice(bytes).map_err(|e| CacheError::corrupt(path, json_reason(&e)))?;
+    let file: SealedFile =
+        serde_json::from_slice(bytes).map_err(|e| CacheError::corrupt(path, json_reason(&e)))?;
     if file.cipher != CIPHER {
         return Err(CacheError::corrupt(path, "it uses an unknown cipher"));
     }
@@ -131,21 +137,30 @@ pub(super) fn decode_sealed(path: &Path, bytes: &[u8]) -> Result<Sealed, CacheEr
         .ok()
         .and_then(|n| n.try_into().ok())
         .ok_or_else(|| CacheError::corrupt(path, "its nonce is not 12 base64-encoded bytes"))?;
-    let ciphertext =
-        b64.decode(&file.ciphertext).map_err(|_| CacheError::corrupt(path, "its ciphertext is not base64"))?;
+    let ciphertext = b64
+        .decode(&file.ciphertext)
+        .map_err(|_| CacheError::corrupt(path, "its ciphertext is not base64"))?;
     Ok(Sealed {
-        key: CacheKey { issuer: file.issuer, client_id: file.client_id, scopes: file.scopes },
+        key: CacheKey {
+            issuer: file.issuer,
+            client_id: file.client_id,
+            scopes: file.scopes,
+        },
         nonce,
         ciphertext,
     })
 }
 
 fn check_version(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let v: VersionOnly = serde_json::from_slice(bytes).map_err(|e| CacheError::corrupt(path, json_reason(&e)))?;
+    let v: VersionOnly =
+        serde_json::from_slice(bytes).map_err(|e| CacheError::corrupt(path, json_reason(&e)))?;
     if v.version != VERSION {
         return Err(CacheError::corrupt(
             path,
-            format!("it has format version {} and this koidc reads version {VERSION}", v.version),
+            format!(
+                "it has format version {} and this koidc reads version {VERSION}",
+                v.version
+            ),
         ));
     }
     Ok(())

@@ -69,7 +69,10 @@ fn check_dir(dir: &Path, meta: &fs::Metadata) -> Result<(), CacheError> {
         check_owner(dir, meta.uid())?;
         let mode = meta.mode() & 0o7777;
         if mode & 0o077 != 0 {
-            return Err(CacheError::InsecureDir { path: dir.to_owned(), mode });
+            return Err(CacheError::InsecureDir {
+                path: dir.to_owned(),
+                mode,
+            });
         }
     }
     Ok(())
@@ -80,7 +83,11 @@ fn check_owner(path: &Path, owner: u32) -> Result<(), CacheError> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     if owner != me {
-        return Err(CacheError::ForeignOwner { path: path.to_owned(), owner, me });
+        return Err(CacheError::ForeignOwner {
+            path: path.to_owned(),
+            owner,
+            me,
+        });
     }
     Ok(())
 }
@@ -110,12 +117,17 @@ fn read_file(path: &Path, private: bool) -> Result<Option<Zeroizing<Vec<u8>>>, C
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         #[cfg(unix)]
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(CacheError::corrupt(path, "it is a symbolic link, not a file koidc wrote"));
+            return Err(CacheError::corrupt(
+                path,
+                "it is a symbolic link, not a file koidc wrote",
+            ));
         }
         Err(e) => return Err(CacheError::io("open cache entry", path, e)),
     };
     // Check the file we opened, not the path (which could be swapped meanwhile).
-    let meta = file.metadata().map_err(|e| CacheError::io("inspect cache entry", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| CacheError::io("inspect cache entry", path, e))?;
     if !meta.is_file() {
         return Err(CacheError::corrupt(path, "it is not a regular file"));
     }
@@ -125,20 +137,29 @@ fn read_file(path: &Path, private: bool) -> Result<Option<Zeroizing<Vec<u8>>>, C
         check_owner(path, meta.uid())?;
         let mode = meta.mode() & 0o7777;
         if mode & 0o077 != 0 {
-            return Err(CacheError::InsecureEntry { path: path.to_owned(), mode });
+            return Err(CacheError::InsecureEntry {
+                path: path.to_owned(),
+                mode,
+            });
         }
     }
     #[cfg(not(unix))]
     let _ = private;
     if meta.len() > MAX_ENTRY_LEN {
-        return Err(CacheError::corrupt(path, format!("it is larger than {MAX_ENTRY_LEN} bytes")));
+        return Err(CacheError::corrupt(
+            path,
+            format!("it is larger than {MAX_ENTRY_LEN} bytes"),
+        ));
     }
     let mut buf = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
     file.take(MAX_ENTRY_LEN + 1)
         .read_to_end(&mut buf)
         .map_err(|e| CacheError::io("read cache entry", path, e))?;
     if buf.len() as u64 > MAX_ENTRY_LEN {
-        return Err(CacheError::corrupt(path, format!("it is larger than {MAX_ENTRY_LEN} bytes")));
+        return Err(CacheError::corrupt(
+            path,
+            format!("it is larger than {MAX_ENTRY_LEN} bytes"),
+        ));
     }
     Ok(Some(buf))
 }
@@ -150,7 +171,11 @@ pub(super) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), 
     let mut suffix = [0u8; 6];
     rand::RngCore::try_fill_bytes(&mut rand::rngs::OsRng, &mut suffix)
         .map_err(|e| CacheError::Random(e.to_string()))?;
-    let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), hex::encode(suffix)));
+    let tmp = dir.join(format!(
+        ".{name}.{}.{}.tmp",
+        std::process::id(),
+        hex::encode(suffix)
+    ));
 
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
@@ -159,7 +184,9 @@ pub(super) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), 
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
-    let mut file = options.open(&tmp).map_err(|e| CacheError::io("create cache file", &tmp, e))?;
+    let mut file = options
+        .open(&tmp)
+        .map_err(|e| CacheError::io("create cache file", &tmp, e))?;
     let written = (|| {
         // The mode given to open() is reduced by the umask; make it exactly 0600.
         #[cfg(unix)]
@@ -214,13 +241,19 @@ pub(super) fn entry_files(dir: &Path) -> Result<Vec<(PathBuf, String, &'static s
         let item = item.map_err(|e| CacheError::io("list cache directory", dir, e))?;
         let name = item.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some((stem, ext)) = name.split_once('.') else { continue };
+        let Some((stem, ext)) = name.split_once('.') else {
+            continue;
+        };
         let ext = match ext {
             PLAIN_EXT => PLAIN_EXT,
             SEALED_EXT => SEALED_EXT,
             _ => continue,
         };
-        if stem.len() == 32 && stem.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+        if stem.len() == 32
+            && stem
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        {
             out.push((item.path(), stem.to_owned(), ext));
         }
     }
@@ -233,7 +266,9 @@ pub(super) fn entry_files(dir: &Path) -> Result<Vec<(PathBuf, String, &'static s
 pub(super) fn list_keys(dir: &Path) -> Result<Vec<CacheKey>, CacheError> {
     let mut keys: Vec<CacheKey> = Vec::new();
     for (path, id, ext) in entry_files(dir)? {
-        let Ok(Some(bytes)) = read_unchecked(&path) else { continue };
+        let Ok(Some(bytes)) = read_unchecked(&path) else {
+            continue;
+        };
         let key = if ext == PLAIN_EXT {
             entry::decode_plain(&path, &bytes).map(|e| e.key)
         } else {
@@ -272,7 +307,9 @@ impl FileStore {
     /// Reads the plaintext entry of `key`.
     pub(super) fn load_plain(&self, key: &CacheKey) -> Result<Option<TokenSet>, CacheError> {
         let path = self.path(key, PLAIN_EXT);
-        let Some(bytes) = read_private(&path)? else { return Ok(None) };
+        let Some(bytes) = read_private(&path)? else {
+            return Ok(None);
+        };
         let entry = entry::decode_plain(&path, &bytes)?;
         check_key(&path, key, entry).map(Some)
     }
@@ -294,7 +331,10 @@ impl FileStore {
 /// The tokens of `entry` when it belongs to `key`.
 pub(super) fn check_key(path: &Path, key: &CacheKey, entry: Entry) -> Result<TokenSet, CacheError> {
     if !entry.key.same_entry(key) {
-        return Err(CacheError::corrupt(path, "it belongs to another issuer, client or scope set"));
+        return Err(CacheError::corrupt(
+            path,
+            "it belongs to another issuer, client or scope set",
+        ));
     }
     Ok(entry.tokens)
 }
@@ -346,7 +386,10 @@ mod tests {
         assert_eq!(got.id_token.expose_secret(), "id-token-a");
         assert_eq!(got.refresh_token.unwrap().expose_secret(), "refresh-token-a");
         // No refresh token.
-        let only_id = TokenSet { id_token: SecretString::from("only".to_owned()), refresh_token: None };
+        let only_id = TokenSet {
+            id_token: SecretString::from("only".to_owned()),
+            refresh_token: None,
+        };
         store.save(&key(2), &only_id).unwrap();
         assert!(store.load(&key(2)).unwrap().unwrap().refresh_token.is_none());
         assert!(store.load(&key(3)).unwrap().is_none());
@@ -366,8 +409,14 @@ mod tests {
         let mut old = String::new();
         old_handle.read_to_string(&mut old).unwrap();
         assert!(old.contains("id-token-old"));
-        assert_eq!(store.load(&key(1)).unwrap().unwrap().id_token.expose_secret(), "id-token-new");
-        let names: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(
+            store.load(&key(1)).unwrap().unwrap().id_token.expose_secret(),
+            "id-token-new"
+        );
+        let names: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         assert_eq!(mode(&path), 0o600);
     }
@@ -380,9 +429,15 @@ mod tests {
         let path = store.path(&key(1), PLAIN_EXT);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let err = store.load(&key(1)).unwrap_err();
-        assert!(matches!(err, CacheError::InsecureEntry { mode: 0o644, .. }), "{err:?}");
+        assert!(
+            matches!(err, CacheError::InsecureEntry { mode: 0o644, .. }),
+            "{err:?}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains("chmod 600") && msg.contains(&path.display().to_string()), "{msg}");
+        assert!(
+            msg.contains("chmod 600") && msg.contains(&path.display().to_string()),
+            "{msg}"
+        );
         assert!(!msg.contains("id-token"));
         // Saving replaces it with a private file.
         store.save(&key(1), &tokens("b")).unwrap();
@@ -396,9 +451,15 @@ mod tests {
         fs::create_dir(tmp.path()).unwrap();
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o750)).unwrap();
         let err = FileStore::open(tmp.path()).err().unwrap();
-        assert!(matches!(err, CacheError::InsecureDir { mode: 0o750, .. }), "{err:?}");
+        assert!(
+            matches!(err, CacheError::InsecureDir { mode: 0o750, .. }),
+            "{err:?}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains(&format!("chmod 700 {}", tmp.path().display())), "{msg}");
+        assert!(
+            msg.contains(&format!("chmod 700 {}", tmp.path().display())),
+            "{msg}"
+        );
         // The directory was left alone.
         assert_eq!(mode(tmp.path()), 0o750);
     }
@@ -428,11 +489,17 @@ mod tests {
             assert!(err.is_corrupt(), "{n}: {err:?}");
             assert!(!err.to_string().contains("token-"), "{err}");
         }
-        assert_eq!(store.load(&key(4)).unwrap().unwrap().id_token.expose_secret(), "id-token-4");
+        assert_eq!(
+            store.load(&key(4)).unwrap().unwrap().id_token.expose_secret(),
+            "id-token-4"
+        );
         // list skips the damaged ones; save replaces a damaged entry.
         assert_eq!(store.list().unwrap(), vec![key(4)]);
         store.save(&key(1), &tokens("fixed")).unwrap();
-        assert_eq!(store.load(&key(1)).unwrap().unwrap().id_token.expose_secret(), "id-token-fixed");
+        assert_eq!(
+            store.load(&key(1)).unwrap().unwrap().id_token.expose_secret(),
+            "id-token-fixed"
+        );
     }
 
     #[test]

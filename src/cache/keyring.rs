@@ -82,7 +82,13 @@ impl KeyringStore {
     }
 
     /// Decrypts the sealed entry `bytes` read from `path` for `key`.
-    fn open_sealed(&self, path: &Path, key: &CacheKey, bytes: &[u8], master: Arc<MasterKey>) -> Result<TokenSet, CacheError> {
+    fn open_sealed(
+        &self,
+        path: &Path,
+        key: &CacheKey,
+        bytes: &[u8],
+        master: Arc<MasterKey>,
+    ) -> Result<TokenSet, CacheError> {
         let sealed = entry::decode_sealed(path, bytes)?;
         let aad = key.id();
         let plain = match crypt::open(&master, aad.as_bytes(), &sealed.nonce, &sealed.ciphertext) {
@@ -209,7 +215,10 @@ impl MasterKeys {
             KeyState::Unknown => {
                 if let Some(key) = self.front_get() {
                     let key = Arc::new(key);
-                    *state = KeyState::Have { key: key.clone(), from_front: true };
+                    *state = KeyState::Have {
+                        key: key.clone(),
+                        from_front: true,
+                    };
                     return Ok(Some(key));
                 }
             }
@@ -223,7 +232,10 @@ impl MasterKeys {
             Ok(Some(key)) => {
                 self.front_set(&key);
                 let key = Arc::new(key);
-                *state = KeyState::Have { key: key.clone(), from_front: false };
+                *state = KeyState::Have {
+                    key: key.clone(),
+                    from_front: false,
+                };
                 Ok(Some(key))
             }
             Ok(None) => {
@@ -247,7 +259,10 @@ impl MasterKeys {
         let newer = self.back_get().ok().flatten().filter(|k| k != failed)?;
         self.front_set(&newer);
         let newer = Arc::new(newer);
-        *state = KeyState::Have { key: newer.clone(), from_front: false };
+        *state = KeyState::Have {
+            key: newer.clone(),
+            from_front: false,
+        };
         Some(newer)
     }
 
@@ -317,7 +332,9 @@ fn describe(what: &str, err: &keyring::Error) -> String {
         keyring::Error::Ambiguous(_) => format!(
             "the {what} holds several koidc master keys (service {SERVICE}) for this cache directory; delete them"
         ),
-        keyring::Error::BadEncoding(_) => format!("the koidc master key in the {what} is not text; delete it"),
+        keyring::Error::BadEncoding(_) => {
+            format!("the koidc master key in the {what} is not text; delete it")
+        }
         other => format!("the {what} failed: {other}"),
     };
     text.replace(['\n', '\r'], " ")
@@ -334,7 +351,12 @@ fn platform_tiers() -> (Option<Box<dyn SecretTier>>, Box<dyn SecretTier>) {
 
 #[cfg(not(target_os = "linux"))]
 fn platform_tiers() -> (Option<Box<dyn SecretTier>>, Box<dyn SecretTier>) {
-    (None, Box::new(PlatformKeyring { timeout: SECRET_SERVICE_TIMEOUT }))
+    (
+        None,
+        Box::new(PlatformKeyring {
+            timeout: SECRET_SERVICE_TIMEOUT,
+        }),
+    )
 }
 
 /// The kernel keyring: a `user` key `koidc:<account>` in the session keyring.
@@ -366,7 +388,9 @@ impl SecretTier for KernelKeyring {
             Err(e) => return Err(format!("the kernel keyring search failed: {e:?}")),
         };
         let mut buf = Zeroizing::new([0u8; 256]);
-        let len = key.read(&mut *buf).map_err(|e| format!("the kernel keyring read failed: {e:?}"))?;
+        let len = key
+            .read(&mut *buf)
+            .map_err(|e| format!("the kernel keyring read failed: {e:?}"))?;
         let text = buf
             .get(..len)
             .and_then(|b| std::str::from_utf8(b).ok())
@@ -440,10 +464,12 @@ impl SecretTier for SecretService {
     fn get(&self, account: &str) -> Result<Option<SecretString>, String> {
         self.check_bus()?;
         let account = account.to_owned();
-        with_timeout(Self::WHAT, self.timeout, move || match Self::entry(&account)?.get_password() {
-            Ok(text) => Ok(Some(SecretString::from(text))),
-            Err(keyring::Error::NoEntry) => Ok(None),
-            Err(e) => Err(describe(Self::WHAT, &e)),
+        with_timeout(Self::WHAT, self.timeout, move || {
+            match Self::entry(&account)?.get_password() {
+                Ok(text) => Ok(Some(SecretString::from(text))),
+                Err(keyring::Error::NoEntry) => Ok(None),
+                Err(e) => Err(describe(Self::WHAT, &e)),
+            }
         })
     }
 
@@ -486,10 +512,12 @@ impl PlatformKeyring {
 impl SecretTier for PlatformKeyring {
     fn get(&self, account: &str) -> Result<Option<SecretString>, String> {
         let account = account.to_owned();
-        with_timeout(Self::WHAT, self.timeout, move || match Self::entry(&account)?.get_password() {
-            Ok(text) => Ok(Some(SecretString::from(text))),
-            Err(keyring::Error::NoEntry) => Ok(None),
-            Err(e) => Err(describe(Self::WHAT, &e)),
+        with_timeout(Self::WHAT, self.timeout, move || {
+            match Self::entry(&account)?.get_password() {
+                Ok(text) => Ok(Some(SecretString::from(text))),
+                Err(keyring::Error::NoEntry) => Ok(None),
+                Err(e) => Err(describe(Self::WHAT, &e)),
+            }
         })
     }
 
@@ -525,7 +553,10 @@ mod tests {
 
     impl MemTier {
         fn down(reason: &str) -> Arc<Self> {
-            Arc::new(Self { down: Some(reason.into()), ..Self::default() })
+            Arc::new(Self {
+                down: Some(reason.into()),
+                ..Self::default()
+            })
         }
         fn value(&self, account: &str) -> Option<String> {
             self.values.lock().unwrap().get(account).cloned()
@@ -565,7 +596,10 @@ mod tests {
         let sealed = s.files.path(&key(1), SEALED_EXT);
         assert!(sealed.exists() && !s.files.path(&key(1), PLAIN_EXT).exists());
         let raw = fs::read_to_string(&sealed).unwrap();
-        assert!(!raw.contains("id-token-a") && !raw.contains("refresh-token-a"), "{raw}");
+        assert!(
+            !raw.contains("id-token-a") && !raw.contains("refresh-token-a"),
+            "{raw}"
+        );
         // The master key was created in the back tier and copied to the front.
         let account = account_for(tmp.path());
         assert_eq!(back.value(&account).unwrap().len(), 64);
@@ -582,7 +616,9 @@ mod tests {
     fn warm_path_never_asks_the_back_tier() {
         let tmp = TempDir::new("kr-warm");
         let (front, back) = (Arc::new(MemTier::default()), Arc::new(MemTier::default()));
-        store(tmp.path(), &front, &back).save(&key(1), &tokens("a")).unwrap();
+        store(tmp.path(), &front, &back)
+            .save(&key(1), &tokens("a"))
+            .unwrap();
         let before = back.gets.load(Ordering::SeqCst);
         let s = store(tmp.path(), &front, &back);
         assert!(s.load(&key(1)).unwrap().is_some());
@@ -598,9 +634,16 @@ mod tests {
     fn back_tier_key_is_copied_to_an_empty_front() {
         let tmp = TempDir::new("kr-copy");
         let (front, back) = (Arc::new(MemTier::default()), Arc::new(MemTier::default()));
-        store(tmp.path(), &front, &back).save(&key(1), &tokens("a")).unwrap();
+        store(tmp.path(), &front, &back)
+            .save(&key(1), &tokens("a"))
+            .unwrap();
         let fresh_front = Arc::new(MemTier::default()); // e.g. after a reboot
-        assert!(store(tmp.path(), &fresh_front, &back).load(&key(1)).unwrap().is_some());
+        assert!(
+            store(tmp.path(), &fresh_front, &back)
+                .load(&key(1))
+                .unwrap()
+                .is_some()
+        );
         let account = account_for(tmp.path());
         assert_eq!(fresh_front.value(&account), back.value(&account));
     }
@@ -608,14 +651,20 @@ mod tests {
     #[test]
     fn without_keyring_falls_back_to_files_and_says_why() {
         let tmp = TempDir::new("kr-fallback");
-        let (front, back) = (Arc::new(MemTier::default()), MemTier::down("no D-Bus session bus"));
+        let (front, back) = (
+            Arc::new(MemTier::default()),
+            MemTier::down("no D-Bus session bus"),
+        );
         let s = store(tmp.path(), &front, &back);
         assert!(s.fallback_reason().is_none());
         s.save(&key(1), &tokens("a")).unwrap();
         assert_eq!(s.fallback_reason().as_deref(), Some("no D-Bus session bus"));
         assert!(s.files.path(&key(1), PLAIN_EXT).exists());
         assert!(!s.files.path(&key(1), SEALED_EXT).exists());
-        assert_eq!(s.load(&key(1)).unwrap().unwrap().id_token.expose_secret(), "id-token-a");
+        assert_eq!(
+            s.load(&key(1)).unwrap().unwrap().id_token.expose_secret(),
+            "id-token-a"
+        );
         // The keyring was asked once in this process, not on every call.
         s.save(&key(2), &tokens("b")).unwrap();
         assert_eq!(back.gets.load(Ordering::SeqCst), 1);
@@ -625,7 +674,10 @@ mod tests {
     #[test]
     fn real_secret_service_without_session_bus_falls_back_fast() {
         let tmp = TempDir::new("kr-nobus");
-        let back = SecretService { bus_address: None, timeout: Duration::from_secs(1) };
+        let back = SecretService {
+            bus_address: None,
+            timeout: Duration::from_secs(1),
+        };
         let s = KeyringStore::with_tiers(tmp.path(), None, Box::new(back)).unwrap();
         let start = std::time::Instant::now();
         s.save(&key(1), &tokens("a")).unwrap();
@@ -646,18 +698,31 @@ mod tests {
     fn encrypted_entry_wins_then_plaintext_when_keyring_is_gone() {
         let tmp = TempDir::new("kr-both");
         let (front, back) = (Arc::new(MemTier::default()), Arc::new(MemTier::default()));
-        store(tmp.path(), &front, &back).save(&key(1), &tokens("sealed")).unwrap();
+        store(tmp.path(), &front, &back)
+            .save(&key(1), &tokens("sealed"))
+            .unwrap();
         // A plaintext entry written by a fallback run.
-        FileStore::open(tmp.path()).unwrap().save_plain(&key(1), &tokens("plain")).unwrap();
+        FileStore::open(tmp.path())
+            .unwrap()
+            .save_plain(&key(1), &tokens("plain"))
+            .unwrap();
         let got = store(tmp.path(), &front, &back).load(&key(1)).unwrap().unwrap();
         assert_eq!(got.id_token.expose_secret(), "id-token-sealed");
         let nothing = (Arc::new(MemTier::default()), MemTier::down("gone"));
         let s = store(tmp.path(), &nothing.0, &nothing.1);
-        assert_eq!(s.load(&key(1)).unwrap().unwrap().id_token.expose_secret(), "id-token-plain");
+        assert_eq!(
+            s.load(&key(1)).unwrap().unwrap().id_token.expose_secret(),
+            "id-token-plain"
+        );
         assert_eq!(s.fallback_reason().as_deref(), Some("gone"));
         // Without a plaintext entry, an unreadable encrypted one is a plain miss.
         fs::remove_file(s.files.path(&key(1), PLAIN_EXT)).unwrap();
-        assert!(store(tmp.path(), &nothing.0, &nothing.1).load(&key(1)).unwrap().is_none());
+        assert!(
+            store(tmp.path(), &nothing.0, &nothing.1)
+                .load(&key(1))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
@@ -685,10 +750,16 @@ mod tests {
         s.save(&key(3), &tokens("c")).unwrap();
         fs::write(s.files.path(&key(3), SEALED_EXT), &full[..full.len() - 10]).unwrap();
         assert!(s.load(&key(3)).unwrap_err().is_corrupt());
-        assert_eq!(s.load(&key(2)).unwrap().unwrap().id_token.expose_secret(), "id-token-b");
+        assert_eq!(
+            s.load(&key(2)).unwrap().unwrap().id_token.expose_secret(),
+            "id-token-b"
+        );
         // Saving over the damaged entry repairs it.
         s.save(&key(1), &tokens("a2")).unwrap();
-        assert_eq!(s.load(&key(1)).unwrap().unwrap().id_token.expose_secret(), "id-token-a2");
+        assert_eq!(
+            s.load(&key(1)).unwrap().unwrap().id_token.expose_secret(),
+            "id-token-a2"
+        );
     }
 
     #[test]
@@ -701,16 +772,24 @@ mod tests {
         let mut v: serde_json::Value =
             serde_json::from_slice(&fs::read(s.files.path(&key(1), SEALED_EXT)).unwrap()).unwrap();
         v["client_id"] = key(2).client_id.into();
-        write_private(&s.files.path(&key(2), SEALED_EXT), &serde_json::to_vec(&v).unwrap());
+        write_private(
+            &s.files.path(&key(2), SEALED_EXT),
+            &serde_json::to_vec(&v).unwrap(),
+        );
         let err = s.load(&key(2)).unwrap_err();
-        assert!(err.is_corrupt() && err.to_string().contains("does not decrypt"), "{err}");
+        assert!(
+            err.is_corrupt() && err.to_string().contains("does not decrypt"),
+            "{err}"
+        );
     }
 
     #[test]
     fn stale_front_key_is_replaced_by_the_back_key() {
         let tmp = TempDir::new("kr-stale");
         let (front, back) = (Arc::new(MemTier::default()), Arc::new(MemTier::default()));
-        store(tmp.path(), &front, &back).save(&key(1), &tokens("a")).unwrap();
+        store(tmp.path(), &front, &back)
+            .save(&key(1), &tokens("a"))
+            .unwrap();
         let account = account_for(tmp.path());
         let stale = MasterKey::from_bytes([9; 32]).to_text();
         front.put(&account, stale.expose_secret());
@@ -723,14 +802,22 @@ mod tests {
     fn lost_master_key_makes_entry_corrupt_until_next_save() {
         let tmp = TempDir::new("kr-lost");
         let (front, back) = (Arc::new(MemTier::default()), Arc::new(MemTier::default()));
-        store(tmp.path(), &front, &back).save(&key(1), &tokens("a")).unwrap();
+        store(tmp.path(), &front, &back)
+            .save(&key(1), &tokens("a"))
+            .unwrap();
         let (front2, back2) = (Arc::new(MemTier::default()), Arc::new(MemTier::default()));
         let s = store(tmp.path(), &front2, &back2);
         let err = s.load(&key(1)).unwrap_err();
-        assert!(err.is_corrupt() && err.to_string().contains("no longer in the keyring"), "{err}");
+        assert!(
+            err.is_corrupt() && err.to_string().contains("no longer in the keyring"),
+            "{err}"
+        );
         assert!(s.fallback_reason().is_none());
         s.save(&key(1), &tokens("b")).unwrap();
-        assert_eq!(s.load(&key(1)).unwrap().unwrap().id_token.expose_secret(), "id-token-b");
+        assert_eq!(
+            s.load(&key(1)).unwrap().unwrap().id_token.expose_secret(),
+            "id-token-b"
+        );
     }
 
     #[test]
@@ -760,7 +847,11 @@ mod tests {
     #[test]
     fn session_bus_problem_is_judged_from_the_address() {
         assert!(session_bus_problem(None).unwrap().contains("not set"));
-        assert!(session_bus_problem(Some("".as_ref())).unwrap().contains("not set"));
+        assert!(
+            session_bus_problem(Some("".as_ref()))
+                .unwrap()
+                .contains("not set")
+        );
         let gone = session_bus_problem(Some("unix:path=/nonexistent/bus,guid=1".as_ref())).unwrap();
         assert!(gone.contains("/nonexistent/bus does not exist"), "{gone}");
         assert!(session_bus_problem(Some("unix:abstract=/tmp/dbus-x".as_ref())).is_none());
@@ -782,7 +873,10 @@ mod tests {
         let got = KernelKeyring.get(&account).unwrap().unwrap();
         assert_eq!(MasterKey::from_text(got.expose_secret()).unwrap(), key2);
         let ring = KernelKeyring::ring().unwrap();
-        ring.search(&KernelKeyring::description(&account)).unwrap().invalidate().unwrap();
+        ring.search(&KernelKeyring::description(&account))
+            .unwrap()
+            .invalidate()
+            .unwrap();
     }
 
     /// Needs a running, unlocked Secret Service, e.g.
@@ -802,7 +896,10 @@ mod tests {
         service.set(&account, &mk.to_text()).unwrap();
         let got = service.get(&account).unwrap().unwrap();
         assert_eq!(MasterKey::from_text(got.expose_secret()).unwrap(), mk);
-        SecretService::entry(&account).unwrap().delete_credential().unwrap();
+        SecretService::entry(&account)
+            .unwrap()
+            .delete_credential()
+            .unwrap();
 
         // The whole store with the real tiers: first save creates the master key.
         let tmp = TempDir::new("kr-ss");
@@ -818,9 +915,18 @@ mod tests {
             k.invalidate().unwrap();
         }
         let again = KeyringStore::open(tmp.path()).unwrap();
-        assert_eq!(again.load(&key(1)).unwrap().unwrap().id_token.expose_secret(), "id-token-a");
+        assert_eq!(
+            again.load(&key(1)).unwrap().unwrap().id_token.expose_secret(),
+            "id-token-a"
+        );
         assert!(KernelKeyring.get(&account).unwrap().is_some());
-        SecretService::entry(&account).unwrap().delete_credential().unwrap();
-        ring.search(&KernelKeyring::description(&account)).unwrap().invalidate().unwrap();
+        SecretService::entry(&account)
+            .unwrap()
+            .delete_credential()
+            .unwrap();
+        ring.search(&KernelKeyring::description(&account))
+            .unwrap()
+            .invalidate()
+            .unwrap();
     }
 }

@@ -42,7 +42,9 @@ impl CacheLock {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
         }
-        let file = options.open(&path).map_err(|e| CacheError::io("open lock file", &path, e))?;
+        let file = options
+            .open(&path)
+            .map_err(|e| CacheError::io("open lock file", &path, e))?;
         let start = Instant::now();
         loop {
             match file.try_lock() {
@@ -52,7 +54,10 @@ impl CacheLock {
             }
             let waited = start.elapsed();
             if waited >= timeout {
-                return Err(CacheError::LockTimeout { path, waited: timeout });
+                return Err(CacheError::LockTimeout {
+                    path,
+                    waited: timeout,
+                });
             }
             std::thread::sleep(POLL.min(timeout - waited));
         }
@@ -86,16 +91,28 @@ mod tests {
         let start = Instant::now();
         let err = CacheLock::acquire(tmp.path(), &key(1), Duration::from_millis(200)).unwrap_err();
         let waited = start.elapsed();
-        assert!(waited >= Duration::from_millis(200) && waited < Duration::from_secs(2), "{waited:?}");
+        assert!(
+            waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
         let msg = err.to_string();
-        assert!(msg.starts_with("timed out after 0s waiting for another koidc process (lock "), "{msg}");
-        assert!(msg.contains(&held.path().display().to_string()) && msg.ends_with("delete the lock file"), "{msg}");
+        assert!(
+            msg.starts_with("timed out after 0s waiting for another koidc process (lock "),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&held.path().display().to_string()) && msg.ends_with("delete the lock file"),
+            "{msg}"
+        );
         // Other keys are independent.
         CacheLock::acquire(tmp.path(), &key(2), Duration::ZERO).unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(held.path()).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(held.path()).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 
@@ -116,7 +133,10 @@ mod tests {
         drop(held);
         let (got, waited) = waiter.join().unwrap();
         got.unwrap();
-        assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(5), "{waited:?}");
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
         // And released again when the waiter's guard dropped.
         CacheLock::acquire(tmp.path(), &key(1), Duration::ZERO).unwrap();
     }

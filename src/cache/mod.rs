@@ -96,8 +96,11 @@ impl CacheKey {
 }
 
 fn canonical_scopes(scopes: &[String]) -> Vec<String> {
-    let mut out: Vec<String> =
-        scopes.iter().filter(|s| !s.is_empty() && s.as_str() != "openid").cloned().collect();
+    let mut out: Vec<String> = scopes
+        .iter()
+        .filter(|s| !s.is_empty() && s.as_str() != "openid")
+        .cloned()
+        .collect();
     out.sort();
     out.dedup();
     out
@@ -189,11 +192,18 @@ impl CacheError {
     }
 
     fn io(action: &'static str, path: &Path, error: std::io::Error) -> Self {
-        CacheError::Io { action, path: path.to_owned(), error }
+        CacheError::Io {
+            action,
+            path: path.to_owned(),
+            error,
+        }
     }
 
     fn corrupt(path: &Path, reason: impl Into<String>) -> Self {
-        CacheError::Corrupt { path: path.to_owned(), reason: reason.into() }
+        CacheError::Corrupt {
+            path: path.to_owned(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -296,7 +306,11 @@ pub(crate) mod test_support {
     }
 
     pub fn key(n: u32) -> CacheKey {
-        CacheKey::new("https://idp.example", &format!("client-{n}"), &["groups".into(), "email".into()])
+        CacheKey::new(
+            "https://idp.example",
+            &format!("client-{n}"),
+            &["groups".into(), "email".into()],
+        )
     }
 
     pub fn tokens(tag: &str) -> TokenSet {
@@ -316,7 +330,11 @@ mod tests {
 
     #[test]
     fn key_new_sorts_dedups_and_drops_openid() {
-        let k = CacheKey::new("https://i", "c", &["b".into(), "openid".into(), "a".into(), "b".into(), "".into()]);
+        let k = CacheKey::new(
+            "https://i",
+            "c",
+            &["b".into(), "openid".into(), "a".into(), "b".into(), "".into()],
+        );
         assert_eq!(k.scopes, vec!["a", "b"]);
     }
 
@@ -326,7 +344,11 @@ mod tests {
         let b = CacheKey::new("https://i", "c", &["y".into(), "x".into(), "openid".into()]);
         assert_eq!(a.id(), b.id());
         assert_eq!(a.id().len(), 32);
-        assert!(a.id().bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            a.id()
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         // Length prefixes: moving characters between fields changes the id.
         let c = CacheKey::new("https://ic", "", &["x".into(), "y".into()]);
         let d = CacheKey::new("https://i", "c", &["xy".into()]);
@@ -338,7 +360,11 @@ mod tests {
             }
         }
         // A hand-built key with unsorted scopes maps to the same entry.
-        let raw = CacheKey { issuer: "https://i".into(), client_id: "c".into(), scopes: vec!["y".into(), "x".into()] };
+        let raw = CacheKey {
+            issuer: "https://i".into(),
+            client_id: "c".into(),
+            scopes: vec!["y".into(), "x".into()],
+        };
         assert_eq!(raw.id(), a.id());
     }
 
@@ -351,7 +377,10 @@ mod tests {
         assert!(!store.delete(&key(1)).unwrap());
         assert!(store.list().unwrap().is_empty());
         assert!(store.fallback_reason().is_none());
-        assert!(!dir.path().exists(), "the none store must not create the cache directory");
+        assert!(
+            !dir.path().exists(),
+            "the none store must not create the cache directory"
+        );
     }
 
     #[test]

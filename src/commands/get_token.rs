@@ -9,7 +9,7 @@ use crate::auth::Authenticator;
 use crate::cli::GetTokenArgs;
 use crate::clock::Clock;
 use crate::config::{Identity, LoginConfig};
-use crate::credential::{exec_credential, ExecInfo};
+use crate::credential::{ExecInfo, exec_credential};
 use crate::printer::Printer;
 
 /// Prints an ExecCredential for the configured identity.
@@ -18,12 +18,22 @@ pub fn run(args: &GetTokenArgs, clock: Arc<dyn Clock>, exec_info: Option<String>
     let exec = ExecInfo::parse(exec_info.as_deref())?;
     let identity = Identity::from_flags(&args.identity)?;
     let (cache, store) = super::open_cache(&args.cache, printer)?;
-    let auth = Authenticator { identity: &identity, cache: &cache, store: store.as_ref(), clock: clock.clone(), printer };
+    let auth = Authenticator {
+        identity: &identity,
+        cache: &cache,
+        store: store.as_ref(),
+        clock: clock.clone(),
+        printer,
+    };
 
     let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
     let browser = login.browser.clone().into_browser();
     let obtained = auth.obtain(&login, browser.as_ref(), false)?;
     let expiry = obtained.report_expiry(clock.now());
-    printer.result(&exec_credential(exec.api_version, &obtained.tokens.id_token, expiry))?;
+    printer.result(&exec_credential(
+        exec.api_version,
+        &obtained.tokens.id_token,
+        expiry,
+    ))?;
     Ok(())
 }

@@ -14,7 +14,13 @@ pub fn run(args: &LoginArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let identity = Identity::from_flags(&args.identity)?;
     let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
     let (cache, store) = super::open_cache(&args.cache, printer)?;
-    let auth = Authenticator { identity: &identity, cache: &cache, store: store.as_ref(), clock: clock.clone(), printer };
+    let auth = Authenticator {
+        identity: &identity,
+        cache: &cache,
+        store: store.as_ref(),
+        clock: clock.clone(),
+        printer,
+    };
     let browser = login.browser.clone().into_browser();
     let obtained = auth.obtain(&login, browser.as_ref(), args.force)?;
     let how = match obtained.source {

@@ -32,7 +32,10 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         }
         if store.delete(key)? {
             removed += 1;
-            printer.result(&format!("logged out of {} (client {})", key.issuer, key.client_id))?;
+            printer.result(&format!(
+                "logged out of {} (client {})",
+                key.issuer, key.client_id
+            ))?;
         }
     }
     if removed == 0 {
@@ -41,13 +44,25 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn revoke(store: &dyn TokenStore, key: &CacheKey, login: &LoginConfig, clock: Arc<dyn Clock>, printer: Printer) {
+fn revoke(
+    store: &dyn TokenStore,
+    key: &CacheKey,
+    login: &LoginConfig,
+    clock: Arc<dyn Clock>,
+    printer: Printer,
+) {
     let refresh_token = match store.load(key) {
         Ok(Some(tokens)) => tokens.refresh_token,
         _ => None,
     };
-    let Some(refresh_token) = refresh_token else { return };
-    let identity = Identity { issuer: key.issuer.clone(), client_id: key.client_id.clone(), scopes: key.scopes.clone() };
+    let Some(refresh_token) = refresh_token else {
+        return;
+    };
+    let identity = Identity {
+        issuer: key.issuer.clone(),
+        client_id: key.client_id.clone(),
+        scopes: key.scopes.clone(),
+    };
     let oidc = login.oidc(&identity);
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -62,6 +77,9 @@ fn revoke(store: &dyn TokenStore, key: &CacheKey, login: &LoginConfig, clock: Ar
     match result {
         Ok(true) => printer.debug(format_args!("revoked the refresh token at {}", key.issuer)),
         Ok(false) => printer.debug(format_args!("{} offers no revocation endpoint", key.issuer)),
-        Err(err) => printer.warn(format_args!("could not revoke the refresh token at {}: {err:#}", key.issuer)),
+        Err(err) => printer.warn(format_args!(
+            "could not revoke the refresh token at {}: {err:#}",
+            key.issuer
+        )),
     }
 }

@@ -13,7 +13,7 @@ mod whoami;
 
 use std::sync::Arc;
 
-use crate::cache::{open_store, TokenStore};
+use crate::cache::{TokenStore, open_store};
 use crate::cli::{CacheFlags, Cli, Command};
 use crate::clock::{Clock, SystemClock};
 use crate::config::CacheConfig;

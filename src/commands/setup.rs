@@ -41,14 +41,22 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     check_issuer(&identity, &login, clock.clone(), printer)?;
     let claims = if args.check_login {
         let (cache, store) = super::open_cache(&args.cache, printer)?;
-        let authenticator =
-            Authenticator { identity: &identity, cache: &cache, store: store.as_ref(), clock, printer };
+        let authenticator = Authenticator {
+            identity: &identity,
+            cache: &cache,
+            store: store.as_ref(),
+            clock,
+            printer,
+        };
         let browser = login.browser.clone().into_browser();
         let obtained = authenticator.obtain(&login, browser.as_ref(), false)?;
         printer.info(format_args!(
             "logged in; the token's {} claim is {:?} and its groups are [{}]",
             auth.username_claim,
-            obtained.info.str_claim(&auth.username_claim).unwrap_or("(missing)"),
+            obtained
+                .info
+                .str_claim(&auth.username_claim)
+                .unwrap_or("(missing)"),
             obtained.info.groups().join(", ")
         ));
         Some(obtained.info)
@@ -60,7 +68,10 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     }
 
     let path = rbac::save_group_prefix(&auth.groups_prefix)?;
-    printer.debug(format_args!("saved the groups prefix for `koidc bind-group` in {}", path.display()));
+    printer.debug(format_args!(
+        "saved the groups prefix for `koidc bind-group` in {}",
+        path.display()
+    ));
 
     let user = setup::kubeconfig_user(&ExecUser {
         name: args.user_name.clone(),
@@ -76,7 +87,11 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     if args.write_kubeconfig {
         let path = kubeconfig_path(args.kubeconfig.as_deref())?;
         write_kubeconfig_user(&path, user.clone())?;
-        printer.info(format_args!("wrote user {:?} to {}", args.user_name, path.display()));
+        printer.info(format_args!(
+            "wrote user {:?} to {}",
+            args.user_name,
+            path.display()
+        ));
     }
 
     let out = render(args, &auth, &user, claims.as_ref())?;
@@ -84,7 +99,12 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_issuer(identity: &Identity, login: &LoginConfig, clock: Arc<dyn Clock>, printer: Printer) -> anyhow::Result<()> {
+fn check_issuer(
+    identity: &Identity,
+    login: &LoginConfig,
+    clock: Arc<dyn Clock>,
+    printer: Printer,
+) -> anyhow::Result<()> {
     let oidc = login.oidc(identity);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -93,7 +113,10 @@ fn check_issuer(identity: &Identity, login: &LoginConfig, clock: Arc<dyn Clock>,
     let provider = runtime
         .block_on(Provider::discover(&oidc, clock))
         .with_context(|| format!("the issuer {} failed its check", identity.issuer))?;
-    printer.info(format_args!("issuer {}: discovery and signing keys OK", provider.issuer()));
+    printer.info(format_args!(
+        "issuer {}: discovery and signing keys OK",
+        provider.issuer()
+    ));
     Ok(())
 }
 
@@ -106,7 +129,10 @@ fn read_cas(files: &[PathBuf]) -> anyhow::Result<Option<String>> {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read --certificate-authority {}", file.display()))?;
         if !text.contains("-----BEGIN CERTIFICATE-----") {
-            bail!("--certificate-authority {} is not a PEM certificate", file.display());
+            bail!(
+                "--certificate-authority {} is not a PEM certificate",
+                file.display()
+            );
         }
         pem.push_str(text.trim_end());
         pem.push('\n');
@@ -114,7 +140,12 @@ fn read_cas(files: &[PathBuf]) -> anyhow::Result<Option<String>> {
     Ok(Some(pem))
 }
 
-fn render(args: &SetupArgs, auth: &ClusterAuth, user: &Value, claims: Option<&IdTokenInfo>) -> anyhow::Result<String> {
+fn render(
+    args: &SetupArgs,
+    auth: &ClusterAuth,
+    user: &Value,
+    claims: Option<&IdTokenInfo>,
+) -> anyhow::Result<String> {
     let authn = yaml(&setup::authentication_configuration(auth))?;
     let flags = setup::apiserver_flags(auth, args.apiserver_ca_path.as_deref()).join("\n");
     let kubeconfig = yaml(&serde_json::json!({ "users": [user] }))?;
@@ -147,7 +178,11 @@ fn render(args: &SetupArgs, auth: &ClusterAuth, user: &Value, claims: Option<&Id
                  # 2. kubeconfig user entry{}:\n{}\
                  #\n\
                  # 3. RBAC: bind your IdP groups (groups prefix {:?}, saved for bind-group):\n{bind}\n",
-                flags.lines().map(|l| format!("#   {l}")).collect::<Vec<_>>().join("\n"),
+                flags
+                    .lines()
+                    .map(|l| format!("#   {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 if args.write_kubeconfig { " (written)" } else { "" },
                 kubeconfig
                     .lines()
@@ -168,7 +203,9 @@ fn yaml(value: &Value) -> anyhow::Result<String> {
 }
 
 fn shell_word(s: &str) -> String {
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/@".contains(c)) {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.:/@".contains(c))
+    {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -180,12 +217,14 @@ fn kubeconfig_path(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(path) = flag {
         return Ok(path.to_owned());
     }
-    if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-        if let Some(first) = std::env::split_paths(&list).next() {
-            return Ok(first);
-        }
+    if let Some(list) = std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty())
+        && let Some(first) = std::env::split_paths(&list).next()
+    {
+        return Ok(first);
     }
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).context("HOME is not set; pass --kubeconfig")?;
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("HOME is not set; pass --kubeconfig")?;
     Ok(PathBuf::from(home).join(".kube/config"))
 }
 
@@ -198,20 +237,30 @@ fn write_kubeconfig_user(path: &Path, user: Value) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot parse the kubeconfig {}", path.display()))?,
         ),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
-        Err(err) => return Err(err).with_context(|| format!("cannot read the kubeconfig {}", path.display())),
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot read the kubeconfig {}", path.display()));
+        }
     };
     let merged = setup::merge_user(existing, user)
         .map_err(|e| anyhow::anyhow!("cannot update the kubeconfig {}: {e}", path.display()))?;
     let text = yaml(&merged)?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.koidc-tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("config")));
+    let tmp = dir.join(format!(
+        ".{}.koidc-tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("config")
+    ));
     {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        let mut file = options
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
     }

@@ -44,7 +44,11 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     match args.format {
         Format::Json => {
             let list: Vec<_> = found.iter().map(|(key, info)| to_json(key, info, now)).collect();
-            let out = if identity.is_some() && list.len() == 1 { list[0].clone() } else { json!(list) };
+            let out = if identity.is_some() && list.len() == 1 {
+                list[0].clone()
+            } else {
+                json!(list)
+            };
             printer.result(&serde_json::to_string_pretty(&out)?)?;
         }
         Format::Text => {
@@ -65,7 +69,11 @@ pub fn describe(info: &IdTokenInfo, now: DateTime<Utc>) -> String {
         lines.push(format!("subject:  {sub}"));
     }
     if let Some(email) = info.str_claim("email") {
-        let verified = match info.claims.get("email_verified").and_then(serde_json::Value::as_bool) {
+        let verified = match info
+            .claims
+            .get("email_verified")
+            .and_then(serde_json::Value::as_bool)
+        {
             Some(true) => " (verified)",
             Some(false) => " (NOT verified)",
             None => "",
@@ -74,15 +82,26 @@ pub fn describe(info: &IdTokenInfo, now: DateTime<Utc>) -> String {
     }
     for claim in ["preferred_username", "name"] {
         if let Some(v) = info.str_claim(claim) {
-            lines.push(format!("{:<9} {v}", format!("{}:", if claim == "name" { "name" } else { "username" })));
+            lines.push(format!(
+                "{:<9} {v}",
+                format!("{}:", if claim == "name" { "name" } else { "username" })
+            ));
         }
     }
     let groups = info.groups();
     lines.push(format!(
         "groups:   {}",
-        if groups.is_empty() { "(none; request the `groups` scope?)".to_owned() } else { groups.join(", ") }
+        if groups.is_empty() {
+            "(none; request the `groups` scope?)".to_owned()
+        } else {
+            groups.join(", ")
+        }
     ));
-    lines.push(format!("expires:  {} ({})", rfc3339(info.expiry), relative(info.expiry, now)));
+    lines.push(format!(
+        "expires:  {} ({})",
+        rfc3339(info.expiry),
+        relative(info.expiry, now)
+    ));
     lines.join("\n")
 }
 

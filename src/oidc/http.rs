@@ -90,11 +90,7 @@ pub(crate) enum ClientAuth {
 }
 
 /// GETs `url` asking for JSON.
-pub(crate) async fn get(
-    http: &reqwest::Client,
-    url: &Url,
-    timeout: Duration,
-) -> Result<Reply, OidcError> {
+pub(crate) async fn get(http: &reqwest::Client, url: &Url, timeout: Duration) -> Result<Reply, OidcError> {
     let req = http
         .get(url.clone())
         .header(ACCEPT, HeaderValue::from_static("application/json"));
@@ -145,9 +141,8 @@ fn form_request(
             let pw: String =
                 url::form_urlencoded::byte_serialize(secret.expose_secret().as_bytes()).collect();
             let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{pw}"));
-            let mut value = HeaderValue::from_str(&format!("Basic {b64}")).map_err(|_| {
-                OidcError::HttpClient("cannot encode the client credentials".into())
-            })?;
+            let mut value = HeaderValue::from_str(&format!("Basic {b64}"))
+                .map_err(|_| OidcError::HttpClient("cannot encode the client credentials".into()))?;
             value.set_sensitive(true);
             req = req.header(AUTHORIZATION, value);
         }
@@ -162,15 +157,8 @@ fn form_request(
     Ok(req.body(form.finish()))
 }
 
-async fn send(
-    req: reqwest::RequestBuilder,
-    url: &Url,
-    timeout: Duration,
-) -> Result<Reply, OidcError> {
-    let mut resp = req
-        .send()
-        .await
-        .map_err(|e| transport_error(&e, url, timeout))?;
+async fn send(req: reqwest::RequestBuilder, url: &Url, timeout: Duration) -> Result<Reply, OidcError> {
+    let mut resp = req.send().await.map_err(|e| transport_error(&e, url, timeout))?;
     let status = resp.status();
     if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
         return Err(OidcError::Malformed {
@@ -237,13 +225,7 @@ pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 pub(crate) fn one_line(s: &str, max: usize) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
         .take(max)
         .collect();
     if s.chars().count() > max {

@@ -23,10 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openidconnect::core::{
-    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
-    CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
-    CoreSubjectIdentifierType,
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey,
+    CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
+    CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
 use openidconnect::{
     AdditionalProviderMetadata, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, ProviderMetadata,
@@ -151,9 +150,7 @@ pub enum OidcError {
         description: Option<String>,
     },
     /// The authorization code exchange returned no ID token.
-    #[error(
-        "the token response has no ID token; check that the client is allowed the openid scope"
-    )]
+    #[error("the token response has no ID token; check that the client is allowed the openid scope")]
     MissingIdToken,
     /// The refresh response returned no ID token: a full login is needed.
     #[error(
@@ -161,9 +158,7 @@ pub enum OidcError {
     )]
     RefreshWithoutIdToken,
     /// A token response that is not valid JSON (the body is never shown).
-    #[error(
-        "the token endpoint {0} returned a response that is not a JSON token response; check the issuer"
-    )]
+    #[error("the token endpoint {0} returned a response that is not a JSON token response; check the issuer")]
     BadTokenResponse(String),
     /// The ID token failed verification.
     #[error("ID token rejected: {0}")]
@@ -382,14 +377,8 @@ impl Provider {
             .token_endpoint()
             .map(|t| t.url().clone())
             .ok_or_else(|| malformed("it has no token_endpoint"))?;
-        let revocation_url = match metadata
-            .additional_metadata()
-            .revocation_endpoint
-            .as_deref()
-        {
-            Some(s) => {
-                Some(Url::parse(s).map_err(|_| malformed("its revocation_endpoint is not a URL"))?)
-            }
+        let revocation_url = match metadata.additional_metadata().revocation_endpoint.as_deref() {
+            Some(s) => Some(Url::parse(s).map_err(|_| malformed("its revocation_endpoint is not a URL"))?),
             None => None,
         };
 
@@ -452,10 +441,7 @@ impl Provider {
 
     /// The RFC 7009 revocation endpoint, when advertised.
     pub fn revocation_endpoint(&self) -> Option<&str> {
-        self.metadata
-            .additional_metadata()
-            .revocation_endpoint
-            .as_deref()
+        self.metadata.additional_metadata().revocation_endpoint.as_deref()
     }
 
     /// The RFC 8628 device authorization endpoint, when advertised.
@@ -489,8 +475,7 @@ impl Provider {
     ///
     /// The verifier is 32 random bytes (base64url), state and nonce 32 random bytes each.
     pub fn authorization_request(&self, redirect_uri: &str) -> Result<AuthRequest, OidcError> {
-        Url::parse(redirect_uri)
-            .map_err(|_| OidcError::InvalidRedirectUri(one_line(redirect_uri, 200)))?;
+        Url::parse(redirect_uri).map_err(|_| OidcError::InvalidRedirectUri(one_line(redirect_uri, 200)))?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let state = CsrfToken::new_random_len(32);
         let nonce = Nonce::new_random_len(32);
@@ -516,11 +501,7 @@ impl Provider {
     }
 
     /// Redeems `code` and verifies the ID token (with the request's nonce).
-    pub async fn exchange_code(
-        &self,
-        req: AuthRequest,
-        code: SecretString,
-    ) -> Result<TokenSet, OidcError> {
+    pub async fn exchange_code(&self, req: AuthRequest, code: SecretString) -> Result<TokenSet, OidcError> {
         let params = [
             ("grant_type", "authorization_code"),
             ("code", code.expose_secret()),
@@ -592,19 +573,16 @@ impl Provider {
         if reply.status.is_success() {
             return Ok(true);
         }
-        Err(
-            match serde_json::from_slice::<OAuthErrorBody>(&reply.body) {
-                Ok(e) => {
-                    let (error, description) =
-                        sanitize_oauth_error(&e, &[refresh_token.expose_secret()]);
-                    OidcError::RevocationRefused { error, description }
-                }
-                Err(_) => OidcError::HttpStatus {
-                    url: display_url(url),
-                    status: reply.status.as_u16(),
-                },
+        Err(match serde_json::from_slice::<OAuthErrorBody>(&reply.body) {
+            Ok(e) => {
+                let (error, description) = sanitize_oauth_error(&e, &[refresh_token.expose_secret()]);
+                OidcError::RevocationRefused { error, description }
+            }
+            Err(_) => OidcError::HttpStatus {
+                url: display_url(url),
+                status: reply.status.as_u16(),
             },
-        )
+        })
     }
 
     async fn post(&self, url: &Url, params: &[(&str, &str)]) -> Result<Reply, OidcError> {
@@ -662,12 +640,8 @@ impl Provider {
         };
         match verify::verify(raw, &self.jwks(), &expected) {
             Err(Rejection::UnknownKey { .. }) => {
-                let fresh = fetch_jwks(
-                    &self.http,
-                    self.metadata.jwks_uri().url(),
-                    self.cfg.http_timeout,
-                )
-                .await?;
+                let fresh =
+                    fetch_jwks(&self.http, self.metadata.jwks_uri().url(), self.cfg.http_timeout).await?;
                 *self.jwks.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
                 Ok(verify::verify(raw, &fresh, &expected)?)
             }
@@ -677,10 +651,7 @@ impl Provider {
 }
 
 /// Parses a JSON document (discovery, JWKS) from a 200 reply.
-fn parse_document<T: serde::de::DeserializeOwned>(
-    reply: &Reply,
-    url: &Url,
-) -> Result<T, OidcError> {
+fn parse_document<T: serde::de::DeserializeOwned>(reply: &Reply, url: &Url) -> Result<T, OidcError> {
     if reply.status != reqwest::StatusCode::OK {
         return Err(OidcError::HttpStatus {
             url: display_url(url),

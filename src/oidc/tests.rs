@@ -102,10 +102,7 @@ async fn keys(State(s): State<Arc<Stub>>) -> Response {
     json_reply(200, doc.to_string())
 }
 async fn token(State(s): State<Arc<Stub>>, headers: HeaderMap, body: String) -> Response {
-    s.token_requests
-        .lock()
-        .unwrap()
-        .push(record(&headers, &body));
+    s.token_requests.lock().unwrap().push(record(&headers, &body));
     let (status, body) = s
         .token_replies
         .lock()
@@ -115,10 +112,7 @@ async fn token(State(s): State<Arc<Stub>>, headers: HeaderMap, body: String) -> 
     json_reply(status, body)
 }
 async fn revoke(State(s): State<Arc<Stub>>, headers: HeaderMap, body: String) -> Response {
-    s.revoke_requests
-        .lock()
-        .unwrap()
-        .push(record(&headers, &body));
+    s.revoke_requests.lock().unwrap().push(record(&headers, &body));
     StatusCode::OK.into_response()
 }
 
@@ -248,10 +242,7 @@ fn signing_input(header: &Value, claims: &Value) -> String {
 fn rs256(kid: &str, claims: &Value) -> String {
     let input = signing_input(&json!({"alg": "RS256", "kid": kid, "typ": "JWT"}), claims);
     let sig = key(kid)
-        .sign(
-            &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-            input.as_bytes(),
-        )
+        .sign(&CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256, input.as_bytes())
         .unwrap();
     format!("{input}.{}", b64(&sig))
 }
@@ -266,11 +257,7 @@ fn hs256(secret: &[u8], claims: &Value) -> String {
 }
 
 fn query(url: &str) -> HashMap<String, String> {
-    Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
+    Url::parse(url).unwrap().query_pairs().into_owned().collect()
 }
 
 /// Runs a login whose token endpoint returns the token `make(nonce)` (plus a refresh token).
@@ -285,9 +272,7 @@ async fn login_with(
         200,
         json!({"access_token": "at", "token_type": "bearer", "id_token": make(&nonce), "refresh_token": "rt-1"}),
     );
-    provider
-        .exchange_code(req, SecretString::from("the-code"))
-        .await
+    provider.exchange_code(req, SecretString::from("the-code")).await
 }
 
 fn rejection(res: Result<TokenSet, OidcError>) -> Rejection {
@@ -321,13 +306,8 @@ async fn authorization_request_uses_s256_pkce_fresh_state_and_nonce_and_openid_s
     assert_eq!(q["nonce"], a.nonce.expose_secret());
     assert_ne!(a.state, b.state);
     assert_ne!(a.nonce.expose_secret(), b.nonce.expose_secret());
-    assert_ne!(
-        a.pkce_verifier.expose_secret(),
-        b.pkce_verifier.expose_secret()
-    );
-    let challenge = b64(&sha2::Sha256::digest(
-        a.pkce_verifier.expose_secret().as_bytes(),
-    ));
+    assert_ne!(a.pkce_verifier.expose_secret(), b.pkce_verifier.expose_secret());
+    let challenge = b64(&sha2::Sha256::digest(a.pkce_verifier.expose_secret().as_bytes()));
     assert_eq!(q["code_challenge"], challenge);
     // The verifier stays out of Debug (the nonce is in the URL anyway, by design).
     assert!(!format!("{a:?}").contains(a.pkce_verifier.expose_secret()));
@@ -379,7 +359,10 @@ async fn good_id_token_is_accepted_and_the_exchange_sends_code_verifier_and_redi
     let req = provider.authorization_request(REDIRECT).unwrap();
     let verifier = req.pkce_verifier.expose_secret().to_owned();
     let token = rs256("k1", &idp.claims(Some(&query(&req.url)["nonce"])));
-    idp.push_token_reply(200, json!({"access_token": "at", "token_type": "bearer", "id_token": token, "refresh_token": "rt-1"}));
+    idp.push_token_reply(
+        200,
+        json!({"access_token": "at", "token_type": "bearer", "id_token": token, "refresh_token": "rt-1"}),
+    );
     let set = provider
         .exchange_code(req, SecretString::from("the-code"))
         .await
@@ -497,12 +480,7 @@ async fn tampered_payload_fails_the_signature_check() {
             let parts: Vec<&str> = good.split('.').collect();
             let mut claims = idp.claims(Some(n));
             claims["email"] = json!("admin@example.com");
-            format!(
-                "{}.{}.{}",
-                parts[0],
-                b64(claims.to_string().as_bytes()),
-                parts[2]
-            )
+            format!("{}.{}.{}", parts[0], b64(claims.to_string().as_bytes()), parts[2])
         })
         .await,
     );
@@ -541,8 +519,7 @@ async fn hs256_signed_with_the_public_key_is_rejected() {
     let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(jwk("k1")["n"].as_str().unwrap())
         .unwrap();
-    let r =
-        rejection(login_with(&idp, &provider, |nonce| hs256(&n, &idp.claims(Some(nonce)))).await);
+    let r = rejection(login_with(&idp, &provider, |nonce| hs256(&n, &idp.claims(Some(nonce)))).await);
     assert!(
         matches!(&r, Rejection::AlgNotAllowed { alg, .. } if alg == "HS256"),
         "{r:?}"
@@ -561,12 +538,7 @@ async fn hs256_signed_with_the_client_secret_is_rejected_even_for_a_confidential
         );
     });
     let provider = idp.provider_with(cfg).await;
-    let r = rejection(
-        login_with(&idp, &provider, |n| {
-            hs256(b"client-secret", &idp.claims(Some(n)))
-        })
-        .await,
-    );
+    let r = rejection(login_with(&idp, &provider, |n| hs256(b"client-secret", &idp.claims(Some(n)))).await);
     assert!(
         matches!(&r, Rejection::AlgNotAllowed { alg, .. } if alg == "HS256"),
         "{r:?}"
@@ -581,10 +553,7 @@ async fn algorithm_not_advertised_by_the_provider_is_rejected() {
         login_with(&idp, &provider, |n| {
             let input = signing_input(&json!({"alg": "RS384", "kid": "k1"}), &idp.claims(Some(n)));
             let sig = key("k1")
-                .sign(
-                    &CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
-                    input.as_bytes(),
-                )
+                .sign(&CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384, input.as_bytes())
                 .unwrap();
             format!("{input}.{}", b64(&sig))
         })
@@ -736,9 +705,7 @@ async fn token_not_valid_before_a_future_nbf_is_rejected_within_a_skew_allowance
         }
     };
     // An hour ahead of the injected clock (the system clock is far behind it).
-    let r = rejection(
-        login_with(&idp, &provider, with_nbf(json!(now().timestamp() + 3600))).await,
-    );
+    let r = rejection(login_with(&idp, &provider, with_nbf(json!(now().timestamp() + 3600))).await);
     assert!(matches!(r, Rejection::NotYetValid { .. }), "{r:?}");
     assert!(
         OidcError::from(r)
@@ -767,10 +734,7 @@ async fn nonce_mismatch_or_missing_nonce_is_rejected_on_login() {
         })
         .await,
     );
-    assert_eq!(
-        r,
-        Rejection::Nonce("does not match the login request".into())
-    );
+    assert_eq!(r, Rejection::Nonce("does not match the login request".into()));
     assert_eq!(
         OidcError::from(r).to_string(),
         "ID token rejected: nonce does not match the login request"
@@ -841,9 +805,7 @@ async fn refresh_with(
     body: Value,
 ) -> Result<TokenSet, OidcError> {
     idp.push_token_reply(status, body);
-    provider
-        .refresh(&SecretString::from("old-refresh-token"))
-        .await
+    provider.refresh(&SecretString::from("old-refresh-token")).await
 }
 
 #[tokio::test]
@@ -889,10 +851,7 @@ async fn refresh_keeps_the_old_refresh_token_when_none_is_returned() {
     )
     .await
     .unwrap();
-    assert_eq!(
-        set.refresh_token.unwrap().expose_secret(),
-        "old-refresh-token"
-    );
+    assert_eq!(set.refresh_token.unwrap().expose_secret(), "old-refresh-token");
 }
 
 #[tokio::test]
@@ -1026,10 +985,7 @@ async fn discovery_reads_the_extra_metadata() {
             "device_authorization_endpoint".into(),
             json!("http://127.0.0.1:1/device"),
         );
-        d.insert(
-            "end_session_endpoint".into(),
-            json!("http://127.0.0.1:1/logout"),
-        );
+        d.insert("end_session_endpoint".into(), json!("http://127.0.0.1:1/logout"));
     });
     let provider = idp.provider().await;
     assert_eq!(provider.issuer(), idp.issuer);
@@ -1037,10 +993,7 @@ async fn discovery_reads_the_extra_metadata() {
         provider.device_authorization_endpoint(),
         Some("http://127.0.0.1:1/device")
     );
-    assert_eq!(
-        provider.end_session_endpoint(),
-        Some("http://127.0.0.1:1/logout")
-    );
+    assert_eq!(provider.end_session_endpoint(), Some("http://127.0.0.1:1/logout"));
     assert_eq!(*idp.stub.jwks_hits.lock().unwrap(), 1);
 }
 

@@ -10,12 +10,8 @@
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use openidconnect::core::{
-    CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
-};
-use openidconnect::{
-    ClaimsVerificationError, ClientId, IssuerUrl, Nonce, SignatureVerificationError,
-};
+use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
+use openidconnect::{ClaimsVerificationError, ClientId, IssuerUrl, Nonce, SignatureVerificationError};
 use serde_json::Value;
 
 use super::http::one_line;
@@ -136,15 +132,9 @@ pub(crate) struct Expected<'a> {
 }
 
 /// Verifies `raw` against `jwks` and `exp`. On success the token is safe to hand to kubectl.
-pub(crate) fn verify(
-    raw: &str,
-    jwks: &CoreJsonWebKeySet,
-    exp: &Expected<'_>,
-) -> Result<(), Rejection> {
+pub(crate) fn verify(raw: &str, jwks: &CoreJsonWebKeySet, exp: &Expected<'_>) -> Result<(), Rejection> {
     if raw.len() > MAX_TOKEN_LEN {
-        return Err(Rejection::Malformed(format!(
-            "larger than {MAX_TOKEN_LEN} bytes"
-        )));
+        return Err(Rejection::Malformed(format!("larger than {MAX_TOKEN_LEN} bytes")));
     }
     let (header, payload) = unverified_parts(raw)?;
 
@@ -163,16 +153,10 @@ pub(crate) fn verify(
             allowed: allowed(),
         });
     }
-    let kid = header
-        .get("kid")
-        .and_then(Value::as_str)
-        .map(|k| one_line(k, 80));
+    let kid = header.get("kid").and_then(Value::as_str).map(|k| one_line(k, 80));
 
     // 2. The issuer, byte for byte.
-    let got_iss = payload
-        .get("iss")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let got_iss = payload.get("iss").and_then(Value::as_str).unwrap_or_default();
     if got_iss != exp.issuer.as_str() {
         return Err(Rejection::Issuer {
             expected: exp.issuer.to_string(),
@@ -220,16 +204,8 @@ pub(crate) fn verify(
         });
     }
     // Belt and braces on what the crate already checked.
-    if !claims
-        .audiences()
-        .iter()
-        .all(|a| a.as_str() == exp.client_id)
-        || claims.audiences().is_empty()
-    {
-        return Err(Rejection::Audience(format!(
-            "must be exactly {}",
-            exp.client_id
-        )));
+    if !claims.audiences().iter().all(|a| a.as_str() == exp.client_id) || claims.audiences().is_empty() {
+        return Err(Rejection::Audience(format!("must be exactly {}", exp.client_id)));
     }
     if claims.expiration() <= now {
         return Err(Rejection::Expired {
@@ -257,9 +233,7 @@ pub(crate) fn verify(
 /// Decodes the header and payload JSON objects without checking anything.
 fn unverified_parts(raw: &str) -> Result<(Value, Value), Rejection> {
     let mut parts = raw.split('.');
-    let (Some(h), Some(p), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(p), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(Rejection::Malformed("not three dot-separated parts".into()));
     };
     let decode = |part: &str, what: &str| -> Result<Value, Rejection> {
@@ -268,9 +242,7 @@ fn unverified_parts(raw: &str) -> Result<(Value, Value), Rejection> {
             .map_err(|_| Rejection::Malformed(format!("the {what} is not base64url")))?;
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(v @ Value::Object(_)) => Ok(v),
-            _ => Err(Rejection::Malformed(format!(
-                "the {what} is not a JSON object"
-            ))),
+            _ => Err(Rejection::Malformed(format!("the {what} is not a JSON object"))),
         }
     };
     Ok((decode(h, "header")?, decode(p, "payload")?))
@@ -300,10 +272,7 @@ fn map_crate_error(err: ClaimsVerificationError, cx: &Context<'_>) -> Rejection 
         ClaimsVerificationError::InvalidIssuer(_) => Rejection::Issuer {
             expected: cx.exp.issuer.to_string(),
             got: one_line(
-                cx.payload
-                    .get("iss")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default(),
+                cx.payload.get("iss").and_then(Value::as_str).unwrap_or_default(),
                 200,
             ),
         },
@@ -318,11 +287,12 @@ fn map_crate_error(err: ClaimsVerificationError, cx: &Context<'_>) -> Rejection 
                 kid: cx.kid.unwrap_or("(none)").to_owned(),
                 alg: one_line(cx.alg, 40),
             },
-            SignatureVerificationError::DisallowedAlg(m)
-            | SignatureVerificationError::UnsupportedAlg(m) => Rejection::AlgNotAllowed {
-                alg: one_line(cx.alg, 40),
-                allowed: one_line(&m, 200),
-            },
+            SignatureVerificationError::DisallowedAlg(m) | SignatureVerificationError::UnsupportedAlg(m) => {
+                Rejection::AlgNotAllowed {
+                    alg: one_line(cx.alg, 40),
+                    allowed: one_line(&m, 200),
+                }
+            }
             other => Rejection::Signature(one_line(&other.to_string(), 200)),
         },
         other => Rejection::Other(one_line(&other.to_string(), 300)),
