@@ -8,6 +8,11 @@
 //! and returns an ID token crafted according to the stub's [`Fault`] (and a refresh token). The
 //! issuer is `http://127.0.0.1:PORT/idp`. It also counts requests and remembers the ID tokens it
 //! issued, so tests can tell which step a failure happened at and look for leaks.
+//!
+//! [`StubIdp::start_with`] adds behaviour a well-behaved IdP may have ([`StubOptions`]): an RFC 7009
+//! revocation endpoint (advertised in discovery, recording each request) and ID tokens padded
+//! with a large claim. The stub also records the refresh tokens it issued and the `redirect_uri`
+//! of every authorization request.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -126,6 +131,28 @@ pub enum Fault {
     CallbackWithoutCode,
 }
 
+/// Optional behaviour on top of the [`Fault`]; [`Default`] is the plain stub of [`StubIdp::start`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StubOptions {
+    /// Advertise `revocation_endpoint` (`/idp/revoke`) in discovery; the endpoint answers 200 and
+    /// records each request ([`StubIdp::revocations`]).
+    pub revocation: bool,
+    /// Add a `padding` claim of this many `A`s to every ID token (0: none); the token stays
+    /// correctly signed and valid.
+    pub id_token_padding: usize,
+}
+
+/// One request the revocation endpoint received (its form fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// `token`
+    pub token: Option<String>,
+    /// `token_type_hint`
+    pub token_type_hint: Option<String>,
+    /// `client_id` (a public client sends it in the form)
+    pub client_id: Option<String>,
+}
+
 /// What one `/authorize` request left for the token endpoint.
 struct Grant {
     nonce: Option<String>,
@@ -137,12 +164,16 @@ struct Grant {
 struct Shared {
     issuer: String,
     fault: Mutex<Fault>,
+    options: StubOptions,
     key: CoreRsaPrivateSigningKey,
     other_key: CoreRsaPrivateSigningKey,
     public_key_pem: String,
     grants: Mutex<HashMap<String, Grant>>,
     hits: Mutex<HashMap<&'static str, usize>>,
     issued: Mutex<Vec<String>>,
+    issued_refresh: Mutex<Vec<String>>,
+    redirect_uris: Mutex<Vec<String>>,
+    revocations: Mutex<Vec<Revocation>>,
 }
 
 impl Shared {
@@ -166,6 +197,11 @@ pub struct StubIdp {
 impl StubIdp {
     /// Starts a stub with issuer `http://127.0.0.1:PORT/idp` that misbehaves as `fault` says.
     pub fn start(fault: Fault) -> StubIdp {
+        StubIdp::start_with(fault, StubOptions::default())
+    }
+
+    /// Like [`StubIdp::start`], with the extra behaviour of `options`.
+    pub fn start_with(fault: Fault, options: StubOptions) -> StubIdp {
         let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the stub IdP");
         std_listener
             .set_nonblocking(true)
@@ -178,18 +214,23 @@ impl StubIdp {
         let shared = Arc::new(Shared {
             issuer: issuer.clone(),
             fault: Mutex::new(fault),
+            options,
             key,
             other_key,
             public_key_pem,
             grants: Mutex::new(HashMap::new()),
             hits: Mutex::new(HashMap::new()),
             issued: Mutex::new(Vec::new()),
+            issued_refresh: Mutex::new(Vec::new()),
+            redirect_uris: Mutex::new(Vec::new()),
+            revocations: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/idp/.well-known/openid-configuration", get(discovery))
             .route("/idp/keys", get(keys))
             .route("/idp/authorize", get(authorize))
             .route("/idp/token", post(token))
+            .route("/idp/revoke", post(revoke))
             .with_state(shared.clone());
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -223,7 +264,8 @@ impl StubIdp {
         &self.issuer
     }
 
-    /// How many requests the endpoint `what` (`discovery`, `keys`, `authorize`, `token`) got.
+    /// How many requests the endpoint `what` (`discovery`, `keys`, `authorize`, `token`,
+    /// `revoke`) got.
     pub fn hits(&self, what: &str) -> usize {
         self.shared.hits.lock().unwrap().get(what).copied().unwrap_or(0)
     }
@@ -231,6 +273,21 @@ impl StubIdp {
     /// Every ID token the token endpoint handed out, oldest first.
     pub fn issued_id_tokens(&self) -> Vec<String> {
         self.shared.issued.lock().unwrap().clone()
+    }
+
+    /// Every refresh token the token endpoint handed out, oldest first.
+    pub fn issued_refresh_tokens(&self) -> Vec<String> {
+        self.shared.issued_refresh.lock().unwrap().clone()
+    }
+
+    /// The `redirect_uri` of every `/authorize` request, oldest first.
+    pub fn redirect_uris(&self) -> Vec<String> {
+        self.shared.redirect_uris.lock().unwrap().clone()
+    }
+
+    /// Every request the revocation endpoint received, oldest first.
+    pub fn revocations(&self) -> Vec<Revocation> {
+        self.shared.revocations.lock().unwrap().clone()
     }
 
     /// Valid claims for this issuer and client, with `nonce` when given.
@@ -322,6 +379,9 @@ fn rs256(key: &CoreRsaPrivateSigningKey, kid: &str, payload: &[u8]) -> String {
 /// The ID token for `fault`, for a login whose nonce was `nonce`.
 fn id_token(shared: &Shared, fault: Fault, nonce: Option<&str>) -> String {
     let mut claims = good_claims(&shared.issuer, nonce);
+    if shared.options.id_token_padding > 0 {
+        claims["padding"] = json!("A".repeat(shared.options.id_token_padding));
+    }
     let good_key = &shared.key;
     let signed = |claims: &Value| rs256(good_key, KID, claims.to_string().as_bytes());
     match fault {
@@ -430,7 +490,7 @@ async fn discovery(State(s): State<Arc<Shared>>) -> Response {
     } else {
         s.issuer.clone()
     };
-    let doc = json!({
+    let mut doc = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{}/authorize", s.issuer),
         "token_endpoint": format!("{}/token", s.issuer),
@@ -443,6 +503,9 @@ async fn discovery(State(s): State<Arc<Shared>>) -> Response {
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic"],
         "scopes_supported": ["openid", "email", "offline_access"],
     });
+    if s.options.revocation {
+        doc["revocation_endpoint"] = json!(format!("{}/revoke", s.issuer));
+    }
     json_reply(StatusCode::OK, doc.to_string())
 }
 
@@ -460,6 +523,7 @@ async fn authorize(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String,
     if q.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
         return (StatusCode::BAD_REQUEST, "unknown client_id").into_response();
     }
+    s.redirect_uris.lock().unwrap().push(q["redirect_uri"].clone());
     {
         let mut pairs = target.query_pairs_mut();
         match s.fault() {
@@ -529,6 +593,7 @@ async fn token(State(s): State<Arc<Shared>>, body: String) -> Response {
     let id_token = id_token(&s, fault, grant.nonce.as_deref());
     s.issued.lock().unwrap().push(id_token.clone());
     let refresh_token = hex::encode(rand::thread_rng().r#gen::<[u8; 16]>());
+    s.issued_refresh.lock().unwrap().push(refresh_token.clone());
     json_reply(
         StatusCode::OK,
         json!({
@@ -540,6 +605,23 @@ async fn token(State(s): State<Arc<Shared>>, body: String) -> Response {
         })
         .to_string(),
     )
+}
+
+/// RFC 7009: records the request and answers 200 (404 when revocation is not enabled).
+async fn revoke(State(s): State<Arc<Shared>>, body: String) -> Response {
+    s.hit("revoke");
+    if !s.options.revocation {
+        return (StatusCode::NOT_FOUND, "no revocation endpoint").into_response();
+    }
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    s.revocations.lock().unwrap().push(Revocation {
+        token: form.get("token").cloned(),
+        token_type_hint: form.get("token_type_hint").cloned(),
+        client_id: form.get("client_id").cloned(),
+    });
+    StatusCode::OK.into_response()
 }
 
 /// The SubjectPublicKeyInfo PEM of an RSA JWK, as an IdP would publish the key in PEM form.

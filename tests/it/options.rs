@@ -1,0 +1,721 @@
+//! koidc's login and cache options end to end, with the real binary: `logout` (RFC 7009 revocation
+//! where the IdP offers it, `--all`), `--no-browser`, `--timeout`, `--cache none`, `-v` (which must
+//! still print no secret), the fallback from a rejected refresh token to a browser login, big ID
+//! tokens in the keyring cache, and `--listen` (a list of fixed ports; loopback only).
+//!
+//! Tests that need an IdP Dex cannot imitate (a revocation endpoint, padded ID tokens, a record of
+//! the `redirect_uri`) run against the stub IdP ([`crate::stub_idp`]) with `curl -L` as the
+//! browser; the others run against Dex through the counting proxy ([`crate::lab`]).
+
+use std::io::{BufRead as _, BufReader, ErrorKind, Read as _};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::browser::{BrowserLog, fake_browser};
+use crate::dex::CLIENT_ID as DEX_CLIENT_ID;
+use crate::keyring::{SecretService, SessionKeyring};
+use crate::lab::{Lab, LabOptions};
+use crate::stub_idp::{CLIENT_ID, Fault, Revocation, StubIdp, StubOptions};
+use crate::support::{
+    ExecCredential, Output, RUN_TIMEOUT, Secrets, Stdout, assert_no_leak, clean_command, files_containing,
+    files_under, koidc_bin, parse_exec_credential, run, wait_until_stale,
+};
+
+/// The browser for the stub IdP: its `/authorize` only redirects, so following redirects reaches
+/// koidc's loopback callback.
+const CURL_BROWSER: &str = "curl -sS -L --max-time 20 -o /dev/null";
+
+/// The prefix of koidc's `-v` lines.
+const DEBUG_PREFIX: &str = "koidc: debug: ";
+
+/// The HOME and cache dir of one koidc user talking to a stub IdP.
+struct StubClient {
+    tmp: TempDir,
+}
+
+impl StubClient {
+    fn new() -> StubClient {
+        let tmp = tempfile::Builder::new()
+            .prefix("koidc-options-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::create_dir(tmp.path().join("home")).expect("create HOME");
+        StubClient { tmp }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.tmp.path().join("home")
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.tmp.path().join("cache")
+    }
+
+    /// `koidc ARGS` with a clean environment and this client's HOME.
+    fn koidc(&self, args: &[&str]) -> Command {
+        let mut cmd = clean_command(koidc_bin(), &self.home());
+        cmd.args(args);
+        cmd
+    }
+
+    /// `koidc SUBCOMMAND` against `idp` with `--cache CACHE`, this client's cache dir, curl as the
+    /// browser and (unless `extra` sets one) a 20 s login timeout, then `extra`.
+    fn command_with_cache(&self, sub: &str, idp: &StubIdp, cache: &str, extra: &[&str]) -> Command {
+        let mut cmd = self.koidc(&[sub, "--issuer", idp.issuer(), "--client-id", CLIENT_ID]);
+        cmd.args(["--cache", cache, "--cache-dir"])
+            .arg(self.cache_dir())
+            .args(["--browser-command", CURL_BROWSER]);
+        if !extra.contains(&"--timeout") {
+            cmd.args(["--timeout", "20"]);
+        }
+        cmd.args(extra);
+        cmd
+    }
+
+    /// [`StubClient::command_with_cache`] with the file cache.
+    fn command(&self, sub: &str, idp: &StubIdp, extra: &[&str]) -> Command {
+        self.command_with_cache(sub, idp, "file", extra)
+    }
+
+    /// The cache entry files (`.json` / `.enc`).
+    fn entries(&self) -> Vec<PathBuf> {
+        entry_files(&self.cache_dir())
+    }
+}
+
+/// Cache entry files (`.json` / `.enc`) under `dir`.
+fn entry_files(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json" || e == "enc"))
+        .collect()
+}
+
+/// Everything secret the stub handed out, for the leak checks.
+fn stub_secrets(idp: &StubIdp) -> Secrets {
+    Secrets {
+        id_tokens: idp.issued_id_tokens().into_iter().collect(),
+        other: idp.issued_refresh_tokens().into_iter().collect(),
+    }
+}
+
+/// Checks a successful `get-token` against the stub: exit 0, no leak, an ExecCredential whose
+/// token is the last one the stub issued.
+#[track_caller]
+fn assert_stub_get_token(out: &Output, idp: &StubIdp) -> ExecCredential {
+    out.assert_success();
+    assert_no_leak(out, &stub_secrets(idp), Stdout::MayHoldIdToken);
+    let cred = parse_exec_credential(out);
+    assert_eq!(cred.claims["iss"], idp.issuer(), "token from another issuer");
+    assert_eq!(cred.claims["aud"], CLIENT_ID, "token for another audience");
+    assert!(
+        idp.issued_id_tokens().contains(&cred.token),
+        "{}: the token is not one the stub issued",
+        out.what
+    );
+    cred
+}
+
+/// The one line `koidc logout` prints per forgotten identity.
+fn logged_out_line(issuer: &str, client_id: &str) -> String {
+    format!("logged out of {issuer} (client {client_id})")
+}
+
+/// A `koidc` command for the lab's Dex with `--cache-dir DIR` instead of the lab's cache dir.
+fn lab_command_in(lab: &Lab, sub: &str, dir: &Path, extra: &[&str]) -> Command {
+    let mut args = lab.args(sub);
+    let at = args
+        .iter()
+        .position(|a| a == "--cache-dir")
+        .expect("the lab passes --cache-dir");
+    args[at + 1] = dir.display().to_string();
+    let mut cmd = clean_command(koidc_bin(), &lab.home);
+    cmd.args(args).args(extra).envs(lab.run_env());
+    cmd
+}
+
+/// A loopback port nothing listens on (bound, then freed).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("free port address").port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A process whose stderr is read line by line while it runs.
+
+struct Streaming {
+    what: String,
+    child: Child,
+    started: Instant,
+    lines: mpsc::Receiver<String>,
+    stderr: Vec<String>,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl Streaming {
+    fn spawn(cmd: &mut Command) -> Streaming {
+        let what = format!("{cmd:?}");
+        let started = Instant::now();
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let err = child.stderr.take().expect("stderr is piped");
+        let mut out = child.stdout.take().expect("stdout is piped");
+        let (line_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if line_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (out_tx, stdout) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf);
+            let _ = out_tx.send(String::from_utf8_lossy(&buf).into_owned());
+        });
+        Streaming {
+            what,
+            child,
+            started,
+            lines,
+            stderr: Vec::new(),
+            stdout,
+        }
+    }
+
+    /// Reads stderr until a line containing `needle` arrives (within `timeout`) and returns it.
+    fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stderr.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!(
+                        "{}: no stderr line with {needle:?} ({e:?}); stderr so far:\n{}",
+                        self.what,
+                        self.stderr.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// True while the process has not exited.
+    fn running(&mut self) -> bool {
+        self.child.try_wait().expect("poll the child").is_none()
+    }
+
+    /// Waits for the process to exit (killing it and failing after `timeout` from its start).
+    fn finish(mut self, timeout: Duration) -> Output {
+        let deadline = self.started + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the child") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "{} did not finish within {timeout:?}; stderr:\n{}",
+                    self.what,
+                    self.stderr.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let pipe_wait = Duration::from_secs(30);
+        while let Ok(line) = self.lines.recv_timeout(pipe_wait) {
+            self.stderr.push(line);
+        }
+        let stdout = self
+            .stdout
+            .recv_timeout(pipe_wait)
+            .unwrap_or_else(|_| panic!("{}: stdout stayed open after exit", self.what));
+        let mut stderr = self.stderr.join("\n");
+        if !stderr.is_empty() {
+            stderr.push('\n');
+        }
+        Output {
+            what: self.what,
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. logout
+
+#[test]
+fn logout_revokes_refresh_token_at_revocation_endpoint() {
+    let idp = StubIdp::start_with(
+        Fault::Good,
+        StubOptions {
+            revocation: true,
+            ..StubOptions::default()
+        },
+    );
+    let client = StubClient::new();
+    let cred = assert_stub_get_token(&run(&mut client.command("get-token", &idp, &[])), &idp);
+    let refresh_tokens = idp.issued_refresh_tokens();
+    assert_eq!(refresh_tokens.len(), 1, "one login, one refresh token");
+    assert_eq!(client.entries().len(), 1, "the login wrote one cache entry");
+    assert_eq!(idp.revocations(), [], "nothing revoked before logout");
+
+    let logout = run(&mut client.command("logout", &idp, &[]));
+    logout.assert_success();
+    assert_eq!(
+        idp.revocations(),
+        [Revocation {
+            token: Some(refresh_tokens[0].clone()),
+            token_type_hint: Some("refresh_token".into()),
+            client_id: Some(CLIENT_ID.into()),
+        }],
+        "exactly one revocation request, for the refresh token the stub issued"
+    );
+    assert_eq!(idp.hits("revoke"), 1, "one POST to the revocation endpoint");
+    assert_eq!(idp.hits("token"), 1, "logout must not redeem or refresh anything");
+    assert_eq!(client.entries(), Vec::<PathBuf>::new(), "the cache entry is gone");
+    assert_eq!(
+        files_containing(&client.cache_dir(), &cred.token),
+        Vec::<PathBuf>::new(),
+        "the ID token is still on disk"
+    );
+    assert_eq!(
+        logout.stdout.trim_end(),
+        logged_out_line(idp.issuer(), CLIENT_ID),
+        "logout says what it logged out of"
+    );
+    assert_no_leak(&logout, &stub_secrets(&idp), Stdout::NoSecrets);
+    assert_eq!(logout.stderr, "", "a successful revocation needs no message");
+}
+
+#[test]
+fn logout_without_revocation_endpoint_still_forgets() {
+    let lab = Lab::start(LabOptions::default());
+    let (_, cred) = lab.get_token();
+    assert_eq!(
+        entry_files(&lab.cache_dir).len(),
+        1,
+        "the login wrote one cache entry"
+    );
+
+    let mark = lab.proxy.mark();
+    let logout = lab.koidc("logout", &[]);
+    assert_eq!(
+        logout.status.code(),
+        Some(0),
+        "logout must succeed without a revocation endpoint: {:?}",
+        logout.stderr
+    );
+    lab.assert_no_leak(&logout, Stdout::NoSecrets);
+    assert_eq!(
+        logout.stdout.trim_end(),
+        logged_out_line(&lab.issuer(), DEX_CLIENT_ID)
+    );
+    assert_eq!(logout.stderr, "", "no revocation endpoint is not worth a warning");
+    assert_eq!(
+        entry_files(&lab.cache_dir),
+        Vec::<PathBuf>::new(),
+        "the cache entry is gone"
+    );
+    assert_eq!(
+        files_containing(&lab.cache_dir, &cred.token),
+        Vec::<PathBuf>::new()
+    );
+    let posts: Vec<_> = lab
+        .proxy
+        .since(mark)
+        .into_iter()
+        .filter(|s| s.method != "GET")
+        .collect();
+    assert_eq!(posts, [], "Dex offers no revocation: logout must POST nothing");
+}
+
+#[test]
+fn logout_all_forgets_and_revokes_every_identity() {
+    let idp = StubIdp::start_with(
+        Fault::Good,
+        StubOptions {
+            revocation: true,
+            ..StubOptions::default()
+        },
+    );
+    let client = StubClient::new();
+    // Two identities: same issuer and client, different scope sets.
+    assert_stub_get_token(&run(&mut client.command("get-token", &idp, &[])), &idp);
+    assert_stub_get_token(
+        &run(&mut client.command("get-token", &idp, &["--scope", "email"])),
+        &idp,
+    );
+    assert_eq!(client.entries().len(), 2, "two identities, two cache entries");
+    let mut issued = idp.issued_refresh_tokens();
+    assert_eq!(issued.len(), 2);
+
+    let cache_dir = client.cache_dir().display().to_string();
+    let logout = run(&mut client.koidc(&["logout", "--all", "--cache", "file", "--cache-dir", &cache_dir]));
+    logout.assert_success();
+    assert_no_leak(&logout, &stub_secrets(&idp), Stdout::NoSecrets);
+    assert_eq!(client.entries(), Vec::<PathBuf>::new(), "both entries are gone");
+    let mut revoked: Vec<String> = idp
+        .revocations()
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.token_type_hint.as_deref(), Some("refresh_token"));
+            r.token.expect("a revocation request names the token")
+        })
+        .collect();
+    revoked.sort();
+    issued.sort();
+    assert_eq!(revoked, issued, "each identity's refresh token revoked once");
+    let line = logged_out_line(idp.issuer(), CLIENT_ID);
+    assert_eq!(
+        logout.stdout.lines().collect::<Vec<_>>(),
+        [line.as_str(), line.as_str()],
+        "one line per forgotten identity"
+    );
+    assert_eq!(logout.stderr, "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2.-4. --no-browser, --timeout, --cache none
+
+#[test]
+fn no_browser_prints_url_and_waits() {
+    let lab = Lab::start(LabOptions::default());
+    // The lab also passes --browser-command (the fake browser): --no-browser must win.
+    let mut koidc = Streaming::spawn(&mut lab.command("get-token", &["--no-browser"]));
+    let line = koidc.wait_for_line("open this URL", Duration::from_secs(60));
+    assert!(
+        line.starts_with("koidc: "),
+        "the URL notice is a koidc message: {line:?}"
+    );
+    let url = line
+        .find("http://")
+        .map(|at| line[at..].trim().to_string())
+        .unwrap_or_else(|| panic!("no URL in {line:?}"));
+    assert!(
+        url.starts_with(&format!("{}/auth?", lab.issuer())),
+        "not Dex's authorization endpoint: {url}"
+    );
+    assert!(koidc.running(), "koidc must wait for the login, not exit");
+    assert_eq!(lab.browser.launches(), 0, "--no-browser launched a browser");
+    assert_eq!(lab.proxy.grants_since(0), Vec::<String>::new());
+
+    // The person at the terminal opens the URL: the fake browser, with its own launch log.
+    let own_log = BrowserLog::new(&lab.tmp.path().join("by-hand"));
+    std::fs::create_dir_all(lab.tmp.path().join("by-hand")).expect("create by-hand dir");
+    let browser = run(clean_command(fake_browser(), &lab.home)
+        .arg(&url)
+        .env("FAKE_BROWSER_LOG", &own_log.path));
+    browser.assert_success();
+    assert_eq!(own_log.launches(), 1);
+
+    let out = koidc.finish(RUN_TIMEOUT);
+    let (_, cred) = lab.assert_ok_get_token(&out);
+    assert_eq!(
+        lab.proxy.grants_since(0),
+        ["authorization_code"],
+        "the code from the hand-opened URL was redeemed"
+    );
+    assert_eq!(
+        lab.browser.launches(),
+        0,
+        "koidc itself never ran the browser command"
+    );
+    assert_eq!(
+        files_containing(&lab.cache_dir, &cred.token).len(),
+        1,
+        "the token was cached"
+    );
+}
+
+#[test]
+fn login_timeout_ends_with_clear_error() {
+    let idp = StubIdp::start(Fault::Good);
+    let client = StubClient::new();
+    let started = Instant::now();
+    let out = run(&mut client.command("get-token", &idp, &["--no-browser", "--timeout", "2"]));
+    let took = started.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a login timeout fails with exit code 1: {:?}",
+        out.stderr
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took <= Duration::from_secs(6),
+        "koidc gave up after {took:?}, not after about 2 s"
+    );
+    assert_eq!(out.stdout, "", "nothing on stdout");
+    let lines = out.stderr_lines();
+    assert_eq!(lines.len(), 2, "the URL notice, then the error: {:?}", out.stderr);
+    assert!(lines[0].starts_with("koidc: ") && lines[0].contains("open this URL"));
+    let last = lines[1];
+    assert!(last.starts_with("koidc: "), "error line: {last:?}");
+    assert!(
+        last.contains("within 2s") && last.contains("koidc login"),
+        "the error should name the timeout and the way out: {last:?}"
+    );
+    assert_eq!(idp.hits("authorize"), 0, "nobody opened the URL");
+    assert_eq!(idp.hits("token"), 0);
+    assert_eq!(client.entries(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn cache_none_logs_in_every_time() {
+    let lab = Lab::start(LabOptions {
+        cache: Some("none"),
+        ..LabOptions::default()
+    });
+    let (_, first) = lab.get_token();
+    let (_, second) = lab.get_token();
+    assert_eq!(lab.browser.launches(), 2, "each call logs in through the browser");
+    assert_eq!(
+        lab.proxy.grants_since(0),
+        ["authorization_code", "authorization_code"]
+    );
+    assert_ne!(first.token, second.token, "two logins, two ID tokens");
+    assert_eq!(
+        files_under(&lab.cache_dir),
+        Vec::<PathBuf>::new(),
+        "--cache none must write nothing in the cache dir"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. -v
+
+#[test]
+fn verbose_flow_leaks_no_secret() {
+    // 95 s ID tokens: stale 5 s after issue (koidc's margin is 90 s), so step 3 refreshes.
+    let mut lab = Lab::start(LabOptions::id_tokens("95s"));
+    lab.flags.push("-v".into());
+
+    let (login, first) = lab.get_token();
+    assert_eq!(lab.browser.launches(), 1);
+    assert_eq!(lab.proxy.grants_since(0), ["authorization_code"]);
+
+    let mark = lab.proxy.mark();
+    let (hit, cached) = lab.get_token();
+    assert_eq!(cached.token, first.token, "second call is a cache hit");
+    assert_eq!(lab.proxy.since(mark), [], "a cache hit makes no request");
+
+    wait_until_stale(first.exp());
+    let mark = lab.proxy.mark();
+    let (refresh, refreshed) = lab.get_token();
+    assert_eq!(lab.proxy.grants_since(mark), ["refresh_token"]);
+    assert_ne!(refreshed.token, first.token);
+    assert_eq!(lab.browser.launches(), 1);
+
+    let logout = lab.koidc("logout", &[]);
+    logout.assert_success();
+    assert_eq!(entry_files(&lab.cache_dir), Vec::<PathBuf>::new());
+
+    // Checked against every secret the proxy saw by the end (codes, verifiers, both refresh
+    // tokens, both ID tokens), so a secret printed before it was superseded counts too.
+    let secrets = lab.proxy.secrets();
+    assert!(
+        secrets.other.len() >= 4,
+        "the proxy should have recorded a code, a verifier and refresh tokens: {} secrets",
+        secrets.other.len()
+    );
+    for (out, stdout) in [
+        (&login, Stdout::MayHoldIdToken),
+        (&hit, Stdout::MayHoldIdToken),
+        (&refresh, Stdout::MayHoldIdToken),
+        (&logout, Stdout::NoSecrets),
+    ] {
+        assert_no_leak(out, &secrets, stdout);
+        assert!(
+            out.stderr.lines().any(|l| l.starts_with(DEBUG_PREFIX)),
+            "{}: -v printed no debug line: {:?}",
+            out.what,
+            out.stderr
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. refresh rejected
+
+#[test]
+fn refresh_rejected_falls_back_to_browser_login() {
+    let lab = Lab::start(LabOptions::id_tokens("95s"));
+    let dir_a = lab.cache_dir.clone();
+    let dir_b = lab.tmp.path().join("cache-b");
+
+    let (_, a) = lab.get_token();
+    // Same user, same client, another cache: Dex rotates A's refresh token away.
+    let out_b = run(&mut lab_command_in(&lab, "get-token", &dir_b, &[]));
+    let (_, b) = lab.assert_ok_get_token(&out_b);
+    assert_ne!(a.token, b.token);
+    assert_eq!(lab.browser.launches(), 2, "two browser logins (A, then B)");
+    assert_eq!(
+        lab.proxy.grants_since(0),
+        ["authorization_code", "authorization_code"]
+    );
+
+    wait_until_stale(a.exp());
+    let mark = lab.proxy.mark();
+    let out = run(&mut lab_command_in(&lab, "get-token", &dir_a, &[]));
+    let (_, renewed) = lab.assert_ok_get_token(&out);
+    assert_eq!(
+        lab.proxy.grants_since(mark),
+        ["refresh_token", "authorization_code"],
+        "one (rejected) refresh, then a browser login"
+    );
+    assert_eq!(lab.browser.launches(), 3, "A fell back to one browser login");
+    assert_ne!(renewed.token, a.token);
+    assert!(renewed.exp() > a.exp());
+    assert!(
+        out.stderr.contains("the refresh token was not accepted"),
+        "stderr should say why a browser opened: {:?}",
+        out.stderr
+    );
+    assert_eq!(
+        files_containing(&dir_a, &renewed.token).len(),
+        1,
+        "A's cache holds the new token"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 7. big tokens and the keyring cache
+
+#[test]
+fn large_token_works_with_keyring_cache() {
+    const PADDING: usize = 100 * 1024;
+    let idp = StubIdp::start_with(
+        Fault::Good,
+        StubOptions {
+            id_token_padding: PADDING,
+            ..StubOptions::default()
+        },
+    );
+    let client = StubClient::new();
+    let session = SessionKeyring::new();
+    let secret_service = SecretService::start(client.tmp.path(), &client.home());
+    let get_token = || -> Output {
+        let mut cmd = client.command_with_cache("get-token", &idp, "keyring", &[]);
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", &secret_service.address);
+        session.join(&mut cmd);
+        run(&mut cmd)
+    };
+
+    let login_out = get_token();
+    let login = assert_stub_get_token(&login_out, &idp);
+    assert!(
+        login.token.len() > PADDING,
+        "the ID token is {} bytes, expected over {PADDING}",
+        login.token.len()
+    );
+    assert!(
+        !login_out.stderr.contains("warning"),
+        "no keyring fallback expected: {:?}",
+        login_out.stderr
+    );
+    assert!(
+        session.show().contains("koidc:master:"),
+        "the encryption key is in the session keyring"
+    );
+    let entries = client.entries();
+    assert_eq!(entries.len(), 1, "one entry: {entries:?}");
+    let enc = &entries[0];
+    assert!(
+        enc.extension().is_some_and(|e| e == "enc"),
+        "the keyring cache writes an encrypted .enc entry, not {}",
+        enc.display()
+    );
+    let size = std::fs::metadata(enc).expect("stat the entry").len();
+    assert!(
+        size > PADDING as u64,
+        "the .enc entry ({size} bytes) cannot hold the whole token"
+    );
+    let signature = login.token.rsplit('.').next().expect("JWT signature");
+    assert_eq!(
+        files_containing(&client.cache_dir(), signature),
+        Vec::<PathBuf>::new(),
+        "the token is stored in plaintext"
+    );
+
+    let hit_out = get_token();
+    let hit = assert_stub_get_token(&hit_out, &idp);
+    assert_eq!(hit.token, login.token, "the cache hit returns the same token");
+    assert_eq!(idp.hits("authorize"), 1, "no second login");
+    assert_eq!(idp.hits("token"), 1, "no second token request");
+    assert_eq!(hit_out.stderr, "", "a cache hit prints nothing");
+    assert_eq!(
+        client.entries(),
+        std::slice::from_ref(enc),
+        "still the one .enc entry"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 8. --listen
+
+#[test]
+fn listen_fixed_port_list_falls_back_to_next() {
+    let occupied = TcpListener::bind("127.0.0.1:0").expect("occupy a port");
+    occupied.set_nonblocking(true).expect("non-blocking listener");
+    let p1 = occupied.local_addr().expect("occupied address").port();
+    let p2 = loop {
+        let p = free_port();
+        if p != p1 {
+            break p;
+        }
+    };
+    let idp = StubIdp::start(Fault::Good);
+    let client = StubClient::new();
+    let listen = format!("127.0.0.1:{p1},127.0.0.1:{p2}");
+    let out = run(&mut client.command("get-token", &idp, &["--listen", &listen]));
+    assert_stub_get_token(&out, &idp);
+    assert_eq!(
+        idp.redirect_uris(),
+        [format!("http://127.0.0.1:{p2}/callback")],
+        "koidc should have skipped the busy port {p1} and listened on {p2}"
+    );
+    match occupied.accept() {
+        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+        other => panic!("the occupied port was contacted: {other:?}"),
+    }
+}
+
+#[test]
+fn listen_rejects_non_loopback() {
+    let idp = StubIdp::start(Fault::Good);
+    let client = StubClient::new();
+    let out = run(&mut client.command("get-token", &idp, &["--listen", "0.0.0.0:8000"]));
+    assert!(
+        matches!(out.status.code(), Some(1 | 2)),
+        "expected exit code 1 or 2, got {}: {:?}",
+        out.status,
+        out.stderr
+    );
+    let line = out.assert_one_error_line();
+    assert!(
+        line.contains("0.0.0.0:8000") && line.contains("loopback"),
+        "the error should name the address and the loopback rule: {line:?}"
+    );
+    // The flags are checked before any network activity: no discovery, no login, no listener.
+    for endpoint in ["discovery", "authorize", "token"] {
+        assert_eq!(idp.hits(endpoint), 0, "the stub's {endpoint} was contacted");
+    }
+    assert_eq!(client.entries(), Vec::<PathBuf>::new());
+}
