@@ -1,10 +1,17 @@
 //! The use case behind `get-token` and `login`: serve a cached token, else refresh, else log in
-//! through the browser — with at most one refresh or login at a time across processes.
+//! — with at most one refresh or login at a time across processes.
 //!
 //! The warm path ([`Authenticator::cached`]) reads the store and decodes the token's payload;
 //! it builds no HTTP client, starts no async runtime and does no discovery. Only when the token
 //! is missing or about to expire does [`Authenticator::obtain`] take the cross-process lock,
 //! look again (another kubectl may have refreshed meanwhile), and talk to the IdP.
+//!
+//! A login uses the authorization code grant through the browser (optionally with the code pasted
+//! on stdin, `--paste`) or the device grant (RFC 8628); [`choose_grant`] picks one. After a
+//! failed or abandoned login, non-interactive kubectl calls fail fast for [`COOLDOWN`] instead of
+//! opening browser tabs again (see [`cooldown`]).
+
+pub mod cooldown;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,14 +20,21 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret as _;
 
+use secrecy::SecretString;
+
 use crate::browser::{Browser, BrowserChoice};
 use crate::cache::{CacheError, CacheKind, CacheLock, TokenStore};
 use crate::clock::Clock;
-use crate::config::{CacheConfig, Identity, LoginConfig};
+use crate::config::{CacheConfig, Grant, Identity, LoginConfig};
 use crate::loopback::LoopbackServer;
-use crate::oidc::{OidcError, Provider};
+use crate::oidc::paste::MAX_PASTE_LEN;
+use crate::oidc::{AuthRequest, OidcError, PasteError, Provider};
 use crate::printer::Printer;
+use crate::provider::ProviderKind;
 use crate::token::{IdTokenInfo, TokenSet};
+
+pub use self::cooldown::{COOLDOWN, CoolingDown};
+use self::cooldown::Cooldown;
 
 /// A cached token with less than this left is refreshed before it is handed out; kubectl is told
 /// the token expires this much earlier than it does (kubectl reuses it until then, with no margin
@@ -34,7 +48,7 @@ pub enum Source {
     Cache,
     /// Renewed with the refresh token.
     Refresh,
-    /// A fresh browser login.
+    /// A fresh login (browser or device).
     Login,
 }
 
@@ -137,8 +151,10 @@ impl Authenticator<'_> {
         }
     }
 
-    /// A usable token: cached, refreshed, or from a browser login (`force_login` skips the first
-    /// two).
+    /// A usable token: cached, refreshed, or from a login (`force_login` skips the first two).
+    ///
+    /// A non-interactive kubectl call (`login.kubectl_interactive == Some(false)`) that needs a
+    /// login within [`COOLDOWN`] of a failed one fails with [`CoolingDown`] instead.
     pub fn obtain(
         &self,
         login: &LoginConfig,
@@ -175,11 +191,21 @@ impl Authenticator<'_> {
             previous.and_then(|p| p.tokens.refresh_token)
         };
 
+        let cooldown = Cooldown::new(&self.cache.dir, &self.identity.cache_key().id());
+        let non_interactive = login.kubectl_interactive == Some(false);
+        if non_interactive && refresh_token.is_none() {
+            // Only a login can help: decide before any network traffic.
+            self.check_cooldown(&cooldown)?;
+        }
+
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
         let oidc = login.oidc(self.identity);
+        if let Some(warning) = self.identity.provider.issuer_warning(&self.identity.issuer) {
+            self.printer.warn(warning);
+        }
         let obtained = runtime.block_on(async {
             self.printer
                 .debug(format_args!("discovering {}", self.identity.issuer));
@@ -202,12 +228,48 @@ impl Authenticator<'_> {
                     // Network trouble would fail a browser login too: report it.
                     Err(err) => return Err(anyhow::Error::new(err).context("cannot refresh the token")),
                 }
+                if non_interactive {
+                    self.check_cooldown(&cooldown)?;
+                }
             }
-            let tokens = browser_login(&provider, login, browser, self.printer).await?;
-            self.finish(tokens, Source::Login)
+            match login_flow(&provider, self.identity.provider, login, browser, self.printer).await {
+                Ok(tokens) => self.finish(tokens, Source::Login),
+                Err(err) => {
+                    let reason = format!("{err:#}");
+                    if let Err(e) = cooldown.record(self.clock.now(), &reason) {
+                        self.printer.debug(format_args!(
+                            "cannot write the cool-down marker {}: {e}",
+                            cooldown.path().display()
+                        ));
+                    }
+                    Err(err)
+                }
+            }
+        });
+        // Okta (and any provider koidc has presets for) gets messages naming its own settings.
+        let obtained = obtained.map_err(|err| {
+            crate::provider::explain(
+                self.identity.provider,
+                err,
+                None,
+                login.client_secret.is_some(),
+            )
         })?;
+        cooldown.clear();
         self.save(&obtained.tokens);
         Ok(obtained)
+    }
+
+    /// Fails with [`CoolingDown`] while a failed login is on record.
+    fn check_cooldown(&self, cooldown: &Cooldown) -> anyhow::Result<()> {
+        match cooldown.check(self.clock.now()) {
+            Ok(()) => Ok(()),
+            Err((cooling, reason)) => {
+                self.printer
+                    .debug(format_args!("the last login failed: {reason}"));
+                Err(cooling.into())
+            }
+        }
     }
 
     fn finish(&self, tokens: TokenSet, source: Source) -> anyhow::Result<Obtained> {
@@ -219,8 +281,13 @@ impl Authenticator<'_> {
     fn save(&self, tokens: &TokenSet) {
         let key = self.identity.cache_key();
         if let Err(err) = self.store.save(&key, tokens) {
+            // The entry still holds the previous refresh token, which the IdP may just have
+            // rotated away: using it again would look like token theft (Okta then revokes the
+            // whole token family). Forget it so that the next call logs in instead.
+            let forgotten = self.store.delete(&key).is_ok();
             self.printer.warn(format_args!(
-                "could not cache the token ({err}); the next call will log in again"
+                "could not cache the token ({err}); the next call will log in again{}",
+                if forgotten { "" } else { " (and could not delete the old cache entry)" }
             ));
             return;
         }
@@ -237,19 +304,118 @@ fn margin() -> chrono::Duration {
     chrono::Duration::from_std(EXPIRY_MARGIN).unwrap_or_default()
 }
 
-/// Authorization code + PKCE through the loopback server and the browser.
-async fn browser_login(
+/// The grant a login uses. `auto` means the authorization code grant, except the device grant
+/// when koidc would use the system browser on a machine without a display (`headless`: Linux
+/// with neither DISPLAY nor WAYLAND_DISPLAY) and the provider advertises a device endpoint.
+/// `--paste` asks for the authorization code grant.
+pub fn choose_grant(
+    grant: Grant,
+    paste: bool,
+    browser: &BrowserChoice,
+    headless: bool,
+    device_advertised: bool,
+) -> Grant {
+    match grant {
+        Grant::Auto
+            if !paste && *browser == BrowserChoice::System && headless && device_advertised =>
+        {
+            Grant::DeviceCode
+        }
+        Grant::Auto => Grant::AuthCode,
+        explicit => explicit,
+    }
+}
+
+/// True on Linux when no graphical session is reachable (neither DISPLAY nor WAYLAND_DISPLAY),
+/// so the system browser cannot be shown.
+fn headless() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    cfg!(target_os = "linux") && !set("DISPLAY") && !set("WAYLAND_DISPLAY")
+}
+
+/// Runs the login with the grant [`choose_grant`] picks.
+async fn login_flow(
     provider: &Provider,
+    kind: ProviderKind,
     login: &LoginConfig,
     browser: &dyn Browser,
     printer: Printer,
 ) -> anyhow::Result<TokenSet> {
-    let server = LoopbackServer::bind(&login.listen).await?;
+    let headless = headless();
+    let grant = choose_grant(
+        login.grant,
+        login.paste,
+        &login.browser,
+        headless,
+        provider.supports_device_flow(),
+    );
+    match grant {
+        Grant::DeviceCode => {
+            if login.grant == Grant::Auto {
+                printer.info(
+                    "no display to open a browser on; logging in with a code instead                      (--grant authcode keeps the browser flow)",
+                );
+            }
+            device_login(provider, login, browser, headless, printer).await
+        }
+        Grant::AuthCode | Grant::Auto => browser_login(provider, kind, login, browser, printer).await,
+    }
+}
+
+/// The device authorization grant: show the code, optionally open the page, poll.
+async fn device_login(
+    provider: &Provider,
+    login: &LoginConfig,
+    browser: &dyn Browser,
+    headless: bool,
+    printer: Printer,
+) -> anyhow::Result<TokenSet> {
+    printer.debug("requesting a device code");
+    let auth = provider.start_device_authorization().await?;
+    let wait = login.timeout.as_secs();
+    printer.info(format_args!(
+        "to log in, open {} and enter the code {} (waiting up to {wait}s)",
+        auth.verification_uri, auth.user_code
+    ));
+    if let Some(complete) = &auth.verification_uri_complete {
+        printer.info(format_args!("or open {complete}"));
+        let can_show = match &login.browser {
+            BrowserChoice::None => false,
+            BrowserChoice::Command(_) => true,
+            BrowserChoice::System => !headless,
+        };
+        if can_show && let Err(err) = browser.open(complete) {
+            printer.debug(format_args!("could not open a browser: {err}"));
+        }
+    }
+    printer.debug(format_args!(
+        "polling the token endpoint every {}s",
+        auth.interval.as_secs()
+    ));
+    Ok(provider.wait_for_device_token(&auth, login.timeout).await?)
+}
+
+/// Authorization code + PKCE through the loopback server and the browser; with `--paste`, the
+/// code may also come from stdin.
+async fn browser_login(
+    provider: &Provider,
+    kind: ProviderKind,
+    login: &LoginConfig,
+    browser: &dyn Browser,
+    printer: Printer,
+) -> anyhow::Result<TokenSet> {
+    let server = LoopbackServer::bind(&login.listen_for(kind)).await?;
     let request = provider.authorization_request(&server.redirect_uri())?;
     printer.debug(format_args!(
         "listening for the login callback on {}",
         server.redirect_uri()
     ));
+    if kind.preflights_authorization() {
+        // Fail fast, before a browser shows an error page koidc never sees (an unregistered
+        // redirect URI) and koidc waits for its timeout.
+        printer.debug("checking the authorization request with the identity provider");
+        provider.preflight_authorization(&request).await?;
+    }
     let wait = login.timeout.as_secs();
     if login.browser == BrowserChoice::None {
         printer.info(format_args!(
@@ -268,18 +434,116 @@ async fn browser_login(
             )),
         }
     }
-    let code = server
+    let paste = login.paste
+        && if login.kubectl_interactive == Some(false) {
+            printer.warn(
+                "--paste: kubectl runs koidc non-interactively, so stdin is not connected;                  waiting for the browser's redirect only",
+            );
+            false
+        } else {
+            true
+        };
+    let callback = server
         .with_iss_required(request.iss_required)
-        .wait_for_code_with_issuer(&request.state, Some(&request.issuer), login.timeout)
-        .await?;
+        .wait_for_code_with_issuer(&request.state, Some(&request.issuer), login.timeout);
+    let code = if paste {
+        printer.info(
+            "if the browser cannot reach this machine, paste the address it was sent to after              logging in (or the code it shows) here and press Enter",
+        );
+        tokio::select! {
+            code = callback => code?,
+            code = read_pasted_code(&request, printer) => code?,
+        }
+    } else {
+        callback.await?
+    };
     printer.debug("received the authorization code; redeeming it");
     Ok(provider.exchange_code(request, code).await?)
+}
+
+/// The code from the first usable line on stdin; a line that is not usable is reported and the
+/// user may paste again. When stdin ends first, waits forever (the loopback callback or the
+/// timeout ends the login).
+async fn read_pasted_code(request: &AuthRequest, printer: Printer) -> Result<SecretString, PasteError> {
+    let mut lines = stdin_lines();
+    while let Some(line) = lines.recv().await {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match request.code_from_pasted(&line) {
+            Ok(code) => return Ok(code),
+            Err(err) if err.is_final() => return Err(err),
+            Err(err) => printer.warn(err),
+        }
+    }
+    printer.debug("stdin closed; waiting for the login callback only");
+    std::future::pending().await
+}
+
+/// Lines of stdin, read by a helper thread (blocking reads cannot be cancelled; the thread ends
+/// with the process). Each line is capped at [`MAX_PASTE_LEN`] + 1 bytes.
+fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead as _, Read as _};
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let spawned = std::thread::Builder::new()
+        .name("koidc-paste".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                let mut buf = Vec::new();
+                match (&mut stdin)
+                    .take(MAX_PASTE_LEN as u64 + 1)
+                    .read_until(b'\n', &mut buf)
+                {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                if tx.blocking_send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
+                    break;
+                }
+            }
+        });
+    // Without a thread the channel is closed at once: only the callback can finish the login.
+    drop(spawned);
+    rx
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn auto_uses_the_device_grant_only_for_a_headless_system_browser_and_an_advertised_endpoint() {
+        let system = BrowserChoice::System;
+        let none = BrowserChoice::None;
+        let command = BrowserChoice::Command("firefox".into());
+        // (browser, headless, device advertised, paste) -> grant for `auto`
+        let cases = [
+            (&system, true, true, false, Grant::DeviceCode),
+            (&system, false, true, false, Grant::AuthCode),
+            (&system, true, false, false, Grant::AuthCode),
+            (&system, true, true, true, Grant::AuthCode),
+            (&none, true, true, false, Grant::AuthCode),
+            (&command, true, true, false, Grant::AuthCode),
+        ];
+        for (browser, headless, device, paste, want) in cases {
+            assert_eq!(
+                choose_grant(Grant::Auto, paste, browser, headless, device),
+                want,
+                "{browser:?} headless={headless} device={device} paste={paste}"
+            );
+        }
+        // Explicit grants are kept whatever the environment.
+        assert_eq!(
+            choose_grant(Grant::AuthCode, false, &system, true, true),
+            Grant::AuthCode
+        );
+        assert_eq!(
+            choose_grant(Grant::DeviceCode, false, &command, false, false),
+            Grant::DeviceCode
+        );
+    }
 
     #[test]
     fn reported_expiry_keeps_the_margin() {

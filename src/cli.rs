@@ -93,6 +93,13 @@ pub struct IdentityFlags {
     /// Extra scope to request besides `openid` (repeatable; the variable takes a comma list).
     #[arg(long = "scope", env = "KOIDC_SCOPE", value_name = "S", value_delimiter = ',')]
     pub scopes: Vec<String>,
+    /// Identity provider presets: `okta` adds the scopes offline_access, groups and email and
+    /// listens on 127.0.0.1:8000 then 127.0.0.1:18000; `dex` adds offline_access, groups and email;
+    /// `generic` adds nothing; `auto` picks okta for *.okta.com, *.oktapreview.com and
+    /// *.okta-emea.com issuers, dex for an issuer path ending in /dex, else generic. Flags given
+    /// explicitly win.
+    #[arg(long, env = "KOIDC_PROVIDER", value_enum, default_value_t = ProviderArg::Auto)]
+    pub provider: ProviderArg,
 }
 
 /// Where tokens are kept.
@@ -114,14 +121,9 @@ pub struct LoginFlags {
     #[arg(long, env = "KOIDC_CLIENT_SECRET", value_name = "S", hide_env_values = true)]
     pub client_secret: Option<String>,
     /// Loopback address for the login callback; a fixed port for IdPs that match redirect URIs
-    /// exactly. Repeat (or comma-separate) to try several in order.
-    #[arg(
-        long,
-        env = "KOIDC_LISTEN",
-        value_name = "ADDR",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:0"
-    )]
+    /// exactly. Repeat (or comma-separate) to try several in order [default: 127.0.0.1:0, a free
+    /// port; with --provider okta 127.0.0.1:8000, then 127.0.0.1:18000].
+    #[arg(long, env = "KOIDC_LISTEN", value_name = "ADDR", value_delimiter = ',')]
     pub listen: Vec<String>,
     /// Run `CMD <url>` to open the login page instead of the system browser (BROWSER is honoured
     /// too).
@@ -133,6 +135,18 @@ pub struct LoginFlags {
     /// Seconds to wait for the login to finish in the browser.
     #[arg(long, env = "KOIDC_TIMEOUT", value_name = "SECS", default_value_t = 180)]
     pub timeout: u64,
+    /// How to log in: `authcode` (browser and loopback redirect), `device-code` (RFC 8628: enter
+    /// a code shown on stderr in a browser on any device), or `auto`: authcode, except
+    /// device-code when koidc would use the system browser on Linux with neither DISPLAY nor
+    /// WAYLAND_DISPLAY set and the IdP advertises a device endpoint.
+    #[arg(long, env = "KOIDC_GRANT", value_enum, default_value_t = GrantArg::Auto)]
+    pub grant: GrantArg,
+    /// Keyboard mode of the authorization code grant, for browsers that cannot reach this
+    /// machine's loopback redirect: after logging in, paste the address the browser was sent to
+    /// (or the code the IdP shows) on stdin. Read from a terminal, a kubectl interactive call, or
+    /// a pipe; the loopback callback keeps working meanwhile.
+    #[arg(long, env = "KOIDC_PASTE")]
+    pub paste: bool,
     /// Extra CA certificate (PEM) to trust for the IdP (repeatable).
     #[arg(
         long = "certificate-authority",
@@ -280,6 +294,20 @@ pub enum ManifestFormat {
     Json,
 }
 
+/// `--provider` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ProviderArg {
+    /// Guess from the issuer URL.
+    #[default]
+    Auto,
+    /// Any OpenID Connect provider: no presets.
+    Generic,
+    /// Dex.
+    Dex,
+    /// Okta (a custom authorization server such as https://ORG.okta.com/oauth2/default).
+    Okta,
+}
+
 /// `--cache` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CacheArg {
@@ -289,6 +317,17 @@ pub enum CacheArg {
     File,
     /// No cache: log in every time.
     None,
+}
+
+/// `--grant` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GrantArg {
+    /// Authorization code, or device code on a Linux machine without a display (see above).
+    Auto,
+    /// Authorization code + PKCE through the browser and the loopback redirect.
+    Authcode,
+    /// Device authorization grant (RFC 8628).
+    DeviceCode,
 }
 
 /// `-o` values.

@@ -11,8 +11,10 @@ use secrecy::SecretString;
 
 use crate::browser::BrowserChoice;
 use crate::cache::{CacheKey, CacheKind};
-use crate::cli::{CacheArg, CacheFlags, IdentityFlags, LoginFlags};
+use crate::cli::{CacheArg, CacheFlags, GrantArg, IdentityFlags, LoginFlags};
 use crate::oidc::OidcConfig;
+use crate::cli::ProviderArg;
+use crate::provider::ProviderKind;
 
 /// How long one HTTP request to the IdP may take.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,6 +57,9 @@ pub enum ConfigError {
     /// The timeout is zero or absurd.
     #[error("--timeout must be between 1 and 86400 seconds")]
     Timeout,
+    /// Keyboard mode asked for together with the device grant.
+    #[error("--paste is for the authorization code grant; drop it or use --grant authcode")]
+    PasteWithDeviceCode,
     /// No cache directory can be derived.
     #[error("cannot find a cache directory (HOME is not set); pass --cache-dir")]
     NoCacheDir,
@@ -92,8 +97,11 @@ pub struct Identity {
     pub issuer: String,
     /// The client id.
     pub client_id: String,
-    /// Scopes besides `openid`, sorted and deduplicated.
+    /// Scopes besides `openid`, sorted and deduplicated: the user's plus the provider preset's
+    /// (so they are part of the cache key).
     pub scopes: Vec<String>,
+    /// The identity provider (`--provider`, `auto` resolved from the issuer).
+    pub provider: ProviderKind,
 }
 
 impl Identity {
@@ -113,11 +121,15 @@ impl Identity {
         if client_id.trim().is_empty() {
             return Err(ConfigError::EmptyClientId);
         }
-        let scopes = normalize_scopes(&flags.scopes)?;
+        let provider = ProviderKind::resolve(provider_choice(flags.provider), &issuer);
+        let mut raw = flags.scopes.clone();
+        raw.extend(provider.preset_scopes().iter().map(|s| (*s).to_owned()));
+        let scopes = normalize_scopes(&raw)?;
         Ok(Self {
             issuer,
             client_id,
             scopes,
+            provider,
         })
     }
 
@@ -140,7 +152,8 @@ impl Identity {
 pub struct LoginConfig {
     /// Client secret for confidential clients.
     pub client_secret: Option<SecretString>,
-    /// Loopback addresses to try, in order.
+    /// Loopback addresses to try, in order, as given with `--listen`; empty when not given: then
+    /// the provider's defaults apply (see [`LoginConfig::listen_for`]).
     pub listen: Vec<SocketAddr>,
     /// How to open the login page.
     pub browser: BrowserChoice,
@@ -148,6 +161,24 @@ pub struct LoginConfig {
     pub timeout: Duration,
     /// Extra trusted CA files.
     pub certificate_authorities: Vec<PathBuf>,
+    /// Which grant logs in.
+    pub grant: Grant,
+    /// Keyboard mode: also take the redirected URL or the code from stdin.
+    pub paste: bool,
+    /// `spec.interactive` of `KUBERNETES_EXEC_INFO` when kubectl runs koidc (`None` otherwise);
+    /// set by `get-token`. Non-interactive calls get no stdin and obey the login cool-down.
+    pub kubectl_interactive: Option<bool>,
+}
+
+/// Which OAuth grant performs a login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// Authorization code, or device code when no browser can be shown (see `--grant`).
+    Auto,
+    /// Authorization code + PKCE.
+    AuthCode,
+    /// Device authorization grant (RFC 8628).
+    DeviceCode,
 }
 
 impl LoginConfig {
@@ -156,6 +187,7 @@ impl LoginConfig {
         let listen = flags
             .listen
             .iter()
+            .filter(|raw| !raw.trim().is_empty())
             .map(|raw| parse_listen(raw))
             .collect::<Result<Vec<_>, _>>()?;
         if flags.timeout == 0 || flags.timeout > 86_400 {
@@ -166,7 +198,18 @@ impl LoginConfig {
             .as_ref()
             .filter(|s| !s.is_empty())
             .map(|s| SecretString::from(s.clone()));
+        let grant = match flags.grant {
+            GrantArg::Auto => Grant::Auto,
+            GrantArg::Authcode => Grant::AuthCode,
+            GrantArg::DeviceCode => Grant::DeviceCode,
+        };
+        if flags.paste && grant == Grant::DeviceCode {
+            return Err(ConfigError::PasteWithDeviceCode);
+        }
         Ok(Self {
+            grant,
+            paste: flags.paste,
+            kubectl_interactive: None,
             client_secret,
             listen,
             browser: BrowserChoice::resolve(flags.browser_command.clone(), flags.no_browser, env_browser),
@@ -179,6 +222,16 @@ impl LoginConfig {
         })
     }
 
+    /// The callback addresses to try for `provider`: `--listen` when given, else the provider's
+    /// defaults (Okta: 127.0.0.1:8000 then 127.0.0.1:18000; others: a free port).
+    pub fn listen_for(&self, provider: ProviderKind) -> Vec<SocketAddr> {
+        if self.listen.is_empty() {
+            provider.default_listen()
+        } else {
+            self.listen.clone()
+        }
+    }
+
     /// The IdP adapter's configuration for `identity`.
     pub fn oidc(&self, identity: &Identity) -> OidcConfig {
         OidcConfig {
@@ -189,6 +242,16 @@ impl LoginConfig {
             extra_ca_files: self.certificate_authorities.clone(),
             http_timeout: HTTP_TIMEOUT,
         }
+    }
+}
+
+/// `--provider` as a kind, `None` for `auto`.
+fn provider_choice(arg: ProviderArg) -> Option<ProviderKind> {
+    match arg {
+        ProviderArg::Auto => None,
+        ProviderArg::Generic => Some(ProviderKind::Generic),
+        ProviderArg::Dex => Some(ProviderKind::Dex),
+        ProviderArg::Okta => Some(ProviderKind::Okta),
     }
 }
 
@@ -347,5 +410,74 @@ mod tests {
             vec!["email", "groups", "offline_access"]
         );
         assert!(normalize_scopes(&["bad\"scope".into()]).is_err());
+    }
+
+    fn identity_flags(issuer: &str, provider: ProviderArg, scopes: &[&str]) -> IdentityFlags {
+        IdentityFlags {
+            issuer: Some(issuer.into()),
+            client_id: Some("kubectl".into()),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            provider,
+        }
+    }
+
+    #[test]
+    fn provider_presets_add_missing_scopes_before_the_cache_key_is_made() {
+        let okta = Identity::from_flags(&identity_flags(
+            "https://acme.okta.com/oauth2/default",
+            ProviderArg::Auto,
+            &["groups", "profile"],
+        ))
+        .unwrap();
+        assert_eq!(okta.provider, ProviderKind::Okta);
+        assert_eq!(okta.scopes, ["email", "groups", "offline_access", "profile"]);
+        assert_eq!(okta.cache_key().scopes, okta.scopes);
+
+        let dex = Identity::from_flags(&identity_flags(
+            "http://127.0.0.1:5556/dex",
+            ProviderArg::Auto,
+            &[],
+        ))
+        .unwrap();
+        assert_eq!(dex.provider, ProviderKind::Dex);
+        assert_eq!(dex.scopes, ["email", "groups", "offline_access"]);
+
+        // An explicit --provider wins over detection.
+        let generic = Identity::from_flags(&identity_flags(
+            "https://acme.okta.com/oauth2/default",
+            ProviderArg::Generic,
+            &["offline_access"],
+        ))
+        .unwrap();
+        assert_eq!(generic.provider, ProviderKind::Generic);
+        assert_eq!(generic.scopes, ["offline_access"]);
+        assert_ne!(generic.cache_key(), okta.cache_key());
+    }
+
+    fn login_flags(listen: &[&str]) -> LoginFlags {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            login: LoginFlags,
+        }
+        let mut args = vec!["koidc".to_owned()];
+        for l in listen {
+            args.push(format!("--listen={l}"));
+        }
+        Wrap::try_parse_from(args).unwrap().login
+    }
+
+    #[test]
+    fn okta_listens_on_its_fixed_ports_unless_listen_is_given() {
+        let default = LoginConfig::from_flags(&login_flags(&[]), None).unwrap();
+        assert!(default.listen.is_empty());
+        let ports = |addrs: Vec<SocketAddr>| addrs.iter().map(|a| a.port()).collect::<Vec<_>>();
+        assert_eq!(ports(default.listen_for(ProviderKind::Okta)), [8000, 18000]);
+        assert_eq!(ports(default.listen_for(ProviderKind::Generic)), [0]);
+        assert_eq!(ports(default.listen_for(ProviderKind::Dex)), [0]);
+
+        let given = LoginConfig::from_flags(&login_flags(&["127.0.0.1:9999"]), None).unwrap();
+        assert_eq!(ports(given.listen_for(ProviderKind::Okta)), [9999]);
     }
 }

@@ -18,6 +18,7 @@ pub mod credential;
 pub mod loopback;
 pub mod oidc;
 pub mod printer;
+pub mod provider;
 pub mod rbac;
 pub mod setup;
 pub mod token;

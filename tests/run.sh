@@ -4,8 +4,9 @@
 # 1. Installs the system packages the tests need when one is missing (Debian/Ubuntu, as root or
 #    with sudo): keyutils (keyctl), gnome-keyring + dbus (a real Secret Service), libdbus-1-dev +
 #    pkg-config (the keyring crate links libdbus), python3 (the fake browser).
-# 2. Builds the pinned Dex and kubectl once (tests/e2e/deps.sh, cached under ~/.cache/koidc-e2e)
-#    and exports KOIDC_E2E_DEX / KOIDC_E2E_KUBECTL for the integration tests.
+# 2. Builds the pinned Dex, kubectl, etcd and kube-apiserver once (tests/e2e/deps.sh, cached
+#    under ~/.cache/koidc-e2e) and exports KOIDC_E2E_DEX / KOIDC_E2E_KUBECTL / KOIDC_E2E_ETCD /
+#    KOIDC_E2E_KUBE_APISERVER for the integration tests.
 # 3. Runs every test (unit + integration) with `cargo test --locked` and exits with its status.
 #    Extra arguments go to cargo, e.g. `./tests/run.sh --test it login`.
 set -euo pipefail
@@ -42,7 +43,7 @@ install_missing_packages() {
 
 install_missing_packages
 
-tests/e2e/deps.sh dex kubectl
-eval "$(tests/e2e/deps.sh --print-env dex kubectl)"
+tests/e2e/deps.sh all
+eval "$(tests/e2e/deps.sh --print-env all)"
 
 exec cargo test --locked "$@"

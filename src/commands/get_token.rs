@@ -26,7 +26,8 @@ pub fn run(args: &GetTokenArgs, clock: Arc<dyn Clock>, exec_info: Option<String>
         printer,
     };
 
-    let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
+    let mut login = LoginConfig::from_flags(&args.login, super::env_browser())?;
+    login.kubectl_interactive = exec.from_kubectl.then_some(exec.interactive);
     let browser = login.browser.clone().into_browser();
     let obtained = auth.obtain(&login, browser.as_ref(), false)?;
     let expiry = obtained.report_expiry(clock.now());

@@ -62,6 +62,7 @@ fn revoke(
         issuer: key.issuer.clone(),
         client_id: key.client_id.clone(),
         scopes: key.scopes.clone(),
+        provider: crate::provider::ProviderKind::detect(&key.issuer),
     };
     let oidc = login.oidc(&identity);
     let result = tokio::runtime::Builder::new_current_thread()

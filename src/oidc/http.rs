@@ -75,6 +75,8 @@ fn read_ca_file(path: &Path) -> Result<Vec<Certificate>, OidcError> {
 /// A response koidc has read completely (status and a bounded body).
 pub(crate) struct Reply {
     pub status: StatusCode,
+    /// The `Location` header, when present and readable (redirects are never followed).
+    pub location: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -94,6 +96,14 @@ pub(crate) async fn get(http: &reqwest::Client, url: &Url, timeout: Duration) ->
     let req = http
         .get(url.clone())
         .header(ACCEPT, HeaderValue::from_static("application/json"));
+    send(req, url, timeout).await
+}
+
+/// GETs `url` as a browser would ask for a page (HTML), without following redirects.
+pub(crate) async fn get_page(http: &reqwest::Client, url: &Url, timeout: Duration) -> Result<Reply, OidcError> {
+    let req = http
+        .get(url.clone())
+        .header(ACCEPT, HeaderValue::from_static("text/html"));
     send(req, url, timeout).await
 }
 
@@ -160,6 +170,11 @@ fn form_request(
 async fn send(req: reqwest::RequestBuilder, url: &Url, timeout: Duration) -> Result<Reply, OidcError> {
     let mut resp = req.send().await.map_err(|e| transport_error(&e, url, timeout))?;
     let status = resp.status();
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
         return Err(OidcError::Malformed {
             url: display_url(url),
@@ -180,7 +195,11 @@ async fn send(req: reqwest::RequestBuilder, url: &Url, timeout: Duration) -> Res
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(Reply { status, body })
+    Ok(Reply {
+        status,
+        location,
+        body,
+    })
 }
 
 fn too_large() -> String {

@@ -10,9 +10,13 @@
 //! test IdPs use).
 //!
 //! INTERFACE: [`OidcConfig`], [`Provider::discover`], [`Provider::authorization_request`],
-//! [`Provider::exchange_code`], [`Provider::refresh`], [`Provider::revoke`].
+//! [`Provider::exchange_code`], [`Provider::refresh`], [`Provider::revoke`]; the device grant
+//! ([`Provider::start_device_authorization`], [`Provider::wait_for_device_token`], see
+//! [`device`]); keyboard mode ([`AuthRequest::code_from_pasted`], see [`paste`]).
 
+pub mod device;
 mod http;
+pub mod paste;
 mod verify;
 
 #[cfg(test)]
@@ -38,6 +42,8 @@ use crate::clock::Clock;
 use crate::token::TokenSet;
 
 use self::http::{ClientAuth, Reply, display_url, one_line};
+pub use self::device::DeviceAuthorization;
+pub use self::paste::PasteError;
 pub use self::verify::{ASYMMETRIC_ALGS, Rejection};
 
 /// Errors talking to the identity provider. Messages never contain a token, the authorization
@@ -163,6 +169,55 @@ pub enum OidcError {
     /// The ID token failed verification.
     #[error("ID token rejected: {0}")]
     IdTokenRejected(#[from] Rejection),
+    /// The provider advertises no device authorization endpoint (RFC 8628).
+    #[error(
+        "the identity provider advertises no device authorization endpoint (device_authorization_endpoint in its discovery document); use the authorization code grant (--grant authcode)"
+    )]
+    NoDeviceEndpoint,
+    /// The device authorization endpoint answered with an OAuth error.
+    #[error("the device authorization endpoint refused the request: {error}{}; check that the client is allowed the device grant", desc(.description))]
+    DeviceAuthorizationRefused {
+        /// The OAuth `error` code (sanitised).
+        error: String,
+        /// The `error_description` (sanitised, capped).
+        description: Option<String>,
+    },
+    /// The user (or the provider) denied the device login (`access_denied`).
+    #[error("the device login was denied at the identity provider (access_denied); run `koidc login` to try again")]
+    DeviceAccessDenied,
+    /// The device code expired before the user approved the login (`expired_token`, or the
+    /// code's `expires_in` passed).
+    #[error("the device code expired before the login was approved; run `koidc login` to try again")]
+    DeviceCodeExpired,
+    /// The user did not approve the device login within the configured timeout.
+    #[error("the device login was not approved within {secs}s; run `koidc login` to try again (or raise --timeout)")]
+    DeviceTimeout {
+        /// The timeout, in whole seconds.
+        secs: u64,
+    },
+    /// Asked before the browser opens ([`Provider::preflight_authorization`]), the authorization
+    /// endpoint sent the login request straight back to the redirect URI with an OAuth error.
+    #[error("the identity provider refused the login request: {error}{}; check the client settings at the identity provider", desc(.description))]
+    AuthorizeRefused {
+        /// The OAuth `error` code (sanitised).
+        error: String,
+        /// The `error_description` (sanitised, capped).
+        description: Option<String>,
+    },
+    /// Asked before the browser opens ([`Provider::preflight_authorization`]), the authorization
+    /// endpoint answered with an error page: it cannot even redirect back (an unknown client or an
+    /// unregistered redirect URI).
+    #[error("the identity provider answered the login request with an error page (HTTP {status}{}): {text}; check the client id and that {redirect_uri} is a registered redirect URI of the client", .error.as_deref().map(|e| format!(", {e}")).unwrap_or_default())]
+    AuthorizeErrorPage {
+        /// The HTTP status.
+        status: u16,
+        /// The OAuth error code found on the page, if any.
+        error: Option<String>,
+        /// The page's text, on one line, capped.
+        text: String,
+        /// The redirect URI koidc sent.
+        redirect_uri: String,
+    },
     /// The revocation endpoint answered with an OAuth error.
     #[error("the revocation endpoint refused the request: {error}{}; the local tokens can still be deleted", desc(.description))]
     RevocationRefused {
@@ -500,6 +555,60 @@ impl Provider {
         })
     }
 
+    /// Asks the authorization endpoint for `req` once, without cookies and without following
+    /// redirects, before the browser is opened: when the provider sends the request straight back
+    /// to the redirect URI with an OAuth `error` (and the request's `state`) this gives
+    /// [`OidcError::AuthorizeRefused`]; when it answers HTTP 400 or 401 with an error page (an
+    /// unregistered redirect URI, an unknown client) it gives [`OidcError::AuthorizeErrorPage`].
+    /// Anything else — a login page, a redirect to one, a failure to connect that the browser may
+    /// not share — is `Ok`: the browser login goes ahead.
+    pub async fn preflight_authorization(&self, req: &AuthRequest) -> Result<(), OidcError> {
+        let Ok(url) = Url::parse(&req.url) else {
+            return Ok(());
+        };
+        let Ok(reply) = http::get_page(&self.http, &url, self.cfg.http_timeout).await else {
+            return Ok(());
+        };
+        if reply.status.is_redirection() {
+            let back = reply
+                .location
+                .as_deref()
+                .and_then(|l| url.join(l).ok())
+                .filter(|l| same_endpoint(l, &req.redirect_uri));
+            let Some(back) = back else {
+                return Ok(());
+            };
+            let param = |name: &str| {
+                back.query_pairs()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.into_owned())
+            };
+            if let (Some(error), Some(state)) = (param("error"), param("state"))
+                && state == req.state
+            {
+                let (error, description) = sanitize_oauth_error(
+                    &OAuthErrorBody {
+                        error,
+                        error_description: param("error_description"),
+                    },
+                    &[],
+                );
+                return Err(OidcError::AuthorizeRefused { error, description });
+            }
+            return Ok(());
+        }
+        if matches!(reply.status.as_u16(), 400 | 401) {
+            let text = page_text(&String::from_utf8_lossy(&reply.body));
+            return Err(OidcError::AuthorizeErrorPage {
+                status: reply.status.as_u16(),
+                error: oauth_error_code_in(&text),
+                text: one_line(&text, 300),
+                redirect_uri: one_line(&req.redirect_uri, 200),
+            });
+        }
+        Ok(())
+    }
+
     /// Redeems `code` and verifies the ID token (with the request's nonce).
     pub async fn exchange_code(&self, req: AuthRequest, code: SecretString) -> Result<TokenSet, OidcError> {
         let params = [
@@ -602,11 +711,14 @@ impl Provider {
         secrets: &[&str],
         refreshing: bool,
     ) -> Result<TokenResponseBody, OidcError> {
-        if reply.status == reqwest::StatusCode::OK {
+        // Some providers (GitHub) send OAuth errors with HTTP 200: an `error` member makes a
+        // reply an error whatever its status.
+        let oauth_error = serde_json::from_slice::<OAuthErrorBody>(&reply.body);
+        if reply.status == reqwest::StatusCode::OK && oauth_error.is_err() {
             return serde_json::from_slice(&reply.body)
                 .map_err(|_| OidcError::BadTokenResponse(display_url(&self.token_url)));
         }
-        let Ok(err) = serde_json::from_slice::<OAuthErrorBody>(&reply.body) else {
+        let Ok(err) = oauth_error else {
             return Err(OidcError::HttpStatus {
                 url: display_url(&self.token_url),
                 status: reply.status.as_u16(),
@@ -648,6 +760,78 @@ impl Provider {
             other => Ok(other?),
         }
     }
+}
+
+/// True when `url` is `redirect_uri` without its query: same scheme, host, port and path.
+fn same_endpoint(url: &Url, redirect_uri: &str) -> bool {
+    let Ok(want) = Url::parse(redirect_uri) else {
+        return false;
+    };
+    url.scheme() == want.scheme()
+        && url.host_str() == want.host_str()
+        && url.port_or_known_default() == want.port_or_known_default()
+        && url.path() == want.path()
+}
+
+/// The visible text of an HTML page on one line: tags, `<head>`, `<style>` and `<script>`
+/// contents dropped, the common character references decoded, whitespace collapsed.
+fn page_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        out.push(' ');
+        let tag = &rest[start..];
+        let name: String = tag[1..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let skip_to = if matches!(name.as_str(), "style" | "script" | "head") {
+            let lower = tag.to_ascii_lowercase();
+            lower
+                .find(&format!("</{name}"))
+                .and_then(|end| lower[end..].find('>').map(|gt| end + gt + 1))
+        } else {
+            tag.find('>').map(|gt| gt + 1)
+        };
+        match skip_to {
+            Some(n) => rest = &tag[n..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    let decoded = out
+        .replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&apos;", "'")
+        .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&nbsp;", " ")
+        .replace("&amp;", "&");
+    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The first OAuth error code that appears as a word in `text`.
+fn oauth_error_code_in(text: &str) -> Option<String> {
+    const CODES: [&str; 9] = [
+        "invalid_redirect_uri",
+        "invalid_request",
+        "invalid_client",
+        "unauthorized_client",
+        "invalid_scope",
+        "access_denied",
+        "unsupported_response_type",
+        "server_error",
+        "temporarily_unavailable",
+    ];
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .find(|w| CODES.contains(w))
+        .map(str::to_owned)
 }
 
 /// Parses a JSON document (discovery, JWKS) from a 200 reply.
@@ -695,4 +879,47 @@ fn sanitize_oauth_error(e: &OAuthErrorBody, secrets: &[&str]) -> (String, Option
             .filter(|d| !d.is_empty())
             .map(|d| scrub(d, 200)),
     )
+}
+
+#[cfg(test)]
+mod preflight_tests {
+    use super::*;
+
+    #[test]
+    fn page_text_drops_markup_head_and_styles_and_decodes_quotes() {
+        let html = "<!DOCTYPE html><html><head><title>t</title><style>h1{x:y}</style></head>\
+            <body><h2>400 Bad Request</h2><p>Error Code: invalid_request</p>\
+            <p>Description: The &#39;redirect_uri&#39; parameter must be a Login redirect URI</p>\
+            <script>alert(1)</script></body></html>";
+        assert_eq!(
+            page_text(html),
+            "400 Bad Request Error Code: invalid_request Description: The 'redirect_uri' parameter must be a Login redirect URI"
+        );
+        assert_eq!(page_text("no markup"), "no markup");
+        assert_eq!(page_text("<p>unclosed <b"), "unclosed");
+    }
+
+    #[test]
+    fn first_oauth_error_code_on_a_page_is_found_as_a_whole_word() {
+        assert_eq!(
+            oauth_error_code_in("Error Code: invalid_request Description: x").as_deref(),
+            Some("invalid_request")
+        );
+        assert_eq!(
+            oauth_error_code_in("error: invalid_redirect_uri").as_deref(),
+            Some("invalid_redirect_uri")
+        );
+        assert_eq!(oauth_error_code_in("my_invalid_request_x"), None);
+        assert_eq!(oauth_error_code_in("all good"), None);
+    }
+
+    #[test]
+    fn same_endpoint_ignores_the_query_but_not_port_or_path() {
+        let cb = "http://127.0.0.1:8000/callback";
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert!(same_endpoint(&u("http://127.0.0.1:8000/callback?error=x&state=s"), cb));
+        assert!(!same_endpoint(&u("http://127.0.0.1:18000/callback?error=x"), cb));
+        assert!(!same_endpoint(&u("http://127.0.0.1:8000/other?error=x"), cb));
+        assert!(!same_endpoint(&u("https://127.0.0.1:8000/callback"), cb));
+    }
 }

@@ -18,6 +18,9 @@ use sha2::Digest as _;
 
 use super::*;
 
+mod device_flow;
+mod paste;
+
 const PEM_FILE: &str = include_str!("../../tests/fixtures/stub-idp-rsa.pem");
 const CLIENT_ID: &str = "koidc";
 const REDIRECT: &str = "http://127.0.0.1:18000/callback";
@@ -69,6 +72,8 @@ struct Stub {
     token_replies: Mutex<VecDeque<(u16, String)>>,
     token_requests: Mutex<Vec<Recorded>>,
     revoke_requests: Mutex<Vec<Recorded>>,
+    device_replies: Mutex<VecDeque<(u16, String)>>,
+    device_requests: Mutex<Vec<Recorded>>,
 }
 
 fn json_reply(status: u16, body: String) -> Response {
@@ -111,6 +116,16 @@ async fn token(State(s): State<Arc<Stub>>, headers: HeaderMap, body: String) -> 
         .unwrap_or((500, String::new()));
     json_reply(status, body)
 }
+async fn device_code(State(s): State<Arc<Stub>>, headers: HeaderMap, body: String) -> Response {
+    s.device_requests.lock().unwrap().push(record(&headers, &body));
+    let (status, body) = s
+        .device_replies
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or((500, String::new()));
+    json_reply(status, body)
+}
 async fn revoke(State(s): State<Arc<Stub>>, headers: HeaderMap, body: String) -> Response {
     s.revoke_requests.lock().unwrap().push(record(&headers, &body));
     StatusCode::OK.into_response()
@@ -147,6 +162,7 @@ impl Idp {
             .route("/idp/keys", get(keys))
             .route("/idp/token", post(token))
             .route("/idp/revoke", post(revoke))
+            .route("/idp/device/code", post(device_code))
             .route(
                 "/redirect/.well-known/openid-configuration",
                 get(|| async {

@@ -12,6 +12,7 @@
 mod apiserver;
 mod browser;
 mod dex;
+mod kube;
 mod kubeconfig;
 mod lab;
 mod proxy;
@@ -23,4 +24,6 @@ mod forged_tokens;
 mod keyring;
 mod kubectl;
 mod login;
+mod options;
 mod parallel;
+mod rbac_e2e;

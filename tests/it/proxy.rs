@@ -147,7 +147,7 @@ async fn forward(
             for (k, v) in url::form_urlencoded::parse(&body) {
                 match &*k {
                     "grant_type" => grant_type = Some(v.into_owned()),
-                    "code" | "code_verifier" | "refresh_token" | "client_secret" => {
+                    "code" | "code_verifier" | "refresh_token" | "client_secret" | "device_code" => {
                         log.secrets.other.insert(v.into_owned());
                     }
                     _ => {}
