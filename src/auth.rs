@@ -33,8 +33,8 @@ use crate::printer::Printer;
 use crate::provider::ProviderKind;
 use crate::token::{IdTokenInfo, TokenSet};
 
-pub use self::cooldown::{COOLDOWN, CoolingDown};
 use self::cooldown::Cooldown;
+pub use self::cooldown::{COOLDOWN, CoolingDown};
 
 /// A cached token with less than this left is refreshed before it is handed out; kubectl is told
 /// the token expires this much earlier than it does (kubectl reuses it until then, with no margin
@@ -248,12 +248,7 @@ impl Authenticator<'_> {
         });
         // Okta (and any provider koidc has presets for) gets messages naming its own settings.
         let obtained = obtained.map_err(|err| {
-            crate::provider::explain(
-                self.identity.provider,
-                err,
-                None,
-                login.client_secret.is_some(),
-            )
+            crate::provider::explain(self.identity.provider, err, None, login.client_secret.is_some())
         })?;
         cooldown.clear();
         self.save(&obtained.tokens);
@@ -287,7 +282,11 @@ impl Authenticator<'_> {
             let forgotten = self.store.delete(&key).is_ok();
             self.printer.warn(format_args!(
                 "could not cache the token ({err}); the next call will log in again{}",
-                if forgotten { "" } else { " (and could not delete the old cache entry)" }
+                if forgotten {
+                    ""
+                } else {
+                    " (and could not delete the old cache entry)"
+                }
             ));
             return;
         }
@@ -353,7 +352,8 @@ async fn login_flow(
         Grant::DeviceCode => {
             if login.grant == Grant::Auto {
                 printer.info(
-                    "no display to open a browser on; logging in with a code instead                      (--grant authcode keeps the browser flow)",
+                    "no display to open a browser on; logging in with a code instead \
+                     (--grant authcode keeps the browser flow)",
                 );
             }
             device_login(provider, login, browser, headless, printer).await
@@ -437,7 +437,8 @@ async fn browser_login(
     let paste = login.paste
         && if login.kubectl_interactive == Some(false) {
             printer.warn(
-                "--paste: kubectl runs koidc non-interactively, so stdin is not connected;                  waiting for the browser's redirect only",
+                "--paste: kubectl runs koidc non-interactively, so stdin is not connected; \
+                 waiting for the browser's redirect only",
             );
             false
         } else {
@@ -448,7 +449,8 @@ async fn browser_login(
         .wait_for_code_with_issuer(&request.state, Some(&request.issuer), login.timeout);
     let code = if paste {
         printer.info(
-            "if the browser cannot reach this machine, paste the address it was sent to after              logging in (or the code it shows) here and press Enter",
+            "if the browser cannot reach this machine, paste the address it was sent to after \
+             logging in (or the code it shows) here and press Enter",
         );
         tokio::select! {
             code = callback => code?,

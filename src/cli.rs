@@ -132,7 +132,9 @@ pub struct LoginFlags {
     /// Do not open a browser: print the login URL on stderr and wait.
     #[arg(long, env = "KOIDC_NO_BROWSER")]
     pub no_browser: bool,
-    /// Seconds to wait for the login to finish in the browser.
+    /// Seconds to wait for the login to finish in the browser (or for the device code to be
+    /// approved). After a failed or timed-out login, non-interactive kubectl calls fail at once
+    /// for 60 s instead of opening the browser again; `koidc login` works meanwhile.
     #[arg(long, env = "KOIDC_TIMEOUT", value_name = "SECS", default_value_t = 180)]
     pub timeout: u64,
     /// How to log in: `authcode` (browser and loopback redirect), `device-code` (RFC 8628: enter

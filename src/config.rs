@@ -11,9 +11,9 @@ use secrecy::SecretString;
 
 use crate::browser::BrowserChoice;
 use crate::cache::{CacheKey, CacheKind};
+use crate::cli::ProviderArg;
 use crate::cli::{CacheArg, CacheFlags, GrantArg, IdentityFlags, LoginFlags};
 use crate::oidc::OidcConfig;
-use crate::cli::ProviderArg;
 use crate::provider::ProviderKind;
 
 /// How long one HTTP request to the IdP may take.

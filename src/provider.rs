@@ -361,10 +361,22 @@ mod tests {
 
     #[test]
     fn dex_path_is_detected_and_other_issuers_are_generic() {
-        assert_eq!(ProviderKind::detect("https://dex.example.com/dex"), ProviderKind::Dex);
-        assert_eq!(ProviderKind::detect("http://127.0.0.1:5556/dex/"), ProviderKind::Dex);
-        assert_eq!(ProviderKind::detect("https://dex.example.com"), ProviderKind::Generic);
-        assert_eq!(ProviderKind::detect("https://x.example.com/dexter"), ProviderKind::Generic);
+        assert_eq!(
+            ProviderKind::detect("https://dex.example.com/dex"),
+            ProviderKind::Dex
+        );
+        assert_eq!(
+            ProviderKind::detect("http://127.0.0.1:5556/dex/"),
+            ProviderKind::Dex
+        );
+        assert_eq!(
+            ProviderKind::detect("https://dex.example.com"),
+            ProviderKind::Generic
+        );
+        assert_eq!(
+            ProviderKind::detect("https://x.example.com/dexter"),
+            ProviderKind::Generic
+        );
         assert_eq!(ProviderKind::detect("not a url"), ProviderKind::Generic);
     }
 
@@ -392,13 +404,13 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert_eq!(okta, ["127.0.0.1:8000", "127.0.0.1:18000"]);
-        assert_eq!(
-            ProviderKind::Dex.default_listen()[0].to_string(),
-            "127.0.0.1:0"
-        );
+        assert_eq!(ProviderKind::Dex.default_listen()[0].to_string(), "127.0.0.1:0");
         assert_eq!(
             okta_redirect_uris(),
-            ["http://127.0.0.1:8000/callback", "http://127.0.0.1:18000/callback"]
+            [
+                "http://127.0.0.1:8000/callback",
+                "http://127.0.0.1:18000/callback"
+            ]
         );
     }
 
@@ -409,15 +421,21 @@ mod tests {
             .unwrap();
         assert!(w.contains("https://acme.okta.com/oauth2/default"), "{w}");
         assert!(!w.contains('\n'));
-        assert!(ProviderKind::Okta
-            .issuer_warning("https://acme.okta.com/")
-            .is_some());
-        assert!(ProviderKind::Okta
-            .issuer_warning("https://acme.okta.com/oauth2/default")
-            .is_none());
-        assert!(ProviderKind::Generic
-            .issuer_warning("https://acme.okta.com")
-            .is_none());
+        assert!(
+            ProviderKind::Okta
+                .issuer_warning("https://acme.okta.com/")
+                .is_some()
+        );
+        assert!(
+            ProviderKind::Okta
+                .issuer_warning("https://acme.okta.com/oauth2/default")
+                .is_none()
+        );
+        assert!(
+            ProviderKind::Generic
+                .issuer_warning("https://acme.okta.com")
+                .is_none()
+        );
     }
 
     #[test]
@@ -431,8 +449,14 @@ mod tests {
         )
         .unwrap()
         .to_string();
-        assert!(scope.contains("add a `groups` scope/claim on the authorization server"), "{scope}");
-        assert!(scope.contains("Security > API > Authorization Servers > Scopes/Claims"), "{scope}");
+        assert!(
+            scope.contains("add a `groups` scope/claim on the authorization server"),
+            "{scope}"
+        );
+        assert!(
+            scope.contains("Security > API > Authorization Servers > Scopes/Claims"),
+            "{scope}"
+        );
 
         let redirect = okta_error(
             Stage::Authorize,
@@ -461,16 +485,28 @@ mod tests {
         )
         .unwrap()
         .to_string();
-        assert!(pkce.contains("enable 'Require PKCE' / use a Native app"), "{pkce}");
+        assert!(
+            pkce.contains("enable 'Require PKCE' / use a Native app"),
+            "{pkce}"
+        );
 
         let confidential = okta_error(Stage::Token, "invalid_client", None, None, false).unwrap();
         assert!(matches!(confidential, OktaError::Pkce { .. }));
         assert!(okta_error(Stage::Token, "invalid_client", None, None, true).is_none());
 
-        let device = okta_error(Stage::DeviceAuthorization, "unauthorized_client", None, None, false)
-            .unwrap()
-            .to_string();
-        assert!(device.contains("enable the Device Authorization grant on the app"), "{device}");
+        let device = okta_error(
+            Stage::DeviceAuthorization,
+            "unauthorized_client",
+            None,
+            None,
+            false,
+        )
+        .unwrap()
+        .to_string();
+        assert!(
+            device.contains("enable the Device Authorization grant on the app"),
+            "{device}"
+        );
 
         let grant = okta_error(Stage::Refresh, "unauthorized_client", None, None, false).unwrap();
         assert!(matches!(grant, OktaError::Grant { .. }));
@@ -490,7 +526,10 @@ mod tests {
         let okta = explain(ProviderKind::Okta, callback(), None, false).to_string();
         assert!(okta.contains("`groups` scope/claim"), "{okta}");
         let generic = explain(ProviderKind::Generic, callback(), None, false).to_string();
-        assert!(generic.starts_with("the identity provider refused the login"), "{generic}");
+        assert!(
+            generic.starts_with("the identity provider refused the login"),
+            "{generic}"
+        );
         let dex = explain(ProviderKind::Dex, callback(), None, false).to_string();
         assert_eq!(dex, generic);
 
@@ -499,7 +538,10 @@ mod tests {
             description: Some("authorization code is invalid".into()),
         });
         let kept = explain(ProviderKind::Okta, token, None, false).to_string();
-        assert!(kept.starts_with("the token endpoint refused the request"), "{kept}");
+        assert!(
+            kept.starts_with("the token endpoint refused the request"),
+            "{kept}"
+        );
 
         let page = anyhow::Error::new(OidcError::AuthorizeErrorPage {
             status: 400,

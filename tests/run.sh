@@ -7,6 +7,7 @@
 # 2. Builds the pinned Dex, kubectl, etcd and kube-apiserver once (tests/e2e/deps.sh, cached
 #    under ~/.cache/koidc-e2e) and exports KOIDC_E2E_DEX / KOIDC_E2E_KUBECTL / KOIDC_E2E_ETCD /
 #    KOIDC_E2E_KUBE_APISERVER for the integration tests.
+#    Installs the Okta-like test IdP (tests/okta, `npm ci`) when its node_modules is missing.
 # 3. Runs every test (unit + integration) with `cargo test --locked` and exits with its status.
 #    Extra arguments go to cargo, e.g. `./tests/run.sh --test it login`.
 set -euo pipefail
@@ -45,6 +46,16 @@ install_missing_packages
 
 tests/e2e/deps.sh all
 eval "$(tests/e2e/deps.sh --print-env all)"
+
+# The Okta-like test IdP of tests/it/okta.rs: the npm `oidc-provider` package, pinned by
+# tests/okta/package-lock.json (Node.js 20+ is needed; node_modules is installed only once).
+if [[ ! -d tests/okta/node_modules ]]; then
+  command -v npm >/dev/null 2>&1 || {
+    echo "tests/run.sh: npm (Node.js 20 or later) is needed for the Okta tests (tests/okta)" >&2
+    exit 1
+  }
+  (cd tests/okta && npm ci --no-audit --no-fund)
+fi
 
 cargo test --locked "$@"
 

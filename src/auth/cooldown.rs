@@ -160,7 +160,9 @@ mod tests {
         let dir = temp_dir("window");
         let marker = Cooldown::new(&dir.join("sub"), "abc");
         assert!(marker.check(at(0)).is_ok(), "no marker, no cool-down");
-        marker.record(at(0), "no login callback arrived within 2s").unwrap();
+        marker
+            .record(at(0), "no login callback arrived within 2s")
+            .unwrap();
         let (err, reason) = marker.check(at(7)).unwrap_err();
         assert_eq!(err, CoolingDown { secs_ago: 7 });
         assert_eq!(reason, "no login callback arrived within 2s");
@@ -208,7 +210,10 @@ mod tests {
         assert!(marker.check(at(1)).is_ok(), "a symlink is not followed");
         marker.record(at(0), "x").unwrap();
         assert!(
-            !std::fs::symlink_metadata(marker.path()).unwrap().file_type().is_symlink(),
+            !std::fs::symlink_metadata(marker.path())
+                .unwrap()
+                .file_type()
+                .is_symlink(),
             "recording replaces a planted symlink"
         );
         std::fs::remove_dir_all(&dir).unwrap();

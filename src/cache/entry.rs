@@ -3,7 +3,11 @@
 //!
 //! Plaintext entry (`<id>.json`, and the plaintext inside `<id>.enc`):
 //! `{"version":1,"issuer":…,"client_id":…,"scopes":[…],"id_token":…,"refresh_token":…}`
-//! (`refresh_token` omitted when there is none).
+//! (`refresh_token` omitted when there is none). Entries of providers whose tokens koidc cannot
+//! read (GitHub's opaque access tokens) add the optional [`EntryMeta`] fields `kind`,
+//! `expires_at` and `refresh_expires_at` (Unix seconds) and `info` (a JSON object for display);
+//! they are omitted when unset, so OpenID Connect entries look exactly as before, and readers that
+//! do not know them ignore them (the version stays 1).
 //!
 //! Encrypted entry (`<id>.enc`): `{"version":1,"cipher":"chacha20poly1305","issuer":…,
 //! "client_id":…,"scopes":[…],"nonce":<base64>,"ciphertext":<base64>}`. The key fields are in
@@ -18,7 +22,7 @@ use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{CacheError, CacheKey};
+use super::{CacheError, CacheKey, EntryMeta};
 use crate::token::TokenSet;
 
 /// The entry format version written and accepted.
@@ -30,6 +34,7 @@ pub(super) const CIPHER: &str = "chacha20poly1305";
 pub(super) struct Entry {
     pub key: CacheKey,
     pub tokens: TokenSet,
+    pub meta: EntryMeta,
 }
 
 #[derive(Serialize)]
@@ -41,6 +46,14 @@ struct PlainOut<'a> {
     id_token: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_expires_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    info: Option<&'a serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -51,6 +64,14 @@ struct PlainIn {
     id_token: String,
     #[serde(default)]
     refresh_token: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    expires_at: Option<i64>,
+    #[serde(default)]
+    refresh_expires_at: Option<i64>,
+    #[serde(default)]
+    info: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -76,8 +97,8 @@ pub(super) struct Sealed {
     pub ciphertext: Vec<u8>,
 }
 
-/// The plaintext entry of `key` holding `tokens`.
-pub(super) fn encode_plain(key: &CacheKey, tokens: &TokenSet) -> Zeroizing<Vec<u8>> {
+/// The plaintext entry of `key` holding `tokens` and `meta`.
+pub(super) fn encode_plain(key: &CacheKey, tokens: &TokenSet, meta: &EntryMeta) -> Zeroizing<Vec<u8>> {
     let out = PlainOut {
         version: VERSION,
         issuer: &key.issuer,
@@ -85,6 +106,10 @@ pub(super) fn encode_plain(key: &CacheKey, tokens: &TokenSet) -> Zeroizing<Vec<u
         scopes: &key.scopes,
         id_token: tokens.id_token.expose_secret(),
         refresh_token: tokens.refresh_token.as_ref().map(|t| t.expose_secret()),
+        kind: meta.kind.as_deref(),
+        expires_at: meta.expires_at.map(|t| t.timestamp()),
+        refresh_expires_at: meta.refresh_expires_at.map(|t| t.timestamp()),
+        info: meta.info.as_ref(),
     };
     // Serializing strings into a Vec cannot fail.
     Zeroizing::new(serde_json::to_vec(&out).unwrap_or_default())
@@ -105,7 +130,17 @@ pub(super) fn decode_plain(path: &Path, bytes: &[u8]) -> Result<Entry, CacheErro
             id_token: SecretString::from(entry.id_token),
             refresh_token: entry.refresh_token.map(SecretString::from),
         },
+        meta: EntryMeta {
+            kind: entry.kind,
+            expires_at: entry.expires_at.and_then(from_unix),
+            refresh_expires_at: entry.refresh_expires_at.and_then(from_unix),
+            info: entry.info,
+        },
     })
+}
+
+fn from_unix(secs: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::TimeZone::timestamp_opt(&chrono::Utc, secs, 0).single()
 }
 
 /// The encrypted entry file of `key`.
@@ -186,7 +221,7 @@ mod tests {
 
     #[test]
     fn plain_round_trip_and_shape() {
-        let bytes = encode_plain(&key(1), &tokens("a"));
+        let bytes = encode_plain(&key(1), &tokens("a"), &EntryMeta::default());
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["version"], 1);
         assert_eq!(v["client_id"], "client-1");
@@ -194,6 +229,33 @@ mod tests {
         let e = decode_plain(Path::new("x"), &bytes).unwrap();
         assert_eq!(e.key, key(1));
         assert_eq!(e.tokens.id_token.expose_secret(), "id-token-a");
+        // Without metadata the entry has exactly the fields of the original format.
+        let fields: Vec<&String> = v.as_object().unwrap().keys().collect();
+        assert_eq!(
+            fields,
+            ["client_id", "id_token", "issuer", "refresh_token", "scopes", "version"]
+        );
+        assert_eq!(e.meta, EntryMeta::default());
+    }
+
+    #[test]
+    fn metadata_round_trips_and_old_entries_have_none() {
+        use chrono::TimeZone as _;
+        let meta = EntryMeta {
+            kind: Some("github".into()),
+            expires_at: Some(chrono::Utc.timestamp_opt(2_000_000_000, 0).unwrap()),
+            refresh_expires_at: None,
+            info: Some(serde_json::json!({"login": "octocat"})),
+        };
+        let bytes = encode_plain(&key(1), &tokens("a"), &meta);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["expires_at"], 2_000_000_000);
+        assert!(v.get("refresh_expires_at").is_none());
+        let e = decode_plain(Path::new("x"), &bytes).unwrap();
+        assert_eq!(e.meta, meta);
+        // An entry written before the metadata existed reads with none.
+        let old = br#"{"version":1,"issuer":"i","client_id":"c","scopes":[],"id_token":"t"}"#;
+        assert_eq!(decode_plain(Path::new("x"), old).unwrap().meta, EntryMeta::default());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use secrecy::zeroize::Zeroizing;
 
 use super::entry::{self, Entry};
-use super::{CacheError, CacheKey, TokenStore};
+use super::{CacheError, CacheKey, EntryMeta, TokenStore};
 use crate::token::TokenSet;
 
 /// Largest entry file koidc reads: two tokens of [`crate::token::MAX_TOKEN_LEN`] plus room.
@@ -305,7 +305,7 @@ impl FileStore {
     }
 
     /// Reads the plaintext entry of `key`.
-    pub(super) fn load_plain(&self, key: &CacheKey) -> Result<Option<TokenSet>, CacheError> {
+    pub(super) fn load_plain(&self, key: &CacheKey) -> Result<Option<(TokenSet, EntryMeta)>, CacheError> {
         let path = self.path(key, PLAIN_EXT);
         let Some(bytes) = read_private(&path)? else {
             return Ok(None);
@@ -315,8 +315,8 @@ impl FileStore {
     }
 
     /// Writes the plaintext entry of `key`.
-    pub(super) fn save_plain(&self, key: &CacheKey, tokens: &TokenSet) -> Result<(), CacheError> {
-        let bytes = entry::encode_plain(key, tokens);
+    pub(super) fn save_plain(&self, key: &CacheKey, tokens: &TokenSet, meta: &EntryMeta) -> Result<(), CacheError> {
+        let bytes = entry::encode_plain(key, tokens, meta);
         write_atomic(&self.dir, &self.path(key, PLAIN_EXT), &bytes)
     }
 
@@ -328,24 +328,32 @@ impl FileStore {
     }
 }
 
-/// The tokens of `entry` when it belongs to `key`.
-pub(super) fn check_key(path: &Path, key: &CacheKey, entry: Entry) -> Result<TokenSet, CacheError> {
+/// The tokens (and metadata) of `entry` when it belongs to `key`.
+pub(super) fn check_key(path: &Path, key: &CacheKey, entry: Entry) -> Result<(TokenSet, EntryMeta), CacheError> {
     if !entry.key.same_entry(key) {
         return Err(CacheError::corrupt(
             path,
             "it belongs to another issuer, client or scope set",
         ));
     }
-    Ok(entry.tokens)
+    Ok((entry.tokens, entry.meta))
 }
 
 impl TokenStore for FileStore {
     fn load(&self, key: &CacheKey) -> Result<Option<TokenSet>, CacheError> {
-        self.load_plain(key)
+        Ok(self.load_plain(key)?.map(|(tokens, _)| tokens))
     }
 
     fn save(&self, key: &CacheKey, tokens: &TokenSet) -> Result<(), CacheError> {
-        self.save_plain(key, tokens)?;
+        self.save_with_meta(key, tokens, &EntryMeta::default())
+    }
+
+    fn load_with_meta(&self, key: &CacheKey) -> Result<Option<(TokenSet, EntryMeta)>, CacheError> {
+        self.load_plain(key)
+    }
+
+    fn save_with_meta(&self, key: &CacheKey, tokens: &TokenSet, meta: &EntryMeta) -> Result<(), CacheError> {
+        self.save_plain(key, tokens, meta)?;
         // An encrypted entry left by the keyring store is now stale.
         remove(&self.path(key, SEALED_EXT))?;
         Ok(())

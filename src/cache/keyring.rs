@@ -34,7 +34,7 @@ use super::crypt::{self, MasterKey};
 use super::entry;
 use super::file::{self, FileStore, PLAIN_EXT, SEALED_EXT};
 use super::lock::CacheLock;
-use super::{CacheError, CacheKey, TokenStore};
+use super::{CacheError, CacheKey, EntryMeta, TokenStore};
 use crate::token::TokenSet;
 
 /// Longest wait for one Secret Service (or platform keyring) call.
@@ -88,7 +88,7 @@ impl KeyringStore {
         key: &CacheKey,
         bytes: &[u8],
         master: Arc<MasterKey>,
-    ) -> Result<TokenSet, CacheError> {
+    ) -> Result<(TokenSet, EntryMeta), CacheError> {
         let sealed = entry::decode_sealed(path, bytes)?;
         let aad = key.id();
         let plain = match crypt::open(&master, aad.as_bytes(), &sealed.nonce, &sealed.ciphertext) {
@@ -111,6 +111,14 @@ impl KeyringStore {
 
 impl TokenStore for KeyringStore {
     fn load(&self, key: &CacheKey) -> Result<Option<TokenSet>, CacheError> {
+        Ok(self.load_with_meta(key)?.map(|(tokens, _)| tokens))
+    }
+
+    fn save(&self, key: &CacheKey, tokens: &TokenSet) -> Result<(), CacheError> {
+        self.save_with_meta(key, tokens, &EntryMeta::default())
+    }
+
+    fn load_with_meta(&self, key: &CacheKey) -> Result<Option<(TokenSet, EntryMeta)>, CacheError> {
         let sealed_path = self.files.path(key, SEALED_EXT);
         let mut key_missing = false;
         // Ask for the master key only when there is something to decrypt.
@@ -122,7 +130,7 @@ impl TokenStore for KeyringStore {
             }
         }
         match self.files.load_plain(key)? {
-            Some(tokens) => Ok(Some(tokens)),
+            Some(entry) => Ok(Some(entry)),
             None if key_missing => Err(CacheError::corrupt(
                 &sealed_path,
                 "its master key is no longer in the keyring",
@@ -131,11 +139,11 @@ impl TokenStore for KeyringStore {
         }
     }
 
-    fn save(&self, key: &CacheKey, tokens: &TokenSet) -> Result<(), CacheError> {
+    fn save_with_meta(&self, key: &CacheKey, tokens: &TokenSet, meta: &EntryMeta) -> Result<(), CacheError> {
         let sealed_path = self.files.path(key, SEALED_EXT);
         match self.master.get(true) {
             Ok(Some(master)) => {
-                let plain = entry::encode_plain(key, tokens);
+                let plain = entry::encode_plain(key, tokens, meta);
                 let (nonce, ciphertext) = crypt::seal(&master, key.id().as_bytes(), &plain)?;
                 let bytes = entry::encode_sealed(key, &nonce, &ciphertext);
                 file::write_atomic(self.files.dir(), &sealed_path, &bytes)?;
@@ -143,7 +151,7 @@ impl TokenStore for KeyringStore {
                 file::remove(&self.files.path(key, PLAIN_EXT))?;
             }
             Ok(None) | Err(_) => {
-                self.files.save_plain(key, tokens)?;
+                self.files.save_plain(key, tokens, meta)?;
                 // The encrypted entry (if any) is older than the one just written.
                 file::remove(&sealed_path)?;
             }
@@ -610,6 +618,26 @@ mod tests {
         assert_eq!(got.id_token.expose_secret(), "id-token-a");
         assert_eq!(got.refresh_token.unwrap().expose_secret(), "refresh-token-a");
         assert_eq!(s.list().unwrap(), vec![key(1)]);
+    }
+
+    #[test]
+    fn metadata_is_sealed_with_the_tokens() {
+        let tmp = TempDir::new("kr-meta");
+        let (front, back) = (Arc::new(MemTier::default()), Arc::new(MemTier::default()));
+        let s = store(tmp.path(), &front, &back);
+        let meta = EntryMeta {
+            kind: Some("github".into()),
+            info: Some(serde_json::json!({"login": "octocat-secret-org"})),
+            ..EntryMeta::default()
+        };
+        s.save_with_meta(&key(1), &tokens("a"), &meta).unwrap();
+        let raw = fs::read_to_string(s.files.path(&key(1), SEALED_EXT)).unwrap();
+        assert!(!raw.contains("octocat-secret-org"), "{raw}");
+        let (_, got) = store(tmp.path(), &front, &back)
+            .load_with_meta(&key(1))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, meta);
     }
 
     #[test]

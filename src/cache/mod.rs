@@ -3,7 +3,8 @@
 //!
 //! INTERFACE (implemented in this module's files; `auth` and `commands` use only what is here):
 //! - [`CacheKey`]: which identity an entry belongs to (issuer + client id + sorted scopes).
-//! - [`TokenStore`]: load/save/delete/list entries. Backends: [`CacheKind::Keyring`],
+//! - [`TokenStore`]: load/save/delete/list entries (with [`EntryMeta`] for tokens koidc cannot
+//!   read itself: [`TokenStore::load_with_meta`], [`TokenStore::save_with_meta`]). Backends: [`CacheKind::Keyring`],
 //!   [`CacheKind::File`], [`CacheKind::None`], opened with [`open_store`].
 //! - [`CacheLock`]: a cross-process lock per key, with a timeout.
 //!
@@ -26,6 +27,7 @@ mod lock;
 
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::token::TokenSet;
@@ -104,6 +106,23 @@ fn canonical_scopes(scopes: &[String]) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// What an entry records besides the tokens, for tokens koidc cannot read itself (GitHub's opaque
+/// access tokens): the provider kind, the expiry, and who the token belongs to. All `None` for
+/// OpenID Connect entries, whose ID token says all of it; entries written before this existed
+/// read as the default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntryMeta {
+    /// The provider that issued the tokens when they are not OpenID Connect tokens (`"github"`).
+    pub kind: Option<String>,
+    /// When the access token expires; `None` when the provider gave no expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the refresh token expires, when the provider said.
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+    /// Who the token belongs to, for display (`whoami`); never a secret. Stored inside the
+    /// encrypted part of keyring entries.
+    pub info: Option<serde_json::Value>,
 }
 
 /// Errors of the token cache. None of them contains a token or a key.
@@ -215,6 +234,16 @@ pub trait TokenStore: Send + Sync {
     fn load(&self, key: &CacheKey) -> Result<Option<TokenSet>, CacheError>;
     /// Stores `tokens` for `key`, replacing any earlier entry (damaged or not) atomically.
     fn save(&self, key: &CacheKey, tokens: &TokenSet) -> Result<(), CacheError>;
+    /// Like [`TokenStore::load`], with the entry's metadata (the default when it has none).
+    fn load_with_meta(&self, key: &CacheKey) -> Result<Option<(TokenSet, EntryMeta)>, CacheError> {
+        Ok(self.load(key)?.map(|tokens| (tokens, EntryMeta::default())))
+    }
+    /// Like [`TokenStore::save`], recording `meta` with the tokens. (The default, for stores
+    /// that keep nothing, drops it.)
+    fn save_with_meta(&self, key: &CacheKey, tokens: &TokenSet, meta: &EntryMeta) -> Result<(), CacheError> {
+        let _ = meta;
+        self.save(key, tokens)
+    }
     /// Removes the entry for `key` (encrypted and plaintext files); true when there was one.
     fn delete(&self, key: &CacheKey) -> Result<bool, CacheError>;
     /// The key of every readable entry (for `logout --all`), whatever the store kind; damaged
@@ -391,6 +420,30 @@ mod tests {
         let got = store.load(&key(1)).unwrap().unwrap();
         assert_eq!(got.id_token.expose_secret(), "id-token-a");
         assert!(store.fallback_reason().is_none());
+    }
+
+    #[test]
+    fn file_store_keeps_metadata_and_plain_save_clears_it() {
+        let dir = TempDir::new("meta");
+        let store = open_store(CacheKind::File, dir.path()).unwrap();
+        let meta = EntryMeta {
+            kind: Some("github".into()),
+            expires_at: None,
+            refresh_expires_at: None,
+            info: Some(serde_json::json!({"login": "octocat", "groups": ["acme:sre"]})),
+        };
+        store.save_with_meta(&key(1), &tokens("a"), &meta).unwrap();
+        let (got, got_meta) = store.load_with_meta(&key(1)).unwrap().unwrap();
+        assert_eq!(got.id_token.expose_secret(), "id-token-a");
+        assert_eq!(got_meta, meta);
+        // `load` still serves the tokens; a save without metadata leaves none behind.
+        assert!(store.load(&key(1)).unwrap().is_some());
+        store.save(&key(1), &tokens("b")).unwrap();
+        assert_eq!(store.load_with_meta(&key(1)).unwrap().unwrap().1, EntryMeta::default());
+        // The store that keeps nothing drops it.
+        let none = open_store(CacheKind::None, dir.path()).unwrap();
+        none.save_with_meta(&key(1), &tokens("a"), &meta).unwrap();
+        assert!(none.load_with_meta(&key(1)).unwrap().is_none());
     }
 
     #[test]

@@ -16,7 +16,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
-use super::http::{display_url, one_line};
+use openidconnect::core::CoreClientAuthMethod;
+
+use super::http::{self, ClientAuth, display_url, one_line};
 use super::{OAuthErrorBody, OidcError, Provider, TokenResponseBody, sanitize_oauth_error};
 use crate::token::TokenSet;
 
@@ -127,7 +129,8 @@ impl Provider {
     }
 
     /// Starts a device authorization (RFC 8628 3.1): POSTs the client id (authenticated like at
-    /// the token endpoint) and the scopes to the advertised endpoint.
+    /// the token endpoint, but with `client_secret_post` when advertised) and the scopes to the
+    /// advertised endpoint.
     pub async fn start_device_authorization(&self) -> Result<DeviceAuthorization, OidcError> {
         let endpoint = self
             .device_authorization_endpoint()
@@ -137,7 +140,24 @@ impl Provider {
             reason: "its device_authorization_endpoint is not a URL".into(),
         })?;
         let scope = self.scope();
-        let reply = self.post(&url, &[("scope", scope.as_str())]).await?;
+        // A confidential client authenticates as at the token endpoint, except that the secret
+        // goes in the form whenever the provider accepts it there: Dex reads it only from the
+        // form at this endpoint (and checks it again when the user approves).
+        let post_advertised = self
+            .metadata
+            .token_endpoint_auth_methods_supported()
+            .is_some_and(|m| m.contains(&CoreClientAuthMethod::ClientSecretPost));
+        let client = http::ClientCredentials {
+            auth: if post_advertised && self.cfg.client_secret.is_some() {
+                ClientAuth::Post
+            } else {
+                self.auth
+            },
+            id: &self.cfg.client_id,
+            secret: self.cfg.client_secret.as_ref(),
+        };
+        let params = [("scope", scope.as_str())];
+        let reply = http::post_form(&self.http, &url, self.cfg.http_timeout, &params, &client).await?;
         let malformed = |reason: &str| OidcError::Malformed {
             url: display_url(&url),
             reason: reason.into(),
@@ -282,11 +302,7 @@ impl Provider {
     }
 
     fn client_secret_list(&self) -> Vec<&str> {
-        self.cfg
-            .client_secret
-            .iter()
-            .map(|s| s.expose_secret())
-            .collect()
+        self.cfg.client_secret.iter().map(|s| s.expose_secret()).collect()
     }
 }
 

@@ -100,7 +100,11 @@ pub(crate) async fn get(http: &reqwest::Client, url: &Url, timeout: Duration) ->
 }
 
 /// GETs `url` as a browser would ask for a page (HTML), without following redirects.
-pub(crate) async fn get_page(http: &reqwest::Client, url: &Url, timeout: Duration) -> Result<Reply, OidcError> {
+pub(crate) async fn get_page(
+    http: &reqwest::Client,
+    url: &Url,
+    timeout: Duration,
+) -> Result<Reply, OidcError> {
     let req = http
         .get(url.clone())
         .header(ACCEPT, HeaderValue::from_static("text/html"));

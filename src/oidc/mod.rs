@@ -917,7 +917,10 @@ mod preflight_tests {
     fn same_endpoint_ignores_the_query_but_not_port_or_path() {
         let cb = "http://127.0.0.1:8000/callback";
         let u = |s: &str| Url::parse(s).unwrap();
-        assert!(same_endpoint(&u("http://127.0.0.1:8000/callback?error=x&state=s"), cb));
+        assert!(same_endpoint(
+            &u("http://127.0.0.1:8000/callback?error=x&state=s"),
+            cb
+        ));
         assert!(!same_endpoint(&u("http://127.0.0.1:18000/callback?error=x"), cb));
         assert!(!same_endpoint(&u("http://127.0.0.1:8000/other?error=x"), cb));
         assert!(!same_endpoint(&u("https://127.0.0.1:8000/callback"), cb));

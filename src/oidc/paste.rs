@@ -22,16 +22,24 @@ pub const MAX_PASTE_LEN: usize = 16 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PasteError {
     /// Neither a URL with a query, nor a query, nor a plausible code.
-    #[error("that is neither the address your browser was sent to nor an authorization code; paste the whole address from the browser's address bar")]
+    #[error(
+        "that is neither the address your browser was sent to nor an authorization code; paste the whole address from the browser's address bar"
+    )]
     Unreadable,
     /// The pasted URL has no `code` (and no `error`).
-    #[error("that address carries no authorization code; paste the address your browser was sent to after logging in")]
+    #[error(
+        "that address carries no authorization code; paste the address your browser was sent to after logging in"
+    )]
     NoCode,
     /// The `state` is missing or belongs to another login.
-    #[error("that address belongs to another login (its state does not match); paste the address from this login")]
+    #[error(
+        "that address belongs to another login (its state does not match); paste the address from this login"
+    )]
     WrongState,
     /// The `iss` names another issuer, or is missing although the provider promises it.
-    #[error("that address does not come from the expected issuer {expected} ({got}); paste the address from this login")]
+    #[error(
+        "that address does not come from the expected issuer {expected} ({got}); paste the address from this login"
+    )]
     WrongIssuer {
         /// The configured issuer.
         expected: String,
@@ -39,7 +47,9 @@ pub enum PasteError {
         got: String,
     },
     /// A bare code, but the provider promises `iss`: the whole URL is needed to check it.
-    #[error("this identity provider names itself in the redirect; paste the whole address, not only the code")]
+    #[error(
+        "this identity provider names itself in the redirect; paste the whole address, not only the code"
+    )]
     BareCodeNeedsIssuer,
     /// The provider answered the login with an OAuth error.
     #[error("the identity provider refused the login: {error}{}; run `koidc login` to try again", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
@@ -76,7 +86,9 @@ impl AuthRequest {
         {
             url.query().unwrap_or("").to_owned()
         } else if input.contains('=') {
-            input.trim_start_matches('?').to_owned()
+            // A query, or an address pasted without its scheme (`127.0.0.1:8000/callback?...`).
+            let query = input.split_once('?').map_or(input, |(_, q)| q);
+            query.split('#').next().unwrap_or_default().to_owned()
         } else if input.chars().all(|c| c.is_ascii_graphic()) && !input.contains("://") {
             if self.iss_required {
                 return Err(PasteError::BareCodeNeedsIssuer);

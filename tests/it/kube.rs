@@ -4,19 +4,31 @@
 //!
 //! Start order matters: [`KubeIdp::start`] makes the test CA and certificates ([`Pki`]) and starts
 //! Dex (users [`READER`] and [`WRITER`]) first, because the apiserver's JWT authenticator stays
-//! "not initialized" until the issuer's discovery answers. The caller then builds the
-//! authentication config from the issuer and CA ([`default_auth_config`], or what
-//! `koidc setup` prints) and hands both to [`KubeCluster::start`].
+//! "not initialized" until the issuer's discovery answers, and because `koidc setup` checks the
+//! issuer before it prints anything. [`KubeCluster::start_default`] then runs the real
+//! `koidc setup --print authentication-config` against that Dex ([`KubeIdp::setup_auth_config`])
+//! and starts the apiserver with exactly what it printed; [`KubeCluster::start`] takes any config.
+//!
+//! koidc's admin commands run as the cluster admin would run them ([`KubeIdp::koidc_admin`]): one
+//! HOME and one `XDG_CONFIG_HOME` for every admin step, so `koidc bind-group` finds the groups
+//! prefix `koidc setup` saved there. [`KubeCluster::bind_group_apply`] lets koidc apply RBAC with
+//! the pinned kubectl and the admin kubeconfig; [`KubeCluster::write_user_kubeconfig`] builds a
+//! user kubeconfig the way a user would (`kubectl config set-cluster/set-context/use-context`,
+//! then `koidc setup --write-kubeconfig`).
 //!
 //! Nothing runs a kubelet or a scheduler: pods are stored but never run, which is all RBAC
 //! checks need. [`KubeCluster::admin`] runs kubectl with a client certificate in
-//! `system:masters`; [`KubeCluster::user`] writes a kubeconfig whose exec plugin is
-//! `koidc get-token` logging in through the fake browser with Dex's password connector.
+//! `system:masters`. Users: [`KubeCluster::user_of`] runs kubectl with a given kubeconfig (the one
+//! `koidc setup` wrote) and passes the test-only knobs (fake browser, file cache, cache dir) to
+//! the `koidc get-token` exec plugin through kubectl's environment, which kubectl hands on;
+//! [`KubeCluster::user`] writes a harness kubeconfig with those knobs as plugin arguments instead.
 //!
 //! Processes die with the cluster (`Drop`), with the thread that started them (parent-death
 //! signal), and, for a cluster shared by a test module ([`keep_until_exit`]), at process exit.
 //! Logs stay in the temp dir; they are printed, and the dir is kept, when a test fails.
 
+use std::ffi::OsStr;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -35,14 +47,26 @@ use tempfile::TempDir;
 use crate::browser::{BrowserLog, fake_browser};
 use crate::dex::{CLIENT_ID, Dex, DexHttps, DexOptions, StaticUser, die_with_parent, free_port, http_get_ok};
 use crate::kubeconfig::{self, ExecApi};
-use crate::support::{Output, clean_command, e2e_binary, run, runtime};
+use crate::support::{Output, clean_command, e2e_binary, koidc_bin, run, runtime};
 
-/// The prefix the default authentication config puts before usernames and group names.
+/// The prefix `koidc setup` puts before usernames and group names by default (and that it saves
+/// for `koidc bind-group`).
 pub const PREFIX: &str = "oidc:";
+
+/// The scopes every test asks Dex for (`openid` is always added by koidc).
+pub const SCOPES: [&str; 3] = ["email", "groups", "offline_access"];
 
 /// Namespaces every cluster test uses: where the example roles live, and one without rights.
 pub const APP_NAMESPACE: &str = "application";
 pub const OTHER_NAMESPACE: &str = "other";
+
+/// Names in the user kubeconfig [`KubeCluster::write_user_kubeconfig`] builds: the cluster and
+/// context made with kubectl, the user entry `koidc setup` writes, and a bystander cluster, user
+/// and context that koidc must leave alone.
+pub const USER_CLUSTER: &str = "koidc-test";
+pub const USER_CONTEXT: &str = "koidc-test";
+pub const USER_NAME: &str = "oidc";
+pub const BYSTANDER: &str = "bystander";
 
 /// An image reference that is never pulled (no kubelet runs).
 pub const NEVER_PULLED_IMAGE: &str = "registry.invalid/koidc/never-pulled:0";
@@ -217,7 +241,11 @@ impl KubeIdp {
             users: vec![READER.static_user(), WRITER.static_user()],
         };
         let dex = Dex::start_https(tmp.path(), &https, &DexOptions::default());
-        KubeIdp { pki, dex, tmp }
+        let idp = KubeIdp { pki, dex, tmp };
+        for dir in [idp.admin_home(), idp.admin_config_dir()] {
+            std::fs::create_dir_all(&dir).expect("create an admin dir");
+        }
+        idp
     }
 
     /// `https://127.0.0.1:PORT/dex`
@@ -239,28 +267,72 @@ impl KubeIdp {
     pub fn dir(&self) -> &Path {
         self.tmp.path()
     }
+
+    /// The admin's HOME (for kubectl and koidc's admin commands).
+    pub fn admin_home(&self) -> PathBuf {
+        self.dir().join("admin-home")
+    }
+
+    /// The admin's `XDG_CONFIG_HOME`, shared by every admin step: `koidc setup` saves the groups
+    /// prefix in `koidc/cluster.json` there and `koidc bind-group` reads it.
+    pub fn admin_config_dir(&self) -> PathBuf {
+        self.dir().join("admin-config")
+    }
+
+    /// `--issuer <Dex> --client-id koidc --scope email --scope groups --scope offline_access
+    /// --certificate-authority <test CA>`: the choices every `koidc setup` of the tests starts with.
+    pub fn setup_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec!["--issuer".into(), self.issuer().into()];
+        args.extend(["--client-id".into(), CLIENT_ID.into()]);
+        for scope in SCOPES {
+            args.extend(["--scope".into(), scope.into()]);
+        }
+        args.push("--certificate-authority".into());
+        args.push(self.ca_file().display().to_string());
+        args
+    }
+
+    /// Runs the koidc binary as the cluster admin (HOME and XDG_CONFIG_HOME of the admin, nothing
+    /// else from the test's environment); does not check the exit status.
+    pub fn koidc_admin<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+        run_koidc(&self.admin_home(), &self.admin_config_dir(), args, &[])
+    }
+
+    /// `koidc setup <setup_args> --print authentication-config`, as the admin (which also saves
+    /// the groups prefix for `koidc bind-group`); does not check the exit status.
+    pub fn setup_auth_config(&self) -> Output {
+        let mut args = vec!["setup".to_owned()];
+        args.extend(self.setup_args());
+        args.extend(["--print".into(), "authentication-config".into()]);
+        self.koidc_admin(&args)
+    }
+
+    /// The browser command for koidc: the fake browser, trusting Dex's certificate.
+    pub fn browser_command(&self) -> String {
+        // The fake browser (Python urllib) trusts Dex's certificate through OpenSSL's
+        // SSL_CERT_FILE. Set it for the browser only: koidc would honour it too (rustls native
+        // roots) and so hide a broken `--certificate-authority`.
+        format!(
+            "env SSL_CERT_FILE='{}' '{}'",
+            self.ca_file().display(),
+            fake_browser().display()
+        )
+    }
 }
 
-/// The `AuthenticationConfiguration` (apiserver.config.k8s.io/v1, as JSON, which is YAML) the
-/// tests use until `koidc setup` writes it: one JWT issuer with audience `koidc`, the CA inline,
-/// username from `email` and groups from `groups`, both prefixed with [`PREFIX`].
-pub fn default_auth_config(issuer: &str, ca_pem: &str) -> String {
-    let config = json!({
-        "apiVersion": "apiserver.config.k8s.io/v1",
-        "kind": "AuthenticationConfiguration",
-        "jwt": [{
-            "issuer": {
-                "url": issuer,
-                "audiences": [CLIENT_ID],
-                "certificateAuthority": ca_pem,
-            },
-            "claimMappings": {
-                "username": { "claim": "email", "prefix": PREFIX },
-                "groups": { "claim": "groups", "prefix": PREFIX },
-            },
-        }],
-    });
-    serde_json::to_string_pretty(&config).expect("serialize the authentication config")
+/// Runs the koidc binary with a clean environment: `HOME=home`, `XDG_CONFIG_HOME=config_dir`,
+/// `PATH`, and `env`. Does not check the exit status.
+pub fn run_koidc<S: AsRef<OsStr>>(
+    home: &Path,
+    config_dir: &Path,
+    args: &[S],
+    env: &[(&str, String)],
+) -> Output {
+    let mut cmd = clean_command(koidc_bin(), home);
+    cmd.env("XDG_CONFIG_HOME", config_dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(args);
+    run(&mut cmd)
 }
 
 /// A server process writing to a log file.
@@ -314,10 +386,13 @@ fn tail_matching(path: &Path, lines: usize, keep: impl Fn(&str) -> bool) -> Stri
 }
 
 /// etcd + kube-apiserver (+ the [`KubeIdp`]); everything is killed when dropped.
-// Some accessors are there for the tests of `koidc setup` / `bind-group` still being written.
+// Some accessors are there for tests of other modules.
 #[allow(dead_code)]
 pub struct KubeCluster {
     apiserver: Proc,
+    /// The `koidc setup` run whose output is the apiserver's authentication config
+    /// ([`Self::start_default`]).
+    auth_setup: Option<Output>,
     etcd: Proc,
     url: String,
     admin_kubeconfig: PathBuf,
@@ -360,9 +435,9 @@ impl KubeCluster {
 
         let admin_kubeconfig = dir.join("admin.kubeconfig");
         write_admin_kubeconfig(&admin_kubeconfig, &url, &idp.pki);
-        std::fs::create_dir_all(dir.join("admin-home")).expect("create the admin HOME");
         KubeCluster {
             apiserver,
+            auth_setup: None,
             etcd,
             url,
             admin_kubeconfig,
@@ -375,11 +450,22 @@ impl KubeCluster {
         }
     }
 
-    /// [`KubeIdp::start`] then [`KubeCluster::start`] with [`default_auth_config`].
+    /// [`KubeIdp::start`], then the real `koidc setup ... --print authentication-config`
+    /// ([`KubeIdp::setup_auth_config`]), then [`KubeCluster::start`] with exactly its stdout.
+    /// Fails the test when setup fails. The setup run stays available as [`Self::auth_setup`].
     pub fn start_default() -> KubeCluster {
         let idp = KubeIdp::start();
-        let config = default_auth_config(idp.issuer(), idp.ca_pem());
-        KubeCluster::start(&config, idp)
+        let setup = idp.setup_auth_config();
+        setup.assert_success();
+        let mut cluster = KubeCluster::start(&setup.stdout, idp);
+        cluster.auth_setup = Some(setup);
+        cluster
+    }
+
+    /// The `koidc setup` run whose stdout the apiserver was started with (None when the config
+    /// was given to [`Self::start`]).
+    pub fn auth_setup(&self) -> Option<&Output> {
+        self.auth_setup.as_ref()
     }
 
     /// `https://127.0.0.1:PORT`
@@ -414,7 +500,7 @@ impl KubeCluster {
 
     /// Runs kubectl as the cluster admin (does not check the exit status).
     pub fn admin(&self, args: &[&str]) -> Output {
-        let mut cmd = clean_command(&self.kubectl, &self.idp.dir().join("admin-home"));
+        let mut cmd = clean_command(&self.kubectl, &self.idp.admin_home());
         cmd.arg("--kubeconfig").arg(&self.admin_kubeconfig).args(args);
         run(&mut cmd)
     }
@@ -425,6 +511,91 @@ impl KubeCluster {
         let out = self.admin(args);
         out.assert_success();
         out
+    }
+
+    /// Runs kubectl as the cluster admin with `stdin` piped in (does not check the exit status).
+    pub fn admin_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut cmd = clean_command(&self.kubectl, &self.idp.admin_home());
+        cmd.arg("--kubeconfig")
+            .arg(&self.admin_kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped());
+        let what = format!("`kubectl {}` (stdin piped)", args.join(" "));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let mut pipe = child.stdin.take().expect("stdin is piped");
+        let bytes = stdin.as_bytes().to_vec();
+        let writer = std::thread::spawn(move || pipe.write_all(&bytes));
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        writer
+            .join()
+            .expect("the stdin writer thread")
+            .unwrap_or_else(|e| panic!("{what}: cannot write its stdin: {e}"));
+        Output {
+            what,
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `koidc bind-group <args> --apply --kubectl <pinned kubectl> --kubeconfig <admin>`, run as
+    /// the admin (so with the groups prefix `koidc setup` saved); does not check the exit status.
+    pub fn bind_group_apply(&self, args: &[&str]) -> Output {
+        let mut all: Vec<&OsStr> = vec![OsStr::new("bind-group")];
+        all.extend(args.iter().map(OsStr::new));
+        all.extend([
+            OsStr::new("--apply"),
+            OsStr::new("--kubectl"),
+            self.kubectl.as_os_str(),
+            OsStr::new("--kubeconfig"),
+            self.admin_kubeconfig.as_os_str(),
+        ]);
+        self.idp.koidc_admin(&all)
+    }
+
+    /// Builds a user kubeconfig at `path` as a user would: `kubectl config set-cluster`
+    /// ([`USER_CLUSTER`], this apiserver, the test CA embedded), `set-context`
+    /// ([`USER_CONTEXT`], user `oidc`), `use-context`, plus a bystander cluster, user and context
+    /// that koidc must keep; then the real `koidc setup <setup_args> --write-kubeconfig
+    /// --kubeconfig <path> --user oidc --exec-command <absolute koidc>`. Fails the test when a
+    /// step fails; returns the setup run.
+    pub fn write_user_kubeconfig(&self, path: &Path) -> Output {
+        let home = path.parent().expect("the kubeconfig has a parent dir");
+        std::fs::create_dir_all(home).expect("create the kubeconfig dir");
+        let kubeconfig = format!("--kubeconfig={}", path.display());
+        let ca = format!("--certificate-authority={}", self.idp.ca_file().display());
+        let server = format!("--server={}", self.url);
+        let steps: [&[&str]; 6] = [
+            &["config", "set-cluster", USER_CLUSTER, &server, &ca, "--embed-certs"],
+            &["config", "set-context", USER_CONTEXT, "--cluster", USER_CLUSTER, "--user", USER_NAME],
+            &["config", "set-cluster", BYSTANDER, "--server=https://127.0.0.1:1"],
+            &["config", "set-credentials", BYSTANDER, "--token=bystander-not-a-secret"],
+            &["config", "set-context", BYSTANDER, "--cluster", BYSTANDER, "--user", BYSTANDER],
+            &["config", "use-context", USER_CONTEXT],
+        ];
+        for step in steps {
+            let mut cmd = clean_command(&self.kubectl, home);
+            cmd.arg(&kubeconfig).args(step);
+            run(&mut cmd).assert_success();
+        }
+        let mut args = vec!["setup".to_owned()];
+        args.extend(self.idp.setup_args());
+        args.extend([
+            "--write-kubeconfig".into(),
+            "--kubeconfig".into(),
+            path.display().to_string(),
+            "--user".into(),
+            USER_NAME.into(),
+            "--exec-command".into(),
+            koidc_bin().into(),
+        ]);
+        let setup = run_koidc(home, &home.join("xdg-config"), &args, &[]);
+        setup.assert_success();
+        setup
     }
 
     /// Creates a namespace as admin.
@@ -446,56 +617,72 @@ impl KubeCluster {
         let mut args: Vec<String> = vec!["get-token".into(), "--issuer".into()];
         args.push(self.issuer().into());
         args.extend(["--client-id".into(), CLIENT_ID.into()]);
-        for scope in ["email", "groups", "offline_access"] {
+        for scope in SCOPES {
             args.extend(["--scope".into(), scope.into()]);
         }
         args.push("--certificate-authority".into());
         args.push(self.idp.ca_file().display().to_string());
         args.extend(["--cache".into(), "file".into(), "--cache-dir".into()]);
         args.push(cache_dir.display().to_string());
-        // The fake browser (Python urllib) trusts Dex's certificate through OpenSSL's
-        // SSL_CERT_FILE. Set it for the browser only: koidc would honour it too (rustls native
-        // roots) and so hide a broken `--certificate-authority`.
         args.push("--browser-command".into());
-        args.push(format!(
-            "env SSL_CERT_FILE='{}' '{}'",
-            self.idp.ca_file().display(),
-            fake_browser().display()
-        ));
+        args.push(self.idp.browser_command());
         args.extend(["--timeout".into(), "60".into()]);
         args
     }
 
     /// A fresh user dir (HOME, koidc cache, browser log) and a kubeconfig for this cluster whose
-    /// exec plugin (v1) is `koidc get-token` logging in as `user` through the fake browser.
+    /// exec plugin (v1) is `koidc get-token` logging in as `user` through the fake browser, with
+    /// every test knob as a plugin argument (a harness-made kubeconfig; see [`Self::user_of`] for
+    /// the one `koidc setup` writes).
     pub fn user(&self, user: &TestUser) -> KubeUser {
+        let mut kube_user = self.new_user(user);
+        let env = kube_user.fake_browser_env();
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
+        kube_user.kubeconfig = kube_user.cache_dir.with_file_name("kubeconfig.json");
+        kubeconfig::write(
+            &kube_user.kubeconfig,
+            &self.url,
+            &self.idp.pki.ca_pem,
+            ExecApi::V1,
+            &self.get_token_args(&kube_user.cache_dir),
+            &env,
+        );
+        kube_user
+    }
+
+    /// A fresh user dir (HOME, koidc cache, browser log) whose kubectl uses `kubeconfig` as it
+    /// is (e.g. the one [`Self::write_user_kubeconfig`] made). The test-only knobs reach the
+    /// `koidc get-token` exec plugin through kubectl's environment, which kubectl passes on:
+    /// `KOIDC_BROWSER_COMMAND` (the fake browser logging in as `user`), `KOIDC_CACHE=file`,
+    /// `KOIDC_CACHE_DIR`, `KOIDC_TIMEOUT`, and the fake browser's own variables.
+    pub fn user_of(&self, user: &TestUser, kubeconfig: &Path) -> KubeUser {
+        let mut kube_user = self.new_user(user);
+        kube_user.kubeconfig = kubeconfig.to_path_buf();
+        let mut env = kube_user.fake_browser_env();
+        env.extend([
+            ("KOIDC_BROWSER_COMMAND", self.idp.browser_command()),
+            ("KOIDC_CACHE", "file".into()),
+            ("KOIDC_CACHE_DIR", kube_user.cache_dir.display().to_string()),
+            ("KOIDC_TIMEOUT", "60".into()),
+        ]);
+        kube_user.env = env;
+        kube_user
+    }
+
+    /// A fresh user dir with HOME, cache dir and browser log; no kubeconfig yet.
+    fn new_user(&self, user: &TestUser) -> KubeUser {
         let n = self.next_user.fetch_add(1, Ordering::Relaxed);
         let dir = self.idp.dir().join(format!("user-{n}-{}", user.username));
         let home = dir.join("home");
         std::fs::create_dir_all(&home).expect("create the user's HOME");
-        let cache_dir = dir.join("cache");
-        let browser = BrowserLog::new(&dir);
-        let kubeconfig = dir.join("kubeconfig.json");
-        let env = [
-            ("FAKE_BROWSER_LOGIN", user.email.to_string()),
-            ("FAKE_BROWSER_PASSWORD", user.password.to_string()),
-            ("FAKE_BROWSER_LOG", browser.path.display().to_string()),
-        ];
-        kubeconfig::write(
-            &kubeconfig,
-            &self.url,
-            &self.idp.pki.ca_pem,
-            ExecApi::V1,
-            &self.get_token_args(&cache_dir),
-            &env,
-        );
         KubeUser {
             user: *user,
             home,
-            cache_dir,
-            browser,
-            kubeconfig,
+            cache_dir: dir.join("cache"),
+            browser: BrowserLog::new(&dir),
+            kubeconfig: PathBuf::new(),
             kubectl: self.kubectl.clone(),
+            env: Vec::new(),
         }
     }
 
@@ -588,14 +775,28 @@ pub struct KubeUser {
     pub browser: BrowserLog,
     pub kubeconfig: PathBuf,
     kubectl: PathBuf,
+    /// Extra environment of kubectl (and so of the exec plugin).
+    env: Vec<(&'static str, String)>,
 }
 
 impl KubeUser {
     /// Runs kubectl as this user (does not check the exit status).
     pub fn kubectl(&self, args: &[&str]) -> Output {
         let mut cmd = clean_command(&self.kubectl, &self.home);
-        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args);
         run(&mut cmd)
+    }
+
+    /// The fake browser's variables: log in as this user, count launches in [`Self::browser`].
+    fn fake_browser_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("FAKE_BROWSER_LOGIN", self.user.email.to_string()),
+            ("FAKE_BROWSER_PASSWORD", self.user.password.to_string()),
+            ("FAKE_BROWSER_LOG", self.browser.path.display().to_string()),
+        ]
     }
 }
 

@@ -19,11 +19,14 @@ mod proxy;
 mod stub_idp;
 mod support;
 
+mod device;
 mod exec_info;
 mod forged_tokens;
 mod keyring;
 mod kubectl;
 mod login;
+mod okta;
 mod options;
 mod parallel;
 mod rbac_e2e;
+mod setup_cmd;

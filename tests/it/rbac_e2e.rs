@@ -1,22 +1,55 @@
-//! The RBAC seed scenario end to end on a real kube-apiserver: users logged in through Dex by
-//! koidc get the rights their IdP groups are bound to. In namespace `application`, group
-//! `reader-group` may get/list/watch pods and `writer-group` may do anything with pods; nobody
-//! has rights in namespace `other`. One cluster (see [`crate::kube`]) is shared by the tests of
-//! this module; each test logs in as a fresh user (own koidc cache) through the fake browser.
+//! The RBAC seed scenario end to end on a real kube-apiserver, set up only with koidc's own
+//! output: the apiserver runs with the `AuthenticationConfiguration` that `koidc setup` printed;
+//! the roles and bindings are what `koidc bind-group --apply` applied (with the groups prefix
+//! `koidc setup` saved, never given again); users run kubectl with the kubeconfig entry
+//! `koidc setup --write-kubeconfig` wrote into a kubeconfig made with `kubectl config`.
+//!
+//! In namespace `application`, group `reader-group` may get/list/watch pods and `writer-group`
+//! may do anything with pods; nobody has rights in namespace `other`. One cluster (see
+//! [`crate::kube`]) is shared by the tests of this module; each test logs in as a fresh user (own
+//! HOME and koidc cache) through the fake browser, the test knobs reaching `koidc get-token`
+//! through kubectl's environment. Other tests here check the admin commands' own promises on
+//! the real API: re-applying changes nothing, printed objects pass a server-side dry run, a
+//! binding's immutable roleRef and a namespaced Role bound cluster-wide are refused clearly.
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
 use crate::kube::{
-    APP_NAMESPACE, KubeCluster, KubeUser, OTHER_NAMESPACE, READER, TestUser, WRITER, keep_until_exit,
-    pod_create_args,
+    APP_NAMESPACE, BYSTANDER, KubeCluster, KubeUser, OTHER_NAMESPACE, PREFIX, READER, TestUser,
+    USER_CLUSTER, USER_CONTEXT, USER_NAME, WRITER, keep_until_exit, pod_create_args,
 };
-use crate::support::Output;
+use crate::support::{Output, V1, clean_command, koidc_bin, run};
 
 /// The pod the admin creates in `application` before the tests.
 const SEED_POD: &str = "seed";
+
+/// The `koidc bind-group` arguments of the seed scenario (without `--apply ...`).
+const SEED_BINDINGS: [[&str; 4]; 2] = [
+    ["reader-group", "reader", "-n", APP_NAMESPACE],
+    ["writer-group", "writer", "-n", APP_NAMESPACE],
+];
+
+/// The objects `koidc bind-group` names for the seed scenario: (kind, name) in `application`.
+const SEED_OBJECTS: [(&str, &str); 4] = [
+    ("role", "koidc-reader"),
+    ("rolebinding", "koidc:reader-group:koidc-reader"),
+    ("role", "koidc-writer"),
+    ("rolebinding", "koidc:writer-group:koidc-writer"),
+];
+
+/// What the seeding left for the tests to check.
+struct Seeded {
+    /// The user kubeconfig `koidc setup --write-kubeconfig` wrote the `oidc` user into.
+    kubeconfig: PathBuf,
+    /// That `koidc setup` run.
+    kubeconfig_setup: Output,
+}
+
+static SEEDED: OnceLock<Seeded> = OnceLock::new();
 
 /// The cluster of this module, started (and seeded) by the first test that needs it.
 fn cluster() -> &'static KubeCluster {
@@ -25,7 +58,8 @@ fn cluster() -> &'static KubeCluster {
         keep_until_exit(|| {
             let cluster = KubeCluster::start_default();
             eprintln!("kube-apiserver ready after {:?}", cluster.apiserver_startup());
-            seed(&cluster);
+            let seeded = seed(&cluster);
+            let _ = SEEDED.set(seeded);
             cluster
         })
     });
@@ -35,51 +69,28 @@ fn cluster() -> &'static KubeCluster {
     }
 }
 
-/// Namespaces, the seed pod and the example roles bound to the IdP groups.
-fn seed(cluster: &KubeCluster) {
+/// The seeding's results (starting the cluster if needed).
+fn seeded() -> &'static Seeded {
+    cluster();
+    SEEDED.get().expect("the cluster was seeded")
+}
+
+/// Namespaces, the seed pod, the example roles bound to the IdP groups by
+/// `koidc bind-group --apply`, and the user kubeconfig written by `koidc setup`.
+fn seed(cluster: &KubeCluster) -> Seeded {
     cluster.create_namespace(APP_NAMESPACE);
     cluster.create_namespace(OTHER_NAMESPACE);
     cluster.create_pod(APP_NAMESPACE, SEED_POD);
-    // TODO(lead): replace with koidc bind-group output
-    let ns = APP_NAMESPACE;
-    cluster.admin_ok(&[
-        "create",
-        "role",
-        "reader",
-        "-n",
-        ns,
-        "--verb=get,watch,list",
-        "--resource=pods",
-    ]);
-    cluster.admin_ok(&[
-        "create",
-        "role",
-        "writer",
-        "-n",
-        ns,
-        "--verb=*",
-        "--resource=pods",
-    ]);
-    let reader_group = READER.kube_group();
-    let writer_group = WRITER.kube_group();
-    cluster.admin_ok(&[
-        "create",
-        "rolebinding",
-        "reader",
-        "-n",
-        ns,
-        "--role=reader",
-        &format!("--group={reader_group}"),
-    ]);
-    cluster.admin_ok(&[
-        "create",
-        "rolebinding",
-        "writer",
-        "-n",
-        ns,
-        "--role=writer",
-        &format!("--group={writer_group}"),
-    ]);
+    for args in SEED_BINDINGS {
+        // No --group-prefix: the prefix comes from what `koidc setup` saved.
+        cluster.bind_group_apply(&args).assert_success();
+    }
+    let kubeconfig = cluster.idp.dir().join("user-kubeconfig").join("config");
+    let kubeconfig_setup = cluster.write_user_kubeconfig(&kubeconfig);
+    Seeded {
+        kubeconfig,
+        kubeconfig_setup,
+    }
 }
 
 /// A unique pod name for a test.
@@ -88,9 +99,9 @@ fn pod_name(prefix: &str) -> String {
     format!("{prefix}-{}", N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// A new user dir and kubeconfig for `user` on the shared cluster.
+/// A new user (own HOME and koidc cache) running kubectl with the kubeconfig `koidc setup` wrote.
 fn login_as(user: &TestUser) -> KubeUser {
-    cluster().user(user)
+    cluster().user_of(user, &seeded().kubeconfig)
 }
 
 /// Fails unless kubectl was refused by RBAC (not by authentication).
@@ -119,6 +130,427 @@ fn assert_no_token(out: &Output) {
         !out.stdout.contains("eyJ") && !out.stderr.contains("eyJ"),
         "{}: a JWT showed in kubectl's output",
         out.what
+    );
+}
+
+/// An object as the admin reads it (`kubectl get KIND NAME [-n NS] -o json`).
+#[track_caller]
+fn get_json(cluster: &KubeCluster, kind: &str, name: &str, namespace: Option<&str>) -> Value {
+    let mut args = vec!["get", kind, name, "-o", "json"];
+    if let Some(ns) = namespace {
+        args.extend(["-n", ns]);
+    }
+    let out = cluster.admin_ok(&args);
+    serde_json::from_str(&out.stdout).expect("kubectl printed the object as JSON")
+}
+
+/// `metadata.resourceVersion` of an object in `application`.
+#[track_caller]
+fn resource_version(cluster: &KubeCluster, kind: &str, name: &str) -> String {
+    let object = get_json(cluster, kind, name, Some(APP_NAMESPACE));
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("a resourceVersion")
+        .to_owned()
+}
+
+/// Fails unless the admin's `kubectl get` says the object does not exist.
+#[track_caller]
+fn assert_absent(cluster: &KubeCluster, args: &[&str]) {
+    let out = cluster.admin(args);
+    out.assert_failure();
+    assert!(
+        out.stderr.contains("NotFound") || out.stderr.contains("not found"),
+        "{}: expected NotFound, got:\n{}",
+        out.what,
+        out.stderr
+    );
+}
+
+/// Fails unless a koidc admin command failed with one error line (`koidc: ...`, the last line of
+/// stderr; before it only the notice of the saved groups prefix) and printed nothing on stdout.
+/// Returns the error line.
+#[track_caller]
+fn assert_one_error(out: &Output) -> String {
+    out.assert_failure();
+    assert!(out.stdout.is_empty(), "{}: stdout {:?}", out.what, out.stdout);
+    let lines = out.stderr_lines();
+    let (error, notices) = lines.split_last().expect("an error on stderr");
+    assert!(
+        error.starts_with("koidc: ") && !error.contains("koidc: warning"),
+        "{}: the last stderr line is not koidc's error: {:?}",
+        out.what,
+        lines
+    );
+    for notice in notices {
+        assert!(
+            notice.starts_with("koidc: using the groups prefix"),
+            "{}: unexpected stderr line {notice:?} before the error",
+            out.what
+        );
+    }
+    error.to_string()
+}
+
+/// How often `needle` occurs in `haystack`.
+fn count(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[test]
+fn apiserver_runs_the_authentication_config_koidc_setup_printed() {
+    let cluster = cluster();
+    let _logs = cluster.print_logs_on_failure();
+    let setup = cluster.auth_setup().expect("the cluster was started from koidc setup");
+    setup.assert_success();
+
+    let file = std::fs::read_to_string(cluster.auth_config_file()).expect("read the auth config");
+    assert_eq!(file, setup.stdout, "the apiserver got something else than setup's stdout");
+    assert!(
+        setup.stdout.starts_with("apiVersion: apiserver.config.k8s.io/v1\n"),
+        "not only the AuthenticationConfiguration on stdout:\n{}",
+        setup.stdout
+    );
+    assert_eq!(
+        count(&setup.stdout, &format!("prefix: \"{PREFIX}\"")),
+        2,
+        "setup's default prefixes are not {PREFIX:?} for both username and groups:\n{}",
+        setup.stdout
+    );
+    for expected in [
+        format!("url: {}", cluster.issuer()),
+        "claim: email".to_owned(),
+        "claim: groups".to_owned(),
+        "- koidc".to_owned(),
+    ] {
+        assert!(
+            setup.stdout.contains(&expected),
+            "{expected:?} missing from:\n{}",
+            setup.stdout
+        );
+    }
+    // The CA is inline, line by line as in the PEM file.
+    for line in cluster.idp.ca_pem().lines() {
+        assert!(setup.stdout.contains(line), "CA line {line:?} missing");
+    }
+
+    assert!(
+        setup.stderr.contains("discovery and signing keys OK"),
+        "setup did not check the issuer:\n{}",
+        setup.stderr
+    );
+    assert!(
+        !setup.stderr.contains("warning") && !setup.stderr.contains("http:"),
+        "setup warned about an https issuer with the right scopes:\n{}",
+        setup.stderr
+    );
+    let saved = cluster.idp.admin_config_dir().join("koidc/cluster.json");
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&saved).expect("setup saved"))
+        .expect("cluster.json is JSON");
+    assert_eq!(saved["groupsPrefix"], PREFIX);
+}
+
+#[test]
+fn bind_group_subjects_carry_the_prefix_setup_saved() {
+    let cluster = cluster();
+    let _logs = cluster.print_logs_on_failure();
+    for (user, binding, role) in [
+        (READER, "koidc:reader-group:koidc-reader", "koidc-reader"),
+        (WRITER, "koidc:writer-group:koidc-writer", "koidc-writer"),
+    ] {
+        let out = cluster.admin_ok(&[
+            "get",
+            "rolebinding",
+            binding,
+            "-n",
+            APP_NAMESPACE,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ]);
+        let b: Value = serde_json::from_str(&out.stdout).expect("kubectl printed JSON");
+        assert_eq!(b["subjects"][0]["kind"], "Group", "in {b}");
+        assert_eq!(b["subjects"][0]["name"], user.kube_group().as_str(), "in {b}");
+        assert_eq!(b["roleRef"]["kind"], "Role", "in {b}");
+        assert_eq!(b["roleRef"]["name"], role, "in {b}");
+        let managers: Vec<&str> = b["metadata"]["managedFields"]
+            .as_array()
+            .expect("managedFields")
+            .iter()
+            .filter_map(|f| f["manager"].as_str())
+            .collect();
+        assert_eq!(managers, ["koidc"], "not server-side applied by koidc: {b}");
+    }
+}
+
+#[test]
+fn bind_group_apply_twice_changes_nothing() {
+    let cluster = cluster();
+    let _logs = cluster.print_logs_on_failure();
+    let before: Vec<String> = SEED_OBJECTS
+        .iter()
+        .map(|(kind, name)| resource_version(cluster, kind, name))
+        .collect();
+
+    for args in SEED_BINDINGS {
+        let again = cluster.bind_group_apply(&args);
+        again.assert_success();
+        let saved = cluster.idp.admin_config_dir().join("koidc/cluster.json");
+        assert!(
+            again.stderr.contains(&format!(
+                "using the groups prefix \"{PREFIX}\" saved in {}",
+                saved.display()
+            )),
+            "bind-group did not take the prefix setup saved:\n{}",
+            again.stderr
+        );
+        assert!(
+            again.stdout.contains("serverside-applied"),
+            "kubectl's result is missing:\n{}",
+            again.stdout
+        );
+    }
+
+    let after: Vec<String> = SEED_OBJECTS
+        .iter()
+        .map(|(kind, name)| resource_version(cluster, kind, name))
+        .collect();
+    assert_eq!(before, after, "re-applying changed {SEED_OBJECTS:?}");
+}
+
+#[test]
+fn bind_group_output_passes_a_server_side_dry_run() {
+    let cluster = cluster();
+    let _logs = cluster.print_logs_on_failure();
+    let printed = cluster
+        .idp
+        .koidc_admin(&["bind-group", "reader-group", "reader", "-n", APP_NAMESPACE]);
+    printed.assert_success();
+    assert!(
+        printed.stdout.contains(&format!("name: {}", READER.kube_group())),
+        "the printed subject lacks the saved prefix:\n{}",
+        printed.stdout
+    );
+    let version = resource_version(cluster, "rolebinding", "koidc:reader-group:koidc-reader");
+
+    let dry_run = cluster.admin_stdin(&["apply", "--dry-run=server", "-f", "-"], &printed.stdout);
+    dry_run.assert_success();
+    for object in [
+        "role.rbac.authorization.k8s.io/koidc-reader",
+        "rolebinding.rbac.authorization.k8s.io/koidc:reader-group:koidc-reader",
+    ] {
+        assert!(
+            dry_run.stdout.contains(object) && dry_run.stdout.contains("(server dry run)"),
+            "{object} not checked by the server:\n{}",
+            dry_run.stdout
+        );
+    }
+    assert_eq!(
+        version,
+        resource_version(cluster, "rolebinding", "koidc:reader-group:koidc-reader"),
+        "the dry run changed the binding"
+    );
+}
+
+#[test]
+fn changing_a_bindings_role_ref_is_refused_with_the_command_that_unblocks_it() {
+    let cluster = cluster();
+    let _logs = cluster.print_logs_on_failure();
+    // Binding names hold the role's name, so the one clash left is an existing Role and an
+    // existing ClusterRole of the same name bound to the same group in the same namespace.
+    let (group, role, binding) = ("auditor-group", "auditor", "koidc:auditor-group:auditor");
+    let ns = APP_NAMESPACE;
+    cluster.admin_ok(&["create", "role", role, "-n", ns, "--verb=get", "--resource=pods"]);
+    cluster.admin_ok(&["create", "clusterrole", role, "--verb=get", "--resource=pods"]);
+
+    cluster.bind_group_apply(&[group, role, "-n", ns]).assert_success();
+    let before = get_json(cluster, "rolebinding", binding, Some(ns));
+    assert_eq!(before["roleRef"]["kind"], "Role", "in {before}");
+
+    let clash = cluster.bind_group_apply(&[group, role, "-n", ns, "--cluster-role"]);
+    let error = assert_one_error(&clash);
+    for expected in [
+        format!("RoleBinding \"{binding}\" in namespace {ns} already exists with a different role"),
+        format!("`kubectl delete rolebinding {binding} -n {ns}`"),
+    ] {
+        assert!(error.contains(&expected), "{expected:?} missing from {error:?}");
+    }
+    let after = get_json(cluster, "rolebinding", binding, Some(ns));
+    assert_eq!(after["roleRef"], before["roleRef"]);
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+
+    // Doing what the error says works.
+    cluster.admin_ok(&["delete", "rolebinding", binding, "-n", ns]);
+    cluster
+        .bind_group_apply(&[group, role, "-n", ns, "--cluster-role"])
+        .assert_success();
+    let replaced = get_json(cluster, "rolebinding", binding, Some(ns));
+    assert_eq!(replaced["roleRef"]["kind"], "ClusterRole", "in {replaced}");
+    assert_eq!(replaced["subjects"][0]["name"], format!("{PREFIX}{group}"));
+}
+
+/// `kubectl auth can-i` as the admin impersonating a member of `group` (with the prefix).
+fn group_can(cluster: &KubeCluster, group: &str, verb: &str, resource: &str, ns: &str) -> bool {
+    let as_group = format!("--as-group={PREFIX}{group}");
+    let out = cluster.admin(&[
+        "auth",
+        "can-i",
+        verb,
+        resource,
+        "-n",
+        ns,
+        "--as=someone@example.com",
+        &as_group,
+    ]);
+    out.stdout.trim() == "yes"
+}
+
+#[test]
+fn cluster_wide_bindings_apply_and_a_namespaced_role_cluster_wide_is_refused() {
+    let cluster = cluster();
+    let _logs = cluster.print_logs_on_failure();
+    let group = "ops-group";
+    assert!(!group_can(cluster, group, "list", "secrets", OTHER_NAMESPACE));
+
+    // A built-in ClusterRole everywhere. (`view` grants nothing here: its rules are aggregated
+    // by the controller manager, which this cluster does not run.)
+    cluster.bind_group_apply(&[group, "view", "--cluster-wide"]).assert_success();
+    let b = get_json(cluster, "clusterrolebinding", "koidc:ops-group:view", None);
+    assert_eq!(b["roleRef"]["kind"], "ClusterRole", "in {b}");
+    assert_eq!(b["roleRef"]["name"], "view", "in {b}");
+    assert_eq!(b["subjects"][0]["name"], format!("{PREFIX}{group}"), "in {b}");
+
+    // A preset cluster-wide: koidc writes the ClusterRole too.
+    let preset = cluster.bind_group_apply(&[group, "reader", "--cluster-wide", "--resource", "secrets"]);
+    preset.assert_success();
+    assert!(
+        preset.stdout.contains("clusterrole.rbac.authorization.k8s.io/koidc-reader-")
+            && preset
+                .stdout
+                .contains("clusterrolebinding.rbac.authorization.k8s.io/koidc:ops-group:koidc-reader-"),
+        "{}",
+        preset.stdout
+    );
+    assert!(group_can(cluster, group, "list", "secrets", OTHER_NAMESPACE));
+    assert!(!group_can(cluster, group, "delete", "secrets", OTHER_NAMESPACE));
+
+    // An existing ClusterRole, bound in one namespace.
+    cluster.admin_ok(&["create", "clusterrole", "ops-deleter", "--verb=delete", "--resource=pods"]);
+    cluster
+        .bind_group_apply(&[group, "ops-deleter", "--cluster-role", "-n", APP_NAMESPACE])
+        .assert_success();
+    let b = get_json(cluster, "rolebinding", "koidc:ops-group:ops-deleter", Some(APP_NAMESPACE));
+    assert_eq!(b["roleRef"]["kind"], "ClusterRole", "in {b}");
+    assert!(group_can(cluster, group, "delete", "pods", APP_NAMESPACE));
+    assert!(!group_can(cluster, group, "delete", "pods", OTHER_NAMESPACE));
+
+    // A namespaced Role cannot be bound cluster-wide: refused before anything is applied.
+    cluster.admin_ok(&["create", "role", "deployer", "-n", APP_NAMESPACE, "--verb=*", "--resource=pods"]);
+    let refused = cluster.bind_group_apply(&[group, "deployer", "--cluster-wide"]);
+    let error = assert_one_error(&refused);
+    assert!(
+        error.contains("\"deployer\" is taken as an existing namespaced Role")
+            && error.contains("--cluster-role"),
+        "{error:?}"
+    );
+    assert_absent(cluster, &["get", "clusterrolebinding", "koidc:ops-group:deployer"]);
+    assert_absent(cluster, &["get", "clusterrole", "deployer"]);
+}
+
+/// `kubectl config view -o json` of a kubeconfig file (kubectl reads what koidc wrote).
+fn kubeconfig_view(cluster: &KubeCluster, path: &Path) -> Value {
+    let home = path.parent().expect("kubeconfig dir");
+    let mut cmd = clean_command(cluster.kubectl_bin(), home);
+    cmd.arg(format!("--kubeconfig={}", path.display()))
+        .args(["config", "view", "-o", "json"]);
+    let out = run(&mut cmd);
+    out.assert_success();
+    serde_json::from_str(&out.stdout).expect("kubectl config view printed JSON")
+}
+
+/// The `name`s of a kubeconfig list (`clusters`, `users`, `contexts`).
+fn names<'a>(config: &'a Value, list: &str) -> Vec<&'a str> {
+    config[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("{list} is a list in {config}"))
+        .iter()
+        .filter_map(|item| item["name"].as_str())
+        .collect()
+}
+
+#[test]
+fn setup_wrote_the_exec_entry_and_kept_the_rest_of_the_kubeconfig() {
+    let cluster = cluster();
+    let _logs = cluster.print_logs_on_failure();
+    let seeded = seeded();
+    assert!(
+        seeded.kubeconfig_setup.stderr.contains(&format!(
+            "wrote user \"{USER_NAME}\" to {}",
+            seeded.kubeconfig.display()
+        )),
+        "{}",
+        seeded.kubeconfig_setup.stderr
+    );
+    assert!(
+        !seeded.kubeconfig_setup.stderr.contains("warning"),
+        "{}",
+        seeded.kubeconfig_setup.stderr
+    );
+    let mode = std::fs::metadata(&seeded.kubeconfig).expect("kubeconfig").permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
+
+    let config = kubeconfig_view(cluster, &seeded.kubeconfig);
+    let mut clusters = names(&config, "clusters");
+    clusters.sort_unstable();
+    assert_eq!(clusters, [BYSTANDER, USER_CLUSTER]);
+    let mut contexts = names(&config, "contexts");
+    contexts.sort_unstable();
+    assert_eq!(contexts, [BYSTANDER, USER_CONTEXT]);
+    assert_eq!(config["current-context"], USER_CONTEXT);
+    let mut users = names(&config, "users");
+    users.sort_unstable();
+    assert_eq!(users, [BYSTANDER, USER_NAME]);
+    let server = config["clusters"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["name"] == USER_CLUSTER))
+        .map(|c| c["cluster"]["server"].clone());
+    assert_eq!(server, Some(Value::from(cluster.url())));
+
+    let user = config["users"]
+        .as_array()
+        .and_then(|l| l.iter().find(|u| u["name"] == USER_NAME))
+        .expect("the oidc user");
+    let exec = &user["user"]["exec"];
+    assert_eq!(exec["apiVersion"], V1, "in {exec}");
+    assert_eq!(exec["interactiveMode"], "IfAvailable", "in {exec}");
+    assert_eq!(exec["command"], koidc_bin(), "in {exec}");
+    assert!(
+        exec["installHint"].as_str().is_some_and(|h| h.contains("koidc")),
+        "no install hint in {exec}"
+    );
+    let args: Vec<&str> = exec["args"]
+        .as_array()
+        .expect("exec args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let issuer = format!("--issuer={}", cluster.issuer());
+    let ca = format!("--certificate-authority={}", cluster.idp.ca_file().display());
+    assert_eq!(
+        args,
+        [
+            "get-token",
+            issuer.as_str(),
+            "--client-id=koidc",
+            "--scope=email",
+            "--scope=groups",
+            "--scope=offline_access",
+            ca.as_str(),
+        ],
+        "in {exec}"
     );
 }
 
@@ -216,4 +648,5 @@ fn whoami_shows_prefixed_email_and_groups() {
         !groups.contains(&"oidc:writer-group"),
         "the reader got the writer's group: {groups:?}"
     );
+    assert_eq!(reader.browser.launches(), 1, "one browser login");
 }

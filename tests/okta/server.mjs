@@ -7,7 +7,8 @@
 // (no loopback port leniency), PKCE required (S256 only), grant types authorization_code and
 // refresh_token, rotating refresh tokens (reusing a rotated one revokes the whole grant, as Okta
 // does outside its grace period), a `groups` scope whose claim goes into the ID token, revocation
-// at `/v1/revoke`, and no consent screen. The one account is okta-user@example.com (password
+// at `/v1/revoke`, and no consent screen (the consent step is answered by the server, as an
+// Okta admin's consent would). The one account is okta-user@example.com (password
 // `okta-password`, groups [okta-devs]); its sign-in page at `/login/<uid>` is a plain form that
 // tests/support/fake-browser.py fills in (FAKE_BROWSER_LOGIN / FAKE_BROWSER_PASSWORD).
 //
@@ -131,17 +132,6 @@ server.listen(port, '127.0.0.1', () => {
     interactions: {
       url: (ctx, interaction) => `/login/${interaction.uid}`,
     },
-    // An Okta admin grants the app its scopes: users never see a consent screen.
-    async loadExistingGrant(ctx) {
-      const { oidc } = ctx;
-      const grantId = oidc.result?.consent?.grantId || oidc.session.grantIdFor(oidc.client.clientId);
-      const grant = grantId
-        ? await oidc.provider.Grant.find(grantId)
-        : new oidc.provider.Grant({ clientId: oidc.client.clientId, accountId: oidc.session.accountId });
-      grant.addOIDCScope([...oidc.requestParamOIDCScopes].join(' '));
-      await grant.save();
-      return grant;
-    },
     async findAccount(ctx, sub) {
       if (sub !== ACCOUNT.sub) return undefined;
       return {
@@ -221,11 +211,22 @@ server.listen(port, '127.0.0.1', () => {
         return;
       }
       if (url.pathname === PREFIX || url.pathname.startsWith(`${PREFIX}/`)) {
-        if (noGroupsScope && url.pathname === `${PREFIX}/v1/authorize` && rejectGroupsScope(url, res)) {
-          return;
+        let path = req.url;
+        if (url.pathname === `${PREFIX}/v1/authorize`) {
+          if (noGroupsScope && rejectGroupsScope(url, res)) {
+            return;
+          }
+          // Okta issues a refresh token for `offline_access` without `prompt=consent`;
+          // oidc-provider (as OpenID Connect Core 11 says) drops `offline_access` unless the
+          // request has `prompt=consent`. Add it; the consent step then answers itself (Okta's
+          // admin consent), see login().
+          if (!url.searchParams.has('prompt')) {
+            url.searchParams.set('prompt', 'consent');
+            path = `${url.pathname}${url.search}`;
+          }
         }
-        req.originalUrl = req.url;
-        req.url = req.url.slice(PREFIX.length) || '/';
+        req.originalUrl = path;
+        req.url = path.slice(PREFIX.length) || '/';
         callback(req, res);
         return;
       }
@@ -282,7 +283,27 @@ async function login(provider, req, res, uid) {
     res.end(oktaErrorPage('invalid_request', 'The sign-in session has expired or is unknown.'));
     return;
   }
-  if (details.uid !== uid || details.prompt.name !== 'login') {
+  if (details.uid !== uid) {
+    res.writeHead(400, { 'content-type': 'text/html' });
+    res.end(oktaErrorPage('invalid_request', 'Unexpected sign-in step.'));
+    return;
+  }
+  if (details.prompt.name === 'consent') {
+    // An Okta admin granted the app its scopes: users never see a consent screen.
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: details.session.accountId, clientId: details.params.client_id });
+    grant.addOIDCScope(details.params.scope ?? 'openid');
+    if (details.prompt.details.missingOIDCClaims) {
+      grant.addOIDCClaims(details.prompt.details.missingOIDCClaims);
+    }
+    const grantId = await grant.save();
+    await provider.interactionFinished(req, res, { consent: { grantId } }, {
+      mergeWithLastSubmission: true,
+    });
+    return;
+  }
+  if (details.prompt.name !== 'login') {
     res.writeHead(400, { 'content-type': 'text/html' });
     res.end(oktaErrorPage('invalid_request', 'Unexpected sign-in step.'));
     return;

@@ -99,7 +99,10 @@ async fn device_authorization_sends_client_id_and_scopes_and_reads_the_answer() 
     let sent = idp.stub.device_requests.lock().unwrap().pop().unwrap();
     assert_eq!(sent.form["client_id"], CLIENT_ID);
     assert_eq!(sent.form["scope"], "openid email groups");
-    assert!(sent.authorization.is_none(), "a public client sends no credentials");
+    assert!(
+        sent.authorization.is_none(),
+        "a public client sends no credentials"
+    );
     assert_eq!(auth.user_code, "ABCD-EFGH");
     assert_eq!(auth.verification_uri, format!("{}/device", idp.issuer));
     assert_eq!(
@@ -193,7 +196,11 @@ async fn polls_at_the_interval_until_approved_and_verifies_the_id_token() {
         .unwrap();
     assert_eq!(tokens.id_token.expose_secret(), id_token);
     assert_eq!(tokens.refresh_token.unwrap().expose_secret(), "rt-dev");
-    assert_eq!(pacer.sleeps, secs(&[3, 3, 3]), "one poll per interval, none early");
+    assert_eq!(
+        pacer.sleeps,
+        secs(&[3, 3, 3]),
+        "one poll per interval, none early"
+    );
     let requests = idp.stub.token_requests.lock().unwrap();
     assert_eq!(requests.len(), 3);
     for r in requests.iter() {
@@ -397,11 +404,13 @@ async fn the_device_id_token_is_verified_like_a_login_but_needs_no_nonce() {
 }
 
 #[tokio::test]
-async fn confidential_client_authenticates_device_and_token_requests() {
+async fn confidential_client_sends_its_secret_in_the_device_form_when_post_is_advertised() {
+    // The stub advertises client_secret_basic and client_secret_post, as Dex does; Dex reads the
+    // secret only from the form at its device endpoint, and ignores client auth when polling.
     let idp = Idp::start_with_device().await;
     let mut cfg = idp.config();
     cfg.client_secret = Some(SecretString::from("s3cret-value"));
-    let provider = idp.provider_with(cfg).await;
+    let provider = idp.provider_with(cfg.clone()).await;
     idp.push_device_authorization(Some(5), 600);
     let auth = start(&provider).await;
     idp.push_device_tokens();
@@ -409,16 +418,40 @@ async fn confidential_client_authenticates_device_and_token_requests() {
         .poll_device_token(&auth, Duration::from_secs(180), &mut VirtualPacer::default())
         .await
         .unwrap();
-
     let device = idp.stub.device_requests.lock().unwrap().pop().unwrap();
+    assert_eq!(device.form["client_id"], CLIENT_ID);
+    assert_eq!(device.form["client_secret"], "s3cret-value");
+    assert!(device.authorization.is_none());
+    // The token endpoint keeps the method chosen at discovery (Basic).
     let token = idp.last_token_request();
-    for r in [&device, &token] {
-        assert!(
-            r.authorization.as_deref().is_some_and(|a| a.starts_with("Basic ")),
-            "client_secret_basic expected"
+    assert!(
+        token
+            .authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Basic ")),
+        "client_secret_basic at the token endpoint"
+    );
+    assert!(!token.form.contains_key("client_secret"));
+
+    // A provider that advertises only Basic gets Basic at the device endpoint too.
+    idp.edit_discovery(|d| {
+        d.insert(
+            "token_endpoint_auth_methods_supported".into(),
+            json!(["client_secret_basic"]),
         );
-        assert!(!r.form.contains_key("client_secret"));
-    }
+    });
+    let provider = idp.provider_with(cfg).await;
+    idp.push_device_authorization(Some(5), 600);
+    start(&provider).await;
+    let device = idp.stub.device_requests.lock().unwrap().pop().unwrap();
+    assert!(
+        device
+            .authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Basic ")),
+        "client_secret_basic at the device endpoint"
+    );
+    assert!(!device.form.contains_key("client_secret"));
 }
 
 #[tokio::test]

@@ -31,6 +31,11 @@ async fn pasted_redirect_url_or_query_gives_the_code_when_the_state_matches() {
     // Blanks, quotes and a newline around it are ignored; a bare query works too.
     let quoted = format!("  '{full}'\n");
     assert_eq!(req.code_from_pasted(&quoted).unwrap().expose_secret(), "c0de");
+    let without_scheme = format!("127.0.0.1:18000/callback?code=c0de&state={state}#frag");
+    assert_eq!(
+        req.code_from_pasted(&without_scheme).unwrap().expose_secret(),
+        "c0de"
+    );
     let query = format!("?code=c0de&state={state}");
     assert_eq!(req.code_from_pasted(&query).unwrap().expose_secret(), "c0de");
     // A matching iss is fine even when not required.
@@ -47,10 +52,14 @@ async fn pasted_url_with_wrong_or_missing_state_is_refused_without_echoing_it() 
     assert!(!err.to_string().contains("secret-code-1"));
     assert!(!err.is_final(), "the user may paste again");
     let no_state = url_with(&[("code", "secret-code-1")]);
-    assert_eq!(req.code_from_pasted(&no_state).unwrap_err(), PasteError::WrongState);
+    assert_eq!(
+        req.code_from_pasted(&no_state).unwrap_err(),
+        PasteError::WrongState
+    );
     // The login page's own URL, pasted by mistake: no code.
     assert_eq!(
-        req.code_from_pasted("https://idp.example/auth?client_id=koidc").unwrap_err(),
+        req.code_from_pasted("https://idp.example/auth?client_id=koidc")
+            .unwrap_err(),
         PasteError::NoCode
     );
     // A repeated parameter is ambiguous.
@@ -58,7 +67,10 @@ async fn pasted_url_with_wrong_or_missing_state_is_refused_without_echoing_it() 
     let twice = format!("{REDIRECT}?code=a&code=b&state={state}");
     assert_eq!(req.code_from_pasted(&twice).unwrap_err(), PasteError::Unreadable);
     assert_eq!(req.code_from_pasted("   ").unwrap_err(), PasteError::Unreadable);
-    assert_eq!(req.code_from_pasted("two words").unwrap_err(), PasteError::Unreadable);
+    assert_eq!(
+        req.code_from_pasted("two words").unwrap_err(),
+        PasteError::Unreadable
+    );
 }
 
 #[tokio::test]
@@ -78,7 +90,10 @@ async fn pasted_error_ends_the_login() {
 #[tokio::test]
 async fn bare_code_is_accepted_unless_the_provider_promises_iss() {
     let (_idp, req) = request(false).await;
-    assert_eq!(req.code_from_pasted("4/0AbC-dEf_123").unwrap().expose_secret(), "4/0AbC-dEf_123");
+    assert_eq!(
+        req.code_from_pasted("4/0AbC-dEf_123").unwrap().expose_secret(),
+        "4/0AbC-dEf_123"
+    );
 
     let (idp, req) = request(true).await;
     assert_eq!(
