@@ -228,8 +228,16 @@ fn kubeconfig_path(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".kube/config"))
 }
 
-/// Adds (or replaces) the user in the kubeconfig at `path`, atomically and with mode 0600.
+/// Adds (or replaces) the user in the kubeconfig at `path`, atomically and with mode 0600. A
+/// symlinked kubeconfig (dotfile managers) is updated where it points, as kubectl does, instead
+/// of being replaced by a regular file.
 fn write_kubeconfig_user(path: &Path, user: Value) -> anyhow::Result<()> {
+    let resolved = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(path)
+            .with_context(|| format!("cannot follow the kubeconfig symlink {}", path.display()))?,
+        _ => path.to_owned(),
+    };
+    let path = resolved.as_path();
     let existing = match std::fs::read_to_string(path) {
         Ok(text) if text.trim().is_empty() => None,
         Ok(text) => Some(
@@ -253,9 +261,11 @@ fn write_kubeconfig_user(path: &Path, user: Value) -> anyhow::Result<()> {
         ".{}.koidc-tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("config")
     ));
+    // A leftover from an interrupted run may have another mode: start afresh.
+    let _ = std::fs::remove_file(&tmp);
     {
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options
@@ -266,4 +276,77 @@ fn write_kubeconfig_user(path: &Path, user: Value) -> anyhow::Result<()> {
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> Value {
+        setup::kubeconfig_user(&ExecUser {
+            name: name.into(),
+            command: "koidc".into(),
+            args: vec!["get-token".into()],
+        })
+    }
+
+    #[test]
+    fn writing_the_user_keeps_clusters_contexts_and_other_users_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: https://127.0.0.1:1}\n\
+             contexts:\n- name: x\n  context: {cluster: c, user: oidc}\ncurrent-context: x\n\
+             users:\n- name: other\n  user: {token: t}\n",
+        )
+        .unwrap();
+        write_kubeconfig_user(&path, user("oidc")).unwrap();
+        let written: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(written["clusters"][0]["name"], "c");
+        assert_eq!(written["contexts"][0]["name"], "x");
+        assert_eq!(written["current-context"], "x");
+        assert_eq!(written["users"][0]["name"], "other");
+        assert_eq!(written["users"][1], user("oidc"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlinked_kubeconfig_is_updated_where_it_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("dotfiles-kubeconfig");
+        std::fs::write(&real, "apiVersion: v1\nkind: Config\nusers: []\n").unwrap();
+        let link = dir.path().join("config");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        write_kubeconfig_user(&link, user("oidc")).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(),
+            "the symlink was replaced by a file"
+        );
+        let written: Value = serde_saphyr::from_str(&std::fs::read_to_string(&real).unwrap()).unwrap();
+        assert_eq!(written["users"][0]["name"], "oidc");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_stale_temporary_file_does_not_lend_its_mode() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        let tmp = dir.path().join(".config.koidc-tmp");
+        std::fs::write(&tmp, "leftover").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_kubeconfig_user(&path, user("oidc")).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(!tmp.exists());
+    }
 }

@@ -521,15 +521,11 @@ impl KubeCluster {
             .args(args)
             .stdin(Stdio::piped());
         let what = format!("`kubectl {}` (stdin piped)", args.join(" "));
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
         let mut pipe = child.stdin.take().expect("stdin is piped");
         let bytes = stdin.as_bytes().to_vec();
         let writer = std::thread::spawn(move || pipe.write_all(&bytes));
-        let out = child
-            .wait_with_output()
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{what}: {e}"));
         writer
             .join()
             .expect("the stdin writer thread")
@@ -570,11 +566,39 @@ impl KubeCluster {
         let ca = format!("--certificate-authority={}", self.idp.ca_file().display());
         let server = format!("--server={}", self.url);
         let steps: [&[&str]; 6] = [
-            &["config", "set-cluster", USER_CLUSTER, &server, &ca, "--embed-certs"],
-            &["config", "set-context", USER_CONTEXT, "--cluster", USER_CLUSTER, "--user", USER_NAME],
+            &[
+                "config",
+                "set-cluster",
+                USER_CLUSTER,
+                &server,
+                &ca,
+                "--embed-certs",
+            ],
+            &[
+                "config",
+                "set-context",
+                USER_CONTEXT,
+                "--cluster",
+                USER_CLUSTER,
+                "--user",
+                USER_NAME,
+            ],
             &["config", "set-cluster", BYSTANDER, "--server=https://127.0.0.1:1"],
-            &["config", "set-credentials", BYSTANDER, "--token=bystander-not-a-secret"],
-            &["config", "set-context", BYSTANDER, "--cluster", BYSTANDER, "--user", BYSTANDER],
+            &[
+                "config",
+                "set-credentials",
+                BYSTANDER,
+                "--token=bystander-not-a-secret",
+            ],
+            &[
+                "config",
+                "set-context",
+                BYSTANDER,
+                "--cluster",
+                BYSTANDER,
+                "--user",
+                BYSTANDER,
+            ],
             &["config", "use-context", USER_CONTEXT],
         ];
         for step in steps {

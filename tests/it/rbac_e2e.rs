@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::Value;
 
 use crate::kube::{
-    APP_NAMESPACE, BYSTANDER, KubeCluster, KubeUser, OTHER_NAMESPACE, PREFIX, READER, TestUser,
-    USER_CLUSTER, USER_CONTEXT, USER_NAME, WRITER, keep_until_exit, pod_create_args,
+    APP_NAMESPACE, BYSTANDER, KubeCluster, KubeUser, OTHER_NAMESPACE, PREFIX, READER, TestUser, USER_CLUSTER,
+    USER_CONTEXT, USER_NAME, WRITER, keep_until_exit, pod_create_args,
 };
 use crate::support::{Output, V1, clean_command, koidc_bin, run};
 
@@ -201,13 +201,20 @@ fn count(haystack: &str, needle: &str) -> usize {
 fn apiserver_runs_the_authentication_config_koidc_setup_printed() {
     let cluster = cluster();
     let _logs = cluster.print_logs_on_failure();
-    let setup = cluster.auth_setup().expect("the cluster was started from koidc setup");
+    let setup = cluster
+        .auth_setup()
+        .expect("the cluster was started from koidc setup");
     setup.assert_success();
 
     let file = std::fs::read_to_string(cluster.auth_config_file()).expect("read the auth config");
-    assert_eq!(file, setup.stdout, "the apiserver got something else than setup's stdout");
+    assert_eq!(
+        file, setup.stdout,
+        "the apiserver got something else than setup's stdout"
+    );
     assert!(
-        setup.stdout.starts_with("apiVersion: apiserver.config.k8s.io/v1\n"),
+        setup
+            .stdout
+            .starts_with("apiVersion: apiserver.config.k8s.io/v1\n"),
         "not only the AuthenticationConfiguration on stdout:\n{}",
         setup.stdout
     );
@@ -363,7 +370,9 @@ fn changing_a_bindings_role_ref_is_refused_with_the_command_that_unblocks_it() {
     cluster.admin_ok(&["create", "role", role, "-n", ns, "--verb=get", "--resource=pods"]);
     cluster.admin_ok(&["create", "clusterrole", role, "--verb=get", "--resource=pods"]);
 
-    cluster.bind_group_apply(&[group, role, "-n", ns]).assert_success();
+    cluster
+        .bind_group_apply(&[group, role, "-n", ns])
+        .assert_success();
     let before = get_json(cluster, "rolebinding", binding, Some(ns));
     assert_eq!(before["roleRef"]["kind"], "Role", "in {before}");
 
@@ -417,7 +426,9 @@ fn cluster_wide_bindings_apply_and_a_namespaced_role_cluster_wide_is_refused() {
 
     // A built-in ClusterRole everywhere. (`view` grants nothing here: its rules are aggregated
     // by the controller manager, which this cluster does not run.)
-    cluster.bind_group_apply(&[group, "view", "--cluster-wide"]).assert_success();
+    cluster
+        .bind_group_apply(&[group, "view", "--cluster-wide"])
+        .assert_success();
     let b = get_json(cluster, "clusterrolebinding", "koidc:ops-group:view", None);
     assert_eq!(b["roleRef"]["kind"], "ClusterRole", "in {b}");
     assert_eq!(b["roleRef"]["name"], "view", "in {b}");
@@ -427,7 +438,9 @@ fn cluster_wide_bindings_apply_and_a_namespaced_role_cluster_wide_is_refused() {
     let preset = cluster.bind_group_apply(&[group, "reader", "--cluster-wide", "--resource", "secrets"]);
     preset.assert_success();
     assert!(
-        preset.stdout.contains("clusterrole.rbac.authorization.k8s.io/koidc-reader-")
+        preset
+            .stdout
+            .contains("clusterrole.rbac.authorization.k8s.io/koidc-reader-")
             && preset
                 .stdout
                 .contains("clusterrolebinding.rbac.authorization.k8s.io/koidc:ops-group:koidc-reader-"),
@@ -438,17 +451,36 @@ fn cluster_wide_bindings_apply_and_a_namespaced_role_cluster_wide_is_refused() {
     assert!(!group_can(cluster, group, "delete", "secrets", OTHER_NAMESPACE));
 
     // An existing ClusterRole, bound in one namespace.
-    cluster.admin_ok(&["create", "clusterrole", "ops-deleter", "--verb=delete", "--resource=pods"]);
+    cluster.admin_ok(&[
+        "create",
+        "clusterrole",
+        "ops-deleter",
+        "--verb=delete",
+        "--resource=pods",
+    ]);
     cluster
         .bind_group_apply(&[group, "ops-deleter", "--cluster-role", "-n", APP_NAMESPACE])
         .assert_success();
-    let b = get_json(cluster, "rolebinding", "koidc:ops-group:ops-deleter", Some(APP_NAMESPACE));
+    let b = get_json(
+        cluster,
+        "rolebinding",
+        "koidc:ops-group:ops-deleter",
+        Some(APP_NAMESPACE),
+    );
     assert_eq!(b["roleRef"]["kind"], "ClusterRole", "in {b}");
     assert!(group_can(cluster, group, "delete", "pods", APP_NAMESPACE));
     assert!(!group_can(cluster, group, "delete", "pods", OTHER_NAMESPACE));
 
     // A namespaced Role cannot be bound cluster-wide: refused before anything is applied.
-    cluster.admin_ok(&["create", "role", "deployer", "-n", APP_NAMESPACE, "--verb=*", "--resource=pods"]);
+    cluster.admin_ok(&[
+        "create",
+        "role",
+        "deployer",
+        "-n",
+        APP_NAMESPACE,
+        "--verb=*",
+        "--resource=pods",
+    ]);
     let refused = cluster.bind_group_apply(&[group, "deployer", "--cluster-wide"]);
     let error = assert_one_error(&refused);
     assert!(
@@ -456,7 +488,10 @@ fn cluster_wide_bindings_apply_and_a_namespaced_role_cluster_wide_is_refused() {
             && error.contains("--cluster-role"),
         "{error:?}"
     );
-    assert_absent(cluster, &["get", "clusterrolebinding", "koidc:ops-group:deployer"]);
+    assert_absent(
+        cluster,
+        &["get", "clusterrolebinding", "koidc:ops-group:deployer"],
+    );
     assert_absent(cluster, &["get", "clusterrole", "deployer"]);
 }
 
@@ -499,7 +534,9 @@ fn setup_wrote_the_exec_entry_and_kept_the_rest_of_the_kubeconfig() {
         "{}",
         seeded.kubeconfig_setup.stderr
     );
-    let mode = std::fs::metadata(&seeded.kubeconfig).expect("kubeconfig").permissions();
+    let mode = std::fs::metadata(&seeded.kubeconfig)
+        .expect("kubeconfig")
+        .permissions();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
 
     let config = kubeconfig_view(cluster, &seeded.kubeconfig);
@@ -578,6 +615,13 @@ fn reader_lists_pods_in_application_but_cannot_delete_them() {
         reader.browser.launches(),
         1,
         "the second kubectl used koidc's cached token"
+    );
+    // KOIDC_CACHE=file and KOIDC_CACHE_DIR reached the plugin through kubectl's environment.
+    let cached = std::fs::read_dir(&reader.cache_dir).map_or(0, |d| d.count());
+    assert!(
+        cached > 0,
+        "koidc cached nothing in {}",
+        reader.cache_dir.display()
     );
 }
 

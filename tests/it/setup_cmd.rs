@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::browser::BrowserLog;
 use crate::kube::{KubeIdp, READER, run_koidc};
-use crate::support::Output;
+use crate::support::{Output, clean_command, koidc_bin, run};
 
 /// `koidc bind-group <args>` (printing, not applying) with this HOME and XDG_CONFIG_HOME.
 fn bind_group(home: &Path, config_dir: &Path, args: &[&str]) -> Output {
@@ -118,11 +118,54 @@ fn setup_saves_the_groups_prefix_bind_group_uses_unless_overridden() {
 
     let saved = bind_group(&home, &config_dir, &["devs", "view", "-n", "team"]);
     assert_eq!(subject_names(&saved.stdout), ["corp:devs"], "{}", saved.stdout);
-    assert!(saved.stderr.contains("using the groups prefix \"corp:\""), "{}", saved.stderr);
+    assert!(
+        saved.stderr.contains("using the groups prefix \"corp:\""),
+        "{}",
+        saved.stderr
+    );
 
-    let overridden = bind_group(&home, &config_dir, &["devs", "view", "-n", "team", "--group-prefix", ""]);
-    assert_eq!(subject_names(&overridden.stdout), ["devs"], "{}", overridden.stdout);
+    let overridden = bind_group(
+        &home,
+        &config_dir,
+        &["devs", "view", "-n", "team", "--group-prefix", ""],
+    );
+    assert_eq!(
+        subject_names(&overridden.stdout),
+        ["devs"],
+        "{}",
+        overridden.stdout
+    );
 
     let never_set_up = bind_group(&home, &fresh_config_dir, &["devs", "view", "-n", "team"]);
-    assert_eq!(subject_names(&never_set_up.stdout), ["devs"], "{}", never_set_up.stdout);
+    assert_eq!(
+        subject_names(&never_set_up.stdout),
+        ["devs"],
+        "{}",
+        never_set_up.stdout
+    );
+}
+
+#[test]
+fn kubeconfig_entry_names_the_ca_by_absolute_path_when_given_a_relative_one() {
+    // kubectl runs the exec plugin from wherever the user is, so a relative path would break.
+    let idp = KubeIdp::start();
+    let home = idp.dir().join("setup-relative-ca");
+    std::fs::create_dir_all(&home).unwrap();
+    let pki_dir = idp.ca_file().parent().expect("the CA's dir");
+    let ca_name = idp.ca_file().file_name().expect("the CA's file name");
+    let mut cmd = clean_command(koidc_bin(), &home);
+    cmd.current_dir(pki_dir)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .args(["setup", "--issuer", idp.issuer(), "--client-id", "koidc"])
+        .args(["--scope", "email", "--scope", "groups", "--certificate-authority"])
+        .arg(ca_name)
+        .args(["--print", "kubeconfig"]);
+    let out = run(&mut cmd);
+    out.assert_success();
+    let expected = format!("- --certificate-authority={}", idp.ca_file().display());
+    assert!(
+        out.stdout.lines().any(|l| l.trim() == expected),
+        "{expected:?} missing from:\n{}",
+        out.stdout
+    );
 }
