@@ -97,6 +97,9 @@ pub struct Authenticator<'a> {
 impl Authenticator<'_> {
     /// The cached token when it has more than [`EXPIRY_MARGIN`] left. No network, no lock.
     pub fn cached(&self) -> Result<Option<Obtained>, CacheError> {
+        if self.identity.provider == ProviderKind::Github {
+            return crate::github::session::cached(self);
+        }
         let Some(entry) = self.load_entry()? else {
             return Ok(None);
         };
@@ -161,6 +164,9 @@ impl Authenticator<'_> {
         browser: &dyn Browser,
         force_login: bool,
     ) -> anyhow::Result<Obtained> {
+        if self.identity.provider == ProviderKind::Github {
+            return crate::github::session::obtain(self, login, browser, force_login);
+        }
         if !force_login && let Some(hit) = self.cached()? {
             return Ok(hit);
         }

@@ -12,12 +12,91 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// koidc: log in to Kubernetes with your company identity (OpenID Connect).
 #[derive(Debug, Parser)]
 #[command(name = "koidc", version, about, propagate_version = true)]
-#[command(after_help = "Run `koidc <command> --help` for the options of each command.")]
+#[command(after_help = TOP_EXAMPLES)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Which options the user set on the command line or in the environment (these beat a
+    /// profile); filled by [`Cli::try_parse_args`].
+    #[arg(skip)]
+    pub explicit: ExplicitArgs,
 }
+
+/// The ids (field names) of the options given on the command line or in a `KOIDC_*` variable,
+/// as opposed to clap's built-in defaults: a profile fills only the others.
+#[derive(Debug, Clone, Default)]
+pub struct ExplicitArgs(Vec<String>);
+
+impl ExplicitArgs {
+    /// From a list of option ids (field names such as `cache_dir`).
+    pub fn from_ids<S: Into<String>>(ids: impl IntoIterator<Item = S>) -> Self {
+        Self(ids.into_iter().map(Into::into).collect())
+    }
+
+    /// True when the option with this id was given.
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.iter().any(|given| given == id)
+    }
+
+    fn from_matches(matches: &clap::ArgMatches) -> Self {
+        use clap::parser::ValueSource;
+        Self::from_ids(
+            matches
+                .ids()
+                .filter(|id| {
+                    matches!(
+                        matches.value_source(id.as_str()),
+                        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                    )
+                })
+                .map(|id| id.as_str().to_owned()),
+        )
+    }
+}
+
+/// The usage name when koidc runs as kubectl's plugin (`kubectl koidc ...` executes
+/// `kubectl-koidc`).
+pub const KUBECTL_PLUGIN_NAME: &str = "kubectl koidc";
+
+impl Cli {
+    /// Parses the command line (`args[0]` is the program) like `Cli::try_parse_from`, and also
+    /// records which options were given explicitly ([`Cli::explicit`]). When the program file is
+    /// named `kubectl-koidc`, usage and help say `kubectl koidc`.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let mut command = Self::command();
+        let program = args
+            .first()
+            .and_then(|a| std::path::Path::new(a).file_stem())
+            .and_then(|s| s.to_str());
+        if program == Some("kubectl-koidc") {
+            command = command.bin_name(KUBECTL_PLUGIN_NAME);
+        }
+        let matches = command.try_get_matches_from_mut(args)?;
+        let mut cli = Self::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
+        if let Some((_, sub)) = matches.subcommand() {
+            cli.explicit = ExplicitArgs::from_matches(sub);
+        }
+        Ok(cli)
+    }
+}
+
+const TOP_EXAMPLES: &str = "\
+Examples:
+  koidc login --issuer https://dex.example.com/dex --client-id kubernetes --scope groups
+  koidc get-token --profile work     # what a kubeconfig exec entry runs
+  kubectl koidc whoami               # the same binary as a kubectl plugin (kubectl-koidc)
+
+Profiles live in $KOIDC_CONFIG, else $XDG_CONFIG_HOME/koidc/config.toml or
+~/.config/koidc/config.toml ([profiles.NAME] tables; flags beat KOIDC_* variables beat a profile).
+Run `koidc <command> --help` for the options and examples of each command; `koidc man` prints the
+manual page and `koidc completions SHELL` a completion script.";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -40,30 +119,148 @@ pub enum Command {
     /// Check an issuer and print what the cluster needs: apiserver authentication config,
     /// kubeconfig entry, RBAC commands.
     #[command(after_help = SETUP_EXAMPLES)]
-    Setup(SetupArgs),
+    Setup(Box<SetupArgs>),
+    /// Run the TokenReview webhook that lets kube-apiserver accept GitHub tokens
+    /// (`--provider github`).
+    #[command(after_help = WEBHOOK_EXAMPLES)]
+    Webhook(WebhookArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+    /// Print koidc's manual page (roff), or write one page per command with --out-dir.
+    #[command(after_help = MAN_EXAMPLES)]
+    Man(ManArgs),
+    /// Walk the chain from the identity provider to RBAC and say which link is broken, one line
+    /// per check.
+    #[command(after_help = DOCTOR_EXAMPLES)]
+    Doctor(Box<DoctorArgs>),
+}
+
+const DOCTOR_EXAMPLES: &str = "\
+Checks, in order: issuer reachable, discovery valid, client accepted, redirect URI accepted,
+token obtained (cache, refresh or login, as get-token), token claims, apiserver accepts the
+token (SelfSubjectReview, as `kubectl auth whoami`), the apiserver's user and groups (prefixes),
+RBAC bindings naming your groups (and near misses: without the prefix, or with another one),
+rights in the namespace (SelfSubjectRulesReview). Exit status 0 when every check passed.
+
+Without --issuer/--client-id/--profile, the identity is the `koidc get-token` options of the
+kubeconfig context's user.
+
+Examples:
+  koidc doctor -n application
+  koidc doctor --context prod -n team-a --admin-kubeconfig admin.kubeconfig
+  koidc doctor --issuer https://dex.example.com/dex --client-id koidc --scope groups --kubeconfig k.yaml";
+
+/// `koidc doctor`
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub identity: IdentityFlags,
+    #[command(flatten)]
+    pub login: LoginFlags,
+    #[command(flatten)]
+    pub cache: CacheFlags,
+    #[command(flatten)]
+    pub output: OutputFlags,
+    /// The kubeconfig of the cluster to check [default: KUBECONFIG, else ~/.kube/config].
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context [default: the current context].
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The namespace whose RoleBindings and rights are checked.
+    #[arg(short = 'n', long, value_name = "NS", default_value = "default")]
+    pub namespace: String,
+    /// Token claim the apiserver takes the username from.
+    #[arg(long, default_value = "email", value_name = "CLAIM")]
+    pub username_claim: String,
+    /// Prefix the apiserver puts in front of usernames ("" for none).
+    #[arg(long, default_value = "oidc:", value_name = "P", allow_hyphen_values = true)]
+    pub username_prefix: String,
+    /// Token claim the apiserver takes the groups from.
+    #[arg(long, default_value = "groups", value_name = "CLAIM")]
+    pub groups_claim: String,
+    /// Prefix the apiserver puts in front of group names ("" for none) [default: the prefix
+    /// saved by `koidc setup`, else oidc:].
+    #[arg(long, value_name = "P", allow_hyphen_values = true)]
+    pub groups_prefix: Option<String>,
+    /// A kubeconfig allowed to list RBAC bindings (an admin's), used through kubectl; without
+    /// it the bindings are listed as the user, which RBAC usually forbids.
+    #[arg(long, value_name = "FILE")]
+    pub admin_kubeconfig: Option<PathBuf>,
+    /// The context of --admin-kubeconfig.
+    #[arg(long, value_name = "NAME", requires = "admin_kubeconfig")]
+    pub admin_context: Option<String>,
+    /// The kubectl that lists bindings with --admin-kubeconfig.
+    #[arg(long, env = "KOIDC_KUBECTL", value_name = "PATH", default_value = "kubectl")]
+    pub kubectl: PathBuf,
+}
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  koidc completions bash > ~/.local/share/bash-completion/completions/koidc
+  koidc completions zsh > \"${fpath[1]}/_koidc\"
+  koidc completions fish > ~/.config/fish/completions/koidc.fish
+  koidc completions powershell >> $PROFILE";
+const MAN_EXAMPLES: &str = "\
+Examples:
+  koidc man | man -l -
+  koidc man get-token | man -l -
+  koidc man --out-dir ~/.local/share/man/man1     # koidc.1, koidc-get-token.1, ...";
+
+/// `koidc completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `koidc man`
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print (koidc-COMMAND(1)) [default: koidc(1)].
+    #[arg(value_name = "COMMAND", conflicts_with = "out_dir")]
+    pub command: Option<String>,
+    /// Write koidc.1 and koidc-COMMAND.1 for every command into this directory instead.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 const GET_TOKEN_EXAMPLES: &str = "\
 Examples:
   koidc get-token --issuer https://dex.example.com --client-id kubernetes
+  koidc get-token --profile work          # options from [profiles.work] of the config file
   KUBERNETES_EXEC_INFO='{\"apiVersion\":\"client.authentication.k8s.io/v1\"}' koidc get-token ...";
 const LOGIN_EXAMPLES: &str = "\
 Examples:
   koidc login --issuer https://dex.example.com --client-id kubernetes --scope groups --scope email
-  koidc login --issuer https://dex.example.com --client-id kubernetes --no-browser";
+  koidc login --issuer https://dex.example.com --client-id kubernetes --no-browser
+  koidc login --profile work --cache-dir /tmp/koidc   # a flag beats the profile";
 const LOGOUT_EXAMPLES: &str = "\
 Examples:
   koidc logout --issuer https://dex.example.com --client-id kubernetes
+  koidc logout --profile work
   koidc logout --all";
 const SETUP_EXAMPLES: &str = "\
 Examples:
   koidc setup --issuer https://dex.example.com/dex --client-id koidc --scope email --scope groups
   koidc setup --issuer https://dex.example.com/dex --client-id koidc --scope email --scope groups \\
       --login --write-kubeconfig --user oidc
-  koidc setup ... --print authentication-config > /etc/kubernetes/koidc-authn.yaml";
+  koidc setup ... --print authentication-config > /etc/kubernetes/koidc-authn.yaml
+  koidc setup --profile work --write-kubeconfig   # the entry runs `koidc get-token --profile work`";
+const WEBHOOK_EXAMPLES: &str = "\
+The kube-apiserver side (webhook config file and flags) is printed by
+  koidc setup --provider github --client-id ID --webhook-url https://HOST:8443/ --webhook-ca-file ca.pem
+
+Examples:
+  koidc webhook --org acme --tls-cert-file webhook.crt --tls-private-key-file webhook.key
+  koidc webhook --org acme --org acme-labs --listen 0.0.0.0:8443 --cache-ttl 30 \\
+      --github-url https://github.example.com --tls-cert-file ... --tls-private-key-file ...";
 const WHOAMI_EXAMPLES: &str = "\
 Examples:
   koidc whoami --issuer https://dex.example.com --client-id kubernetes
+  koidc whoami --profile work
   koidc whoami -o json";
 const BIND_GROUP_EXAMPLES: &str = "\
 ROLE is a built-in ClusterRole (view, edit, admin, cluster-admin), a preset that koidc writes too
@@ -84,6 +281,12 @@ A --from file is a YAML list:
 /// Which identity provider and client; shared by every command.
 #[derive(Debug, Args, Clone, Default)]
 pub struct IdentityFlags {
+    /// Take the options not given otherwise from this profile of the config file
+    /// ($KOIDC_CONFIG, else $XDG_CONFIG_HOME/koidc/config.toml or ~/.config/koidc/config.toml);
+    /// the profile is part of the cache key, so two profiles are two accounts [default: the
+    /// file's default-profile, when neither --issuer nor --client-id is given].
+    #[arg(long, env = "KOIDC_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
     /// The OpenID Connect issuer URL (as in the `iss` claim, byte for byte).
     #[arg(long, env = "KOIDC_ISSUER", value_name = "URL")]
     pub issuer: Option<String>,
@@ -97,9 +300,25 @@ pub struct IdentityFlags {
     /// listens on 127.0.0.1:8000 then 127.0.0.1:18000; `dex` adds offline_access, groups and email;
     /// `generic` adds nothing; `auto` picks okta for *.okta.com, *.oktapreview.com and
     /// *.okta-emea.com issuers, dex for an issuer path ending in /dex, else generic. Flags given
-    /// explicitly win.
+    /// explicitly win. `github` logs in to GitHub itself (no --issuer; see --github-url): the
+    /// token is a GitHub access token that the cluster checks with `koidc webhook`.
     #[arg(long, env = "KOIDC_PROVIDER", value_enum, default_value_t = ProviderArg::Auto)]
     pub provider: ProviderArg,
+    #[command(flatten)]
+    pub github: GithubFlags,
+}
+
+/// Where GitHub is (for `--provider github` and `koidc webhook`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct GithubFlags {
+    /// With --provider github: GitHub's web address, or a GitHub Enterprise Server's
+    /// [default: https://github.com].
+    #[arg(long, env = "KOIDC_GITHUB_URL", value_name = "URL")]
+    pub github_url: Option<String>,
+    /// With --provider github: GitHub's REST API [default: https://api.github.com for
+    /// github.com, else <github-url>/api/v3].
+    #[arg(long, env = "KOIDC_GITHUB_API_URL", value_name = "URL")]
+    pub github_api_url: Option<String>,
 }
 
 /// Where tokens are kept.
@@ -308,6 +527,9 @@ pub enum ProviderArg {
     Dex,
     /// Okta (a custom authorization server such as https://ORG.okta.com/oauth2/default).
     Okta,
+    /// GitHub's own OAuth login (no OpenID Connect); the cluster checks the token with
+    /// `koidc webhook`.
+    Github,
 }
 
 /// `--cache` values.
@@ -383,9 +605,20 @@ pub struct SetupArgs {
     /// Path of the issuer's CA file on the control plane, for the `--oidc-ca-file` flag.
     #[arg(long, value_name = "FILE")]
     pub apiserver_ca_path: Option<String>,
+    /// With --provider github: the URL kube-apiserver reaches `koidc webhook` at.
+    #[arg(long, value_name = "URL", default_value = "https://127.0.0.1:8443/")]
+    pub webhook_url: String,
+    /// With --provider github: the CA (PEM) that signed the webhook's certificate, embedded in
+    /// the apiserver's webhook config.
+    #[arg(long, value_name = "FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
     /// Print only one part.
     #[arg(long = "print", value_enum, default_value_t = SetupPart::All)]
     pub print: SetupPart,
+    /// Print only an audit policy (audit.k8s.io/v1) that records who did what, OIDC user and
+    /// groups included, with the kube-apiserver flags that enable it; needs no issuer.
+    #[arg(long)]
+    pub audit_policy: bool,
 }
 
 /// `koidc setup --print` values.
@@ -399,4 +632,41 @@ pub enum SetupPart {
     ApiserverFlags,
     /// The kubeconfig `users[]` entry.
     Kubeconfig,
+}
+
+/// `koidc webhook`
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    /// Address to serve HTTPS on; kube-apiserver must reach it.
+    #[arg(long, env = "KOIDC_WEBHOOK_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    pub listen: String,
+    /// The server certificate (PEM, with its chain).
+    #[arg(long, env = "KOIDC_WEBHOOK_TLS_CERT_FILE", value_name = "FILE")]
+    pub tls_cert_file: PathBuf,
+    /// The server certificate's private key (PEM).
+    #[arg(long, env = "KOIDC_WEBHOOK_TLS_PRIVATE_KEY_FILE", value_name = "FILE")]
+    pub tls_private_key_file: PathBuf,
+    /// GitHub organisation whose members are authenticated (repeatable, at least one); users in
+    /// none of them are refused.
+    #[arg(long = "org", env = "KOIDC_WEBHOOK_ORG", value_name = "ORG", value_delimiter = ',', required = true)]
+    pub orgs: Vec<String>,
+    /// Put before the GitHub login to make the Kubernetes username.
+    #[arg(long, value_name = "P", default_value = "github:", allow_hyphen_values = true)]
+    pub username_prefix: String,
+    /// Put before every group (`acme`, `acme:sre`); `koidc bind-group --group-prefix` must match.
+    #[arg(long, value_name = "P", default_value = "github:", allow_hyphen_values = true)]
+    pub groups_prefix: String,
+    /// Seconds a verdict on a token is remembered (by the token's SHA-256), 0 for none.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub cache_ttl: u64,
+    /// Seconds one request to GitHub may take.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub github_timeout: u64,
+    #[command(flatten)]
+    pub github: GithubFlags,
+    /// Extra CA certificate (PEM) to trust for GitHub Enterprise Server (repeatable).
+    #[arg(long = "certificate-authority", value_name = "FILE", value_delimiter = ',')]
+    pub certificate_authorities: Vec<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputFlags,
 }

@@ -63,6 +63,12 @@ pub enum ConfigError {
     /// No cache directory can be derived.
     #[error("cannot find a cache directory (HOME is not set); pass --cache-dir")]
     NoCacheDir,
+    /// `--issuer` given with `--provider github`, which has none.
+    #[error("--provider github takes no --issuer (GitHub is not an OpenID Connect issuer); give --github-url for GitHub Enterprise Server")]
+    IssuerWithGithub,
+    /// `--github-url` or `--github-api-url` is not usable.
+    #[error(transparent)]
+    Github(#[from] crate::github::GithubError),
 }
 
 /// Where the tokens are kept.
@@ -102,11 +108,19 @@ pub struct Identity {
     pub scopes: Vec<String>,
     /// The identity provider (`--provider`, `auto` resolved from the issuer).
     pub provider: ProviderKind,
+    /// Where GitHub is, for `--provider github` (then `issuer` is GitHub's web address).
+    pub github: Option<crate::github::GithubUrls>,
+    /// The config-file profile in use (`--profile`), part of the cache key: two profiles with
+    /// the same issuer, client and scopes are two accounts.
+    pub profile: Option<String>,
 }
 
 impl Identity {
     /// From `--issuer`, `--client-id`, `--scope`; both issuer and client id are required.
     pub fn from_flags(flags: &IdentityFlags) -> Result<Self, ConfigError> {
+        if flags.provider == ProviderArg::Github {
+            return Self::github_from_flags(flags);
+        }
         let issuer = flags.issuer.clone().ok_or(ConfigError::Missing {
             flag: "issuer",
             env: "KOIDC_ISSUER",
@@ -130,6 +144,38 @@ impl Identity {
             client_id,
             scopes,
             provider,
+            github: None,
+            profile: flags.profile.clone(),
+        })
+    }
+
+    /// `--provider github`: GitHub's web address (`--github-url`) stands in for the issuer.
+    fn github_from_flags(flags: &IdentityFlags) -> Result<Self, ConfigError> {
+        if flags.issuer.is_some() {
+            return Err(ConfigError::IssuerWithGithub);
+        }
+        let client_id = flags.client_id.clone().ok_or(ConfigError::Missing {
+            flag: "client-id",
+            env: "KOIDC_CLIENT_ID",
+            hint: "the client id of the GitHub OAuth app (or GitHub App) registered for kubectl",
+        })?;
+        if client_id.trim().is_empty() {
+            return Err(ConfigError::EmptyClientId);
+        }
+        let urls = crate::github::GithubUrls::new(
+            flags.github.github_url.as_deref(),
+            flags.github.github_api_url.as_deref(),
+        )?;
+        let provider = ProviderKind::Github;
+        let mut raw = flags.scopes.clone();
+        raw.extend(provider.preset_scopes().iter().map(|s| (*s).to_owned()));
+        Ok(Self {
+            issuer: urls.web.clone(),
+            client_id,
+            scopes: normalize_scopes(&raw)?,
+            provider,
+            github: Some(urls),
+            profile: flags.profile.clone(),
         })
     }
 
@@ -143,7 +189,7 @@ impl Identity {
 
     /// The cache key of this identity.
     pub fn cache_key(&self) -> CacheKey {
-        CacheKey::new(&self.issuer, &self.client_id, &self.scopes)
+        CacheKey::new(&self.issuer, &self.client_id, &self.scopes).with_profile(self.profile.clone())
     }
 }
 
@@ -252,6 +298,7 @@ fn provider_choice(arg: ProviderArg) -> Option<ProviderKind> {
         ProviderArg::Generic => Some(ProviderKind::Generic),
         ProviderArg::Dex => Some(ProviderKind::Dex),
         ProviderArg::Okta => Some(ProviderKind::Okta),
+        ProviderArg::Github => Some(ProviderKind::Github),
     }
 }
 
@@ -418,7 +465,31 @@ mod tests {
             client_id: Some("kubectl".into()),
             scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
             provider,
+            ..IdentityFlags::default()
         }
+    }
+
+    #[test]
+    fn github_identity_takes_its_issuer_from_the_github_url() {
+        let mut flags = IdentityFlags {
+            client_id: Some("Iv1.abc".into()),
+            provider: ProviderArg::Github,
+            ..IdentityFlags::default()
+        };
+        let id = Identity::from_flags(&flags).unwrap();
+        assert_eq!(id.provider, ProviderKind::Github);
+        assert_eq!(id.issuer, "https://github.com");
+        assert_eq!(id.scopes, ["read:org"]);
+        assert_eq!(id.github.as_ref().unwrap().api, "https://api.github.com");
+        flags.github.github_url = Some("https://git.example.com/".into());
+        let ghe = Identity::from_flags(&flags).unwrap();
+        assert_eq!(ghe.issuer, "https://git.example.com");
+        assert_ne!(ghe.cache_key(), id.cache_key());
+        flags.issuer = Some("https://github.com".into());
+        assert!(matches!(Identity::from_flags(&flags), Err(ConfigError::IssuerWithGithub)));
+        flags.issuer = None;
+        flags.github.github_url = Some("http://git.example.com".into());
+        assert!(Identity::from_flags(&flags).is_err());
     }
 
     #[test]

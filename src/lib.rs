@@ -6,6 +6,8 @@
 //! listener), [`browser`], [`cache`] (token store and cross-process lock), [`clock`] — and finally
 //! [`credential`] writes the `ExecCredential` that kubectl reads. For the cluster admin, [`rbac`]
 //! and [`setup`] generate the RBAC bindings and apiserver settings that trust the same issuer.
+//! [`github`] logs in to GitHub (which has no OpenID Connect for users) and [`webhook`] is the
+//! TokenReview authenticator that lets the apiserver accept those GitHub tokens.
 
 pub mod auth;
 pub mod browser;
@@ -15,10 +17,14 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod credential;
+pub mod doctor;
+pub mod github;
 pub mod loopback;
 pub mod oidc;
 pub mod printer;
+pub mod profile;
 pub mod provider;
 pub mod rbac;
 pub mod setup;
 pub mod token;
+pub mod webhook;

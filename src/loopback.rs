@@ -1108,6 +1108,95 @@ mod tests {
         assert!(!format!("{err:?} {err}").contains(CODE));
     }
 
+    #[tokio::test]
+    async fn one_megabyte_query_is_refused_and_wait_continues() {
+        let (s, addr) = server().await;
+        let client = async {
+            // A 1 MiB query (the genuine parameters first) is refused by the HTTP layer before
+            // koidc's handler sees it: hyper's header buffer (about 400 KiB) overflows.
+            let target = format!("{}&pad={}", good_callback(), "a".repeat(1 << 20));
+            let r = get(addr, &target).await;
+            assert_eq!(r.status, 431, "{}", r.head);
+            // Just over koidc's own limit reaches the handler and gets its 400.
+            let target = format!("{}&pad={}", good_callback(), "a".repeat(MAX_QUERY_LEN));
+            let r = get(addr, &target).await;
+            assert_eq!(r.status, 400);
+            assert!(r.body.contains("the query is too long"), "{}", r.body);
+            get(addr, good_callback()).await
+        };
+        let (res, last) = tokio::join!(s.wait_for_code(STATE, LONG), client);
+        assert_eq!(res.unwrap().expose_secret(), CODE);
+        assert_eq!(last.status, 200);
+    }
+
+    #[tokio::test]
+    async fn slow_client_holding_a_connection_does_not_delay_the_timeout() {
+        let (s, addr) = server().await;
+        // Slowloris: connect, send half a request line, then one byte every 100 ms, never
+        // finishing the headers.
+        let slow = tokio::spawn(async move {
+            let mut conn = TcpStream::connect(addr).await.unwrap();
+            conn.write_all(b"GET /callback?state=").await.unwrap();
+            for _ in 0..100 {
+                if conn.write_all(b"x").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let start = Instant::now();
+        let err = s
+            .wait_for_code(STATE, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        let took = start.elapsed();
+        assert!(matches!(err, LoopbackError::Timeout { secs: 1, rejected: 0 }), "{err:?}");
+        // The timeout plus at most the shutdown grace, never the slow client's 10 s.
+        assert!(took < Duration::from_secs(1) + SHUTDOWN_GRACE + Duration::from_millis(500), "took {took:?}");
+        slow.abort();
+    }
+
+    fn shared(done: oneshot::Sender<Outcome>) -> Shared {
+        Shared {
+            port: 4000,
+            expected_state: STATE.to_owned(),
+            expected_iss: None,
+            iss_required: false,
+            rejected: AtomicU64::new(0),
+            done: Mutex::new(Some(done)),
+        }
+    }
+
+    fn callback_headers() -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:4000"));
+        h
+    }
+
+    #[test]
+    fn second_callback_after_the_first_is_refused_and_changes_nothing() {
+        let (tx, mut rx) = oneshot::channel();
+        let shared = shared(tx);
+        let first: axum::http::Uri = good_callback().parse().unwrap();
+        let resp = respond(&shared, &Method::GET, &first, &callback_headers());
+        assert_eq!(resp.status(), StatusCode::OK);
+        // A second genuine-looking callback (same state, another code; or an IdP error) racing
+        // the shutdown: refused with 400, and the outcome stays the first code.
+        for second in [
+            format!("/callback?code=other-code&state={STATE}"),
+            format!("/callback?error=access_denied&state={STATE}"),
+            good_callback(),
+        ] {
+            let uri: axum::http::Uri = second.parse().unwrap();
+            let resp = respond(&shared, &Method::GET, &uri, &callback_headers());
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{second}");
+        }
+        let outcome = rx.try_recv().unwrap();
+        assert_eq!(outcome.unwrap().expose_secret(), CODE);
+        assert_eq!(shared.rejected.load(Ordering::Relaxed), 0);
+    }
+
     #[test]
     fn form_decode_is_strict() {
         assert_eq!(form_decode("a+b%20c%2B").unwrap(), "a b c+");

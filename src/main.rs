@@ -5,7 +5,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
 use koidc::cli::Cli;
 
 fn main() -> ExitCode {
@@ -18,7 +17,7 @@ fn main() -> ExitCode {
             .unwrap_or_default();
         eprintln!("koidc: internal error: {}; please report this", one_line(&msg));
     }));
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_args(std::env::args_os()) {
         Ok(cli) => cli,
         Err(err) => {
             let code = if err.use_stderr() { 2 } else { 0 };

@@ -30,6 +30,9 @@ pub enum ProviderKind {
     Dex,
     /// Okta.
     Okta,
+    /// GitHub's own OAuth login (not OpenID Connect; see [`crate::github`]). Never detected:
+    /// only chosen with `--provider github`.
+    Github,
 }
 
 impl ProviderKind {
@@ -66,6 +69,7 @@ impl ProviderKind {
             ProviderKind::Generic => "generic",
             ProviderKind::Dex => "dex",
             ProviderKind::Okta => "okta",
+            ProviderKind::Github => "github",
         }
     }
 
@@ -79,6 +83,7 @@ impl ProviderKind {
             ProviderKind::Generic => &[],
             ProviderKind::Dex => &["offline_access", "groups", "email"],
             ProviderKind::Okta => &["offline_access", "groups", "email"],
+            ProviderKind::Github => &[crate::github::SCOPE],
         }
     }
 
@@ -88,7 +93,7 @@ impl ProviderKind {
         let at = |port| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
         match self {
             ProviderKind::Okta => OKTA_PORTS.iter().map(|&p| at(p)).collect(),
-            ProviderKind::Generic | ProviderKind::Dex => vec![at(0)],
+            ProviderKind::Generic | ProviderKind::Dex | ProviderKind::Github => vec![at(0)],
         }
     }
 

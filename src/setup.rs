@@ -106,7 +106,8 @@ pub fn kubeconfig_user(user: &ExecUser) -> Value {
 
 /// Shown by kubectl when the `koidc` command is missing.
 pub const INSTALL_HINT: &str = "koidc logs you in to this cluster with your company identity. Install it with ./install.sh \
-     from the koidc repository (it also installs the kubectl-koidc plugin link).";
+     from the koidc repository (it also installs the kubectl-koidc plugin link), or as a kubectl plugin with \
+     `kubectl krew install --manifest=krew/koidc.yaml` (then the exec command is kubectl-koidc).";
 
 /// Puts `user` into `kubeconfig` (replacing a user of the same name), creating the skeleton of an
 /// empty kubeconfig when needed. Other users, clusters and contexts are kept.
@@ -233,6 +234,67 @@ pub fn get_token_args(
     args
 }
 
+/// Where the printed audit flags put the policy file on the control plane.
+pub const AUDIT_POLICY_PATH: &str = "/etc/kubernetes/koidc-audit-policy.yaml";
+
+/// Where the printed audit flags put the audit log.
+pub const AUDIT_LOG_PATH: &str = "/var/log/kubernetes/audit.log";
+
+/// An audit policy (audit.k8s.io/v1) that records who did what: every event carries the
+/// username and groups the apiserver derived from the ID token. Reads and everything else at
+/// `Metadata`; changes to RBAC objects at `RequestResponse` (the object before and after);
+/// secrets at `Metadata` only, because `Request` or `RequestResponse` would copy secret values
+/// into the log. The kube-apiserver flags that enable it are comments at the top.
+pub fn audit_policy() -> String {
+    format!(
+        r#"# koidc: who did what on this cluster, for people who log in with OpenID Connect.
+#
+# Every event names the user and groups the apiserver derived from the ID token
+# (user.username such as "oidc:jane@example.com", user.groups such as
+# ["oidc:developers", "system:authenticated"]), the verb, the object and the result.
+#
+# Save this file on the control plane and start kube-apiserver with:
+#   --audit-policy-file={AUDIT_POLICY_PATH}
+#   --audit-log-path={AUDIT_LOG_PATH}
+#   --audit-log-maxage=30      # days to keep rotated log files
+#   --audit-log-maxbackup=10   # rotated log files to keep
+#   --audit-log-maxsize=100    # MiB before the log file is rotated
+# (for a static-pod apiserver, also mount the policy file and the log directory).
+apiVersion: audit.k8s.io/v1
+kind: Policy
+# One event per request, once the response is known.
+omitStages:
+  - RequestReceived
+rules:
+  # Health checks say nothing about people.
+  - level: None
+    nonResourceURLs: ["/healthz*", "/livez*", "/readyz*"]
+  # Secrets, read or changed: who, which secret, when and the result, never the data.
+  # RequestResponse (or Request) would copy the secret values in clear text into the
+  # audit log, and so to everyone who can read the log or its backups.
+  - level: Metadata
+    resources:
+      - group: ""
+        resources: ["secrets"]
+  # Tokens travel in the bodies of these requests: keep them at Metadata too.
+  - level: Metadata
+    resources:
+      - group: "authentication.k8s.io"
+        resources: ["tokenreviews"]
+      - group: ""
+        resources: ["serviceaccounts/token"]
+  # Changes to RBAC: the whole request and response, so the log shows who gave whom
+  # which rights.
+  - level: RequestResponse
+    verbs: ["create", "update", "patch", "delete", "deletecollection"]
+    resources:
+      - group: "rbac.authorization.k8s.io"
+  # Everything else, reads (get, list, watch) included: who, what, when, result.
+  - level: Metadata
+"#
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,6 +371,36 @@ mod tests {
         assert!(w.contains("--scope groups"), "{w}");
         assert!(w.contains("\"oidc:\""), "{w}");
         assert!(warnings(&auth(), &["email".into(), "groups".into()], None).is_empty());
+    }
+
+    #[test]
+    fn audit_policy_records_rbac_changes_in_full_and_secrets_only_as_metadata() {
+        let text = audit_policy();
+        let policy: Value = serde_saphyr::from_str(&text).unwrap();
+        assert_eq!(policy["apiVersion"], "audit.k8s.io/v1");
+        assert_eq!(policy["kind"], "Policy");
+        assert_eq!(policy["omitStages"], json!(["RequestReceived"]));
+        let rules = policy["rules"].as_array().unwrap();
+        let full: Vec<&Value> = rules.iter().filter(|r| r["level"] != "Metadata" && r["level"] != "None").collect();
+        assert_eq!(full.len(), 1, "only RBAC changes are recorded beyond Metadata: {rules:?}");
+        assert_eq!(full[0]["level"], "RequestResponse");
+        assert_eq!(full[0]["resources"], json!([{"group": "rbac.authorization.k8s.io"}]));
+        assert_eq!(
+            full[0]["verbs"],
+            json!(["create", "update", "patch", "delete", "deletecollection"])
+        );
+        // Secrets are matched (at Metadata) before any broader rule could.
+        let secrets = rules
+            .iter()
+            .position(|r| r["resources"][0]["resources"] == json!(["secrets"]))
+            .unwrap();
+        assert_eq!(rules[secrets]["level"], "Metadata");
+        assert!(secrets < rules.len() - 1);
+        // The catch-all rule, last: Metadata for reads and everything else.
+        assert_eq!(rules.last().unwrap(), &json!({"level": "Metadata"}));
+        for flag in ["--audit-policy-file=", "--audit-log-path=", "--audit-log-maxage="] {
+            assert!(text.lines().any(|l| l.starts_with(&format!("#   {flag}"))), "{flag} missing");
+        }
     }
 
     #[test]

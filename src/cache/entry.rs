@@ -7,7 +7,8 @@
 //! read (GitHub's opaque access tokens) add the optional [`EntryMeta`] fields `kind`,
 //! `expires_at` and `refresh_expires_at` (Unix seconds) and `info` (a JSON object for display);
 //! they are omitted when unset, so OpenID Connect entries look exactly as before, and readers that
-//! do not know them ignore them (the version stays 1).
+//! do not know them ignore them (the version stays 1). An entry of a config-file profile adds
+//! `"profile":…` (in both formats), omitted without a profile for the same reason.
 //!
 //! Encrypted entry (`<id>.enc`): `{"version":1,"cipher":"chacha20poly1305","issuer":…,
 //! "client_id":…,"scopes":[…],"nonce":<base64>,"ciphertext":<base64>}`. The key fields are in
@@ -43,6 +44,8 @@ struct PlainOut<'a> {
     issuer: &'a str,
     client_id: &'a str,
     scopes: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<&'a str>,
     id_token: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<&'a str>,
@@ -61,6 +64,8 @@ struct PlainIn {
     issuer: String,
     client_id: String,
     scopes: Vec<String>,
+    #[serde(default)]
+    profile: Option<String>,
     id_token: String,
     #[serde(default)]
     refresh_token: Option<String>,
@@ -86,6 +91,8 @@ struct SealedFile {
     issuer: String,
     client_id: String,
     scopes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    profile: Option<String>,
     nonce: String,
     ciphertext: String,
 }
@@ -104,6 +111,7 @@ pub(super) fn encode_plain(key: &CacheKey, tokens: &TokenSet, meta: &EntryMeta) 
         issuer: &key.issuer,
         client_id: &key.client_id,
         scopes: &key.scopes,
+        profile: key.profile.as_deref(),
         id_token: tokens.id_token.expose_secret(),
         refresh_token: tokens.refresh_token.as_ref().map(|t| t.expose_secret()),
         kind: meta.kind.as_deref(),
@@ -125,6 +133,7 @@ pub(super) fn decode_plain(path: &Path, bytes: &[u8]) -> Result<Entry, CacheErro
             issuer: entry.issuer,
             client_id: entry.client_id,
             scopes: entry.scopes,
+            profile: entry.profile,
         },
         tokens: TokenSet {
             id_token: SecretString::from(entry.id_token),
@@ -152,6 +161,7 @@ pub(super) fn encode_sealed(key: &CacheKey, nonce: &[u8; 12], ciphertext: &[u8])
         issuer: key.issuer.clone(),
         client_id: key.client_id.clone(),
         scopes: key.scopes.clone(),
+        profile: key.profile.clone(),
         nonce: b64.encode(nonce),
         ciphertext: b64.encode(ciphertext),
     };
@@ -180,6 +190,7 @@ pub(super) fn decode_sealed(path: &Path, bytes: &[u8]) -> Result<Sealed, CacheEr
             issuer: file.issuer,
             client_id: file.client_id,
             scopes: file.scopes,
+            profile: file.profile,
         },
         nonce,
         ciphertext,
@@ -236,6 +247,17 @@ mod tests {
             ["client_id", "id_token", "issuer", "refresh_token", "scopes", "version"]
         );
         assert_eq!(e.meta, EntryMeta::default());
+    }
+
+    #[test]
+    fn the_profile_round_trips_in_both_formats_and_old_entries_have_none() {
+        let key = key(1).with_profile(Some("work".into()));
+        let plain = decode_plain(Path::new("x"), &encode_plain(&key, &tokens("a"), &EntryMeta::default())).unwrap();
+        assert_eq!(plain.key, key);
+        let sealed = decode_sealed(Path::new("x"), &encode_sealed(&key, &[7; 12], b"ct")).unwrap();
+        assert_eq!(sealed.key, key);
+        let old = br#"{"version":1,"issuer":"i","client_id":"c","scopes":[],"id_token":"t"}"#;
+        assert_eq!(decode_plain(Path::new("x"), old).unwrap().key.profile, None);
     }
 
     #[test]

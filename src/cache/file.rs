@@ -333,7 +333,7 @@ pub(super) fn check_key(path: &Path, key: &CacheKey, entry: Entry) -> Result<(To
     if !entry.key.same_entry(key) {
         return Err(CacheError::corrupt(
             path,
-            "it belongs to another issuer, client or scope set",
+            "it belongs to another issuer, client, scope set or profile",
         ));
     }
     Ok((entry.tokens, entry.meta))

@@ -732,7 +732,7 @@ mod tests {
         // A plaintext entry written by a fallback run.
         FileStore::open(tmp.path())
             .unwrap()
-            .save_plain(&key(1), &tokens("plain"))
+            .save_plain(&key(1), &tokens("plain"), &EntryMeta::default())
             .unwrap();
         let got = store(tmp.path(), &front, &back).load(&key(1)).unwrap().unwrap();
         assert_eq!(got.id_token.expose_secret(), "id-token-sealed");

@@ -46,7 +46,8 @@ pub enum CacheKind {
     None,
 }
 
-/// Identifies one cache entry: everything that changes which token the IdP issues.
+/// Identifies one cache entry: everything that changes which token the IdP issues, and the
+/// profile (two profiles for the same issuer, client and scopes are two accounts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheKey {
     /// The issuer URL, exactly as configured.
@@ -55,6 +56,9 @@ pub struct CacheKey {
     pub client_id: String,
     /// Requested scopes besides `openid`, sorted and deduplicated.
     pub scopes: Vec<String>,
+    /// The config-file profile the entry belongs to; `None` without a profile (and for every
+    /// entry written before profiles existed, whose ids are unchanged).
+    pub profile: Option<String>,
 }
 
 impl CacheKey {
@@ -65,12 +69,20 @@ impl CacheKey {
             issuer: issuer.to_owned(),
             client_id: client_id.to_owned(),
             scopes: canonical_scopes(scopes),
+            profile: None,
         }
+    }
+
+    /// This key for the profile `profile` (`None`: no profile).
+    pub fn with_profile(mut self, profile: Option<String>) -> Self {
+        self.profile = profile;
+        self
     }
 
     /// The entry's file name stem: 32 lowercase hex digits of a SHA-256 over a length-prefixed
     /// encoding of issuer, client id and the canonical scopes (so the same identity always gets
-    /// the same id, however its scopes were ordered).
+    /// the same id, however its scopes were ordered), followed by the profile name when there is
+    /// one (so keys without a profile keep the ids they always had).
     pub fn id(&self) -> String {
         let mut hasher = Sha256::new();
         let mut field = |bytes: &[u8]| {
@@ -85,6 +97,10 @@ impl CacheKey {
         for scope in &scopes {
             field(scope.as_bytes());
         }
+        if let Some(profile) = &self.profile {
+            field(b"profile");
+            field(profile.as_bytes());
+        }
         let digest = hasher.finalize();
         hex::encode(&digest[..16])
     }
@@ -94,6 +110,7 @@ impl CacheKey {
         self.issuer == other.issuer
             && self.client_id == other.client_id
             && canonical_scopes(&self.scopes) == canonical_scopes(&other.scopes)
+            && self.profile == other.profile
     }
 }
 
@@ -393,8 +410,23 @@ mod tests {
             issuer: "https://i".into(),
             client_id: "c".into(),
             scopes: vec!["y".into(), "x".into()],
+            profile: None,
         };
         assert_eq!(raw.id(), a.id());
+    }
+
+    #[test]
+    fn a_profile_makes_a_separate_entry_and_no_profile_keeps_the_old_id() {
+        let plain = CacheKey::new("https://i", "c", &["x".into()]);
+        // The id of this key before profiles existed (koidc-cache-key-v1 encoding).
+        assert_eq!(plain.id(), "c05cc6967cc3324271b0a8ea7d2decbd");
+        let work = plain.clone().with_profile(Some("work".into()));
+        let home = plain.clone().with_profile(Some("home".into()));
+        assert_ne!(work.id(), plain.id());
+        assert_ne!(work.id(), home.id());
+        assert_eq!(work.id(), plain.clone().with_profile(Some("work".into())).id());
+        assert!(!work.same_entry(&plain));
+        assert!(work.same_entry(&work.clone()));
     }
 
     #[test]

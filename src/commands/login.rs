@@ -29,6 +29,9 @@ pub fn run(args: &LoginArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         Source::Login => "logged in",
     };
     printer.info(format_args!("{how} at {}", identity.issuer));
-    printer.result(&super::whoami::describe(&obtained.info, clock.now()))?;
+    let now = clock.now();
+    let text = super::github::describe_login(store.as_ref(), &identity, &obtained, now)
+        .unwrap_or_else(|| super::whoami::describe(&obtained.info, now));
+    printer.result(&text)?;
     Ok(())
 }

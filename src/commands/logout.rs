@@ -27,7 +27,9 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let login = LoginConfig::from_flags(&args.login, None)?;
     let mut removed = 0;
     for key in &keys {
-        if !args.no_revoke {
+        if !args.no_revoke
+            && !super::github::revoke_if_github(store.as_ref(), key, &login, &args.identity.github, printer)
+        {
             revoke(store.as_ref(), key, &login, clock.clone(), printer);
         }
         if store.delete(key)? {
@@ -63,6 +65,8 @@ fn revoke(
         client_id: key.client_id.clone(),
         scopes: key.scopes.clone(),
         provider: crate::provider::ProviderKind::detect(&key.issuer),
+        github: None,
+        profile: key.profile.clone(),
     };
     let oidc = login.oidc(&identity);
     let result = tokio::runtime::Builder::new_current_thread()

@@ -5,10 +5,15 @@
 //! [`Printer`]; everything else goes to stderr.
 
 mod bind_group;
+mod completions;
+mod doctor;
 mod get_token;
+mod github;
 mod login;
 mod logout;
+mod man;
 mod setup;
+mod webhook;
 mod whoami;
 
 use std::sync::Arc;
@@ -20,7 +25,8 @@ use crate::config::CacheConfig;
 use crate::printer::Printer;
 
 /// Runs the parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(mut cli: Cli) -> anyhow::Result<()> {
+    crate::profile::apply(&mut cli)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match cli.command {
         Command::GetToken(args) => get_token::run(&args, clock, std::env::var("KUBERNETES_EXEC_INFO").ok()),
@@ -29,6 +35,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Whoami(args) => whoami::run(&args, clock),
         Command::BindGroup(args) => bind_group::run(&args),
         Command::Setup(args) => setup::run(&args, clock),
+        Command::Webhook(args) => webhook::run(&args),
+        Command::Completions(args) => completions::run(&args),
+        Command::Man(args) => man::run(&args),
+        Command::Doctor(args) => doctor::run(&args, &cli.explicit, clock),
     }
 }
 

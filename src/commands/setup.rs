@@ -24,8 +24,19 @@ use crate::token::IdTokenInfo;
 
 /// Runs `koidc setup`.
 pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    if args.audit_policy {
+        // Independent of the issuer: nothing to check, nothing to save.
+        Printer::new(args.output.verbose).result(&setup::audit_policy())?;
+        return Ok(());
+    }
+    if args.identity.provider == crate::cli::ProviderArg::Github {
+        return super::github::setup(args, clock);
+    }
     let printer = Printer::new(args.output.verbose);
     let identity = Identity::from_flags(&args.identity)?;
+    if identity.provider == crate::provider::ProviderKind::Dex {
+        printer.info("Dex: GitHub users (connector `type: github`) get their teams as `org:team` groups");
+    }
     let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
     let ca_pem = read_cas(&login.certificate_authorities)?;
     let auth = ClusterAuth {
@@ -73,16 +84,28 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         path.display()
     ));
 
-    let user = setup::kubeconfig_user(&ExecUser {
-        name: args.user_name.clone(),
-        command: args.exec_command.clone(),
-        args: setup::get_token_args(
+    // With a profile the entry names only the profile: the options live in the config file
+    // (and the profile is part of the cache key, so the entry must name it).
+    let exec_args = match &identity.profile {
+        Some(profile) => {
+            printer.info(format_args!(
+                "the kubeconfig entry runs `{} get-token --profile {profile}`: whoever uses it needs that profile in their koidc config file",
+                args.exec_command
+            ));
+            vec!["get-token".to_owned(), format!("--profile={profile}")]
+        }
+        None => setup::get_token_args(
             &identity.issuer,
             &identity.client_id,
             &identity.scopes,
             &login.certificate_authorities,
             &args.login.listen,
         ),
+    };
+    let user = setup::kubeconfig_user(&ExecUser {
+        name: args.user_name.clone(),
+        command: args.exec_command.clone(),
+        args: exec_args,
     });
     if args.write_kubeconfig {
         let path = kubeconfig_path(args.kubeconfig.as_deref())?;
@@ -194,7 +217,7 @@ fn render(
     })
 }
 
-fn yaml(value: &Value) -> anyhow::Result<String> {
+pub(super) fn yaml(value: &Value) -> anyhow::Result<String> {
     let mut text = serde_saphyr::to_string(value).context("cannot render YAML")?;
     if !text.ends_with('\n') {
         text.push('\n');
@@ -213,7 +236,7 @@ fn shell_word(s: &str) -> String {
 }
 
 /// `--kubeconfig`, else the first file of `KUBECONFIG`, else `~/.kube/config`.
-fn kubeconfig_path(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub(super) fn kubeconfig_path(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(path) = flag {
         return Ok(path.to_owned());
     }
@@ -231,7 +254,7 @@ fn kubeconfig_path(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// Adds (or replaces) the user in the kubeconfig at `path`, atomically and with mode 0600. A
 /// symlinked kubeconfig (dotfile managers) is updated where it points, as kubectl does, instead
 /// of being replaced by a regular file.
-fn write_kubeconfig_user(path: &Path, user: Value) -> anyhow::Result<()> {
+pub(super) fn write_kubeconfig_user(path: &Path, user: Value) -> anyhow::Result<()> {
     let resolved = match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(path)
             .with_context(|| format!("cannot follow the kubeconfig symlink {}", path.display()))?,

@@ -25,9 +25,15 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let now = clock.now();
     let mut found = Vec::new();
     for key in keys {
-        let Some(tokens) = store.load(&key)? else { continue };
+        let Some((tokens, meta)) = store.load_with_meta(&key)? else { continue };
+        // GitHub tokens are opaque: their entry's metadata describes them.
+        if let Some((text, value)) = super::github::whoami_entry(&key, &meta, now) {
+            found.push((key, text, value));
+            continue;
+        }
         let info = IdTokenInfo::decode_secret(&tokens.id_token)?;
-        found.push((key, info));
+        let (text, value) = (describe(&info, now), to_json(&key, &info, now));
+        found.push((key, text, value));
     }
     if found.is_empty() {
         match identity {
@@ -43,7 +49,7 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     }
     match args.format {
         Format::Json => {
-            let list: Vec<_> = found.iter().map(|(key, info)| to_json(key, info, now)).collect();
+            let list: Vec<_> = found.iter().map(|(_, _, value)| value.clone()).collect();
             let out = if identity.is_some() && list.len() == 1 {
                 list[0].clone()
             } else {
@@ -54,7 +60,7 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         Format::Text => {
             let blocks: Vec<_> = found
                 .iter()
-                .map(|(key, info)| format!("client:   {}\n{}", key.client_id, describe(info, now)))
+                .map(|(key, text, _)| format!("client:   {}\n{text}", key.client_id))
                 .collect();
             printer.result(&blocks.join("\n"))?;
         }

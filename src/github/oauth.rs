@@ -362,7 +362,10 @@ fn refusal(err: ErrorBody) -> GithubError {
         "expired_token" => GithubError::DeviceExpired,
         _ => GithubError::Refused {
             error: sanitize_code(&err.error),
-            description: err.error_description.map(|d| one_line(&d, 200)),
+            description: err
+                .error_description
+                .map(|d| one_line(d.trim().trim_end_matches('.'), 200))
+                .filter(|d| !d.is_empty()),
         },
     }
 }

@@ -547,6 +547,7 @@ mod tests {
             scopes: vec!["read:org".into()],
             provider: ProviderKind::Github,
             github: Some(GithubUrls::new(None, None).unwrap()),
+            profile: None,
         }
     }
 

@@ -17,6 +17,7 @@
 pub mod device;
 mod http;
 pub mod paste;
+pub mod probe;
 mod verify;
 
 #[cfg(test)]

@@ -411,6 +411,16 @@ impl KubeCluster {
     /// as is to the `--authentication-config` file), and waits for `/readyz`. Fails the test,
     /// with the logs, when a binary is missing or a server does not come up.
     pub fn start(auth_config_yaml: &str, idp: KubeIdp) -> KubeCluster {
+        Self::start_with_apiserver_flags(auth_config_yaml, idp, &[])
+    }
+
+    /// [`Self::start`] with `extra_apiserver_flags` added to kube-apiserver's command line (e.g.
+    /// `--authentication-token-webhook-config-file=…` for the GitHub webhook tests).
+    pub fn start_with_apiserver_flags(
+        auth_config_yaml: &str,
+        idp: KubeIdp,
+        extra_apiserver_flags: &[String],
+    ) -> KubeCluster {
         let apiserver_bin = e2e_binary(
             "KOIDC_E2E_KUBE_APISERVER",
             "kube-apiserver v1.36.3 (`tests/e2e/deps.sh all`)",
@@ -424,7 +434,14 @@ impl KubeCluster {
         let (mut etcd, etcd_url) = start_etcd(&etcd_bin, &dir);
         let started = Instant::now();
         let (apiserver, url) =
-            match start_apiserver(&apiserver_bin, &dir, &idp.pki, &etcd_url, &auth_config_file) {
+            match start_apiserver(
+                &apiserver_bin,
+                &dir,
+                &idp.pki,
+                &etcd_url,
+                &auth_config_file,
+                extra_apiserver_flags,
+            ) {
                 Ok(started) => started,
                 Err(message) => {
                     etcd.kill();
@@ -936,6 +953,7 @@ fn start_apiserver(
     pki: &Pki,
     etcd_url: &str,
     auth_config_file: &Path,
+    extra_flags: &[String],
 ) -> Result<(Proc, String), String> {
     let mut identity = pki.admin_cert_pem.clone();
     identity.push_str(&pki.admin_key_pem);
@@ -977,7 +995,8 @@ fn start_apiserver(
             // plugin requires of every pod.
             .arg("--disable-admission-plugins=ServiceAccount")
             // The `kubernetes` Endpoints may not point at loopback: skip reconciling it.
-            .arg("--endpoint-reconciler-type=none");
+            .arg("--endpoint-reconciler-type=none")
+            .args(extra_flags);
         let log = dir.join(format!("kube-apiserver-{attempt}.log"));
         let mut apiserver = Proc::spawn(cmd, log, dir);
         let ready_url = format!("{url}/readyz");

@@ -1,0 +1,355 @@
+#!/usr/bin/env bash
+# koidc's benchmarks, one command: whole processes on this machine, side by side, medians of
+# many runs, against /bin/true (the floor of starting any process) and int128/kubelogin (the Go
+# exec plugin koidc replaces), with the same Dex issuer, client and scopes for both.
+#
+#   bench/run.sh [SECTION...]      default: all sections; report in docs/bench/results.md
+#
+# SECTION:
+#   warm      hyperfine: warm `get-token` (valid token cached) per cache backend — koidc
+#             --cache file, --cache keyring with the key in the kernel keyring, the same with a
+#             cold kernel keyring (key from the Secret Service over D-Bus, under
+#             `keyctl session -`); kubelogin --token-cache-storage disk and keyring
+#   rss       peak RSS of those warm calls (`/usr/bin/time -f %M`), median of RSS_RUNS
+#   size      binary sizes (koidc release: strip = true; kubelogin: -ldflags "-s -w")
+#   kubectl   hyperfine: `kubectl get --raw /version` against a local HTTPS stub apiserver with
+#             a static token versus exec koidc / exec kubelogin (warm): the added time
+#   refresh   ID token inside koidc's 90 s margin (Dex issues 95 s tokens), valid refresh
+#             token: wall time, time waiting for Dex (timing proxy), koidc's own time
+#   login     browser login into an empty cache (--no-browser; measure.py plays the browser):
+#             wall, browser, Dex and koidc's own time
+#   parallel  PROCS (64) `get-token` started at once on an expired token: refresh grants seen
+#             by Dex (must be 1), distinct tokens printed (must be 1), wall time
+#
+# Environment: RUNS (hyperfine runs of each warm command, 1000), COLD_RUNS (200), KUBECTL_RUNS
+# (300), RSS_RUNS (200), PATH_RUNS (refresh and login runs, 20), PARALLEL_ROUNDS (5), PROCS (64),
+# LOAD_MAX (0.5) and LOAD_WAIT (900 s): before measuring, wait (polling every 30 s, at most
+# LOAD_WAIT) until the 1-minute load average is at most LOAD_MAX. KOIDC_BIN: benchmark this
+# binary instead of building target/release/koidc. CRT_STATIC=1: also build koidc with
+# `-C target-feature=+crt-static` (static-pie glibc) in target/crt-static and benchmark it
+# beside the normal build (KOIDC_STATIC_BIN: use that binary instead). REPORT: where the report
+# goes (docs/bench/results.md).
+#
+# What runs: tests/e2e/deps.sh builds the pinned Dex, kubectl and kubelogin; two Dex servers
+# (1 h and 95 s ID tokens) each behind bench/idp-proxy.py, which logs every request with its
+# timing (Dex logs none); a private D-Bus session with an unlocked gnome-keyring; and the whole
+# run inside a new kernel session keyring (`keyctl session -`), so nothing is left behind.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+
+# A private kernel session keyring for the whole run (koidc keeps its key there).
+if [ -z "${KOIDC_BENCH_SESSION:-}" ]; then
+  command -v keyctl >/dev/null 2>&1 || {
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq keyutils >/dev/null
+  }
+  KOIDC_BENCH_SESSION=1 exec keyctl session - "$0" "$@"
+fi
+
+RUNS=${RUNS:-1000}
+COLD_RUNS=${COLD_RUNS:-200}
+KUBECTL_RUNS=${KUBECTL_RUNS:-300}
+RSS_RUNS=${RSS_RUNS:-200}
+PATH_RUNS=${PATH_RUNS:-20}
+PARALLEL_ROUNDS=${PARALLEL_ROUNDS:-5}
+PROCS=${PROCS:-64}
+LOAD_MAX=${LOAD_MAX:-0.5}
+LOAD_WAIT=${LOAD_WAIT:-900}
+REPORT=${REPORT:-docs/bench/results.md}
+# Dex's ID token lifetime for refresh and parallel: koidc refreshes a token with less than 90 s
+# left, so a 95 s token is due GAP seconds after it was issued.
+SHORT_EXPIRY=95s
+GAP=5.3
+
+all_sections=(warm rss size kubectl refresh login parallel)
+sections=("$@")
+[ ${#sections[@]} -gt 0 ] || sections=("${all_sections[@]}")
+for s in "${sections[@]}"; do
+  [[ " ${all_sections[*]} " == *" $s "* ]] || { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+done
+want() { [[ " ${sections[*]} " == *" $1 "* ]]; }
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+for pkg in hyperfine keyutils gnome-keyring dbus python3 time openssl curl; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing="${missing:-} $pkg"
+done
+if [ -n "${missing:-}" ]; then
+  say "installing$missing"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+tests/e2e/deps.sh dex kubectl kubelogin >&2
+eval "$(tests/e2e/deps.sh --print-env dex kubectl kubelogin 2>/dev/null)"
+
+work=$(mktemp -d /tmp/koidc-bench.XXXXXX)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]+"${pids[@]}"}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/bin" "$work/results" "$work/logins"
+results=$work/results
+
+# The binaries under test are copied, so a rebuild by someone else cannot swap them mid-run.
+if [ -n "${KOIDC_BIN:-}" ]; then
+  cp "$KOIDC_BIN" "$work/bin/koidc"
+else
+  say "building the release binary"
+  cargo build --release --locked --quiet
+  cp target/release/koidc "$work/bin/koidc"
+fi
+koidc=$work/bin/koidc
+koidc_static=
+if [ -n "${KOIDC_STATIC_BIN:-}" ]; then
+  cp "$KOIDC_STATIC_BIN" "$work/bin/koidc-static"
+  koidc_static=$work/bin/koidc-static
+elif [ "${CRT_STATIC:-0}" = 1 ]; then
+  say "building the crt-static variant in target/crt-static"
+  host=$(rustc -vV | sed -n 's/^host: //p')
+  RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --quiet \
+    --target "$host" --target-dir target/crt-static
+  cp "target/crt-static/$host/release/koidc" "$work/bin/koidc-static"
+  koidc_static=$work/bin/koidc-static
+fi
+kubelogin=$work/bin/kubelogin
+cp "$KOIDC_E2E_KUBELOGIN" "$kubelogin"
+kubectl=$KOIDC_E2E_KUBECTL
+# kubelogin runs --browser-command as one executable with the URL as its only argument.
+printf '#!/bin/sh\nexec python3 %q browser "$1"\n' "$root/bench/measure.py" >"$work/bin/browser"
+chmod +x "$work/bin/browser"
+browser=$work/bin/browser
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_dex NAME ID_TOKEN_EXPIRY: Dex on one port, bench/idp-proxy.py in front of it on the
+# issuer's port; sets issuer_NAME and proxylog_NAME.
+start_dex() {
+  local name=$1 expiry=$2 dex_port proxy_port issuer
+  dex_port=$(free_port)
+  proxy_port=$(free_port)
+  issuer=http://127.0.0.1:$proxy_port/dex
+  sed -e "s#^issuer: .*#issuer: $issuer#" -e "s#^  http: .*#  http: 127.0.0.1:$dex_port#" \
+    -e "s#^  idTokens: .*#  idTokens: $expiry#" examples/dex-config.yaml >"$work/dex-$name.yaml"
+  # Dex keeps one refresh token per user and client: a login replaces the refresh token of
+  # the previous one. Each identity that refreshes gets a client of its own (staticClients
+  # is the file's last list).
+  local c
+  for c in bench-refresh-keyring bench-refresh-file bench-parallel; do
+    printf '  - id: %s\n    name: %s\n    public: true\n' "$c" "$c" >>"$work/dex-$name.yaml"
+  done
+  grep -q "idTokens: $expiry" "$work/dex-$name.yaml" || { say "cannot set the ID token expiry"; exit 1; }
+  "$KOIDC_E2E_DEX" serve "$work/dex-$name.yaml" >"$work/dex-$name.log" 2>&1 &
+  pids+=($!)
+  python3 bench/idp-proxy.py "$proxy_port" "$dex_port" "$work/proxy-$name.jsonl" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    curl -sf "$issuer/.well-known/openid-configuration" >/dev/null && break
+    sleep 0.1
+  done
+  curl -sf "$issuer/.well-known/openid-configuration" >/dev/null || {
+    say "Dex ($name) did not start:"; tail "$work/dex-$name.log" >&2; exit 1; }
+  printf -v "issuer_$name" %s "$issuer"
+  printf -v "proxylog_$name" %s "$work/proxy-$name.jsonl"
+}
+start_dex long 1h
+start_dex short "$SHORT_EXPIRY"
+
+# A private session bus with an unlocked gnome-keyring (a real Secret Service), its keyring
+# files in $work.
+read -r bus_addr bus_pid < <(dbus-daemon --session --fork --print-address=1 --print-pid=1 | paste -sd' ')
+pids+=("$bus_pid")
+export DBUS_SESSION_BUS_ADDRESS=$bus_addr
+eval "$(echo bench | XDG_DATA_HOME=$work/xdg gnome-keyring-daemon --components=secrets --unlock --daemonize)"
+[ -n "${GNOME_KEYRING_PID:-}" ] && pids+=("$GNOME_KEYRING_PID")
+# What kubectl passes to a credential plugin (a non-interactive call).
+export KUBERNETES_EXEC_INFO='{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}'
+
+scopes=(--scope email --scope groups --scope offline_access)
+# koidc_args ISSUER CACHE DIR [CLIENT]: a get-token command line.
+koidc_args() {
+  printf '%s\0' get-token --issuer "$1" --client-id "${4:-koidc}" "${scopes[@]}" --cache "$2" \
+    --cache-dir "$3" --browser-command "$browser"
+}
+kubelogin_args() {
+  printf '%s\0' get-token --oidc-issuer-url "$1" --oidc-client-id koidc --oidc-extra-scope email \
+    --oidc-extra-scope groups --oidc-extra-scope offline_access --token-cache-storage "$2" \
+    --token-cache-dir "$3" --listen-address "127.0.0.1:$(free_port)" --browser-command "$browser"
+}
+mapfile -d '' k_file < <(koidc_args "$issuer_long" file "$work/koidc-file")
+mapfile -d '' k_keyring < <(koidc_args "$issuer_long" keyring "$work/koidc-keyring")
+mapfile -d '' l_disk < <(kubelogin_args "$issuer_long" disk "$work/kubelogin-disk")
+mapfile -d '' l_keyring < <(kubelogin_args "$issuer_long" keyring "$work/kubelogin-keyring")
+
+# One browser login each, then every warm call must be served from the cache.
+say "logging in once per plugin and cache backend"
+setup_login() {
+  "$@" >/dev/null 2>"$work/setup-login.log" || { say "login failed: $*"; cat "$work/setup-login.log" >&2; exit 1; }
+}
+setup_login "$koidc" "${k_file[@]}"
+setup_login "$koidc" "${k_keyring[@]}"
+setup_login "$kubelogin" "${l_disk[@]}"
+setup_login "$kubelogin" "${l_keyring[@]}"
+[ -n "$(ls "$work"/koidc-keyring/*.enc 2>/dev/null)" ] || { say "koidc wrote no encrypted entry"; exit 1; }
+[ -z "$(ls "$work"/kubelogin-keyring/ 2>/dev/null | grep -v '\.lock$')" ] ||
+  { say "kubelogin keyring storage wrote token files"; exit 1; }
+logins_long=$(grep -c '"grant": "authorization_code"' "$proxylog_long")
+
+q() { printf '%q ' "$@"; }
+js() { python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@"; }
+declare -A load
+quiet() {
+  local waited=0 l
+  while :; do
+    l=$(cut -d' ' -f1 /proc/loadavg)
+    awk -v l="$l" -v m="$LOAD_MAX" 'BEGIN { exit !(l <= m) }' && break
+    if ((waited >= LOAD_WAIT)); then
+      say "load average $l is still above $LOAD_MAX after ${LOAD_WAIT}s; measuring anyway"
+      break
+    fi
+    say "load average $l > $LOAD_MAX (other work on this machine); waiting 30 s"
+    sleep 30
+    waited=$((waited + 30))
+  done
+}
+mark() { load[$1]=$(cut -d' ' -f1-3 /proc/loadavg); say "$1 (load average ${load[$1]})"; }
+
+quiet
+
+if want warm; then
+  mark warm
+  warm=(-n '/bin/true' /bin/true
+    -n 'koidc, --cache file' "$(q "$koidc" "${k_file[@]}")"
+    -n 'koidc, --cache keyring (key in the kernel keyring)' "$(q "$koidc" "${k_keyring[@]}")")
+  [ -z "$koidc_static" ] || warm+=(
+    -n 'koidc crt-static, --cache file' "$(q "$koidc_static" "${k_file[@]}")"
+    -n 'koidc crt-static, --cache keyring (kernel keyring)' "$(q "$koidc_static" "${k_keyring[@]}")")
+  warm+=(-n 'kubelogin, --token-cache-storage disk' "$(q "$kubelogin" "${l_disk[@]}")"
+    -n 'kubelogin, --token-cache-storage keyring (Secret Service)' "$(q "$kubelogin" "${l_keyring[@]}")")
+  hyperfine -N --warmup 50 --runs "$RUNS" --export-json "$results/warm.json" "${warm[@]}"
+  hyperfine -N --warmup 5 --runs "$COLD_RUNS" --export-json "$results/cold-keyring.json" \
+    -n 'keyctl session - /bin/true' "$(q keyctl session - /bin/true)" \
+    -n 'keyctl session - koidc, --cache file' "$(q keyctl session - "$koidc" "${k_file[@]}")" \
+    -n 'keyctl session - koidc, --cache keyring (key from the Secret Service)' \
+    "$(q keyctl session - "$koidc" "${k_keyring[@]}")"
+fi
+
+if want rss; then
+  mark rss
+  m() { python3 bench/measure.py rss --runs "$RSS_RUNS" --out "$results/measure.jsonl" --name "$@"; }
+  m '/bin/true' -- /bin/true
+  m 'koidc, --cache file' -- "$koidc" "${k_file[@]}"
+  m 'koidc, --cache keyring (kernel keyring)' -- "$koidc" "${k_keyring[@]}"
+  m 'koidc, --cache keyring (Secret Service; under keyctl session -)' -- keyctl session - "$koidc" "${k_keyring[@]}"
+  if [ -n "$koidc_static" ]; then
+    m 'koidc crt-static, --cache file' -- "$koidc_static" "${k_file[@]}"
+  fi
+  m 'kubelogin, disk' -- "$kubelogin" "${l_disk[@]}"
+  m 'kubelogin, keyring (Secret Service)' -- "$kubelogin" "${l_keyring[@]}"
+fi
+
+if want size; then
+  mark size
+  {
+    printf 'koidc\t%s\t%s\n' "$(stat -c %s "$koidc")" \
+      'cargo build --release (strip = true, lto = "thin", panic = "abort")'
+    [ -z "$koidc_static" ] || printf 'koidc crt-static\t%s\t%s\n' "$(stat -c %s "$koidc_static")" \
+      'the same with RUSTFLAGS="-C target-feature=+crt-static"'
+    printf 'kubelogin %s\t%s\t%s\n' "$("$kubelogin" --version | awk '{print $3}')" "$(stat -c %s "$kubelogin")" \
+      'go build -trimpath -ldflags "-s -w" (stripped), CGO_ENABLED=0'
+  } >"$results/sizes.tsv"
+  cat "$results/sizes.tsv" >&2
+fi
+
+if want kubectl; then
+  mark kubectl
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$work/apiserver.key" -out "$work/apiserver.crt" 2>/dev/null
+  python3 bench/version-server.py "$work/apiserver.crt" "$work/apiserver.key" "$work/apiserver.port" &
+  pids+=($!)
+  for _ in $(seq 100); do [ -s "$work/apiserver.port" ] && break; sleep 0.1; done
+  server=https://127.0.0.1:$(cat "$work/apiserver.port")
+  # Three kubeconfigs, one user each. The static one holds the very token koidc serves (read
+  # from koidc's stdout, never passed as an argument), so the request is the same size.
+  kc() { python3 bench/measure.py kubeconfig --server "$server" --ca "$work/apiserver.crt" --out "$@"; }
+  "$koidc" "${k_keyring[@]}" | kc "$work/kubeconfig-static" --token-from-stdin
+  kc "$work/kubeconfig-koidc" --exec "$(js "$koidc" "${k_keyring[@]}")"
+  kc "$work/kubeconfig-kubelogin" --exec "$(js "$kubelogin" "${l_disk[@]}")"
+  for u in static koidc kubelogin; do
+    env -u KUBERNETES_EXEC_INFO "$kubectl" --kubeconfig "$work/kubeconfig-$u" get --raw /version >/dev/null ||
+      { say "kubectl with the $u user failed"; exit 1; }
+  done
+  (unset KUBERNETES_EXEC_INFO
+   hyperfine -N --warmup 10 --runs "$KUBECTL_RUNS" --export-json "$results/kubectl.json" \
+     -n 'kubectl, static token' "$(q "$kubectl" --kubeconfig "$work/kubeconfig-static" get --raw /version)" \
+     -n 'kubectl, exec koidc (warm, --cache keyring)' "$(q "$kubectl" --kubeconfig "$work/kubeconfig-koidc" get --raw /version)" \
+     -n 'kubectl, exec kubelogin (warm, disk)' "$(q "$kubectl" --kubeconfig "$work/kubeconfig-kubelogin" get --raw /version)")
+fi
+
+if want refresh || want parallel; then
+  mapfile -d '' r_keyring < <(koidc_args "$issuer_short" keyring "$work/refresh-keyring" bench-refresh-keyring)
+  mapfile -d '' r_file < <(koidc_args "$issuer_short" file "$work/refresh-file" bench-refresh-file)
+  mapfile -d '' p_keyring < <(koidc_args "$issuer_short" keyring "$work/parallel-keyring" bench-parallel)
+  setup_login "$koidc" "${r_keyring[@]}"
+  setup_login "$koidc" "${r_file[@]}"
+  setup_login "$koidc" "${p_keyring[@]}"
+fi
+
+if want refresh || want login; then
+  python3 bench/measure.py floor --runs 200 --out "$results/measure.jsonl"
+fi
+
+if want refresh; then
+  mark refresh
+  python3 bench/measure.py refresh --runs "$PATH_RUNS" --gap "$GAP" --out "$results/measure.jsonl" \
+    --proxy-log "$proxylog_short" \
+    --cmd 'koidc, --cache keyring' "$(js "$koidc" "${r_keyring[@]}")" \
+    --cmd 'koidc, --cache file' "$(js "$koidc" "${r_file[@]}")"
+fi
+
+if want login; then
+  mark login
+  l() { printf '%s\0' get-token --issuer "$issuer_long" --client-id koidc "${scopes[@]}" --cache "$1" \
+    --cache-dir '{cache_dir}' --no-browser --grant authcode; }
+  mapfile -d '' n_keyring < <(l keyring)
+  mapfile -d '' n_file < <(l file)
+  python3 bench/measure.py login --runs "$PATH_RUNS" --out "$results/measure.jsonl" \
+    --proxy-log "$proxylog_long" --cache-root "$work/logins" \
+    --cmd 'koidc, --cache keyring' "$(js "$koidc" "${n_keyring[@]}")" \
+    --cmd 'koidc, --cache file' "$(js "$koidc" "${n_file[@]}")"
+fi
+
+if want parallel; then
+  mark parallel
+  python3 bench/measure.py parallel --rounds "$PARALLEL_ROUNDS" --procs "$PROCS" --gap "$GAP" \
+    --out "$results/measure.jsonl" --proxy-log "$proxylog_short" \
+    --name "koidc, --cache keyring" -- "$koidc" "${p_keyring[@]}"
+fi
+
+if want warm || want kubectl; then
+  now=$(grep -c '"grant": "authorization_code"' "$proxylog_long")
+  [ "$now" -eq "$logins_long" ] || { say "Dex saw $((now - logins_long)) logins after the setup"; exit 1; }
+  say "Dex (1 h tokens) answered no token request after the $logins_long setup logins"
+fi
+
+python3 - "$results/meta.json" "$("$koidc" --version)" "$("$kubelogin" --version)" \
+  "$("$KOIDC_E2E_DEX" version 2>&1 | head -1)" "$("$kubectl" version --client 2>/dev/null | head -1)" \
+  "$(hyperfine --version)" "$(for k in "${!load[@]}"; do printf '%s=%s;' "$k" "${load[$k]}"; done)" <<'EOF'
+import json, os, platform, sys, time
+out, koidc, kubelogin, dex, kubectl, hyperfine, loads = sys.argv[1:]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+osname = next((l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release")
+               if l.startswith("PRETTY_NAME=")), "?")
+order = ["warm", "rss", "size", "kubectl", "refresh", "login", "parallel"]
+load = dict(kv.split("=", 1) for kv in loads.split(";") if kv)
+json.dump({"date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpus": os.cpu_count(), "cpu": cpu,
+           "os": osname, "koidc_version": koidc.split()[-1], "kubelogin_version": kubelogin.split()[-1],
+           "dex_version": dex.split()[-1], "kubectl_version": kubectl.split()[-1],
+           "hyperfine_version": hyperfine.split()[-1],
+           "load": {k: load[k] for k in order if k in load}}, open(out, "w"))
+EOF
+mkdir -p "$(dirname "$REPORT")"
+python3 bench/measure.py report --results "$results" --out "$REPORT"

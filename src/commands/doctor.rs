@@ -1,0 +1,327 @@
+//! `koidc doctor`: run the checks of [`crate::doctor`] in order and print one line per check on
+//! stdout, then a summary; exit 1 when a check failed.
+//!
+//! Which identity: `--issuer`/`--client-id`/`--profile` (with the profile rules of every other
+//! command), else the `koidc get-token` arguments of the kubeconfig context's user — so the doctor
+//! checks exactly what kubectl runs, and shares its cached token. Which cluster: the kubeconfig
+//! context (`--kubeconfig`, `--context`). The token is obtained like `get-token` does (cache,
+//! refresh, login) and sent only to that cluster, in an HTTP header.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+
+use crate::auth::{Authenticator, Source};
+use crate::cli::{Cli, Command, DoctorArgs, ExplicitArgs, GetTokenArgs};
+use crate::clock::Clock;
+use crate::config::{Identity, LoginConfig};
+use crate::doctor::apiserver::{AdminKubectl, ApiClient, bindings_with_kubectl};
+use crate::doctor::kubeconfig::{self, ClusterTarget};
+use crate::doctor::{self, Check, Expectations, names};
+use crate::loopback::LoopbackServer;
+use crate::oidc::Provider;
+use crate::printer::Printer;
+use crate::rbac;
+
+/// The default groups and username prefix, as `koidc setup` uses.
+const DEFAULT_PREFIX: &str = "oidc:";
+
+/// Runs `koidc doctor`.
+pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let printer = Printer::new(args.output.verbose);
+    rbac::names::validate_namespace(&args.namespace)?;
+    let paths = kubeconfig::kubeconfig_paths(args.kubeconfig.as_deref());
+    let target = kubeconfig::load(&paths, args.context.as_deref());
+    let settings = settings(args, explicit, target.as_ref().ok(), printer)?;
+    if settings.identity.provider == crate::cli::ProviderArg::Github {
+        bail!("koidc doctor checks OpenID Connect providers; for --provider github, check the webhook's log");
+    }
+    let identity = Identity::from_flags(&settings.identity)?;
+    let login = LoginConfig::from_flags(&settings.login, super::env_browser())?;
+    let expect = expectations(args, printer);
+    printer.info(format_args!(
+        "checking issuer {} with client {:?}, and cluster {}",
+        identity.issuer,
+        identity.client_id,
+        match &target {
+            Ok(t) => format!("{} (context {})", t.server, t.context),
+            Err(_) => "(none: see the apiserver check)".to_owned(),
+        }
+    ));
+
+    let mut report = Report::new(printer);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let oidc = login.oidc(&identity);
+    let provider = runtime.block_on(Provider::discover(&oidc, clock.clone()));
+    report.add_all(doctor::issuer_checks(
+        &identity.issuer,
+        provider.as_ref().map(|_| ()),
+    ));
+    let rights = names::rights(&expect.namespace);
+    let Ok(provider) = provider else {
+        return report.finish_skipping(
+            &[names::CLIENT, names::REDIRECT, names::TOKEN, names::CLAIMS, names::APISERVER, names::MAPPING, names::BINDINGS, &rights],
+            names::DISCOVERY,
+        );
+    };
+
+    // The login request koidc would send, with a redirect URI on a port it would listen on.
+    let probed = runtime.block_on(async {
+        let server = LoopbackServer::bind(&login.listen_for(identity.provider)).await?;
+        let redirect_uri = server.redirect_uri();
+        drop(server);
+        let request = provider.authorization_request(&redirect_uri)?;
+        printer.debug("sending the authorization request without a browser");
+        let answer = provider.probe_authorization(&request).await;
+        anyhow::Ok((redirect_uri, answer))
+    });
+    let (redirect_uri, answer) = match probed {
+        Ok(probed) => probed,
+        Err(err) => {
+            report.add(Check::fail(names::CLIENT, format!("cannot prepare a login request: {err:#}")));
+            return report.finish_skipping(
+                &[names::REDIRECT, names::TOKEN, names::CLAIMS, names::APISERVER, names::MAPPING, names::BINDINGS, &rights],
+                names::CLIENT,
+            );
+        }
+    };
+    let [client, redirect] = doctor::authorize_checks(answer.as_ref(), &identity.client_id, &redirect_uri);
+    let blocked = [&client, &redirect]
+        .into_iter()
+        .find(|c| !c.passed())
+        .map(|c| c.name.clone());
+    report.add_all([client, redirect]);
+    if let Some(blocked) = blocked {
+        return report.finish_skipping(
+            &[names::TOKEN, names::CLAIMS, names::APISERVER, names::MAPPING, names::BINDINGS, &rights],
+            &blocked,
+        );
+    }
+    drop(runtime);
+
+    // The token, as get-token would get it (this may open the browser).
+    let obtained = super::open_cache(&settings.cache, printer).and_then(|(cache, store)| {
+        let authenticator = Authenticator {
+            identity: &identity,
+            cache: &cache,
+            store: store.as_ref(),
+            clock: clock.clone(),
+            printer,
+        };
+        let browser = login.browser.clone().into_browser();
+        authenticator.obtain(&login, browser.as_ref(), false)
+    });
+    let obtained = match obtained {
+        Ok(obtained) => obtained,
+        Err(err) => {
+            report.add(Check::fail(names::TOKEN, format!("{err:#}")));
+            return report.finish_skipping(
+                &[names::CLAIMS, names::APISERVER, names::MAPPING, names::BINDINGS, &rights],
+                names::TOKEN,
+            );
+        }
+    };
+    let left = (obtained.info.expiry - clock.now()).num_minutes();
+    report.add(Check::ok(
+        names::TOKEN,
+        format!(
+            "{}; expires in {left} min",
+            match obtained.source {
+                Source::Cache => "from the cache",
+                Source::Refresh => "refreshed",
+                Source::Login => "new login",
+            }
+        ),
+    ));
+    let claims = &obtained.info.claims;
+    report.add(doctor::claims_check(claims, &expect, &identity.scopes));
+
+    // The cluster, asked as the user.
+    let target = match target {
+        Ok(target) => target,
+        Err(err) => {
+            report.add(Check::fail(names::APISERVER, err.to_string()));
+            return report.finish_skipping(&[names::MAPPING, names::BINDINGS, &rights], names::APISERVER);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let api = match ApiClient::new(&target, obtained.tokens.id_token.clone()) {
+        Ok(api) => api,
+        Err(err) => {
+            report.add(Check::fail(names::APISERVER, err.to_string()));
+            return report.finish_skipping(&[names::MAPPING, names::BINDINGS, &rights], names::APISERVER);
+        }
+    };
+    let user = match runtime.block_on(api.self_subject_review()) {
+        Ok(user) => user,
+        Err(err) => {
+            let issuer = obtained.info.issuer.clone();
+            report.add(doctor::apiserver_failure(&err, &issuer, &identity.client_id, &expect.username_claim));
+            return report.finish_skipping(&[names::MAPPING, names::BINDINGS, &rights], names::APISERVER);
+        }
+    };
+    report.add(doctor::apiserver_success(target.server.as_str(), &user));
+    report.add(doctor::mapping_check(&user, claims, &expect));
+
+    let bindings = match &args.admin_kubeconfig {
+        Some(kubeconfig) => bindings_with_kubectl(
+            &AdminKubectl {
+                program: args.kubectl.clone(),
+                kubeconfig: kubeconfig.clone(),
+                context: args.admin_context.clone(),
+            },
+            &expect.namespace,
+        )
+        .map(Some),
+        None => match runtime.block_on(api.bindings(&expect.namespace)) {
+            Err(err) if err.status() == Some(403) => Ok(None),
+            other => other.map(Some),
+        },
+    };
+    report.add(match bindings {
+        Ok(Some(bindings)) => doctor::bindings_check(&bindings, &user, claims, &expect),
+        Ok(None) => doctor::bindings_not_listable(&user.username),
+        Err(err) => Check::fail(names::BINDINGS, format!("cannot list the bindings: {err}")),
+    });
+    report.add(match runtime.block_on(api.rules_review(&expect.namespace)) {
+        Ok(status) => doctor::rules_check(&status, &expect.namespace),
+        Err(err) => Check::fail(rights, format!("SelfSubjectRulesReview failed: {err}")),
+    });
+    report.finish()
+}
+
+/// The identity, login and cache options to check: the doctor's own (and a profile) when an
+/// identity option is given, else those of the kubeconfig user's `koidc get-token` entry, else
+/// the doctor's own (a default profile may fill them).
+fn settings(
+    args: &DoctorArgs,
+    explicit: &ExplicitArgs,
+    target: Option<&ClusterTarget>,
+    printer: Printer,
+) -> anyhow::Result<GetTokenArgs> {
+    let own = || GetTokenArgs {
+        identity: args.identity.clone(),
+        login: args.login.clone(),
+        cache: args.cache.clone(),
+        output: args.output,
+    };
+    let given = args.identity.issuer.is_some() || args.identity.client_id.is_some() || args.identity.profile.is_some();
+    let from_kubeconfig = target.filter(|_| !given).and_then(|t| {
+        let exec = t.exec.as_ref()?;
+        Some((t, exec.get_token_args()?.to_vec()))
+    });
+    let mut cli = match from_kubeconfig {
+        Some((t, get_token)) => {
+            printer.info(format_args!(
+                "using the `koidc get-token` options of user {:?} in context {:?}",
+                t.user.as_deref().unwrap_or_default(),
+                t.context
+            ));
+            Cli::try_parse_args(std::iter::once("koidc".to_owned()).chain(get_token)).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read the `koidc get-token` options of the kubeconfig user {:?}: {}; pass --issuer and --client-id",
+                    t.user.as_deref().unwrap_or_default(),
+                    e.to_string().lines().next().unwrap_or_default()
+                )
+            })?
+        }
+        None => Cli {
+            command: Command::GetToken(own()),
+            explicit: explicit.clone(),
+        },
+    };
+    crate::profile::apply(&mut cli)?;
+    match cli.command {
+        Command::GetToken(args) => Ok(args),
+        _ => bail!("the kubeconfig user's exec entry does not run `koidc get-token`; pass --issuer and --client-id"),
+    }
+}
+
+/// The claims and prefixes to expect: the flags, else (groups prefix) what `koidc setup` saved,
+/// else setup's defaults.
+fn expectations(args: &DoctorArgs, printer: Printer) -> Expectations {
+    let (groups_prefix, groups_prefix_origin) = match &args.groups_prefix {
+        Some(prefix) => (prefix.clone(), "--groups-prefix".to_owned()),
+        None => match rbac::saved_group_prefix() {
+            Ok(Some(saved)) => (
+                saved.prefix,
+                format!("saved by koidc setup in {}", saved.path.display()),
+            ),
+            Ok(None) => (DEFAULT_PREFIX.to_owned(), "the default".to_owned()),
+            Err(err) => {
+                printer.warn(format_args!("{err}; expecting the groups prefix {DEFAULT_PREFIX:?}"));
+                (DEFAULT_PREFIX.to_owned(), "the default".to_owned())
+            }
+        },
+    };
+    Expectations {
+        username_claim: args.username_claim.clone(),
+        username_prefix: args.username_prefix.clone(),
+        groups_claim: args.groups_claim.clone(),
+        groups_prefix,
+        groups_prefix_origin,
+        namespace: args.namespace.clone(),
+    }
+}
+
+/// The checks so far; each is printed on stdout as it is added.
+struct Report {
+    checks: Vec<Check>,
+    printer: Printer,
+}
+
+impl Report {
+    fn new(printer: Printer) -> Self {
+        Self {
+            checks: Vec::new(),
+            printer,
+        }
+    }
+
+    fn add(&mut self, check: Check) {
+        // A closed stdout must not hide the outcome: the exit status still tells.
+        let _ = self.printer.result(&check.to_string());
+        self.checks.push(check);
+    }
+
+    fn add_all(&mut self, checks: impl IntoIterator<Item = Check>) {
+        for check in checks {
+            self.add(check);
+        }
+    }
+
+    /// Adds `names` as skipped because `failed` failed, then finishes.
+    fn finish_skipping(mut self, names: &[&str], failed: &str) -> anyhow::Result<()> {
+        for name in names {
+            self.add(Check::skip(*name, format!("needs: {failed}")));
+        }
+        self.finish()
+    }
+
+    /// Prints the summary; an error naming the failed checks when any failed.
+    fn finish(self) -> anyhow::Result<()> {
+        let _ = self.printer.result(&doctor::summary(&self.checks));
+        let failed: Vec<&str> = self
+            .checks
+            .iter()
+            .filter(|c| c.verdict == doctor::Verdict::Fail)
+            .map(|c| c.name.as_str())
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            bail!(
+                "{} check{} failed: {}",
+                failed.len(),
+                if failed.len() == 1 { "" } else { "s" },
+                failed.join(", ")
+            )
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The GitHub side of the commands (`--provider github`): what `setup` prints for a cluster that
+//! checks GitHub tokens with `koidc webhook`, and how `login`, `whoami` and `logout` treat GitHub
+//! cache entries (opaque tokens described by the entry's metadata, see
+//! [`crate::github::session`]).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::auth::{Authenticator, Obtained};
+use crate::cache::{CacheKey, TokenStore};
+use crate::cli::{GithubFlags, SetupArgs, SetupPart};
+use crate::clock::Clock;
+use crate::config::{Identity, LoginConfig};
+use crate::github::session::{account_of, describe, revoke, to_json};
+use crate::github::{Account, DEFAULT_URL, GithubUrls};
+use crate::printer::Printer;
+use crate::rbac;
+use crate::setup::{self, ExecUser};
+use crate::webhook;
+
+/// The OpenID Connect default prefix of `koidc setup`; for GitHub it stands for [`PREFIX`].
+const OIDC_DEFAULT_PREFIX: &str = "oidc:";
+
+/// The default username and groups prefix of `koidc webhook` (and so of `setup --provider
+/// github`).
+pub const PREFIX: &str = "github:";
+
+/// Where the admin is told to save the webhook config file.
+const WEBHOOK_CONFIG_PATH: &str = "/etc/kubernetes/koidc-github-webhook.yaml";
+
+/// `koidc setup --provider github`: the apiserver's webhook config file and flags, the
+/// `koidc webhook` command, the kubeconfig user entry and the `bind-group` hints.
+pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let printer = Printer::new(args.output.verbose);
+    let identity = Identity::from_flags(&args.identity)?;
+    let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
+    let urls = identity
+        .github
+        .clone()
+        .context("internal error: a GitHub identity without GitHub URLs; please report this")?;
+    let github_prefix = |p: &str| if p == OIDC_DEFAULT_PREFIX { PREFIX.to_owned() } else { p.to_owned() };
+    let username_prefix = github_prefix(&args.username_prefix);
+    let groups_prefix = github_prefix(&args.groups_prefix);
+    let webhook_url = url::Url::parse(&args.webhook_url)
+        .ok()
+        .filter(|u| u.scheme() == "https" && u.host().is_some())
+        .with_context(|| {
+            format!(
+                "invalid --webhook-url {:?}: koidc webhook serves https only, e.g. https://10.0.0.5:8443/",
+                args.webhook_url
+            )
+        })?;
+    let ca_pem = match &args.webhook_ca_file {
+        Some(path) => Some(read_pem(path)?),
+        None => None,
+    };
+
+    let account = if args.check_login {
+        let (cache, store) = super::open_cache(&args.cache, printer)?;
+        let authenticator = Authenticator {
+            identity: &identity,
+            cache: &cache,
+            store: store.as_ref(),
+            clock: clock.clone(),
+            printer,
+        };
+        let browser = login.browser.clone().into_browser();
+        let obtained = authenticator.obtain(&login, browser.as_ref(), false)?;
+        let account = stored_account(store.as_ref(), &identity.cache_key());
+        printer.info(format_args!(
+            "logged in to GitHub as {}; groups the webhook would derive: [{}]",
+            obtained.info.str_claim("preferred_username").unwrap_or("?"),
+            obtained.info.groups().join(", ")
+        ));
+        account
+    } else {
+        None
+    };
+    if ca_pem.is_none() {
+        printer.warn(
+            "no --webhook-ca-file: the apiserver will trust the webhook's certificate only if a public CA signed it",
+        );
+    }
+    if groups_prefix.is_empty() {
+        printer.warn(
+            "no groups prefix: GitHub groups share a namespace with Kubernetes' own (an allowed organization \
+             named `system` would map a team to system:...); \"github:\" is safer",
+        );
+    }
+    printer.info(
+        "the browser login needs the OAuth app's client secret (put KOIDC_CLIENT_SECRET in the exec entry's env); \
+         without it koidc uses GitHub's device flow",
+    );
+    let path = rbac::save_group_prefix(&groups_prefix)?;
+    printer.debug(format_args!(
+        "saved the groups prefix for `koidc bind-group` in {}",
+        path.display()
+    ));
+
+    let user = setup::kubeconfig_user(&ExecUser {
+        name: args.user_name.clone(),
+        command: args.exec_command.clone(),
+        args: get_token_args(&identity, &urls, &login, &args.login.listen),
+    });
+    if args.write_kubeconfig {
+        let path = super::setup::kubeconfig_path(args.kubeconfig.as_deref())?;
+        super::setup::write_kubeconfig_user(&path, user.clone())?;
+        printer.info(format_args!("wrote user {:?} to {}", args.user_name, path.display()));
+    }
+
+    let webhook_config = super::setup::yaml(&webhook::apiserver_kubeconfig(webhook_url.as_str(), ca_pem.as_deref()))?;
+    let flags = webhook::apiserver_flags(WEBHOOK_CONFIG_PATH).join("\n");
+    let kubeconfig = super::setup::yaml(&json!({ "users": [user] }))?;
+    let out = match args.print {
+        SetupPart::AuthenticationConfig => webhook_config,
+        SetupPart::ApiserverFlags => flags,
+        SetupPart::Kubeconfig => kubeconfig,
+        SetupPart::All => {
+            let orgs = account.as_ref().map(Account::all_orgs).unwrap_or_default();
+            let command = webhook_command(&webhook_url, &urls, &orgs, &username_prefix, &groups_prefix);
+            let teams = account.map(|a| a.teams).unwrap_or_default();
+            let bind = if teams.is_empty() {
+                "#   koidc bind-group <org>:<team> view -n <namespace>".to_owned()
+            } else {
+                teams
+                    .iter()
+                    .map(|t| format!("#   koidc bind-group {t} view -n <namespace>"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            let comment = |text: &str| text.lines().map(|l| format!("#   {l}\n")).collect::<String>();
+            format!(
+                "# 1. kube-apiserver: save this file as {WEBHOOK_CONFIG_PATH} and start the apiserver with\n\
+                 {}#\n{webhook_config}\
+                 #\n# 2. Run the webhook where the apiserver reaches {webhook_url} (a certificate for that host):\n\
+                 {}#\n# 3. kubeconfig user entry{}:\n{}\
+                 #\n# 4. RBAC: bind GitHub teams as <org>:<team-slug> (groups prefix {groups_prefix:?}, saved for bind-group):\n{bind}\n",
+                comment(&flags),
+                comment(&command),
+                if args.write_kubeconfig { " (written)" } else { "" },
+                comment(&kubeconfig),
+            )
+        }
+    };
+    printer.result(&out)?;
+    Ok(())
+}
+
+/// The `koidc webhook` command line matching these choices.
+fn webhook_command(url: &url::Url, urls: &GithubUrls, orgs: &[String], username_prefix: &str, groups_prefix: &str) -> String {
+    let port = url.port_or_known_default().unwrap_or(443);
+    let mut words = vec!["koidc webhook".to_owned()];
+    if orgs.is_empty() {
+        words.push("--org <your-org>".into());
+    } else {
+        words.extend(orgs.iter().map(|o| format!("--org {o}")));
+    }
+    words.push(format!("--listen 0.0.0.0:{port}"));
+    words.push("--tls-cert-file webhook.crt --tls-private-key-file webhook.key".into());
+    if urls.web != DEFAULT_URL {
+        words.push(format!("--github-url {}", urls.web));
+    }
+    if username_prefix != PREFIX {
+        words.push(format!("--username-prefix '{username_prefix}'"));
+    }
+    if groups_prefix != PREFIX {
+        words.push(format!("--groups-prefix '{groups_prefix}'"));
+    }
+    words.join(" ")
+}
+
+/// The `get-token` arguments of a GitHub kubeconfig entry.
+fn get_token_args(identity: &Identity, urls: &GithubUrls, login: &LoginConfig, listen: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "get-token".to_owned(),
+        "--provider=github".to_owned(),
+        format!("--client-id={}", identity.client_id),
+    ];
+    if urls.web != DEFAULT_URL {
+        args.push(format!("--github-url={}", urls.web));
+    }
+    if GithubUrls::new(Some(&urls.web), None).is_ok_and(|derived| derived.api != urls.api) {
+        args.push(format!("--github-api-url={}", urls.api));
+    }
+    args.extend(
+        identity
+            .scopes
+            .iter()
+            .filter(|s| s.as_str() != crate::github::SCOPE)
+            .map(|s| format!("--scope={s}")),
+    );
+    args.extend(
+        login
+            .certificate_authorities
+            .iter()
+            .map(|f| format!("--certificate-authority={}", f.display())),
+    );
+    if !(listen.is_empty() || listen.len() == 1 && listen[0] == "127.0.0.1:0") {
+        args.extend(listen.iter().map(|l| format!("--listen={l}")));
+    }
+    args
+}
+
+fn read_pem(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read --webhook-ca-file {}", path.display()))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        bail!("--webhook-ca-file {} is not a PEM certificate", path.display());
+    }
+    Ok(text)
+}
+
+fn stored_account(store: &dyn TokenStore, key: &CacheKey) -> Option<Account> {
+    let (_, meta) = store.load_with_meta(key).ok()??;
+    account_of(&meta)
+}
+
+/// What `login` prints for a GitHub identity (the account as stored at login), or `None` when it
+/// is not one or nothing was stored (`--cache none`).
+pub(super) fn describe_login(
+    store: &dyn TokenStore,
+    identity: &Identity,
+    obtained: &Obtained,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    identity.github.as_ref()?;
+    let (tokens, meta) = store.load_with_meta(&identity.cache_key()).ok()??;
+    // Only when the entry is the token just handed out.
+    if secrecy::ExposeSecret::expose_secret(&tokens.id_token) != secrecy::ExposeSecret::expose_secret(&obtained.tokens.id_token) {
+        return None;
+    }
+    let account = account_of(&meta)?;
+    Some(describe(&identity.issuer, &account, meta.expires_at, now))
+}
+
+/// A GitHub entry for `whoami`: its text block and JSON object, or `None` for other entries.
+pub(super) fn whoami_entry(key: &CacheKey, meta: &crate::cache::EntryMeta, now: DateTime<Utc>) -> Option<(String, Value)> {
+    let account = account_of(meta)?;
+    Some((
+        describe(&key.issuer, &account, meta.expires_at, now),
+        to_json(key, &account, meta.expires_at, now),
+    ))
+}
+
+/// `logout` of a GitHub entry: revokes the token at GitHub when a client secret is given (best
+/// effort; the entry is deleted anyway by the caller). Returns false, doing nothing, for entries
+/// that are not GitHub's.
+pub(super) fn revoke_if_github(
+    store: &dyn TokenStore,
+    key: &CacheKey,
+    login: &LoginConfig,
+    github: &GithubFlags,
+    printer: Printer,
+) -> bool {
+    let Ok(Some((tokens, meta))) = store.load_with_meta(key) else {
+        return false;
+    };
+    if account_of(&meta).is_none() {
+        return false;
+    }
+    let urls = match GithubUrls::new(Some(&key.issuer), github.github_api_url.as_deref()) {
+        Ok(urls) => urls,
+        Err(err) => {
+            printer.warn(format_args!("could not revoke the GitHub token: {err}"));
+            return true;
+        }
+    };
+    match revoke(
+        &urls,
+        &key.client_id,
+        login.client_secret.as_ref(),
+        &tokens.id_token,
+        &login.certificate_authorities,
+    ) {
+        Ok(Some(true)) => printer.debug(format_args!("revoked the GitHub token at {}", urls.api)),
+        Ok(Some(false)) => printer.debug("GitHub no longer knew the token (already revoked or expired)"),
+        Ok(None) => printer.info(format_args!(
+            "the GitHub token was deleted locally but not revoked (that needs the OAuth app's client secret, \
+             KOIDC_CLIENT_SECRET); you can revoke it at {}/settings/applications",
+            urls.web
+        )),
+        Err(err) => printer.warn(format_args!("could not revoke the GitHub token: {err:#}")),
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::browser::BrowserChoice;
+    use crate::config::Grant;
+    use crate::provider::ProviderKind;
+
+    fn login() -> LoginConfig {
+        LoginConfig {
+            client_secret: None,
+            listen: Vec::new(),
+            browser: BrowserChoice::None,
+            timeout: std::time::Duration::from_secs(60),
+            certificate_authorities: Vec::new(),
+            grant: Grant::Auto,
+            paste: false,
+            kubectl_interactive: None,
+        }
+    }
+
+    #[test]
+    fn get_token_args_name_only_what_differs_from_the_defaults() {
+        let urls = GithubUrls::new(None, None).unwrap();
+        let identity = Identity {
+            issuer: urls.web.clone(),
+            client_id: "cid".into(),
+            scopes: vec!["read:org".into()],
+            provider: ProviderKind::Github,
+            github: Some(urls.clone()),
+            profile: None,
+        };
+        assert_eq!(
+            get_token_args(&identity, &urls, &login(), &[]),
+            ["get-token", "--provider=github", "--client-id=cid"]
+        );
+        let ghe = GithubUrls::new(Some("https://git.example.com"), Some("https://api.git.example.com")).unwrap();
+        let args = get_token_args(&identity, &ghe, &login(), &["127.0.0.1:8000".into()]);
+        assert!(args.contains(&"--github-url=https://git.example.com".to_owned()), "{args:?}");
+        assert!(args.contains(&"--github-api-url=https://api.git.example.com".to_owned()), "{args:?}");
+        assert!(args.contains(&"--listen=127.0.0.1:8000".to_owned()), "{args:?}");
+    }
+
+    #[test]
+    fn webhook_command_lists_orgs_and_non_default_settings() {
+        let url = url::Url::parse("https://10.0.0.5:9443/").unwrap();
+        let urls = GithubUrls::new(None, None).unwrap();
+        let cmd = webhook_command(&url, &urls, &["acme".into()], PREFIX, PREFIX);
+        assert!(cmd.contains("--org acme") && cmd.contains("--listen 0.0.0.0:9443"), "{cmd}");
+        assert!(!cmd.contains("--groups-prefix"), "{cmd}");
+        let cmd = webhook_command(&url, &urls, &[], PREFIX, "");
+        assert!(cmd.contains("--org <your-org>") && cmd.contains("--groups-prefix ''"), "{cmd}");
+    }
+}

@@ -1,0 +1,70 @@
+//! `koidc webhook`: serve TokenReviews for kube-apiserver, checking GitHub tokens with GitHub
+//! (see [`crate::webhook`]).
+//!
+//! Everything that can be wrong with the flags (organisations, listen address, GitHub URLs, the
+//! TLS files) is checked before the port is bound, and reported as one line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::cli::WebhookArgs;
+use crate::github::{Api, GithubUrls, http_client};
+use crate::printer::Printer;
+use crate::webhook::{self, Policy, Reviewer};
+
+/// The longest `--cache-ttl` accepted: a revoked token must stop working in reasonable time.
+const MAX_CACHE_TTL: u64 = 3600;
+
+/// Runs the webhook until the process is stopped.
+pub fn run(args: &WebhookArgs) -> anyhow::Result<()> {
+    let printer = Printer::new(args.output.verbose);
+    let policy = Policy::new(&args.orgs, &args.username_prefix, &args.groups_prefix)?;
+    let listen: SocketAddr = args.listen.trim().parse().map_err(|_| {
+        anyhow::anyhow!(
+            "invalid --listen {:?}: expected IP:PORT, e.g. 127.0.0.1:8443 or 0.0.0.0:8443",
+            args.listen
+        )
+    })?;
+    if args.cache_ttl > MAX_CACHE_TTL {
+        anyhow::bail!("--cache-ttl must be at most {MAX_CACHE_TTL} seconds (a revoked token is accepted that long)");
+    }
+    if args.github_timeout == 0 || args.github_timeout > 300 {
+        anyhow::bail!("--github-timeout must be between 1 and 300 seconds");
+    }
+    let urls = GithubUrls::new(
+        args.github.github_url.as_deref(),
+        args.github.github_api_url.as_deref(),
+    )?;
+    let timeout = Duration::from_secs(args.github_timeout);
+    let tls = webhook::tls_config(&args.tls_cert_file, &args.tls_private_key_file)?;
+    let http = http_client(timeout, &args.certificate_authorities)?;
+    let reviewer = Arc::new(Reviewer::new(
+        Box::new(Api::new(http, &urls, timeout)),
+        policy.clone(),
+        Duration::from_secs(args.cache_ttl),
+        printer,
+    ));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = webhook::bind(listen).await?;
+        let addr = listener.local_addr().context("cannot read the listen address")?;
+        printer.info(format_args!(
+            "webhook: serving TokenReviews on https://{addr}/ for members of {} (GitHub API {}, \
+             username prefix {:?}, groups prefix {:?}, cache {}s)",
+            policy.orgs.join(", "),
+            urls.api,
+            policy.username_prefix,
+            policy.groups_prefix,
+            args.cache_ttl
+        ));
+        webhook::serve(listener, tls, reviewer)
+            .await
+            .context("the webhook server stopped")
+    })
+}

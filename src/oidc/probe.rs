@@ -1,0 +1,209 @@
+//! What the authorization endpoint says to a login request, asked without a browser: the basis
+//! of `koidc doctor`'s "client accepted" and "redirect URI accepted" checks.
+//!
+//! [`Provider::preflight_authorization`] answers one question before a real login (go ahead, or
+//! stop with the provider's error) and lets everything unclear through. The doctor needs more:
+//! which part of the request the provider objected to, and an answer even from providers that
+//! only check the request after a first page. Dex, with more than one connector, first shows a
+//! connector chooser and checks `client_id` and `redirect_uri` only on the connector's URL, so
+//! [`Provider::probe_authorization`] follows redirects that stay on the provider's origin and,
+//! once, the chooser's first link below the authorization endpoint. It never sends cookies or
+//! credentials and never follows the request back to the redirect URI.
+
+use url::Url;
+
+use super::http::{self, display_url, one_line};
+use super::{AuthRequest, OAuthErrorBody, OidcError, Provider, oauth_error_code_in, page_text, same_endpoint};
+
+/// How many requests a probe makes at most.
+const MAX_HOPS: usize = 6;
+
+/// What the authorization endpoint did with a login request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizeAnswer {
+    /// It showed a page (a login form): the request was accepted as far as can be seen without
+    /// logging in.
+    LoginPage {
+        /// The page's address, without query.
+        url: String,
+    },
+    /// It sent the browser to another site (an upstream identity provider or SSO portal).
+    Elsewhere {
+        /// That address, without query.
+        url: String,
+    },
+    /// It sent the browser straight back to the redirect URI (with the request's `state`).
+    Back {
+        /// The OAuth `error`, when it refused the request (sanitised).
+        error: Option<String>,
+        /// The `error_description` (sanitised, capped).
+        description: Option<String>,
+    },
+    /// It answered with an error status and a page.
+    ErrorPage {
+        /// The HTTP status.
+        status: u16,
+        /// The OAuth error code found on the page, if any.
+        error: Option<String>,
+        /// The page's visible text on one line, capped.
+        text: String,
+    },
+}
+
+impl Provider {
+    /// Sends `req` to the authorization endpoint without cookies, follows redirects on the
+    /// provider's own origin (and once a link from a connector chooser to a sub-path of the
+    /// authorization endpoint, as Dex shows one), and reports where it ended. Errors are
+    /// transport errors only (the endpoint cannot be reached).
+    pub async fn probe_authorization(&self, req: &AuthRequest) -> Result<AuthorizeAnswer, OidcError> {
+        let start = Url::parse(&req.url).map_err(|_| OidcError::InvalidRedirectUri(one_line(&req.url, 200)))?;
+        let endpoint = self.metadata.authorization_endpoint().url().clone();
+        let mut url = start;
+        let mut followed_chooser = false;
+        for _ in 0..MAX_HOPS {
+            let reply = http::get_page(&self.http, &url, self.cfg.http_timeout).await?;
+            if reply.status.is_redirection() {
+                let Some(next) = reply.location.as_deref().and_then(|l| url.join(l).ok()) else {
+                    return Ok(AuthorizeAnswer::ErrorPage {
+                        status: reply.status.as_u16(),
+                        error: None,
+                        text: "a redirect without a usable Location".into(),
+                    });
+                };
+                if same_endpoint(&next, &req.redirect_uri) {
+                    return Ok(back_answer(&next, &req.state));
+                }
+                if next.origin() != endpoint.origin() {
+                    return Ok(AuthorizeAnswer::Elsewhere {
+                        url: display_url(&next),
+                    });
+                }
+                url = next;
+                continue;
+            }
+            let body = String::from_utf8_lossy(&reply.body);
+            if reply.status.is_client_error() || reply.status.is_server_error() {
+                let text = page_text(&body);
+                return Ok(AuthorizeAnswer::ErrorPage {
+                    status: reply.status.as_u16(),
+                    error: oauth_error_code_in(&text),
+                    text: one_line(&text, 300),
+                });
+            }
+            if !followed_chooser && let Some(link) = chooser_link(&body, &url, &endpoint) {
+                followed_chooser = true;
+                url = link;
+                continue;
+            }
+            return Ok(AuthorizeAnswer::LoginPage {
+                url: display_url(&url),
+            });
+        }
+        Ok(AuthorizeAnswer::LoginPage {
+            url: display_url(&url),
+        })
+    }
+}
+
+/// The answer carried by a redirect back to the redirect URI: an error only when it carries the
+/// request's `state` (anything else could not be told apart from a forged redirect).
+fn back_answer(back: &Url, state: &str) -> AuthorizeAnswer {
+    let param = |name: &str| {
+        back.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    match (param("error"), param("state")) {
+        (Some(error), Some(s)) if s == state => {
+            let (error, description) = super::sanitize_oauth_error(
+                &OAuthErrorBody {
+                    error,
+                    error_description: param("error_description"),
+                },
+                &[],
+            );
+            AuthorizeAnswer::Back {
+                error: Some(error),
+                description,
+            }
+        }
+        _ => AuthorizeAnswer::Back {
+            error: None,
+            description: None,
+        },
+    }
+}
+
+/// The first link of `html` (served at `page`) to a path below the authorization endpoint on
+/// its origin, like Dex's `/dex/auth/<connector>?...` links on its connector chooser.
+fn chooser_link(html: &str, page: &Url, endpoint: &Url) -> Option<Url> {
+    let base = endpoint.path().trim_end_matches('/');
+    let mut rest = html;
+    while let Some(at) = rest.find("href=\"") {
+        rest = &rest[at + 6..];
+        let end = rest.find('"')?;
+        let raw = decode_entities(&rest[..end]);
+        rest = &rest[end..];
+        let Ok(link) = page.join(&raw) else { continue };
+        let below = link
+            .path()
+            .strip_prefix(base)
+            .is_some_and(|tail| tail.starts_with('/') && tail.len() > 1);
+        if link.origin() == endpoint.origin() && below {
+            return Some(link);
+        }
+    }
+    None
+}
+
+/// Decodes the character references an HTML attribute value commonly holds.
+fn decode_entities(s: &str) -> String {
+    s.replace("&#43;", "+")
+        .replace("&#x2b;", "+")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chooser_link_is_the_first_below_the_authorization_endpoint() {
+        let endpoint = Url::parse("https://127.0.0.1:5556/dex/auth").unwrap();
+        let page = Url::parse("https://127.0.0.1:5556/dex/auth?client_id=x").unwrap();
+        let html = r#"<link href="static/main.css"><a href="/dex/auth/local?client_id=wrong&amp;scope=openid&#43;email&amp;state=abc">
+            <a href="/dex/auth/mock?client_id=wrong">"#;
+        let link = chooser_link(html, &page, &endpoint).unwrap();
+        assert_eq!(link.path(), "/dex/auth/local");
+        assert_eq!(link.query(), Some("client_id=wrong&scope=openid+email&state=abc"));
+        // Links elsewhere, or to the endpoint itself, are not a chooser's.
+        let other = r#"<a href="https://evil.example/dex/auth/x"><a href="/dex/auth?x=1"><a href="/dex/authx/y">"#;
+        assert_eq!(chooser_link(other, &page, &endpoint), None);
+    }
+
+    #[test]
+    fn an_error_sent_back_counts_only_with_the_requests_state() {
+        let back = Url::parse(
+            "http://127.0.0.1:8000/callback?error=invalid_scope&error_description=Unrecognized+scope.&state=s1",
+        )
+        .unwrap();
+        assert_eq!(
+            back_answer(&back, "s1"),
+            AuthorizeAnswer::Back {
+                error: Some("invalid_scope".into()),
+                description: Some("Unrecognized scope".into()),
+            }
+        );
+        assert_eq!(
+            back_answer(&back, "other"),
+            AuthorizeAnswer::Back {
+                error: None,
+                description: None
+            }
+        );
+    }
+}

@@ -1,0 +1,778 @@
+//! Profiles: named sets of options in koidc's config file, so that a kubeconfig entry can be just
+//! `koidc get-token --profile work` and several accounts can live side by side.
+//!
+//! The file is `$KOIDC_CONFIG`, else `$XDG_CONFIG_HOME/koidc/config.toml`, else
+//! `~/.config/koidc/config.toml` (macOS too; `%APPDATA%\koidc\config.toml` on Windows):
+//!
+//! ```toml
+//! default-profile = "work"          # used when neither --profile nor --issuer/--client-id is given
+//!
+//! [profiles.work]
+//! issuer = "https://dex.example.com/dex"
+//! client-id = "kubernetes"
+//! scopes = ["email", "groups", "offline_access"]
+//! ```
+//!
+//! Precedence: command-line flags, then `KOIDC_*` variables, then the profile, then koidc's
+//! built-in defaults. clap fills defaults itself, so [`crate::cli::Cli::try_parse_args`] records
+//! which options the user set ([`ExplicitArgs`]) and [`apply`] only fills the others. The chosen
+//! profile's name goes into [`crate::config::Identity::profile`] and from there into the cache key,
+//! so two profiles for the same issuer and client (two accounts) keep separate tokens.
+//!
+//! The file decides which issuer koidc trusts and which command it runs as a browser, so a file
+//! (or its directory) that other users can write is refused, and so is an unknown key (a typo
+//! silently ignored would log in with the wrong settings). Secrets are never read from the file:
+//! a profile names the variable holding the client secret (`client-secret-env`).
+//!
+//! Only the commands that take identity options (get-token, login, logout, whoami, setup) use
+//! profiles, and the file is read only when a profile can matter: `get-token --issuer ...
+//! --client-id ...` (the classic kubeconfig entry) never opens it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+use serde::Deserialize;
+
+use crate::cli::{CacheFlags, Cli, Command, ExplicitArgs, IdentityFlags, LoginFlags};
+
+/// The variable naming the config file, overriding the default location.
+pub const CONFIG_ENV: &str = "KOIDC_CONFIG";
+
+/// A problem with the config file or the chosen profile.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// `--profile` was given but there is no config file.
+    #[error("--profile {profile}: there is no config file {}; create it with a [profiles.{profile}] table (or set {CONFIG_ENV})", path.display())]
+    NoConfigFile {
+        /// The profile asked for.
+        profile: String,
+        /// Where the file was looked for.
+        path: PathBuf,
+    },
+    /// No location for the config file can be derived.
+    #[error("--profile {profile}: cannot locate the config file (neither {CONFIG_ENV}, XDG_CONFIG_HOME nor HOME is set); set {CONFIG_ENV}")]
+    NoConfigDir {
+        /// The profile asked for.
+        profile: String,
+    },
+    /// The file cannot be read.
+    #[error("cannot read the config file {}: {error}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// The file (or its directory) can be written by other users.
+    #[error(
+        "the config file {} is not safe: {what} is writable by group or others (mode {mode:04o}); it decides which issuer koidc trusts, so run `chmod go-w {}`",
+        path.display(),
+        target.display()
+    )]
+    Insecure {
+        /// The config file.
+        path: PathBuf,
+        /// "it" or "its directory".
+        what: &'static str,
+        /// The file or directory whose mode is wrong.
+        target: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The file belongs to another user.
+    #[error("the config file {} belongs to uid {owner}, not to you (uid {me}) or root; use a config file of your own", path.display())]
+    ForeignOwner {
+        /// The config file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// This process's effective uid.
+        me: u32,
+    },
+    /// The file is not valid TOML or has unknown keys or wrong types.
+    #[error("invalid config file {}, line {line}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the problem (0 when unknown).
+        line: usize,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// The profile asked for is not in the file.
+    #[error("no profile {profile:?} in {}; {}", path.display(), available_text(available))]
+    UnknownProfile {
+        /// The profile asked for.
+        profile: String,
+        /// The file.
+        path: PathBuf,
+        /// The profiles the file defines.
+        available: Vec<String>,
+    },
+    /// A value of the profile is not one koidc knows.
+    #[error("invalid {key} {value:?} in profile {profile:?} of {}: expected one of {expected}", path.display())]
+    Value {
+        /// The profile.
+        profile: String,
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// The accepted values, comma-separated.
+        expected: String,
+    },
+    /// `client-secret-env` names a variable that is not set.
+    #[error("profile {profile:?} reads the client secret from the variable {var} (client-secret-env), which is not set; export it, or set KOIDC_CLIENT_SECRET")]
+    SecretEnv {
+        /// The profile.
+        profile: String,
+        /// The variable's name.
+        var: String,
+    },
+}
+
+fn available_text(available: &[String]) -> String {
+    if available.is_empty() {
+        "the file defines no profiles (add a [profiles.NAME] table)".to_owned()
+    } else {
+        format!("available: {}", available.join(", "))
+    }
+}
+
+/// One `[profiles.NAME]` table. Every key is optional; names are the long flag names.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Profile {
+    /// `--issuer`.
+    pub issuer: Option<String>,
+    /// `--client-id`.
+    pub client_id: Option<String>,
+    /// `--scope`, as a list.
+    pub scopes: Option<Vec<String>>,
+    /// `--provider` (auto, generic, dex, okta, ...).
+    pub provider: Option<String>,
+    /// `--github-url`.
+    pub github_url: Option<String>,
+    /// `--github-api-url`.
+    pub github_api_url: Option<String>,
+    /// `--listen`, as a list.
+    pub listen: Option<Vec<String>>,
+    /// `--cache` (keyring, file, none).
+    pub cache: Option<String>,
+    /// `--cache-dir`; relative to the config file's directory, `~/` is the home directory.
+    pub cache_dir: Option<String>,
+    /// `--certificate-authority`, as a list; paths as for `cache-dir`.
+    pub certificate_authority: Option<Vec<String>>,
+    /// `--grant` (auto, authcode, device-code).
+    pub grant: Option<String>,
+    /// `--browser-command`.
+    pub browser_command: Option<String>,
+    /// `--timeout` in seconds.
+    pub timeout: Option<u64>,
+    /// The name of the environment variable holding the client secret (never the secret).
+    pub client_secret_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileFormat {
+    default_profile: Option<String>,
+    #[serde(default)]
+    profiles: BTreeMap<String, Profile>,
+}
+
+/// A parsed config file.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    /// Where it was read from (named in errors; relative paths in it start at its directory).
+    pub path: PathBuf,
+    /// `default-profile`.
+    pub default_profile: Option<String>,
+    /// The profiles by name.
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+impl ConfigFile {
+    /// Parses the text of the file at `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ProfileError> {
+        let raw: FileFormat = toml::from_str(text).map_err(|e| ProfileError::Parse {
+            path: path.to_owned(),
+            line: e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .unwrap_or(0),
+            message: e.message().trim().replace('\n', " "),
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            default_profile: raw.default_profile.filter(|p| !p.is_empty()),
+            profiles: raw.profiles,
+        })
+    }
+
+    /// Reads and parses the file at `path`; `None` when it does not exist. Refuses a file that
+    /// others can write (see [`ProfileError::Insecure`]).
+    pub fn load(path: &Path) -> Result<Option<Self>, ProfileError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => {
+                return Err(ProfileError::Read {
+                    path: path.to_owned(),
+                    error,
+                });
+            }
+        };
+        check_permissions(path)?;
+        Self::parse(path, &text).map(Some)
+    }
+
+    /// The profile `name`, or an error listing the available ones.
+    pub fn profile(&self, name: &str) -> Result<&Profile, ProfileError> {
+        self.profiles
+            .get(name)
+            .ok_or_else(|| ProfileError::UnknownProfile {
+                profile: name.to_owned(),
+                path: self.path.clone(),
+                available: self.profiles.keys().cloned().collect(),
+            })
+    }
+}
+
+/// `$KOIDC_CONFIG`, else `$XDG_CONFIG_HOME/koidc/config.toml`, else `~/.config/koidc/config.toml`
+/// (`%APPDATA%\koidc\config.toml` on Windows); `None` when none of these variables is set.
+pub fn config_path() -> Option<PathBuf> {
+    let non_empty = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(path) = non_empty(CONFIG_ENV) {
+        return Some(path);
+    }
+    if cfg!(windows) {
+        return non_empty("APPDATA").map(|d| d.join("koidc").join("config.toml"));
+    }
+    if let Some(xdg) = non_empty("XDG_CONFIG_HOME").filter(|p| p.is_absolute()) {
+        return Some(xdg.join("koidc/config.toml"));
+    }
+    non_empty("HOME").map(|home| home.join(".config/koidc/config.toml"))
+}
+
+#[cfg(unix)]
+fn check_permissions(path: &Path) -> Result<(), ProfileError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let read_err = |error| ProfileError::Read {
+        path: path.to_owned(),
+        error,
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(ProfileError::ForeignOwner {
+            path: path.to_owned(),
+            owner: meta.uid(),
+            me,
+        });
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(ProfileError::Insecure {
+            path: path.to_owned(),
+            what: "it",
+            target: path.to_owned(),
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    // Others who can write the directory could replace the file, unless the sticky bit stops
+    // them (as in /tmp).
+    let real = std::fs::canonicalize(path).map_err(read_err)?;
+    if let Some(dir) = real.parent() {
+        let dir_meta = std::fs::metadata(dir).map_err(read_err)?;
+        let mode = dir_meta.mode();
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            return Err(ProfileError::Insecure {
+                path: path.to_owned(),
+                what: "its directory",
+                target: dir.to_owned(),
+                mode: mode & 0o7777,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_permissions(_path: &Path) -> Result<(), ProfileError> {
+    Ok(())
+}
+
+/// The option groups of a command that profiles fill.
+struct Target<'a> {
+    identity: &'a mut IdentityFlags,
+    login: &'a mut LoginFlags,
+    cache: &'a mut CacheFlags,
+    /// Whether the command may use the client secret (whoami never does).
+    needs_secret: bool,
+}
+
+fn target(command: &mut Command) -> Option<Target<'_>> {
+    let t = |identity, login, cache, needs_secret| {
+        Some(Target {
+            identity,
+            login,
+            cache,
+            needs_secret,
+        })
+    };
+    match command {
+        Command::GetToken(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
+        Command::Login(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
+        Command::Logout(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
+        Command::Whoami(a) => t(&mut a.identity, &mut a.login, &mut a.cache, false),
+        Command::Setup(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
+        _ => None,
+    }
+}
+
+/// Applies the chosen profile (`--profile`, `KOIDC_PROFILE`, or the file's `default-profile`) to
+/// the command's options that the user did not set, reading the config file from
+/// [`config_path`]. Does nothing for commands without identity options, and does not read the
+/// file when no profile is asked for and `--issuer` or `--client-id` is given.
+pub fn apply(cli: &mut Cli) -> Result<(), ProfileError> {
+    apply_with(cli, config_path, |path| ConfigFile::load(path), |var| {
+        std::env::var(var).ok()
+    })
+}
+
+/// [`apply`] with the file location, the file reader and the environment passed in (for tests).
+pub fn apply_with(
+    cli: &mut Cli,
+    locate: impl FnOnce() -> Option<PathBuf>,
+    load: impl FnOnce(&Path) -> Result<Option<ConfigFile>, ProfileError>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(), ProfileError> {
+    let explicit = &cli.explicit;
+    let Some(t) = target(&mut cli.command) else {
+        return Ok(());
+    };
+    let chosen = t.identity.profile.clone().filter(|p| !p.is_empty());
+    if chosen.is_none() && (explicit.contains("issuer") || explicit.contains("client_id")) {
+        return Ok(());
+    }
+    let Some(path) = locate() else {
+        return match chosen {
+            Some(profile) => Err(ProfileError::NoConfigDir { profile }),
+            None => Ok(()),
+        };
+    };
+    let file = load(&path)?;
+    let (file, name) = match (file, chosen) {
+        (None, None) => return Ok(()),
+        (None, Some(profile)) => return Err(ProfileError::NoConfigFile { profile, path }),
+        (Some(file), Some(name)) => (file, name),
+        (Some(file), None) => match file.default_profile.clone() {
+            Some(name) => (file, name),
+            None => return Ok(()),
+        },
+    };
+    let profile = file.profile(&name)?;
+    overlay(&file.path, &name, profile, explicit, t, &env)
+}
+
+/// Sets every option of `profile` that the user did not give explicitly.
+fn overlay(
+    path: &Path,
+    name: &str,
+    profile: &Profile,
+    explicit: &ExplicitArgs,
+    t: Target<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ProfileError> {
+    let free = |id: &str| !explicit.contains(id);
+    let base = path.parent().unwrap_or(Path::new("."));
+    let home = env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    let to_path = |raw: &str| resolve_path(raw, base, home.as_deref());
+    let choice = |key: &'static str, value: &str| ProfileError::Value {
+        profile: name.to_owned(),
+        path: path.to_owned(),
+        key,
+        value: value.to_owned(),
+        expected: String::new(),
+    };
+
+    t.identity.profile = Some(name.to_owned());
+    if let Some(v) = &profile.issuer
+        && free("issuer")
+    {
+        t.identity.issuer = Some(v.clone());
+    }
+    if let Some(v) = &profile.client_id
+        && free("client_id")
+    {
+        t.identity.client_id = Some(v.clone());
+    }
+    if let Some(v) = &profile.scopes
+        && free("scopes")
+    {
+        t.identity.scopes = v.clone();
+    }
+    if let Some(v) = &profile.provider
+        && free("provider")
+    {
+        t.identity.provider = parse_enum(v).map_err(|e| with_expected(choice("provider", v), e))?;
+    }
+    if let Some(v) = &profile.github_url
+        && free("github_url")
+    {
+        t.identity.github.github_url = Some(v.clone());
+    }
+    if let Some(v) = &profile.github_api_url
+        && free("github_api_url")
+    {
+        t.identity.github.github_api_url = Some(v.clone());
+    }
+    if let Some(v) = &profile.listen
+        && free("listen")
+    {
+        t.login.listen = v.clone();
+    }
+    if let Some(v) = &profile.certificate_authority
+        && free("certificate_authorities")
+    {
+        t.login.certificate_authorities = v.iter().map(|p| to_path(p)).collect();
+    }
+    if let Some(v) = &profile.grant
+        && free("grant")
+    {
+        t.login.grant = parse_enum(v).map_err(|e| with_expected(choice("grant", v), e))?;
+    }
+    if let Some(v) = &profile.browser_command
+        && free("browser_command")
+    {
+        t.login.browser_command = Some(v.clone());
+    }
+    if let Some(v) = profile.timeout
+        && free("timeout")
+    {
+        t.login.timeout = v;
+    }
+    if let Some(var) = &profile.client_secret_env
+        && free("client_secret")
+        && t.needs_secret
+    {
+        match env(var).filter(|s| !s.is_empty()) {
+            Some(secret) => t.login.client_secret = Some(secret),
+            None => {
+                return Err(ProfileError::SecretEnv {
+                    profile: name.to_owned(),
+                    var: var.clone(),
+                });
+            }
+        }
+    }
+    if let Some(v) = &profile.cache
+        && free("cache")
+    {
+        t.cache.cache = parse_enum(v).map_err(|e| with_expected(choice("cache", v), e))?;
+    }
+    if let Some(v) = &profile.cache_dir
+        && free("cache_dir")
+    {
+        t.cache.cache_dir = Some(to_path(v));
+    }
+    Ok(())
+}
+
+/// A value of a flag's enum, by its flag spelling (case-insensitive); else the accepted values.
+fn parse_enum<E: ValueEnum>(raw: &str) -> Result<E, String> {
+    E::from_str(raw.trim(), true).map_err(|_| {
+        E::value_variants()
+            .iter()
+            .filter_map(ValueEnum::to_possible_value)
+            .filter(|p| !p.is_hide_set())
+            .map(|p| p.get_name().to_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+fn with_expected(mut err: ProfileError, accepted: String) -> ProfileError {
+    if let ProfileError::Value { expected, .. } = &mut err {
+        *expected = accepted;
+    }
+    err
+}
+
+/// `~/x` under `home`, an absolute path as is, anything else relative to `base`.
+fn resolve_path(raw: &str, base: &Path, home: Option<&Path>) -> PathBuf {
+    if let (Some(rest), Some(home)) = (raw.strip_prefix("~/"), home) {
+        return home.join(rest);
+    }
+    let path = Path::new(raw);
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{CacheArg, GrantArg, ProviderArg};
+
+    const FILE: &str = r#"
+default-profile = "work"
+
+[profiles.work]
+issuer = "https://dex.example.com/dex"
+client-id = "kubernetes"
+scopes = ["email", "groups"]
+provider = "dex"
+cache = "file"
+cache-dir = "cache/work"
+certificate-authority = ["~/ca.pem", "/etc/ca.pem"]
+listen = ["127.0.0.1:8000"]
+grant = "device-code"
+browser-command = "firefox"
+timeout = 30
+
+[profiles.work2]
+issuer = "https://dex.example.com/dex"
+client-id = "kubernetes"
+client-secret-env = "WORK2_SECRET"
+"#;
+
+    fn file() -> ConfigFile {
+        ConfigFile::parse(Path::new("/cfg/koidc/config.toml"), FILE).unwrap()
+    }
+
+    fn env(var: &str) -> Option<String> {
+        match var {
+            "HOME" => Some("/home/u".into()),
+            "WORK2_SECRET" => Some("s3cret".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_args(std::iter::once("koidc").chain(args.iter().copied())).unwrap()
+    }
+
+    fn applied(args: &[&str], f: Option<ConfigFile>) -> Result<Cli, ProfileError> {
+        let mut cli = parse(args);
+        apply_with(
+            &mut cli,
+            || Some(PathBuf::from("/cfg/koidc/config.toml")),
+            |_| Ok(f),
+            env,
+        )?;
+        Ok(cli)
+    }
+
+    fn get_token(cli: &Cli) -> &crate::cli::GetTokenArgs {
+        match &cli.command {
+            Command::GetToken(a) => a,
+            other => panic!("not get-token: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_profile_fills_every_option_and_resolves_paths() {
+        let cli = applied(&["get-token", "--profile", "work"], Some(file())).unwrap();
+        let a = get_token(&cli);
+        assert_eq!(a.identity.profile.as_deref(), Some("work"));
+        assert_eq!(a.identity.issuer.as_deref(), Some("https://dex.example.com/dex"));
+        assert_eq!(a.identity.client_id.as_deref(), Some("kubernetes"));
+        assert_eq!(a.identity.scopes, ["email", "groups"]);
+        assert_eq!(a.identity.provider, ProviderArg::Dex);
+        assert_eq!(a.cache.cache, CacheArg::File);
+        assert_eq!(a.cache.cache_dir.as_deref(), Some(Path::new("/cfg/koidc/cache/work")));
+        assert_eq!(
+            a.login.certificate_authorities,
+            [PathBuf::from("/home/u/ca.pem"), PathBuf::from("/etc/ca.pem")]
+        );
+        assert_eq!(a.login.listen, ["127.0.0.1:8000"]);
+        assert_eq!(a.login.grant, GrantArg::DeviceCode);
+        assert_eq!(a.login.browser_command.as_deref(), Some("firefox"));
+        assert_eq!(a.login.timeout, 30);
+        assert!(a.login.client_secret.is_none());
+    }
+
+    #[test]
+    fn flags_beat_the_profile_and_the_profile_beats_defaults() {
+        let cli = applied(
+            &[
+                "get-token",
+                "--profile=work",
+                "--cache-dir",
+                "/elsewhere",
+                "--scope",
+                "profile",
+                "--timeout",
+                "180",
+                "--provider",
+                "auto",
+            ],
+            Some(file()),
+        )
+        .unwrap();
+        let a = get_token(&cli);
+        assert_eq!(a.cache.cache_dir.as_deref(), Some(Path::new("/elsewhere")));
+        assert_eq!(a.identity.scopes, ["profile"]);
+        // Given explicitly, even when equal to the built-in default.
+        assert_eq!(a.login.timeout, 180);
+        assert_eq!(a.identity.provider, ProviderArg::Auto);
+        // Not given: from the profile.
+        assert_eq!(a.cache.cache, CacheArg::File);
+        assert_eq!(a.identity.issuer.as_deref(), Some("https://dex.example.com/dex"));
+    }
+
+    #[test]
+    fn options_from_the_environment_beat_the_profile() {
+        let mut cli = parse(&["get-token", "--profile", "work"]);
+        // What Cli::try_parse_args records for KOIDC_CACHE_DIR / KOIDC_TIMEOUT.
+        cli.explicit = ExplicitArgs::from_ids(["profile", "cache_dir", "timeout"]);
+        apply_with(&mut cli, || Some(PathBuf::from("/x")), |_| Ok(Some(file())), env).unwrap();
+        let a = get_token(&cli);
+        assert_eq!(a.cache.cache_dir, None);
+        assert_eq!(a.login.timeout, 180);
+        assert_eq!(a.cache.cache, CacheArg::File);
+    }
+
+    #[test]
+    fn the_default_profile_applies_only_without_issuer_or_client_id() {
+        let cli = applied(&["whoami"], Some(file())).unwrap();
+        match &cli.command {
+            Command::Whoami(a) => {
+                assert_eq!(a.identity.profile.as_deref(), Some("work"));
+                assert_eq!(a.identity.client_id.as_deref(), Some("kubernetes"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = applied(&["get-token", "--issuer", "https://i.example", "--client-id", "c"], Some(file())).unwrap();
+        let a = get_token(&cli);
+        assert_eq!(a.identity.profile, None);
+        assert_eq!(a.identity.scopes, Vec::<String>::new());
+        assert_eq!(a.cache.cache, CacheArg::Keyring);
+    }
+
+    #[test]
+    fn the_file_is_not_read_for_the_classic_kubeconfig_entry() {
+        let mut cli = parse(&["get-token", "--issuer", "https://i.example", "--client-id", "c"]);
+        apply_with(
+            &mut cli,
+            || panic!("located the config file"),
+            |_| panic!("read the config file"),
+            env,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_missing_profile_lists_the_available_ones() {
+        let err = applied(&["login", "--profile", "home"], Some(file())).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "no profile \"home\" in /cfg/koidc/config.toml; available: work, work2"
+        );
+        let empty = ConfigFile::parse(Path::new("/c.toml"), "").unwrap();
+        let err = applied(&["login", "--profile", "home"], Some(empty)).unwrap_err().to_string();
+        assert!(err.contains("defines no profiles"), "{err}");
+    }
+
+    #[test]
+    fn a_profile_without_a_config_file_says_where_it_looked() {
+        let err = applied(&["get-token", "--profile", "work"], None).unwrap_err().to_string();
+        assert!(err.contains("there is no config file /cfg/koidc/config.toml"), "{err}");
+        assert!(err.contains("[profiles.work]"), "{err}");
+        // Without --profile a missing file is fine.
+        assert!(applied(&["get-token"], None).is_ok());
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_the_file_and_line() {
+        let text = "[profiles.work]\nissuer = \"https://i\"\nisuer = \"https://typo\"\n";
+        let err = ConfigFile::parse(Path::new("/c/config.toml"), text).unwrap_err().to_string();
+        assert!(err.starts_with("invalid config file /c/config.toml, line 3: "), "{err}");
+        assert!(err.contains("unknown field `isuer`"), "{err}");
+        assert!(!err.contains('\n'));
+        let top = ConfigFile::parse(Path::new("/c/config.toml"), "default_profile = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(top.contains("unknown field `default_profile`"), "{top}");
+        let typed = ConfigFile::parse(Path::new("/c/config.toml"), "[profiles.a]\nscopes = \"email\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(typed.contains("line 2"), "{typed}");
+    }
+
+    #[test]
+    fn bad_enum_values_list_the_accepted_ones() {
+        let f = ConfigFile::parse(Path::new("/c.toml"), "[profiles.a]\ncache = \"disk\"\n").unwrap();
+        let err = applied(&["get-token", "--profile", "a"], Some(f)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid cache \"disk\" in profile \"a\" of /c.toml: expected one of keyring, file, none"
+        );
+    }
+
+    #[test]
+    fn the_client_secret_comes_from_the_named_variable_never_the_file() {
+        let cli = applied(&["login", "--profile", "work2"], Some(file())).unwrap();
+        match &cli.command {
+            Command::Login(a) => assert_eq!(a.login.client_secret.as_deref(), Some("s3cret")),
+            other => panic!("{other:?}"),
+        }
+        let f = ConfigFile::parse(
+            Path::new("/c.toml"),
+            "[profiles.a]\nissuer = \"https://i\"\nclient-secret-env = \"UNSET_VAR\"\n",
+        )
+        .unwrap();
+        let err = applied(&["get-token", "--profile", "a"], Some(f.clone())).unwrap_err().to_string();
+        assert!(err.contains("UNSET_VAR"), "{err}");
+        // whoami never sends the secret, so it does not need the variable.
+        assert!(applied(&["whoami", "--profile", "a"], Some(f)).is_ok());
+        let secret = ConfigFile::parse(Path::new("/c.toml"), "[profiles.a]\nclient-secret = \"x\"\n");
+        assert!(secret.is_err(), "a secret in the file must be refused");
+    }
+
+    #[test]
+    fn commands_without_identity_options_ignore_profiles() {
+        let mut cli = parse(&["bind-group", "g", "view"]);
+        apply_with(&mut cli, || panic!("located"), |_| panic!("read"), env).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_config_file_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, FILE).unwrap();
+        for mode in [0o600, 0o644, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let f = ConfigFile::load(&path).unwrap().unwrap();
+            assert_eq!(f.default_profile.as_deref(), Some("work"));
+        }
+        for mode in [0o620, 0o602, 0o666] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = ConfigFile::load(&path).unwrap_err().to_string();
+            assert!(err.contains("writable by group or others"), "{mode:o}: {err}");
+            assert!(err.contains("chmod go-w"), "{err}");
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = ConfigFile::load(&path).unwrap_err().to_string();
+        assert!(err.contains("its directory"), "{err}");
+        // A sticky shared directory (like /tmp) is fine: others cannot replace the file.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(ConfigFile::load(&path).is_ok());
+        assert!(ConfigFile::load(&dir.path().join("missing.toml")).unwrap().is_none());
+    }
+}
