@@ -78,11 +78,16 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         printer.warn(warning);
     }
 
-    let path = rbac::save_group_prefix(&auth.groups_prefix)?;
-    printer.debug(format_args!(
-        "saved the groups prefix for `koidc bind-group` in {}",
-        path.display()
-    ));
+    match rbac::save_group_prefix(&auth.groups_prefix) {
+        Ok(path) => printer.debug(format_args!(
+            "saved the groups prefix for `koidc bind-group` in {}",
+            path.display()
+        )),
+        Err(err) => printer.warn(format_args!(
+            "could not save the groups prefix for `koidc bind-group` ({err}); pass --group-prefix {:?} to bind-group yourself",
+            auth.groups_prefix
+        )),
+    }
 
     // With a profile the entry names only the profile: the options live in the config file
     // (and the profile is part of the cache key, so the entry must name it).
@@ -94,13 +99,23 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             ));
             vec!["get-token".to_owned(), format!("--profile={profile}")]
         }
-        None => setup::get_token_args(
-            &identity.issuer,
-            &identity.client_id,
-            &identity.scopes,
-            &login.certificate_authorities,
-            &args.login.listen,
-        ),
+        None => {
+            let mut exec_args = setup::get_token_args(
+                &identity.issuer,
+                &identity.client_id,
+                &identity.scopes,
+                &login.certificate_authorities,
+                &args.login.listen,
+            );
+            // An explicit provider (e.g. Okta behind a custom domain) cannot be guessed from the
+            // issuer by get-token: carry it into the entry.
+            if args.identity.provider != crate::cli::ProviderArg::Auto {
+                if let Some(value) = clap::ValueEnum::to_possible_value(&args.identity.provider) {
+                    exec_args.push(format!("--provider={}", value.get_name()));
+                }
+            }
+            exec_args
+        }
     };
     let user = setup::kubeconfig_user(&ExecUser {
         name: args.user_name.clone(),

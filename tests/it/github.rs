@@ -593,6 +593,7 @@ fn kube_apiserver_accepts_github_tokens_through_the_webhook_and_rbac_binds_teams
     cluster.create_pod(APP_NAMESPACE, "seed");
     let bind = cluster.bind_group_apply(&["acme:sre", "view", "-n", APP_NAMESPACE]);
     bind.assert_success();
+    eprintln!("DEBUG bind: {}\n{}\n{}", bind.stdout, bind.stderr, cluster.admin(&["get", "rolebindings", "-n", APP_NAMESPACE, "-o", "yaml"]).stdout);
 
     // alice (team acme:sre) lists pods; kubectl got the token from the GitHub web flow.
     let alice = GithubKubeUser::new(&cluster, &fake, ALICE);

@@ -831,6 +831,13 @@ impl KubeUser {
         run(&mut cmd)
     }
 
+    /// Runs the koidc binary as this user: the same HOME and environment as [`Self::kubectl`]
+    /// (so the same test knobs: fake browser, file cache, cache dir) and `XDG_CONFIG_HOME` under
+    /// HOME (never the admin's saved groups prefix). Does not check the exit status.
+    pub fn koidc<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
+        run_koidc(&self.home, &self.home.join(".config"), args, &self.env)
+    }
+
     /// The fake browser's variables: log in as this user, count launches in [`Self::browser`].
     fn fake_browser_env(&self) -> Vec<(&'static str, String)> {
         vec![
