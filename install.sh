@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs koidc: build dependencies (Debian/Ubuntu packages), the release binary, and a
-# `kubectl-koidc` link so `kubectl koidc ...` works.
+# `kubectl-koidc` link so `kubectl koidc ...` works; then, where the prefix allows, the man pages
+# and the bash completion.
 #
 #   ./install.sh                 # to /usr/local/bin as root, else ~/.local/bin
 #   KOIDC_BIN_DIR=/opt/bin ./install.sh
@@ -45,6 +46,29 @@ install -m 0755 target/release/koidc "$bin_dir/koidc.new"
 mv -f "$bin_dir/koidc.new" "$bin_dir/koidc"
 ln -sf koidc "$bin_dir/kubectl-koidc"
 say "installed $bin_dir/koidc and $bin_dir/kubectl-koidc"
+
+# Optional extras under the prefix (the bin directory's parent: /usr/local or ~/.local), only
+# where its share/ directory exists and is writable; they never fail the installation.
+#   man pages:        $prefix/share/man/man1/koidc.1, koidc-<command>.1
+#   bash completion:  $prefix/share/bash-completion/completions/koidc (when bash-completion is
+#                     installed: it loads that directory on demand)
+install_extras() {
+  local prefix share
+  prefix=$(dirname "$bin_dir")
+  share=$prefix/share
+  [ -d "$share" ] && [ -w "$share" ] || return 0
+  if mkdir -p "$share/man/man1" 2>/dev/null &&
+    "$bin_dir/koidc" man --out-dir "$share/man/man1" 2>/dev/null; then
+    say "installed the manual pages to $share/man/man1 (man koidc)"
+  fi
+  if [ -e /usr/share/bash-completion/bash_completion ] &&
+    mkdir -p "$share/bash-completion/completions" 2>/dev/null &&
+    "$bin_dir/koidc" completions bash >"$share/bash-completion/completions/koidc.new" 2>/dev/null; then
+    mv -f "$share/bash-completion/completions/koidc.new" "$share/bash-completion/completions/koidc"
+    say "installed bash completion to $share/bash-completion/completions/koidc"
+  fi
+}
+install_extras || say "note: could not install the manual pages or the bash completion (koidc itself is installed)"
 case ":$PATH:" in
   *":$bin_dir:"*) ;;
   *) say "note: $bin_dir is not on PATH; add it, e.g. export PATH=\"$bin_dir:\$PATH\"" ;;

@@ -24,6 +24,7 @@ import http.client
 import http.server
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -39,6 +40,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     upstream_port = 0
     log_lock = threading.Lock()
     log_fd = -1
+
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def parse_request(self):
         # Called once the request line is in: the client is waiting from here on.
@@ -61,21 +66,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
             conn.request(self.command, self.path, body=body, headers=headers)
             reply = conn.getresponse()
             data = reply.read()
-            status = reply.status
-            self.send_response_only(status, reply.reason)
-            for k, v in reply.getheaders():
-                if k.lower() not in HOP and k.lower() != "content-length":
-                    self.send_header(k, v)
+            status, reason = reply.status, reply.reason
+            fields = [(k, v) for k, v in reply.getheaders()
+                      if k.lower() not in HOP and k.lower() != "content-length"]
         except OSError:
-            status, data = 502, b"upstream failed\n"
-            self.send_response_only(status)
+            status, reason, data, fields = 502, "Bad Gateway", b"upstream failed\n", []
         finally:
             conn.close()
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-        self.wfile.flush()
+        # The whole answer in one write on a TCP_NODELAY socket: a second small write would wait
+        # for the client's delayed ACK (Nagle), adding up to 40 ms the log would not show.
+        head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields)
+        head += f"Content-Length: {len(data)}\r\n\r\n"
+        self.wfile.write(head.encode("latin-1") + (data if self.command != "HEAD" else b""))
         record = {
             "start": self._start,
             "end": time.monotonic(),

@@ -311,12 +311,12 @@ pub struct IdentityFlags {
 /// Where GitHub is (for `--provider github` and `koidc webhook`).
 #[derive(Debug, Args, Clone, Default)]
 pub struct GithubFlags {
-    /// With --provider github: GitHub's web address, or a GitHub Enterprise Server's
-    /// [default: https://github.com].
+    /// GitHub's web address, or a GitHub Enterprise Server's (for --provider github and the
+    /// webhook) [default: https://github.com].
     #[arg(long, env = "KOIDC_GITHUB_URL", value_name = "URL")]
     pub github_url: Option<String>,
-    /// With --provider github: GitHub's REST API [default: https://api.github.com for
-    /// github.com, else <github-url>/api/v3].
+    /// GitHub's REST API (for --provider github and the webhook) [default:
+    /// https://api.github.com for github.com, else the GitHub URL + /api/v3].
     #[arg(long, env = "KOIDC_GITHUB_API_URL", value_name = "URL")]
     pub github_api_url: Option<String>,
 }

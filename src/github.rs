@@ -68,7 +68,9 @@ pub enum GithubError {
         reason: &'static str,
     },
     /// An extra CA file cannot be used.
-    #[error("cannot use the CA certificate file {path}: {reason}; check that it is a readable PEM certificate file")]
+    #[error(
+        "cannot use the CA certificate file {path}: {reason}; check that it is a readable PEM certificate file"
+    )]
     CaFile {
         /// The file.
         path: String,
@@ -95,7 +97,9 @@ pub enum GithubError {
         timeout: Duration,
     },
     /// The API refused the token (HTTP 401): it is invalid, expired or revoked.
-    #[error("GitHub does not accept the token (HTTP 401 from {url}): it is invalid, expired or revoked; log in again")]
+    #[error(
+        "GitHub does not accept the token (HTTP 401 from {url}): it is invalid, expired or revoked; log in again"
+    )]
     BadCredentials {
         /// The URL requested.
         url: String,
@@ -134,7 +138,9 @@ pub enum GithubError {
     )]
     MissingClientSecret,
     /// `--paste` is not supported for GitHub.
-    #[error("--paste is not supported with --provider github; use --grant device-code to log in from another device")]
+    #[error(
+        "--paste is not supported with --provider github; use --grant device-code to log in from another device"
+    )]
     PasteUnsupported,
     /// GitHub's token endpoint answered with an OAuth error (GitHub sends these with HTTP 200).
     #[error("GitHub refused the login: {error}{}; {}", msg(.description), hint(.error))]
@@ -157,7 +163,9 @@ pub enum GithubError {
     #[error("the GitHub device code expired before the login was approved; run `koidc login` to try again")]
     DeviceExpired,
     /// The device login was not approved within `--timeout`.
-    #[error("the GitHub device login was not approved within {secs}s; run `koidc login` to try again (or raise --timeout)")]
+    #[error(
+        "the GitHub device login was not approved within {secs}s; run `koidc login` to try again (or raise --timeout)"
+    )]
     DeviceTimeout {
         /// The timeout, in seconds.
         secs: u64,
@@ -178,9 +186,13 @@ fn hint(error: &str) -> &'static str {
             "register http://127.0.0.1/callback as the OAuth app's callback URL (GitHub then accepts any loopback port)"
         }
         "bad_verification_code" => "the authorization code was invalid or already used; log in again",
-        "unverified_user_email" => "verify the primary email address of your GitHub account, then log in again",
+        "unverified_user_email" => {
+            "verify the primary email address of your GitHub account, then log in again"
+        }
         "device_flow_disabled" => "enable Device Flow in the OAuth app's settings, or use --grant authcode",
-        "incorrect_device_code" | "unsupported_grant_type" => "log in again; if it repeats, check --github-url",
+        "incorrect_device_code" | "unsupported_grant_type" => {
+            "log in again; if it repeats, check --github-url"
+        }
         "application_suspended" => "the OAuth app is suspended; ask its owner",
         _ => "check the OAuth app's settings at GitHub, then log in again",
     }
@@ -215,7 +227,10 @@ impl GithubUrls {
     /// [`PUBLIC_API_URL`] for github.com, else `<github-url>/api/v3`). Both must be https, or http
     /// on a loopback address (for tests).
     pub fn new(web: Option<&str>, api: Option<&str>) -> Result<Self, GithubError> {
-        let web = normalize("github-url", web.filter(|w| !w.trim().is_empty()).unwrap_or(DEFAULT_URL))?;
+        let web = normalize(
+            "github-url",
+            web.filter(|w| !w.trim().is_empty()).unwrap_or(DEFAULT_URL),
+        )?;
         let api = match api.filter(|a| !a.trim().is_empty()) {
             Some(api) => normalize("github-api-url", api)?,
             None => default_api(&web),
@@ -278,7 +293,11 @@ fn normalize(flag: &'static str, raw: &str) -> Result<String, GithubError> {
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
-        _ => return Err(bad("it must be an https URL (http only on loopback addresses, for tests)")),
+        _ => {
+            return Err(bad(
+                "it must be an https URL (http only on loopback addresses, for tests)",
+            ));
+        }
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
@@ -296,7 +315,9 @@ pub fn http_client(timeout: Duration, extra_ca_files: &[PathBuf]) -> Result<reqw
             builder = builder.add_root_certificate(cert);
         }
     }
-    builder.build().map_err(|e| GithubError::HttpClient(root_cause(&e)))
+    builder
+        .build()
+        .map_err(|e| GithubError::HttpClient(root_cause(&e)))
 }
 
 fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, GithubError> {
@@ -319,7 +340,11 @@ pub(crate) struct Reply {
 }
 
 /// Sends `req` (for `url`, named in errors) and reads at most [`MAX_BODY`] bytes of the answer.
-pub(crate) async fn send(req: reqwest::RequestBuilder, url: &str, timeout: Duration) -> Result<Reply, GithubError> {
+pub(crate) async fn send(
+    req: reqwest::RequestBuilder,
+    url: &str,
+    timeout: Duration,
+) -> Result<Reply, GithubError> {
     let shown = display_url(url);
     let transport = |e: reqwest::Error| {
         if e.is_timeout() {
@@ -480,10 +505,17 @@ impl Api {
     }
 
     /// GETs `path` with `token`, expecting a JSON document of type `T`.
-    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str, token: &SecretString) -> Result<T, GithubError> {
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        token: &SecretString,
+    ) -> Result<T, GithubError> {
         let url = format!("{}{path}", self.base);
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
-            .map_err(|_| GithubError::BadCredentials { url: display_url(&url) })?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).map_err(|_| {
+            GithubError::BadCredentials {
+                url: display_url(&url),
+            }
+        })?;
         auth.set_sensitive(true);
         let req = self
             .http
@@ -518,7 +550,11 @@ impl Api {
     }
 
     /// Every item of a list endpoint (`per_page=100`, at most [`MAX_PAGES`] pages).
-    async fn get_all<T: serde::de::DeserializeOwned>(&self, path: &str, token: &SecretString) -> Result<Vec<T>, GithubError> {
+    async fn get_all<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        token: &SecretString,
+    ) -> Result<Vec<T>, GithubError> {
         let mut all = Vec::new();
         for page in 1..=MAX_PAGES {
             let items: Vec<T> = self
@@ -593,7 +629,10 @@ mod tests {
         assert_eq!(public.web, "https://github.com");
         assert_eq!(public.api, "https://api.github.com");
         assert_eq!(public.authorize(), "https://github.com/login/oauth/authorize");
-        assert_eq!(public.access_token(), "https://github.com/login/oauth/access_token");
+        assert_eq!(
+            public.access_token(),
+            "https://github.com/login/oauth/access_token"
+        );
         assert_eq!(public.device_code(), "https://github.com/login/device/code");
 
         let ghe = GithubUrls::new(Some("https://git.example.com/"), None).unwrap();
@@ -601,7 +640,8 @@ mod tests {
         assert_eq!(ghe.api, "https://git.example.com/api/v3");
         assert_eq!(ghe.api("/user"), "https://git.example.com/api/v3/user");
 
-        let explicit = GithubUrls::new(Some("http://127.0.0.1:1234"), Some("http://127.0.0.1:99/api/")).unwrap();
+        let explicit =
+            GithubUrls::new(Some("http://127.0.0.1:1234"), Some("http://127.0.0.1:99/api/")).unwrap();
         assert_eq!(explicit.api, "http://127.0.0.1:99/api");
     }
 
@@ -615,7 +655,10 @@ mod tests {
             "https://user:pw@github.com",
         ] {
             let err = GithubUrls::new(Some(bad), None).unwrap_err();
-            assert!(err.to_string().starts_with("invalid --github-url"), "{bad}: {err}");
+            assert!(
+                err.to_string().starts_with("invalid --github-url"),
+                "{bad}: {err}"
+            );
         }
         assert!(GithubUrls::new(None, Some("http://api.example.com")).is_err());
         assert!(GithubUrls::new(Some("http://localhost:8080"), None).is_ok());
@@ -667,7 +710,10 @@ mod tests {
     fn refusals_name_the_fix_and_no_description_control_characters() {
         let err = GithubError::Refused {
             error: "incorrect_client_credentials".into(),
-            description: Some(one_line("The client_id and/or client_secret passed are incorrect.\n", 200)),
+            description: Some(one_line(
+                "The client_id and/or client_secret passed are incorrect.\n",
+                200,
+            )),
         };
         let text = err.to_string();
         assert!(text.contains("incorrect_client_credentials"), "{text}");

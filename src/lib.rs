@@ -6,6 +6,7 @@
 //! listener), [`browser`], [`cache`] (token store and cross-process lock), [`clock`] — and finally
 //! [`credential`] writes the `ExecCredential` that kubectl reads. For the cluster admin, [`rbac`]
 //! and [`setup`] generate the RBAC bindings and apiserver settings that trust the same issuer.
+//! [`profile`] fills options the user did not give from a named profile of the config file.
 //! [`github`] logs in to GitHub (which has no OpenID Connect for users) and [`webhook`] is the
 //! TokenReview authenticator that lets the apiserver accept those GitHub tokens.
 

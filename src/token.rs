@@ -16,7 +16,8 @@ pub const MAX_TOKEN_LEN: usize = 1 << 20;
 /// Tokens for one identity at one issuer and client.
 #[derive(Clone)]
 pub struct TokenSet {
-    /// The ID token (a JWT), the credential kubectl sends to the apiserver.
+    /// The ID token (a JWT), the credential kubectl sends to the apiserver. With `--provider
+    /// github` it is the GitHub access token instead (opaque; see [`crate::github::session`]).
     pub id_token: SecretString,
     /// The refresh token, when the IdP issued one.
     pub refresh_token: Option<SecretString>,

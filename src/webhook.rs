@@ -308,7 +308,10 @@ impl Reviewer {
             Some(t) if t.len() > MAX_TOKEN_LEN => {
                 return (
                     StatusCode::OK,
-                    response(api_version, &Verdict::Rejected("the token is too long to be a GitHub token".into())),
+                    response(
+                        api_version,
+                        &Verdict::Rejected("the token is too long to be a GitHub token".into()),
+                    ),
                 );
             }
             _ => return bad(api_version, "the TokenReview has no spec.token"),
@@ -371,7 +374,9 @@ pub fn tls_config(cert_file: &Path, key_file: &Path) -> Result<ServerConfig, Web
     // The key's error never quotes the file's content.
     let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
         let reason = match e {
-            tokio_rustls::rustls::pki_types::pem::Error::NoItemsFound => "no PEM private key found in it".to_owned(),
+            tokio_rustls::rustls::pki_types::pem::Error::NoItemsFound => {
+                "no PEM private key found in it".to_owned()
+            }
             tokio_rustls::rustls::pki_types::pem::Error::Io(io) => io.to_string(),
             _ => "it is not a readable PEM private key".to_owned(),
         };
@@ -383,7 +388,13 @@ pub fn tls_config(cert_file: &Path, key_file: &Path) -> Result<ServerConfig, Web
         .map_err(|e| tls_err("the TLS certificate file", cert_file, e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| tls_err("the TLS private key file", key_file, format!("it does not match the certificate or is unusable ({e})")))?;
+        .map_err(|e| {
+            tls_err(
+                "the TLS private key file",
+                key_file,
+                format!("it does not match the certificate or is unusable ({e})"),
+            )
+        })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -432,7 +443,10 @@ impl axum::serve::Listener for TlsListener {
 
 /// Accepts TCP connections and runs each TLS handshake in its own task (bounded by
 /// [`HANDSHAKE_TIMEOUT`]), so a slow client cannot hold up the others.
-fn spawn_acceptor(tcp: TcpListener, acceptor: TlsAcceptor) -> tokio::sync::mpsc::Receiver<(TlsStream, SocketAddr)> {
+fn spawn_acceptor(
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+) -> tokio::sync::mpsc::Receiver<(TlsStream, SocketAddr)> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -557,7 +571,10 @@ mod tests {
         assert_eq!(out["status"]["user"]["username"], "github:alice");
         assert_eq!(out["status"]["user"]["uid"], "1");
         // hobby:fun is not in an allowed organisation.
-        assert_eq!(out["status"]["user"]["groups"], json!(["github:acme", "github:acme:sre"]));
+        assert_eq!(
+            out["status"]["user"]["groups"],
+            json!(["github:acme", "github:acme:sre"])
+        );
     }
 
     #[test]
@@ -565,7 +582,10 @@ mod tests {
         let (r, _) = reviewer(Duration::from_secs(60));
         let (_, out) = run(r.review(&review_body("eve")));
         assert_eq!(out["status"]["authenticated"], false);
-        assert!(out["status"]["error"].as_str().unwrap().contains("not a member"), "{out}");
+        assert!(
+            out["status"]["error"].as_str().unwrap().contains("not a member"),
+            "{out}"
+        );
         assert!(out["status"].get("user").is_none());
         let (status, out) = run(r.review(&review_body("gho_not_valid_at_all")));
         assert_eq!(status, StatusCode::OK);
@@ -587,13 +607,24 @@ mod tests {
             let (_, out) = run(r.review(&review_body("invalid")));
             assert_eq!(out["status"]["authenticated"], false);
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "one lookup per token within the TTL");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "one lookup per token within the TTL"
+        );
         for _ in 0..2 {
             let (_, out) = run(r.review(&review_body("down")));
             assert_eq!(out["status"]["authenticated"], false);
-            assert!(out["status"]["error"].as_str().unwrap().contains("cannot check"), "{out}");
+            assert!(
+                out["status"]["error"].as_str().unwrap().contains("cannot check"),
+                "{out}"
+            );
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 4, "transient failures are asked again");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            4,
+            "transient failures are asked again"
+        );
         // The cache is keyed by a digest: no token in it.
         let cache = r.cache.lock().unwrap();
         assert_eq!(cache.len(), 2);
@@ -611,7 +642,8 @@ mod tests {
             b"not json".to_vec(),
             br#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{}}"#.to_vec(),
             br#"{"apiVersion":"authentication.k8s.io/v1","kind":"Pod","spec":{"token":"alice"}}"#.to_vec(),
-            br#"{"apiVersion":"authentication.k8s.io/v2","kind":"TokenReview","spec":{"token":"alice"}}"#.to_vec(),
+            br#"{"apiVersion":"authentication.k8s.io/v2","kind":"TokenReview","spec":{"token":"alice"}}"#
+                .to_vec(),
         ] {
             let (status, out) = run(r.review(&body));
             assert_eq!(status, StatusCode::BAD_REQUEST, "{out}");
@@ -629,8 +661,14 @@ mod tests {
     #[test]
     fn policy_requires_valid_orgs() {
         assert!(matches!(Policy::new(&[], "", ""), Err(WebhookError::NoOrg)));
-        assert!(matches!(Policy::new(&[" ".into()], "", ""), Err(WebhookError::NoOrg)));
-        assert!(matches!(Policy::new(&["a/b".into()], "", ""), Err(WebhookError::BadOrg(_))));
+        assert!(matches!(
+            Policy::new(&[" ".into()], "", ""),
+            Err(WebhookError::NoOrg)
+        ));
+        assert!(matches!(
+            Policy::new(&["a/b".into()], "", ""),
+            Err(WebhookError::BadOrg(_))
+        ));
         let p = Policy::new(&["Acme".into(), "acme".into(), "b-2".into()], "", "").unwrap();
         assert_eq!(p.orgs, ["acme", "b-2"]);
     }
@@ -639,7 +677,10 @@ mod tests {
     fn apiserver_kubeconfig_names_the_url_and_embeds_the_ca() {
         let cfg = apiserver_kubeconfig("https://127.0.0.1:8443/", Some("PEM"));
         assert_eq!(cfg["clusters"][0]["cluster"]["server"], "https://127.0.0.1:8443/");
-        assert_eq!(cfg["clusters"][0]["cluster"]["certificate-authority-data"], "UEVN");
+        assert_eq!(
+            cfg["clusters"][0]["cluster"]["certificate-authority-data"],
+            "UEVN"
+        );
         assert_eq!(cfg["current-context"], "koidc-github-webhook");
         assert_eq!(
             apiserver_flags("/etc/k.yaml"),
@@ -667,8 +708,13 @@ mod tests {
         let err = tls_config(&junk, &key_file).unwrap_err().to_string();
         assert!(err.contains("certificate file"), "{err}");
         let err = tls_config(&cert_file, &junk).unwrap_err().to_string();
-        assert!(err.contains("private key file") && !err.contains("SECRET-ISH"), "{err}");
-        let err = tls_config(&dir.join("missing"), &key_file).unwrap_err().to_string();
+        assert!(
+            err.contains("private key file") && !err.contains("SECRET-ISH"),
+            "{err}"
+        );
+        let err = tls_config(&dir.join("missing"), &key_file)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }

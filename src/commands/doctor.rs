@@ -63,7 +63,16 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
     let rights = names::rights(&expect.namespace);
     let Ok(provider) = provider else {
         return report.finish_skipping(
-            &[names::CLIENT, names::REDIRECT, names::TOKEN, names::CLAIMS, names::APISERVER, names::MAPPING, names::BINDINGS, &rights],
+            &[
+                names::CLIENT,
+                names::REDIRECT,
+                names::TOKEN,
+                names::CLAIMS,
+                names::APISERVER,
+                names::MAPPING,
+                names::BINDINGS,
+                &rights,
+            ],
             names::DISCOVERY,
         );
     };
@@ -81,9 +90,20 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
     let (redirect_uri, answer) = match probed {
         Ok(probed) => probed,
         Err(err) => {
-            report.add(Check::fail(names::CLIENT, format!("cannot prepare a login request: {err:#}")));
+            report.add(Check::fail(
+                names::CLIENT,
+                format!("cannot prepare a login request: {err:#}"),
+            ));
             return report.finish_skipping(
-                &[names::REDIRECT, names::TOKEN, names::CLAIMS, names::APISERVER, names::MAPPING, names::BINDINGS, &rights],
+                &[
+                    names::REDIRECT,
+                    names::TOKEN,
+                    names::CLAIMS,
+                    names::APISERVER,
+                    names::MAPPING,
+                    names::BINDINGS,
+                    &rights,
+                ],
                 names::CLIENT,
             );
         }
@@ -96,7 +116,14 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
     report.add_all([client, redirect]);
     if let Some(blocked) = blocked {
         return report.finish_skipping(
-            &[names::TOKEN, names::CLAIMS, names::APISERVER, names::MAPPING, names::BINDINGS, &rights],
+            &[
+                names::TOKEN,
+                names::CLAIMS,
+                names::APISERVER,
+                names::MAPPING,
+                names::BINDINGS,
+                &rights,
+            ],
             &blocked,
         );
     }
@@ -119,16 +146,25 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
         Err(err) => {
             report.add(Check::fail(names::TOKEN, format!("{err:#}")));
             return report.finish_skipping(
-                &[names::CLAIMS, names::APISERVER, names::MAPPING, names::BINDINGS, &rights],
+                &[
+                    names::CLAIMS,
+                    names::APISERVER,
+                    names::MAPPING,
+                    names::BINDINGS,
+                    &rights,
+                ],
                 names::TOKEN,
             );
         }
     };
-    let left = (obtained.info.expiry - clock.now()).num_minutes();
+    let left = match (obtained.info.expiry - clock.now()).num_minutes() {
+        m if m < 120 => format!("{m} min"),
+        m => format!("{}h{:02}m", m / 60, m % 60),
+    };
     report.add(Check::ok(
         names::TOKEN,
         format!(
-            "{}; expires in {left} min",
+            "{}; expires in {left}",
             match obtained.source {
                 Source::Cache => "from the cache",
                 Source::Refresh => "refreshed",
@@ -162,7 +198,12 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
         Ok(user) => user,
         Err(err) => {
             let issuer = obtained.info.issuer.clone();
-            report.add(doctor::apiserver_failure(&err, &issuer, &identity.client_id, &expect.username_claim));
+            report.add(doctor::apiserver_failure(
+                &err,
+                &issuer,
+                &identity.client_id,
+                &expect.username_claim,
+            ));
             return report.finish_skipping(&[names::MAPPING, names::BINDINGS, &rights], names::APISERVER);
         }
     };
@@ -211,7 +252,9 @@ fn settings(
         cache: args.cache.clone(),
         output: args.output,
     };
-    let given = args.identity.issuer.is_some() || args.identity.client_id.is_some() || args.identity.profile.is_some();
+    let given = args.identity.issuer.is_some()
+        || args.identity.client_id.is_some()
+        || args.identity.profile.is_some();
     let from_kubeconfig = target.filter(|_| !given).and_then(|t| {
         let exec = t.exec.as_ref()?;
         Some((t, exec.get_token_args()?.to_vec()))
@@ -239,7 +282,9 @@ fn settings(
     crate::profile::apply(&mut cli)?;
     match cli.command {
         Command::GetToken(args) => Ok(args),
-        _ => bail!("the kubeconfig user's exec entry does not run `koidc get-token`; pass --issuer and --client-id"),
+        _ => bail!(
+            "the kubeconfig user's exec entry does not run `koidc get-token`; pass --issuer and --client-id"
+        ),
     }
 }
 
@@ -255,7 +300,9 @@ fn expectations(args: &DoctorArgs, printer: Printer) -> Expectations {
             ),
             Ok(None) => (DEFAULT_PREFIX.to_owned(), "the default".to_owned()),
             Err(err) => {
-                printer.warn(format_args!("{err}; expecting the groups prefix {DEFAULT_PREFIX:?}"));
+                printer.warn(format_args!(
+                    "{err}; expecting the groups prefix {DEFAULT_PREFIX:?}"
+                ));
                 (DEFAULT_PREFIX.to_owned(), "the default".to_owned())
             }
         },

@@ -42,7 +42,13 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
         .github
         .clone()
         .context("internal error: a GitHub identity without GitHub URLs; please report this")?;
-    let github_prefix = |p: &str| if p == OIDC_DEFAULT_PREFIX { PREFIX.to_owned() } else { p.to_owned() };
+    let github_prefix = |p: &str| {
+        if p == OIDC_DEFAULT_PREFIX {
+            PREFIX.to_owned()
+        } else {
+            p.to_owned()
+        }
+    };
     let username_prefix = github_prefix(&args.username_prefix);
     let groups_prefix = github_prefix(&args.groups_prefix);
     let webhook_url = url::Url::parse(&args.webhook_url)
@@ -95,11 +101,15 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
         "the browser login needs the OAuth app's client secret (put KOIDC_CLIENT_SECRET in the exec entry's env); \
          without it koidc uses GitHub's device flow",
     );
-    let path = rbac::save_group_prefix(&groups_prefix)?;
-    printer.debug(format_args!(
-        "saved the groups prefix for `koidc bind-group` in {}",
-        path.display()
-    ));
+    match rbac::save_group_prefix(&groups_prefix) {
+        Ok(path) => printer.debug(format_args!(
+            "saved the groups prefix for `koidc bind-group` in {}",
+            path.display()
+        )),
+        Err(err) => printer.warn(format_args!(
+            "could not save the groups prefix for `koidc bind-group` ({err}); pass --group-prefix {groups_prefix:?} to bind-group yourself"
+        )),
+    }
 
     let user = setup::kubeconfig_user(&ExecUser {
         name: args.user_name.clone(),
@@ -109,10 +119,17 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
     if args.write_kubeconfig {
         let path = super::setup::kubeconfig_path(args.kubeconfig.as_deref())?;
         super::setup::write_kubeconfig_user(&path, user.clone())?;
-        printer.info(format_args!("wrote user {:?} to {}", args.user_name, path.display()));
+        printer.info(format_args!(
+            "wrote user {:?} to {}",
+            args.user_name,
+            path.display()
+        ));
     }
 
-    let webhook_config = super::setup::yaml(&webhook::apiserver_kubeconfig(webhook_url.as_str(), ca_pem.as_deref()))?;
+    let webhook_config = super::setup::yaml(&webhook::apiserver_kubeconfig(
+        webhook_url.as_str(),
+        ca_pem.as_deref(),
+    ))?;
     let flags = webhook::apiserver_flags(WEBHOOK_CONFIG_PATH).join("\n");
     let kubeconfig = super::setup::yaml(&json!({ "users": [user] }))?;
     let out = match args.print {
@@ -151,7 +168,13 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
 }
 
 /// The `koidc webhook` command line matching these choices.
-fn webhook_command(url: &url::Url, urls: &GithubUrls, orgs: &[String], username_prefix: &str, groups_prefix: &str) -> String {
+fn webhook_command(
+    url: &url::Url,
+    urls: &GithubUrls,
+    orgs: &[String],
+    username_prefix: &str,
+    groups_prefix: &str,
+) -> String {
     let port = url.port_or_known_default().unwrap_or(443);
     let mut words = vec!["koidc webhook".to_owned()];
     if orgs.is_empty() {
@@ -174,7 +197,12 @@ fn webhook_command(url: &url::Url, urls: &GithubUrls, orgs: &[String], username_
 }
 
 /// The `get-token` arguments of a GitHub kubeconfig entry.
-fn get_token_args(identity: &Identity, urls: &GithubUrls, login: &LoginConfig, listen: &[String]) -> Vec<String> {
+fn get_token_args(
+    identity: &Identity,
+    urls: &GithubUrls,
+    login: &LoginConfig,
+    listen: &[String],
+) -> Vec<String> {
     let mut args = vec![
         "get-token".to_owned(),
         "--provider=github".to_owned(),
@@ -230,7 +258,9 @@ pub(super) fn describe_login(
     identity.github.as_ref()?;
     let (tokens, meta) = store.load_with_meta(&identity.cache_key()).ok()??;
     // Only when the entry is the token just handed out.
-    if secrecy::ExposeSecret::expose_secret(&tokens.id_token) != secrecy::ExposeSecret::expose_secret(&obtained.tokens.id_token) {
+    if secrecy::ExposeSecret::expose_secret(&tokens.id_token)
+        != secrecy::ExposeSecret::expose_secret(&obtained.tokens.id_token)
+    {
         return None;
     }
     let account = account_of(&meta)?;
@@ -238,7 +268,11 @@ pub(super) fn describe_login(
 }
 
 /// A GitHub entry for `whoami`: its text block and JSON object, or `None` for other entries.
-pub(super) fn whoami_entry(key: &CacheKey, meta: &crate::cache::EntryMeta, now: DateTime<Utc>) -> Option<(String, Value)> {
+pub(super) fn whoami_entry(
+    key: &CacheKey,
+    meta: &crate::cache::EntryMeta,
+    now: DateTime<Utc>,
+) -> Option<(String, Value)> {
     let account = account_of(meta)?;
     Some((
         describe(&key.issuer, &account, meta.expires_at, now),
@@ -323,10 +357,20 @@ mod tests {
             get_token_args(&identity, &urls, &login(), &[]),
             ["get-token", "--provider=github", "--client-id=cid"]
         );
-        let ghe = GithubUrls::new(Some("https://git.example.com"), Some("https://api.git.example.com")).unwrap();
+        let ghe = GithubUrls::new(
+            Some("https://git.example.com"),
+            Some("https://api.git.example.com"),
+        )
+        .unwrap();
         let args = get_token_args(&identity, &ghe, &login(), &["127.0.0.1:8000".into()]);
-        assert!(args.contains(&"--github-url=https://git.example.com".to_owned()), "{args:?}");
-        assert!(args.contains(&"--github-api-url=https://api.git.example.com".to_owned()), "{args:?}");
+        assert!(
+            args.contains(&"--github-url=https://git.example.com".to_owned()),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"--github-api-url=https://api.git.example.com".to_owned()),
+            "{args:?}"
+        );
         assert!(args.contains(&"--listen=127.0.0.1:8000".to_owned()), "{args:?}");
     }
 
@@ -335,9 +379,15 @@ mod tests {
         let url = url::Url::parse("https://10.0.0.5:9443/").unwrap();
         let urls = GithubUrls::new(None, None).unwrap();
         let cmd = webhook_command(&url, &urls, &["acme".into()], PREFIX, PREFIX);
-        assert!(cmd.contains("--org acme") && cmd.contains("--listen 0.0.0.0:9443"), "{cmd}");
+        assert!(
+            cmd.contains("--org acme") && cmd.contains("--listen 0.0.0.0:9443"),
+            "{cmd}"
+        );
         assert!(!cmd.contains("--groups-prefix"), "{cmd}");
         let cmd = webhook_command(&url, &urls, &[], PREFIX, "");
-        assert!(cmd.contains("--org <your-org>") && cmd.contains("--groups-prefix ''"), "{cmd}");
+        assert!(
+            cmd.contains("--org <your-org>") && cmd.contains("--groups-prefix ''"),
+            "{cmd}"
+        );
     }
 }

@@ -29,7 +29,9 @@ pub fn run(args: &WebhookArgs) -> anyhow::Result<()> {
         )
     })?;
     if args.cache_ttl > MAX_CACHE_TTL {
-        anyhow::bail!("--cache-ttl must be at most {MAX_CACHE_TTL} seconds (a revoked token is accepted that long)");
+        anyhow::bail!(
+            "--cache-ttl must be at most {MAX_CACHE_TTL} seconds (a revoked token is accepted that long)"
+        );
     }
     if args.github_timeout == 0 || args.github_timeout > 300 {
         anyhow::bail!("--github-timeout must be between 1 and 300 seconds");

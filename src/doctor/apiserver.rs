@@ -221,7 +221,8 @@ impl ApiClient {
             .connect_timeout(TIMEOUT)
             .user_agent(concat!("koidc-doctor/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &target.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ApiError::Client(root_cause(&e)))?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ApiError::Client(root_cause(&e)))?;
             builder = builder.tls_built_in_root_certs(false);
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
@@ -244,7 +245,12 @@ impl ApiClient {
         url
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Vec<u8>, ApiError> {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Vec<u8>, ApiError> {
         let url = self.url(path);
         let mut bearer = HeaderValue::from_str(&format!("Bearer {}", self.token.expose_secret()))
             .map_err(|_| ApiError::Client("the ID token cannot be sent in an HTTP header".into()))?;
@@ -288,7 +294,12 @@ impl ApiClient {
         Ok(bytes)
     }
 
-    fn parse<T: serde::de::DeserializeOwned>(&self, path: &str, bytes: &[u8], field: &str) -> Result<T, ApiError> {
+    fn parse<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        bytes: &[u8],
+        field: &str,
+    ) -> Result<T, ApiError> {
         let malformed = |reason: String| ApiError::Malformed {
             url: self.url(path).to_string(),
             reason,
@@ -298,7 +309,12 @@ impl ApiClient {
             .get("status")
             .and_then(|s| if field.is_empty() { Some(s) } else { s.get(field) })
             .cloned()
-            .ok_or_else(|| malformed(format!("no status{}", if field.is_empty() { "" } else { ".userInfo" })))?;
+            .ok_or_else(|| {
+                malformed(format!(
+                    "no status{}",
+                    if field.is_empty() { "" } else { ".userInfo" }
+                ))
+            })?;
         serde_json::from_value(inner).map_err(|e| malformed(e.to_string()))
     }
 
@@ -338,10 +354,12 @@ impl ApiClient {
             ),
         ] {
             let bytes = self.send(reqwest::Method::GET, &path, None).await?;
-            all.extend(parse_bindings(kind, &bytes).map_err(|reason| ApiError::Malformed {
-                url: self.url(&path).to_string(),
-                reason,
-            })?);
+            all.extend(
+                parse_bindings(kind, &bytes).map_err(|reason| ApiError::Malformed {
+                    url: self.url(&path).to_string(),
+                    reason,
+                })?,
+            );
         }
         Ok(all)
     }
@@ -375,10 +393,12 @@ pub fn bindings_with_kubectl(admin: &AdminKubectl, namespace: &str) -> Result<Ve
         if let Some(ns) = ns {
             cmd.args(["--namespace", ns]);
         }
-        let out = cmd
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| ApiError::Kubectl(format!("cannot run {}: {e}; pass --kubectl", admin.program.display())))?;
+        let out = cmd.stdin(Stdio::null()).output().map_err(|e| {
+            ApiError::Kubectl(format!(
+                "cannot run {}: {e}; pass --kubectl",
+                admin.program.display()
+            ))
+        })?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             return Err(ApiError::Kubectl(format!(
@@ -458,7 +478,9 @@ mod tests {
         };
         let client = ApiClient::new(&target, SecretString::from("t")).unwrap();
         assert_eq!(
-            client.url("/apis/authentication.k8s.io/v1/selfsubjectreviews").as_str(),
+            client
+                .url("/apis/authentication.k8s.io/v1/selfsubjectreviews")
+                .as_str(),
             "https://rancher.example/k8s/clusters/c-1/apis/authentication.k8s.io/v1/selfsubjectreviews"
         );
     }

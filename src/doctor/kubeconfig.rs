@@ -186,7 +186,8 @@ pub fn load(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterTarget, K
             ("users", "user", &mut users),
         ] {
             for item in doc.get(list).and_then(Value::as_array).into_iter().flatten() {
-                let (Some(name), Some(body)) = (item.get("name").and_then(Value::as_str), item.get(key)) else {
+                let (Some(name), Some(body)) = (item.get("name").and_then(Value::as_str), item.get(key))
+                else {
                     continue;
                 };
                 map.entry(name.to_owned()).or_insert_with(|| Entry {
@@ -390,11 +391,17 @@ mod tests {
             )
         };
         let insecure = config("{server: 'https://a:1', insecure-skip-tls-verify: true}");
-        assert!(matches!(load(&[insecure], None), Err(KubeconfigError::Insecure(_))));
+        assert!(matches!(
+            load(&[insecure], None),
+            Err(KubeconfigError::Insecure(_))
+        ));
         let http = config("{server: 'http://a:1'}");
         assert!(matches!(load(&[http], None), Err(KubeconfigError::Server { .. })));
         let bad_ca = config("{server: 'https://a:1', certificate-authority-data: 'bm90IGEgY2VydA=='}");
-        assert!(matches!(load(std::slice::from_ref(&bad_ca), None), Err(KubeconfigError::Ca { .. })));
+        assert!(matches!(
+            load(std::slice::from_ref(&bad_ca), None),
+            Err(KubeconfigError::Ca { .. })
+        ));
         assert!(matches!(
             load(&[bad_ca], Some("nope")),
             Err(KubeconfigError::UnknownContext(_))

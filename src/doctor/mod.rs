@@ -150,7 +150,10 @@ pub fn issuer_checks(issuer: &str, discovered: Result<(), &OidcError>) -> [Check
             Check::fail(REACHABLE, err.to_string()),
             Check::skip(DISCOVERY, format!("needs: {REACHABLE}")),
         ],
-        Err(err) => [Check::ok(REACHABLE, issuer), Check::fail(DISCOVERY, err.to_string())],
+        Err(err) => [
+            Check::ok(REACHABLE, issuer),
+            Check::fail(DISCOVERY, err.to_string()),
+        ],
     }
 }
 
@@ -173,11 +176,17 @@ pub fn authorize_checks(
     };
     match answer {
         AuthorizeAnswer::LoginPage { url } => [
-            Check::ok(CLIENT, format!("the identity provider shows its login page {url}")),
+            Check::ok(
+                CLIENT,
+                format!("the identity provider shows its login page {url}"),
+            ),
             Check::ok(REDIRECT, redirect_uri),
         ],
         AuthorizeAnswer::Elsewhere { url } => [
-            Check::ok(CLIENT, format!("the identity provider sends the login on to {url}")),
+            Check::ok(
+                CLIENT,
+                format!("the identity provider sends the login on to {url}"),
+            ),
             Check::ok(REDIRECT, redirect_uri),
         ],
         AuthorizeAnswer::Back { error: None, .. } => [
@@ -188,7 +197,10 @@ pub fn authorize_checks(
             error: Some(error),
             description,
         } => {
-            let desc = description.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+            let desc = description
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
             let hint = match error.as_str() {
                 "invalid_scope" => "; request only scopes the client may have (--scope)",
                 "unauthorized_client" => "; allow the authorization code grant for the client",
@@ -198,7 +210,9 @@ pub fn authorize_checks(
             [
                 Check::fail(
                     CLIENT,
-                    format!("the identity provider refused the login request of client {client_id:?}: {error}{desc}{hint}"),
+                    format!(
+                        "the identity provider refused the login request of client {client_id:?}: {error}{desc}{hint}"
+                    ),
                 ),
                 Check::ok(REDIRECT, format!("{redirect_uri}; the refusal was sent to it")),
             ]
@@ -215,7 +229,10 @@ pub fn authorize_checks(
             };
             if about_redirect {
                 [
-                    Check::ok(CLIENT, "known to the identity provider, which objected to the redirect URI"),
+                    Check::ok(
+                        CLIENT,
+                        "known to the identity provider, which objected to the redirect URI",
+                    ),
                     Check::fail(
                         REDIRECT,
                         format!(
@@ -254,7 +271,9 @@ pub fn claim_groups(claims: &Value, claim: &str) -> Option<Result<Vec<String>, (
 
 /// The token's groups (empty when missing or malformed).
 fn token_groups(claims: &Value, claim: &str) -> Vec<String> {
-    claim_groups(claims, claim).and_then(Result::ok).unwrap_or_default()
+    claim_groups(claims, claim)
+        .and_then(Result::ok)
+        .unwrap_or_default()
 }
 
 /// "token claims": the username claim is a non-empty string (and, for `email`, not marked
@@ -403,7 +422,10 @@ fn is_system(name: &str) -> bool {
 
 /// Quotes a word for a shell command line when it needs it.
 fn shell_word(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/@".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@".contains(c))
+    {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -501,13 +523,21 @@ pub fn bindings_check(
         "no RoleBinding in namespace {} and no ClusterRoleBinding names {} or your groups [{}]",
         expect.namespace,
         user.username,
-        kube_groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
+        kube_groups
+            .iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     match (matches.is_empty(), near.is_empty()) {
         (false, true) => Check::ok(names::BINDINGS, matches.join("; ")),
         (false, false) => Check::ok(
             names::BINDINGS,
-            format!("{}; also a near miss: {}", matches.join("; "), near.join("; near miss: ")),
+            format!(
+                "{}; also a near miss: {}",
+                matches.join("; "),
+                near.join("; near miss: ")
+            ),
         ),
         (true, true) => Check::fail(
             names::BINDINGS,
@@ -516,7 +546,10 @@ pub fn bindings_check(
                 shell_word(&expect.namespace)
             ),
         ),
-        (true, false) => Check::fail(names::BINDINGS, format!("{scope}; near miss: {}", near.join("; near miss: "))),
+        (true, false) => Check::fail(
+            names::BINDINGS,
+            format!("{scope}; near miss: {}", near.join("; near miss: ")),
+        ),
     }
 }
 

@@ -30,7 +30,11 @@ fn reader() -> UserInfo {
 
 fn binding(namespace: Option<&str>, name: &str, role: (&str, &str), group: &str) -> BindingInfo {
     BindingInfo {
-        kind: if namespace.is_some() { "RoleBinding" } else { "ClusterRoleBinding" },
+        kind: if namespace.is_some() {
+            "RoleBinding"
+        } else {
+            "ClusterRoleBinding"
+        },
         namespace: namespace.map(str::to_owned),
         name: name.into(),
         role_kind: role.0.into(),
@@ -62,7 +66,10 @@ fn an_unreachable_issuer_fails_the_first_check_and_skips_discovery() {
     };
     let [reach, disc] = issuer_checks("https://a/", Err(&err));
     assert!(reach.passed());
-    assert!(disc.to_string().starts_with("FAIL discovery valid: the discovery document names the issuer"));
+    assert!(
+        disc.to_string()
+            .starts_with("FAIL discovery valid: the discovery document names the issuer")
+    );
 }
 
 #[test]
@@ -91,9 +98,9 @@ fn an_unregistered_redirect_uri_fails_only_the_redirect_check() {
     let [client, redirect] = authorize_checks(Ok(&page), "koidc", "http://127.0.0.1:5/callback");
     assert!(client.passed());
     assert!(
-        redirect
-            .to_string()
-            .starts_with("FAIL redirect URI accepted: the identity provider refused http://127.0.0.1:5/callback (HTTP 400"),
+        redirect.to_string().starts_with(
+            "FAIL redirect URI accepted: the identity provider refused http://127.0.0.1:5/callback (HTTP 400"
+        ),
         "{redirect}"
     );
 }
@@ -105,18 +112,31 @@ fn an_error_sent_back_to_the_redirect_uri_fails_the_client_but_proves_the_redire
         description: Some("Unrecognized scope(s) [\"foo\"]".into()),
     };
     let [client, redirect] = authorize_checks(Ok(&back), "koidc", "http://127.0.0.1:5/callback");
-    assert!(client.to_string().contains("invalid_scope: Unrecognized scope(s)"), "{client}");
+    assert!(
+        client
+            .to_string()
+            .contains("invalid_scope: Unrecognized scope(s)"),
+        "{client}"
+    );
     assert!(client.to_string().contains("(--scope)"), "{client}");
     assert!(redirect.passed());
     let page = AuthorizeAnswer::LoginPage {
         url: "https://i/dex/auth/local/login".into(),
     };
-    assert!(authorize_checks(Ok(&page), "koidc", "r").iter().all(Check::passed));
+    assert!(
+        authorize_checks(Ok(&page), "koidc", "r")
+            .iter()
+            .all(Check::passed)
+    );
 }
 
 #[test]
 fn good_claims_pass_and_name_the_username_and_groups() {
-    let check = claims_check(&reader_claims(), &expect("app"), &["email".into(), "groups".into()]);
+    let check = claims_check(
+        &reader_claims(),
+        &expect("app"),
+        &["email".into(), "groups".into()],
+    );
     assert_eq!(
         check.to_string(),
         "ok   token claims (email \"reader@example.com\", groups [reader-group])"
@@ -134,7 +154,12 @@ fn a_token_without_groups_fails_and_points_at_the_missing_scope() {
          the scopes koidc requests lack \"groups\": add --scope groups"
     );
     let with_scope = claims_check(&claims, &expect("app"), &["email".into(), "groups".into()]);
-    assert!(with_scope.to_string().contains("make the identity provider put the groups"), "{with_scope}");
+    assert!(
+        with_scope
+            .to_string()
+            .contains("make the identity provider put the groups"),
+        "{with_scope}"
+    );
 }
 
 #[test]
@@ -147,9 +172,16 @@ fn unverified_email_and_missing_username_claim_fail() {
     );
     let claims = json!({"groups": ["g"]});
     let check = claims_check(&claims, &expect("x"), &[]).to_string();
-    assert!(check.contains("no \"email\" claim") && check.contains("add --scope email"), "{check}");
+    assert!(
+        check.contains("no \"email\" claim") && check.contains("add --scope email"),
+        "{check}"
+    );
     let claims = json!({"email": "a@b", "groups": []});
-    assert!(claims_check(&claims, &expect("x"), &[]).to_string().contains("claim is empty"));
+    assert!(
+        claims_check(&claims, &expect("x"), &[])
+            .to_string()
+            .contains("claim is empty")
+    );
 }
 
 #[test]
@@ -172,7 +204,10 @@ fn another_groups_prefix_on_the_apiserver_is_named() {
         check.starts_with("FAIL apiserver's user and groups: the apiserver's groups prefix is \"corp:\", not \"oidc:\" (the default)"),
         "{check}"
     );
-    assert!(check.contains("it calls your group \"corp:reader-group\""), "{check}");
+    assert!(
+        check.contains("it calls your group \"corp:reader-group\""),
+        "{check}"
+    );
 }
 
 #[test]
@@ -197,7 +232,10 @@ fn a_binding_without_the_prefix_is_a_near_miss_with_the_fixing_command() {
 fn a_binding_with_another_prefix_is_a_near_miss_too() {
     let near = binding(None, "ops", ("ClusterRole", "view"), "corp:reader-group");
     let check = bindings_check(&[near], &reader(), &reader_claims(), &expect("ns1")).to_string();
-    assert!(check.contains("names the group \"corp:reader-group\" with the prefix \"corp:\""), "{check}");
+    assert!(
+        check.contains("names the group \"corp:reader-group\" with the prefix \"corp:\""),
+        "{check}"
+    );
     assert!(
         check.ends_with("fix: koidc bind-group reader-group view --cluster-wide --group-prefix oidc:"),
         "{check}"
@@ -212,14 +250,28 @@ fn matching_bindings_pass_and_system_groups_are_ignored() {
         ("Role", "koidc-reader"),
         "oidc:reader-group",
     );
-    let basic = binding(None, "system:basic-user", ("ClusterRole", "system:basic-user"), "system:authenticated");
-    let check = bindings_check(&[basic.clone(), good], &reader(), &reader_claims(), &expect("app"));
+    let basic = binding(
+        None,
+        "system:basic-user",
+        ("ClusterRole", "system:basic-user"),
+        "system:authenticated",
+    );
+    let check = bindings_check(
+        &[basic.clone(), good],
+        &reader(),
+        &reader_claims(),
+        &expect("app"),
+    );
     assert_eq!(
         check.to_string(),
         "ok   RBAC bindings (RoleBinding app/koidc:reader-group:koidc-reader binds group oidc:reader-group to Role koidc-reader)"
     );
     let none = bindings_check(&[basic], &reader(), &reader_claims(), &expect("app"));
-    assert!(none.to_string().ends_with("bind a group: koidc bind-group GROUP ROLE -n app"), "{none}");
+    assert!(
+        none.to_string()
+            .ends_with("bind a group: koidc bind-group GROUP ROLE -n app"),
+        "{none}"
+    );
 }
 
 fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> ResourceRule {
@@ -235,7 +287,11 @@ fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> ResourceRule {
 #[test]
 fn rights_leave_out_what_every_user_may_do() {
     let basic = vec![
-        rule(&["create"], &["authorization.k8s.io"], &["selfsubjectaccessreviews", "selfsubjectrulesreviews"]),
+        rule(
+            &["create"],
+            &["authorization.k8s.io"],
+            &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+        ),
         rule(&["create"], &["authentication.k8s.io"], &["selfsubjectreviews"]),
     ];
     let none = RulesStatus {

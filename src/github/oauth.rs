@@ -63,7 +63,10 @@ impl std::fmt::Debug for GithubTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GithubTokens")
             .field("access_token", &"[redacted]")
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("expires_in", &self.expires_in)
             .field("refresh_token_expires_in", &self.refresh_token_expires_in)
             .finish()
@@ -130,7 +133,11 @@ impl Client<'_> {
     }
 
     /// Redeems the authorization code of `login` (client secret required).
-    pub async fn exchange_code(&self, login: WebLogin, code: SecretString) -> Result<GithubTokens, GithubError> {
+    pub async fn exchange_code(
+        &self,
+        login: WebLogin,
+        code: SecretString,
+    ) -> Result<GithubTokens, GithubError> {
         let secret = self.client_secret.ok_or(GithubError::MissingClientSecret)?;
         let params = [
             ("client_id", self.client_id),
@@ -184,7 +191,11 @@ impl Client<'_> {
         let body: oauth2::StandardDeviceAuthorizationResponse =
             serde_json::from_slice(&reply.body).map_err(|e| GithubError::Malformed {
                 url: display_url(&url),
-                reason: format!("not a device authorization response (line {} column {})", e.line(), e.column()),
+                reason: format!(
+                    "not a device authorization response (line {} column {})",
+                    e.line(),
+                    e.column()
+                ),
             })?;
         Ok(DeviceLogin {
             device_code: SecretString::from(body.device_code().secret().clone()),
@@ -197,7 +208,11 @@ impl Client<'_> {
 
     /// Polls the token endpoint until the user approves `device` (or denies it, or it expires,
     /// or `timeout` passes), honouring the interval and `slow_down`.
-    pub async fn wait_for_device(&self, device: &DeviceLogin, timeout: Duration) -> Result<GithubTokens, GithubError> {
+    pub async fn wait_for_device(
+        &self,
+        device: &DeviceLogin,
+        timeout: Duration,
+    ) -> Result<GithubTokens, GithubError> {
         let url = self.urls.access_token();
         let started = tokio::time::Instant::now();
         let mut interval = device.interval;
@@ -241,8 +256,11 @@ impl Client<'_> {
         let secret = self.client_secret.ok_or(GithubError::MissingClientSecret)?;
         let id: String = url::form_urlencoded::byte_serialize(self.client_id.as_bytes()).collect();
         let url = self.urls.api(&format!("/applications/{id}/token"));
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", self.client_id, secret.expose_secret()));
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            self.client_id,
+            secret.expose_secret()
+        ));
         let mut auth = HeaderValue::from_str(&format!("Basic {basic}"))
             .map_err(|_| GithubError::HttpClient("cannot encode the client credentials".into()))?;
         auth.set_sensitive(true);
@@ -388,7 +406,8 @@ mod tests {
             200,
             r#"{"error":"incorrect_client_credentials","error_description":"The client_id and/or client_secret passed are incorrect.","error_uri":"https://docs.github.com"}"#,
         );
-        let Ok(Answer::Error(err)) = parse_token_reply("https://github.com/login/oauth/access_token", &r) else {
+        let Ok(Answer::Error(err)) = parse_token_reply("https://github.com/login/oauth/access_token", &r)
+        else {
             panic!("expected an error answer");
         };
         let text = refusal(err).to_string();
@@ -398,8 +417,13 @@ mod tests {
 
     #[test]
     fn oauth_app_tokens_do_not_expire_and_app_tokens_do() {
-        let r = reply(200, r#"{"access_token":"gho_abc","token_type":"bearer","scope":"read:org"}"#);
-        let Ok(Answer::Tokens(t)) = parse_token_reply("u", &r) else { panic!() };
+        let r = reply(
+            200,
+            r#"{"access_token":"gho_abc","token_type":"bearer","scope":"read:org"}"#,
+        );
+        let Ok(Answer::Tokens(t)) = parse_token_reply("u", &r) else {
+            panic!()
+        };
         assert_eq!(t.access_token.expose_secret(), "gho_abc");
         assert!(t.expires_in.is_none() && t.refresh_token.is_none());
 
@@ -407,7 +431,9 @@ mod tests {
             200,
             r#"{"access_token":"ghu_x","expires_in":28800,"refresh_token":"ghr_y","refresh_token_expires_in":15897600,"token_type":"bearer","scope":""}"#,
         );
-        let Ok(Answer::Tokens(t)) = parse_token_reply("u", &r) else { panic!() };
+        let Ok(Answer::Tokens(t)) = parse_token_reply("u", &r) else {
+            panic!()
+        };
         assert_eq!(t.expires_in, Some(Duration::from_secs(28800)));
         assert_eq!(t.refresh_token.unwrap().expose_secret(), "ghr_y");
         assert_eq!(t.refresh_token_expires_in, Some(Duration::from_secs(15_897_600)));
@@ -422,8 +448,13 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("Accept: application/json"), "{text}");
         assert!(!text.contains("gho_secret"), "{text}");
-        let err = parse_token_reply("u", &reply(502, "<html>bad gateway</html>")).err().unwrap();
-        assert!(matches!(err, GithubError::HttpStatus { status: 502, .. }), "{err:?}");
+        let err = parse_token_reply("u", &reply(502, "<html>bad gateway</html>"))
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, GithubError::HttpStatus { status: 502, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -433,8 +464,14 @@ mod tests {
             error_description: None,
             interval: None,
         };
-        assert!(matches!(refusal(body("access_denied")), GithubError::DeviceDenied));
-        assert!(matches!(refusal(body("expired_token")), GithubError::DeviceExpired));
+        assert!(matches!(
+            refusal(body("access_denied")),
+            GithubError::DeviceDenied
+        ));
+        assert!(matches!(
+            refusal(body("expired_token")),
+            GithubError::DeviceExpired
+        ));
         let text = refusal(body("device_flow_disabled")).to_string();
         assert!(text.contains("enable Device Flow"), "{text}");
     }

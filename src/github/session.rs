@@ -73,7 +73,14 @@ pub fn cached(auth: &Authenticator<'_>) -> Result<Option<Obtained>, CacheError> 
                     .expires_at
                     .map_or_else(|| "no expiry".to_owned(), |e| format!("expires {e}"))
             ));
-            Ok(Some(obtained(auth, entry.tokens, &entry.meta, &entry.account, Source::Cache, now)))
+            Ok(Some(obtained(
+                auth,
+                entry.tokens,
+                &entry.meta,
+                &entry.account,
+                Source::Cache,
+                now,
+            )))
         }
         Some(_) => {
             auth.printer
@@ -94,7 +101,8 @@ fn load(auth: &Authenticator<'_>) -> Result<Option<Cached>, CacheError> {
             return Ok(None);
         }
         Err(err) if err.is_corrupt() => {
-            auth.printer.warn(format_args!("ignoring the cached token: {err}"));
+            auth.printer
+                .warn(format_args!("ignoring the cached token: {err}"));
             return Ok(None);
         }
         Err(err) => return Err(err),
@@ -105,7 +113,11 @@ fn load(auth: &Authenticator<'_>) -> Result<Option<Cached>, CacheError> {
         return Ok(None);
     }
     match meta.info.clone().map(serde_json::from_value::<Account>) {
-        Some(Ok(account)) => Ok(Some(Cached { tokens, meta, account })),
+        Some(Ok(account)) => Ok(Some(Cached {
+            tokens,
+            meta,
+            account,
+        })),
         _ => {
             auth.printer
                 .warn("ignoring a cached GitHub token without its account details");
@@ -123,9 +135,6 @@ pub fn obtain(
     force_login: bool,
 ) -> anyhow::Result<Obtained> {
     let urls = urls(auth)?;
-    if login.paste {
-        return Err(GithubError::PasteUnsupported.into());
-    }
     if !force_login && let Some(hit) = cached(auth)? {
         return Ok(hit);
     }
@@ -142,12 +151,17 @@ pub fn obtain(
     };
     let now = auth.clock.now();
     let previous = load(auth)?;
-    if !force_login
-        && let Some(entry) = previous.as_ref().filter(|e| e.fresh(now))
-    {
+    if !force_login && let Some(entry) = previous.as_ref().filter(|e| e.fresh(now)) {
         auth.printer
             .debug("another koidc process renewed the token meanwhile");
-        return Ok(obtained(auth, entry.tokens.clone(), &entry.meta, &entry.account, Source::Cache, now));
+        return Ok(obtained(
+            auth,
+            entry.tokens.clone(),
+            &entry.meta,
+            &entry.account,
+            Source::Cache,
+            now,
+        ));
     }
     let refresh_token = if force_login {
         None
@@ -273,7 +287,11 @@ fn save(auth: &Authenticator<'_>, key: &CacheKey, tokens: &TokenSet, meta: &Entr
         let forgotten = auth.store.delete(key).is_ok();
         auth.printer.warn(format_args!(
             "could not cache the token ({err}); the next call will log in again{}",
-            if forgotten { "" } else { " (and could not delete the old cache entry)" }
+            if forgotten {
+                ""
+            } else {
+                " (and could not delete the old cache entry)"
+            }
         ));
         return;
     }
@@ -331,6 +349,9 @@ async fn login_flow(
     login: &LoginConfig,
     browser: &dyn Browser,
 ) -> anyhow::Result<GithubTokens> {
+    if login.paste {
+        return Err(GithubError::PasteUnsupported.into());
+    }
     let device = match login.grant {
         Grant::DeviceCode => true,
         Grant::AuthCode => false,
@@ -433,7 +454,12 @@ pub fn account_of(meta: &EntryMeta) -> Option<Account> {
 }
 
 /// Human-readable lines about a GitHub identity (for `login` and `whoami`).
-pub fn describe(issuer: &str, account: &Account, expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+pub fn describe(
+    issuer: &str,
+    account: &Account,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> String {
     let none = |list: &[String]| {
         if list.is_empty() {
             "(none)".to_owned()
@@ -458,7 +484,12 @@ pub fn describe(issuer: &str, account: &Account, expires_at: Option<DateTime<Utc
 }
 
 /// The `whoami -o json` object of a GitHub identity.
-pub fn to_json(key: &CacheKey, account: &Account, expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> serde_json::Value {
+pub fn to_json(
+    key: &CacheKey,
+    account: &Account,
+    expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> serde_json::Value {
     json!({
         "issuer": key.issuer,
         "provider": KIND,
@@ -586,7 +617,9 @@ mod tests {
             id_token: SecretString::from("gho_cached".to_owned()),
             refresh_token: None,
         };
-        store.save_with_meta(&identity.cache_key(), &tokens, &meta).unwrap();
+        store
+            .save_with_meta(&identity.cache_key(), &tokens, &meta)
+            .unwrap();
         let auth = Authenticator {
             identity: &identity,
             cache: &cache,
@@ -630,7 +663,12 @@ mod tests {
         assert!(text.contains("login:    octocat (id 42)"), "{text}");
         assert!(text.contains("teams:    acme:sre"), "{text}");
         assert!(text.contains("never"), "{text}");
-        let text = describe("https://github.com", &account(), Some(now + chrono::Duration::hours(2)), now);
+        let text = describe(
+            "https://github.com",
+            &account(),
+            Some(now + chrono::Duration::hours(2)),
+            now,
+        );
         assert!(text.contains("in 2h0m"), "{text}");
         let meta = EntryMeta {
             kind: Some(KIND.into()),

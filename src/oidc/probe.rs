@@ -13,7 +13,9 @@
 use url::Url;
 
 use super::http::{self, display_url, one_line};
-use super::{AuthRequest, OAuthErrorBody, OidcError, Provider, oauth_error_code_in, page_text, same_endpoint};
+use super::{
+    AuthRequest, OAuthErrorBody, OidcError, Provider, oauth_error_code_in, page_text, same_endpoint,
+};
 
 /// How many requests a probe makes at most.
 const MAX_HOPS: usize = 6;
@@ -56,7 +58,8 @@ impl Provider {
     /// authorization endpoint, as Dex shows one), and reports where it ended. Errors are
     /// transport errors only (the endpoint cannot be reached).
     pub async fn probe_authorization(&self, req: &AuthRequest) -> Result<AuthorizeAnswer, OidcError> {
-        let start = Url::parse(&req.url).map_err(|_| OidcError::InvalidRedirectUri(one_line(&req.url, 200)))?;
+        let start =
+            Url::parse(&req.url).map_err(|_| OidcError::InvalidRedirectUri(one_line(&req.url, 200)))?;
         let endpoint = self.metadata.authorization_endpoint().url().clone();
         let mut url = start;
         let mut followed_chooser = false;
@@ -181,7 +184,8 @@ mod tests {
         assert_eq!(link.path(), "/dex/auth/local");
         assert_eq!(link.query(), Some("client_id=wrong&scope=openid+email&state=abc"));
         // Links elsewhere, or to the endpoint itself, are not a chooser's.
-        let other = r#"<a href="https://evil.example/dex/auth/x"><a href="/dex/auth?x=1"><a href="/dex/authx/y">"#;
+        let other =
+            r#"<a href="https://evil.example/dex/auth/x"><a href="/dex/auth?x=1"><a href="/dex/authx/y">"#;
         assert_eq!(chooser_link(other, &page, &endpoint), None);
     }
 

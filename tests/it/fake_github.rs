@@ -225,7 +225,12 @@ impl FakeGithub {
     /// Every access token issued so far (to look for leaks).
     pub fn issued_tokens(&self) -> Vec<String> {
         let inner = self.inner.lock().unwrap();
-        inner.tokens.keys().chain(inner.refresh_tokens.keys()).cloned().collect()
+        inner
+            .tokens
+            .keys()
+            .chain(inner.refresh_tokens.keys())
+            .cloned()
+            .collect()
     }
 }
 
@@ -311,7 +316,8 @@ async fn answer(State(inner): State<Shared>, request: Request) -> Response {
     };
     let path = parts.uri.path().to_owned();
     let query = parse_pairs(parts.uri.query().unwrap_or(""));
-    let is_form = header_str(header::CONTENT_TYPE).is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    let is_form =
+        header_str(header::CONTENT_TYPE).is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
     let form = if is_form {
         parse_pairs(&String::from_utf8_lossy(&body))
     } else {
@@ -343,7 +349,14 @@ async fn answer(State(inner): State<Shared>, request: Request) -> Response {
             if let Some(delay) = api_delay {
                 tokio::time::sleep(delay).await;
             }
-            api(&inner, &parts.method, &api_path, &query, authorization.as_deref(), &body)
+            api(
+                &inner,
+                &parts.method,
+                &api_path,
+                &query,
+                authorization.as_deref(),
+                &body,
+            )
         }
     }
 }
@@ -399,7 +412,11 @@ fn authorize(inner: &Shared, query: &BTreeMap<String, String>, headers: &HeaderM
 }
 
 fn issue(inner: &mut Inner, user: FakeUser, accept_json: bool) -> Response {
-    let token = random_token(if inner.knobs.expires_in.is_some() { "ghu_" } else { "gho_" });
+    let token = random_token(if inner.knobs.expires_in.is_some() {
+        "ghu_"
+    } else {
+        "gho_"
+    });
     inner.tokens.insert(token.clone(), user);
     match inner.knobs.expires_in {
         None => token_answer(
@@ -428,15 +445,27 @@ fn access_token(inner: &Shared, form: &BTreeMap<String, String>, accept_json: bo
     let mut inner = inner.lock().unwrap();
     let get = |k: &str| form.get(k).map(String::as_str);
     if get("client_id") != Some(CLIENT_ID) {
-        return oauth_error(accept_json, "incorrect_client_credentials", "The client_id and/or client_secret passed are incorrect.");
+        return oauth_error(
+            accept_json,
+            "incorrect_client_credentials",
+            "The client_id and/or client_secret passed are incorrect.",
+        );
     }
     match get("grant_type") {
         Some("urn:ietf:params:oauth:grant-type:device_code") => {
             let Some(device_code) = get("device_code") else {
-                return oauth_error(accept_json, "incorrect_device_code", "The device_code provided is not valid.");
+                return oauth_error(
+                    accept_json,
+                    "incorrect_device_code",
+                    "The device_code provided is not valid.",
+                );
             };
             let Some(grant) = inner.devices.get_mut(device_code) else {
-                return oauth_error(accept_json, "incorrect_device_code", "The device_code provided is not valid.");
+                return oauth_error(
+                    accept_json,
+                    "incorrect_device_code",
+                    "The device_code provided is not valid.",
+                );
             };
             let step = grant.script.pop_front().unwrap_or(DeviceStep::Approve);
             match step {
@@ -454,7 +483,11 @@ fn access_token(inner: &Shared, form: &BTreeMap<String, String>, accept_json: bo
                 }
                 DeviceStep::Deny => {
                     inner.devices.remove(device_code);
-                    oauth_error(accept_json, "access_denied", "The authorization request was denied.")
+                    oauth_error(
+                        accept_json,
+                        "access_denied",
+                        "The authorization request was denied.",
+                    )
                 }
                 DeviceStep::Approve => {
                     let user = grant.user;
@@ -465,30 +498,54 @@ fn access_token(inner: &Shared, form: &BTreeMap<String, String>, accept_json: bo
         }
         Some("refresh_token") => {
             if get("client_secret") != Some(CLIENT_SECRET) {
-                return oauth_error(accept_json, "incorrect_client_credentials", "The client_id and/or client_secret passed are incorrect.");
+                return oauth_error(
+                    accept_json,
+                    "incorrect_client_credentials",
+                    "The client_id and/or client_secret passed are incorrect.",
+                );
             }
             let Some(user) = get("refresh_token").and_then(|r| inner.refresh_tokens.remove(r)) else {
-                return oauth_error(accept_json, "bad_refresh_token", "The refresh token passed is incorrect or expired.");
+                return oauth_error(
+                    accept_json,
+                    "bad_refresh_token",
+                    "The refresh token passed is incorrect or expired.",
+                );
             };
             issue(&mut inner, user, accept_json)
         }
         _ => {
             if get("client_secret") != Some(CLIENT_SECRET) {
-                return oauth_error(accept_json, "incorrect_client_credentials", "The client_id and/or client_secret passed are incorrect.");
+                return oauth_error(
+                    accept_json,
+                    "incorrect_client_credentials",
+                    "The client_id and/or client_secret passed are incorrect.",
+                );
             }
             if let Some(error) = inner.knobs.token_error {
                 return oauth_error(accept_json, error, "Forced by the test.");
             }
             let Some(grant) = get("code").and_then(|c| inner.codes.remove(c)) else {
-                return oauth_error(accept_json, "bad_verification_code", "The code passed is incorrect or expired.");
+                return oauth_error(
+                    accept_json,
+                    "bad_verification_code",
+                    "The code passed is incorrect or expired.",
+                );
             };
             if get("redirect_uri") != Some(grant.redirect_uri.as_str()) {
-                return oauth_error(accept_json, "redirect_uri_mismatch", "The redirect_uri MUST match the registered callback URL for this application.");
+                return oauth_error(
+                    accept_json,
+                    "redirect_uri_mismatch",
+                    "The redirect_uri MUST match the registered callback URL for this application.",
+                );
             }
             let verifier = get("code_verifier").unwrap_or_default();
             let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
             if computed != grant.challenge {
-                return oauth_error(accept_json, "bad_verification_code", "The code_verifier does not match the code_challenge.");
+                return oauth_error(
+                    accept_json,
+                    "bad_verification_code",
+                    "The code_verifier does not match the code_challenge.",
+                );
             }
             issue(&mut inner, grant.user, accept_json)
         }
@@ -497,7 +554,11 @@ fn access_token(inner: &Shared, form: &BTreeMap<String, String>, accept_json: bo
 
 fn device_code(inner: &Shared, form: &BTreeMap<String, String>, accept_json: bool) -> Response {
     if form.get("client_id").map(String::as_str) != Some(CLIENT_ID) {
-        return oauth_error(accept_json, "incorrect_client_credentials", "The client_id is not valid.");
+        return oauth_error(
+            accept_json,
+            "incorrect_client_credentials",
+            "The client_id is not valid.",
+        );
     }
     let mut inner = inner.lock().unwrap();
     let device_code = random_token("");
@@ -530,9 +591,15 @@ fn api(
 ) -> Response {
     let mut inner = inner.lock().unwrap();
     if method == Method::DELETE && path == format!("/applications/{CLIENT_ID}/token") {
-        let expected = format!("Basic {}", STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}")));
+        let expected = format!(
+            "Basic {}",
+            STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
+        );
         if authorization != Some(expected.as_str()) {
-            return json_response(StatusCode::UNAUTHORIZED, json!({"message": "Requires authentication"}));
+            return json_response(
+                StatusCode::UNAUTHORIZED,
+                json!({"message": "Requires authentication"}),
+            );
         }
         let token = serde_json::from_slice::<Value>(body)
             .ok()
@@ -568,7 +635,10 @@ fn api(
         "/user/orgs" => json_response(
             StatusCode::OK,
             json!(if first_page {
-                user.orgs.iter().map(|o| json!({"login": o, "id": 7})).collect::<Vec<_>>()
+                user.orgs
+                    .iter()
+                    .map(|o| json!({"login": o, "id": 7}))
+                    .collect::<Vec<_>>()
             } else {
                 Vec::new()
             }),

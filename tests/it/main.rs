@@ -20,7 +20,9 @@ mod proxy;
 mod stub_idp;
 mod support;
 
+mod audit;
 mod device;
+mod doctor;
 mod exec_info;
 mod forged_tokens;
 mod github;
