@@ -124,7 +124,7 @@ impl Identity {
         let issuer = flags.issuer.clone().ok_or(ConfigError::Missing {
             flag: "issuer",
             env: "KOIDC_ISSUER",
-            hint: "the URL of your OpenID Connect provider, e.g. https://dex.example.com",
+            hint: "the URL of your OpenID Connect provider, e.g. https://dex.example.com, or --profile NAME for a profile of the config file",
         })?;
         let client_id = flags.client_id.clone().ok_or(ConfigError::Missing {
             flag: "client-id",

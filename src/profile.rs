@@ -51,7 +51,9 @@ pub enum ProfileError {
         path: PathBuf,
     },
     /// No location for the config file can be derived.
-    #[error("--profile {profile}: cannot locate the config file (neither {CONFIG_ENV}, XDG_CONFIG_HOME nor HOME is set); set {CONFIG_ENV}")]
+    #[error(
+        "--profile {profile}: cannot locate the config file (neither {CONFIG_ENV}, XDG_CONFIG_HOME nor HOME is set); set {CONFIG_ENV}"
+    )]
     NoConfigDir {
         /// The profile asked for.
         profile: String,
@@ -125,7 +127,9 @@ pub enum ProfileError {
         expected: String,
     },
     /// `client-secret-env` names a variable that is not set.
-    #[error("profile {profile:?} reads the client secret from the variable {var} (client-secret-env), which is not set; export it, or set KOIDC_CLIENT_SECRET")]
+    #[error(
+        "profile {profile:?} reads the client secret from the variable {var} (client-secret-env), which is not set; export it, or set KOIDC_CLIENT_SECRET"
+    )]
     SecretEnv {
         /// The profile.
         profile: String,
@@ -343,9 +347,7 @@ fn target(command: &mut Command) -> Option<Target<'_>> {
 /// [`config_path`]. Does nothing for commands without identity options, and does not read the
 /// file when no profile is asked for and `--issuer` or `--client-id` is given.
 pub fn apply(cli: &mut Cli) -> Result<(), ProfileError> {
-    apply_with(cli, config_path, |path| ConfigFile::load(path), |var| {
-        std::env::var(var).ok()
-    })
+    apply_with(cli, config_path, ConfigFile::load, |var| std::env::var(var).ok())
 }
 
 /// [`apply`] with the file location, the file reader and the environment passed in (for tests).
@@ -359,7 +361,11 @@ pub fn apply_with(
     let Some(t) = target(&mut cli.command) else {
         return Ok(());
     };
-    let chosen = t.identity.profile.clone().filter(|p| !p.is_empty());
+    // An empty `--profile=` or `KOIDC_PROFILE=` means no profile (and no profile in the cache key).
+    if t.identity.profile.as_deref() == Some("") {
+        t.identity.profile = None;
+    }
+    let chosen = t.identity.profile.clone();
     if chosen.is_none() && (explicit.contains("issuer") || explicit.contains("client_id")) {
         return Ok(());
     }
@@ -396,13 +402,6 @@ fn overlay(
     let base = path.parent().unwrap_or(Path::new("."));
     let home = env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
     let to_path = |raw: &str| resolve_path(raw, base, home.as_deref());
-    let choice = |key: &'static str, value: &str| ProfileError::Value {
-        profile: name.to_owned(),
-        path: path.to_owned(),
-        key,
-        value: value.to_owned(),
-        expected: String::new(),
-    };
 
     t.identity.profile = Some(name.to_owned());
     if let Some(v) = &profile.issuer
@@ -423,7 +422,7 @@ fn overlay(
     if let Some(v) = &profile.provider
         && free("provider")
     {
-        t.identity.provider = parse_enum(v).map_err(|e| with_expected(choice("provider", v), e))?;
+        t.identity.provider = parse_enum(v).map_err(invalid_value(path, name, "provider", v))?;
     }
     if let Some(v) = &profile.github_url
         && free("github_url")
@@ -448,7 +447,7 @@ fn overlay(
     if let Some(v) = &profile.grant
         && free("grant")
     {
-        t.login.grant = parse_enum(v).map_err(|e| with_expected(choice("grant", v), e))?;
+        t.login.grant = parse_enum(v).map_err(invalid_value(path, name, "grant", v))?;
     }
     if let Some(v) = &profile.browser_command
         && free("browser_command")
@@ -477,7 +476,7 @@ fn overlay(
     if let Some(v) = &profile.cache
         && free("cache")
     {
-        t.cache.cache = parse_enum(v).map_err(|e| with_expected(choice("cache", v), e))?;
+        t.cache.cache = parse_enum(v).map_err(invalid_value(path, name, "cache", v))?;
     }
     if let Some(v) = &profile.cache_dir
         && free("cache_dir")
@@ -485,6 +484,23 @@ fn overlay(
         t.cache.cache_dir = Some(to_path(v));
     }
     Ok(())
+}
+
+/// The error for `value` of `key`, given the accepted values.
+fn invalid_value(
+    path: &Path,
+    profile: &str,
+    key: &'static str,
+    value: &str,
+) -> impl FnOnce(String) -> ProfileError + use<> {
+    let (path, profile, value) = (path.to_owned(), profile.to_owned(), value.to_owned());
+    move |expected| ProfileError::Value {
+        profile,
+        path,
+        key,
+        value,
+        expected,
+    }
 }
 
 /// A value of a flag's enum, by its flag spelling (case-insensitive); else the accepted values.
@@ -498,13 +514,6 @@ fn parse_enum<E: ValueEnum>(raw: &str) -> Result<E, String> {
             .collect::<Vec<_>>()
             .join(", ")
     })
-}
-
-fn with_expected(mut err: ProfileError, accepted: String) -> ProfileError {
-    if let ProfileError::Value { expected, .. } = &mut err {
-        *expected = accepted;
-    }
-    err
 }
 
 /// `~/x` under `home`, an absolute path as is, anything else relative to `base`.
@@ -591,7 +600,10 @@ client-secret-env = "WORK2_SECRET"
         assert_eq!(a.identity.scopes, ["email", "groups"]);
         assert_eq!(a.identity.provider, ProviderArg::Dex);
         assert_eq!(a.cache.cache, CacheArg::File);
-        assert_eq!(a.cache.cache_dir.as_deref(), Some(Path::new("/cfg/koidc/cache/work")));
+        assert_eq!(
+            a.cache.cache_dir.as_deref(),
+            Some(Path::new("/cfg/koidc/cache/work"))
+        );
         assert_eq!(
             a.login.certificate_authorities,
             [PathBuf::from("/home/u/ca.pem"), PathBuf::from("/etc/ca.pem")]
@@ -654,7 +666,11 @@ client-secret-env = "WORK2_SECRET"
             }
             other => panic!("{other:?}"),
         }
-        let cli = applied(&["get-token", "--issuer", "https://i.example", "--client-id", "c"], Some(file())).unwrap();
+        let cli = applied(
+            &["get-token", "--issuer", "https://i.example", "--client-id", "c"],
+            Some(file()),
+        )
+        .unwrap();
         let a = get_token(&cli);
         assert_eq!(a.identity.profile, None);
         assert_eq!(a.identity.scopes, Vec::<String>::new());
@@ -675,20 +691,29 @@ client-secret-env = "WORK2_SECRET"
 
     #[test]
     fn a_missing_profile_lists_the_available_ones() {
-        let err = applied(&["login", "--profile", "home"], Some(file())).unwrap_err().to_string();
+        let err = applied(&["login", "--profile", "home"], Some(file()))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "no profile \"home\" in /cfg/koidc/config.toml; available: work, work2"
         );
         let empty = ConfigFile::parse(Path::new("/c.toml"), "").unwrap();
-        let err = applied(&["login", "--profile", "home"], Some(empty)).unwrap_err().to_string();
+        let err = applied(&["login", "--profile", "home"], Some(empty))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("defines no profiles"), "{err}");
     }
 
     #[test]
     fn a_profile_without_a_config_file_says_where_it_looked() {
-        let err = applied(&["get-token", "--profile", "work"], None).unwrap_err().to_string();
-        assert!(err.contains("there is no config file /cfg/koidc/config.toml"), "{err}");
+        let err = applied(&["get-token", "--profile", "work"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("there is no config file /cfg/koidc/config.toml"),
+            "{err}"
+        );
         assert!(err.contains("[profiles.work]"), "{err}");
         // Without --profile a missing file is fine.
         assert!(applied(&["get-token"], None).is_ok());
@@ -697,8 +722,13 @@ client-secret-env = "WORK2_SECRET"
     #[test]
     fn unknown_keys_are_named_with_the_file_and_line() {
         let text = "[profiles.work]\nissuer = \"https://i\"\nisuer = \"https://typo\"\n";
-        let err = ConfigFile::parse(Path::new("/c/config.toml"), text).unwrap_err().to_string();
-        assert!(err.starts_with("invalid config file /c/config.toml, line 3: "), "{err}");
+        let err = ConfigFile::parse(Path::new("/c/config.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid config file /c/config.toml, line 3: "),
+            "{err}"
+        );
         assert!(err.contains("unknown field `isuer`"), "{err}");
         assert!(!err.contains('\n'));
         let top = ConfigFile::parse(Path::new("/c/config.toml"), "default_profile = \"x\"\n")
@@ -714,7 +744,9 @@ client-secret-env = "WORK2_SECRET"
     #[test]
     fn bad_enum_values_list_the_accepted_ones() {
         let f = ConfigFile::parse(Path::new("/c.toml"), "[profiles.a]\ncache = \"disk\"\n").unwrap();
-        let err = applied(&["get-token", "--profile", "a"], Some(f)).unwrap_err().to_string();
+        let err = applied(&["get-token", "--profile", "a"], Some(f))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "invalid cache \"disk\" in profile \"a\" of /c.toml: expected one of keyring, file, none"
@@ -733,12 +765,31 @@ client-secret-env = "WORK2_SECRET"
             "[profiles.a]\nissuer = \"https://i\"\nclient-secret-env = \"UNSET_VAR\"\n",
         )
         .unwrap();
-        let err = applied(&["get-token", "--profile", "a"], Some(f.clone())).unwrap_err().to_string();
+        let err = applied(&["get-token", "--profile", "a"], Some(f.clone()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("UNSET_VAR"), "{err}");
         // whoami never sends the secret, so it does not need the variable.
         assert!(applied(&["whoami", "--profile", "a"], Some(f)).is_ok());
         let secret = ConfigFile::parse(Path::new("/c.toml"), "[profiles.a]\nclient-secret = \"x\"\n");
         assert!(secret.is_err(), "a secret in the file must be refused");
+    }
+
+    #[test]
+    fn an_empty_profile_name_means_no_profile() {
+        let cli = applied(
+            &[
+                "get-token",
+                "--profile=",
+                "--issuer",
+                "https://i.example",
+                "--client-id",
+                "c",
+            ],
+            Some(file()),
+        )
+        .unwrap();
+        assert_eq!(get_token(&cli).identity.profile, None);
     }
 
     #[test]
@@ -773,6 +824,10 @@ client-secret-env = "WORK2_SECRET"
         // A sticky shared directory (like /tmp) is fine: others cannot replace the file.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
         assert!(ConfigFile::load(&path).is_ok());
-        assert!(ConfigFile::load(&dir.path().join("missing.toml")).unwrap().is_none());
+        assert!(
+            ConfigFile::load(&dir.path().join("missing.toml"))
+                .unwrap()
+                .is_none()
+        );
     }
 }

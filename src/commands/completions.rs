@@ -27,7 +27,13 @@ mod tests {
 
     #[test]
     fn every_shell_gets_a_script_that_knows_the_subcommands_and_profile_flag() {
-        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish, Shell::PowerShell, Shell::Elvish] {
+        for shell in [
+            Shell::Bash,
+            Shell::Zsh,
+            Shell::Fish,
+            Shell::PowerShell,
+            Shell::Elvish,
+        ] {
             let text = script(shell);
             assert!(text.contains("get-token"), "{shell}: no get-token");
             assert!(text.contains("profile"), "{shell}: no --profile");

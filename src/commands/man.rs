@@ -117,7 +117,11 @@ mod tests {
     #[test]
     fn the_main_page_starts_with_its_title_and_lists_the_commands() {
         let text = page(None).unwrap();
-        assert!(text.starts_with(".TH koidc 1 "), "{}", &text[..80.min(text.len())]);
+        assert!(
+            text.starts_with(".TH koidc 1 "),
+            "{}",
+            &text[..80.min(text.len())]
+        );
         assert!(text.contains("get\\-token"), "no get-token in the page");
         assert!(text.contains(".ds Aq"), "the apostrophe preamble was lost");
     }
@@ -125,7 +129,11 @@ mod tests {
     #[test]
     fn a_command_page_has_its_options_and_examples() {
         let text = page(Some("get-token")).unwrap();
-        assert!(text.starts_with(".TH koidc-get-token 1 "), "{}", &text[..80.min(text.len())]);
+        assert!(
+            text.starts_with(".TH koidc-get-token 1 "),
+            "{}",
+            &text[..80.min(text.len())]
+        );
         assert!(text.contains("\\-\\-profile"), "no --profile");
         assert!(text.contains("\"koidc 0."), "the source names koidc");
         assert!(text.contains("Examples:"), "no examples");
@@ -138,9 +146,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let n = write_all(dir.path()).unwrap();
         assert!(n >= 8, "{n}");
-        for file in ["koidc.1", "koidc-get-token.1", "koidc-man.1", "koidc-completions.1"] {
+        for file in [
+            "koidc.1",
+            "koidc-get-token.1",
+            "koidc-man.1",
+            "koidc-completions.1",
+        ] {
             let path = dir.path().join(file);
-            assert!(std::fs::read_to_string(&path).unwrap().starts_with(".TH "), "{file}");
+            assert!(
+                std::fs::read_to_string(&path).unwrap().starts_with(".TH "),
+                "{file}"
+            );
         }
     }
 }

@@ -109,11 +109,10 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             );
             // An explicit provider (e.g. Okta behind a custom domain) cannot be guessed from the
             // issuer by get-token: carry it into the entry.
-            if args.identity.provider != crate::cli::ProviderArg::Auto {
-                if let Some(value) = clap::ValueEnum::to_possible_value(&args.identity.provider) {
+            if args.identity.provider != crate::cli::ProviderArg::Auto
+                && let Some(value) = clap::ValueEnum::to_possible_value(&args.identity.provider) {
                     exec_args.push(format!("--provider={}", value.get_name()));
                 }
-            }
             exec_args
         }
     };

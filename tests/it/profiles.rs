@@ -50,9 +50,7 @@ fn lab_profile(lab: &Lab, name: &str, cache_dir: &Path) -> String {
 /// koidc with only `args` (no lab flags), the lab's environment and the config in `xdg`.
 fn koidc_with_config(lab: &Lab, xdg: &Path, args: &[&str]) -> Command {
     let mut cmd = clean_command(koidc_bin(), &lab.home);
-    cmd.args(args)
-        .envs(lab.run_env())
-        .env("XDG_CONFIG_HOME", xdg);
+    cmd.args(args).envs(lab.run_env()).env("XDG_CONFIG_HOME", xdg);
     cmd
 }
 
@@ -69,13 +67,24 @@ fn get_token_with_only_a_profile_logs_in_caches_and_serves_from_the_cache() {
     let cache = lab.tmp.path().join("profile-cache");
     let xdg = write_config(
         lab.tmp.path(),
-        &format!("default-profile = \"work\"\n\n{}", lab_profile(&lab, "work", &cache)),
+        &format!(
+            "default-profile = \"work\"\n\n{}",
+            lab_profile(&lab, "work", &cache)
+        ),
     );
 
-    let out = run(&mut koidc_with_config(&lab, &xdg, &["get-token", "--profile", "work"]));
+    let out = run(&mut koidc_with_config(
+        &lab,
+        &xdg,
+        &["get-token", "--profile", "work"],
+    ));
     let (_, first) = lab.assert_ok_get_token(&out);
     assert_eq!(lab.browser.launches(), 1);
-    assert_eq!(cache_entries(&cache).len(), 1, "one entry in the profile's cache dir");
+    assert_eq!(
+        cache_entries(&cache).len(),
+        1,
+        "one entry in the profile's cache dir"
+    );
     assert_eq!(mode(&cache_entries(&cache)[0]), 0o600);
 
     // The default profile: no option at all. A cache hit, without any request to Dex.
@@ -83,10 +92,18 @@ fn get_token_with_only_a_profile_logs_in_caches_and_serves_from_the_cache() {
     let out = run(&mut koidc_with_config(&lab, &xdg, &["get-token"]));
     let (_, again) = lab.assert_ok_get_token(&out);
     assert_eq!(again.token, first.token);
-    assert_eq!(lab.proxy.since(mark), [], "the profile's token came from the cache");
+    assert_eq!(
+        lab.proxy.since(mark),
+        [],
+        "the profile's token came from the cache"
+    );
 
     // whoami and logout find the same entry through the profile.
-    let out = run(&mut koidc_with_config(&lab, &xdg, &["whoami", "--profile", "work", "-o", "json"]));
+    let out = run(&mut koidc_with_config(
+        &lab,
+        &xdg,
+        &["whoami", "--profile", "work", "-o", "json"],
+    ));
     out.assert_success();
     lab.assert_no_leak(&out, Stdout::NoSecrets);
     let who: Value = serde_json::from_str(&out.stdout).unwrap();
@@ -114,9 +131,16 @@ fn get_token_with_only_a_profile_logs_in_caches_and_serves_from_the_cache() {
     assert_eq!(exec["args"], serde_json::json!(["get-token", "--profile=work"]));
     assert!(exec["installHint"].as_str().unwrap().contains("kubectl-koidc"));
 
-    let out = run(&mut koidc_with_config(&lab, &xdg, &["logout", "--profile", "work", "--no-revoke"]));
+    let out = run(&mut koidc_with_config(
+        &lab,
+        &xdg,
+        &["logout", "--profile", "work", "--no-revoke"],
+    ));
     out.assert_success();
-    assert!(cache_entries(&cache).is_empty(), "logout --profile removed the entry");
+    assert!(
+        cache_entries(&cache).is_empty(),
+        "logout --profile removed the entry"
+    );
 }
 
 #[test]
@@ -138,7 +162,13 @@ fn two_profiles_for_one_issuer_and_client_are_two_accounts() {
             .env("FAKE_BROWSER_PASSWORD", USER_PASSWORD);
         run(&mut cmd)
     };
-    let kilgore = |lab: &Lab| run(&mut koidc_with_config(lab, &xdg, &["get-token", "--profile", "kilgore"]));
+    let kilgore = |lab: &Lab| {
+        run(&mut koidc_with_config(
+            lab,
+            &xdg,
+            &["get-token", "--profile", "kilgore"],
+        ))
+    };
 
     let (_, a) = lab.assert_ok_get_token(&alice(&lab));
     let (_, k) = lab.assert_ok_get_token(&kilgore(&lab));
@@ -150,7 +180,11 @@ fn two_profiles_for_one_issuer_and_client_are_two_accounts() {
     for entry in &entries {
         let v: Value = serde_json::from_slice(&std::fs::read(entry).unwrap()).unwrap();
         assert_eq!(v["client_id"], CLIENT_ID);
-        assert!(v["profile"] == "alice" || v["profile"] == "kilgore", "{}", v["profile"]);
+        assert!(
+            v["profile"] == "alice" || v["profile"] == "kilgore",
+            "{}",
+            v["profile"]
+        );
     }
 
     // Each profile keeps its own account: cache hits, no new login.
@@ -182,28 +216,51 @@ fn flags_and_variables_beat_the_profile() {
     let out = run(&mut koidc_with_config(
         &lab,
         &xdg,
-        &["get-token", "--profile", "work", "--cache-dir", flag_cache.to_str().unwrap()],
+        &[
+            "get-token",
+            "--profile",
+            "work",
+            "--cache-dir",
+            flag_cache.to_str().unwrap(),
+        ],
     ));
     lab.assert_ok_get_token(&out);
-    assert_eq!(cache_entries(&flag_cache).len(), 1, "--cache-dir beat the profile");
+    assert_eq!(
+        cache_entries(&flag_cache).len(),
+        1,
+        "--cache-dir beat the profile"
+    );
 
     let mut cmd = koidc_with_config(&lab, &xdg, &["get-token"]);
     cmd.env("KOIDC_PROFILE", "work")
         .env("KOIDC_CACHE_DIR", &env_cache);
     lab.assert_ok_get_token(&run(&mut cmd));
-    assert_eq!(cache_entries(&env_cache).len(), 1, "KOIDC_CACHE_DIR beat the profile");
+    assert_eq!(
+        cache_entries(&env_cache).len(),
+        1,
+        "KOIDC_CACHE_DIR beat the profile"
+    );
 
     // The flag beats the variable, too.
     let other = lab.tmp.path().join("flag-over-env");
     let mut cmd = koidc_with_config(
         &lab,
         &xdg,
-        &["get-token", "--profile", "work", "--cache-dir", other.to_str().unwrap()],
+        &[
+            "get-token",
+            "--profile",
+            "work",
+            "--cache-dir",
+            other.to_str().unwrap(),
+        ],
     );
     cmd.env("KOIDC_CACHE_DIR", &env_cache);
     lab.assert_ok_get_token(&run(&mut cmd));
     assert_eq!(cache_entries(&other).len(), 1);
-    assert!(cache_entries(&profile_cache).is_empty(), "the profile's cache dir was never used");
+    assert!(
+        cache_entries(&profile_cache).is_empty(),
+        "the profile's cache dir was never used"
+    );
 }
 
 #[test]
@@ -228,7 +285,11 @@ fn profile_mistakes_are_one_clear_error_line() {
     assert!(line.contains("available: home, work"), "{line}");
 
     let file = xdg.join("koidc/config.toml");
-    std::fs::write(&file, "[profiles.work]\nissuer = \"https://i\"\nclient_id = \"x\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "[profiles.work]\nissuer = \"https://i\"\nclient_id = \"x\"\n",
+    )
+    .unwrap();
     let line = koidc(&["get-token", "--profile", "work"]).assert_one_error_line();
     assert!(line.contains("unknown field `client_id`"), "{line}");
     assert!(line.contains(&file.display().to_string()), "{line}");
@@ -264,7 +325,11 @@ fn as_kubectl_koidc_the_usage_says_kubectl_koidc() {
     // Errors too.
     let out = run(clean_command(dir.join("kubectl-koidc"), tmp.path()).args(["get-token", "--bogus"]));
     assert_eq!(out.status.code(), Some(2));
-    assert!(out.stderr.contains("Usage: kubectl koidc get-token"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Usage: kubectl koidc get-token"),
+        "{}",
+        out.stderr
+    );
     // The plain name keeps `koidc`.
     let out = run(clean_command(koidc_bin(), tmp.path()).arg("--help"));
     assert!(out.stdout.contains("Usage: koidc"), "{}", out.stdout);
@@ -317,7 +382,11 @@ fn the_man_page_is_roff_with_the_commands() {
     let tmp = tempfile::tempdir().unwrap();
     let out = run(clean_command(koidc_bin(), tmp.path()).arg("man"));
     out.assert_success();
-    assert!(out.stdout.starts_with(".TH koidc 1"), "{}", &out.stdout[..60.min(out.stdout.len())]);
+    assert!(
+        out.stdout.starts_with(".TH koidc 1"),
+        "{}",
+        &out.stdout[..60.min(out.stdout.len())]
+    );
     assert!(out.stdout.contains("get\\-token"));
     let out = run(clean_command(koidc_bin(), tmp.path()).args(["man", "get-token"]));
     assert!(out.stdout.starts_with(".TH koidc-get-token 1"));
@@ -335,7 +404,10 @@ fn the_man_page_is_roff_with_the_commands() {
 fn the_krew_manifest_template_has_every_platform_and_no_fake_hash() {
     let text = std::fs::read_to_string(repo_root().join("krew/koidc.yaml")).unwrap();
     let manifest: Value = serde_saphyr::from_str(&text).unwrap();
-    assert_eq!(manifest["apiVersion"], "krew.googlecontainertools.github.com/v1alpha2");
+    assert_eq!(
+        manifest["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
     assert_eq!(manifest["kind"], "Plugin");
     assert_eq!(manifest["metadata"]["name"], "koidc");
     let platforms = manifest["spec"]["platforms"].as_array().unwrap();
@@ -349,9 +421,16 @@ fn the_krew_manifest_template_has_every_platform_and_no_fake_hash() {
                 "a placeholder must not look like a real hash: {sha}"
             );
             let labels = &p["selector"]["matchLabels"];
-            format!("{}/{}", labels["os"].as_str().unwrap(), labels["arch"].as_str().unwrap())
+            format!(
+                "{}/{}",
+                labels["os"].as_str().unwrap(),
+                labels["arch"].as_str().unwrap()
+            )
         })
         .collect();
     seen.sort();
-    assert_eq!(seen, ["darwin/amd64", "darwin/arm64", "linux/amd64", "linux/arm64"]);
+    assert_eq!(
+        seen,
+        ["darwin/amd64", "darwin/arm64", "linux/amd64", "linux/arm64"]
+    );
 }
