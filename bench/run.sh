@@ -71,12 +71,13 @@ done
 want() { [[ " ${sections[*]} " == *" $1 "* ]]; }
 say() { printf 'bench: %s\n' "$*" >&2; }
 
+missing=()
 for pkg in hyperfine keyutils gnome-keyring dbus python3 time openssl curl; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing="${missing:-} $pkg"
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
-if [ -n "${missing:-}" ]; then
-  say "installing$missing"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 tests/e2e/deps.sh dex kubectl kubelogin >&2
 eval "$(tests/e2e/deps.sh --print-env dex kubectl kubelogin 2>/dev/null)"
@@ -118,6 +119,7 @@ kubelogin=$work/bin/kubelogin
 cp "$KOIDC_E2E_KUBELOGIN" "$kubelogin"
 kubectl=$KOIDC_E2E_KUBECTL
 # kubelogin runs --browser-command as one executable with the URL as its only argument.
+# shellcheck disable=SC2016 # "$1" is for the generated script
 printf '#!/bin/sh\nexec python3 %q browser "$1"\n' "$root/bench/measure.py" >"$work/bin/browser"
 chmod +x "$work/bin/browser"
 browser=$work/bin/browser
@@ -127,9 +129,9 @@ free_port() {
 }
 
 # start_dex NAME ID_TOKEN_EXPIRY: Dex on one port, bench/idp-proxy.py in front of it on the
-# issuer's port; sets issuer_NAME and proxylog_NAME.
+# issuer's port; sets issuer and proxylog.
 start_dex() {
-  local name=$1 expiry=$2 dex_port proxy_port issuer
+  local name=$1 expiry=$2 dex_port proxy_port
   dex_port=$(free_port)
   proxy_port=$(free_port)
   issuer=http://127.0.0.1:$proxy_port/dex
@@ -153,11 +155,12 @@ start_dex() {
   done
   curl -sf "$issuer/.well-known/openid-configuration" >/dev/null || {
     say "Dex ($name) did not start:"; tail "$work/dex-$name.log" >&2; exit 1; }
-  printf -v "issuer_$name" %s "$issuer"
-  printf -v "proxylog_$name" %s "$work/proxy-$name.jsonl"
+  proxylog=$work/proxy-$name.jsonl
 }
 start_dex long 1h
+issuer_long=$issuer proxylog_long=$proxylog
 start_dex short "$SHORT_EXPIRY"
+issuer_short=$issuer proxylog_short=$proxylog
 
 # A private session bus with an unlocked gnome-keyring (a real Secret Service), its keyring
 # files in $work.
@@ -195,8 +198,9 @@ setup_login "$koidc" "${k_keyring[@]}"
 setup_login "$kubelogin" "${l_disk[@]}"
 setup_login "$kubelogin" "${l_keyring[@]}"
 [ -n "$(ls "$work"/koidc-keyring/*.enc 2>/dev/null)" ] || { say "koidc wrote no encrypted entry"; exit 1; }
-[ -z "$(ls "$work"/kubelogin-keyring/ 2>/dev/null | grep -v '\.lock$')" ] ||
-  { say "kubelogin keyring storage wrote token files"; exit 1; }
+for f in "$work"/kubelogin-keyring/*; do
+  [[ $f == *.lock || ! -e $f ]] || { say "kubelogin keyring storage wrote a token file: $f"; exit 1; }
+done
 logins_long=$(grep -c '"grant"' "$proxylog_long")
 
 q() { printf '%q ' "$@"; }
@@ -222,14 +226,18 @@ quiet
 
 if want warm; then
   mark warm
+  # `--version` rows: process start-up, dynamic linking and argument parsing only (no cache).
   warm=(-n '/bin/true' /bin/true
     -n 'koidc, --cache file' "$(q "$koidc" "${k_file[@]}")"
-    -n 'koidc, --cache keyring (key in the kernel keyring)' "$(q "$koidc" "${k_keyring[@]}")")
+    -n 'koidc, --cache keyring (key in the kernel keyring)' "$(q "$koidc" "${k_keyring[@]}")"
+    -n 'koidc --version (start-up only)' "$(q "$koidc" --version)")
   [ -z "$koidc_static" ] || warm+=(
     -n 'koidc crt-static, --cache file' "$(q "$koidc_static" "${k_file[@]}")"
-    -n 'koidc crt-static, --cache keyring (kernel keyring)' "$(q "$koidc_static" "${k_keyring[@]}")")
+    -n 'koidc crt-static, --cache keyring (kernel keyring)' "$(q "$koidc_static" "${k_keyring[@]}")"
+    -n 'koidc crt-static --version (start-up only)' "$(q "$koidc_static" --version)")
   warm+=(-n 'kubelogin, --token-cache-storage disk' "$(q "$kubelogin" "${l_disk[@]}")"
-    -n 'kubelogin, --token-cache-storage keyring (Secret Service)' "$(q "$kubelogin" "${l_keyring[@]}")")
+    -n 'kubelogin, --token-cache-storage keyring (Secret Service)' "$(q "$kubelogin" "${l_keyring[@]}")"
+    -n 'kubelogin --version (start-up only)' "$(q "$kubelogin" --version)")
   hyperfine -N --warmup 50 --runs "$RUNS" --export-json "$results/warm.json" "${warm[@]}"
   hyperfine -N --warmup 5 --runs "$COLD_RUNS" --export-json "$results/cold-keyring.json" \
     -n 'keyctl session - /bin/true' "$(q keyctl session - /bin/true)" \

@@ -48,12 +48,17 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/koidc-demo.XXXXXX")
 chmod 700 "$WORK"
 PIDS=()
 cleanup() {
-  local pid
-  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
+  local i pid killer
+  # The apiserver first, then etcd, then Dex; one that has not stopped after 10 s is killed (the
+  # killer can only hit our own child: the pid stays ours until `wait` reaps it).
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${PIDS[i]}
     kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
+    (sleep 10 && kill -9 "$pid") >/dev/null 2>&1 &
+    killer=$!
     wait "$pid" 2>/dev/null || true
+    kill "$killer" 2>/dev/null || true
+    wait "$killer" 2>/dev/null || true
   done
   rm -rf "$WORK"
 }

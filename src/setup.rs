@@ -381,10 +381,20 @@ mod tests {
         assert_eq!(policy["kind"], "Policy");
         assert_eq!(policy["omitStages"], json!(["RequestReceived"]));
         let rules = policy["rules"].as_array().unwrap();
-        let full: Vec<&Value> = rules.iter().filter(|r| r["level"] != "Metadata" && r["level"] != "None").collect();
-        assert_eq!(full.len(), 1, "only RBAC changes are recorded beyond Metadata: {rules:?}");
+        let full: Vec<&Value> = rules
+            .iter()
+            .filter(|r| r["level"] != "Metadata" && r["level"] != "None")
+            .collect();
+        assert_eq!(
+            full.len(),
+            1,
+            "only RBAC changes are recorded beyond Metadata: {rules:?}"
+        );
         assert_eq!(full[0]["level"], "RequestResponse");
-        assert_eq!(full[0]["resources"], json!([{"group": "rbac.authorization.k8s.io"}]));
+        assert_eq!(
+            full[0]["resources"],
+            json!([{"group": "rbac.authorization.k8s.io"}])
+        );
         assert_eq!(
             full[0]["verbs"],
             json!(["create", "update", "patch", "delete", "deletecollection"])
@@ -399,7 +409,10 @@ mod tests {
         // The catch-all rule, last: Metadata for reads and everything else.
         assert_eq!(rules.last().unwrap(), &json!({"level": "Metadata"}));
         for flag in ["--audit-policy-file=", "--audit-log-path=", "--audit-log-maxage="] {
-            assert!(text.lines().any(|l| l.starts_with(&format!("#   {flag}"))), "{flag} missing");
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("#   {flag}"))),
+                "{flag} missing"
+            );
         }
     }
 
