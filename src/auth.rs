@@ -204,10 +204,7 @@ impl Authenticator<'_> {
             self.check_cooldown(&cooldown)?;
         }
 
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
+        let runtime = crate::runtime()?;
         let oidc = login.oidc(self.identity);
         if let Some(warning) = self.identity.provider.issuer_warning(&self.identity.issuer) {
             self.printer.warn(warning);
@@ -321,9 +318,7 @@ pub fn choose_grant(
     device_advertised: bool,
 ) -> Grant {
     match grant {
-        Grant::Auto
-            if !paste && *browser == BrowserChoice::System && headless && device_advertised =>
-        {
+        Grant::Auto if !paste && *browser == BrowserChoice::System && headless && device_advertised => {
             Grant::DeviceCode
         }
         Grant::Auto => Grant::AuthCode,
@@ -333,7 +328,7 @@ pub fn choose_grant(
 
 /// True on Linux when no graphical session is reachable (neither DISPLAY nor WAYLAND_DISPLAY),
 /// so the system browser cannot be shown.
-fn headless() -> bool {
+pub(crate) fn headless() -> bool {
     let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
     cfg!(target_os = "linux") && !set("DISPLAY") && !set("WAYLAND_DISPLAY")
 }
@@ -385,12 +380,9 @@ async fn device_login(
     ));
     if let Some(complete) = &auth.verification_uri_complete {
         printer.info(format_args!("or open {complete}"));
-        let can_show = match &login.browser {
-            BrowserChoice::None => false,
-            BrowserChoice::Command(_) => true,
-            BrowserChoice::System => !headless,
-        };
-        if can_show && let Err(err) = browser.open(complete) {
+        if login.browser.can_show(headless)
+            && let Err(err) = browser.open(complete)
+        {
             printer.debug(format_args!("could not open a browser: {err}"));
         }
     }
@@ -506,7 +498,10 @@ fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 }
-                if tx.blocking_send(String::from_utf8_lossy(&buf).into_owned()).is_err() {
+                if tx
+                    .blocking_send(String::from_utf8_lossy(&buf).into_owned())
+                    .is_err()
+                {
                     break;
                 }
             }

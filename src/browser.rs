@@ -87,6 +87,16 @@ impl BrowserChoice {
         }
     }
 
+    /// Whether this choice shows a page: a command always may, the system browser only with a
+    /// display (`headless`: none), and `None` never.
+    pub fn can_show(&self, headless: bool) -> bool {
+        match self {
+            BrowserChoice::None => false,
+            BrowserChoice::Command(_) => true,
+            BrowserChoice::System => !headless,
+        }
+    }
+
     /// The [`Browser`] implementing this choice.
     pub fn into_browser(self) -> Box<dyn Browser> {
         match self {
@@ -296,6 +306,16 @@ mod tests {
             assert!(matches!(err, BrowserError::Syntax { .. }), "{bad}: {err:?}");
             assert!(err.to_string().contains(bad), "{err}");
         }
+    }
+
+    #[test]
+    fn only_the_system_browser_needs_a_display_and_none_shows_nothing() {
+        for headless in [false, true] {
+            assert!(BrowserChoice::Command("x".into()).can_show(headless));
+            assert!(!BrowserChoice::None.can_show(headless));
+        }
+        assert!(BrowserChoice::System.can_show(false));
+        assert!(!BrowserChoice::System.can_show(true));
     }
 
     #[test]

@@ -638,7 +638,12 @@ pub enum SetupPart {
 #[derive(Debug, Args)]
 pub struct WebhookArgs {
     /// Address to serve HTTPS on; kube-apiserver must reach it.
-    #[arg(long, env = "KOIDC_WEBHOOK_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8443")]
+    #[arg(
+        long,
+        env = "KOIDC_WEBHOOK_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8443"
+    )]
     pub listen: String,
     /// The server certificate (PEM, with its chain).
     #[arg(long, env = "KOIDC_WEBHOOK_TLS_CERT_FILE", value_name = "FILE")]
@@ -648,7 +653,13 @@ pub struct WebhookArgs {
     pub tls_private_key_file: PathBuf,
     /// GitHub organisation whose members are authenticated (repeatable, at least one); users in
     /// none of them are refused.
-    #[arg(long = "org", env = "KOIDC_WEBHOOK_ORG", value_name = "ORG", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "org",
+        env = "KOIDC_WEBHOOK_ORG",
+        value_name = "ORG",
+        value_delimiter = ',',
+        required = true
+    )]
     pub orgs: Vec<String>,
     /// Put before the GitHub login to make the Kubernetes username.
     #[arg(long, value_name = "P", default_value = "github:", allow_hyphen_values = true)]

@@ -64,7 +64,9 @@ pub enum ConfigError {
     #[error("cannot find a cache directory (HOME is not set); pass --cache-dir")]
     NoCacheDir,
     /// `--issuer` given with `--provider github`, which has none.
-    #[error("--provider github takes no --issuer (GitHub is not an OpenID Connect issuer); give --github-url for GitHub Enterprise Server")]
+    #[error(
+        "--provider github takes no --issuer (GitHub is not an OpenID Connect issuer); give --github-url for GitHub Enterprise Server"
+    )]
     IssuerWithGithub,
     /// `--github-url` or `--github-api-url` is not usable.
     #[error(transparent)]
@@ -486,7 +488,10 @@ mod tests {
         assert_eq!(ghe.issuer, "https://git.example.com");
         assert_ne!(ghe.cache_key(), id.cache_key());
         flags.issuer = Some("https://github.com".into());
-        assert!(matches!(Identity::from_flags(&flags), Err(ConfigError::IssuerWithGithub)));
+        assert!(matches!(
+            Identity::from_flags(&flags),
+            Err(ConfigError::IssuerWithGithub)
+        ));
         flags.issuer = None;
         flags.github.github_url = Some("http://git.example.com".into());
         assert!(Identity::from_flags(&flags).is_err());

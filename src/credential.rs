@@ -11,6 +11,18 @@ use serde::Deserialize;
 /// The largest `KUBERNETES_EXEC_INFO` koidc reads (it may carry cluster CA data).
 const MAX_EXEC_INFO: usize = 1 << 20;
 
+/// The most characters of kubectl's input (or of a parser message quoting it) an error shows.
+const MAX_QUOTED: usize = 200;
+
+/// `text` cut to [`MAX_QUOTED`] characters (`...` marks a cut).
+fn capped(text: &str) -> String {
+    let mut out: String = text.chars().take(MAX_QUOTED).collect();
+    if out.len() < text.len() {
+        out.push_str("...");
+    }
+    out
+}
+
 /// Problems with the exec credential input.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
@@ -84,21 +96,20 @@ impl ExecInfo {
             return Err(CredentialError::Malformed("larger than 1 MiB".into()));
         }
         let raw: RawExecInfo =
-            serde_json::from_str(value).map_err(|e| CredentialError::Malformed(format!("{e}")))?;
+            serde_json::from_str(value).map_err(|e| CredentialError::Malformed(capped(&e.to_string())))?;
         if let Some(kind) = raw.kind.as_deref()
             && kind != "ExecCredential"
         {
             return Err(CredentialError::Malformed(format!(
-                "kind is {kind:?}, expected \"ExecCredential\""
+                "kind is {:?}, expected \"ExecCredential\"",
+                capped(kind)
             )));
         }
         let api_version = match raw.api_version.as_deref() {
             None | Some("client.authentication.k8s.io/v1beta1") => ApiVersion::V1Beta1,
             Some("client.authentication.k8s.io/v1") => ApiVersion::V1,
             Some(other) => {
-                return Err(CredentialError::UnsupportedVersion(
-                    other.chars().take(200).collect(),
-                ));
+                return Err(CredentialError::UnsupportedVersion(capped(other)));
             }
         };
         Ok(Self {
@@ -169,6 +180,41 @@ mod tests {
             ExecInfo::parse(Some("[1,2]")),
             Err(CredentialError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn over_one_mib_is_refused_unread() {
+        let huge = format!(
+            r#"{{"kind":"ExecCredential","x":"{}"}}"#,
+            "a".repeat(MAX_EXEC_INFO)
+        );
+        let err = ExecInfo::parse(Some(&huge)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "KUBERNETES_EXEC_INFO is not a valid ExecCredential: larger than 1 MiB"
+        );
+    }
+
+    #[test]
+    fn errors_quote_at_most_200_characters_of_the_input() {
+        let long = "x".repeat(100_000);
+        for input in [
+            format!(r#"{{"kind":"{long}"}}"#),
+            format!(r#"{{"apiVersion":"{long}"}}"#),
+            format!(r#"{{"spec":{{"interactive":"{long}"}}}}"#),
+        ] {
+            let msg = ExecInfo::parse(Some(&input)).unwrap_err().to_string();
+            assert!(msg.len() < 450, "{} bytes: {}", msg.len(), &msg[..300]);
+            assert!(msg.contains("xxxx"), "{msg}");
+        }
+        // Short values are quoted whole.
+        let msg = ExecInfo::parse(Some(r#"{"kind":"Pod"}"#))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            msg,
+            r#"KUBERNETES_EXEC_INFO is not a valid ExecCredential: kind is "Pod", expected "ExecCredential""#
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@
 pub mod oauth;
 pub mod session;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -31,6 +31,9 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
+
+pub(crate) use crate::http::one_line;
+use crate::http::{BodyError, client_builder, read_body, root_cause};
 
 /// GitHub's public web address, the default of `--github-url`.
 pub const DEFAULT_URL: &str = "https://github.com";
@@ -305,32 +308,19 @@ fn normalize(flag: &'static str, raw: &str) -> Result<String, GithubError> {
 /// Builds the HTTP client for GitHub: no redirects, `timeout` per request, the extra CA files
 /// trusted besides the system roots (for GitHub Enterprise Server behind a private CA).
 pub fn http_client(timeout: Duration, extra_ca_files: &[PathBuf]) -> Result<reqwest::Client, GithubError> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .user_agent(concat!("koidc/", env!("CARGO_PKG_VERSION")));
+    let mut builder = client_builder(timeout);
     for path in extra_ca_files {
-        for cert in read_ca_file(path)? {
+        let certs = crate::http::read_ca_file(path).map_err(|reason| GithubError::CaFile {
+            path: path.display().to_string(),
+            reason,
+        })?;
+        for cert in certs {
             builder = builder.add_root_certificate(cert);
         }
     }
     builder
         .build()
         .map_err(|e| GithubError::HttpClient(root_cause(&e)))
-}
-
-fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, GithubError> {
-    let ca_err = |reason: String| GithubError::CaFile {
-        path: path.display().to_string(),
-        reason,
-    };
-    let bytes = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&bytes).map_err(|e| ca_err(root_cause(&e)))?;
-    if certs.is_empty() {
-        return Err(ca_err("no PEM certificate found in it".into()));
-    }
-    Ok(certs)
 }
 
 /// A response read completely (status and a bounded body).
@@ -361,20 +351,13 @@ pub(crate) async fn send(
     };
     let mut resp = req.send().await.map_err(transport)?;
     let status = resp.status();
-    let too_large = || GithubError::Malformed {
-        url: shown.clone(),
-        reason: format!("the response is larger than {} KiB", MAX_BODY >> 10),
-    };
-    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_body(&mut resp, MAX_BODY).await.map_err(|err| match err {
+        BodyError::TooLarge { .. } => GithubError::Malformed {
+            url: shown.clone(),
+            reason: format!("the response is larger than {} KiB", MAX_BODY >> 10),
+        },
+        BodyError::Transport(e) => transport(e),
+    })?;
     Ok(Reply { status, body })
 }
 
@@ -388,28 +371,6 @@ pub(crate) fn display_url(url: &str) -> String {
         }
         Err(_) => one_line(url, 200),
     }
-}
-
-/// The innermost message of an error chain, on one line.
-pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = err;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    one_line(&cur.to_string(), 300)
-}
-
-/// `s` on one line of printable ASCII, at most `max` characters.
-pub(crate) fn one_line(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
-        .take(max)
-        .collect();
-    if s.chars().count() > max {
-        out.push_str("...");
-    }
-    out
 }
 
 /// A GitHub user as koidc and the webhook see them: who, and in which organisations and teams.

@@ -20,6 +20,7 @@ pub mod config;
 pub mod credential;
 pub mod doctor;
 pub mod github;
+mod http;
 pub mod loopback;
 pub mod oidc;
 pub mod printer;
@@ -29,3 +30,13 @@ pub mod rbac;
 pub mod setup;
 pub mod token;
 pub mod webhook;
+
+/// A single-threaded async runtime for the network calls of a command or use case, built only
+/// when they are needed (the warm path of `get-token` starts none).
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

@@ -575,6 +575,55 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
+/// Fuzzing entry point, not API (`fuzz/fuzz_targets/callback_query.rs`): parses `query` as a
+/// callback query, runs the request handler on `GET /callback?<query>` for a login waiting for a
+/// fixed state, and panics if a request without that state and a code completed the login.
+#[doc(hidden)]
+pub fn fuzz_callback_query(query: &str) {
+    const STATE: &str = "fuzz-state";
+    let parsed = CallbackParams::parse(query);
+    if let Ok(params) = &parsed {
+        // What a page or an error would show of the IdP's text.
+        for text in [&params.error, &params.error_description, &params.iss]
+            .into_iter()
+            .flatten()
+        {
+            let shown = sanitize(text);
+            assert!(shown.len() <= MAX_SHOWN_LEN + 3 && shown.chars().all(|c| matches!(c, ' '..='~')));
+            let escaped = html_escape(&shown);
+            assert!(!escaped.contains(['<', '>', '"', '\'']));
+        }
+    }
+    let Ok(uri) = axum::http::Uri::try_from(format!("{CALLBACK_PATH}?{query}")) else {
+        return;
+    };
+    let (done, mut outcome) = oneshot::channel();
+    let shared = Shared {
+        port: 4000,
+        expected_state: STATE.to_owned(),
+        expected_iss: Some("https://idp.example".to_owned()),
+        iss_required: false,
+        rejected: AtomicU64::new(0),
+        done: Mutex::new(Some(done)),
+    };
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:4000"));
+    let status = respond(&shared, &Method::GET, &uri, &headers).status();
+    let finished = outcome.try_recv().ok();
+    let params = CallbackParams::parse(uri.query().unwrap_or_default()).ok();
+    let state_ok = params.as_ref().is_some_and(|p| p.state.as_deref() == Some(STATE));
+    if finished.is_some() {
+        assert!(state_ok, "a callback without the expected state ended the login");
+    }
+    if status == StatusCode::OK {
+        let code = match finished {
+            Some(Ok(code)) => code,
+            _ => panic!("200 without a code"),
+        };
+        assert!(!secrecy::ExposeSecret::expose_secret(&code).is_empty());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1146,14 +1195,17 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
         let start = Instant::now();
-        let err = s
-            .wait_for_code(STATE, Duration::from_secs(1))
-            .await
-            .unwrap_err();
+        let err = s.wait_for_code(STATE, Duration::from_secs(1)).await.unwrap_err();
         let took = start.elapsed();
-        assert!(matches!(err, LoopbackError::Timeout { secs: 1, rejected: 0 }), "{err:?}");
+        assert!(
+            matches!(err, LoopbackError::Timeout { secs: 1, rejected: 0 }),
+            "{err:?}"
+        );
         // The timeout plus at most the shutdown grace, never the slow client's 10 s.
-        assert!(took < Duration::from_secs(1) + SHUTDOWN_GRACE + Duration::from_millis(500), "took {took:?}");
+        assert!(
+            took < Duration::from_secs(1) + SHUTDOWN_GRACE + Duration::from_millis(500),
+            "took {took:?}"
+        );
         slow.abort();
     }
 
@@ -1195,6 +1247,24 @@ mod tests {
         let outcome = rx.try_recv().unwrap();
         assert_eq!(outcome.unwrap().expose_secret(), CODE);
         assert_eq!(shared.rejected.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn fuzz_entry_point_checks_real_and_hostile_queries() {
+        for query in [
+            "code=abc&state=fuzz-state",
+            "code=abc&state=fuzz-state&iss=https%3A%2F%2Fidp.example",
+            "code=abc&state=fuzz-state&iss=https%3A%2F%2Fevil.example",
+            "state=fuzz-state",
+            "error=%3Cscript%3E&error_description=%1B%5B31m&state=fuzz-state",
+            "code=abc&state=other",
+            "code=abc&state=fuzz-state&state=fuzz-state",
+            "%zz",
+            "a b#c",
+            "",
+        ] {
+            fuzz_callback_query(query);
+        }
     }
 
     #[test]

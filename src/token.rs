@@ -194,4 +194,43 @@ mod tests {
         let huge = "a".repeat(MAX_TOKEN_LEN + 1);
         assert!(matches!(IdTokenInfo::decode(&huge), Err(TokenError::TooLarge)));
     }
+
+    #[test]
+    fn hostile_payloads_are_errors_not_panics() {
+        // Not an object, or claims of the wrong type or out of range.
+        for (payload, claim) in [
+            ("[]", "iss"),
+            ("\"iss\"", "iss"),
+            (r#"{"iss":"i","aud":"c","exp":1e300}"#, "exp"),
+            (r#"{"iss":"i","aud":"c","exp":-1e300}"#, "exp"),
+            (r#"{"iss":"i","aud":"c","exp":9223372036854775807}"#, "exp"),
+            (r#"{"iss":"i","aud":"c","exp":"2000000000"}"#, "exp"),
+            (r#"{"iss":"i","aud":{},"exp":1}"#, "aud"),
+            (r#"{"iss":null,"aud":"c","exp":1}"#, "iss"),
+        ] {
+            match IdTokenInfo::decode(&jwt(payload)) {
+                Err(TokenError::Claim(c)) => assert_eq!(c, claim, "{payload}"),
+                other => panic!("{payload}: {other:?}"),
+            }
+        }
+        // JSON nested deeper than the parser's recursion limit.
+        let deep = format!(
+            r#"{{"iss":"i","aud":"c","exp":1,"x":{}{}}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        assert!(matches!(
+            IdTokenInfo::decode(&jwt(&deep)),
+            Err(TokenError::BadPayload)
+        ));
+        // A fractional exp is truncated; padding on the payload is tolerated; empty parts fail.
+        let info = IdTokenInfo::decode(&jwt(r#"{"iss":"i","aud":[],"exp":2000000000.9}"#)).unwrap();
+        assert_eq!(info.expiry.timestamp(), 2_000_000_000);
+        assert!(!info.belongs_to("i", "c"));
+        let enc = base64::engine::general_purpose::URL_SAFE;
+        let padded = format!("e30.{}.s", enc.encode(r#"{"iss":"i","aud":"c","exp":123}"#));
+        assert!(padded.contains("=."), "{padded}");
+        assert!(IdTokenInfo::decode(&padded).is_ok());
+        assert!(matches!(IdTokenInfo::decode(".."), Err(TokenError::BadPayload)));
+    }
 }

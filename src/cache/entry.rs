@@ -244,7 +244,14 @@ mod tests {
         let fields: Vec<&String> = v.as_object().unwrap().keys().collect();
         assert_eq!(
             fields,
-            ["client_id", "id_token", "issuer", "refresh_token", "scopes", "version"]
+            [
+                "client_id",
+                "id_token",
+                "issuer",
+                "refresh_token",
+                "scopes",
+                "version"
+            ]
         );
         assert_eq!(e.meta, EntryMeta::default());
     }
@@ -252,7 +259,11 @@ mod tests {
     #[test]
     fn the_profile_round_trips_in_both_formats_and_old_entries_have_none() {
         let key = key(1).with_profile(Some("work".into()));
-        let plain = decode_plain(Path::new("x"), &encode_plain(&key, &tokens("a"), &EntryMeta::default())).unwrap();
+        let plain = decode_plain(
+            Path::new("x"),
+            &encode_plain(&key, &tokens("a"), &EntryMeta::default()),
+        )
+        .unwrap();
         assert_eq!(plain.key, key);
         let sealed = decode_sealed(Path::new("x"), &encode_sealed(&key, &[7; 12], b"ct")).unwrap();
         assert_eq!(sealed.key, key);
@@ -277,7 +288,10 @@ mod tests {
         assert_eq!(e.meta, meta);
         // An entry written before the metadata existed reads with none.
         let old = br#"{"version":1,"issuer":"i","client_id":"c","scopes":[],"id_token":"t"}"#;
-        assert_eq!(decode_plain(Path::new("x"), old).unwrap().meta, EntryMeta::default());
+        assert_eq!(
+            decode_plain(Path::new("x"), old).unwrap().meta,
+            EntryMeta::default()
+        );
     }
 
     #[test]

@@ -315,7 +315,12 @@ impl FileStore {
     }
 
     /// Writes the plaintext entry of `key`.
-    pub(super) fn save_plain(&self, key: &CacheKey, tokens: &TokenSet, meta: &EntryMeta) -> Result<(), CacheError> {
+    pub(super) fn save_plain(
+        &self,
+        key: &CacheKey,
+        tokens: &TokenSet,
+        meta: &EntryMeta,
+    ) -> Result<(), CacheError> {
         let bytes = entry::encode_plain(key, tokens, meta);
         write_atomic(&self.dir, &self.path(key, PLAIN_EXT), &bytes)
     }
@@ -329,7 +334,11 @@ impl FileStore {
 }
 
 /// The tokens (and metadata) of `entry` when it belongs to `key`.
-pub(super) fn check_key(path: &Path, key: &CacheKey, entry: Entry) -> Result<(TokenSet, EntryMeta), CacheError> {
+pub(super) fn check_key(
+    path: &Path,
+    key: &CacheKey,
+    entry: Entry,
+) -> Result<(TokenSet, EntryMeta), CacheError> {
     if !entry.key.same_entry(key) {
         return Err(CacheError::corrupt(
             path,

@@ -305,6 +305,56 @@ impl TokenStore for NoStore {
     }
 }
 
+/// Fuzzing entry point, not API (`fuzz/fuzz_targets/cache_entry.rs`): decodes `bytes` as a cache
+/// entry file the way `load` does — as a plaintext entry, and as an encrypted entry opened with a
+/// fixed key — and panics if a decoded entry does not survive being written and read again.
+#[doc(hidden)]
+pub fn fuzz_decode_entry(bytes: &[u8]) {
+    use secrecy::ExposeSecret as _;
+    let path = Path::new("fuzz.json");
+    let same_tokens = |a: &TokenSet, b: &TokenSet| {
+        a.id_token.expose_secret() == b.id_token.expose_secret()
+            && a.refresh_token.as_ref().map(|t| t.expose_secret())
+                == b.refresh_token.as_ref().map(|t| t.expose_secret())
+    };
+    let plain = |bytes: &[u8]| {
+        let Ok(decoded) = entry::decode_plain(path, bytes) else {
+            return;
+        };
+        let again = entry::encode_plain(&decoded.key, &decoded.tokens, &decoded.meta);
+        let back = match entry::decode_plain(path, &again) {
+            Ok(back) => back,
+            Err(err) => panic!("a re-encoded entry does not decode: {err}"),
+        };
+        assert!(back.key == decoded.key && back.meta == decoded.meta);
+        assert!(same_tokens(&back.tokens, &decoded.tokens));
+        let (tokens, _) = file::check_key(path, &decoded.key, back).unwrap_or_else(|e| panic!("{e}"));
+        // The warm path reads the cached ID token next.
+        let _ = crate::token::IdTokenInfo::decode_secret(&tokens.id_token);
+    };
+    plain(bytes);
+    if let Ok(sealed) = entry::decode_sealed(path, bytes) {
+        let again = entry::encode_sealed(&sealed.key, &sealed.nonce, &sealed.ciphertext);
+        match entry::decode_sealed(path, &again) {
+            Ok(back) => assert!(
+                back.key == sealed.key && back.nonce == sealed.nonce && back.ciphertext == sealed.ciphertext
+            ),
+            Err(err) => panic!("a re-encoded sealed entry does not decode: {err}"),
+        }
+        let Some(key) = crypt::MasterKey::from_text(&"5a".repeat(32)) else {
+            panic!("the fuzzing key is malformed");
+        };
+        if let Some(opened) = crypt::open(
+            &key,
+            sealed.key.id().as_bytes(),
+            &sealed.nonce,
+            &sealed.ciphertext,
+        ) {
+            plain(&opened);
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod test_support {
     //! Helpers shared by the cache tests.
@@ -471,11 +521,33 @@ mod tests {
         // `load` still serves the tokens; a save without metadata leaves none behind.
         assert!(store.load(&key(1)).unwrap().is_some());
         store.save(&key(1), &tokens("b")).unwrap();
-        assert_eq!(store.load_with_meta(&key(1)).unwrap().unwrap().1, EntryMeta::default());
+        assert_eq!(
+            store.load_with_meta(&key(1)).unwrap().unwrap().1,
+            EntryMeta::default()
+        );
         // The store that keeps nothing drops it.
         let none = open_store(CacheKind::None, dir.path()).unwrap();
         none.save_with_meta(&key(1), &tokens("a"), &meta).unwrap();
         assert!(none.load_with_meta(&key(1)).unwrap().is_none());
+    }
+
+    #[test]
+    fn fuzz_entry_point_round_trips_real_entries_and_survives_damage() {
+        let plain = entry::encode_plain(
+            &key(1).with_profile(Some("p".into())),
+            &tokens("a"),
+            &EntryMeta::default(),
+        );
+        fuzz_decode_entry(&plain);
+        let master = crypt::MasterKey::from_text(&"5a".repeat(32)).unwrap();
+        let (nonce, ciphertext) = crypt::seal(&master, key(2).id().as_bytes(), &plain).unwrap();
+        let sealed = entry::encode_sealed(&key(2), &nonce, &ciphertext);
+        fuzz_decode_entry(&sealed);
+        for cut in [0, 1, plain.len() / 2, sealed.len() - 1] {
+            fuzz_decode_entry(&plain[..cut.min(plain.len())]);
+            fuzz_decode_entry(&sealed[..cut]);
+        }
+        fuzz_decode_entry(br#"{"version":1,"issuer":"i","client_id":"c","scopes":[],"id_token":"t","expires_at":-9223372036854775808}"#);
     }
 
     #[test]

@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
-use crate::auth::{Authenticator, Source};
+use crate::auth::Source;
 use crate::cli::{Cli, Command, DoctorArgs, ExplicitArgs, GetTokenArgs};
 use crate::clock::Clock;
 use crate::config::{Identity, LoginConfig};
@@ -49,32 +49,29 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
         }
     ));
 
-    let mut report = Report::new(printer);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let rights = names::rights(&expect.namespace);
+    let mut report = Report::new(
+        printer,
+        &[
+            names::CLIENT,
+            names::REDIRECT,
+            names::TOKEN,
+            names::CLAIMS,
+            names::APISERVER,
+            names::MAPPING,
+            names::BINDINGS,
+            &rights,
+        ],
+    );
+    let runtime = crate::runtime()?;
     let oidc = login.oidc(&identity);
     let provider = runtime.block_on(Provider::discover(&oidc, clock.clone()));
     report.add_all(doctor::issuer_checks(
         &identity.issuer,
         provider.as_ref().map(|_| ()),
     ));
-    let rights = names::rights(&expect.namespace);
     let Ok(provider) = provider else {
-        return report.finish_skipping(
-            &[
-                names::CLIENT,
-                names::REDIRECT,
-                names::TOKEN,
-                names::CLAIMS,
-                names::APISERVER,
-                names::MAPPING,
-                names::BINDINGS,
-                &rights,
-            ],
-            names::DISCOVERY,
-        );
+        return report.finish_skipping(names::DISCOVERY);
     };
 
     // The login request koidc would send, with a redirect URI on a port it would listen on.
@@ -94,18 +91,7 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
                 names::CLIENT,
                 format!("cannot prepare a login request: {err:#}"),
             ));
-            return report.finish_skipping(
-                &[
-                    names::REDIRECT,
-                    names::TOKEN,
-                    names::CLAIMS,
-                    names::APISERVER,
-                    names::MAPPING,
-                    names::BINDINGS,
-                    &rights,
-                ],
-                names::CLIENT,
-            );
+            return report.finish_skipping(names::CLIENT);
         }
     };
     let [client, redirect] = doctor::authorize_checks(answer.as_ref(), &identity.client_id, &redirect_uri);
@@ -115,46 +101,18 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
         .map(|c| c.name.clone());
     report.add_all([client, redirect]);
     if let Some(blocked) = blocked {
-        return report.finish_skipping(
-            &[
-                names::TOKEN,
-                names::CLAIMS,
-                names::APISERVER,
-                names::MAPPING,
-                names::BINDINGS,
-                &rights,
-            ],
-            &blocked,
-        );
+        return report.finish_skipping(&blocked);
     }
     drop(runtime);
 
     // The token, as get-token would get it (this may open the browser).
-    let obtained = super::open_cache(&settings.cache, printer).and_then(|(cache, store)| {
-        let authenticator = Authenticator {
-            identity: &identity,
-            cache: &cache,
-            store: store.as_ref(),
-            clock: clock.clone(),
-            printer,
-        };
-        let browser = login.browser.clone().into_browser();
-        authenticator.obtain(&login, browser.as_ref(), false)
-    });
+    let obtained = super::Session::open(&identity, &settings.cache, clock.clone(), printer)
+        .and_then(|session| session.obtain(&login, false));
     let obtained = match obtained {
         Ok(obtained) => obtained,
         Err(err) => {
             report.add(Check::fail(names::TOKEN, format!("{err:#}")));
-            return report.finish_skipping(
-                &[
-                    names::CLAIMS,
-                    names::APISERVER,
-                    names::MAPPING,
-                    names::BINDINGS,
-                    &rights,
-                ],
-                names::TOKEN,
-            );
+            return report.finish_skipping(names::TOKEN);
         }
     };
     let left = match (obtained.info.expiry - clock.now()).num_minutes() {
@@ -180,18 +138,15 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
         Ok(target) => target,
         Err(err) => {
             report.add(Check::fail(names::APISERVER, err.to_string()));
-            return report.finish_skipping(&[names::MAPPING, names::BINDINGS, &rights], names::APISERVER);
+            return report.finish_skipping(names::APISERVER);
         }
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime()?;
     let api = match ApiClient::new(&target, obtained.tokens.id_token.clone()) {
         Ok(api) => api,
         Err(err) => {
             report.add(Check::fail(names::APISERVER, err.to_string()));
-            return report.finish_skipping(&[names::MAPPING, names::BINDINGS, &rights], names::APISERVER);
+            return report.finish_skipping(names::APISERVER);
         }
     };
     let user = match runtime.block_on(api.self_subject_review()) {
@@ -204,7 +159,7 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
                 &identity.client_id,
                 &expect.username_claim,
             ));
-            return report.finish_skipping(&[names::MAPPING, names::BINDINGS, &rights], names::APISERVER);
+            return report.finish_skipping(names::APISERVER);
         }
     };
     report.add(doctor::apiserver_success(target.server.as_str(), &user));
@@ -320,13 +275,17 @@ fn expectations(args: &DoctorArgs, printer: Printer) -> Expectations {
 /// The checks so far; each is printed on stdout as it is added.
 struct Report {
     checks: Vec<Check>,
+    /// The checks after the issuer's, in the order they run: those not reported when a check
+    /// fails are skipped.
+    later: Vec<String>,
     printer: Printer,
 }
 
 impl Report {
-    fn new(printer: Printer) -> Self {
+    fn new(printer: Printer, later: &[&str]) -> Self {
         Self {
             checks: Vec::new(),
+            later: later.iter().map(|name| (*name).to_owned()).collect(),
             printer,
         }
     }
@@ -343,10 +302,13 @@ impl Report {
         }
     }
 
-    /// Adds `names` as skipped because `failed` failed, then finishes.
-    fn finish_skipping(mut self, names: &[&str], failed: &str) -> anyhow::Result<()> {
-        for name in names {
-            self.add(Check::skip(*name, format!("needs: {failed}")));
+    /// Adds the later checks not reported yet as skipped because `failed` failed, then finishes.
+    fn finish_skipping(mut self, failed: &str) -> anyhow::Result<()> {
+        let later = std::mem::take(&mut self.later);
+        for name in later {
+            if !self.checks.iter().any(|check| check.name == name) {
+                self.add(Check::skip(name, format!("needs: {failed}")));
+            }
         }
         self.finish()
     }

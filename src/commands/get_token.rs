@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use crate::auth::Authenticator;
 use crate::cli::GetTokenArgs;
 use crate::clock::Clock;
 use crate::config::{Identity, LoginConfig};
@@ -17,19 +16,11 @@ pub fn run(args: &GetTokenArgs, clock: Arc<dyn Clock>, exec_info: Option<String>
     let printer = Printer::new(args.output.verbose);
     let exec = ExecInfo::parse(exec_info.as_deref())?;
     let identity = Identity::from_flags(&args.identity)?;
-    let (cache, store) = super::open_cache(&args.cache, printer)?;
-    let auth = Authenticator {
-        identity: &identity,
-        cache: &cache,
-        store: store.as_ref(),
-        clock: clock.clone(),
-        printer,
-    };
+    let session = super::Session::open(&identity, &args.cache, clock.clone(), printer)?;
 
     let mut login = LoginConfig::from_flags(&args.login, super::env_browser())?;
     login.kubectl_interactive = exec.from_kubectl.then_some(exec.interactive);
-    let browser = login.browser.clone().into_browser();
-    let obtained = auth.obtain(&login, browser.as_ref(), false)?;
+    let obtained = session.obtain(&login, false)?;
     let expiry = obtained.report_expiry(clock.now());
     printer.result(&exec_credential(
         exec.api_version,

@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::auth::{Authenticator, Obtained};
+use crate::auth::Obtained;
 use crate::cache::{CacheKey, TokenStore};
 use crate::cli::{GithubFlags, SetupArgs, SetupPart};
 use crate::clock::Clock;
@@ -66,17 +66,9 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
     };
 
     let account = if args.check_login {
-        let (cache, store) = super::open_cache(&args.cache, printer)?;
-        let authenticator = Authenticator {
-            identity: &identity,
-            cache: &cache,
-            store: store.as_ref(),
-            clock: clock.clone(),
-            printer,
-        };
-        let browser = login.browser.clone().into_browser();
-        let obtained = authenticator.obtain(&login, browser.as_ref(), false)?;
-        let account = stored_account(store.as_ref(), &identity.cache_key());
+        let session = super::Session::open(&identity, &args.cache, clock.clone(), printer)?;
+        let obtained = session.obtain(&login, false)?;
+        let account = stored_account(session.store.as_ref(), &identity.cache_key());
         printer.info(format_args!(
             "logged in to GitHub as {}; groups the webhook would derive: [{}]",
             obtained.info.str_claim("preferred_username").unwrap_or("?"),

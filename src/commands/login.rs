@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::{Authenticator, Source};
+use crate::auth::Source;
 use crate::cli::LoginArgs;
 use crate::clock::Clock;
 use crate::config::{Identity, LoginConfig};
@@ -13,16 +13,8 @@ pub fn run(args: &LoginArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let printer = Printer::new(args.output.verbose);
     let identity = Identity::from_flags(&args.identity)?;
     let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
-    let (cache, store) = super::open_cache(&args.cache, printer)?;
-    let auth = Authenticator {
-        identity: &identity,
-        cache: &cache,
-        store: store.as_ref(),
-        clock: clock.clone(),
-        printer,
-    };
-    let browser = login.browser.clone().into_browser();
-    let obtained = auth.obtain(&login, browser.as_ref(), args.force)?;
+    let session = super::Session::open(&identity, &args.cache, clock.clone(), printer)?;
+    let obtained = session.obtain(&login, args.force)?;
     let how = match obtained.source {
         Source::Cache => "already logged in",
         Source::Refresh => "refreshed the token",
@@ -30,7 +22,7 @@ pub fn run(args: &LoginArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     };
     printer.info(format_args!("{how} at {}", identity.issuer));
     let now = clock.now();
-    let text = super::github::describe_login(store.as_ref(), &identity, &obtained, now)
+    let text = super::github::describe_login(session.store.as_ref(), &identity, &obtained, now)
         .unwrap_or_else(|| super::whoami::describe(&obtained.info, now));
     printer.result(&text)?;
     Ok(())

@@ -6,8 +6,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
-
 use crate::cache::{CacheKey, TokenStore};
 use crate::cli::LogoutArgs;
 use crate::clock::Clock;
@@ -18,7 +16,7 @@ use crate::printer::Printer;
 /// Logs out of the selected identity or all of them.
 pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let printer = Printer::new(args.output.verbose);
-    let (_cache, store) = super::open_cache(&args.cache, printer)?;
+    let (_cache, store) = super::open_cache(&args.cache)?;
     let keys = if args.all {
         store.list()?
     } else {
@@ -69,16 +67,12 @@ fn revoke(
         profile: key.profile.clone(),
     };
     let oidc = login.oidc(&identity);
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .and_then(|rt| {
-            rt.block_on(async {
-                let provider = Provider::discover(&oidc, clock).await?;
-                Ok(provider.revoke(&refresh_token).await?)
-            })
-        });
+    let result = crate::runtime().and_then(|rt| {
+        rt.block_on(async {
+            let provider = Provider::discover(&oidc, clock).await?;
+            Ok(provider.revoke(&refresh_token).await?)
+        })
+    });
     match result {
         Ok(true) => printer.debug(format_args!("revoked the refresh token at {}", key.issuer)),
         Ok(false) => printer.debug(format_args!("{} offers no revocation endpoint", key.issuer)),

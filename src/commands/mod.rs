@@ -18,10 +18,11 @@ mod whoami;
 
 use std::sync::Arc;
 
+use crate::auth::{Authenticator, Obtained};
 use crate::cache::{TokenStore, open_store};
 use crate::cli::{CacheFlags, Cli, Command};
 use crate::clock::{Clock, SystemClock};
-use crate::config::CacheConfig;
+use crate::config::{CacheConfig, Identity, LoginConfig};
 use crate::printer::Printer;
 
 /// Runs the parsed command line.
@@ -43,10 +44,54 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Validated cache settings and the store they open.
-fn open_cache(flags: &CacheFlags, _printer: Printer) -> anyhow::Result<(CacheConfig, Box<dyn TokenStore>)> {
+fn open_cache(flags: &CacheFlags) -> anyhow::Result<(CacheConfig, Box<dyn TokenStore>)> {
     let cache = CacheConfig::from_flags(flags)?;
     let store = open_store(cache.kind, &cache.dir)?;
     Ok((cache, store))
+}
+
+/// An identity and its opened token cache: how `get-token`, `login`, `setup --check-login` and
+/// `doctor` obtain a token.
+struct Session<'a> {
+    identity: &'a Identity,
+    cache: CacheConfig,
+    /// The store opened for `cache`; `login` and GitHub's `setup` read its metadata afterwards.
+    store: Box<dyn TokenStore>,
+    clock: Arc<dyn Clock>,
+    printer: Printer,
+}
+
+impl<'a> Session<'a> {
+    /// Validates the cache flags and opens the store.
+    fn open(
+        identity: &'a Identity,
+        flags: &CacheFlags,
+        clock: Arc<dyn Clock>,
+        printer: Printer,
+    ) -> anyhow::Result<Self> {
+        let (cache, store) = open_cache(flags)?;
+        Ok(Self {
+            identity,
+            cache,
+            store,
+            clock,
+            printer,
+        })
+    }
+
+    /// A token from the cache, refreshed, or from a new login in the browser `login` names
+    /// (`force_login`: log in even when a usable token is cached).
+    fn obtain(&self, login: &LoginConfig, force_login: bool) -> anyhow::Result<Obtained> {
+        let authenticator = Authenticator {
+            identity: self.identity,
+            cache: &self.cache,
+            store: self.store.as_ref(),
+            clock: self.clock.clone(),
+            printer: self.printer,
+        };
+        let browser = login.browser.clone().into_browser();
+        authenticator.obtain(login, browser.as_ref(), force_login)
+    }
 }
 
 /// The `BROWSER` variable, when set.

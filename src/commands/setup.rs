@@ -12,7 +12,6 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
-use crate::auth::Authenticator;
 use crate::cli::{SetupArgs, SetupPart};
 use crate::clock::Clock;
 use crate::config::{Identity, LoginConfig};
@@ -51,16 +50,8 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
 
     check_issuer(&identity, &login, clock.clone(), printer)?;
     let claims = if args.check_login {
-        let (cache, store) = super::open_cache(&args.cache, printer)?;
-        let authenticator = Authenticator {
-            identity: &identity,
-            cache: &cache,
-            store: store.as_ref(),
-            clock,
-            printer,
-        };
-        let browser = login.browser.clone().into_browser();
-        let obtained = authenticator.obtain(&login, browser.as_ref(), false)?;
+        let session = super::Session::open(&identity, &args.cache, clock, printer)?;
+        let obtained = session.obtain(&login, false)?;
         printer.info(format_args!(
             "logged in; the token's {} claim is {:?} and its groups are [{}]",
             auth.username_claim,
@@ -110,9 +101,10 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             // An explicit provider (e.g. Okta behind a custom domain) cannot be guessed from the
             // issuer by get-token: carry it into the entry.
             if args.identity.provider != crate::cli::ProviderArg::Auto
-                && let Some(value) = clap::ValueEnum::to_possible_value(&args.identity.provider) {
-                    exec_args.push(format!("--provider={}", value.get_name()));
-                }
+                && let Some(value) = clap::ValueEnum::to_possible_value(&args.identity.provider)
+            {
+                exec_args.push(format!("--provider={}", value.get_name()));
+            }
             exec_args
         }
     };
@@ -143,10 +135,7 @@ fn check_issuer(
     printer: Printer,
 ) -> anyhow::Result<()> {
     let oidc = login.oidc(identity);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime()?;
     let provider = runtime
         .block_on(Provider::discover(&oidc, clock))
         .with_context(|| format!("the issuer {} failed its check", identity.issuer))?;

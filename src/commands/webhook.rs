@@ -49,10 +49,7 @@ pub fn run(args: &WebhookArgs) -> anyhow::Result<()> {
         Duration::from_secs(args.cache_ttl),
         printer,
     ));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime()?;
     runtime.block_on(async {
         let listener = webhook::bind(listen).await?;
         let addr = listener.local_addr().context("cannot read the listen address")?;

@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use anyhow::bail;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::cache::CacheKey;
 use crate::cli::{Format, WhoamiArgs};
-use crate::clock::Clock;
+use crate::clock::{Clock, relative, rfc3339};
 use crate::config::Identity;
 use crate::printer::Printer;
 use crate::token::IdTokenInfo;
@@ -17,7 +17,7 @@ use crate::token::IdTokenInfo;
 pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let printer = Printer::new(args.output.verbose);
     let identity = Identity::optional_from_flags(&args.identity)?;
-    let (_cache, store) = super::open_cache(&args.cache, printer)?;
+    let (_cache, store) = super::open_cache(&args.cache)?;
     let keys: Vec<CacheKey> = match &identity {
         Some(identity) => vec![identity.cache_key()],
         None => store.list()?,
@@ -25,7 +25,9 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let now = clock.now();
     let mut found = Vec::new();
     for key in keys {
-        let Some((tokens, meta)) = store.load_with_meta(&key)? else { continue };
+        let Some((tokens, meta)) = store.load_with_meta(&key)? else {
+            continue;
+        };
         // GitHub tokens are opaque: their entry's metadata describes them.
         if let Some((text, value)) = super::github::whoami_entry(&key, &meta, now) {
             found.push((key, text, value));
@@ -123,22 +125,4 @@ fn to_json(key: &CacheKey, info: &IdTokenInfo, now: DateTime<Utc>) -> serde_json
         "expired": info.expiry <= now,
         "claims": info.claims,
     })
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let secs = (t - now).num_seconds();
-    let span = |s: i64| match s {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-    };
-    if secs >= 0 {
-        format!("in {}", span(secs))
-    } else {
-        format!("expired {} ago", span(-secs))
-    }
 }

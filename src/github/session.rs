@@ -16,16 +16,17 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::json;
 
 use super::oauth::{Client, GithubTokens};
 use super::{Account, Api, GithubError, GithubUrls, KIND, http_client};
 use crate::auth::cooldown::Cooldown;
-use crate::auth::{Authenticator, EXPIRY_MARGIN, Obtained, Source};
+use crate::auth::{Authenticator, EXPIRY_MARGIN, Obtained, Source, headless};
 use crate::browser::{Browser, BrowserChoice};
 use crate::cache::{CacheError, CacheKey, CacheKind, CacheLock, EntryMeta};
+use crate::clock::{relative, rfc3339};
 use crate::config::{Grant, HTTP_TIMEOUT, LoginConfig};
 use crate::loopback::LoopbackServer;
 use crate::printer::Printer;
@@ -188,10 +189,7 @@ pub fn obtain(
         check_cooldown()?;
     }
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime()?;
     let http = http_client(HTTP_TIMEOUT, &login.certificate_authorities)?;
     let client = Client {
         urls,
@@ -368,12 +366,6 @@ async fn login_flow(
     }
 }
 
-/// True on Linux without DISPLAY or WAYLAND_DISPLAY (no system browser can be shown).
-fn headless() -> bool {
-    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
-    cfg!(target_os = "linux") && !set("DISPLAY") && !set("WAYLAND_DISPLAY")
-}
-
 async fn device_login(
     auth: &Authenticator<'_>,
     client: &Client<'_>,
@@ -389,12 +381,9 @@ async fn device_login(
         device.user_code,
         login.timeout.as_secs()
     ));
-    let can_show = match &login.browser {
-        BrowserChoice::None => false,
-        BrowserChoice::Command(_) => true,
-        BrowserChoice::System => !headless(),
-    };
-    if can_show && let Err(err) = browser.open(&device.verification_uri) {
+    if login.browser.can_show(headless())
+        && let Err(err) = browser.open(&device.verification_uri)
+    {
         printer.debug(format_args!("could not open a browser: {err}"));
     }
     printer.debug(format_args!(
@@ -519,10 +508,7 @@ pub fn revoke(
     if client_secret.is_none() {
         return Ok(None);
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::runtime()?;
     let http = http_client(HTTP_TIMEOUT, extra_ca_files)?;
     let client = Client {
         urls,
@@ -532,24 +518,6 @@ pub fn revoke(
         client_secret,
     };
     Ok(Some(runtime.block_on(client.revoke(token))?))
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn relative(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    let secs = (t - now).num_seconds();
-    let span = |s: i64| match s {
-        s if s < 120 => format!("{s}s"),
-        s if s < 7200 => format!("{}m", s / 60),
-        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-    };
-    if secs >= 0 {
-        format!("in {}", span(secs))
-    } else {
-        format!("expired {} ago", span(-secs))
-    }
 }
 
 #[cfg(test)]

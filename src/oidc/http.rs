@@ -13,6 +13,8 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::{OidcConfig, OidcError};
+use crate::http::{BodyError, client_builder, read_body};
+pub(crate) use crate::http::{one_line, root_cause};
 
 /// The largest response body koidc reads from the identity provider (4 MiB).
 pub(crate) const MAX_BODY: usize = 4 << 20;
@@ -28,12 +30,7 @@ pub(crate) fn build_client(cfg: &OidcConfig) -> Result<reqwest::Client, OidcErro
         certs.push((path.as_path(), read_ca_file(path)?));
     }
     let builder = |certs: &[(&Path, Vec<Certificate>)], builtin_roots: bool| {
-        let mut b = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(cfg.http_timeout)
-            .connect_timeout(cfg.http_timeout)
-            .user_agent(concat!("koidc/", env!("CARGO_PKG_VERSION")))
-            .tls_built_in_root_certs(builtin_roots);
+        let mut b = client_builder(cfg.http_timeout).tls_built_in_root_certs(builtin_roots);
         for (_, list) in certs {
             for cert in list {
                 b = b.add_root_certificate(cert.clone());
@@ -60,16 +57,10 @@ pub(crate) fn build_client(cfg: &OidcConfig) -> Result<reqwest::Client, OidcErro
 }
 
 fn read_ca_file(path: &Path) -> Result<Vec<Certificate>, OidcError> {
-    let ca_err = |reason: String| OidcError::CaFile {
+    crate::http::read_ca_file(path).map_err(|reason| OidcError::CaFile {
         path: path.display().to_string(),
         reason,
-    };
-    let bytes = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
-    let certs = Certificate::from_pem_bundle(&bytes).map_err(|e| ca_err(root_cause(&e)))?;
-    if certs.is_empty() {
-        return Err(ca_err("no PEM certificate found in it".into()));
-    }
-    Ok(certs)
+    })
 }
 
 /// A response koidc has read completely (status and a bounded body).
@@ -179,35 +170,18 @@ async fn send(req: reqwest::RequestBuilder, url: &Url, timeout: Duration) -> Res
         .get(reqwest::header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(OidcError::Malformed {
+    let body = read_body(&mut resp, MAX_BODY).await.map_err(|err| match err {
+        BodyError::TooLarge { .. } => OidcError::Malformed {
             url: display_url(url),
-            reason: too_large(),
-        });
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| transport_error(&e, url, timeout))?
-    {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(OidcError::Malformed {
-                url: display_url(url),
-                reason: too_large(),
-            });
-        }
-        body.extend_from_slice(&chunk);
-    }
+            reason: format!("the response is larger than {} MiB", MAX_BODY >> 20),
+        },
+        BodyError::Transport(e) => transport_error(&e, url, timeout),
+    })?;
     Ok(Reply {
         status,
         location,
         body,
     })
-}
-
-fn too_large() -> String {
-    format!("the response is larger than {} MiB", MAX_BODY >> 20)
 }
 
 fn transport_error(err: &reqwest::Error, url: &Url, timeout: Duration) -> OidcError {
@@ -233,26 +207,4 @@ pub(crate) fn display_url(url: &Url) -> String {
     u.set_query(None);
     u.set_fragment(None);
     u.to_string()
-}
-
-/// The innermost message of an error chain, capped, on one line.
-pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = err;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    one_line(&cur.to_string(), 300)
-}
-
-/// `s` on one line of printable ASCII, at most `max` characters.
-pub(crate) fn one_line(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
-        .take(max)
-        .collect();
-    if s.chars().count() > max {
-        out.push_str("...");
-    }
-    out
 }

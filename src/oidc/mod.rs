@@ -42,8 +42,8 @@ use url::Url;
 use crate::clock::Clock;
 use crate::token::TokenSet;
 
-use self::http::{ClientAuth, Reply, display_url, one_line};
 pub use self::device::DeviceAuthorization;
+use self::http::{ClientAuth, Reply, display_url, one_line};
 pub use self::paste::PasteError;
 pub use self::verify::{ASYMMETRIC_ALGS, Rejection};
 
@@ -184,14 +184,18 @@ pub enum OidcError {
         description: Option<String>,
     },
     /// The user (or the provider) denied the device login (`access_denied`).
-    #[error("the device login was denied at the identity provider (access_denied); run `koidc login` to try again")]
+    #[error(
+        "the device login was denied at the identity provider (access_denied); run `koidc login` to try again"
+    )]
     DeviceAccessDenied,
     /// The device code expired before the user approved the login (`expired_token`, or the
     /// code's `expires_in` passed).
     #[error("the device code expired before the login was approved; run `koidc login` to try again")]
     DeviceCodeExpired,
     /// The user did not approve the device login within the configured timeout.
-    #[error("the device login was not approved within {secs}s; run `koidc login` to try again (or raise --timeout)")]
+    #[error(
+        "the device login was not approved within {secs}s; run `koidc login` to try again (or raise --timeout)"
+    )]
     DeviceTimeout {
         /// The timeout, in whole seconds.
         secs: u64,

@@ -298,6 +298,18 @@ fn rejection(res: Result<TokenSet, OidcError>) -> Rejection {
     }
 }
 
+/// The rejection of an RS256 ID token (key `k1`) with the stub's claims as `edit` leaves them.
+async fn rejection_of_claims(idp: &Idp, provider: &Provider, edit: impl FnOnce(&mut Value)) -> Rejection {
+    rejection(
+        login_with(idp, provider, |n| {
+            let mut c = idp.claims(Some(n));
+            edit(&mut c);
+            rs256("k1", &c)
+        })
+        .await,
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // Authorization request and code exchange
 
@@ -585,14 +597,7 @@ async fn algorithm_not_advertised_by_the_provider_is_rejected() {
 async fn wrong_issuer_is_rejected_naming_both_values() {
     let idp = Idp::start().await;
     let provider = idp.provider().await;
-    let r = rejection(
-        login_with(&idp, &provider, |n| {
-            let mut c = idp.claims(Some(n));
-            c["iss"] = json!("https://evil.example");
-            rs256("k1", &c)
-        })
-        .await,
-    );
+    let r = rejection_of_claims(&idp, &provider, |c| c["iss"] = json!("https://evil.example")).await;
     assert_eq!(
         OidcError::from(r).to_string(),
         format!(
@@ -606,14 +611,7 @@ async fn wrong_issuer_is_rejected_naming_both_values() {
 async fn issuer_with_an_extra_trailing_slash_is_rejected() {
     let idp = Idp::start().await;
     let provider = idp.provider().await;
-    let r = rejection(
-        login_with(&idp, &provider, |n| {
-            let mut c = idp.claims(Some(n));
-            c["iss"] = json!(format!("{}/", idp.issuer));
-            rs256("k1", &c)
-        })
-        .await,
-    );
+    let r = rejection_of_claims(&idp, &provider, |c| c["iss"] = json!(format!("{}/", idp.issuer))).await;
     assert!(
         matches!(&r, Rejection::Issuer { got, .. } if *got == format!("{}/", idp.issuer)),
         "{r:?}"
@@ -624,14 +622,7 @@ async fn issuer_with_an_extra_trailing_slash_is_rejected() {
 async fn wrong_audience_is_rejected() {
     let idp = Idp::start().await;
     let provider = idp.provider().await;
-    let r = rejection(
-        login_with(&idp, &provider, |n| {
-            let mut c = idp.claims(Some(n));
-            c["aud"] = json!("someone-else");
-            rs256("k1", &c)
-        })
-        .await,
-    );
+    let r = rejection_of_claims(&idp, &provider, |c| c["aud"] = json!("someone-else")).await;
     assert!(matches!(r, Rejection::Audience(_)), "{r:?}");
     assert!(
         OidcError::from(r)
@@ -644,15 +635,11 @@ async fn wrong_audience_is_rejected() {
 async fn extra_untrusted_audience_is_rejected() {
     let idp = Idp::start().await;
     let provider = idp.provider().await;
-    let r = rejection(
-        login_with(&idp, &provider, |n| {
-            let mut c = idp.claims(Some(n));
-            c["aud"] = json!([CLIENT_ID, "other-client"]);
-            c["azp"] = json!(CLIENT_ID);
-            rs256("k1", &c)
-        })
-        .await,
-    );
+    let r = rejection_of_claims(&idp, &provider, |c| {
+        c["aud"] = json!([CLIENT_ID, "other-client"]);
+        c["azp"] = json!(CLIENT_ID);
+    })
+    .await;
     assert!(
         matches!(&r, Rejection::Audience(m) if m.contains("other-client")),
         "{r:?}"
@@ -663,14 +650,7 @@ async fn extra_untrusted_audience_is_rejected() {
 async fn azp_other_than_the_client_id_is_rejected_and_equal_azp_is_accepted() {
     let idp = Idp::start().await;
     let provider = idp.provider().await;
-    let r = rejection(
-        login_with(&idp, &provider, |n| {
-            let mut c = idp.claims(Some(n));
-            c["azp"] = json!("other-client");
-            rs256("k1", &c)
-        })
-        .await,
-    );
+    let r = rejection_of_claims(&idp, &provider, |c| c["azp"] = json!("other-client")).await;
     assert_eq!(
         r,
         Rejection::AuthorizedParty {
@@ -692,14 +672,7 @@ async fn token_expired_by_the_injected_clock_is_rejected() {
     let idp = Idp::start().await;
     let provider = idp.provider().await;
     // Far in the future for the system clock, one second in the past for the injected one.
-    let r = rejection(
-        login_with(&idp, &provider, |n| {
-            let mut c = idp.claims(Some(n));
-            c["exp"] = json!(now().timestamp() - 1);
-            rs256("k1", &c)
-        })
-        .await,
-    );
+    let r = rejection_of_claims(&idp, &provider, |c| c["exp"] = json!(now().timestamp() - 1)).await;
     assert!(matches!(r, Rejection::Expired { .. }), "{r:?}");
     assert!(
         OidcError::from(r)
@@ -800,14 +773,10 @@ async fn malformed_token_is_rejected() {
     let r = rejection(login_with(&idp, &provider, |_| "not-a-jwt".into()).await);
     assert!(matches!(r, Rejection::Malformed(_)), "{r:?}");
     // Missing `sub`: signed correctly but not an ID token.
-    let r = rejection(
-        login_with(&idp, &provider, |n| {
-            let mut c = idp.claims(Some(n));
-            c.as_object_mut().unwrap().remove("sub");
-            rs256("k1", &c)
-        })
-        .await,
-    );
+    let r = rejection_of_claims(&idp, &provider, |c| {
+        c.as_object_mut().unwrap().remove("sub");
+    })
+    .await;
     assert!(matches!(r, Rejection::Malformed(_)), "{r:?}");
 }
 

@@ -4,16 +4,14 @@
 //! mode (`--paste`) with the redirected URL piped into koidc's stdin; and the cool-down that makes
 //! non-interactive kubectl calls fail fast, without a browser, after a failed or abandoned login.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::dex::{MOCK_EMAIL, USER_EMAIL, USER_GROUPS, USER_PASSWORD};
 use crate::lab::{Lab, LabOptions};
 use crate::support::{
-    Output, RUN_TIMEOUT, Stdout, V1, clean_command, files_under, koidc_bin, mode, repo_root, run,
+    Live, Output, RUN_TIMEOUT, Stdout, V1, clean_command, files_under, koidc_bin, mode, repo_root, run,
 };
 
 /// The grant type of device access token requests.
@@ -62,127 +60,6 @@ fn approve(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> Output {
     out
 }
 
-/// A koidc process whose stderr is read line by line while it runs.
-struct Live {
-    what: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    started: Instant,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    stdout: mpsc::Receiver<String>,
-}
-
-impl Live {
-    fn spawn(mut cmd: Command) -> Live {
-        let what = format!("{:?}", cmd.get_args().collect::<Vec<_>>());
-        let started = Instant::now();
-        let mut child = cmd.spawn().expect("start koidc");
-        let stdin = child.stdin.take();
-        let stderr = child.stderr.take().expect("piped stderr");
-        let mut stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (out_tx, out_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = String::new();
-            let _ = stdout.read_to_string(&mut buf);
-            let _ = out_tx.send(buf);
-        });
-        Live {
-            what,
-            child,
-            stdin,
-            started,
-            lines,
-            seen: Vec::new(),
-            stdout: out_rx,
-        }
-    }
-
-    /// The first stderr line containing `needle` (waiting up to `timeout`).
-    fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
-        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => {
-                    let _ = self.child.kill();
-                    panic!(
-                        "{}: no stderr line with {needle:?} within {timeout:?}; stderr so far:\n{}",
-                        self.what,
-                        self.seen.join("\n")
-                    );
-                }
-            }
-        }
-    }
-
-    fn write_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin is piped");
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .and_then(|()| stdin.flush())
-            .expect("write to koidc's stdin");
-    }
-
-    /// Waits for the exit (failing after `timeout` from the start); returns the output and the
-    /// time the process ran.
-    fn finish(mut self, timeout: Duration) -> (Output, Duration) {
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for koidc") {
-                break status;
-            }
-            if self.started.elapsed() > timeout {
-                let _ = self.child.kill();
-                panic!(
-                    "{} did not finish within {timeout:?}; stderr:\n{}",
-                    self.what,
-                    self.seen.join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let ran = self.started.elapsed();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
-            self.seen.push(line);
-        }
-        let stdout = self
-            .stdout
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_default();
-        let mut stderr = self.seen.join("\n");
-        if !stderr.is_empty() {
-            stderr.push('\n');
-        }
-        (
-            Output {
-                what: self.what,
-                status,
-                stdout,
-                stderr,
-            },
-            ran,
-        )
-    }
-}
-
 /// The verification URI and user code from koidc's prompt
 /// `koidc: to log in, open URI and enter the code CODE (waiting up to Ns)`.
 fn parse_prompt(line: &str) -> (String, String) {
@@ -214,7 +91,7 @@ fn device_code_login_with_dex_is_approved_from_the_printed_code() {
     let mut lab = Lab::start(LabOptions::default());
     lab.flags.extend(["--scope", "email"].map(String::from));
 
-    let mut koidc = Live::spawn(command(
+    let mut koidc = Live::spawn(&mut command(
         &lab,
         "get-token",
         &["--grant", "device-code", "--no-browser"],
@@ -271,7 +148,7 @@ fn device_code_login_through_the_complete_uri_with_the_password_connector_has_gr
     lab.flags
         .extend(["--scope", "email", "--scope", "groups"].map(String::from));
 
-    let mut koidc = Live::spawn(command(
+    let mut koidc = Live::spawn(&mut command(
         &lab,
         "login",
         &["--grant", "device-code", "--no-browser"],
@@ -339,7 +216,7 @@ fn device_code_login_times_out_cleanly() {
 fn auto_grant_without_a_display_or_browser_command_uses_the_device_flow() {
     // The clean environment has neither DISPLAY nor WAYLAND_DISPLAY nor BROWSER.
     let lab = Lab::start(LabOptions::default());
-    let mut koidc = Live::spawn(command(&lab, "get-token", &["--no-browser-command"]));
+    let mut koidc = Live::spawn(&mut command(&lab, "get-token", &["--no-browser-command"]));
     koidc.wait_for_line("no display to open a browser on", Duration::from_secs(30));
     let (uri, code) = parse_prompt(&koidc.wait_for_line("enter the code", Duration::from_secs(5)));
     approve(&lab, &[&uri, &code], &[]);
@@ -358,7 +235,7 @@ fn paste_mode_takes_the_redirected_url_from_piped_stdin() {
         &["--grant", "authcode", "--paste", "--no-browser"],
     );
     cmd.stdin(Stdio::piped());
-    let mut koidc = Live::spawn(cmd);
+    let mut koidc = Live::spawn(&mut cmd);
     let line = koidc.wait_for_line("open this URL in a browser", Duration::from_secs(30));
     let auth_url = &line[line.find("http").expect("a URL")..];
     koidc.wait_for_line("paste the address", Duration::from_secs(5));

@@ -17,11 +17,26 @@ use crate::support::Output;
 const NEAR_MISS_NAMESPACE: &str = "doctor-nearmiss";
 
 /// `koidc doctor --kubeconfig <user kubeconfig> <extra>` as `user`.
-fn doctor(user: &KubeUser, kubeconfig: &Path, extra: &[&str]) -> Output {
+fn doctor(user: &KubeUser, kubeconfig: &Path, extra: &[impl AsRef<str>]) -> Output {
     let kubeconfig = kubeconfig.display().to_string();
     let mut args = vec!["doctor", "--kubeconfig", kubeconfig.as_str()];
-    args.extend(extra);
+    args.extend(extra.iter().map(AsRef::as_ref));
     user.koidc(&args)
+}
+
+/// `--issuer`, `--client-id <client_id>` and the IdP's CA: an identity from flags, not from the
+/// kubeconfig.
+fn identity_flags(cluster: &KubeCluster, client_id: &str) -> Vec<String> {
+    [
+        "--issuer",
+        cluster.issuer(),
+        "--client-id",
+        client_id,
+        "--certificate-authority",
+        &cluster.idp.ca_file().display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// `--admin-kubeconfig <admin> --kubectl <pinned kubectl>`.
@@ -241,26 +256,10 @@ fn doctor_fails_the_claims_check_when_the_groups_scope_is_missing() {
     let _logs = cluster.print_logs_on_failure();
     let kubeconfig = &audited().user_kubeconfig;
     let reader = cluster.user_of(&READER, kubeconfig);
-    let ca = cluster.idp.ca_file().display().to_string();
+    let mut extra = identity_flags(cluster, "koidc");
     // `generic`: no Dex preset adding the groups scope behind the user's back.
-    let out = doctor(
-        &reader,
-        kubeconfig,
-        &[
-            "--issuer",
-            cluster.issuer(),
-            "--client-id",
-            "koidc",
-            "--provider",
-            "generic",
-            "--scope",
-            "email",
-            "--certificate-authority",
-            &ca,
-            "-n",
-            APP_NAMESPACE,
-        ],
-    );
+    extra.extend(["--provider", "generic", "--scope", "email", "-n", APP_NAMESPACE].map(String::from));
+    let out = doctor(&reader, kubeconfig, &extra);
     assert_no_token(&out);
     assert_eq!(
         line(&out, "token claims"),
@@ -294,19 +293,7 @@ fn doctor_fails_client_accepted_for_a_client_id_the_idp_does_not_know() {
     let _logs = cluster.print_logs_on_failure();
     let kubeconfig = &audited().user_kubeconfig;
     let reader = cluster.user_of(&READER, kubeconfig);
-    let ca = cluster.idp.ca_file().display().to_string();
-    let out = doctor(
-        &reader,
-        kubeconfig,
-        &[
-            "--issuer",
-            cluster.issuer(),
-            "--client-id",
-            "wrong-client",
-            "--certificate-authority",
-            &ca,
-        ],
-    );
+    let out = doctor(&reader, kubeconfig, &identity_flags(cluster, "wrong-client"));
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(
         lines[..3],

@@ -8,19 +8,13 @@
 //! fault was caught, not that the stub is unusable. The browser is `curl -L`: the stub's
 //! `/authorize` only redirects, so following redirects completes the login.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
-use crate::stub_idp::{CLIENT_ID, Fault, STALL, StubIdp, refused_issuer};
-use crate::support::{
-    ExecCredential, Output, clean_command, files_under, koidc_bin, mode, parse_exec_credential, run,
-};
-
-/// The browser koidc launches: follows the stub's redirect to koidc's loopback callback.
-const BROWSER: &str = "curl -sS -L --max-time 20 -o /dev/null";
+use crate::stub_idp::{CLIENT_ID, Fault, STALL, StubClient, StubIdp, refused_issuer};
+use crate::support::{ExecCredential, Output, mode, parse_exec_credential, run};
 
 /// koidc's fixed HTTP timeout per request to the IdP (src/config.rs `HTTP_TIMEOUT`).
 const KOIDC_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,42 +23,9 @@ const KOIDC_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 /// person at the terminal, printed before the login can fail).
 const BROWSER_NOTICE: &str = "koidc: opened a browser to log in";
 
-/// A temp dir with HOME and the cache dir of one koidc user.
-struct Client {
-    tmp: TempDir,
-}
-
-impl Client {
-    fn new() -> Client {
-        let tmp = tempfile::Builder::new()
-            .prefix("koidc-forged-")
-            .tempdir()
-            .expect("temp dir");
-        std::fs::create_dir(tmp.path().join("home")).expect("create HOME");
-        Client { tmp }
-    }
-
-    fn cache_dir(&self) -> PathBuf {
-        self.tmp.path().join("cache")
-    }
-
-    /// `koidc get-token` against `issuer` with a file cache and curl as the browser.
-    fn get_token(&self, issuer: &str) -> Output {
-        let mut cmd = clean_command(koidc_bin(), &self.tmp.path().join("home"));
-        cmd.args(["get-token", "--issuer", issuer, "--client-id", CLIENT_ID])
-            .args(["--cache", "file", "--cache-dir"])
-            .arg(self.cache_dir())
-            .args(["--browser-command", BROWSER, "--timeout", "20"]);
-        run(&mut cmd)
-    }
-
-    /// The cache entry files (`.json` / `.enc`) koidc wrote.
-    fn entries(&self) -> Vec<PathBuf> {
-        files_under(&self.cache_dir())
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "json" || e == "enc"))
-            .collect()
-    }
+/// `koidc get-token` against `issuer` with a file cache and curl as the browser.
+fn get_token(client: &StubClient, issuer: &str) -> Output {
+    run(&mut client.command_with_cache("get-token", issuer, "file", &[]))
 }
 
 /// Checks a rejected `get-token`: exit code 1, empty stdout, stderr holding (besides koidc's
@@ -72,7 +33,7 @@ impl Client {
 /// every word of `names` (case-insensitive), no JWT or token the stub issued on stderr, no
 /// panic, and no cache entry. Returns the error line.
 #[track_caller]
-fn assert_rejected(out: &Output, client: &Client, idp: Option<&StubIdp>, names: &[&str]) -> String {
+fn assert_rejected(out: &Output, client: &StubClient, idp: Option<&StubIdp>, names: &[&str]) -> String {
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -148,8 +109,8 @@ fn assert_rejected(out: &Output, client: &Client, idp: Option<&StubIdp>, names: 
 #[track_caller]
 fn rejected(fault: Fault, names: &[&str]) -> (StubIdp, String) {
     let idp = StubIdp::start(fault);
-    let client = Client::new();
-    let out = client.get_token(idp.issuer());
+    let client = StubClient::new();
+    let out = get_token(&client, idp.issuer());
     let line = assert_rejected(&out, &client, Some(&idp), names);
     (idp, line)
 }
@@ -195,8 +156,8 @@ fn assert_accepted(out: &Output, idp: &StubIdp) -> ExecCredential {
 #[test]
 fn forged_control_good_stub_token_is_accepted_and_cached() {
     let idp = StubIdp::start(Fault::Good);
-    let client = Client::new();
-    let out = client.get_token(idp.issuer());
+    let client = StubClient::new();
+    let out = get_token(&client, idp.issuer());
     let cred = assert_accepted(&out, &idp);
     assert_eq!(
         idp.issued_id_tokens(),
@@ -220,7 +181,7 @@ fn forged_control_good_stub_token_is_accepted_and_cached() {
 
     // The next call is served from the cache without talking to the stub.
     let before = (idp.hits("discovery"), idp.hits("token"));
-    let again = client.get_token(idp.issuer());
+    let again = get_token(&client, idp.issuer());
     let hit = assert_accepted(&again, &idp);
     assert_eq!(hit.token, cred.token, "a cache hit serves the cached token");
     assert_eq!((idp.hits("discovery"), idp.hits("token")), before);
@@ -358,9 +319,9 @@ fn forged_malformed_discovery_json_is_rejected() {
 
 #[test]
 fn forged_issuer_refusing_connections_fails_cleanly() {
-    let client = Client::new();
+    let client = StubClient::new();
     let issuer = refused_issuer();
-    let out = client.get_token(&issuer);
+    let out = get_token(&client, &issuer);
     let line = assert_rejected(&out, &client, None, &["cannot reach", "refused"]);
     let port = issuer.rsplit(':').next().unwrap_or_default();
     let port = port.trim_end_matches("/idp");
@@ -396,8 +357,8 @@ fn forged_callback_with_state_but_no_code_fails() {
 #[test]
 fn forged_cache_entry_tampered_to_another_issuer_is_not_served() {
     let idp = StubIdp::start(Fault::Good);
-    let client = Client::new();
-    let first = assert_accepted(&client.get_token(idp.issuer()), &idp);
+    let client = StubClient::new();
+    let first = assert_accepted(&get_token(&client, idp.issuer()), &idp);
     let entries = client.entries();
     assert_eq!(entries.len(), 1, "one cache entry: {entries:?}");
     let entry = &entries[0];
@@ -414,7 +375,7 @@ fn forged_cache_entry_tampered_to_another_issuer_is_not_served() {
     doc["id_token"] = json!(forged);
     write_keeping_mode(entry, &doc.to_string());
 
-    let out = client.get_token(idp.issuer());
+    let out = get_token(&client, idp.issuer());
     let cred = assert_accepted(&out, &idp);
     assert!(!out.stdout.contains(&forged), "the tampered token was served");
     assert_ne!(cred.token, first.token);

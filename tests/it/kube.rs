@@ -433,21 +433,20 @@ impl KubeCluster {
 
         let (mut etcd, etcd_url) = start_etcd(&etcd_bin, &dir);
         let started = Instant::now();
-        let (apiserver, url) =
-            match start_apiserver(
-                &apiserver_bin,
-                &dir,
-                &idp.pki,
-                &etcd_url,
-                &auth_config_file,
-                extra_apiserver_flags,
-            ) {
-                Ok(started) => started,
-                Err(message) => {
-                    etcd.kill();
-                    panic!("{message}\n--- last etcd log lines ---\n{}", tail(&etcd.log, 20));
-                }
-            };
+        let (apiserver, url) = match start_apiserver(
+            &apiserver_bin,
+            &dir,
+            &idp.pki,
+            &etcd_url,
+            &auth_config_file,
+            extra_apiserver_flags,
+        ) {
+            Ok(started) => started,
+            Err(message) => {
+                etcd.kill();
+                panic!("{message}\n--- last etcd log lines ---\n{}", tail(&etcd.log, 20));
+            }
+        };
         let apiserver_startup = started.elapsed();
 
         let admin_kubeconfig = dir.join("admin.kubeconfig");
@@ -1042,29 +1041,9 @@ fn start_apiserver(
 
 /// A kubeconfig (JSON) for the admin client certificate.
 fn write_admin_kubeconfig(path: &Path, server: &str, pki: &Pki) {
-    let config = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{
-            "name": "test",
-            "cluster": {
-                "server": server,
-                "certificate-authority-data": STANDARD.encode(&pki.ca_pem),
-            },
-        }],
-        "users": [{
-            "name": "admin",
-            "user": {
-                "client-certificate-data": STANDARD.encode(&pki.admin_cert_pem),
-                "client-key-data": STANDARD.encode(&pki.admin_key_pem),
-            },
-        }],
-        "contexts": [{ "name": "admin", "context": { "cluster": "test", "user": "admin" } }],
-        "current-context": "admin",
+    let user = json!({
+        "client-certificate-data": STANDARD.encode(&pki.admin_cert_pem),
+        "client-key-data": STANDARD.encode(&pki.admin_key_pem),
     });
-    std::fs::write(
-        path,
-        serde_json::to_string_pretty(&config).expect("serialize kubeconfig"),
-    )
-    .expect("write the admin kubeconfig");
+    kubeconfig::write_one_cluster(path, server, &pki.ca_pem, ("admin", user), "admin");
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::{V1, V1BETA1, koidc_bin};
 
@@ -29,14 +29,7 @@ impl ExecApi {
 
 /// Writes a kubeconfig (JSON, which kubectl accepts) to `path`. `args` are koidc's arguments
 /// (starting with `get-token`), `env` extra variables for the plugin.
-pub fn write(
-    path: &Path,
-    server: &str,
-    ca_pem: &str,
-    api: ExecApi,
-    args: &[String],
-    env: &[(&str, String)],
-) {
+pub fn write(path: &Path, server: &str, ca_pem: &str, api: ExecApi, args: &[String], env: &[(&str, String)]) {
     let mut exec = json!({
         "apiVersion": api.api_version(),
         "command": koidc_bin(),
@@ -48,6 +41,18 @@ pub fn write(
     if api == ExecApi::V1 {
         exec["interactiveMode"] = json!("IfAvailable");
     }
+    write_one_cluster(path, server, ca_pem, ("oidc", json!({ "exec": exec })), "test");
+}
+
+/// Writes a kubeconfig (JSON) to `path` with one cluster (`test`: `server`, trusted through
+/// `ca_pem`), one user (name and `user` entry) and the current context `context` joining them.
+pub fn write_one_cluster(
+    path: &Path,
+    server: &str,
+    ca_pem: impl AsRef<[u8]>,
+    (user_name, user): (&str, Value),
+    context: &str,
+) {
     let config = json!({
         "apiVersion": "v1",
         "kind": "Config",
@@ -58,13 +63,13 @@ pub fn write(
                 "certificate-authority-data": STANDARD.encode(ca_pem),
             },
         }],
-        "users": [{ "name": "oidc", "user": { "exec": exec } }],
-        "contexts": [{ "name": "test", "context": { "cluster": "test", "user": "oidc" } }],
-        "current-context": "test",
+        "users": [{ "name": user_name, "user": user }],
+        "contexts": [{ "name": context, "context": { "cluster": "test", "user": user_name } }],
+        "current-context": context,
     });
     std::fs::write(
         path,
         serde_json::to_string_pretty(&config).expect("serialize kubeconfig"),
     )
-    .expect("write kubeconfig");
+    .unwrap_or_else(|e| panic!("write the kubeconfig {}: {e}", path.display()));
 }

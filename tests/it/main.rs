@@ -25,6 +25,7 @@ mod device;
 mod doctor;
 mod exec_info;
 mod forged_tokens;
+mod hostile;
 mod github;
 mod keyring;
 mod kubectl;

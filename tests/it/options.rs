@@ -7,94 +7,24 @@
 //! the `redirect_uri`) run against the stub IdP ([`crate::stub_idp`]) with `curl -L` as the
 //! browser; the others run against Dex through the counting proxy ([`crate::lab`]).
 
-use std::io::{BufRead as _, BufReader, ErrorKind, Read as _};
+use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-use tempfile::TempDir;
 
 use crate::browser::{BrowserLog, fake_browser};
 use crate::dex::CLIENT_ID as DEX_CLIENT_ID;
 use crate::keyring::{SecretService, SessionKeyring};
 use crate::lab::{Lab, LabOptions};
-use crate::stub_idp::{CLIENT_ID, Fault, Revocation, StubIdp, StubOptions};
+use crate::stub_idp::{CLIENT_ID, Fault, Revocation, StubClient, StubIdp, StubOptions};
 use crate::support::{
-    ExecCredential, Output, RUN_TIMEOUT, Secrets, Stdout, assert_no_leak, clean_command, files_containing,
-    files_under, koidc_bin, parse_exec_credential, run, wait_until_stale,
+    ExecCredential, Live, Output, RUN_TIMEOUT, Secrets, Stdout, assert_no_leak, clean_command, entry_files,
+    files_containing, files_under, koidc_bin, parse_exec_credential, run, wait_until_stale,
 };
-
-/// The browser for the stub IdP: its `/authorize` only redirects, so following redirects reaches
-/// koidc's loopback callback.
-const CURL_BROWSER: &str = "curl -sS -L --max-time 20 -o /dev/null";
 
 /// The prefix of koidc's `-v` lines.
 const DEBUG_PREFIX: &str = "koidc: debug: ";
-
-/// The HOME and cache dir of one koidc user talking to a stub IdP.
-struct StubClient {
-    tmp: TempDir,
-}
-
-impl StubClient {
-    fn new() -> StubClient {
-        let tmp = tempfile::Builder::new()
-            .prefix("koidc-options-")
-            .tempdir()
-            .expect("temp dir");
-        std::fs::create_dir(tmp.path().join("home")).expect("create HOME");
-        StubClient { tmp }
-    }
-
-    fn home(&self) -> PathBuf {
-        self.tmp.path().join("home")
-    }
-
-    fn cache_dir(&self) -> PathBuf {
-        self.tmp.path().join("cache")
-    }
-
-    /// `koidc ARGS` with a clean environment and this client's HOME.
-    fn koidc(&self, args: &[&str]) -> Command {
-        let mut cmd = clean_command(koidc_bin(), &self.home());
-        cmd.args(args);
-        cmd
-    }
-
-    /// `koidc SUBCOMMAND` against `idp` with `--cache CACHE`, this client's cache dir, curl as the
-    /// browser and (unless `extra` sets one) a 20 s login timeout, then `extra`.
-    fn command_with_cache(&self, sub: &str, idp: &StubIdp, cache: &str, extra: &[&str]) -> Command {
-        let mut cmd = self.koidc(&[sub, "--issuer", idp.issuer(), "--client-id", CLIENT_ID]);
-        cmd.args(["--cache", cache, "--cache-dir"])
-            .arg(self.cache_dir())
-            .args(["--browser-command", CURL_BROWSER]);
-        if !extra.contains(&"--timeout") {
-            cmd.args(["--timeout", "20"]);
-        }
-        cmd.args(extra);
-        cmd
-    }
-
-    /// [`StubClient::command_with_cache`] with the file cache.
-    fn command(&self, sub: &str, idp: &StubIdp, extra: &[&str]) -> Command {
-        self.command_with_cache(sub, idp, "file", extra)
-    }
-
-    /// The cache entry files (`.json` / `.enc`).
-    fn entries(&self) -> Vec<PathBuf> {
-        entry_files(&self.cache_dir())
-    }
-}
-
-/// Cache entry files (`.json` / `.enc`) under `dir`.
-fn entry_files(dir: &Path) -> Vec<PathBuf> {
-    files_under(dir)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "json" || e == "enc"))
-        .collect()
-}
 
 /// Everything secret the stub handed out, for the leak checks.
 fn stub_secrets(idp: &StubIdp) -> Secrets {
@@ -139,6 +69,17 @@ fn lab_command_in(lab: &Lab, sub: &str, dir: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
+/// A well-behaved stub IdP with a revocation endpoint.
+fn revoking_idp() -> StubIdp {
+    StubIdp::start_with(
+        Fault::Good,
+        StubOptions {
+            revocation: true,
+            ..StubOptions::default()
+        },
+    )
+}
+
 /// A loopback port nothing listens on (bound, then freed).
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
@@ -146,130 +87,11 @@ fn free_port() -> u16 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A process whose stderr is read line by line while it runs.
-
-struct Streaming {
-    what: String,
-    child: Child,
-    started: Instant,
-    lines: mpsc::Receiver<String>,
-    stderr: Vec<String>,
-    stdout: mpsc::Receiver<String>,
-}
-
-impl Streaming {
-    fn spawn(cmd: &mut Command) -> Streaming {
-        let what = format!("{cmd:?}");
-        let started = Instant::now();
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        let err = child.stderr.take().expect("stderr is piped");
-        let mut out = child.stdout.take().expect("stdout is piped");
-        let (line_tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                if line_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (out_tx, stdout) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = out.read_to_end(&mut buf);
-            let _ = out_tx.send(String::from_utf8_lossy(&buf).into_owned());
-        });
-        Streaming {
-            what,
-            child,
-            started,
-            lines,
-            stderr: Vec::new(),
-            stdout,
-        }
-    }
-
-    /// Reads stderr until a line containing `needle` arrives (within `timeout`) and returns it.
-    fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.stderr.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(e) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    panic!(
-                        "{}: no stderr line with {needle:?} ({e:?}); stderr so far:\n{}",
-                        self.what,
-                        self.stderr.join("\n")
-                    );
-                }
-            }
-        }
-    }
-
-    /// True while the process has not exited.
-    fn running(&mut self) -> bool {
-        self.child.try_wait().expect("poll the child").is_none()
-    }
-
-    /// Waits for the process to exit (killing it and failing after `timeout` from its start).
-    fn finish(mut self, timeout: Duration) -> Output {
-        let deadline = self.started + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for the child") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "{} did not finish within {timeout:?}; stderr:\n{}",
-                    self.what,
-                    self.stderr.join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let pipe_wait = Duration::from_secs(30);
-        while let Ok(line) = self.lines.recv_timeout(pipe_wait) {
-            self.stderr.push(line);
-        }
-        let stdout = self
-            .stdout
-            .recv_timeout(pipe_wait)
-            .unwrap_or_else(|_| panic!("{}: stdout stayed open after exit", self.what));
-        let mut stderr = self.stderr.join("\n");
-        if !stderr.is_empty() {
-            stderr.push('\n');
-        }
-        Output {
-            what: self.what,
-            status,
-            stdout,
-            stderr,
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // 1. logout
 
 #[test]
 fn logout_revokes_refresh_token_at_revocation_endpoint() {
-    let idp = StubIdp::start_with(
-        Fault::Good,
-        StubOptions {
-            revocation: true,
-            ..StubOptions::default()
-        },
-    );
+    let idp = revoking_idp();
     let client = StubClient::new();
     let cred = assert_stub_get_token(&run(&mut client.command("get-token", &idp, &[])), &idp);
     let refresh_tokens = idp.issued_refresh_tokens();
@@ -349,13 +171,7 @@ fn logout_without_revocation_endpoint_still_forgets() {
 
 #[test]
 fn logout_all_forgets_and_revokes_every_identity() {
-    let idp = StubIdp::start_with(
-        Fault::Good,
-        StubOptions {
-            revocation: true,
-            ..StubOptions::default()
-        },
-    );
+    let idp = revoking_idp();
     let client = StubClient::new();
     // Two identities: same issuer and client, different scope sets.
     assert_stub_get_token(&run(&mut client.command("get-token", &idp, &[])), &idp);
@@ -399,7 +215,7 @@ fn logout_all_forgets_and_revokes_every_identity() {
 fn no_browser_prints_url_and_waits() {
     let lab = Lab::start(LabOptions::default());
     // The lab also passes --browser-command (the fake browser): --no-browser must win.
-    let mut koidc = Streaming::spawn(&mut lab.command("get-token", &["--no-browser"]));
+    let mut koidc = Live::spawn(&mut lab.command("get-token", &["--no-browser"]));
     let line = koidc.wait_for_line("open this URL", Duration::from_secs(60));
     assert!(
         line.starts_with("koidc: "),
@@ -426,7 +242,7 @@ fn no_browser_prints_url_and_waits() {
     browser.assert_success();
     assert_eq!(own_log.launches(), 1);
 
-    let out = koidc.finish(RUN_TIMEOUT);
+    let (out, _) = koidc.finish(RUN_TIMEOUT);
     let (_, cred) = lab.assert_ok_get_token(&out);
     assert_eq!(
         lab.proxy.grants_since(0),
@@ -612,7 +428,7 @@ fn large_token_works_with_keyring_cache() {
     let session = SessionKeyring::new();
     let secret_service = SecretService::start(client.tmp.path(), &client.home());
     let get_token = || -> Output {
-        let mut cmd = client.command_with_cache("get-token", &idp, "keyring", &[]);
+        let mut cmd = client.command_with_cache("get-token", idp.issuer(), "keyring", &[]);
         cmd.env("DBUS_SESSION_BUS_ADDRESS", &secret_service.address);
         session.join(&mut cmd);
         run(&mut cmd)

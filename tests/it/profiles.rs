@@ -14,7 +14,9 @@ use serde_json::Value;
 use crate::browser::fake_browser;
 use crate::dex::{CLIENT_ID, MOCK_EMAIL, USER_EMAIL, USER_PASSWORD};
 use crate::lab::{Lab, LabOptions};
-use crate::support::{Stdout, clean_command, e2e_binary, files_under, koidc_bin, mode, repo_root, run};
+use crate::support::{
+    Output, Stdout, clean_command, e2e_binary, files_under, koidc_bin, mode, repo_root, run,
+};
 
 /// Writes `text` as the config file `<xdg>/koidc/config.toml` (0600 in a 0700 directory) and
 /// returns the XDG_CONFIG_HOME to give koidc.
@@ -54,6 +56,11 @@ fn koidc_with_config(lab: &Lab, xdg: &Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// Runs [`koidc_with_config`].
+fn run_with_config(lab: &Lab, xdg: &Path, args: &[&str]) -> Output {
+    run(&mut koidc_with_config(lab, xdg, args))
+}
+
 fn cache_entries(dir: &Path) -> Vec<PathBuf> {
     files_under(dir)
         .into_iter()
@@ -73,11 +80,7 @@ fn get_token_with_only_a_profile_logs_in_caches_and_serves_from_the_cache() {
         ),
     );
 
-    let out = run(&mut koidc_with_config(
-        &lab,
-        &xdg,
-        &["get-token", "--profile", "work"],
-    ));
+    let out = run_with_config(&lab, &xdg, &["get-token", "--profile", "work"]);
     let (_, first) = lab.assert_ok_get_token(&out);
     assert_eq!(lab.browser.launches(), 1);
     assert_eq!(
@@ -89,7 +92,7 @@ fn get_token_with_only_a_profile_logs_in_caches_and_serves_from_the_cache() {
 
     // The default profile: no option at all. A cache hit, without any request to Dex.
     let mark = lab.proxy.mark();
-    let out = run(&mut koidc_with_config(&lab, &xdg, &["get-token"]));
+    let out = run_with_config(&lab, &xdg, &["get-token"]);
     let (_, again) = lab.assert_ok_get_token(&out);
     assert_eq!(again.token, first.token);
     assert_eq!(
@@ -99,11 +102,7 @@ fn get_token_with_only_a_profile_logs_in_caches_and_serves_from_the_cache() {
     );
 
     // whoami and logout find the same entry through the profile.
-    let out = run(&mut koidc_with_config(
-        &lab,
-        &xdg,
-        &["whoami", "--profile", "work", "-o", "json"],
-    ));
+    let out = run_with_config(&lab, &xdg, &["whoami", "--profile", "work", "-o", "json"]);
     out.assert_success();
     lab.assert_no_leak(&out, Stdout::NoSecrets);
     let who: Value = serde_json::from_str(&out.stdout).unwrap();
@@ -111,7 +110,7 @@ fn get_token_with_only_a_profile_logs_in_caches_and_serves_from_the_cache() {
 
     // setup --profile writes an exec entry that names only the profile.
     let kubeconfig = lab.tmp.path().join("kubeconfig");
-    let out = run(&mut koidc_with_config(
+    let out = run_with_config(
         &lab,
         &xdg,
         &[
@@ -124,18 +123,14 @@ fn get_token_with_only_a_profile_logs_in_caches_and_serves_from_the_cache() {
             "--print",
             "kubeconfig",
         ],
-    ));
+    );
     out.assert_success();
     let written: Value = serde_saphyr::from_str(&std::fs::read_to_string(&kubeconfig).unwrap()).unwrap();
     let exec = &written["users"][0]["user"]["exec"];
     assert_eq!(exec["args"], serde_json::json!(["get-token", "--profile=work"]));
     assert!(exec["installHint"].as_str().unwrap().contains("kubectl-koidc"));
 
-    let out = run(&mut koidc_with_config(
-        &lab,
-        &xdg,
-        &["logout", "--profile", "work", "--no-revoke"],
-    ));
+    let out = run_with_config(&lab, &xdg, &["logout", "--profile", "work", "--no-revoke"]);
     out.assert_success();
     assert!(
         cache_entries(&cache).is_empty(),
@@ -162,13 +157,7 @@ fn two_profiles_for_one_issuer_and_client_are_two_accounts() {
             .env("FAKE_BROWSER_PASSWORD", USER_PASSWORD);
         run(&mut cmd)
     };
-    let kilgore = |lab: &Lab| {
-        run(&mut koidc_with_config(
-            lab,
-            &xdg,
-            &["get-token", "--profile", "kilgore"],
-        ))
-    };
+    let kilgore = |lab: &Lab| run_with_config(lab, &xdg, &["get-token", "--profile", "kilgore"]);
 
     let (_, a) = lab.assert_ok_get_token(&alice(&lab));
     let (_, k) = lab.assert_ok_get_token(&kilgore(&lab));
@@ -213,7 +202,7 @@ fn flags_and_variables_beat_the_profile() {
     let env_cache = lab.tmp.path().join("env-cache");
     let xdg = write_config(lab.tmp.path(), &lab_profile(&lab, "work", &profile_cache));
 
-    let out = run(&mut koidc_with_config(
+    let out = run_with_config(
         &lab,
         &xdg,
         &[
@@ -223,7 +212,7 @@ fn flags_and_variables_beat_the_profile() {
             "--cache-dir",
             flag_cache.to_str().unwrap(),
         ],
-    ));
+    );
     lab.assert_ok_get_token(&out);
     assert_eq!(
         cache_entries(&flag_cache).len(),

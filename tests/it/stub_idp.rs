@@ -16,6 +16,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,12 +33,17 @@ use openidconnect::{JsonWebKeyId, PrivateSigningKey};
 use rand::Rng as _;
 use serde_json::{Value, json};
 use sha2::Digest as _;
+use tempfile::TempDir;
 use url::Url;
 
-use crate::support::repo_root;
+use crate::support::{clean_command, entry_files, koidc_bin, repo_root};
 
 /// The client id koidc is run with against the stub (the audience of good tokens).
 pub const CLIENT_ID: &str = "koidc";
+
+/// The browser for the stub IdP: its `/authorize` only redirects, so following redirects reaches
+/// koidc's loopback callback.
+pub const CURL_BROWSER: &str = "curl -sS -L --max-time 20 -o /dev/null";
 
 /// The `kid` of the fixture key in the JWKS.
 pub const KID: &str = "k1";
@@ -679,4 +686,59 @@ fn der_uint(bytes: &[u8]) -> Vec<u8> {
     }
     content.extend(trimmed);
     der(0x02, &content)
+}
+
+/// The HOME and cache dir of one koidc user talking to a stub IdP.
+pub struct StubClient {
+    pub tmp: TempDir,
+}
+
+impl StubClient {
+    pub fn new() -> StubClient {
+        let tmp = tempfile::Builder::new()
+            .prefix("koidc-stub-client-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::create_dir(tmp.path().join("home")).expect("create HOME");
+        StubClient { tmp }
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.tmp.path().join("home")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.tmp.path().join("cache")
+    }
+
+    /// `koidc ARGS` with a clean environment and this client's HOME.
+    pub fn koidc(&self, args: &[&str]) -> Command {
+        let mut cmd = clean_command(koidc_bin(), &self.home());
+        cmd.args(args);
+        cmd
+    }
+
+    /// `koidc SUBCOMMAND` against `issuer` with `--cache CACHE`, this client's cache dir, curl as
+    /// the browser and (unless `extra` sets one) a 20 s login timeout, then `extra`.
+    pub fn command_with_cache(&self, sub: &str, issuer: &str, cache: &str, extra: &[&str]) -> Command {
+        let mut cmd = self.koidc(&[sub, "--issuer", issuer, "--client-id", CLIENT_ID]);
+        cmd.args(["--cache", cache, "--cache-dir"])
+            .arg(self.cache_dir())
+            .args(["--browser-command", CURL_BROWSER]);
+        if !extra.contains(&"--timeout") {
+            cmd.args(["--timeout", "20"]);
+        }
+        cmd.args(extra);
+        cmd
+    }
+
+    /// [`StubClient::command_with_cache`] against `idp` with the file cache.
+    pub fn command(&self, sub: &str, idp: &StubIdp, extra: &[&str]) -> Command {
+        self.command_with_cache(sub, idp.issuer(), "file", extra)
+    }
+
+    /// The cache entry files (`.json` / `.enc`).
+    pub fn entries(&self) -> Vec<PathBuf> {
+        entry_files(&self.cache_dir())
+    }
 }

@@ -3,10 +3,10 @@
 //! reading an `ExecCredential` and a JWT, and checking that no secret leaked into the output.
 
 use std::collections::BTreeSet;
-use std::io::Read;
+use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -136,10 +136,7 @@ impl Output {
 
     /// The non-empty lines of stderr.
     pub fn stderr_lines(&self) -> Vec<&str> {
-        self.stderr
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .collect()
+        self.stderr.lines().filter(|l| !l.trim().is_empty()).collect()
     }
 
     /// Asserts that a failure was reported as koidc's errors are: exactly one line on stderr,
@@ -193,9 +190,7 @@ fn collect(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
 pub fn spawn(cmd: &mut Command) -> Running {
     let what = describe(cmd);
     let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
     let stdout = collect(child.stdout.take().expect("stdout is piped"));
     let stderr = collect(child.stderr.take().expect("stderr is piped"));
     Running {
@@ -210,29 +205,20 @@ pub fn spawn(cmd: &mut Command) -> Running {
 impl Running {
     /// Waits for the process; kills it and fails the test after `timeout`.
     pub fn wait(mut self, timeout: Duration) -> Output {
-        let deadline = self.started + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for child") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let out = self
-                    .stdout
-                    .recv_timeout(Duration::from_secs(2))
-                    .unwrap_or_default();
-                let err = self
-                    .stderr
-                    .recv_timeout(Duration::from_secs(2))
-                    .unwrap_or_default();
-                panic!(
-                    "{} did not finish within {timeout:?}; killed it\n--- stdout ---\n{out}\n\
-                     --- stderr ---\n{err}",
-                    self.what
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let Some(status) = exit_status_by(&mut self.child, self.started + timeout) else {
+            let out = self
+                .stdout
+                .recv_timeout(Duration::from_secs(2))
+                .unwrap_or_default();
+            let err = self
+                .stderr
+                .recv_timeout(Duration::from_secs(2))
+                .unwrap_or_default();
+            panic!(
+                "{} did not finish within {timeout:?}; killed it\n--- stdout ---\n{out}\n\
+                 --- stderr ---\n{err}",
+                self.what
+            );
         };
         // A grandchild (the fake browser) may hold the pipes a little longer than its parent.
         let pipe_wait = Duration::from_secs(30);
@@ -257,9 +243,147 @@ impl Running {
     }
 }
 
+/// The exit status of `child` once it exits, or `None` when `deadline` passes first (the child
+/// is then killed and reaped).
+fn exit_status_by(child: &mut std::process::Child, deadline: Instant) -> Option<ExitStatus> {
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Runs `cmd` to completion with [`RUN_TIMEOUT`].
 pub fn run(cmd: &mut Command) -> Output {
     spawn(cmd).wait(RUN_TIMEOUT)
+}
+
+/// A started process whose stderr is read line by line while it runs, for tests that act on what
+/// it prints (a URL, a device code) before it exits.
+pub struct Live {
+    what: String,
+    child: std::process::Child,
+    stdin: Option<ChildStdin>,
+    started: Instant,
+    lines: mpsc::Receiver<String>,
+    /// The stderr lines read so far.
+    seen: Vec<String>,
+    stdout: mpsc::Receiver<String>,
+}
+
+impl Live {
+    /// Starts `cmd` (with piped stdout and stderr, as [`clean_command`] sets up; a piped stdin
+    /// is kept for [`Live::write_line`]).
+    pub fn spawn(cmd: &mut Command) -> Live {
+        let what = describe(cmd);
+        let started = Instant::now();
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let stdin = child.stdin.take();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let stdout = collect(child.stdout.take().expect("stdout is piped"));
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Live {
+            what,
+            child,
+            stdin,
+            started,
+            lines,
+            seen: Vec::new(),
+            stdout,
+        }
+    }
+
+    /// The first stderr line containing `needle`, among those seen or arriving within
+    /// `timeout`; kills the process and fails the test when none does.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!(
+                        "{}: no stderr line with {needle:?} within {timeout:?} ({e:?}); stderr so far:\n{}",
+                        self.what,
+                        self.seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// Writes `line` and a newline to the process's stdin (which must be piped).
+    pub fn write_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is piped");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| stdin.flush())
+            .expect("write to the process's stdin");
+    }
+
+    /// True while the process has not exited.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("poll the child").is_none()
+    }
+
+    /// Waits for the process to exit (killing it and failing after `timeout` from its start);
+    /// returns the output and how long the process ran.
+    pub fn finish(mut self, timeout: Duration) -> (Output, Duration) {
+        let Some(status) = exit_status_by(&mut self.child, self.started + timeout) else {
+            panic!(
+                "{} did not finish within {timeout:?}; stderr:\n{}",
+                self.what,
+                self.seen.join("\n")
+            );
+        };
+        let ran = self.started.elapsed();
+        // A grandchild (the fake browser) may hold the pipes a little longer than its parent.
+        let pipe_wait = Duration::from_secs(30);
+        while let Ok(line) = self.lines.recv_timeout(pipe_wait) {
+            self.seen.push(line);
+        }
+        let stdout = self.stdout.recv_timeout(pipe_wait).unwrap_or_else(|_| {
+            panic!(
+                "{}: stdout stayed open {pipe_wait:?} after the process exited",
+                self.what
+            )
+        });
+        let mut stderr = self.seen.join("\n");
+        if !stderr.is_empty() {
+            stderr.push('\n');
+        }
+        let out = Output {
+            what: self.what,
+            status,
+            stdout,
+            stderr,
+        };
+        (out, ran)
+    }
 }
 
 fn describe(cmd: &Command) -> String {
@@ -267,11 +391,16 @@ fn describe(cmd: &Command) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let args: Vec<String> = cmd
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
     format!("`{program} {}`", args.join(" "))
+}
+
+/// koidc's cache entry files (`.json` / `.enc`) under `dir`.
+pub fn entry_files(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json" || e == "enc"))
+        .collect()
 }
 
 /// The decoded payload of a JWT (no signature check: the tests compare with what Dex issued).
@@ -298,9 +427,7 @@ pub struct ExecCredential {
 impl ExecCredential {
     /// The token's `exp` claim.
     pub fn exp(&self) -> i64 {
-        self.claims["exp"]
-            .as_i64()
-            .expect("ID token has a numeric exp")
+        self.claims["exp"].as_i64().expect("ID token has a numeric exp")
     }
 }
 
@@ -314,11 +441,7 @@ pub fn parse_exec_credential(out: &Output) -> ExecCredential {
             out.what, out.stdout
         )
     });
-    assert_eq!(
-        v["kind"], "ExecCredential",
-        "{}: wrong kind in {v}",
-        out.what
-    );
+    assert_eq!(v["kind"], "ExecCredential", "{}: wrong kind in {v}", out.what);
     let api_version = v["apiVersion"]
         .as_str()
         .expect("apiVersion is a string")

@@ -88,6 +88,30 @@ async fn start(provider: &Provider) -> DeviceAuthorization {
     provider.start_device_authorization().await.unwrap()
 }
 
+/// A stub with a device endpoint, its provider, and a device authorization started with the
+/// stub answering `interval` and `expires_in`.
+async fn started(interval: Option<u64>, expires_in: u64) -> (Idp, Provider, DeviceAuthorization) {
+    let idp = Idp::start_with_device().await;
+    let provider = idp.provider().await;
+    idp.push_device_authorization(interval, expires_in);
+    let auth = start(&provider).await;
+    (idp, provider, auth)
+}
+
+/// Polls for the token with a timeout of `timeout_secs` on a virtual clock: the outcome and the
+/// waits.
+async fn poll(
+    provider: &Provider,
+    auth: &DeviceAuthorization,
+    timeout_secs: u64,
+) -> (Result<TokenSet, OidcError>, Vec<Duration>) {
+    let mut pacer = VirtualPacer::default();
+    let result = provider
+        .poll_device_token(auth, Duration::from_secs(timeout_secs), &mut pacer)
+        .await;
+    (result, pacer.sleeps)
+}
+
 #[tokio::test]
 async fn device_authorization_sends_client_id_and_scopes_and_reads_the_answer() {
     let idp = Idp::start_with_device().await;
@@ -181,26 +205,16 @@ async fn no_device_endpoint_is_a_clear_error_without_a_request() {
 
 #[tokio::test]
 async fn polls_at_the_interval_until_approved_and_verifies_the_id_token() {
-    let idp = Idp::start_with_device().await;
-    let provider = idp.provider().await;
-    idp.push_device_authorization(Some(3), 300);
-    let auth = start(&provider).await;
+    let (idp, provider, auth) = started(Some(3), 300).await;
     idp.push_oauth_error("authorization_pending");
     idp.push_oauth_error("authorization_pending");
     let id_token = idp.push_device_tokens();
 
-    let mut pacer = VirtualPacer::default();
-    let tokens = provider
-        .poll_device_token(&auth, Duration::from_secs(180), &mut pacer)
-        .await
-        .unwrap();
+    let (result, sleeps) = poll(&provider, &auth, 180).await;
+    let tokens = result.unwrap();
     assert_eq!(tokens.id_token.expose_secret(), id_token);
     assert_eq!(tokens.refresh_token.unwrap().expose_secret(), "rt-dev");
-    assert_eq!(
-        pacer.sleeps,
-        secs(&[3, 3, 3]),
-        "one poll per interval, none early"
-    );
+    assert_eq!(sleeps, secs(&[3, 3, 3]), "one poll per interval, none early");
     let requests = idp.stub.token_requests.lock().unwrap();
     assert_eq!(requests.len(), 3);
     for r in requests.iter() {
@@ -212,40 +226,27 @@ async fn polls_at_the_interval_until_approved_and_verifies_the_id_token() {
 
 #[tokio::test]
 async fn slow_down_adds_five_seconds_to_every_later_wait() {
-    let idp = Idp::start_with_device().await;
-    let provider = idp.provider().await;
-    idp.push_device_authorization(Some(5), 600);
-    let auth = start(&provider).await;
+    let (idp, provider, auth) = started(Some(5), 600).await;
     idp.push_oauth_error("slow_down");
     idp.push_oauth_error("authorization_pending");
     idp.push_oauth_error("slow_down");
     idp.push_oauth_error("authorization_pending");
     idp.push_device_tokens();
 
-    let mut pacer = VirtualPacer::default();
-    provider
-        .poll_device_token(&auth, Duration::from_secs(180), &mut pacer)
-        .await
-        .unwrap();
-    assert_eq!(pacer.sleeps, secs(&[5, 10, 10, 15, 15]));
+    let (result, sleeps) = poll(&provider, &auth, 180).await;
+    result.unwrap();
+    assert_eq!(sleeps, secs(&[5, 10, 10, 15, 15]));
     assert_eq!(idp.token_request_count(), 5);
 }
 
 #[tokio::test]
 async fn access_denied_stops_polling_with_a_clear_error() {
-    let idp = Idp::start_with_device().await;
-    let provider = idp.provider().await;
-    idp.push_device_authorization(Some(5), 600);
-    let auth = start(&provider).await;
+    let (idp, provider, auth) = started(Some(5), 600).await;
     idp.push_oauth_error("authorization_pending");
     idp.push_oauth_error("access_denied");
     idp.push_device_tokens(); // never requested
 
-    let mut pacer = VirtualPacer::default();
-    let err = provider
-        .poll_device_token(&auth, Duration::from_secs(180), &mut pacer)
-        .await
-        .unwrap_err();
+    let err = poll(&provider, &auth, 180).await.0.unwrap_err();
     assert!(matches!(err, OidcError::DeviceAccessDenied), "{err:?}");
     assert_eq!(idp.token_request_count(), 2, "no poll after access_denied");
     let msg = err.to_string();
@@ -254,18 +255,11 @@ async fn access_denied_stops_polling_with_a_clear_error() {
 
 #[tokio::test]
 async fn expired_token_stops_polling_with_a_clear_error() {
-    let idp = Idp::start_with_device().await;
-    let provider = idp.provider().await;
-    idp.push_device_authorization(Some(5), 600);
-    let auth = start(&provider).await;
+    let (idp, provider, auth) = started(Some(5), 600).await;
     idp.push_oauth_error("expired_token");
     idp.push_device_tokens(); // never requested
 
-    let mut pacer = VirtualPacer::default();
-    let err = provider
-        .poll_device_token(&auth, Duration::from_secs(180), &mut pacer)
-        .await
-        .unwrap_err();
+    let err = poll(&provider, &auth, 180).await.0.unwrap_err();
     assert!(matches!(err, OidcError::DeviceCodeExpired), "{err:?}");
     assert_eq!(idp.token_request_count(), 1);
     assert!(err.to_string().contains("expired"), "{err}");
@@ -273,71 +267,49 @@ async fn expired_token_stops_polling_with_a_clear_error() {
 
 #[tokio::test]
 async fn timeout_stops_without_polling_past_the_deadline() {
-    let idp = Idp::start_with_device().await;
-    let provider = idp.provider().await;
-    idp.push_device_authorization(Some(5), 600);
-    let auth = start(&provider).await;
+    let (idp, provider, auth) = started(Some(5), 600).await;
     for _ in 0..10 {
         idp.push_oauth_error("authorization_pending");
     }
 
-    let mut pacer = VirtualPacer::default();
-    let err = provider
-        .poll_device_token(&auth, Duration::from_secs(12), &mut pacer)
-        .await
-        .unwrap_err();
+    let (result, sleeps) = poll(&provider, &auth, 12).await;
+    let err = result.unwrap_err();
     assert!(matches!(err, OidcError::DeviceTimeout { secs: 12 }), "{err:?}");
-    assert_eq!(pacer.sleeps, secs(&[5, 5, 2]), "waits out the rest, then stops");
+    assert_eq!(sleeps, secs(&[5, 5, 2]), "waits out the rest, then stops");
     assert_eq!(idp.token_request_count(), 2, "polls at 5 s and 10 s only");
     assert!(err.to_string().contains("within 12s"), "{err}");
 
     // A timeout shorter than the interval: no poll at all.
-    let mut pacer = VirtualPacer::default();
-    let err = provider
-        .poll_device_token(&auth, Duration::from_secs(2), &mut pacer)
-        .await
-        .unwrap_err();
+    let (result, sleeps) = poll(&provider, &auth, 2).await;
+    let err = result.unwrap_err();
     assert!(matches!(err, OidcError::DeviceTimeout { secs: 2 }), "{err:?}");
-    assert_eq!(pacer.sleeps, secs(&[2]));
+    assert_eq!(sleeps, secs(&[2]));
     assert_eq!(idp.token_request_count(), 2);
 }
 
 #[tokio::test]
 async fn the_codes_own_expiry_ends_the_wait_before_a_longer_timeout() {
-    let idp = Idp::start_with_device().await;
-    let provider = idp.provider().await;
-    idp.push_device_authorization(Some(5), 8);
-    let auth = start(&provider).await;
+    let (idp, provider, auth) = started(Some(5), 8).await;
     for _ in 0..10 {
         idp.push_oauth_error("authorization_pending");
     }
-    let mut pacer = VirtualPacer::default();
-    let err = provider
-        .poll_device_token(&auth, Duration::from_secs(180), &mut pacer)
-        .await
-        .unwrap_err();
+    let (result, sleeps) = poll(&provider, &auth, 180).await;
+    let err = result.unwrap_err();
     assert!(matches!(err, OidcError::DeviceCodeExpired), "{err:?}");
-    assert_eq!(pacer.sleeps, secs(&[5, 3]));
+    assert_eq!(sleeps, secs(&[5, 3]));
     assert_eq!(idp.token_request_count(), 1);
 }
 
 #[tokio::test]
 async fn errors_sent_with_http_200_are_errors_and_other_errors_are_reported_scrubbed() {
-    let idp = Idp::start_with_device().await;
-    let provider = idp.provider().await;
-    idp.push_device_authorization(Some(5), 600);
-    let auth = start(&provider).await;
+    let (idp, provider, auth) = started(Some(5), 600).await;
     // GitHub style: pending with HTTP 200, then a refusal that echoes the device code.
     idp.push_token_reply(200, json!({"error": "authorization_pending"}));
     idp.push_token_reply(
         400,
         json!({"error": "invalid_client", "error_description": format!("bad device code {DEVICE_CODE}")}),
     );
-    let mut pacer = VirtualPacer::default();
-    let err = provider
-        .poll_device_token(&auth, Duration::from_secs(180), &mut pacer)
-        .await
-        .unwrap_err();
+    let err = poll(&provider, &auth, 180).await.0.unwrap_err();
     assert!(
         matches!(&err, OidcError::TokenRequest { error, .. } if error == "invalid_client"),
         "{err:?}"
@@ -348,19 +320,13 @@ async fn errors_sent_with_http_200_are_errors_and_other_errors_are_reported_scru
 
 #[tokio::test]
 async fn the_device_id_token_is_verified_like_a_login_but_needs_no_nonce() {
-    let idp = Idp::start_with_device().await;
-    let provider = idp.provider().await;
-    idp.push_device_authorization(Some(5), 600);
-    let auth = start(&provider).await;
+    let (idp, provider, auth) = started(Some(5), 600).await;
 
     // Wrong audience: rejected.
     let mut claims = idp.claims(None);
     claims["aud"] = json!("someone-else");
     idp.push_token_reply(200, json!({"id_token": rs256("k1", &claims)}));
-    let err = provider
-        .poll_device_token(&auth, Duration::from_secs(180), &mut VirtualPacer::default())
-        .await
-        .unwrap_err();
+    let err = poll(&provider, &auth, 180).await.0.unwrap_err();
     assert!(
         matches!(err, OidcError::IdTokenRejected(Rejection::Audience(_))),
         "{err:?}"
@@ -370,10 +336,7 @@ async fn the_device_id_token_is_verified_like_a_login_but_needs_no_nonce() {
     let mut claims = idp.claims(None);
     claims["iss"] = json!("https://evil.example");
     idp.push_token_reply(200, json!({"id_token": rs256("k1", &claims)}));
-    let err = provider
-        .poll_device_token(&auth, Duration::from_secs(180), &mut VirtualPacer::default())
-        .await
-        .unwrap_err();
+    let err = poll(&provider, &auth, 180).await.0.unwrap_err();
     assert!(
         matches!(err, OidcError::IdTokenRejected(Rejection::Issuer { .. })),
         "{err:?}"
@@ -381,26 +344,17 @@ async fn the_device_id_token_is_verified_like_a_login_but_needs_no_nonce() {
 
     // Forged (HMAC): rejected.
     idp.push_token_reply(200, json!({"id_token": hs256(b"k", &idp.claims(None))}));
-    let err = provider
-        .poll_device_token(&auth, Duration::from_secs(180), &mut VirtualPacer::default())
-        .await
-        .unwrap_err();
+    let err = poll(&provider, &auth, 180).await.0.unwrap_err();
     assert!(matches!(err, OidcError::IdTokenRejected(_)), "{err:?}");
 
     // No ID token at all.
     idp.push_token_reply(200, json!({"access_token": "at", "token_type": "bearer"}));
-    let err = provider
-        .poll_device_token(&auth, Duration::from_secs(180), &mut VirtualPacer::default())
-        .await
-        .unwrap_err();
+    let err = poll(&provider, &auth, 180).await.0.unwrap_err();
     assert!(matches!(err, OidcError::MissingIdToken), "{err:?}");
 
     // Good, without a nonce: accepted.
     idp.push_device_tokens();
-    provider
-        .poll_device_token(&auth, Duration::from_secs(180), &mut VirtualPacer::default())
-        .await
-        .unwrap();
+    poll(&provider, &auth, 180).await.0.unwrap();
 }
 
 #[tokio::test]
@@ -414,10 +368,7 @@ async fn confidential_client_sends_its_secret_in_the_device_form_when_post_is_ad
     idp.push_device_authorization(Some(5), 600);
     let auth = start(&provider).await;
     idp.push_device_tokens();
-    provider
-        .poll_device_token(&auth, Duration::from_secs(180), &mut VirtualPacer::default())
-        .await
-        .unwrap();
+    poll(&provider, &auth, 180).await.0.unwrap();
     let device = idp.stub.device_requests.lock().unwrap().pop().unwrap();
     assert_eq!(device.form["client_id"], CLIENT_ID);
     assert_eq!(device.form["client_secret"], "s3cret-value");

@@ -1,0 +1,111 @@
+//! HTTP plumbing shared by the adapters that talk to servers koidc does not run: the identity
+//! provider ([`crate::oidc`]) and GitHub ([`crate::github`]).
+//!
+//! Each adapter keeps its own error type and messages; these helpers say what went wrong and let
+//! the caller name the server and the fix.
+
+use std::path::Path;
+use std::time::Duration;
+
+use reqwest::Certificate;
+
+/// A client builder that follows no redirects, bounds each request (connect included) by
+/// `timeout` and names koidc and its version as the user agent.
+pub(crate) fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("koidc/", env!("CARGO_PKG_VERSION")))
+}
+
+/// The certificates of the PEM file `path`, at least one; the error is the reason, for the
+/// caller's "cannot use the CA certificate file" message.
+pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<Certificate>, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let certs = Certificate::from_pem_bundle(&bytes).map_err(|e| root_cause(&e))?;
+    if certs.is_empty() {
+        return Err("no PEM certificate found in it".into());
+    }
+    Ok(certs)
+}
+
+/// Why a response body was not read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BodyError {
+    /// The body is larger than the caller's limit.
+    #[error("the response is larger than {max} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// The connection failed while reading.
+    #[error("cannot read the response: {}", root_cause(.0))]
+    Transport(reqwest::Error),
+}
+
+/// Reads the body of `resp`, refusing more than `max` bytes: up front when `Content-Length` says
+/// so, else as soon as the chunks read exceed it.
+pub(crate) async fn read_body(resp: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge { max });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge { max });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The innermost message of an error chain, capped, on one line.
+pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    one_line(&cur.to_string(), 300)
+}
+
+/// `s` on one line of printable ASCII, at most `max` characters.
+pub(crate) fn one_line(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .take(max)
+        .collect();
+    if s.chars().count() > max {
+        out.push_str("...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_replaces_control_characters_and_caps_the_length() {
+        assert_eq!(one_line("a\nb\tc", 10), "a?b?c");
+        assert_eq!(one_line("abcdef", 3), "abc...");
+        assert_eq!(one_line("abc", 3), "abc");
+    }
+
+    #[test]
+    fn ca_files_without_a_certificate_or_unreadable_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        assert_eq!(
+            read_ca_file(&empty).unwrap_err(),
+            "no PEM certificate found in it"
+        );
+        assert!(
+            !read_ca_file(&dir.path().join("missing.pem"))
+                .unwrap_err()
+                .is_empty()
+        );
+    }
+}
