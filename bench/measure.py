@@ -10,12 +10,14 @@
         Dex (from the proxy's log), and the difference: koidc's own time.
     measure.py login    --runs N --out FILE --proxy-log LOG --cmd NAME JSON_ARGV...
         the browser login: CMD runs with --no-browser and `{cache_dir}` in its arguments replaced
-        by a new empty directory; this script is the browser (Dex's mock connector). Wall time,
+        by a new empty directory (or `{kept_cache_dir}` by one whose tokens are deleted before
+        each run); this script is the browser (Dex's mock connector). Wall time,
         browser time (URL printed -> callback request sent), Dex time of the plugin's own
         requests, and koidc's own time (the rest).
     measure.py parallel --rounds R --procs P --out FILE --proxy-log LOG --gap S -- CMD...
         P copies of CMD started at once on an expired token; refresh grants Dex saw (must be 1),
         wall time from the first start to the last exit, and that all P printed the same token.
+        --compare NAME JSON_ARGV: P copies of another command the same way, for comparison
     measure.py floor    --runs N --out FILE
         /bin/true through the same process spawning as `refresh` and `login` (their floor).
     measure.py browser  URL
@@ -216,8 +218,16 @@ def cmd_refresh(args):
 
 
 def _login_once(name, argv, proxy_log, cache_root):
-    cache_dir = tempfile.mkdtemp(dir=cache_root)
-    argv = [a.replace("{cache_dir}", cache_dir) for a in argv]
+    # {cache_dir}: a new directory per run (for the keyring cache, a new master key is created
+    # in the Secret Service: a first login). {kept_cache_dir}: one directory per command whose
+    # cached tokens are deleted before each run, its master key kept (a later login).
+    fresh = tempfile.mkdtemp(dir=cache_root)
+    kept = os.path.join(cache_root, hashlib.sha256(name.encode()).hexdigest()[:16])
+    if os.path.isdir(kept):
+        for entry in os.listdir(kept):
+            if entry.endswith((".enc", ".json")):
+                os.unlink(os.path.join(kept, entry))
+    argv = [a.replace("{cache_dir}", fresh).replace("{kept_cache_dir}", kept) for a in argv]
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -253,6 +263,9 @@ def _login_once(name, argv, proxy_log, cache_root):
 def cmd_login(args):
     cmds = [(name, json.loads(argv)) for name, argv in args.cmd]
     runs = {name: [] for name, _ in cmds}
+    for name, argv in cmds:
+        if any("{kept_cache_dir}" in a for a in argv):
+            _login_once(name, argv, args.proxy_log, args.cache_root)  # creates the master key
     for _ in range(args.runs):
         for name, argv in cmds:
             runs[name].append(_login_once(name, argv, args.proxy_log, args.cache_root))
@@ -286,8 +299,18 @@ def cmd_parallel(args):
         rounds.append({"wall_ms": ms(t1 - t0), "refresh_grants": grants.count("refresh_token"),
                        "token_requests": len(grants), "requests": len(recs),
                        "distinct_tokens": len(tokens)})
+        for name, argv in args.compare or []:
+            argv = json.loads(argv)
+            c0 = time.monotonic()
+            procs = [subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL) for _ in range(args.procs)]
+            codes = [p.wait() for p in procs]
+            if any(codes):
+                fail(f"{name}: {sum(1 for c in codes if c)} of {args.procs} failed")
+            rounds[-1].setdefault("compare_ms", {})[name] = ms(time.monotonic() - c0)
         print(f"  round {i + 1}: {args.procs} processes, {grants.count('refresh_token')} refresh "
-              f"grant(s) at Dex, {len(tokens)} distinct token(s), {ms(t1 - t0):.0f} ms")
+              f"grant(s) at Dex, {len(tokens)} distinct token(s), {ms(t1 - t0):.0f} ms; "
+              + ", ".join(f"{n}: {v:.0f} ms" for n, v in rounds[-1].get("compare_ms", {}).items()))
     append(args.out, {"kind": "parallel", "name": args.name, "procs": args.procs,
                       "rounds": rounds})
 
@@ -433,14 +456,19 @@ def cmd_report(args):
         lines.append("")
     for r in (r for r in records if r["kind"] == "parallel"):
         walls = [x["wall_ms"] for x in r["rounds"]]
+        compare = list(r["rounds"][0].get("compare_ms", {}))
         lines += [f"## {r['procs']} parallel `get-token` on an expired token: {r['name']}", "",
                   "| round | refresh grants at Dex | token requests | distinct tokens printed "
-                  "| wall [ms] |", "| ---: | ---: | ---: | ---: | ---: |"]
+                  "| wall [ms] |" + "".join(f" {c}: wall [ms] |" for c in compare),
+                  "| ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(compare)]
         for i, x in enumerate(r["rounds"], 1):
             lines.append(f"| {i} | {x['refresh_grants']} | {x['token_requests']} "
-                         f"| {x['distinct_tokens']} | {x['wall_ms']:.0f} |")
-        lines += ["", f"Wall time median {statistics.median(walls):.0f} ms, min {min(walls):.0f} ms.",
-                  ""]
+                         f"| {x['distinct_tokens']} | {x['wall_ms']:.0f} |" +
+                         "".join(f" {x['compare_ms'][c]:.0f} |" for c in compare))
+        lines += ["", f"Wall time median {statistics.median(walls):.0f} ms, min {min(walls):.0f} ms" +
+                  "".join(f"; {c}: median "
+                          f"{statistics.median(x['compare_ms'][c] for x in r['rounds']):.0f} ms"
+                          for c in compare) + ".", ""]
     with open(args.out, "w") as f:
         f.write("\n".join(lines))
     print(f"wrote {args.out}")
@@ -475,6 +503,8 @@ def main():
     s.add_argument("--name", required=True)
     s.add_argument("--proxy-log", required=True)
     s.add_argument("--gap", type=float, required=True)
+    s.add_argument("--compare", nargs=2, action="append", metavar=("NAME", "JSON_ARGV"),
+                   help="also start P copies of this command at once in each round (wall only)")
     s.add_argument("argv", nargs="+")
     s = sub.add_parser("browser")
     s.add_argument("url")

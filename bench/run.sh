@@ -330,12 +330,15 @@ fi
 if want login; then
   mark login
   l() { printf '%s\0' get-token --issuer "$issuer_long" --client-id koidc "${scopes[@]}" --cache "$1" \
-    --cache-dir '{cache_dir}' --no-browser --grant authcode; }
-  mapfile -d '' n_keyring < <(l keyring)
-  mapfile -d '' n_file < <(l file)
+    --cache-dir "$2" --no-browser --grant authcode; }
+  mapfile -d '' n_keyring < <(l keyring '{kept_cache_dir}')
+  mapfile -d '' n_keyring_first < <(l keyring '{cache_dir}')
+  mapfile -d '' n_file < <(l file '{cache_dir}')
   python3 bench/measure.py login --runs "$PATH_RUNS" --out "$results/measure.jsonl" \
     --proxy-log "$proxylog_long" --cache-root "$work/logins" \
-    --cmd 'koidc, --cache keyring' "$(js "$koidc" "${n_keyring[@]}")" \
+    --cmd 'koidc, --cache keyring (master key already in the keyrings)' "$(js "$koidc" "${n_keyring[@]}")" \
+    --cmd 'koidc, --cache keyring, first login (new master key into the Secret Service)' \
+    "$(js "$koidc" "${n_keyring_first[@]}")" \
     --cmd 'koidc, --cache file' "$(js "$koidc" "${n_file[@]}")"
 fi
 
@@ -343,7 +346,10 @@ if want parallel; then
   mark parallel
   python3 bench/measure.py parallel --rounds "$PARALLEL_ROUNDS" --procs "$PROCS" --gap "$GAP" \
     --out "$results/measure.jsonl" --proxy-log "$proxylog_short" \
-    --name "koidc, --cache keyring" -- "$koidc" "${p_keyring[@]}"
+    --name "koidc, --cache keyring" \
+    --compare "$PROCS × /bin/true" "$(js /bin/true)" \
+    --compare "$PROCS × warm koidc" "$(js "$koidc" "${k_keyring[@]}")" \
+    -- "$koidc" "${p_keyring[@]}"
 fi
 
 python3 - "$results/meta.json" "$("$koidc" --version)" "$("$kubelogin" --version)" \

@@ -31,10 +31,13 @@ pub enum CredentialError {
     Malformed(String),
     /// The variable asks for a version koidc cannot write.
     #[error(
-        "unsupported exec credential apiVersion {0:?}: koidc speaks client.authentication.k8s.io/v1 \
+        "unsupported exec credential apiVersion {0}: koidc speaks client.authentication.k8s.io/v1 \
          and v1beta1; set `apiVersion: client.authentication.k8s.io/v1` in the kubeconfig exec entry"
     )]
-    UnsupportedVersion(String),
+    UnsupportedVersion(
+        /// The version asked for, quoted and escaped (at most 200 characters of the escaped form).
+        String,
+    ),
 }
 
 /// The exec credential API versions koidc speaks.
@@ -100,16 +103,17 @@ impl ExecInfo {
         if let Some(kind) = raw.kind.as_deref()
             && kind != "ExecCredential"
         {
+            // Escaping first, then cutting: escapes can make a character ten times longer.
             return Err(CredentialError::Malformed(format!(
-                "kind is {:?}, expected \"ExecCredential\"",
-                capped(kind)
+                "kind is {}, expected \"ExecCredential\"",
+                capped(&format!("{kind:?}"))
             )));
         }
         let api_version = match raw.api_version.as_deref() {
             None | Some("client.authentication.k8s.io/v1beta1") => ApiVersion::V1Beta1,
             Some("client.authentication.k8s.io/v1") => ApiVersion::V1,
             Some(other) => {
-                return Err(CredentialError::UnsupportedVersion(capped(other)));
+                return Err(CredentialError::UnsupportedVersion(capped(&format!("{other:?}"))));
             }
         };
         Ok(Self {
@@ -206,6 +210,18 @@ mod tests {
             let msg = ExecInfo::parse(Some(&input)).unwrap_err().to_string();
             assert!(msg.len() < 450, "{} bytes: {}", msg.len(), &msg[..300]);
             assert!(msg.contains("xxxx"), "{msg}");
+        }
+        // Escapes count against the cap (a DEL is written as six characters): found by the
+        // `exec_info` fuzz target.
+        let del = "\u{7f}".repeat(1000);
+        for input in [
+            format!(r#"{{"kind":"{del}"}}"#),
+            format!(r#"{{"apiVersion":"{del}"}}"#),
+            format!(r#"{{"spec":{{"interactive":"{del}"}}}}"#),
+        ] {
+            let msg = ExecInfo::parse(Some(&input)).unwrap_err().to_string();
+            assert!(msg.len() < 450, "{} bytes: {}", msg.len(), &msg[..300]);
+            assert!(msg.contains(r"\u{7f}"), "{msg}");
         }
         // Short values are quoted whole.
         let msg = ExecInfo::parse(Some(r#"{"kind":"Pod"}"#))
