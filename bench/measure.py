@@ -3,11 +3,12 @@
 
     measure.py rss      --runs N --out FILE --name NAME -- CMD...
         peak RSS of CMD (`/usr/bin/time -f %M`, i.e. the child's ru_maxrss), N runs
-    measure.py refresh  --runs N --out FILE --proxy-log LOG --gap S --cmd NAME JSON_ARGV...
+    measure.py refresh  --runs N --out FILE --proxy-log LOG --gap S --cmd NAME JSON_COMMAND...
         the refresh path: each CMD must find an ID token inside koidc's expiry margin and a valid
         refresh token; runs are spaced S seconds per command so that the token Dex just issued
         (95 s lifetime, 90 s margin) is due again. Wall time of the process, time it waited for
-        Dex (from the proxy's log), and the difference: koidc's own time.
+        Dex (from the proxy's log), and the difference: koidc's own time. JSON_COMMAND: an argv
+        array, or {"env": {...}, "argv": [...]} to set environment variables.
     measure.py login    --runs N --out FILE --proxy-log LOG --cmd NAME JSON_ARGV...
         the browser login: CMD runs with --no-browser and `{cache_dir}` in its arguments replaced
         by a new empty directory (or `{kept_cache_dir}` by one whose tokens are deleted before
@@ -172,10 +173,20 @@ def cmd_rss(args):
           f"(min {min(values)}, max {max(values)}, {len(values)} runs)")
 
 
-def _timed_run(argv):
+def _command(spec):
+    """A JSON argv, or {"env": {NAME: VALUE}, "argv": [...]} to set (VALUE null: remove) variables
+    of the environment (without an `env` process in between, whose start-up would be timed)."""
+    spec = json.loads(spec)
+    if isinstance(spec, dict):
+        env = {**os.environ, **spec.get("env", {})}
+        return spec["argv"], {k: v for k, v in env.items() if v is not None}
+    return spec, None
+
+
+def _timed_run(argv, env=None):
     t0 = time.monotonic()
     run = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
+                         stderr=subprocess.PIPE, env=env)
     t1 = time.monotonic()
     return t0, t1, run
 
@@ -189,16 +200,16 @@ def cmd_floor(args):
 
 
 def cmd_refresh(args):
-    cmds = [(name, json.loads(argv)) for name, argv in args.cmd]
+    cmds = [(name, _command(spec)) for name, spec in args.cmd]
     # The tokens were issued just before this script started: wait a gap first.
     last_end = {name: time.monotonic() for name, _ in cmds}
     runs = {name: [] for name, _ in cmds}
     for i in range(args.runs):
-        for name, argv in cmds:
+        for name, (argv, env) in cmds:
             due = last_end[name] + args.gap
             if time.monotonic() < due:
                 time.sleep(due - time.monotonic())
-            t0, t1, run = _timed_run(argv)
+            t0, t1, run = _timed_run(argv, env)
             last_end[name] = t1
             if run.returncode != 0:
                 fail(f"{name}: exit {run.returncode}: {run.stderr.decode()[-300:]}")

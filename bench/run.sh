@@ -15,7 +15,8 @@
 #   kubectl   hyperfine: `kubectl get --raw /version` against a local HTTPS stub apiserver with
 #             a static token versus exec koidc / exec kubelogin (warm): the added time
 #   refresh   ID token inside koidc's 90 s margin (Dex issues 95 s tokens), valid refresh
-#             token: wall time, time waiting for Dex (timing proxy), koidc's own time
+#             token: wall time, time waiting for Dex (timing proxy), koidc's own time; also with
+#             the root CAs from the bundle file only, and with none (what loading them costs)
 #   login     browser login into an empty cache (--no-browser; measure.py plays the browser):
 #             wall, browser, Dex and koidc's own time
 #   parallel  PROCS (64) `get-token` started at once on an expired token: refresh grants seen
@@ -36,6 +37,9 @@
 # timing (Dex logs none); a private D-Bus session with an unlocked gnome-keyring; and the whole
 # run inside a new kernel session keyring (`keyctl session -`), so nothing is left behind.
 set -euo pipefail
+# The whole script is one block, read before it runs: editing this file during a run (a git pull)
+# cannot change what the running instance executes.
+{
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
 
@@ -66,7 +70,8 @@ all_sections=(warm rss size kubectl refresh login parallel)
 sections=("$@")
 [ ${#sections[@]} -gt 0 ] || sections=("${all_sections[@]}")
 for s in "${sections[@]}"; do
-  [[ " ${all_sections[*]} " == *" $s "* ]] || { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+  [[ " ${all_sections[*]} " == *" $s "* ]] || {
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2; }
 done
 want() { [[ " ${sections[*]} " == *" $1 "* ]]; }
 say() { printf 'bench: %s\n' "$*" >&2; }
@@ -84,6 +89,7 @@ eval "$(tests/e2e/deps.sh --print-env dex kubectl kubelogin 2>/dev/null)"
 
 work=$(mktemp -d /tmp/koidc-bench.XXXXXX)
 pids=()
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   local p
   for p in "${pids[@]+"${pids[@]}"}"; do kill "$p" 2>/dev/null || true; done
@@ -141,7 +147,7 @@ start_dex() {
   # the previous one. Each identity that refreshes gets a client of its own (staticClients
   # is the file's last list).
   local c
-  for c in bench-refresh-keyring bench-refresh-file bench-parallel; do
+  for c in bench-refresh-keyring bench-refresh-file bench-refresh-bundle bench-refresh-noroots bench-parallel; do
     printf '  - id: %s\n    name: %s\n    public: true\n' "$c" "$c" >>"$work/dex-$name.yaml"
   done
   grep -q "idTokens: $expiry" "$work/dex-$name.yaml" || { say "cannot set the ID token expiry"; exit 1; }
@@ -169,6 +175,9 @@ pids+=("$bus_pid")
 export DBUS_SESSION_BUS_ADDRESS=$bus_addr
 eval "$(echo bench | XDG_DATA_HOME=$work/xdg gnome-keyring-daemon --components=secrets --unlock --daemonize)"
 [ -n "${GNOME_KEYRING_PID:-}" ] && pids+=("$GNOME_KEYRING_PID")
+# The system's root CAs as every TLS client finds them by default (openssl-probe: the bundle
+# file and the certificate directory), not as this shell's environment may override them.
+unset SSL_CERT_FILE SSL_CERT_DIR
 # What kubectl passes to a credential plugin (a non-interactive call).
 export KUBERNETES_EXEC_INFO='{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}'
 
@@ -312,6 +321,12 @@ if want refresh || want parallel; then
   mapfile -d '' p_keyring < <(koidc_args "$issuer_short" keyring "$work/parallel-keyring" bench-parallel)
   setup_login "$koidc" "${r_keyring[@]}"
   setup_login "$koidc" "${r_file[@]}"
+  if want refresh; then
+    mapfile -d '' r_bundle < <(koidc_args "$issuer_short" file "$work/refresh-bundle" bench-refresh-bundle)
+    mapfile -d '' r_noroots < <(koidc_args "$issuer_short" file "$work/refresh-noroots" bench-refresh-noroots)
+    setup_login "$koidc" "${r_bundle[@]}"
+    setup_login "$koidc" "${r_noroots[@]}"
+  fi
   setup_login "$koidc" "${p_keyring[@]}"
 fi
 
@@ -321,10 +336,17 @@ fi
 
 if want refresh; then
   mark refresh
+  # Debian's bundle file, which openssl-probe finds first (/etc/ssl/certs holds the same CAs
+  # again as one file each).
+  bundle=/etc/ssl/certs/ca-certificates.crt
   python3 bench/measure.py refresh --runs "$PATH_RUNS" --gap "$GAP" --out "$results/measure.jsonl" \
     --proxy-log "$proxylog_short" \
     --cmd 'koidc, --cache keyring' "$(js "$koidc" "${r_keyring[@]}")" \
-    --cmd 'koidc, --cache file' "$(js "$koidc" "${r_file[@]}")"
+    --cmd 'koidc, --cache file' "$(js "$koidc" "${r_file[@]}")" \
+    --cmd 'koidc, --cache file, root CAs from the bundle file only (SSL_CERT_FILE)' \
+    "{\"env\": {\"SSL_CERT_FILE\": \"$bundle\"}, \"argv\": $(js "$koidc" "${r_bundle[@]}")}" \
+    --cmd 'koidc, --cache file, no root CAs (SSL_CERT_FILE=/dev/null)' \
+    "{\"env\": {\"SSL_CERT_FILE\": \"/dev/null\"}, \"argv\": $(js "$koidc" "${r_noroots[@]}")}"
 fi
 
 if want login; then
@@ -370,3 +392,5 @@ json.dump({"date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpus": os.cpu_count(), "
 EOF
 mkdir -p "$(dirname "$REPORT")"
 python3 bench/measure.py report --results "$results" --out "$REPORT"
+exit
+}

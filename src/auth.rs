@@ -100,7 +100,7 @@ impl Authenticator<'_> {
         if self.identity.provider == ProviderKind::Github {
             return crate::github::session::cached(self);
         }
-        let Some(entry) = self.load_entry()? else {
+        let Some(entry) = self.load_entry(true)? else {
             return Ok(None);
         };
         if entry.info.expiry - self.clock.now() > margin() {
@@ -116,9 +116,9 @@ impl Authenticator<'_> {
         }
     }
 
-    /// Reads the cache entry. A damaged entry is reported and counts as a miss (the next save
-    /// replaces it); an entry or directory other users could read stops koidc.
-    fn load_entry(&self) -> Result<Option<Obtained>, CacheError> {
+    /// Reads the cache entry. A damaged entry counts as a miss (the next save replaces it) and is
+    /// reported when `report` is set; an entry or directory other users could read stops koidc.
+    fn load_entry(&self, report: bool) -> Result<Option<Obtained>, CacheError> {
         let key = self.identity.cache_key();
         let tokens = match self.store.load(&key) {
             Ok(Some(tokens)) => tokens,
@@ -127,8 +127,10 @@ impl Authenticator<'_> {
                 return Ok(None);
             }
             Err(err) if err.is_corrupt() => {
-                self.printer
-                    .warn(format_args!("ignoring the cached token: {err}"));
+                if report {
+                    self.printer
+                        .warn(format_args!("ignoring the cached token: {err}"));
+                }
                 return Ok(None);
             }
             Err(err) => return Err(err),
@@ -142,13 +144,17 @@ impl Authenticator<'_> {
                 }))
             }
             Ok(_) => {
-                self.printer
-                    .warn("ignoring a cached token issued for another issuer or client");
+                if report {
+                    self.printer
+                        .warn("ignoring a cached token issued for another issuer or client");
+                }
                 Ok(None)
             }
             Err(err) => {
-                self.printer
-                    .warn(format_args!("ignoring the cached token: {err}"));
+                if report {
+                    self.printer
+                        .warn(format_args!("ignoring the cached token: {err}"));
+                }
                 Ok(None)
             }
         }
@@ -182,7 +188,9 @@ impl Authenticator<'_> {
                 wait,
             )?)
         };
-        let previous = self.load_entry()?;
+        // Read again under the lock; a damaged entry was already reported by `cached` unless
+        // that was skipped.
+        let previous = self.load_entry(force_login)?;
         if !force_login
             && let Some(entry) = &previous
             && entry.info.expiry - self.clock.now() > margin()
