@@ -36,6 +36,7 @@ printed. Python 3 standard library only.
 """
 
 import argparse
+import glob
 import hashlib
 import http.cookiejar
 import json
@@ -183,6 +184,12 @@ def _command(spec):
     return spec, None
 
 
+def _spin(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
 def _timed_run(argv, env=None):
     t0 = time.monotonic()
     run = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -205,10 +212,14 @@ def cmd_refresh(args):
     last_end = {name: time.monotonic() for name, _ in cmds}
     runs = {name: [] for name, _ in cmds}
     for i in range(args.runs):
-        for name, (argv, env) in cmds:
+        # Rotate which command comes first after the wait, and wake the CPU up before each run
+        # (a vCPU idle for seconds starts slowly; under kubectl, which has just run for tens of
+        # milliseconds, the plugin never starts on an idle CPU).
+        for name, (argv, env) in cmds[i % len(cmds):] + cmds[:i % len(cmds)]:
             due = last_end[name] + args.gap
             if time.monotonic() < due:
                 time.sleep(due - time.monotonic())
+            _spin(0.005)
             t0, t1, run = _timed_run(argv, env)
             last_end[name] = t1
             if run.returncode != 0:
@@ -259,8 +270,9 @@ def _login_once(name, argv, proxy_log, cache_root):
     if not json.loads(out).get("status", {}).get("token"):
         fail(f"{name}: no token in the ExecCredential")
     # The plugin's own requests to Dex: not the browser's (inside [shown, sent]).
-    recs = [r for r in proxy_records(proxy_log, t0, t1)
-            if not (r["start"] >= shown and r["end"] <= sent)]
+    # (By start: the proxy stamps a request's end after its last write, which can be a moment
+    # after the browser, already holding the answer, sent the callback.)
+    recs = [r for r in proxy_records(proxy_log, t0, t1) if not shown <= r["start"] <= sent]
     grants = [r.get("grant") for r in recs if r.get("grant")]
     if grants != ["authorization_code"]:
         fail(f"{name}: expected one authorization_code grant, saw {grants}")
@@ -293,6 +305,7 @@ def cmd_parallel(args):
         due = last_end + args.gap
         if time.monotonic() < due:
             time.sleep(due - time.monotonic())
+        _spin(0.005)  # see cmd_refresh
         t0 = time.monotonic()
         procs = [subprocess.Popen(args.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE) for _ in range(args.procs)]
@@ -376,11 +389,28 @@ def cmd_report(args):
               "Load average (1 min) before each section: " +
               ", ".join(f"{k} {v}" for k, v in meta.get("load", {}).items()) + ".", ""]
 
-    def hyperfine_table(file, title):
-        path = os.path.join(d, file)
-        if not os.path.exists(path):
-            return None
-        res = json.load(open(path))["results"]
+    def hyperfine_table(file, title, passes=None):
+        """One table from hyperfine's JSON; `passes`: a glob of several runs of the same
+        commands (in any order) whose times are pooled, in the first pass's order."""
+        if passes:
+            files = sorted(glob.glob(os.path.join(d, passes)))
+            if not files:
+                return None
+            pooled = {}
+            for f in files:
+                for r in json.load(open(f))["results"]:
+                    pooled.setdefault(r["command"], []).extend(r["times"])
+            res = []
+            for name, times in pooled.items():
+                mean = statistics.mean(times)
+                res.append({"command": name, "times": times, "median": statistics.median(times),
+                            "min": min(times), "mean": mean, "stddev": statistics.stdev(times)})
+            title += f" ({len(files)} passes in rotated order, pooled)"
+        else:
+            path = os.path.join(d, file)
+            if not os.path.exists(path):
+                return None
+            res = json.load(open(path))["results"]
         base = res[0]["median"]
         lines.extend([f"## {title}", "",
                       "| command | median [ms] | min [ms] | mean ± σ [ms] | runs | median ÷ first row |",
@@ -407,7 +437,7 @@ def cmd_report(args):
                 for a in kl for b in ko[:2]) + ".", ""]
     hyperfine_table("cold-keyring.json", "Keyring cache with a cold kernel keyring "
                     "(key from the Secret Service over D-Bus)")
-    kube = hyperfine_table("kubectl.json", "`kubectl get --raw /version`")
+    kube = hyperfine_table(None, "`kubectl get --raw /version`", passes="kubectl-*.json")
     if kube:
         names = list(kube)
         static = kube[names[0]]

@@ -301,11 +301,22 @@ if want kubectl; then
     env -u KUBERNETES_EXEC_INFO "$kubectl" --kubeconfig "$work/kubeconfig-$u" get --raw /version >/dev/null ||
       { say "kubectl with the $u user failed"; exit 1; }
   done
-  (unset KUBERNETES_EXEC_INFO
-   hyperfine -N --warmup 10 --runs "$KUBECTL_RUNS" --export-json "$results/kubectl.json" \
-     -n 'kubectl, static token' "$(q "$kubectl" --kubeconfig "$work/kubeconfig-static" get --raw /version)" \
-     -n 'kubectl, exec koidc (warm, --cache keyring)' "$(q "$kubectl" --kubeconfig "$work/kubeconfig-koidc" get --raw /version)" \
-     -n 'kubectl, exec kubelogin (warm, disk)' "$(q "$kubectl" --kubeconfig "$work/kubeconfig-kubelogin" get --raw /version)")
+  # A difference of a millisecond or two between commands of 35 ms: hyperfine runs one command
+  # after the other, so a change of background load would favour one of them. Three passes of
+  # KUBECTL_RUNS/3 runs in rotated order; the report pools each command's times.
+  kube=(-n 'kubectl, static token' "$(q "$kubectl" --kubeconfig "$work/kubeconfig-static" get --raw /version)"
+    -n 'kubectl, exec koidc (warm, --cache keyring)' "$(q "$kubectl" --kubeconfig "$work/kubeconfig-koidc" get --raw /version)"
+    -n 'kubectl, exec kubelogin (warm, disk)' "$(q "$kubectl" --kubeconfig "$work/kubeconfig-kubelogin" get --raw /version)")
+  rm -f "$results"/kubectl-*.json
+  for pass in 0 1 2; do
+    order=()
+    for i in 0 1 2; do
+      j=$(((i + pass) % 3 * 3))
+      order+=("${kube[@]:j:3}")
+    done
+    (unset KUBERNETES_EXEC_INFO
+     hyperfine -N --warmup 10 --runs $((KUBECTL_RUNS / 3)) --export-json "$results/kubectl-$pass.json" "${order[@]}")
+  done
 fi
 
 # Warm means warm: no token request reached Dex after the setup logins.
