@@ -25,7 +25,8 @@
 # Environment: RUNS (hyperfine runs of each warm command, 1000), COLD_RUNS (200), KUBECTL_RUNS
 # (300), RSS_RUNS (200), PATH_RUNS (refresh and login runs, 20), PARALLEL_ROUNDS (5), PROCS (64),
 # LOAD_MAX (0.5) and LOAD_WAIT (900 s): before measuring, wait (polling every 30 s, at most
-# LOAD_WAIT) until the 1-minute load average is at most LOAD_MAX. KOIDC_BIN: benchmark this
+# LOAD_WAIT) until the 1-minute load average is at most LOAD_MAX; before each further section
+# wait again, at most SECTION_WAIT (120 s). KOIDC_BIN: benchmark this
 # binary instead of building target/release/koidc. CRT_STATIC=1: also build koidc with
 # `-C target-feature=+crt-static` (static-pie glibc) in target/crt-static and benchmark it
 # beside the normal build (KOIDC_STATIC_BIN: use that binary instead). REPORT: where the report
@@ -60,6 +61,7 @@ PARALLEL_ROUNDS=${PARALLEL_ROUNDS:-5}
 PROCS=${PROCS:-64}
 LOAD_MAX=${LOAD_MAX:-0.5}
 LOAD_WAIT=${LOAD_WAIT:-900}
+SECTION_WAIT=${SECTION_WAIT:-120}
 REPORT=${REPORT:-docs/bench/results.md}
 # Dex's ID token lifetime for refresh and parallel: koidc refreshes a token with less than 90 s
 # left, so a 95 s token is due GAP seconds after it was issued.
@@ -215,23 +217,30 @@ logins_long=$(grep -c '"grant"' "$proxylog_long")
 q() { printf '%q ' "$@"; }
 js() { python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@"; }
 declare -A load
+# quiet MAX_WAIT POLL: wait until the 1-minute load average is at most LOAD_MAX, at most
+# MAX_WAIT seconds, then measure anyway (the report shows the load of each section).
 quiet() {
   local waited=0 l
   while :; do
     l=$(cut -d' ' -f1 /proc/loadavg)
     awk -v l="$l" -v m="$LOAD_MAX" 'BEGIN { exit !(l <= m) }' && break
-    if ((waited >= LOAD_WAIT)); then
-      say "load average $l is still above $LOAD_MAX after ${LOAD_WAIT}s; measuring anyway"
+    if ((waited >= $1)); then
+      say "load average $l is still above $LOAD_MAX after ${1}s; measuring anyway"
       break
     fi
-    say "load average $l > $LOAD_MAX (other work on this machine); waiting 30 s"
-    sleep 30
-    waited=$((waited + 30))
+    say "load average $l > $LOAD_MAX; waiting ${2}s"
+    sleep "$2"
+    waited=$((waited + $2))
   done
 }
-mark() { load[$1]=$(cut -d' ' -f1-3 /proc/loadavg); say "$1 (load average ${load[$1]})"; }
+# Before each section: let the previous section's load (or someone else's) settle.
+mark() {
+  quiet "$SECTION_WAIT" 15
+  load[$1]=$(cut -d' ' -f1-3 /proc/loadavg)
+  say "$1 (load average ${load[$1]})"
+}
 
-quiet
+quiet "$LOAD_WAIT" 30
 
 if want warm; then
   mark warm
