@@ -26,10 +26,10 @@
 # (300), RSS_RUNS (200), PATH_RUNS (refresh and login runs, 20), PARALLEL_ROUNDS (5), PROCS (64),
 # LOAD_MAX (0.5) and LOAD_WAIT (900 s): before measuring, wait (polling every 30 s, at most
 # LOAD_WAIT) until the 1-minute load average is at most LOAD_MAX; before each further section
-# wait again, at most SECTION_WAIT (120 s). KOIDC_BIN: benchmark this
-# binary instead of building target/release/koidc. CRT_STATIC=1: also build koidc with
-# `-C target-feature=+crt-static` (static-pie glibc) in target/crt-static and benchmark it
-# beside the normal build (KOIDC_STATIC_BIN: use that binary instead). REPORT: where the report
+# wait again, at most SECTION_WAIT (120 s). KOIDC_BIN: benchmark this binary instead of
+# building koidc as ./install.sh does (static, .cargo/static.toml). VARIANTS="pie dynamic":
+# also build and measure the static-pie build (.cargo/static-pie.toml, KOIDC_PIE=1
+# ./install.sh) and cargo's default dynamically linked build. REPORT: where the report
 # goes (docs/bench/results.md). RESULTS_DIR: keep the raw results (hyperfine JSON, measure.jsonl)
 # there; `python3 bench/measure.py report --results DIR --out FILE` rebuilds the report.
 #
@@ -103,26 +103,46 @@ mkdir -p "$work/bin" "$work/logins" "$results"
 rm -f "$results/measure.jsonl"
 
 # The binaries under test are copied, so a rebuild by someone else cannot swap them mid-run.
+# koidc is built as ./install.sh builds it (statically linked on x86_64/aarch64 Linux with
+# glibc); VARIANTS adds other builds beside it, each measured under its own name.
+host=$(rustc -vV | sed -n 's/^host: //p')
+static=()
+case $host in
+  x86_64-unknown-linux-gnu | aarch64-unknown-linux-gnu) static=(--target "$host") ;;
+esac
 if [ -n "${KOIDC_BIN:-}" ]; then
   cp "$KOIDC_BIN" "$work/bin/koidc"
+elif ((${#static[@]})); then
+  say "building the release binary (.cargo/static.toml)"
+  cargo build --release --locked --quiet "${static[@]}" --config .cargo/static.toml
+  cp "target/$host/release/koidc" "$work/bin/koidc"
 else
   say "building the release binary"
   cargo build --release --locked --quiet
   cp target/release/koidc "$work/bin/koidc"
 fi
 koidc=$work/bin/koidc
-koidc_static=
-if [ -n "${KOIDC_STATIC_BIN:-}" ]; then
-  cp "$KOIDC_STATIC_BIN" "$work/bin/koidc-static"
-  koidc_static=$work/bin/koidc-static
-elif [ "${CRT_STATIC:-0}" = 1 ]; then
-  say "building the crt-static variant in target/crt-static"
-  host=$(rustc -vV | sed -n 's/^host: //p')
-  RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --quiet \
-    --target "$host" --target-dir target/crt-static
-  cp "target/crt-static/$host/release/koidc" "$work/bin/koidc-static"
-  koidc_static=$work/bin/koidc-static
-fi
+# variant_names[i] is measured as "koidc <name>" with the binary variant_bins[i].
+variant_names=() variant_bins=()
+for v in ${VARIANTS:-}; do
+  case $v in
+    pie)
+      ((${#static[@]})) || { say "VARIANTS=pie: no static build on $host"; exit 2; }
+      say "building the static-pie variant (.cargo/static-pie.toml) in target/static-pie"
+      cargo build --release --locked --quiet "${static[@]}" --config .cargo/static-pie.toml \
+        --target-dir target/static-pie
+      cp "target/static-pie/$host/release/koidc" "$work/bin/koidc-pie"
+      variant_names+=("static-pie") variant_bins+=("$work/bin/koidc-pie")
+      ;;
+    dynamic)
+      say "building the dynamically linked variant (plain cargo build --release)"
+      cargo build --release --locked --quiet
+      cp target/release/koidc "$work/bin/koidc-dynamic"
+      variant_names+=("dynamic") variant_bins+=("$work/bin/koidc-dynamic")
+      ;;
+    *) say "VARIANTS: unknown variant $v (pie, dynamic)"; exit 2 ;;
+  esac
+done
 kubelogin=$work/bin/kubelogin
 cp "$KOIDC_E2E_KUBELOGIN" "$kubelogin"
 kubectl=$KOIDC_E2E_KUBECTL
@@ -249,10 +269,11 @@ if want warm; then
     -n 'koidc, --cache file' "$(q "$koidc" "${k_file[@]}")"
     -n 'koidc, --cache keyring (key in the kernel keyring)' "$(q "$koidc" "${k_keyring[@]}")"
     -n 'koidc --version (start-up only)' "$(q "$koidc" --version)")
-  [ -z "$koidc_static" ] || warm+=(
-    -n 'koidc crt-static, --cache file' "$(q "$koidc_static" "${k_file[@]}")"
-    -n 'koidc crt-static, --cache keyring (kernel keyring)' "$(q "$koidc_static" "${k_keyring[@]}")"
-    -n 'koidc crt-static --version (start-up only)' "$(q "$koidc_static" --version)")
+  for i in "${!variant_names[@]}"; do
+    warm+=(-n "koidc ${variant_names[i]}, --cache file" "$(q "${variant_bins[i]}" "${k_file[@]}")"
+      -n "koidc ${variant_names[i]}, --cache keyring (kernel keyring)" "$(q "${variant_bins[i]}" "${k_keyring[@]}")"
+      -n "koidc ${variant_names[i]} --version (start-up only)" "$(q "${variant_bins[i]}" --version)")
+  done
   warm+=(-n 'kubelogin, --token-cache-storage disk' "$(q "$kubelogin" "${l_disk[@]}")"
     -n 'kubelogin, --token-cache-storage keyring (Secret Service)' "$(q "$kubelogin" "${l_keyring[@]}")"
     -n 'kubelogin --version (start-up only)' "$(q "$kubelogin" --version)")
@@ -271,9 +292,9 @@ if want rss; then
   m 'koidc, --cache file' -- "$koidc" "${k_file[@]}"
   m 'koidc, --cache keyring (kernel keyring)' -- "$koidc" "${k_keyring[@]}"
   m 'koidc, --cache keyring (Secret Service; under keyctl session -)' -- keyctl session - "$koidc" "${k_keyring[@]}"
-  if [ -n "$koidc_static" ]; then
-    m 'koidc crt-static, --cache file' -- "$koidc_static" "${k_file[@]}"
-  fi
+  for i in "${!variant_names[@]}"; do
+    m "koidc ${variant_names[i]}, --cache file" -- "${variant_bins[i]}" "${k_file[@]}"
+  done
   m 'kubelogin, disk' -- "$kubelogin" "${l_disk[@]}"
   m 'kubelogin, keyring (Secret Service)' -- "$kubelogin" "${l_keyring[@]}"
 fi
@@ -282,9 +303,11 @@ if want size; then
   mark size
   {
     printf 'koidc\t%s\t%s\n' "$(stat -c %s "$koidc")" \
-      'cargo build --release (strip = true, lto = "thin", panic = "abort")'
-    [ -z "$koidc_static" ] || printf 'koidc crt-static\t%s\t%s\n' "$(stat -c %s "$koidc_static")" \
-      'the same with RUSTFLAGS="-C target-feature=+crt-static"'
+      'release profile (strip = true, lto = "thin", panic = "abort"), .cargo/static.toml'
+    for i in "${!variant_names[@]}"; do
+      printf 'koidc %s\t%s\t%s\n' "${variant_names[i]}" "$(stat -c %s "${variant_bins[i]}")" \
+        "the same, built as the ${variant_names[i]} variant"
+    done
     printf 'kubelogin %s\t%s\t%s\n' "$("$kubelogin" --version | awk '{print $3}')" "$(stat -c %s "$kubelogin")" \
       'go build -trimpath -ldflags "-s -w" (stripped), CGO_ENABLED=0'
   } >"$results/sizes.tsv"

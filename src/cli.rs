@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod fast;
+
 /// koidc: log in to Kubernetes with your company identity (OpenID Connect).
 #[derive(Debug, Parser)]
 #[command(name = "koidc", version, about, propagate_version = true)]
@@ -68,8 +70,22 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        use clap::{CommandFactory as _, FromArgMatches as _};
         let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        // kubectl's call on every command: parsed without clap when possible (see `fast`).
+        if args.get(1).map(|a| a.as_os_str()) == Some("get-token".as_ref())
+            && let Some((parsed, explicit)) = fast::parse_get_token(&args[2..], |n| std::env::var_os(n))
+        {
+            return Ok(Self {
+                command: Command::GetToken(parsed),
+                explicit: ExplicitArgs::from_ids(explicit),
+            });
+        }
+        Self::try_parse_full(args)
+    }
+
+    /// [`Cli::try_parse_args`] with clap for every command line.
+    pub(crate) fn try_parse_full(args: Vec<std::ffi::OsString>) -> Result<Self, clap::Error> {
+        use clap::{CommandFactory as _, FromArgMatches as _};
         let mut command = Self::command();
         let program = args
             .first()

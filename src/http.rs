@@ -12,11 +12,34 @@ use reqwest::Certificate;
 /// A client builder that follows no redirects, bounds each request (connect included) by
 /// `timeout` and names koidc and its version as the user agent.
 pub(crate) fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
+    builtin_name_services();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .connect_timeout(timeout)
         .user_agent(concat!("koidc/", env!("CARGO_PKG_VERSION")))
+}
+
+/// In a build with static glibc (the release build, `.cargo/static.toml`): host names are
+/// looked up with glibc's built-in `files` and `dns` services only (/etc/hosts, then the
+/// resolvers of /etc/resolv.conf), whatever /etc/nsswitch.conf names. A static glibc can load
+/// other name-service modules (`resolve`, `mdns4_minimal`, ...) only from the glibc version it
+/// was built with, which another system does not have. Done once, before the first client (and
+/// so the first lookup), not at start-up: a cached token needs no name service.
+fn builtin_name_services() {
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_feature = "crt-static"))]
+    {
+        use std::ffi::{c_char, c_int};
+        unsafe extern "C" {
+            /// glibc's <nss.h>: replaces a database's service line from /etc/nsswitch.conf.
+            fn __nss_configure_lookup(db: *const c_char, service_line: *const c_char) -> c_int;
+        }
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: two NUL-terminated strings; glibc copies what it keeps.
+        ONCE.call_once(|| unsafe {
+            __nss_configure_lookup(c"hosts".as_ptr(), c"files dns".as_ptr());
+        });
+    }
 }
 
 /// The certificates of the PEM file `path`, at least one; the error is the reason, for the

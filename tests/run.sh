@@ -3,18 +3,21 @@
 #
 # 1. Installs the system packages the tests need when one is missing (Debian/Ubuntu, as root or
 #    with sudo): keyutils (keyctl), gnome-keyring + dbus (a real Secret Service), libdbus-1-dev +
-#    pkg-config (the keyring crate links libdbus), python3 (the fake browser).
+#    pkg-config (the keyring crate links libdbus), libc6-dev (the static glibc of the release
+#    build), python3 (the fake browser), strace (tests/it/static_build.rs).
 # 2. Builds the pinned Dex, kubectl, etcd and kube-apiserver once (tests/e2e/deps.sh, cached
 #    under ~/.cache/koidc-e2e) and exports KOIDC_E2E_DEX / KOIDC_E2E_KUBECTL / KOIDC_E2E_ETCD /
 #    KOIDC_E2E_KUBE_APISERVER for the integration tests.
 #    Installs the Okta-like test IdP (tests/okta, `npm ci`) when its node_modules is missing.
 # 3. Runs every test (unit + integration) with `cargo test --locked` and exits with its status.
-#    Extra arguments go to cargo, e.g. `./tests/run.sh --test it login`.
+#    Extra arguments go to cargo, e.g. `./tests/run.sh --test it login`. On x86_64 and aarch64
+#    Linux with glibc, koidc is built and tested as ./install.sh builds it: statically linked
+#    (`--target HOST --config .cargo/static.toml`).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-readonly PACKAGES=(keyutils gnome-keyring dbus libdbus-1-dev pkg-config python3)
+readonly PACKAGES=(keyutils gnome-keyring dbus libdbus-1-dev libc6-dev pkg-config python3 strace)
 
 install_missing_packages() {
   if ! command -v dpkg >/dev/null 2>&1; then
@@ -57,7 +60,14 @@ if [[ ! -d tests/okta/node_modules ]]; then
   (cd tests/okta && npm ci --no-audit --no-fund)
 fi
 
-cargo test --locked "$@"
+host=$(rustc -vV | sed -n 's/^host: //p')
+case $host in
+  x86_64-unknown-linux-gnu | aarch64-unknown-linux-gnu)
+    export KOIDC_CARGO_TARGET="--target $host --config .cargo/static.toml" ;;
+  *) export KOIDC_CARGO_TARGET="" ;;
+esac
+# shellcheck disable=SC2086 # two options and their values
+cargo test --locked $KOIDC_CARGO_TARGET "$@"
 
 # The Secret Service unit test needs a session bus with an unlocked keyring: run it in a private
 # D-Bus session with a throw-away gnome-keyring (its files under a temporary XDG_DATA_HOME).
@@ -66,6 +76,6 @@ if (($# == 0)); then
   trap 'rm -rf "$keyring_data"' EXIT
   XDG_DATA_HOME=$keyring_data dbus-run-session -- bash -c \
     'echo koidc | gnome-keyring-daemon --components=secrets --unlock --daemonize >/dev/null &&
-     cargo test --locked --lib cache::keyring::tests::secret_service_round_trip -- --ignored --exact' \
+     cargo test --locked $KOIDC_CARGO_TARGET --lib cache::keyring::tests::secret_service_round_trip -- --ignored --exact' \
     2> >(grep -v "Failed to set fd limit" >&2)
 fi

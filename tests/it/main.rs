@@ -36,3 +36,4 @@ mod parallel;
 mod profiles;
 mod rbac_e2e;
 mod setup_cmd;
+mod static_build;

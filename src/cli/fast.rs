@@ -1,0 +1,393 @@
+//! `koidc get-token`'s options parsed without clap, for the call kubectl makes on every command.
+//!
+//! Building clap's description of the command line (even of get-token alone) and matching the
+//! arguments against it is about half of the instructions a cached `get-token` executes. This
+//! parser knows get-token's options only, in the forms a kubeconfig writes them (`--name value`,
+//! `--name=value`, `-v`), and their `KOIDC_*` variables. It gives up (`None`) on anything else —
+//! an unknown or repeated option, a value that starts with `-` or is empty, `--help`, a set
+//! boolean variable — and the caller then runs clap, which accepts or reports it exactly as
+//! before. Whenever it does answer, the answer equals clap's (the tests below check this against
+//! clap for thousands of command lines and environments), so which parser ran never shows.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+
+use super::{CacheFlags, GetTokenArgs, GithubFlags, IdentityFlags, LoginFlags, OutputFlags};
+
+/// How an option takes values.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// One value (`Option<T>` or a value with a default); given twice is an error in clap.
+    One,
+    /// Repeatable, each value split at commas (`Vec<T>` with `value_delimiter = ','`).
+    Many,
+    /// A boolean flag without a value.
+    Flag,
+}
+
+/// One option of `get-token`: its long name, clap's id (the field name) and its variable.
+struct Opt {
+    long: &'static str,
+    id: &'static str,
+    env: &'static str,
+    kind: Kind,
+}
+
+const fn opt(long: &'static str, id: &'static str, env: &'static str, kind: Kind) -> Opt {
+    Opt { long, id, env, kind }
+}
+
+/// Every option of [`GetTokenArgs`] except `--verbose`, which has no variable. The test
+/// `options_table_matches_clap` keeps this list and clap's in step.
+const OPTS: [Opt; 17] = [
+    opt("profile", "profile", "KOIDC_PROFILE", Kind::One),
+    opt("issuer", "issuer", "KOIDC_ISSUER", Kind::One),
+    opt("client-id", "client_id", "KOIDC_CLIENT_ID", Kind::One),
+    opt("scope", "scopes", "KOIDC_SCOPE", Kind::Many),
+    opt("provider", "provider", "KOIDC_PROVIDER", Kind::One),
+    opt("github-url", "github_url", "KOIDC_GITHUB_URL", Kind::One),
+    opt("github-api-url", "github_api_url", "KOIDC_GITHUB_API_URL", Kind::One),
+    opt("cache", "cache", "KOIDC_CACHE", Kind::One),
+    opt("cache-dir", "cache_dir", "KOIDC_CACHE_DIR", Kind::One),
+    opt("client-secret", "client_secret", "KOIDC_CLIENT_SECRET", Kind::One),
+    opt("listen", "listen", "KOIDC_LISTEN", Kind::Many),
+    opt("browser-command", "browser_command", "KOIDC_BROWSER_COMMAND", Kind::One),
+    opt("no-browser", "no_browser", "KOIDC_NO_BROWSER", Kind::Flag),
+    opt("timeout", "timeout", "KOIDC_TIMEOUT", Kind::One),
+    opt("grant", "grant", "KOIDC_GRANT", Kind::One),
+    opt("paste", "paste", "KOIDC_PASTE", Kind::Flag),
+    opt("certificate-authority", "certificate_authorities", "KOIDC_CERTIFICATE_AUTHORITY", Kind::Many),
+];
+
+/// Index of each option in [`OPTS`].
+mod at {
+    pub const PROFILE: usize = 0;
+    pub const ISSUER: usize = 1;
+    pub const CLIENT_ID: usize = 2;
+    pub const SCOPE: usize = 3;
+    pub const PROVIDER: usize = 4;
+    pub const GITHUB_URL: usize = 5;
+    pub const GITHUB_API_URL: usize = 6;
+    pub const CACHE: usize = 7;
+    pub const CACHE_DIR: usize = 8;
+    pub const CLIENT_SECRET: usize = 9;
+    pub const LISTEN: usize = 10;
+    pub const BROWSER_COMMAND: usize = 11;
+    pub const NO_BROWSER: usize = 12;
+    pub const TIMEOUT: usize = 13;
+    pub const GRANT: usize = 14;
+    pub const PASTE: usize = 15;
+    pub const CERTIFICATE_AUTHORITY: usize = 16;
+}
+
+/// Parses the arguments after `get-token` (`args`) with the variables `env` gives; `None`
+/// whenever clap must decide. Returns the options and the ids of those given on the command
+/// line or in a variable (as [`super::ExplicitArgs`] records them).
+pub(super) fn parse_get_token(
+    args: &[OsString],
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Option<(GetTokenArgs, Vec<&'static str>)> {
+    let mut values: [Option<Vec<String>>; OPTS.len()] = Default::default();
+    let mut verbose: u8 = 0;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let arg = arg.to_str()?;
+        if let Some(vs) = arg.strip_prefix('-').filter(|v| !v.is_empty() && v.bytes().all(|b| b == b'v')) {
+            verbose = verbose.checked_add(u8::try_from(vs.len()).ok()?)?;
+            continue;
+        }
+        if arg == "--verbose" {
+            verbose = verbose.checked_add(1)?;
+            continue;
+        }
+        let (name, inline) = match arg.strip_prefix("--")?.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (arg.strip_prefix("--")?, None),
+        };
+        let index = OPTS.iter().position(|o| o.long == name)?;
+        let opt = &OPTS[index];
+        if opt.kind != Kind::Many && values[index].is_some() {
+            return None;
+        }
+        let slot = values[index].get_or_insert_with(Vec::new);
+        if opt.kind == Kind::Flag {
+            if inline.is_some() {
+                return None;
+            }
+            continue;
+        }
+        let value = match inline {
+            Some(value) => value,
+            None => rest.next()?.to_str()?,
+        };
+        if value.starts_with('-') {
+            return None;
+        }
+        push_values(slot, opt.kind, value)?;
+    }
+    for (index, opt) in OPTS.iter().enumerate() {
+        if values[index].is_some() {
+            continue;
+        }
+        let Some(value) = env(opt.env) else { continue };
+        if opt.kind == Kind::Flag {
+            return None;
+        }
+        push_values(values[index].get_or_insert_with(Vec::new), opt.kind, value.to_str()?)?;
+    }
+
+    let mut explicit: Vec<&'static str> =
+        OPTS.iter().zip(&values).filter(|(_, v)| v.is_some()).map(|(o, _)| o.id).collect();
+    if verbose > 0 {
+        explicit.push("verbose");
+    }
+    let mut take = |index: usize| values[index].take();
+    let one = |v: Option<Vec<String>>| v.and_then(|mut v| v.pop());
+    let parsed = GetTokenArgs {
+        identity: IdentityFlags {
+            profile: one(take(at::PROFILE)),
+            issuer: one(take(at::ISSUER)),
+            client_id: one(take(at::CLIENT_ID)),
+            scopes: take(at::SCOPE).unwrap_or_default(),
+            provider: value_enum(one(take(at::PROVIDER)))?.unwrap_or(super::ProviderArg::Auto),
+            github: GithubFlags {
+                github_url: one(take(at::GITHUB_URL)),
+                github_api_url: one(take(at::GITHUB_API_URL)),
+            },
+        },
+        login: LoginFlags {
+            client_secret: one(take(at::CLIENT_SECRET)),
+            listen: take(at::LISTEN).unwrap_or_default(),
+            browser_command: one(take(at::BROWSER_COMMAND)),
+            no_browser: take(at::NO_BROWSER).is_some(),
+            timeout: match one(take(at::TIMEOUT)) {
+                None => 180,
+                Some(t) if t.bytes().all(|b| b.is_ascii_digit()) => t.parse().ok()?,
+                Some(_) => return None,
+            },
+            grant: value_enum(one(take(at::GRANT)))?.unwrap_or(super::GrantArg::Auto),
+            paste: take(at::PASTE).is_some(),
+            certificate_authorities: take(at::CERTIFICATE_AUTHORITY)
+                .unwrap_or_default()
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+        },
+        cache: CacheFlags {
+            cache: value_enum(one(take(at::CACHE)))?.unwrap_or(super::CacheArg::Keyring),
+            cache_dir: one(take(at::CACHE_DIR)).map(PathBuf::from),
+        },
+        output: OutputFlags { verbose },
+    };
+    Some((parsed, explicit))
+}
+
+/// Adds an option's value (split at commas for [`Kind::Many`]); `None` for an empty value or
+/// an empty piece, whose meaning is clap's to decide.
+fn push_values(slot: &mut Vec<String>, kind: Kind, value: &str) -> Option<()> {
+    if kind == Kind::Many {
+        for piece in value.split(',') {
+            if piece.is_empty() {
+                return None;
+            }
+            slot.push(piece.to_owned());
+        }
+    } else {
+        if value.is_empty() {
+            return None;
+        }
+        slot.push(value.to_owned());
+    }
+    Some(())
+}
+
+/// A `ValueEnum` value by its exact name: `Some(None)` when absent, `None` when unknown.
+fn value_enum<T: ValueEnum>(value: Option<String>) -> Option<Option<T>> {
+    match value {
+        None => Some(None),
+        Some(v) => T::from_str(&v, false).ok().map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Differential tests: the fast parser against clap on generated command lines.
+    //!
+    //! clap reads `KOIDC_*` variables from the process environment, so the cases with variables
+    //! run in a child process of this test binary (`differential_child`), each with its own
+    //! environment, and never touch the environment of the tests running beside them.
+
+    use std::collections::BTreeSet;
+    use std::ffi::OsString;
+    use std::process::Command;
+
+    use super::{OPTS, parse_get_token};
+    use crate::cli::{Cli, Command as Sub};
+
+    /// clap's answer: the parsed get-token options (as `Debug` text) and the explicit ids.
+    fn clap_parse(args: &[OsString]) -> Option<(String, BTreeSet<String>)> {
+        let mut full = vec![OsString::from("koidc"), OsString::from("get-token")];
+        full.extend(args.iter().cloned());
+        let cli = Cli::try_parse_full(full).ok()?;
+        let Sub::GetToken(parsed) = &cli.command else { panic!("not get-token") };
+        let ids = OPTS.iter().map(|o| o.id).chain(["verbose"]);
+        Some((format!("{parsed:?}"), ids.filter(|id| cli.explicit.contains(id)).map(String::from).collect()))
+    }
+
+    /// Checks one command line in this process's environment; true when the fast parser
+    /// answered (and agreed with clap).
+    fn check(args: &[OsString]) -> bool {
+        let fast = parse_get_token(args, |name| std::env::var_os(name));
+        let Some((parsed, explicit)) = fast else { return false };
+        let fast = (format!("{parsed:?}"), explicit.into_iter().map(String::from).collect::<BTreeSet<_>>());
+        let slow = clap_parse(args);
+        assert_eq!(Some(&fast), slow.as_ref(), "fast parser and clap differ on {args:?}");
+        true
+    }
+
+    /// A small deterministic generator (xorshift), so failures reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 33) as usize
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.next() % items.len()]
+        }
+    }
+
+    const NAMES: &[&str] = &[
+        "--profile", "--issuer", "--client-id", "--scope", "--provider", "--github-url",
+        "--github-api-url", "--cache", "--cache-dir", "--client-secret", "--listen",
+        "--browser-command", "--no-browser", "--timeout", "--grant", "--paste",
+        "--certificate-authority", "--verbose", "-v", "-vv", "-vvv", "--help", "-h", "--version",
+        "--issue", "--scopes", "--", "-x", "extra", "-", "--cache=file", "--timeout=7",
+        "--scope=a,b", "--no-browser=true", "--issuer=", "--listen=127.0.0.1:0,127.0.0.1:8000",
+    ];
+    const VALUES: &[&str] = &[
+        "https://dex.example.com/dex", "koidc", "email", "groups,email", "a,,b", ",", "",
+        "okta", "dex", "Dex", "auto", "generic", "github", "keyring", "file", "none", "authcode",
+        "device-code", "180", "0", "+5", "99999999999999999999999", "-1", "-v", "--issuer",
+        "/tmp/koidc cache", "127.0.0.1:8000", "open -a Safari", "work", "ümlaut", "a=b",
+    ];
+
+    /// A random get-token command line.
+    fn command_line(rng: &mut Rng) -> Vec<OsString> {
+        let n = rng.next() % 7;
+        let mut args = Vec::new();
+        for _ in 0..n {
+            args.push(OsString::from(rng.pick(NAMES)));
+            if rng.next() % 5 != 0 {
+                args.push(OsString::from(rng.pick(VALUES)));
+            }
+        }
+        args
+    }
+
+    /// Checks many command lines in the current environment; the share the fast parser
+    /// answered, so a parser that always gives up cannot pass.
+    fn run_cases(seed: u64, cases: usize) -> f64 {
+        let mut rng = Rng(seed);
+        let answered = (0..cases).filter(|_| check(&command_line(&mut rng))).count();
+        answered as f64 / cases as f64
+    }
+
+    #[test]
+    fn kubeconfig_command_lines_take_the_fast_path_and_agree_with_clap() {
+        for line in [
+            "--issuer https://dex.example.com/dex --client-id koidc --scope email --scope groups",
+            "--issuer=https://dex.example.com/dex --client-id=koidc --scope=email,groups --cache=file",
+            "--profile work",
+            "--issuer https://x.okta.com/oauth2/default --client-id 0oa1 --provider okta -v",
+            "--issuer https://dex.example.com/dex --client-id koidc --cache-dir /tmp/c --listen 127.0.0.1:8000 --listen 127.0.0.1:18000 --timeout 30 --grant device-code --no-browser --paste --certificate-authority /ca.pem,/ca2.pem --browser-command true --client-secret s --github-url https://g --github-api-url https://g/api -vv --verbose",
+            "",
+        ] {
+            let args: Vec<OsString> = line.split_whitespace().map(OsString::from).collect();
+            assert!(check(&args), "the fast parser gave up on {line:?}");
+        }
+    }
+
+    #[test]
+    fn gives_up_on_what_clap_must_report() {
+        for line in [
+            "--help", "-h", "--version", "--issuer", "--issuer -x", "--issuer a --issuer b", "--bogus",
+            "positional", "--no-browser=true", "--no-browser --no-browser", "--timeout -1",
+            "--timeout +5", "--cache Keyring", "--scope a,,b", "--issuer=", "--", "-vx",
+        ] {
+            let args: Vec<OsString> = line.split_whitespace().map(OsString::from).collect();
+            assert!(parse_get_token(&args, |_| None).is_none(), "answered {line:?}");
+        }
+    }
+
+    #[test]
+    fn options_table_matches_clap() {
+        use clap::Args as _;
+        let command = crate::cli::GetTokenArgs::augment_args(clap::Command::new("get-token"));
+        let clap_opts: BTreeSet<(String, String, String)> = command
+            .get_arguments()
+            .filter(|a| a.get_id() != "verbose")
+            .map(|a| {
+                let env = a.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+                (a.get_long().unwrap_or_default().to_owned(), a.get_id().to_string(), env)
+            })
+            .collect();
+        let ours: BTreeSet<(String, String, String)> =
+            OPTS.iter().map(|o| (o.long.to_owned(), o.id.to_owned(), o.env.to_owned())).collect();
+        assert_eq!(ours, clap_opts);
+    }
+
+    #[test]
+    fn random_command_lines_agree_with_clap() {
+        // Without variables (the child process below adds them): this process's environment
+        // must not set any KOIDC_* option.
+        if OPTS.iter().any(|o| std::env::var_os(o.env).is_some()) {
+            panic!("unset the KOIDC_* variables to run this test");
+        }
+        let share = run_cases(0x9e37_79b9_7f4a_7c15, 20_000);
+        assert!(share > 0.05, "the fast parser answered only {share:.3} of the command lines");
+    }
+
+    /// Environments for the child runs: variables with valid, invalid and empty values.
+    const ENVIRONMENTS: &[&[(&str, &str)]] = &[
+        &[("KOIDC_ISSUER", "https://env.example.com"), ("KOIDC_CLIENT_ID", "env-client")],
+        &[("KOIDC_SCOPE", "email,groups"), ("KOIDC_LISTEN", "127.0.0.1:8000,127.0.0.1:18000")],
+        &[("KOIDC_PROVIDER", "okta"), ("KOIDC_CACHE", "file"), ("KOIDC_GRANT", "device-code")],
+        &[("KOIDC_PROVIDER", "Okta"), ("KOIDC_TIMEOUT", "12")],
+        &[("KOIDC_TIMEOUT", "x"), ("KOIDC_CACHE_DIR", "/tmp/env cache")],
+        &[("KOIDC_NO_BROWSER", "true")],
+        &[("KOIDC_PASTE", "0")],
+        &[("KOIDC_ISSUER", ""), ("KOIDC_SCOPE", "a,,b")],
+        &[("KOIDC_PROFILE", "work"), ("KOIDC_CLIENT_SECRET", "s"), ("KOIDC_BROWSER_COMMAND", "-x")],
+        &[("KOIDC_CERTIFICATE_AUTHORITY", "/a.pem,/b.pem"), ("KOIDC_GITHUB_URL", "https://g")],
+    ];
+
+    #[test]
+    fn random_command_lines_with_variables_agree_with_clap() {
+        let exe = std::env::current_exe().expect("test binary");
+        for (n, vars) in ENVIRONMENTS.iter().enumerate() {
+            let mut child = Command::new(&exe);
+            child.args(["--exact", "cli::fast::tests::differential_child", "--ignored", "--nocapture"]);
+            for opt in &OPTS {
+                child.env_remove(opt.env);
+            }
+            child.envs(vars.iter().copied()).env("KOIDC_TEST_SEED", (n + 1).to_string());
+            let out = child.output().expect("run the test binary");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "environment {vars:?}:\n{text}");
+            assert!(text.contains("1 passed"), "the child ran no test for {vars:?}:\n{text}");
+        }
+    }
+
+    /// Run by [`random_command_lines_with_variables_agree_with_clap`] in a child process.
+    #[test]
+    #[ignore = "run in a child process by random_command_lines_with_variables_agree_with_clap"]
+    fn differential_child() {
+        let seed: u64 = std::env::var("KOIDC_TEST_SEED").expect("KOIDC_TEST_SEED").parse().unwrap();
+        run_cases(seed.wrapping_mul(0x2545_f491_4f6c_dd1d), 3_000);
+    }
+}
