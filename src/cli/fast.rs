@@ -41,6 +41,7 @@ const fn opt(long: &'static str, id: &'static str, env: &'static str, kind: Kind
 
 /// Every option of [`GetTokenArgs`] except `--verbose`, which has no variable. The test
 /// `options_table_matches_clap` keeps this list and clap's in step.
+#[rustfmt::skip]
 const OPTS: [Opt; 17] = [
     opt("profile", "profile", "KOIDC_PROFILE", Kind::One),
     opt("issuer", "issuer", "KOIDC_ISSUER", Kind::One),
@@ -94,7 +95,10 @@ pub(super) fn parse_get_token(
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         let arg = arg.to_str()?;
-        if let Some(vs) = arg.strip_prefix('-').filter(|v| !v.is_empty() && v.bytes().all(|b| b == b'v')) {
+        if let Some(vs) = arg
+            .strip_prefix('-')
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b == b'v'))
+        {
             verbose = verbose.checked_add(u8::try_from(vs.len()).ok()?)?;
             continue;
         }
@@ -135,11 +139,19 @@ pub(super) fn parse_get_token(
         if opt.kind == Kind::Flag {
             return None;
         }
-        push_values(values[index].get_or_insert_with(Vec::new), opt.kind, value.to_str()?)?;
+        push_values(
+            values[index].get_or_insert_with(Vec::new),
+            opt.kind,
+            value.to_str()?,
+        )?;
     }
 
-    let mut explicit: Vec<&'static str> =
-        OPTS.iter().zip(&values).filter(|(_, v)| v.is_some()).map(|(o, _)| o.id).collect();
+    let mut explicit: Vec<&'static str> = OPTS
+        .iter()
+        .zip(&values)
+        .filter(|(_, v)| v.is_some())
+        .map(|(o, _)| o.id)
+        .collect();
     if verbose > 0 {
         explicit.push("verbose");
     }
@@ -231,19 +243,35 @@ mod tests {
         let mut full = vec![OsString::from("koidc"), OsString::from("get-token")];
         full.extend(args.iter().cloned());
         let cli = Cli::try_parse_full(full).ok()?;
-        let Sub::GetToken(parsed) = &cli.command else { panic!("not get-token") };
+        let Sub::GetToken(parsed) = &cli.command else {
+            panic!("not get-token")
+        };
         let ids = OPTS.iter().map(|o| o.id).chain(["verbose"]);
-        Some((format!("{parsed:?}"), ids.filter(|id| cli.explicit.contains(id)).map(String::from).collect()))
+        Some((
+            format!("{parsed:?}"),
+            ids.filter(|id| cli.explicit.contains(id))
+                .map(String::from)
+                .collect(),
+        ))
     }
 
     /// Checks one command line in this process's environment; true when the fast parser
     /// answered (and agreed with clap).
     fn check(args: &[OsString]) -> bool {
         let fast = parse_get_token(args, |name| std::env::var_os(name));
-        let Some((parsed, explicit)) = fast else { return false };
-        let fast = (format!("{parsed:?}"), explicit.into_iter().map(String::from).collect::<BTreeSet<_>>());
+        let Some((parsed, explicit)) = fast else {
+            return false;
+        };
+        let fast = (
+            format!("{parsed:?}"),
+            explicit.into_iter().map(String::from).collect::<BTreeSet<_>>(),
+        );
         let slow = clap_parse(args);
-        assert_eq!(Some(&fast), slow.as_ref(), "fast parser and clap differ on {args:?}");
+        assert_eq!(
+            Some(&fast),
+            slow.as_ref(),
+            "fast parser and clap differ on {args:?}"
+        );
         true
     }
 
@@ -262,18 +290,75 @@ mod tests {
     }
 
     const NAMES: &[&str] = &[
-        "--profile", "--issuer", "--client-id", "--scope", "--provider", "--github-url",
-        "--github-api-url", "--cache", "--cache-dir", "--client-secret", "--listen",
-        "--browser-command", "--no-browser", "--timeout", "--grant", "--paste",
-        "--certificate-authority", "--verbose", "-v", "-vv", "-vvv", "--help", "-h", "--version",
-        "--issue", "--scopes", "--", "-x", "extra", "-", "--cache=file", "--timeout=7",
-        "--scope=a,b", "--no-browser=true", "--issuer=", "--listen=127.0.0.1:0,127.0.0.1:8000",
+        "--profile",
+        "--issuer",
+        "--client-id",
+        "--scope",
+        "--provider",
+        "--github-url",
+        "--github-api-url",
+        "--cache",
+        "--cache-dir",
+        "--client-secret",
+        "--listen",
+        "--browser-command",
+        "--no-browser",
+        "--timeout",
+        "--grant",
+        "--paste",
+        "--certificate-authority",
+        "--verbose",
+        "-v",
+        "-vv",
+        "-vvv",
+        "--help",
+        "-h",
+        "--version",
+        "--issue",
+        "--scopes",
+        "--",
+        "-x",
+        "extra",
+        "-",
+        "--cache=file",
+        "--timeout=7",
+        "--scope=a,b",
+        "--no-browser=true",
+        "--issuer=",
+        "--listen=127.0.0.1:0,127.0.0.1:8000",
     ];
     const VALUES: &[&str] = &[
-        "https://dex.example.com/dex", "koidc", "email", "groups,email", "a,,b", ",", "",
-        "okta", "dex", "Dex", "auto", "generic", "github", "keyring", "file", "none", "authcode",
-        "device-code", "180", "0", "+5", "99999999999999999999999", "-1", "-v", "--issuer",
-        "/tmp/koidc cache", "127.0.0.1:8000", "open -a Safari", "work", "ümlaut", "a=b",
+        "https://dex.example.com/dex",
+        "koidc",
+        "email",
+        "groups,email",
+        "a,,b",
+        ",",
+        "",
+        "okta",
+        "dex",
+        "Dex",
+        "auto",
+        "generic",
+        "github",
+        "keyring",
+        "file",
+        "none",
+        "authcode",
+        "device-code",
+        "180",
+        "0",
+        "+5",
+        "99999999999999999999999",
+        "-1",
+        "-v",
+        "--issuer",
+        "/tmp/koidc cache",
+        "127.0.0.1:8000",
+        "open -a Safari",
+        "work",
+        "ümlaut",
+        "a=b",
     ];
 
     /// A random get-token command line.
@@ -315,9 +400,23 @@ mod tests {
     #[test]
     fn gives_up_on_what_clap_must_report() {
         for line in [
-            "--help", "-h", "--version", "--issuer", "--issuer -x", "--issuer a --issuer b", "--bogus",
-            "positional", "--no-browser=true", "--no-browser --no-browser", "--timeout -1",
-            "--timeout +5", "--cache Keyring", "--scope a,,b", "--issuer=", "--", "-vx",
+            "--help",
+            "-h",
+            "--version",
+            "--issuer",
+            "--issuer -x",
+            "--issuer a --issuer b",
+            "--bogus",
+            "positional",
+            "--no-browser=true",
+            "--no-browser --no-browser",
+            "--timeout -1",
+            "--timeout +5",
+            "--cache Keyring",
+            "--scope a,,b",
+            "--issuer=",
+            "--",
+            "-vx",
         ] {
             let args: Vec<OsString> = line.split_whitespace().map(OsString::from).collect();
             assert!(parse_get_token(&args, |_| None).is_none(), "answered {line:?}");
@@ -332,12 +431,21 @@ mod tests {
             .get_arguments()
             .filter(|a| a.get_id() != "verbose")
             .map(|a| {
-                let env = a.get_env().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
-                (a.get_long().unwrap_or_default().to_owned(), a.get_id().to_string(), env)
+                let env = a
+                    .get_env()
+                    .map(|e| e.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (
+                    a.get_long().unwrap_or_default().to_owned(),
+                    a.get_id().to_string(),
+                    env,
+                )
             })
             .collect();
-        let ours: BTreeSet<(String, String, String)> =
-            OPTS.iter().map(|o| (o.long.to_owned(), o.id.to_owned(), o.env.to_owned())).collect();
+        let ours: BTreeSet<(String, String, String)> = OPTS
+            .iter()
+            .map(|o| (o.long.to_owned(), o.id.to_owned(), o.env.to_owned()))
+            .collect();
         assert_eq!(ours, clap_opts);
     }
 
@@ -349,21 +457,41 @@ mod tests {
             panic!("unset the KOIDC_* variables to run this test");
         }
         let share = run_cases(0x9e37_79b9_7f4a_7c15, 20_000);
-        assert!(share > 0.05, "the fast parser answered only {share:.3} of the command lines");
+        assert!(
+            share > 0.05,
+            "the fast parser answered only {share:.3} of the command lines"
+        );
     }
 
     /// Environments for the child runs: variables with valid, invalid and empty values.
     const ENVIRONMENTS: &[&[(&str, &str)]] = &[
-        &[("KOIDC_ISSUER", "https://env.example.com"), ("KOIDC_CLIENT_ID", "env-client")],
-        &[("KOIDC_SCOPE", "email,groups"), ("KOIDC_LISTEN", "127.0.0.1:8000,127.0.0.1:18000")],
-        &[("KOIDC_PROVIDER", "okta"), ("KOIDC_CACHE", "file"), ("KOIDC_GRANT", "device-code")],
+        &[
+            ("KOIDC_ISSUER", "https://env.example.com"),
+            ("KOIDC_CLIENT_ID", "env-client"),
+        ],
+        &[
+            ("KOIDC_SCOPE", "email,groups"),
+            ("KOIDC_LISTEN", "127.0.0.1:8000,127.0.0.1:18000"),
+        ],
+        &[
+            ("KOIDC_PROVIDER", "okta"),
+            ("KOIDC_CACHE", "file"),
+            ("KOIDC_GRANT", "device-code"),
+        ],
         &[("KOIDC_PROVIDER", "Okta"), ("KOIDC_TIMEOUT", "12")],
         &[("KOIDC_TIMEOUT", "x"), ("KOIDC_CACHE_DIR", "/tmp/env cache")],
         &[("KOIDC_NO_BROWSER", "true")],
         &[("KOIDC_PASTE", "0")],
         &[("KOIDC_ISSUER", ""), ("KOIDC_SCOPE", "a,,b")],
-        &[("KOIDC_PROFILE", "work"), ("KOIDC_CLIENT_SECRET", "s"), ("KOIDC_BROWSER_COMMAND", "-x")],
-        &[("KOIDC_CERTIFICATE_AUTHORITY", "/a.pem,/b.pem"), ("KOIDC_GITHUB_URL", "https://g")],
+        &[
+            ("KOIDC_PROFILE", "work"),
+            ("KOIDC_CLIENT_SECRET", "s"),
+            ("KOIDC_BROWSER_COMMAND", "-x"),
+        ],
+        &[
+            ("KOIDC_CERTIFICATE_AUTHORITY", "/a.pem,/b.pem"),
+            ("KOIDC_GITHUB_URL", "https://g"),
+        ],
     ];
 
     #[test]
@@ -371,15 +499,26 @@ mod tests {
         let exe = std::env::current_exe().expect("test binary");
         for (n, vars) in ENVIRONMENTS.iter().enumerate() {
             let mut child = Command::new(&exe);
-            child.args(["--exact", "cli::fast::tests::differential_child", "--ignored", "--nocapture"]);
+            child.args([
+                "--exact",
+                "cli::fast::tests::differential_child",
+                "--ignored",
+                "--nocapture",
+            ]);
             for opt in &OPTS {
                 child.env_remove(opt.env);
             }
-            child.envs(vars.iter().copied()).env("KOIDC_TEST_SEED", (n + 1).to_string());
+            child
+                .envs(vars.iter().copied())
+                .env("KOIDC_TEST_SEED", (n + 1).to_string());
             let out = child.output().expect("run the test binary");
-            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            let text =
+                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "environment {vars:?}:\n{text}");
-            assert!(text.contains("1 passed"), "the child ran no test for {vars:?}:\n{text}");
+            assert!(
+                text.contains("1 passed"),
+                "the child ran no test for {vars:?}:\n{text}"
+            );
         }
     }
 
@@ -387,7 +526,10 @@ mod tests {
     #[test]
     #[ignore = "run in a child process by random_command_lines_with_variables_agree_with_clap"]
     fn differential_child() {
-        let seed: u64 = std::env::var("KOIDC_TEST_SEED").expect("KOIDC_TEST_SEED").parse().unwrap();
+        let seed: u64 = std::env::var("KOIDC_TEST_SEED")
+            .expect("KOIDC_TEST_SEED")
+            .parse()
+            .unwrap();
         run_cases(seed.wrapping_mul(0x2545_f491_4f6c_dd1d), 3_000);
     }
 }

@@ -215,8 +215,8 @@ pub struct ApiClient {
 impl ApiClient {
     /// A client for `target` trusting its CA (the system roots when it names none).
     pub fn new(target: &ClusterTarget, token: SecretString) -> Result<Self, ApiError> {
-        let mut builder =
-            crate::http::client_builder(TIMEOUT).user_agent(concat!("koidc-doctor/", env!("CARGO_PKG_VERSION")));
+        let mut builder = crate::http::client_builder(TIMEOUT)
+            .user_agent(concat!("koidc-doctor/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &target.ca_pem {
             let certs =
                 reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ApiError::Client(root_cause(&e)))?;

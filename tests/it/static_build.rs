@@ -23,7 +23,10 @@ const NSSWITCH: &str = "passwd: files\ngroup: files\nhosts: resolve mdns4_minima
 fn run_with_nsswitch(dir: &Path, program: &str, args: &[&str]) -> (crate::support::Output, String) {
     let conf = dir.join("nsswitch.conf");
     std::fs::write(&conf, NSSWITCH).unwrap();
-    let log = dir.join(format!("strace-{}.log", Path::new(program).file_name().unwrap().to_string_lossy()));
+    let log = dir.join(format!(
+        "strace-{}.log",
+        Path::new(program).file_name().unwrap().to_string_lossy()
+    ));
     let script = r#"mount --bind "$1" /etc/nsswitch.conf || exit 97
 log=$2; shift 2
 exec strace -f -qq -e trace=openat -o "$log" "$@""#;
@@ -63,12 +66,26 @@ fn static_build_looks_up_host_names_without_nss_modules() {
         dir.path(),
         koidc_bin(),
         &[
-            "get-token", "--issuer", "http://localhost:9/dex", "--client-id", "koidc", "--cache", "none",
-            "--no-browser", "--timeout", "5",
+            "get-token",
+            "--issuer",
+            "http://localhost:9/dex",
+            "--client-id",
+            "koidc",
+            "--cache",
+            "none",
+            "--no-browser",
+            "--timeout",
+            "5",
         ],
     );
     let line = out.assert_failure().assert_one_error_line();
     assert!(line.contains("localhost:9"), "unexpected error: {line}");
-    assert!(opened.contains("\"/etc/hosts\""), "koidc did not look the host name up in /etc/hosts:\n{opened}");
-    assert!(!opened.contains("libnss_"), "koidc tried to load a name-service module:\n{opened}");
+    assert!(
+        opened.contains("\"/etc/hosts\""),
+        "koidc did not look the host name up in /etc/hosts:\n{opened}"
+    );
+    assert!(
+        !opened.contains("libnss_"),
+        "koidc tried to load a name-service module:\n{opened}"
+    );
 }
