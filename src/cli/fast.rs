@@ -367,7 +367,7 @@ mod tests {
         let mut args = Vec::new();
         for _ in 0..n {
             args.push(OsString::from(rng.pick(NAMES)));
-            if rng.next() % 5 != 0 {
+            if !rng.next().is_multiple_of(5) {
                 args.push(OsString::from(rng.pick(VALUES)));
             }
         }

@@ -49,9 +49,7 @@ impl ApiServer {
             .expect("nonblocking api listener");
         let addr = std_listener.local_addr().expect("api endpoint address");
         let requests: Shared = Arc::default();
-        let app = axum::Router::new()
-            .fallback(answer)
-            .with_state(requests.clone());
+        let app = axum::Router::new().fallback(answer).with_state(requests.clone());
         let rt = runtime();
         let tcp = {
             let _guard = rt.enter();
@@ -107,8 +105,7 @@ fn tls_config() -> (String, ServerConfig) {
     let issuer = Issuer::new(ca_params, ca_key);
 
     let server_key = KeyPair::generate().expect("server key");
-    let mut server_params =
-        CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("server params");
+    let mut server_params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("server params");
     server_params
         .distinguished_name
         .push(DnType::CommonName, "127.0.0.1");

@@ -5,9 +5,7 @@ use crate::lab::{Lab, LabOptions};
 use crate::support::{Stdout, V1, V1BETA1, run};
 
 fn exec_info(api_version: &str) -> String {
-    format!(
-        r#"{{"kind":"ExecCredential","apiVersion":"{api_version}","spec":{{"interactive":false}}}}"#
-    )
+    format!(r#"{{"kind":"ExecCredential","apiVersion":"{api_version}","spec":{{"interactive":false}}}}"#)
 }
 
 #[test]
@@ -56,14 +54,6 @@ fn unknown_exec_api_version_is_rejected() {
         "the error should name the unsupported version: {line:?}"
     );
     // Rejected up front: no login was started for a credential kubectl could not read.
-    assert_eq!(
-        lab.browser.launches(),
-        0,
-        "no browser for an unusable request"
-    );
-    assert_eq!(
-        lab.proxy.seen(),
-        [],
-        "no request to Dex for an unusable request"
-    );
+    assert_eq!(lab.browser.launches(), 0, "no browser for an unusable request");
+    assert_eq!(lab.proxy.seen(), [], "no request to Dex for an unusable request");
 }

@@ -22,12 +22,12 @@
 //!   entries.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -49,8 +49,8 @@ use crate::keyring::{SecretService, SessionKeyring, fresh_session_keyring};
 use crate::lab::{Lab, LabOptions};
 use crate::stub_idp::{CLIENT_ID, Fault, StubIdp};
 use crate::support::{
-    ExecCredential, Output, RUN_TIMEOUT, Secrets, Stdout, V1, assert_no_leak, clean_command, files_under,
-    koidc_bin, mode, parse_exec_credential, repo_root, run, runtime, wait_until_stale,
+    ExecCredential, Live, Output, RUN_TIMEOUT, Secrets, Stdout, V1, assert_no_leak, clean_command,
+    files_under, koidc_bin, mode, parse_exec_credential, repo_root, run, runtime, wait_until_stale,
 };
 
 /// A browser command that opens nothing: the test plays the browser itself.
@@ -65,130 +65,6 @@ const BROWSER_NOTICE: &str = "koidc: opened a browser to log in";
 /// Seed of the random requests (fixed, so a failure can be replayed; `KOIDC_HOSTILE_SEED`
 /// overrides it).
 const DEFAULT_SEED: u64 = 0x6b6f_6964_6321;
-
-// ---------------------------------------------------------------------------------------------
-// A koidc process whose stderr is read line by line while it runs.
-
-struct Live {
-    what: String,
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    stdout: mpsc::Receiver<String>,
-}
-
-impl Live {
-    fn spawn(cmd: &mut Command) -> Live {
-        let what = format!("{:?}", cmd.get_args().collect::<Vec<_>>());
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start koidc: {e}"));
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (out_tx, out_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = String::new();
-            let _ = stdout.read_to_string(&mut buf);
-            let _ = out_tx.send(buf);
-        });
-        Live {
-            what,
-            child,
-            lines,
-            seen: Vec::new(),
-            stdout: out_rx,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The first stderr line containing `needle` (waiting up to `timeout`).
-    fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
-        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    panic!(
-                        "{}: no stderr line with {needle:?} within {timeout:?}; stderr so far:\n{}",
-                        self.what,
-                        self.seen.join("\n")
-                    );
-                }
-            }
-        }
-    }
-
-    /// True while the process has not exited.
-    fn running(&mut self) -> bool {
-        self.child.try_wait().expect("poll koidc").is_none()
-    }
-
-    /// Waits for the exit, killing the process and failing after `timeout` from now.
-    fn finish(mut self, timeout: Duration) -> Output {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for koidc") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "{} did not finish within {timeout:?} (it hangs); stderr:\n{}",
-                    self.what,
-                    self.seen.join("\n")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
-            self.seen.push(line);
-        }
-        let stdout = self
-            .stdout
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_default();
-        let mut stderr = self.seen.join("\n");
-        if !stderr.is_empty() {
-            stderr.push('\n');
-        }
-        Output {
-            what: std::mem::take(&mut self.what),
-            status,
-            stdout,
-            stderr,
-        }
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        // Only when a test failed before `finish`: never leave a koidc behind.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Raw HTTP, so that requests can be as malformed as an attacker likes.
@@ -590,7 +466,7 @@ fn hostile_loopback_thousand_random_requests_then_the_genuine_callback_logs_in()
     let reply = login.get(&callback);
     assert_eq!(reply.status, 200, "{}", reply.head);
     assert!(reply.body.contains("Logged in to koidc"), "{}", reply.body);
-    let out = login.koidc.finish(Duration::from_secs(30));
+    let (out, _) = login.koidc.finish_within(Duration::from_secs(30));
     out.assert_success();
     let cred = parse_exec_credential(&out);
     assert_eq!(idp.issued_id_tokens(), std::slice::from_ref(&cred.token));
@@ -715,7 +591,7 @@ fn hostile_loopback_only_the_genuine_callback_completes_the_login() {
         again.head,
         again.body
     );
-    let out = login.koidc.finish(Duration::from_secs(30));
+    let (out, _) = login.koidc.finish_within(Duration::from_secs(30));
     let exited = answered.elapsed();
     stop.store(true, Ordering::SeqCst);
     let _ = slow.join();
@@ -751,7 +627,7 @@ fn hostile_loopback_only_rejected_callbacks_end_at_the_timeout_with_their_count(
     for state in ["forged-1", "forged-2", "forged-3"] {
         assert_eq!(login.get(&format!("/callback?code=x&state={state}")).status, 400);
     }
-    let out = login.koidc.finish(Duration::from_secs(30));
+    let (out, _) = login.koidc.finish_within(Duration::from_secs(30));
     let took = started.elapsed();
     stop.store(true, Ordering::SeqCst);
     let _ = slow.join();
@@ -1700,7 +1576,7 @@ fn hygiene_every_dex_flow_at_maximum_verbosity_leaks_no_secret() {
     let code = rest.split_once(" (waiting").expect("the wait").0.to_owned();
     let approver = repo_root().join("tests/support/device-approver.py");
     run(clean_command(&approver, &lab.home).args([uri, code.as_str()])).assert_success();
-    let out = device.finish(RUN_TIMEOUT);
+    let (out, _) = device.finish_within(RUN_TIMEOUT);
     out.assert_success();
     // (Not parse_exec_credential: Dex mints the token at approval, up to a poll interval before
     // koidc gets it, so less than the 90 s margin of these 95 s tokens may be left.)

@@ -24,15 +24,7 @@ use crate::support::{Output, Stdout, files_under, mode, run};
 
 fn keyctl(op: u32, a: libc::c_long, b: libc::c_long) -> libc::c_long {
     // SAFETY: keyctl(2) with integer arguments only.
-    unsafe {
-        libc::syscall(
-            libc::SYS_keyctl,
-            op as libc::c_long,
-            a,
-            b,
-            0 as libc::c_long,
-        )
-    }
+    unsafe { libc::syscall(libc::SYS_keyctl, op as libc::c_long, a, b, 0 as libc::c_long) }
 }
 
 /// A named keyring, linked into the user keyring so that it outlives each koidc process, which
@@ -255,11 +247,7 @@ impl SecretService {
     pub fn items(&self) -> Vec<(String, HashMap<String, String>)> {
         let conn = self.connect().expect("connect to the private bus");
         let timeout = Duration::from_secs(5);
-        let service = conn.with_proxy(
-            "org.freedesktop.secrets",
-            "/org/freedesktop/secrets",
-            timeout,
-        );
+        let service = conn.with_proxy("org.freedesktop.secrets", "/org/freedesktop/secrets", timeout);
         let (unlocked, locked): (Vec<dbus::Path<'static>>, Vec<dbus::Path<'static>>) = service
             .method_call(
                 "org.freedesktop.Secret.Service",
@@ -342,12 +330,7 @@ fn secret_service_login_then_warm_without_dbus() {
     let shown = session.show();
     let id = shown
         .split_once("koidc:master:")
-        .map(|(_, rest)| {
-            rest.split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        })
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap_or_default().to_string())
         .unwrap_or_else(|| panic!("no koidc:master:* key in the session keyring:\n{shown}"));
     assert!(!id.is_empty(), "empty master key id in:\n{shown}");
     // ... and persisted in the Secret Service under the same id.
@@ -365,11 +348,7 @@ fn secret_service_login_then_warm_without_dbus() {
     let mark = lab.proxy.mark();
     let (warm_out, warm) = lab.assert_ok_get_token(&get_token());
     assert_eq!(warm.token, login.token, "warm hit returns the cached token");
-    assert_eq!(
-        lab.proxy.since(mark),
-        [],
-        "warm hit makes no request to Dex"
-    );
+    assert_eq!(lab.proxy.since(mark), [], "warm hit makes no request to Dex");
     assert_eq!(lab.browser.launches(), 1);
     assert_eq!(warm_out.stderr, "", "a warm hit prints nothing on stderr");
     let shown = session.show();
@@ -414,10 +393,7 @@ fn no_keyring_falls_back_to_file_with_warning() {
     // The fallback cache serves the next call (from another empty session keyring).
     let mark = lab.proxy.mark();
     let (hit_out, hit) = lab.assert_ok_get_token(&get_token());
-    assert_eq!(
-        hit.token, login.token,
-        "the file fallback serves a cache hit"
-    );
+    assert_eq!(hit.token, login.token, "the file fallback serves a cache hit");
     assert_eq!(lab.proxy.since(mark), []);
     assert_eq!(lab.browser.launches(), 1);
     lab.assert_no_leak(&hit_out, Stdout::MayHoldIdToken);

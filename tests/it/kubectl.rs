@@ -45,10 +45,7 @@ fn kubectl_sends_dex_id_token(api: ExecApi) {
         "get-token after kubectl is a cache hit"
     );
     let requests = server.requests();
-    assert!(
-        !requests.is_empty(),
-        "kubectl sent no request to the endpoint"
-    );
+    assert!(!requests.is_empty(), "kubectl sent no request to the endpoint");
     let expected = format!("Bearer {}", cached.token);
     for request in &requests {
         assert_eq!(

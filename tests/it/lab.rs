@@ -11,8 +11,7 @@ use crate::browser::{BrowserLog, fake_browser};
 use crate::dex::{CLIENT_ID, Dex, DexOptions};
 use crate::proxy::Proxy;
 use crate::support::{
-    ExecCredential, Output, Stdout, assert_no_leak, clean_command, koidc_bin,
-    parse_exec_credential, run,
+    ExecCredential, Output, Stdout, assert_no_leak, clean_command, koidc_bin, parse_exec_credential, run,
 };
 
 /// How a lab is set up.

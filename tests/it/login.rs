@@ -6,9 +6,7 @@ use serde_json::{Value, json};
 
 use crate::dex::{MOCK_EMAIL, USER_EMAIL, USER_GROUPS, USER_PASSWORD};
 use crate::lab::{Lab, LabOptions};
-use crate::support::{
-    Stdout, V1BETA1, files_containing, files_under, find_key, mode, wait_until_stale,
-};
+use crate::support::{Stdout, V1BETA1, files_containing, files_under, find_key, mode, wait_until_stale};
 
 #[test]
 fn dex_login_then_cache_hit_then_refresh_then_logout() {
@@ -49,15 +47,8 @@ fn dex_login_then_cache_hit_then_refresh_then_logout() {
     // 2. Warm hit: same token, Dex sees nothing, no browser, nothing on stderr.
     let mark = lab.proxy.mark();
     let (hit, second) = lab.get_token();
-    assert_eq!(
-        second.token, first.token,
-        "cache hit returns the cached token"
-    );
-    assert_eq!(
-        lab.proxy.since(mark),
-        [],
-        "a cache hit makes no request to Dex"
-    );
+    assert_eq!(second.token, first.token, "cache hit returns the cached token");
+    assert_eq!(lab.proxy.since(mark), [], "a cache hit makes no request to Dex");
     assert_eq!(lab.browser.launches(), 1);
     assert_eq!(hit.stderr, "", "a cache hit prints nothing on stderr");
 
@@ -71,18 +62,12 @@ fn dex_login_then_cache_hit_then_refresh_then_logout() {
         "exactly one refresh"
     );
     assert!(
-        !lab.proxy
-            .since(mark)
-            .iter()
-            .any(|s| s.path.ends_with("/auth")),
+        !lab.proxy.since(mark).iter().any(|s| s.path.ends_with("/auth")),
         "a refresh must not go through the authorization endpoint"
     );
     assert_eq!(lab.browser.launches(), 1, "refresh opens no browser");
     assert_ne!(third.token, first.token, "refresh yields a new ID token");
-    assert!(
-        third.exp() > first.exp(),
-        "the refreshed token expires later"
-    );
+    assert!(third.exp() > first.exp(), "the refreshed token expires later");
 
     // 4. Logout removes the cached tokens.
     let logout = lab.koidc("logout", &[]);
@@ -90,17 +75,10 @@ fn dex_login_then_cache_hit_then_refresh_then_logout() {
     lab.assert_no_leak(&logout, Stdout::NoSecrets);
     for token in [&first.token, &third.token] {
         let left = files_containing(&lab.cache_dir, token);
-        assert!(
-            left.is_empty(),
-            "token still cached after logout in {left:?}"
-        );
+        assert!(left.is_empty(), "token still cached after logout in {left:?}");
     }
     for file in &cache_files {
-        assert!(
-            !file.exists(),
-            "cache file {} survived logout",
-            file.display()
-        );
+        assert!(!file.exists(), "cache file {} survived logout", file.display());
     }
 
     // 5. whoami now fails clearly, offline, without starting a login.
@@ -110,9 +88,7 @@ fn dex_login_then_cache_hit_then_refresh_then_logout() {
     lab.assert_no_leak(&whoami, Stdout::NoSecrets);
     let line = whoami.assert_one_error_line().to_lowercase();
     assert!(
-        ["login", "log in", "logged in"]
-            .iter()
-            .any(|w| line.contains(w)),
+        ["login", "log in", "logged in"].iter().any(|w| line.contains(w)),
         "whoami after logout should tell the user to log in: {line:?}"
     );
     assert_eq!(lab.proxy.since(mark), [], "whoami must not contact Dex");
@@ -122,8 +98,7 @@ fn dex_login_then_cache_hit_then_refresh_then_logout() {
 #[test]
 fn password_connector_login_has_groups() {
     let mut lab = Lab::start(LabOptions::default());
-    lab.env
-        .push(("FAKE_BROWSER_LOGIN".into(), USER_EMAIL.into()));
+    lab.env.push(("FAKE_BROWSER_LOGIN".into(), USER_EMAIL.into()));
     lab.env
         .push(("FAKE_BROWSER_PASSWORD".into(), USER_PASSWORD.into()));
     lab.flags

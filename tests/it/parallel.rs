@@ -58,13 +58,7 @@ fn parallel_expired_token_one_refresh() {
     );
     assert_eq!(lab.browser.launches(), 1, "a refresh opens no browser");
     for cred in &creds {
-        assert_ne!(
-            cred.token, login.token,
-            "a stale token must not be handed out"
-        );
-        assert_eq!(
-            cred.token, creds[0].token,
-            "all callers get the refreshed token"
-        );
+        assert_ne!(cred.token, login.token, "a stale token must not be handed out");
+        assert_eq!(cred.token, creds[0].token, "all callers get the refreshed token");
     }
 }

@@ -124,14 +124,9 @@ impl Drop for Proxy {
     }
 }
 
-async fn forward(
-    State((log, client)): State<(Shared, reqwest::Client)>,
-    request: Request,
-) -> Response {
+async fn forward(State((log, client)): State<(Shared, reqwest::Client)>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
     let path = parts.uri.path().to_string();
     let path_and_query = parts
         .uri
@@ -180,10 +175,7 @@ async fn forward(
     let answer = match sent {
         Ok(answer) => answer,
         Err(e) => {
-            return plain(
-                StatusCode::BAD_GATEWAY,
-                &format!("proxy: upstream failed: {e}"),
-            );
+            return plain(StatusCode::BAD_GATEWAY, &format!("proxy: upstream failed: {e}"));
         }
     };
     let status = answer.status();
@@ -192,9 +184,7 @@ async fn forward(
 
     {
         let mut log = log.lock().unwrap();
-        let location = answer_headers
-            .get(header::LOCATION)
-            .and_then(|l| l.to_str().ok());
+        let location = answer_headers.get(header::LOCATION).and_then(|l| l.to_str().ok());
         if let Some(url) = location.and_then(|l| url::Url::parse(l).ok()) {
             for (k, v) in url.query_pairs() {
                 if k == "code" {

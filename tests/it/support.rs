@@ -265,7 +265,8 @@ pub fn run(cmd: &mut Command) -> Output {
 }
 
 /// A started process whose stderr is read line by line while it runs, for tests that act on what
-/// it prints (a URL, a device code) before it exits.
+/// it prints (a URL, a device code) before it exits. Dropped before it exited (a test failed
+/// early), it is killed and reaped.
 pub struct Live {
     what: String,
     child: std::process::Child,
@@ -345,15 +346,33 @@ impl Live {
             .expect("write to the process's stdin");
     }
 
+    /// The process id, for looking the process up in `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// True while the process has not exited.
     pub fn running(&mut self) -> bool {
         self.child.try_wait().expect("poll the child").is_none()
     }
 
-    /// Waits for the process to exit (killing it and failing after `timeout` from its start);
-    /// returns the output and how long the process ran.
-    pub fn finish(mut self, timeout: Duration) -> (Output, Duration) {
-        let Some(status) = exit_status_by(&mut self.child, self.started + timeout) else {
+    /// Waits for the process to exit, killing it and failing after `timeout` measured from the
+    /// process's start (the whole run is bounded); returns the output and how long the process
+    /// ran.
+    pub fn finish(self, timeout: Duration) -> (Output, Duration) {
+        let deadline = self.started + timeout;
+        self.finish_by(deadline, timeout)
+    }
+
+    /// As [`Live::finish`], but `timeout` is measured from this call: for a process that was
+    /// kept waiting on purpose (a login the test drives step by step) before it may exit.
+    pub fn finish_within(self, timeout: Duration) -> (Output, Duration) {
+        let deadline = Instant::now() + timeout;
+        self.finish_by(deadline, timeout)
+    }
+
+    fn finish_by(mut self, deadline: Instant, timeout: Duration) -> (Output, Duration) {
+        let Some(status) = exit_status_by(&mut self.child, deadline) else {
             panic!(
                 "{} did not finish within {timeout:?}; stderr:\n{}",
                 self.what,
@@ -377,12 +396,23 @@ impl Live {
             stderr.push('\n');
         }
         let out = Output {
-            what: self.what,
+            what: std::mem::take(&mut self.what),
             status,
             stdout,
             stderr,
         };
         (out, ran)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        // Only when a test failed before `finish`: a waiting koidc would otherwise hold its
+        // loopback port and cache lock until its own timeout, well past the end of the test.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

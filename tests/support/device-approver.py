@@ -19,94 +19,28 @@ The connector is `mock` by default; the password connector `local` when FAKE_BRO
 name only status codes and URL paths, never a code, a state or a token.
 """
 
-import html.parser
-import http.cookiejar
 import os
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 
+# browserlib.py sits beside this file, which is run by its path from any working directory.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import browserlib  # noqa: E402
+from browserlib import query_of, same_endpoint, where, with_param  # noqa: E402
+
+PROGRAM = "device-approver"
 MAX_STEPS = 25
-TIMEOUT = 30
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Hand every 3xx back to the caller so that each hop is inspected."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-class _FormParser(html.parser.HTMLParser):
-    """Collect the forms of a page with their action, method and input names/values."""
-
-    def __init__(self):
-        super().__init__()
-        self.forms = []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "form":
-            self.forms.append(
-                {
-                    "action": attrs.get("action") or "",
-                    "method": (attrs.get("method") or "get").lower(),
-                    "inputs": {},
-                }
-            )
-        elif tag == "input" and self.forms and attrs.get("name"):
-            self.forms[-1]["inputs"][attrs["name"]] = attrs.get("value") or ""
 
 
 def fail(message):
-    print(f"device-approver: {message}", file=sys.stderr)
-    sys.exit(1)
+    browserlib.fail(PROGRAM, message)
 
 
-def where(url):
-    """A URL reduced to what may be shown: scheme, host and path, never the query."""
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+class Approver(browserlib.Browser):
+    """The browser on the other device, or the one whose redirect is pasted into koidc."""
 
-
-def query_of(url):
-    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query, keep_blank_values=True))
-
-
-def with_param(url, name, value):
-    parts = urllib.parse.urlsplit(url)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != name]
-    query.append((name, value))
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-
-
-def same_endpoint(url, redirect_uri):
-    a, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(redirect_uri)
-    return (a.scheme, a.netloc, a.path or "/") == (b.scheme, b.netloc, b.path or "/")
-
-
-class Browser:
     def __init__(self):
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), _NoRedirect()
-        )
-        login = os.environ.get("FAKE_BROWSER_LOGIN")
-        self.login = login
-        self.password = os.environ.get("FAKE_BROWSER_PASSWORD", "")
-        self.connector = "local" if login else "mock"
-
-    def fetch(self, url, data=None):
-        request = urllib.request.Request(url, data=data)
-        if data is not None:
-            request.add_header("Content-Type", "application/x-www-form-urlencoded")
-        try:
-            response = self.opener.open(request, timeout=TIMEOUT)
-            return response.status, response.headers, response.read()
-        except urllib.error.HTTPError as err:
-            return err.code, err.headers, err.read()
-        except OSError as err:
-            fail(f"request to {where(url)} failed: {type(err).__name__}")
+        super().__init__(PROGRAM)
 
     def pick_connector(self, url):
         """Dex's authorization endpoint without a connector shows a chooser: pick one."""
@@ -125,11 +59,9 @@ class Browser:
                 return url
             status, headers, body = self.fetch(url, data)
             data = None
-            if status in (301, 302, 303, 307, 308):
-                location = headers.get("Location")
-                if not location:
-                    fail(f"{where(url)} answered {status} without a Location")
-                url = urllib.parse.urljoin(url, location)
+            target = self.redirect_target(url, status, headers)
+            if target is not None:
+                url = target
                 continue
             if status != 200:
                 fail(f"{where(url)} answered {status}")
@@ -138,10 +70,9 @@ class Browser:
                 if stop_before:
                     fail("reached the device callback in --redirect-url mode")
                 return None
-            parser = _FormParser()
-            parser.feed(body.decode("utf-8", "replace"))
-            device_forms = [f for f in parser.forms if "user_code" in f["inputs"]]
-            password_forms = [f for f in parser.forms if "password" in f["inputs"]]
+            forms = browserlib.forms(body)
+            device_forms = [f for f in forms if "user_code" in f["inputs"]]
+            password_forms = [f for f in forms if "password" in f["inputs"]]
             if device_forms:
                 if code_submitted:
                     fail(f"{where(url)} showed the code form again: Dex refused the user code")
@@ -159,14 +90,13 @@ class Browser:
                 fields["password"] = self.password
             else:
                 fail(f"{where(url)} answered 200 with no form to fill in")
-            url = urllib.parse.urljoin(url, form["action"] or url)
-            data = urllib.parse.urlencode(fields).encode()
+            url, data = browserlib.submission(url, form, fields)
         fail(f"gave up after {MAX_STEPS} requests")
 
 
 def main():
     args = sys.argv[1:]
-    browser = Browser()
+    browser = Approver()
     if len(args) == 2 and args[0] == "--redirect-url":
         redirect_uri = query_of(args[1]).get("redirect_uri")
         if not redirect_uri:
