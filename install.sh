@@ -7,9 +7,9 @@
 #   KOIDC_BIN_DIR=/opt/bin ./install.sh
 #   KOIDC_PIE=1 ./install.sh     # position-independent static build (docs/security.md)
 #
-# On x86_64 and aarch64 Linux with glibc the binary is linked statically (.cargo/static.toml):
-# it starts faster, which kubectl pays on every command, and runs on any Linux of the same
-# architecture. Elsewhere it is cargo's default build.
+# On x86_64 Linux with glibc the binary is linked statically (.cargo/static.toml): it starts
+# faster, which kubectl pays on every command, and runs on any x86_64 Linux. Elsewhere it is
+# cargo's default build.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -38,7 +38,7 @@ fi
 
 host=$(rustc -vV | sed -n 's/^host: //p')
 case $host in
-  x86_64-unknown-linux-gnu | aarch64-unknown-linux-gnu)
+  x86_64-unknown-linux-gnu)
     config=.cargo/static.toml
     [ "${KOIDC_PIE:-0}" = 1 ] && config=.cargo/static-pie.toml
     say "building koidc (release, statically linked: $config)"

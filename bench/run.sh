@@ -103,12 +103,11 @@ mkdir -p "$work/bin" "$work/logins" "$results"
 rm -f "$results/measure.jsonl"
 
 # The binaries under test are copied, so a rebuild by someone else cannot swap them mid-run.
-# koidc is built as ./install.sh builds it (statically linked on x86_64/aarch64 Linux with
-# glibc); VARIANTS adds other builds beside it, each measured under its own name.
+# koidc is built as ./install.sh builds it (statically linked on x86_64 Linux with glibc); VARIANTS adds other builds beside it, each measured under its own name.
 host=$(rustc -vV | sed -n 's/^host: //p')
 static=()
 case $host in
-  x86_64-unknown-linux-gnu | aarch64-unknown-linux-gnu) static=(--target "$host") ;;
+  x86_64-unknown-linux-gnu) static=(--target "$host") ;;
 esac
 if [ -n "${KOIDC_BIN:-}" ]; then
   cp "$KOIDC_BIN" "$work/bin/koidc"

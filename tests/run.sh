@@ -10,8 +10,8 @@
 #    KOIDC_E2E_KUBE_APISERVER for the integration tests.
 #    Installs the Okta-like test IdP (tests/okta, `npm ci`) when its node_modules is missing.
 # 3. Runs every test (unit + integration) with `cargo test --locked` and exits with its status.
-#    Extra arguments go to cargo, e.g. `./tests/run.sh --test it login`. On x86_64 and aarch64
-#    Linux with glibc, koidc is built and tested as ./install.sh builds it: statically linked
+#    Extra arguments go to cargo, e.g. `./tests/run.sh --test it login`. On x86_64 Linux with
+#    glibc, koidc is built and tested as ./install.sh builds it: statically linked
 #    (`--target HOST --config .cargo/static.toml`).
 set -euo pipefail
 
@@ -62,7 +62,7 @@ fi
 
 host=$(rustc -vV | sed -n 's/^host: //p')
 case $host in
-  x86_64-unknown-linux-gnu | aarch64-unknown-linux-gnu)
+  x86_64-unknown-linux-gnu)
     export KOIDC_CARGO_TARGET="--target $host --config .cargo/static.toml" ;;
   *) export KOIDC_CARGO_TARGET="" ;;
 esac
