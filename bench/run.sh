@@ -9,7 +9,8 @@
 #   warm      hyperfine: warm `get-token` (valid token cached) per cache backend — koidc
 #             --cache file, --cache keyring with the key in the kernel keyring, the same with a
 #             cold kernel keyring (key from the Secret Service over D-Bus, under
-#             `keyctl session -`); kubelogin --token-cache-storage disk and keyring
+#             `keyctl session -`); kubelogin --token-cache-storage disk and keyring; and again
+#             with every binary's page cache dropped and read back by its page faults
 #   rss       peak RSS of those warm calls (`/usr/bin/time -f %M`), median of RSS_RUNS
 #   size      binary sizes (koidc release: strip = true; kubelogin: -ldflags "-s -w")
 #   kubectl   hyperfine: `kubectl get --raw /version` against a local HTTPS stub apiserver with
@@ -277,6 +278,17 @@ if want warm; then
     -n 'kubelogin, --token-cache-storage keyring (Secret Service)' "$(q "$kubelogin" "${l_keyring[@]}")"
     -n 'kubelogin --version (start-up only)' "$(q "$kubelogin" --version)")
   hyperfine -N --warmup 50 --runs "$RUNS" --export-json "$results/warm.json" "${warm[@]}"
+  # The rows above run binaries that `cp` has just written, whose page cache the kernel keeps in
+  # large folios. Once the kernel has reclaimed a binary's pages (memory pressure, or DAMON), they
+  # come back through the page faults of running it, in smaller pieces: more page faults per
+  # start. The same calls in that state, for every binary alike (the warm-up runs read them back).
+  python3 bench/measure.py evict /bin/true "$koidc" "$kubelogin"
+  hyperfine -N --warmup 50 --runs "$RUNS" --export-json "$results/warm-reread.json" \
+    -n '/bin/true' /bin/true \
+    -n 'koidc, --cache file' "$(q "$koidc" "${k_file[@]}")" \
+    -n 'koidc, --cache keyring (key in the kernel keyring)' "$(q "$koidc" "${k_keyring[@]}")" \
+    -n 'kubelogin, --token-cache-storage disk' "$(q "$kubelogin" "${l_disk[@]}")" \
+    -n 'kubelogin, --token-cache-storage keyring (Secret Service)' "$(q "$kubelogin" "${l_keyring[@]}")"
   hyperfine -N --warmup 5 --runs "$COLD_RUNS" --export-json "$results/cold-keyring.json" \
     -n 'keyctl session - /bin/true' "$(q keyctl session - /bin/true)" \
     -n 'keyctl session - koidc, --cache file' "$(q keyctl session - "$koidc" "${k_file[@]}")" \
