@@ -9,8 +9,7 @@
 #   warm      hyperfine: warm `get-token` (valid token cached) per cache backend — koidc
 #             --cache file, --cache keyring with the key in the kernel keyring, the same with a
 #             cold kernel keyring (key from the Secret Service over D-Bus, under
-#             `keyctl session -`); kubelogin --token-cache-storage disk and keyring; and again
-#             with every binary's page cache dropped and read back by its page faults
+#             `keyctl session -`); kubelogin --token-cache-storage disk and keyring
 #   rss       peak RSS of those warm calls (`/usr/bin/time -f %M`), median of RSS_RUNS
 #   size      binary sizes (koidc release: strip = true; kubelogin: -ldflags "-s -w")
 #   kubectl   hyperfine: `kubectl get --raw /version` against a local HTTPS stub apiserver with
@@ -22,6 +21,8 @@
 #             wall, browser, Dex and koidc's own time
 #   parallel  PROCS (64) `get-token` started at once on an expired token: refresh grants seen
 #             by Dex (must be 1), distinct tokens printed (must be 1), wall time
+#   reread    the warm calls again, after dropping each binary's page cache so that it is read
+#             back by the binary's own page faults (as after the kernel reclaimed it)
 #
 # Environment: RUNS (hyperfine runs of each warm command, 1000), COLD_RUNS (200), KUBECTL_RUNS
 # (300), RSS_RUNS (200), PATH_RUNS (refresh and login runs, 20), PARALLEL_ROUNDS (5), PROCS (64),
@@ -69,7 +70,7 @@ REPORT=${REPORT:-docs/bench/results.md}
 SHORT_EXPIRY=95s
 GAP=5.3
 
-all_sections=(warm rss size kubectl refresh login parallel)
+all_sections=(warm rss size kubectl refresh login parallel reread)
 sections=("$@")
 [ ${#sections[@]} -gt 0 ] || sections=("${all_sections[@]}")
 for s in "${sections[@]}"; do
@@ -278,17 +279,6 @@ if want warm; then
     -n 'kubelogin, --token-cache-storage keyring (Secret Service)' "$(q "$kubelogin" "${l_keyring[@]}")"
     -n 'kubelogin --version (start-up only)' "$(q "$kubelogin" --version)")
   hyperfine -N --warmup 50 --runs "$RUNS" --export-json "$results/warm.json" "${warm[@]}"
-  # The rows above run binaries that `cp` has just written, whose page cache the kernel keeps in
-  # large folios. Once the kernel has reclaimed a binary's pages (memory pressure, or DAMON), they
-  # come back through the page faults of running it, in smaller pieces: more page faults per
-  # start. The same calls in that state, for every binary alike (the warm-up runs read them back).
-  python3 bench/measure.py evict /bin/true "$koidc" "$kubelogin"
-  hyperfine -N --warmup 50 --runs "$RUNS" --export-json "$results/warm-reread.json" \
-    -n '/bin/true' /bin/true \
-    -n 'koidc, --cache file' "$(q "$koidc" "${k_file[@]}")" \
-    -n 'koidc, --cache keyring (key in the kernel keyring)' "$(q "$koidc" "${k_keyring[@]}")" \
-    -n 'kubelogin, --token-cache-storage disk' "$(q "$kubelogin" "${l_disk[@]}")" \
-    -n 'kubelogin, --token-cache-storage keyring (Secret Service)' "$(q "$kubelogin" "${l_keyring[@]}")"
   hyperfine -N --warmup 5 --runs "$COLD_RUNS" --export-json "$results/cold-keyring.json" \
     -n 'keyctl session - /bin/true' "$(q keyctl session - /bin/true)" \
     -n 'keyctl session - koidc, --cache file' "$(q keyctl session - "$koidc" "${k_file[@]}")" \
@@ -426,6 +416,22 @@ if want parallel; then
     --compare "$PROCS × /bin/true" "$(js /bin/true)" \
     --compare "$PROCS × warm koidc" "$(js "$koidc" "${k_keyring[@]}")" \
     -- "$koidc" "${p_keyring[@]}"
+fi
+
+if want reread; then
+  mark reread
+  # The other sections run binaries that `cp` has just written, whose page cache the kernel keeps
+  # in large folios. Once the kernel has reclaimed a binary's pages (memory pressure, or DAMON), they
+  # come back through the page faults of running it, in smaller pieces: more page faults per
+  # start. The warm calls in that state, for every binary alike (the warm-up runs read them back).
+  # Last, because the binaries stay in that state.
+  python3 bench/measure.py evict /bin/true "$koidc" "$kubelogin"
+  hyperfine -N --warmup 50 --runs "$RUNS" --export-json "$results/warm-reread.json" \
+    -n '/bin/true' /bin/true \
+    -n 'koidc, --cache file' "$(q "$koidc" "${k_file[@]}")" \
+    -n 'koidc, --cache keyring (key in the kernel keyring)' "$(q "$koidc" "${k_keyring[@]}")" \
+    -n 'kubelogin, --token-cache-storage disk' "$(q "$kubelogin" "${l_disk[@]}")" \
+    -n 'kubelogin, --token-cache-storage keyring (Secret Service)' "$(q "$kubelogin" "${l_keyring[@]}")"
 fi
 
 python3 - "$results/meta.json" "$("$koidc" --version)" "$("$kubelogin" --version)" \
