@@ -442,7 +442,7 @@ out, koidc, kubelogin, dex, kubectl, hyperfine, loads = sys.argv[1:]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 osname = next((l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release")
                if l.startswith("PRETTY_NAME=")), "?")
-order = ["warm", "rss", "size", "kubectl", "refresh", "login", "parallel"]
+order = ["warm", "rss", "size", "kubectl", "refresh", "login", "parallel", "reread"]
 load = dict(kv.split("=", 1) for kv in loads.split(";") if kv)
 json.dump({"date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpus": os.cpu_count(), "cpu": cpu,
            "os": osname, "koidc_version": koidc.split()[-1], "kubelogin_version": kubelogin.split()[-1],
