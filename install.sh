@@ -8,7 +8,7 @@
 #   KOIDC_PIE=1 ./install.sh     # position-independent static build (docs/security.md)
 #
 # On x86_64 Linux with glibc the binary is linked statically (.cargo/static.toml): it starts
-# faster, which kubectl pays on every command, and runs on any x86_64 Linux. Elsewhere it is
+# faster, which kubectl pays on every command, and needs no particular glibc. Elsewhere it is
 # cargo's default build.
 set -euo pipefail
 cd "$(dirname "$0")"
