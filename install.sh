@@ -36,21 +36,17 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-host=$(rustc -vV | sed -n 's/^host: //p')
-case $host in
-  x86_64-unknown-linux-gnu)
-    config=.cargo/static.toml
-    [ "${KOIDC_PIE:-0}" = 1 ] && config=.cargo/static-pie.toml
-    say "building koidc (release, statically linked: $config)"
-    cargo build --release --locked --quiet --target "$host" --config "$config"
-    binary=target/$host/release/koidc
-    ;;
-  *)
-    say "building koidc (release)"
-    cargo build --release --locked --quiet
-    binary=target/release/koidc
-    ;;
-esac
+# shellcheck source=.cargo/release.sh
+. .cargo/release.sh
+config=static.toml
+[ "${KOIDC_PIE:-0}" = 1 ] && config=static-pie.toml
+koidc_cargo_options "$config"
+if ((${#koidc_cargo_args[@]})); then
+  say "building koidc (release, statically linked: .cargo/$config)"
+else
+  say "building koidc (release)"
+fi
+koidc_release_build "$config"
 
 if [ -n "${KOIDC_BIN_DIR:-}" ]; then
   bin_dir=$KOIDC_BIN_DIR
@@ -60,7 +56,7 @@ else
   bin_dir=$HOME/.local/bin
 fi
 mkdir -p "$bin_dir"
-install -m 0755 "$binary" "$bin_dir/koidc.new"
+install -m 0755 "$koidc_release_bin" "$bin_dir/koidc.new"
 mv -f "$bin_dir/koidc.new" "$bin_dir/koidc"
 ln -sf koidc "$bin_dir/kubectl-koidc"
 say "installed $bin_dir/koidc and $bin_dir/kubectl-koidc"

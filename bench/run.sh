@@ -105,22 +105,16 @@ mkdir -p "$work/bin" "$work/logins" "$results"
 rm -f "$results/measure.jsonl"
 
 # The binaries under test are copied, so a rebuild by someone else cannot swap them mid-run.
-# koidc is built as ./install.sh builds it (statically linked on x86_64 Linux with glibc); VARIANTS adds other builds beside it, each measured under its own name.
-host=$(rustc -vV | sed -n 's/^host: //p')
-static=()
-case $host in
-  x86_64-unknown-linux-gnu) static=(--target "$host") ;;
-esac
+# koidc is built as ./install.sh builds it (.cargo/release.sh: statically linked on x86_64 Linux
+# with glibc); VARIANTS adds other builds beside it, each measured under its own name.
+# shellcheck source=.cargo/release.sh
+. .cargo/release.sh
 if [ -n "${KOIDC_BIN:-}" ]; then
   cp "$KOIDC_BIN" "$work/bin/koidc"
-elif ((${#static[@]})); then
-  say "building the release binary (.cargo/static.toml)"
-  cargo build --release --locked --quiet "${static[@]}" --config .cargo/static.toml
-  cp "target/$host/release/koidc" "$work/bin/koidc"
 else
-  say "building the release binary"
-  cargo build --release --locked --quiet
-  cp target/release/koidc "$work/bin/koidc"
+  say "building the release binary as ./install.sh does"
+  koidc_release_build static.toml
+  cp "$koidc_release_bin" "$work/bin/koidc"
 fi
 koidc=$work/bin/koidc
 # variant_names[i] is measured as "koidc <name>" with the binary variant_bins[i].
@@ -128,11 +122,11 @@ variant_names=() variant_bins=()
 for v in ${VARIANTS:-}; do
   case $v in
     pie)
-      ((${#static[@]})) || { say "VARIANTS=pie: no static build on $host"; exit 2; }
+      koidc_cargo_options static-pie.toml
+      ((${#koidc_cargo_args[@]})) || { say "VARIANTS=pie: no static build on $koidc_host"; exit 2; }
       say "building the static-pie variant (.cargo/static-pie.toml) in target/static-pie"
-      cargo build --release --locked --quiet "${static[@]}" --config .cargo/static-pie.toml \
-        --target-dir target/static-pie
-      cp "target/static-pie/$host/release/koidc" "$work/bin/koidc-pie"
+      koidc_release_build static-pie.toml target/static-pie
+      cp "$koidc_release_bin" "$work/bin/koidc-pie"
       variant_names+=("static-pie") variant_bins+=("$work/bin/koidc-pie")
       ;;
     dynamic)

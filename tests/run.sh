@@ -12,7 +12,7 @@
 # 3. Runs every test (unit + integration) with `cargo test --locked` and exits with its status.
 #    Extra arguments go to cargo, e.g. `./tests/run.sh --test it login`. On x86_64 Linux with
 #    glibc, koidc is built and tested as ./install.sh builds it: statically linked
-#    (`--target HOST --config .cargo/static.toml`).
+#    (`--target HOST --config .cargo/static.toml`, from .cargo/release.sh).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -60,14 +60,10 @@ if [[ ! -d tests/okta/node_modules ]]; then
   (cd tests/okta && npm ci --no-audit --no-fund)
 fi
 
-host=$(rustc -vV | sed -n 's/^host: //p')
-case $host in
-  x86_64-unknown-linux-gnu)
-    export KOIDC_CARGO_TARGET="--target $host --config .cargo/static.toml" ;;
-  *) export KOIDC_CARGO_TARGET="" ;;
-esac
-# shellcheck disable=SC2086 # two options and their values
-cargo test --locked $KOIDC_CARGO_TARGET "$@"
+# shellcheck source=.cargo/release.sh
+. .cargo/release.sh
+koidc_cargo_options static.toml
+cargo test --locked "${koidc_cargo_args[@]}" "$@"
 
 # The Secret Service unit test needs a session bus with an unlocked keyring: run it in a private
 # D-Bus session with a throw-away gnome-keyring (its files under a temporary XDG_DATA_HOME).
@@ -76,6 +72,7 @@ if (($# == 0)); then
   trap 'rm -rf "$keyring_data"' EXIT
   XDG_DATA_HOME=$keyring_data dbus-run-session -- bash -c \
     'echo koidc | gnome-keyring-daemon --components=secrets --unlock --daemonize >/dev/null &&
-     cargo test --locked $KOIDC_CARGO_TARGET --lib cache::keyring::tests::secret_service_round_trip -- --ignored --exact' \
+     cargo test --locked "$@" --lib cache::keyring::tests::secret_service_round_trip -- --ignored --exact' \
+    bash "${koidc_cargo_args[@]}" \
     2> >(grep -v "Failed to set fd limit" >&2)
 fi
