@@ -62,27 +62,6 @@ const OPTS: [Opt; 17] = [
     opt("certificate-authority", "certificate_authorities", "KOIDC_CERTIFICATE_AUTHORITY", Kind::Many),
 ];
 
-/// Index of each option in [`OPTS`].
-mod at {
-    pub const PROFILE: usize = 0;
-    pub const ISSUER: usize = 1;
-    pub const CLIENT_ID: usize = 2;
-    pub const SCOPE: usize = 3;
-    pub const PROVIDER: usize = 4;
-    pub const GITHUB_URL: usize = 5;
-    pub const GITHUB_API_URL: usize = 6;
-    pub const CACHE: usize = 7;
-    pub const CACHE_DIR: usize = 8;
-    pub const CLIENT_SECRET: usize = 9;
-    pub const LISTEN: usize = 10;
-    pub const BROWSER_COMMAND: usize = 11;
-    pub const NO_BROWSER: usize = 12;
-    pub const TIMEOUT: usize = 13;
-    pub const GRANT: usize = 14;
-    pub const PASTE: usize = 15;
-    pub const CERTIFICATE_AUTHORITY: usize = 16;
-}
-
 /// Parses the arguments after `get-token` (`args`) with the variables `env` gives; `None`
 /// whenever clap must decide. Returns the options and the ids of those given on the command
 /// line or in a variable (as [`super::ExplicitArgs`] records them).
@@ -155,41 +134,45 @@ pub(super) fn parse_get_token(
     if verbose > 0 {
         explicit.push("verbose");
     }
-    let mut take = |index: usize| values[index].take();
+    // An option's values by its id (clap's field name, as in OPTS).
+    let mut take = |id: &str| {
+        let index = OPTS.iter().position(|o| o.id == id).expect("an id of OPTS");
+        values[index].take()
+    };
     let one = |v: Option<Vec<String>>| v.and_then(|mut v| v.pop());
     let parsed = GetTokenArgs {
         identity: IdentityFlags {
-            profile: one(take(at::PROFILE)),
-            issuer: one(take(at::ISSUER)),
-            client_id: one(take(at::CLIENT_ID)),
-            scopes: take(at::SCOPE).unwrap_or_default(),
-            provider: value_enum(one(take(at::PROVIDER)))?.unwrap_or(super::ProviderArg::Auto),
+            profile: one(take("profile")),
+            issuer: one(take("issuer")),
+            client_id: one(take("client_id")),
+            scopes: take("scopes").unwrap_or_default(),
+            provider: value_enum(one(take("provider")))?.unwrap_or(super::ProviderArg::Auto),
             github: GithubFlags {
-                github_url: one(take(at::GITHUB_URL)),
-                github_api_url: one(take(at::GITHUB_API_URL)),
+                github_url: one(take("github_url")),
+                github_api_url: one(take("github_api_url")),
             },
         },
         login: LoginFlags {
-            client_secret: one(take(at::CLIENT_SECRET)),
-            listen: take(at::LISTEN).unwrap_or_default(),
-            browser_command: one(take(at::BROWSER_COMMAND)),
-            no_browser: take(at::NO_BROWSER).is_some(),
-            timeout: match one(take(at::TIMEOUT)) {
+            client_secret: one(take("client_secret")),
+            listen: take("listen").unwrap_or_default(),
+            browser_command: one(take("browser_command")),
+            no_browser: take("no_browser").is_some(),
+            timeout: match one(take("timeout")) {
                 None => 180,
                 Some(t) if t.bytes().all(|b| b.is_ascii_digit()) => t.parse().ok()?,
                 Some(_) => return None,
             },
-            grant: value_enum(one(take(at::GRANT)))?.unwrap_or(super::GrantArg::Auto),
-            paste: take(at::PASTE).is_some(),
-            certificate_authorities: take(at::CERTIFICATE_AUTHORITY)
+            grant: value_enum(one(take("grant")))?.unwrap_or(super::GrantArg::Auto),
+            paste: take("paste").is_some(),
+            certificate_authorities: take("certificate_authorities")
                 .unwrap_or_default()
                 .into_iter()
                 .map(PathBuf::from)
                 .collect(),
         },
         cache: CacheFlags {
-            cache: value_enum(one(take(at::CACHE)))?.unwrap_or(super::CacheArg::Keyring),
-            cache_dir: one(take(at::CACHE_DIR)).map(PathBuf::from),
+            cache: value_enum(one(take("cache")))?.unwrap_or(super::CacheArg::Keyring),
+            cache_dir: one(take("cache_dir")).map(PathBuf::from),
         },
         output: OutputFlags { verbose },
     };
