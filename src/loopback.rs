@@ -842,6 +842,55 @@ mod tests {
         assert_eq!(last.status, 200);
     }
 
+    /// A server bound to `ip` on a random port.
+    async fn server_on(ip: &str) -> (LoopbackServer, SocketAddr) {
+        let s = LoopbackServer::bind(&[format!("{ip}:0").parse().unwrap()])
+            .await
+            .unwrap();
+        let addr = s.local_addr();
+        (s, addr)
+    }
+
+    #[tokio::test]
+    async fn listen_on_127_0_0_2_accepts_its_own_address_as_host_and_nothing_else() {
+        let (s, addr) = server_on("127.0.0.2").await;
+        let port = addr.port();
+        let client = async {
+            // Names that do not reach this listener: refused (DNS-rebinding defence).
+            for host in [
+                format!("127.0.0.1:{port}"),
+                format!("localhost:{port}"),
+                format!("[::1]:{port}"),
+                format!("127.0.0.2:{}", port.wrapping_add(1)),
+                format!("evil.example:{port}"),
+            ] {
+                let r = get_with_host(addr, &good_callback(), &host).await;
+                assert_eq!(r.status, 400, "host {host}");
+            }
+            get_with_host(addr, &good_callback(), &format!("127.0.0.2:{port}")).await
+        };
+        let (res, last) = tokio::join!(s.wait_for_code(STATE, LONG), client);
+        assert_eq!(last.status, 200, "{}", last.body);
+        assert_eq!(res.unwrap().expose_secret(), CODE);
+    }
+
+    #[tokio::test]
+    async fn listen_on_ipv6_loopback_accepts_bracketed_address_and_localhost_only() {
+        // Skipped silently would be a lie: a host without IPv6 loopback fails the bind loudly.
+        let (s, addr) = server_on("[::1]").await;
+        let port = addr.port();
+        let client = async {
+            for host in [format!("127.0.0.1:{port}"), format!("[::2]:{port}")] {
+                let r = get_with_host(addr, &good_callback(), &host).await;
+                assert_eq!(r.status, 400, "host {host}");
+            }
+            get_with_host(addr, &good_callback(), &format!("[::1]:{port}")).await
+        };
+        let (res, last) = tokio::join!(s.wait_for_code(STATE, LONG), client);
+        assert_eq!(last.status, 200, "{}", last.body);
+        assert_eq!(res.unwrap().expose_secret(), CODE);
+    }
+
     #[tokio::test]
     async fn wrong_or_missing_state_gets_400_and_timeout_counts_them() {
         let (s, addr) = server().await;
