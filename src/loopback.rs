@@ -875,7 +875,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn listen_on_ipv6_loopback_accepts_bracketed_address_and_localhost_only() {
+    async fn listen_on_ipv6_loopback_accepts_its_bracketed_address_and_refuses_other_hosts() {
         // Skipped silently would be a lie: a host without IPv6 loopback fails the bind loudly.
         let (s, addr) = server_on("[::1]").await;
         let port = addr.port();

@@ -220,6 +220,10 @@ impl ConfigFile {
     /// Reads and parses the file at `path`; `None` when it does not exist. Refuses a file that
     /// others can write (see [`ProfileError::Insecure`]).
     pub fn load(path: &Path) -> Result<Option<Self>, ProfileError> {
+        Self::load_with(path, || {})
+    }
+
+    fn load_with(path: &Path, after_open: impl FnOnce()) -> Result<Option<Self>, ProfileError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -230,6 +234,7 @@ impl ConfigFile {
                 });
             }
         };
+        after_open();
         check_permissions(path)?;
         Self::parse(path, &text).map(Some)
     }
@@ -830,4 +835,114 @@ client-secret-env = "WORK2_SECRET"
                 .is_none()
         );
     }
+
+    /// A private directory holding `config.toml` with `text` and `mode`.
+    #[cfg(unix)]
+    fn private_config(text: &str, mode: u32) -> (tempfile::TempDir, PathBuf) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        (dir, path)
+    }
+
+    /// Replaces `path` (by rename, as an attacker with a writable path would) with a file of
+    /// `text` and `mode`.
+    #[cfg(unix)]
+    fn swap_in(path: &Path, text: &str, mode: u32) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = path.with_extension("swap");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn config_file_check_uses_the_opened_file_not_the_path_swapped_after_opening() {
+        // Opened: a safe file. Then the path is swapped for a group-writable one: what was read
+        // (and checked) is the safe file, so it is used.
+        let (_dir, path) = private_config("default-profile = \"opened\"\n", 0o600);
+        let f = ConfigFile::load_with(&path, || swap_in(&path, "default-profile = \"swapped\"\n", 0o666))
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.default_profile.as_deref(), Some("opened"));
+
+        // Opened: a group-writable file (anyone in the group chose its text). Swapping a safe
+        // file in afterwards must not launder it.
+        let (_dir, path) = private_config("default-profile = \"planted\"\n", 0o664);
+        let err = ConfigFile::load_with(&path, || swap_in(&path, "default-profile = \"safe\"\n", 0o600))
+            .unwrap_err();
+        assert!(matches!(err, ProfileError::Insecure { what: "it", .. }), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn config_file_symlinked_to_an_unsafe_file_is_refused_and_to_a_safe_one_accepted() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (dir, target) = private_config(FILE, 0o600);
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let f = ConfigFile::load(&link).unwrap().unwrap();
+        assert_eq!(f.default_profile.as_deref(), Some("work"));
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o620)).unwrap();
+        let err = ConfigFile::load(&link).unwrap_err();
+        assert!(matches!(err, ProfileError::Insecure { what: "it", .. }), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn config_file_of_another_user_is_refused_by_its_descriptor() {
+        use std::os::unix::fs::MetadataExt as _;
+        let (_dir, path) = private_config(FILE, 0o600);
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        let (owner, as_uid) = if me == 0 {
+            // root may give the file away; checked as root, it is foreign.
+            std::os::unix::fs::chown(&path, Some(12345), None).unwrap();
+            (12345, 0)
+        } else {
+            // Checked as if by another (non-root) user.
+            (me, me + 1)
+        };
+        assert_eq!(std::fs::metadata(&path).unwrap().uid(), owner);
+        let file = std::fs::File::open(&path).unwrap();
+        let err = check_opened(&file, &path, as_uid).unwrap_err();
+        assert!(
+            matches!(err, ProfileError::ForeignOwner { owner: o, me: m, .. } if o == owner && m == as_uid),
+            "{err}"
+        );
+        if me == 0 {
+            let err = ConfigFile::load(&path).unwrap_err();
+            assert!(matches!(err, ProfileError::ForeignOwner { .. }), "{err}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn config_file_that_is_a_fifo_or_a_device_is_refused_without_blocking() {
+        let (dir, _) = private_config(FILE, 0o600);
+        let fifo = dir.path().join("fifo.toml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for path in [fifo, PathBuf::from("/dev/zero")] {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let p = path.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(ConfigFile::load(&p).map(|_| ()).map_err(|e| e.to_string()));
+            });
+            let got = rx
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .unwrap_or_else(|_| panic!("loading {} hung", path.display()));
+            let err = got.unwrap_err();
+            assert!(err.contains("not a regular file"), "{}: {err}", path.display());
+        }
+    }
+}
+#[cfg(test)]
+fn check_opened(_file: &std::fs::File, path: &Path, _me: u32) -> Result<(), ProfileError> {
+    check_permissions(path) // TEMPORARY: the old by-path check, for the first (failing) run
 }
