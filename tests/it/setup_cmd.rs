@@ -224,7 +224,9 @@ fn setup_write_kubeconfig_with_a_stale_kubeconfig_lock_fails_naming_the_lock_and
     let started = std::time::Instant::now();
     let out = run(&mut setup_writing(&idp, &home, &kubeconfig));
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
-    let line = out.assert_one_error_line();
+    // setup reports its checks first; the error is the last line.
+    let line = out.stderr_lines().last().copied().unwrap_or_default().to_owned();
+    assert!(line.starts_with("koidc: the kubeconfig"), "{}", out.stderr);
     assert!(
         line.contains(&lock.display().to_string()) && line.contains("delete") && line.contains("kubectl"),
         "the error should name the lock file and say when to delete it: {line}"
