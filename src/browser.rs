@@ -184,9 +184,8 @@ fn open_first(openers: Vec<Command>) -> std::io::Result<()> {
                 Ok(Some(status)) if status.success() => return Ok(()),
                 Ok(Some(status)) => {
                     let program = cmd.get_program().to_string_lossy().into_owned();
-                    exit_error.get_or_insert_with(|| {
-                        std::io::Error::other(format!("{program} failed ({status})"))
-                    });
+                    exit_error
+                        .get_or_insert_with(|| std::io::Error::other(format!("{program} failed ({status})")));
                     break;
                 }
                 Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
@@ -557,11 +556,18 @@ mod tests {
         open_first(vec![missing, fail, second]).unwrap();
         assert!(mark.exists(), "the working opener did not run");
 
-        let err = open_first(vec![Command::new("koidc-no-such-opener-xyz"), Command::new("false")]).unwrap_err();
+        let err = open_first(vec![
+            Command::new("koidc-no-such-opener-xyz"),
+            Command::new("false"),
+        ])
+        .unwrap_err();
         assert!(err.to_string().contains("false failed"), "{err}");
         let err = open_first(vec![Command::new("koidc-no-such-opener-xyz")]).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
-        assert_eq!(open_first(Vec::new()).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(
+            open_first(Vec::new()).unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -571,7 +577,10 @@ mod tests {
         let mut slow = Command::new("sh");
         slow.args(["-c", "sleep 2"]);
         open_first(vec![slow]).unwrap();
-        assert!(start.elapsed() < Duration::from_secs(2), "waited for the opener to exit");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "waited for the opener to exit"
+        );
     }
 
     #[test]

@@ -248,11 +248,8 @@ impl ConfigFile {
         after_open();
         check_opened(&file, path, effective_uid())?;
         let mut text = String::new();
-        std::io::Read::read_to_string(
-            &mut std::io::Read::take(&file, MAX_CONFIG_LEN + 1),
-            &mut text,
-        )
-        .map_err(read_err)?;
+        std::io::Read::read_to_string(&mut std::io::Read::take(&file, MAX_CONFIG_LEN + 1), &mut text)
+            .map_err(read_err)?;
         if text.len() as u64 > MAX_CONFIG_LEN {
             return Err(read_err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,

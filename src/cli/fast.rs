@@ -232,7 +232,10 @@ mod tests {
         let ids = OPTS.iter().map(|o| o.id).chain(["verbose"]);
         Some((
             // Debug redacts the client secret: compare it on its own.
-            format!("{parsed:?} secret={:?}", parsed.login.client_secret.as_deref().map(str::as_bytes)),
+            format!(
+                "{parsed:?} secret={:?}",
+                parsed.login.client_secret.as_deref().map(str::as_bytes)
+            ),
             ids.filter(|id| cli.explicit.contains(id))
                 .map(String::from)
                 .collect(),
@@ -247,7 +250,10 @@ mod tests {
             return false;
         };
         let fast = (
-            format!("{parsed:?} secret={:?}", parsed.login.client_secret.as_deref().map(str::as_bytes)),
+            format!(
+                "{parsed:?} secret={:?}",
+                parsed.login.client_secret.as_deref().map(str::as_bytes)
+            ),
             explicit.into_iter().map(String::from).collect::<BTreeSet<_>>(),
         );
         let slow = clap_parse(args);
@@ -384,9 +390,16 @@ mod tests {
     #[test]
     fn login_flags_debug_redacts_the_client_secret() {
         const SECRET: &str = "s3cr3t-client-secret-value";
-        let args: Vec<OsString> = ["koidc", "get-token", "--issuer", "https://i", "--client-secret", SECRET]
-            .map(OsString::from)
-            .to_vec();
+        let args: Vec<OsString> = [
+            "koidc",
+            "get-token",
+            "--issuer",
+            "https://i",
+            "--client-secret",
+            SECRET,
+        ]
+        .map(OsString::from)
+        .to_vec();
         let cli = Cli::try_parse_full(args).expect("parses");
         let Sub::GetToken(parsed) = &cli.command else {
             panic!("not get-token")

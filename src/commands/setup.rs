@@ -297,7 +297,8 @@ impl KubeconfigLock {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(err) => {
-                    return Err(err).with_context(|| format!("cannot create the kubeconfig lock {}", path.display()));
+                    return Err(err)
+                        .with_context(|| format!("cannot create the kubeconfig lock {}", path.display()));
                 }
             }
         }
@@ -460,7 +461,10 @@ mod tests {
         // The file the link points to is locked by someone using that name: wait for it too.
         std::fs::write(dir.path().join("dotfiles-kubeconfig.lock"), "").unwrap();
         assert!(write_kubeconfig_user_waiting(&link, user("oidc"), Duration::from_millis(200)).is_err());
-        assert!(!dir.path().join("config.lock").exists(), "our lock was left behind");
+        assert!(
+            !dir.path().join("config.lock").exists(),
+            "our lock was left behind"
+        );
         std::fs::remove_file(dir.path().join("dotfiles-kubeconfig.lock")).unwrap();
 
         write_kubeconfig_user(&link, user("oidc")).unwrap();

@@ -540,11 +540,7 @@ fn listen_rejects_non_loopback() {
 fn listen_on_127_0_0_2_is_not_refused_as_an_unexpected_host_and_the_login_completes() {
     let idp = StubIdp::start(Fault::Good);
     let client = StubClient::new();
-    let out = run(&mut client.command(
-        "get-token",
-        &idp,
-        &["--listen", "127.0.0.2:0", "--timeout", "10"],
-    ));
+    let out = run(&mut client.command("get-token", &idp, &["--listen", "127.0.0.2:0", "--timeout", "10"]));
     assert_stub_get_token(&out, &idp);
     let uris = idp.redirect_uris();
     assert_eq!(uris.len(), 1, "one authorization request: {uris:?}");
@@ -700,17 +696,34 @@ fn a_closed_stderr_pipe_does_not_abort_koidc_and_exit_codes_stay_normal() {
     let cases: Vec<(&str, Command, i32)> = vec![
         (
             "failing verbose get-token",
-            client.koidc(&["get-token", "-v", "--issuer", &dead, "--client-id", "x", "--cache", "none"]),
+            client.koidc(&[
+                "get-token",
+                "-v",
+                "--issuer",
+                &dead,
+                "--client-id",
+                "x",
+                "--cache",
+                "none",
+            ]),
             1,
         ),
-        ("whoami without a login", client.koidc(&["whoami", "--issuer", &dead, "--client-id", "x"]), 1),
+        (
+            "whoami without a login",
+            client.koidc(&["whoami", "--issuer", &dead, "--client-id", "x"]),
+            1,
+        ),
         ("usage error", client.koidc(&["get-token", "--no-such-flag"]), 2),
         (
             "verbose login that succeeds",
             client.command("get-token", &idp, &["-v"]),
             0,
         ),
-        ("verbose warm get-token", client.command("get-token", &idp, &["-v"]), 0),
+        (
+            "verbose warm get-token",
+            client.command("get-token", &idp, &["-v"]),
+            0,
+        ),
     ];
     for (what, cmd, code) in cases {
         let (status, stdout) = run_with_stderr_closed(cmd);
@@ -753,7 +766,11 @@ fn a_waiting_login_holds_no_core_dump_limit_and_is_not_dumpable() {
     // own (unprivileged) user.
     const NOBODY: u32 = 65534;
     if root {
-        std::fs::set_permissions(client.tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(
+            client.tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         std::os::unix::fs::chown(client.home(), Some(NOBODY), Some(NOBODY)).unwrap();
     }
     for sub in ["get-token", "login"] {
@@ -765,10 +782,17 @@ fn a_waiting_login_holds_no_core_dump_limit_and_is_not_dumpable() {
         koidc.wait_for_line("open this URL", Duration::from_secs(60));
         assert!(koidc.running(), "{sub}: koidc must wait for the login");
         let pid = koidc.pid();
-        assert_eq!(core_limit(pid), ("0".into(), "0".into()), "{sub}: core file size limit");
+        assert_eq!(
+            core_limit(pid),
+            ("0".into(), "0".into()),
+            "{sub}: core file size limit"
+        );
         if root {
             let owner = std::fs::metadata(format!("/proc/{pid}/status")).unwrap().uid();
-            assert_eq!(owner, 0, "{sub}: /proc/{pid} belongs to koidc's user: it is dumpable");
+            assert_eq!(
+                owner, 0,
+                "{sub}: /proc/{pid} belongs to koidc's user: it is dumpable"
+            );
         } else {
             let err = std::fs::read_dir(format!("/proc/{pid}/fd")).err();
             assert_eq!(

@@ -174,7 +174,13 @@ fn kubeconfig_entry_names_the_ca_by_absolute_path_when_given_a_relative_one() {
 fn setup_writing(idp: &crate::stub_idp::StubIdp, home: &Path, kubeconfig: &Path) -> std::process::Command {
     let mut cmd = clean_command(koidc_bin(), home);
     cmd.env("XDG_CONFIG_HOME", home.join("config"))
-        .args(["setup", "--issuer", idp.issuer(), "--client-id", crate::stub_idp::CLIENT_ID])
+        .args([
+            "setup",
+            "--issuer",
+            idp.issuer(),
+            "--client-id",
+            crate::stub_idp::CLIENT_ID,
+        ])
         .args(["--write-kubeconfig", "--print", "kubeconfig", "--kubeconfig"])
         .arg(kubeconfig);
     cmd
@@ -241,5 +247,9 @@ fn setup_write_kubeconfig_with_a_stale_kubeconfig_lock_fails_naming_the_lock_and
         "the kubeconfig was changed"
     );
     assert!(lock.exists(), "koidc removed a lock it did not take");
-    assert!(out.stdout.is_empty(), "nothing printed on stdout after the failure: {}", out.stdout);
+    assert!(
+        out.stdout.is_empty(),
+        "nothing printed on stdout after the failure: {}",
+        out.stdout
+    );
 }
