@@ -321,6 +321,9 @@ pub(super) fn write_kubeconfig_user(path: &Path, user: Value) -> anyhow::Result<
 }
 
 fn write_kubeconfig_user_waiting(path: &Path, user: Value, wait: Duration) -> anyhow::Result<()> {
+    if path.as_os_str().is_empty() {
+        bail!("the kubeconfig path is empty; pass --kubeconfig FILE");
+    }
     let given_dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -448,6 +451,13 @@ mod tests {
             "apiVersion: v1\nkind: Config\nusers: []\n"
         );
         assert!(lock.exists(), "another program's lock was removed");
+    }
+
+    #[test]
+    fn an_empty_kubeconfig_path_is_refused_without_creating_a_lock() {
+        let err = write_kubeconfig_user(Path::new(""), user("oidc")).unwrap_err();
+        assert!(err.to_string().contains("--kubeconfig"), "{err}");
+        assert!(!Path::new(".lock").exists());
     }
 
     #[cfg(unix)]
