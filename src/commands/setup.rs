@@ -1,10 +1,10 @@
 //! `koidc setup`: check an issuer and print what the cluster side needs.
 //!
 //! The checks run first (discovery and signing keys; with `--login`, a real token's claims), so a
-//! broken issuer is reported before any configuration is printed. `--write-kubeconfig` holds
-//! client-go's `<kubeconfig>.lock` while it rewrites the file, as `kubectl config` does. The printed parts come from
+//! broken issuer is reported before any configuration is printed. The printed parts come from
 //! [`crate::setup`], built from one set of choices so the apiserver, the kubeconfig and
-//! `koidc bind-group` agree on claims and prefixes.
+//! `koidc bind-group` agree on claims and prefixes. `--write-kubeconfig` holds client-go's
+//! `<kubeconfig>.lock` while it rewrites the file, as `kubectl config` does.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -335,9 +335,10 @@ fn write_kubeconfig_user_waiting(path: &Path, user: Value, wait: Duration) -> an
             .with_context(|| format!("cannot follow the kubeconfig symlink {}", path.display()))?,
         _ => path.to_owned(),
     };
-    let _resolved_lock = match resolved.as_path() != path {
-        true => Some(KubeconfigLock::acquire(&resolved, wait)?),
-        false => None,
+    let _resolved_lock = if resolved.as_path() == path {
+        None
+    } else {
+        Some(KubeconfigLock::acquire(&resolved, wait)?)
     };
     let path = resolved.as_path();
     let existing = match std::fs::read_to_string(path) {
