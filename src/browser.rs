@@ -5,10 +5,47 @@
 //! The command runs detached (own process group, not waited for) and is reaped by a background
 //! thread so no zombie remains.
 //!
+//! A browser is a large program of its own (extensions, crash reporters, a session restored
+//! later), so it never sees the client secret: `KOIDC_CLIENT_SECRET` and the variable a profile
+//! names in `client-secret-env` ([`withhold_from_browser`]) are removed from the environment of
+//! the browser command and of the system's URL opener.
+//!
 //! INTERFACE: the [`Browser`] trait, [`BrowserChoice::resolve`] and
-//! [`BrowserChoice::into_browser`]; [`split_command`] for checking a command early.
+//! [`BrowserChoice::into_browser`]; [`split_command`] for checking a command early;
+//! [`withhold_from_browser`].
 
+use std::ffi::OsString;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The variable holding the client secret (`--client-secret`'s variable).
+pub const CLIENT_SECRET_ENV: &str = "KOIDC_CLIENT_SECRET";
+
+/// Variables holding secrets besides [`CLIENT_SECRET_ENV`], kept from every browser.
+static WITHHELD: Mutex<Vec<OsString>> = Mutex::new(Vec::new());
+
+/// Keeps the variable `name` (it holds a secret: a profile's `client-secret-env`) out of the
+/// environment of every browser koidc starts. [`CLIENT_SECRET_ENV`] always is.
+pub fn withhold_from_browser(name: &str) {
+    let mut withheld = WITHHELD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !withheld.iter().any(|v| v == name) {
+        withheld.push(name.into());
+    }
+}
+
+/// Removes the secret variables from `cmd`'s environment.
+fn withhold_secrets(cmd: &mut Command) {
+    cmd.env_remove(CLIENT_SECRET_ENV);
+    let withheld = WITHHELD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for name in withheld.iter() {
+        cmd.env_remove(name);
+    }
+}
+
+/// How long a system URL opener may take to fail before koidc counts it as started; one that
+/// fails sooner (no desktop session) lets the next opener try.
+const OPENER_FAILURE_WINDOW: Duration = Duration::from_millis(250);
 
 /// Errors of opening a browser.
 #[derive(Debug, thiserror::Error)]
@@ -113,8 +150,59 @@ pub struct SystemBrowser;
 
 impl Browser for SystemBrowser {
     fn open(&self, url: &str) -> Result<(), BrowserError> {
-        open::that_detached(url).map_err(BrowserError::System)
+        // The `open` crate's openers for this system (`xdg-open`, `gio open`, … on Linux), run
+        // here rather than by `open::that_detached` so that their environment lacks the secrets.
+        open_first(open::commands(url)).map_err(BrowserError::System)
     }
+}
+
+/// Starts the first of `openers` that does not fail within [`OPENER_FAILURE_WINDOW`], detached,
+/// with null stdio and without the secret variables; reaps it in the background.
+fn open_first(openers: Vec<Command>) -> std::io::Result<()> {
+    let mut exit_error = None;
+    let mut spawn_error = None;
+    for mut cmd in openers {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        withhold_secrets(&mut cmd);
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(err) => {
+                spawn_error = Some(err);
+                continue;
+            }
+        };
+        let deadline = Instant::now() + OPENER_FAILURE_WINDOW;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => {
+                    let program = cmd.get_program().to_string_lossy().into_owned();
+                    exit_error
+                        .get_or_insert_with(|| std::io::Error::other(format!("{program} failed ({status})")));
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                Ok(None) => {
+                    reap_in_background(child);
+                    return Ok(());
+                }
+                Err(err) => {
+                    reap_in_background(child);
+                    return Err(err);
+                }
+            }
+        }
+    }
+    Err(exit_error
+        .or(spawn_error)
+        .unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no URL opener")))
 }
 
 /// Shows nothing; the caller prints the URL.
@@ -178,6 +266,7 @@ fn spawn_detached(argv: &[String]) -> Result<u32, BrowserError> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+    withhold_secrets(&mut cmd);
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
@@ -433,6 +522,66 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The value `cmd` will give the child for `name`: `Some(None)` when removed.
+    fn env_of(cmd: &Command, name: &str) -> Option<Option<String>> {
+        cmd.get_envs()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    #[test]
+    fn secret_variables_are_removed_from_what_a_browser_inherits() {
+        withhold_from_browser("KOIDC_TEST_PROFILE_SECRET_VAR");
+        withhold_from_browser("KOIDC_TEST_PROFILE_SECRET_VAR");
+        let mut cmd = Command::new("true");
+        cmd.env(CLIENT_SECRET_ENV, "s1")
+            .env("KOIDC_TEST_PROFILE_SECRET_VAR", "s2")
+            .env("KOIDC_TEST_KEPT", "v");
+        withhold_secrets(&mut cmd);
+        assert_eq!(env_of(&cmd, CLIENT_SECRET_ENV), Some(None));
+        assert_eq!(env_of(&cmd, "KOIDC_TEST_PROFILE_SECRET_VAR"), Some(None));
+        assert_eq!(env_of(&cmd, "KOIDC_TEST_KEPT"), Some(Some("v".into())));
+    }
+
+    #[test]
+    fn system_opener_tries_the_next_one_after_a_quick_failure_and_reports_failures() {
+        let dir = temp_dir();
+        let mark = dir.join("second-ran");
+        let fail = Command::new("false");
+        let missing = Command::new("koidc-no-such-opener-xyz");
+        let mut second = Command::new("sh");
+        second.arg("-c").arg(format!("touch {}", mark.display()));
+        open_first(vec![missing, fail, second]).unwrap();
+        // Under load the opener may still be running when open_first returns.
+        wait_for_file(&mark);
+
+        let err = open_first(vec![
+            Command::new("koidc-no-such-opener-xyz"),
+            Command::new("false"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("false failed"), "{err}");
+        let err = open_first(vec![Command::new("koidc-no-such-opener-xyz")]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(
+            open_first(Vec::new()).unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_slow_system_opener_counts_as_started() {
+        let start = Instant::now();
+        let mut slow = Command::new("sh");
+        slow.args(["-c", "sleep 2"]);
+        open_first(vec![slow]).unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "waited for the opener to exit"
+        );
     }
 
     #[test]

@@ -348,8 +348,8 @@ pub struct CacheFlags {
     pub cache_dir: Option<PathBuf>,
 }
 
-/// How to reach the IdP and run a login.
-#[derive(Debug, Args, Clone)]
+/// How to reach the IdP and run a login. `Debug` redacts the client secret.
+#[derive(Args, Clone)]
 pub struct LoginFlags {
     /// Client secret, for confidential clients (prefer the variable: arguments are visible to
     /// other local users).
@@ -392,6 +392,32 @@ pub struct LoginFlags {
         value_delimiter = ','
     )]
     pub certificate_authorities: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for LoginFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so a new field cannot be forgotten here.
+        let Self {
+            client_secret,
+            listen,
+            browser_command,
+            no_browser,
+            timeout,
+            grant,
+            paste,
+            certificate_authorities,
+        } = self;
+        f.debug_struct("LoginFlags")
+            .field("client_secret", &client_secret.as_ref().map(|_| "<redacted>"))
+            .field("listen", listen)
+            .field("browser_command", browser_command)
+            .field("no_browser", no_browser)
+            .field("timeout", timeout)
+            .field("grant", grant)
+            .field("paste", paste)
+            .field("certificate_authorities", certificate_authorities)
+            .finish()
+    }
 }
 
 /// Logging.

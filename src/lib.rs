@@ -10,6 +10,9 @@
 //! [`github`] logs in to GitHub (which has no OpenID Connect for users) and [`webhook`] is the
 //! TokenReview authenticator that lets the apiserver accept those GitHub tokens.
 
+// A failed write to stderr must not end koidc: stderr goes through `printer::stderr_line`.
+#![deny(clippy::print_stderr)]
+
 pub mod auth;
 pub mod browser;
 pub mod cache;

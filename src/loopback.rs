@@ -3,8 +3,8 @@
 //! The IdP redirects the user's browser to `http://127.0.0.1:PORT/callback?code=…&state=…`.
 //! [`LoopbackServer`] listens on a loopback address only, accepts exactly one genuine callback
 //! (right `state`, compared in constant time; right `iss` when asked, RFC 9207), rejects
-//! everything else without ending the wait (foreign `Host` headers as a DNS-rebinding defence,
-//! other paths and methods, oversized or malformed queries, wrong `state`) and then shuts down,
+//! everything else without ending the wait (a `Host` other than the bound address, or
+//! `localhost` on 127.0.0.1 / ::1, as a DNS-rebinding defence; other paths and methods, oversized or malformed queries, wrong `state`) and then shuts down,
 //! giving in-flight responses about a second to reach the browser but never waiting for idle
 //! keep-alive connections.
 //!
@@ -223,7 +223,7 @@ impl LoopbackServer {
     ) -> Result<SecretString, LoopbackError> {
         let (done_tx, mut done_rx) = oneshot::channel();
         let shared = Arc::new(Shared {
-            port: self.addr.port(),
+            addr: self.addr,
             expected_state: expected_state.to_owned(),
             expected_iss: expected_iss.map(str::to_owned),
             iss_required: self.iss_required,
@@ -272,7 +272,8 @@ type Outcome = Result<SecretString, LoopbackError>;
 
 /// What the request handler shares with the waiting task.
 struct Shared {
-    port: u16,
+    /// The bound address: the only one a genuine request can have been sent to.
+    addr: SocketAddr,
     expected_state: String,
     expected_iss: Option<String>,
     iss_required: bool,
@@ -281,12 +282,22 @@ struct Shared {
 }
 
 impl Shared {
+    /// Whether `host` (a `Host` header or an absolute-form authority) names this listener: the
+    /// bound address with its port (`127.0.0.2:PORT`, `[::1]:PORT`), or `localhost:PORT` when
+    /// bound to 127.0.0.1 or ::1 (where `localhost` resolves). Any other name, even another
+    /// loopback address, did not reach this listener through the browser's own resolution: a
+    /// DNS-rebinding page gets refused.
     fn host_allowed(&self, host: &str) -> bool {
         let host = host.to_ascii_lowercase();
-        let port = self.port;
-        host == format!("127.0.0.1:{port}")
-            || host == format!("localhost:{port}")
-            || host == format!("[::1]:{port}")
+        let port = self.addr.port();
+        let ip = self.addr.ip();
+        let literal = match ip {
+            std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+        };
+        let localhost = ip == std::net::IpAddr::from([127, 0, 0, 1])
+            || ip == std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
+        host == literal || (localhost && host == format!("localhost:{port}"))
     }
 
     fn state_matches(&self, got: Option<&str>) -> bool {
@@ -599,7 +610,7 @@ pub fn fuzz_callback_query(query: &str) {
     };
     let (done, mut outcome) = oneshot::channel();
     let shared = Shared {
-        port: 4000,
+        addr: SocketAddr::from(([127, 0, 0, 1], 4000)),
         expected_state: STATE.to_owned(),
         expected_iss: Some("https://idp.example".to_owned()),
         iss_required: false,
@@ -840,6 +851,55 @@ mod tests {
         let (res, last) = tokio::join!(s.wait_for_code(STATE, LONG), client);
         assert_eq!(res.unwrap().expose_secret(), CODE);
         assert_eq!(last.status, 200);
+    }
+
+    /// A server bound to `ip` on a random port.
+    async fn server_on(ip: &str) -> (LoopbackServer, SocketAddr) {
+        let s = LoopbackServer::bind(&[format!("{ip}:0").parse().unwrap()])
+            .await
+            .unwrap();
+        let addr = s.local_addr();
+        (s, addr)
+    }
+
+    #[tokio::test]
+    async fn listen_on_127_0_0_2_accepts_its_own_address_as_host_and_nothing_else() {
+        let (s, addr) = server_on("127.0.0.2").await;
+        let port = addr.port();
+        let client = async {
+            // Names that do not reach this listener: refused (DNS-rebinding defence).
+            for host in [
+                format!("127.0.0.1:{port}"),
+                format!("localhost:{port}"),
+                format!("[::1]:{port}"),
+                format!("127.0.0.2:{}", port.wrapping_add(1)),
+                format!("evil.example:{port}"),
+            ] {
+                let r = get_with_host(addr, &good_callback(), &host).await;
+                assert_eq!(r.status, 400, "host {host}");
+            }
+            get_with_host(addr, &good_callback(), &format!("127.0.0.2:{port}")).await
+        };
+        let (res, last) = tokio::join!(s.wait_for_code(STATE, LONG), client);
+        assert_eq!(last.status, 200, "{}", last.body);
+        assert_eq!(res.unwrap().expose_secret(), CODE);
+    }
+
+    #[tokio::test]
+    async fn listen_on_ipv6_loopback_accepts_its_bracketed_address_and_refuses_other_hosts() {
+        // Skipped silently would be a lie: a host without IPv6 loopback fails the bind loudly.
+        let (s, addr) = server_on("[::1]").await;
+        let port = addr.port();
+        let client = async {
+            for host in [format!("127.0.0.1:{port}"), format!("[::2]:{port}")] {
+                let r = get_with_host(addr, &good_callback(), &host).await;
+                assert_eq!(r.status, 400, "host {host}");
+            }
+            get_with_host(addr, &good_callback(), &format!("[::1]:{port}")).await
+        };
+        let (res, last) = tokio::join!(s.wait_for_code(STATE, LONG), client);
+        assert_eq!(last.status, 200, "{}", last.body);
+        assert_eq!(res.unwrap().expose_secret(), CODE);
     }
 
     #[tokio::test]
@@ -1211,7 +1271,7 @@ mod tests {
 
     fn shared(done: oneshot::Sender<Outcome>) -> Shared {
         Shared {
-            port: 4000,
+            addr: SocketAddr::from(([127, 0, 0, 1], 4000)),
             expected_state: STATE.to_owned(),
             expected_iss: None,
             iss_required: false,

@@ -10,13 +10,18 @@
 //! reading and parsing `/proc/self/maps` on every start: about a tenth of a cached `get-token`.
 //! A stack overflow still ends the process (with SIGSEGV instead of a message). The other half
 //! of a fast start is the release build's static linking (`.cargo/static.toml`).
+//!
+//! Start-up also makes the process non-dumpable with no core limit (it holds tokens), and every
+//! stderr line goes through [`koidc::printer::stderr_line`], which never panics.
 
 #![no_main]
+#![deny(clippy::print_stderr)]
 
 use std::ffi::{c_char, c_int};
 use std::io::Write as _;
 
 use koidc::cli::Cli;
+use koidc::printer::stderr_line;
 
 /// The C entry point. Rust's standard library reads the arguments and environment itself
 /// (glibc hands them to its initializers), so `argc` and `argv` are not needed here.
@@ -31,7 +36,8 @@ extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
 
 /// What Rust's own start-up does that koidc relies on: standard descriptors 0, 1 and 2 open (so
 /// a file koidc opens can never become its stdout or stderr), and SIGPIPE ignored (a closed
-/// pipe is a write error, reported like any other, not a silent death).
+/// pipe is a write error, reported like any other, not a silent death). And no core dumps
+/// ([`disable_core_dumps`]).
 #[cfg(unix)]
 fn init_process() {
     for fd in 0..=2 {
@@ -52,6 +58,28 @@ fn init_process() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
+    disable_core_dumps();
+}
+
+/// koidc holds ID tokens, refresh tokens, client secrets and the cache key in memory: a crash
+/// must not write them into a core file (or hand them to a crash reporter through
+/// `core_pattern`), and other processes of the same user must not read its memory through
+/// ptrace or `/proc/PID/mem`. Every command gets this, `get-token`'s warm path too: two system
+/// calls. Children do not keep the non-dumpable flag (execve resets it); they inherit the zero
+/// core limit.
+#[cfg(unix)]
+fn disable_core_dumps() {
+    let none = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: setrlimit reads a valid rlimit; prctl(PR_SET_DUMPABLE, 0) takes plain integers.
+    // Failure leaves the defaults, which is no reason not to run.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &none);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
 }
 
 /// Elsewhere Rust's start-up does nothing koidc relies on.
@@ -67,7 +95,10 @@ fn run() -> c_int {
             .map(|s| (*s).to_owned())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        eprintln!("koidc: internal error: {}; please report this", one_line(&msg));
+        stderr_line(format_args!(
+            "koidc: internal error: {}; please report this",
+            one_line(&msg)
+        ));
     }));
     let cli = match Cli::try_parse_args(std::env::args_os()) {
         Ok(cli) => cli,
@@ -80,7 +111,7 @@ fn run() -> c_int {
     match koidc::commands::run(cli) {
         Ok(()) => 0,
         Err(err) => {
-            eprintln!("koidc: {}", one_line(&format!("{err:#}")));
+            stderr_line(format_args!("koidc: {}", one_line(&format!("{err:#}"))));
             1
         }
     }

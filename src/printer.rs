@@ -4,8 +4,21 @@
 //! kubectl parses the plugin's stdout as JSON, so one stray line there breaks every command; all
 //! output therefore passes through [`Printer`]. Nothing printed here may contain a secret: the
 //! callers pass messages, never tokens.
+//!
+//! Every line for stderr goes through [`stderr_line`], which ignores write errors: a closed or
+//! full stderr (kubectl gone, `2>&-`, a dead pipe) must not end koidc, whereas `eprintln!`
+//! panics on a failed write and a second failure in the panic message aborts the process
+//! (SIGABRT) with the cache lock held and the credential unprinted. `eprintln!` is denied by
+//! clippy (`print_stderr`) for that reason.
 
 use std::io::Write as _;
+
+/// Writes `line` and a newline to stderr in one write, ignoring any error (see the module doc).
+pub fn stderr_line(line: std::fmt::Arguments<'_>) {
+    let mut text = line.to_string();
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
 
 /// Writes results to stdout and messages to stderr.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,18 +44,18 @@ impl Printer {
 
     /// A message for the person at the terminal (e.g. "open this URL").
     pub fn info(&self, msg: impl std::fmt::Display) {
-        eprintln!("koidc: {msg}");
+        stderr_line(format_args!("koidc: {msg}"));
     }
 
     /// A warning: something is off, but koidc carries on.
     pub fn warn(&self, msg: impl std::fmt::Display) {
-        eprintln!("koidc: warning: {msg}");
+        stderr_line(format_args!("koidc: warning: {msg}"));
     }
 
     /// A verbose log line, shown with `-v`.
     pub fn debug(&self, msg: impl std::fmt::Display) {
         if self.verbosity > 0 {
-            eprintln!("koidc: debug: {msg}");
+            stderr_line(format_args!("koidc: debug: {msg}"));
         }
     }
 

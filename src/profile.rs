@@ -20,7 +20,8 @@
 //! so two profiles for the same issuer and client (two accounts) keep separate tokens.
 //!
 //! The file decides which issuer koidc trusts and which command it runs as a browser, so a file
-//! (or its directory) that other users can write is refused, and so is an unknown key (a typo
+//! (or its directory) that other users can write is refused — judged by the opened file's own
+//! `fstat`, and read from that descriptor — and so is an unknown key (a typo
 //! silently ignored would log in with the wrong settings). Secrets are never read from the file:
 //! a profile names the variable holding the client secret (`client-secret-env`).
 //!
@@ -65,6 +66,12 @@ pub enum ProfileError {
         path: PathBuf,
         /// The OS error.
         error: std::io::Error,
+    },
+    /// The path names something other than a regular file (a FIFO, a device, a directory).
+    #[error("the config file {} is not a regular file; point {CONFIG_ENV} at a file", path.display())]
+    NotAFile {
+        /// The config file.
+        path: PathBuf,
     },
     /// The file (or its directory) can be written by other users.
     #[error(
@@ -220,17 +227,36 @@ impl ConfigFile {
     /// Reads and parses the file at `path`; `None` when it does not exist. Refuses a file that
     /// others can write (see [`ProfileError::Insecure`]).
     pub fn load(path: &Path) -> Result<Option<Self>, ProfileError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(error) => {
-                return Err(ProfileError::Read {
-                    path: path.to_owned(),
-                    error,
-                });
-            }
+        Self::load_with(path, || {})
+    }
+
+    /// [`Self::load`], running `after_open` once the file is open (tests swap the file there).
+    ///
+    /// The owner, mode and type are those of the opened file (`fstat` on the descriptor), and
+    /// the text is read from that same descriptor: replacing the file by its path after the
+    /// check changes nothing.
+    fn load_with(path: &Path, after_open: impl FnOnce()) -> Result<Option<Self>, ProfileError> {
+        let read_err = |error| ProfileError::Read {
+            path: path.to_owned(),
+            error,
         };
-        check_permissions(path)?;
+        let file = match open_config(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(read_err(error)),
+        };
+        after_open();
+        check_opened(&file, path, effective_uid())?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::Read::take(&file, MAX_CONFIG_LEN + 1), &mut text)
+            .map_err(read_err)?;
+        if text.len() as u64 > MAX_CONFIG_LEN {
+            return Err(read_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "larger than 1 MiB",
+            )));
+        }
+        check_directories(path, &file)?;
         Self::parse(path, &text).map(Some)
     }
 
@@ -266,16 +292,44 @@ pub fn config_path() -> Option<PathBuf> {
     non_empty("HOME").map(|home| home.join(".config/koidc/config.toml"))
 }
 
+/// The largest config file koidc reads.
+const MAX_CONFIG_LEN: u64 = 1024 * 1024;
+
+/// Opens the config file for reading, following symlinks (dotfile managers link it), without
+/// blocking on a FIFO (the type check refuses it afterwards).
+fn open_config(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    options.open(path)
+}
+
 #[cfg(unix)]
-fn check_permissions(path: &Path) -> Result<(), ProfileError> {
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+#[cfg(not(unix))]
+fn effective_uid() -> u32 {
+    0
+}
+
+/// Checks the opened `file` (named `path` in errors) through its descriptor: a regular file,
+/// owned by `me` or root, not writable by group or others.
+#[cfg(unix)]
+fn check_opened(file: &std::fs::File, path: &Path, me: u32) -> Result<(), ProfileError> {
     use std::os::unix::fs::MetadataExt as _;
-    let read_err = |error| ProfileError::Read {
+    let meta = file.metadata().map_err(|error| ProfileError::Read {
         path: path.to_owned(),
         error,
-    };
-    let meta = std::fs::metadata(path).map_err(read_err)?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    })?;
+    if !meta.is_file() {
+        return Err(ProfileError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
     if meta.uid() != me && meta.uid() != 0 {
         return Err(ProfileError::ForeignOwner {
             path: path.to_owned(),
@@ -291,17 +345,52 @@ fn check_permissions(path: &Path) -> Result<(), ProfileError> {
             mode: meta.mode() & 0o7777,
         });
     }
-    // Others who can write the directory could replace the file, unless the sticky bit stops
-    // them (as in /tmp).
-    let real = std::fs::canonicalize(path).map_err(read_err)?;
-    if let Some(dir) = real.parent() {
-        let dir_meta = std::fs::metadata(dir).map_err(read_err)?;
-        let mode = dir_meta.mode();
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_opened(file: &std::fs::File, path: &Path, _me: u32) -> Result<(), ProfileError> {
+    match file.metadata() {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(_) => Err(ProfileError::NotAFile {
+            path: path.to_owned(),
+        }),
+        Err(error) => Err(ProfileError::Read {
+            path: path.to_owned(),
+            error,
+        }),
+    }
+}
+
+/// Others who can write a directory could have replaced the file in it, unless the sticky bit
+/// stops them (as in /tmp): checks the directory of the opened file (found through
+/// `/proc/self/fd`, else by resolving `path`) and, when `path` is a symlink, the link's own.
+#[cfg(unix)]
+fn check_directories(path: &Path, file: &std::fs::File) -> Result<(), ProfileError> {
+    use std::os::unix::fs::MetadataExt as _;
+    use std::os::unix::io::AsRawFd as _;
+    let read_err = |error| ProfileError::Read {
+        path: path.to_owned(),
+        error,
+    };
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .ok()
+        .filter(|p| p.is_absolute())
+        .map_or_else(|| std::fs::canonicalize(path), Ok)
+        .map_err(read_err)?;
+    let mut dirs: Vec<PathBuf> = real.parent().map(Path::to_owned).into_iter().collect();
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    if is_link {
+        let parent = path.parent().filter(|d| !d.as_os_str().is_empty());
+        dirs.push(parent.unwrap_or(Path::new(".")).to_owned());
+    }
+    for dir in dirs {
+        let mode = std::fs::metadata(&dir).map_err(read_err)?.mode();
         if mode & 0o022 != 0 && mode & 0o1000 == 0 {
             return Err(ProfileError::Insecure {
                 path: path.to_owned(),
                 what: "its directory",
-                target: dir.to_owned(),
+                target: dir,
                 mode: mode & 0o7777,
             });
         }
@@ -310,7 +399,7 @@ fn check_permissions(path: &Path) -> Result<(), ProfileError> {
 }
 
 #[cfg(not(unix))]
-fn check_permissions(_path: &Path) -> Result<(), ProfileError> {
+fn check_directories(_path: &Path, _file: &std::fs::File) -> Result<(), ProfileError> {
     Ok(())
 }
 
@@ -458,6 +547,10 @@ fn overlay(
         && free("timeout")
     {
         t.login.timeout = v;
+    }
+    if let Some(var) = &profile.client_secret_env {
+        // A secret, used or not: never for the browser's eyes.
+        crate::browser::withhold_from_browser(var);
     }
     if let Some(var) = &profile.client_secret_env
         && free("client_secret")
@@ -829,5 +922,111 @@ client-secret-env = "WORK2_SECRET"
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// A private directory holding `config.toml` with `text` and `mode`.
+    #[cfg(unix)]
+    fn private_config(text: &str, mode: u32) -> (tempfile::TempDir, PathBuf) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        (dir, path)
+    }
+
+    /// Replaces `path` (by rename, as an attacker with a writable path would) with a file of
+    /// `text` and `mode`.
+    #[cfg(unix)]
+    fn swap_in(path: &Path, text: &str, mode: u32) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = path.with_extension("swap");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn config_file_check_uses_the_opened_file_not_the_path_swapped_after_opening() {
+        // Opened: a safe file. Then the path is swapped for a group-writable one: what was read
+        // (and checked) is the safe file, so it is used.
+        let (_dir, path) = private_config("default-profile = \"opened\"\n", 0o600);
+        let f = ConfigFile::load_with(&path, || swap_in(&path, "default-profile = \"swapped\"\n", 0o666))
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.default_profile.as_deref(), Some("opened"));
+
+        // Opened: a group-writable file (anyone in the group chose its text). Swapping a safe
+        // file in afterwards must not launder it.
+        let (_dir, path) = private_config("default-profile = \"planted\"\n", 0o664);
+        let err = ConfigFile::load_with(&path, || swap_in(&path, "default-profile = \"safe\"\n", 0o600))
+            .unwrap_err();
+        assert!(matches!(err, ProfileError::Insecure { what: "it", .. }), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn config_file_symlinked_to_an_unsafe_file_is_refused_and_to_a_safe_one_accepted() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (dir, target) = private_config(FILE, 0o600);
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let f = ConfigFile::load(&link).unwrap().unwrap();
+        assert_eq!(f.default_profile.as_deref(), Some("work"));
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o620)).unwrap();
+        let err = ConfigFile::load(&link).unwrap_err();
+        assert!(matches!(err, ProfileError::Insecure { what: "it", .. }), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn config_file_of_another_user_is_refused_by_its_descriptor() {
+        use std::os::unix::fs::MetadataExt as _;
+        let (_dir, path) = private_config(FILE, 0o600);
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        let (owner, as_uid) = if me == 0 {
+            // root may give the file away; checked as root, it is foreign.
+            std::os::unix::fs::chown(&path, Some(12345), None).unwrap();
+            (12345, 0)
+        } else {
+            // Checked as if by another (non-root) user.
+            (me, me + 1)
+        };
+        assert_eq!(std::fs::metadata(&path).unwrap().uid(), owner);
+        let file = std::fs::File::open(&path).unwrap();
+        let err = check_opened(&file, &path, as_uid).unwrap_err();
+        assert!(
+            matches!(err, ProfileError::ForeignOwner { owner: o, me: m, .. } if o == owner && m == as_uid),
+            "{err}"
+        );
+        if me == 0 {
+            let err = ConfigFile::load(&path).unwrap_err();
+            assert!(matches!(err, ProfileError::ForeignOwner { .. }), "{err}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn config_file_that_is_a_fifo_or_a_device_is_refused_without_blocking() {
+        let (dir, _) = private_config(FILE, 0o600);
+        let fifo = dir.path().join("fifo.toml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for path in [fifo, PathBuf::from("/dev/zero")] {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let p = path.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(ConfigFile::load(&p).map(|_| ()).map_err(|e| e.to_string()));
+            });
+            let got = rx
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .unwrap_or_else(|_| panic!("loading {} hung", path.display()));
+            let err = got.unwrap_err();
+            assert!(err.contains("not a regular file"), "{}: {err}", path.display());
+        }
     }
 }

@@ -231,7 +231,11 @@ mod tests {
         };
         let ids = OPTS.iter().map(|o| o.id).chain(["verbose"]);
         Some((
-            format!("{parsed:?}"),
+            // Debug redacts the client secret: compare it on its own.
+            format!(
+                "{parsed:?} secret={:?}",
+                parsed.login.client_secret.as_deref().map(str::as_bytes)
+            ),
             ids.filter(|id| cli.explicit.contains(id))
                 .map(String::from)
                 .collect(),
@@ -246,7 +250,10 @@ mod tests {
             return false;
         };
         let fast = (
-            format!("{parsed:?}"),
+            format!(
+                "{parsed:?} secret={:?}",
+                parsed.login.client_secret.as_deref().map(str::as_bytes)
+            ),
             explicit.into_iter().map(String::from).collect::<BTreeSet<_>>(),
         );
         let slow = clap_parse(args);
@@ -378,6 +385,40 @@ mod tests {
             let args: Vec<OsString> = line.split_whitespace().map(OsString::from).collect();
             assert!(check(&args), "the fast parser gave up on {line:?}");
         }
+    }
+
+    #[test]
+    fn login_flags_debug_redacts_the_client_secret() {
+        const SECRET: &str = "s3cr3t-client-secret-value";
+        let args: Vec<OsString> = [
+            "koidc",
+            "get-token",
+            "--issuer",
+            "https://i",
+            "--client-secret",
+            SECRET,
+        ]
+        .map(OsString::from)
+        .to_vec();
+        let cli = Cli::try_parse_full(args).expect("parses");
+        let Sub::GetToken(parsed) = &cli.command else {
+            panic!("not get-token")
+        };
+        assert_eq!(parsed.login.client_secret.as_deref(), Some(SECRET));
+        for text in [
+            format!("{:?}", parsed.login),
+            format!("{:#?}", parsed.login),
+            format!("{parsed:?}"),
+            format!("{cli:?}"),
+        ] {
+            assert!(!text.contains(SECRET), "the secret is in Debug output: {text}");
+            assert!(text.contains("client_secret"), "the field is still shown: {text}");
+        }
+        let none = crate::cli::LoginFlags {
+            client_secret: None,
+            ..parsed.login.clone()
+        };
+        assert!(format!("{none:?}").contains("client_secret: None"));
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! The checks run first (discovery and signing keys; with `--login`, a real token's claims), so a
 //! broken issuer is reported before any configuration is printed. The printed parts come from
 //! [`crate::setup`], built from one set of choices so the apiserver, the kubeconfig and
-//! `koidc bind-group` agree on claims and prefixes.
+//! `koidc bind-group` agree on claims and prefixes. `--write-kubeconfig` holds client-go's
+//! `<kubeconfig>.lock` while it rewrites the file, as `kubectl config` does.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::Value;
@@ -254,14 +256,89 @@ pub(super) fn kubeconfig_path(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".kube/config"))
 }
 
-/// Adds (or replaces) the user in the kubeconfig at `path`, atomically and with mode 0600. A
-/// symlinked kubeconfig (dotfile managers) is updated where it points, as kubectl does, instead
-/// of being replaced by a regular file.
+/// How long `setup` waits for another program's `<kubeconfig>.lock` to go away; kubectl holds
+/// it for milliseconds.
+const KUBECONFIG_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// client-go's lock on a kubeconfig (`lockFile` in `k8s.io/client-go/tools/clientcmd`, which
+/// `kubectl config` uses): the file `<kubeconfig>.lock`, created with `O_CREAT|O_EXCL` before the
+/// kubeconfig is read and removed after it was written. Removed on drop.
+#[derive(Debug)]
+struct KubeconfigLock {
+    path: PathBuf,
+}
+
+impl KubeconfigLock {
+    /// Takes the lock of `kubeconfig`, waiting up to `wait` for another holder; a lock still
+    /// there after that is reported with the file to delete if it is stale.
+    fn acquire(kubeconfig: &Path, wait: Duration) -> anyhow::Result<Self> {
+        let mut name = kubeconfig.as_os_str().to_owned();
+        name.push(".lock");
+        let path = PathBuf::from(name);
+        let deadline = Instant::now() + wait;
+        loop {
+            let mut options = std::fs::OpenOptions::new();
+            // create_new: O_CREAT|O_EXCL, which also refuses to follow a planted symlink.
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(&path) {
+                Ok(_) => return Ok(Self { path }),
+                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if Instant::now() >= deadline {
+                        bail!(
+                            "the kubeconfig {} is locked: {} still exists after {}s (kubectl and koidc                              create it while they change the file); if no kubectl or koidc is running,                              the lock is stale: delete {} and run the command again",
+                            kubeconfig.display(),
+                            path.display(),
+                            wait.as_secs(),
+                            path.display()
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(err) => {
+                    return Err(err)
+                        .with_context(|| format!("cannot create the kubeconfig lock {}", path.display()));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for KubeconfigLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Adds (or replaces) the user in the kubeconfig at `path`, atomically and with mode 0600,
+/// holding client-go's `<kubeconfig>.lock` ([`KubeconfigLock`]) so that a concurrent
+/// `kubectl config` change is not lost. A symlinked kubeconfig (dotfile managers) is updated
+/// where it points, as kubectl does, instead of being replaced by a regular file; the lock is
+/// taken on the name given (as kubectl does) and on the file it points to.
 pub(super) fn write_kubeconfig_user(path: &Path, user: Value) -> anyhow::Result<()> {
+    write_kubeconfig_user_waiting(path, user, KUBECONFIG_LOCK_WAIT)
+}
+
+fn write_kubeconfig_user_waiting(path: &Path, user: Value, wait: Duration) -> anyhow::Result<()> {
+    if path.as_os_str().is_empty() {
+        bail!("the kubeconfig path is empty; pass --kubeconfig FILE");
+    }
+    let given_dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(given_dir).with_context(|| format!("cannot create {}", given_dir.display()))?;
+    let _given_lock = KubeconfigLock::acquire(path, wait)?;
     let resolved = match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(path)
             .with_context(|| format!("cannot follow the kubeconfig symlink {}", path.display()))?,
         _ => path.to_owned(),
+    };
+    let _resolved_lock = if resolved.as_path() == path {
+        None
+    } else {
+        Some(KubeconfigLock::acquire(&resolved, wait)?)
     };
     let path = resolved.as_path();
     let existing = match std::fs::read_to_string(path) {
@@ -357,6 +434,59 @@ mod tests {
         );
         let written: Value = serde_saphyr::from_str(&std::fs::read_to_string(&real).unwrap()).unwrap();
         assert_eq!(written["users"][0]["name"], "oidc");
+    }
+
+    #[test]
+    fn a_held_kubeconfig_lock_makes_the_write_fail_naming_the_lock_and_nothing_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        let lock = dir.path().join("config.lock");
+        std::fs::write(&path, "apiVersion: v1\nkind: Config\nusers: []\n").unwrap();
+        std::fs::write(&lock, "").unwrap();
+        let err = write_kubeconfig_user_waiting(&path, user("oidc"), Duration::from_millis(200))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("delete {}", lock.display())), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "apiVersion: v1\nkind: Config\nusers: []\n"
+        );
+        assert!(lock.exists(), "another program's lock was removed");
+    }
+
+    #[test]
+    fn an_empty_kubeconfig_path_is_refused_without_creating_a_lock() {
+        let err = write_kubeconfig_user(Path::new(""), user("oidc")).unwrap_err();
+        assert!(err.to_string().contains("--kubeconfig"), "{err}");
+        assert!(!Path::new(".lock").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_kubeconfig_lock_is_removed_after_a_write_and_after_a_failed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("dotfiles-kubeconfig");
+        let link = dir.path().join("config");
+        std::fs::write(&real, "apiVersion: v1\nkind: Config\nusers: []\n").unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        // The file the link points to is locked by someone using that name: wait for it too.
+        std::fs::write(dir.path().join("dotfiles-kubeconfig.lock"), "").unwrap();
+        assert!(write_kubeconfig_user_waiting(&link, user("oidc"), Duration::from_millis(200)).is_err());
+        assert!(
+            !dir.path().join("config.lock").exists(),
+            "our lock was left behind"
+        );
+        std::fs::remove_file(dir.path().join("dotfiles-kubeconfig.lock")).unwrap();
+
+        write_kubeconfig_user(&link, user("oidc")).unwrap();
+        std::fs::write(&real, "users: [unclosed").unwrap();
+        assert!(write_kubeconfig_user(&link, user("oidc")).is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".lock"))
+            .collect();
+        assert!(left.is_empty(), "lock files left behind: {left:?}");
     }
 
     #[cfg(unix)]

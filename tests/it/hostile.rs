@@ -218,12 +218,18 @@ impl PendingLogin {
 // Which addresses a process listens on, from /proc.
 
 /// `ip:port` of every listening TCP socket of `pid` (IPv4 and IPv6).
-fn listening_addresses(pid: u32) -> Vec<String> {
+///
+/// koidc is not dumpable, so only root (CAP_SYS_PTRACE) may list its fds. For another user the
+/// answer is built from the sockets table instead: every listening socket of this user on
+/// `port` (the callback's), which shows whether koidc also listens there on another address.
+fn listening_addresses(pid: u32, port: u16) -> Vec<String> {
+    let fds = match std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        Ok(fds) => fds,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return listening_on_port_by_uid(port),
+        Err(e) => panic!("read the fds of koidc: {e}"),
+    };
     let mut inodes = HashSet::new();
-    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("read the fds of koidc")
-        .flatten()
-    {
+    for fd in fds.flatten() {
         if let Ok(target) = std::fs::read_link(fd.path()) {
             let target = target.to_string_lossy().into_owned();
             if let Some(inode) = target.strip_prefix("socket:[").and_then(|t| t.strip_suffix(']')) {
@@ -239,6 +245,26 @@ fn listening_addresses(pid: u32) -> Vec<String> {
             // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
             if cols.len() > 9 && cols[3] == "0A" && inodes.contains(cols[9]) {
                 out.push(decode_proc_addr(cols[1]));
+            }
+        }
+    }
+    out
+}
+
+/// `ip:port` of every listening TCP socket of this process's user on `port`.
+fn listening_on_port_by_uid(port: u16) -> Vec<String> {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() }.to_string();
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() > 9 && cols[3] == "0A" && cols[7] == uid {
+                let addr = decode_proc_addr(cols[1]);
+                if addr.ends_with(&format!(":{port}")) {
+                    out.push(addr);
+                }
             }
         }
     }
@@ -426,9 +452,15 @@ fn hostile_loopback_thousand_random_requests_then_the_genuine_callback_logs_in()
 
     // koidc listens on 127.0.0.1 only: one listening socket, the callback's.
     assert_eq!(
-        listening_addresses(login.koidc.pid()),
+        listening_addresses(login.koidc.pid(), login.callback.port()),
         [login.callback.to_string()],
         "koidc must listen on the loopback callback address only"
+    );
+    // The same by the sockets table (what a test run by another user than root relies on).
+    assert_eq!(
+        listening_on_port_by_uid(login.callback.port()),
+        [login.callback.to_string()],
+        "koidc must listen on the callback's port on the loopback address only"
     );
 
     let seed = seed();

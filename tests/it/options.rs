@@ -535,3 +535,272 @@ fn listen_rejects_non_loopback() {
     }
     assert_eq!(client.entries(), Vec::<PathBuf>::new());
 }
+
+#[test]
+fn listen_on_127_0_0_2_is_not_refused_as_an_unexpected_host_and_the_login_completes() {
+    let idp = StubIdp::start(Fault::Good);
+    let client = StubClient::new();
+    let out = run(&mut client.command("get-token", &idp, &["--listen", "127.0.0.2:0", "--timeout", "10"]));
+    assert_stub_get_token(&out, &idp);
+    let uris = idp.redirect_uris();
+    assert_eq!(uris.len(), 1, "one authorization request: {uris:?}");
+    assert!(
+        uris[0].starts_with("http://127.0.0.2:") && uris[0].ends_with("/callback"),
+        "the redirect URI names the bound address: {uris:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// 9. Secrets hygiene
+
+const SECRET_FLAG_VALUE: &str = "koidc-test-secret-from-KOIDC_CLIENT_SECRET-7f3a";
+const SECRET_PROFILE_VALUE: &str = "koidc-test-secret-from-the-profile-variable-9c1e";
+
+/// A profile for the stub IdP whose secret is in `PROFILE_SECRET_VAR`, in `KOIDC_CONFIG`'s file.
+fn secret_profile(client: &StubClient, idp: &StubIdp) -> PathBuf {
+    let path = client.tmp.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[profiles.p]\nissuer = \"{}\"\nclient-id = \"{CLIENT_ID}\"\nclient-secret-env = \"PROFILE_SECRET_VAR\"\n",
+            idp.issuer()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[track_caller]
+fn assert_env_dump_lacks_secrets(dump: &Path) {
+    let text = std::fs::read_to_string(dump)
+        .unwrap_or_else(|e| panic!("the browser wrote no environment dump {}: {e}", dump.display()));
+    assert!(
+        text.lines().any(|l| l == "KOIDC_TEST_KEPT=visible"),
+        "the dump holds the browser's environment:\n{text}"
+    );
+    for secret in [SECRET_FLAG_VALUE, SECRET_PROFILE_VALUE] {
+        assert!(
+            !text.contains(secret),
+            "a client secret reached the browser's environment"
+        );
+    }
+    for var in ["KOIDC_CLIENT_SECRET=", "PROFILE_SECRET_VAR="] {
+        assert!(
+            !text.lines().any(|l| l.starts_with(var)),
+            "{var} reached the browser's environment"
+        );
+    }
+}
+
+#[test]
+fn browser_command_does_not_inherit_the_client_secret_variables() {
+    let idp = StubIdp::start(Fault::Good);
+    let client = StubClient::new();
+    let config = secret_profile(&client, &idp);
+    // With and without KOIDC_CLIENT_SECRET (without, the profile's variable is the secret).
+    for (n, with_flag_var) in [false, true].into_iter().enumerate() {
+        let dump = client.tmp.path().join(format!("browser-env-{n}"));
+        let browser = format!(
+            "sh -c 'env > {}; exec {} \"$0\"'",
+            dump.display(),
+            crate::stub_idp::CURL_BROWSER
+        );
+        let mut cmd = client.koidc(&["get-token", "--profile", "p", "--cache", "none"]);
+        cmd.args(["--browser-command", &browser, "--timeout", "20"])
+            .env("KOIDC_CONFIG", &config)
+            .env("PROFILE_SECRET_VAR", SECRET_PROFILE_VALUE)
+            .env("KOIDC_TEST_KEPT", "visible");
+        if with_flag_var {
+            cmd.env("KOIDC_CLIENT_SECRET", SECRET_FLAG_VALUE);
+        }
+        let out = run(&mut cmd);
+        assert_stub_get_token(&out, &idp);
+        assert_env_dump_lacks_secrets(&dump);
+    }
+}
+
+#[test]
+fn system_browser_does_not_inherit_the_client_secret_variables() {
+    let idp = StubIdp::start(Fault::Good);
+    let client = StubClient::new();
+    let config = secret_profile(&client, &idp);
+    // The system browser is `xdg-open URL` on Linux: put a fake one first on PATH.
+    let bin = client.tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let dump = client.tmp.path().join("xdg-open-env");
+    let opener = bin.join("xdg-open");
+    std::fs::write(
+        &opener,
+        format!(
+            "#!/bin/sh\nenv > {}\nexec {} \"$1\"\n",
+            dump.display(),
+            crate::stub_idp::CURL_BROWSER
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into())
+    );
+    let mut cmd = client.koidc(&["get-token", "--profile", "p", "--cache", "none"]);
+    cmd.args(["--grant", "authcode", "--timeout", "20"])
+        .env("PATH", path)
+        .env("DISPLAY", ":0")
+        .env("KOIDC_CONFIG", &config)
+        .env("PROFILE_SECRET_VAR", SECRET_PROFILE_VALUE)
+        .env("KOIDC_CLIENT_SECRET", SECRET_FLAG_VALUE)
+        .env("KOIDC_TEST_KEPT", "visible");
+    let out = run(&mut cmd);
+    assert_stub_get_token(&out, &idp);
+    assert_env_dump_lacks_secrets(&dump);
+}
+
+/// Runs `cmd` with stderr a pipe nobody reads any more (the read end closed before koidc starts),
+/// stdout captured; at most 60 s.
+fn run_with_stderr_closed(mut cmd: Command) -> (std::process::ExitStatus, String) {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    cmd.stderr(std::process::Stdio::from(writer))
+        .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("start koidc");
+    drop(cmd);
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for koidc") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("koidc did not finish within 60 s with its stderr closed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, reader.join().expect("stdout reader"))
+}
+
+#[test]
+fn a_closed_stderr_pipe_does_not_abort_koidc_and_exit_codes_stay_normal() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let idp = StubIdp::start(Fault::Good);
+    let client = StubClient::new();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let cases: Vec<(&str, Command, i32)> = vec![
+        (
+            "failing verbose get-token",
+            client.koidc(&[
+                "get-token",
+                "-v",
+                "--issuer",
+                &dead,
+                "--client-id",
+                "x",
+                "--cache",
+                "none",
+            ]),
+            1,
+        ),
+        (
+            "whoami without a login",
+            client.koidc(&["whoami", "--issuer", &dead, "--client-id", "x"]),
+            1,
+        ),
+        ("usage error", client.koidc(&["get-token", "--no-such-flag"]), 2),
+        (
+            "verbose login that succeeds",
+            client.command("get-token", &idp, &["-v"]),
+            0,
+        ),
+        (
+            "verbose warm get-token",
+            client.command("get-token", &idp, &["-v"]),
+            0,
+        ),
+    ];
+    for (what, cmd, code) in cases {
+        let (status, stdout) = run_with_stderr_closed(cmd);
+        assert_eq!(
+            status.signal(),
+            None,
+            "{what}: koidc was killed by signal {:?} (SIGABRT is 6)",
+            status.signal()
+        );
+        assert_eq!(status.code(), Some(code), "{what}: exit status {status}");
+        if code == 0 {
+            let cred: serde_json::Value = serde_json::from_str(&stdout)
+                .unwrap_or_else(|e| panic!("{what}: stdout is not an ExecCredential ({e}): {stdout}"));
+            assert_eq!(cred["kind"], "ExecCredential", "{what}");
+        }
+    }
+}
+
+/// A field of `/proc/PID/limits` for the core file size: (soft, hard).
+fn core_limit(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("read the limits of koidc");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .expect("a core file size line");
+    let cols: Vec<&str> = line["Max core file size".len()..].split_whitespace().collect();
+    (cols[0].to_owned(), cols[1].to_owned())
+}
+
+#[test]
+fn a_waiting_login_holds_no_core_dump_limit_and_is_not_dumpable() {
+    use std::os::unix::fs::MetadataExt as _;
+    use std::os::unix::process::CommandExt as _;
+    let idp = StubIdp::start(Fault::Good);
+    let client = StubClient::new();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    // As root, run koidc as another user: a non-dumpable process's /proc files belong to root
+    // instead of to its user. Otherwise, a non-dumpable process's fds cannot be listed by its
+    // own (unprivileged) user.
+    const NOBODY: u32 = 65534;
+    if root {
+        std::fs::set_permissions(
+            client.tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        std::os::unix::fs::chown(client.home(), Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    for sub in ["get-token", "login"] {
+        let mut cmd = client.command_with_cache(sub, idp.issuer(), "none", &["--no-browser"]);
+        if root {
+            cmd.uid(NOBODY).gid(NOBODY);
+        }
+        let mut koidc = Live::spawn(&mut cmd);
+        koidc.wait_for_line("open this URL", Duration::from_secs(60));
+        assert!(koidc.running(), "{sub}: koidc must wait for the login");
+        let pid = koidc.pid();
+        assert_eq!(
+            core_limit(pid),
+            ("0".into(), "0".into()),
+            "{sub}: core file size limit"
+        );
+        if root {
+            let owner = std::fs::metadata(format!("/proc/{pid}/status")).unwrap().uid();
+            assert_eq!(
+                owner, 0,
+                "{sub}: /proc/{pid} belongs to koidc's user: it is dumpable"
+            );
+        } else {
+            let err = std::fs::read_dir(format!("/proc/{pid}/fd")).err();
+            assert_eq!(
+                err.map(|e| e.kind()),
+                Some(ErrorKind::PermissionDenied),
+                "{sub}: koidc's fds can be listed by its user: it is dumpable"
+            );
+        }
+        drop(koidc);
+    }
+}

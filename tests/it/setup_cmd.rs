@@ -169,3 +169,87 @@ fn kubeconfig_entry_names_the_ca_by_absolute_path_when_given_a_relative_one() {
         out.stdout
     );
 }
+
+/// `koidc setup --write-kubeconfig --kubeconfig FILE` for the stub IdP (no login).
+fn setup_writing(idp: &crate::stub_idp::StubIdp, home: &Path, kubeconfig: &Path) -> std::process::Command {
+    let mut cmd = clean_command(koidc_bin(), home);
+    cmd.env("XDG_CONFIG_HOME", home.join("config"))
+        .args([
+            "setup",
+            "--issuer",
+            idp.issuer(),
+            "--client-id",
+            crate::stub_idp::CLIENT_ID,
+        ])
+        .args(["--write-kubeconfig", "--print", "kubeconfig", "--kubeconfig"])
+        .arg(kubeconfig);
+    cmd
+}
+
+const KUBECONFIG_BEFORE: &str = "apiVersion: v1\nkind: Config\nusers:\n- name: other\n  user: {token: t}\n";
+
+#[test]
+fn setup_write_kubeconfig_waits_for_a_held_kubeconfig_lock_and_leaves_no_lock_behind() {
+    let idp = crate::stub_idp::StubIdp::start(crate::stub_idp::Fault::Good);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let kubeconfig = tmp.path().join("config");
+    let lock = tmp.path().join("config.lock");
+    std::fs::write(&kubeconfig, KUBECONFIG_BEFORE).unwrap();
+    // kubectl's lock (client-go: `<kubeconfig>.lock`, O_CREAT|O_EXCL) is held by "kubectl".
+    std::fs::write(&lock, "").unwrap();
+    let running = crate::support::spawn(&mut setup_writing(&idp, &home, &kubeconfig));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        std::fs::read_to_string(&kubeconfig).unwrap(),
+        KUBECONFIG_BEFORE,
+        "koidc wrote the kubeconfig while kubectl held {}",
+        lock.display()
+    );
+    std::fs::remove_file(&lock).unwrap();
+    let out = running.wait(crate::support::RUN_TIMEOUT);
+    out.assert_success();
+    let written: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&kubeconfig).unwrap()).unwrap();
+    assert_eq!(written["users"][0]["name"], "other", "kubectl's user kept");
+    assert_eq!(written["users"][1]["name"], "oidc", "koidc's user added");
+    assert!(!lock.exists(), "koidc left {} behind", lock.display());
+}
+
+#[test]
+fn setup_write_kubeconfig_with_a_stale_kubeconfig_lock_fails_naming_the_lock_and_writes_nothing() {
+    let idp = crate::stub_idp::StubIdp::start(crate::stub_idp::Fault::Good);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let kubeconfig = tmp.path().join("config");
+    let lock = tmp.path().join("config.lock");
+    std::fs::write(&kubeconfig, KUBECONFIG_BEFORE).unwrap();
+    std::fs::write(&lock, "").unwrap();
+    let started = std::time::Instant::now();
+    let out = run(&mut setup_writing(&idp, &home, &kubeconfig));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    // setup reports its checks first; the error is the last line.
+    let line = out.stderr_lines().last().copied().unwrap_or_default().to_owned();
+    assert!(line.starts_with("koidc: the kubeconfig"), "{}", out.stderr);
+    assert!(
+        line.contains(&lock.display().to_string()) && line.contains("delete") && line.contains("kubectl"),
+        "the error should name the lock file and say when to delete it: {line}"
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "koidc gave up at once instead of waiting for the holder"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&kubeconfig).unwrap(),
+        KUBECONFIG_BEFORE,
+        "the kubeconfig was changed"
+    );
+    assert!(lock.exists(), "koidc removed a lock it did not take");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing printed on stdout after the failure: {}",
+        out.stdout
+    );
+}
