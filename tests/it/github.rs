@@ -16,7 +16,7 @@ use tempfile::TempDir;
 
 use crate::dex::{die_with_parent, free_port};
 use crate::fake_github::{
-    ALICE, BOB, CLIENT_ID, CLIENT_SECRET, DeviceStep, EVE, FakeGithub, FakeUser, Knobs,
+    ALICE, BOB, CLIENT_ID, CLIENT_SECRET, DeviceStep, EVE, FakeGithub, FakeUser, Knobs, OTHER_APP_ID,
 };
 use crate::kube::{APP_NAMESPACE, KubeCluster, KubeIdp, Pki};
 use crate::kubeconfig::{self, ExecApi};
@@ -411,6 +411,18 @@ struct Webhook {
 
 impl Webhook {
     fn start(dir: &Path, pki: &Pki, fake: &FakeGithub, extra: &[&str]) -> Webhook {
+        Self::start_limited(dir, pki, fake, extra, None)
+    }
+
+    /// [`Webhook::start`] with at most `nofile` open files in the webhook process (soft and hard
+    /// limit), so that a few hundred connections can exhaust them.
+    fn start_limited(
+        dir: &Path,
+        pki: &Pki,
+        fake: &FakeGithub,
+        extra: &[&str],
+        nofile: Option<u64>,
+    ) -> Webhook {
         std::fs::create_dir_all(dir).expect("webhook dir");
         let addr = free_port();
         let log = dir.join(format!("webhook-{}.log", addr.port()));
@@ -437,6 +449,22 @@ impl Webhook {
             .stdout(file.try_clone().expect("dup log"))
             .stderr(file);
         die_with_parent(&mut cmd);
+        if let Some(limit) = nofile {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: setrlimit is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = cmd.spawn().expect("start koidc webhook");
         let client = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("CA"))
@@ -501,7 +529,20 @@ impl Webhook {
         })
     }
 
-    /// A TokenReview of `token`; returns its `status`.
+    /// A TokenReview of `token`; returns the HTTP status and the TokenReview's `status`.
+    fn review_raw(&self, token: &str) -> (u16, Value) {
+        let body = json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": { "token": token, "audiences": ["https://kubernetes.default.svc"] },
+        });
+        let (status, out) = self.post(body.to_string());
+        assert_eq!(out["apiVersion"], "authentication.k8s.io/v1", "{out}");
+        assert_eq!(out["kind"], "TokenReview");
+        (status, out["status"].clone())
+    }
+
+    /// A TokenReview of `token` answered 200; returns its `status`.
     fn review(&self, token: &str) -> Value {
         let body = json!({
             "apiVersion": "authentication.k8s.io/v1",
@@ -661,6 +702,262 @@ fn webhook_asks_again_after_the_ttl_and_reports_github_failures() {
     let log = webhook.log_text();
     assert!(log.contains("cannot check it with GitHub"), "{log}");
     assert!(!log.contains(bob.as_str()) && !log.contains(alice.as_str()));
+}
+
+#[test]
+fn webhook_refuses_a_foreign_token_of_a_member_that_the_app_did_not_issue() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pki = pki(&tmp);
+    let fake = FakeGithub::start();
+    let webhook = Webhook::start(tmp.path(), &pki, &fake, &["--cache-ttl", "60"]);
+
+    // alice's token of koidc's app is accepted.
+    let own = fake.issue_token(ALICE);
+    let status = webhook.review(&own);
+    assert_eq!(status["authenticated"], true, "{status}");
+    assert_eq!(status["user"]["username"], "github:alice");
+
+    // The same member's tokens that another service or a personal access token hold: GitHub
+    // answers /user for them, but they were not issued to koidc's app.
+    for foreign in [
+        fake.issue_foreign_token(ALICE, Some(OTHER_APP_ID)),
+        fake.issue_foreign_token(ALICE, None),
+    ] {
+        let status = webhook.review(&foreign);
+        assert_eq!(
+            status["authenticated"], false,
+            "a token that koidc's app did not issue was accepted: {status}"
+        );
+        assert!(status.get("user").is_none(), "{status}");
+    }
+    // Each token was checked with the app's credentials.
+    let checks = fake.requests_to(&format!("/applications/{CLIENT_ID}/token"));
+    assert_eq!(checks.len(), 3, "{checks:?}");
+    for check in &checks {
+        assert_eq!(check.method, "POST");
+        assert_eq!(
+            check.authorization.as_deref(),
+            Some(format!("Basic {}", b64(&format!("{CLIENT_ID}:{CLIENT_SECRET}"))).as_str())
+        );
+    }
+    // No secret in the log.
+    let log = webhook.log_text();
+    assert!(!log.contains(CLIENT_SECRET), "{log}");
+    for token in fake.issued_tokens() {
+        assert!(!log.contains(&token), "a token leaked into the log");
+    }
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[test]
+fn webhook_puts_the_github_id_in_uid_and_extra_and_tells_callers_nothing_about_the_policy() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pki = pki(&tmp);
+    let fake = FakeGithub::start();
+    let webhook = Webhook::start(tmp.path(), &pki, &fake, &["-v"]);
+
+    let status = webhook.review(&fake.issue_token(ALICE));
+    assert_eq!(status["authenticated"], true, "{status}");
+    assert_eq!(status["user"]["uid"], "1001", "{status}");
+    assert_eq!(
+        status["user"]["extra"],
+        json!({"github.com/id": ["1001"]}),
+        "{status}"
+    );
+
+    // eve is in no allowed organisation, and a junk token: the caller learns neither the
+    // organisations nor the reason, and both answers read the same.
+    let eve = webhook.review(&fake.issue_token(EVE));
+    let junk = webhook.review("gho_not_a_token_github_knows_0000000000");
+    for status in [&eve, &junk] {
+        assert_eq!(status["authenticated"], false, "{status}");
+        let error = status["error"].as_str().unwrap_or_default();
+        for secret in ["acme", "Acme", "eve", "member", "organization"] {
+            assert!(!error.contains(secret), "{secret:?} told to the caller: {error}");
+        }
+    }
+    assert_eq!(eve["error"], junk["error"]);
+    // The server's log says why (at -v).
+    let log = webhook.log_text();
+    assert!(log.contains("eve") && log.contains("acme"), "{log}");
+}
+
+/// One slow or half-open connection to `addr` of the given kind, kept alive by a byte a second
+/// until the server closes it or `stop` is set.
+async fn slow_connection(
+    addr: std::net::SocketAddr,
+    tls: tokio_rustls::TlsConnector,
+    kind: usize,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+
+    async fn trickle<S: AsyncRead + AsyncWrite + Unpin>(
+        mut stream: S,
+        first: &[u8],
+        byte: &[u8],
+        stop: &std::sync::atomic::AtomicBool,
+    ) {
+        if stream.write_all(first).await.is_err() {
+            return;
+        }
+        let _ = stream.flush().await;
+        let mut buf = [0u8; 512];
+        while !stop.load(Ordering::SeqCst) {
+            tokio::select! {
+                read = stream.read(&mut buf) => {
+                    if matches!(read, Ok(0) | Err(_)) {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(1000)) => {
+                    if stream.write_all(byte).await.is_err() || stream.flush().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    let Ok(Ok(tcp)) = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await
+    else {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        return;
+    };
+    match kind % 4 {
+        // A TLS record header announcing a 16 KiB ClientHello that never comes.
+        0 => trickle(tcp, b"\x16\x03\x01\x40", b"\x00", stop).await,
+        // Connected, then silent.
+        1 => trickle(tcp, b"", b"", stop).await,
+        kind => {
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(5), tls.connect(name, tcp)).await
+            else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return;
+            };
+            if kind == 2 {
+                // Headers that never end.
+                trickle(stream, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"X", stop).await;
+            } else {
+                // Headers complete, a body that trickles.
+                trickle(
+                    stream,
+                    b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{",
+                    b" ",
+                    stop,
+                )
+                .await;
+            }
+        }
+    }
+}
+
+#[test]
+fn webhook_answers_a_genuine_review_during_a_slowloris_of_half_open_and_slow_connections() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pki = pki(&tmp);
+    let fake = FakeGithub::start();
+    // 128 files: a few hundred connections are more than the process can hold.
+    let webhook = Webhook::start_limited(tmp.path(), &pki, &fake, &["--cache-ttl", "0"], Some(128));
+    let alice = fake.issue_token(ALICE);
+    assert_eq!(webhook.review(&alice)["authenticated"], true);
+
+    // 240 attackers, each reconnecting as soon as the server closes its connection.
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicUsize::new(0));
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in rustls_pemfile_certs(&pki.ca_pem) {
+        roots.add(cert).expect("CA");
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let addr = webhook.addr;
+    let attack = {
+        let (stop, opened) = (stop.clone(), opened.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("attack runtime");
+            rt.block_on(async move {
+                let mut tasks = Vec::new();
+                for kind in 0..240 {
+                    let (stop, opened, tls) = (stop.clone(), opened.clone(), tls.clone());
+                    tasks.push(tokio::spawn(async move {
+                        while !stop.load(Ordering::SeqCst) {
+                            opened.fetch_add(1, Ordering::SeqCst);
+                            slow_connection(addr, tls.clone(), kind, &stop).await;
+                        }
+                    }));
+                }
+                for task in tasks {
+                    let _ = task.await;
+                }
+            });
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(opened.load(Ordering::SeqCst) >= 240, "the attack did not start");
+
+    // A genuine TokenReview (a new connection each time, as after the apiserver's idle
+    // connection closed) must be answered within 5 s, again and again, past the time the
+    // server's timeouts take to act.
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("CA"))
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("HTTPS client");
+    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": alice}})
+        .to_string();
+    let mut failures = Vec::new();
+    for round in 0..8 {
+        let started = Instant::now();
+        let answer = runtime().block_on(async {
+            let resp = client
+                .post(format!("{}/", webhook.url()))
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+                .send()
+                .await?;
+            resp.json::<Value>().await
+        });
+        match answer {
+            Ok(v) if v["status"]["authenticated"] == true => {}
+            Ok(v) => failures.push(format!("round {round}: {v}")),
+            Err(e) => failures.push(format!("round {round} after {:?}: {e}", started.elapsed())),
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let attackers = opened.load(Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    let _ = attack.join();
+    assert!(
+        failures.is_empty(),
+        "genuine reviews failed during the slowloris ({attackers} attacker connections):\n{}",
+        failures.join("\n")
+    );
+}
+
+fn rustls_pemfile_certs(pem: &str) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    tokio_rustls::rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .expect("PEM certificates")
 }
 
 /// kubectl (exec plugin `koidc get-token --provider github`, web flow through curl as `user`)
