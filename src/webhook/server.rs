@@ -13,17 +13,21 @@
 //! - reading the body and answering must take at most [`REQUEST_TIMEOUT`] (then 408, or 503 when
 //!   GitHub did not answer in time);
 //! - at most [`Limits::max_connections`] connections are open (derived from the open-file limit,
-//!   leaving room for the connections to GitHub). When a new connection arrives at the cap, the
-//!   oldest connection that has not yet sent a complete request (handshake, headers or body still
-//!   pending) is closed to make room, else the oldest idle kept-alive one; only connections whose
-//!   request is being answered are never closed. So a slow client holds a slot only until `cap`
-//!   newer connections have arrived, however patient it is, and a genuine request is never turned
-//!   away at the door: it is at risk only from a flood of more than `cap` new connections within
-//!   its own round trips. Running out of file descriptors anyway (accept fails with EMFILE) closes
-//!   such a connection too, instead of leaving new ones in the kernel's queue.
+//!   leaving room for the connections to GitHub). A new connection at the cap is never turned
+//!   away while a slot can be freed: the source address holding the most connections that are
+//!   not answering a request (an IPv4 address, an IPv6 /64) gives up its oldest connection that
+//!   has not yet sent a complete request (handshake, headers or body pending), else its oldest
+//!   idle kept-alive one; connections whose request is being answered are never closed. So slow
+//!   or half-open connections, however many and however quickly reopened, only ever push out
+//!   each other, and kube-apiserver's connections, from an address holding fewer, are not
+//!   touched. An attacker at the apiserver's own address can still push out its connections
+//!   while they handshake, once `cap` newer ones arrive within that time; `--client-ca-file`
+//!   keeps such clients from ever getting past the handshake. Running out of file descriptors
+//!   anyway (accept fails with EMFILE) frees a slot the same way instead of leaving new
+//!   connections in the kernel's queue.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -187,41 +191,92 @@ struct Conn {
     close: Notify,
 }
 
-/// The open connections, oldest first.
+/// Where connections come from, for sharing the slots: an IPv4 address, or an IPv6 /64 (one
+/// host's usual allocation).
+fn source_of(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
+/// The open connections by source, oldest first within each.
+#[derive(Debug, Default)]
+struct Conns {
+    by_source: HashMap<IpAddr, BTreeMap<u64, Arc<Conn>>>,
+    len: usize,
+}
+
+impl Conns {
+    /// Closes one connection to make room: from the source holding the most connections that
+    /// are not answering a request, its oldest that has not sent a complete request, else its
+    /// oldest idle one. False when every connection is answering a request.
+    fn evict(&mut self) -> bool {
+        let mut best: Option<(usize, IpAddr, u64)> = None;
+        for (source, conns) in &self.by_source {
+            let (mut count, mut first_new, mut first_idle) = (0, None, None);
+            for (id, conn) in conns {
+                match conn.phase.load(Ordering::SeqCst) {
+                    NEW => {
+                        count += 1;
+                        first_new.get_or_insert(*id);
+                    }
+                    IDLE => {
+                        count += 1;
+                        first_idle.get_or_insert(*id);
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(victim) = first_new.or(first_idle)
+                && best.is_none_or(|(most, _, _)| count > most)
+            {
+                best = Some((count, *source, victim));
+            }
+        }
+        let Some((_, source, id)) = best else {
+            return false;
+        };
+        if let Some(conn) = self.remove(source, id) {
+            conn.close.notify_one();
+        }
+        true
+    }
+
+    fn remove(&mut self, source: IpAddr, id: u64) -> Option<Arc<Conn>> {
+        let conns = self.by_source.get_mut(&source)?;
+        let conn = conns.remove(&id)?;
+        if conns.is_empty() {
+            self.by_source.remove(&source);
+        }
+        self.len -= 1;
+        Some(conn)
+    }
+}
+
+/// The open connections.
 #[derive(Debug, Default)]
 struct Table {
-    conns: Mutex<BTreeMap<u64, Arc<Conn>>>,
+    conns: Mutex<Conns>,
     next: AtomicU64,
 }
 
 impl Table {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<Conn>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Conns> {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Closes the oldest connection that has not sent a complete request, else the oldest idle
-    /// one; false when every connection is answering a request.
-    fn evict(conns: &mut BTreeMap<u64, Arc<Conn>>) -> bool {
-        let victim = [NEW, IDLE].into_iter().find_map(|phase| {
-            conns
-                .iter()
-                .find(|(_, c)| c.phase.load(Ordering::SeqCst) == phase)
-                .map(|(id, _)| *id)
-        });
-        match victim.and_then(|id| conns.remove(&id)) {
-            Some(conn) => {
-                conn.close.notify_one();
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Registers a new connection, making room at `cap`; `None` when there is none.
-    fn admit(&self, cap: usize) -> Option<(u64, Arc<Conn>)> {
+    /// Registers a new connection from `peer`, making room at `cap`; `None` when there is none.
+    fn admit(&self, peer: IpAddr, cap: usize) -> Option<(u64, Arc<Conn>)> {
         let mut conns = self.lock();
-        while conns.len() >= cap {
-            if !Self::evict(&mut conns) {
+        while conns.len >= cap {
+            if !conns.evict() {
                 return None;
             }
         }
@@ -230,33 +285,44 @@ impl Table {
             phase: AtomicU8::new(NEW),
             close: Notify::new(),
         });
-        conns.insert(id, conn.clone());
+        conns
+            .by_source
+            .entry(source_of(peer))
+            .or_default()
+            .insert(id, conn.clone());
+        conns.len += 1;
         Some((id, conn))
     }
 
     fn evict_one(&self) -> bool {
-        Self::evict(&mut self.lock())
+        self.lock().evict()
     }
 
-    fn remove(&self, id: u64) {
-        self.lock().remove(&id);
+    fn remove(&self, peer: IpAddr, id: u64) {
+        self.lock().remove(source_of(peer), id);
+    }
+
+    #[cfg(test)]
+    fn contains(&self, id: u64) -> bool {
+        self.lock().by_source.values().any(|c| c.contains_key(&id))
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().len
     }
 }
 
 /// Removes the connection from the table when its task ends.
 struct Registered {
     table: Arc<Table>,
+    peer: IpAddr,
     id: u64,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.table.remove(self.id);
+        self.table.remove(self.peer, self.id);
     }
 }
 
@@ -297,15 +363,6 @@ fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 async fn handle(State(routes): State<Routes>, request: Request) -> Response {
-    let too_large = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_some_and(|n| n > MAX_REQUEST_BODY as u64);
-    if too_large {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
-    }
     let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
     let body = match tokio::time::timeout_at(
         deadline,
@@ -344,8 +401,8 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let table = Arc::new(Table::default());
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(err) => {
                 let out_of_files = matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
                 if out_of_files && table.evict_one() {
@@ -357,13 +414,15 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some((id, conn)) = table.admit(max_connections) else {
+        let peer = peer.ip();
+        let Some((id, conn)) = table.admit(peer, max_connections) else {
             // Every connection is answering a request: this one is closed at once.
             drop(stream);
             continue;
         };
         let registered = Registered {
             table: table.clone(),
+            peer,
             id,
         };
         tokio::spawn(connection(stream, acceptor.clone(), reviewer.clone(), conn, registered));
@@ -418,18 +477,23 @@ mod tests {
         assert!(Limits::for_open_files(0).max_connections >= 1);
     }
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn at_the_cap_the_oldest_waiting_connection_makes_room_never_a_busy_one() {
         let table = Table::default();
-        let (a, conn_a) = table.admit(3).unwrap();
-        let (b, conn_b) = table.admit(3).unwrap();
-        let (_, conn_c) = table.admit(3).unwrap();
+        let peer = ip("10.0.0.1");
+        let (a, conn_a) = table.admit(peer, 3).unwrap();
+        let (b, conn_b) = table.admit(peer, 3).unwrap();
+        let (c, conn_c) = table.admit(peer, 3).unwrap();
         // a answers a request, b is idle after one: c (new) is closed first, then b.
         conn_a.phase.store(BUSY, Ordering::SeqCst);
         conn_b.phase.store(IDLE, Ordering::SeqCst);
-        let (_, conn_d) = table.admit(3).unwrap();
+        let (_, conn_d) = table.admit(peer, 3).unwrap();
         assert_eq!(table.len(), 3);
-        assert!(!table.lock().contains_key(&(a + 2)), "the new one was closed");
+        assert!(!table.contains(c), "the new one was closed");
         let closed = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -441,14 +505,41 @@ mod tests {
             });
         assert!(closed, "the closed connection was told");
         conn_d.phase.store(BUSY, Ordering::SeqCst);
-        let _ = table.admit(3).unwrap();
-        assert!(!table.lock().contains_key(&b), "then the idle one");
-        assert!(table.lock().contains_key(&a), "the busy one stays");
+        let (e, _) = table.admit(peer, 3).unwrap();
+        assert!(!table.contains(b), "then the idle one");
+        assert!(table.contains(a), "the busy one stays");
         // Everyone busy: no room.
-        for conn in table.lock().values() {
-            conn.phase.store(BUSY, Ordering::SeqCst);
+        for conns in table.lock().by_source.values() {
+            for conn in conns.values() {
+                conn.phase.store(BUSY, Ordering::SeqCst);
+            }
         }
-        assert!(table.admit(3).is_none());
+        assert!(table.admit(peer, 3).is_none());
         assert_eq!(table.len(), 3);
+        table.remove(peer, e);
+        assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn the_source_holding_the_most_connections_gives_up_a_slot_not_the_apiserver() {
+        let table = Table::default();
+        let apiserver = ip("10.0.0.1");
+        let (genuine, _) = table.admit(apiserver, 4).unwrap();
+        for _ in 0..3 {
+            table.admit(ip("192.0.2.66"), 4).unwrap();
+        }
+        // However many the attacker opens, the apiserver's waiting connection stays.
+        for _ in 0..100 {
+            table.admit(ip("192.0.2.66"), 4).unwrap();
+            assert!(table.contains(genuine));
+        }
+        // A new apiserver connection at the cap takes an attacker's slot too.
+        let (second, _) = table.admit(apiserver, 4).unwrap();
+        assert!(table.contains(genuine) && table.contains(second));
+        assert_eq!(table.len(), 4);
+        // IPv6 hosts count per /64, v4-mapped addresses as IPv4.
+        assert_eq!(source_of(ip("2001:db8:1:2:aaaa::1")), source_of(ip("2001:db8:1:2:bbbb::2")));
+        assert_ne!(source_of(ip("2001:db8:1:2::1")), source_of(ip("2001:db8:1:3::1")));
+        assert_eq!(source_of(ip("::ffff:10.0.0.1")), apiserver);
     }
 }

@@ -409,20 +409,26 @@ struct Webhook {
     client: reqwest::Client,
 }
 
+/// How to start the webhook besides its flags.
+#[derive(Default)]
+struct WebhookOpts {
+    /// At most this many open files in the webhook process (soft and hard limit), so that a few
+    /// hundred connections can exhaust them.
+    nofile: Option<u64>,
+    /// The client certificate and key (PEM) the test's client presents.
+    identity_pem: Option<String>,
+    /// `KOIDC_CLIENT_SECRET` instead of the app's secret (`Some("")`: none).
+    secret_env: Option<&'static str>,
+}
+
 impl Webhook {
+    /// `koidc webhook --org acme --client-id <app>` with the app's secret in KOIDC_CLIENT_SECRET.
     fn start(dir: &Path, pki: &Pki, fake: &FakeGithub, extra: &[&str]) -> Webhook {
-        Self::start_limited(dir, pki, fake, extra, None)
+        Self::start_opts(dir, pki, fake, extra, WebhookOpts::default())
     }
 
-    /// [`Webhook::start`] with at most `nofile` open files in the webhook process (soft and hard
-    /// limit), so that a few hundred connections can exhaust them.
-    fn start_limited(
-        dir: &Path,
-        pki: &Pki,
-        fake: &FakeGithub,
-        extra: &[&str],
-        nofile: Option<u64>,
-    ) -> Webhook {
+    fn start_opts(dir: &Path, pki: &Pki, fake: &FakeGithub, extra: &[&str], opts: WebhookOpts) -> Webhook {
+        let nofile = opts.nofile;
         std::fs::create_dir_all(dir).expect("webhook dir");
         let addr = free_port();
         let log = dir.join(format!("webhook-{}.log", addr.port()));
@@ -439,12 +445,18 @@ impl Webhook {
                 "acme",
                 "--github-url",
                 fake.url().as_str(),
+                "--client-id",
+                CLIENT_ID,
             ])
             .arg("--tls-cert-file")
             .arg(&pki.dex_cert_file)
             .arg("--tls-private-key-file")
             .arg(&pki.dex_key_file)
             .args(extra)
+            .env(
+                "KOIDC_CLIENT_SECRET",
+                opts.secret_env.unwrap_or(CLIENT_SECRET),
+            )
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("dup log"))
             .stderr(file);
@@ -466,11 +478,13 @@ impl Webhook {
             }
         }
         let child = cmd.spawn().expect("start koidc webhook");
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("CA"))
-            .timeout(Duration::from_secs(20))
-            .build()
-            .expect("HTTPS client");
+            .timeout(Duration::from_secs(20));
+        if let Some(pem) = &opts.identity_pem {
+            client = client.identity(reqwest::Identity::from_pem(pem.as_bytes()).expect("client identity"));
+        }
+        let client = client.build().expect("HTTPS client");
         let mut webhook = Webhook {
             child,
             log,
@@ -596,25 +610,25 @@ fn webhook_maps_members_to_users_and_team_groups_over_https() {
         json!(["github:acme", "github:acme:dev"])
     );
 
-    // Not in an allowed organisation, a bad token: not authenticated, with a reason.
+    // Not in an allowed organisation, a bad token: not authenticated, with the same message.
     let eve = fake.issue_token(EVE);
     let status = webhook.review(&eve);
     assert_eq!(status["authenticated"], false);
     assert!(
-        status["error"].as_str().unwrap().contains("not a member"),
+        status["error"].as_str().unwrap().contains("not accepted"),
         "{status}"
     );
     assert!(status.get("user").is_none());
     let status = webhook.review("gho_not_a_token_github_knows_0000000000");
     assert_eq!(status["authenticated"], false);
     assert!(
-        status["error"].as_str().unwrap().contains("does not accept"),
+        status["error"].as_str().unwrap().contains("not accepted"),
         "{status}"
     );
 
     // Within the TTL a second review is answered from the cache: no GitHub call, even after the
     // token was revoked meanwhile.
-    let before = fake.requests_to("/user").len();
+    let before = fake.requests().len();
     for token in [
         &alice,
         &eve,
@@ -622,11 +636,7 @@ fn webhook_maps_members_to_users_and_team_groups_over_https() {
     ] {
         webhook.review(token);
     }
-    assert_eq!(
-        fake.requests_to("/user").len(),
-        before,
-        "a cached verdict went to GitHub"
-    );
+    assert_eq!(fake.requests().len(), before, "a cached verdict went to GitHub");
 
     // Limits and methods.
     let big = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": "x".repeat(100 * 1024)}});
@@ -684,10 +694,11 @@ fn webhook_asks_again_after_the_ttl_and_reports_github_failures() {
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(webhook.review(&alice)["authenticated"], false);
 
-    // GitHub too slow: not authenticated, logged, not cached.
+    // GitHub too slow: an error (HTTP 503), logged, not cached.
     fake.set_knobs(|k| k.api_delay = Some(Duration::from_millis(1500)));
     let bob = fake.issue_token(BOB);
-    let status = webhook.review(&bob);
+    let (code, status) = webhook.review_raw(&bob);
+    assert_eq!(code, 503, "{status}");
     assert_eq!(status["authenticated"], false);
     assert!(
         status["error"].as_str().unwrap().contains("cannot check"),
@@ -700,7 +711,7 @@ fn webhook_asks_again_after_the_ttl_and_reports_github_failures() {
         "a timeout must not be cached"
     );
     let log = webhook.log_text();
-    assert!(log.contains("cannot check it with GitHub"), "{log}");
+    assert!(log.contains("no verdict: cannot check the token with GitHub"), "{log}");
     assert!(!log.contains(bob.as_str()) && !log.contains(alice.as_str()));
 }
 
@@ -824,12 +835,20 @@ async fn slow_connection(
         }
     }
 
-    let Ok(Ok(tcp)) = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await
+    // The attackers come from addresses of their own (127.0.0.2-9), as they would from other
+    // hosts than the apiserver's.
+    let connect = async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        let local = std::net::Ipv4Addr::new(127, 0, 0, 2 + (kind % 8) as u8);
+        socket.bind(std::net::SocketAddr::from((local, 0)))?;
+        socket.connect(addr).await
+    };
+    let Ok(Ok(tcp)) = tokio::time::timeout(Duration::from_secs(5), connect).await
     else {
         tokio::time::sleep(Duration::from_millis(100)).await;
         return;
     };
-    match kind % 4 {
+    match (kind / 8) % 4 {
         // A TLS record header announcing a 16 KiB ClientHello that never comes.
         0 => trickle(tcp, b"\x16\x03\x01\x40", b"\x00", stop).await,
         // Connected, then silent.
@@ -867,7 +886,16 @@ fn webhook_answers_a_genuine_review_during_a_slowloris_of_half_open_and_slow_con
     let pki = pki(&tmp);
     let fake = FakeGithub::start();
     // 128 files: a few hundred connections are more than the process can hold.
-    let webhook = Webhook::start_limited(tmp.path(), &pki, &fake, &["--cache-ttl", "0"], Some(128));
+    let webhook = Webhook::start_opts(
+        tmp.path(),
+        &pki,
+        &fake,
+        &["--cache-ttl", "0"],
+        WebhookOpts {
+            nofile: Some(128),
+            ..WebhookOpts::default()
+        },
+    );
     let alice = fake.issue_token(ALICE);
     assert_eq!(webhook.review(&alice)["authenticated"], true);
 
@@ -1121,7 +1149,7 @@ fn kube_apiserver_accepts_github_tokens_through_the_webhook_and_rbac_binds_teams
     assert!(
         webhook
             .log_text()
-            .contains("rejected: GitHub user eve is not a member"),
+            .contains("rejected: GitHub user eve (id 1003) is in none of the allowed organizations"),
         "{}",
         webhook.log_text()
     );
