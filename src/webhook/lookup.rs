@@ -158,7 +158,18 @@ impl AppLookup {
     }
 
     async fn account(&self, token: &SecretString) -> Result<Account, LookupError> {
-        let (id, login) = match self.check(token).await.map_err(from_github)? {
+        let checked = match self.check(token).await {
+            Err(GithubError::HttpStatus {
+                url, status: 401, ..
+            }) => {
+                return Err(LookupError::Unavailable(format!(
+                    "GitHub refused the app's credentials for the token check (HTTP 401 from {url}): \
+                     check --client-id and the client secret"
+                )));
+            }
+            other => other.map_err(from_github)?,
+        };
+        let (id, login) = match checked {
             Checked::Issued { id, login } => (id, login),
             Checked::NotIssued(status) => {
                 return Err(LookupError::NotAccepted(format!(

@@ -988,6 +988,282 @@ fn rustls_pemfile_certs(pem: &str) -> Vec<tokio_rustls::rustls::pki_types::Certi
         .expect("PEM certificates")
 }
 
+#[test]
+fn webhook_without_a_verdict_from_github_answers_an_error_and_caches_nothing() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pki = pki(&tmp);
+    let fake = FakeGithub::start();
+    let alice = fake.issue_token(ALICE);
+
+    // A wrong client secret: GitHub refuses the check. An error for the apiserver, never a yes.
+    {
+        let wrong = Webhook::start_opts(
+            &tmp.path().join("wrong"),
+            &pki,
+            &fake,
+            &["--cache-ttl", "60"],
+            WebhookOpts {
+                secret_env: Some("not-the-app-secret"),
+                ..WebhookOpts::default()
+            },
+        );
+        for _ in 0..2 {
+            let (code, status) = wrong.review_raw(&alice);
+            assert_eq!(code, 503, "{status}");
+            assert_eq!(status["authenticated"], false, "{status}");
+            assert!(status.get("user").is_none(), "{status}");
+        }
+        let log = wrong.log_text();
+        assert!(log.contains("HTTP 401"), "{log}");
+        assert!(!log.contains("not-the-app-secret") && !log.contains(&alice), "{log}");
+    }
+
+    let webhook = Webhook::start(tmp.path(), &pki, &fake, &["--cache-ttl", "60"]);
+    // GitHub down (502 from the API): an error, and not cached.
+    fake.set_knobs(|k| k.api_status = Some(502));
+    let (code, status) = webhook.review_raw(&alice);
+    assert_eq!(code, 503, "{status}");
+    assert_eq!(status["authenticated"], false);
+    assert!(status["error"].as_str().unwrap().contains("cannot check"), "{status}");
+    fake.set_knobs(|k| k.api_status = None);
+    assert_eq!(webhook.review(&alice)["authenticated"], true, "the outage was cached");
+
+    // GitHub unreachable altogether (nothing listens on the API's port).
+    let dead = free_port();
+    let unreachable = Webhook::start(
+        &tmp.path().join("unreachable"),
+        &pki,
+        &fake,
+        &["--github-api-url", &format!("http://{dead}")],
+    );
+    let (code, status) = unreachable.review_raw(&alice);
+    assert_eq!(code, 503, "{status}");
+    assert_eq!(status["authenticated"], false);
+
+    // A hostile check answer naming alice (a member) for eve's token: eve does not become alice.
+    let eve = fake.issue_token(EVE);
+    fake.set_knobs(|k| k.check_names = Some(ALICE));
+    let (code, status) = webhook.review_raw(&eve);
+    assert_eq!(status["authenticated"], false, "{status}");
+    assert_eq!(code, 503, "{status}");
+    assert!(webhook.log_text().contains("answers disagree"), "{}", webhook.log_text());
+    fake.set_knobs(|k| k.check_names = None);
+    // Not cached either way: asked again, eve is refused as herself.
+    let (code, status) = webhook.review_raw(&eve);
+    assert_eq!((code, status["authenticated"].clone()), (200, json!(false)), "{status}");
+}
+
+/// A CA of the apiserver's client certificates, and one such certificate.
+struct ClientPki {
+    ca_file: PathBuf,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    /// Certificate and key, PEM, for reqwest.
+    identity_pem: String,
+}
+
+impl ClientPki {
+    fn generate(dir: &Path) -> ClientPki {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+            KeyUsagePurpose,
+        };
+        std::fs::create_dir_all(dir).expect("client pki dir");
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "koidc webhook client CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        let ca_pem = ca.self_signed(&ca_key).expect("self-sign").pem();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().expect("client key");
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).expect("leaf params");
+        leaf.distinguished_name
+            .push(DnType::CommonName, "kube-apiserver-koidc-webhook-client");
+        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert_pem = leaf.signed_by(&key, &issuer).expect("sign").pem();
+        let key_pem = key.serialize_pem();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        };
+        ClientPki {
+            ca_file: write("client-ca.crt", &ca_pem),
+            cert_file: write("client.crt", &cert_pem),
+            key_file: write("client.key", &key_pem),
+            identity_pem: format!("{cert_pem}{key_pem}"),
+        }
+    }
+}
+
+#[test]
+fn webhook_with_a_client_ca_serves_only_clients_with_a_certificate_it_signed() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pki = pki(&tmp);
+    let client = ClientPki::generate(&tmp.path().join("client-pki"));
+    let fake = FakeGithub::start();
+    let ca = client.ca_file.display().to_string();
+    let webhook = Webhook::start_opts(
+        tmp.path(),
+        &pki,
+        &fake,
+        &["--client-ca-file", &ca],
+        WebhookOpts {
+            identity_pem: Some(client.identity_pem.clone()),
+            ..WebhookOpts::default()
+        },
+    );
+    // The apiserver's certificate: served.
+    assert_eq!(webhook.review(&fake.issue_token(ALICE))["authenticated"], true);
+
+    // No certificate, or one from another CA (the cluster's admin certificate): not served at
+    // all, not even /healthz.
+    let others = [
+        None,
+        Some(format!("{}{}", pki.admin_cert_pem, pki.admin_key_pem)),
+    ];
+    for identity in others {
+        let mut builder = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+            .timeout(Duration::from_secs(10));
+        if let Some(pem) = &identity {
+            builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+        }
+        let other = builder.build().unwrap();
+        for (method, path) in [("POST", "/"), ("GET", "/healthz")] {
+            let result = runtime().block_on(async {
+                let req = if method == "POST" {
+                    other.post(format!("{}{path}", webhook.url())).body("{}")
+                } else {
+                    other.get(format!("{}{path}", webhook.url()))
+                };
+                req.send().await.map(|r| r.status().as_u16())
+            });
+            assert!(
+                result.is_err(),
+                "{method} {path} served to a client {} a certificate of the CA: {result:?}",
+                if identity.is_some() { "with" } else { "without" }
+            );
+        }
+    }
+    let log = webhook.log_text();
+    assert!(log.contains("client certificates required"), "{log}");
+}
+
+#[test]
+fn webhook_requires_the_app_client_id_and_secret_and_checks_the_secret_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pki = pki(&tmp);
+    let addr = free_port().to_string();
+    let secret_file = tmp.path().join("client-secret");
+    std::fs::write(&secret_file, format!("{CLIENT_SECRET}\n")).unwrap();
+    let webhook = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = clean_command(koidc_bin(), tmp.path());
+        cmd.args(["webhook", "--org", "acme", "--listen", &addr])
+            .arg("--tls-cert-file")
+            .arg(&pki.dex_cert_file)
+            .arg("--tls-private-key-file")
+            .arg(&pki.dex_key_file)
+            .args(extra)
+            .envs(env.iter().copied());
+        run(&mut cmd)
+    };
+    let out = webhook(&[], &[("KOIDC_CLIENT_SECRET", CLIENT_SECRET)]);
+    out.assert_failure();
+    assert!(out.stderr.contains("--client-id"), "{}", out.stderr);
+
+    let out = webhook(&["--client-id", CLIENT_ID], &[]);
+    let line = out.assert_one_error_line();
+    assert!(
+        line.contains("KOIDC_CLIENT_SECRET") && line.contains("--client-secret-file"),
+        "{line}"
+    );
+
+    // Never on the command line.
+    let out = webhook(&["--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET], &[]);
+    out.assert_failure();
+    assert!(out.stderr.contains("unexpected argument"), "{}", out.stderr);
+
+    let file = secret_file.display().to_string();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = webhook(&["--client-id", CLIENT_ID, "--client-secret-file", &file], &[]);
+    let line = out.assert_one_error_line();
+    assert!(line.contains("mode 644") && line.contains("chmod 600"), "{line}");
+    assert!(!out.stderr.contains(CLIENT_SECRET));
+
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = webhook(
+        &["--client-id", CLIENT_ID, "--client-secret-file", &file],
+        &[("KOIDC_CLIENT_SECRET", "other")],
+    );
+    let line = out.assert_one_error_line();
+    assert!(line.contains("not both"), "{line}");
+
+    let out = webhook(&["--client-id", "../../user", "--client-secret-file", &file], &[]);
+    let line = out.assert_one_error_line();
+    assert!(line.contains("invalid --client-id"), "{line}");
+}
+
+#[test]
+fn setup_prints_the_webhook_flags_and_the_apiserver_client_certificate() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let fake = FakeGithub::start();
+    let setup = |extra: &[&str]| {
+        let mut cmd = clean_command(koidc_bin(), tmp.path());
+        cmd.args([
+            "setup",
+            "--provider",
+            "github",
+            "--client-id",
+            CLIENT_ID,
+            "--github-url",
+            &fake.url(),
+            "--webhook-url",
+            "https://127.0.0.1:8443/",
+        ])
+        .args(extra);
+        run(&mut cmd)
+    };
+    let out = setup(&[
+        "--webhook-client-cert-path",
+        "/etc/kubernetes/pki/koidc-webhook-client.crt",
+        "--webhook-client-key-path",
+        "/etc/kubernetes/pki/koidc-webhook-client.key",
+    ]);
+    out.assert_success();
+    for expected in [
+        "client-certificate: /etc/kubernetes/pki/koidc-webhook-client.crt",
+        "client-key: /etc/kubernetes/pki/koidc-webhook-client.key",
+        &format!("--client-id {CLIENT_ID} --client-secret-file /etc/koidc/github-client-secret"),
+        "--client-ca-file",
+    ] {
+        assert!(out.stdout.contains(expected), "{expected:?} missing:\n{}", out.stdout);
+    }
+    assert!(!out.stderr.contains("--webhook-client-cert-path"), "{}", out.stderr);
+
+    // Without a client certificate: said on stderr, and no client CA in the command.
+    let out = setup(&[]);
+    out.assert_success();
+    assert!(out.stderr.contains("--webhook-client-cert-path"), "{}", out.stderr);
+    assert!(!out.stdout.contains("--client-ca-file"), "{}", out.stdout);
+
+    // One without the other, or a relative path: refused.
+    let out = setup(&["--webhook-client-cert-path", "/etc/c.crt"]);
+    out.assert_failure();
+    let out = setup(&[
+        "--webhook-client-cert-path",
+        "c.crt",
+        "--webhook-client-key-path",
+        "/etc/c.key",
+    ]);
+    let line = out.assert_one_error_line();
+    assert!(line.contains("absolute path"), "{line}");
+}
+
 /// kubectl (exec plugin `koidc get-token --provider github`, web flow through curl as `user`)
 /// against `cluster`; returns the kubeconfig path's machine and the kubectl runner.
 struct GithubKubeUser {
@@ -1034,7 +1310,21 @@ impl GithubKubeUser {
 fn kube_apiserver_accepts_github_tokens_through_the_webhook_and_rbac_binds_teams() {
     let fake = FakeGithub::start();
     let idp = KubeIdp::start();
-    let webhook = Webhook::start(&idp.dir().join("webhook"), &idp.pki, &fake, &[]);
+    // The apiserver authenticates to the webhook with a client certificate of a CA of its own.
+    let client = ClientPki::generate(&idp.dir().join("webhook-client-pki"));
+    let client_ca = client.ca_file.display().to_string();
+    let webhook = Webhook::start_opts(
+        &idp.dir().join("webhook"),
+        &idp.pki,
+        &fake,
+        &["--client-ca-file", &client_ca],
+        WebhookOpts {
+            identity_pem: Some(client.identity_pem.clone()),
+            ..WebhookOpts::default()
+        },
+    );
+    let client_cert = client.cert_file.display().to_string();
+    let client_key = client.key_file.display().to_string();
 
     // The apiserver side, as the admin gets it: `koidc setup --provider github` prints the webhook
     // config file (and saves the groups prefix github: for bind-group).
@@ -1055,6 +1345,10 @@ fn kube_apiserver_accepts_github_tokens_through_the_webhook_and_rbac_binds_teams
         webhook_url.as_str(),
         "--webhook-ca-file",
         ca_file.as_str(),
+        "--webhook-client-cert-path",
+        client_cert.as_str(),
+        "--webhook-client-key-path",
+        client_key.as_str(),
         "--print",
         "authentication-config",
     ]);
