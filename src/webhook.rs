@@ -117,7 +117,9 @@ pub enum WebhookError {
         reason: String,
     },
     /// The client id is empty or malformed.
-    #[error("invalid --client-id {0:?}: expected the GitHub app's client id (letters, digits, '.', '_', '-')")]
+    #[error(
+        "invalid --client-id {0:?}: expected the GitHub app's client id (letters, digits, '.', '_', '-')"
+    )]
     BadClientId(String),
 }
 
@@ -196,9 +198,7 @@ pub fn read_secret_file(path: &Path) -> Result<SecretString, WebhookError> {
         return Err(err("it is empty".into()));
     }
     if secret.chars().any(|c| c.is_control() || c == ' ') {
-        return Err(err(
-            "it must hold only the client secret, on one line".into(),
-        ));
+        return Err(err("it must hold only the client secret, on one line".into()));
     }
     Ok(SecretString::from(secret.to_owned()))
 }
@@ -442,10 +442,7 @@ impl Reviewer {
     pub fn timed_out(&self) -> (StatusCode, Value) {
         self.printer
             .warn("a TokenReview was not answered in time (GitHub too slow?)");
-        response(
-            API_VERSIONS[0],
-            &Verdict::Unavailable("timed out".into()),
-        )
+        response(API_VERSIONS[0], &Verdict::Unavailable("timed out".into()))
     }
 
     /// Answers one TokenReview request body: the HTTP status and the TokenReview JSON.
@@ -603,7 +600,10 @@ mod tests {
         let fake = FakeGithub::default();
         let calls = fake.calls.clone();
         let policy = Policy::new(&["ACME".into()], "github:", "github:").unwrap();
-        (Reviewer::new(Box::new(fake), policy, ttl, 4, Printer::new(0)), calls)
+        (
+            Reviewer::new(Box::new(fake), policy, ttl, 4, Printer::new(0)),
+            calls,
+        )
     }
 
     fn review_body(token: &str) -> Vec<u8> {
@@ -778,7 +778,11 @@ mod tests {
                 "client-key": "/etc/kubernetes/pki/koidc-webhook-client.key",
             })
         );
-        assert!(with_cert["clusters"][0]["cluster"].get("certificate-authority-data").is_none());
+        assert!(
+            with_cert["clusters"][0]["cluster"]
+                .get("certificate-authority-data")
+                .is_none()
+        );
         assert_eq!(cfg["clusters"][0]["cluster"]["server"], "https://127.0.0.1:8443/");
         assert_eq!(
             cfg["clusters"][0]["cluster"]["certificate-authority-data"],
@@ -844,7 +848,10 @@ mod tests {
             client_secret(Some("x".into()), Some(&file)),
             Err(WebhookError::TwoClientSecrets)
         ));
-        assert!(matches!(client_secret(Some("  ".into()), None), Err(WebhookError::NoClientSecret)));
+        assert!(matches!(
+            client_secret(Some("  ".into()), None),
+            Err(WebhookError::NoClientSecret)
+        ));
 
         let refuse = |mode: u32, content: &[u8]| {
             std::fs::write(&file, content).unwrap();
@@ -861,7 +868,9 @@ mod tests {
         assert!(refuse(0o600, b"\xff\xfe s3cr3t").contains("UTF-8"));
         let err = read_secret_file(dir.path()).unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "{err}");
-        let err = read_secret_file(&dir.path().join("missing")).unwrap_err().to_string();
+        let err = read_secret_file(&dir.path().join("missing"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing"), "{err}");
         // A symlink to a private file is followed (Kubernetes Secret volumes).
         std::fs::write(&file, "s3cr3t").unwrap();

@@ -211,7 +211,9 @@ fn webhook_command(
     } else {
         words.extend(orgs.iter().map(|o| format!("--org {o}")));
     }
-    words.push(format!("--client-id {client_id} --client-secret-file {CLIENT_SECRET_FILE}"));
+    words.push(format!(
+        "--client-id {client_id} --client-secret-file {CLIENT_SECRET_FILE}"
+    ));
     words.push(format!("--listen 0.0.0.0:{port}"));
     words.push("--tls-cert-file webhook.crt --tls-private-key-file webhook.key".into());
     if client_ca {
@@ -420,7 +422,10 @@ mod tests {
             cmd.contains("--client-id Ov23abc --client-secret-file /etc/koidc/github-client-secret"),
             "{cmd}"
         );
-        assert!(!cmd.contains("--groups-prefix") && !cmd.contains("--client-ca-file"), "{cmd}");
+        assert!(
+            !cmd.contains("--groups-prefix") && !cmd.contains("--client-ca-file"),
+            "{cmd}"
+        );
         let cmd = webhook_command(&url, &urls, "Ov23abc", true, &[], PREFIX, "");
         assert!(cmd.contains("--client-ca-file apiserver-client-ca.crt"), "{cmd}");
         assert!(

@@ -159,9 +159,7 @@ impl AppLookup {
 
     async fn account(&self, token: &SecretString) -> Result<Account, LookupError> {
         let checked = match self.check(token).await {
-            Err(GithubError::HttpStatus {
-                url, status: 401, ..
-            }) => {
+            Err(GithubError::HttpStatus { url, status: 401, .. }) => {
                 return Err(LookupError::Unavailable(format!(
                     "GitHub refused the app's credentials for the token check (HTTP 401 from {url}): \
                      check --client-id and the client secret"

@@ -425,7 +425,13 @@ pub async fn serve(
             peer,
             id,
         };
-        tokio::spawn(connection(stream, acceptor.clone(), reviewer.clone(), conn, registered));
+        tokio::spawn(connection(
+            stream,
+            acceptor.clone(),
+            reviewer.clone(),
+            conn,
+            registered,
+        ));
     }
 }
 
@@ -538,7 +544,10 @@ mod tests {
         assert!(table.contains(genuine) && table.contains(second));
         assert_eq!(table.len(), 4);
         // IPv6 hosts count per /64, v4-mapped addresses as IPv4.
-        assert_eq!(source_of(ip("2001:db8:1:2:aaaa::1")), source_of(ip("2001:db8:1:2:bbbb::2")));
+        assert_eq!(
+            source_of(ip("2001:db8:1:2:aaaa::1")),
+            source_of(ip("2001:db8:1:2:bbbb::2"))
+        );
         assert_ne!(source_of(ip("2001:db8:1:2::1")), source_of(ip("2001:db8:1:3::1")));
         assert_eq!(source_of(ip("::ffff:10.0.0.1")), apiserver);
     }

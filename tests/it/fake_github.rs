@@ -218,7 +218,11 @@ impl FakeGithub {
     /// and the rest of the API like any other.
     pub fn issue_foreign_token(&self, user: FakeUser, app: Option<&'static str>) -> String {
         let token = random_token(if app.is_some() { "gho_" } else { "ghp_" });
-        self.inner.lock().unwrap().tokens.insert(token.clone(), (user, app));
+        self.inner
+            .lock()
+            .unwrap()
+            .tokens
+            .insert(token.clone(), (user, app));
         token
     }
 

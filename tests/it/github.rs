@@ -453,10 +453,7 @@ impl Webhook {
             .arg("--tls-private-key-file")
             .arg(&pki.dex_key_file)
             .args(extra)
-            .env(
-                "KOIDC_CLIENT_SECRET",
-                opts.secret_env.unwrap_or(CLIENT_SECRET),
-            )
+            .env("KOIDC_CLIENT_SECRET", opts.secret_env.unwrap_or(CLIENT_SECRET))
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("dup log"))
             .stderr(file);
@@ -711,7 +708,10 @@ fn webhook_asks_again_after_the_ttl_and_reports_github_failures() {
         "a timeout must not be cached"
     );
     let log = webhook.log_text();
-    assert!(log.contains("no verdict: cannot check the token with GitHub"), "{log}");
+    assert!(
+        log.contains("no verdict: cannot check the token with GitHub"),
+        "{log}"
+    );
     assert!(!log.contains(bob.as_str()) && !log.contains(alice.as_str()));
 }
 
@@ -843,8 +843,7 @@ async fn slow_connection(
         socket.bind(std::net::SocketAddr::from((local, 0)))?;
         socket.connect(addr).await
     };
-    let Ok(Ok(tcp)) = tokio::time::timeout(Duration::from_secs(5), connect).await
-    else {
+    let Ok(Ok(tcp)) = tokio::time::timeout(Duration::from_secs(5), connect).await else {
         tokio::time::sleep(Duration::from_millis(100)).await;
         return;
     };
@@ -950,8 +949,9 @@ fn webhook_answers_a_genuine_review_during_a_slowloris_of_half_open_and_slow_con
         .timeout(Duration::from_secs(5))
         .build()
         .expect("HTTPS client");
-    let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": alice}})
-        .to_string();
+    let body =
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": alice}})
+            .to_string();
     let mut failures = Vec::new();
     for round in 0..8 {
         let started = Instant::now();
@@ -1015,7 +1015,10 @@ fn webhook_without_a_verdict_from_github_answers_an_error_and_caches_nothing() {
         }
         let log = wrong.log_text();
         assert!(log.contains("HTTP 401"), "{log}");
-        assert!(!log.contains("not-the-app-secret") && !log.contains(&alice), "{log}");
+        assert!(
+            !log.contains("not-the-app-secret") && !log.contains(&alice),
+            "{log}"
+        );
     }
 
     let webhook = Webhook::start(tmp.path(), &pki, &fake, &["--cache-ttl", "60"]);
@@ -1024,9 +1027,16 @@ fn webhook_without_a_verdict_from_github_answers_an_error_and_caches_nothing() {
     let (code, status) = webhook.review_raw(&alice);
     assert_eq!(code, 503, "{status}");
     assert_eq!(status["authenticated"], false);
-    assert!(status["error"].as_str().unwrap().contains("cannot check"), "{status}");
+    assert!(
+        status["error"].as_str().unwrap().contains("cannot check"),
+        "{status}"
+    );
     fake.set_knobs(|k| k.api_status = None);
-    assert_eq!(webhook.review(&alice)["authenticated"], true, "the outage was cached");
+    assert_eq!(
+        webhook.review(&alice)["authenticated"],
+        true,
+        "the outage was cached"
+    );
 
     // GitHub unreachable altogether (nothing listens on the API's port).
     let dead = free_port();
@@ -1046,11 +1056,19 @@ fn webhook_without_a_verdict_from_github_answers_an_error_and_caches_nothing() {
     let (code, status) = webhook.review_raw(&eve);
     assert_eq!(status["authenticated"], false, "{status}");
     assert_eq!(code, 503, "{status}");
-    assert!(webhook.log_text().contains("answers disagree"), "{}", webhook.log_text());
+    assert!(
+        webhook.log_text().contains("answers disagree"),
+        "{}",
+        webhook.log_text()
+    );
     fake.set_knobs(|k| k.check_names = None);
     // Not cached either way: asked again, eve is refused as herself.
     let (code, status) = webhook.review_raw(&eve);
-    assert_eq!((code, status["authenticated"].clone()), (200, json!(false)), "{status}");
+    assert_eq!(
+        (code, status["authenticated"].clone()),
+        (200, json!(false)),
+        "{status}"
+    );
 }
 
 /// A CA of the apiserver's client certificates, and one such certificate.
@@ -1121,10 +1139,7 @@ fn webhook_with_a_client_ca_serves_only_clients_with_a_certificate_it_signed() {
 
     // No certificate, or one from another CA (the cluster's admin certificate): not served at
     // all, not even /healthz.
-    let others = [
-        None,
-        Some(format!("{}{}", pki.admin_cert_pem, pki.admin_key_pem)),
-    ];
+    let others = [None, Some(format!("{}{}", pki.admin_cert_pem, pki.admin_key_pem))];
     for identity in others {
         let mut builder = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
@@ -1241,14 +1256,26 @@ fn setup_prints_the_webhook_flags_and_the_apiserver_client_certificate() {
         &format!("--client-id {CLIENT_ID} --client-secret-file /etc/koidc/github-client-secret"),
         "--client-ca-file",
     ] {
-        assert!(out.stdout.contains(expected), "{expected:?} missing:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains(expected),
+            "{expected:?} missing:\n{}",
+            out.stdout
+        );
     }
-    assert!(!out.stderr.contains("--webhook-client-cert-path"), "{}", out.stderr);
+    assert!(
+        !out.stderr.contains("--webhook-client-cert-path"),
+        "{}",
+        out.stderr
+    );
 
     // Without a client certificate: said on stderr, and no client CA in the command.
     let out = setup(&[]);
     out.assert_success();
-    assert!(out.stderr.contains("--webhook-client-cert-path"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--webhook-client-cert-path"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stdout.contains("--client-ca-file"), "{}", out.stdout);
 
     // One without the other, or a relative path: refused.
