@@ -404,12 +404,14 @@ pub async fn serve(
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(err) => {
-                let out_of_files = matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
-                if out_of_files && table.evict_one() {
-                    // Let the closed connection's task release its descriptor.
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                } else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                match err.raw_os_error() {
+                    // A client that reset its connection before it was accepted: next.
+                    Some(libc::ECONNABORTED | libc::ECONNRESET | libc::ECONNREFUSED | libc::EPROTO) => {}
+                    Some(libc::EMFILE | libc::ENFILE) if table.evict_one() => {
+                        // Let the closed connection's task release its descriptor.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
                 }
                 continue;
             }
