@@ -110,51 +110,7 @@ impl AppLookup {
             .header("X-GitHub-Api-Version", HeaderValue::from_static("2022-11-28"))
             .json(&json!({ "access_token": token.expose_secret() }));
         let reply = send(req, &url, self.timeout).await?;
-        let message = || {
-            serde_json::from_slice::<serde_json::Value>(&reply.body)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(|m| one_line(m, 200)))
-        };
-        let malformed = |reason: &str| GithubError::Malformed {
-            url: shown.clone(),
-            reason: reason.to_owned(),
-        };
-        match reply.status {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY => {
-                return Ok(Checked::NotIssued(reply.status.as_u16()));
-            }
-            // The app's credentials were refused: a configuration error, not a verdict.
-            s => {
-                return Err(GithubError::HttpStatus {
-                    url: shown.clone(),
-                    status: s.as_u16(),
-                    message: message(),
-                });
-            }
-        }
-        let body: CheckBody = serde_json::from_slice(&reply.body)
-            .map_err(|_| malformed("the token check is not the expected JSON"))?;
-        if let Some(echoed) = &body.token
-            && !bool::from(subtle::ConstantTimeEq::ct_eq(
-                echoed.as_bytes(),
-                token.expose_secret().as_bytes(),
-            ))
-        {
-            return Err(malformed("the token check answered about another token"));
-        }
-        if let Some(app) = body.app.as_ref().and_then(|a| a.client_id.as_deref())
-            && app != self.client_id
-        {
-            return Err(malformed("the token check answered for another app"));
-        }
-        let user = body
-            .user
-            .ok_or_else(|| malformed("the token check names no user"))?;
-        Ok(Checked::Issued {
-            id: user.id,
-            login: user.login,
-        })
+        parse_check(reply.status, &reply.body, &shown, token, &self.client_id)
     }
 
     async fn account(&self, token: &SecretString) -> Result<Account, LookupError> {
@@ -190,6 +146,59 @@ impl AppLookup {
     }
 }
 
+/// Reads GitHub's answer to "check a token" (for `token`, asked as app `client_id`; `shown` is
+/// the URL for messages): only a 200 about this token, this app and a user is [`Checked::Issued`].
+fn parse_check(
+    status: StatusCode,
+    body: &[u8],
+    shown: &str,
+    token: &SecretString,
+    client_id: &str,
+) -> Result<Checked, GithubError> {
+    let malformed = |reason: &str| GithubError::Malformed {
+        url: shown.to_owned(),
+        reason: reason.to_owned(),
+    };
+    match status {
+        StatusCode::OK => {}
+        StatusCode::NOT_FOUND | StatusCode::UNPROCESSABLE_ENTITY => {
+            return Ok(Checked::NotIssued(status.as_u16()));
+        }
+        // The app's credentials refused, GitHub down, any other answer: not a verdict.
+        s => {
+            return Err(GithubError::HttpStatus {
+                url: shown.to_owned(),
+                status: s.as_u16(),
+                message: serde_json::from_slice::<serde_json::Value>(body)
+                    .ok()
+                    .and_then(|v| v["message"].as_str().map(|m| one_line(m, 200))),
+            });
+        }
+    }
+    let body: CheckBody =
+        serde_json::from_slice(body).map_err(|_| malformed("the token check is not the expected JSON"))?;
+    if let Some(echoed) = &body.token
+        && !bool::from(subtle::ConstantTimeEq::ct_eq(
+            echoed.as_bytes(),
+            token.expose_secret().as_bytes(),
+        ))
+    {
+        return Err(malformed("the token check answered about another token"));
+    }
+    if let Some(app) = body.app.as_ref().and_then(|a| a.client_id.as_deref())
+        && app != client_id
+    {
+        return Err(malformed("the token check answered for another app"));
+    }
+    let user = body
+        .user
+        .ok_or_else(|| malformed("the token check names no user"))?;
+    Ok(Checked::Issued {
+        id: user.id,
+        login: user.login,
+    })
+}
+
 /// A GitHub failure as a lookup result: a refused token (401) is a verdict, anything else says
 /// nothing about the token.
 fn from_github(err: GithubError) -> LookupError {
@@ -204,5 +213,88 @@ fn from_github(err: GithubError) -> LookupError {
 impl Lookup for AppLookup {
     fn account<'a>(&'a self, token: &'a SecretString) -> LookupFuture<'a> {
         Box::pin(AppLookup::account(self, token))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn check(status: u16, body: serde_json::Value) -> Result<Checked, GithubError> {
+        parse_check(
+            StatusCode::from_u16(status).unwrap(),
+            body.to_string().as_bytes(),
+            "https://api.github.com/applications/app/token",
+            &SecretString::from("gho_mine"),
+            "app",
+        )
+    }
+
+    #[test]
+    fn only_a_200_about_this_token_of_this_app_names_a_user() {
+        let good =
+            json!({"token": "gho_mine", "app": {"client_id": "app"}, "user": {"login": "alice", "id": 7}});
+        assert_eq!(
+            check(200, good.clone()).unwrap(),
+            Checked::Issued {
+                id: 7,
+                login: "alice".into()
+            }
+        );
+        assert_eq!(
+            check(404, json!({"message": "Not Found"})).unwrap(),
+            Checked::NotIssued(404)
+        );
+        assert_eq!(check(422, json!({})).unwrap(), Checked::NotIssued(422));
+        // Not verdicts: the app's credentials refused, GitHub down, other successes.
+        for status in [401, 403, 429, 500, 502, 503, 201, 204] {
+            let err = check(status, good.clone()).unwrap_err();
+            assert!(
+                matches!(err, GithubError::HttpStatus { status: s, .. } if s == status),
+                "{status}: {err}"
+            );
+        }
+        // Hostile or confused 200s.
+        for (body, why) in [
+            (
+                json!({"token": "gho_other", "app": {"client_id": "app"}, "user": {"login": "a", "id": 1}}),
+                "another token",
+            ),
+            (
+                json!({"token": "gho_mine", "app": {"client_id": "other"}, "user": {"login": "a", "id": 1}}),
+                "another app",
+            ),
+            (
+                json!({"token": "gho_mine", "app": {"client_id": "app"}}),
+                "no user",
+            ),
+            (
+                json!({"token": "gho_mine", "user": {"login": "a", "id": "1"}}),
+                "expected JSON",
+            ),
+            (json!("yes"), "expected JSON"),
+        ] {
+            let err = check(200, body).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+            assert!(!err.contains("gho_mine"), "the token shows in {err}");
+        }
+        let err = parse_check(StatusCode::OK, b"not json", "u", &SecretString::from("t"), "app").unwrap_err();
+        assert!(matches!(err, GithubError::Malformed { .. }));
+    }
+
+    #[test]
+    fn the_lookup_never_shows_the_secret_in_debug() {
+        let urls = GithubUrls::new(None, None).unwrap();
+        let lookup = AppLookup::new(
+            reqwest::Client::new(),
+            &urls,
+            Duration::from_secs(1),
+            "app",
+            SecretString::from("very-secret"),
+        );
+        let debug = format!("{lookup:?}");
+        assert!(!debug.contains("very-secret") && debug.contains("app"), "{debug}");
     }
 }
