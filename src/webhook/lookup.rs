@@ -8,9 +8,10 @@
 //! teams.
 //!
 //! The check's answer is not taken on trust beyond what it must say: it must name the same app,
-//! the same token (when it echoes it) and the same user id as `/user`; any disagreement is an
-//! error (answered as "cannot check", never cached), so a confused or hostile answer cannot make
-//! one user's token act as another user.
+//! the same token (when it echoes it) and the same user (id and login) as `/user`, and the login
+//! must look like a GitHub login; any disagreement is an error (answered as "cannot check", never
+//! cached), so a confused or hostile answer cannot make one user's token act as another user or
+//! forge a user name such as `system:…`.
 
 use std::time::Duration;
 
@@ -134,6 +135,12 @@ impl AppLookup {
             }
         };
         let account = self.api.account(token).await.map_err(from_github)?;
+        if !valid_login(&account.login) {
+            return Err(LookupError::Unavailable(format!(
+                "GitHub named a login koidc does not accept as a user name ({:?})",
+                one_line(&account.login, 40)
+            )));
+        }
         if account.id != id || !account.login.eq_ignore_ascii_case(&login) {
             return Err(LookupError::Unavailable(format!(
                 "GitHub's answers disagree: the token check names user {} (id {id}), /user names {} (id {})",
@@ -197,6 +204,17 @@ fn parse_check(
         id: user.id,
         login: user.login,
     })
+}
+
+/// A GitHub login as GitHub allows them (letters, digits, hyphens; GitHub Enterprise Server
+/// also underscores), which becomes part of a Kubernetes user name: nothing that could read as
+/// another name (`system:…`) or break a log line.
+fn valid_login(login: &str) -> bool {
+    !login.is_empty()
+        && login.len() <= 100
+        && login
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// A GitHub failure as a lookup result: a refused token (401) is a verdict, anything else says
@@ -282,6 +300,16 @@ mod tests {
         }
         let err = parse_check(StatusCode::OK, b"not json", "u", &SecretString::from("t"), "app").unwrap_err();
         assert!(matches!(err, GithubError::Malformed { .. }));
+    }
+
+    #[test]
+    fn only_logins_github_could_give_become_user_names() {
+        for good in ["alice", "Bob-2", "ghe_user"] {
+            assert!(valid_login(good), "{good}");
+        }
+        for bad in ["", "system:masters", "a\nb", "a b", "ä", &"a".repeat(101)] {
+            assert!(!valid_login(bad), "{bad:?}");
+        }
     }
 
     #[test]
