@@ -877,6 +877,74 @@ async fn slow_connection(
 }
 
 #[test]
+fn webhook_closes_connections_whose_handshake_or_headers_do_not_arrive_in_time() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pki = pki(&tmp);
+    let fake = FakeGithub::start();
+    let webhook = Webhook::start(tmp.path(), &pki, &fake, &[]);
+    let addr = webhook.addr;
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in rustls_pemfile_certs(&pki.ca_pem) {
+        roots.add(cert).expect("CA");
+    }
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let started = Instant::now();
+    let (handshake, headers) = runtime().block_on(async {
+        // A TLS record header, then silence.
+        let half_handshake = async {
+            let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tcp.write_all(b"\x16\x03\x01").await.unwrap();
+            let mut buf = [0u8; 64];
+            let closed = tokio::time::timeout(Duration::from_secs(20), tcp.read(&mut buf)).await;
+            (closed.is_ok(), started.elapsed())
+        };
+        // A handshake, then headers that never end, a byte every second.
+        let slow_headers = async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let mut stream = tls.connect(name, tcp).await.unwrap();
+            stream.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+            let mut buf = [0u8; 256];
+            loop {
+                tokio::select! {
+                    read = stream.read(&mut buf) => {
+                        return (matches!(read, Ok(0) | Err(_)), started.elapsed());
+                    }
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                        if stream.write_all(b"X").await.is_err() {
+                            return (true, started.elapsed());
+                        }
+                        if started.elapsed() > Duration::from_secs(20) {
+                            return (false, started.elapsed());
+                        }
+                    }
+                }
+            }
+        };
+        tokio::join!(half_handshake, slow_headers)
+    });
+    assert!(
+        handshake.0,
+        "a half-done handshake was kept for {:?}",
+        handshake.1
+    );
+    assert!(headers.0, "trickled headers were kept for {:?}", headers.1);
+    for (what, (_, after)) in [("handshake", handshake), ("headers", headers)] {
+        assert!(
+            (Duration::from_secs(9)..Duration::from_secs(15)).contains(&after),
+            "{what}: closed after {after:?}, expected about 10 s"
+        );
+    }
+}
+
+#[test]
 fn webhook_answers_a_genuine_review_during_a_slowloris_of_half_open_and_slow_connections() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
