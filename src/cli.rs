@@ -266,13 +266,18 @@ Examples:
   koidc setup ... --print authentication-config > /etc/kubernetes/koidc-authn.yaml
   koidc setup --profile work --write-kubeconfig   # the entry runs `koidc get-token --profile work`";
 const WEBHOOK_EXAMPLES: &str = "\
-The kube-apiserver side (webhook config file and flags) is printed by
-  koidc setup --provider github --client-id ID --webhook-url https://HOST:8443/ --webhook-ca-file ca.pem
+Only tokens that GitHub says were issued to the app --client-id are accepted (checked with the
+app's client secret, from KOIDC_CLIENT_SECRET or --client-secret-file). The kube-apiserver side
+(webhook config file and flags) is printed by
+  koidc setup --provider github --client-id ID --webhook-url https://HOST:8443/ --webhook-ca-file ca.pem \\
+      --webhook-client-cert-path /etc/kubernetes/pki/koidc-webhook-client.crt \\
+      --webhook-client-key-path /etc/kubernetes/pki/koidc-webhook-client.key
 
 Examples:
-  koidc webhook --org acme --tls-cert-file webhook.crt --tls-private-key-file webhook.key
+  koidc webhook --org acme --client-id Ov23li... --client-secret-file /etc/koidc/client-secret \\
+      --tls-cert-file webhook.crt --tls-private-key-file webhook.key --client-ca-file apiserver-client-ca.pem
   koidc webhook --org acme --org acme-labs --listen 0.0.0.0:8443 --cache-ttl 30 \\
-      --github-url https://github.example.com --tls-cert-file ... --tls-private-key-file ...";
+      --github-url https://github.example.com --client-id ... --tls-cert-file ... --tls-private-key-file ...";
 const WHOAMI_EXAMPLES: &str = "\
 Examples:
   koidc whoami --issuer https://dex.example.com --client-id kubernetes
@@ -654,6 +659,15 @@ pub struct SetupArgs {
     /// the apiserver's webhook config.
     #[arg(long, value_name = "FILE")]
     pub webhook_ca_file: Option<PathBuf>,
+    /// With --provider github: where, on the control plane, kube-apiserver's client certificate
+    /// (PEM) for the webhook is; written into its webhook config as `client-certificate` (not
+    /// read by setup). Its CA goes to `koidc webhook --client-ca-file`.
+    #[arg(long, value_name = "PATH", requires = "webhook_client_key_path")]
+    pub webhook_client_cert_path: Option<String>,
+    /// With --provider github: where, on the control plane, the key of that certificate is
+    /// (`client-key`; not read by setup).
+    #[arg(long, value_name = "PATH", requires = "webhook_client_cert_path")]
+    pub webhook_client_key_path: Option<String>,
     /// Print only one part.
     #[arg(long = "print", value_enum, default_value_t = SetupPart::All)]
     pub print: SetupPart,
@@ -693,6 +707,20 @@ pub struct WebhookArgs {
     /// The server certificate's private key (PEM).
     #[arg(long, env = "KOIDC_WEBHOOK_TLS_PRIVATE_KEY_FILE", value_name = "FILE")]
     pub tls_private_key_file: PathBuf,
+    /// Serve only TLS clients with a certificate signed by a CA of this PEM file (kube-apiserver's
+    /// client certificate; see `koidc setup --webhook-client-cert-path`). Use a CA of its own, not
+    /// the cluster's, which signs every node's and user's certificates.
+    #[arg(long, env = "KOIDC_WEBHOOK_CLIENT_CA_FILE", value_name = "FILE")]
+    pub client_ca_file: Option<PathBuf>,
+    /// The client id of the GitHub app whose tokens are accepted (the one `get-token --provider
+    /// github --client-id` logs in with): GitHub is asked whether each token was issued to it.
+    #[arg(long, env = "KOIDC_CLIENT_ID", value_name = "ID")]
+    pub client_id: String,
+    /// A file holding the app's client secret (one line; a regular file that neither group nor
+    /// others may read). Without it, the secret is read from KOIDC_CLIENT_SECRET; never from the
+    /// command line.
+    #[arg(long, value_name = "FILE")]
+    pub client_secret_file: Option<PathBuf>,
     /// GitHub organisation whose members are authenticated (repeatable, at least one); users in
     /// none of them are refused.
     #[arg(

@@ -64,6 +64,13 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
         Some(path) => Some(read_pem(path)?),
         None => None,
     };
+    let client_cert = match (&args.webhook_client_cert_path, &args.webhook_client_key_path) {
+        (Some(cert), Some(key)) => Some(webhook::ClientCertPaths {
+            cert: control_plane_path("--webhook-client-cert-path", cert)?,
+            key: control_plane_path("--webhook-client-key-path", key)?,
+        }),
+        _ => None,
+    };
 
     let account = if args.check_login {
         let session = super::Session::open(&identity, &args.cache, clock.clone(), printer)?;
@@ -81,6 +88,13 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
     if ca_pem.is_none() {
         printer.warn(
             "no --webhook-ca-file: the apiserver will trust the webhook's certificate only if a public CA signed it",
+        );
+    }
+    if client_cert.is_none() {
+        printer.warn(
+            "no --webhook-client-cert-path/--webhook-client-key-path: the webhook cannot tell the apiserver \
+             from anyone else who reaches it; give kube-apiserver a client certificate from a CA of its own \
+             and run the webhook with --client-ca-file <that CA>",
         );
     }
     if groups_prefix.is_empty() {
@@ -121,6 +135,7 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
     let webhook_config = super::setup::yaml(&webhook::apiserver_kubeconfig(
         webhook_url.as_str(),
         ca_pem.as_deref(),
+        client_cert.as_ref(),
     ))?;
     let flags = webhook::apiserver_flags(WEBHOOK_CONFIG_PATH).join("\n");
     let kubeconfig = super::setup::yaml(&json!({ "users": [user] }))?;
@@ -130,7 +145,15 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
         SetupPart::Kubeconfig => kubeconfig,
         SetupPart::All => {
             let orgs = account.as_ref().map(Account::all_orgs).unwrap_or_default();
-            let command = webhook_command(&webhook_url, &urls, &orgs, &username_prefix, &groups_prefix);
+            let command = webhook_command(
+                &webhook_url,
+                &urls,
+                &identity.client_id,
+                client_cert.is_some(),
+                &orgs,
+                &username_prefix,
+                &groups_prefix,
+            );
             let teams = account.map(|a| a.teams).unwrap_or_default();
             let bind = if teams.is_empty() {
                 "#   koidc bind-group <org>:<team> view -n <namespace>".to_owned()
@@ -145,7 +168,8 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
             format!(
                 "# 1. kube-apiserver: save this file as {WEBHOOK_CONFIG_PATH} and start the apiserver with\n\
                  {}#\n{webhook_config}\
-                 #\n# 2. Run the webhook where the apiserver reaches {webhook_url} (a certificate for that host):\n\
+                 #\n# 2. Run the webhook where the apiserver reaches {webhook_url} (a certificate for that host;\n\
+                 #    the app's client secret in a file only the webhook's user can read, or in KOIDC_CLIENT_SECRET):\n\
                  {}#\n# 3. kubeconfig user entry{}:\n{}\
                  #\n# 4. RBAC: bind GitHub teams as <org>:<team-slug> (groups prefix {groups_prefix:?}, saved for bind-group):\n{bind}\n",
                 comment(&flags),
@@ -159,10 +183,23 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
     Ok(())
 }
 
+/// Where the printed webhook command reads the app's client secret from.
+const CLIENT_SECRET_FILE: &str = "/etc/koidc/github-client-secret";
+
+/// A path on the control plane for the webhook config: absolute, one line.
+fn control_plane_path(flag: &str, path: &str) -> anyhow::Result<String> {
+    if !path.starts_with('/') || path.chars().any(char::is_control) {
+        bail!("invalid {flag} {path:?}: expected an absolute path on the control plane");
+    }
+    Ok(path.to_owned())
+}
+
 /// The `koidc webhook` command line matching these choices.
 fn webhook_command(
     url: &url::Url,
     urls: &GithubUrls,
+    client_id: &str,
+    client_ca: bool,
     orgs: &[String],
     username_prefix: &str,
     groups_prefix: &str,
@@ -174,8 +211,14 @@ fn webhook_command(
     } else {
         words.extend(orgs.iter().map(|o| format!("--org {o}")));
     }
+    words.push(format!(
+        "--client-id {client_id} --client-secret-file {CLIENT_SECRET_FILE}"
+    ));
     words.push(format!("--listen 0.0.0.0:{port}"));
     words.push("--tls-cert-file webhook.crt --tls-private-key-file webhook.key".into());
+    if client_ca {
+        words.push("--client-ca-file apiserver-client-ca.crt".into());
+    }
     if urls.web != DEFAULT_URL {
         words.push(format!("--github-url {}", urls.web));
     }
@@ -370,13 +413,21 @@ mod tests {
     fn webhook_command_lists_orgs_and_non_default_settings() {
         let url = url::Url::parse("https://10.0.0.5:9443/").unwrap();
         let urls = GithubUrls::new(None, None).unwrap();
-        let cmd = webhook_command(&url, &urls, &["acme".into()], PREFIX, PREFIX);
+        let cmd = webhook_command(&url, &urls, "Ov23abc", false, &["acme".into()], PREFIX, PREFIX);
         assert!(
             cmd.contains("--org acme") && cmd.contains("--listen 0.0.0.0:9443"),
             "{cmd}"
         );
-        assert!(!cmd.contains("--groups-prefix"), "{cmd}");
-        let cmd = webhook_command(&url, &urls, &[], PREFIX, "");
+        assert!(
+            cmd.contains("--client-id Ov23abc --client-secret-file /etc/koidc/github-client-secret"),
+            "{cmd}"
+        );
+        assert!(
+            !cmd.contains("--groups-prefix") && !cmd.contains("--client-ca-file"),
+            "{cmd}"
+        );
+        let cmd = webhook_command(&url, &urls, "Ov23abc", true, &[], PREFIX, "");
+        assert!(cmd.contains("--client-ca-file apiserver-client-ca.crt"), "{cmd}");
         assert!(
             cmd.contains("--org <your-org>") && cmd.contains("--groups-prefix ''"),
             "{cmd}"

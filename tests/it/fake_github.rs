@@ -4,8 +4,12 @@
 //! polling with a scripted sequence of `authorization_pending` / `slow_down` / approval), token
 //! refresh (expiring GitHub App tokens, when enabled), errors answered with HTTP 200 and an `error`
 //! field as GitHub does, JSON only for `Accept: application/json`, the REST API (`/user`,
-//! `/user/orgs`, `/user/teams`, also under `/api/v3` like GitHub Enterprise Server) and token
-//! revocation (`DELETE /applications/{client_id}/token`). Every request is recorded.
+//! `/user/orgs`, `/user/teams`, also under `/api/v3` like GitHub Enterprise Server), token
+//! revocation (`DELETE /applications/{client_id}/token`) and "check a token"
+//! (`POST /applications/{client_id}/token`: HTTP Basic with the app's client id and secret, 200
+//! with the token's `user` and `app` for a token issued to that app, 404 for any other token, a
+//! personal access token or another app's, 422 without `access_token`). Every request is
+//! recorded.
 //!
 //! The "browser" picks who logs in with a `gh_user` cookie (`curl -b gh_user=alice`), as a real
 //! browser would carry a GitHub session.
@@ -30,6 +34,8 @@ use crate::support::runtime;
 /// The OAuth app registered at the fake.
 pub const CLIENT_ID: &str = "Ov23liKoidcTestApp";
 pub const CLIENT_SECRET: &str = "fake-github-client-secret-0123456789";
+/// Another OAuth app at the same GitHub (a third-party service the user also logged in to).
+pub const OTHER_APP_ID: &str = "Ov23liSomeOtherService";
 
 /// A GitHub user of the fake.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +112,10 @@ pub struct Knobs {
     pub device_interval: u64,
     /// Delay every REST API answer by this much.
     pub api_delay: Option<Duration>,
+    /// Answer every REST API request with this HTTP status (GitHub down: 502, 503...).
+    pub api_status: Option<u16>,
+    /// A hostile "check a token" answer: 200 naming this user, whoever the token belongs to.
+    pub check_names: Option<FakeUser>,
 }
 
 impl Default for Knobs {
@@ -117,6 +127,8 @@ impl Default for Knobs {
             device_user: ALICE,
             device_interval: 1,
             api_delay: None,
+            api_status: None,
+            check_names: None,
         }
     }
 }
@@ -137,7 +149,9 @@ struct DeviceGrant {
 struct Inner {
     knobs: Knobs,
     codes: HashMap<String, CodeGrant>,
-    tokens: HashMap<String, FakeUser>,
+    /// Access token → its user and the client id of the app it was issued to (`None`: a
+    /// personal access token).
+    tokens: HashMap<String, (FakeUser, Option<&'static str>)>,
     refresh_tokens: HashMap<String, FakeUser>,
     devices: HashMap<String, DeviceGrant>,
     requests: Vec<Recorded>,
@@ -187,10 +201,28 @@ impl FakeGithub {
         update(&mut self.inner.lock().unwrap().knobs);
     }
 
-    /// A token for `user` issued directly (as if logged in elsewhere).
+    /// A token of koidc's OAuth app ([`CLIENT_ID`]) for `user` issued directly (as if logged in
+    /// elsewhere).
     pub fn issue_token(&self, user: FakeUser) -> String {
         let token = random_token("gho_");
-        self.inner.lock().unwrap().tokens.insert(token.clone(), user);
+        self.inner
+            .lock()
+            .unwrap()
+            .tokens
+            .insert(token.clone(), (user, Some(CLIENT_ID)));
+        token
+    }
+
+    /// A token of `user` that koidc's app did not issue: one of another OAuth app
+    /// ([`OTHER_APP_ID`]), or with `app` `None` a personal access token. It works with `/user`
+    /// and the rest of the API like any other.
+    pub fn issue_foreign_token(&self, user: FakeUser, app: Option<&'static str>) -> String {
+        let token = random_token(if app.is_some() { "gho_" } else { "ghp_" });
+        self.inner
+            .lock()
+            .unwrap()
+            .tokens
+            .insert(token.clone(), (user, app));
         token
     }
 
@@ -325,7 +357,7 @@ async fn answer(State(inner): State<Shared>, request: Request) -> Response {
     };
     let accept = header_str(header::ACCEPT);
     let authorization = header_str(header::AUTHORIZATION);
-    let api_delay = {
+    let (api_delay, api_status) = {
         let mut guard = inner.lock().unwrap();
         guard.requests.push(Recorded {
             at: Instant::now(),
@@ -336,7 +368,7 @@ async fn answer(State(inner): State<Shared>, request: Request) -> Response {
             authorization: authorization.clone(),
             accept: accept.clone(),
         });
-        guard.knobs.api_delay
+        (guard.knobs.api_delay, guard.knobs.api_status)
     };
     let accept_json = accept.as_deref().is_some_and(|a| a.contains("application/json"));
     let api_path = path.strip_prefix("/api/v3").unwrap_or(&path).to_owned();
@@ -348,6 +380,12 @@ async fn answer(State(inner): State<Shared>, request: Request) -> Response {
         _ => {
             if let Some(delay) = api_delay {
                 tokio::time::sleep(delay).await;
+            }
+            if let Some(status) = api_status {
+                return json_response(
+                    StatusCode::from_u16(status).expect("a status code"),
+                    json!({"message": "Server Error"}),
+                );
             }
             api(
                 &inner,
@@ -417,7 +455,7 @@ fn issue(inner: &mut Inner, user: FakeUser, accept_json: bool) -> Response {
     } else {
         "gho_"
     });
-    inner.tokens.insert(token.clone(), user);
+    inner.tokens.insert(token.clone(), (user, Some(CLIENT_ID)));
     match inner.knobs.expires_in {
         None => token_answer(
             accept_json,
@@ -590,28 +628,73 @@ fn api(
     body: &[u8],
 ) -> Response {
     let mut inner = inner.lock().unwrap();
-    if method == Method::DELETE && path == format!("/applications/{CLIENT_ID}/token") {
+    if let Some(client_id) = path
+        .strip_prefix("/applications/")
+        .and_then(|p| p.strip_suffix("/token"))
+    {
+        // GitHub: the app's own client id and secret, as HTTP Basic; anything else is refused.
         let expected = format!(
             "Basic {}",
             STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
         );
-        if authorization != Some(expected.as_str()) {
+        if client_id != CLIENT_ID || authorization != Some(expected.as_str()) {
             return json_response(
                 StatusCode::UNAUTHORIZED,
                 json!({"message": "Requires authentication"}),
             );
         }
-        let token = serde_json::from_slice::<Value>(body)
+        let Some(token) = serde_json::from_slice::<Value>(body)
             .ok()
             .and_then(|v| v["access_token"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        return match inner.tokens.remove(&token) {
-            Some(_) => Response::builder()
-                .status(StatusCode::NO_CONTENT)
-                .body(Body::empty())
-                .expect("response"),
-            None => json_response(StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
+            .filter(|t| !t.is_empty())
+        else {
+            return json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"message": "Validation Failed"}),
+            );
         };
+        let issued_here = inner
+            .tokens
+            .get(&token)
+            .filter(|(_, app)| *app == Some(CLIENT_ID))
+            .map(|(user, _)| *user);
+        if *method == Method::DELETE {
+            return match issued_here {
+                Some(_) => {
+                    inner.tokens.remove(&token);
+                    Response::builder()
+                        .status(StatusCode::NO_CONTENT)
+                        .body(Body::empty())
+                        .expect("response")
+                }
+                None => json_response(StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
+            };
+        }
+        if *method == Method::POST {
+            let named = inner.knobs.check_names;
+            return match issued_here.map(|u| named.unwrap_or(u)) {
+                Some(user) => json_response(
+                    StatusCode::OK,
+                    json!({
+                        "id": 1,
+                        "url": format!("https://api.github.com/authorizations/1"),
+                        "app": {"client_id": CLIENT_ID, "name": "koidc", "url": "https://example.com"},
+                        "token": token,
+                        "hashed_token": hex::encode(Sha256::digest(token.as_bytes())),
+                        "token_last_eight": &token[token.len().saturating_sub(8)..],
+                        "note": null,
+                        "scopes": ["read:org"],
+                        "created_at": "2026-01-01T00:00:00Z",
+                        "updated_at": "2026-01-01T00:00:00Z",
+                        "expires_at": null,
+                        "fingerprint": null,
+                        "user": {"login": user.login, "id": user.id, "type": "User", "site_admin": false},
+                    }),
+                ),
+                None => json_response(StatusCode::NOT_FOUND, json!({"message": "Not Found"})),
+            };
+        }
+        return json_response(StatusCode::NOT_FOUND, json!({"message": "Not Found"}));
     }
     if method != Method::GET {
         return json_response(StatusCode::NOT_FOUND, json!({"message": "Not Found"}));
@@ -619,7 +702,7 @@ fn api(
     let token = authorization
         .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("token ")))
         .unwrap_or_default();
-    let Some(user) = inner.tokens.get(token).copied() else {
+    let Some(user) = inner.tokens.get(token).map(|(user, _)| *user) else {
         return json_response(
             StatusCode::UNAUTHORIZED,
             json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}),
