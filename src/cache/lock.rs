@@ -85,25 +85,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn second_holder_times_out_with_a_clear_error() {
+    fn a_lock_timeout_says_to_find_the_holder_instead_of_deleting_the_lock_file() {
         let tmp = TempDir::new("lock-timeout");
         let held = CacheLock::acquire(tmp.path(), &key(1), Duration::ZERO).unwrap();
         let start = Instant::now();
         let err = CacheLock::acquire(tmp.path(), &key(1), Duration::from_millis(200)).unwrap_err();
         let waited = start.elapsed();
+        // The holder said it would be done at once: the waiter gives up after its own 200 ms
+        // plus the grace a holder gets after its deadline.
         assert!(
-            waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+            waited >= Duration::from_millis(200) && waited < Duration::from_millis(200) + GRACE + Duration::from_secs(2),
             "{waited:?}"
         );
         let msg = err.to_string();
+        let path = held.path().display().to_string();
         assert!(
-            msg.starts_with("timed out after 0s waiting for another koidc process (lock "),
+            msg.starts_with("timed out after ") && msg.contains("waiting for another koidc process"),
             "{msg}"
         );
         assert!(
-            msg.contains(&held.path().display().to_string()) && msg.ends_with("delete the lock file"),
-            "{msg}"
+            msg.contains(&format!("fuser {path}")) && msg.contains(&format!("lsof {path}")),
+            "the message names the commands that find the holder: {msg}"
         );
+        assert!(
+            !msg.contains("delete the lock file"),
+            "deleting a held lock file breaks mutual exclusion: {msg}"
+        );
+        assert!(!msg.contains('\n'), "one line: {msg:?}");
         // Other keys are independent.
         CacheLock::acquire(tmp.path(), &key(2), Duration::ZERO).unwrap();
         #[cfg(unix)]
@@ -114,6 +122,53 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[test]
+    fn a_waiter_with_a_short_timeout_waits_for_a_holder_with_a_longer_one() {
+        let tmp = TempDir::new("lock-wait-rule");
+        let dir = tmp.path().to_owned();
+        // A login with a long --timeout holds the lock ...
+        let held = CacheLock::acquire(&dir, &key(1), Duration::from_secs(30)).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let start = Instant::now();
+            // ... and a call with a much shorter one waits for it.
+            let lock = CacheLock::acquire(&dir, &key(1), Duration::from_millis(100));
+            tx.send(()).unwrap();
+            (lock.map(|_| ()), start.elapsed())
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(1500)).is_err(),
+            "the waiter gave up before the holder's deadline"
+        );
+        drop(held);
+        let (got, waited) = waiter.join().unwrap();
+        got.unwrap();
+        assert!(waited >= Duration::from_millis(1500), "{waited:?}");
+    }
+
+    #[test]
+    fn a_holder_deadline_in_the_lock_file_is_capped_and_garbage_is_ignored() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let start = Instant::now();
+        let own = start + Duration::from_secs(1);
+        // No deadline, garbage, a deadline in the past: the waiter's own budget.
+        for text in ["", "x", "-5", "12345678901234567890123", "1000\n"] {
+            assert_eq!(wait_until(text.as_bytes(), now, start, own), own, "{text:?}");
+        }
+        // A later deadline extends the wait (plus the grace) ...
+        let holder = unix_ms(now + Duration::from_secs(60));
+        assert_eq!(
+            wait_until(format!("{holder}\n").as_bytes(), now, start, own),
+            start + Duration::from_secs(60) + GRACE
+        );
+        // ... but never beyond the longest hold any koidc process may announce.
+        let far = unix_ms(now + Duration::from_secs(10 * 86_400));
+        assert_eq!(
+            wait_until(far.to_string().as_bytes(), now, start, own),
+            start + MAX_HOLD + GRACE
+        );
     }
 
     #[test]
