@@ -147,7 +147,7 @@ pub fn obtain(
         Some(CacheLock::acquire(
             &auth.cache.dir,
             &key,
-            login.timeout + Duration::from_secs(30),
+            crate::cache::lock_budget(login.timeout),
         )?)
     };
     let now = auth.clock.now();
