@@ -74,13 +74,13 @@ fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
-/// The stderr line of `out` that names `issuer`, exactly one.
+/// The stderr line of `out` about the entry of `issuer`, exactly one.
 #[track_caller]
 fn line_about<'a>(out: &'a Output, issuer: &str) -> &'a str {
     let lines: Vec<&str> = out
         .stderr_lines()
         .into_iter()
-        .filter(|l| l.contains(&format!("{issuer} ")))
+        .filter(|l| l.starts_with(&format!("koidc: {issuer} (client ")))
         .collect();
     assert_eq!(lines.len(), 1, "{}: one stderr line about {issuer}:\n{}", out.what, out.stderr);
     lines[0]
