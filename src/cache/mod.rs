@@ -141,6 +141,9 @@ pub struct EntryMeta {
     /// Who the token belongs to, for display (`whoami`); never a secret. Stored inside the
     /// encrypted part of keyring entries.
     pub info: Option<serde_json::Value>,
+    /// When the provider last confirmed the token is still valid (GitHub: `GET /user`);
+    /// `None` when never (entries written before this existed), which means "check now".
+    pub checked_at: Option<DateTime<Utc>>,
 }
 
 /// Errors of the token cache. None of them contains a token or a key.
@@ -518,6 +521,7 @@ mod tests {
             expires_at: None,
             refresh_expires_at: None,
             info: Some(serde_json::json!({"login": "octocat", "groups": ["acme:sre"]})),
+            checked_at: None,
         };
         store.save_with_meta(&key(1), &tokens("a"), &meta).unwrap();
         let (got, got_meta) = store.load_with_meta(&key(1)).unwrap().unwrap();
