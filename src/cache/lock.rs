@@ -47,7 +47,8 @@ const HTTP_ALLOWANCE: Duration = Duration::from_secs(6 * crate::config::HTTP_TIM
 const MAX_LOGIN_TIMEOUT: Duration = Duration::from_secs(86_400);
 
 /// The longest hold any koidc process announces: a login with the longest `--timeout`.
-pub(super) const MAX_HOLD: Duration = Duration::from_secs(MAX_LOGIN_TIMEOUT.as_secs() + HTTP_ALLOWANCE.as_secs());
+pub(super) const MAX_HOLD: Duration =
+    Duration::from_secs(MAX_LOGIN_TIMEOUT.as_secs() + HTTP_ALLOWANCE.as_secs());
 
 /// How long a process that logs in or refreshes with a login `--timeout` of `login_timeout`
 /// may hold the lock at worst, and so how long it waits for it at least: the budget to pass to
@@ -190,7 +191,8 @@ mod tests {
         // The holder said it would be done at once: the waiter gives up after its own 200 ms
         // plus the grace a holder gets after its deadline.
         assert!(
-            waited >= Duration::from_millis(200) && waited < Duration::from_millis(200) + GRACE + Duration::from_secs(2),
+            waited >= Duration::from_millis(200)
+                && waited < Duration::from_millis(200) + GRACE + Duration::from_secs(2),
             "{waited:?}"
         );
         let msg = err.to_string();
@@ -251,7 +253,11 @@ mod tests {
         let own = start + Duration::from_secs(1);
         // No deadline, garbage, a deadline in the past: the waiter's own budget.
         for text in ["", "x", "-5", "12345678901234567890123", "1000\n"] {
-            assert_eq!(wait_until(text.as_bytes(), now, start, start, own), own, "{text:?}");
+            assert_eq!(
+                wait_until(text.as_bytes(), now, start, start, own),
+                own,
+                "{text:?}"
+            );
         }
         // A later deadline extends the wait (plus the grace) ...
         let holder = unix_ms(now + Duration::from_secs(60));

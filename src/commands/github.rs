@@ -288,7 +288,13 @@ pub(super) fn revoke_github(
         Ok(urls) => urls,
         Err(err) => return (key.issuer.clone(), Err(err.into())),
     };
-    let result = revoke(&urls, &key.client_id, secret, token, &login.certificate_authorities);
+    let result = revoke(
+        &urls,
+        &key.client_id,
+        secret,
+        token,
+        &login.certificate_authorities,
+    );
     (urls.web, result)
 }
 

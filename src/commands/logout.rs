@@ -57,13 +57,21 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
                 key.issuer, key.client_id
             ));
             Some(
-                CacheLock::acquire(&cache.dir, key, lock_budget(login.timeout))
-                    .with_context(|| format!("cannot log out of {} (client {})", key.issuer, key.client_id))?,
+                CacheLock::acquire(&cache.dir, key, lock_budget(login.timeout)).with_context(|| {
+                    format!("cannot log out of {} (client {})", key.issuer, key.client_id)
+                })?,
             )
         };
         if !args.no_revoke {
             let credentials = Credentials::for_entry(key, configured.as_ref(), login.client_secret.as_ref());
-            let outcome = revoke(store.as_ref(), key, configured.as_ref(), &credentials, &login, clock.clone());
+            let outcome = revoke(
+                store.as_ref(),
+                key,
+                configured.as_ref(),
+                &credentials,
+                &login,
+                clock.clone(),
+            );
             report(printer, key, &credentials, &outcome, args.all);
         }
         if store.delete(key)? {
@@ -98,7 +106,9 @@ impl<'a> Credentials<'a> {
             return Credentials::None;
         };
         match configured {
-            Some(id) if id.issuer == key.issuer && id.client_id == key.client_id => Credentials::Secret(secret),
+            Some(id) if id.issuer == key.issuer && id.client_id == key.client_id => {
+                Credentials::Secret(secret)
+            }
             Some(id) => Credentials::OtherClient(id.issuer.clone(), id.client_id.clone()),
             None => Credentials::Unbound,
         }
@@ -118,9 +128,11 @@ impl<'a> Credentials<'a> {
             Credentials::OtherClient(issuer, client) => {
                 format!("as a public client (the client secret given is for {issuer} client {client})")
             }
-            Credentials::Unbound => "as a public client (a client secret was given without --issuer/--client-id \
+            Credentials::Unbound => {
+                "as a public client (a client secret was given without --issuer/--client-id \
                                      or a profile naming its client)"
-                .to_owned(),
+                    .to_owned()
+            }
             Credentials::None => "as a public client (no client secret given)".to_owned(),
         }
     }
@@ -159,7 +171,8 @@ fn revoke(
         let urls = configured
             .filter(|id| id.cache_key().id() == key.id())
             .and_then(|id| id.github.clone());
-        let (web, result) = super::github::revoke_github(key, urls, credentials.secret(), &tokens.id_token, login);
+        let (web, result) =
+            super::github::revoke_github(key, urls, credentials.secret(), &tokens.id_token, login);
         return match result {
             Ok(Some(true)) => Outcome::Revoked,
             Ok(Some(false)) => Outcome::AlreadyGone,
@@ -214,13 +227,27 @@ fn report(printer: Printer, key: &CacheKey, credentials: &Credentials<'_>, outco
             };
             printer.warn(format_args!("{who}: could not revoke the token{how}: {err:#}"));
         }
-        Outcome::NeedsSecret(web) if all => printer.info(format_args!("{who}: not revoked: {}", needs_secret(web))),
+        Outcome::NeedsSecret(web) if all => {
+            let given = match credentials {
+                Credentials::OtherClient(issuer, client) => {
+                    format!("; the one given is for {issuer} client {client}")
+                }
+                Credentials::Unbound => "; the one given names no client".to_owned(),
+                Credentials::Secret(_) | Credentials::None => String::new(),
+            };
+            printer.info(format_args!(
+                "{who}: not revoked (GitHub's revocation needs this OAuth app's client secret{given}); \
+                 you can revoke it at {web}/settings/applications"
+            ));
+        }
         Outcome::NeedsSecret(web) => printer.info(needs_secret(web)),
         Outcome::Revoked if all => printer.info(format_args!("{who}: revoked the token {how}")),
         Outcome::AlreadyGone if all => printer.info(format_args!(
             "{who}: GitHub no longer knew the token (already revoked or expired)"
         )),
-        Outcome::NoEndpoint if all => printer.info(format_args!("{who}: not revoked: the issuer offers no revocation endpoint")),
+        Outcome::NoEndpoint if all => printer.info(format_args!(
+            "{who}: not revoked: the issuer offers no revocation endpoint"
+        )),
         Outcome::Nothing if all => printer.info(format_args!("{who}: nothing to revoke (no refresh token)")),
         Outcome::Revoked => printer.debug(format_args!("revoked the token at {}", key.issuer)),
         Outcome::AlreadyGone => printer.debug("GitHub no longer knew the token (already revoked or expired)"),

@@ -53,6 +53,10 @@ pub const REVALIDATE_AFTER: Duration = Duration::from_secs(3600);
 /// until this long after its last successful check.
 pub const UNREACHABLE_GRACE: Duration = Duration::from_secs(24 * 3600);
 
+/// How long the hourly check waits for GitHub (shorter than other requests: when GitHub is out
+/// of reach, every kubectl call tries the check again).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What kubectl is told about a token served unchecked (GitHub unreachable): it expires this long
 /// from now, so the check is tried again soon.
 pub const UNCHECKED_REPORT: Duration = Duration::from_secs(300);
@@ -203,7 +207,7 @@ pub fn obtain(
     let http = http_client(HTTP_TIMEOUT, &login.certificate_authorities)?;
     let api = Api::new(http.clone(), urls, HTTP_TIMEOUT);
     if !force_login && let Some(entry) = previous.take_if(|e| e.fresh(now)) {
-        match revalidate(auth, &runtime, &api, &key, entry, now)? {
+        match revalidate(auth, &runtime, &api, urls, &key, entry, now)? {
             Some(hit) => return Ok(hit),
             // GitHub refused it: the entry is gone, a login follows.
             None => previous = None,
@@ -293,13 +297,22 @@ fn revalidate(
     auth: &Authenticator<'_>,
     runtime: &tokio::runtime::Runtime,
     api: &Api,
+    urls: &GithubUrls,
     key: &CacheKey,
     mut entry: Cached,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Option<Obtained>> {
     auth.printer
         .debug("checking the cached GitHub token with GitHub (GET /user)");
-    match runtime.block_on(api.user(&entry.tokens.id_token)) {
+    let answer = runtime
+        .block_on(async { tokio::time::timeout(CHECK_TIMEOUT, api.user(&entry.tokens.id_token)).await })
+        .unwrap_or_else(|_| {
+            Err(GithubError::Timeout {
+                url: format!("{}/user", urls.api),
+                timeout: CHECK_TIMEOUT,
+            })
+        });
+    match answer {
         Ok(_) => {
             entry.meta.checked_at = Some(now);
             save(auth, key, &entry.tokens, &entry.meta);
@@ -344,14 +357,15 @@ fn revalidate(
 
 /// How long ago `t` was, e.g. "2h5m".
 fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
-    relative(t, now).trim_start_matches("expired ").trim_end_matches(" ago").to_owned()
+    relative(t, now)
+        .trim_start_matches("expired ")
+        .trim_end_matches(" ago")
+        .to_owned()
 }
 
 /// A cached token handed out until its expiry or its next check.
 fn served(auth: &Authenticator<'_>, entry: Cached, now: DateTime<Utc>) -> Obtained {
-    let until = entry
-        .report_until(now)
-        .unwrap_or(now + span(REVALIDATE_AFTER));
+    let until = entry.report_until(now).unwrap_or(now + span(REVALIDATE_AFTER));
     obtained(auth, entry.tokens, &entry.account, Source::Cache, until)
 }
 
@@ -746,8 +760,8 @@ mod tests {
             (None, Some(now - minutes(30)), true),
             (None, Some(now - minutes(59)), false), // within the margin of the check
             (None, Some(now - minutes(61)), false),
-            (None, None, false),                    // an entry from before the check existed
-            (None, Some(now + minutes(5)), false),  // a check time in the future
+            (None, None, false),                   // an entry from before the check existed
+            (None, Some(now + minutes(5)), false), // a check time in the future
             (Some(now + minutes(480)), Some(now - minutes(61)), false),
             (Some(now + minutes(480)), Some(now - minutes(1)), true),
         ];

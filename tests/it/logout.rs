@@ -49,8 +49,13 @@ fn github_command(client: &StubClient, sub: &str, fake: &FakeGithub, extra: &[&s
 
 /// Logs in to the fake GitHub with the web flow; returns the token handed out.
 fn github_login(client: &StubClient, fake: &FakeGithub) -> String {
-    let out = run(github_command(client, "get-token", fake, &["--browser-command", GH_BROWSER, "--timeout", "30"])
-        .env("KOIDC_CLIENT_SECRET", GH_SECRET));
+    let out = run(github_command(
+        client,
+        "get-token",
+        fake,
+        &["--browser-command", GH_BROWSER, "--timeout", "30"],
+    )
+    .env("KOIDC_CLIENT_SECRET", GH_SECRET));
     token_of(&out)
 }
 
@@ -82,7 +87,13 @@ fn line_about<'a>(out: &'a Output, issuer: &str) -> &'a str {
         .into_iter()
         .filter(|l| l.starts_with(&format!("koidc: {issuer} (client ")))
         .collect();
-    assert_eq!(lines.len(), 1, "{}: one stderr line about {issuer}:\n{}", out.what, out.stderr);
+    assert_eq!(
+        lines.len(),
+        1,
+        "{}: one stderr line about {issuer}:\n{}",
+        out.what,
+        out.stderr
+    );
     lines[0]
 }
 
@@ -105,8 +116,10 @@ fn logout_all_sends_a_client_secret_only_to_the_issuer_and_client_it_is_configur
     let gh_token = login_all(&client);
     assert_eq!(client.entries().len(), 3, "three identities cached");
     let mark = fake.mark();
-    let out = run(logout_all(&client, &["--issuer", idp_a.issuer(), "--client-id", CLIENT_ID])
-        .env("KOIDC_CLIENT_SECRET", STUB_SECRET));
+    let out = run(
+        logout_all(&client, &["--issuer", idp_a.issuer(), "--client-id", CLIENT_ID])
+            .env("KOIDC_CLIENT_SECRET", STUB_SECRET),
+    );
     out.assert_success();
     assert_eq!(client.entries(), Vec::<PathBuf>::new(), "every entry is gone");
     assert_eq!(
@@ -119,20 +132,40 @@ fn logout_all_sends_a_client_secret_only_to_the_issuer_and_client_it_is_configur
         [None],
         "another issuer's revocation must not carry the secret of idp A's client"
     );
-    assert_eq!(idp_b.revocations()[0].client_id.as_deref(), Some(CLIENT_ID), "revoked as a public client");
+    assert_eq!(
+        idp_b.revocations()[0].client_id.as_deref(),
+        Some(CLIENT_ID),
+        "revoked as a public client"
+    );
     for r in fake.since(mark) {
         assert!(
-            r.authorization.as_deref().is_none_or(|a| !a.contains(&STANDARD.encode(format!("{GH_CLIENT_ID}:")))
-                && a != basic(GH_CLIENT_ID, STUB_SECRET)),
+            r.authorization
+                .as_deref()
+                .is_none_or(|a| !a.contains(&STANDARD.encode(format!("{GH_CLIENT_ID}:")))
+                    && a != basic(GH_CLIENT_ID, STUB_SECRET)),
             "GitHub received a client secret: {r:?}"
         );
-        assert!(!r.path.contains("/applications/"), "GitHub revocation without a secret: {r:?}");
+        assert!(
+            !r.path.contains("/applications/"),
+            "GitHub revocation without a secret: {r:?}"
+        );
     }
-    assert!(fake.token_valid(&gh_token), "without its secret, the GitHub token is not revoked");
+    assert!(
+        fake.token_valid(&gh_token),
+        "without its secret, the GitHub token is not revoked"
+    );
     assert!(!out.stderr.contains(STUB_SECRET) && !out.stdout.contains(STUB_SECRET));
     // One line per entry says how it was revoked.
-    assert!(line_about(&out, idp_a.issuer()).contains("with the client secret"), "{}", out.stderr);
-    assert!(line_about(&out, idp_b.issuer()).contains("as a public client"), "{}", out.stderr);
+    assert!(
+        line_about(&out, idp_a.issuer()).contains("with the client secret"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        line_about(&out, idp_b.issuer()).contains("as a public client"),
+        "{}",
+        out.stderr
+    );
     let gh_line = line_about(&out, &fake.url());
     assert!(gh_line.contains("not revoked"), "{gh_line}");
 
@@ -143,17 +176,42 @@ fn logout_all_sends_a_client_secret_only_to_the_issuer_and_client_it_is_configur
     let before_b = idp_b.revocation_authorizations().len();
     let out = run(logout_all(
         &client,
-        &["--provider", "github", "--github-url", &fake.url(), "--client-id", GH_CLIENT_ID],
+        &[
+            "--provider",
+            "github",
+            "--github-url",
+            &fake.url(),
+            "--client-id",
+            GH_CLIENT_ID,
+        ],
     )
     .env("KOIDC_CLIENT_SECRET", GH_SECRET));
     out.assert_success();
     assert_eq!(client.entries(), Vec::<PathBuf>::new());
-    assert!(!fake.token_valid(&gh_token), "the GitHub token is revoked with its app's secret");
-    let deletes: Vec<_> = fake.since(mark).into_iter().filter(|r| r.method == "DELETE").collect();
+    assert!(
+        !fake.token_valid(&gh_token),
+        "the GitHub token is revoked with its app's secret"
+    );
+    let deletes: Vec<_> = fake
+        .since(mark)
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .collect();
     assert_eq!(deletes.len(), 1, "{deletes:?}");
-    assert_eq!(deletes[0].authorization.as_deref(), Some(basic(GH_CLIENT_ID, GH_SECRET).as_str()));
-    assert_eq!(&idp_a.revocation_authorizations()[before_a..], [None], "idp A got GitHub's secret");
-    assert_eq!(&idp_b.revocation_authorizations()[before_b..], [None], "idp B got GitHub's secret");
+    assert_eq!(
+        deletes[0].authorization.as_deref(),
+        Some(basic(GH_CLIENT_ID, GH_SECRET).as_str())
+    );
+    assert_eq!(
+        &idp_a.revocation_authorizations()[before_a..],
+        [None],
+        "idp A got GitHub's secret"
+    );
+    assert_eq!(
+        &idp_b.revocation_authorizations()[before_b..],
+        [None],
+        "idp B got GitHub's secret"
+    );
     assert!(!out.stderr.contains(GH_SECRET) && !out.stdout.contains(GH_SECRET));
 
     // 3. A secret given without saying whose it is goes nowhere.
@@ -162,7 +220,11 @@ fn logout_all_sends_a_client_secret_only_to_the_issuer_and_client_it_is_configur
     let out = run(logout_all(&client, &[]).env("KOIDC_CLIENT_SECRET", STUB_SECRET));
     out.assert_success();
     assert_eq!(&idp_a.revocation_authorizations()[before_a..], [None]);
-    assert!(line_about(&out, idp_a.issuer()).contains("as a public client"), "{}", out.stderr);
+    assert!(
+        line_about(&out, idp_a.issuer()).contains("as a public client"),
+        "{}",
+        out.stderr
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,15 +244,19 @@ fn logout_waits_for_a_github_refresh_in_flight_and_the_entry_stays_gone() {
     // The refresh's account lookup (under the lock) takes 3 s.
     fake.set_knobs(|k| k.api_delay = Some(Duration::from_secs(3)));
     let mark = fake.mark();
-    let refresh = spawn(github_command(&client, "get-token", &fake, &[]).env("KOIDC_CLIENT_SECRET", GH_SECRET));
+    let refresh =
+        spawn(github_command(&client, "get-token", &fake, &[]).env("KOIDC_CLIENT_SECRET", GH_SECRET));
     // Wait until the refresh was redeemed: get-token holds the lock from before that.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !fake
-        .since(mark)
-        .iter()
-        .any(|r| r.path == "/login/oauth/access_token" && r.form.get("grant_type").is_some_and(|g| g == "refresh_token"))
-    {
-        assert!(Instant::now() < deadline, "get-token never refreshed: {:?}", fake.since(mark));
+    while !fake.since(mark).iter().any(|r| {
+        r.path == "/login/oauth/access_token"
+            && r.form.get("grant_type").is_some_and(|g| g == "refresh_token")
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "get-token never refreshed: {:?}",
+            fake.since(mark)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let logout = run(github_command(&client, "logout", &fake, &[]).env("KOIDC_CLIENT_SECRET", GH_SECRET));
@@ -240,7 +306,16 @@ fn logout_waits_for_a_login_in_flight_and_the_entry_stays_gone() {
 
     let marker = client.tmp.path().join("browser-started");
     let browser = slow_browser(client.tmp.path(), &marker);
-    let mut login = client.koidc(&["login", "--force", "--issuer", idp.issuer(), "--client-id", CLIENT_ID, "--cache", "file"]);
+    let mut login = client.koidc(&[
+        "login",
+        "--force",
+        "--issuer",
+        idp.issuer(),
+        "--client-id",
+        CLIENT_ID,
+        "--cache",
+        "file",
+    ]);
     login
         .arg("--cache-dir")
         .arg(client.cache_dir())
@@ -268,7 +343,11 @@ fn logout_waits_for_a_login_in_flight_and_the_entry_stays_gone() {
     let issued = idp.issued_refresh_tokens();
     assert_eq!(issued.len(), 2);
     let revoked: Vec<_> = idp.revocations().into_iter().filter_map(|r| r.token).collect();
-    assert_eq!(revoked, [issued[1].clone()], "logout revoked the refresh token of the login it waited for");
+    assert_eq!(
+        revoked,
+        [issued[1].clone()],
+        "logout revoked the refresh token of the login it waited for"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -279,7 +358,8 @@ fn logout_waits_for_a_login_in_flight_and_the_entry_stays_gone() {
 fn set_checked_at(client: &StubClient, value: Option<i64>) {
     let entries = entry_files(&client.cache_dir());
     assert_eq!(entries.len(), 1, "{entries:?}");
-    let mut v: Value = serde_json::from_slice(&std::fs::read(&entries[0]).expect("read the entry")).expect("JSON entry");
+    let mut v: Value =
+        serde_json::from_slice(&std::fs::read(&entries[0]).expect("read the entry")).expect("JSON entry");
     let o = v.as_object_mut().expect("an object");
     match value {
         Some(t) => o.insert("checked_at".into(), t.into()),
@@ -298,8 +378,13 @@ fn a_revoked_github_token_is_not_served_once_its_hourly_check_is_due() {
     let client = StubClient::new();
     let token = github_login(&client, &fake);
     let get_token = || {
-        run(github_command(&client, "get-token", &fake, &["--browser-command", GH_BROWSER, "--timeout", "30"])
-            .env("KOIDC_CLIENT_SECRET", GH_SECRET))
+        run(github_command(
+            &client,
+            "get-token",
+            &fake,
+            &["--browser-command", GH_BROWSER, "--timeout", "30"],
+        )
+        .env("KOIDC_CLIENT_SECRET", GH_SECRET))
     };
 
     // GitHub revokes it; within the hour koidc does not ask and serves it from the cache.
@@ -307,7 +392,11 @@ fn a_revoked_github_token_is_not_served_once_its_hourly_check_is_due() {
     set_checked_at(&client, Some(now() - 3000));
     let mark = fake.mark();
     assert_eq!(token_of(&get_token()), token);
-    assert!(fake.since(mark).is_empty(), "the warm path asked GitHub: {:?}", fake.since(mark));
+    assert!(
+        fake.since(mark).is_empty(),
+        "the warm path asked GitHub: {:?}",
+        fake.since(mark)
+    );
 
     // Over an hour since the last check: koidc asks GitHub, which refuses it, and logs in again.
     set_checked_at(&client, Some(now() - 3700));
@@ -321,7 +410,10 @@ fn a_revoked_github_token_is_not_served_once_its_hourly_check_is_due() {
         "/user",
         "the first request checks the cached token: {asked:?}"
     );
-    assert_eq!(asked[0].authorization.as_deref(), Some(format!("Bearer {token}").as_str()));
+    assert_eq!(
+        asked[0].authorization.as_deref(),
+        Some(format!("Bearer {token}").as_str())
+    );
     assert!(fake.token_valid(&fresh));
 
     // The new entry was just checked (at login): the next call asks nothing.
@@ -356,10 +448,18 @@ fn an_unreachable_github_serves_a_cached_token_for_a_day_after_its_last_check_th
     drop(fake);
     let get_token = || {
         let mut cmd = clean_command(koidc_bin(), &client.home());
-        cmd.args(["get-token", "--provider", "github", "--github-url", &url, "--client-id", GH_CLIENT_ID])
-            .args(["--cache", "file", "--cache-dir"])
-            .arg(client.cache_dir())
-            .args(["--timeout", "5", "--no-browser"]);
+        cmd.args([
+            "get-token",
+            "--provider",
+            "github",
+            "--github-url",
+            &url,
+            "--client-id",
+            GH_CLIENT_ID,
+        ])
+        .args(["--cache", "file", "--cache-dir"])
+        .arg(client.cache_dir())
+        .args(["--timeout", "5", "--no-browser"]);
         run(&mut cmd)
     };
 
@@ -378,5 +478,9 @@ fn an_unreachable_github_serves_a_cached_token_for_a_day_after_its_last_check_th
     assert!(out.stdout.is_empty());
     assert!(!out.stderr.contains(&token));
     let last = out.stderr_lines().last().copied().unwrap_or_default().to_owned();
-    assert!(last.starts_with("koidc: ") && last.contains("GitHub"), "{}", out.stderr);
+    assert!(
+        last.starts_with("koidc: ") && last.contains("GitHub"),
+        "{}",
+        out.stderr
+    );
 }

@@ -210,7 +210,10 @@ fn logout_all_forgets_and_revokes_every_identity() {
         "koidc: {} (client {CLIENT_ID}): revoked the token as a public client (no client secret given)",
         idp.issuer()
     );
-    assert_eq!(logout.stderr.lines().collect::<Vec<_>>(), [how.as_str(), how.as_str()]);
+    assert_eq!(
+        logout.stderr.lines().collect::<Vec<_>>(),
+        [how.as_str(), how.as_str()]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
