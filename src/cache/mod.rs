@@ -128,9 +128,8 @@ fn canonical_scopes(scopes: &[String]) -> Vec<String> {
 
 /// What an entry records besides the tokens, for tokens koidc cannot read itself (GitHub's opaque
 /// access tokens): the provider kind, the expiry, who the token belongs to, and when the provider
-/// last confirmed it. All `None` for
-/// OpenID Connect entries, whose ID token says all of it; entries written before this existed
-/// read as the default.
+/// last confirmed it. All `None` for OpenID Connect entries, whose ID token says all of it;
+/// entries written before this existed read as the default.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EntryMeta {
     /// The provider that issued the tokens when they are not OpenID Connect tokens (`"github"`).
