@@ -180,7 +180,7 @@ impl Authenticator<'_> {
         let _lock = if self.cache.kind == CacheKind::None {
             None
         } else {
-            let wait = login.timeout + Duration::from_secs(30);
+            let wait = crate::cache::lock_budget(login.timeout);
             self.printer.debug("waiting for the cache lock");
             Some(CacheLock::acquire(
                 &self.cache.dir,

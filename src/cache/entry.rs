@@ -5,7 +5,8 @@
 //! `{"version":1,"issuer":…,"client_id":…,"scopes":[…],"id_token":…,"refresh_token":…}`
 //! (`refresh_token` omitted when there is none). Entries of providers whose tokens koidc cannot
 //! read (GitHub's opaque access tokens) add the optional [`EntryMeta`] fields `kind`,
-//! `expires_at` and `refresh_expires_at` (Unix seconds) and `info` (a JSON object for display);
+//! `expires_at`, `refresh_expires_at` and `checked_at` (Unix seconds; when the provider last
+//! confirmed the token) and `info` (a JSON object for display);
 //! they are omitted when unset, so OpenID Connect entries look exactly as before, and readers that
 //! do not know them ignore them (the version stays 1). An entry of a config-file profile adds
 //! `"profile":…` (in both formats), omitted without a profile for the same reason.
@@ -57,6 +58,8 @@ struct PlainOut<'a> {
     refresh_expires_at: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     info: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checked_at: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +80,8 @@ struct PlainIn {
     refresh_expires_at: Option<i64>,
     #[serde(default)]
     info: Option<serde_json::Value>,
+    #[serde(default)]
+    checked_at: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -118,6 +123,7 @@ pub(super) fn encode_plain(key: &CacheKey, tokens: &TokenSet, meta: &EntryMeta) 
         expires_at: meta.expires_at.map(|t| t.timestamp()),
         refresh_expires_at: meta.refresh_expires_at.map(|t| t.timestamp()),
         info: meta.info.as_ref(),
+        checked_at: meta.checked_at.map(|t| t.timestamp()),
     };
     // Serializing strings into a Vec cannot fail.
     Zeroizing::new(serde_json::to_vec(&out).unwrap_or_default())
@@ -144,6 +150,7 @@ pub(super) fn decode_plain(path: &Path, bytes: &[u8]) -> Result<Entry, CacheErro
             expires_at: entry.expires_at.and_then(from_unix),
             refresh_expires_at: entry.refresh_expires_at.and_then(from_unix),
             info: entry.info,
+            checked_at: entry.checked_at.and_then(from_unix),
         },
     })
 }
@@ -279,10 +286,12 @@ mod tests {
             expires_at: Some(chrono::Utc.timestamp_opt(2_000_000_000, 0).unwrap()),
             refresh_expires_at: None,
             info: Some(serde_json::json!({"login": "octocat"})),
+            checked_at: Some(chrono::Utc.timestamp_opt(1_900_000_000, 0).unwrap()),
         };
         let bytes = encode_plain(&key(1), &tokens("a"), &meta);
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["expires_at"], 2_000_000_000);
+        assert_eq!(v["checked_at"], 1_900_000_000);
         assert!(v.get("refresh_expires_at").is_none());
         let e = decode_plain(Path::new("x"), &bytes).unwrap();
         assert_eq!(e.meta, meta);

@@ -1,22 +1,61 @@
 //! The cross-process lock per cache key, so that parallel kubectl calls cause one refresh or
-//! login and the others reuse its result.
+//! login and the others reuse its result, and so that `logout` never races a refresh or login.
 //!
 //! `<dir>/<id>.lock` (0600) locked exclusively with `File::try_lock` (flock(2) on Unix,
-//! LockFileEx on Windows), polled until the timeout. The OS releases the lock when the holder
-//! exits or crashes, so a leftover lock file never blocks anyone. flock locks belong to the open
-//! file description: two `File` handles opened separately conflict even inside one process, which
-//! is how the tests exercise the cross-process behaviour. Lock files are never deleted (a process
-//! waiting on the old inode would otherwise lock a different file than a newcomer).
+//! LockFileEx on Windows), polled. The OS releases the lock when the holder exits or crashes, so
+//! a leftover lock file never blocks anyone. flock locks belong to the open file description: two
+//! `File` handles opened separately conflict even inside one process, which is how the tests
+//! exercise the cross-process behaviour. Lock files are never deleted (a process waiting on the
+//! old inode would otherwise lock a different file than a newcomer).
+//!
+//! How long to wait. A waiter must not give up while a holder may still legitimately work: the
+//! holder may be a login with a far longer `--timeout` than the waiter's (a `koidc login
+//! --timeout 3600` while kubectl runs `get-token` with the default). So every holder writes into
+//! the lock file when it will be done at the latest — its deadline, Unix milliseconds as 20
+//! decimal digits and a newline, written in place without truncating so a reader never sees an
+//! empty file — and a waiter waits until the later of its own budget and the holder's deadline
+//! plus [`GRACE`]. A deadline is believed only up to [`MAX_HOLD`] from when the waiter started (the
+//! longest any koidc process announces), so a damaged or hostile file cannot make a waiter hang
+//! for longer; unreadable content counts as no deadline (an older koidc holding the lock writes
+//! none). When a holder overruns its own deadline the waiter gives up: with flock that means a
+//! live process holds the lock, so the message says how to find it, never to delete the file
+//! (deleting it would let the next process lock a new file while the holder still works).
+//! (On Windows the holder's byte-range lock stops others from reading the file: waiters use their
+//! own budget there.)
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::file::ensure_dir;
 use super::{CacheError, CacheKey};
 
 /// How often a waiting process retries.
 const POLL: Duration = Duration::from_millis(25);
+
+/// How long a waiter keeps waiting after the holder's announced deadline: the holder still saves
+/// the entry and exits after it stops waiting for its login.
+pub(super) const GRACE: Duration = Duration::from_secs(2);
+
+/// Time a holder allows itself beyond its login `--timeout`: the HTTP requests around a login
+/// or refresh (discovery, JWKS, refresh, code exchange, account lookups), each bounded by
+/// [`crate::config::HTTP_TIMEOUT`].
+const HTTP_ALLOWANCE: Duration = Duration::from_secs(6 * crate::config::HTTP_TIMEOUT.as_secs());
+
+/// The longest `--timeout` koidc accepts.
+const MAX_LOGIN_TIMEOUT: Duration = Duration::from_secs(86_400);
+
+/// The longest hold any koidc process announces: a login with the longest `--timeout`.
+pub(super) const MAX_HOLD: Duration =
+    Duration::from_secs(MAX_LOGIN_TIMEOUT.as_secs() + HTTP_ALLOWANCE.as_secs());
+
+/// How long a process that logs in or refreshes with a login `--timeout` of `login_timeout`
+/// may hold the lock at worst, and so how long it waits for it at least: the budget to pass to
+/// [`CacheLock::acquire`].
+pub fn budget(login_timeout: Duration) -> Duration {
+    login_timeout.min(MAX_LOGIN_TIMEOUT) + HTTP_ALLOWANCE
+}
 
 /// A held cross-process lock; released on drop.
 #[derive(Debug)]
@@ -26,15 +65,18 @@ pub struct CacheLock {
 }
 
 impl CacheLock {
-    /// Waits up to `timeout` for the lock of `key` under `dir` (created 0700 when missing; an
-    /// insecure directory is refused like by [`super::open_store`]). A zero timeout tries once.
-    pub fn acquire(dir: &Path, key: &CacheKey, timeout: Duration) -> Result<Self, CacheError> {
+    /// Takes the lock of `key` under `dir` (created 0700 when missing; an insecure directory is
+    /// refused like by [`super::open_store`]). `budget` is both how long this process will hold
+    /// the lock at most (announced to waiters, see the module doc; [`budget`] computes it) and
+    /// how long it waits at least; it waits longer while the holder announced a later deadline.
+    /// A zero budget tries once unless the holder announced more.
+    pub fn acquire(dir: &Path, key: &CacheKey, budget: Duration) -> Result<Self, CacheError> {
         ensure_dir(dir)?;
-        Self::acquire_path(dir.join(format!("{}.lock", key.id())), timeout)
+        Self::acquire_path(dir.join(format!("{}.lock", key.id())), budget)
     }
 
-    /// Waits up to `timeout` for the lock file `path`, in a directory already checked.
-    pub(super) fn acquire_path(path: PathBuf, timeout: Duration) -> Result<Self, CacheError> {
+    /// Like [`CacheLock::acquire`], for the lock file `path` in a directory already checked.
+    pub(super) fn acquire_path(path: PathBuf, budget: Duration) -> Result<Self, CacheError> {
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]
@@ -46,20 +88,30 @@ impl CacheLock {
             .open(&path)
             .map_err(|e| CacheError::io("open lock file", &path, e))?;
         let start = Instant::now();
+        let own = start + budget;
+        let mut until = own;
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(Self { path, file }),
+                Ok(()) => {
+                    announce(&file, SystemTime::now() + budget);
+                    return Ok(Self { path, file });
+                }
                 Err(TryLockError::WouldBlock) => {}
                 Err(TryLockError::Error(e)) => return Err(CacheError::io("lock", &path, e)),
             }
-            let waited = start.elapsed();
-            if waited >= timeout {
-                return Err(CacheError::LockTimeout {
-                    path,
-                    waited: timeout,
-                });
+            let mut now = Instant::now();
+            if now >= until {
+                // Our time is up: wait on while the current holder announced a later deadline.
+                until = wait_until(&read_announcement(&file), SystemTime::now(), now, start, own);
+                now = Instant::now();
+                if now >= until {
+                    return Err(CacheError::LockTimeout {
+                        path,
+                        waited: now - start,
+                    });
+                }
             }
-            std::thread::sleep(POLL.min(timeout - waited));
+            std::thread::sleep(POLL.min(until - now));
         }
     }
 
@@ -67,6 +119,51 @@ impl CacheLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Writes the holder's `deadline` into the lock file (best effort: without it, waiters use their
+/// own budget).
+fn announce(mut file: &File, deadline: SystemTime) {
+    let text = format!("{:020}\n", unix_ms(deadline));
+    let _ = file
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| file.write_all(text.as_bytes()));
+}
+
+/// The first bytes of the lock file (empty when unreadable).
+fn read_announcement(mut file: &File) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(32);
+    if file.seek(SeekFrom::Start(0)).is_err() || file.take(32).read_to_end(&mut buf).is_err() {
+        buf.clear();
+    }
+    buf
+}
+
+/// When a waiter that started at `start` with its own deadline `own` gives up, given the lock
+/// file's content `text` read at `now` (wall-clock time `wall`): the holder's announced deadline
+/// plus [`GRACE`] when that is later, believed up to [`MAX_HOLD`] after `start`.
+fn wait_until(text: &[u8], wall: SystemTime, now: Instant, start: Instant, own: Instant) -> Instant {
+    let announced = std::str::from_utf8(text)
+        .ok()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 20 && t.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|t| t.parse::<u64>().ok());
+    let Some(deadline_ms) = announced else {
+        return own;
+    };
+    let wall_ms = unix_ms(wall);
+    if deadline_ms <= wall_ms {
+        return own;
+    }
+    let left = Duration::from_millis(deadline_ms - wall_ms).min(MAX_HOLD);
+    let holder = (now + left).min(start + MAX_HOLD) + GRACE;
+    holder.max(own)
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Drop for CacheLock {
@@ -85,25 +182,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn second_holder_times_out_with_a_clear_error() {
+    fn a_lock_timeout_says_to_find_the_holder_instead_of_deleting_the_lock_file() {
         let tmp = TempDir::new("lock-timeout");
         let held = CacheLock::acquire(tmp.path(), &key(1), Duration::ZERO).unwrap();
         let start = Instant::now();
         let err = CacheLock::acquire(tmp.path(), &key(1), Duration::from_millis(200)).unwrap_err();
         let waited = start.elapsed();
+        // The holder said it would be done at once: the waiter gives up after its own 200 ms
+        // plus the grace a holder gets after its deadline.
         assert!(
-            waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+            waited >= Duration::from_millis(200)
+                && waited < Duration::from_millis(200) + GRACE + Duration::from_secs(2),
             "{waited:?}"
         );
         let msg = err.to_string();
+        let path = held.path().display().to_string();
         assert!(
-            msg.starts_with("timed out after 0s waiting for another koidc process (lock "),
+            msg.starts_with("timed out after ") && msg.contains("waiting for another koidc process"),
             "{msg}"
         );
         assert!(
-            msg.contains(&held.path().display().to_string()) && msg.ends_with("delete the lock file"),
-            "{msg}"
+            msg.contains(&format!("fuser {path}")) && msg.contains(&format!("lsof {path}")),
+            "the message names the commands that find the holder: {msg}"
         );
+        assert!(
+            !msg.contains("running, delete the lock file") && msg.contains("do not delete the lock file"),
+            "deleting a held lock file breaks mutual exclusion: {msg}"
+        );
+        assert!(!msg.contains('\n'), "one line: {msg:?}");
         // Other keys are independent.
         CacheLock::acquire(tmp.path(), &key(2), Duration::ZERO).unwrap();
         #[cfg(unix)]
@@ -114,6 +220,57 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[test]
+    fn a_waiter_with_a_short_timeout_waits_for_a_holder_with_a_longer_one() {
+        let tmp = TempDir::new("lock-wait-rule");
+        let dir = tmp.path().to_owned();
+        // A login with a long --timeout holds the lock ...
+        let held = CacheLock::acquire(&dir, &key(1), Duration::from_secs(30)).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let start = Instant::now();
+            // ... and a call with a much shorter one waits for it.
+            let lock = CacheLock::acquire(&dir, &key(1), Duration::from_millis(100));
+            tx.send(()).unwrap();
+            (lock.map(|_| ()), start.elapsed())
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(1500)).is_err(),
+            "the waiter gave up before the holder's deadline"
+        );
+        drop(held);
+        let (got, waited) = waiter.join().unwrap();
+        got.unwrap();
+        assert!(waited >= Duration::from_millis(1500), "{waited:?}");
+    }
+
+    #[test]
+    fn a_holder_deadline_in_the_lock_file_is_capped_and_garbage_is_ignored() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let start = Instant::now();
+        let own = start + Duration::from_secs(1);
+        // No deadline, garbage, a deadline in the past: the waiter's own budget.
+        for text in ["", "x", "-5", "12345678901234567890123", "1000\n"] {
+            assert_eq!(
+                wait_until(text.as_bytes(), now, start, start, own),
+                own,
+                "{text:?}"
+            );
+        }
+        // A later deadline extends the wait (plus the grace) ...
+        let holder = unix_ms(now + Duration::from_secs(60));
+        assert_eq!(
+            wait_until(format!("{holder}\n").as_bytes(), now, start, start, own),
+            start + Duration::from_secs(60) + GRACE
+        );
+        // ... but never beyond the longest hold any koidc process may announce.
+        let far = unix_ms(now + Duration::from_secs(10 * 86_400));
+        assert_eq!(
+            wait_until(far.to_string().as_bytes(), now, start, start, own),
+            start + MAX_HOLD + GRACE
+        );
     }
 
     #[test]

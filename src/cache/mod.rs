@@ -6,7 +6,8 @@
 //! - [`TokenStore`]: load/save/delete/list entries (with [`EntryMeta`] for tokens koidc cannot
 //!   read itself: [`TokenStore::load_with_meta`], [`TokenStore::save_with_meta`]). Backends: [`CacheKind::Keyring`],
 //!   [`CacheKind::File`], [`CacheKind::None`], opened with [`open_store`].
-//! - [`CacheLock`]: a cross-process lock per key, with a timeout.
+//! - [`CacheLock`]: a cross-process lock per key; holders announce how long they may hold it,
+//!   and waiters wait at least that long ([`lock_budget`]).
 //!
 //! On disk (the cache directory is 0700, every file 0600, written atomically):
 //! - `<id>.json`: a plaintext entry ([`CacheKind::File`], or the keyring store's fallback);
@@ -32,7 +33,7 @@ use sha2::{Digest, Sha256};
 
 use crate::token::TokenSet;
 
-pub use lock::CacheLock;
+pub use lock::{CacheLock, budget as lock_budget};
 
 /// Which store holds the tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,9 +127,9 @@ fn canonical_scopes(scopes: &[String]) -> Vec<String> {
 }
 
 /// What an entry records besides the tokens, for tokens koidc cannot read itself (GitHub's opaque
-/// access tokens): the provider kind, the expiry, and who the token belongs to. All `None` for
-/// OpenID Connect entries, whose ID token says all of it; entries written before this existed
-/// read as the default.
+/// access tokens): the provider kind, the expiry, who the token belongs to, and when the provider
+/// last confirmed it. All `None` for OpenID Connect entries, whose ID token says all of it;
+/// entries written before this existed read as the default.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EntryMeta {
     /// The provider that issued the tokens when they are not OpenID Connect tokens (`"github"`).
@@ -140,6 +141,9 @@ pub struct EntryMeta {
     /// Who the token belongs to, for display (`whoami`); never a secret. Stored inside the
     /// encrypted part of keyring entries.
     pub info: Option<serde_json::Value>,
+    /// When the provider last confirmed the token is still valid (GitHub: `GET /user`);
+    /// `None` when never (entries written before this existed), which means "check now".
+    pub checked_at: Option<DateTime<Utc>>,
 }
 
 /// Errors of the token cache. None of them contains a token or a key.
@@ -204,10 +208,14 @@ pub enum CacheError {
         /// What is wrong with it (never its content).
         reason: String,
     },
-    /// Another process held the lock for longer than the timeout.
+    /// Another process held the lock for longer than it announced (or, without an announcement,
+    /// than this process's own budget). flock locks die with their holder, so a live process
+    /// holds it: the message says how to find it (deleting the file would break the lock).
     #[error(
-        "timed out after {}s waiting for another koidc process (lock {}); if none is running, delete the lock file",
+        "timed out after {}s waiting for another koidc process holding the lock {}; find it with `fuser {}` or `lsof {}` (do not delete the lock file: that lets two processes log in at once)",
         waited.as_secs(),
+        path.display(),
+        path.display(),
         path.display()
     )]
     LockTimeout {
@@ -513,6 +521,7 @@ mod tests {
             expires_at: None,
             refresh_expires_at: None,
             info: Some(serde_json::json!({"login": "octocat", "groups": ["acme:sre"]})),
+            checked_at: None,
         };
         store.save_with_meta(&key(1), &tokens("a"), &meta).unwrap();
         let (got, got_meta) = store.load_with_meta(&key(1)).unwrap().unwrap();

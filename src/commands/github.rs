@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Obtained;
 use crate::cache::{CacheKey, TokenStore};
-use crate::cli::{GithubFlags, SetupArgs, SetupPart};
+use crate::cli::{SetupArgs, SetupPart};
 use crate::clock::Clock;
 use crate::config::{Identity, LoginConfig};
 use crate::github::session::{account_of, describe, revoke, to_json};
@@ -315,46 +315,30 @@ pub(super) fn whoami_entry(
     ))
 }
 
-/// `logout` of a GitHub entry: revokes the token at GitHub when a client secret is given (best
-/// effort; the entry is deleted anyway by the caller). Returns false, doing nothing, for entries
-/// that are not GitHub's.
-pub(super) fn revoke_if_github(
-    store: &dyn TokenStore,
+/// `logout` of a GitHub entry: revokes `token` at GitHub when `secret` (the client secret
+/// configured for this entry's app) is given; `urls` are the identity's when the flags name this
+/// entry, else derived from the entry's issuer. Returns GitHub's web address (for the manual
+/// revocation hint) and what happened: `Ok(None)` without a secret (nothing is sent), else
+/// whether GitHub still knew the token.
+pub(super) fn revoke_github(
     key: &CacheKey,
+    urls: Option<GithubUrls>,
+    secret: Option<&secrecy::SecretString>,
+    token: &secrecy::SecretString,
     login: &LoginConfig,
-    github: &GithubFlags,
-    printer: Printer,
-) -> bool {
-    let Ok(Some((tokens, meta))) = store.load_with_meta(key) else {
-        return false;
-    };
-    if account_of(&meta).is_none() {
-        return false;
-    }
-    let urls = match GithubUrls::new(Some(&key.issuer), github.github_api_url.as_deref()) {
+) -> (String, anyhow::Result<Option<bool>>) {
+    let urls = match urls.map_or_else(|| GithubUrls::new(Some(&key.issuer), None), Ok) {
         Ok(urls) => urls,
-        Err(err) => {
-            printer.warn(format_args!("could not revoke the GitHub token: {err}"));
-            return true;
-        }
+        Err(err) => return (key.issuer.clone(), Err(err.into())),
     };
-    match revoke(
+    let result = revoke(
         &urls,
         &key.client_id,
-        login.client_secret.as_ref(),
-        &tokens.id_token,
+        secret,
+        token,
         &login.certificate_authorities,
-    ) {
-        Ok(Some(true)) => printer.debug(format_args!("revoked the GitHub token at {}", urls.api)),
-        Ok(Some(false)) => printer.debug("GitHub no longer knew the token (already revoked or expired)"),
-        Ok(None) => printer.info(format_args!(
-            "the GitHub token was deleted locally but not revoked (that needs the OAuth app's client secret, \
-             KOIDC_CLIENT_SECRET); you can revoke it at {}/settings/applications",
-            urls.web
-        )),
-        Err(err) => printer.warn(format_args!("could not revoke the GitHub token: {err:#}")),
-    }
-    true
+    );
+    (urls.web, result)
 }
 
 #[cfg(test)]

@@ -1,12 +1,25 @@
-//! `koidc logout`: revoke the refresh token where the IdP offers revocation, then forget the
-//! cached tokens — for one identity or, with `--all`, for every one.
+//! `koidc logout`: revoke the refresh token (GitHub: the access token) where the provider offers
+//! revocation, then forget the cached tokens — for one identity or, with `--all`, for every one.
+//!
+//! Each entry is logged out under its cache lock (the one `get-token` and `login` hold while they
+//! refresh or log in): a refresh or login in flight finishes first, and logout then revokes and
+//! deletes what it saved, so no entry comes back after "logged out" (waiting as long as the
+//! holder announced, see [`crate::cache::CacheLock`]).
+//!
+//! A client secret belongs to one client: it is sent only when revoking an entry of the issuer
+//! and client id that the flags (or the profile) name. With `--all`, every other entry is revoked
+//! as a public client (OpenID Connect) or not at all (GitHub, whose revocation API needs the app's
+//! secret), and one line per entry on stderr says which.
 //!
 //! Revocation is best effort: a failure is reported as a warning and the local entry is deleted
 //! anyway, so logging out never leaves usable tokens on the machine.
 
 use std::sync::Arc;
 
-use crate::cache::{CacheKey, TokenStore};
+use anyhow::Context as _;
+use secrecy::SecretString;
+
+use crate::cache::{CacheKey, CacheKind, CacheLock, TokenStore, lock_budget};
 use crate::cli::LogoutArgs;
 use crate::clock::Clock;
 use crate::config::{Identity, LoginConfig};
@@ -16,19 +29,50 @@ use crate::printer::Printer;
 /// Logs out of the selected identity or all of them.
 pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let printer = Printer::new(args.output.verbose);
-    let (_cache, store) = super::open_cache(&args.cache)?;
-    let keys = if args.all {
-        store.list()?
-    } else {
-        vec![Identity::from_flags(&args.identity)?.cache_key()]
-    };
+    let (cache, store) = super::open_cache(&args.cache)?;
     let login = LoginConfig::from_flags(&args.login, None)?;
+    // The identity the flags or the profile name: the only client the secret belongs to.
+    let configured = if args.all {
+        match Identity::optional_from_flags(&args.identity) {
+            Ok(identity) => identity,
+            Err(err) => {
+                printer.debug(format_args!("no identity named for the client secret: {err}"));
+                None
+            }
+        }
+    } else {
+        Some(Identity::from_flags(&args.identity)?)
+    };
+    let keys = match (&configured, args.all) {
+        (Some(identity), false) => vec![identity.cache_key()],
+        _ => store.list()?,
+    };
     let mut removed = 0;
     for key in &keys {
-        if !args.no_revoke
-            && !super::github::revoke_if_github(store.as_ref(), key, &login, &args.identity.github, printer)
-        {
-            revoke(store.as_ref(), key, &login, clock.clone(), printer);
+        let _lock = if cache.kind == CacheKind::None {
+            None
+        } else {
+            printer.debug(format_args!(
+                "waiting for the cache lock of {} (client {})",
+                key.issuer, key.client_id
+            ));
+            Some(
+                CacheLock::acquire(&cache.dir, key, lock_budget(login.timeout)).with_context(|| {
+                    format!("cannot log out of {} (client {})", key.issuer, key.client_id)
+                })?,
+            )
+        };
+        if !args.no_revoke {
+            let credentials = Credentials::for_entry(key, configured.as_ref(), login.client_secret.as_ref());
+            let outcome = revoke(
+                store.as_ref(),
+                key,
+                configured.as_ref(),
+                &credentials,
+                &login,
+                clock.clone(),
+            );
+            report(printer, key, &credentials, &outcome, args.all);
         }
         if store.delete(key)? {
             removed += 1;
@@ -44,19 +88,100 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Which client secret an entry's revocation may use.
+enum Credentials<'a> {
+    /// The secret configured for this entry's issuer and client.
+    Secret(&'a SecretString),
+    /// The secret given belongs to another client (issuer, client id).
+    OtherClient(String, String),
+    /// A secret was given without naming whose it is (`--all` without identity flags).
+    Unbound,
+    /// No secret was given.
+    None,
+}
+
+impl<'a> Credentials<'a> {
+    fn for_entry(key: &CacheKey, configured: Option<&Identity>, secret: Option<&'a SecretString>) -> Self {
+        let Some(secret) = secret else {
+            return Credentials::None;
+        };
+        match configured {
+            Some(id) if id.issuer == key.issuer && id.client_id == key.client_id => {
+                Credentials::Secret(secret)
+            }
+            Some(id) => Credentials::OtherClient(id.issuer.clone(), id.client_id.clone()),
+            None => Credentials::Unbound,
+        }
+    }
+
+    fn secret(&self) -> Option<&'a SecretString> {
+        match self {
+            Credentials::Secret(secret) => Some(secret),
+            _ => None,
+        }
+    }
+
+    /// How the request authenticates, for the report.
+    fn how(&self) -> String {
+        match self {
+            Credentials::Secret(_) => "with the client secret configured for this client".to_owned(),
+            Credentials::OtherClient(issuer, client) => {
+                format!("as a public client (the client secret given is for {issuer} client {client})")
+            }
+            Credentials::Unbound => {
+                "as a public client (a client secret was given without --issuer/--client-id \
+                                     or a profile naming its client)"
+                    .to_owned()
+            }
+            Credentials::None => "as a public client (no client secret given)".to_owned(),
+        }
+    }
+}
+
+/// What revoking one entry did.
+enum Outcome {
+    /// The entry holds nothing to revoke (no refresh token, unreadable, gone).
+    Nothing,
+    /// The provider revoked the token.
+    Revoked,
+    /// GitHub no longer knew the token.
+    AlreadyGone,
+    /// The issuer offers no revocation endpoint.
+    NoEndpoint,
+    /// A GitHub token not revoked: the API needs the app's client secret. The GitHub web address.
+    NeedsSecret(String),
+    /// The request failed.
+    Failed(anyhow::Error),
+}
+
+/// Revokes the entry's token (best effort).
 fn revoke(
     store: &dyn TokenStore,
     key: &CacheKey,
+    configured: Option<&Identity>,
+    credentials: &Credentials<'_>,
     login: &LoginConfig,
     clock: Arc<dyn Clock>,
-    printer: Printer,
-) {
-    let refresh_token = match store.load(key) {
-        Ok(Some(tokens)) => tokens.refresh_token,
-        _ => None,
+) -> Outcome {
+    let Ok(Some((tokens, meta))) = store.load_with_meta(key) else {
+        return Outcome::Nothing;
     };
-    let Some(refresh_token) = refresh_token else {
-        return;
+    if meta.kind.as_deref() == Some(crate::github::KIND) {
+        // The GitHub URLs of the identity the flags name apply to its own entry only.
+        let urls = configured
+            .filter(|id| id.cache_key().id() == key.id())
+            .and_then(|id| id.github.clone());
+        let (web, result) =
+            super::github::revoke_github(key, urls, credentials.secret(), &tokens.id_token, login);
+        return match result {
+            Ok(Some(true)) => Outcome::Revoked,
+            Ok(Some(false)) => Outcome::AlreadyGone,
+            Ok(None) => Outcome::NeedsSecret(web),
+            Err(err) => Outcome::Failed(err),
+        };
+    }
+    let Some(refresh_token) = tokens.refresh_token else {
+        return Outcome::Nothing;
     };
     let identity = Identity {
         issuer: key.issuer.clone(),
@@ -66,7 +191,8 @@ fn revoke(
         github: None,
         profile: key.profile.clone(),
     };
-    let oidc = login.oidc(&identity);
+    let mut oidc = login.oidc(&identity);
+    oidc.client_secret = credentials.secret().cloned();
     let result = crate::runtime().and_then(|rt| {
         rt.block_on(async {
             let provider = Provider::discover(&oidc, clock).await?;
@@ -74,11 +200,58 @@ fn revoke(
         })
     });
     match result {
-        Ok(true) => printer.debug(format_args!("revoked the refresh token at {}", key.issuer)),
-        Ok(false) => printer.debug(format_args!("{} offers no revocation endpoint", key.issuer)),
-        Err(err) => printer.warn(format_args!(
-            "could not revoke the refresh token at {}: {err:#}",
-            key.issuer
+        Ok(true) => Outcome::Revoked,
+        Ok(false) => Outcome::NoEndpoint,
+        Err(err) => Outcome::Failed(err),
+    }
+}
+
+/// Says what happened: with `--all`, one line per entry (which credentials it was revoked with);
+/// for one identity, only what needs attention (as it always did).
+fn report(printer: Printer, key: &CacheKey, credentials: &Credentials<'_>, outcome: &Outcome, all: bool) {
+    let who = format!("{} (client {})", key.issuer, key.client_id);
+    let how = credentials.how();
+    let needs_secret = |web: &str| {
+        format!(
+            "the GitHub token was deleted locally but not revoked (that needs the OAuth app's client secret, \
+             KOIDC_CLIENT_SECRET, with --provider github and this client id); you can revoke it at \
+             {web}/settings/applications"
+        )
+    };
+    match outcome {
+        Outcome::Failed(err) => {
+            let how = if credentials.secret().is_some() || !all {
+                String::new()
+            } else {
+                format!(" {how}")
+            };
+            printer.warn(format_args!("{who}: could not revoke the token{how}: {err:#}"));
+        }
+        Outcome::NeedsSecret(web) if all => {
+            let given = match credentials {
+                Credentials::OtherClient(issuer, client) => {
+                    format!("; the one given is for {issuer} client {client}")
+                }
+                Credentials::Unbound => "; the one given names no client".to_owned(),
+                Credentials::Secret(_) | Credentials::None => String::new(),
+            };
+            printer.info(format_args!(
+                "{who}: not revoked (GitHub's revocation needs this OAuth app's client secret{given}); \
+                 you can revoke it at {web}/settings/applications"
+            ));
+        }
+        Outcome::NeedsSecret(web) => printer.info(needs_secret(web)),
+        Outcome::Revoked if all => printer.info(format_args!("{who}: revoked the token {how}")),
+        Outcome::AlreadyGone if all => printer.info(format_args!(
+            "{who}: GitHub no longer knew the token (already revoked or expired)"
         )),
+        Outcome::NoEndpoint if all => printer.info(format_args!(
+            "{who}: not revoked: the issuer offers no revocation endpoint"
+        )),
+        Outcome::Nothing if all => printer.info(format_args!("{who}: nothing to revoke (no refresh token)")),
+        Outcome::Revoked => printer.debug(format_args!("revoked the token at {}", key.issuer)),
+        Outcome::AlreadyGone => printer.debug("GitHub no longer knew the token (already revoked or expired)"),
+        Outcome::NoEndpoint => printer.debug(format_args!("{} offers no revocation endpoint", key.issuer)),
+        Outcome::Nothing => {}
     }
 }

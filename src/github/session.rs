@@ -6,9 +6,21 @@
 //! the cache entry beside it ([`crate::cache::EntryMeta`]): the kind `github`, the expiry when
 //! GitHub gave one, and the account (login, id, name, organisations, teams) read from the API at
 //! login time, for `whoami`. The warm path ([`cached`]) reads only the cache: no network, no
-//! runtime. A token without expiry (OAuth apps) is served until `logout` or until GitHub refuses
-//! it; kubectl is told it expires in [`NON_EXPIRING_REPORT`], so long-running clients come back
-//! to koidc now and then.
+//! runtime.
+//!
+//! GitHub can revoke a token at any time (the user revokes the app, an admin removes it), and a
+//! token without expiry (OAuth apps) would otherwise be served forever. So the entry records when
+//! GitHub last confirmed the token (`checked_at`, set at login and refresh), and a token is served
+//! from the cache only within [`REVALIDATE_AFTER`] of that; kubectl is told it expires then, so
+//! long-running clients come back in time. After that [`obtain`] asks GitHub (`GET /user`) under
+//! the cache lock: 200 renews the check, 401 drops the entry and a login follows. When GitHub
+//! cannot be reached (or answers anything else), koidc cannot tell: within [`UNREACHABLE_GRACE`]
+//! of the last successful check it serves the token with a warning (the cluster's webhook asks
+//! GitHub about every token anyway, so a revoked one still gets nowhere), and reports it for
+//! [`UNCHECKED_REPORT`] only, so kubectl comes back soon to try again; after that it fails rather
+//! than hand out a token nobody could vouch for for a day. An entry without `checked_at` (written
+//! before it existed) or with one in the future (a clock set back, an edited file) is checked at
+//! once, and gets no grace.
 //!
 //! The token is handed to kubectl as the ExecCredential token ([`crate::token::TokenSet::id_token`]
 //! holds it); the apiserver verifies it through `koidc webhook`.
@@ -33,8 +45,21 @@ use crate::printer::Printer;
 use crate::provider::ProviderKind;
 use crate::token::{IdTokenInfo, TokenSet};
 
-/// What kubectl is told about a token that does not expire: it expires this long from now.
-pub const NON_EXPIRING_REPORT: Duration = Duration::from_secs(3600);
+/// A cached GitHub token is served for this long after GitHub last confirmed it; kubectl is told
+/// it expires then at the latest (a token that does not expire: this long after a login).
+pub const REVALIDATE_AFTER: Duration = Duration::from_secs(3600);
+
+/// When GitHub cannot be reached to check a cached token, it is still served (with a warning)
+/// until this long after its last successful check.
+pub const UNREACHABLE_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// How long the hourly check waits for GitHub (shorter than other requests: when GitHub is out
+/// of reach, every kubectl call tries the check again).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What kubectl is told about a token served unchecked (GitHub unreachable): it expires this long
+/// from now, so the check is tried again soon.
+pub const UNCHECKED_REPORT: Duration = Duration::from_secs(300);
 
 /// A GitHub cache entry.
 struct Cached {
@@ -44,14 +69,36 @@ struct Cached {
 }
 
 impl Cached {
-    /// Usable: no expiry, or more than [`EXPIRY_MARGIN`] left.
+    /// Not expired: no expiry, or more than [`EXPIRY_MARGIN`] left.
     fn fresh(&self, now: DateTime<Utc>) -> bool {
         self.meta.expires_at.is_none_or(|exp| exp - now > margin())
+    }
+
+    /// The last check by GitHub, when there is one and it is not in the future.
+    fn last_check(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.meta.checked_at.filter(|t| *t <= now)
+    }
+
+    /// Servable from the cache without asking GitHub: fresh, and more than [`EXPIRY_MARGIN`]
+    /// left before the check is due.
+    fn usable(&self, now: DateTime<Utc>) -> bool {
+        self.fresh(now) && self.report_until(now).is_some_and(|until| until - now > margin())
+    }
+
+    /// Until when the token may be used without asking GitHub: the earlier of its expiry and
+    /// [`REVALIDATE_AFTER`] after the last check (`None` when never checked).
+    fn report_until(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let checked = self.last_check(now)? + span(REVALIDATE_AFTER);
+        Some(self.meta.expires_at.map_or(checked, |exp| exp.min(checked)))
     }
 }
 
 fn margin() -> chrono::Duration {
-    chrono::Duration::from_std(EXPIRY_MARGIN).unwrap_or_default()
+    span(EXPIRY_MARGIN)
+}
+
+fn span(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or_default()
 }
 
 /// The GitHub URLs of the identity, which `--provider github` always sets.
@@ -66,7 +113,7 @@ fn urls<'a>(auth: &'a Authenticator<'_>) -> anyhow::Result<&'a GithubUrls> {
 pub fn cached(auth: &Authenticator<'_>) -> Result<Option<Obtained>, CacheError> {
     let now = auth.clock.now();
     match load(auth)? {
-        Some(entry) if entry.fresh(now) => {
+        Some(entry) if entry.usable(now) => {
             auth.printer.debug(format_args!(
                 "using the cached GitHub token ({})",
                 entry
@@ -74,14 +121,12 @@ pub fn cached(auth: &Authenticator<'_>) -> Result<Option<Obtained>, CacheError> 
                     .expires_at
                     .map_or_else(|| "no expiry".to_owned(), |e| format!("expires {e}"))
             ));
-            Ok(Some(obtained(
-                auth,
-                entry.tokens,
-                &entry.meta,
-                &entry.account,
-                Source::Cache,
-                now,
-            )))
+            Ok(Some(served(auth, entry, now)))
+        }
+        Some(entry) if entry.fresh(now) => {
+            auth.printer
+                .debug("the cached GitHub token is due for its hourly check with GitHub");
+            Ok(None)
         }
         Some(_) => {
             auth.printer
@@ -147,22 +192,26 @@ pub fn obtain(
         Some(CacheLock::acquire(
             &auth.cache.dir,
             &key,
-            login.timeout + Duration::from_secs(30),
+            crate::cache::lock_budget(login.timeout),
         )?)
     };
     let now = auth.clock.now();
-    let previous = load(auth)?;
-    if !force_login && let Some(entry) = previous.as_ref().filter(|e| e.fresh(now)) {
+    let mut previous = load(auth)?;
+    if !force_login && let Some(entry) = previous.take_if(|e| e.usable(now)) {
         auth.printer
             .debug("another koidc process renewed the token meanwhile");
-        return Ok(obtained(
-            auth,
-            entry.tokens.clone(),
-            &entry.meta,
-            &entry.account,
-            Source::Cache,
-            now,
-        ));
+        return Ok(served(auth, entry, now));
+    }
+
+    let runtime = crate::runtime()?;
+    let http = http_client(HTTP_TIMEOUT, &login.certificate_authorities)?;
+    let api = Api::new(http.clone(), urls, HTTP_TIMEOUT);
+    if !force_login && let Some(entry) = previous.take_if(|e| e.fresh(now)) {
+        match revalidate(auth, &runtime, &api, urls, &key, entry, now)? {
+            Some(hit) => return Ok(hit),
+            // GitHub refused it: the entry is gone, a login follows.
+            None => previous = None,
+        }
     }
     let refresh_token = if force_login {
         None
@@ -189,8 +238,6 @@ pub fn obtain(
         check_cooldown()?;
     }
 
-    let runtime = crate::runtime()?;
-    let http = http_client(HTTP_TIMEOUT, &login.certificate_authorities)?;
     let client = Client {
         urls,
         http: &http,
@@ -198,7 +245,6 @@ pub fn obtain(
         client_id: &auth.identity.client_id,
         client_secret: login.client_secret.as_ref(),
     };
-    let api = Api::new(http.clone(), urls, HTTP_TIMEOUT);
     let result = runtime.block_on(async {
         if let Some(refresh_token) = &refresh_token {
             auth.printer.debug("refreshing the GitHub token");
@@ -243,6 +289,86 @@ pub fn obtain(
     Ok(obtained)
 }
 
+/// The hourly check of a cached token that has not expired: `GET /user` with it. GitHub accepts
+/// it: the check time is renewed and the token served. GitHub refuses it (401): the entry is
+/// deleted and `None` returned (a login follows). GitHub unreachable or answering otherwise: the
+/// token is served with a warning within [`UNREACHABLE_GRACE`] of its last check, else an error.
+fn revalidate(
+    auth: &Authenticator<'_>,
+    runtime: &tokio::runtime::Runtime,
+    api: &Api,
+    urls: &GithubUrls,
+    key: &CacheKey,
+    mut entry: Cached,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Option<Obtained>> {
+    auth.printer
+        .debug("checking the cached GitHub token with GitHub (GET /user)");
+    let answer = runtime
+        .block_on(async { tokio::time::timeout(CHECK_TIMEOUT, api.user(&entry.tokens.id_token)).await })
+        .unwrap_or_else(|_| {
+            Err(GithubError::Timeout {
+                url: format!("{}/user", urls.api),
+                timeout: CHECK_TIMEOUT,
+            })
+        });
+    match answer {
+        Ok(_) => {
+            entry.meta.checked_at = Some(now);
+            save(auth, key, &entry.tokens, &entry.meta);
+            Ok(Some(served(auth, entry, now)))
+        }
+        Err(GithubError::BadCredentials { .. }) => {
+            auth.printer.info(
+                "GitHub no longer accepts the cached token (revoked, or the app's access removed); logging in again",
+            );
+            if let Err(err) = auth.store.delete(key) {
+                auth.printer
+                    .warn(format_args!("could not delete the revoked token's cache entry: {err}"));
+            }
+            Ok(None)
+        }
+        Err(err) => match entry.last_check(now) {
+            Some(last) if now - last < span(UNREACHABLE_GRACE) => {
+                auth.printer.warn(format_args!(
+                    "cannot check the cached GitHub token with GitHub ({err}); using it anyway (last \
+                     confirmed {} ago; koidc stops using it {}h after that)",
+                    ago(last, now),
+                    UNREACHABLE_GRACE.as_secs() / 3600
+                ));
+                let until = now + span(UNCHECKED_REPORT);
+                let expiry = entry.meta.expires_at.map_or(until, |exp| exp.min(until));
+                Ok(Some(obtained(
+                    auth,
+                    entry.tokens,
+                    &entry.account,
+                    Source::Cache,
+                    expiry,
+                )))
+            }
+            _ => Err(anyhow::Error::new(err).context(format!(
+                "cannot check the cached GitHub token with GitHub, and it was last confirmed more than {}h ago \
+                 (or never); try again when GitHub is reachable, or run `koidc logout`",
+                UNREACHABLE_GRACE.as_secs() / 3600
+            ))),
+        },
+    }
+}
+
+/// How long ago `t` was, e.g. "2h5m".
+fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    relative(t, now)
+        .trim_start_matches("expired ")
+        .trim_end_matches(" ago")
+        .to_owned()
+}
+
+/// A cached token handed out until its expiry or its next check.
+fn served(auth: &Authenticator<'_>, entry: Cached, now: DateTime<Utc>) -> Obtained {
+    let until = entry.report_until(now).unwrap_or(now + span(REVALIDATE_AFTER));
+    obtained(auth, entry.tokens, &entry.account, Source::Cache, until)
+}
+
 /// Reads the account behind fresh tokens and builds the entry's metadata.
 async fn finish(
     auth: &Authenticator<'_>,
@@ -271,12 +397,16 @@ async fn finish(
         expires_at: tokens.expires_in.and_then(after),
         refresh_expires_at: tokens.refresh_token_expires_in.and_then(after),
         info: serde_json::to_value(&account).ok(),
+        // GitHub just accepted the token (`GET /user` above).
+        checked_at: Some(now),
     };
     let set = TokenSet {
         id_token: tokens.access_token,
         refresh_token: tokens.refresh_token,
     };
-    Ok((obtained(auth, set, &meta, &account, source, now), meta))
+    let checked = now + span(REVALIDATE_AFTER);
+    let expiry = meta.expires_at.map_or(checked, |exp| exp.min(checked));
+    Ok((obtained(auth, set, &account, source, expiry), meta))
 }
 
 /// Stores the tokens; a failure is a warning (the token is still handed out).
@@ -302,17 +432,14 @@ fn save(auth: &Authenticator<'_>, key: &CacheKey, tokens: &TokenSet, meta: &Entr
 }
 
 /// The [`Obtained`] for a GitHub token: an [`IdTokenInfo`] made from the account (GitHub's
-/// token has no claims), whose expiry is the token's, or [`NON_EXPIRING_REPORT`] from `now`.
+/// token has no claims) with `expiry` (what kubectl is told, before the margin).
 fn obtained(
     auth: &Authenticator<'_>,
     tokens: TokenSet,
-    meta: &EntryMeta,
     account: &Account,
     source: Source,
-    now: DateTime<Utc>,
+    expiry: DateTime<Utc>,
 ) -> Obtained {
-    let report = chrono::Duration::from_std(NON_EXPIRING_REPORT).unwrap_or_default();
-    let expiry = meta.expires_at.unwrap_or(now + report);
     Obtained {
         tokens,
         info: account_info(&auth.identity.issuer, &auth.identity.client_id, account, expiry),
@@ -567,6 +694,16 @@ mod tests {
     }
 
     fn with_entry(tag: &str, expires_at: Option<DateTime<Utc>>, check: impl FnOnce(&Authenticator<'_>)) {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        with_checked_entry(tag, expires_at, Some(now - chrono::Duration::minutes(10)), check);
+    }
+
+    fn with_checked_entry(
+        tag: &str,
+        expires_at: Option<DateTime<Utc>>,
+        checked_at: Option<DateTime<Utc>>,
+        check: impl FnOnce(&Authenticator<'_>),
+    ) {
         let dir = temp_dir(tag);
         let cache = CacheConfig {
             kind: CacheKind::File,
@@ -580,6 +717,7 @@ mod tests {
             expires_at,
             refresh_expires_at: None,
             info: serde_json::to_value(account()).ok(),
+            checked_at,
         };
         let tokens = TokenSet {
             id_token: SecretString::from("gho_cached".to_owned()),
@@ -600,16 +738,42 @@ mod tests {
     }
 
     #[test]
-    fn a_non_expiring_token_is_served_from_the_cache_and_reported_for_an_hour() {
+    fn a_non_expiring_token_is_served_from_the_cache_until_its_check_is_due() {
         with_entry("noexp", None, |auth| {
             let hit = cached(auth).unwrap().expect("a cache hit");
             assert_eq!(hit.tokens.id_token.expose_secret(), "gho_cached");
             assert_eq!(hit.source, Source::Cache);
             let now = auth.clock.now();
-            assert_eq!(hit.info.expiry, now + chrono::Duration::hours(1));
+            // Checked ten minutes ago: kubectl is told it expires when the next check is due.
+            assert_eq!(hit.info.expiry, now + chrono::Duration::minutes(50));
             assert_eq!(hit.info.str_claim("preferred_username"), Some("octocat"));
             assert_eq!(hit.info.groups(), ["acme", "acme:sre"]);
         });
+    }
+
+    #[test]
+    fn a_github_token_not_checked_within_the_hour_is_not_served_from_the_cache() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let minutes = chrono::Duration::minutes;
+        // (expiry, last check, served from the cache)
+        let cases = [
+            (None, Some(now - minutes(30)), true),
+            (None, Some(now - minutes(59)), false), // within the margin of the check
+            (None, Some(now - minutes(61)), false),
+            (None, None, false),                   // an entry from before the check existed
+            (None, Some(now + minutes(5)), false), // a check time in the future
+            (Some(now + minutes(480)), Some(now - minutes(61)), false),
+            (Some(now + minutes(480)), Some(now - minutes(1)), true),
+        ];
+        for (i, (expires_at, checked_at, served)) in cases.into_iter().enumerate() {
+            with_checked_entry(&format!("check-{i}"), expires_at, checked_at, |auth| {
+                let hit = cached(auth).unwrap();
+                assert_eq!(hit.is_some(), served, "{expires_at:?} {checked_at:?}");
+                if let Some(hit) = hit {
+                    assert_eq!(hit.info.expiry, checked_at.unwrap() + chrono::Duration::hours(1));
+                }
+            });
+        }
     }
 
     #[test]
@@ -617,7 +781,12 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         with_entry("fresh", Some(now + chrono::Duration::hours(8)), |auth| {
             let hit = cached(auth).unwrap().expect("a cache hit");
-            assert_eq!(hit.info.expiry, now + chrono::Duration::hours(8));
+            // Reported until the next check (an hour after the last), before the 8 h expiry.
+            assert_eq!(hit.info.expiry, now + chrono::Duration::minutes(50));
+        });
+        with_entry("soon", Some(now + chrono::Duration::minutes(20)), |auth| {
+            let hit = cached(auth).unwrap().expect("a cache hit");
+            assert_eq!(hit.info.expiry, now + chrono::Duration::minutes(20));
         });
         with_entry("stale", Some(now + chrono::Duration::seconds(60)), |auth| {
             assert!(cached(auth).unwrap().is_none());

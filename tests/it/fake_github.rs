@@ -231,6 +231,11 @@ impl FakeGithub {
         self.inner.lock().unwrap().tokens.contains_key(token)
     }
 
+    /// Revokes `token` as GitHub does when the user revokes the app; true when it was valid.
+    pub fn revoke_token(&self, token: &str) -> bool {
+        self.inner.lock().unwrap().tokens.remove(token).is_some()
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.inner.lock().unwrap().requests.clone()

@@ -30,6 +30,7 @@ mod hostile;
 mod keyring;
 mod kubectl;
 mod login;
+mod logout;
 mod okta;
 mod options;
 mod parallel;

@@ -205,7 +205,15 @@ fn logout_all_forgets_and_revokes_every_identity() {
         [line.as_str(), line.as_str()],
         "one line per forgotten identity"
     );
-    assert_eq!(logout.stderr, "");
+    // And on stderr, one line per identity saying how its token was revoked.
+    let how = format!(
+        "koidc: {} (client {CLIENT_ID}): revoked the token as a public client (no client secret given)",
+        idp.issuer()
+    );
+    assert_eq!(
+        logout.stderr.lines().collect::<Vec<_>>(),
+        [how.as_str(), how.as_str()]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

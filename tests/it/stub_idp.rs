@@ -10,7 +10,7 @@
 //! issued, so tests can tell which step a failure happened at and look for leaks.
 //!
 //! [`StubIdp::start_with`] adds behaviour a well-behaved IdP may have ([`StubOptions`]): an RFC 7009
-//! revocation endpoint (advertised in discovery, recording each request) and ID tokens padded
+//! revocation endpoint (advertised in discovery, recording each request and its `Authorization`) and ID tokens padded
 //! with a large claim. The stub also records the refresh tokens it issued and the `redirect_uri`
 //! of every authorization request.
 
@@ -181,6 +181,7 @@ struct Shared {
     issued_refresh: Mutex<Vec<String>>,
     redirect_uris: Mutex<Vec<String>>,
     revocations: Mutex<Vec<Revocation>>,
+    revocation_auth: Mutex<Vec<Option<String>>>,
 }
 
 impl Shared {
@@ -231,6 +232,7 @@ impl StubIdp {
             issued_refresh: Mutex::new(Vec::new()),
             redirect_uris: Mutex::new(Vec::new()),
             revocations: Mutex::new(Vec::new()),
+            revocation_auth: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/idp/.well-known/openid-configuration", get(discovery))
@@ -295,6 +297,12 @@ impl StubIdp {
     /// Every request the revocation endpoint received, oldest first.
     pub fn revocations(&self) -> Vec<Revocation> {
         self.shared.revocations.lock().unwrap().clone()
+    }
+
+    /// The `Authorization` header of every revocation request (a confidential client's secret
+    /// goes there), oldest first, in the order of [`StubIdp::revocations`].
+    pub fn revocation_authorizations(&self) -> Vec<Option<String>> {
+        self.shared.revocation_auth.lock().unwrap().clone()
     }
 
     /// Valid claims for this issuer and client, with `nonce` when given.
@@ -615,7 +623,7 @@ async fn token(State(s): State<Arc<Shared>>, body: String) -> Response {
 }
 
 /// RFC 7009: records the request and answers 200 (404 when revocation is not enabled).
-async fn revoke(State(s): State<Arc<Shared>>, body: String) -> Response {
+async fn revoke(State(s): State<Arc<Shared>>, headers: axum::http::HeaderMap, body: String) -> Response {
     s.hit("revoke");
     if !s.options.revocation {
         return (StatusCode::NOT_FOUND, "no revocation endpoint").into_response();
@@ -623,6 +631,11 @@ async fn revoke(State(s): State<Arc<Shared>>, body: String) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
         .into_owned()
         .collect();
+    s.revocation_auth.lock().unwrap().push(
+        headers
+            .get(header::AUTHORIZATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+    );
     s.revocations.lock().unwrap().push(Revocation {
         token: form.get("token").cloned(),
         token_type_hint: form.get("token_type_hint").cloned(),
