@@ -240,6 +240,51 @@ fn web_flow_logs_in_with_pkce_and_secret_then_serves_the_cache_without_network()
 }
 
 #[test]
+fn github_login_says_which_account_logged_in_and_warns_when_it_is_not_the_cached_one() {
+    let fake = FakeGithub::start();
+    let machine = Machine::new();
+    let as_alice = curl_browser(ALICE);
+    let first = machine.koidc(
+        "get-token",
+        &fake,
+        &["--browser-command", as_alice.as_str(), "--timeout", "60"],
+        &[SECRET_ENV],
+    );
+    let (token, _) = credential(&first);
+    assert_no_leak(&first, &fake, Some(&token));
+    let said: Vec<&str> = first
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("koidc: logged in as "))
+        .collect();
+    assert_eq!(said.len(), 1, "{:?}", first.stderr);
+    assert!(said[0].starts_with("koidc: logged in as alice at "), "{:?}", said);
+    assert!(!first.stderr.contains("warning"), "{}", first.stderr);
+
+    // Someone else completes the next login started here: koidc says so.
+    let as_bob = curl_browser(BOB);
+    let second = machine.koidc(
+        "login",
+        &fake,
+        &["--force", "--browser-command", as_bob.as_str(), "--timeout", "60"],
+        &[SECRET_ENV],
+    );
+    second.assert_success();
+    assert_no_leak(&second, &fake, None);
+    let lines = second.stderr_lines();
+    assert!(
+        lines.iter().any(|l| l.starts_with("koidc: logged in as bob at ")),
+        "{:?}",
+        second.stderr
+    );
+    let warning = lines
+        .iter()
+        .find(|l| l.starts_with("koidc: warning: "))
+        .unwrap_or_else(|| panic!("no warning about another account: {:?}", second.stderr));
+    assert!(warning.contains("bob") && warning.contains("alice"), "{warning:?}");
+}
+
+#[test]
 fn web_flow_without_client_secret_is_refused_before_any_browser() {
     let fake = FakeGithub::start();
     let machine = Machine::new();
