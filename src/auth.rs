@@ -389,7 +389,11 @@ pub(crate) fn announce_login(
             if id.shown.starts_with("subject ") {
                 id.shown.clone()
             } else {
-                format!("{} (subject {:?})", id.shown, crate::http::one_line(&id.subject, 200))
+                format!(
+                    "{} (subject {:?})",
+                    id.shown,
+                    crate::http::one_line(&id.subject, 200)
+                )
             }
         };
         printer.warn(format_args!(

@@ -899,16 +899,12 @@ fn is_loopback(url: &Url) -> bool {
 fn check_continuity(cached: &IdTokenInfo, fresh: &str) -> Result<(), OidcError> {
     let fresh = IdTokenInfo::decode(fresh)
         .map_err(|e| OidcError::IdTokenRejected(Rejection::Malformed(e.to_string())))?;
-    let quote = |v: Option<&str>| v.map_or_else(|| "(none)".to_owned(), |v| format!("{:?}", one_line(v, 100)));
-    let changed = |claim, cached: String, got: String| {
-        Err(OidcError::RefreshIdentityChanged { claim, cached, got })
-    };
+    let quote =
+        |v: Option<&str>| v.map_or_else(|| "(none)".to_owned(), |v| format!("{:?}", one_line(v, 100)));
+    let changed =
+        |claim, cached: String, got: String| Err(OidcError::RefreshIdentityChanged { claim, cached, got });
     if fresh.issuer != cached.issuer {
-        return changed(
-            "iss",
-            quote(Some(&cached.issuer)),
-            quote(Some(&fresh.issuer)),
-        );
+        return changed("iss", quote(Some(&cached.issuer)), quote(Some(&fresh.issuer)));
     }
     if fresh.str_claim("sub") != cached.str_claim("sub") || cached.str_claim("sub").is_none() {
         return changed(

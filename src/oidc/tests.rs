@@ -936,7 +936,10 @@ async fn refresh_answering_for_another_subject_issuer_or_audience_is_refused() {
         .refresh(&SecretString::from("rt"), &other_iss)
         .await
         .unwrap_err();
-    assert!(matches!(err, OidcError::RefreshIdentityChanged { claim: "iss", .. }), "{err:?}");
+    assert!(
+        matches!(err, OidcError::RefreshIdentityChanged { claim: "iss", .. }),
+        "{err:?}"
+    );
     let mut other_aud = cached.clone();
     other_aud.audiences = vec![CLIENT_ID.into(), "kubernetes".into()];
     idp.push_token_reply(
@@ -947,7 +950,10 @@ async fn refresh_answering_for_another_subject_issuer_or_audience_is_refused() {
         .refresh(&SecretString::from("rt"), &other_aud)
         .await
         .unwrap_err();
-    assert!(matches!(err, OidcError::RefreshIdentityChanged { claim: "aud", .. }), "{err:?}");
+    assert!(
+        matches!(err, OidcError::RefreshIdentityChanged { claim: "aud", .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -1088,24 +1094,41 @@ fn metadata_with(issuer: &str, base: &str, odd: Option<(&str, &str)>) -> Metadat
 fn every_endpoint_of_an_https_issuer_must_be_https() {
     let issuer = "https://idp.example.com/oidc";
     let url = Url::parse(issuer).unwrap();
-    check_endpoints(issuer, &url, &metadata_with(issuer, "https://idp.example.com/oidc", None)).unwrap();
+    check_endpoints(
+        issuer,
+        &url,
+        &metadata_with(issuer, "https://idp.example.com/oidc", None),
+    )
+    .unwrap();
     // Endpoints on another https host are fine (Okta, Google do this).
-    check_endpoints(issuer, &url, &metadata_with(issuer, "https://login.example.net/x", None)).unwrap();
+    check_endpoints(
+        issuer,
+        &url,
+        &metadata_with(issuer, "https://login.example.net/x", None),
+    )
+    .unwrap();
     for (member, path) in ENDPOINTS {
         for odd in [
             format!("http://idp.example.com/oidc/{path}"),
             format!("http://127.0.0.1:8080/{path}"),
             format!("ftp://idp.example.com/{path}"),
         ] {
-            let err = check_endpoints(issuer, &url, &metadata_with(issuer, "https://idp.example.com/oidc", Some((member, &odd))))
-                .unwrap_err();
+            let err = check_endpoints(
+                issuer,
+                &url,
+                &metadata_with(issuer, "https://idp.example.com/oidc", Some((member, &odd))),
+            )
+            .unwrap_err();
             let shown = odd.clone();
             assert!(
                 matches!(&err, OidcError::InsecureEndpoint { member: m, url, .. } if *m == member && *url == shown),
                 "{member} = {odd}: {err:?}"
             );
             let msg = err.to_string();
-            assert!(msg.contains(member) && msg.contains(&odd) && msg.contains(issuer), "{msg}");
+            assert!(
+                msg.contains(member) && msg.contains(&odd) && msg.contains(issuer),
+                "{msg}"
+            );
             assert!(!msg.contains('\n'));
         }
     }
@@ -1113,11 +1136,25 @@ fn every_endpoint_of_an_https_issuer_must_be_https() {
 
 #[test]
 fn an_http_loopback_issuer_may_name_http_endpoints_on_loopback_only() {
-    for issuer in ["http://127.0.0.1:5556/dex", "http://localhost:5556/dex", "http://[::1]:5556/dex"] {
+    for issuer in [
+        "http://127.0.0.1:5556/dex",
+        "http://localhost:5556/dex",
+        "http://[::1]:5556/dex",
+    ] {
         let url = Url::parse(issuer).unwrap();
         check_endpoints(issuer, &url, &metadata_with(issuer, issuer, None)).unwrap();
-        check_endpoints(issuer, &url, &metadata_with(issuer, "http://127.0.0.2:9000", None)).unwrap();
-        check_endpoints(issuer, &url, &metadata_with(issuer, "https://idp.example.com", None)).unwrap();
+        check_endpoints(
+            issuer,
+            &url,
+            &metadata_with(issuer, "http://127.0.0.2:9000", None),
+        )
+        .unwrap();
+        check_endpoints(
+            issuer,
+            &url,
+            &metadata_with(issuer, "https://idp.example.com", None),
+        )
+        .unwrap();
         for (member, path) in ENDPOINTS {
             let odd = format!("http://idp.example.com/{path}");
             let err = check_endpoints(issuer, &url, &metadata_with(issuer, issuer, Some((member, &odd))))
@@ -1140,7 +1177,13 @@ async fn discovery_refuses_a_plain_http_endpoint_before_fetching_anything_from_i
     });
     let err = discover_err(idp.config()).await;
     assert!(
-        matches!(&err, OidcError::InsecureEndpoint { member: "jwks_uri", .. }),
+        matches!(
+            &err,
+            OidcError::InsecureEndpoint {
+                member: "jwks_uri",
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(*idp.stub.jwks_hits.lock().unwrap(), 0);

@@ -451,12 +451,21 @@ fn https_issuer_naming_a_plain_http_token_endpoint_is_refused_and_nothing_is_sen
     let out = run(client
         .command("get-token", &idp, &["--certificate-authority", &ca])
         .env("CURL_CA_BUNDLE", &ca));
-    let line = assert_rejected(&out, &client, Some(&idp), &["token_endpoint", &http_token, "https"]);
+    let line = assert_rejected(
+        &out,
+        &client,
+        Some(&idp),
+        &["token_endpoint", &http_token, "https"],
+    );
     assert!(
         !out.stderr.contains(BROWSER_NOTICE),
         "koidc must refuse before the browser opens: {line:?}"
     );
-    assert_eq!(trap.connections(), 0, "koidc connected to the http token endpoint");
+    assert_eq!(
+        trap.connections(),
+        0,
+        "koidc connected to the http token endpoint"
+    );
     assert_eq!(
         (idp.hits("authorize"), idp.hits("token")),
         before,
@@ -532,7 +541,11 @@ fn refresh_answering_another_subject_is_refused_and_a_login_keeps_the_cached_ide
         "the refresh answered for mallory and was served: {:?}",
         out.stderr
     );
-    assert_eq!(idp.hits("authorize"), 2, "a full login followed the refused refresh");
+    assert_eq!(
+        idp.hits("authorize"),
+        2,
+        "a full login followed the refused refresh"
+    );
     assert_eq!(cached_sub(&client), SUB, "the cache holds another identity");
     let warning = out
         .stderr_lines()
@@ -561,7 +574,7 @@ fn refresh_whose_jwks_fetch_fails_keeps_the_rotated_refresh_token_for_the_next_c
     let out = get_token(&client, idp.issuer());
     out.assert_failure();
     assert!(out.stdout.is_empty(), "no credential without a verified ID token");
-    assert_eq!(idp.refresh_requests(), [first_rt.clone()]);
+    assert_eq!(idp.refresh_requests(), std::slice::from_ref(&first_rt));
     let rotated = idp.issued_refresh_tokens()[1].clone();
     let doc = entry_json(&client);
     assert_eq!(

@@ -281,7 +281,10 @@ fn github_login_says_which_account_logged_in_and_warns_when_it_is_not_the_cached
         .iter()
         .find(|l| l.starts_with("koidc: warning: "))
         .unwrap_or_else(|| panic!("no warning about another account: {:?}", second.stderr));
-    assert!(warning.contains("bob") && warning.contains("alice"), "{warning:?}");
+    assert!(
+        warning.contains("bob") && warning.contains("alice"),
+        "{warning:?}"
+    );
 }
 
 #[test]

@@ -755,7 +755,11 @@ fn refresh(s: &Shared, form: &HashMap<String, String>) -> Response {
         claims["email"] = json!(format!("{sub}@example.com"));
     }
     let kid = s.refresh_kid.lock().unwrap().clone();
-    let id_token = rs256(&s.key, kid.as_deref().unwrap_or(KID), claims.to_string().as_bytes());
+    let id_token = rs256(
+        &s.key,
+        kid.as_deref().unwrap_or(KID),
+        claims.to_string().as_bytes(),
+    );
     s.issued.lock().unwrap().push(id_token.clone());
     let refresh_token = hex::encode(rand::thread_rng().r#gen::<[u8; 16]>());
     s.issued_refresh.lock().unwrap().push(refresh_token.clone());
