@@ -1,7 +1,8 @@
 //! `--provider github` and `koidc webhook` against the fake GitHub ([`crate::fake_github`]): the
 //! web flow through a curl "browser" (PKCE S256, state, client secret), the device flow with
 //! `authorization_pending` and `slow_down`, GitHub's HTTP-200 error bodies, the warm cache path
-//! without network, refresh of expiring tokens, `whoami` and `logout` (revocation); the real
+//! without network, refresh of expiring tokens, `whoami` and `logout` (revocation), the line
+//! saying which account logged in (and the warning when it is not the cached one); the real
 //! `koidc webhook` binary answering TokenReviews over HTTPS (org restriction, groups, TTL cache);
 //! and end to end: the real kube-apiserver asking the webhook about the GitHub token that kubectl
 //! got from `koidc get-token --provider github`, with RBAC on the team group `acme:sre`.
