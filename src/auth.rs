@@ -10,6 +10,11 @@
 //! on stdin, `--paste`) or the device grant (RFC 8628); [`choose_grant`] picks one. After a
 //! failed or abandoned login, non-interactive kubectl calls fail fast for [`COOLDOWN`] instead of
 //! opening browser tabs again (see [`cooldown`]).
+//!
+//! A refresh must answer for the cached identity (same `iss`, `sub`, `aud`; otherwise a login
+//! follows), and a refresh token the provider rotated is kept even when the new ID token cannot be
+//! verified yet. After a login, koidc says on stderr who logged in, and warns when it is not the
+//! identity cached before for the same key ([`announce_login`]).
 
 pub mod cooldown;
 
@@ -199,15 +204,18 @@ impl Authenticator<'_> {
                 .debug("another koidc process renewed the token meanwhile");
             return Ok(entry.clone());
         }
-        let refresh_token = if force_login {
+        // The refresh token, with the cached entry whose identity the refresh must keep.
+        let refresh_from = if force_login {
             None
         } else {
-            previous.and_then(|p| p.tokens.refresh_token)
+            previous
+                .as_ref()
+                .and_then(|p| p.tokens.refresh_token.clone().map(|rt| (rt, p)))
         };
 
         let cooldown = Cooldown::new(&self.cache.dir, &self.identity.cache_key().id());
         let non_interactive = login.kubectl_interactive == Some(false);
-        if non_interactive && refresh_token.is_none() {
+        if non_interactive && refresh_from.is_none() {
             // Only a login can help: decide before any network traffic.
             self.check_cooldown(&cooldown)?;
         }
@@ -221,10 +229,30 @@ impl Authenticator<'_> {
             self.printer
                 .debug(format_args!("discovering {}", self.identity.issuer));
             let provider = Provider::discover(&oidc, self.clock.clone()).await?;
-            if let Some(refresh_token) = refresh_token {
+            if let Some((refresh_token, cached)) = &refresh_from {
                 self.printer.debug("refreshing the token");
-                match provider.refresh(&refresh_token).await {
+                match provider.refresh(refresh_token, &cached.info).await {
                     Ok(tokens) => return self.finish(tokens, Source::Refresh),
+                    // An answer for another identity is refused (OpenID Connect Core 12.2); a
+                    // login decides who this is.
+                    Err(err @ OidcError::RefreshIdentityChanged { .. }) => {
+                        self.printer.warn(format_args!("{err}; logging in again"));
+                    }
+                    // The provider may have rotated the refresh token away: keep the new one
+                    // (with the last verified ID token, which is within the margin or expired,
+                    // so never served) for the next try, and report the failure.
+                    Err(OidcError::RefreshUnverified { cause, rotated }) => {
+                        if let Some(rotated) = rotated {
+                            self.printer
+                                .debug("keeping the renewed refresh token for the next try");
+                            self.save(&TokenSet {
+                                id_token: cached.tokens.id_token.clone(),
+                                refresh_token: Some(rotated),
+                            });
+                        }
+                        let err = OidcError::RefreshUnverified { cause, rotated: None };
+                        return Err(anyhow::Error::new(err).context("cannot refresh the token"));
+                    }
                     // The IdP refused the refresh token (expired, revoked, rotated away by a new
                     // login) or its answer cannot be used: a browser login can still succeed.
                     Err(
@@ -262,6 +290,15 @@ impl Authenticator<'_> {
             crate::provider::explain(self.identity.provider, err, None, login.client_secret.is_some())
         })?;
         cooldown.clear();
+        if obtained.source == Source::Login {
+            let before = previous.as_ref().map(|p| oidc_identity(&p.info));
+            announce_login(
+                self.printer,
+                &self.identity.issuer,
+                &oidc_identity(&obtained.info),
+                before.as_ref(),
+            );
+        }
         self.save(&obtained.tokens);
         Ok(obtained)
     }
@@ -312,6 +349,60 @@ impl Authenticator<'_> {
 
 fn margin() -> chrono::Duration {
     chrono::Duration::from_std(EXPIRY_MARGIN).unwrap_or_default()
+}
+
+/// Who a login was for: the stable subject to compare, and how to name it to a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LoginIdentity {
+    /// The stable identifier (`sub`, GitHub's numeric user id).
+    pub subject: String,
+    /// What to show (the email, the GitHub login, else the subject), on one line.
+    pub shown: String,
+}
+
+/// The identity of an ID token: its `sub`, shown as its email when it has one.
+fn oidc_identity(info: &IdTokenInfo) -> LoginIdentity {
+    let subject = info.str_claim("sub").unwrap_or_default().to_owned();
+    let shown = match info.str_claim("email").filter(|e| !e.is_empty()) {
+        Some(email) => crate::http::one_line(email, 200),
+        None => format!("subject {:?}", crate::http::one_line(&subject, 200)),
+    };
+    LoginIdentity { subject, shown }
+}
+
+/// After a browser or device login (never a refresh or a cache hit): says on stderr who logged
+/// in, and warns when that is not the identity cached before for the same issuer and client
+/// (`before`, even an expired entry). On a shared host another local user can see the
+/// authorization URL in the browser's command line and reach the loopback port, and so complete
+/// a login started here with their own account: the person at the terminal must be told.
+pub(crate) fn announce_login(
+    printer: Printer,
+    issuer: &str,
+    now: &LoginIdentity,
+    before: Option<&LoginIdentity>,
+) {
+    printer.info(format_args!("logged in as {} at {issuer}", now.shown));
+    if let Some(before) = before
+        && before.subject != now.subject
+    {
+        let full = |id: &LoginIdentity| {
+            if id.shown.starts_with("subject ") {
+                id.shown.clone()
+            } else {
+                format!(
+                    "{} (subject {:?})",
+                    id.shown,
+                    crate::http::one_line(&id.subject, 200)
+                )
+            }
+        };
+        printer.warn(format_args!(
+            "this login is for {}, but the cached identity for this issuer and client was {}; if you did not log in as {} yourself, run `koidc logout` (on a shared host another local user can complete a login started here)",
+            full(now),
+            full(before),
+            now.shown
+        ));
+    }
 }
 
 /// The grant a login uses. `auto` means the authorization code grant, except the device grant

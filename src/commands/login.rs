@@ -15,12 +15,12 @@ pub fn run(args: &LoginArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
     let session = super::Session::open(&identity, &args.cache, clock.clone(), printer)?;
     let obtained = session.obtain(&login, args.force)?;
-    let how = match obtained.source {
-        Source::Cache => "already logged in",
-        Source::Refresh => "refreshed the token",
-        Source::Login => "logged in",
-    };
-    printer.info(format_args!("{how} at {}", identity.issuer));
+    // A login already said who logged in.
+    match obtained.source {
+        Source::Cache => printer.info(format_args!("already logged in at {}", identity.issuer)),
+        Source::Refresh => printer.info(format_args!("refreshed the token at {}", identity.issuer)),
+        Source::Login => {}
+    }
     let now = clock.now();
     let text = super::github::describe_login(session.store.as_ref(), &identity, &obtained, now)
         .unwrap_or_else(|| super::whoami::describe(&obtained.info, now));

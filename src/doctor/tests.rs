@@ -73,6 +73,26 @@ fn an_unreachable_issuer_fails_the_first_check_and_skips_discovery() {
 }
 
 #[test]
+fn a_plain_http_endpoint_fails_discovery_valid_with_the_fix() {
+    let err = OidcError::InsecureEndpoint {
+        issuer: "https://idp.example.com".into(),
+        member: "token_endpoint",
+        url: "http://idp.example.com/token".into(),
+    };
+    let [reach, disc] = issuer_checks("https://idp.example.com", Err(&err));
+    assert!(reach.passed(), "{reach}");
+    let line = disc.to_string();
+    assert!(
+        line.starts_with("FAIL discovery valid: the discovery document of https://idp.example.com names token_endpoint http://idp.example.com/token, which is not https"),
+        "{line}"
+    );
+    assert!(
+        line.contains("configure the identity provider to publish https endpoints"),
+        "{line}"
+    );
+}
+
+#[test]
 fn dex_refusing_an_unknown_client_fails_client_accepted() {
     let page = AuthorizeAnswer::ErrorPage {
         status: 404,

@@ -21,6 +21,8 @@
 //! than hand out a token nobody could vouch for for a day. An entry without `checked_at` (written
 //! before it existed) or with one in the future (a clock set back, an edited file) is checked at
 //! once, and gets no grace.
+//! After a login (not a refresh) koidc says which GitHub account logged in, and warns when
+//! it is not the account cached before ([`crate::auth::announce_login`]).
 //!
 //! The token is handed to kubectl as the ExecCredential token ([`crate::token::TokenSet::id_token`]
 //! holds it); the apiserver verifies it through `koidc webhook`.
@@ -35,7 +37,7 @@ use serde_json::json;
 use super::oauth::{Client, GithubTokens};
 use super::{Account, Api, GithubError, GithubUrls, KIND, http_client};
 use crate::auth::cooldown::Cooldown;
-use crate::auth::{Authenticator, EXPIRY_MARGIN, Obtained, Source, headless};
+use crate::auth::{Authenticator, EXPIRY_MARGIN, LoginIdentity, Obtained, Source, headless};
 use crate::browser::{Browser, BrowserChoice};
 use crate::cache::{CacheError, CacheKey, CacheKind, CacheLock, EntryMeta};
 use crate::clock::{relative, rfc3339};
@@ -213,6 +215,8 @@ pub fn obtain(
             None => previous = None,
         }
     }
+    // Who was cached before (even expired), to warn when a login is for someone else.
+    let before = previous.as_ref().map(|p| github_identity(&p.account));
     let refresh_token = if force_login {
         None
     } else {
@@ -285,6 +289,16 @@ pub fn obtain(
     });
     let (obtained, meta) = result?;
     cooldown.clear();
+    if obtained.source == Source::Login
+        && let Some(Ok(account)) = meta.info.clone().map(serde_json::from_value::<Account>)
+    {
+        crate::auth::announce_login(
+            auth.printer,
+            &auth.identity.issuer,
+            &github_identity(&account),
+            before.as_ref(),
+        );
+    }
     save(auth, &key, &obtained.tokens, &meta);
     Ok(obtained)
 }
@@ -367,6 +381,15 @@ fn ago(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
 fn served(auth: &Authenticator<'_>, entry: Cached, now: DateTime<Utc>) -> Obtained {
     let until = entry.report_until(now).unwrap_or(now + span(REVALIDATE_AFTER));
     obtained(auth, entry.tokens, &entry.account, Source::Cache, until)
+}
+
+/// A GitHub account as a login identity: its numeric id (logins are recycled), shown as its
+/// login name.
+fn github_identity(account: &Account) -> LoginIdentity {
+    LoginIdentity {
+        subject: account.id.to_string(),
+        shown: crate::http::one_line(&account.login, 100),
+    }
 }
 
 /// Reads the account behind fresh tokens and builds the entry's metadata.

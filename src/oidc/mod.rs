@@ -7,7 +7,8 @@
 //! `openidconnect` crate (see [`verify`]); the token and revocation requests are plain form
 //! POSTs made here, so that status codes, body limits and secret-free error messages stay under
 //! koidc's control (and because `oauth2`'s revocation refuses `http` endpoints, which the loopback
-//! test IdPs use).
+//! test IdPs use). Discovery refuses every endpoint that is not https (plain http only on loopback
+//! addresses behind an http loopback issuer), before anything is sent to it.
 //!
 //! INTERFACE: [`OidcConfig`], [`Provider::discover`], [`Provider::authorization_request`],
 //! [`Provider::exchange_code`], [`Provider::refresh`], [`Provider::revoke`]; the device grant
@@ -40,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::clock::Clock;
-use crate::token::TokenSet;
+use crate::token::{IdTokenInfo, TokenSet};
 
 pub use self::device::DeviceAuthorization;
 use self::http::{ClientAuth, Reply, display_url, one_line};
@@ -134,6 +135,21 @@ pub enum OidcError {
         /// The `iss` received (or a note that it was missing).
         got: String,
     },
+    /// The discovery document names an endpoint koidc would talk to (or send the browser to) over
+    /// plain http although the issuer is https — or, for an http loopback issuer, an http
+    /// endpoint off this machine: codes, the PKCE verifier, the client secret and tokens would
+    /// cross the network in cleartext.
+    #[error(
+        "the discovery document of {issuer} names {member} {url}, which is not https: koidc would send codes, secrets or tokens there in cleartext, so it refuses; configure the identity provider to publish https endpoints (plain http is accepted only on loopback addresses, for an http loopback issuer)"
+    )]
+    InsecureEndpoint {
+        /// The configured issuer.
+        issuer: String,
+        /// The discovery member (`token_endpoint`, `jwks_uri`, ...).
+        member: &'static str,
+        /// The endpoint, without query.
+        url: String,
+    },
     /// The provider advertises no ID token signing algorithm koidc accepts.
     #[error(
         "the identity provider signs ID tokens only with {0}, which koidc does not accept; configure it to use an asymmetric algorithm such as RS256"
@@ -164,6 +180,32 @@ pub enum OidcError {
         "the refresh response has no ID token, so the credential cannot be renewed; a full login is needed"
     )]
     RefreshWithoutIdToken,
+    /// A refresh answered with an ID token for another identity than the cached one: OpenID
+    /// Connect Core 12.2 requires the same `iss`, `sub` and `aud`. The answer is refused; the
+    /// caller should fall back to a full login.
+    #[error(
+        "the identity provider answered the refresh for another identity ({claim} {got} instead of {cached}); refusing it (OpenID Connect Core 12.2)"
+    )]
+    RefreshIdentityChanged {
+        /// The claim that differs (`iss`, `sub` or `aud`).
+        claim: &'static str,
+        /// Its value in the cached ID token (quoted, capped).
+        cached: String,
+        /// Its value in the refreshed one (quoted, capped).
+        got: String,
+    },
+    /// The refresh succeeded but its ID token cannot be verified now, for a reason that may
+    /// pass (the provider's signing keys could not be fetched). `rotated` is the new refresh
+    /// token when the provider issued one: the old one may already be invalid (Okta revokes the
+    /// whole token family when a rotated-away refresh token is used again), so the caller must
+    /// keep it for the next try. The unverified ID token is dropped.
+    #[error("the identity provider renewed the token, but the new ID token cannot be verified yet: {cause}")]
+    RefreshUnverified {
+        /// Why the ID token could not be verified.
+        cause: Box<OidcError>,
+        /// The refresh token to use next, when the provider rotated it.
+        rotated: Option<SecretString>,
+    },
     /// A token response that is not valid JSON (the body is never shown).
     #[error("the token endpoint {0} returned a response that is not a JSON token response; check the issuer")]
     BadTokenResponse(String),
@@ -433,6 +475,7 @@ impl Provider {
             url: display_url(&discovery_url),
             reason: reason.into(),
         };
+        check_endpoints(&cfg.issuer, issuer.url(), &metadata)?;
         let token_url = metadata
             .token_endpoint()
             .map(|t| t.url().clone())
@@ -643,15 +686,23 @@ impl Provider {
         })
     }
 
-    /// Uses `refresh_token`; verifies the new ID token. Keeps the old refresh token when the IdP
-    /// returns none.
+    /// Uses `refresh_token`; verifies the new ID token and checks that it is for the identity of
+    /// `cached` (the cached ID token's claims). Keeps the old refresh token when the IdP returns
+    /// none.
     ///
     /// The refreshed ID token must pass every check of a login except the nonce: OpenID Connect
     /// lets a refreshed ID token omit it (Dex repeats the login's), so a nonce, present or not, is
-    /// ignored. `invalid_grant` (and Dex's `invalid_request`) give [`OidcError::RefreshRejected`],
-    /// a response without ID token gives [`OidcError::RefreshWithoutIdToken`]: in both cases the
-    /// caller should fall back to a full login.
-    pub async fn refresh(&self, refresh_token: &SecretString) -> Result<TokenSet, OidcError> {
+    /// ignored. It must also name the same `iss`, `sub` and `aud` as `cached` (OpenID Connect
+    /// Core 12.2), else [`OidcError::RefreshIdentityChanged`]. `invalid_grant` (and Dex's
+    /// `invalid_request`) give [`OidcError::RefreshRejected`], a response without ID token gives
+    /// [`OidcError::RefreshWithoutIdToken`]: in these cases the caller should fall back to a full
+    /// login. When the new ID token cannot be verified for a reason that may pass (the JWKS
+    /// cannot be fetched), [`OidcError::RefreshUnverified`] carries the rotated refresh token.
+    pub async fn refresh(
+        &self,
+        refresh_token: &SecretString,
+        cached: &IdTokenInfo,
+    ) -> Result<TokenSet, OidcError> {
         let params = [
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose_secret()),
@@ -662,15 +713,24 @@ impl Provider {
             .id_token
             .filter(|t| !t.is_empty())
             .ok_or(OidcError::RefreshWithoutIdToken)?;
-        self.verify_id_token(&id_token, None).await?;
+        let rotated = body
+            .refresh_token
+            .filter(|t| !t.is_empty() && t != refresh_token.expose_secret())
+            .map(SecretString::from);
+        match self.verify_id_token(&id_token, None).await {
+            Ok(()) => {}
+            Err(err @ OidcError::IdTokenRejected(_)) => return Err(err),
+            Err(cause) => {
+                return Err(OidcError::RefreshUnverified {
+                    cause: Box::new(cause),
+                    rotated,
+                });
+            }
+        }
+        check_continuity(cached, &id_token)?;
         Ok(TokenSet {
             id_token: SecretString::from(id_token),
-            refresh_token: Some(
-                body.refresh_token
-                    .filter(|t| !t.is_empty())
-                    .map(SecretString::from)
-                    .unwrap_or_else(|| refresh_token.clone()),
-            ),
+            refresh_token: Some(rotated.unwrap_or_else(|| refresh_token.clone())),
         })
     }
 
@@ -765,6 +825,108 @@ impl Provider {
             other => Ok(other?),
         }
     }
+}
+
+/// The endpoints of a discovery document koidc talks to or sends the browser to, by member
+/// name. An unparsable optional one is skipped here (its use reports it).
+fn endpoints(metadata: &Metadata) -> Vec<(&'static str, String)> {
+    let extra = metadata.additional_metadata();
+    let mut list = vec![
+        (
+            "authorization_endpoint",
+            metadata.authorization_endpoint().url().to_string(),
+        ),
+        ("jwks_uri", metadata.jwks_uri().url().to_string()),
+    ];
+    if let Some(t) = metadata.token_endpoint() {
+        list.push(("token_endpoint", t.url().to_string()));
+    }
+    if let Some(u) = metadata.userinfo_endpoint() {
+        list.push(("userinfo_endpoint", u.url().to_string()));
+    }
+    for (member, value) in [
+        ("revocation_endpoint", &extra.revocation_endpoint),
+        (
+            "device_authorization_endpoint",
+            &extra.device_authorization_endpoint,
+        ),
+        ("end_session_endpoint", &extra.end_session_endpoint),
+    ] {
+        if let Some(v) = value {
+            list.push((member, v.clone()));
+        }
+    }
+    list
+}
+
+/// Refuses any endpoint that is not https, except http on a loopback address when the issuer is
+/// itself an http loopback issuer (a local test provider): behind an https issuer, a plain-http
+/// endpoint would carry codes, the PKCE verifier, the client secret and tokens in cleartext.
+fn check_endpoints(configured: &str, issuer: &Url, metadata: &Metadata) -> Result<(), OidcError> {
+    let loopback_issuer = issuer.scheme() == "http" && is_loopback(issuer);
+    for (member, raw) in endpoints(metadata) {
+        let Ok(url) = Url::parse(&raw) else {
+            continue;
+        };
+        let ok = match url.scheme() {
+            "https" => true,
+            "http" => loopback_issuer && is_loopback(&url),
+            _ => false,
+        };
+        if !ok {
+            return Err(OidcError::InsecureEndpoint {
+                issuer: configured.to_owned(),
+                member,
+                url: one_line(&display_url(&url), 200),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// True for a loopback host: 127.0.0.0/8, ::1 or `localhost` (as the issuer setting accepts).
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// OpenID Connect Core 12.2: a refreshed ID token (`fresh`, already verified) names the same
+/// `iss`, `sub` and `aud` as the cached one.
+fn check_continuity(cached: &IdTokenInfo, fresh: &str) -> Result<(), OidcError> {
+    let fresh = IdTokenInfo::decode(fresh)
+        .map_err(|e| OidcError::IdTokenRejected(Rejection::Malformed(e.to_string())))?;
+    let quote =
+        |v: Option<&str>| v.map_or_else(|| "(none)".to_owned(), |v| format!("{:?}", one_line(v, 100)));
+    let changed =
+        |claim, cached: String, got: String| Err(OidcError::RefreshIdentityChanged { claim, cached, got });
+    if fresh.issuer != cached.issuer {
+        return changed("iss", quote(Some(&cached.issuer)), quote(Some(&fresh.issuer)));
+    }
+    if fresh.str_claim("sub") != cached.str_claim("sub") || cached.str_claim("sub").is_none() {
+        return changed(
+            "sub",
+            quote(cached.str_claim("sub")),
+            quote(fresh.str_claim("sub")),
+        );
+    }
+    let set = |a: &[String]| {
+        let mut a = a.to_vec();
+        a.sort();
+        a.dedup();
+        a
+    };
+    if set(&fresh.audiences) != set(&cached.audiences) {
+        return changed(
+            "aud",
+            quote(Some(&cached.audiences.join(" "))),
+            quote(Some(&fresh.audiences.join(" "))),
+        );
+    }
+    Ok(())
 }
 
 /// True when `url` is `redirect_uri` without its query: same scheme, host, port and path.

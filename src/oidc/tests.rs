@@ -790,7 +790,10 @@ async fn refresh_with(
     body: Value,
 ) -> Result<TokenSet, OidcError> {
     idp.push_token_reply(status, body);
-    provider.refresh(&SecretString::from("old-refresh-token")).await
+    let cached = IdTokenInfo::decode(&rs256("k1", &idp.claims(None))).unwrap();
+    provider
+        .refresh(&SecretString::from("old-refresh-token"), &cached)
+        .await
 }
 
 #[tokio::test]
@@ -894,6 +897,119 @@ async fn refresh_invalid_grant_is_refresh_rejected_and_hides_the_token() {
 }
 
 #[tokio::test]
+async fn refresh_answering_for_another_subject_issuer_or_audience_is_refused() {
+    let idp = Idp::start().await;
+    let provider = idp.provider().await;
+    let cached = IdTokenInfo::decode(&rs256("k1", &idp.claims(None))).unwrap();
+    let old_rt = SecretString::from("old-refresh-token");
+    let refresh = |claims: Value| {
+        idp.push_token_reply(
+            200,
+            json!({"access_token": "at", "token_type": "bearer", "id_token": rs256("k1", &claims), "refresh_token": "new-rt"}),
+        );
+        provider.refresh(&old_rt, &cached)
+    };
+    let mut mallory = idp.claims(None);
+    mallory["sub"] = json!("mallory");
+    let err = refresh(mallory).await.unwrap_err();
+    assert!(
+        matches!(&err, OidcError::RefreshIdentityChanged { claim: "sub", cached, got }
+            if cached == "\"user-1\"" && got == "\"mallory\""),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("new-rt"), "{err}");
+    // The same subject with other claims changed (email, expiry) is the same identity.
+    let mut same = idp.claims(None);
+    same["email"] = json!("new@example.com");
+    same["exp"] = json!(now().timestamp() + 7200);
+    refresh(same).await.unwrap();
+
+    // Issuer and audience: a cached token that names another issuer or audience set than the
+    // (verified) refreshed one.
+    let mut other_iss = cached.clone();
+    other_iss.issuer = "https://elsewhere.example".into();
+    idp.push_token_reply(
+        200,
+        json!({"access_token": "at", "token_type": "bearer", "id_token": rs256("k1", &idp.claims(None))}),
+    );
+    let err = provider
+        .refresh(&SecretString::from("rt"), &other_iss)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, OidcError::RefreshIdentityChanged { claim: "iss", .. }),
+        "{err:?}"
+    );
+    let mut other_aud = cached.clone();
+    other_aud.audiences = vec![CLIENT_ID.into(), "kubernetes".into()];
+    idp.push_token_reply(
+        200,
+        json!({"access_token": "at", "token_type": "bearer", "id_token": rs256("k1", &idp.claims(None))}),
+    );
+    let err = provider
+        .refresh(&SecretString::from("rt"), &other_aud)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, OidcError::RefreshIdentityChanged { claim: "aud", .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn refresh_whose_id_token_cannot_be_verified_for_lack_of_keys_returns_the_rotated_refresh_token() {
+    let idp = Idp::start().await;
+    let provider = idp.provider().await;
+    // The new token names a key not in the JWKS; the refetch answers a document that is not a
+    // JWKS (a transient failure, not a rejection of the token).
+    idp.stub.jwks.lock().unwrap().push(json!("unavailable"));
+    let token = rs256("k2", &idp.claims(None));
+    let err = refresh_with(
+        &idp,
+        &provider,
+        200,
+        json!({"access_token": "at", "token_type": "bearer", "id_token": token, "refresh_token": "new-rt"}),
+    )
+    .await
+    .unwrap_err();
+    let OidcError::RefreshUnverified { cause, rotated } = &err else {
+        panic!("expected RefreshUnverified, got {err:?}");
+    };
+    assert!(matches!(**cause, OidcError::Malformed { .. }), "{cause:?}");
+    assert_eq!(rotated.as_ref().unwrap().expose_secret(), "new-rt");
+    let msg = err.to_string();
+    assert!(!msg.contains("new-rt") && !msg.contains("eyJ"), "{msg}");
+    assert!(!format!("{err:?}").contains("new-rt"), "Debug shows the token");
+
+    // Without a new refresh token there is nothing to keep.
+    let err = refresh_with(
+        &idp,
+        &provider,
+        200,
+        json!({"access_token": "at", "token_type": "bearer", "id_token": rs256("k2", &idp.claims(None))}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, OidcError::RefreshUnverified { rotated: None, .. }),
+        "{err:?}"
+    );
+    // A token the keys reject is a rejection, not a transient failure.
+    *idp.stub.jwks.lock().unwrap() = vec![json!({ "keys": [jwk("k1")] })];
+    let mut c = idp.claims(None);
+    c["aud"] = json!("someone-else");
+    let err = refresh_with(
+        &idp,
+        &provider,
+        200,
+        json!({"access_token": "at", "token_type": "bearer", "id_token": rs256("k1", &c), "refresh_token": "x"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, OidcError::IdTokenRejected(_)), "{err:?}");
+}
+
+#[tokio::test]
 async fn refreshed_id_token_is_verified() {
     let idp = Idp::start().await;
     let provider = idp.provider().await;
@@ -944,6 +1060,134 @@ async fn revoke_without_endpoint_returns_false() {
 
 // ---------------------------------------------------------------------------------------------
 // Discovery
+
+/// The members [`check_endpoints`] covers, with their path on the stub.
+const ENDPOINTS: [(&str, &str); 7] = [
+    ("authorization_endpoint", "auth"),
+    ("token_endpoint", "token"),
+    ("jwks_uri", "keys"),
+    ("userinfo_endpoint", "userinfo"),
+    ("revocation_endpoint", "revoke"),
+    ("device_authorization_endpoint", "device/code"),
+    ("end_session_endpoint", "logout"),
+];
+
+/// A discovery document for `issuer` naming every endpoint under `base`, except `member` under
+/// `odd` (when given).
+fn metadata_with(issuer: &str, base: &str, odd: Option<(&str, &str)>) -> Metadata {
+    let mut doc = json!({
+        "issuer": issuer,
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    });
+    for (member, path) in ENDPOINTS {
+        doc[member] = json!(format!("{base}/{path}"));
+    }
+    if let Some((member, url)) = odd {
+        doc[member] = json!(url);
+    }
+    serde_json::from_value(doc).unwrap()
+}
+
+#[test]
+fn every_endpoint_of_an_https_issuer_must_be_https() {
+    let issuer = "https://idp.example.com/oidc";
+    let url = Url::parse(issuer).unwrap();
+    check_endpoints(
+        issuer,
+        &url,
+        &metadata_with(issuer, "https://idp.example.com/oidc", None),
+    )
+    .unwrap();
+    // Endpoints on another https host are fine (Okta, Google do this).
+    check_endpoints(
+        issuer,
+        &url,
+        &metadata_with(issuer, "https://login.example.net/x", None),
+    )
+    .unwrap();
+    for (member, path) in ENDPOINTS {
+        for odd in [
+            format!("http://idp.example.com/oidc/{path}"),
+            format!("http://127.0.0.1:8080/{path}"),
+            format!("ftp://idp.example.com/{path}"),
+        ] {
+            let err = check_endpoints(
+                issuer,
+                &url,
+                &metadata_with(issuer, "https://idp.example.com/oidc", Some((member, &odd))),
+            )
+            .unwrap_err();
+            let shown = odd.clone();
+            assert!(
+                matches!(&err, OidcError::InsecureEndpoint { member: m, url, .. } if *m == member && *url == shown),
+                "{member} = {odd}: {err:?}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains(member) && msg.contains(&odd) && msg.contains(issuer),
+                "{msg}"
+            );
+            assert!(!msg.contains('\n'));
+        }
+    }
+}
+
+#[test]
+fn an_http_loopback_issuer_may_name_http_endpoints_on_loopback_only() {
+    for issuer in [
+        "http://127.0.0.1:5556/dex",
+        "http://localhost:5556/dex",
+        "http://[::1]:5556/dex",
+    ] {
+        let url = Url::parse(issuer).unwrap();
+        check_endpoints(issuer, &url, &metadata_with(issuer, issuer, None)).unwrap();
+        check_endpoints(
+            issuer,
+            &url,
+            &metadata_with(issuer, "http://127.0.0.2:9000", None),
+        )
+        .unwrap();
+        check_endpoints(
+            issuer,
+            &url,
+            &metadata_with(issuer, "https://idp.example.com", None),
+        )
+        .unwrap();
+        for (member, path) in ENDPOINTS {
+            let odd = format!("http://idp.example.com/{path}");
+            let err = check_endpoints(issuer, &url, &metadata_with(issuer, issuer, Some((member, &odd))))
+                .unwrap_err();
+            assert!(
+                matches!(&err, OidcError::InsecureEndpoint { member: m, .. } if *m == member),
+                "{issuer}: {member} = {odd}: {err:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn discovery_refuses_a_plain_http_endpoint_before_fetching_anything_from_it() {
+    // The stub's issuer is http on loopback: an endpoint off this machine over http is refused
+    // before the JWKS is fetched.
+    let idp = Idp::start().await;
+    idp.edit_discovery(|d| {
+        d.insert("jwks_uri".into(), json!("http://192.0.2.1/keys"));
+    });
+    let err = discover_err(idp.config()).await;
+    assert!(
+        matches!(
+            &err,
+            OidcError::InsecureEndpoint {
+                member: "jwks_uri",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(*idp.stub.jwks_hits.lock().unwrap(), 0);
+}
 
 fn cfg_for(issuer: &str) -> OidcConfig {
     OidcConfig {
@@ -1164,7 +1408,12 @@ async fn valid_extra_ca_file_is_accepted() {
 
 /// Compile-time check: the provider can be shared and its futures spawned on a multi-thread runtime.
 #[allow(dead_code)]
-fn provider_and_its_futures_are_send_and_sync(p: &Provider, req: AuthRequest, rt: &SecretString) {
+fn provider_and_its_futures_are_send_and_sync(
+    p: &Provider,
+    req: AuthRequest,
+    rt: &SecretString,
+    info: &IdTokenInfo,
+) {
     fn send<T: Send>(_: &T) {}
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Provider>();
@@ -1174,7 +1423,7 @@ fn provider_and_its_futures_are_send_and_sync(p: &Provider, req: AuthRequest, rt
         Arc::new(FixedClock(now())),
     ));
     send(&p.exchange_code(req, SecretString::from("c")));
-    send(&p.refresh(rt));
+    send(&p.refresh(rt, info));
     send(&p.revoke(rt));
 }
 
@@ -1192,6 +1441,23 @@ fn error_messages_are_one_line_and_start_lowercase_except_id_token() {
             description: Some("bad secret".into()),
         },
         OidcError::IdTokenRejected(Rejection::AlgNone),
+        OidcError::InsecureEndpoint {
+            issuer: "https://idp".into(),
+            member: "token_endpoint",
+            url: "http://idp/token".into(),
+        },
+        OidcError::RefreshIdentityChanged {
+            claim: "sub",
+            cached: "\"a\"".into(),
+            got: "\"b\"".into(),
+        },
+        OidcError::RefreshUnverified {
+            cause: Box::new(OidcError::HttpStatus {
+                url: "https://idp/keys".into(),
+                status: 503,
+            }),
+            rotated: Some(SecretString::from("rotated-secret")),
+        },
     ];
     for e in errors {
         let m = e.to_string();

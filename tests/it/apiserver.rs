@@ -92,8 +92,9 @@ impl Drop for ApiServer {
     }
 }
 
-/// CA PEM and a rustls config serving a certificate for IP 127.0.0.1 signed by that CA.
-fn tls_config() -> (String, ServerConfig) {
+/// CA PEM and a rustls config serving a certificate for IP 127.0.0.1 signed by that CA (also
+/// used by the stub IdP's https mode).
+pub fn tls_config() -> (String, ServerConfig) {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -130,9 +131,9 @@ fn tls_config() -> (String, ServerConfig) {
 }
 
 /// Accepts TCP connections and completes the TLS handshake before handing them to axum.
-struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
+pub struct TlsListener {
+    pub tcp: TcpListener,
+    pub acceptor: TlsAcceptor,
 }
 
 impl axum::serve::Listener for TlsListener {

@@ -120,6 +120,13 @@ fn device_code_login_with_dex_is_approved_from_the_printed_code() {
         "the token is one Dex issued"
     );
     assert!(!out.stderr.contains("debug"), "no debug lines without -v");
+    // A device login says who logged in, like a browser login.
+    assert_eq!(
+        out.stderr_lines().last().copied(),
+        Some(format!("koidc: logged in as {MOCK_EMAIL} at {}", lab.issuer()).as_str()),
+        "{:?}",
+        out.stderr
+    );
 
     let (codes, polls) = device_traffic(&lab, 0);
     assert_eq!(codes, 1, "exactly one device authorization request");

@@ -6,12 +6,15 @@
 //!
 //! Each test is a fresh user (own HOME and koidc cache) whose identity comes from the kubeconfig
 //! `koidc setup --write-kubeconfig` wrote (or from flags), logging in through the fake browser.
+//! Checks that fail before any cluster is involved (a discovery document naming a plain-http
+//! endpoint) run against the stub IdP instead.
 
 use std::path::Path;
 
 use crate::audit::{audited, cluster};
 use crate::kube::{APP_NAMESPACE, KubeCluster, KubeUser, READER};
-use crate::support::Output;
+use crate::stub_idp::{CLIENT_ID, ConnectionTrap, Fault, StubClient, StubIdp, StubOptions};
+use crate::support::{Output, run};
 
 /// The namespace whose binding names `reader-group` without the prefix.
 const NEAR_MISS_NAMESPACE: &str = "doctor-nearmiss";
@@ -319,4 +322,43 @@ fn doctor_fails_client_accepted_for_a_client_id_the_idp_does_not_know() {
         0,
         "no browser for a client the IdP refuses"
     );
+}
+
+#[test]
+fn doctor_fails_discovery_for_an_https_issuer_naming_a_plain_http_endpoint() {
+    let idp = StubIdp::start_with(
+        Fault::Good,
+        StubOptions {
+            https: true,
+            ..StubOptions::default()
+        },
+    );
+    let client = StubClient::new();
+    let ca = idp.ca_file(client.tmp.path()).display().to_string();
+    let trap = ConnectionTrap::start();
+    let jwks = format!("http://{}/idp/keys", trap.addr());
+    idp.set_endpoint("jwks_uri", &jwks);
+    let out = run(&mut client.koidc(&[
+        "doctor",
+        "--issuer",
+        idp.issuer(),
+        "--client-id",
+        CLIENT_ID,
+        "--certificate-authority",
+        &ca,
+    ]));
+    out.assert_failure();
+    assert!(
+        line(&out, "issuer reachable").starts_with("ok   "),
+        "{}",
+        out.stdout
+    );
+    let failed = line(&out, "discovery valid");
+    assert!(
+        failed.starts_with("FAIL discovery valid: ") && failed.contains("jwks_uri") && failed.contains(&jwks),
+        "{failed:?}"
+    );
+    assert!(failed.contains("https"), "the line says what to do: {failed:?}");
+    assert_eq!(trap.connections(), 0, "the doctor fetched the JWKS over http");
+    assert_eq!(idp.hits("authorize"), 0);
 }

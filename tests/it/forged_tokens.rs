@@ -7,14 +7,21 @@
 //! case (a good token from the same stub) must succeed, so a passing rejection test proves the
 //! fault was caught, not that the stub is unusable. The browser is `curl -L`: the stub's
 //! `/authorize` only redirects, so following redirects completes the login.
+//!
+//! Beyond forged tokens, the same stub pins the protocol rules koidc holds an honest-looking
+//! provider to: no plain-http endpoint behind an https issuer, a refresh must answer for the
+//! same identity (and a rotated refresh token is kept even when the new ID token cannot be
+//! checked yet), and every login says who logged in.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::stub_idp::{CLIENT_ID, Fault, STALL, StubClient, StubIdp, refused_issuer};
-use crate::support::{ExecCredential, Output, mode, parse_exec_credential, run};
+use crate::stub_idp::{
+    CLIENT_ID, ConnectionTrap, EMAIL, Fault, STALL, SUB, StubClient, StubIdp, StubOptions, refused_issuer,
+};
+use crate::support::{ExecCredential, Output, mode, parse_exec_credential, run, wait_until_stale};
 
 /// koidc's fixed HTTP timeout per request to the IdP (src/config.rs `HTTP_TIMEOUT`).
 const KOIDC_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -172,7 +179,12 @@ fn forged_control_good_stub_token_is_accepted_and_cached() {
         .into_iter()
         .filter(|l| !l.starts_with(BROWSER_NOTICE))
         .collect();
-    assert!(extra.is_empty(), "unexpected stderr: {:?}", out.stderr);
+    assert_eq!(
+        extra,
+        [format!("koidc: logged in as {EMAIL} at {}", idp.issuer())],
+        "unexpected stderr: {:?}",
+        out.stderr
+    );
     let entries = client.entries();
     assert_eq!(entries.len(), 1, "one cache entry: {entries:?}");
     assert_eq!(mode(&entries[0]), 0o600);
@@ -403,4 +415,237 @@ fn write_keeping_mode(path: &Path, text: &str) {
     let before = mode(path);
     std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     assert_eq!(mode(path), before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain-http endpoints behind an https issuer
+
+/// The stub serving https, and the path of its CA file (in `dir`).
+fn https_idp(dir: &Path) -> (StubIdp, String) {
+    let idp = StubIdp::start_with(
+        Fault::Good,
+        StubOptions {
+            https: true,
+            ..StubOptions::default()
+        },
+    );
+    let ca = idp.ca_file(dir).display().to_string();
+    (idp, ca)
+}
+
+#[test]
+fn https_issuer_naming_a_plain_http_token_endpoint_is_refused_and_nothing_is_sent_to_it() {
+    let control = StubClient::new();
+    let (idp, ca) = https_idp(control.tmp.path());
+    // Control: with https endpoints the login over TLS works.
+    let out = run(control
+        .command("get-token", &idp, &["--certificate-authority", &ca])
+        .env("CURL_CA_BUNDLE", &ca));
+    assert_accepted(&out, &idp);
+
+    let trap = ConnectionTrap::start();
+    let http_token = format!("http://{}/idp/token", trap.addr());
+    idp.set_endpoint("token_endpoint", &http_token);
+    let before = (idp.hits("authorize"), idp.hits("token"));
+    let client = StubClient::new();
+    let out = run(client
+        .command("get-token", &idp, &["--certificate-authority", &ca])
+        .env("CURL_CA_BUNDLE", &ca));
+    let line = assert_rejected(
+        &out,
+        &client,
+        Some(&idp),
+        &["token_endpoint", &http_token, "https"],
+    );
+    assert!(
+        !out.stderr.contains(BROWSER_NOTICE),
+        "koidc must refuse before the browser opens: {line:?}"
+    );
+    assert_eq!(
+        trap.connections(),
+        0,
+        "koidc connected to the http token endpoint"
+    );
+    assert_eq!(
+        (idp.hits("authorize"), idp.hits("token")),
+        before,
+        "no login was started"
+    );
+}
+
+#[test]
+fn https_issuer_naming_a_plain_http_jwks_uri_is_refused_before_fetching_it() {
+    let client = StubClient::new();
+    let (idp, ca) = https_idp(client.tmp.path());
+    let trap = ConnectionTrap::start();
+    idp.set_endpoint("jwks_uri", &format!("http://{}/idp/keys", trap.addr()));
+    let out = run(client
+        .command("get-token", &idp, &["--certificate-authority", &ca])
+        .env("CURL_CA_BUNDLE", &ca));
+    assert_rejected(&out, &client, Some(&idp), &["jwks_uri", "https"]);
+    assert_eq!(trap.connections(), 0, "koidc fetched the JWKS over http");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refresh continuity (OpenID Connect Core 12.2)
+
+/// A stub whose ID tokens live 94 s: a few seconds after a login ([`wait_until_stale`]) they are
+/// within koidc's 90 s margin, so the next call refreshes.
+fn short_lived_idp() -> StubIdp {
+    StubIdp::start_with(
+        Fault::Good,
+        StubOptions {
+            id_token_lifetime: 94,
+            ..StubOptions::default()
+        },
+    )
+}
+
+/// The cache entry of `client` (exactly one), as JSON.
+#[track_caller]
+fn entry_json(client: &StubClient) -> Value {
+    let entries = client.entries();
+    assert_eq!(entries.len(), 1, "one cache entry: {entries:?}");
+    serde_json::from_str(&std::fs::read_to_string(&entries[0]).expect("read the cache entry"))
+        .expect("the cache entry is JSON")
+}
+
+/// The `sub` of the ID token cached for `client`.
+#[track_caller]
+fn cached_sub(client: &StubClient) -> String {
+    let doc = entry_json(client);
+    let token = doc["id_token"].as_str().expect("a cached ID token");
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .expect("base64url payload"),
+    )
+    .expect("JSON payload");
+    claims["sub"].as_str().expect("a sub claim").to_owned()
+}
+
+#[test]
+fn refresh_answering_another_subject_is_refused_and_a_login_keeps_the_cached_identity() {
+    let idp = short_lived_idp();
+    let client = StubClient::new();
+    let first = assert_accepted(&get_token(&client, idp.issuer()), &idp);
+    assert_eq!(first.claims["sub"], SUB);
+    wait_until_stale(first.exp());
+
+    idp.set_refresh_sub(Some("mallory"));
+    let out = get_token(&client, idp.issuer());
+    let cred = assert_accepted(&out, &idp);
+    assert_eq!(idp.refresh_requests().len(), 1, "koidc tried a refresh");
+    assert_eq!(
+        cred.claims["sub"], SUB,
+        "the refresh answered for mallory and was served: {:?}",
+        out.stderr
+    );
+    assert_eq!(
+        idp.hits("authorize"),
+        2,
+        "a full login followed the refused refresh"
+    );
+    assert_eq!(cached_sub(&client), SUB, "the cache holds another identity");
+    let warning = out
+        .stderr_lines()
+        .into_iter()
+        .find(|l| l.contains("mallory"))
+        .unwrap_or_else(|| panic!("koidc must say why it refused the refresh: {:?}", out.stderr))
+        .to_owned();
+    assert!(
+        warning.starts_with("koidc: warning: ") && warning.contains(SUB) && warning.contains("sub"),
+        "{warning:?}"
+    );
+}
+
+#[test]
+fn refresh_whose_jwks_fetch_fails_keeps_the_rotated_refresh_token_for_the_next_call() {
+    let idp = short_lived_idp();
+    let client = StubClient::new();
+    let first = assert_accepted(&get_token(&client, idp.issuer()), &idp);
+    let first_rt = idp.issued_refresh_tokens()[0].clone();
+    wait_until_stale(first.exp());
+
+    // The refresh answers with a token naming a key koidc has not seen, and the JWKS endpoint
+    // fails after discovery's fetch: the new ID token cannot be checked now.
+    idp.set_refresh_kid(Some("k2"));
+    idp.fail_keys_after(Some(1));
+    let out = get_token(&client, idp.issuer());
+    out.assert_failure();
+    assert!(out.stdout.is_empty(), "no credential without a verified ID token");
+    assert_eq!(idp.refresh_requests(), std::slice::from_ref(&first_rt));
+    let rotated = idp.issued_refresh_tokens()[1].clone();
+    let doc = entry_json(&client);
+    assert_eq!(
+        doc["refresh_token"].as_str(),
+        Some(rotated.as_str()),
+        "the rotated refresh token must replace the one the provider rotated away: {:?}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains(&rotated) && !out.stderr.contains("eyJ"),
+        "a token leaked on stderr"
+    );
+
+    // Once the keys can be fetched, the next call refreshes with the rotated token: no login,
+    // and the rotated-away token is never presented again.
+    idp.set_refresh_kid(None);
+    idp.fail_keys_after(None);
+    let out = get_token(&client, idp.issuer());
+    let cred = assert_accepted(&out, &idp);
+    assert_eq!(cred.claims["sub"], SUB);
+    assert_eq!(idp.refresh_requests(), [first_rt, rotated]);
+    assert_eq!(idp.hits("authorize"), 1, "no new login was needed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Who logged in
+
+#[test]
+fn login_says_who_logged_in_and_warns_when_the_subject_differs_from_the_expired_cached_one() {
+    let idp = StubIdp::start(Fault::Good);
+    let client = StubClient::new();
+    let out = get_token(&client, idp.issuer());
+    assert_accepted(&out, &idp);
+    let said = format!("koidc: logged in as {EMAIL} at {}", idp.issuer());
+    assert!(out.stderr_lines().contains(&said.as_str()), "{:?}", out.stderr);
+
+    // The cached token expires and cannot be refreshed; the next login is someone else's.
+    let entry = client.entries()[0].clone();
+    let mut doc = entry_json(&client);
+    let mut claims = idp.good_claims(None);
+    claims["exp"] = json!(chrono::Utc::now().timestamp() - 600);
+    claims["iat"] = json!(chrono::Utc::now().timestamp() - 4200);
+    doc["id_token"] = json!(idp.sign_rs256(&claims));
+    doc.as_object_mut().expect("entry object").remove("refresh_token");
+    write_keeping_mode(&entry, &doc.to_string());
+    idp.set_login_sub(Some("mallory"));
+
+    let out = get_token(&client, idp.issuer());
+    let cred = assert_accepted(&out, &idp);
+    assert_eq!(cred.claims["sub"], "mallory");
+    let lines = out.stderr_lines();
+    assert!(
+        lines.contains(&format!("koidc: logged in as mallory@example.com at {}", idp.issuer()).as_str()),
+        "{:?}",
+        out.stderr
+    );
+    let warning = lines
+        .iter()
+        .find(|l| l.starts_with("koidc: warning: "))
+        .unwrap_or_else(|| panic!("no warning about the other subject: {:?}", out.stderr));
+    assert!(
+        warning.contains("mallory") && warning.contains(SUB),
+        "the warning names both identities: {warning:?}"
+    );
+
+    // The same identity logging in again is not warned about.
+    let out = run(&mut client.command("login", &idp, &["--force"]));
+    out.assert_success();
+    assert!(
+        !out.stderr.contains("warning"),
+        "no warning for the same subject: {:?}",
+        out.stderr
+    );
 }

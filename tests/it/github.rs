@@ -1,7 +1,8 @@
 //! `--provider github` and `koidc webhook` against the fake GitHub ([`crate::fake_github`]): the
 //! web flow through a curl "browser" (PKCE S256, state, client secret), the device flow with
 //! `authorization_pending` and `slow_down`, GitHub's HTTP-200 error bodies, the warm cache path
-//! without network, refresh of expiring tokens, `whoami` and `logout` (revocation); the real
+//! without network, refresh of expiring tokens, `whoami` and `logout` (revocation), the line
+//! saying which account logged in (and the warning when it is not the cached one); the real
 //! `koidc webhook` binary answering TokenReviews over HTTPS (org restriction, groups, TTL cache);
 //! and end to end: the real kube-apiserver asking the webhook about the GitHub token that kubectl
 //! got from `koidc get-token --provider github`, with RBAC on the team group `acme:sre`.
@@ -236,6 +237,54 @@ fn web_flow_logs_in_with_pkce_and_secret_then_serves_the_cache_without_network()
             .iter()
             .any(|p| p.extension().is_some_and(|e| e == "json" || e == "enc")),
         "the cache entry is still there"
+    );
+}
+
+#[test]
+fn github_login_says_which_account_logged_in_and_warns_when_it_is_not_the_cached_one() {
+    let fake = FakeGithub::start();
+    let machine = Machine::new();
+    let as_alice = curl_browser(ALICE);
+    let first = machine.koidc(
+        "get-token",
+        &fake,
+        &["--browser-command", as_alice.as_str(), "--timeout", "60"],
+        &[SECRET_ENV],
+    );
+    let (token, _) = credential(&first);
+    assert_no_leak(&first, &fake, Some(&token));
+    let said: Vec<&str> = first
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("koidc: logged in as "))
+        .collect();
+    assert_eq!(said.len(), 1, "{:?}", first.stderr);
+    assert!(said[0].starts_with("koidc: logged in as alice at "), "{:?}", said);
+    assert!(!first.stderr.contains("warning"), "{}", first.stderr);
+
+    // Someone else completes the next login started here: koidc says so.
+    let as_bob = curl_browser(BOB);
+    let second = machine.koidc(
+        "login",
+        &fake,
+        &["--force", "--browser-command", as_bob.as_str(), "--timeout", "60"],
+        &[SECRET_ENV],
+    );
+    second.assert_success();
+    assert_no_leak(&second, &fake, None);
+    let lines = second.stderr_lines();
+    assert!(
+        lines.iter().any(|l| l.starts_with("koidc: logged in as bob at ")),
+        "{:?}",
+        second.stderr
+    );
+    let warning = lines
+        .iter()
+        .find(|l| l.starts_with("koidc: warning: "))
+        .unwrap_or_else(|| panic!("no warning about another account: {:?}", second.stderr));
+    assert!(
+        warning.contains("bob") && warning.contains("alice"),
+        "{warning:?}"
     );
 }
 

@@ -47,7 +47,7 @@ use url::Url;
 
 use crate::keyring::{SecretService, SessionKeyring, fresh_session_keyring};
 use crate::lab::{Lab, LabOptions};
-use crate::stub_idp::{CLIENT_ID, Fault, StubIdp};
+use crate::stub_idp::{CLIENT_ID, EMAIL, Fault, StubIdp};
 use crate::support::{
     ExecCredential, Live, Output, RUN_TIMEOUT, Secrets, Stdout, V1, assert_no_leak, clean_command,
     files_under, koidc_bin, mode, parse_exec_credential, repo_root, run, runtime, wait_until_stale,
@@ -1188,12 +1188,17 @@ fn hostile_idp_rotated_refresh_token_reused_by_a_racing_process_falls_back_to_lo
     let lines = loser.stderr_lines();
     assert_eq!(
         lines.len(),
-        2,
-        "the loser says why and logs in: {:?}",
+        3,
+        "the loser says why, logs in and says who logged in: {:?}",
         loser.stderr
     );
     assert_eq!(lines[0], FALLBACK);
     assert!(lines[1].starts_with(BROWSER_NOTICE), "{:?}", loser.stderr);
+    assert!(
+        lines[2].starts_with("koidc: logged in as ") && lines[2].ends_with(&format!(" at {}", idp.issuer())),
+        "{:?}",
+        loser.stderr
+    );
 
     // The winner's new refresh token belonged to the revoked family: its next refresh is refused
     // too, and it also logs in again, without a crash.
@@ -1303,6 +1308,12 @@ fn hostile_cache_corrupt_and_truncated_entries_are_replaced_by_a_login_and_other
             entry.display()
         );
         let lines = out.stderr_lines();
+        let (logged_in, lines) = lines.split_last().expect("stderr lines");
+        assert_eq!(
+            *logged_in,
+            format!("koidc: logged in as {EMAIL} at {}", idp.issuer()),
+            "the login says who logged in"
+        );
         let (notice, warnings) = lines.split_last().expect("stderr lines");
         assert!(
             notice.starts_with(BROWSER_NOTICE),

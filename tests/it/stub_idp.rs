@@ -13,6 +13,14 @@
 //! revocation endpoint (advertised in discovery, recording each request and its `Authorization`) and ID tokens padded
 //! with a large claim. The stub also records the refresh tokens it issued and the `redirect_uri`
 //! of every authorization request.
+//!
+//! With [`StubOptions::https`] the stub serves TLS (issuer `https://127.0.0.1:PORT/idp`, a fresh
+//! test CA: [`StubIdp::ca_file`]). [`StubIdp::set_endpoint`] makes discovery name another URL for
+//! an endpoint (an http one, to see koidc refuse it; [`ConnectionTrap`] is a listener that only
+//! counts connections). The token endpoint also answers the refresh grant, rotating refresh
+//! tokens (a reused one gets `invalid_grant`); what a refresh answers can be skewed
+//! ([`StubIdp::set_refresh_sub`], [`StubIdp::set_refresh_kid`]) and the JWKS endpoint made to fail
+//! after a number of fetches ([`StubIdp::fail_keys_after`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -147,6 +155,11 @@ pub struct StubOptions {
     /// Add a `padding` claim of this many `A`s to every ID token (0: none); the token stays
     /// correctly signed and valid.
     pub id_token_padding: usize,
+    /// Serve https with a fresh test CA ([`StubIdp::ca_file`]) instead of http.
+    pub https: bool,
+    /// Lifetime of the ID tokens in seconds (0: an hour). Under koidc's 90 s safety margin, the
+    /// next `get-token` refreshes.
+    pub id_token_lifetime: i64,
 }
 
 /// One request the revocation endpoint received (its form fields).
@@ -182,6 +195,22 @@ struct Shared {
     redirect_uris: Mutex<Vec<String>>,
     revocations: Mutex<Vec<Revocation>>,
     revocation_auth: Mutex<Vec<Option<String>>>,
+    /// Discovery members replaced by [`StubIdp::set_endpoint`].
+    endpoints: Mutex<Vec<(String, String)>>,
+    /// The `sub` of ID tokens from a login (None: [`SUB`]).
+    login_sub: Mutex<Option<String>>,
+    /// The `sub` of refreshed ID tokens (None: [`SUB`]).
+    refresh_sub: Mutex<Option<String>>,
+    /// The `kid` refreshed ID tokens name (None: [`KID`]); they are always signed with the key.
+    refresh_kid: Mutex<Option<String>>,
+    /// How many more JWKS fetches succeed (None: all); the others answer 503.
+    keys_budget: Mutex<Option<usize>>,
+    /// The refresh tokens presented with the refresh grant, oldest first.
+    refresh_requests: Mutex<Vec<String>>,
+    /// Refresh tokens already redeemed (rotation: each works once).
+    used_refresh: Mutex<Vec<String>>,
+    /// The test CA's PEM, in https mode.
+    ca_pem: Option<String>,
 }
 
 impl Shared {
@@ -215,7 +244,9 @@ impl StubIdp {
             .set_nonblocking(true)
             .expect("make the stub IdP listener non-blocking");
         let addr = std_listener.local_addr().expect("stub IdP address");
-        let issuer = format!("http://{addr}/idp");
+        let scheme = if options.https { "https" } else { "http" };
+        let issuer = format!("{scheme}://{addr}/idp");
+        let tls = options.https.then(crate::apiserver::tls_config);
         let key = rsa_key(&fixture_pem(), KID);
         let other_key = rsa_key(OTHER_KEY_PEM, KID);
         let public_key_pem = public_key_pem(&jwk(&key));
@@ -233,6 +264,14 @@ impl StubIdp {
             redirect_uris: Mutex::new(Vec::new()),
             revocations: Mutex::new(Vec::new()),
             revocation_auth: Mutex::new(Vec::new()),
+            endpoints: Mutex::new(Vec::new()),
+            login_sub: Mutex::new(None),
+            refresh_sub: Mutex::new(None),
+            refresh_kid: Mutex::new(None),
+            keys_budget: Mutex::new(None),
+            refresh_requests: Mutex::new(Vec::new()),
+            used_refresh: Mutex::new(Vec::new()),
+            ca_pem: tls.as_ref().map(|(pem, _)| pem.clone()),
         });
         let app = Router::new()
             .route("/idp/.well-known/openid-configuration", get(discovery))
@@ -252,9 +291,21 @@ impl StubIdp {
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(std_listener)
                         .expect("register the stub IdP listener");
-                    tokio::select! {
-                        res = axum::serve(listener, app) => res.expect("stub IdP server"),
-                        _ = stop => {}
+                    match tls {
+                        Some((_, config)) => {
+                            let listener = crate::apiserver::TlsListener {
+                                tcp: listener,
+                                acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+                            };
+                            tokio::select! {
+                                res = axum::serve(listener, app) => res.expect("stub IdP server"),
+                                _ = stop => {}
+                            }
+                        }
+                        None => tokio::select! {
+                            res = axum::serve(listener, app) => res.expect("stub IdP server"),
+                            _ = stop => {}
+                        },
                     }
                 });
                 // Dropping the runtime cancels the connections still open (a stalled request).
@@ -310,6 +361,49 @@ impl StubIdp {
         good_claims(&self.issuer, nonce)
     }
 
+    /// Writes the test CA (https mode) to `dir/stub-ca.pem` and returns the path, for
+    /// `--certificate-authority`.
+    pub fn ca_file(&self, dir: &std::path::Path) -> PathBuf {
+        let pem = self.shared.ca_pem.as_ref().expect("the stub serves https");
+        let path = dir.join("stub-ca.pem");
+        std::fs::write(&path, pem).expect("write the stub CA");
+        path
+    }
+
+    /// Makes discovery name `url` as its `member` (`token_endpoint`, `jwks_uri`, ...).
+    pub fn set_endpoint(&self, member: &str, url: &str) {
+        self.shared
+            .endpoints
+            .lock()
+            .unwrap()
+            .push((member.to_owned(), url.to_owned()));
+    }
+
+    /// ID tokens from a login name `sub` (and email `SUB@example.com`): another user logs in.
+    pub fn set_login_sub(&self, sub: Option<&str>) {
+        *self.shared.login_sub.lock().unwrap() = sub.map(str::to_owned);
+    }
+
+    /// Refreshed ID tokens name `sub` (another user than the one who logged in).
+    pub fn set_refresh_sub(&self, sub: Option<&str>) {
+        *self.shared.refresh_sub.lock().unwrap() = sub.map(str::to_owned);
+    }
+
+    /// Refreshed ID tokens name `kid` (signed with the JWKS key all the same).
+    pub fn set_refresh_kid(&self, kid: Option<&str>) {
+        *self.shared.refresh_kid.lock().unwrap() = kid.map(str::to_owned);
+    }
+
+    /// The next `n` JWKS fetches succeed, the later ones answer 503 (None: all succeed).
+    pub fn fail_keys_after(&self, n: Option<usize>) {
+        *self.shared.keys_budget.lock().unwrap() = n;
+    }
+
+    /// The refresh tokens presented with the refresh grant, oldest first.
+    pub fn refresh_requests(&self) -> Vec<String> {
+        self.shared.refresh_requests.lock().unwrap().clone()
+    }
+
     /// An RS256 token over `claims`, signed with the key the JWKS publishes.
     pub fn sign_rs256(&self, claims: &Value) -> String {
         rs256(&self.shared.key, KID, claims.to_string().as_bytes())
@@ -362,15 +456,21 @@ fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// The `sub` of the stub's user.
+pub const SUB: &str = "stub-user-1";
+
+/// The `email` of the stub's user.
+pub const EMAIL: &str = "stub-user@example.com";
+
 fn good_claims(issuer: &str, nonce: Option<&str>) -> Value {
     let now = now();
     let mut claims = json!({
         "iss": issuer,
-        "sub": "stub-user-1",
+        "sub": SUB,
         "aud": CLIENT_ID,
         "exp": now + 3600,
         "iat": now - 5,
-        "email": "stub-user@example.com",
+        "email": EMAIL,
         "email_verified": true,
     });
     if let Some(nonce) = nonce {
@@ -394,6 +494,13 @@ fn rs256(key: &CoreRsaPrivateSigningKey, kid: &str, payload: &[u8]) -> String {
 /// The ID token for `fault`, for a login whose nonce was `nonce`.
 fn id_token(shared: &Shared, fault: Fault, nonce: Option<&str>) -> String {
     let mut claims = good_claims(&shared.issuer, nonce);
+    if shared.options.id_token_lifetime > 0 {
+        claims["exp"] = json!(now() + shared.options.id_token_lifetime);
+    }
+    if let Some(sub) = shared.login_sub.lock().unwrap().clone() {
+        claims["sub"] = json!(sub);
+        claims["email"] = json!(format!("{sub}@example.com"));
+    }
     if shared.options.id_token_padding > 0 {
         claims["padding"] = json!("A".repeat(shared.options.id_token_padding));
     }
@@ -521,11 +628,20 @@ async fn discovery(State(s): State<Arc<Shared>>) -> Response {
     if s.options.revocation {
         doc["revocation_endpoint"] = json!(format!("{}/revoke", s.issuer));
     }
+    for (member, url) in s.endpoints.lock().unwrap().iter() {
+        doc[member.as_str()] = json!(url);
+    }
     json_reply(StatusCode::OK, doc.to_string())
 }
 
 async fn keys(State(s): State<Arc<Shared>>) -> Response {
     s.hit("keys");
+    if let Some(budget) = s.keys_budget.lock().unwrap().as_mut() {
+        if *budget == 0 {
+            return (StatusCode::SERVICE_UNAVAILABLE, "keys unavailable").into_response();
+        }
+        *budget -= 1;
+    }
     json_reply(StatusCode::OK, json!({ "keys": [jwk(&s.key)] }).to_string())
 }
 
@@ -587,6 +703,9 @@ async fn token(State(s): State<Arc<Shared>>, body: String) -> Response {
         Fault::TokenEndpointStall => tokio::time::sleep(STALL).await,
         _ => {}
     }
+    if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        return refresh(&s, &form);
+    }
     if form.get("grant_type").map(String::as_str) != Some("authorization_code") {
         return oauth_error("unsupported_grant_type", "the stub IdP only redeems codes");
     }
@@ -620,6 +739,107 @@ async fn token(State(s): State<Arc<Shared>>, body: String) -> Response {
         })
         .to_string(),
     )
+}
+
+/// The refresh grant: each refresh token the stub issued works once (rotation); the answer is a
+/// good ID token (no nonce) for [`StubIdp::set_refresh_sub`]'s subject, naming
+/// [`StubIdp::set_refresh_kid`]'s key id, and a new refresh token.
+fn refresh(s: &Shared, form: &HashMap<String, String>) -> Response {
+    let presented = form.get("refresh_token").cloned().unwrap_or_default();
+    s.refresh_requests.lock().unwrap().push(presented.clone());
+    let known = s.issued_refresh.lock().unwrap().contains(&presented);
+    let mut used = s.used_refresh.lock().unwrap();
+    if !known || used.contains(&presented) {
+        return oauth_error("invalid_grant", "unknown or reused refresh token");
+    }
+    used.push(presented);
+    drop(used);
+    let mut claims = good_claims(&s.issuer, None);
+    if s.options.id_token_lifetime > 0 {
+        claims["exp"] = json!(now() + s.options.id_token_lifetime);
+    }
+    if let Some(sub) = s.refresh_sub.lock().unwrap().clone() {
+        claims["sub"] = json!(sub);
+        claims["email"] = json!(format!("{sub}@example.com"));
+    }
+    let kid = s.refresh_kid.lock().unwrap().clone();
+    let id_token = rs256(
+        &s.key,
+        kid.as_deref().unwrap_or(KID),
+        claims.to_string().as_bytes(),
+    );
+    s.issued.lock().unwrap().push(id_token.clone());
+    let refresh_token = hex::encode(rand::thread_rng().r#gen::<[u8; 16]>());
+    s.issued_refresh.lock().unwrap().push(refresh_token.clone());
+    json_reply(
+        StatusCode::OK,
+        json!({
+            "access_token": hex::encode(rand::thread_rng().r#gen::<[u8; 16]>()),
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "id_token": id_token,
+            "refresh_token": refresh_token,
+        })
+        .to_string(),
+    )
+}
+
+/// A loopback TCP listener that accepts connections, counts them and closes them at once: the
+/// address an endpoint koidc must never use points to.
+pub struct ConnectionTrap {
+    addr: SocketAddr,
+    count: Arc<std::sync::atomic::AtomicUsize>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ConnectionTrap {
+    /// Listens on `127.0.0.1:0`.
+    pub fn start() -> ConnectionTrap {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the trap");
+        listener.set_nonblocking(true).expect("non-blocking trap");
+        let addr = listener.local_addr().expect("trap address");
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c, st) = (count.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        c.fetch_add(1, Ordering::SeqCst);
+                        drop(stream);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        ConnectionTrap {
+            addr,
+            count,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for ConnectionTrap {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// RFC 7009: records the request and answers 200 (404 when revocation is not enabled).
