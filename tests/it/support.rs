@@ -543,11 +543,15 @@ pub struct Secrets {
 /// secret in `secrets`; stdout must contain no secret except, for `get-token`, ID tokens.
 #[track_caller]
 pub fn assert_no_leak(out: &Output, secrets: &Secrets, stdout: Stdout) {
-    assert!(
-        !out.stderr.contains("eyJ"),
-        "{}: a JWT leaked on stderr",
-        out.what
-    );
+    if let Some(at) = out.stderr.find("eyJ") {
+        // Show where, without the token itself: the line up to the JWT.
+        let line_start = out.stderr[..at].rfind('\n').map_or(0, |i| i + 1);
+        panic!(
+            "{}: a JWT leaked on stderr, in the line starting {:?}",
+            out.what,
+            &out.stderr[line_start..at]
+        );
+    }
     for s in secrets.id_tokens.iter().chain(&secrets.other) {
         assert!(
             !out.stderr.contains(s.as_str()),
