@@ -34,6 +34,17 @@ pub fn withhold_from_browser(name: &str) {
     }
 }
 
+/// True when `name` is kept from browsers.
+#[cfg(test)]
+pub(crate) fn is_withheld(name: &str) -> bool {
+    name == CLIENT_SECRET_ENV
+        || WITHHELD
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|v| v == name)
+}
+
 /// Removes the secret variables from `cmd`'s environment.
 fn withhold_secrets(cmd: &mut Command) {
     cmd.env_remove(CLIENT_SECRET_ENV);

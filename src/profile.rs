@@ -257,7 +257,17 @@ impl ConfigFile {
             )));
         }
         check_directories(path, &file)?;
-        Self::parse(path, &text).map(Some)
+        let config = Self::parse(path, &text)?;
+        // Every profile's secret variable, not only the chosen profile's: the shell may export
+        // several, and none of them is for the browser's eyes.
+        for var in config
+            .profiles
+            .values()
+            .filter_map(|p| p.client_secret_env.as_deref())
+        {
+            crate::browser::withhold_from_browser(var);
+        }
+        Ok(Some(config))
     }
 
     /// The profile `name`, or an error listing the available ones.
@@ -978,6 +988,19 @@ client-secret-env = "WORK2_SECRET"
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o620)).unwrap();
         let err = ConfigFile::load(&link).unwrap_err();
         assert!(matches!(err, ProfileError::Insecure { what: "it", .. }), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn every_profiles_secret_variable_is_kept_from_the_browser_not_only_the_chosen_ones() {
+        let text = "[profiles.a]\nissuer = \"https://a\"\nclient-secret-env = \"KOIDC_TEST_A_SECRET\"\n\
+                    [profiles.b]\nissuer = \"https://b\"\nclient-secret-env = \"KOIDC_TEST_B_SECRET\"\n";
+        let (_dir, path) = private_config(text, 0o600);
+        assert!(!crate::browser::is_withheld("KOIDC_TEST_A_SECRET"));
+        let config = ConfigFile::load(&path).unwrap().unwrap();
+        config.profile("b").unwrap();
+        assert!(crate::browser::is_withheld("KOIDC_TEST_A_SECRET"));
+        assert!(crate::browser::is_withheld("KOIDC_TEST_B_SECRET"));
     }
 
     #[cfg(unix)]

@@ -293,7 +293,16 @@ pub enum LookupError {
     /// GitHub could not be asked or answered nonsense: no verdict.
     #[error("{0}")]
     Unavailable(String),
+    /// GitHub declined to check the token (HTTP 422: "validation failed, or the endpoint has been
+    /// spammed", which is what it answers when throttling): not authenticated this time, but not
+    /// remembered either, so a flood of junk cannot get genuine users refused for the cache TTL.
+    #[error("{0}")]
+    Declined(String),
 }
+
+/// How long a review waits for one of the reviewer's GitHub lookup slots before it is answered
+/// "no verdict".
+pub const LOOKUP_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// Boxed future of a [`Lookup`].
 pub type LookupFuture<'a> = Pin<Box<dyn Future<Output = Result<Account, LookupError>> + Send + 'a>>;
@@ -367,10 +376,18 @@ impl Reviewer {
             self.printer.debug(format_args!("token {id}: cached verdict"));
             return verdict;
         }
-        let looked_up = match self.lookups.acquire().await {
-            Ok(_permit) => self.lookup.account(token).await,
-            Err(_) => Err(LookupError::Unavailable("the lookup queue is closed".into())),
+        // A request waits at most LOOKUP_QUEUE_WAIT for a lookup slot: under a flood of junk
+        // tokens the answer is a quick "no verdict" instead of a connection held busy (and so
+        // not evictable) for the whole request timeout.
+        let looked_up = match tokio::time::timeout(LOOKUP_QUEUE_WAIT, self.lookups.acquire()).await {
+            Ok(Ok(_permit)) => self.lookup.account(token).await,
+            Ok(Err(_)) => Err(LookupError::Unavailable("the lookup queue is closed".into())),
+            Err(_) => Err(LookupError::Unavailable(format!(
+                "no GitHub lookup slot became free within {}s (too many token checks in flight)",
+                LOOKUP_QUEUE_WAIT.as_secs()
+            ))),
         };
+        let mut remember = true;
         let verdict = match looked_up {
             Ok(account) => {
                 self.printer.debug(format_args!(
@@ -385,6 +402,10 @@ impl Reviewer {
                 self.policy.judge(&account)
             }
             Err(LookupError::NotAccepted(why)) => Verdict::Rejected(why),
+            Err(LookupError::Declined(why)) => {
+                remember = false;
+                Verdict::Rejected(why)
+            }
             Err(LookupError::Unavailable(why)) => Verdict::Unavailable(why),
         };
         match &verdict {
@@ -400,7 +421,9 @@ impl Reviewer {
                 return verdict;
             }
         }
-        self.remember(digest, verdict.clone());
+        if remember {
+            self.remember(digest, verdict.clone());
+        }
         verdict
     }
 
@@ -590,9 +613,16 @@ mod tests {
                 "bob" => Ok(account(2, "bob", &["acme"], &[])),
                 "eve" => Ok(account(3, "eve", &["evil"], &["evil:sre"])),
                 "down" => Err(LookupError::Unavailable("GitHub did not answer".into())),
+                "spammed" => Err(LookupError::Declined("GitHub answered 422".into())),
                 _ => Err(LookupError::NotAccepted("not a token of the app".into())),
             };
-            Box::pin(async move { result })
+            let slow = token.expose_secret().starts_with("slow-");
+            Box::pin(async move {
+                if slow {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+                result
+            })
         }
     }
 
@@ -717,6 +747,50 @@ mod tests {
         let body = br#"{"apiVersion":"authentication.k8s.io/v1beta1","kind":"TokenReview","spec":{"token":"alice"}}"#;
         let (_, out) = run(r.review(body));
         assert_eq!(out["apiVersion"], "authentication.k8s.io/v1beta1");
+    }
+
+    #[test]
+    fn a_token_check_github_declined_with_422_is_refused_but_not_remembered() {
+        let (r, calls) = reviewer(Duration::from_secs(600));
+        for _ in 0..3 {
+            let (_, out) = run(r.review(&review_body("spammed")));
+            assert_eq!(out["status"]["authenticated"], false);
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            3,
+            "a 422 was answered from the cache"
+        );
+    }
+
+    #[test]
+    fn a_review_waits_for_a_lookup_slot_only_briefly_when_all_are_held_by_slow_checks() {
+        use std::time::Instant;
+        let (r, _) = reviewer(Duration::from_secs(600));
+        let r = Arc::new(r);
+        let started = run(async {
+            // Four slow checks hold every lookup slot (the reviewer allows four at once).
+            let mut held = Vec::new();
+            for i in 0..4 {
+                let r = r.clone();
+                held.push(tokio::spawn(async move {
+                    r.review(&review_body(&format!("slow-{i}"))).await
+                }));
+            }
+            tokio::task::yield_now().await;
+            let started = Instant::now();
+            // bob's token is the app's: only the full queue keeps it from a verdict.
+            let (code, out) = r.review(&review_body("bob")).await;
+            assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "{out}");
+            for h in held {
+                h.abort();
+            }
+            started.elapsed()
+        });
+        assert!(
+            started >= LOOKUP_QUEUE_WAIT && started < LOOKUP_QUEUE_WAIT + Duration::from_secs(3),
+            "waited {started:?}"
+        );
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         _ => store.list()?,
     };
     let mut removed = 0;
+    let mut skipped = 0;
     for key in &keys {
         let _lock = if cache.kind == CacheKind::None {
             None
@@ -56,11 +57,19 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
                 "waiting for the cache lock of {} (client {})",
                 key.issuer, key.client_id
             ));
-            Some(
-                CacheLock::acquire(&cache.dir, key, lock_budget(login.timeout)).with_context(|| {
-                    format!("cannot log out of {} (client {})", key.issuer, key.client_id)
-                })?,
-            )
+            let lock = CacheLock::acquire(&cache.dir, key, lock_budget(login.timeout))
+                .with_context(|| format!("cannot log out of {} (client {})", key.issuer, key.client_id));
+            match lock {
+                Ok(lock) => Some(lock),
+                // With --all, one identity whose lock stays held must not keep the others
+                // logged in: say so, go on, and fail at the end.
+                Err(err) if args.all => {
+                    printer.warn(format_args!("{err:#}"));
+                    skipped += 1;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            }
         };
         if !args.no_revoke {
             let credentials = Credentials::for_entry(key, configured.as_ref(), login.client_secret.as_ref());
@@ -81,6 +90,12 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
                 key.issuer, key.client_id
             ))?;
         }
+    }
+    if skipped > 0 {
+        anyhow::bail!(
+            "{skipped} of {} cached identities are still logged in (their cache lock stayed held; see the warnings above)",
+            keys.len()
+        );
     }
     if removed == 0 {
         printer.info("no cached tokens to forget");

@@ -126,6 +126,13 @@ impl AppLookup {
         };
         let (id, login) = match checked {
             Checked::Issued { id, login } => (id, login),
+            Checked::NotIssued(422) => {
+                return Err(LookupError::Declined(format!(
+                    "GitHub declined to check the token for app {} (HTTP 422: validation failed, or \
+                     the check is being throttled); not authenticated, not remembered",
+                    self.client_id
+                )));
+            }
             Checked::NotIssued(status) => {
                 return Err(LookupError::NotAccepted(format!(
                     "GitHub's token check for app {} answered HTTP {status}: not a token of this app \

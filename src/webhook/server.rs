@@ -449,8 +449,21 @@ async fn connection(
     let _registered = registered;
     let _ = stream.set_nodelay(true);
     let work = async {
-        let Ok(Ok(tls)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await else {
-            return;
+        // A refused handshake is logged at -v only (anyone can cause one): the place to look when
+        // the apiserver's client certificate is refused (e.g. an X.509 v1 certificate, which
+        // rustls does not accept; make it with `extendedKeyUsage = clientAuth`).
+        let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(err)) => {
+                reviewer
+                    .printer
+                    .debug(format_args!("TLS handshake refused: {err}"));
+                return;
+            }
+            Err(_) => {
+                reviewer.printer.debug("TLS handshake did not finish in time");
+                return;
+            }
         };
         let service = TowerToHyperService::new(routes(reviewer, conn.clone()));
         let mut http = hyper::server::conn::http1::Builder::new();
