@@ -322,6 +322,24 @@ mod tests {
     }
 
     #[test]
+    fn bind_group_help_shows_group_and_role_as_required() {
+        use clap::CommandFactory as _;
+        let mut cli = Cli::command();
+        let sub = cli.find_subcommand_mut("bind-group").expect("bind-group");
+        let help = sub.render_long_help().to_string();
+        let usage = help
+            .lines()
+            .skip_while(|l| !l.starts_with("Usage:"))
+            .take_while(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(usage.contains("bind-group [OPTIONS] <GROUP> <ROLE>"), "{usage}");
+        assert!(usage.contains("bind-group [OPTIONS] --from <FILE>"), "{usage}");
+        assert!(!help.contains("[GROUP]") && !help.contains("[ROLE]"), "{help}");
+        assert!(help.contains("  <GROUP>") && help.contains("  <ROLE>"), "{help}");
+    }
+
+    #[test]
     fn without_a_namespace_the_binding_goes_to_default() {
         let objs = objects(&["devs", "view"], "oidc:").unwrap();
         assert_eq!(objs.len(), 1);
