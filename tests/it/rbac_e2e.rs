@@ -486,7 +486,7 @@ fn cluster_wide_bindings_apply_and_a_namespaced_role_cluster_wide_is_refused() {
     let error = assert_one_error(&refused);
     assert!(
         error.contains("\"deployer\" is taken as an existing namespaced Role")
-            && error.contains("--cluster-role"),
+            && error.contains("--role-kind cluster-role"),
         "{error:?}"
     );
     assert_absent(
