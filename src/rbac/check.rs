@@ -52,7 +52,11 @@ pub fn resembles(name: &str) -> Option<Resemblance> {
     let candidates = [Preset::Reader.name(), Preset::Writer.name()]
         .into_iter()
         .map(Resemblance::Preset)
-        .chain(BUILTIN_CLUSTER_ROLES.into_iter().map(Resemblance::BuiltinClusterRole));
+        .chain(
+            BUILTIN_CLUSTER_ROLES
+                .into_iter()
+                .map(Resemblance::BuiltinClusterRole),
+        );
     if candidates.clone().any(|c| c.name() == name) {
         return None;
     }
@@ -114,6 +118,9 @@ pub struct NeededRole {
     pub bound_in: Option<String>,
     /// What the name probably meant, if it resembles a preset or built-in ClusterRole.
     pub resembles: Option<Resemblance>,
+    /// True when the user stated the kind (`--role-kind`, `--cluster-role`): giving the name
+    /// it resembles then also means dropping that.
+    pub kind_stated: bool,
 }
 
 impl NeededRole {
@@ -150,7 +157,11 @@ pub fn roles_to_check(bindings: &[Binding], objects: &[RbacObject]) -> Vec<Neede
             RoleSpec::ExistingRole(name) => (name, bound_in.clone()),
             RoleSpec::ExistingClusterRole(name) => (name, None),
         };
-        let kind = if namespace.is_some() { "Role" } else { "ClusterRole" };
+        let kind = if namespace.is_some() {
+            "Role"
+        } else {
+            "ClusterRole"
+        };
         let created = objects
             .iter()
             .any(|o| o.kind() == kind && o.name() == name && o.namespace() == namespace.as_deref());
@@ -165,6 +176,7 @@ pub fn roles_to_check(bindings: &[Binding], objects: &[RbacObject]) -> Vec<Neede
             namespace,
             bound_in,
             resembles: resembles(name),
+            kind_stated: binding.kind_stated,
         });
     }
     out
@@ -189,8 +201,13 @@ pub fn missing_role_error(needed: &NeededRole, other_kind_exists: bool) -> RbacE
         }
     } else if let Some(meant) = needed.resembles {
         format!(
-            "did you mean {meant}? Give ROLE as `{}`, or create the {} first, {anyway}",
+            "did you mean {meant}? Give ROLE as `{}`{}, or create the {} first, {anyway}",
             meant.name(),
+            if needed.kind_stated {
+                " with no --role-kind or --cluster-role"
+            } else {
+                ""
+            },
             needed.kind()
         )
     } else {
@@ -226,9 +243,14 @@ mod tests {
     use crate::rbac::RoleKind;
 
     fn binding(role: &str, kind: Option<RoleKind>, scope: Scope) -> Binding {
-        Binding::new("devs", RoleSpec::resolve(role, kind, &[]).unwrap(), scope, "oidc:")
-            .unwrap()
-            .with_kind_stated(kind.is_some())
+        Binding::new(
+            "devs",
+            RoleSpec::resolve(role, kind, &[]).unwrap(),
+            scope,
+            "oidc:",
+        )
+        .unwrap()
+        .with_kind_stated(kind.is_some())
     }
 
     fn ns(name: &str) -> Scope {
@@ -324,12 +346,24 @@ mod tests {
         assert_eq!(
             needed,
             [
-                ("Role \"deployer\" in namespace app".to_owned(), s("app"), s("app")),
-                ("Role \"deployer\" in namespace other".to_owned(), s("other"), s("other")),
+                (
+                    "Role \"deployer\" in namespace app".to_owned(),
+                    s("app"),
+                    s("app")
+                ),
+                (
+                    "Role \"deployer\" in namespace other".to_owned(),
+                    s("other"),
+                    s("other")
+                ),
                 ("ClusterRole \"auditor\"".to_owned(), None, s("app")),
                 ("ClusterRole \"auditor\"".to_owned(), None, None),
                 // The preset's Role in `app` is created by the same apply; not in `other`.
-                ("Role \"koidc-reader\" in namespace other".to_owned(), s("other"), s("other")),
+                (
+                    "Role \"koidc-reader\" in namespace other".to_owned(),
+                    s("other"),
+                    s("other")
+                ),
             ]
         );
     }
@@ -341,15 +375,22 @@ mod tests {
             namespace: namespace.map(str::to_owned),
             bound_in: bound_in.map(str::to_owned),
             resembles: resembles(name),
+            kind_stated: false,
         };
         let typo = missing_role_error(&needed("Reader", Some("application"), Some("application")), false);
         assert_eq!(
             typo.to_string(),
             "Role \"Reader\" does not exist in namespace application; did you mean the preset `reader`? Give ROLE as `reader`, or create the Role first, or pass --allow-missing-role to bind it before it exists"
         );
-        let builtin = missing_role_error(&needed("veiw", None, None), false).to_string();
+        let stated = NeededRole {
+            kind_stated: true,
+            ..needed("veiw", None, None)
+        };
+        let builtin = missing_role_error(&stated, false).to_string();
         assert!(
-            builtin.starts_with("ClusterRole \"veiw\" does not exist; did you mean the built-in ClusterRole `view`?"),
+            builtin.starts_with(
+                "ClusterRole \"veiw\" does not exist; did you mean the built-in ClusterRole `view`? Give ROLE as `view` with no --role-kind or --cluster-role,"
+            ),
             "{builtin}"
         );
         let plain = missing_role_error(&needed("later", Some("app"), Some("app")), false).to_string();
@@ -357,7 +398,8 @@ mod tests {
             plain,
             "Role \"later\" does not exist in namespace app; create it first, or pass --allow-missing-role to bind it before it exists"
         );
-        let cluster_role_instead = missing_role_error(&needed("lister", Some("app"), Some("app")), true).to_string();
+        let cluster_role_instead =
+            missing_role_error(&needed("lister", Some("app"), Some("app")), true).to_string();
         assert!(
             cluster_role_instead.contains("a ClusterRole \"lister\" exists: pass --role-kind cluster-role"),
             "{cluster_role_instead}"
@@ -367,7 +409,13 @@ mod tests {
             role_instead.contains("a Role \"getter\" exists in namespace app: pass --role-kind role"),
             "{role_instead}"
         );
-        for message in [typo.to_string(), builtin, plain, cluster_role_instead, role_instead] {
+        for message in [
+            typo.to_string(),
+            builtin,
+            plain,
+            cluster_role_instead,
+            role_instead,
+        ] {
             assert!(!message.contains('\n'), "{message}");
             assert!(message.contains("--allow-missing-role"), "{message}");
         }

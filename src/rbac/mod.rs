@@ -130,7 +130,9 @@ pub enum RbacError {
         role: String,
     },
     /// `--role-kind preset` (or `roleKind: preset`) with a name that is not a preset.
-    #[error("{role:?} is not a preset: the presets are reader and writer; drop --role-kind preset to bind an existing Role or a built-in ClusterRole")]
+    #[error(
+        "{role:?} is not a preset: the presets are reader and writer; drop --role-kind preset to bind an existing Role or a built-in ClusterRole"
+    )]
     NotAPreset {
         /// The role given.
         role: String,

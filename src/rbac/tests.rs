@@ -303,7 +303,10 @@ fn role_kind_takes_the_name_literally() {
     let RbacObject::RoleBinding(b) = &objects[0] else {
         panic!("{objects:?}")
     };
-    assert_eq!((b.role_ref.kind.as_str(), b.role_ref.name.as_str()), ("Role", "reader"));
+    assert_eq!(
+        (b.role_ref.kind.as_str(), b.role_ref.name.as_str()),
+        ("Role", "reader")
+    );
 }
 
 #[test]
@@ -327,11 +330,19 @@ fn bindings_file_role_kind_matches_the_flag() {
             stated("w", RoleKind::ClusterRole, ns("app")),
         ]
     );
-    let err = bindings_from_yaml("- {group: g, role: r, clusterRole: true, roleKind: role, namespace: a}", "f", "")
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("clusterRole: true contradicts roleKind: role"), "{err}");
-    let err = bindings_from_yaml("- {group: g, role: r, roleKind: rolle, namespace: a}", "f", "").unwrap_err();
+    let err = bindings_from_yaml(
+        "- {group: g, role: r, clusterRole: true, roleKind: role, namespace: a}",
+        "f",
+        "",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("clusterRole: true contradicts roleKind: role"),
+        "{err}"
+    );
+    let err =
+        bindings_from_yaml("- {group: g, role: r, roleKind: rolle, namespace: a}", "f", "").unwrap_err();
     assert!(matches!(err, RbacError::ParseFile { .. }), "{err}");
 }
 

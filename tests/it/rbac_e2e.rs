@@ -23,6 +23,7 @@ use crate::kube::{
     APP_NAMESPACE, BYSTANDER, KubeCluster, KubeUser, OTHER_NAMESPACE, PREFIX, READER, TestUser, USER_CLUSTER,
     USER_CONTEXT, USER_NAME, WRITER, keep_until_exit, pod_create_args, run_koidc,
 };
+use crate::setup_cmd::subject_names;
 use crate::support::{Output, V1, clean_command, koidc_bin, run};
 
 /// The pod the admin creates in `application` before the tests.
@@ -191,6 +192,14 @@ fn assert_one_error(out: &Output) -> String {
         );
     }
     error.to_string()
+}
+
+/// Fails unless `text` contains every one of `expected`.
+#[track_caller]
+fn assert_contains_all(text: &str, expected: &[&str]) {
+    for e in expected {
+        assert!(text.contains(e), "{e:?} missing from {text:?}");
+    }
 }
 
 /// How often `needle` occurs in `haystack`.
@@ -696,22 +705,6 @@ fn whoami_shows_prefixed_email_and_groups() {
     assert_eq!(reader.browser.launches(), 1, "one browser login");
 }
 
-/// The subject names in `koidc bind-group`'s YAML (`  name: X` under `subjects:`).
-fn subject_names(yaml: &str) -> Vec<&str> {
-    let mut names = Vec::new();
-    let mut in_subjects = false;
-    for line in yaml.lines() {
-        if line == "subjects:" {
-            in_subjects = true;
-        } else if !line.starts_with(' ') && !line.starts_with('-') {
-            in_subjects = false;
-        } else if in_subjects && let Some(name) = line.trim_start().strip_prefix("name: ") {
-            names.push(name);
-        }
-    }
-    names
-}
-
 #[test]
 fn bind_group_without_a_saved_or_given_groups_prefix_warns_that_the_subject_has_no_prefix() {
     // An admin who never ran `koidc setup` here (another machine, a fresh HOME): the cluster
@@ -728,14 +721,15 @@ fn bind_group_without_a_saved_or_given_groups_prefix_warns_that_the_subject_has_
     assert_eq!(subject_names(&bare.stdout), ["devs"], "{}", bare.stdout);
     let lines = bare.stderr_lines();
     assert_eq!(lines.len(), 1, "one warning expected: {lines:?}");
-    for expected in [
-        "koidc: warning: no groups prefix given and none saved by `koidc setup`",
-        "\"devs\"",
-        "--group-prefix oidc:",
-        "--group-prefix ''",
-    ] {
-        assert!(lines[0].contains(expected), "{expected:?} missing from {:?}", lines[0]);
-    }
+    assert_contains_all(
+        lines[0],
+        &[
+            "koidc: warning: no groups prefix given and none saved by `koidc setup`",
+            "\"devs\"",
+            "--group-prefix oidc:",
+            "--group-prefix ''",
+        ],
+    );
 
     // Several groups from a file: one warning for all of them.
     let file = home.path().join("groups.yaml");
@@ -786,13 +780,14 @@ fn bind_group_apply_refuses_a_misspelled_role_and_names_the_role_it_resembles() 
     // The example: `Reader` bound a Role that does not exist, exit 0.
     let refused = cluster.bind_group_apply(&["developers", "Reader", "-n", ns]);
     let error = assert_one_error(&refused);
-    for expected in [
-        "Role \"Reader\" does not exist in namespace application",
-        "did you mean the preset `reader`",
-        "--allow-missing-role",
-    ] {
-        assert!(error.contains(expected), "{expected:?} missing from {error:?}");
-    }
+    assert_contains_all(
+        &error,
+        &[
+            "Role \"Reader\" does not exist in namespace application",
+            "did you mean the preset `reader`",
+            "--allow-missing-role",
+        ],
+    );
     assert_absent(
         cluster,
         &["get", "rolebinding", "koidc:developers:Reader", "-n", ns],
@@ -801,17 +796,15 @@ fn bind_group_apply_refuses_a_misspelled_role_and_names_the_role_it_resembles() 
     // A built-in ClusterRole misspelled.
     let refused = cluster.bind_group_apply(&["developers", "veiw", "--cluster-role", "--cluster-wide"]);
     let error = assert_one_error(&refused);
-    for expected in [
-        "ClusterRole \"veiw\" does not exist",
-        "did you mean the built-in ClusterRole `view`",
-        "--allow-missing-role",
-    ] {
-        assert!(error.contains(expected), "{expected:?} missing from {error:?}");
-    }
-    assert_absent(
-        cluster,
-        &["get", "clusterrolebinding", "koidc:developers:veiw"],
+    assert_contains_all(
+        &error,
+        &[
+            "ClusterRole \"veiw\" does not exist",
+            "did you mean the built-in ClusterRole `view`",
+            "--allow-missing-role",
+        ],
     );
+    assert_absent(cluster, &["get", "clusterrolebinding", "koidc:developers:veiw"]);
 
     // Printed for review (no --apply, no cluster access): the objects, and a warning.
     let printed = cluster
@@ -834,27 +827,44 @@ fn bind_group_apply_of_a_missing_role_says_when_it_exists_as_the_other_kind() {
     let cluster = cluster();
     let _logs = cluster.print_logs_on_failure();
     let ns = APP_NAMESPACE;
-    cluster.admin_ok(&["create", "clusterrole", "pod-lister", "--verb=list", "--resource=pods"]);
-    cluster.admin_ok(&["create", "role", "pod-getter", "-n", ns, "--verb=get", "--resource=pods"]);
+    cluster.admin_ok(&[
+        "create",
+        "clusterrole",
+        "pod-lister",
+        "--verb=list",
+        "--resource=pods",
+    ]);
+    cluster.admin_ok(&[
+        "create",
+        "role",
+        "pod-getter",
+        "-n",
+        ns,
+        "--verb=get",
+        "--resource=pods",
+    ]);
 
     let refused = cluster.bind_group_apply(&["listers", "pod-lister", "-n", ns]);
     let error = assert_one_error(&refused);
-    for expected in [
-        "Role \"pod-lister\" does not exist in namespace application",
-        "a ClusterRole \"pod-lister\" exists",
-        "--role-kind cluster-role",
-    ] {
-        assert!(error.contains(expected), "{expected:?} missing from {error:?}");
-    }
-    let refused = cluster.bind_group_apply(&["getters", "pod-getter", "--role-kind", "cluster-role", "-n", ns]);
+    assert_contains_all(
+        &error,
+        &[
+            "Role \"pod-lister\" does not exist in namespace application",
+            "a ClusterRole \"pod-lister\" exists",
+            "--role-kind cluster-role",
+        ],
+    );
+    let refused =
+        cluster.bind_group_apply(&["getters", "pod-getter", "--role-kind", "cluster-role", "-n", ns]);
     let error = assert_one_error(&refused);
-    for expected in [
-        "ClusterRole \"pod-getter\" does not exist",
-        "a Role \"pod-getter\" exists in namespace application",
-        "--role-kind role",
-    ] {
-        assert!(error.contains(expected), "{expected:?} missing from {error:?}");
-    }
+    assert_contains_all(
+        &error,
+        &[
+            "ClusterRole \"pod-getter\" does not exist",
+            "a Role \"pod-getter\" exists in namespace application",
+            "--role-kind role",
+        ],
+    );
 
     // Doing what the errors say works.
     cluster
@@ -885,7 +895,8 @@ fn bind_group_apply_binds_a_role_that_does_not_exist_yet_only_with_allow_missing
     );
     assert_absent(cluster, &["get", "rolebinding", binding, "-n", ns]);
 
-    let allowed = cluster.bind_group_apply(&["later-group", "created-later", "-n", ns, "--allow-missing-role"]);
+    let allowed =
+        cluster.bind_group_apply(&["later-group", "created-later", "-n", ns, "--allow-missing-role"]);
     allowed.assert_success();
     let b = get_json(cluster, "rolebinding", binding, Some(ns));
     assert_eq!(b["roleRef"]["kind"], "Role", "in {b}");
@@ -893,7 +904,15 @@ fn bind_group_apply_binds_a_role_that_does_not_exist_yet_only_with_allow_missing
     assert!(!group_can(cluster, "later-group", "get", "pods", ns));
 
     // Once the Role exists the binding grants it, and a plain re-apply passes the check.
-    cluster.admin_ok(&["create", "role", "created-later", "-n", ns, "--verb=get", "--resource=pods"]);
+    cluster.admin_ok(&[
+        "create",
+        "role",
+        "created-later",
+        "-n",
+        ns,
+        "--verb=get",
+        "--resource=pods",
+    ]);
     assert!(group_can(cluster, "later-group", "get", "pods", ns));
     cluster
         .bind_group_apply(&["later-group", "created-later", "-n", ns])
@@ -927,8 +946,22 @@ fn bind_group_role_kind_binds_existing_roles_named_like_the_presets() {
     let _logs = cluster.print_logs_on_failure();
     let (ns, group) = (APP_NAMESPACE, "guide-readers");
     // The guide's own names: a Role `reader` and a ClusterRole `writer` made by hand.
-    cluster.admin_ok(&["create", "role", "reader", "-n", ns, "--verb=get", "--resource=configmaps"]);
-    cluster.admin_ok(&["create", "clusterrole", "writer", "--verb=delete", "--resource=configmaps"]);
+    cluster.admin_ok(&[
+        "create",
+        "role",
+        "reader",
+        "-n",
+        ns,
+        "--verb=get",
+        "--resource=configmaps",
+    ]);
+    cluster.admin_ok(&[
+        "create",
+        "clusterrole",
+        "writer",
+        "--verb=delete",
+        "--resource=configmaps",
+    ]);
 
     let role = cluster.bind_group_apply(&[group, "reader", "--role-kind", "role", "-n", ns]);
     role.assert_success();
@@ -951,10 +984,17 @@ fn bind_group_role_kind_binds_existing_roles_named_like_the_presets() {
     assert_eq!(b["roleRef"]["kind"], "ClusterRole", "in {b}");
     assert_eq!(b["roleRef"]["name"], "writer", "in {b}");
     assert!(group_can(cluster, group, "delete", "configmaps", ns));
-    assert!(!group_can(cluster, group, "delete", "configmaps", OTHER_NAMESPACE));
+    assert!(!group_can(
+        cluster,
+        group,
+        "delete",
+        "configmaps",
+        OTHER_NAMESPACE
+    ));
 
     // A Role lives in one namespace: it is looked up in -n, and cannot be bound cluster-wide.
-    let elsewhere = cluster.bind_group_apply(&[group, "reader", "--role-kind", "role", "-n", OTHER_NAMESPACE]);
+    let elsewhere =
+        cluster.bind_group_apply(&[group, "reader", "--role-kind", "role", "-n", OTHER_NAMESPACE]);
     let error = assert_one_error(&elsewhere);
     assert!(
         error.contains("Role \"reader\" does not exist in namespace other"),
