@@ -130,7 +130,10 @@ pub enum Command {
     #[command(after_help = WHOAMI_EXAMPLES)]
     Whoami(WhoamiArgs),
     /// Print (or apply) the RBAC objects that give an IdP group a role in the cluster.
-    #[command(after_help = BIND_GROUP_EXAMPLES)]
+    #[command(
+        after_help = BIND_GROUP_EXAMPLES,
+        override_usage = "koidc bind-group [OPTIONS] <GROUP> <ROLE>\n       koidc bind-group [OPTIONS] --from <FILE>"
+    )]
     BindGroup(BindGroupArgs),
     /// Check an issuer and print what the cluster needs: apiserver authentication config,
     /// kubeconfig entry, RBAC commands.
@@ -284,9 +287,18 @@ Examples:
   koidc whoami --profile work
   koidc whoami -o json";
 const BIND_GROUP_EXAMPLES: &str = "\
-ROLE is a built-in ClusterRole (view, edit, admin, cluster-admin), a preset that koidc writes too
-(reader: get, list, watch; writer: every verb; both on the --resource list, pods by default), or
-else the name of an existing Role (with --cluster-role: of an existing ClusterRole).
+ROLE is a preset that koidc writes too (reader: get, list, watch; writer: every verb; both on the
+--resource list, pods by default), a built-in ClusterRole (view, edit, admin, cluster-admin), or
+else the name of an existing Role in the binding's namespace. --role-kind says what ROLE is, so
+that an existing Role or ClusterRole named reader or writer can be bound:
+  role          an existing Role in the namespace of -n (default: default); a RoleBinding can
+                only refer to a Role of its own namespace, so never with --cluster-wide
+  cluster-role  an existing ClusterRole (same as --cluster-role): with -n its rights in that
+                namespace only (RoleBinding), with --cluster-wide everywhere (ClusterRoleBinding)
+  preset        reader or writer only
+With --apply, a Role or ClusterRole that does not exist in the cluster is refused (a binding to
+it would grant nothing), with the preset or built-in it resembles if any; --allow-missing-role
+binds it anyway. Without --apply, a ROLE that looks like a typo (Reader, veiw) is warned about.
 
 Examples:
   koidc bind-group reader-group reader -n application | kubectl apply -f -
@@ -502,10 +514,12 @@ pub struct WhoamiArgs {
 #[derive(Debug, Args)]
 pub struct BindGroupArgs {
     /// The IdP group, as the IdP puts it in the token (without the apiserver's groups prefix).
-    #[arg(required_unless_present = "from", conflicts_with = "from")]
+    // Required, except with --from (clap lets a required argument go missing when an argument
+    // it conflicts with is present), so the help shows <GROUP> <ROLE>.
+    #[arg(required = true, conflicts_with = "from")]
     pub group: Option<String>,
     /// The role to give the group (see below).
-    #[arg(required_unless_present = "from", conflicts_with = "from")]
+    #[arg(required = true, conflicts_with = "from")]
     pub role: Option<String>,
     /// Namespace of the RoleBinding [default: default].
     #[arg(short = 'n', long, value_name = "NS", conflicts_with_all = ["cluster_wide", "from"])]
@@ -513,9 +527,14 @@ pub struct BindGroupArgs {
     /// Bind in every namespace with a ClusterRoleBinding (ROLE must be a ClusterRole or a preset).
     #[arg(long, conflicts_with = "from")]
     pub cluster_wide: bool,
-    /// ROLE names an existing ClusterRole, not a Role.
-    #[arg(long, conflicts_with = "from")]
+    /// ROLE names an existing ClusterRole, not a Role (same as --role-kind cluster-role).
+    #[arg(long, conflicts_with_all = ["from", "role_kind"])]
     pub cluster_role: bool,
+    /// What ROLE is: an existing Role in the binding's namespace, an existing ClusterRole, or a
+    /// preset [default: reader/writer are presets, view/edit/admin/cluster-admin built-in
+    /// ClusterRoles, anything else an existing Role].
+    #[arg(long, value_enum, value_name = "KIND", conflicts_with = "from")]
+    pub role_kind: Option<RoleKindArg>,
     /// Resource for the reader/writer presets, like pods, deployments.apps or pods/log
     /// (repeatable or comma-separated) [default: pods].
     #[arg(
@@ -525,8 +544,8 @@ pub struct BindGroupArgs {
         conflicts_with = "from"
     )]
     pub resources: Vec<String>,
-    /// The apiserver's groups prefix (--oidc-groups-prefix), put in front of the group
-    /// [default: the prefix saved by `koidc setup`, else none].
+    /// The apiserver's groups prefix (--oidc-groups-prefix), put in front of the group ('' for
+    /// none) [default: the prefix saved by `koidc setup`, else none, with a warning].
     #[arg(long, value_name = "P", allow_hyphen_values = true)]
     pub group_prefix: Option<String>,
     /// Bind several groups from a YAML list of {group, role, namespace | clusterWide: true}
@@ -540,6 +559,9 @@ pub struct BindGroupArgs {
     /// printing them; running it twice changes nothing.
     #[arg(long)]
     pub apply: bool,
+    /// With --apply, bind a Role or ClusterRole that does not exist (yet) instead of refusing.
+    #[arg(long, requires = "apply")]
+    pub allow_missing_role: bool,
     /// The kubectl that --apply runs.
     #[arg(long, env = "KOIDC_KUBECTL", value_name = "PATH", default_value = "kubectl")]
     pub kubectl: PathBuf,
@@ -551,6 +573,17 @@ pub struct BindGroupArgs {
     pub context: Option<String>,
     #[command(flatten)]
     pub output: OutputFlags,
+}
+
+/// `bind-group --role-kind` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleKindArg {
+    /// An existing Role in the binding's namespace (-n); not with --cluster-wide.
+    Role,
+    /// An existing ClusterRole, bound in -n or --cluster-wide.
+    ClusterRole,
+    /// A preset koidc writes: reader or writer.
+    Preset,
 }
 
 /// `bind-group -o` values.

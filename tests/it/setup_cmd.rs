@@ -19,7 +19,7 @@ fn bind_group(home: &Path, config_dir: &Path, args: &[&str]) -> Output {
 }
 
 /// The subject names in `koidc bind-group`'s YAML (`  name: X` under `subjects:`).
-fn subject_names(yaml: &str) -> Vec<String> {
+pub fn subject_names(yaml: &str) -> Vec<String> {
     let mut names = Vec::new();
     let mut in_subjects = false;
     for line in yaml.lines() {
