@@ -360,6 +360,32 @@ mod tests {
     }
 
     #[test]
+    fn kubeconfig_user_writes_no_env_key() {
+        let user = kubeconfig_user(&ExecUser {
+            name: "oidc".into(),
+            command: "koidc".into(),
+            args: vec!["get-token".into()],
+        });
+        assert!(user["user"]["exec"].get("env").is_none(), "{user}");
+    }
+
+    #[test]
+    fn the_install_hint_the_readme_and_the_krew_manifest_name_the_repository_placeholder() {
+        const PLACEHOLDER: &str = "https://github.com/OWNER/koidc";
+        assert!(INSTALL_HINT.contains(PLACEHOLDER), "{INSTALL_HINT}");
+        for (file, text) in [
+            ("README.md", include_str!("../README.md")),
+            ("krew/koidc.yaml", include_str!("../krew/koidc.yaml")),
+        ] {
+            assert!(text.contains(PLACEHOLDER), "{file} does not name {PLACEHOLDER}");
+            assert!(
+                text.contains("replace OWNER"),
+                "{file} does not say to replace OWNER at publication"
+            );
+        }
+    }
+
+    #[test]
     fn warnings_name_the_known_traps() {
         let mut a = auth();
         a.issuer = "http://127.0.0.1:5556/dex".into();

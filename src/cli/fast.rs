@@ -297,6 +297,7 @@ mod tests {
         "--grant",
         "--paste",
         "--certificate-authority",
+        "--certificate-authority-data",
         "--verbose",
         "-v",
         "-vv",
@@ -349,6 +350,7 @@ mod tests {
         "work",
         "ümlaut",
         "a=b",
+        "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==",
     ];
 
     /// A random get-token command line.
@@ -379,7 +381,7 @@ mod tests {
             "--issuer=https://dex.example.com/dex --client-id=koidc --scope=email,groups --cache=file",
             "--profile work",
             "--issuer https://x.okta.com/oauth2/default --client-id 0oa1 --provider okta -v",
-            "--issuer https://dex.example.com/dex --client-id koidc --cache-dir /tmp/c --listen 127.0.0.1:8000 --listen 127.0.0.1:18000 --timeout 30 --grant device-code --no-browser --paste --certificate-authority /ca.pem,/ca2.pem --browser-command true --client-secret s --github-url https://g --github-api-url https://g/api -vv --verbose",
+            "--issuer https://dex.example.com/dex --client-id koidc --cache-dir /tmp/c --listen 127.0.0.1:8000 --listen 127.0.0.1:18000 --timeout 30 --grant device-code --no-browser --paste --certificate-authority /ca.pem,/ca2.pem --certificate-authority-data LS0tLS1CRUdJTg== --browser-command true --client-secret s --github-url https://g --github-api-url https://g/api -vv --verbose",
             "",
         ] {
             let args: Vec<OsString> = line.split_whitespace().map(OsString::from).collect();
@@ -516,6 +518,8 @@ mod tests {
             ("KOIDC_CERTIFICATE_AUTHORITY", "/a.pem,/b.pem"),
             ("KOIDC_GITHUB_URL", "https://g"),
         ],
+        &[("KOIDC_CERTIFICATE_AUTHORITY_DATA", "LS0tLS1CRUdJTg==")],
+        &[("KOIDC_CERTIFICATE_AUTHORITY_DATA", "")],
     ];
 
     #[test]
