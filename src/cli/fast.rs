@@ -42,7 +42,7 @@ const fn opt(long: &'static str, id: &'static str, env: &'static str, kind: Kind
 /// Every option of [`GetTokenArgs`] except `--verbose`, which has no variable. The test
 /// `options_table_matches_clap` keeps this list and clap's in step.
 #[rustfmt::skip]
-const OPTS: [Opt; 17] = [
+const OPTS: [Opt; 18] = [
     opt("profile", "profile", "KOIDC_PROFILE", Kind::One),
     opt("issuer", "issuer", "KOIDC_ISSUER", Kind::One),
     opt("client-id", "client_id", "KOIDC_CLIENT_ID", Kind::One),
@@ -60,6 +60,7 @@ const OPTS: [Opt; 17] = [
     opt("grant", "grant", "KOIDC_GRANT", Kind::One),
     opt("paste", "paste", "KOIDC_PASTE", Kind::Flag),
     opt("certificate-authority", "certificate_authorities", "KOIDC_CERTIFICATE_AUTHORITY", Kind::Many),
+    opt("certificate-authority-data", "certificate_authority_data", "KOIDC_CERTIFICATE_AUTHORITY_DATA", Kind::One),
 ];
 
 /// Parses the arguments after `get-token` (`args`) with the variables `env` gives; `None`
@@ -169,6 +170,7 @@ pub(super) fn parse_get_token(
                 .into_iter()
                 .map(PathBuf::from)
                 .collect(),
+            certificate_authority_data: one(take("certificate_authority_data")),
         },
         cache: CacheFlags {
             cache: value_enum(one(take("cache")))?.unwrap_or(super::CacheArg::Keyring),

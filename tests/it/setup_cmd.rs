@@ -485,7 +485,7 @@ fn get_token_refuses_certificate_authority_data_that_is_not_a_base64_pem_certifi
 /// `koidc setup` for the stub IdP, writing `kubeconfig`, with `args` and the variables `env`.
 fn setup_stub(home: &Path, kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = clean_command(koidc_bin(), home);
-    cmd.env("XDG_CONFIG_HOME", home.join("config"))
+    cmd.env("XDG_CONFIG_HOME", home.join("xdg-config"))
         .envs(env.iter().copied())
         .arg("setup")
         .args(args)
