@@ -61,10 +61,7 @@ pub(crate) fn read_ca_data(data: &str) -> Result<Vec<Certificate>, String> {
     let pem = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
         .map_err(|_| "it is not base64".to_owned())?;
-    if !pem
-        .windows(PEM_BEGIN.len())
-        .any(|w| w == PEM_BEGIN.as_bytes())
-    {
+    if !pem.windows(PEM_BEGIN.len()).any(|w| w == PEM_BEGIN.as_bytes()) {
         return Err("it is base64, but not of a PEM certificate".into());
     }
     let certs = Certificate::from_pem_bundle(&pem).map_err(|e| root_cause(&e))?;

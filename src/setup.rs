@@ -134,8 +134,8 @@ pub const CLIENT_SECRET_VAR: &str = "KOIDC_CLIENT_SECRET";
 pub fn client_secret_hint(user: &str, var: &str) -> String {
     format!(
         "the client secret is not written into the kubeconfig: kubectl passes the exec entry's env to koidc, \
-         so add it under `exec:` of user {user:?} in each copy you hand out (from your password manager; \
-         never in a shared file):\n    env:\n    - name: {var}\n      value: <the client secret>"
+         so add it as the variable {var} under `exec:` of user {user:?} in each copy you hand out (from your \
+         password manager; never in a shared file):\n    env:\n    - name: {var}\n      value: <the client secret>"
     )
 }
 
@@ -557,8 +557,14 @@ mod tests {
     #[test]
     fn the_client_secret_hint_names_the_variable_and_never_a_value() {
         let hint = client_secret_hint("oidc", "KOIDC_CLIENT_SECRET");
-        assert!(hint.starts_with("the client secret is not written into the kubeconfig"), "{hint}");
-        assert!(hint.contains("\n    - name: KOIDC_CLIENT_SECRET\n      value: <the client secret>"), "{hint}");
+        assert!(
+            hint.starts_with("the client secret is not written into the kubeconfig"),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("\n    - name: KOIDC_CLIENT_SECRET\n      value: <the client secret>"),
+            "{hint}"
+        );
     }
 
     #[test]
@@ -620,7 +626,13 @@ mod tests {
 
     #[test]
     fn get_token_args_skip_the_default_listen_address() {
-        let args = get_token_args("https://i", "c", &["groups".into()], Vec::new(), &["127.0.0.1:0".into()]);
+        let args = get_token_args(
+            "https://i",
+            "c",
+            &["groups".into()],
+            Vec::new(),
+            &["127.0.0.1:0".into()],
+        );
         assert_eq!(
             args,
             vec![

@@ -117,7 +117,10 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
         );
     }
     if login.client_secret.is_some() {
-        printer.info(setup::client_secret_hint(&args.user_name, setup::CLIENT_SECRET_VAR));
+        printer.info(setup::client_secret_hint(
+            &args.user_name,
+            setup::CLIENT_SECRET_VAR,
+        ));
     }
     printer.info(format_args!(
         "GitHub's browser login needs the OAuth app's client secret in the exec entry's env ({}); without it \

@@ -73,7 +73,10 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         printer.warn(warning);
     }
     if login.client_secret.is_some() {
-        printer.info(setup::client_secret_hint(&args.user_name, setup::CLIENT_SECRET_VAR));
+        printer.info(setup::client_secret_hint(
+            &args.user_name,
+            setup::CLIENT_SECRET_VAR,
+        ));
     }
 
     match rbac::save_group_prefix(&auth.groups_prefix) {
@@ -188,7 +191,11 @@ pub(super) fn read_cas(login: &LoginConfig) -> anyhow::Result<Option<String>> {
 
 /// The `get-token` arguments that make the kubeconfig entry trust the IdP's CA
 /// ([`setup::ca_args`]); with `--embed-ca`, `pem` (from [`read_cas`]) as data, which must exist.
-pub(super) fn entry_ca_args(args: &SetupArgs, login: &LoginConfig, pem: Option<&str>) -> anyhow::Result<Vec<String>> {
+pub(super) fn entry_ca_args(
+    args: &SetupArgs,
+    login: &LoginConfig,
+    pem: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
     let embed = if args.embed_ca {
         Some(pem.context(
             "--embed-ca puts the IdP's CA into the kubeconfig entry, but none was given: add \
@@ -220,7 +227,11 @@ pub(super) fn write_user(args: &SetupArgs, user: &Value, printer: Printer) -> an
             "no context in {} uses user {:?} yet; add {} with kubectl{}:\n{}",
             path.display(),
             args.user_name,
-            if commands.len() == 3 { "the cluster and a context" } else { "a context" },
+            if commands.len() == 3 {
+                "the cluster and a context"
+            } else {
+                "a context"
+            },
             if commands.iter().any(|c| c.contains('<')) {
                 " (fill in the <...> parts)"
             } else {
@@ -256,7 +267,12 @@ fn render(
             } else {
                 groups
                     .iter()
-                    .map(|g| format!("#   koidc bind-group {} view -n <namespace>", setup::shell_word(g)))
+                    .map(|g| {
+                        format!(
+                            "#   koidc bind-group {} view -n <namespace>",
+                            setup::shell_word(g)
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             };

@@ -325,7 +325,10 @@ impl std::fmt::Debug for OidcConfig {
             )
             .field("scopes", &self.scopes)
             .field("extra_ca_files", &self.extra_ca_files)
-            .field("extra_ca_data", &self.extra_ca_data.as_ref().map(|_| "<base64 PEM>"))
+            .field(
+                "extra_ca_data",
+                &self.extra_ca_data.as_ref().map(|_| "<base64 PEM>"),
+            )
             .field("http_timeout", &self.http_timeout)
             .finish()
     }

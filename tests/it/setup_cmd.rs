@@ -280,7 +280,13 @@ fn exec_of(kubeconfig: &Value, name: &str) -> Value {
 
 /// `koidc setup` for [`KubeIdp`]'s Dex with `--write-kubeconfig --kubeconfig <kubeconfig>` and
 /// the test's koidc as the exec command, plus `extra`; `setup_args` replaced by `args` when given.
-fn setup_kubeconfig(idp: &KubeIdp, dir: &Path, kubeconfig: &Path, args: Option<Vec<String>>, extra: &[&str]) -> Output {
+fn setup_kubeconfig(
+    idp: &KubeIdp,
+    dir: &Path,
+    kubeconfig: &Path,
+    args: Option<Vec<String>>,
+    extra: &[&str],
+) -> Output {
     let mut all = vec!["setup".to_owned()];
     all.extend(args.unwrap_or_else(|| idp.setup_args()));
     all.extend(["--write-kubeconfig".into(), "--kubeconfig".into()]);
@@ -405,7 +411,13 @@ fn setup_embed_ca_writes_the_idp_ca_as_data_and_kubectl_logs_in_without_the_ca_f
     let at = args.iter().position(|a| a == "--certificate-authority").unwrap();
     args[at + 1] = admin_ca.display().to_string();
     let kubeconfig = dir.join("handed-out.yaml");
-    let out = setup_kubeconfig(&idp, &dir, &kubeconfig, Some(args), &["--embed-ca", "--print", "kubeconfig"]);
+    let out = setup_kubeconfig(
+        &idp,
+        &dir,
+        &kubeconfig,
+        Some(args),
+        &["--embed-ca", "--print", "kubeconfig"],
+    );
     out.assert_success();
     std::fs::remove_file(&admin_ca).unwrap();
 
@@ -417,7 +429,9 @@ fn setup_embed_ca_writes_the_idp_ca_as_data_and_kubectl_logs_in_without_the_ca_f
         .map(|a| a.as_str().unwrap())
         .collect();
     assert!(
-        !exec_args.iter().any(|a| a.starts_with("--certificate-authority=")),
+        !exec_args
+            .iter()
+            .any(|a| a.starts_with("--certificate-authority=")),
         "the entry still names the admin's CA file: {exec_args:?}"
     );
     let data: Vec<&str> = exec_args
@@ -445,7 +459,9 @@ fn setup_embed_ca_writes_the_idp_ca_as_data_and_kubectl_logs_in_without_the_ca_f
             format!("--certificate-authority={}", server_ca.display()),
             "--embed-certs".into(),
         ],
-        ["config", "set-context", "c", "--cluster=c", "--user=oidc"].map(String::from).to_vec(),
+        ["config", "set-context", "c", "--cluster=c", "--user=oidc"]
+            .map(String::from)
+            .to_vec(),
         ["config", "use-context", "c"].map(String::from).to_vec(),
     ] {
         let mut cmd = clean_command(&kubectl, &dir);
@@ -502,7 +518,14 @@ fn setup_for_a_dex_issuer_prints_no_github_note_and_writes_no_env_null() {
     let out = setup_stub(
         tmp.path(),
         &kubeconfig,
-        &["--issuer", idp.issuer(), "--client-id", crate::stub_idp::CLIENT_ID, "--provider", "dex"],
+        &[
+            "--issuer",
+            idp.issuer(),
+            "--client-id",
+            crate::stub_idp::CLIENT_ID,
+            "--provider",
+            "dex",
+        ],
         &[],
     );
     out.assert_success();
@@ -558,11 +581,21 @@ fn setup_with_a_client_secret_says_to_put_it_in_the_exec_env_and_never_writes_it
             out.stderr
         );
         let file = std::fs::read_to_string(&kubeconfig).unwrap();
-        for (what, text) in [("stdout", &out.stdout), ("stderr", &out.stderr), ("kubeconfig", &file)] {
-            assert!(!text.contains(SETUP_SECRET), "{provider}: the secret is in {what}");
+        for (what, text) in [
+            ("stdout", &out.stdout),
+            ("stderr", &out.stderr),
+            ("kubeconfig", &file),
+        ] {
+            assert!(
+                !text.contains(SETUP_SECRET),
+                "{provider}: the secret is in {what}"
+            );
         }
         let exec = exec_of(&read_kubeconfig(&kubeconfig), "oidc");
-        assert!(exec.get("env").is_none(), "{provider}: the entry has an env key: {exec}");
+        assert!(
+            exec.get("env").is_none(),
+            "{provider}: the entry has an env key: {exec}"
+        );
     }
 }
 
@@ -570,7 +603,12 @@ fn setup_with_a_client_secret_says_to_put_it_in_the_exec_env_and_never_writes_it
 fn setup_for_github_says_the_webhook_url_defaulted_to_loopback() {
     let tmp = tempfile::tempdir().unwrap();
     let kubeconfig = tmp.path().join("config");
-    let out = setup_stub(tmp.path(), &kubeconfig, &["--provider", "github", "--client-id", "Ov23abc"], &[]);
+    let out = setup_stub(
+        tmp.path(),
+        &kubeconfig,
+        &["--provider", "github", "--client-id", "Ov23abc"],
+        &[],
+    );
     out.assert_success();
     let warning = out
         .stderr
@@ -587,7 +625,14 @@ fn setup_for_github_says_the_webhook_url_defaulted_to_loopback() {
     let given = setup_stub(
         tmp.path(),
         &tmp.path().join("config-2"),
-        &["--provider", "github", "--client-id", "Ov23abc", "--webhook-url", "https://10.0.0.5:8443/"],
+        &[
+            "--provider",
+            "github",
+            "--client-id",
+            "Ov23abc",
+            "--webhook-url",
+            "https://10.0.0.5:8443/",
+        ],
         &[],
     );
     given.assert_success();
@@ -596,4 +641,30 @@ fn setup_for_github_says_the_webhook_url_defaulted_to_loopback() {
         "warned although --webhook-url was given:\n{}",
         given.stderr
     );
+}
+
+#[test]
+fn setup_embed_ca_without_a_ca_fails_saying_which_option_is_missing() {
+    let idp = crate::stub_idp::StubIdp::start(crate::stub_idp::Fault::Good);
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = tmp.path().join("kubeconfig");
+    let out = setup_stub(
+        tmp.path(),
+        &kubeconfig,
+        &[
+            "--issuer",
+            idp.issuer(),
+            "--client-id",
+            crate::stub_idp::CLIENT_ID,
+            "--embed-ca",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let line = out.assert_one_error_line();
+    assert!(
+        line.contains("--embed-ca") && line.contains("--certificate-authority FILE"),
+        "{line}"
+    );
+    assert!(!kubeconfig.exists(), "a kubeconfig was written");
 }
