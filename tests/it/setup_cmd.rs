@@ -510,24 +510,27 @@ fn setup_stub(home: &Path, kubeconfig: &Path, args: &[&str], env: &[(&str, &str)
     run(&mut cmd)
 }
 
-#[test]
-fn setup_for_a_dex_issuer_prints_no_github_note_and_writes_no_env_null() {
+/// [`setup_stub`] for a fresh stub IdP (`--issuer`, `--client-id`) plus `extra`, writing
+/// `kubeconfig` in a fresh dir; returns the dir (removed when dropped), the kubeconfig's path and
+/// the run.
+fn setup_stub_oidc(extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Output) {
     let idp = crate::stub_idp::StubIdp::start(crate::stub_idp::Fault::Good);
     let tmp = tempfile::tempdir().unwrap();
-    let kubeconfig = tmp.path().join("config");
-    let out = setup_stub(
-        tmp.path(),
-        &kubeconfig,
-        &[
-            "--issuer",
-            idp.issuer(),
-            "--client-id",
-            crate::stub_idp::CLIENT_ID,
-            "--provider",
-            "dex",
-        ],
-        &[],
-    );
+    let kubeconfig = tmp.path().join("kubeconfig");
+    let mut args = vec![
+        "--issuer",
+        idp.issuer(),
+        "--client-id",
+        crate::stub_idp::CLIENT_ID,
+    ];
+    args.extend(extra);
+    let out = setup_stub(tmp.path(), &kubeconfig, &args, &[]);
+    (tmp, kubeconfig, out)
+}
+
+#[test]
+fn setup_for_a_dex_issuer_prints_no_github_note_and_writes_no_env_null() {
+    let (_dir, kubeconfig, out) = setup_stub_oidc(&["--provider", "dex"]);
     out.assert_success();
     assert!(
         !out.stderr.contains("GitHub") && !out.stdout.contains("GitHub"),
@@ -645,21 +648,7 @@ fn setup_for_github_says_the_webhook_url_defaulted_to_loopback() {
 
 #[test]
 fn setup_embed_ca_without_a_ca_fails_saying_which_option_is_missing() {
-    let idp = crate::stub_idp::StubIdp::start(crate::stub_idp::Fault::Good);
-    let tmp = tempfile::tempdir().unwrap();
-    let kubeconfig = tmp.path().join("kubeconfig");
-    let out = setup_stub(
-        tmp.path(),
-        &kubeconfig,
-        &[
-            "--issuer",
-            idp.issuer(),
-            "--client-id",
-            crate::stub_idp::CLIENT_ID,
-            "--embed-ca",
-        ],
-        &[],
-    );
+    let (_dir, kubeconfig, out) = setup_stub_oidc(&["--embed-ca"]);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     let line = out.assert_one_error_line();
     assert!(
