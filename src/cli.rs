@@ -409,6 +409,15 @@ pub struct LoginFlags {
         value_delimiter = ','
     )]
     pub certificate_authorities: Vec<PathBuf>,
+    /// Extra CA certificates to trust for the IdP, as the base64 of PEM text (like a
+    /// kubeconfig's certificate-authority-data): the kubeconfig entry carries the CA itself
+    /// (`koidc setup --embed-ca`).
+    #[arg(
+        long = "certificate-authority-data",
+        env = "KOIDC_CERTIFICATE_AUTHORITY_DATA",
+        value_name = "BASE64"
+    )]
+    pub certificate_authority_data: Option<String>,
 }
 
 impl std::fmt::Debug for LoginFlags {
@@ -423,6 +432,7 @@ impl std::fmt::Debug for LoginFlags {
             grant,
             paste,
             certificate_authorities,
+            certificate_authority_data,
         } = self;
         f.debug_struct("LoginFlags")
             .field("client_secret", &client_secret.as_ref().map(|_| "<redacted>"))
@@ -433,6 +443,7 @@ impl std::fmt::Debug for LoginFlags {
             .field("grant", grant)
             .field("paste", paste)
             .field("certificate_authorities", certificate_authorities)
+            .field("certificate_authority_data", certificate_authority_data)
             .finish()
     }
 }
@@ -670,9 +681,15 @@ pub struct SetupArgs {
     /// Log in once to check the real token's claims (groups present? email verified?).
     #[arg(long = "login")]
     pub check_login: bool,
-    /// Write the user entry into the kubeconfig (KUBECONFIG, else ~/.kube/config).
+    /// Write the user entry into the kubeconfig (KUBECONFIG, else ~/.kube/config); when no
+    /// context uses that user yet, print the kubectl commands that add the cluster and a context.
     #[arg(long)]
     pub write_kubeconfig: bool,
+    /// Put the IdP's CA (--certificate-authority) into the kubeconfig entry as
+    /// --certificate-authority-data instead of the file's path on this machine, so the entry can
+    /// be handed out as it is.
+    #[arg(long)]
+    pub embed_ca: bool,
     /// The kubeconfig file to write with --write-kubeconfig.
     #[arg(long, value_name = "FILE", requires = "write_kubeconfig")]
     pub kubeconfig: Option<PathBuf>,
@@ -685,9 +702,10 @@ pub struct SetupArgs {
     /// Path of the issuer's CA file on the control plane, for the `--oidc-ca-file` flag.
     #[arg(long, value_name = "FILE")]
     pub apiserver_ca_path: Option<String>,
-    /// With --provider github: the URL kube-apiserver reaches `koidc webhook` at.
-    #[arg(long, value_name = "URL", default_value = "https://127.0.0.1:8443/")]
-    pub webhook_url: String,
+    /// With --provider github: the URL kube-apiserver reaches `koidc webhook` at [default:
+    /// https://127.0.0.1:8443/, the apiserver's own host, with a warning].
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<String>,
     /// With --provider github: the CA (PEM) that signed the webhook's certificate, embedded in
     /// the apiserver's webhook config.
     #[arg(long, value_name = "FILE")]
