@@ -148,9 +148,21 @@ fn logout_without_revocation_endpoint_still_forgets() {
     lab.assert_no_leak(&logout, Stdout::NoSecrets);
     assert_eq!(
         logout.stdout.trim_end(),
-        logged_out_line(&lab.issuer(), DEX_CLIENT_ID)
+        format!(
+            "logged out of {} (client {DEX_CLIENT_ID}, scopes email groups offline_access)",
+            lab.issuer()
+        )
     );
-    assert_eq!(logout.stderr, "", "no revocation endpoint is not worth a warning");
+    assert_eq!(
+        logout.stderr_lines(),
+        [format!(
+            "koidc: {} (client {DEX_CLIENT_ID}, scopes email groups offline_access): not revoked: \
+             the issuer offers no revocation endpoint (the refresh token stays valid at the issuer \
+             until it expires)",
+            lab.issuer()
+        )],
+        "logout says the refresh token was not revoked"
+    );
     assert_eq!(
         entry_files(&lab.cache_dir),
         Vec::<PathBuf>::new(),
