@@ -211,20 +211,25 @@ fn logout_all_forgets_and_revokes_every_identity() {
     revoked.sort();
     issued.sort();
     assert_eq!(revoked, issued, "each identity's refresh token revoked once");
+    // One line per forgotten identity, told apart by its scopes, and how many.
     let line = logged_out_line(idp.issuer(), CLIENT_ID);
+    let with_email = format!("logged out of {} (client {CLIENT_ID}, scopes email)", idp.issuer());
     assert_eq!(
         logout.stdout.lines().collect::<Vec<_>>(),
-        [line.as_str(), line.as_str()],
+        [line.as_str(), with_email.as_str(), "2 cached entries removed"],
         "one line per forgotten identity"
     );
     // And on stderr, one line per identity saying how its token was revoked.
-    let how = format!(
-        "koidc: {} (client {CLIENT_ID}): revoked the token as a public client (no client secret given)",
-        idp.issuer()
-    );
+    let how = |scopes: &str| {
+        format!(
+            "koidc: {} (client {CLIENT_ID}{scopes}): revoked the token as a public client (no client \
+             secret given)",
+            idp.issuer()
+        )
+    };
     assert_eq!(
         logout.stderr.lines().collect::<Vec<_>>(),
-        [how.as_str(), how.as_str()]
+        [how(""), how(", scopes email")]
     );
 }
 
