@@ -455,6 +455,44 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
+    fn remove_unheld_leaves_held_locks_and_follows_no_symlink() {
+        let tmp = TempDir::new("lock-sweep");
+        let dir = tmp.path();
+        let held = CacheLock::acquire(dir, &key(1), Duration::from_secs(600)).unwrap();
+        let free = CacheLock::acquire(dir, &key(2), Duration::ZERO).unwrap();
+        let free_path = free.path().to_owned();
+        drop(free);
+        let marker = |k: u32| dir.join(format!("{}.cooldown", key(k).id()));
+        for k in [1, 2, 3] {
+            write_private(&marker(k), b"1\nreason\n");
+        }
+        write_private(&dir.join(super::super::keyring::MASTER_LOCK), b"");
+        // A lock file planted as a symlink to a file outside, and one that is a directory.
+        let outside = dir.join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        write_private(&outside.join("victim"), b"keep");
+        let planted = dir.join(format!("{}.lock", key(4).id()));
+        std::os::unix::fs::symlink(outside.join("victim"), &planted).unwrap();
+        std::fs::create_dir(dir.join(format!("{}.lock", key(5).id()))).unwrap();
+        write_private(&dir.join("unrelated.lock"), b"");
+
+        let swept = remove_unheld(dir, &["cooldown"]).unwrap();
+        // key 2's lock and marker, key 3's marker (its lock file made to hold it), the
+        // master-key lock.
+        assert_eq!(swept.removed, 4, "{swept:?}");
+        assert_eq!(swept.held, [held.path().to_owned()]);
+        assert_eq!(swept.failed.len(), 2, "the symlink and the directory: {swept:?}");
+        assert!(!free_path.exists() && !marker(2).exists() && !marker(3).exists());
+        assert!(held.path().exists() && marker(1).exists(), "a held lock keeps its marker");
+        assert!(!dir.join(format!("{}.lock", key(3).id())).exists());
+        assert!(!dir.join(super::super::keyring::MASTER_LOCK).exists());
+        assert_eq!(std::fs::read(outside.join("victim")).unwrap(), b"keep");
+        assert!(std::fs::symlink_metadata(&planted).unwrap().file_type().is_symlink());
+        assert!(dir.join("unrelated.lock").exists(), "only koidc's names are touched");
+    }
+
+    #[test]
     fn try_acquire_takes_a_free_lock_and_leaves_a_held_one_at_once() {
         let tmp = TempDir::new("lock-try");
         let held = CacheLock::acquire(tmp.path(), &key(1), Duration::from_secs(600)).unwrap();
