@@ -484,12 +484,23 @@ mod tests {
         assert_eq!(swept.held, [held.path().to_owned()]);
         assert_eq!(swept.failed.len(), 2, "the symlink and the directory: {swept:?}");
         assert!(!free_path.exists() && !marker(2).exists() && !marker(3).exists());
-        assert!(held.path().exists() && marker(1).exists(), "a held lock keeps its marker");
+        assert!(
+            held.path().exists() && marker(1).exists(),
+            "a held lock keeps its marker"
+        );
         assert!(!dir.join(format!("{}.lock", key(3).id())).exists());
         assert!(!dir.join(super::super::keyring::MASTER_LOCK).exists());
         assert_eq!(std::fs::read(outside.join("victim")).unwrap(), b"keep");
-        assert!(std::fs::symlink_metadata(&planted).unwrap().file_type().is_symlink());
-        assert!(dir.join("unrelated.lock").exists(), "only koidc's names are touched");
+        assert!(
+            std::fs::symlink_metadata(&planted)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(
+            dir.join("unrelated.lock").exists(),
+            "only koidc's names are touched"
+        );
     }
 
     #[test]
@@ -497,8 +508,15 @@ mod tests {
         let tmp = TempDir::new("lock-try");
         let held = CacheLock::acquire(tmp.path(), &key(1), Duration::from_secs(600)).unwrap();
         let start = Instant::now();
-        assert!(CacheLock::try_acquire_path(held.path().to_owned()).unwrap().is_none());
-        assert!(start.elapsed() < Duration::from_secs(5), "it waited for the holder");
+        assert!(
+            CacheLock::try_acquire_path(held.path().to_owned())
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "it waited for the holder"
+        );
         drop(held);
         let path = tmp.path().join(format!("{}.lock", key(1).id()));
         assert!(CacheLock::try_acquire_path(path).unwrap().is_some());

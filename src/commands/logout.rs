@@ -69,7 +69,10 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         let lock = if cache.kind == CacheKind::None {
             None
         } else {
-            printer.debug(format_args!("waiting for the cache lock of {}", describe_key(key)));
+            printer.debug(format_args!(
+                "waiting for the cache lock of {}",
+                describe_key(key)
+            ));
             let lock = CacheLock::acquire(&cache.dir, key, lock_budget(login.timeout))
                 .with_context(|| format!("cannot log out of {}", describe_key(key)));
             match lock {

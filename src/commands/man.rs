@@ -124,7 +124,10 @@ mod tests {
         );
         assert!(text.contains("get\\-token"), "no get-token in the page");
         for command in ["clean", "version", "logout"] {
-            assert!(text.contains(&format!("koidc\\-{command}(1)")), "no {command} in the page");
+            assert!(
+                text.contains(&format!("koidc\\-{command}(1)")),
+                "no {command} in the page"
+            );
         }
         assert!(text.contains(".ds Aq"), "the apostrophe preamble was lost");
     }

@@ -74,7 +74,12 @@ fn cached_keys_of(store: &dyn TokenStore, identity: &Identity) -> anyhow::Result
 /// stable.
 fn sort_keys(keys: &mut [CacheKey]) {
     keys.sort_by(|a, b| {
-        (&a.issuer, &a.client_id, &a.profile, &a.scopes).cmp(&(&b.issuer, &b.client_id, &b.profile, &b.scopes))
+        (&a.issuer, &a.client_id, &a.profile, &a.scopes).cmp(&(
+            &b.issuer,
+            &b.client_id,
+            &b.profile,
+            &b.scopes,
+        ))
     });
 }
 

@@ -585,7 +585,10 @@ fn readme_usage_against_dex(lab: &Lab, store: &Store) {
     whoami.assert_success();
     lab.assert_no_leak(&whoami, Stdout::NoSecrets);
     assert_eq!(
-        whoami.stdout.matches(&format!("client:   {DEX_CLIENT_ID}\n")).count(),
+        whoami
+            .stdout
+            .matches(&format!("client:   {DEX_CLIENT_ID}\n"))
+            .count(),
         2,
         "{}",
         whoami.stdout
@@ -610,7 +613,10 @@ fn readme_usage_against_dex(lab: &Lab, store: &Store) {
     scopes.sort_by_key(Value::to_string);
     assert_eq!(
         scopes,
-        [serde_json::json!(["email", "groups"]), serde_json::json!(["offline_access"])]
+        [
+            serde_json::json!(["email", "groups"]),
+            serde_json::json!(["offline_access"])
+        ]
     );
 
     // koidc logout --issuer … --client-id …: both entries go, and it says how many and that
@@ -707,8 +713,7 @@ fn logout_of_a_client_removes_its_entries_of_every_scope_and_profile_and_revokes
     };
     // Four entries of idp's client: no scopes, two scopes, and two of the profile `work`.
     run(&mut client.command("get-token", &idp, &[])).assert_success();
-    run(&mut client.command("get-token", &idp, &["--scope", "groups", "--scope", "email"]))
-        .assert_success();
+    run(&mut client.command("get-token", &idp, &["--scope", "groups", "--scope", "email"])).assert_success();
     profiled(&[]);
     profiled(&["--scope", "groups"]);
     // And one of another issuer, which stays.
@@ -726,7 +731,11 @@ fn logout_of_a_client_removes_its_entries_of_every_scope_and_profile_and_revokes
         .map(|block| {
             block
                 .lines()
-                .filter(|l| ["client:", "scopes:", "profile:"].iter().any(|p| l.starts_with(p)))
+                .filter(|l| {
+                    ["client:", "scopes:", "profile:"]
+                        .iter()
+                        .any(|p| l.starts_with(p))
+                })
                 .collect::<Vec<_>>()
                 .join("; ")
         })
@@ -787,11 +796,23 @@ fn logout_of_a_client_removes_its_entries_of_every_scope_and_profile_and_revokes
     assert_eq!(other.revocations(), [], "another issuer's entry is left alone");
     assert_eq!(
         out.stdout.lines().last(),
-        Some(format!("4 cached entries of {} (client {CLIENT_ID}) removed", idp.issuer()).as_str()),
+        Some(
+            format!(
+                "4 cached entries of {} (client {CLIENT_ID}) removed",
+                idp.issuer()
+            )
+            .as_str()
+        ),
         "{}",
         out.stdout
     );
-    assert_eq!(out.stdout.lines().filter(|l| l.starts_with("logged out of ")).count(), 4);
+    assert_eq!(
+        out.stdout
+            .lines()
+            .filter(|l| l.starts_with("logged out of "))
+            .count(),
+        4
+    );
 
     // With a profile, logout keeps to that profile's entries (of any scopes).
     run(&mut client.command("get-token", &idp, &[])).assert_success();
@@ -815,7 +836,9 @@ fn logout_of_a_client_removes_its_entries_of_every_scope_and_profile_and_revokes
 #[test]
 fn logout_without_arguments_mentions_all() {
     let client = StubClient::new();
-    let out = run(&mut client.koidc(&["logout", "--cache", "file", "--cache-dir"]).arg(client.cache_dir()));
+    let out = run(client
+        .koidc(&["logout", "--cache", "file", "--cache-dir"])
+        .arg(client.cache_dir()));
     out.assert_failure();
     let line = out.assert_one_error_line();
     assert!(line.contains("--all"), "{line}");
@@ -825,7 +848,7 @@ fn logout_without_arguments_mentions_all() {
 #[test]
 fn whoami_json_with_nothing_cached_prints_an_empty_list() {
     let client = StubClient::new();
-    let out = run(&mut client
+    let out = run(client
         .koidc(&["whoami", "-o", "json", "--cache", "file", "--cache-dir"])
         .arg(client.cache_dir()));
     out.assert_success();
@@ -849,14 +872,24 @@ fn logout_all_removes_lock_and_cool_down_files_but_not_a_lock_another_process_ho
     let dir = client.cache_dir();
     run(&mut client.command("get-token", &idp, &[])).assert_success();
     let entry = client.entries().pop().expect("one entry");
-    let id = entry.file_stem().and_then(|s| s.to_str()).expect("entry id").to_owned();
-    assert!(dir.join(format!("{id}.lock")).is_file(), "the login left its lock file");
+    let id = entry
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("entry id")
+        .to_owned();
+    assert!(
+        dir.join(format!("{id}.lock")).is_file(),
+        "the login left its lock file"
+    );
     // A failed login's cool-down marker for the cached identity; the lock file and marker of an
     // identity no longer cached.
     let marker = |id: &str| {
         write_private(
             &dir.join(format!("{id}.cooldown")),
-            &format!("{}\nno login callback arrived within 20s\n", chrono::Utc::now().timestamp()),
+            &format!(
+                "{}\nno login callback arrived within 20s\n",
+                chrono::Utc::now().timestamp()
+            ),
         )
     };
     marker(&id);
@@ -880,10 +913,12 @@ fn logout_all_removes_lock_and_cool_down_files_but_not_a_lock_another_process_ho
         &format!("while [ ! -e '{}' ]; do sleep 0.05; done", gate.display()),
     );
     let mut login = client.koidc(&["login", "--issuer", busy.issuer(), "--client-id", CLIENT_ID]);
-    login
-        .args(["--cache", "file", "--cache-dir"])
-        .arg(&dir)
-        .args(["--browser-command", &browser, "--timeout", "60"]);
+    login.args(["--cache", "file", "--cache-dir"]).arg(&dir).args([
+        "--browser-command",
+        &browser,
+        "--timeout",
+        "60",
+    ]);
     let login = spawn(&mut login);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !started.exists() {
@@ -899,7 +934,7 @@ fn logout_all_removes_lock_and_cool_down_files_but_not_a_lock_another_process_ho
     out.assert_success();
     assert_eq!(
         files_under(&dir),
-        [held.clone()],
+        std::slice::from_ref(&held),
         "only the lock a running login holds is left: {}",
         out.stderr
     );
@@ -929,11 +964,20 @@ fn clean_logs_out_of_every_cached_identity_like_logout_all() {
     run(&mut client.command("get-token", &other, &["--scope", "email"])).assert_success();
     assert_eq!(client.entries().len(), 2);
 
-    let out = run(&mut client.koidc(&["clean", "--cache", "file", "--cache-dir"]).arg(client.cache_dir()));
+    let out = run(client
+        .koidc(&["clean", "--cache", "file", "--cache-dir"])
+        .arg(client.cache_dir()));
     out.assert_success();
     assert_eq!(client.entries(), Vec::<PathBuf>::new());
-    assert_eq!(files_under(&client.cache_dir()), Vec::<PathBuf>::new(), "lock files left");
-    for (at, issued) in [(&idp, idp.issued_refresh_tokens()), (&other, other.issued_refresh_tokens())] {
+    assert_eq!(
+        files_under(&client.cache_dir()),
+        Vec::<PathBuf>::new(),
+        "lock files left"
+    );
+    for (at, issued) in [
+        (&idp, idp.issued_refresh_tokens()),
+        (&other, other.issued_refresh_tokens()),
+    ] {
         let revoked: Vec<String> = at.revocations().into_iter().filter_map(|r| r.token).collect();
         assert_eq!(revoked, issued, "{}", out.stderr);
     }
@@ -942,7 +986,10 @@ fn clean_logs_out_of_every_cached_identity_like_logout_all() {
     lines.sort();
     let mut expected = [
         format!("logged out of {} (client {CLIENT_ID})", idp.issuer()),
-        format!("logged out of {} (client {CLIENT_ID}, scopes email)", other.issuer()),
+        format!(
+            "logged out of {} (client {CLIENT_ID}, scopes email)",
+            other.issuer()
+        ),
     ];
     expected.sort();
     assert_eq!(lines, expected, "{}", out.stderr);

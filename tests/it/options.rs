@@ -213,7 +213,10 @@ fn logout_all_forgets_and_revokes_every_identity() {
     assert_eq!(revoked, issued, "each identity's refresh token revoked once");
     // One line per forgotten identity, told apart by its scopes, and how many.
     let line = logged_out_line(idp.issuer(), CLIENT_ID);
-    let with_email = format!("logged out of {} (client {CLIENT_ID}, scopes email)", idp.issuer());
+    let with_email = format!(
+        "logged out of {} (client {CLIENT_ID}, scopes email)",
+        idp.issuer()
+    );
     assert_eq!(
         logout.stdout.lines().collect::<Vec<_>>(),
         [line.as_str(), with_email.as_str(), "2 cached entries removed"],

@@ -188,7 +188,15 @@ fn two_profiles_for_one_issuer_and_client_are_two_accounts() {
     // its profile, and no third entry.
     let mut cmd = clean_command(koidc_bin(), &lab.home);
     cmd.args(["whoami", "--issuer", &lab.issuer(), "--client-id", CLIENT_ID])
-        .args(["--scope", "offline_access", "--cache", "file", "-o", "json", "--cache-dir"])
+        .args([
+            "--scope",
+            "offline_access",
+            "--cache",
+            "file",
+            "-o",
+            "json",
+            "--cache-dir",
+        ])
         .arg(&cache);
     let out = run(&mut cmd);
     out.assert_success();
