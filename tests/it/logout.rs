@@ -546,6 +546,18 @@ fn lab_run(lab: &Lab, store: &Store, args: &[&str]) -> Output {
     run(&mut cmd)
 }
 
+/// The entries a successful `whoami -o json` printed as a list.
+#[track_caller]
+fn whoami_list(out: &Output) -> Vec<Value> {
+    out.assert_success();
+    let listed: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{}: stdout is not JSON ({e}): {:?}", out.what, out.stdout));
+    match listed {
+        Value::Array(entries) => entries,
+        other => panic!("{}: a list of entries, not {other}", out.what),
+    }
+}
+
 /// The README's usage block (login with `--scope groups --scope email`, then `whoami` and
 /// `logout` without scopes) against `lab`'s Dex, with a second entry for the same issuer and
 /// client cached with other scopes.
@@ -601,12 +613,7 @@ fn readme_usage_against_dex(lab: &Lab, store: &Store) {
             whoami.stdout
         );
     }
-    let json = koidc(with("whoami", &["-o", "json"]));
-    json.assert_success();
-    let listed: Value = serde_json::from_str(&json.stdout).expect("whoami -o json");
-    let mut scopes: Vec<Value> = listed
-        .as_array()
-        .unwrap_or_else(|| panic!("a list of both entries: {listed}"))
+    let mut scopes: Vec<Value> = whoami_list(&koidc(with("whoami", &["-o", "json"])))
         .iter()
         .map(|e| e["scopes"].clone())
         .collect();
@@ -646,13 +653,11 @@ fn readme_usage_against_dex(lab: &Lab, store: &Store) {
         )],
         "the entry with a refresh token says it was not revoked"
     );
-    let posts: Vec<_> = lab
-        .proxy
-        .since(mark)
-        .into_iter()
-        .filter(|s| s.method != "GET")
-        .collect();
-    assert_eq!(posts, [], "Dex offers no revocation: logout must POST nothing");
+    assert_eq!(
+        lab.proxy.non_gets_since(mark),
+        [],
+        "Dex offers no revocation: logout must POST nothing"
+    );
 
     // Nothing is cached now: whoami for the client fails and says to log in; as JSON, the
     // list of everything cached is empty.
@@ -753,12 +758,7 @@ fn logout_of_a_client_removes_its_entries_of_every_scope_and_profile_and_revokes
         "{}",
         whoami.stdout
     );
-    let json = run(&mut client.command("whoami", &idp, &["-o", "json"]));
-    json.assert_success();
-    let listed: Value = serde_json::from_str(&json.stdout).expect("whoami -o json");
-    let mut seen: Vec<String> = listed
-        .as_array()
-        .unwrap_or_else(|| panic!("a list: {listed}"))
+    let mut seen: Vec<String> = whoami_list(&run(&mut client.command("whoami", &idp, &["-o", "json"])))
         .iter()
         .map(|e| format!("{} {}", e["scopes"], e["profile"]))
         .collect();
