@@ -77,9 +77,9 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot log out of {}", describe_key(key)));
             match lock {
                 Ok(lock) => Some(lock),
-                // With --all, one identity whose lock stays held must not keep the others
-                // logged in: say so, go on, and fail at the end.
-                Err(err) if args.all => {
+                // With several entries (--all, or a client's), one whose lock stays held must
+                // not keep the others logged in: say so, go on, and fail at the end.
+                Err(err) if keys.len() > 1 => {
                     printer.warn(format_args!("{err:#}"));
                     skipped += 1;
                     continue;
@@ -113,7 +113,7 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     }
     if skipped > 0 {
         anyhow::bail!(
-            "{skipped} of {} cached identities are still logged in (their cache lock stayed held; see the warnings above)",
+            "{skipped} of {} cached entries are still logged in (their cache lock stayed held; see the warnings above)",
             keys.len()
         );
     }
