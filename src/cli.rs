@@ -126,6 +126,9 @@ pub enum Command {
     /// Forget cached tokens (and revoke the refresh token where the IdP supports it).
     #[command(after_help = LOGOUT_EXAMPLES)]
     Logout(LogoutArgs),
+    /// Forget every cached identity: `logout --all` under kubelogin's name.
+    #[command(after_help = CLEAN_EXAMPLES)]
+    Clean(CleanArgs),
     /// Show the cached identity without any network call.
     #[command(after_help = WHOAMI_EXAMPLES)]
     Whoami(WhoamiArgs),
@@ -153,6 +156,8 @@ pub enum Command {
     /// per check.
     #[command(after_help = DOCTOR_EXAMPLES)]
     Doctor(Box<DoctorArgs>),
+    /// Print koidc's version (what `koidc --version` prints).
+    Version,
 }
 
 const DOCTOR_EXAMPLES: &str = "\
@@ -257,10 +262,20 @@ Examples:
   koidc login --issuer https://dex.example.com --client-id kubernetes --no-browser
   koidc login --profile work --cache-dir /tmp/koidc   # a flag beats the profile";
 const LOGOUT_EXAMPLES: &str = "\
+--issuer/--client-id select every cached entry of that client, whatever its scopes and profile
+(with --profile: that profile's entries). --all (or `koidc clean`) forgets every cached identity.
+
 Examples:
   koidc logout --issuer https://dex.example.com --client-id kubernetes
   koidc logout --profile work
   koidc logout --all";
+const CLEAN_EXAMPLES: &str = "\
+Does what `koidc logout --all` does: revokes and deletes every cached token, and removes the
+lock and cool-down files no other koidc process holds.
+
+Examples:
+  koidc clean
+  koidc clean --no-revoke --cache-dir /tmp/koidc";
 const SETUP_EXAMPLES: &str = "\
 Examples:
   koidc setup --issuer https://dex.example.com/dex --client-id koidc --scope email --scope groups
@@ -496,12 +511,42 @@ pub struct LogoutArgs {
     pub cache: CacheFlags,
     #[command(flatten)]
     pub output: OutputFlags,
-    /// Forget every cached identity.
+    /// Forget every cached identity (also: `koidc clean`).
     #[arg(long)]
     pub all: bool,
     /// Only delete the local cache; do not ask the IdP to revoke the refresh token.
     #[arg(long)]
     pub no_revoke: bool,
+}
+
+/// `koidc clean`: [`LogoutArgs`] without `--all`, which it implies.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Names the client a client secret belongs to, as for `logout --all`.
+    #[command(flatten)]
+    pub identity: IdentityFlags,
+    #[command(flatten)]
+    pub login: LoginFlags,
+    #[command(flatten)]
+    pub cache: CacheFlags,
+    #[command(flatten)]
+    pub output: OutputFlags,
+    /// Only delete the local cache; do not ask the IdPs to revoke the refresh tokens.
+    #[arg(long)]
+    pub no_revoke: bool,
+}
+
+impl From<CleanArgs> for LogoutArgs {
+    fn from(args: CleanArgs) -> Self {
+        LogoutArgs {
+            identity: args.identity,
+            login: args.login,
+            cache: args.cache,
+            output: args.output,
+            all: true,
+            no_revoke: args.no_revoke,
+        }
+    }
 }
 
 /// `koidc whoami`

@@ -25,8 +25,8 @@
 //! silently ignored would log in with the wrong settings). Secrets are never read from the file:
 //! a profile names the variable holding the client secret (`client-secret-env`).
 //!
-//! Only the commands that take identity options (get-token, login, logout, whoami, setup) use
-//! profiles, and the file is read only when a profile can matter: `get-token --issuer ...
+//! Only the commands that take identity options (get-token, login, logout, clean, whoami, setup)
+//! use profiles, and the file is read only when a profile can matter: `get-token --issuer ...
 //! --client-id ...` (the classic kubeconfig entry) never opens it.
 
 use std::collections::BTreeMap;
@@ -435,6 +435,7 @@ fn target(command: &mut Command) -> Option<Target<'_>> {
         Command::GetToken(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
         Command::Login(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
         Command::Logout(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
+        Command::Clean(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
         Command::Whoami(a) => t(&mut a.identity, &mut a.login, &mut a.cache, false),
         Command::Setup(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
         _ => None,

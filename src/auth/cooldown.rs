@@ -4,7 +4,8 @@
 //!
 //! The marker is `<cache dir>/<id>.cooldown` (0600), holding only the Unix time of the failure
 //! and a one-line reason (koidc's error messages carry no secret). Only a non-interactive
-//! `get-token` that would need a login reads it; a successful login or refresh deletes it.
+//! `get-token` that would need a login reads it; a successful login or refresh deletes it, and so
+//! does `logout` (under the entry's lock; `logout --all` also for identities no longer cached).
 //! A damaged, unreadable or future-dated marker counts as none.
 
 use std::fs::OpenOptions;
@@ -13,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
+/// Extension of the marker files: `<id>.cooldown`.
+pub const EXT: &str = "cooldown";
 
 /// How long non-interactive calls refuse to start a login after a failed one.
 pub const COOLDOWN: Duration = Duration::from_secs(60);
@@ -41,7 +45,7 @@ impl Cooldown {
     /// The marker `<dir>/<id>.cooldown`.
     pub fn new(dir: &Path, id: &str) -> Self {
         Self {
-            path: dir.join(format!("{id}.cooldown")),
+            path: dir.join(format!("{id}.{EXT}")),
         }
     }
 

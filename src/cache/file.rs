@@ -231,6 +231,14 @@ pub(super) fn remove(path: &Path) -> Result<bool, CacheError> {
 
 /// Entry files in `dir`: `(path, id, extension)` for names `<32 hex>.json` / `<32 hex>.enc`.
 pub(super) fn entry_files(dir: &Path) -> Result<Vec<(PathBuf, String, &'static str)>, CacheError> {
+    id_files(dir, &[PLAIN_EXT, SEALED_EXT])
+}
+
+/// Files in `dir` named `<32 hex>.<ext>` for one of `exts`: `(path, id, extension)`, sorted.
+pub(super) fn id_files(
+    dir: &Path,
+    exts: &[&'static str],
+) -> Result<Vec<(PathBuf, String, &'static str)>, CacheError> {
     let read = match fs::read_dir(dir) {
         Ok(read) => read,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -244,10 +252,8 @@ pub(super) fn entry_files(dir: &Path) -> Result<Vec<(PathBuf, String, &'static s
         let Some((stem, ext)) = name.split_once('.') else {
             continue;
         };
-        let ext = match ext {
-            PLAIN_EXT => PLAIN_EXT,
-            SEALED_EXT => SEALED_EXT,
-            _ => continue,
+        let Some(ext) = exts.iter().copied().find(|known| *known == ext) else {
+            continue;
         };
         if stem.len() == 32
             && stem

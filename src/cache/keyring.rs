@@ -39,6 +39,8 @@ use crate::token::TokenSet;
 
 /// Longest wait for one Secret Service (or platform keyring) call.
 pub(super) const SECRET_SERVICE_TIMEOUT: Duration = Duration::from_secs(25);
+/// The lock file, in the cache directory, under which a new master key is created.
+pub(super) const MASTER_LOCK: &str = "master-key.lock";
 /// Service name of the master key in the platform keyring.
 const SERVICE: &str = "koidc";
 
@@ -73,7 +75,7 @@ impl KeyringStore {
         let files = FileStore::open(dir)?;
         let master = MasterKeys {
             account: account_for(dir),
-            lock_path: dir.join("master-key.lock"),
+            lock_path: dir.join(MASTER_LOCK),
             front,
             back,
             state: Mutex::new(KeyState::Unknown),

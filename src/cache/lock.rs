@@ -5,8 +5,15 @@
 //! LockFileEx on Windows), polled. The OS releases the lock when the holder exits or crashes, so
 //! a leftover lock file never blocks anyone. flock locks belong to the open file description: two
 //! `File` handles opened separately conflict even inside one process, which is how the tests
-//! exercise the cross-process behaviour. Lock files are never deleted (a process waiting on the
-//! old inode would otherwise lock a different file than a newcomer).
+//! exercise the cross-process behaviour.
+//!
+//! Removing lock files (`logout`, [`CacheLock::remove`]): only a holder deletes its lock file,
+//! and does so before releasing it. A process that opened the file earlier and locks it
+//! afterwards would then hold a file no newcomer can see, so every locker checks after locking
+//! that the path still names the file it locked (same device and inode) and otherwise opens the
+//! path again. Deleting a lock file *without* holding it (by hand, or an older koidc without this
+//! check waiting on it) can still let two processes in at once: the timeout message therefore
+//! never suggests deleting one.
 //!
 //! How long to wait. A waiter must not give up while a holder may still legitimately work: the
 //! holder may be a login with a far longer `--timeout` than the waiter's (a `koidc login
@@ -28,8 +35,11 @@ use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::file::ensure_dir;
+use super::file::{self, ensure_dir};
 use super::{CacheError, CacheKey};
+
+/// Extension of lock files: `<id>.lock`.
+const EXT: &str = "lock";
 
 /// How often a waiting process retries.
 const POLL: Duration = Duration::from_millis(25);
@@ -72,29 +82,26 @@ impl CacheLock {
     /// A zero budget tries once unless the holder announced more.
     pub fn acquire(dir: &Path, key: &CacheKey, budget: Duration) -> Result<Self, CacheError> {
         ensure_dir(dir)?;
-        Self::acquire_path(dir.join(format!("{}.lock", key.id())), budget)
+        Self::acquire_path(dir.join(format!("{}.{EXT}", key.id())), budget)
     }
 
     /// Like [`CacheLock::acquire`], for the lock file `path` in a directory already checked.
     pub(super) fn acquire_path(path: PathBuf, budget: Duration) -> Result<Self, CacheError> {
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
-        }
-        let file = options
-            .open(&path)
-            .map_err(|e| CacheError::io("open lock file", &path, e))?;
+        let mut file = open(&path)?;
         let start = Instant::now();
         let own = start + budget;
         let mut until = own;
         loop {
             match file.try_lock() {
-                Ok(()) => {
+                Ok(()) if names(&path, &file) => {
                     announce(&file, SystemTime::now() + budget);
                     return Ok(Self { path, file });
+                }
+                // Its holder removed the file meanwhile (`remove`): lock the one at the path now
+                // (dropping this one releases it).
+                Ok(()) => {
+                    file = open(&path)?;
+                    continue;
                 }
                 Err(TryLockError::WouldBlock) => {}
                 Err(TryLockError::Error(e)) => return Err(CacheError::io("lock", &path, e)),
@@ -115,10 +122,130 @@ impl CacheLock {
         }
     }
 
+    /// One try at the lock file `path` in a directory already checked: the lock when no other
+    /// process holds it, `None` at once when one does (however long it announced).
+    pub(super) fn try_acquire_path(path: PathBuf) -> Result<Option<Self>, CacheError> {
+        loop {
+            let file = open(&path)?;
+            match file.try_lock() {
+                Ok(()) if names(&path, &file) => return Ok(Some(Self { path, file })),
+                Ok(()) => continue,
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(e)) => return Err(CacheError::io("lock", &path, e)),
+            }
+        }
+    }
+
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Deletes the lock file while holding it, then releases it. A process that opened the file
+    /// before and locks it afterwards notices that the file is gone and locks the one at the path
+    /// then (see the module doc), so the lock stays exclusive.
+    pub fn remove(self) -> Result<(), CacheError> {
+        super::file::remove(&self.path).map(|_| ())
+    }
+}
+
+/// False when `path` no longer names the open lock `file`: its holder removed it (or it was
+/// replaced) after this process opened it. True when that cannot be told.
+fn names(path: &Path, file: &File) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let Ok(open) = file.metadata() else {
+            return true;
+        };
+        match std::fs::symlink_metadata(path) {
+            Ok(now) => now.dev() == open.dev() && now.ino() == open.ino(),
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, file);
+        true
+    }
+}
+
+/// What [`remove_unheld`] did.
+#[derive(Debug, Default)]
+pub struct Swept {
+    /// How many files it removed (lock files and their companions).
+    pub removed: usize,
+    /// Lock files left because a process holds them: a login or refresh in flight.
+    pub held: Vec<PathBuf>,
+    /// What could not be taken or removed (a lock file that is a symlink or a directory, a
+    /// permission problem), one error each; the others were still removed.
+    pub failed: Vec<CacheError>,
+}
+
+/// Removes the lock files in `dir` that no process holds, without waiting: `<id>.lock` of every
+/// id with a lock file or a `<id>.<ext>` file for one of `companions` (those are deleted first,
+/// while the lock is held: e.g. the cool-down markers, which are written under it), and the
+/// keyring store's master-key lock. A held lock is left, with its companions (see [`Swept`]).
+pub fn remove_unheld(dir: &Path, companions: &[&'static str]) -> Result<Swept, CacheError> {
+    ensure_dir(dir)?;
+    let exts: Vec<&'static str> = std::iter::once(EXT).chain(companions.iter().copied()).collect();
+    let mut ids: Vec<String> = file::id_files(dir, &exts)?
+        .into_iter()
+        .map(|(_, id, _)| id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let mut targets: Vec<(PathBuf, Vec<PathBuf>)> = ids
+        .iter()
+        .map(|id| {
+            let companions = companions.iter().map(|ext| dir.join(format!("{id}.{ext}")));
+            (dir.join(format!("{id}.{EXT}")), companions.collect())
+        })
+        .collect();
+    let master = dir.join(super::keyring::MASTER_LOCK);
+    if std::fs::symlink_metadata(&master).is_ok() {
+        targets.push((master, Vec::new()));
+    }
+    let mut swept = Swept::default();
+    for (path, companions) in targets {
+        let existed = std::fs::symlink_metadata(&path).is_ok();
+        let lock = match CacheLock::try_acquire_path(path.clone()) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                swept.held.push(path);
+                continue;
+            }
+            Err(err) => {
+                swept.failed.push(err);
+                continue;
+            }
+        };
+        for companion in companions {
+            match file::remove(&companion) {
+                Ok(removed) => swept.removed += usize::from(removed),
+                Err(err) => swept.failed.push(err),
+            }
+        }
+        match lock.remove() {
+            Ok(()) => swept.removed += usize::from(existed),
+            Err(err) => swept.failed.push(err),
+        }
+    }
+    Ok(swept)
+}
+
+/// Opens (creating, 0600) the lock file `path`, never through a symlink.
+fn open(path: &Path) -> Result<File, CacheError> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    options
+        .open(path)
+        .map_err(|e| CacheError::io("open lock file", path, e))
 }
 
 /// Writes the holder's `deadline` into the lock file (best effort: without it, waiters use their
@@ -271,6 +398,128 @@ mod tests {
             wait_until(far.to_string().as_bytes(), now, start, start, own),
             start + MAX_HOLD + GRACE
         );
+    }
+
+    /// How many descriptors of this process are open on `path` (Linux: `/proc/self/fd`).
+    #[cfg(target_os = "linux")]
+    fn open_on(path: &Path) -> usize {
+        std::fs::read_dir("/proc/self/fd").map_or(0, |fds| {
+            fds.flatten()
+                .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
+                .count()
+        })
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_lock_file_removed_by_its_holder_is_never_held_by_a_waiter_and_a_newcomer_at_once() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let tmp = TempDir::new("lock-remove");
+        let dir = tmp.path().to_owned();
+        let held = CacheLock::acquire(&dir, &key(1), Duration::ZERO).unwrap();
+        let path = std::fs::canonicalize(held.path()).unwrap();
+        let inside = Arc::new(AtomicUsize::new(0));
+        let overlaps = Arc::new(AtomicUsize::new(0));
+        let contender = || {
+            let (dir, inside, overlaps) = (dir.clone(), inside.clone(), overlaps.clone());
+            std::thread::spawn(move || {
+                let lock = CacheLock::acquire(&dir, &key(1), Duration::from_secs(30)).unwrap();
+                if inside.fetch_add(1, SeqCst) != 0 {
+                    overlaps.fetch_add(1, SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(300));
+                inside.fetch_sub(1, SeqCst);
+                drop(lock);
+            })
+        };
+        // A waiter that opened the lock file before its holder removed it ...
+        let waiter = contender();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while open_on(&path) < 2 {
+            assert!(Instant::now() < deadline, "the waiter never opened the lock file");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // ... the holder removes the file and releases it ...
+        held.remove().unwrap();
+        assert!(!path.exists());
+        // ... and a newcomer creates a new one: they must not both hold the lock.
+        let newcomer = contender();
+        waiter.join().unwrap();
+        newcomer.join().unwrap();
+        assert_eq!(
+            overlaps.load(SeqCst),
+            0,
+            "the waiter (on the removed file) and the newcomer held the lock at once"
+        );
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn remove_unheld_leaves_held_locks_and_follows_no_symlink() {
+        let tmp = TempDir::new("lock-sweep");
+        let dir = tmp.path();
+        let held = CacheLock::acquire(dir, &key(1), Duration::from_secs(600)).unwrap();
+        let free = CacheLock::acquire(dir, &key(2), Duration::ZERO).unwrap();
+        let free_path = free.path().to_owned();
+        drop(free);
+        let marker = |k: u32| dir.join(format!("{}.cooldown", key(k).id()));
+        for k in [1, 2, 3] {
+            write_private(&marker(k), b"1\nreason\n");
+        }
+        write_private(&dir.join(super::super::keyring::MASTER_LOCK), b"");
+        // A lock file planted as a symlink to a file outside, and one that is a directory.
+        let outside = dir.join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        write_private(&outside.join("victim"), b"keep");
+        let planted = dir.join(format!("{}.lock", key(4).id()));
+        std::os::unix::fs::symlink(outside.join("victim"), &planted).unwrap();
+        std::fs::create_dir(dir.join(format!("{}.lock", key(5).id()))).unwrap();
+        write_private(&dir.join("unrelated.lock"), b"");
+
+        let swept = remove_unheld(dir, &["cooldown"]).unwrap();
+        // key 2's lock and marker, key 3's marker (its lock file made to hold it), the
+        // master-key lock.
+        assert_eq!(swept.removed, 4, "{swept:?}");
+        assert_eq!(swept.held, [held.path().to_owned()]);
+        assert_eq!(swept.failed.len(), 2, "the symlink and the directory: {swept:?}");
+        assert!(!free_path.exists() && !marker(2).exists() && !marker(3).exists());
+        assert!(
+            held.path().exists() && marker(1).exists(),
+            "a held lock keeps its marker"
+        );
+        assert!(!dir.join(format!("{}.lock", key(3).id())).exists());
+        assert!(!dir.join(super::super::keyring::MASTER_LOCK).exists());
+        assert_eq!(std::fs::read(outside.join("victim")).unwrap(), b"keep");
+        assert!(
+            std::fs::symlink_metadata(&planted)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(
+            dir.join("unrelated.lock").exists(),
+            "only koidc's names are touched"
+        );
+    }
+
+    #[test]
+    fn try_acquire_takes_a_free_lock_and_leaves_a_held_one_at_once() {
+        let tmp = TempDir::new("lock-try");
+        let held = CacheLock::acquire(tmp.path(), &key(1), Duration::from_secs(600)).unwrap();
+        let start = Instant::now();
+        assert!(
+            CacheLock::try_acquire_path(held.path().to_owned())
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "it waited for the holder"
+        );
+        drop(held);
+        let path = tmp.path().join(format!("{}.lock", key(1).id()));
+        assert!(CacheLock::try_acquire_path(path).unwrap().is_some());
     }
 
     #[test]

@@ -13,8 +13,10 @@
 //! - `<id>.json`: a plaintext entry ([`CacheKind::File`], or the keyring store's fallback);
 //! - `<id>.enc`: an entry encrypted with a master key held in the OS keyring
 //!   ([`CacheKind::Keyring`]); see `keyring.rs` for where the master key lives;
-//! - `<id>.lock`: the lock file of [`CacheLock`] (never deleted: deleting a lock file that
-//!   another process holds would let a third process lock a new file).
+//! - `<id>.lock`: the lock file of [`CacheLock`], deleted only by its holder ([`CacheLock::remove`],
+//!   [`remove_unheld_locks`]; deleting a lock file that another process holds would let a third
+//!   process lock a new file);
+//! - `<id>.cooldown`: the login cool-down marker (`crate::auth::cooldown`).
 //!
 //! `<id>` is [`CacheKey::id`]. A damaged entry makes [`TokenStore::load`] fail with
 //! [`CacheError::Corrupt`] (see [`CacheError::is_corrupt`]); callers treat it as a miss, and the
@@ -33,7 +35,7 @@ use sha2::{Digest, Sha256};
 
 use crate::token::TokenSet;
 
-pub use lock::{CacheLock, budget as lock_budget};
+pub use lock::{CacheLock, Swept, budget as lock_budget, remove_unheld as remove_unheld_locks};
 
 /// Which store holds the tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -452,6 +452,19 @@ mod tests {
     }
 
     #[test]
+    fn other_commands_and_their_names_as_arguments_go_to_clap() {
+        let parse = |line: &str| Cli::try_parse_args(line.split_whitespace()).unwrap().command;
+        assert!(matches!(parse("koidc version"), Sub::Version));
+        assert!(matches!(parse("koidc clean --no-revoke"), Sub::Clean(a) if a.no_revoke));
+        assert!(matches!(parse("koidc logout --all"), Sub::Logout(a) if a.all));
+        // After get-token, a command's name is a stray argument: clap reports it.
+        for name in ["version", "clean"] {
+            assert!(parse_get_token(&[OsString::from(name)], |_| None).is_none());
+            assert!(Cli::try_parse_args(["koidc", "get-token", name]).is_err());
+        }
+    }
+
+    #[test]
     fn options_table_matches_clap() {
         use clap::Args as _;
         let command = crate::cli::GetTokenArgs::augment_args(clap::Command::new("get-token"));

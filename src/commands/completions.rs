@@ -35,7 +35,9 @@ mod tests {
             Shell::Elvish,
         ] {
             let text = script(shell);
-            assert!(text.contains("get-token"), "{shell}: no get-token");
+            for command in ["get-token", "clean", "version"] {
+                assert!(text.contains(command), "{shell}: no {command}");
+            }
             assert!(text.contains("profile"), "{shell}: no --profile");
         }
     }

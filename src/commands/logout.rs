@@ -1,10 +1,18 @@
-//! `koidc logout`: revoke the refresh token (GitHub: the access token) where the provider offers
-//! revocation, then forget the cached tokens — for one identity or, with `--all`, for every one.
+//! `koidc logout` (and `koidc clean`, kubelogin's name for `logout --all`): revoke the refresh
+//! token (GitHub: the access token) where the provider offers revocation, then forget the cached
+//! tokens — of one client or, with `--all`, of every identity.
+//!
+//! Which entries: scopes are part of the cache key, but nobody repeats them to log out, so
+//! `--issuer`/`--client-id` select every entry of that issuer and client, whatever its scopes
+//! and profile (with `--profile`, that profile's entries only); stdout names each entry with the
+//! scopes and profile that tell it apart, and the number removed.
 //!
 //! Each entry is logged out under its cache lock (the one `get-token` and `login` hold while they
 //! refresh or log in): a refresh or login in flight finishes first, and logout then revokes and
 //! deletes what it saved, so no entry comes back after "logged out" (waiting as long as the
-//! holder announced, see [`crate::cache::CacheLock`]).
+//! holder announced, see [`crate::cache::CacheLock`]). Its cool-down marker and, still holding
+//! it, the lock file go too; `--all` then removes every other lock file and marker that no
+//! process holds (a login in flight keeps its lock, and logout says so).
 //!
 //! A client secret belongs to one client: it is sent only when revoking an entry of the issuer
 //! and client id that the flags (or the profile) name. With `--all`, every other entry is revoked
@@ -12,21 +20,25 @@
 //! secret), and one line per entry on stderr says which.
 //!
 //! Revocation is best effort: a failure is reported as a warning and the local entry is deleted
-//! anyway, so logging out never leaves usable tokens on the machine.
+//! anyway, so logging out never leaves usable tokens on the machine. An issuer without a
+//! revocation endpoint is named too: its refresh token stays valid until it expires.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use secrecy::SecretString;
 
-use crate::cache::{CacheKey, CacheKind, CacheLock, TokenStore, lock_budget};
-use crate::cli::LogoutArgs;
+use super::describe_key;
+use crate::auth::cooldown::{self, Cooldown};
+use crate::cache::{CacheKey, CacheKind, CacheLock, TokenStore, lock_budget, remove_unheld_locks};
+use crate::cli::{IdentityFlags, LogoutArgs};
 use crate::clock::Clock;
-use crate::config::{Identity, LoginConfig};
+use crate::config::{ConfigError, Identity, LoginConfig};
 use crate::oidc::Provider;
 use crate::printer::Printer;
 
-/// Logs out of the selected identity or all of them.
+/// Logs out of the selected client's entries or of all of them.
 pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let printer = Printer::new(args.output.verbose);
     let (cache, store) = super::open_cache(&args.cache)?;
@@ -41,29 +53,33 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             }
         }
     } else {
-        Some(Identity::from_flags(&args.identity)?)
+        Some(named_identity(&args.identity)?)
     };
     let keys = match (&configured, args.all) {
-        (Some(identity), false) => vec![identity.cache_key()],
-        _ => store.list()?,
+        (Some(identity), false) => super::cached_keys_of(store.as_ref(), identity)?,
+        _ => {
+            let mut keys = store.list()?;
+            super::sort_keys(&mut keys);
+            keys
+        }
     };
     let mut removed = 0;
     let mut skipped = 0;
     for key in &keys {
-        let _lock = if cache.kind == CacheKind::None {
+        let lock = if cache.kind == CacheKind::None {
             None
         } else {
             printer.debug(format_args!(
-                "waiting for the cache lock of {} (client {})",
-                key.issuer, key.client_id
+                "waiting for the cache lock of {}",
+                describe_key(key)
             ));
             let lock = CacheLock::acquire(&cache.dir, key, lock_budget(login.timeout))
-                .with_context(|| format!("cannot log out of {} (client {})", key.issuer, key.client_id));
+                .with_context(|| format!("cannot log out of {}", describe_key(key)));
             match lock {
                 Ok(lock) => Some(lock),
-                // With --all, one identity whose lock stays held must not keep the others
-                // logged in: say so, go on, and fail at the end.
-                Err(err) if args.all => {
+                // With several entries (--all, or a client's), one whose lock stays held must
+                // not keep the others logged in: say so, go on, and fail at the end.
+                Err(err) if keys.len() > 1 => {
                     printer.warn(format_args!("{err:#}"));
                     skipped += 1;
                     continue;
@@ -83,22 +99,77 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             );
             report(printer, key, &credentials, &outcome, args.all);
         }
-        if store.delete(key)? {
-            removed += 1;
-            printer.result(&format!(
-                "logged out of {} (client {})",
-                key.issuer, key.client_id
-            ))?;
+        let deleted = store.delete(key)?;
+        if let Some(lock) = lock {
+            forget_files(printer, &cache.dir, key, lock);
         }
+        if deleted {
+            removed += 1;
+            printer.result(&format!("logged out of {}", describe_key(key)))?;
+        }
+    }
+    if args.all && cache.kind != CacheKind::None {
+        sweep(printer, &cache.dir)?;
     }
     if skipped > 0 {
         anyhow::bail!(
-            "{skipped} of {} cached identities are still logged in (their cache lock stayed held; see the warnings above)",
+            "{skipped} of {} cached entries are still logged in (their cache lock stayed held; see the warnings above)",
             keys.len()
         );
     }
-    if removed == 0 {
-        printer.info("no cached tokens to forget");
+    let client = configured
+        .as_ref()
+        .filter(|_| !args.all)
+        .map(|id| format!(" of {} (client {})", id.issuer, id.client_id))
+        .unwrap_or_default();
+    match removed {
+        0 => printer.info(format_args!("no cached tokens{client} to forget")),
+        1 => {}
+        n => printer.result(&format!("{n} cached entries{client} removed"))?,
+    }
+    Ok(())
+}
+
+/// The identity a `logout` without `--all` names; without any identity option, an error that
+/// offers `--all`.
+fn named_identity(flags: &IdentityFlags) -> anyhow::Result<Identity> {
+    if flags.issuer.is_none() && flags.client_id.is_none() && flags.profile.is_none() {
+        anyhow::bail!(
+            "say whose cached tokens to forget: --issuer URL --client-id ID (or --profile NAME), \
+             or --all to log out of every cached identity (`koidc logout --all`)"
+        );
+    }
+    Identity::from_flags(flags).map_err(|err| match err {
+        ConfigError::Missing { .. } => {
+            anyhow::anyhow!("{err}; or --all to log out of every cached identity")
+        }
+        err => err.into(),
+    })
+}
+
+/// Deletes the cool-down marker of `key`'s entry, then its lock file while still holding it
+/// (best effort: a file left behind is harmless and said at -v).
+fn forget_files(printer: Printer, dir: &Path, key: &CacheKey, lock: CacheLock) {
+    Cooldown::new(dir, &key.id()).clear();
+    if let Err(err) = lock.remove() {
+        printer.debug(format_args!("{err}"));
+    }
+}
+
+/// `--all`: removes the lock files and cool-down markers no process holds; a held lock means a
+/// login or refresh in flight, whose tokens will be cached when it finishes.
+fn sweep(printer: Printer, dir: &Path) -> anyhow::Result<()> {
+    let swept = remove_unheld_locks(dir, &[cooldown::EXT])?;
+    printer.debug(format_args!("removed {} lock and cool-down files", swept.removed));
+    for path in &swept.held {
+        printer.info(format_args!(
+            "a login or refresh is in flight (another koidc process holds {}); its tokens will be \
+             cached when it finishes: run `koidc logout --all` again then",
+            path.display()
+        ));
+    }
+    for err in &swept.failed {
+        printer.warn(format_args!("{err}"));
     }
     Ok(())
 }
@@ -182,9 +253,9 @@ fn revoke(
         return Outcome::Nothing;
     };
     if meta.kind.as_deref() == Some(crate::github::KIND) {
-        // The GitHub URLs of the identity the flags name apply to its own entry only.
+        // The GitHub URLs of the identity the flags name apply to the entries of its own client only.
         let urls = configured
-            .filter(|id| id.cache_key().id() == key.id())
+            .filter(|id| id.issuer == key.issuer && id.client_id == key.client_id)
             .and_then(|id| id.github.clone());
         let (web, result) =
             super::github::revoke_github(key, urls, credentials.secret(), &tokens.id_token, login);
@@ -222,9 +293,9 @@ fn revoke(
 }
 
 /// Says what happened: with `--all`, one line per entry (which credentials it was revoked with);
-/// for one identity, only what needs attention (as it always did).
+/// for one client, only what needs attention (a failure, a token left valid at the provider).
 fn report(printer: Printer, key: &CacheKey, credentials: &Credentials<'_>, outcome: &Outcome, all: bool) {
-    let who = format!("{} (client {})", key.issuer, key.client_id);
+    let who = describe_key(key);
     let how = credentials.how();
     let needs_secret = |web: &str| {
         format!(
@@ -260,13 +331,14 @@ fn report(printer: Printer, key: &CacheKey, credentials: &Credentials<'_>, outco
         Outcome::AlreadyGone if all => printer.info(format_args!(
             "{who}: GitHub no longer knew the token (already revoked or expired)"
         )),
-        Outcome::NoEndpoint if all => printer.info(format_args!(
-            "{who}: not revoked: the issuer offers no revocation endpoint"
+        // Said in both modes: "logged out" must not suggest the token is dead at the issuer.
+        Outcome::NoEndpoint => printer.info(format_args!(
+            "{who}: not revoked: the issuer offers no revocation endpoint (the refresh token \
+             stays valid at the issuer until it expires)"
         )),
         Outcome::Nothing if all => printer.info(format_args!("{who}: nothing to revoke (no refresh token)")),
         Outcome::Revoked => printer.debug(format_args!("revoked the token at {}", key.issuer)),
         Outcome::AlreadyGone => printer.debug("GitHub no longer knew the token (already revoked or expired)"),
-        Outcome::NoEndpoint => printer.debug(format_args!("{} offers no revocation endpoint", key.issuer)),
         Outcome::Nothing => {}
     }
 }

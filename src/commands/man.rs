@@ -123,6 +123,12 @@ mod tests {
             &text[..80.min(text.len())]
         );
         assert!(text.contains("get\\-token"), "no get-token in the page");
+        for command in ["clean", "version", "logout"] {
+            assert!(
+                text.contains(&format!("koidc\\-{command}(1)")),
+                "no {command} in the page"
+            );
+        }
         assert!(text.contains(".ds Aq"), "the apostrophe preamble was lost");
     }
 

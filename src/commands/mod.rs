@@ -19,7 +19,7 @@ mod whoami;
 use std::sync::Arc;
 
 use crate::auth::{Authenticator, Obtained};
-use crate::cache::{TokenStore, open_store};
+use crate::cache::{CacheKey, TokenStore, open_store};
 use crate::cli::{CacheFlags, Cli, Command};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CacheConfig, Identity, LoginConfig};
@@ -33,6 +33,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
         Command::GetToken(args) => get_token::run(&args, clock, std::env::var("KUBERNETES_EXEC_INFO").ok()),
         Command::Login(args) => login::run(&args, clock),
         Command::Logout(args) => logout::run(&args, clock),
+        Command::Clean(args) => logout::run(&args.into(), clock),
         Command::Whoami(args) => whoami::run(&args, clock),
         Command::BindGroup(args) => bind_group::run(&args),
         Command::Setup(args) => setup::run(&args, clock),
@@ -40,7 +41,63 @@ pub fn run(mut cli: Cli) -> anyhow::Result<()> {
         Command::Completions(args) => completions::run(&args),
         Command::Man(args) => man::run(&args),
         Command::Doctor(args) => doctor::run(&args, &cli.explicit, clock),
+        Command::Version => {
+            use clap::CommandFactory as _;
+            Printer::default().result(&Cli::command().render_version())?;
+            Ok(())
+        }
     }
+}
+
+/// The cache entries that `identity` selects for `logout` and `whoami`: every listed entry of its
+/// issuer and client id whatever its scopes (scopes are part of the key, and users do not repeat
+/// them), of its profile only when it has one, plus its own key (so that an entry the listing
+/// skips, a damaged one, is still found); sorted as [`sort_keys`] does.
+fn cached_keys_of(store: &dyn TokenStore, identity: &Identity) -> anyhow::Result<Vec<CacheKey>> {
+    let own = identity.cache_key();
+    let mut keys: Vec<CacheKey> = store
+        .list()?
+        .into_iter()
+        .filter(|key| {
+            key.issuer == own.issuer
+                && key.client_id == own.client_id
+                && (own.profile.is_none() || key.profile == own.profile)
+                && key.id() != own.id()
+        })
+        .collect();
+    keys.push(own);
+    sort_keys(&mut keys);
+    Ok(keys)
+}
+
+/// Orders entries by issuer, client id, profile (none first) and scopes, so that listings are
+/// stable.
+fn sort_keys(keys: &mut [CacheKey]) {
+    keys.sort_by(|a, b| {
+        (&a.issuer, &a.client_id, &a.profile, &a.scopes).cmp(&(
+            &b.issuer,
+            &b.client_id,
+            &b.profile,
+            &b.scopes,
+        ))
+    });
+}
+
+/// An entry as messages name it: issuer and client, then the scopes and profile that tell it
+/// apart from the client's other entries (`https://dex.example.com (client kubernetes, scopes
+/// email groups, profile work)`).
+fn describe_key(key: &CacheKey) -> String {
+    let mut text = format!("{} (client {}", key.issuer, key.client_id);
+    if !key.scopes.is_empty() {
+        text.push_str(", scopes ");
+        text.push_str(&key.scopes.join(" "));
+    }
+    if let Some(profile) = &key.profile {
+        text.push_str(", profile ");
+        text.push_str(profile);
+    }
+    text.push(')');
+    text
 }
 
 /// Validated cache settings and the store they open.

@@ -1,4 +1,9 @@
 //! `koidc whoami`: the cached identity, read offline — claims, groups, expiry; never the token.
+//!
+//! With `--issuer`/`--client-id` (or a profile), every entry of that client whatever its scopes
+//! (as `logout` selects them); without, every cached entry. Each entry shows its scopes and
+//! profile, so two entries never look the same. `-o json` prints an object when the options name
+//! a client that has exactly one entry, else a list (`[]` when nothing is cached at all).
 
 use std::sync::Arc;
 
@@ -13,14 +18,18 @@ use crate::config::Identity;
 use crate::printer::Printer;
 use crate::token::IdTokenInfo;
 
-/// Prints the cached identity for the selected issuer/client, or every cached identity.
+/// Prints the cached identities of the selected issuer/client, or every cached identity.
 pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let printer = Printer::new(args.output.verbose);
     let identity = Identity::optional_from_flags(&args.identity)?;
     let (_cache, store) = super::open_cache(&args.cache)?;
     let keys: Vec<CacheKey> = match &identity {
-        Some(identity) => vec![identity.cache_key()],
-        None => store.list()?,
+        Some(identity) => super::cached_keys_of(store.as_ref(), identity)?,
+        None => {
+            let mut keys = store.list()?;
+            super::sort_keys(&mut keys);
+            keys
+        }
     };
     let now = clock.now();
     let mut found = Vec::new();
@@ -29,12 +38,16 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             continue;
         };
         // GitHub tokens are opaque: their entry's metadata describes them.
-        if let Some((text, value)) = super::github::whoami_entry(&key, &meta, now) {
-            found.push((key, text, value));
-            continue;
+        let (text, mut value) = match super::github::whoami_entry(&key, &meta, now) {
+            Some(described) => described,
+            None => {
+                let info = IdTokenInfo::decode_secret(&tokens.id_token)?;
+                (describe(&info, now), to_json(&key, &info, now))
+            }
+        };
+        if let Some(object) = value.as_object_mut() {
+            object.insert("profile".into(), json!(key.profile));
         }
-        let info = IdTokenInfo::decode_secret(&tokens.id_token)?;
-        let (text, value) = (describe(&info, now), to_json(&key, &info, now));
         found.push((key, text, value));
     }
     if found.is_empty() {
@@ -46,6 +59,11 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
                 id.issuer,
                 id.client_id
             ),
+            // A script asking for everything cached gets the empty list.
+            None if args.format == Format::Json => {
+                printer.result("[]")?;
+                return Ok(());
+            }
             None => bail!("no cached identity; run `koidc login --issuer URL --client-id ID`"),
         }
     }
@@ -62,12 +80,27 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         Format::Text => {
             let blocks: Vec<_> = found
                 .iter()
-                .map(|(key, text, _)| format!("client:   {}\n{text}", key.client_id))
+                .map(|(key, text, _)| format!("{}{text}", header(key)))
                 .collect();
-            printer.result(&blocks.join("\n"))?;
+            printer.result(&blocks.join("\n\n"))?;
         }
     }
     Ok(())
+}
+
+/// The lines that tell an entry apart from the others of its issuer: client, scopes, profile.
+fn header(key: &CacheKey) -> String {
+    let scopes = if key.scopes.is_empty() {
+        "(none)".to_owned()
+    } else {
+        key.scopes.join(", ")
+    };
+    let profile = key
+        .profile
+        .as_ref()
+        .map(|p| format!("profile:  {p}\n"))
+        .unwrap_or_default();
+    format!("client:   {}\nscopes:   {scopes}\n{profile}", key.client_id)
 }
 
 /// Human-readable lines about an identity (used by `login` too).

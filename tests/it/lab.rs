@@ -20,6 +20,9 @@ pub struct LabOptions {
     pub dex: DexOptions,
     /// `--cache` value; `None` leaves koidc's default (keyring).
     pub cache: Option<&'static str>,
+    /// The path of Dex's issuer after the proxy's URL: `/dex` (koidc detects Dex from it), or
+    /// e.g. `""` for an issuer koidc treats as a generic provider, like the README's examples.
+    pub issuer_path: &'static str,
 }
 
 impl Default for LabOptions {
@@ -27,6 +30,7 @@ impl Default for LabOptions {
         LabOptions {
             dex: DexOptions::default(),
             cache: Some("file"),
+            issuer_path: "/dex",
         }
     }
 }
@@ -67,7 +71,7 @@ impl Lab {
         let home = tmp.path().join("home");
         std::fs::create_dir(&home).expect("create HOME");
         let proxy = Proxy::start();
-        let issuer = format!("{}/dex", proxy.url());
+        let issuer = format!("{}{}", proxy.url(), options.issuer_path);
         let dex = Dex::start(tmp.path(), &issuer, &options.dex);
         proxy.set_upstream(&dex.base_url());
         Lab {
@@ -83,9 +87,9 @@ impl Lab {
         }
     }
 
-    /// Dex's issuer as clients see it: the proxy's URL plus `/dex`.
+    /// Dex's issuer as clients see it: the proxy's URL plus the issuer path (`/dex`).
     pub fn issuer(&self) -> String {
-        format!("{}/dex", self.proxy.url())
+        format!("{}{}", self.proxy.url(), self.options.issuer_path)
     }
 
     /// `SUBCOMMAND` followed by the common flags and the lab's extra flags.

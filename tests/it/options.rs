@@ -148,9 +148,21 @@ fn logout_without_revocation_endpoint_still_forgets() {
     lab.assert_no_leak(&logout, Stdout::NoSecrets);
     assert_eq!(
         logout.stdout.trim_end(),
-        logged_out_line(&lab.issuer(), DEX_CLIENT_ID)
+        format!(
+            "logged out of {} (client {DEX_CLIENT_ID}, scopes email groups offline_access)",
+            lab.issuer()
+        )
     );
-    assert_eq!(logout.stderr, "", "no revocation endpoint is not worth a warning");
+    assert_eq!(
+        logout.stderr_lines(),
+        [format!(
+            "koidc: {} (client {DEX_CLIENT_ID}, scopes email groups offline_access): not revoked: \
+             the issuer offers no revocation endpoint (the refresh token stays valid at the issuer \
+             until it expires)",
+            lab.issuer()
+        )],
+        "logout says the refresh token was not revoked"
+    );
     assert_eq!(
         entry_files(&lab.cache_dir),
         Vec::<PathBuf>::new(),
@@ -160,13 +172,11 @@ fn logout_without_revocation_endpoint_still_forgets() {
         files_containing(&lab.cache_dir, &cred.token),
         Vec::<PathBuf>::new()
     );
-    let posts: Vec<_> = lab
-        .proxy
-        .since(mark)
-        .into_iter()
-        .filter(|s| s.method != "GET")
-        .collect();
-    assert_eq!(posts, [], "Dex offers no revocation: logout must POST nothing");
+    assert_eq!(
+        lab.proxy.non_gets_since(mark),
+        [],
+        "Dex offers no revocation: logout must POST nothing"
+    );
 }
 
 #[test]
@@ -199,20 +209,28 @@ fn logout_all_forgets_and_revokes_every_identity() {
     revoked.sort();
     issued.sort();
     assert_eq!(revoked, issued, "each identity's refresh token revoked once");
+    // One line per forgotten identity, told apart by its scopes, and how many.
     let line = logged_out_line(idp.issuer(), CLIENT_ID);
-    assert_eq!(
-        logout.stdout.lines().collect::<Vec<_>>(),
-        [line.as_str(), line.as_str()],
-        "one line per forgotten identity"
-    );
-    // And on stderr, one line per identity saying how its token was revoked.
-    let how = format!(
-        "koidc: {} (client {CLIENT_ID}): revoked the token as a public client (no client secret given)",
+    let with_email = format!(
+        "logged out of {} (client {CLIENT_ID}, scopes email)",
         idp.issuer()
     );
     assert_eq!(
+        logout.stdout.lines().collect::<Vec<_>>(),
+        [line.as_str(), with_email.as_str(), "2 cached entries removed"],
+        "one line per forgotten identity"
+    );
+    // And on stderr, one line per identity saying how its token was revoked.
+    let how = |scopes: &str| {
+        format!(
+            "koidc: {} (client {CLIENT_ID}{scopes}): revoked the token as a public client (no client \
+             secret given)",
+            idp.issuer()
+        )
+    };
+    assert_eq!(
         logout.stderr.lines().collect::<Vec<_>>(),
-        [how.as_str(), how.as_str()]
+        [how(""), how(", scopes email")]
     );
 }
 

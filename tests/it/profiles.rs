@@ -184,14 +184,37 @@ fn two_profiles_for_one_issuer_and_client_are_two_accounts() {
     assert_eq!(lab.proxy.since(mark), []);
     assert_eq!(lab.browser.launches(), 2);
 
-    // The classic flags (no profile) name a third entry, apart from both profiles.
+    // whoami for the issuer and client without a profile lists both accounts, each named with
+    // its profile, and no third entry.
     let mut cmd = clean_command(koidc_bin(), &lab.home);
     cmd.args(["whoami", "--issuer", &lab.issuer(), "--client-id", CLIENT_ID])
-        .args(["--scope", "offline_access", "--cache", "file", "--cache-dir"])
+        .args([
+            "--scope",
+            "offline_access",
+            "--cache",
+            "file",
+            "-o",
+            "json",
+            "--cache-dir",
+        ])
         .arg(&cache);
     let out = run(&mut cmd);
-    out.assert_failure();
-    assert!(out.stderr.contains("not logged in"), "{}", out.stderr);
+    out.assert_success();
+    let listed: Value = serde_json::from_str(&out.stdout).expect("whoami -o json");
+    let mut accounts: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap_or_else(|| panic!("a list of both accounts: {listed}"))
+        .iter()
+        .map(|e| (e["profile"].to_string(), e["email"].to_string()))
+        .collect();
+    accounts.sort();
+    assert_eq!(
+        accounts,
+        [
+            ("\"alice\"".to_owned(), format!("{USER_EMAIL:?}")),
+            ("\"kilgore\"".to_owned(), format!("{MOCK_EMAIL:?}")),
+        ]
+    );
 }
 
 #[test]

@@ -112,6 +112,14 @@ impl Proxy {
             .collect()
     }
 
+    /// Requests after `mark` other than GETs (what a logout without revocation must not send).
+    pub fn non_gets_since(&self, mark: usize) -> Vec<Seen> {
+        self.since(mark)
+            .into_iter()
+            .filter(|s| s.method != "GET")
+            .collect()
+    }
+
     /// Secrets seen on the wire so far.
     pub fn secrets(&self) -> Secrets {
         self.log.lock().unwrap().secrets.clone()
