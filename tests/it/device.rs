@@ -184,6 +184,37 @@ fn device_code_login_through_the_complete_uri_with_the_password_connector_has_gr
     assert_eq!(device_traffic(&lab, 0).0, 1);
 }
 
+/// Dex hands out a device code to any client id and refuses an unknown one only when the user
+/// approves: koidc must ask first and fail before showing a code that can never work, long
+/// before its timeout (100 s here; the 60 s bound is generous for a loaded machine, where one
+/// request to Dex takes well under a second).
+#[test]
+fn unknown_client_id_fails_the_device_login_at_once_without_handing_out_a_code() {
+    let lab = Lab::start(LabOptions::default());
+    let started = Instant::now();
+    let out = run(&mut lab.command_overriding(
+        "get-token",
+        &[
+            "--grant",
+            "device-code",
+            "--no-browser",
+            "--client-id",
+            "no-such-client",
+            "--timeout",
+            "100",
+        ],
+    ));
+    let took = started.elapsed();
+    let line = out.assert_failure().assert_one_error_line();
+    assert!(took < Duration::from_secs(60), "koidc took {took:?} to fail");
+    assert!(
+        line.contains("Invalid client_id") && line.contains("--client-id"),
+        "Dex's reason and what to check: {line:?}"
+    );
+    assert!(!out.stderr.contains("enter the code"), "{:?}", out.stderr);
+    assert_eq!(device_traffic(&lab, 0), (0, 0), "no device code requested");
+}
+
 #[test]
 fn device_code_login_times_out_cleanly() {
     let lab = Lab::start(LabOptions::default());
