@@ -191,16 +191,12 @@ fn transport_error(err: &reqwest::Error, url: &Url, timeout: Duration) -> OidcEr
             timeout,
         };
     }
-    let reason = root_cause(err);
     match tls_failure(err) {
         Some(TlsFailure::PlainHttp) => OidcError::PlainHttp { url: display_url(url) },
-        Some(TlsFailure::UnknownIssuer) => OidcError::UntrustedCertificate {
-            url: display_url(url),
-            reason,
-        },
+        Some(TlsFailure::UnknownIssuer) => OidcError::UntrustedCertificate { url: display_url(url) },
         None => OidcError::Unreachable {
             url: display_url(url),
-            reason,
+            reason: root_cause(err),
         },
     }
 }

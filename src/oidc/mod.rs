@@ -96,13 +96,11 @@ pub enum OidcError {
     },
     /// The server's certificate is signed by a CA koidc does not trust (a private CA).
     #[error(
-        "the certificate of {url} is signed by a CA koidc does not trust ({reason}); for a private CA, pass its PEM file with --certificate-authority"
+        "the certificate of {url} is not signed by a CA koidc trusts (the system's, or those given with --certificate-authority); for a private CA, pass its PEM file with --certificate-authority"
     )]
     UntrustedCertificate {
         /// The URL requested.
         url: String,
-        /// The TLS library's reason.
-        reason: String,
     },
     /// No answer within the configured HTTP timeout.
     #[error(
