@@ -9,7 +9,10 @@
 //! A login uses the authorization code grant through the browser (optionally with the code pasted
 //! on stdin, `--paste`) or the device grant (RFC 8628); [`choose_grant`] picks one. After a
 //! failed or abandoned login, non-interactive kubectl calls fail fast for [`COOLDOWN`] instead of
-//! opening browser tabs again (see [`cooldown`]).
+//! opening browser tabs again (see [`cooldown`]). Before a browser opens or a device code is
+//! shown, the authorization request is checked with the provider once, so that a client id or
+//! redirect URI it refuses fails at once with its reason (see [`crate::oidc::probe`]); a browser
+//! that cannot be opened is said in one line, with the URL to open by hand.
 //!
 //! A refresh must answer for the cached identity (same `iss`, `sub`, `aud`; otherwise a login
 //! follows), and a refresh token the provider rotated is kept even when the new ID token cannot be
@@ -463,9 +466,7 @@ async fn login_flow(
             match browser_login(provider, kind, login, browser, printer).await? {
                 BrowserLogin::Done(tokens) => Ok(tokens),
                 BrowserLogin::NoBrowser => {
-                    printer.info(
-                        "logging in with a code instead (--grant authcode keeps the browser flow)",
-                    );
+                    printer.info("logging in with a code instead (--grant authcode keeps the browser flow)");
                     device_login(provider, kind, login, browser, true, true, printer).await
                 }
             }

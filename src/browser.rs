@@ -229,7 +229,8 @@ fn open_first(openers: Vec<Command>) -> std::io::Result<()> {
         match watch_start(child, OPENER_FAILURE_WINDOW)? {
             Some(status) => {
                 let program = cmd.get_program().to_string_lossy().into_owned();
-                exit_error.get_or_insert_with(|| std::io::Error::other(format!("{program} failed ({status})")));
+                exit_error
+                    .get_or_insert_with(|| std::io::Error::other(format!("{program} failed ({status})")));
             }
             None => return Ok(()),
         }
@@ -659,13 +660,20 @@ mod tests {
 
     #[test]
     fn browser_command_that_fails_at_once_is_an_error_in_a_few_words() {
-        let err = CommandBrowser::new("false").open("http://127.0.0.1:1/").unwrap_err();
-        assert!(matches!(&err, BrowserError::Failed { program, .. } if program == "false"), "{err:?}");
+        let err = CommandBrowser::new("false")
+            .open("http://127.0.0.1:1/")
+            .unwrap_err();
+        assert!(
+            matches!(&err, BrowserError::Failed { program, .. } if program == "false"),
+            "{err:?}"
+        );
         assert_eq!(err.short(), "`false` failed (exit status: 1)");
         assert!(err.to_string().contains("--browser-command"), "{err}");
         // One that succeeds at once, or keeps running, opened the browser.
         CommandBrowser::new("true").open("http://127.0.0.1:1/").unwrap();
-        CommandBrowser::new("sh -c 'sleep 5'").open("http://127.0.0.1:1/").unwrap();
+        CommandBrowser::new("sh -c 'sleep 5'")
+            .open("http://127.0.0.1:1/")
+            .unwrap();
         // A hostile command cannot break the line.
         let err = BrowserChoice::Command("'\u{1b}[2J\nx'".into())
             .into_browser()

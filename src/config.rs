@@ -133,7 +133,7 @@ impl Identity {
             env: "KOIDC_CLIENT_ID",
             hint: "the client id registered for kubectl at your provider",
         })?;
-        let issuer = normalize_issuer(&issuer)?;
+        let issuer = normalize_issuer(issuer)?;
         if client_id.trim().is_empty() {
             return Err(ConfigError::EmptyClientId);
         }
@@ -310,22 +310,28 @@ const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
 /// The issuer as given, trimmed of blanks around it and checked by [`validate_issuer`]; an address
 /// without a scheme or the discovery document's address gets an error naming the issuer to use.
 /// Nothing else is changed: the issuer is compared byte for byte with the provider's.
-pub fn normalize_issuer(raw: &str) -> Result<String, ConfigError> {
+pub fn normalize_issuer(raw: String) -> Result<String, ConfigError> {
     let issuer = raw.trim();
     let bad = |reason: String| ConfigError::Issuer {
         url: issuer.to_owned(),
         reason,
     };
-    // The hints repeat the input: only for one that prints as one plain line.
-    let plain = !issuer.is_empty() && !issuer.chars().any(|c| c.is_whitespace() || c.is_control());
-    if plain && !issuer.contains("://") {
+    if issuer.is_empty() {
+        return Err(bad(
+            "it is empty; give the URL of your OpenID Connect provider".into()
+        ));
+    }
+    // The hints below repeat the input, which must print as one plain line.
+    if issuer.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("an issuer has no blanks or control characters inside".into()));
+    }
+    if !issuer.contains("://") {
         return Err(bad(format!(
             "add https:// in front (--issuer https://{issuer}; http:// only for a test server on this machine)"
         )));
     }
     let without_slash = issuer.strip_suffix('/').unwrap_or(issuer);
     if let Some(base) = without_slash.strip_suffix(DISCOVERY_SUFFIX)
-        && plain
         && base.contains("://")
         && !base.ends_with(':')
         && !base.ends_with('/')
@@ -335,7 +341,11 @@ pub fn normalize_issuer(raw: &str) -> Result<String, ConfigError> {
         )));
     }
     validate_issuer(issuer)?;
-    Ok(issuer.to_owned())
+    Ok(if issuer.len() == raw.len() {
+        raw
+    } else {
+        issuer.to_owned()
+    })
 }
 
 /// Checks that `issuer` is an absolute https URL (http only for loopback hosts, for local tests)
@@ -503,8 +513,21 @@ mod tests {
                 .cache_key()
         };
         assert_eq!(key(" https://i.example/x "), key("https://i.example/x"));
+        // Blanks or control characters inside are refused on one line, not echoed raw (the URL
+        // parser would drop a newline and keep it in the issuer).
+        for raw in [
+            "dex.example.com\n/dex",
+            "https://dex.example.com/d\nex",
+            "https://a b.example",
+        ] {
+            let err = issuer_from(raw).unwrap_err();
+            assert!(!err.contains('\n') && err.contains("inside"), "{err}");
+        }
         // A trailing slash is part of the issuer and is kept.
-        assert_eq!(issuer_from("https://i.example/x/ ").unwrap(), "https://i.example/x/");
+        assert_eq!(
+            issuer_from("https://i.example/x/ ").unwrap(),
+            "https://i.example/x/"
+        );
     }
 
     #[test]
@@ -518,7 +541,10 @@ mod tests {
                 "https://org.okta.com/oauth2/default/.well-known/openid-configuration/",
                 "https://org.okta.com/oauth2/default",
             ),
-            ("https://i.example/.well-known/openid-configuration", "https://i.example"),
+            (
+                "https://i.example/.well-known/openid-configuration",
+                "https://i.example",
+            ),
         ] {
             let err = issuer_from(raw).unwrap_err();
             assert!(

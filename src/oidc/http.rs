@@ -192,8 +192,12 @@ fn transport_error(err: &reqwest::Error, url: &Url, timeout: Duration) -> OidcEr
         };
     }
     match tls_failure(err) {
-        Some(TlsFailure::PlainHttp) => OidcError::PlainHttp { url: display_url(url) },
-        Some(TlsFailure::UnknownIssuer) => OidcError::UntrustedCertificate { url: display_url(url) },
+        Some(TlsFailure::PlainHttp) => OidcError::PlainHttp {
+            url: display_url(url),
+        },
+        Some(TlsFailure::UnknownIssuer) => OidcError::UntrustedCertificate {
+            url: display_url(url),
+        },
         None => OidcError::Unreachable {
             url: display_url(url),
             reason: root_cause(err),
@@ -225,7 +229,10 @@ fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> {
             _ => {}
         }
         // An `io::Error` hides its inner error from `source()`: look through it.
-        cur = match e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+        cur = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
             Some(inner) => Some(inner),
             None => e.source(),
         };

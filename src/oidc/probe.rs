@@ -98,7 +98,8 @@ impl Provider {
     /// error page) only when the provider clearly refused; for the device grant, only when it
     /// refused the client. Anything else is `Ok`: the login goes ahead.
     pub async fn preflight_authorization(&self, req: &AuthRequest, kind: LoginKind) -> Result<(), OidcError> {
-        let answer = match tokio::time::timeout(PREFLIGHT_BUDGET, self.walk(req, Reach::BelowEndpoint)).await {
+        let answer = match tokio::time::timeout(PREFLIGHT_BUDGET, self.walk(req, Reach::BelowEndpoint)).await
+        {
             Ok(Ok(answer)) => answer,
             // Unreachable now, or slow: the browser may fare better, and the wait says so.
             Ok(Err(_)) | Err(_) => return Ok(()),
@@ -110,7 +111,8 @@ impl Provider {
             } if kind == LoginKind::Browser => Err(OidcError::AuthorizeRefused { error, description }),
             AuthorizeAnswer::ErrorPage { status, error, text } if clear_refusal(status, error.as_deref()) => {
                 let about_redirect = about_redirect_uri(error.as_deref(), &text);
-                if kind == LoginKind::Device && (about_redirect || !names_the_client(error.as_deref(), &text)) {
+                if kind == LoginKind::Device && (about_redirect || !names_the_client(error.as_deref(), &text))
+                {
                     return Ok(());
                 }
                 Err(OidcError::AuthorizeErrorPage {
@@ -202,9 +204,15 @@ pub fn about_redirect_uri(error: Option<&str>, text: &str) -> bool {
 fn names_the_client(error: Option<&str>, text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
     error == Some("invalid_client")
-        || ["client_id", "client id", "client not found", "unknown client", "invalid client"]
-            .iter()
-            .any(|w| lower.contains(w))
+        || [
+            "client_id",
+            "client id",
+            "client not found",
+            "unknown client",
+            "invalid client",
+        ]
+        .iter()
+        .any(|w| lower.contains(w))
 }
 
 /// The answer carried by a redirect back to the redirect URI: an error only when it carries the

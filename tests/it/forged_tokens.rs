@@ -508,8 +508,16 @@ fn https_issuer_with_a_private_ca_names_the_certificate_authority_flag() {
     let (idp, ca) = https_idp(client.tmp.path());
     // Without the CA: refused, and the message says which flag trusts it.
     let out = get_token(&client, idp.issuer());
-    let line = assert_rejected(&out, &client, Some(&idp), &["--certificate-authority", "certificate"]);
-    assert!(!line.contains("UnknownIssuer"), "the TLS library's words: {line:?}");
+    let line = assert_rejected(
+        &out,
+        &client,
+        Some(&idp),
+        &["--certificate-authority", "certificate"],
+    );
+    assert!(
+        !line.contains("UnknownIssuer"),
+        "the TLS library's words: {line:?}"
+    );
     assert_eq!(idp.hits("token"), 0);
     // With it: the same issuer works (the verification was not weakened to get here).
     let out = run(client

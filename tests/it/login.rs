@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::browser::{BrowserLog, fake_browser};
 use crate::dex::{MOCK_EMAIL, USER_EMAIL, USER_GROUPS, USER_PASSWORD};
 use crate::lab::{Lab, LabOptions};
-use crate::browser::{BrowserLog, fake_browser};
 use crate::support::{
     Live, RUN_TIMEOUT, Stdout, V1BETA1, clean_command, files_containing, files_under, find_key, mode, run,
     wait_until_stale,
@@ -187,10 +187,7 @@ fn unknown_client_id_fails_at_once_with_the_idps_reason_instead_of_waiting_for_t
 #[test]
 fn failing_browser_command_is_reported_in_one_line_and_the_login_completes_from_the_printed_url() {
     let lab = Lab::start(LabOptions::default());
-    let mut koidc = Live::spawn(&mut lab.command_overriding(
-        "get-token",
-        &["--browser-command", "false"],
-    ));
+    let mut koidc = Live::spawn(&mut lab.command_overriding("get-token", &["--browser-command", "false"]));
     let line = koidc.wait_for_line("http://", Duration::from_secs(60));
     let url = line[line.find("http://").expect("a URL")..].trim().to_string();
     assert!(
