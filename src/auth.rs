@@ -30,7 +30,7 @@ use secrecy::ExposeSecret as _;
 
 use secrecy::SecretString;
 
-use crate::browser::{Browser, BrowserChoice};
+use crate::browser::{Browser, BrowserChoice, BrowserError};
 use crate::cache::{CacheError, CacheKind, CacheLock, TokenStore};
 use crate::clock::Clock;
 use crate::config::{CacheConfig, Grant, Identity, LoginConfig};
@@ -527,6 +527,55 @@ async fn device_login(
     Ok(provider.wait_for_device_token(&auth, login.timeout).await?)
 }
 
+/// The page a browser login starts at, and how it is shown to the person at the terminal.
+pub(crate) struct LoginPage<'a> {
+    /// The authorization URL.
+    pub url: &'a str,
+    /// The login timeout, in seconds.
+    pub wait: u64,
+    /// Where the login goes, for the messages (`" to GitHub"`, or empty).
+    pub place: &'a str,
+}
+
+impl LoginPage<'_> {
+    /// Opens the page in `browser` (printing it instead for `--no-browser`) and says so on
+    /// stderr. When the browser cannot be opened, says that in one short line and returns the
+    /// error without printing the URL: the caller prints it ([`Self::print`]) or logs in another
+    /// way.
+    pub fn open(
+        &self,
+        printer: Printer,
+        choice: &BrowserChoice,
+        browser: &dyn Browser,
+    ) -> Result<(), BrowserError> {
+        if *choice == BrowserChoice::None {
+            self.print(printer);
+            return Ok(());
+        }
+        match browser.open(self.url) {
+            Ok(()) => {
+                printer.info(format_args!(
+                    "opened a browser to log in{} (waiting up to {}s); if none appeared, open: {}",
+                    self.place, self.wait, self.url
+                ));
+                Ok(())
+            }
+            Err(err) => {
+                printer.info(format_args!("could not open a browser: {}", err.short()));
+                Err(err)
+            }
+        }
+    }
+
+    /// Prints the URL for the person to open.
+    pub fn print(&self, printer: Printer) {
+        printer.info(format_args!(
+            "open this URL in a browser to log in{} (waiting up to {}s): {}",
+            self.place, self.wait, self.url
+        ));
+    }
+}
+
 /// How a browser login ended, short of an error.
 enum BrowserLogin {
     /// The tokens.
@@ -554,33 +603,20 @@ async fn browser_login(
     // Fail fast, before a browser shows an error page koidc never sees (an unknown client, an
     // unregistered redirect URI) and koidc waits for its timeout.
     preflight(provider, &request, LoginKind::Browser, printer).await?;
-    let wait = login.timeout.as_secs();
-    let open_it_yourself = || {
-        printer.info(format_args!(
-            "open this URL in a browser to log in (waiting up to {wait}s): {}",
-            request.url
-        ));
+    let page = LoginPage {
+        url: &request.url,
+        wait: login.timeout.as_secs(),
+        place: "",
     };
-    if login.browser == BrowserChoice::None {
-        open_it_yourself();
-    } else {
-        match browser.open(&request.url) {
-            Ok(()) => printer.info(format_args!(
-                "opened a browser to log in (waiting up to {wait}s); if none appeared, open: {}",
-                request.url
-            )),
-            Err(err) => {
-                printer.info(format_args!("could not open a browser: {}", err.short()));
-                let device_instead = login.grant == Grant::Auto
-                    && !login.paste
-                    && login.browser == BrowserChoice::System
-                    && provider.supports_device_flow();
-                if device_instead {
-                    return Ok(BrowserLogin::NoBrowser);
-                }
-                open_it_yourself();
-            }
+    if page.open(printer, &login.browser, browser).is_err() {
+        let device_instead = login.grant == Grant::Auto
+            && !login.paste
+            && login.browser == BrowserChoice::System
+            && provider.supports_device_flow();
+        if device_instead {
+            return Ok(BrowserLogin::NoBrowser);
         }
+        page.print(printer);
     }
     let paste = login.paste
         && if login.kubectl_interactive == Some(false) {
