@@ -11,9 +11,12 @@
 //! addresses behind an http loopback issuer), before anything is sent to it.
 //!
 //! INTERFACE: [`OidcConfig`], [`Provider::discover`], [`Provider::authorization_request`],
-//! [`Provider::exchange_code`], [`Provider::refresh`], [`Provider::revoke`]; the device grant
+//! [`Provider::preflight_authorization`] (see [`probe`]), [`Provider::exchange_code`],
+//! [`Provider::refresh`], [`Provider::revoke`]; the device grant
 //! ([`Provider::start_device_authorization`], [`Provider::wait_for_device_token`], see
-//! [`device`]); keyboard mode ([`AuthRequest::code_from_pasted`], see [`paste`]).
+//! [`device`]); keyboard mode ([`AuthRequest::code_from_pasted`], see [`paste`]). Transport
+//! errors say in the user's terms when an https server answered plain HTTP or its certificate
+//! needs `--certificate-authority`.
 
 pub mod device;
 mod http;
