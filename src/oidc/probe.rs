@@ -104,28 +104,7 @@ impl Provider {
             // Unreachable now, or slow: the browser may fare better, and the wait says so.
             Ok(Err(_)) | Err(_) => return Ok(()),
         };
-        match answer {
-            AuthorizeAnswer::Back {
-                error: Some(error),
-                description,
-            } if kind == LoginKind::Browser => Err(OidcError::AuthorizeRefused { error, description }),
-            AuthorizeAnswer::ErrorPage { status, error, text } if clear_refusal(status, error.as_deref()) => {
-                let about_redirect = about_redirect_uri(error.as_deref(), &text);
-                if kind == LoginKind::Device && (about_redirect || !names_the_client(error.as_deref(), &text))
-                {
-                    return Ok(());
-                }
-                Err(OidcError::AuthorizeErrorPage {
-                    status,
-                    error,
-                    text,
-                    redirect_uri: one_line(&req.redirect_uri, 200),
-                    client_id: one_line(&self.cfg.client_id, 200),
-                    about_redirect,
-                })
-            }
-            _ => Ok(()),
-        }
+        judge(answer, kind, &req.redirect_uri, &self.cfg.client_id)
     }
 
     /// Sends `req` and follows the provider as far as `reach` allows.
@@ -183,6 +162,37 @@ impl Provider {
         Ok(AuthorizeAnswer::LoginPage {
             url: display_url(&url),
         })
+    }
+}
+
+/// The preflight's verdict on `answer` for a login of `kind`: an error only for a clear refusal
+/// (for the device grant, only of the client).
+fn judge(
+    answer: AuthorizeAnswer,
+    kind: LoginKind,
+    redirect_uri: &str,
+    client_id: &str,
+) -> Result<(), OidcError> {
+    match answer {
+        AuthorizeAnswer::Back {
+            error: Some(error),
+            description,
+        } if kind == LoginKind::Browser => Err(OidcError::AuthorizeRefused { error, description }),
+        AuthorizeAnswer::ErrorPage { status, error, text } if clear_refusal(status, error.as_deref()) => {
+            let about_redirect = about_redirect_uri(error.as_deref(), &text);
+            if kind == LoginKind::Device && (about_redirect || !names_the_client(error.as_deref(), &text)) {
+                return Ok(());
+            }
+            Err(OidcError::AuthorizeErrorPage {
+                status,
+                error,
+                text,
+                redirect_uri: one_line(redirect_uri, 200),
+                client_id: one_line(client_id, 200),
+                about_redirect,
+            })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -300,6 +310,75 @@ mod tests {
         let other =
             r#"<a href="https://evil.example/dex/auth/x"><a href="/dex/auth?x=1"><a href="/dex/authx/y">"#;
         assert_eq!(chooser_link(other, &page, &endpoint), None);
+    }
+
+    fn page(status: u16, error: Option<&str>, text: &str) -> AuthorizeAnswer {
+        AuthorizeAnswer::ErrorPage {
+            status,
+            error: error.map(String::from),
+            text: text.into(),
+        }
+    }
+
+    fn verdict(answer: AuthorizeAnswer, kind: LoginKind) -> Result<(), String> {
+        judge(answer, kind, "http://127.0.0.1:8000/callback", "wrong").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn only_a_clear_refusal_stops_a_login_before_the_browser() {
+        use LoginKind::{Browser, Device};
+        // Dex's answer for an unknown client: stops both grants, with Dex's words and the fix.
+        let dex = || page(404, None, "Not Found Invalid client_id.");
+        for kind in [Browser, Device] {
+            let err = verdict(dex(), kind).unwrap_err();
+            assert!(
+                err.contains("Invalid client_id") && err.contains("\"wrong\"") && err.contains("--client-id"),
+                "{err}"
+            );
+        }
+        // An unregistered redirect URI stops the browser login, naming the URI to register...
+        let redirect = || page(400, None, "Bad Request Unregistered redirect_uri.");
+        let err = verdict(redirect(), Browser).unwrap_err();
+        assert!(
+            err.contains("register it") && err.contains("http://127.0.0.1:8000/callback"),
+            "{err}"
+        );
+        // ...but not a device login, which uses no redirect URI.
+        assert_eq!(verdict(redirect(), Device), Ok(()));
+        // A grant the client may not use through the browser does not concern the device grant.
+        let back = || AuthorizeAnswer::Back {
+            error: Some("unauthorized_client".into()),
+            description: None,
+        };
+        assert!(verdict(back(), Browser).is_err());
+        assert_eq!(verdict(back(), Device), Ok(()));
+        assert_eq!(
+            verdict(page(400, Some("unauthorized_client"), "not allowed"), Device),
+            Ok(())
+        );
+        // What may pass, or is no refusal at all, lets both go ahead.
+        for answer in [
+            page(403, None, "Forbidden"),
+            page(429, None, "Too Many Requests"),
+            page(500, None, "Internal Server Error Invalid client_id"),
+            page(503, None, ""),
+            AuthorizeAnswer::LoginPage {
+                url: "https://idp/login".into(),
+            },
+            AuthorizeAnswer::Elsewhere {
+                url: "https://upstream/".into(),
+            },
+            AuthorizeAnswer::Back {
+                error: None,
+                description: None,
+            },
+        ] {
+            for kind in [Browser, Device] {
+                assert_eq!(verdict(answer.clone(), kind), Ok(()), "{answer:?} {kind:?}");
+            }
+        }
+        // A 4xx naming an OAuth error is clear even with another status.
+        assert!(verdict(page(403, Some("invalid_client"), "Error: invalid_client"), Device).is_err());
     }
 
     #[test]
