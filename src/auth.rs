@@ -9,7 +9,10 @@
 //! A login uses the authorization code grant through the browser (optionally with the code pasted
 //! on stdin, `--paste`) or the device grant (RFC 8628); [`choose_grant`] picks one. After a
 //! failed or abandoned login, non-interactive kubectl calls fail fast for [`COOLDOWN`] instead of
-//! opening browser tabs again (see [`cooldown`]).
+//! opening browser tabs again (see [`cooldown`]). Before a browser opens or a device code is
+//! shown, the authorization request is checked with the provider once, so that a client id or
+//! redirect URI it refuses fails at once with its reason (see [`crate::oidc::probe`]); a browser
+//! that cannot be opened is said in one line, with the URL to open by hand.
 //!
 //! A refresh must answer for the cached identity (same `iss`, `sub`, `aud`; otherwise a login
 //! follows), and a refresh token the provider rotated is kept even when the new ID token cannot be
@@ -27,12 +30,13 @@ use secrecy::ExposeSecret as _;
 
 use secrecy::SecretString;
 
-use crate::browser::{Browser, BrowserChoice};
+use crate::browser::{Browser, BrowserChoice, BrowserError};
 use crate::cache::{CacheError, CacheKind, CacheLock, TokenStore};
 use crate::clock::Clock;
 use crate::config::{CacheConfig, Grant, Identity, LoginConfig};
 use crate::loopback::LoopbackServer;
 use crate::oidc::paste::MAX_PASTE_LEN;
+use crate::oidc::probe::LoginKind;
 use crate::oidc::{AuthRequest, OidcError, PasteError, Provider};
 use crate::printer::Printer;
 use crate::provider::ProviderKind;
@@ -456,20 +460,51 @@ async fn login_flow(
                      (--grant authcode keeps the browser flow)",
                 );
             }
-            device_login(provider, login, browser, headless, printer).await
+            device_login(provider, kind, login, browser, headless, false, printer).await
         }
-        Grant::AuthCode | Grant::Auto => browser_login(provider, kind, login, browser, printer).await,
+        Grant::AuthCode | Grant::Auto => {
+            match browser_login(provider, kind, login, browser, printer).await? {
+                BrowserLogin::Done(tokens) => Ok(tokens),
+                BrowserLogin::NoBrowser => {
+                    printer.info("logging in with a code instead (--grant authcode keeps the browser flow)");
+                    device_login(provider, kind, login, browser, true, true, printer).await
+                }
+            }
+        }
     }
 }
 
+/// Checks the login request with the identity provider before a browser opens or a device code
+/// is shown, so that a client or redirect URI it refuses fails at once with its reason instead of
+/// after the login timeout.
+async fn preflight(
+    provider: &Provider,
+    request: &AuthRequest,
+    what: LoginKind,
+    printer: Printer,
+) -> Result<(), OidcError> {
+    printer.debug("checking the login request with the identity provider");
+    provider.preflight_authorization(request, what).await
+}
+
 /// The device authorization grant: show the code, optionally open the page, poll.
+/// `client_checked`: a browser login's preflight already found the client known.
 async fn device_login(
     provider: &Provider,
+    kind: ProviderKind,
     login: &LoginConfig,
     browser: &dyn Browser,
     headless: bool,
+    client_checked: bool,
     printer: Printer,
 ) -> anyhow::Result<TokenSet> {
+    // Some providers (Dex) hand out a code to any client id and refuse an unknown one only once
+    // the user has entered it: ask the authorization endpoint about the client first. Only the
+    // client matters here, so the redirect URI is the one a browser login would use.
+    if !client_checked && let Some(addr) = login.listen_for(kind).first() {
+        let request = provider.authorization_request(&crate::loopback::redirect_uri_for(*addr))?;
+        preflight(provider, &request, LoginKind::Device, printer).await?;
+    }
     printer.debug("requesting a device code");
     let auth = provider.start_device_authorization().await?;
     let wait = login.timeout.as_secs();
@@ -492,6 +527,64 @@ async fn device_login(
     Ok(provider.wait_for_device_token(&auth, login.timeout).await?)
 }
 
+/// The page a browser login starts at, and how it is shown to the person at the terminal.
+pub(crate) struct LoginPage<'a> {
+    /// The authorization URL.
+    pub url: &'a str,
+    /// The login timeout, in seconds.
+    pub wait: u64,
+    /// Where the login goes, for the messages (`" to GitHub"`, or empty).
+    pub place: &'a str,
+}
+
+impl LoginPage<'_> {
+    /// Opens the page in `browser` (printing it instead for `--no-browser`) and says so on
+    /// stderr. When the browser cannot be opened, says that in one short line and returns the
+    /// error without printing the URL: the caller prints it ([`Self::print`]) or logs in another
+    /// way.
+    pub fn open(
+        &self,
+        printer: Printer,
+        choice: &BrowserChoice,
+        browser: &dyn Browser,
+    ) -> Result<(), BrowserError> {
+        if *choice == BrowserChoice::None {
+            self.print(printer);
+            return Ok(());
+        }
+        match browser.open(self.url) {
+            Ok(()) => {
+                printer.info(format_args!(
+                    "opened a browser to log in{} (waiting up to {}s); if none appeared, open: {}",
+                    self.place, self.wait, self.url
+                ));
+                Ok(())
+            }
+            Err(err) => {
+                printer.info(format_args!("could not open a browser: {}", err.short()));
+                Err(err)
+            }
+        }
+    }
+
+    /// Prints the URL for the person to open.
+    pub fn print(&self, printer: Printer) {
+        printer.info(format_args!(
+            "open this URL in a browser to log in{} (waiting up to {}s): {}",
+            self.place, self.wait, self.url
+        ));
+    }
+}
+
+/// How a browser login ended, short of an error.
+enum BrowserLogin {
+    /// The tokens.
+    Done(TokenSet),
+    /// The system browser could not be opened and the device grant can stand in: `--grant auto`,
+    /// no `--paste`, and the provider advertises a device endpoint.
+    NoBrowser,
+}
+
 /// Authorization code + PKCE through the loopback server and the browser; with `--paste`, the
 /// code may also come from stdin.
 async fn browser_login(
@@ -500,36 +593,30 @@ async fn browser_login(
     login: &LoginConfig,
     browser: &dyn Browser,
     printer: Printer,
-) -> anyhow::Result<TokenSet> {
+) -> anyhow::Result<BrowserLogin> {
     let server = LoopbackServer::bind(&login.listen_for(kind)).await?;
     let request = provider.authorization_request(&server.redirect_uri())?;
     printer.debug(format_args!(
         "listening for the login callback on {}",
         server.redirect_uri()
     ));
-    if kind.preflights_authorization() {
-        // Fail fast, before a browser shows an error page koidc never sees (an unregistered
-        // redirect URI) and koidc waits for its timeout.
-        printer.debug("checking the authorization request with the identity provider");
-        provider.preflight_authorization(&request).await?;
-    }
-    let wait = login.timeout.as_secs();
-    if login.browser == BrowserChoice::None {
-        printer.info(format_args!(
-            "open this URL in a browser to log in (waiting up to {wait}s): {}",
-            request.url
-        ));
-    } else {
-        match browser.open(&request.url) {
-            Ok(()) => printer.info(format_args!(
-                "opened a browser to log in (waiting up to {wait}s); if none appeared, open: {}",
-                request.url
-            )),
-            Err(err) => printer.info(format_args!(
-                "could not open a browser ({err}); open this URL to log in (waiting up to {wait}s): {}",
-                request.url
-            )),
+    // Fail fast, before a browser shows an error page koidc never sees (an unknown client, an
+    // unregistered redirect URI) and koidc waits for its timeout.
+    preflight(provider, &request, LoginKind::Browser, printer).await?;
+    let page = LoginPage {
+        url: &request.url,
+        wait: login.timeout.as_secs(),
+        place: "",
+    };
+    if page.open(printer, &login.browser, browser).is_err() {
+        let device_instead = login.grant == Grant::Auto
+            && !login.paste
+            && login.browser == BrowserChoice::System
+            && provider.supports_device_flow();
+        if device_instead {
+            return Ok(BrowserLogin::NoBrowser);
         }
+        page.print(printer);
     }
     let paste = login.paste
         && if login.kubectl_interactive == Some(false) {
@@ -557,7 +644,7 @@ async fn browser_login(
         callback.await?
     };
     printer.debug("received the authorization code; redeeming it");
-    Ok(provider.exchange_code(request, code).await?)
+    Ok(BrowserLogin::Done(provider.exchange_code(request, code).await?))
 }
 
 /// The code from the first usable line on stdin; a line that is not usable is reported and the

@@ -58,6 +58,11 @@ fn withhold_secrets(cmd: &mut Command) {
 /// fails sooner (no desktop session) lets the next opener try.
 const OPENER_FAILURE_WINDOW: Duration = Duration::from_millis(250);
 
+/// How long a browser command may take to fail before koidc counts it as started: long enough
+/// for a command that fails at once (`false`, a wrapper finding no browser) to have exited even
+/// on a loaded machine; a browser that keeps running only delays the "opened a browser" line.
+const COMMAND_FAILURE_WINDOW: Duration = Duration::from_secs(1);
+
 /// Errors of opening a browser.
 #[derive(Debug, thiserror::Error)]
 pub enum BrowserError {
@@ -90,12 +95,44 @@ pub enum BrowserError {
         source: std::io::Error,
     },
 
+    /// The browser command exited with a failure status right after it started.
+    #[error(
+        "the browser command `{program}` failed ({status}); fix --browser-command or BROWSER, or \
+         use --no-browser"
+    )]
+    Failed {
+        /// The program (first word of the command, on one line).
+        program: String,
+        /// How it exited.
+        status: std::process::ExitStatus,
+    },
+
     /// The system's URL opener failed.
     #[error(
         "could not open the system browser: {0}; open the URL yourself, or use \
          --browser-command or --no-browser"
     )]
     System(#[source] std::io::Error),
+}
+
+impl BrowserError {
+    /// Why the browser could not be opened, in a few words on one line, for the line that says
+    /// so before the URL is printed.
+    pub fn short(&self) -> String {
+        let text = match self {
+            BrowserError::EmptyCommand => "the browser command is empty".to_owned(),
+            BrowserError::Syntax { problem, .. } => format!("cannot parse the browser command: {problem}"),
+            BrowserError::Spawn { program, source } => {
+                format!("`{program}` cannot be started: {source}")
+            }
+            BrowserError::Failed { program, status } => format!("`{program}` failed ({status})"),
+            BrowserError::System(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                "no URL opener (xdg-open, gio, ...) is installed".to_owned()
+            }
+            BrowserError::System(err) => err.to_string(),
+        };
+        crate::http::one_line(&text, 160)
+    }
 }
 
 /// Something that can show a URL to the user.
@@ -182,38 +219,46 @@ fn open_first(openers: Vec<Command>) -> std::io::Result<()> {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
         }
-        let mut child = match cmd.spawn() {
+        let child = match cmd.spawn() {
             Ok(child) => child,
             Err(err) => {
                 spawn_error = Some(err);
                 continue;
             }
         };
-        let deadline = Instant::now() + OPENER_FAILURE_WINDOW;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) if status.success() => return Ok(()),
-                Ok(Some(status)) => {
-                    let program = cmd.get_program().to_string_lossy().into_owned();
-                    exit_error
-                        .get_or_insert_with(|| std::io::Error::other(format!("{program} failed ({status})")));
-                    break;
-                }
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-                Ok(None) => {
-                    reap_in_background(child);
-                    return Ok(());
-                }
-                Err(err) => {
-                    reap_in_background(child);
-                    return Err(err);
-                }
+        match watch_start(child, OPENER_FAILURE_WINDOW)? {
+            Some(status) => {
+                let program = cmd.get_program().to_string_lossy().into_owned();
+                exit_error
+                    .get_or_insert_with(|| std::io::Error::other(format!("{program} failed ({status})")));
             }
+            None => return Ok(()),
         }
     }
     Err(exit_error
         .or(spawn_error)
         .unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no URL opener")))
+}
+
+/// Watches a just-started opener for `window`: `Some(status)` when it failed within it, `None`
+/// when it succeeded or is still running (then it is reaped in the background).
+fn watch_start(mut child: Child, window: Duration) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + window;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(None),
+            Ok(Some(status)) => return Ok(Some(status)),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                reap_in_background(child);
+                return Ok(None);
+            }
+            Err(err) => {
+                reap_in_background(child);
+                return Err(err);
+            }
+        }
+    }
 }
 
 /// Shows nothing; the caller prints the URL.
@@ -260,15 +305,35 @@ impl CommandBrowser {
 }
 
 impl Browser for CommandBrowser {
+    /// Starts the command and watches it for [`COMMAND_FAILURE_WINDOW`]: one that exits with a
+    /// failure status by then did not open anything.
     fn open(&self, url: &str) -> Result<(), BrowserError> {
         let argv = self.argv(url)?;
-        spawn_detached(&argv).map(|_pid| ())
+        let (program, child) = spawn_browser(&argv)?;
+        match watch_start(child, COMMAND_FAILURE_WINDOW) {
+            Ok(Some(status)) => Err(BrowserError::Failed {
+                program: crate::http::one_line(&program, 100),
+                status,
+            }),
+            // Running, done, or impossible to watch: it was started.
+            Ok(None) | Err(_) => Ok(()),
+        }
     }
 }
 
 /// Starts `argv` with stdin and stdout on /dev/null and stderr inherited, in its own process
 /// group, and reaps it from a background thread. Returns the child's pid.
+#[cfg(test)]
 fn spawn_detached(argv: &[String]) -> Result<u32, BrowserError> {
+    let (_, child) = spawn_browser(argv)?;
+    let pid = child.id();
+    reap_in_background(child);
+    Ok(pid)
+}
+
+/// Starts `argv` with stdin and stdout on /dev/null and stderr inherited, in its own process
+/// group; returns its program and the child, which the caller must wait for or reap.
+fn spawn_browser(argv: &[String]) -> Result<(String, Child), BrowserError> {
     let Some((program, args)) = argv.split_first() else {
         return Err(BrowserError::EmptyCommand);
     };
@@ -288,9 +353,7 @@ fn spawn_detached(argv: &[String]) -> Result<u32, BrowserError> {
         program: program.clone(),
         source,
     })?;
-    let pid = child.id();
-    reap_in_background(child);
-    Ok(pid)
+    Ok((program.clone(), child))
 }
 
 fn reap_in_background(mut child: Child) {
@@ -593,6 +656,30 @@ mod tests {
             start.elapsed() < Duration::from_secs(2),
             "waited for the opener to exit"
         );
+    }
+
+    #[test]
+    fn browser_command_that_fails_at_once_is_an_error_in_a_few_words() {
+        let err = CommandBrowser::new("false")
+            .open("http://127.0.0.1:1/")
+            .unwrap_err();
+        assert!(
+            matches!(&err, BrowserError::Failed { program, .. } if program == "false"),
+            "{err:?}"
+        );
+        assert_eq!(err.short(), "`false` failed (exit status: 1)");
+        assert!(err.to_string().contains("--browser-command"), "{err}");
+        // One that succeeds at once, or keeps running, opened the browser.
+        CommandBrowser::new("true").open("http://127.0.0.1:1/").unwrap();
+        CommandBrowser::new("sh -c 'sleep 5'")
+            .open("http://127.0.0.1:1/")
+            .unwrap();
+        // A hostile command cannot break the line.
+        let err = BrowserChoice::Command("'\u{1b}[2J\nx'".into())
+            .into_browser()
+            .open("http://127.0.0.1:1/")
+            .unwrap_err();
+        assert!(!err.short().contains(['\n', '\u{1b}']), "{:?}", err.short());
     }
 
     #[test]

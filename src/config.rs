@@ -133,7 +133,7 @@ impl Identity {
             env: "KOIDC_CLIENT_ID",
             hint: "the client id registered for kubectl at your provider",
         })?;
-        validate_issuer(&issuer)?;
+        let issuer = normalize_issuer(issuer)?;
         if client_id.trim().is_empty() {
             return Err(ConfigError::EmptyClientId);
         }
@@ -309,6 +309,50 @@ fn provider_choice(arg: ProviderArg) -> Option<ProviderKind> {
     }
 }
 
+/// The suffix of the discovery document's address (OpenID Connect Discovery 4).
+const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
+
+/// The issuer as given, trimmed of blanks around it and checked by [`validate_issuer`]; an address
+/// without a scheme or the discovery document's address gets an error naming the issuer to use.
+/// Nothing else is changed: the issuer is compared byte for byte with the provider's.
+pub fn normalize_issuer(raw: String) -> Result<String, ConfigError> {
+    let issuer = raw.trim();
+    let bad = |reason: String| ConfigError::Issuer {
+        url: issuer.to_owned(),
+        reason,
+    };
+    if issuer.is_empty() {
+        return Err(bad(
+            "it is empty; give the URL of your OpenID Connect provider".into()
+        ));
+    }
+    // The hints below repeat the input, which must print as one plain line.
+    if issuer.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("an issuer has no blanks or control characters inside".into()));
+    }
+    if !issuer.contains("://") {
+        return Err(bad(format!(
+            "add https:// in front (--issuer https://{issuer}; http:// only for a test server on this machine)"
+        )));
+    }
+    let without_slash = issuer.strip_suffix('/').unwrap_or(issuer);
+    if let Some(base) = without_slash.strip_suffix(DISCOVERY_SUFFIX)
+        && base.contains("://")
+        && !base.ends_with(':')
+        && !base.ends_with('/')
+    {
+        return Err(bad(format!(
+            "that is the address of the discovery document; use --issuer {base} (without {DISCOVERY_SUFFIX})"
+        )));
+    }
+    validate_issuer(issuer)?;
+    Ok(if issuer.len() == raw.len() {
+        raw
+    } else {
+        issuer.to_owned()
+    })
+}
+
 /// Checks that `issuer` is an absolute https URL (http only for loopback hosts, for local tests)
 /// without query or fragment.
 pub fn validate_issuer(issuer: &str) -> Result<(), ConfigError> {
@@ -436,6 +480,83 @@ mod tests {
         assert!(validate_issuer("https://dex.example.com/?a=b").is_err());
         assert!(validate_issuer("https://user:pw@dex.example.com").is_err());
         assert!(validate_issuer("dex.example.com").is_err());
+    }
+
+    /// The issuer of `--issuer raw`, or the one-line error.
+    fn issuer_from(raw: &str) -> Result<String, String> {
+        Identity::from_flags(&identity_flags(raw, ProviderArg::Auto, &[]))
+            .map(|id| id.issuer)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn issuer_without_a_scheme_says_to_add_https() {
+        for (raw, fixed) in [
+            ("127.0.0.1:5556/dex", "https://127.0.0.1:5556/dex"),
+            ("dex.example.com:5556/dex", "https://dex.example.com:5556/dex"),
+            ("dex.example.com", "https://dex.example.com"),
+            ("localhost:8080", "https://localhost:8080"),
+        ] {
+            let err = issuer_from(raw).unwrap_err();
+            assert!(
+                err.contains("add https://") && err.contains(&format!("--issuer {fixed}")),
+                "{raw}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn issuer_with_blanks_around_is_trimmed() {
+        assert_eq!(
+            issuer_from("  https://dex.example.com/dex \t\n").unwrap(),
+            "https://dex.example.com/dex"
+        );
+        // The cache key follows the trimmed issuer: the same entry as without the blanks.
+        let key = |raw: &str| {
+            Identity::from_flags(&identity_flags(raw, ProviderArg::Auto, &[]))
+                .unwrap()
+                .cache_key()
+        };
+        assert_eq!(key(" https://i.example/x "), key("https://i.example/x"));
+        // Blanks or control characters inside are refused on one line, not echoed raw (the URL
+        // parser would drop a newline and keep it in the issuer).
+        for raw in [
+            "dex.example.com\n/dex",
+            "https://dex.example.com/d\nex",
+            "https://a b.example",
+        ] {
+            let err = issuer_from(raw).unwrap_err();
+            assert!(!err.contains('\n') && err.contains("inside"), "{err}");
+        }
+        // A trailing slash is part of the issuer and is kept.
+        assert_eq!(
+            issuer_from("https://i.example/x/ ").unwrap(),
+            "https://i.example/x/"
+        );
+    }
+
+    #[test]
+    fn discovery_url_given_as_the_issuer_names_the_issuer_to_use() {
+        for (raw, issuer) in [
+            (
+                "https://dex.example.com/dex/.well-known/openid-configuration",
+                "https://dex.example.com/dex",
+            ),
+            (
+                "https://org.okta.com/oauth2/default/.well-known/openid-configuration/",
+                "https://org.okta.com/oauth2/default",
+            ),
+            (
+                "https://i.example/.well-known/openid-configuration",
+                "https://i.example",
+            ),
+        ] {
+            let err = issuer_from(raw).unwrap_err();
+            assert!(
+                err.contains("discovery document") && err.contains(&format!("--issuer {issuer} ")),
+                "{raw}: {err}"
+            );
+        }
     }
 
     #[test]

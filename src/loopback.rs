@@ -261,7 +261,7 @@ impl LoopbackServer {
 }
 
 /// `http://HOST:PORT/callback` for a bound address; IPv6 in brackets, without a zone.
-fn redirect_uri_for(addr: SocketAddr) -> String {
+pub(crate) fn redirect_uri_for(addr: SocketAddr) -> String {
     match addr {
         SocketAddr::V4(a) => format!("http://{}:{}{CALLBACK_PATH}", a.ip(), a.port()),
         SocketAddr::V6(a) => format!("http://[{}]:{}{CALLBACK_PATH}", a.ip(), a.port()),

@@ -97,14 +97,6 @@ impl ProviderKind {
         }
     }
 
-    /// True when koidc should ask the authorization endpoint once itself before opening the
-    /// browser ([`crate::oidc::Provider::preflight_authorization`]): an IdP that shows a
-    /// misconfiguration (an unregistered redirect URI) only as an error page in the browser
-    /// would otherwise leave koidc waiting until its timeout.
-    pub fn preflights_authorization(self) -> bool {
-        self == ProviderKind::Okta
-    }
-
     /// A one-line warning about the issuer, when the preset knows a problem with it: an Okta org
     /// authorization server (`https://ORG.okta.com`, no `/oauth2/...` path).
     pub fn issuer_warning(self, issuer: &str) -> Option<String> {
@@ -553,6 +545,8 @@ mod tests {
             error: Some("invalid_request".into()),
             text: "Description: The 'redirect_uri' parameter must be a Login redirect URI".into(),
             redirect_uri: "http://127.0.0.1:9999/callback".into(),
+            client_id: "0oa1".into(),
+            about_redirect: true,
         });
         let mapped = explain(ProviderKind::Okta, page, None, false).to_string();
         assert!(mapped.contains("sign-in redirect URIs of the app"), "{mapped}");

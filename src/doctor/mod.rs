@@ -142,6 +142,8 @@ pub fn issuer_checks(issuer: &str, discovered: Result<(), &OidcError>) -> [Check
         ],
         Err(
             err @ (OidcError::Unreachable { .. }
+            | OidcError::PlainHttp { .. }
+            | OidcError::UntrustedCertificate { .. }
             | OidcError::Timeout { .. }
             | OidcError::CaFile { .. }
             | OidcError::HttpClient(_)
@@ -218,10 +220,7 @@ pub fn authorize_checks(
             ]
         }
         AuthorizeAnswer::ErrorPage { status, error, text } => {
-            let about_redirect = error.as_deref() == Some("invalid_redirect_uri") || {
-                let lower = text.to_ascii_lowercase();
-                lower.contains("redirect_uri") || lower.contains("redirect uri")
-            };
+            let about_redirect = crate::oidc::probe::about_redirect_uri(error.as_deref(), text);
             let page = if text.is_empty() {
                 format!("HTTP {status}")
             } else {

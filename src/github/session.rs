@@ -38,7 +38,7 @@ use super::oauth::{Client, GithubTokens};
 use super::{Account, Api, GithubError, GithubUrls, KIND, http_client};
 use crate::auth::cooldown::Cooldown;
 use crate::auth::{Authenticator, EXPIRY_MARGIN, LoginIdentity, Obtained, Source, headless};
-use crate::browser::{Browser, BrowserChoice};
+use crate::browser::Browser;
 use crate::cache::{CacheError, CacheKey, CacheKind, CacheLock, EntryMeta};
 use crate::clock::{relative, rfc3339};
 use crate::config::{Grant, HTTP_TIMEOUT, LoginConfig};
@@ -564,23 +564,13 @@ async fn web_login(
         "listening for the GitHub callback on {}",
         server.redirect_uri()
     ));
-    let wait = login.timeout.as_secs();
-    if login.browser == BrowserChoice::None {
-        printer.info(format_args!(
-            "open this URL in a browser to log in to GitHub (waiting up to {wait}s): {}",
-            request.url
-        ));
-    } else {
-        match browser.open(&request.url) {
-            Ok(()) => printer.info(format_args!(
-                "opened a browser to log in to GitHub (waiting up to {wait}s); if none appeared, open: {}",
-                request.url
-            )),
-            Err(err) => printer.info(format_args!(
-                "could not open a browser ({err}); open this URL to log in to GitHub (waiting up to {wait}s): {}",
-                request.url
-            )),
-        }
+    let page = crate::auth::LoginPage {
+        url: &request.url,
+        wait: login.timeout.as_secs(),
+        place: " to GitHub",
+    };
+    if page.open(printer, &login.browser, browser).is_err() {
+        page.print(printer);
     }
     let state = request.state.clone();
     let code: SecretString = server.wait_for_code(&state, login.timeout).await?;

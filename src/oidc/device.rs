@@ -167,6 +167,14 @@ impl Provider {
             let (error, description) = sanitize_oauth_error(&err, &self.client_secret_list());
             return Err(OidcError::DeviceAuthorizationRefused { error, description });
         }
+        if reply.status.is_client_error() {
+            // Refused without an OAuth error body: the page's words are the provider's reason.
+            let text = super::page_text(&String::from_utf8_lossy(&reply.body));
+            return Err(OidcError::DeviceAuthorizationRefused {
+                error: format!("HTTP {}", reply.status.as_u16()),
+                description: Some(one_line(&text, 200)).filter(|t| !t.is_empty()),
+            });
+        }
         if reply.status != reqwest::StatusCode::OK {
             return Err(OidcError::HttpStatus {
                 url: display_url(&url),

@@ -200,14 +200,53 @@ fn transport_error(err: &reqwest::Error, url: &Url, timeout: Duration) -> OidcEr
             timeout,
         };
     }
-    let mut reason = root_cause(err);
-    if reason.contains("certificate") || reason.contains("UnknownIssuer") {
-        reason.push_str(" (for a private CA, add its PEM file to the extra CA files)");
+    match tls_failure(err) {
+        Some(TlsFailure::PlainHttp) => OidcError::PlainHttp {
+            url: display_url(url),
+        },
+        Some(TlsFailure::UnknownIssuer) => OidcError::UntrustedCertificate {
+            url: display_url(url),
+        },
+        None => OidcError::Unreachable {
+            url: display_url(url),
+            reason: root_cause(err),
+        },
     }
-    OidcError::Unreachable {
-        url: display_url(url),
-        reason,
+}
+
+/// TLS failures worth explaining in the user's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TlsFailure {
+    /// The server answered the TLS handshake with something that is not TLS (plain HTTP).
+    PlainHttp,
+    /// The server's certificate chains to no trusted root (a private CA).
+    UnknownIssuer,
+}
+
+/// The TLS failure behind `err`, found by walking its causes down to the TLS library's error.
+fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> {
+    use tokio_rustls::rustls::{CertificateError, Error as TlsError, InvalidMessage};
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        match e.downcast_ref::<TlsError>() {
+            Some(TlsError::InvalidMessage(InvalidMessage::InvalidContentType)) => {
+                return Some(TlsFailure::PlainHttp);
+            }
+            Some(TlsError::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+                return Some(TlsFailure::UnknownIssuer);
+            }
+            _ => {}
+        }
+        // An `io::Error` hides its inner error from `source()`: look through it.
+        cur = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => Some(inner),
+            None => e.source(),
+        };
     }
+    None
 }
 
 /// The URL without query or fragment, for messages.

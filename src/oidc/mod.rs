@@ -11,9 +11,12 @@
 //! addresses behind an http loopback issuer), before anything is sent to it.
 //!
 //! INTERFACE: [`OidcConfig`], [`Provider::discover`], [`Provider::authorization_request`],
-//! [`Provider::exchange_code`], [`Provider::refresh`], [`Provider::revoke`]; the device grant
+//! [`Provider::preflight_authorization`] (see [`probe`]), [`Provider::exchange_code`],
+//! [`Provider::refresh`], [`Provider::revoke`]; the device grant
 //! ([`Provider::start_device_authorization`], [`Provider::wait_for_device_token`], see
-//! [`device`]); keyboard mode ([`AuthRequest::code_from_pasted`], see [`paste`]).
+//! [`device`]); keyboard mode ([`AuthRequest::code_from_pasted`], see [`paste`]). Transport
+//! errors say in the user's terms when an https server answered plain HTTP or its certificate
+//! needs `--certificate-authority`.
 
 pub mod device;
 mod http;
@@ -93,6 +96,22 @@ pub enum OidcError {
         url: String,
         /// The innermost cause.
         reason: String,
+    },
+    /// An https request was answered in plain HTTP: the port serves http, not TLS.
+    #[error(
+        "the server at {url} answered plain HTTP, not HTTPS; check the port in the issuer URL (http:// is accepted only for a test server on this machine)"
+    )]
+    PlainHttp {
+        /// The URL requested.
+        url: String,
+    },
+    /// The server's certificate is signed by a CA koidc does not trust (a private CA).
+    #[error(
+        "the certificate of {url} is not signed by a CA koidc trusts (the system's, or those given with --certificate-authority); for a private CA, pass its PEM file with --certificate-authority"
+    )]
+    UntrustedCertificate {
+        /// The URL requested.
+        url: String,
     },
     /// No answer within the configured HTTP timeout.
     #[error(
@@ -226,7 +245,7 @@ pub enum OidcError {
     )]
     NoDeviceEndpoint,
     /// The device authorization endpoint answered with an OAuth error.
-    #[error("the device authorization endpoint refused the request: {error}{}; check that the client is allowed the device grant", desc(.description))]
+    #[error("the device authorization endpoint refused the request: {error}{}; check --client-id and that the client is allowed the device grant", desc(.description))]
     DeviceAuthorizationRefused {
         /// The OAuth `error` code (sanitised).
         error: String,
@@ -262,7 +281,7 @@ pub enum OidcError {
     /// Asked before the browser opens ([`Provider::preflight_authorization`]), the authorization
     /// endpoint answered with an error page: it cannot even redirect back (an unknown client or an
     /// unregistered redirect URI).
-    #[error("the identity provider answered the login request with an error page (HTTP {status}{}): {text}; check the client id and that {redirect_uri} is a registered redirect URI of the client", .error.as_deref().map(|e| format!(", {e}")).unwrap_or_default())]
+    #[error("{}", authorize_page_message(self))]
     AuthorizeErrorPage {
         /// The HTTP status.
         status: u16,
@@ -272,6 +291,10 @@ pub enum OidcError {
         text: String,
         /// The redirect URI koidc sent.
         redirect_uri: String,
+        /// The client id koidc sent (one line, capped).
+        client_id: String,
+        /// Whether the page objects to the redirect URI rather than to the client.
+        about_redirect: bool,
     },
     /// The revocation endpoint answered with an OAuth error.
     #[error("the revocation endpoint refused the request: {error}{}; the local tokens can still be deleted", desc(.description))]
@@ -288,6 +311,36 @@ fn redirect_hint(status: &u16) -> &'static str {
         " (a redirect; koidc does not follow redirects)"
     } else {
         ""
+    }
+}
+
+/// The message of [`OidcError::AuthorizeErrorPage`]: the provider's page, and what to check.
+fn authorize_page_message(err: &OidcError) -> String {
+    let OidcError::AuthorizeErrorPage {
+        status,
+        error,
+        text,
+        redirect_uri,
+        client_id,
+        about_redirect,
+    } = err
+    else {
+        return String::new();
+    };
+    let code = error.as_deref().map(|e| format!(", {e}")).unwrap_or_default();
+    let page = if text.is_empty() {
+        format!("HTTP {status}{code}")
+    } else {
+        format!("HTTP {status}{code}: {text}")
+    };
+    if *about_redirect {
+        format!(
+            "the identity provider refused the redirect URI {redirect_uri} ({page}); register it as a redirect URI of client {client_id:?} at the identity provider, or listen on a registered one (--listen)"
+        )
+    } else {
+        format!(
+            "the identity provider refused the login request of client {client_id:?} ({page}); check --client-id against the client's registration at the identity provider (and its redirect URIs)"
+        )
     }
 }
 
@@ -615,60 +668,6 @@ impl Provider {
             nonce: SecretString::from(nonce.secret().clone()),
             pkce_verifier: SecretString::from(verifier.secret().clone()),
         })
-    }
-
-    /// Asks the authorization endpoint for `req` once, without cookies and without following
-    /// redirects, before the browser is opened: when the provider sends the request straight back
-    /// to the redirect URI with an OAuth `error` (and the request's `state`) this gives
-    /// [`OidcError::AuthorizeRefused`]; when it answers HTTP 400 or 401 with an error page (an
-    /// unregistered redirect URI, an unknown client) it gives [`OidcError::AuthorizeErrorPage`].
-    /// Anything else — a login page, a redirect to one, a failure to connect that the browser may
-    /// not share — is `Ok`: the browser login goes ahead.
-    pub async fn preflight_authorization(&self, req: &AuthRequest) -> Result<(), OidcError> {
-        let Ok(url) = Url::parse(&req.url) else {
-            return Ok(());
-        };
-        let Ok(reply) = http::get_page(&self.http, &url, self.cfg.http_timeout).await else {
-            return Ok(());
-        };
-        if reply.status.is_redirection() {
-            let back = reply
-                .location
-                .as_deref()
-                .and_then(|l| url.join(l).ok())
-                .filter(|l| same_endpoint(l, &req.redirect_uri));
-            let Some(back) = back else {
-                return Ok(());
-            };
-            let param = |name: &str| {
-                back.query_pairs()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.into_owned())
-            };
-            if let (Some(error), Some(state)) = (param("error"), param("state"))
-                && state == req.state
-            {
-                let (error, description) = sanitize_oauth_error(
-                    &OAuthErrorBody {
-                        error,
-                        error_description: param("error_description"),
-                    },
-                    &[],
-                );
-                return Err(OidcError::AuthorizeRefused { error, description });
-            }
-            return Ok(());
-        }
-        if matches!(reply.status.as_u16(), 400 | 401) {
-            let text = page_text(&String::from_utf8_lossy(&reply.body));
-            return Err(OidcError::AuthorizeErrorPage {
-                status: reply.status.as_u16(),
-                error: oauth_error_code_in(&text),
-                text: one_line(&text, 300),
-                redirect_uri: one_line(&req.redirect_uri, 200),
-            });
-        }
-        Ok(())
     }
 
     /// Redeems `code` and verifies the ID token (with the request's nonce).

@@ -184,6 +184,37 @@ fn device_code_login_through_the_complete_uri_with_the_password_connector_has_gr
     assert_eq!(device_traffic(&lab, 0).0, 1);
 }
 
+/// Dex hands out a device code to any client id and refuses an unknown one only when the user
+/// approves: koidc must ask first and fail before showing a code that can never work, long
+/// before its timeout (100 s here; the 60 s bound is generous for a loaded machine, where one
+/// request to Dex takes well under a second).
+#[test]
+fn unknown_client_id_fails_the_device_login_at_once_without_handing_out_a_code() {
+    let lab = Lab::start(LabOptions::default());
+    let started = Instant::now();
+    let out = run(&mut lab.command_overriding(
+        "get-token",
+        &[
+            "--grant",
+            "device-code",
+            "--no-browser",
+            "--client-id",
+            "no-such-client",
+            "--timeout",
+            "100",
+        ],
+    ));
+    let took = started.elapsed();
+    let line = out.assert_failure().assert_one_error_line();
+    assert!(took < Duration::from_secs(60), "koidc took {took:?} to fail");
+    assert!(
+        line.contains("Invalid client_id") && line.contains("--client-id"),
+        "Dex's reason and what to check: {line:?}"
+    );
+    assert!(!out.stderr.contains("enter the code"), "{:?}", out.stderr);
+    assert_eq!(device_traffic(&lab, 0), (0, 0), "no device code requested");
+}
+
 #[test]
 fn device_code_login_times_out_cleanly() {
     let lab = Lab::start(LabOptions::default());
@@ -231,6 +262,42 @@ fn auto_grant_without_a_display_or_browser_command_uses_the_device_flow() {
     lab.assert_ok_get_token(&out);
     assert_eq!(device_traffic(&lab, 0).0, 1);
     assert_eq!(lab.browser.launches(), 0);
+}
+
+#[test]
+fn auto_grant_whose_system_browser_cannot_be_opened_falls_back_to_the_device_flow() {
+    use std::os::unix::fs::PermissionsExt as _;
+    // A display, but every URL opener fails at once: a PATH holding only failing `xdg-open` and
+    // `gio` (the openers of the `open` crate; the others are missing).
+    let lab = Lab::start(LabOptions::default());
+    let bin = lab.tmp.path().join("openers");
+    std::fs::create_dir(&bin).expect("create the openers dir");
+    for (name, status) in [("xdg-open", 3), ("gio", 2)] {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\nexit {status}\n")).expect("write an opener");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .expect("make the opener executable");
+    }
+    let mut cmd = command(&lab, "get-token", &["--no-browser-command"]);
+    cmd.env("PATH", &bin).env("DISPLAY", ":99");
+    let mut koidc = Live::spawn(&mut cmd);
+    let failed = koidc.wait_for_line("could not open a browser", Duration::from_secs(30));
+    assert!(
+        failed.ends_with("could not open a browser: xdg-open failed (exit status: 3)"),
+        "one short line with the reason: {failed:?}"
+    );
+    koidc.wait_for_line("logging in with a code instead", Duration::from_secs(5));
+    let (uri, code) = parse_prompt(&koidc.wait_for_line("enter the code", Duration::from_secs(5)));
+    approve(&lab, &[&uri, &code], &[]);
+    let (out, _) = koidc.finish(RUN_TIMEOUT);
+    let (out, _) = lab.assert_ok_get_token(&out);
+    assert!(!out.stderr.contains("opened a browser"), "{:?}", out.stderr);
+    assert!(
+        !out.stderr.contains("/auth?"),
+        "no authorization URL to open: {:?}",
+        out.stderr
+    );
+    assert_eq!(device_traffic(&lab, 0).0, 1);
 }
 
 #[test]

@@ -487,6 +487,46 @@ fn https_issuer_naming_a_plain_http_jwks_uri_is_refused_before_fetching_it() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// TLS mistakes named in the user's terms
+
+#[test]
+fn https_issuer_served_over_plain_http_says_the_server_answered_plain_http() {
+    let client = StubClient::new();
+    let idp = StubIdp::start(Fault::Good);
+    let https_issuer = idp.issuer().replacen("http://", "https://", 1);
+    let out = get_token(&client, &https_issuer);
+    let line = assert_rejected(&out, &client, Some(&idp), &["plain HTTP", &https_issuer]);
+    assert!(
+        !line.contains("InvalidContentType") && !line.contains("corrupt message"),
+        "the TLS library's words instead of the user's: {line:?}"
+    );
+}
+
+#[test]
+fn https_issuer_with_a_private_ca_names_the_certificate_authority_flag() {
+    let client = StubClient::new();
+    let (idp, ca) = https_idp(client.tmp.path());
+    // Without the CA: refused, and the message says which flag trusts it.
+    let out = get_token(&client, idp.issuer());
+    let line = assert_rejected(
+        &out,
+        &client,
+        Some(&idp),
+        &["--certificate-authority", "certificate"],
+    );
+    assert!(
+        !line.contains("UnknownIssuer"),
+        "the TLS library's words: {line:?}"
+    );
+    assert_eq!(idp.hits("token"), 0);
+    // With it: the same issuer works (the verification was not weakened to get here).
+    let out = run(client
+        .command("get-token", &idp, &["--certificate-authority", &ca])
+        .env("CURL_CA_BUNDLE", &ca));
+    assert_accepted(&out, &idp);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Refresh continuity (OpenID Connect Core 12.2)
 
 /// A stub whose ID tokens live 94 s: a few seconds after a login ([`wait_until_stale`]) they are

@@ -139,6 +139,24 @@ impl Lab {
         cmd
     }
 
+    /// As [`Lab::command`], but an option given in `extra` with a value replaces the lab's own
+    /// (clap refuses a repeated option): `--client-id other`, `--browser-command false`.
+    pub fn command_overriding(&self, subcommand: &str, extra: &[&str]) -> Command {
+        let mut args = self.args(subcommand);
+        for pair in extra.windows(2) {
+            let (flag, value) = (pair[0], pair[1]);
+            if !flag.starts_with("--") || value.starts_with("--") {
+                continue;
+            }
+            if let Some(at) = args.iter().position(|a| a == flag) {
+                args.drain(at..at + 2);
+            }
+        }
+        let mut cmd = clean_command(koidc_bin(), &self.home);
+        cmd.args(args).args(extra).envs(self.run_env());
+        cmd
+    }
+
     /// Runs koidc to completion.
     pub fn koidc(&self, subcommand: &str, extra: &[&str]) -> Output {
         run(&mut self.command(subcommand, extra))

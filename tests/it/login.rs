@@ -1,12 +1,20 @@
 //! The life of one login against Dex: browser login, warm cache hit with no IdP traffic,
 //! refresh of a token that is inside the expiry margin, logout, and the identity (with groups)
-//! of a password-DB user.
+//! of a password-DB user. And what a login does when it cannot go ahead: a client id Dex does
+//! not know (refused before any browser opens, not after the timeout) and a browser command that
+//! fails (said in one line, the URL printed once, the login still completed from it).
+
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::browser::{BrowserLog, fake_browser};
 use crate::dex::{MOCK_EMAIL, USER_EMAIL, USER_GROUPS, USER_PASSWORD};
 use crate::lab::{Lab, LabOptions};
-use crate::support::{Stdout, V1BETA1, files_containing, files_under, find_key, mode, wait_until_stale};
+use crate::support::{
+    Live, RUN_TIMEOUT, Stdout, V1BETA1, clean_command, files_containing, files_under, find_key, mode, run,
+    wait_until_stale,
+};
 
 #[test]
 fn dex_login_then_cache_hit_then_refresh_then_logout() {
@@ -139,4 +147,87 @@ fn password_connector_login_has_groups() {
         "whoami on a fresh token needs no request to Dex"
     );
     assert_eq!(lab.browser.launches(), 1);
+}
+
+/// A login timeout far longer than any preflight: a client id the IdP refuses must fail long
+/// before it (the bound below is generous on purpose: a loaded machine may be slow, but waiting
+/// for the callback would take the whole timeout).
+const LONG_TIMEOUT: &str = "100";
+/// Far below [`LONG_TIMEOUT`], far above what discovery and one refused request take even on a
+/// loaded machine.
+const FAIL_FAST: Duration = Duration::from_secs(60);
+
+#[test]
+fn unknown_client_id_fails_at_once_with_the_idps_reason_instead_of_waiting_for_the_callback() {
+    let lab = Lab::start(LabOptions::default());
+    let started = Instant::now();
+    let out = run(&mut lab.command_overriding(
+        "get-token",
+        &["--client-id", "no-such-client", "--timeout", LONG_TIMEOUT],
+    ));
+    let took = started.elapsed();
+    let line = out.assert_failure().assert_one_error_line();
+    assert!(
+        took < FAIL_FAST,
+        "koidc took {took:?}: it waited for the callback instead of failing at once"
+    );
+    assert!(
+        line.contains("Invalid client_id") && line.contains("\"no-such-client\""),
+        "the error should give Dex's reason and the client id: {line:?}"
+    );
+    assert!(
+        line.contains("--client-id"),
+        "the error should say what to check: {line:?}"
+    );
+    assert!(!out.stderr.contains("opened a browser"), "{:?}", out.stderr);
+    assert_eq!(lab.browser.launches(), 0, "no browser for a refused client");
+    assert_eq!(lab.proxy.grants_since(0), Vec::<String>::new());
+}
+
+#[test]
+fn failing_browser_command_is_reported_in_one_line_and_the_login_completes_from_the_printed_url() {
+    let lab = Lab::start(LabOptions::default());
+    let mut koidc = Live::spawn(&mut lab.command_overriding("get-token", &["--browser-command", "false"]));
+    let line = koidc.wait_for_line("http://", Duration::from_secs(60));
+    let url = line[line.find("http://").expect("a URL")..].trim().to_string();
+    assert!(
+        url.starts_with(&format!("{}/auth?", lab.issuer())),
+        "not Dex's authorization endpoint: {url}"
+    );
+    assert!(koidc.running(), "koidc must keep waiting for the login");
+
+    // The person at the terminal opens the printed URL.
+    let by_hand = lab.tmp.path().join("by-hand");
+    std::fs::create_dir_all(&by_hand).expect("create by-hand dir");
+    let own_log = BrowserLog::new(&by_hand);
+    run(clean_command(fake_browser(), &lab.home)
+        .arg(&url)
+        .env("FAKE_BROWSER_LOG", &own_log.path))
+    .assert_success();
+
+    let (out, _) = koidc.finish(RUN_TIMEOUT);
+    lab.assert_ok_get_token(&out);
+    assert_eq!(lab.proxy.grants_since(0), ["authorization_code"]);
+    assert!(
+        !out.stderr.contains("opened a browser"),
+        "koidc claimed a browser opened: {:?}",
+        out.stderr
+    );
+    let failed: Vec<&str> = out
+        .stderr_lines()
+        .into_iter()
+        .filter(|l| l.contains("could not open a browser"))
+        .collect();
+    assert_eq!(failed.len(), 1, "one line says so: {:?}", out.stderr);
+    assert!(
+        failed[0].contains("`false`") && failed[0].len() < 200 && !failed[0].contains('{'),
+        "a short line naming the command, without debug text: {:?}",
+        failed[0]
+    );
+    assert_eq!(
+        out.stderr.matches(&url).count(),
+        1,
+        "the URL is printed once: {:?}",
+        out.stderr
+    );
 }

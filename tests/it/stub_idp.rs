@@ -7,7 +7,9 @@
 //! `curl -L`, is its browser), and a `/token` endpoint that checks the code and the PKCE verifier
 //! and returns an ID token crafted according to the stub's [`Fault`] (and a refresh token). The
 //! issuer is `http://127.0.0.1:PORT/idp`. It also counts requests and remembers the ID tokens it
-//! issued, so tests can tell which step a failure happened at and look for leaks.
+//! issued, so tests can tell which step a failure happened at and look for leaks. koidc's own
+//! check of the authorization request before a login (sent without a browser) gets a login page,
+//! as from a provider the visitor has no session with, and is counted apart (`preflight`).
 //!
 //! [`StubIdp::start_with`] adds behaviour a well-behaved IdP may have ([`StubOptions`]): an RFC 7009
 //! revocation endpoint (advertised in discovery, recording each request and its `Authorization`) and ID tokens padded
@@ -325,7 +327,8 @@ impl StubIdp {
     }
 
     /// How many requests the endpoint `what` (`discovery`, `keys`, `authorize`, `token`,
-    /// `revoke`) got.
+    /// `revoke`) got; `authorize` counts the browser's visits, `preflight` koidc's own check of
+    /// the authorization request before it opens the browser.
     pub fn hits(&self, what: &str) -> usize {
         self.shared.hits.lock().unwrap().get(what).copied().unwrap_or(0)
     }
@@ -645,8 +648,28 @@ async fn keys(State(s): State<Arc<Shared>>) -> Response {
     json_reply(StatusCode::OK, json!({ "keys": [jwk(&s.key)] }).to_string())
 }
 
-/// Redirects straight back to the client: with a code, or as the fault says.
-async fn authorize(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+/// Redirects straight back to the client: with a code, or as the fault says. koidc's own check
+/// before a login (User-Agent `koidc/…`, no browser, no session) gets what a provider shows a
+/// visitor without a session, a login page, and is counted as `preflight`: `authorize` counts
+/// the browser's visits only.
+async fn authorize(
+    State(s): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let from_koidc = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ua| ua.starts_with("koidc/"));
+    if from_koidc {
+        s.hit("preflight");
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body><form method=post><input name=username></form></body></html>",
+        )
+            .into_response();
+    }
     s.hit("authorize");
     let Some(mut target) = q.get("redirect_uri").and_then(|r| Url::parse(r).ok()) else {
         return (StatusCode::BAD_REQUEST, "no valid redirect_uri").into_response();
