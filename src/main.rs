@@ -97,7 +97,7 @@ fn run() -> c_int {
             .unwrap_or_default();
         stderr_line(format_args!(
             "koidc: internal error: {}; please report this",
-            one_line(&msg)
+            msg.split_whitespace().collect::<Vec<_>>().join(" ")
         ));
     }));
     let cli = match Cli::try_parse_args(std::env::args_os()) {
@@ -111,13 +111,8 @@ fn run() -> c_int {
     match koidc::commands::run(cli) {
         Ok(()) => 0,
         Err(err) => {
-            stderr_line(format_args!("koidc: {}", one_line(&format!("{err:#}"))));
+            stderr_line(format_args!("koidc: {}", koidc::printer::error_line(&err)));
             1
         }
     }
-}
-
-/// Folds a message onto one line, so every error is exactly one line on stderr.
-fn one_line(msg: &str) -> String {
-    msg.split_whitespace().collect::<Vec<_>>().join(" ")
 }
