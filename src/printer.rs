@@ -10,6 +10,9 @@
 //! panics on a failed write and a second failure in the panic message aborts the process
 //! (SIGABRT) with the cache lock held and the credential unprinted. `eprintln!` is denied by
 //! clippy (`print_stderr`) for that reason.
+//!
+//! The error a command ends with is printed by `main` as one line, [`error_line`]: its causes in
+//! order, each once.
 
 use std::io::Write as _;
 
@@ -65,9 +68,23 @@ impl Printer {
     }
 }
 
-/// An error and its causes as the one line koidc ends with (`koidc: <this>`).
+/// An error and its causes as the one line koidc ends with (`koidc: <this>`): each cause after
+/// a `: `, folded onto one line. A cause whose text the line already holds is left out, so an
+/// error that shows its cause in its own message and also returns it as its `source()` (a
+/// thiserror `{0}` with `#[source]`) prints it once.
 pub fn error_line(err: &anyhow::Error) -> String {
-    fold(&format!("{err:#}"))
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = fold(&cause.to_string());
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Folds a message onto one line, so every error is exactly one line on stderr.
@@ -98,15 +115,7 @@ mod tests {
     /// `source`, in `src/`), with the line main.rs prints for it.
     fn errors_with_a_source() -> Vec<(anyhow::Error, &'static str)> {
         use crate::browser::BrowserError;
-        use crate::oidc::{OidcError, Rejection};
         vec![
-            (
-                OidcError::from(Rejection::Audience(
-                    "must contain `koidc` (found audiences: `kubernetes`)".into(),
-                ))
-                .into(),
-                "ID token rejected: audience must contain `koidc` (found audiences: `kubernetes`)",
-            ),
             (
                 BrowserError::Spawn {
                     program: "firefox".into(),
@@ -156,7 +165,15 @@ mod tests {
 
     #[test]
     fn error_chains_print_each_cause_once_for_every_error_with_a_source() {
-        for (err, expected) in errors_with_a_source() {
+        use crate::oidc::{OidcError, Rejection};
+        let rejected = (
+            OidcError::from(Rejection::Audience(
+                "must contain `koidc` (the token's: `kubernetes`); check --client-id".into(),
+            ))
+            .into(),
+            "ID token rejected: audience must contain `koidc` (the token's: `kubernetes`); check --client-id",
+        );
+        for (err, expected) in errors_with_a_source().into_iter().chain([rejected]) {
             let line = error_line(&err);
             assert_each_cause_once(&line);
             assert_eq!(line, fold(expected));
