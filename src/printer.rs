@@ -71,7 +71,7 @@ impl Printer {
 /// An error and its causes as the one line koidc ends with (`koidc: <this>`): each cause after
 /// a `: `, folded onto one line. A cause whose text the line already holds is left out, so an
 /// error that shows its cause in its own message and also returns it as its `source()` (a
-/// thiserror `{0}` with `#[source]`) prints it once.
+/// thiserror `{0}` that is also the source) prints it once.
 pub fn error_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {

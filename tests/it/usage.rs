@@ -130,7 +130,8 @@ fn kubelogin_option_names_get_the_koidc_equivalent() {
     // Where koidc has no such option, clap's own message stays.
     assert_eq!(
         usage_error(&["bind-group", "--oidc-issuer-url=https://x", "g", "view"]),
-        "koidc: unexpected argument '--oidc-issuer-url' found; try `koidc bind-group --help`"
+        "koidc: unexpected argument '--oidc-issuer-url' found; tip: to pass '--oidc-issuer-url' as a value, \
+         use '-- --oidc-issuer-url'; try `koidc bind-group --help`"
     );
 }
 
