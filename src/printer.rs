@@ -103,12 +103,19 @@ mod tests {
         let words: Vec<&str> = line.split_whitespace().collect();
         let mut seen = std::collections::HashSet::new();
         for window in words.windows(WINDOW) {
-            assert!(seen.insert(window), "{:?} appears twice in {line:?}", window.join(" "));
+            assert!(
+                seen.insert(window),
+                "{:?} appears twice in {line:?}",
+                window.join(" ")
+            );
         }
     }
 
     fn io_error() -> std::io::Error {
-        std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)")
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "No such file or directory (os error 2)",
+        )
     }
 
     /// Every error type of koidc that has a source (a source or from attribute, or a field named
@@ -189,7 +196,10 @@ mod tests {
         // errors from `io_error()`, which the count below does not take for a field).
         let markers = [concat!("#[", "source]"), concat!("#[", "from]")];
         let mut found = Vec::new();
-        let mut dirs = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"))];
+        let mut dirs = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src"
+        ))];
         while let Some(dir) = dirs.pop() {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 let path = entry.unwrap().path();

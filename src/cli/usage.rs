@@ -93,7 +93,10 @@ pub fn error_line(err: &clap::Error, args: &[OsString]) -> Option<String> {
         }
         let tips = kubelogin_tips(rest, sub);
         if !tips.is_empty() {
-            return Some(format!("kubelogin's options are not koidc's: {}; {hint}", tips.join("; ")));
+            return Some(format!(
+                "kubelogin's options are not koidc's: {}; {hint}",
+                tips.join("; ")
+            ));
         }
     }
     let mut text = clap_message(&err.render().to_string());
@@ -140,13 +143,17 @@ fn clap_message(rendered: &str) -> String {
             message.push_str(line.strip_prefix("error: ").unwrap_or(line));
         }
     }
-    std::iter::once(message.as_str())
+    let line = std::iter::once(message.as_str())
         .chain(tips)
         .collect::<Vec<_>>()
         .join("; ")
         .split_whitespace()
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    // clap quotes the arguments as given: no terminal control sequence gets through.
+    line.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// The option (`--client-secret`) of `sub` whose value, given as the next argument, starts with
@@ -231,11 +238,16 @@ mod tests {
                 "{option}: koidc login has no --{anchor}"
             );
             assert!(
-                !login.get_arguments().any(|a| Some(*option) == a.get_long().map(|l| format!("--{l}")).as_deref()),
+                !login
+                    .get_arguments()
+                    .any(|a| Some(*option) == a.get_long().map(|l| format!("--{l}")).as_deref()),
                 "{option} is koidc's own option too"
             );
             // Every koidc option a hint names exists.
-            for word in hint.split([' ', ',', ';', '(', ')', '`']).filter(|w| w.starts_with("--")) {
+            for word in hint
+                .split([' ', ',', ';', '(', ')', '`'])
+                .filter(|w| w.starts_with("--"))
+            {
                 let word = word.trim_start_matches('-');
                 assert!(
                     login.get_arguments().any(|a| a.get_long() == Some(word)),
@@ -254,7 +266,12 @@ mod tests {
     #[test]
     fn a_secret_value_is_replaced_wherever_clap_would_show_it() {
         assert_eq!(
-            secret_values(&args(&["--client-secret", "abc-def", "--password=hunter2", "--oidc-client-secret=x"])),
+            secret_values(&args(&[
+                "--client-secret",
+                "abc-def",
+                "--password=hunter2",
+                "--oidc-client-secret=x"
+            ])),
             ["abc-def", "hunter2"]
         );
         let shown = line(&["koidc", "login", "--client-secret", "-sekrit"]).unwrap();
@@ -262,6 +279,14 @@ mod tests {
             shown,
             "the value of --client-secret starts with '-', so it was taken for an option (not shown); write \
              --client-secret=VALUE, or better set KOIDC_CLIENT_SECRET; try `koidc login --help`"
+        );
+    }
+
+    #[test]
+    fn an_argument_with_control_characters_stays_on_one_printable_line() {
+        assert_eq!(
+            line(&["koidc", "login", "--x\u{1b}[2J\nline"]).unwrap(),
+            "unexpected argument '--x?[2J line' found; try `koidc login --help`"
         );
     }
 

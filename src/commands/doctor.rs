@@ -91,7 +91,10 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
         Err(err) => {
             report.add(Check::fail(
                 names::CLIENT,
-                format!("cannot prepare a login request: {}", crate::printer::error_line(&err)),
+                format!(
+                    "cannot prepare a login request: {}",
+                    crate::printer::error_line(&err)
+                ),
             ));
             return report.finish_skipping(names::CLIENT);
         }
@@ -237,13 +240,15 @@ fn settings(
                 t.user.as_deref().unwrap_or_default(),
                 t.context
             ));
-            let get_token: Vec<std::ffi::OsString> =
-                std::iter::once("koidc".into()).chain(get_token.into_iter().map(Into::into)).collect();
+            let get_token: Vec<std::ffi::OsString> = std::iter::once("koidc".into())
+                .chain(get_token.into_iter().map(Into::into))
+                .collect();
             Cli::try_parse_args(get_token.clone()).map_err(|e| {
                 anyhow::anyhow!(
                     "cannot read the `koidc get-token` options of the kubeconfig user {:?}: {}; pass --issuer and --client-id",
                     t.user.as_deref().unwrap_or_default(),
-                    crate::cli::usage::error_line(&e, &get_token).unwrap_or_default()
+                    crate::cli::usage::error_line(&e, &get_token)
+                        .unwrap_or_else(|| "it asks for help or the version".to_owned())
                 )
             })?
         }

@@ -140,7 +140,12 @@ impl ExecEntry {
                     .take_while(|a| !a.starts_with('-'))
                     .take(3),
             )
-            .map(|word| word.chars().filter(|c| !c.is_control()).take(40).collect::<String>())
+            .map(|word| {
+                word.chars()
+                    .filter(|c| !c.is_control())
+                    .take(40)
+                    .collect::<String>()
+            })
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -163,7 +168,11 @@ impl UserAuth {
     /// From a `users[].user` entry.
     fn of(user: &Value) -> Self {
         if let Some(exec) = user.get("exec") {
-            let command = exec.get("command").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let command = exec
+                .get("command")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             let args = exec
                 .get("args")
                 .and_then(Value::as_array)
@@ -354,7 +363,9 @@ pub fn load(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterTarget, K
         .map(str::to_owned);
     let auth = match &user {
         None => UserAuth::NoUser,
-        Some(name) => users.get(name).map_or(UserAuth::Undefined, |u| UserAuth::of(&u.body)),
+        Some(name) => users
+            .get(name)
+            .map_or(UserAuth::Undefined, |u| UserAuth::of(&u.body)),
     };
     Ok(ClusterTarget {
         context,
@@ -533,7 +544,11 @@ mod tests {
         assert!(entry("aws", &["eks", "get-token"]).get_token_args().is_none());
         // Named in messages without options or their values, which may be secrets.
         assert_eq!(
-            entry("/usr/bin/kubectl", &["oidc-login", "get-token", "--oidc-client-secret", "s3cret"]).summary(),
+            entry(
+                "/usr/bin/kubectl",
+                &["oidc-login", "get-token", "--oidc-client-secret", "s3cret"]
+            )
+            .summary(),
             "kubectl oidc-login get-token"
         );
     }

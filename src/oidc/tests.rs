@@ -638,11 +638,15 @@ async fn an_audience_rejection_names_the_tokens_audiences_and_an_empty_list_read
     for (aud, expected) in [
         (
             json!(["someone-else", "other"]),
-            format!("audience must contain `{CLIENT_ID}` (the token's: `someone-else`, `other`); check --client-id"),
+            format!(
+                "audience must contain `{CLIENT_ID}` (the token's: `someone-else`, `other`); check --client-id"
+            ),
         ),
         (
             json!([]),
-            format!("audience must contain `{CLIENT_ID}`, but the token names no audience; check --client-id"),
+            format!(
+                "audience must contain `{CLIENT_ID}`, but the token names no audience; check --client-id"
+            ),
         ),
     ] {
         let r = rejection_of_claims(&idp, &provider, |c| c["aud"] = aud.clone()).await;

@@ -88,7 +88,10 @@ fn bare_koidc_prints_a_short_usage_with_exit_2() {
     assert!(out.stdout.is_empty(), "{}", out.stdout);
     let lines = out.stderr_lines();
     assert!(lines.len() <= 4, "not short: {lines:?}");
-    assert_eq!(lines[0], "koidc: no command given; usage: koidc <COMMAND> [OPTIONS]");
+    assert_eq!(
+        lines[0],
+        "koidc: no command given; usage: koidc <COMMAND> [OPTIONS]"
+    );
     for command in [
         "get-token",
         "login",
