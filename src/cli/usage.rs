@@ -284,10 +284,14 @@ mod tests {
 
     #[test]
     fn an_argument_with_control_characters_stays_on_one_printable_line() {
-        assert_eq!(
-            line(&["koidc", "login", "--x\u{1b}[2J\nline"]).unwrap(),
-            "unexpected argument '--x?[2J line' found; try `koidc login --help`"
+        let shown = line(&["koidc", "login", "--x\u{7}\u{1b}[2J\u{9b}\nline\r"]).unwrap();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(
+            shown.starts_with("unexpected argument '--x")
+                && shown.ends_with("found; try `koidc login --help`"),
+            "{shown:?}"
         );
+        assert_eq!(clap_message("error: a\u{7}b\u{1b}[2J\n  c"), "a?b?[2J c");
     }
 
     #[test]
