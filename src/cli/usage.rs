@@ -187,9 +187,13 @@ fn secret_values(args: &[OsString]) -> Vec<String> {
 }
 
 /// One hint per kubelogin option in `args` (names only, never values) that `sub` has an
-/// equivalent for (or refuses), in the order given.
+/// equivalent for (or refuses), in the order given. Only for the commands that log in to an
+/// identity provider (they have `--issuer`), as kubelogin does.
 fn kubelogin_tips(args: &[OsString], sub: &clap::Command) -> Vec<String> {
     let mut tips: Vec<String> = Vec::new();
+    if !sub.get_arguments().any(|a| a.get_long() == Some("issuer")) {
+        return tips;
+    }
     for arg in args {
         let Some(arg) = arg.to_str() else { continue };
         if arg == "--" {
@@ -255,6 +259,22 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn kubelogin_hints_are_for_the_commands_that_log_in() {
+        let webhook = line(&["koidc", "webhook", "--insecure-skip-tls-verify"]).unwrap();
+        assert!(
+            webhook.starts_with("unexpected argument '--insecure-skip-tls-verify' found; ")
+                && webhook.ends_with("; try `koidc webhook --help`")
+                && !webhook.contains("kubelogin"),
+            "{webhook}"
+        );
+        assert!(
+            line(&["koidc", "setup", "--insecure-skip-tls-verify"])
+                .unwrap()
+                .starts_with("kubelogin's options are not koidc's: --insecure-skip-tls-verify is refused")
+        );
     }
 
     #[test]
