@@ -131,7 +131,10 @@ pub enum Command {
     #[command(after_help = WHOAMI_EXAMPLES)]
     Whoami(WhoamiArgs),
     /// Print (or apply) the RBAC objects that give an IdP group a role in the cluster.
-    #[command(after_help = BIND_GROUP_EXAMPLES)]
+    #[command(
+        after_help = BIND_GROUP_EXAMPLES,
+        override_usage = "koidc bind-group [OPTIONS] <GROUP> <ROLE>\n       koidc bind-group [OPTIONS] --from <FILE>"
+    )]
     BindGroup(BindGroupArgs),
     /// Check an issuer and print what the cluster needs: apiserver authentication config,
     /// kubeconfig entry, RBAC commands.
@@ -285,9 +288,18 @@ Examples:
   koidc whoami --profile work
   koidc whoami -o json";
 const BIND_GROUP_EXAMPLES: &str = "\
-ROLE is a built-in ClusterRole (view, edit, admin, cluster-admin), a preset that koidc writes too
-(reader: get, list, watch; writer: every verb; both on the --resource list, pods by default), or
-else the name of an existing Role (with --cluster-role: of an existing ClusterRole).
+ROLE is a preset that koidc writes too (reader: get, list, watch; writer: every verb; both on the
+--resource list, pods by default), a built-in ClusterRole (view, edit, admin, cluster-admin), or
+else the name of an existing Role in the binding's namespace. --role-kind says what ROLE is, so
+that an existing Role or ClusterRole named reader or writer can be bound:
+  role          an existing Role in the namespace of -n (default: default); a RoleBinding can
+                only refer to a Role of its own namespace, so never with --cluster-wide
+  cluster-role  an existing ClusterRole (same as --cluster-role): with -n its rights in that
+                namespace only (RoleBinding), with --cluster-wide everywhere (ClusterRoleBinding)
+  preset        reader or writer only
+With --apply, a Role or ClusterRole that does not exist in the cluster is refused (a binding to
+it would grant nothing), with the preset or built-in it resembles if any; --allow-missing-role
+binds it anyway. Without --apply, a ROLE that looks like a typo (Reader, veiw) is warned about.
 
 Examples:
   koidc bind-group reader-group reader -n application | kubectl apply -f -
@@ -398,6 +410,15 @@ pub struct LoginFlags {
         value_delimiter = ','
     )]
     pub certificate_authorities: Vec<PathBuf>,
+    /// Extra CA certificates to trust for the IdP, as the base64 of PEM text (like a
+    /// kubeconfig's certificate-authority-data): the kubeconfig entry carries the CA itself
+    /// (`koidc setup --embed-ca`).
+    #[arg(
+        long = "certificate-authority-data",
+        env = "KOIDC_CERTIFICATE_AUTHORITY_DATA",
+        value_name = "BASE64"
+    )]
+    pub certificate_authority_data: Option<String>,
 }
 
 impl std::fmt::Debug for LoginFlags {
@@ -412,6 +433,7 @@ impl std::fmt::Debug for LoginFlags {
             grant,
             paste,
             certificate_authorities,
+            certificate_authority_data,
         } = self;
         f.debug_struct("LoginFlags")
             .field("client_secret", &client_secret.as_ref().map(|_| "<redacted>"))
@@ -422,6 +444,7 @@ impl std::fmt::Debug for LoginFlags {
             .field("grant", grant)
             .field("paste", paste)
             .field("certificate_authorities", certificate_authorities)
+            .field("certificate_authority_data", certificate_authority_data)
             .finish()
     }
 }
@@ -503,10 +526,12 @@ pub struct WhoamiArgs {
 #[derive(Debug, Args)]
 pub struct BindGroupArgs {
     /// The IdP group, as the IdP puts it in the token (without the apiserver's groups prefix).
-    #[arg(required_unless_present = "from", conflicts_with = "from")]
+    // Required, except with --from (clap lets a required argument go missing when an argument
+    // it conflicts with is present), so the help shows <GROUP> <ROLE>.
+    #[arg(required = true, conflicts_with = "from")]
     pub group: Option<String>,
     /// The role to give the group (see below).
-    #[arg(required_unless_present = "from", conflicts_with = "from")]
+    #[arg(required = true, conflicts_with = "from")]
     pub role: Option<String>,
     /// Namespace of the RoleBinding [default: default].
     #[arg(short = 'n', long, value_name = "NS", conflicts_with_all = ["cluster_wide", "from"])]
@@ -514,9 +539,14 @@ pub struct BindGroupArgs {
     /// Bind in every namespace with a ClusterRoleBinding (ROLE must be a ClusterRole or a preset).
     #[arg(long, conflicts_with = "from")]
     pub cluster_wide: bool,
-    /// ROLE names an existing ClusterRole, not a Role.
-    #[arg(long, conflicts_with = "from")]
+    /// ROLE names an existing ClusterRole, not a Role (same as --role-kind cluster-role).
+    #[arg(long, conflicts_with_all = ["from", "role_kind"])]
     pub cluster_role: bool,
+    /// What ROLE is: an existing Role in the binding's namespace, an existing ClusterRole, or a
+    /// preset [default: reader/writer are presets, view/edit/admin/cluster-admin built-in
+    /// ClusterRoles, anything else an existing Role].
+    #[arg(long, value_enum, value_name = "KIND", conflicts_with = "from")]
+    pub role_kind: Option<RoleKindArg>,
     /// Resource for the reader/writer presets, like pods, deployments.apps or pods/log
     /// (repeatable or comma-separated) [default: pods].
     #[arg(
@@ -526,8 +556,8 @@ pub struct BindGroupArgs {
         conflicts_with = "from"
     )]
     pub resources: Vec<String>,
-    /// The apiserver's groups prefix (--oidc-groups-prefix), put in front of the group
-    /// [default: the prefix saved by `koidc setup`, else none].
+    /// The apiserver's groups prefix (--oidc-groups-prefix), put in front of the group ('' for
+    /// none) [default: the prefix saved by `koidc setup`, else none, with a warning].
     #[arg(long, value_name = "P", allow_hyphen_values = true)]
     pub group_prefix: Option<String>,
     /// Bind several groups from a YAML list of {group, role, namespace | clusterWide: true}
@@ -541,6 +571,9 @@ pub struct BindGroupArgs {
     /// printing them; running it twice changes nothing.
     #[arg(long)]
     pub apply: bool,
+    /// With --apply, bind a Role or ClusterRole that does not exist (yet) instead of refusing.
+    #[arg(long, requires = "apply")]
+    pub allow_missing_role: bool,
     /// The kubectl that --apply runs.
     #[arg(long, env = "KOIDC_KUBECTL", value_name = "PATH", default_value = "kubectl")]
     pub kubectl: PathBuf,
@@ -552,6 +585,17 @@ pub struct BindGroupArgs {
     pub context: Option<String>,
     #[command(flatten)]
     pub output: OutputFlags,
+}
+
+/// `bind-group --role-kind` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleKindArg {
+    /// An existing Role in the binding's namespace (-n); not with --cluster-wide.
+    Role,
+    /// An existing ClusterRole, bound in -n or --cluster-wide.
+    ClusterRole,
+    /// A preset koidc writes: reader or writer.
+    Preset,
 }
 
 /// `bind-group -o` values.
@@ -638,9 +682,15 @@ pub struct SetupArgs {
     /// Log in once to check the real token's claims (groups present? email verified?).
     #[arg(long = "login")]
     pub check_login: bool,
-    /// Write the user entry into the kubeconfig (KUBECONFIG, else ~/.kube/config).
+    /// Write the user entry into the kubeconfig (KUBECONFIG, else ~/.kube/config); when no
+    /// context uses that user yet, print the kubectl commands that add the cluster and a context.
     #[arg(long)]
     pub write_kubeconfig: bool,
+    /// Put the IdP's CA (--certificate-authority) into the kubeconfig entry as
+    /// --certificate-authority-data instead of the file's path on this machine, so the entry can
+    /// be handed out as it is.
+    #[arg(long)]
+    pub embed_ca: bool,
     /// The kubeconfig file to write with --write-kubeconfig.
     #[arg(long, value_name = "FILE", requires = "write_kubeconfig")]
     pub kubeconfig: Option<PathBuf>,
@@ -653,9 +703,10 @@ pub struct SetupArgs {
     /// Path of the issuer's CA file on the control plane, for the `--oidc-ca-file` flag.
     #[arg(long, value_name = "FILE")]
     pub apiserver_ca_path: Option<String>,
-    /// With --provider github: the URL kube-apiserver reaches `koidc webhook` at.
-    #[arg(long, value_name = "URL", default_value = "https://127.0.0.1:8443/")]
-    pub webhook_url: String,
+    /// With --provider github: the URL kube-apiserver reaches `koidc webhook` at [default:
+    /// https://127.0.0.1:8443/, the apiserver's own host, with a warning].
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<String>,
     /// With --provider github: the CA (PEM) that signed the webhook's certificate, embedded in
     /// the apiserver's webhook config.
     #[arg(long, value_name = "FILE")]

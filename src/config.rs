@@ -209,6 +209,9 @@ pub struct LoginConfig {
     pub timeout: Duration,
     /// Extra trusted CA files.
     pub certificate_authorities: Vec<PathBuf>,
+    /// Extra trusted CAs as the base64 of PEM text (`--certificate-authority-data`), checked
+    /// when an HTTP client is built (never on the cached-token path).
+    pub certificate_authority_data: Option<String>,
     /// Which grant logs in.
     pub grant: Grant,
     /// Keyboard mode: also take the redirected URL or the code from stdin.
@@ -267,6 +270,7 @@ impl LoginConfig {
                 .iter()
                 .map(|p| absolute(p))
                 .collect(),
+            certificate_authority_data: flags.certificate_authority_data.clone(),
         })
     }
 
@@ -288,6 +292,7 @@ impl LoginConfig {
             client_secret: self.client_secret.clone(),
             scopes: identity.scopes.clone(),
             extra_ca_files: self.certificate_authorities.clone(),
+            extra_ca_data: self.certificate_authority_data.clone(),
             http_timeout: HTTP_TIMEOUT,
         }
     }

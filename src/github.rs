@@ -80,6 +80,14 @@ pub enum GithubError {
         /// What went wrong.
         reason: String,
     },
+    /// `--certificate-authority-data` cannot be used.
+    #[error(
+        "cannot use --certificate-authority-data: {reason}; give the base64 of a PEM certificate, as in a kubeconfig's certificate-authority-data"
+    )]
+    CaData {
+        /// What went wrong.
+        reason: String,
+    },
     /// The HTTP client cannot be built.
     #[error("cannot set up the HTTP client: {0}")]
     HttpClient(String),
@@ -306,9 +314,19 @@ fn normalize(flag: &'static str, raw: &str) -> Result<String, GithubError> {
 }
 
 /// Builds the HTTP client for GitHub: no redirects, `timeout` per request, the extra CA files
-/// trusted besides the system roots (for GitHub Enterprise Server behind a private CA).
-pub fn http_client(timeout: Duration, extra_ca_files: &[PathBuf]) -> Result<reqwest::Client, GithubError> {
+/// and `ca_data` (`--certificate-authority-data`) trusted besides the system roots (for GitHub
+/// Enterprise Server behind a private CA).
+pub fn http_client(
+    timeout: Duration,
+    extra_ca_files: &[PathBuf],
+    ca_data: Option<&str>,
+) -> Result<reqwest::Client, GithubError> {
     let mut builder = client_builder(timeout);
+    if let Some(data) = ca_data {
+        for cert in crate::http::read_ca_data(data).map_err(|reason| GithubError::CaData { reason })? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
     for path in extra_ca_files {
         let certs = crate::http::read_ca_file(path).map_err(|reason| GithubError::CaFile {
             path: path.display().to_string(),

@@ -53,6 +53,27 @@ pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<Certificate>, String> {
     Ok(certs)
 }
 
+/// The certificates of `--certificate-authority-data`: the base64 of PEM certificates, as in a
+/// kubeconfig's `certificate-authority-data`; at least one. The error is the reason, for the
+/// caller's "cannot use --certificate-authority-data" message.
+pub(crate) fn read_ca_data(data: &str) -> Result<Vec<Certificate>, String> {
+    use base64::Engine as _;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|_| "it is not base64".to_owned())?;
+    if !pem.windows(PEM_BEGIN.len()).any(|w| w == PEM_BEGIN.as_bytes()) {
+        return Err("it is base64, but not of a PEM certificate".into());
+    }
+    let certs = Certificate::from_pem_bundle(&pem).map_err(|e| root_cause(&e))?;
+    if certs.is_empty() {
+        return Err("no PEM certificate found in it".into());
+    }
+    Ok(certs)
+}
+
+/// The first line of a PEM certificate.
+const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+
 /// Why a response body was not read.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BodyError {
@@ -114,6 +135,19 @@ mod tests {
         assert_eq!(one_line("a\nb\tc", 10), "a?b?c");
         assert_eq!(one_line("abcdef", 3), "abc...");
         assert_eq!(one_line("abc", 3), "abc");
+    }
+
+    #[test]
+    fn ca_data_that_is_not_the_base64_of_a_pem_certificate_is_refused_with_the_reason() {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        assert_eq!(read_ca_data("not base64!").unwrap_err(), "it is not base64");
+        assert_eq!(
+            read_ca_data(&b64("hello")).unwrap_err(),
+            "it is base64, but not of a PEM certificate"
+        );
+        assert!(read_ca_data("").is_err());
+        assert!(read_ca_data(&b64("-----BEGIN CERTIFICATE-----\n")).is_err());
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! authentication settings (an `AuthenticationConfiguration` file, or the legacy `--oidc-*`
 //! flags), the user's kubeconfig exec entry, and the RBAC subjects `koidc bind-group` writes —
 //! and the classic failure is a prefix or claim that differs between them. This module builds all
-//! three from one [`ClusterAuth`], and lists the known traps as warnings.
+//! three from one [`ClusterAuth`], and lists the known traps as warnings. It also says what a
+//! kubeconfig still lacks after the user entry was written (the kubectl commands that add the
+//! cluster and a context), and how a client secret reaches the entry without being written.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -95,7 +97,6 @@ pub fn kubeconfig_user(user: &ExecUser) -> Value {
                 "apiVersion": "client.authentication.k8s.io/v1",
                 "args": user.args,
                 "command": user.command,
-                "env": null,
                 "installHint": INSTALL_HINT,
                 "interactiveMode": "IfAvailable",
                 "provideClusterInfo": false,
@@ -104,10 +105,115 @@ pub fn kubeconfig_user(user: &ExecUser) -> Value {
     })
 }
 
+/// koidc's repository, as [`REPOSITORY`] (a macro, so that [`INSTALL_HINT`] can be one literal).
+macro_rules! repository {
+    () => {
+        "https://github.com/OWNER/koidc"
+    };
+}
+
+/// Where koidc is published. A placeholder: replace OWNER at publication, here and in README.md
+/// and krew/koidc.yaml (a test checks that the three agree).
+pub const REPOSITORY: &str = repository!();
+
 /// Shown by kubectl when the `koidc` command is missing.
-pub const INSTALL_HINT: &str = "koidc logs you in to this cluster with your company identity. Install it with ./install.sh \
-     from the koidc repository (it also installs the kubectl-koidc plugin link), or as a kubectl plugin with \
-     `kubectl krew install --manifest=krew/koidc.yaml` (then the exec command is kubectl-koidc).";
+pub const INSTALL_HINT: &str = concat!(
+    "koidc logs you in to this cluster with your company identity. Install it from ",
+    repository!(),
+    " with ./install.sh (it also installs the kubectl-koidc plugin link), or as a kubectl plugin with \
+     `kubectl krew install --manifest=krew/koidc.yaml` from that repository (then the exec command is \
+     kubectl-koidc)."
+);
+
+/// The variable `get-token` reads the client secret from.
+pub const CLIENT_SECRET_VAR: &str = "KOIDC_CLIENT_SECRET";
+
+/// What `setup` says when a client secret was given: the kubeconfig entry never holds it, and
+/// how to add it to the entry's `exec.env` (`var`: the variable get-token reads it from). The
+/// secret itself is never part of the text.
+pub fn client_secret_hint(user: &str, var: &str) -> String {
+    format!(
+        "the client secret is not written into the kubeconfig: kubectl passes the exec entry's env to koidc, \
+         so add it as the variable {var} under `exec:` of user {user:?} in each copy you hand out (from your \
+         password manager; never in a shared file):\n    env:\n    - name: {var}\n      value: <the client secret>"
+    )
+}
+
+/// The `get-token` arguments that make the entry trust the IdP's CA: by the files' paths
+/// (`--certificate-authority=`), and `data` as given; or, with `embed` (the PEM text of all of
+/// them), that text as `--certificate-authority-data=` (base64) instead, so the entry needs no
+/// file of this machine.
+pub fn ca_args(files: &[PathBuf], data: Option<&str>, embed: Option<&str>) -> Vec<String> {
+    use base64::Engine as _;
+    if let Some(pem) = embed {
+        return vec![format!(
+            "--certificate-authority-data={}",
+            base64::engine::general_purpose::STANDARD.encode(pem)
+        )];
+    }
+    let mut args: Vec<String> = files
+        .iter()
+        .map(|f| format!("--certificate-authority={}", f.display()))
+        .collect();
+    args.extend(data.map(|d| format!("--certificate-authority-data={}", d.trim())));
+    args
+}
+
+/// The kubectl commands that complete `kubeconfig` (at `path`) for the user `user`, one per
+/// line; empty when a context already uses that user. The parts only the admin knows are
+/// `<…>` placeholders: `<cluster>` (unless the file has exactly one cluster),
+/// `<https://apiserver:6443>` and `<apiserver-ca.crt>`.
+pub fn completion_commands(kubeconfig: &Value, user: &str, path: &Path) -> Vec<String> {
+    let names = |list: &str| -> Vec<String> {
+        kubeconfig[list]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let used = kubeconfig["contexts"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["context"]["user"] == user));
+    if used {
+        return Vec::new();
+    }
+    let file = format!("--kubeconfig={}", shell_word(&path.display().to_string()));
+    let clusters = names("clusters");
+    let mut commands = Vec::new();
+    let cluster = match clusters.as_slice() {
+        [only] => shell_word(only),
+        _ => "<cluster>".to_owned(),
+    };
+    if clusters.is_empty() {
+        commands.push(format!(
+            "kubectl config set-cluster {cluster} --server=<https://apiserver:6443> \
+             --certificate-authority=<apiserver-ca.crt> --embed-certs {file}"
+        ));
+    }
+    let context = format!("{}@{cluster}", shell_word(user));
+    commands.push(format!(
+        "kubectl config set-context {context} --cluster={cluster} --user={} {file}",
+        shell_word(user)
+    ));
+    commands.push(format!("kubectl config use-context {context} {file}"));
+    commands
+}
+
+/// `s` as one shell word: as is when it is made of safe characters, else single-quoted.
+pub fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@=,+".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
 
 /// Puts `user` into `kubeconfig` (replacing a user of the same name), creating the skeleton of an
 /// empty kubeconfig when needed. Other users, clusters and contexts are kept.
@@ -209,12 +315,12 @@ pub fn warnings(auth: &ClusterAuth, scopes: &[String], claims: Option<&IdTokenIn
     out
 }
 
-/// The `get-token` arguments for a kubeconfig entry.
+/// The `get-token` arguments for a kubeconfig entry (`ca`: from [`ca_args`]).
 pub fn get_token_args(
     issuer: &str,
     client_id: &str,
     scopes: &[String],
-    ca_files: &[PathBuf],
+    ca: Vec<String>,
     listen: &[String],
 ) -> Vec<String> {
     let mut args = vec![
@@ -223,11 +329,7 @@ pub fn get_token_args(
         format!("--client-id={client_id}"),
     ];
     args.extend(scopes.iter().map(|s| format!("--scope={s}")));
-    args.extend(
-        ca_files
-            .iter()
-            .map(|f| format!("--certificate-authority={}", f.display())),
-    );
+    args.extend(ca);
     if !(listen.len() == 1 && listen[0] == "127.0.0.1:0") {
         args.extend(listen.iter().map(|l| format!("--listen={l}")));
     }
@@ -360,6 +462,112 @@ mod tests {
     }
 
     #[test]
+    fn kubeconfig_user_writes_no_env_key() {
+        let user = kubeconfig_user(&ExecUser {
+            name: "oidc".into(),
+            command: "koidc".into(),
+            args: vec!["get-token".into()],
+        });
+        assert!(user["user"]["exec"].get("env").is_none(), "{user}");
+    }
+
+    #[test]
+    fn the_install_hint_the_readme_and_the_krew_manifest_name_the_repository_placeholder() {
+        const PLACEHOLDER: &str = REPOSITORY;
+        assert!(PLACEHOLDER.contains("OWNER"), "{PLACEHOLDER}");
+        assert!(INSTALL_HINT.contains(PLACEHOLDER), "{INSTALL_HINT}");
+        for (file, text) in [
+            ("README.md", include_str!("../README.md")),
+            ("krew/koidc.yaml", include_str!("../krew/koidc.yaml")),
+        ] {
+            assert!(text.contains(PLACEHOLDER), "{file} does not name {PLACEHOLDER}");
+            assert!(
+                text.contains("replace OWNER"),
+                "{file} does not say to replace OWNER at publication"
+            );
+        }
+    }
+
+    #[test]
+    fn ca_args_name_the_files_or_embed_their_text() {
+        use base64::Engine as _;
+        let files = ["/etc/dex-ca.pem".into(), "/tmp/second.pem".into()];
+        assert_eq!(
+            ca_args(&files, Some(" QUJD\n"), None),
+            [
+                "--certificate-authority=/etc/dex-ca.pem",
+                "--certificate-authority=/tmp/second.pem",
+                "--certificate-authority-data=QUJD"
+            ]
+        );
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let embedded = ca_args(&files, None, Some(pem));
+        assert_eq!(embedded.len(), 1, "{embedded:?}");
+        let data = embedded[0].strip_prefix("--certificate-authority-data=").unwrap();
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD.decode(data).unwrap(),
+            pem.as_bytes()
+        );
+        assert!(ca_args(&[], None, None).is_empty());
+    }
+
+    #[test]
+    fn completion_commands_add_what_the_kubeconfig_lacks_for_the_user() {
+        let path = Path::new("/home/a b/.kube/config");
+        let empty = merge_user(None, json!({"name": "oidc"})).unwrap();
+        let commands = completion_commands(&empty, "oidc", path);
+        assert_eq!(
+            commands,
+            [
+                "kubectl config set-cluster <cluster> --server=<https://apiserver:6443> \
+                 --certificate-authority=<apiserver-ca.crt> --embed-certs --kubeconfig='/home/a b/.kube/config'",
+                "kubectl config set-context oidc@<cluster> --cluster=<cluster> --user=oidc --kubeconfig='/home/a b/.kube/config'",
+                "kubectl config use-context oidc@<cluster> --kubeconfig='/home/a b/.kube/config'",
+            ]
+        );
+        // One cluster: its name, and no set-cluster.
+        let one = json!({"clusters": [{"name": "prod", "cluster": {}}], "contexts": [
+            {"name": "admin", "context": {"cluster": "prod", "user": "admin"}}]});
+        let commands = completion_commands(&one, "my user", Path::new("k"));
+        assert_eq!(
+            commands,
+            [
+                "kubectl config set-context 'my user'@prod --cluster=prod --user='my user' --kubeconfig=k",
+                "kubectl config use-context 'my user'@prod --kubeconfig=k",
+            ]
+        );
+        // Several clusters: the admin picks one.
+        let two = json!({"clusters": [{"name": "a"}, {"name": "b"}]});
+        assert!(completion_commands(&two, "oidc", Path::new("k"))[0].contains("--cluster=<cluster>"));
+        // A context uses the user already: nothing to add.
+        let used = json!({"clusters": [{"name": "a"}], "contexts": [
+            {"name": "x", "context": {"cluster": "a", "user": "oidc"}}]});
+        assert!(completion_commands(&used, "oidc", Path::new("k")).is_empty());
+    }
+
+    #[test]
+    fn shell_words_quote_what_the_shell_would_split_or_expand() {
+        assert_eq!(shell_word("oidc:dev-team@x"), "oidc:dev-team@x");
+        assert_eq!(shell_word("a b"), "'a b'");
+        assert_eq!(shell_word("it's"), r"'it'\''s'");
+        assert_eq!(shell_word("$(rm -rf ~)"), "'$(rm -rf ~)'");
+        assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn the_client_secret_hint_names_the_variable_and_never_a_value() {
+        let hint = client_secret_hint("oidc", "KOIDC_CLIENT_SECRET");
+        assert!(
+            hint.starts_with("the client secret is not written into the kubeconfig"),
+            "{hint}"
+        );
+        assert!(
+            hint.contains("\n    - name: KOIDC_CLIENT_SECRET\n      value: <the client secret>"),
+            "{hint}"
+        );
+    }
+
+    #[test]
     fn warnings_name_the_known_traps() {
         let mut a = auth();
         a.issuer = "http://127.0.0.1:5556/dex".into();
@@ -418,7 +626,13 @@ mod tests {
 
     #[test]
     fn get_token_args_skip_the_default_listen_address() {
-        let args = get_token_args("https://i", "c", &["groups".into()], &[], &["127.0.0.1:0".into()]);
+        let args = get_token_args(
+            "https://i",
+            "c",
+            &["groups".into()],
+            Vec::new(),
+            &["127.0.0.1:0".into()],
+        );
         assert_eq!(
             args,
             vec![
@@ -432,7 +646,7 @@ mod tests {
             "https://i",
             "c",
             &[],
-            &["/ca.pem".into()],
+            ca_args(&["/ca.pem".into()], None, None),
             &["127.0.0.1:8000".into()],
         );
         assert!(args.contains(&"--certificate-authority=/ca.pem".to_owned()));

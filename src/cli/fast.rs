@@ -42,7 +42,7 @@ const fn opt(long: &'static str, id: &'static str, env: &'static str, kind: Kind
 /// Every option of [`GetTokenArgs`] except `--verbose`, which has no variable. The test
 /// `options_table_matches_clap` keeps this list and clap's in step.
 #[rustfmt::skip]
-const OPTS: [Opt; 17] = [
+const OPTS: [Opt; 18] = [
     opt("profile", "profile", "KOIDC_PROFILE", Kind::One),
     opt("issuer", "issuer", "KOIDC_ISSUER", Kind::One),
     opt("client-id", "client_id", "KOIDC_CLIENT_ID", Kind::One),
@@ -60,6 +60,7 @@ const OPTS: [Opt; 17] = [
     opt("grant", "grant", "KOIDC_GRANT", Kind::One),
     opt("paste", "paste", "KOIDC_PASTE", Kind::Flag),
     opt("certificate-authority", "certificate_authorities", "KOIDC_CERTIFICATE_AUTHORITY", Kind::Many),
+    opt("certificate-authority-data", "certificate_authority_data", "KOIDC_CERTIFICATE_AUTHORITY_DATA", Kind::One),
 ];
 
 /// Parses the arguments after `get-token` (`args`) with the variables `env` gives; `None`
@@ -169,6 +170,7 @@ pub(super) fn parse_get_token(
                 .into_iter()
                 .map(PathBuf::from)
                 .collect(),
+            certificate_authority_data: one(take("certificate_authority_data")),
         },
         cache: CacheFlags {
             cache: value_enum(one(take("cache")))?.unwrap_or(super::CacheArg::Keyring),
@@ -297,6 +299,7 @@ mod tests {
         "--grant",
         "--paste",
         "--certificate-authority",
+        "--certificate-authority-data",
         "--verbose",
         "-v",
         "-vv",
@@ -349,6 +352,7 @@ mod tests {
         "work",
         "ümlaut",
         "a=b",
+        "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==",
     ];
 
     /// A random get-token command line.
@@ -379,7 +383,7 @@ mod tests {
             "--issuer=https://dex.example.com/dex --client-id=koidc --scope=email,groups --cache=file",
             "--profile work",
             "--issuer https://x.okta.com/oauth2/default --client-id 0oa1 --provider okta -v",
-            "--issuer https://dex.example.com/dex --client-id koidc --cache-dir /tmp/c --listen 127.0.0.1:8000 --listen 127.0.0.1:18000 --timeout 30 --grant device-code --no-browser --paste --certificate-authority /ca.pem,/ca2.pem --browser-command true --client-secret s --github-url https://g --github-api-url https://g/api -vv --verbose",
+            "--issuer https://dex.example.com/dex --client-id koidc --cache-dir /tmp/c --listen 127.0.0.1:8000 --listen 127.0.0.1:18000 --timeout 30 --grant device-code --no-browser --paste --certificate-authority /ca.pem,/ca2.pem --certificate-authority-data LS0tLS1CRUdJTg== --browser-command true --client-secret s --github-url https://g --github-api-url https://g/api -vv --verbose",
             "",
         ] {
             let args: Vec<OsString> = line.split_whitespace().map(OsString::from).collect();
@@ -516,6 +520,8 @@ mod tests {
             ("KOIDC_CERTIFICATE_AUTHORITY", "/a.pem,/b.pem"),
             ("KOIDC_GITHUB_URL", "https://g"),
         ],
+        &[("KOIDC_CERTIFICATE_AUTHORITY_DATA", "LS0tLS1CRUdJTg==")],
+        &[("KOIDC_CERTIFICATE_AUTHORITY_DATA", "")],
     ];
 
     #[test]

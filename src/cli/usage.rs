@@ -36,7 +36,6 @@ const KUBELOGIN: &[(&str, &str, &str)] = &[
     ("--force-refresh", "issuer", "has no koidc equivalent: `koidc login --force` logs in again"),
     ("--token-cache-dir", "cache-dir", "is --cache-dir in koidc"),
     ("--token-cache-storage", "cache", "is --cache in koidc (keyring, file or none; kubelogin's disk is file)"),
-    ("--certificate-authority-data", "certificate-authority", ": koidc reads the CA from a PEM file: decode the data into one (base64 -d) and pass --certificate-authority FILE"),
     ("--insecure-skip-tls-verify", "certificate-authority", "is refused: koidc always verifies the identity provider's TLS certificate; trust a private CA with --certificate-authority FILE"),
     ("--tls-renegotiation-once", "issuer", "has no koidc equivalent: koidc's TLS never renegotiates"),
     ("--tls-renegotiation-freely", "issuer", "has no koidc equivalent: koidc's TLS never renegotiates"),

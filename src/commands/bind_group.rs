@@ -2,18 +2,25 @@
 //! `kubectl apply -f -` (or a GitOps repository), or applied directly with `--apply`.
 //!
 //! The objects come from [`crate::rbac`]; this module only turns flags into requests, picks the
-//! groups prefix (flag, else the one `koidc setup` saved), and for `--apply` pipes the YAML to
-//! `kubectl apply --server-side --field-manager=koidc -f -`, which is idempotent: applying the
-//! same objects again changes nothing.
+//! groups prefix (flag, else the one `koidc setup` saved, else none with a warning: `koidc setup`
+//! defaults the apiserver to `oidc:`, so a bare group most likely matches nobody), and for
+//! `--apply` pipes the YAML to `kubectl apply --server-side --field-manager=koidc -f -`, which is
+//! idempotent: applying the same objects again changes nothing.
+//!
+//! Before applying, every existing Role or ClusterRole the bindings refer to is looked up with
+//! `kubectl get` (see [`rbac::roles_to_check`]): Kubernetes accepts a binding to a role that does
+//! not exist, so a typo would otherwise bind nothing, silently. A missing one is refused (with
+//! the preset or built-in it resembles, or the other kind of the same name) unless
+//! `--allow-missing-role`; without `--apply` a likely typo is only warned about.
 
 use std::ffi::OsString;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::cli::{BindGroupArgs, ManifestFormat};
+use crate::cli::{BindGroupArgs, ManifestFormat, RoleKindArg};
 use crate::printer::Printer;
-use crate::rbac::{self, Binding, RbacError, RbacObject, RoleSpec, SavedPrefix, Scope};
+use crate::rbac::{self, Binding, NeededRole, RbacError, RbacObject, RoleKind, RoleSpec, SavedPrefix, Scope};
 
 /// The namespace of a RoleBinding when `-n` is not given (kubectl's default too).
 const DEFAULT_NAMESPACE: &str = "default";
@@ -50,6 +57,21 @@ pub enum ApplyError {
         /// The command that deletes it.
         delete: String,
     },
+    /// kubectl could not tell whether a role the bindings refer to exists.
+    #[error(
+        "cannot check that {what} exists: kubectl get failed ({status}): {message}; fix that, or pass --allow-missing-role to bind without checking"
+    )]
+    Check {
+        /// The role, as `Role "x" in namespace y` or `ClusterRole "x"`.
+        what: String,
+        /// kubectl's exit status.
+        status: String,
+        /// kubectl's error output, on one line.
+        message: String,
+    },
+    /// A role the bindings refer to does not exist (see [`rbac::missing_role_error`]).
+    #[error(transparent)]
+    MissingRole(RbacError),
     /// kubectl reported another failure.
     #[error("kubectl apply failed ({status}): {message}")]
     Failed {
@@ -64,7 +86,10 @@ pub enum ApplyError {
 pub fn run(args: &BindGroupArgs) -> anyhow::Result<()> {
     let printer = Printer::new(args.output.verbose);
     let prefix = group_prefix(args.group_prefix.as_deref(), rbac::saved_group_prefix, printer)?;
-    let bindings = requested_bindings(args, &prefix)?;
+    let bindings = requested_bindings(args, &prefix.prefix)?;
+    if prefix.unset {
+        printer.warn(missing_prefix_warning(&bindings));
+    }
     for b in bindings.iter().filter(|b| b.prefix_looks_doubled()) {
         printer.warn(format!(
             "group {:?} already starts with the groups prefix {:?}, so the subject is {:?}; give the group as the IdP names it",
@@ -74,12 +99,23 @@ pub fn run(args: &BindGroupArgs) -> anyhow::Result<()> {
         ));
     }
     let objects = rbac::objects_for(&bindings)?;
+    let check_roles = args.apply && !args.allow_missing_role;
+    if !check_roles {
+        for warning in bindings.iter().filter_map(rbac::typo_warning) {
+            printer.warn(warning);
+        }
+    }
     if args.apply {
         let kubectl = Kubectl {
             program: args.kubectl.clone(),
             kubeconfig: args.kubeconfig.clone(),
             context: args.context.clone(),
         };
+        if check_roles {
+            for needed in rbac::roles_to_check(&bindings, &objects) {
+                kubectl.check_role(&needed, printer)?;
+            }
+        }
         printer.debug(format!("running {:?} {:?}", kubectl.program, kubectl.args()));
         let out = kubectl.apply(&rbac::to_yaml(&objects)?, &objects)?;
         if !out.trim().is_empty() {
@@ -95,28 +131,84 @@ pub fn run(args: &BindGroupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The groups prefix: the flag if given, else the saved one (said on stderr), else none.
+/// The groups prefix to put in front of the groups.
+#[derive(Debug, PartialEq, Eq)]
+struct GroupPrefix {
+    /// The prefix (may be empty).
+    prefix: String,
+    /// True when neither `--group-prefix` nor a saved prefix said what it is: the groups are
+    /// bound as named, which is worth a warning.
+    unset: bool,
+}
+
+/// The groups prefix: the flag if given (`''` states "none"), else the saved one (said on
+/// stderr), else none — and [`GroupPrefix::unset`].
 fn group_prefix(
     explicit: Option<&str>,
     saved: impl FnOnce() -> Result<Option<SavedPrefix>, RbacError>,
     printer: Printer,
-) -> Result<String, RbacError> {
+) -> Result<GroupPrefix, RbacError> {
     if let Some(prefix) = explicit {
-        return Ok(prefix.to_owned());
+        return Ok(GroupPrefix {
+            prefix: prefix.to_owned(),
+            unset: false,
+        });
     }
-    match saved()? {
+    Ok(match saved()? {
         Some(saved) => {
             printer.info(format!(
                 "using the groups prefix {:?} saved in {} (pass --group-prefix to override)",
                 saved.prefix,
                 saved.path.display()
             ));
-            Ok(saved.prefix)
+            GroupPrefix {
+                prefix: saved.prefix,
+                unset: false,
+            }
         }
-        None => {
-            printer.debug("no groups prefix given or saved: binding the groups as named");
-            Ok(String::new())
+        None => GroupPrefix {
+            prefix: String::new(),
+            unset: true,
+        },
+    })
+}
+
+/// The warning when no groups prefix was given or saved: the subjects are the bare groups, while
+/// an apiserver set up by `koidc setup` puts `oidc:` in front of every group.
+fn missing_prefix_warning(bindings: &[Binding]) -> String {
+    const SHOWN: usize = 3;
+    let mut groups: Vec<&str> = Vec::new();
+    for group in bindings.iter().map(Binding::group) {
+        if !groups.contains(&group) {
+            groups.push(group);
         }
+    }
+    let subject = match groups.as_slice() {
+        [one] => format!("the subject is the group {one:?} exactly as named"),
+        many => {
+            let mut list: Vec<String> = many.iter().take(SHOWN).map(|g| format!("{g:?}")).collect();
+            if many.len() > SHOWN {
+                list.push(format!("and {} more", many.len() - SHOWN));
+            }
+            format!(
+                "the subjects are the groups exactly as named ({})",
+                list.join(", ")
+            )
+        }
+    };
+    let default = rbac::SETUP_DEFAULT_GROUPS_PREFIX;
+    format!(
+        "no groups prefix given and none saved by `koidc setup`, so {subject}; if the apiserver was set up with koidc's default groups prefix, pass --group-prefix {default} (or --group-prefix '' to bind the groups as named on purpose)"
+    )
+}
+
+/// What `--role-kind` / `--cluster-role` say ROLE is, if anything.
+fn role_kind(args: &BindGroupArgs) -> Option<RoleKind> {
+    match args.role_kind {
+        Some(RoleKindArg::Role) => Some(RoleKind::Role),
+        Some(RoleKindArg::ClusterRole) => Some(RoleKind::ClusterRole),
+        Some(RoleKindArg::Preset) => Some(RoleKind::Preset),
+        None => args.cluster_role.then_some(RoleKind::ClusterRole),
     }
 }
 
@@ -126,11 +218,8 @@ fn requested_bindings(args: &BindGroupArgs, prefix: &str) -> Result<Vec<Binding>
         return rbac::bindings_from_file(file, prefix);
     }
     // clap requires GROUP and ROLE without --from; empty strings are refused by validation.
-    let role = RoleSpec::resolve(
-        args.role.as_deref().unwrap_or_default(),
-        args.cluster_role,
-        &args.resources,
-    )?;
+    let kind = role_kind(args);
+    let role = RoleSpec::resolve(args.role.as_deref().unwrap_or_default(), kind, &args.resources)?;
     let scope = if args.cluster_wide {
         Scope::ClusterWide
     } else {
@@ -140,12 +229,10 @@ fn requested_bindings(args: &BindGroupArgs, prefix: &str) -> Result<Vec<Binding>
                 .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
         )
     };
-    Ok(vec![Binding::new(
-        args.group.as_deref().unwrap_or_default(),
-        role,
-        scope,
-        prefix,
-    )?])
+    Ok(vec![
+        Binding::new(args.group.as_deref().unwrap_or_default(), role, scope, prefix)?
+            .with_kind_stated(kind.is_some()),
+    ])
 }
 
 /// How to run kubectl for `--apply`.
@@ -157,8 +244,8 @@ struct Kubectl {
 }
 
 impl Kubectl {
-    /// `[--kubeconfig F] [--context C] apply --server-side --field-manager=koidc -f -`
-    fn args(&self) -> Vec<OsString> {
+    /// `[--kubeconfig F] [--context C]`
+    fn cluster_args(&self) -> Vec<OsString> {
         let mut args = Vec::new();
         if let Some(kubeconfig) = &self.kubeconfig {
             args.extend([OsString::from("--kubeconfig"), kubeconfig.into()]);
@@ -166,9 +253,77 @@ impl Kubectl {
         if let Some(context) = &self.context {
             args.extend([OsString::from("--context"), context.into()]);
         }
+        args
+    }
+
+    /// `[--kubeconfig F] [--context C] apply --server-side --field-manager=koidc -f -`
+    fn args(&self) -> Vec<OsString> {
+        let mut args = self.cluster_args();
         let field_manager = format!("--field-manager={FIELD_MANAGER}");
         args.extend(["apply", "--server-side", &field_manager, "-f", "-"].map(OsString::from));
         args
+    }
+
+    /// `[--kubeconfig F] [--context C] get KIND/NAME [-n NS] --ignore-not-found -o name`: prints
+    /// the object's name when it exists, nothing when it does not. `KIND/NAME` in one argument,
+    /// so a role name starting with `-` cannot pass for a flag.
+    fn get_args(&self, kind: &str, name: &str, namespace: Option<&str>) -> Vec<OsString> {
+        let mut args = self.cluster_args();
+        args.extend(["get".into(), format!("{kind}/{name}").into()]);
+        if let Some(ns) = namespace {
+            args.extend(["-n", ns].map(OsString::from));
+        }
+        args.extend(["--ignore-not-found", "-o", "name"].map(OsString::from));
+        args
+    }
+
+    /// Whether the Role (`namespace` given) or ClusterRole `name` exists.
+    fn exists(&self, name: &str, namespace: Option<&str>, printer: Printer) -> Result<bool, ApplyError> {
+        let (kind, what) = match namespace {
+            Some(ns) => ("role", format!("Role {name:?} in namespace {ns}")),
+            None => ("clusterrole", format!("ClusterRole {name:?}")),
+        };
+        let args = self.get_args(kind, name, namespace);
+        printer.debug(format!("running {:?} {:?}", self.program, args));
+        let output = Command::new(&self.program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| self.run_error(source))?;
+        if !output.status.success() {
+            return Err(ApplyError::Check {
+                what,
+                status: output.status.to_string(),
+                message: one_line(&String::from_utf8_lossy(&output.stderr)),
+            });
+        }
+        Ok(!String::from_utf8_lossy(&output.stdout).trim().is_empty())
+    }
+
+    /// Refuses a role the bindings need that the cluster does not have (see the module doc).
+    fn check_role(&self, needed: &NeededRole, printer: Printer) -> Result<(), ApplyError> {
+        if self.exists(&needed.name, needed.namespace.as_deref(), printer)? {
+            return Ok(());
+        }
+        // The other kind of the same name, where the binding could refer to it.
+        let other_kind_exists = match (&needed.namespace, &needed.bound_in) {
+            (Some(_), _) => self.exists(&needed.name, None, printer)?,
+            (None, Some(ns)) => self.exists(&needed.name, Some(ns), printer)?,
+            (None, None) => false,
+        };
+        Err(ApplyError::MissingRole(rbac::missing_role_error(
+            needed,
+            other_kind_exists,
+        )))
+    }
+
+    /// The error for kubectl that cannot be started.
+    fn run_error(&self, source: std::io::Error) -> ApplyError {
+        let program = self.program.display().to_string();
+        match source.kind() {
+            std::io::ErrorKind::NotFound => ApplyError::NotFound { program },
+            _ => ApplyError::Run { program, source },
+        }
     }
 
     /// Pipes `manifest` (the YAML of `objects`) to kubectl; returns kubectl's stdout.
@@ -180,15 +335,7 @@ impl Kubectl {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|source| match source.kind() {
-                std::io::ErrorKind::NotFound => ApplyError::NotFound {
-                    program: program.clone(),
-                },
-                _ => ApplyError::Run {
-                    program: program.clone(),
-                    source,
-                },
-            })?;
+            .map_err(|source| self.run_error(source))?;
         // Write on another thread so that a large manifest cannot deadlock against kubectl's
         // output filling its pipes.
         let stdin = child.stdin.take();
@@ -216,6 +363,14 @@ fn explain_failure(stderr: &str, status: &str, objects: &[RbacObject]) -> ApplyE
     if let Some(at) = stderr.find("cannot change roleRef") {
         return role_ref_immutable(&stderr[..at], objects);
     }
+    ApplyError::Failed {
+        status: status.to_owned(),
+        message: one_line(stderr),
+    }
+}
+
+/// kubectl's error output on one line (non-empty lines joined by `; `), at most about 2000 bytes.
+fn one_line(stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let mut message = lines.join("; ");
     if message.is_empty() {
@@ -230,10 +385,7 @@ fn explain_failure(stderr: &str, status: &str, objects: &[RbacObject]) -> ApplyE
         message.truncate(cut);
         message.push_str(" ...");
     }
-    ApplyError::Failed {
-        status: status.to_owned(),
-        message,
-    }
+    message
 }
 
 /// The binding named last in kubectl's output `before` "cannot change roleRef", with the
@@ -322,6 +474,24 @@ mod tests {
     }
 
     #[test]
+    fn bind_group_help_shows_group_and_role_as_required() {
+        use clap::CommandFactory as _;
+        let mut cli = Cli::command();
+        let sub = cli.find_subcommand_mut("bind-group").expect("bind-group");
+        let help = sub.render_long_help().to_string();
+        let usage = help
+            .lines()
+            .skip_while(|l| !l.starts_with("Usage:"))
+            .take_while(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(usage.contains("bind-group [OPTIONS] <GROUP> <ROLE>"), "{usage}");
+        assert!(usage.contains("bind-group [OPTIONS] --from <FILE>"), "{usage}");
+        assert!(!help.contains("[GROUP]") && !help.contains("[ROLE]"), "{help}");
+        assert!(help.contains("  <GROUP>") && help.contains("  <ROLE>"), "{help}");
+    }
+
+    #[test]
     fn without_a_namespace_the_binding_goes_to_default() {
         let objs = objects(&["devs", "view"], "oidc:").unwrap();
         assert_eq!(objs.len(), 1);
@@ -386,13 +556,27 @@ mod tests {
                 path: "/x/cluster.json".into(),
             }))
         };
+        let chosen = |prefix: &str, unset: bool| GroupPrefix {
+            prefix: prefix.to_owned(),
+            unset,
+        };
         assert_eq!(
             group_prefix(Some("flag:"), || panic!("not read"), Printer::default()).unwrap(),
-            "flag:"
+            chosen("flag:", false)
         );
-        assert_eq!(group_prefix(Some(""), saved, Printer::default()).unwrap(), "");
-        assert_eq!(group_prefix(None, saved, Printer::default()).unwrap(), "saved:");
-        assert_eq!(group_prefix(None, || Ok(None), Printer::default()).unwrap(), "");
+        assert_eq!(
+            group_prefix(Some(""), saved, Printer::default()).unwrap(),
+            chosen("", false)
+        );
+        assert_eq!(
+            group_prefix(None, saved, Printer::default()).unwrap(),
+            chosen("saved:", false)
+        );
+        // Neither given nor saved: none, and the caller warns.
+        assert_eq!(
+            group_prefix(None, || Ok(None), Printer::default()).unwrap(),
+            chosen("", true)
+        );
         let broken = || {
             Err(RbacError::ReadSaved {
                 path: "p".into(),
@@ -400,6 +584,122 @@ mod tests {
             })
         };
         assert!(group_prefix(None, broken, Printer::default()).is_err());
+    }
+
+    #[test]
+    fn the_missing_prefix_warning_names_the_groups_and_both_fixes() {
+        let bindings = |argv: &[&str]| requested_bindings(&parse(argv).unwrap(), "").unwrap();
+        let one = missing_prefix_warning(&bindings(&["devs", "view"]));
+        assert!(
+            one.starts_with(
+                "no groups prefix given and none saved by `koidc setup`, so the subject is the group \"devs\" exactly as named; "
+            ),
+            "{one}"
+        );
+        assert!(
+            one.ends_with(
+                "if the apiserver was set up with koidc's default groups prefix, pass --group-prefix oidc: (or --group-prefix '' to bind the groups as named on purpose)"
+            ),
+            "{one}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rbac.yaml");
+        std::fs::write(
+            &file,
+            "- {group: a, role: view, namespace: x}\n- {group: a, role: edit, namespace: x}\n- {group: b, role: view, namespace: x}\n- {group: c, role: view, namespace: x}\n- {group: d, role: view, namespace: x}\n",
+        )
+        .unwrap();
+        let many = missing_prefix_warning(&bindings(&["--from", file.to_str().unwrap()]));
+        assert!(
+            many.contains("the subjects are the groups exactly as named (\"a\", \"b\", \"c\", and 1 more)"),
+            "{many}"
+        );
+    }
+
+    #[test]
+    fn role_kind_flags_say_what_role_is() {
+        let role = |argv: &[&str]| {
+            let b = requested_bindings(&parse(argv).unwrap(), "").unwrap();
+            (b[0].role().clone(), b[0].likely_typo().is_some())
+        };
+        assert_eq!(
+            role(&["g", "reader", "--role-kind", "role"]),
+            (RoleSpec::ExistingRole("reader".into()), false)
+        );
+        assert_eq!(
+            role(&["g", "writer", "--role-kind", "cluster-role"]),
+            (RoleSpec::ExistingClusterRole("writer".into()), false)
+        );
+        assert_eq!(
+            role(&["g", "writer", "--cluster-role"]),
+            (RoleSpec::ExistingClusterRole("writer".into()), false)
+        );
+        assert!(matches!(
+            role(&["g", "reader", "--role-kind", "preset"]).0,
+            RoleSpec::Preset { .. }
+        ));
+        // Left to koidc's guess, a name like a preset is a likely typo; stated, it is meant.
+        assert_eq!(
+            role(&["g", "Reader"]),
+            (RoleSpec::ExistingRole("Reader".into()), true)
+        );
+        assert_eq!(
+            role(&["g", "Reader", "--role-kind", "role"]),
+            (RoleSpec::ExistingRole("Reader".into()), false)
+        );
+        for argv in [
+            &["g", "r", "--role-kind", "cluster-role", "--cluster-role"][..],
+            &["g", "r", "--role-kind", "clusterrole"],
+            &["g", "r", "--allow-missing-role"],
+            &["--from", "f.yaml", "--role-kind", "role"],
+        ] {
+            assert!(parse(argv).is_err(), "{argv:?} should be refused");
+        }
+        assert!(parse(&["g", "r", "--apply", "--allow-missing-role"]).is_ok());
+        let err =
+            requested_bindings(&parse(&["g", "view", "--role-kind", "preset"]).unwrap(), "").unwrap_err();
+        assert!(matches!(err, RbacError::NotAPreset { .. }), "{err}");
+    }
+
+    #[test]
+    fn kubectl_looks_a_role_up_by_kind_and_name_in_one_argument() {
+        let k = Kubectl {
+            program: "kubectl".into(),
+            kubeconfig: Some("/k/config".into()),
+            context: None,
+        };
+        let args = |kind, name, ns| -> Vec<String> {
+            k.get_args(kind, name, ns)
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            args("role", "--kubeconfig=evil", Some("app")),
+            [
+                "--kubeconfig",
+                "/k/config",
+                "get",
+                "role/--kubeconfig=evil",
+                "-n",
+                "app",
+                "--ignore-not-found",
+                "-o",
+                "name"
+            ]
+        );
+        assert_eq!(
+            args("clusterrole", "view", None),
+            [
+                "--kubeconfig",
+                "/k/config",
+                "get",
+                "clusterrole/view",
+                "--ignore-not-found",
+                "-o",
+                "name"
+            ]
+        );
     }
 
     #[test]
@@ -503,15 +803,21 @@ mod tests {
     /// Runs `apply`, retrying while another test thread's fork still holds the new script open.
     #[cfg(unix)]
     fn apply_retrying(k: &Kubectl, manifest: &str, objects: &[RbacObject]) -> Result<String, ApplyError> {
+        retrying(|| k.apply(manifest, objects))
+    }
+
+    /// Runs `run` (which starts a fake kubectl), again while the script is busy (ETXTBSY).
+    #[cfg(unix)]
+    fn retrying<T>(run: impl Fn() -> Result<T, ApplyError>) -> Result<T, ApplyError> {
         for _ in 0..50 {
-            match k.apply(manifest, objects) {
+            match run() {
                 Err(ApplyError::Run { source, .. }) if source.raw_os_error() == Some(libc::ETXTBSY) => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 other => return other,
             }
         }
-        k.apply(manifest, objects)
+        run()
     }
 
     #[cfg(unix)]
@@ -534,6 +840,43 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(dir.path().join("args")).unwrap(),
             "--context\nkind\napply\n--server-side\n--field-manager=koidc\n-f\n-\n"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_role_lookup_that_kubectl_cannot_answer_is_refused_with_the_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = Kubectl {
+            program: fake_kubectl(
+                dir.path(),
+                1,
+                "Error from server (Forbidden): roles.rbac.authorization.k8s.io \"x\" is forbidden",
+            ),
+            kubeconfig: None,
+            context: None,
+        };
+        let needed = NeededRole {
+            name: "x".into(),
+            namespace: Some("app".into()),
+            bound_in: Some("app".into()),
+            resembles: None,
+            kind_stated: false,
+        };
+        let err = retrying(|| k.check_role(&needed, Printer::default())).unwrap_err();
+        assert!(matches!(err, ApplyError::Check { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("cannot check that Role \"x\" in namespace app exists: kubectl get failed (exit status: 1): Error from server (Forbidden)"),
+            "{msg}"
+        );
+        assert!(
+            msg.ends_with("pass --allow-missing-role to bind without checking"),
+            "{msg}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("args")).unwrap(),
+            "get\nrole/x\n-n\napp\n--ignore-not-found\n-o\nname\n"
         );
     }
 

@@ -29,6 +29,9 @@ const OIDC_DEFAULT_PREFIX: &str = "oidc:";
 /// github`).
 pub const PREFIX: &str = "github:";
 
+/// The `--webhook-url` when none is given: the apiserver's own host.
+const DEFAULT_WEBHOOK_URL: &str = "https://127.0.0.1:8443/";
+
 /// Where the admin is told to save the webhook config file.
 const WEBHOOK_CONFIG_PATH: &str = "/etc/kubernetes/koidc-github-webhook.yaml";
 
@@ -51,15 +54,25 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
     };
     let username_prefix = github_prefix(&args.username_prefix);
     let groups_prefix = github_prefix(&args.groups_prefix);
-    let webhook_url = url::Url::parse(&args.webhook_url)
+    let given_url = args.webhook_url.as_deref();
+    let webhook_url = url::Url::parse(given_url.unwrap_or(DEFAULT_WEBHOOK_URL))
         .ok()
         .filter(|u| u.scheme() == "https" && u.host().is_some())
         .with_context(|| {
             format!(
                 "invalid --webhook-url {:?}: koidc webhook serves https only, e.g. https://10.0.0.5:8443/",
-                args.webhook_url
+                given_url.unwrap_or_default()
             )
         })?;
+    if given_url.is_none() {
+        printer.warn(format_args!(
+            "no --webhook-url: the apiserver's webhook config points at {DEFAULT_WEBHOOK_URL}, which works only \
+             when `koidc webhook` runs on the apiserver's own host; pass --webhook-url https://HOST:PORT/ \
+             with the address the apiserver reaches it at"
+        ));
+    }
+    let ca_pem_idp = super::setup::read_cas(&login)?;
+    let entry_ca = super::setup::entry_ca_args(args, &login, ca_pem_idp.as_deref())?;
     let ca_pem = match &args.webhook_ca_file {
         Some(path) => Some(read_pem(path)?),
         None => None,
@@ -103,10 +116,17 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
              named `system` would map a team to system:...); \"github:\" is safer",
         );
     }
-    printer.info(
-        "the browser login needs the OAuth app's client secret (put KOIDC_CLIENT_SECRET in the exec entry's env); \
-         without it koidc uses GitHub's device flow",
-    );
+    if login.client_secret.is_some() {
+        printer.info(setup::client_secret_hint(
+            &args.user_name,
+            setup::CLIENT_SECRET_VAR,
+        ));
+    }
+    printer.info(format_args!(
+        "GitHub's browser login needs the OAuth app's client secret in the exec entry's env ({}); without it \
+         koidc uses GitHub's device flow",
+        setup::CLIENT_SECRET_VAR
+    ));
     match rbac::save_group_prefix(&groups_prefix) {
         Ok(path) => printer.debug(format_args!(
             "saved the groups prefix for `koidc bind-group` in {}",
@@ -120,16 +140,10 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
     let user = setup::kubeconfig_user(&ExecUser {
         name: args.user_name.clone(),
         command: args.exec_command.clone(),
-        args: get_token_args(&identity, &urls, &login, &args.login.listen),
+        args: get_token_args(&identity, &urls, entry_ca, &args.login.listen),
     });
     if args.write_kubeconfig {
-        let path = super::setup::kubeconfig_path(args.kubeconfig.as_deref())?;
-        super::setup::write_kubeconfig_user(&path, user.clone())?;
-        printer.info(format_args!(
-            "wrote user {:?} to {}",
-            args.user_name,
-            path.display()
-        ));
+        super::setup::write_user(args, &user, printer)?;
     }
 
     let webhook_config = super::setup::yaml(&webhook::apiserver_kubeconfig(
@@ -231,13 +245,9 @@ fn webhook_command(
     words.join(" ")
 }
 
-/// The `get-token` arguments of a GitHub kubeconfig entry.
-fn get_token_args(
-    identity: &Identity,
-    urls: &GithubUrls,
-    login: &LoginConfig,
-    listen: &[String],
-) -> Vec<String> {
+/// The `get-token` arguments of a GitHub kubeconfig entry (`ca`: from
+/// [`setup::ca_args`]).
+fn get_token_args(identity: &Identity, urls: &GithubUrls, ca: Vec<String>, listen: &[String]) -> Vec<String> {
     let mut args = vec![
         "get-token".to_owned(),
         "--provider=github".to_owned(),
@@ -256,12 +266,7 @@ fn get_token_args(
             .filter(|s| s.as_str() != crate::github::SCOPE)
             .map(|s| format!("--scope={s}")),
     );
-    args.extend(
-        login
-            .certificate_authorities
-            .iter()
-            .map(|f| format!("--certificate-authority={}", f.display())),
-    );
+    args.extend(ca);
     if !(listen.is_empty() || listen.len() == 1 && listen[0] == "127.0.0.1:0") {
         args.extend(listen.iter().map(|l| format!("--listen={l}")));
     }
@@ -337,6 +342,7 @@ pub(super) fn revoke_github(
         secret,
         token,
         &login.certificate_authorities,
+        login.certificate_authority_data.as_deref(),
     );
     (urls.web, result)
 }
@@ -344,22 +350,7 @@ pub(super) fn revoke_github(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::browser::BrowserChoice;
-    use crate::config::Grant;
     use crate::provider::ProviderKind;
-
-    fn login() -> LoginConfig {
-        LoginConfig {
-            client_secret: None,
-            listen: Vec::new(),
-            browser: BrowserChoice::None,
-            timeout: std::time::Duration::from_secs(60),
-            certificate_authorities: Vec::new(),
-            grant: Grant::Auto,
-            paste: false,
-            kubectl_interactive: None,
-        }
-    }
 
     #[test]
     fn get_token_args_name_only_what_differs_from_the_defaults() {
@@ -373,7 +364,7 @@ mod tests {
             profile: None,
         };
         assert_eq!(
-            get_token_args(&identity, &urls, &login(), &[]),
+            get_token_args(&identity, &urls, Vec::new(), &[]),
             ["get-token", "--provider=github", "--client-id=cid"]
         );
         let ghe = GithubUrls::new(
@@ -381,7 +372,7 @@ mod tests {
             Some("https://api.git.example.com"),
         )
         .unwrap();
-        let args = get_token_args(&identity, &ghe, &login(), &["127.0.0.1:8000".into()]);
+        let args = get_token_args(&identity, &ghe, Vec::new(), &["127.0.0.1:8000".into()]);
         assert!(
             args.contains(&"--github-url=https://git.example.com".to_owned()),
             "{args:?}"

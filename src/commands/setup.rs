@@ -4,7 +4,10 @@
 //! broken issuer is reported before any configuration is printed. The printed parts come from
 //! [`crate::setup`], built from one set of choices so the apiserver, the kubeconfig and
 //! `koidc bind-group` agree on claims and prefixes. `--write-kubeconfig` holds client-go's
-//! `<kubeconfig>.lock` while it rewrites the file, as `kubectl config` does.
+//! `<kubeconfig>.lock` while it rewrites the file, as `kubectl config` does, and then prints the
+//! kubectl commands that add what the file still lacks (a cluster, a context using the user).
+//! `--embed-ca` puts the IdP's CA into the entry as `--certificate-authority-data`. A client
+//! secret is never written: setup says how to add it to the entry's `exec.env`.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use base64::Engine as _;
 use serde_json::Value;
 
 use crate::cli::{SetupArgs, SetupPart};
@@ -35,11 +39,9 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     }
     let printer = Printer::new(args.output.verbose);
     let identity = Identity::from_flags(&args.identity)?;
-    if identity.provider == crate::provider::ProviderKind::Dex {
-        printer.info("Dex: GitHub users (connector `type: github`) get their teams as `org:team` groups");
-    }
     let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
-    let ca_pem = read_cas(&login.certificate_authorities)?;
+    let ca_pem = read_cas(&login)?;
+    let entry_ca = entry_ca_args(args, &login, ca_pem.as_deref())?;
     let auth = ClusterAuth {
         issuer: identity.issuer.clone(),
         client_id: identity.client_id.clone(),
@@ -70,6 +72,12 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     for warning in setup::warnings(&auth, &identity.scopes, claims.as_ref()) {
         printer.warn(warning);
     }
+    if login.client_secret.is_some() {
+        printer.info(setup::client_secret_hint(
+            &args.user_name,
+            setup::CLIENT_SECRET_VAR,
+        ));
+    }
 
     match rbac::save_group_prefix(&auth.groups_prefix) {
         Ok(path) => printer.debug(format_args!(
@@ -90,14 +98,18 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
                 "the kubeconfig entry runs `{} get-token --profile {profile}`: whoever uses it needs that profile in their koidc config file",
                 args.exec_command
             ));
-            vec!["get-token".to_owned(), format!("--profile={profile}")]
+            let mut exec_args = vec!["get-token".to_owned(), format!("--profile={profile}")];
+            if args.embed_ca {
+                exec_args.extend(entry_ca);
+            }
+            exec_args
         }
         None => {
             let mut exec_args = setup::get_token_args(
                 &identity.issuer,
                 &identity.client_id,
                 &identity.scopes,
-                &login.certificate_authorities,
+                entry_ca,
                 &args.login.listen,
             );
             // An explicit provider (e.g. Okta behind a custom domain) cannot be guessed from the
@@ -116,13 +128,7 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         args: exec_args,
     });
     if args.write_kubeconfig {
-        let path = kubeconfig_path(args.kubeconfig.as_deref())?;
-        write_kubeconfig_user(&path, user.clone())?;
-        printer.info(format_args!(
-            "wrote user {:?} to {}",
-            args.user_name,
-            path.display()
-        ));
+        write_user(args, &user, printer)?;
     }
 
     let out = render(args, &auth, &user, claims.as_ref())?;
@@ -148,8 +154,11 @@ fn check_issuer(
     Ok(())
 }
 
-fn read_cas(files: &[PathBuf]) -> anyhow::Result<Option<String>> {
-    if files.is_empty() {
+/// The PEM text of the IdP's CAs (`--certificate-authority` files, then
+/// `--certificate-authority-data`), `None` when none is given.
+pub(super) fn read_cas(login: &LoginConfig) -> anyhow::Result<Option<String>> {
+    let files: &[PathBuf] = &login.certificate_authorities;
+    if files.is_empty() && login.certificate_authority_data.is_none() {
         return Ok(None);
     }
     let mut pem = String::new();
@@ -165,7 +174,77 @@ fn read_cas(files: &[PathBuf]) -> anyhow::Result<Option<String>> {
         pem.push_str(text.trim_end());
         pem.push('\n');
     }
+    if let Some(data) = &login.certificate_authority_data {
+        crate::http::read_ca_data(data).map_err(|reason| crate::oidc::OidcError::CaData { reason })?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .context("cannot decode --certificate-authority-data")?;
+        pem.push_str(
+            String::from_utf8(bytes)
+                .context("--certificate-authority-data is not the base64 of PEM text")?
+                .trim_end(),
+        );
+        pem.push('\n');
+    }
     Ok(Some(pem))
+}
+
+/// The `get-token` arguments that make the kubeconfig entry trust the IdP's CA
+/// ([`setup::ca_args`]); with `--embed-ca`, `pem` (from [`read_cas`]) as data, which must exist.
+pub(super) fn entry_ca_args(
+    args: &SetupArgs,
+    login: &LoginConfig,
+    pem: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    let embed = if args.embed_ca {
+        Some(pem.context(
+            "--embed-ca puts the IdP's CA into the kubeconfig entry, but none was given: add \
+             --certificate-authority FILE (or drop --embed-ca when a public CA signed the IdP's certificate)",
+        )?)
+    } else {
+        None
+    };
+    Ok(setup::ca_args(
+        &login.certificate_authorities,
+        login.certificate_authority_data.as_deref(),
+        embed,
+    ))
+}
+
+/// `--write-kubeconfig`: writes `user` into the kubeconfig, says so, and prints the kubectl
+/// commands that add what the file still lacks for that user (a cluster, a context).
+pub(super) fn write_user(args: &SetupArgs, user: &Value, printer: Printer) -> anyhow::Result<()> {
+    let path = kubeconfig_path(args.kubeconfig.as_deref())?;
+    let written = write_kubeconfig_user(&path, user.clone())?;
+    printer.info(format_args!(
+        "wrote user {:?} to {}",
+        args.user_name,
+        path.display()
+    ));
+    let commands = setup::completion_commands(&written, &args.user_name, &path);
+    if !commands.is_empty() {
+        printer.info(format_args!(
+            "no context in {} uses user {:?} yet; add {} with kubectl{}:\n{}",
+            path.display(),
+            args.user_name,
+            if commands.len() == 3 {
+                "the cluster and a context"
+            } else {
+                "a context"
+            },
+            if commands.iter().any(|c| c.contains('<')) {
+                " (fill in the <...> parts)"
+            } else {
+                ""
+            },
+            commands
+                .iter()
+                .map(|c| format!("  {c}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ));
+    }
+    Ok(())
 }
 
 fn render(
@@ -188,7 +267,12 @@ fn render(
             } else {
                 groups
                     .iter()
-                    .map(|g| format!("#   koidc bind-group {} view -n <namespace>", shell_word(g)))
+                    .map(|g| {
+                        format!(
+                            "#   koidc bind-group {} view -n <namespace>",
+                            setup::shell_word(g)
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("\n")
             };
@@ -228,16 +312,6 @@ pub(super) fn yaml(value: &Value) -> anyhow::Result<String> {
         text.push('\n');
     }
     Ok(text)
-}
-
-fn shell_word(s: &str) -> String {
-    if s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.:/@".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 /// `--kubeconfig`, else the first file of `KUBECONFIG`, else `~/.kube/config`.
@@ -311,16 +385,17 @@ impl Drop for KubeconfigLock {
     }
 }
 
-/// Adds (or replaces) the user in the kubeconfig at `path`, atomically and with mode 0600,
+/// Adds (or replaces) the user in the kubeconfig at `path` and returns the file's new content,
+/// written atomically and with mode 0600,
 /// holding client-go's `<kubeconfig>.lock` ([`KubeconfigLock`]) so that a concurrent
 /// `kubectl config` change is not lost. A symlinked kubeconfig (dotfile managers) is updated
 /// where it points, as kubectl does, instead of being replaced by a regular file; the lock is
 /// taken on the name given (as kubectl does) and on the file it points to.
-pub(super) fn write_kubeconfig_user(path: &Path, user: Value) -> anyhow::Result<()> {
+pub(super) fn write_kubeconfig_user(path: &Path, user: Value) -> anyhow::Result<Value> {
     write_kubeconfig_user_waiting(path, user, KUBECONFIG_LOCK_WAIT)
 }
 
-fn write_kubeconfig_user_waiting(path: &Path, user: Value, wait: Duration) -> anyhow::Result<()> {
+fn write_kubeconfig_user_waiting(path: &Path, user: Value, wait: Duration) -> anyhow::Result<Value> {
     if path.as_os_str().is_empty() {
         bail!("the kubeconfig path is empty; pass --kubeconfig FILE");
     }
@@ -378,7 +453,7 @@ fn write_kubeconfig_user_waiting(path: &Path, user: Value, wait: Duration) -> an
         file.sync_all()?;
     }
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
+    Ok(merged)
 }
 
 #[cfg(test)]

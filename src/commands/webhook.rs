@@ -54,7 +54,7 @@ pub fn run(args: &WebhookArgs) -> anyhow::Result<()> {
         &args.tls_private_key_file,
         args.client_ca_file.as_deref(),
     )?;
-    let http = http_client(timeout, &args.certificate_authorities)?;
+    let http = http_client(timeout, &args.certificate_authorities, None)?;
     let limits = Limits::for_open_files(webhook::raise_open_files_limit());
     let reviewer = Arc::new(Reviewer::new(
         Box::new(AppLookup::new(http, &urls, timeout, &client_id, client_secret)),

@@ -206,7 +206,11 @@ pub fn obtain(
     }
 
     let runtime = crate::runtime()?;
-    let http = http_client(HTTP_TIMEOUT, &login.certificate_authorities)?;
+    let http = http_client(
+        HTTP_TIMEOUT,
+        &login.certificate_authorities,
+        login.certificate_authority_data.as_deref(),
+    )?;
     let api = Api::new(http.clone(), urls, HTTP_TIMEOUT);
     if !force_login && let Some(entry) = previous.take_if(|e| e.fresh(now)) {
         match revalidate(auth, &runtime, &api, urls, &key, entry, now)? {
@@ -654,12 +658,13 @@ pub fn revoke(
     client_secret: Option<&SecretString>,
     token: &SecretString,
     extra_ca_files: &[std::path::PathBuf],
+    ca_data: Option<&str>,
 ) -> anyhow::Result<Option<bool>> {
     if client_secret.is_none() {
         return Ok(None);
     }
     let runtime = crate::runtime()?;
-    let http = http_client(HTTP_TIMEOUT, extra_ca_files)?;
+    let http = http_client(HTTP_TIMEOUT, extra_ca_files, ca_data)?;
     let client = Client {
         urls,
         http: &http,

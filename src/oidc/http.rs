@@ -22,14 +22,19 @@ pub(crate) const MAX_BODY: usize = 4 << 20;
 /// Builds the HTTP client used for every request to the identity provider.
 ///
 /// Redirects are never followed, each request (connect included) is bounded by
-/// `cfg.http_timeout`, and the certificates in `cfg.extra_ca_files` are trusted in addition to the
-/// system roots.
+/// `cfg.http_timeout`, and the certificates in `cfg.extra_ca_files` and `cfg.extra_ca_data` are
+/// trusted in addition to the system roots.
 pub(crate) fn build_client(cfg: &OidcConfig) -> Result<reqwest::Client, OidcError> {
-    let mut certs = Vec::new();
+    // Each source with its file, `None` for --certificate-authority-data.
+    let mut certs: Vec<(Option<&Path>, Vec<Certificate>)> = Vec::new();
     for path in &cfg.extra_ca_files {
-        certs.push((path.as_path(), read_ca_file(path)?));
+        certs.push((Some(path.as_path()), read_ca_file(path)?));
     }
-    let builder = |certs: &[(&Path, Vec<Certificate>)], builtin_roots: bool| {
+    if let Some(data) = &cfg.extra_ca_data {
+        let list = crate::http::read_ca_data(data).map_err(|reason| OidcError::CaData { reason })?;
+        certs.push((None, list));
+    }
+    let builder = |certs: &[(Option<&Path>, Vec<Certificate>)], builtin_roots: bool| {
         let mut b = client_builder(cfg.http_timeout).tls_built_in_root_certs(builtin_roots);
         for (_, list) in certs {
             for cert in list {
@@ -42,12 +47,16 @@ pub(crate) fn build_client(cfg: &OidcConfig) -> Result<reqwest::Client, OidcErro
         Ok(client) => Ok(client),
         Err(err) => {
             // The TLS backend only checks the certificates when the client is built; find the
-            // file it refused so the message can name it.
+            // source it refused so the message can name it.
             for (path, list) in &certs {
-                if let Err(e) = builder(&[(path, list.clone())], false) {
-                    return Err(OidcError::CaFile {
-                        path: path.display().to_string(),
-                        reason: root_cause(&e),
+                if let Err(e) = builder(&[(*path, list.clone())], false) {
+                    let reason = root_cause(&e);
+                    return Err(match path {
+                        Some(path) => OidcError::CaFile {
+                            path: path.display().to_string(),
+                            reason,
+                        },
+                        None => OidcError::CaData { reason },
                     });
                 }
             }

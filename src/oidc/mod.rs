@@ -73,6 +73,14 @@ pub enum OidcError {
         /// What went wrong.
         reason: String,
     },
+    /// `--certificate-authority-data` cannot be used.
+    #[error(
+        "cannot use --certificate-authority-data: {reason}; give the base64 of a PEM certificate, as in a kubeconfig's certificate-authority-data"
+    )]
+    CaData {
+        /// What went wrong.
+        reason: String,
+    },
     /// The HTTP client cannot be built (TLS backend failure).
     #[error("cannot set up the HTTP client: {0}")]
     HttpClient(String),
@@ -307,6 +315,8 @@ pub struct OidcConfig {
     pub scopes: Vec<String>,
     /// Extra trusted CA certificates (PEM files).
     pub extra_ca_files: Vec<PathBuf>,
+    /// Extra trusted CA certificates as the base64 of PEM text (`--certificate-authority-data`).
+    pub extra_ca_data: Option<String>,
     /// Timeout of each HTTP request.
     pub http_timeout: Duration,
 }
@@ -322,6 +332,10 @@ impl std::fmt::Debug for OidcConfig {
             )
             .field("scopes", &self.scopes)
             .field("extra_ca_files", &self.extra_ca_files)
+            .field(
+                "extra_ca_data",
+                &self.extra_ca_data.as_ref().map(|_| "<base64 PEM>"),
+            )
             .field("http_timeout", &self.http_timeout)
             .finish()
     }

@@ -195,6 +195,7 @@ impl Idp {
             client_secret: None,
             scopes: vec!["email".into(), "groups".into()],
             extra_ca_files: Vec::new(),
+            extra_ca_data: None,
             http_timeout: Duration::from_secs(5),
         }
     }
@@ -1209,6 +1210,7 @@ fn cfg_for(issuer: &str) -> OidcConfig {
         client_secret: None,
         scopes: Vec::new(),
         extra_ca_files: Vec::new(),
+        extra_ca_data: None,
         http_timeout: Duration::from_secs(5),
     }
 }

@@ -6,10 +6,11 @@
 //! - {group: writer-group, role: writer, namespace: application, resources: [pods, pods/log]}
 //! - {group: ops, role: view, clusterWide: true}
 //! - {group: auditors, role: audit-reader, clusterRole: true, clusterWide: true}
+//! - {group: guide-readers, role: reader, roleKind: role, namespace: application}
 //! ```
 //!
 //! Keys are those of the command line (`clusterWide`/`cluster-wide`, `clusterRole`/
-//! `cluster-role`, `resources`); unknown keys are an error, so a typo cannot silently drop a
+//! `cluster-role`, `roleKind`/`role-kind`, `resources`); unknown keys are an error, so a typo cannot silently drop a
 //! setting. Every entry is validated before anything is printed or applied; the first bad one is
 //! reported with its position.
 
@@ -17,7 +18,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Binding, RbacError, RoleSpec, Scope};
+use super::{Binding, RbacError, RoleKind, RoleSpec, Scope};
 
 /// One entry of the file.
 #[derive(Debug, Deserialize)]
@@ -31,6 +32,8 @@ struct Entry {
     cluster_wide: bool,
     #[serde(default, alias = "cluster-role")]
     cluster_role: bool,
+    #[serde(default, alias = "role-kind")]
+    role_kind: Option<RoleKind>,
     #[serde(default)]
     resources: Vec<String>,
 }
@@ -43,8 +46,15 @@ impl Entry {
             (Some(_), true) => return Err(RbacError::EntryScope { both: true }),
             (None, false) => return Err(RbacError::EntryScope { both: false }),
         };
-        let role = RoleSpec::resolve(&self.role, self.cluster_role, &self.resources)?;
-        Binding::new(&self.group, role, scope, group_prefix)
+        let kind = match (self.cluster_role, self.role_kind) {
+            (true, Some(kind)) if kind != RoleKind::ClusterRole => {
+                return Err(RbacError::RoleKindConflict { kind });
+            }
+            (true, _) => Some(RoleKind::ClusterRole),
+            (false, kind) => kind,
+        };
+        let role = RoleSpec::resolve(&self.role, kind, &self.resources)?;
+        Ok(Binding::new(&self.group, role, scope, group_prefix)?.with_kind_stated(kind.is_some()))
     }
 }
 

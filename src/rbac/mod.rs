@@ -26,6 +26,7 @@
 //!   (One case still shares a name: an existing Role and an existing ClusterRole of the same name,
 //!   bound to the same group in the same namespace.)
 
+mod check;
 mod file;
 pub mod names;
 mod saved;
@@ -41,6 +42,7 @@ use k8s_openapi::api::rbac::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
+pub use check::{NeededRole, Resemblance, missing_role_error, resembles, roles_to_check, typo_warning};
 pub use file::{bindings_from_file, bindings_from_yaml};
 pub use saved::{
     SavedPrefix, cluster_config_path, save_group_prefix, save_group_prefix_at, saved_group_prefix,
@@ -52,6 +54,9 @@ pub const RBAC_API_GROUP: &str = "rbac.authorization.k8s.io";
 
 /// The built-in ClusterRoles every cluster has, referred to as ClusterRoles by name.
 pub const BUILTIN_CLUSTER_ROLES: [&str; 4] = ["view", "edit", "admin", "cluster-admin"];
+
+/// The groups prefix `koidc setup` gives the apiserver unless told otherwise.
+pub const SETUP_DEFAULT_GROUPS_PREFIX: &str = "oidc:";
 
 /// The resources a preset covers when none are given.
 pub const DEFAULT_PRESET_RESOURCES: [&str; 1] = ["pods"];
@@ -118,11 +123,41 @@ pub enum RbacError {
     },
     /// A namespaced Role cannot be bound cluster-wide.
     #[error(
-        "{role:?} is taken as an existing namespaced Role, and a ClusterRoleBinding can only refer to a ClusterRole; if {role:?} is a ClusterRole say so (--cluster-role, or clusterRole: true in a bindings file), or bind it in a namespace instead of cluster-wide"
+        "{role:?} is taken as an existing namespaced Role, and a ClusterRoleBinding can only refer to a ClusterRole; if {role:?} is a ClusterRole say so (--role-kind cluster-role, or roleKind: cluster-role in a bindings file), or bind it in a namespace (-n) instead of cluster-wide"
     )]
     NamespacedRoleClusterWide {
         /// The role given.
         role: String,
+    },
+    /// `--role-kind preset` (or `roleKind: preset`) with a name that is not a preset.
+    #[error(
+        "{role:?} is not a preset: the presets are reader and writer; drop --role-kind preset to bind an existing Role or a built-in ClusterRole"
+    )]
+    NotAPreset {
+        /// The role given.
+        role: String,
+    },
+    /// A bindings file entry says `clusterRole: true` and another `roleKind`.
+    #[error("clusterRole: true contradicts roleKind: {kind}; keep one of them")]
+    RoleKindConflict {
+        /// The `roleKind` given.
+        kind: RoleKind,
+    },
+    /// `--apply` would bind a Role or ClusterRole that does not exist in the cluster.
+    #[error(
+        "{kind} {name:?} does not exist{}; {hint}",
+        namespace.as_deref().map(|ns| format!(" in namespace {ns}")).unwrap_or_default()
+    )]
+    MissingRole {
+        /// `Role` or `ClusterRole`.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+        /// The Role's namespace (None for a ClusterRole).
+        namespace: Option<String>,
+        /// What to do: the role it probably meant, the other kind of the same name, creating it,
+        /// or `--allow-missing-role`.
+        hint: String,
     },
     /// Two requests produce an object of the same name with different content.
     #[error(
@@ -246,6 +281,36 @@ impl Preset {
     }
 }
 
+/// What ROLE names, when the user says so (`--role-kind`, `roleKind:` in a bindings file);
+/// without it, `reader`/`writer` are presets, the built-ins ClusterRoles, anything else a Role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoleKind {
+    /// An existing Role, in the binding's namespace (a RoleBinding can refer to no other).
+    Role,
+    /// An existing ClusterRole (or a built-in one), bound in a namespace or cluster-wide.
+    ClusterRole,
+    /// One of the presets koidc writes itself: `reader` or `writer`.
+    Preset,
+}
+
+impl RoleKind {
+    /// `role`, `cluster-role` or `preset`, as the flag spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Role => "role",
+            Self::ClusterRole => "cluster-role",
+            Self::Preset => "preset",
+        }
+    }
+}
+
+impl std::fmt::Display for RoleKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One resource of a preset, as kubectl's `--resource` spells it: `resource[.group][/sub]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Resource {
@@ -358,16 +423,20 @@ pub enum RoleSpec {
 }
 
 impl RoleSpec {
-    /// Resolves a role as the user typed it: a built-in ClusterRole name, a preset (with its
-    /// resources; [`DEFAULT_PRESET_RESOURCES`] when none are given), or else an existing Role —
-    /// or an existing ClusterRole when `cluster_role` is set (which also turns `reader`/`writer`
-    /// into plain names of existing ClusterRoles).
-    pub fn resolve(role: &str, cluster_role: bool, resources: &[String]) -> Result<Self, RbacError> {
+    /// Resolves a role as the user typed it. Without `kind`: a preset (with its resources;
+    /// [`DEFAULT_PRESET_RESOURCES`] when none are given), a built-in ClusterRole name, or else an
+    /// existing Role. `kind` says what the name is, so an existing Role or ClusterRole named
+    /// `reader` or `writer` can be bound: [`RoleKind::Role`] takes any name literally as a Role,
+    /// [`RoleKind::ClusterRole`] as a ClusterRole (built-in or not), [`RoleKind::Preset`] accepts
+    /// only the presets.
+    pub fn resolve(role: &str, kind: Option<RoleKind>, resources: &[String]) -> Result<Self, RbacError> {
         names::validate_role_name(role)?;
-        let preset = if cluster_role {
-            None
-        } else {
-            Preset::from_name(role)
+        let preset = match kind {
+            None => Preset::from_name(role),
+            Some(RoleKind::Preset) => Some(Preset::from_name(role).ok_or_else(|| RbacError::NotAPreset {
+                role: role.to_owned(),
+            })?),
+            Some(RoleKind::Role | RoleKind::ClusterRole) => None,
         };
         if preset.is_none() && !resources.is_empty() {
             return Err(RbacError::ResourcesWithoutPreset {
@@ -393,9 +462,11 @@ impl RoleSpec {
                 resources: parsed,
             });
         }
-        Ok(if BUILTIN_CLUSTER_ROLES.contains(&role) {
+        Ok(if kind == Some(RoleKind::Role) {
+            Self::ExistingRole(role.to_owned())
+        } else if BUILTIN_CLUSTER_ROLES.contains(&role) {
             Self::BuiltinClusterRole(role.to_owned())
-        } else if cluster_role {
+        } else if kind == Some(RoleKind::ClusterRole) {
             Self::ExistingClusterRole(role.to_owned())
         } else {
             Self::ExistingRole(role.to_owned())
@@ -451,6 +522,9 @@ pub struct Binding {
     role: RoleSpec,
     scope: Scope,
     group_prefix: String,
+    /// True when the user said what kind of role ROLE is (`--role-kind`, `--cluster-role`), so
+    /// a name resembling a preset or built-in is taken as meant.
+    kind_stated: bool,
 }
 
 impl Binding {
@@ -470,7 +544,25 @@ impl Binding {
             role,
             scope,
             group_prefix: group_prefix.to_owned(),
+            kind_stated: false,
         })
+    }
+
+    /// Records whether the user said what kind of role ROLE is (see [`Self::likely_typo`]).
+    #[must_use]
+    pub fn with_kind_stated(mut self, stated: bool) -> Self {
+        self.kind_stated = stated;
+        self
+    }
+
+    /// The preset or built-in ClusterRole a Role name probably meant (`Reader` → `reader`),
+    /// when the kind was left to koidc's guess; None when the kind was stated or the name
+    /// resembles nothing.
+    pub fn likely_typo(&self) -> Option<Resemblance> {
+        match &self.role {
+            RoleSpec::ExistingRole(name) if !self.kind_stated => resembles(name),
+            _ => None,
+        }
     }
 
     /// The IdP group, without prefix.

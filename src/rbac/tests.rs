@@ -49,11 +49,12 @@ fn binding(
     let resources: Vec<String> = resources.iter().map(|r| (*r).to_owned()).collect();
     Binding::new(
         group,
-        RoleSpec::resolve(role, cluster_role, &resources).unwrap(),
+        RoleSpec::resolve(role, cluster_role.then_some(RoleKind::ClusterRole), &resources).unwrap(),
         scope,
         prefix,
     )
     .unwrap()
+    .with_kind_stated(cluster_role)
 }
 
 /// koidc's YAML for the bindings, parsed back.
@@ -201,7 +202,7 @@ fn same_input_gives_the_same_output() {
 fn preset_role_names_are_stable_and_never_collide() {
     let name = |preset: &str, resources: &[&str]| {
         let resources: Vec<String> = resources.iter().map(|r| (*r).to_owned()).collect();
-        RoleSpec::resolve(preset, false, &resources).unwrap().role_name()
+        RoleSpec::resolve(preset, None, &resources).unwrap().role_name()
     };
     assert_eq!(name("reader", &[]), "koidc-reader");
     assert_eq!(name("reader", &["pods"]), "koidc-reader");
@@ -221,12 +222,12 @@ fn preset_role_names_are_stable_and_never_collide() {
 
 #[test]
 fn a_namespaced_role_cannot_be_bound_cluster_wide() {
-    let role = RoleSpec::resolve("deployer", false, &[]).unwrap();
+    let role = RoleSpec::resolve("deployer", None, &[]).unwrap();
     let err = Binding::new("devs", role, Scope::ClusterWide, "").unwrap_err();
     assert!(matches!(err, RbacError::NamespacedRoleClusterWide { .. }));
-    assert!(err.to_string().contains("--cluster-role"), "{err}");
+    assert!(err.to_string().contains("--role-kind cluster-role"), "{err}");
     // As a ClusterRole it is fine.
-    let role = RoleSpec::resolve("deployer", true, &[]).unwrap();
+    let role = RoleSpec::resolve("deployer", Some(RoleKind::ClusterRole), &[]).unwrap();
     let b = Binding::new("devs", role, Scope::ClusterWide, "").unwrap();
     assert!(matches!(&b.objects()[0], RbacObject::ClusterRoleBinding(_)));
 }
@@ -234,33 +235,120 @@ fn a_namespaced_role_cannot_be_bound_cluster_wide() {
 #[test]
 fn role_resolution_follows_the_documented_order() {
     assert_eq!(
-        RoleSpec::resolve("view", false, &[]).unwrap(),
+        RoleSpec::resolve("view", None, &[]).unwrap(),
         RoleSpec::BuiltinClusterRole("view".into())
     );
     assert_eq!(
-        RoleSpec::resolve("admin", true, &[]).unwrap(),
+        RoleSpec::resolve("admin", Some(RoleKind::ClusterRole), &[]).unwrap(),
         RoleSpec::BuiltinClusterRole("admin".into())
     );
     assert!(matches!(
-        RoleSpec::resolve("reader", false, &[]).unwrap(),
+        RoleSpec::resolve("reader", None, &[]).unwrap(),
         RoleSpec::Preset {
             preset: Preset::Reader,
             ..
         }
     ));
     assert_eq!(
-        RoleSpec::resolve("reader", true, &[]).unwrap(),
+        RoleSpec::resolve("reader", Some(RoleKind::ClusterRole), &[]).unwrap(),
         RoleSpec::ExistingClusterRole("reader".into())
     );
     assert_eq!(
-        RoleSpec::resolve("my-role", false, &[]).unwrap(),
+        RoleSpec::resolve("my-role", None, &[]).unwrap(),
         RoleSpec::ExistingRole("my-role".into())
     );
 }
 
 #[test]
+fn role_kind_takes_the_name_literally() {
+    let kind = |role: &str, kind: RoleKind| RoleSpec::resolve(role, Some(kind), &[]);
+    // The names the presets and built-ins shadow, as plain existing roles.
+    for name in ["reader", "writer", "view"] {
+        assert_eq!(
+            kind(name, RoleKind::Role).unwrap(),
+            RoleSpec::ExistingRole(name.into())
+        );
+    }
+    assert_eq!(
+        kind("writer", RoleKind::ClusterRole).unwrap(),
+        RoleSpec::ExistingClusterRole("writer".into())
+    );
+    assert_eq!(
+        kind("edit", RoleKind::ClusterRole).unwrap(),
+        RoleSpec::BuiltinClusterRole("edit".into())
+    );
+    assert!(matches!(
+        kind("writer", RoleKind::Preset).unwrap(),
+        RoleSpec::Preset {
+            preset: Preset::Writer,
+            ..
+        }
+    ));
+    let err = kind("view", RoleKind::Preset).unwrap_err();
+    assert!(matches!(err, RbacError::NotAPreset { .. }), "{err}");
+    assert!(err.to_string().contains("reader and writer"), "{err}");
+    // Resources stay a preset's: a Role named reader takes none.
+    assert!(matches!(
+        RoleSpec::resolve("reader", Some(RoleKind::Role), &["pods".to_owned()]),
+        Err(RbacError::ResourcesWithoutPreset { .. })
+    ));
+    // A Role named reader, cluster-wide: refused like any namespaced Role.
+    let role = kind("reader", RoleKind::Role).unwrap();
+    assert!(matches!(
+        Binding::new("devs", role.clone(), Scope::ClusterWide, ""),
+        Err(RbacError::NamespacedRoleClusterWide { .. })
+    ));
+    let objects = Binding::new("devs", role, ns("app"), "").unwrap().objects();
+    assert_eq!(objects.len(), 1, "no preset Role is emitted");
+    let RbacObject::RoleBinding(b) = &objects[0] else {
+        panic!("{objects:?}")
+    };
+    assert_eq!(
+        (b.role_ref.kind.as_str(), b.role_ref.name.as_str()),
+        ("Role", "reader")
+    );
+}
+
+#[test]
+fn bindings_file_role_kind_matches_the_flag() {
+    let from_file = bindings_from_yaml(
+        "- {group: g, role: reader, roleKind: role, namespace: app}\n- {group: g, role: writer, role-kind: cluster-role, clusterWide: true}\n- {group: g, role: w, clusterRole: true, roleKind: cluster-role, namespace: app}\n",
+        "f",
+        "",
+    )
+    .unwrap();
+    let stated = |role: &str, kind: RoleKind, scope: Scope| {
+        Binding::new("g", RoleSpec::resolve(role, Some(kind), &[]).unwrap(), scope, "")
+            .unwrap()
+            .with_kind_stated(true)
+    };
+    assert_eq!(
+        from_file,
+        [
+            stated("reader", RoleKind::Role, ns("app")),
+            stated("writer", RoleKind::ClusterRole, Scope::ClusterWide),
+            stated("w", RoleKind::ClusterRole, ns("app")),
+        ]
+    );
+    let err = bindings_from_yaml(
+        "- {group: g, role: r, clusterRole: true, roleKind: role, namespace: a}",
+        "f",
+        "",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("clusterRole: true contradicts roleKind: role"),
+        "{err}"
+    );
+    let err =
+        bindings_from_yaml("- {group: g, role: r, roleKind: rolle, namespace: a}", "f", "").unwrap_err();
+    assert!(matches!(err, RbacError::ParseFile { .. }), "{err}");
+}
+
+#[test]
 fn bad_input_gets_a_clear_error() {
-    let role = || RoleSpec::resolve("view", false, &[]).unwrap();
+    let role = || RoleSpec::resolve("view", None, &[]).unwrap();
     assert!(matches!(
         Binding::new("", role(), ns("app"), ""),
         Err(RbacError::EmptyGroup)
@@ -274,14 +362,14 @@ fn bad_input_gets_a_clear_error() {
         Err(RbacError::InvalidGroup { .. })
     ));
     assert!(matches!(
-        RoleSpec::resolve("a/b", false, &[]),
+        RoleSpec::resolve("a/b", None, &[]),
         Err(RbacError::InvalidRoleName { .. })
     ));
     assert!(matches!(
-        RoleSpec::resolve("..", true, &[]),
+        RoleSpec::resolve("..", Some(RoleKind::ClusterRole), &[]),
         Err(RbacError::InvalidRoleName { .. })
     ));
-    let res = |r: &str| RoleSpec::resolve("reader", false, &[r.to_owned()]);
+    let res = |r: &str| RoleSpec::resolve("reader", None, &[r.to_owned()]);
     assert!(matches!(res("Pods"), Err(RbacError::InvalidResource { .. })));
     assert!(matches!(res("pods/"), Err(RbacError::InvalidResource { .. })));
     assert!(matches!(res("pods.Apps"), Err(RbacError::InvalidResource { .. })));
@@ -289,7 +377,7 @@ fn bad_input_gets_a_clear_error() {
     let err = res("deployments").unwrap_err();
     assert!(err.to_string().contains("deployments.apps"), "{err}");
     assert!(res("pods/log").is_ok() && res("*").is_ok() && res("deployments.apps/scale").is_ok());
-    let err = RoleSpec::resolve("view", false, &["pods".to_owned()]).unwrap_err();
+    let err = RoleSpec::resolve("view", None, &["pods".to_owned()]).unwrap_err();
     assert!(matches!(err, RbacError::ResourcesWithoutPreset { .. }));
     for err in [
         RbacError::EmptyGroup,

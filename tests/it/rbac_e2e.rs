@@ -12,6 +12,7 @@
 //! the real API: re-applying changes nothing, printed objects pass a server-side dry run, a
 //! binding's immutable roleRef and a namespaced Role bound cluster-wide are refused clearly.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,8 +21,9 @@ use serde_json::Value;
 
 use crate::kube::{
     APP_NAMESPACE, BYSTANDER, KubeCluster, KubeUser, OTHER_NAMESPACE, PREFIX, READER, TestUser, USER_CLUSTER,
-    USER_CONTEXT, USER_NAME, WRITER, keep_until_exit, pod_create_args,
+    USER_CONTEXT, USER_NAME, WRITER, keep_until_exit, pod_create_args, run_koidc,
 };
+use crate::setup_cmd::subject_names;
 use crate::support::{Output, V1, clean_command, koidc_bin, run};
 
 /// The pod the admin creates in `application` before the tests.
@@ -190,6 +192,14 @@ fn assert_one_error(out: &Output) -> String {
         );
     }
     error.to_string()
+}
+
+/// Fails unless `text` contains every one of `expected`.
+#[track_caller]
+fn assert_contains_all(text: &str, expected: &[&str]) {
+    for e in expected {
+        assert!(text.contains(e), "{e:?} missing from {text:?}");
+    }
 }
 
 /// How often `needle` occurs in `haystack`.
@@ -485,7 +495,7 @@ fn cluster_wide_bindings_apply_and_a_namespaced_role_cluster_wide_is_refused() {
     let error = assert_one_error(&refused);
     assert!(
         error.contains("\"deployer\" is taken as an existing namespaced Role")
-            && error.contains("--cluster-role"),
+            && error.contains("--role-kind cluster-role"),
         "{error:?}"
     );
     assert_absent(
@@ -693,4 +703,316 @@ fn whoami_shows_prefixed_email_and_groups() {
         "the reader got the writer's group: {groups:?}"
     );
     assert_eq!(reader.browser.launches(), 1, "one browser login");
+}
+
+#[test]
+fn bind_group_without_a_saved_or_given_groups_prefix_warns_that_the_subject_has_no_prefix() {
+    // An admin who never ran `koidc setup` here (another machine, a fresh HOME): the cluster
+    // most likely prefixes groups with koidc's default `oidc:`, and a bare subject matches nobody.
+    let home = tempfile::tempdir().expect("a temporary HOME");
+    let config_dir = home.path().join("never-set-up");
+    let bare = run_koidc(
+        home.path(),
+        &config_dir,
+        &["bind-group", "devs", "view", "-n", "team"],
+        &[],
+    );
+    bare.assert_success();
+    assert_eq!(subject_names(&bare.stdout), ["devs"], "{}", bare.stdout);
+    let lines = bare.stderr_lines();
+    assert_eq!(lines.len(), 1, "one warning expected: {lines:?}");
+    assert_contains_all(
+        lines[0],
+        &[
+            "koidc: warning: no groups prefix given and none saved by `koidc setup`",
+            "\"devs\"",
+            "--group-prefix oidc:",
+            "--group-prefix ''",
+        ],
+    );
+
+    // Several groups from a file: one warning for all of them.
+    let file = home.path().join("groups.yaml");
+    std::fs::write(
+        &file,
+        "- {group: devs, role: view, namespace: team}\n- {group: ops, role: edit, clusterWide: true}\n",
+    )
+    .expect("write the bindings file");
+    let from = run_koidc(
+        home.path(),
+        &config_dir,
+        &[OsStr::new("bind-group"), OsStr::new("--from"), file.as_os_str()],
+        &[],
+    );
+    from.assert_success();
+    assert_eq!(subject_names(&from.stdout), ["devs", "ops"], "{}", from.stdout);
+    assert_eq!(
+        from.stderr_lines().len(),
+        1,
+        "one warning for the file: {}",
+        from.stderr
+    );
+    assert!(from.stderr.contains("--group-prefix oidc:"), "{}", from.stderr);
+
+    // `--group-prefix ''` says "no prefix" on purpose: no warning.
+    let none = run_koidc(
+        home.path(),
+        &config_dir,
+        &["bind-group", "devs", "view", "-n", "team", "--group-prefix", ""],
+        &[],
+    );
+    none.assert_success();
+    assert_eq!(subject_names(&none.stdout), ["devs"], "{}", none.stdout);
+    assert_eq!(none.stderr, "", "no warning when the prefix is given as none");
+    assert!(
+        !config_dir.exists(),
+        "bind-group created {}",
+        config_dir.display()
+    );
+}
+
+#[test]
+fn bind_group_apply_refuses_a_misspelled_role_and_names_the_role_it_resembles() {
+    let cluster = cluster();
+    let _logs = cluster.print_logs_on_failure();
+    let ns = APP_NAMESPACE;
+
+    // The example: `Reader` bound a Role that does not exist, exit 0.
+    let refused = cluster.bind_group_apply(&["developers", "Reader", "-n", ns]);
+    let error = assert_one_error(&refused);
+    assert_contains_all(
+        &error,
+        &[
+            "Role \"Reader\" does not exist in namespace application",
+            "did you mean the preset `reader`",
+            "--allow-missing-role",
+        ],
+    );
+    assert_absent(
+        cluster,
+        &["get", "rolebinding", "koidc:developers:Reader", "-n", ns],
+    );
+
+    // A built-in ClusterRole misspelled.
+    let refused = cluster.bind_group_apply(&["developers", "veiw", "--cluster-role", "--cluster-wide"]);
+    let error = assert_one_error(&refused);
+    assert_contains_all(
+        &error,
+        &[
+            "ClusterRole \"veiw\" does not exist",
+            "did you mean the built-in ClusterRole `view`",
+            "--allow-missing-role",
+        ],
+    );
+    assert_absent(cluster, &["get", "clusterrolebinding", "koidc:developers:veiw"]);
+
+    // Printed for review (no --apply, no cluster access): the objects, and a warning.
+    let printed = cluster
+        .idp
+        .koidc_admin(&["bind-group", "developers", "Reader", "-n", ns]);
+    printed.assert_success();
+    assert!(printed.stdout.contains("  name: Reader\n"), "{}", printed.stdout);
+    assert!(
+        printed.stderr.lines().any(|l| l.starts_with("koidc: warning: ")
+            && l.contains("\"Reader\"")
+            && l.contains("`reader`")
+            && l.contains("--role-kind role")),
+        "no typo warning:\n{}",
+        printed.stderr
+    );
+}
+
+#[test]
+fn bind_group_apply_of_a_missing_role_says_when_it_exists_as_the_other_kind() {
+    let cluster = cluster();
+    let _logs = cluster.print_logs_on_failure();
+    let ns = APP_NAMESPACE;
+    cluster.admin_ok(&[
+        "create",
+        "clusterrole",
+        "pod-lister",
+        "--verb=list",
+        "--resource=pods",
+    ]);
+    cluster.admin_ok(&[
+        "create",
+        "role",
+        "pod-getter",
+        "-n",
+        ns,
+        "--verb=get",
+        "--resource=pods",
+    ]);
+
+    let refused = cluster.bind_group_apply(&["listers", "pod-lister", "-n", ns]);
+    let error = assert_one_error(&refused);
+    assert_contains_all(
+        &error,
+        &[
+            "Role \"pod-lister\" does not exist in namespace application",
+            "a ClusterRole \"pod-lister\" exists",
+            "--role-kind cluster-role",
+        ],
+    );
+    let refused =
+        cluster.bind_group_apply(&["getters", "pod-getter", "--role-kind", "cluster-role", "-n", ns]);
+    let error = assert_one_error(&refused);
+    assert_contains_all(
+        &error,
+        &[
+            "ClusterRole \"pod-getter\" does not exist",
+            "a Role \"pod-getter\" exists in namespace application",
+            "--role-kind role",
+        ],
+    );
+
+    // Doing what the errors say works.
+    cluster
+        .bind_group_apply(&["listers", "pod-lister", "--role-kind", "cluster-role", "-n", ns])
+        .assert_success();
+    assert!(group_can(cluster, "listers", "list", "pods", ns));
+    cluster
+        .bind_group_apply(&["getters", "pod-getter", "--role-kind", "role", "-n", ns])
+        .assert_success();
+    assert!(group_can(cluster, "getters", "get", "pods", ns));
+}
+
+#[test]
+fn bind_group_apply_binds_a_role_that_does_not_exist_yet_only_with_allow_missing_role() {
+    let cluster = cluster();
+    let _logs = cluster.print_logs_on_failure();
+    let ns = APP_NAMESPACE;
+    let binding = "koidc:later-group:created-later";
+
+    let refused = cluster.bind_group_apply(&["later-group", "created-later", "-n", ns]);
+    let error = assert_one_error(&refused);
+    assert!(
+        error.contains("Role \"created-later\" does not exist in namespace application")
+            && error.contains("create it first")
+            && error.contains("--allow-missing-role")
+            && !error.contains("did you mean"),
+        "{error:?}"
+    );
+    assert_absent(cluster, &["get", "rolebinding", binding, "-n", ns]);
+
+    let allowed =
+        cluster.bind_group_apply(&["later-group", "created-later", "-n", ns, "--allow-missing-role"]);
+    allowed.assert_success();
+    let b = get_json(cluster, "rolebinding", binding, Some(ns));
+    assert_eq!(b["roleRef"]["kind"], "Role", "in {b}");
+    assert_eq!(b["roleRef"]["name"], "created-later", "in {b}");
+    assert!(!group_can(cluster, "later-group", "get", "pods", ns));
+
+    // Once the Role exists the binding grants it, and a plain re-apply passes the check.
+    cluster.admin_ok(&[
+        "create",
+        "role",
+        "created-later",
+        "-n",
+        ns,
+        "--verb=get",
+        "--resource=pods",
+    ]);
+    assert!(group_can(cluster, "later-group", "get", "pods", ns));
+    cluster
+        .bind_group_apply(&["later-group", "created-later", "-n", ns])
+        .assert_success();
+
+    // A bindings file is checked entry by entry before anything is applied.
+    let file = cluster.idp.dir().join("missing-role-bindings.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "- {{group: file-group, role: reader, namespace: {ns}}}\n- {{group: file-group, role: no-such-role, namespace: {ns}}}\n"
+        ),
+    )
+    .expect("write the bindings file");
+    let file_arg = file.display().to_string();
+    let refused = cluster.bind_group_apply(&["--from", &file_arg]);
+    let error = assert_one_error(&refused);
+    assert!(
+        error.contains("Role \"no-such-role\" does not exist in namespace application"),
+        "{error:?}"
+    );
+    assert_absent(
+        cluster,
+        &["get", "rolebinding", "koidc:file-group:koidc-reader", "-n", ns],
+    );
+}
+
+#[test]
+fn bind_group_role_kind_binds_existing_roles_named_like_the_presets() {
+    let cluster = cluster();
+    let _logs = cluster.print_logs_on_failure();
+    let (ns, group) = (APP_NAMESPACE, "guide-readers");
+    // The guide's own names: a Role `reader` and a ClusterRole `writer` made by hand.
+    cluster.admin_ok(&[
+        "create",
+        "role",
+        "reader",
+        "-n",
+        ns,
+        "--verb=get",
+        "--resource=configmaps",
+    ]);
+    cluster.admin_ok(&[
+        "create",
+        "clusterrole",
+        "writer",
+        "--verb=delete",
+        "--resource=configmaps",
+    ]);
+
+    let role = cluster.bind_group_apply(&[group, "reader", "--role-kind", "role", "-n", ns]);
+    role.assert_success();
+    let b = get_json(cluster, "rolebinding", "koidc:guide-readers:reader", Some(ns));
+    assert_eq!(b["roleRef"]["kind"], "Role", "in {b}");
+    assert_eq!(b["roleRef"]["name"], "reader", "in {b}");
+    assert!(group_can(cluster, group, "get", "configmaps", ns));
+    assert!(
+        !group_can(cluster, group, "list", "pods", ns),
+        "the preset was bound instead of the Role"
+    );
+    assert_absent(
+        cluster,
+        &["get", "rolebinding", "koidc:guide-readers:koidc-reader", "-n", ns],
+    );
+
+    let cluster_role = cluster.bind_group_apply(&[group, "writer", "--role-kind", "cluster-role", "-n", ns]);
+    cluster_role.assert_success();
+    let b = get_json(cluster, "rolebinding", "koidc:guide-readers:writer", Some(ns));
+    assert_eq!(b["roleRef"]["kind"], "ClusterRole", "in {b}");
+    assert_eq!(b["roleRef"]["name"], "writer", "in {b}");
+    assert!(group_can(cluster, group, "delete", "configmaps", ns));
+    assert!(!group_can(
+        cluster,
+        group,
+        "delete",
+        "configmaps",
+        OTHER_NAMESPACE
+    ));
+
+    // A Role lives in one namespace: it is looked up in -n, and cannot be bound cluster-wide.
+    let elsewhere =
+        cluster.bind_group_apply(&[group, "reader", "--role-kind", "role", "-n", OTHER_NAMESPACE]);
+    let error = assert_one_error(&elsewhere);
+    assert!(
+        error.contains("Role \"reader\" does not exist in namespace other"),
+        "{error:?}"
+    );
+    let cluster_wide = cluster.bind_group_apply(&[group, "reader", "--role-kind", "role", "--cluster-wide"]);
+    let error = assert_one_error(&cluster_wide);
+    assert!(error.contains("namespaced Role"), "{error:?}");
+    assert_absent(
+        cluster,
+        &["get", "clusterrolebinding", "koidc:guide-readers:reader"],
+    );
+
+    // `--role-kind preset` takes only the presets.
+    let not_preset = cluster.bind_group_apply(&[group, "view", "--role-kind", "preset", "-n", ns]);
+    let error = assert_one_error(&not_preset);
+    assert!(
+        error.contains("\"view\" is not a preset") && error.contains("reader") && error.contains("writer"),
+        "{error:?}"
+    );
 }

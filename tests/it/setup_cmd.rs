@@ -1,13 +1,21 @@
 //! `koidc setup` against the real Dex over HTTPS (no apiserver needed): `--login` shows the real
 //! token's claims and turns its groups into `koidc bind-group` hints, and the groups prefix setup
-//! saves is the one `koidc bind-group` puts in its subjects from then on. The end-to-end use of
+//! saves is the one `koidc bind-group` puts in its subjects from then on. A kubeconfig that
+//! `--write-kubeconfig` starts from nothing is completed with the kubectl commands setup prints,
+//! and the real kubectl then logs in through it (also with `--embed-ca`, the IdP's CA carried in
+//! the entry). What setup says and writes about client secrets and GitHub. The end-to-end use of
 //! setup's output by a real apiserver and kubectl is in [`crate::rbac_e2e`].
 
 use std::path::Path;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+
+use crate::apiserver::ApiServer;
 use crate::browser::BrowserLog;
 use crate::kube::{KubeIdp, READER, run_koidc};
-use crate::support::{Output, clean_command, koidc_bin, run};
+use crate::support::{Output, clean_command, e2e_binary, koidc_bin, run};
 
 /// `koidc bind-group <args>` (printing, not applying) with this HOME and XDG_CONFIG_HOME.
 fn bind_group(home: &Path, config_dir: &Path, args: &[&str]) -> Output {
@@ -19,7 +27,7 @@ fn bind_group(home: &Path, config_dir: &Path, args: &[&str]) -> Output {
 }
 
 /// The subject names in `koidc bind-group`'s YAML (`  name: X` under `subjects:`).
-fn subject_names(yaml: &str) -> Vec<String> {
+pub fn subject_names(yaml: &str) -> Vec<String> {
     let mut names = Vec::new();
     let mut in_subjects = false;
     for line in yaml.lines() {
@@ -252,4 +260,400 @@ fn setup_write_kubeconfig_with_a_stale_kubeconfig_lock_fails_naming_the_lock_and
         "nothing printed on stdout after the failure: {}",
         out.stdout
     );
+}
+
+/// The kubeconfig at `path`, parsed.
+fn read_kubeconfig(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read the kubeconfig {}: {e}", path.display()));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("parse {text}: {e}"))
+}
+
+/// The `exec` entry of the kubeconfig user `name`.
+fn exec_of(kubeconfig: &Value, name: &str) -> Value {
+    kubeconfig["users"]
+        .as_array()
+        .and_then(|users| users.iter().find(|u| u["name"] == name))
+        .map(|u| u["user"]["exec"].clone())
+        .unwrap_or_else(|| panic!("no user {name:?} in {kubeconfig}"))
+}
+
+/// `koidc setup` for [`KubeIdp`]'s Dex with `--write-kubeconfig --kubeconfig <kubeconfig>` and
+/// the test's koidc as the exec command, plus `extra`; `setup_args` replaced by `args` when given.
+fn setup_kubeconfig(
+    idp: &KubeIdp,
+    dir: &Path,
+    kubeconfig: &Path,
+    args: Option<Vec<String>>,
+    extra: &[&str],
+) -> Output {
+    let mut all = vec!["setup".to_owned()];
+    all.extend(args.unwrap_or_else(|| idp.setup_args()));
+    all.extend(["--write-kubeconfig".into(), "--kubeconfig".into()]);
+    all.push(kubeconfig.display().to_string());
+    all.extend(["--exec-command".into(), koidc_bin().into()]);
+    all.extend(extra.iter().map(|s| (*s).to_owned()));
+    run_koidc(&dir.join("admin-home"), &dir.join("admin-config"), &all, &[])
+}
+
+/// Runs the real kubectl as [`READER`] (fake browser, file cache: the test knobs reach the exec
+/// plugin through kubectl's environment) with `kubeconfig`: `kubectl get --raw /api` against
+/// `server`. Checks that kubectl succeeded, that the one browser login happened and that every
+/// request carried a bearer token.
+fn kubectl_logs_in(kubectl: &Path, idp: &KubeIdp, server: &ApiServer, dir: &Path, kubeconfig: &Path) {
+    let home = dir.join("user-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let browser = BrowserLog::new(dir);
+    let mut cmd = clean_command(kubectl, &home);
+    cmd.env("FAKE_BROWSER_LOGIN", READER.email)
+        .env("FAKE_BROWSER_PASSWORD", READER.password)
+        .env("FAKE_BROWSER_LOG", &browser.path)
+        .env("KOIDC_BROWSER_COMMAND", idp.browser_command())
+        .env("KOIDC_CACHE", "file")
+        .env("KOIDC_CACHE_DIR", dir.join("user-cache"))
+        .env("KOIDC_TIMEOUT", "60")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["get", "--raw", "/api"]);
+    let out = run(&mut cmd);
+    out.assert_success();
+    let versions: Value = serde_json::from_str(&out.stdout).expect("kubectl printed the JSON");
+    assert_eq!(versions["kind"], "APIVersions");
+    assert_eq!(browser.launches(), 1, "one browser login for kubectl");
+    let requests = server.requests();
+    assert!(!requests.is_empty(), "kubectl sent no request");
+    for request in &requests {
+        assert!(
+            request
+                .authorization
+                .as_deref()
+                .is_some_and(|a| a.starts_with("Bearer eyJ")),
+            "{} {} carried no ID token",
+            request.method,
+            request.path
+        );
+    }
+}
+
+#[test]
+fn setup_write_kubeconfig_into_a_missing_kubeconfig_prints_the_kubectl_commands_that_complete_it() {
+    let kubectl = e2e_binary("KOIDC_E2E_KUBECTL", "kubectl v1.36.3");
+    let idp = KubeIdp::start();
+    let server = ApiServer::start();
+    let dir = idp.dir().join("setup-missing-kubeconfig");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kube").join("config");
+    let out = setup_kubeconfig(&idp, &dir, &kubeconfig, None, &["--print", "kubeconfig"]);
+    out.assert_success();
+    let commands: Vec<&str> = out
+        .stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("kubectl config "))
+        .collect();
+    let verbs: Vec<&str> = commands
+        .iter()
+        .map(|c| c.split_whitespace().nth(2).unwrap_or_default())
+        .collect();
+    assert_eq!(
+        verbs,
+        ["set-cluster", "set-context", "use-context"],
+        "setup should print the kubectl commands that complete the kubeconfig:\n{}",
+        out.stderr
+    );
+    let written = read_kubeconfig(&kubeconfig);
+    assert_eq!(written["clusters"], serde_json::json!([]), "{written}");
+
+    // The admin fills in the placeholders and runs the commands as printed, in a shell.
+    let server_ca = dir.join("apiserver-ca.crt");
+    std::fs::write(&server_ca, server.ca_pem()).unwrap();
+    for command in &commands {
+        assert!(
+            command.contains(&format!("--kubeconfig={}", kubeconfig.display())),
+            "{command:?} does not name the kubeconfig setup wrote"
+        );
+        let filled = command
+            .replacen("kubectl", &kubectl.display().to_string(), 1)
+            .replace("<cluster>", "test-cluster")
+            .replace("<https://apiserver:6443>", &server.url())
+            .replace("<apiserver-ca.crt>", &server_ca.display().to_string());
+        assert!(!filled.contains('<'), "a placeholder is left in {filled:?}");
+        let mut sh = clean_command("sh", &dir);
+        sh.args(["-c", &filled]);
+        run(&mut sh).assert_success();
+    }
+    kubectl_logs_in(&kubectl, &idp, &server, &dir, &kubeconfig);
+
+    // Run again on the completed kubeconfig: a context uses the user, nothing more to say.
+    let again = setup_kubeconfig(&idp, &dir, &kubeconfig, None, &["--print", "kubeconfig"]);
+    again.assert_success();
+    assert!(
+        !again.stderr.contains("kubectl config"),
+        "setup printed next steps for a complete kubeconfig:\n{}",
+        again.stderr
+    );
+    let rewritten = read_kubeconfig(&kubeconfig);
+    assert_eq!(rewritten["current-context"], "oidc@test-cluster", "{rewritten}");
+    assert_eq!(rewritten["clusters"][0]["name"], "test-cluster", "{rewritten}");
+}
+
+#[test]
+fn setup_embed_ca_writes_the_idp_ca_as_data_and_kubectl_logs_in_without_the_ca_file() {
+    let kubectl = e2e_binary("KOIDC_E2E_KUBECTL", "kubectl v1.36.3");
+    let idp = KubeIdp::start();
+    let server = ApiServer::start();
+    let dir = idp.dir().join("setup-embed-ca");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The admin's copy of the IdP's CA, gone once the entry is written.
+    let admin_ca = dir.join("dex-ca.pem");
+    std::fs::copy(idp.ca_file(), &admin_ca).unwrap();
+    let mut args = idp.setup_args();
+    let at = args.iter().position(|a| a == "--certificate-authority").unwrap();
+    args[at + 1] = admin_ca.display().to_string();
+    let kubeconfig = dir.join("handed-out.yaml");
+    let out = setup_kubeconfig(
+        &idp,
+        &dir,
+        &kubeconfig,
+        Some(args),
+        &["--embed-ca", "--print", "kubeconfig"],
+    );
+    out.assert_success();
+    std::fs::remove_file(&admin_ca).unwrap();
+
+    let exec = exec_of(&read_kubeconfig(&kubeconfig), "oidc");
+    let exec_args: Vec<&str> = exec["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        !exec_args
+            .iter()
+            .any(|a| a.starts_with("--certificate-authority=")),
+        "the entry still names the admin's CA file: {exec_args:?}"
+    );
+    let data: Vec<&str> = exec_args
+        .iter()
+        .filter_map(|a| a.strip_prefix("--certificate-authority-data="))
+        .collect();
+    assert_eq!(data.len(), 1, "{exec_args:?}");
+    let pem = STANDARD.decode(data[0]).expect("base64");
+    assert_eq!(
+        String::from_utf8(pem).unwrap().trim(),
+        idp.ca_pem().trim(),
+        "the embedded CA is not the IdP's"
+    );
+
+    // Whoever gets the file adds the cluster; kubectl then logs in with the embedded CA.
+    let server_ca = dir.join("apiserver-ca.crt");
+    std::fs::write(&server_ca, server.ca_pem()).unwrap();
+    let file = format!("--kubeconfig={}", kubeconfig.display());
+    for step in [
+        vec![
+            "config".to_owned(),
+            "set-cluster".into(),
+            "c".into(),
+            format!("--server={}", server.url()),
+            format!("--certificate-authority={}", server_ca.display()),
+            "--embed-certs".into(),
+        ],
+        ["config", "set-context", "c", "--cluster=c", "--user=oidc"]
+            .map(String::from)
+            .to_vec(),
+        ["config", "use-context", "c"].map(String::from).to_vec(),
+    ] {
+        let mut cmd = clean_command(&kubectl, &dir);
+        cmd.arg(&file).args(step);
+        run(&mut cmd).assert_success();
+    }
+    kubectl_logs_in(&kubectl, &idp, &server, &dir, &kubeconfig);
+}
+
+#[test]
+fn get_token_refuses_certificate_authority_data_that_is_not_a_base64_pem_certificate() {
+    let idp = crate::stub_idp::StubIdp::start(crate::stub_idp::Fault::Good);
+    let tmp = tempfile::tempdir().unwrap();
+    let broken_pem = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+    for (what, value) in [
+        ("not base64", "not base64 at all!".to_owned()),
+        ("base64 of text", STANDARD.encode("hello")),
+        ("base64 of a broken certificate", STANDARD.encode(broken_pem)),
+        ("a PEM certificate without base64", broken_pem.replace('\n', "")),
+    ] {
+        let mut cmd = clean_command(koidc_bin(), tmp.path());
+        cmd.args(["get-token", "--issuer", idp.issuer(), "--client-id"])
+            .arg(crate::stub_idp::CLIENT_ID)
+            .args(["--cache", "none", "--no-browser", "--timeout", "5"])
+            .arg(format!("--certificate-authority-data={value}"));
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", out.stderr);
+        let line = out.assert_one_error_line();
+        assert!(
+            line.contains("--certificate-authority-data") && line.contains("base64"),
+            "{what}: the error should name the option and what it takes: {line}"
+        );
+        assert!(out.stdout.is_empty(), "{what}: {}", out.stdout);
+    }
+}
+
+/// `koidc setup` for the stub IdP, writing `kubeconfig`, with `args` and the variables `env`.
+fn setup_stub(home: &Path, kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = clean_command(koidc_bin(), home);
+    cmd.env("XDG_CONFIG_HOME", home.join("xdg-config"))
+        .envs(env.iter().copied())
+        .arg("setup")
+        .args(args)
+        .args(["--write-kubeconfig", "--kubeconfig"])
+        .arg(kubeconfig);
+    run(&mut cmd)
+}
+
+/// [`setup_stub`] for a fresh stub IdP (`--issuer`, `--client-id`) plus `extra`, writing
+/// `kubeconfig` in a fresh dir; returns the dir (removed when dropped), the kubeconfig's path and
+/// the run.
+fn setup_stub_oidc(extra: &[&str]) -> (tempfile::TempDir, std::path::PathBuf, Output) {
+    let idp = crate::stub_idp::StubIdp::start(crate::stub_idp::Fault::Good);
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = tmp.path().join("kubeconfig");
+    let mut args = vec![
+        "--issuer",
+        idp.issuer(),
+        "--client-id",
+        crate::stub_idp::CLIENT_ID,
+    ];
+    args.extend(extra);
+    let out = setup_stub(tmp.path(), &kubeconfig, &args, &[]);
+    (tmp, kubeconfig, out)
+}
+
+#[test]
+fn setup_for_a_dex_issuer_prints_no_github_note_and_writes_no_env_null() {
+    let (_dir, kubeconfig, out) = setup_stub_oidc(&["--provider", "dex"]);
+    out.assert_success();
+    assert!(
+        !out.stderr.contains("GitHub") && !out.stdout.contains("GitHub"),
+        "setup for Dex talks about GitHub:\n{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("secret"),
+        "setup mentions a client secret nobody gave:\n{}",
+        out.stderr
+    );
+    let exec = exec_of(&read_kubeconfig(&kubeconfig), "oidc");
+    assert!(exec.get("env").is_none(), "the entry has an env key: {exec}");
+    assert!(
+        !std::fs::read_to_string(&kubeconfig).unwrap().contains("env:"),
+        "env written into the kubeconfig"
+    );
+}
+
+const SETUP_SECRET: &str = "s3tup-cl1ent-secret-never-written";
+
+#[test]
+fn setup_with_a_client_secret_says_to_put_it_in_the_exec_env_and_never_writes_it() {
+    let idp = crate::stub_idp::StubIdp::start(crate::stub_idp::Fault::Good);
+    let tmp = tempfile::tempdir().unwrap();
+    for (n, provider) in ["generic", "github"].iter().enumerate() {
+        let kubeconfig = tmp.path().join(format!("config-{n}"));
+        let mut args = vec!["--client-id", crate::stub_idp::CLIENT_ID, "--provider", provider];
+        if *provider != "github" {
+            args.extend(["--issuer", idp.issuer()]);
+        }
+        let out = setup_stub(
+            tmp.path(),
+            &kubeconfig,
+            &args,
+            &[("KOIDC_CLIENT_SECRET", SETUP_SECRET)],
+        );
+        out.assert_success();
+        let hint = out
+            .stderr
+            .lines()
+            .find(|l| l.contains("client secret"))
+            .unwrap_or_else(|| panic!("{provider}: no word on the client secret:\n{}", out.stderr));
+        assert!(
+            hint.contains("not written") && hint.contains("env") && hint.contains("KOIDC_CLIENT_SECRET"),
+            "{provider}: the hint should say the secret is not in the entry and how to add it: {hint}"
+        );
+        assert!(
+            out.stderr.contains("- name: KOIDC_CLIENT_SECRET"),
+            "{provider}: no env snippet:\n{}",
+            out.stderr
+        );
+        let file = std::fs::read_to_string(&kubeconfig).unwrap();
+        for (what, text) in [
+            ("stdout", &out.stdout),
+            ("stderr", &out.stderr),
+            ("kubeconfig", &file),
+        ] {
+            assert!(
+                !text.contains(SETUP_SECRET),
+                "{provider}: the secret is in {what}"
+            );
+        }
+        let exec = exec_of(&read_kubeconfig(&kubeconfig), "oidc");
+        assert!(
+            exec.get("env").is_none(),
+            "{provider}: the entry has an env key: {exec}"
+        );
+    }
+}
+
+#[test]
+fn setup_for_github_says_the_webhook_url_defaulted_to_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = tmp.path().join("config");
+    let out = setup_stub(
+        tmp.path(),
+        &kubeconfig,
+        &["--provider", "github", "--client-id", "Ov23abc"],
+        &[],
+    );
+    out.assert_success();
+    let warning = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("--webhook-url"))
+        .unwrap_or_else(|| panic!("nothing said about the defaulted --webhook-url:\n{}", out.stderr));
+    assert!(
+        warning.starts_with("koidc: warning:") && warning.contains("https://127.0.0.1:8443/"),
+        "{warning}"
+    );
+    let exec = exec_of(&read_kubeconfig(&kubeconfig), "oidc");
+    assert!(exec.get("env").is_none(), "the entry has an env key: {exec}");
+
+    let given = setup_stub(
+        tmp.path(),
+        &tmp.path().join("config-2"),
+        &[
+            "--provider",
+            "github",
+            "--client-id",
+            "Ov23abc",
+            "--webhook-url",
+            "https://10.0.0.5:8443/",
+        ],
+        &[],
+    );
+    given.assert_success();
+    assert!(
+        !given.stderr.contains("--webhook-url"),
+        "warned although --webhook-url was given:\n{}",
+        given.stderr
+    );
+}
+
+#[test]
+fn setup_embed_ca_without_a_ca_fails_saying_which_option_is_missing() {
+    let (_dir, kubeconfig, out) = setup_stub_oidc(&["--embed-ca"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let line = out.assert_one_error_line();
+    assert!(
+        line.contains("--embed-ca") && line.contains("--certificate-authority FILE"),
+        "{line}"
+    );
+    assert!(!kubeconfig.exists(), "a kubeconfig was written");
 }

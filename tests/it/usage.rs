@@ -139,18 +139,12 @@ fn kubelogin_option_names_get_the_koidc_equivalent() {
 }
 
 #[test]
-fn kubelogin_insecure_skip_tls_verify_and_ca_data_are_refused_with_the_reason() {
+fn kubelogin_insecure_skip_tls_verify_is_refused_with_the_reason() {
     assert_eq!(
         usage_error(&["login", "--issuer=https://x", "--insecure-skip-tls-verify"]),
         "koidc: kubelogin's options are not koidc's: --insecure-skip-tls-verify is refused: koidc always \
          verifies the identity provider's TLS certificate; trust a private CA with --certificate-authority \
          FILE; try `koidc login --help`"
-    );
-    assert_eq!(
-        usage_error(&["get-token", "--certificate-authority-data=LS0tLS1CRUdJTg=="]),
-        "koidc: kubelogin's options are not koidc's: --certificate-authority-data: koidc reads the CA from a \
-         PEM file: decode the data into one (base64 -d) and pass --certificate-authority FILE; \
-         try `koidc get-token --help`"
     );
 }
 
