@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod fast;
+pub mod usage;
 
 /// koidc: log in to Kubernetes with your company identity (OpenID Connect).
 #[derive(Debug, Parser)]

@@ -1,7 +1,7 @@
 //! The `koidc` binary: parse flags, run one command, print any error once.
 //!
 //! Errors are printed here and nowhere else, as one line `koidc: <what went wrong>`; exit code 1
-//! for failures, 2 for usage errors (clap's convention).
+//! for failures, 2 for usage errors (clap's convention, worded by [`koidc::cli::usage`]).
 //!
 //! kubectl starts koidc for every command it runs, so the program's start-up is part of every
 //! `kubectl get`. The binary therefore brings its own C `main` (`#![no_main]`) instead of Rust's
@@ -97,27 +97,30 @@ fn run() -> c_int {
             .unwrap_or_default();
         stderr_line(format_args!(
             "koidc: internal error: {}; please report this",
-            one_line(&msg)
+            msg.split_whitespace().collect::<Vec<_>>().join(" ")
         ));
     }));
     let cli = match Cli::try_parse_args(std::env::args_os()) {
         Ok(cli) => cli,
         Err(err) => {
-            let code = if err.use_stderr() { 2 } else { 0 };
-            let _ = err.print();
-            return code;
+            let args: Vec<_> = std::env::args_os().collect();
+            return match koidc::cli::usage::error_line(&err, &args) {
+                Some(line) => {
+                    stderr_line(format_args!("koidc: {line}"));
+                    2
+                }
+                None => {
+                    let _ = err.print();
+                    0
+                }
+            };
         }
     };
     match koidc::commands::run(cli) {
         Ok(()) => 0,
         Err(err) => {
-            stderr_line(format_args!("koidc: {}", one_line(&format!("{err:#}"))));
+            stderr_line(format_args!("koidc: {}", koidc::printer::error_line(&err)));
             1
         }
     }
-}
-
-/// Folds a message onto one line, so every error is exactly one line on stderr.
-fn one_line(msg: &str) -> String {
-    msg.split_whitespace().collect::<Vec<_>>().join(" ")
 }

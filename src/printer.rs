@@ -10,6 +10,9 @@
 //! panics on a failed write and a second failure in the panic message aborts the process
 //! (SIGABRT) with the cache lock held and the credential unprinted. `eprintln!` is denied by
 //! clippy (`print_stderr`) for that reason.
+//!
+//! The error a command ends with is printed by `main` as one line, [`error_line`]: its causes in
+//! order, each once.
 
 use std::io::Write as _;
 
@@ -62,5 +65,188 @@ impl Printer {
     /// True with `-v`.
     pub fn is_verbose(&self) -> bool {
         self.verbosity > 0
+    }
+}
+
+/// An error and its causes as the one line koidc ends with (`koidc: <this>`): each cause after
+/// a `: `, folded onto one line. A cause whose text the line already holds is left out, so an
+/// error that shows its cause in its own message and also returns it as its `source()` (a
+/// thiserror `{0}` that is also the source) prints it once.
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = fold(&cause.to_string());
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// Folds a message onto one line, so every error is exactly one line on stderr.
+fn fold(msg: &str) -> String {
+    msg.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No run of `WINDOW` words appears twice in `line`: a cause printed twice would.
+    #[track_caller]
+    fn assert_each_cause_once(line: &str) {
+        const WINDOW: usize = 5;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let mut seen = std::collections::HashSet::new();
+        for window in words.windows(WINDOW) {
+            assert!(
+                seen.insert(window),
+                "{:?} appears twice in {line:?}",
+                window.join(" ")
+            );
+        }
+    }
+
+    fn io_error() -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "No such file or directory (os error 2)",
+        )
+    }
+
+    /// Every error type of koidc that has a source (a source or from attribute, or a field named
+    /// `source`, in `src/`), with the line main.rs prints for it.
+    fn errors_with_a_source() -> Vec<(anyhow::Error, &'static str)> {
+        use crate::browser::BrowserError;
+        vec![
+            (
+                BrowserError::Spawn {
+                    program: "firefox".into(),
+                    source: io_error(),
+                }
+                .into(),
+                "could not start the browser command `firefox`: No such file or directory (os error 2); \
+                 fix --browser-command or BROWSER, or use --no-browser",
+            ),
+            (
+                BrowserError::System(io_error()).into(),
+                "could not open the system browser: No such file or directory (os error 2); open the URL \
+                 yourself, or use --browser-command or --no-browser",
+            ),
+            (
+                crate::loopback::LoopbackError::LocalAddr(io_error()).into(),
+                "could not read the address of the login callback listener: No such file or directory (os \
+                 error 2)",
+            ),
+            (
+                crate::config::ConfigError::from(crate::github::GithubError::InvalidUrl {
+                    flag: "github-url",
+                    url: "ftp://x".into(),
+                    reason: "not https",
+                })
+                .into(),
+                "invalid --github-url \"ftp://x\": not https",
+            ),
+            (
+                crate::rbac::RbacError::ReadFile {
+                    path: "rbac.yaml".into(),
+                    source: io_error(),
+                }
+                .into(),
+                "cannot read the bindings file rbac.yaml: No such file or directory (os error 2)",
+            ),
+            (
+                crate::commands::bind_group::ApplyError::Run {
+                    program: "kubectl".into(),
+                    source: io_error(),
+                }
+                .into(),
+                "cannot run \"kubectl\": No such file or directory (os error 2)",
+            ),
+        ]
+    }
+
+    #[test]
+    fn error_chains_print_each_cause_once_for_every_error_with_a_source() {
+        use crate::oidc::{OidcError, Rejection};
+        let rejected = (
+            OidcError::from(Rejection::Audience(
+                "must contain `koidc` (the token's: `kubernetes`); check --client-id".into(),
+            ))
+            .into(),
+            "ID token rejected: audience must contain `koidc` (the token's: `kubernetes`); check --client-id",
+        );
+        for (err, expected) in errors_with_a_source().into_iter().chain([rejected]) {
+            let line = error_line(&err);
+            assert_each_cause_once(&line);
+            assert_eq!(line, fold(expected));
+            // A context in front, as the commands add, changes nothing in what follows.
+            let line = error_line(&err.context("cannot log in"));
+            assert_eq!(line, format!("cannot log in: {}", fold(expected)));
+        }
+    }
+
+    #[test]
+    fn the_list_of_errors_with_a_source_is_complete() {
+        // Spelled in pieces so that this file does not count itself (its `source:` lines build
+        // errors from `io_error()`, which the count below does not take for a field).
+        let markers = [concat!("#[", "source]"), concat!("#[", "from]")];
+        let mut found = Vec::new();
+        let mut dirs = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src"
+        ))];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let mut previous = "";
+                    for (n, line) in text.lines().enumerate() {
+                        let marked = |l: &str| markers.iter().any(|m| l.contains(m));
+                        // thiserror also takes a field named `source` as the source.
+                        let implicit = line.trim_start().starts_with("source: ") && line.contains("Error");
+                        if marked(line) || (implicit && !marked(previous)) {
+                            found.push(format!("{}:{}", path.display(), n + 1));
+                        }
+                        previous = line;
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            found.len(),
+            errors_with_a_source().len(),
+            "errors with a source in src/ ({found:?}): add the new one to errors_with_a_source"
+        );
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_printed_again() {
+        /// An error that shows its cause in its own message and also returns it as its source.
+        #[derive(Debug)]
+        struct Outer(Inner);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "outer: {}", self.0)
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        #[derive(Debug, thiserror::Error)]
+        #[error("inner reason")]
+        struct Inner;
+        assert_eq!(error_line(&Outer(Inner).into()), "outer: inner reason");
+        let err = anyhow::Error::new(Inner).context("while\n   doing  it");
+        assert_eq!(error_line(&err), "while doing it: inner reason");
     }
 }

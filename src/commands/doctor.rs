@@ -3,7 +3,9 @@
 //!
 //! Which identity: `--issuer`/`--client-id`/`--profile` (with the profile rules of every other
 //! command), else the `koidc get-token` arguments of the kubeconfig context's user — so the doctor
-//! checks exactly what kubectl runs, and shares its cached token. Which cluster: the kubeconfig
+//! checks exactly what kubectl runs, and shares its cached token; when that gives no identity
+//! either, the error names the reason (no kubeconfig, no such context, a user that does not run
+//! koidc) rather than a missing --issuer. Which cluster: the kubeconfig
 //! context (`--kubeconfig`, `--context`). The token is obtained like `get-token` does (cache,
 //! refresh, login) and sent only to that cluster, in an HTTP header.
 
@@ -16,7 +18,7 @@ use crate::cli::{Cli, Command, DoctorArgs, ExplicitArgs, GetTokenArgs};
 use crate::clock::Clock;
 use crate::config::{Identity, LoginConfig};
 use crate::doctor::apiserver::{AdminKubectl, ApiClient, bindings_with_kubectl};
-use crate::doctor::kubeconfig::{self, ClusterTarget};
+use crate::doctor::kubeconfig::{self, ClusterTarget, KubeconfigError};
 use crate::doctor::{self, Check, Expectations, names};
 use crate::loopback::LoopbackServer;
 use crate::oidc::Provider;
@@ -32,7 +34,7 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
     rbac::names::validate_namespace(&args.namespace)?;
     let paths = kubeconfig::kubeconfig_paths(args.kubeconfig.as_deref());
     let target = kubeconfig::load(&paths, args.context.as_deref());
-    let settings = settings(args, explicit, target.as_ref().ok(), printer)?;
+    let settings = settings(args, explicit, &target, printer)?;
     if settings.identity.provider == crate::cli::ProviderArg::Github {
         bail!("koidc doctor checks OpenID Connect providers; for --provider github, check the webhook's log");
     }
@@ -89,7 +91,10 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
         Err(err) => {
             report.add(Check::fail(
                 names::CLIENT,
-                format!("cannot prepare a login request: {err:#}"),
+                format!(
+                    "cannot prepare a login request: {}",
+                    crate::printer::error_line(&err)
+                ),
             ));
             return report.finish_skipping(names::CLIENT);
         }
@@ -111,7 +116,7 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
     let obtained = match obtained {
         Ok(obtained) => obtained,
         Err(err) => {
-            report.add(Check::fail(names::TOKEN, format!("{err:#}")));
+            report.add(Check::fail(names::TOKEN, crate::printer::error_line(&err)));
             return report.finish_skipping(names::TOKEN);
         }
     };
@@ -194,11 +199,13 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
 
 /// The identity, login and cache options to check: the doctor's own (and a profile) when an
 /// identity option is given, else those of the kubeconfig user's `koidc get-token` entry, else
-/// the doctor's own (a default profile may fill them).
+/// the doctor's own (a default profile may fill them). When none of these names an issuer or a
+/// client, the error says why the kubeconfig did not (no file, no such context, a user that does
+/// not run koidc), not just that --issuer is missing.
 fn settings(
     args: &DoctorArgs,
     explicit: &ExplicitArgs,
-    target: Option<&ClusterTarget>,
+    target: &Result<ClusterTarget, KubeconfigError>,
     printer: Printer,
 ) -> anyhow::Result<GetTokenArgs> {
     let own = || GetTokenArgs {
@@ -210,10 +217,22 @@ fn settings(
     let given = args.identity.issuer.is_some()
         || args.identity.client_id.is_some()
         || args.identity.profile.is_some();
-    let from_kubeconfig = target.filter(|_| !given).and_then(|t| {
-        let exec = t.exec.as_ref()?;
-        Some((t, exec.get_token_args()?.to_vec()))
-    });
+    // Why the kubeconfig gives no identity, when it does not.
+    let mut not_from_kubeconfig = None;
+    let from_kubeconfig = match target {
+        _ if given => None,
+        Ok(t) => match t.get_token_args() {
+            Ok(get_token) => Some((t, get_token.to_vec())),
+            Err(why) => {
+                not_from_kubeconfig = Some(why);
+                None
+            }
+        },
+        Err(err) => {
+            not_from_kubeconfig = Some(err.to_string());
+            None
+        }
+    };
     let mut cli = match from_kubeconfig {
         Some((t, get_token)) => {
             printer.info(format_args!(
@@ -221,11 +240,15 @@ fn settings(
                 t.user.as_deref().unwrap_or_default(),
                 t.context
             ));
-            Cli::try_parse_args(std::iter::once("koidc".to_owned()).chain(get_token)).map_err(|e| {
+            let get_token: Vec<std::ffi::OsString> = std::iter::once("koidc".into())
+                .chain(get_token.into_iter().map(Into::into))
+                .collect();
+            Cli::try_parse_args(get_token.clone()).map_err(|e| {
                 anyhow::anyhow!(
                     "cannot read the `koidc get-token` options of the kubeconfig user {:?}: {}; pass --issuer and --client-id",
                     t.user.as_deref().unwrap_or_default(),
-                    e.to_string().lines().next().unwrap_or_default()
+                    crate::cli::usage::error_line(&e, &get_token)
+                        .unwrap_or_else(|| "it asks for help or the version".to_owned())
                 )
             })?
         }
@@ -236,7 +259,16 @@ fn settings(
     };
     crate::profile::apply(&mut cli)?;
     match cli.command {
-        Command::GetToken(args) => Ok(args),
+        Command::GetToken(args) => match not_from_kubeconfig {
+            Some(why)
+                if args.identity.issuer.is_none()
+                    && args.identity.client_id.is_none()
+                    && args.identity.provider != crate::cli::ProviderArg::Github =>
+            {
+                bail!("{why}")
+            }
+            _ => Ok(args),
+        },
         _ => bail!(
             "the kubeconfig user's exec entry does not run `koidc get-token`; pass --issuer and --client-id"
         ),

@@ -4,7 +4,7 @@
 //! use case in [`crate::auth`] or read the cache directly. Results go to stdout through the
 //! [`Printer`]; everything else goes to stderr.
 
-mod bind_group;
+pub(crate) mod bind_group;
 mod completions;
 mod doctor;
 mod get_token;

@@ -471,7 +471,7 @@ mod tests {
             server: Url::parse("https://rancher.example/k8s/clusters/c-1/").unwrap(),
             ca_pem: None,
             user: None,
-            exec: None,
+            auth: crate::doctor::kubeconfig::UserAuth::NoUser,
         };
         let client = ApiClient::new(&target, SecretString::from("t")).unwrap();
         assert_eq!(

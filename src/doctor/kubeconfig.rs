@@ -18,7 +18,9 @@ use url::Url;
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {
     /// No file to read.
-    #[error("no kubeconfig found (looked at {paths}); pass --kubeconfig")]
+    #[error(
+        "no kubeconfig at {paths}: pass --kubeconfig FILE, or write one with `koidc setup --write-kubeconfig` and add the cluster and a context (`kubectl config set-cluster`, `kubectl config set-context`)"
+    )]
     NotFound {
         /// The paths looked at, comma-separated.
         paths: String,
@@ -40,11 +42,19 @@ pub enum KubeconfigError {
         reason: String,
     },
     /// No context was chosen and none is current.
-    #[error("the kubeconfig has no current-context; pass --context")]
-    NoContext,
+    #[error("the kubeconfig has no current-context; {}", pick_context(.contexts))]
+    NoContext {
+        /// The contexts the kubeconfig has, comma-separated.
+        contexts: String,
+    },
     /// The chosen context does not exist.
-    #[error("the kubeconfig has no context {0:?}; see `kubectl config get-contexts`")]
-    UnknownContext(String),
+    #[error("the kubeconfig has no context {context:?}; {}", pick_context(.contexts))]
+    UnknownContext {
+        /// The context asked for.
+        context: String,
+        /// The contexts the kubeconfig has, comma-separated.
+        contexts: String,
+    },
     /// The context names a cluster that does not exist.
     #[error("context {context:?} names the cluster {cluster:?}, which the kubeconfig does not define")]
     UnknownCluster {
@@ -78,6 +88,15 @@ pub enum KubeconfigError {
     },
 }
 
+/// What to do when the context is not found: pick one of `contexts` (comma-separated).
+fn pick_context(contexts: &str) -> String {
+    if contexts.is_empty() {
+        "it has no contexts: add one with `kubectl config set-context`".to_owned()
+    } else {
+        format!("its contexts: {contexts} (pass one with --context)")
+    }
+}
+
 /// The kubeconfig user's `exec` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecEntry {
@@ -104,6 +123,76 @@ impl ExecEntry {
             _ => None,
         }
     }
+
+    /// The command in words, for a message: the program's file name and the arguments before
+    /// the first option (`kubelogin get-token`, `aws eks get-token`). Options and their values
+    /// are left out: they may hold secrets.
+    pub fn summary(&self) -> String {
+        let program = Path::new(&self.command)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(&self.command);
+        std::iter::once(program)
+            .chain(
+                self.args
+                    .iter()
+                    .map(String::as_str)
+                    .take_while(|a| !a.starts_with('-'))
+                    .take(3),
+            )
+            .map(|word| {
+                word.chars()
+                    .filter(|c| !c.is_control())
+                    .take(40)
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// How the context's user gets its credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserAuth {
+    /// The context names no user.
+    NoUser,
+    /// The context names a user that no kubeconfig file defines.
+    Undefined,
+    /// An `exec` credential plugin.
+    Exec(ExecEntry),
+    /// Anything else, in words: "a token", "a client certificate", ...
+    Other(&'static str),
+}
+
+impl UserAuth {
+    /// From a `users[].user` entry.
+    fn of(user: &Value) -> Self {
+        if let Some(exec) = user.get("exec") {
+            let command = exec
+                .get("command")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let args = exec
+                .get("args")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default();
+            return Self::Exec(ExecEntry { command, args });
+        }
+        let has = |key: &str| user.get(key).is_some_and(|v| !v.is_null());
+        Self::Other(if has("token") || has("tokenFile") {
+            "it uses a token"
+        } else if has("client-certificate") || has("client-certificate-data") {
+            "it uses a client certificate"
+        } else if has("auth-provider") {
+            "it uses an auth-provider"
+        } else if has("username") || has("password") {
+            "it uses a username and password"
+        } else {
+            "it has no credentials"
+        })
+    }
 }
 
 /// The cluster of one context.
@@ -120,9 +209,38 @@ pub struct ClusterTarget {
     pub ca_pem: Option<Vec<u8>>,
     /// The context's user name.
     pub user: Option<String>,
-    /// That user's `exec` entry, if any.
-    pub exec: Option<ExecEntry>,
+    /// How that user gets its credentials.
+    pub auth: UserAuth,
 }
+
+impl ClusterTarget {
+    /// The `koidc get-token` arguments of the context's user (starting with `get-token`), or
+    /// why there are none, in words, with what to do instead.
+    pub fn get_token_args(&self) -> Result<&[String], String> {
+        let user = self.user.as_deref().unwrap_or_default();
+        let what = match &self.auth {
+            UserAuth::Exec(exec) => match exec.get_token_args() {
+                Some(args) => return Ok(args),
+                None => format!("its exec command is {}", exec.summary()),
+            },
+            UserAuth::Other(what) => (*what).to_owned(),
+            UserAuth::NoUser => return Err(format!("context {:?} has no user{NO_KOIDC_HINT}", self.context)),
+            UserAuth::Undefined => {
+                return Err(format!(
+                    "context {:?} names the user {user:?}, which the kubeconfig does not define{NO_KOIDC_HINT}",
+                    self.context
+                ));
+            }
+        };
+        Err(format!(
+            "user {user:?} of context {:?} does not run koidc ({what}){NO_KOIDC_HINT}",
+            self.context
+        ))
+    }
+}
+
+/// What to do when the kubeconfig's user does not run `koidc get-token`.
+const NO_KOIDC_HINT: &str = "; pass --issuer and --client-id (or --profile), or give the user koidc's exec entry with `koidc setup --write-kubeconfig`";
 
 /// `flag`, else the files of `KUBECONFIG`, else `~/.kube/config`.
 pub fn kubeconfig_paths(flag: Option<&Path>) -> Vec<PathBuf> {
@@ -213,13 +331,17 @@ pub fn load(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterTarget, K
                 .join(", "),
         });
     }
+    let known = || contexts.keys().cloned().collect::<Vec<_>>().join(", ");
     let context = match context {
         Some(name) => name.to_owned(),
-        None => current.ok_or(KubeconfigError::NoContext)?,
+        None => current.ok_or_else(|| KubeconfigError::NoContext { contexts: known() })?,
     };
     let ctx = contexts
         .get(&context)
-        .ok_or_else(|| KubeconfigError::UnknownContext(context.clone()))?;
+        .ok_or_else(|| KubeconfigError::UnknownContext {
+            context: context.clone(),
+            contexts: known(),
+        })?;
     let cluster = ctx
         .body
         .get("cluster")
@@ -239,26 +361,19 @@ pub fn load(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterTarget, K
         .and_then(Value::as_str)
         .filter(|u| !u.is_empty())
         .map(str::to_owned);
-    let exec = user
-        .as_ref()
-        .and_then(|u| users.get(u))
-        .and_then(|u| u.body.get("exec"))
-        .and_then(|exec| {
-            let command = exec.get("command")?.as_str()?.to_owned();
-            let args = exec
-                .get("args")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                .unwrap_or_default();
-            Some(ExecEntry { command, args })
-        });
+    let auth = match &user {
+        None => UserAuth::NoUser,
+        Some(name) => users
+            .get(name)
+            .map_or(UserAuth::Undefined, |u| UserAuth::of(&u.body)),
+    };
     Ok(ClusterTarget {
         context,
         cluster,
         server,
         ca_pem,
         user,
-        exec,
+        auth,
     })
 }
 
@@ -347,9 +462,8 @@ mod tests {
         assert_eq!(t.server.as_str(), "https://127.0.0.1:6443/");
         assert_eq!(t.ca_pem.as_deref(), Some(PEM.as_bytes()));
         assert_eq!(t.user.as_deref(), Some("oidc"));
-        let exec = t.exec.unwrap();
         assert_eq!(
-            exec.get_token_args().unwrap(),
+            t.get_token_args().unwrap(),
             ["get-token", "--issuer=https://i", "--client-id=k"]
         );
     }
@@ -375,7 +489,7 @@ mod tests {
         let t = load(&[missing, first, second], None).unwrap();
         assert_eq!(t.server.as_str(), "https://a:1/");
         assert_eq!(t.ca_pem.as_deref(), Some(PEM.as_bytes()));
-        assert!(t.exec.is_none());
+        assert_eq!(t.auth, UserAuth::NoUser);
     }
 
     #[test]
@@ -402,10 +516,10 @@ mod tests {
             load(std::slice::from_ref(&bad_ca), None),
             Err(KubeconfigError::Ca { .. })
         ));
-        assert!(matches!(
-            load(&[bad_ca], Some("nope")),
-            Err(KubeconfigError::UnknownContext(_))
-        ));
+        assert_eq!(
+            load(&[bad_ca], Some("nope")).unwrap_err().to_string(),
+            "the kubeconfig has no context \"nope\"; its contexts: x (pass one with --context)"
+        );
         assert!(matches!(
             load(&[dir.path().join("none")], None),
             Err(KubeconfigError::NotFound { .. })
@@ -428,5 +542,14 @@ mod tests {
         assert!(entry("kubectl-koidc", &["get-token"]).get_token_args().is_some());
         assert!(entry("kubelogin", &["get-token"]).get_token_args().is_none());
         assert!(entry("aws", &["eks", "get-token"]).get_token_args().is_none());
+        // Named in messages without options or their values, which may be secrets.
+        assert_eq!(
+            entry(
+                "/usr/bin/kubectl",
+                &["oidc-login", "get-token", "--oidc-client-secret", "s3cret"]
+            )
+            .summary(),
+            "kubectl oidc-login get-token"
+        );
     }
 }

@@ -236,9 +236,10 @@ pub enum OidcError {
     /// A token response that is not valid JSON (the body is never shown).
     #[error("the token endpoint {0} returned a response that is not a JSON token response; check the issuer")]
     BadTokenResponse(String),
-    /// The ID token failed verification.
+    /// The ID token failed verification. The rejection is part of the message, so it is not
+    /// also the error's `source()` (an error chain would print it twice).
     #[error("ID token rejected: {0}")]
-    IdTokenRejected(#[from] Rejection),
+    IdTokenRejected(Rejection),
     /// The provider advertises no device authorization endpoint (RFC 8628).
     #[error(
         "the identity provider advertises no device authorization endpoint (device_authorization_endpoint in its discovery document); use the authorization code grant (--grant authcode)"
@@ -346,6 +347,12 @@ fn authorize_page_message(err: &OidcError) -> String {
 
 fn desc(d: &Option<String>) -> String {
     d.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+}
+
+impl From<Rejection> for OidcError {
+    fn from(rejection: Rejection) -> Self {
+        Self::IdTokenRejected(rejection)
+    }
 }
 
 /// What koidc needs to know about the IdP and the client.

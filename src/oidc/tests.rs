@@ -633,6 +633,29 @@ async fn wrong_audience_is_rejected() {
 }
 
 #[tokio::test]
+async fn an_audience_rejection_names_the_tokens_audiences_and_an_empty_list_reads_as_none() {
+    let idp = Idp::start().await;
+    let provider = idp.provider().await;
+    for (aud, expected) in [
+        (
+            json!(["someone-else", "other"]),
+            format!(
+                "audience must contain `{CLIENT_ID}` (the token's: `someone-else`, `other`); check --client-id"
+            ),
+        ),
+        (
+            json!([]),
+            format!(
+                "audience must contain `{CLIENT_ID}`, but the token names no audience; check --client-id"
+            ),
+        ),
+    ] {
+        let r = rejection_of_claims(&idp, &provider, |c| c["aud"] = aud.clone()).await;
+        assert_eq!(r.to_string(), expected, "aud {aud}");
+    }
+}
+
+#[tokio::test]
 async fn extra_untrusted_audience_is_rejected() {
     let idp = Idp::start().await;
     let provider = idp.provider().await;

@@ -230,6 +230,31 @@ pub(crate) fn verify(raw: &str, jwks: &CoreJsonWebKeySet, exp: &Expected<'_>) ->
     Ok(())
 }
 
+/// What is wrong with the token's `aud`, in words: the audiences it names (or that it names
+/// none), and what to check. `crate_message` is the crate's text, kept for an untrusted extra
+/// audience beside the client id.
+fn audience_problem(crate_message: &str, cx: &Context<'_>) -> String {
+    let audiences: Vec<String> = match cx.payload.get("aud") {
+        Some(Value::String(one)) => vec![one.clone()],
+        Some(Value::Array(many)) => many
+            .iter()
+            .map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let client = cx.exp.client_id;
+    if audiences.iter().any(|a| a == client) {
+        return one_line(crate_message, 300);
+    }
+    let found = if audiences.is_empty() {
+        ", but the token names no audience".to_owned()
+    } else {
+        let named: Vec<String> = audiences.iter().map(|a| format!("`{a}`")).collect();
+        format!(" (the token's: {})", named.join(", "))
+    };
+    one_line(&format!("must contain `{client}`{found}; check --client-id"), 300)
+}
+
 /// Decodes the header and payload JSON objects without checking anything.
 fn unverified_parts(raw: &str) -> Result<(Value, Value), Rejection> {
     let mut parts = raw.split('.');
@@ -268,7 +293,7 @@ fn map_crate_error(err: ClaimsVerificationError, cx: &Context<'_>) -> Rejection 
                 .unwrap_or_else(|| "?".into()),
             now: cx.exp.now.to_rfc3339(),
         },
-        ClaimsVerificationError::InvalidAudience(m) => Rejection::Audience(one_line(&m, 300)),
+        ClaimsVerificationError::InvalidAudience(m) => Rejection::Audience(audience_problem(&m, cx)),
         ClaimsVerificationError::InvalidIssuer(_) => Rejection::Issuer {
             expected: cx.exp.issuer.to_string(),
             got: one_line(

@@ -362,3 +362,81 @@ fn doctor_fails_discovery_for_an_https_issuer_naming_a_plain_http_endpoint() {
     assert_eq!(trap.connections(), 0, "the doctor fetched the JWKS over http");
     assert_eq!(idp.hits("authorize"), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Where the identity should have come from: the kubeconfig, and why it did not
+
+/// A kubeconfig with contexts `a` (current) and `b` on an https cluster, and `users` (YAML list
+/// items under `users:`); context `a` uses user `ua`, `b` uses `ub`.
+fn write_kubeconfig(dir: &Path, users: &str) -> String {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: a\n\
+             clusters:\n- name: c\n  cluster: {{server: 'https://127.0.0.1:6443'}}\n\
+             contexts:\n- name: a\n  context: {{cluster: c, user: ua}}\n- name: b\n  context: {{cluster: c, user: ub}}\n\
+             users:\n{users}"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn doctor_without_a_kubeconfig_says_there_is_none_instead_of_missing_issuer() {
+    let client = StubClient::new();
+    let out = run(&mut client.koidc(&["doctor"]));
+    let line = out.assert_one_error_line();
+    assert_eq!(
+        line,
+        format!(
+            "koidc: no kubeconfig at {}/.kube/config: pass --kubeconfig FILE, or write one with \
+             `koidc setup --write-kubeconfig` and add the cluster and a context \
+             (`kubectl config set-cluster`, `kubectl config set-context`)",
+            client.home().display()
+        )
+    );
+}
+
+#[test]
+fn doctor_with_an_unknown_context_lists_the_contexts_instead_of_missing_issuer() {
+    let client = StubClient::new();
+    let kubeconfig = write_kubeconfig(client.tmp.path(), "- {name: ua, user: {token: abc}}\n");
+    let out = run(&mut client.koidc(&["doctor", "--kubeconfig", &kubeconfig, "--context", "prod"]));
+    let line = out.assert_one_error_line();
+    assert_eq!(
+        line,
+        "koidc: the kubeconfig has no context \"prod\"; its contexts: a, b (pass one with --context)"
+    );
+}
+
+#[test]
+fn doctor_names_the_kubeconfig_user_that_does_not_run_koidc_instead_of_missing_issuer() {
+    let client = StubClient::new();
+    let kubeconfig = write_kubeconfig(
+        client.tmp.path(),
+        "- name: ua\n  user:\n    exec:\n      command: /usr/local/bin/kubelogin\n      \
+         args: [get-token, --oidc-issuer-url=https://dex.example.com, --oidc-client-secret=kubelogin-s3cret]\n\
+         - {name: ub, user: {token: static-t0ken-value}}\n",
+    );
+    let hint = "; pass --issuer and --client-id (or --profile), or give the user koidc's exec entry \
+                with `koidc setup --write-kubeconfig`";
+    let out = run(&mut client.koidc(&["doctor", "--kubeconfig", &kubeconfig]));
+    let line = out.assert_one_error_line();
+    assert_eq!(
+        line,
+        format!(
+            "koidc: user \"ua\" of context \"a\" does not run koidc (its exec command is kubelogin get-token){hint}"
+        )
+    );
+    assert!(!out.stderr.contains("s3cret"), "an exec argument was echoed");
+
+    let out = run(&mut client.koidc(&["doctor", "--kubeconfig", &kubeconfig, "--context", "b"]));
+    let line = out.assert_one_error_line();
+    assert_eq!(
+        line,
+        format!("koidc: user \"ub\" of context \"b\" does not run koidc (it uses a token){hint}")
+    );
+    assert!(!out.stderr.contains("t0ken"), "the token was echoed");
+}

@@ -94,6 +94,7 @@ fn assert_rejected(out: &Output, client: &StubClient, idp: Option<&StubIdp>, nam
         out.what,
         out.stderr
     );
+    assert_each_cause_once(line);
     let lower = line.to_lowercase();
     for name in names {
         assert!(
@@ -109,6 +110,21 @@ fn assert_rejected(out: &Output, client: &StubClient, idp: Option<&StubIdp>, nam
         out.what
     );
     line.to_string()
+}
+
+/// No run of five words appears twice in `line`: a cause printed twice would (the error chain
+/// of a wrapper that shows its source and also returns it as its `source()`).
+#[track_caller]
+fn assert_each_cause_once(line: &str) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let mut seen = std::collections::HashSet::new();
+    for window in words.windows(5) {
+        assert!(
+            seen.insert(window),
+            "{:?} is printed twice: {line:?}",
+            window.join(" ")
+        );
+    }
 }
 
 /// Runs one login against a stub with `fault` and checks that it is rejected naming `names`.
@@ -230,7 +246,14 @@ fn forged_token_whose_issuer_has_a_trailing_slash_is_rejected() {
 
 #[test]
 fn forged_token_for_another_audience_is_rejected() {
-    token_rejected(Fault::WrongAudience, &["audience"]);
+    let line = token_rejected(Fault::WrongAudience, &["audience"]);
+    assert_eq!(
+        line,
+        format!(
+            "koidc: ID token rejected: audience must contain `{CLIENT_ID}` (the token's: `kubernetes`); \
+             check --client-id"
+        )
+    );
 }
 
 #[test]

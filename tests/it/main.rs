@@ -38,3 +38,4 @@ mod profiles;
 mod rbac_e2e;
 mod setup_cmd;
 mod static_build;
+mod usage;

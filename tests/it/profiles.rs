@@ -338,7 +338,7 @@ fn as_kubectl_koidc_the_usage_says_kubectl_koidc() {
     let out = run(clean_command(dir.join("kubectl-koidc"), tmp.path()).args(["get-token", "--bogus"]));
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        out.stderr.contains("Usage: kubectl koidc get-token"),
+        out.stderr.contains("try `kubectl koidc get-token --help`"),
         "{}",
         out.stderr
     );
