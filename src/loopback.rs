@@ -1124,19 +1124,19 @@ mod tests {
         assert_eq!(last.status, 200);
     }
 
-    /// Seed of the random requests: fixed, so that a failure replays; `KOIDC_LOOPBACK_SEED`
-    /// (decimal or `0x` hex) replays another.
-    const DEFAULT_SEED: u64 = 0x6c6f_6f70_6261_636b;
+    /// Seed of the random requests: fixed, so that a failure replays; `KOIDC_HOSTILE_SEED`
+    /// (decimal or `0x` hex, as for the integration test of hostile requests) replays another.
+    const DEFAULT_SEED: u64 = 0x6b6f_6964_6321;
 
     fn seed() -> u64 {
-        let Ok(text) = std::env::var("KOIDC_LOOPBACK_SEED") else {
+        let Ok(text) = std::env::var("KOIDC_HOSTILE_SEED") else {
             return DEFAULT_SEED;
         };
         let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
             Some(hex) => u64::from_str_radix(hex, 16).ok(),
             None => text.parse().ok(),
         };
-        parsed.unwrap_or_else(|| panic!("KOIDC_LOOPBACK_SEED={text:?} is neither a decimal nor a 0x-hex u64"))
+        parsed.unwrap_or_else(|| panic!("KOIDC_HOSTILE_SEED={text:?} is neither a decimal nor a 0x-hex u64"))
     }
 
     /// What the server must do with a request.
@@ -1270,7 +1270,7 @@ mod tests {
                     let text = String::from_utf8_lossy(&req);
                     let cut: String = text.chars().take(300).collect();
                     format!(
-                        "request {n} of seed {seed:#x} (KOIDC_LOOPBACK_SEED={seed:#x} replays it), \
+                        "request {n} of seed {seed:#x} (KOIDC_HOSTILE_SEED={seed:#x} replays it), \
                          expected {expect:?}: {cut:?}{}",
                         if cut.len() < text.len() { "…" } else { "" }
                     )
@@ -1551,6 +1551,7 @@ mod tests {
             "code=abc&state=fuzz-state&iss=https%3A%2F%2Fevil.example",
             "state=fuzz-state",
             "error=%3Cscript%3E&error_description=%1B%5B31m&state=fuzz-state",
+            "error=x&error_description=%3Cb%3E%22%27%26amp&state=fuzz-state",
             "code=abc&state=other",
             "code=abc&state=fuzz-state&state=fuzz-state",
             "%zz",
