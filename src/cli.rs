@@ -74,9 +74,9 @@ impl ExplicitArgs {
                 })
                 .map(|id| id.as_str().to_owned()),
         );
-        explicit.secret_argument = matches
-            .ids()
-            .any(|id| id == "client_secret" && matches.value_source("client_secret") == Some(ValueSource::CommandLine));
+        explicit.secret_argument = matches.ids().any(|id| {
+            id == "client_secret" && matches.value_source("client_secret") == Some(ValueSource::CommandLine)
+        });
         explicit
     }
 }

@@ -718,7 +718,9 @@ fn check_page(response: Response) {
         .and_then(|t| t.strip_suffix(after))
         .unwrap_or_else(|| panic!("not koidc's page: {text:?}"));
     assert!(
-        message.chars().all(|c| matches!(c, ' '..='~') && !matches!(c, '<' | '>' | '"' | '\'')),
+        message
+            .chars()
+            .all(|c| matches!(c, ' '..='~') && !matches!(c, '<' | '>' | '"' | '\'')),
         "markup or a control character on the page: {message:?}"
     );
     for (i, _) in message.match_indices('&') {
@@ -730,7 +732,11 @@ fn check_page(response: Response) {
     }
     // The longest message: the fixed words and two IdP texts of MAX_SHOWN_LEN + "...", every
     // character escaped to at most 5.
-    assert!(message.len() <= 200 + 2 * 5 * (MAX_SHOWN_LEN + 3), "{}", message.len());
+    assert!(
+        message.len() <= 200 + 2 * 5 * (MAX_SHOWN_LEN + 3),
+        "{}",
+        message.len()
+    );
 }
 
 #[cfg(test)]
@@ -1302,18 +1308,30 @@ mod tests {
             half.write_all(b"GET /callback?state=").await.unwrap();
             // A kept-alive connection idle after one (rejected) request.
             let mut kept = TcpStream::connect(addr).await.unwrap();
-            let req = format!("GET /favicon.ico HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n", addr.port());
+            let req = format!(
+                "GET /favicon.ico HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+                addr.port()
+            );
             kept.write_all(req.as_bytes()).await.unwrap();
             let mut buf = [0u8; 4096];
             let n = kept.read(&mut buf).await.unwrap();
             assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 404"));
-            for (what, mut conn) in [("silent", silent), ("blank-line", blank), ("half-request", half), ("idle kept-alive", kept)] {
+            for (what, mut conn) in [
+                ("silent", silent),
+                ("blank-line", blank),
+                ("half-request", half),
+                ("idle kept-alive", kept),
+            ] {
                 let mut rest = Vec::new();
                 // The timeout is 300 ms; 15 s leaves a loaded machine room, and is still less
                 // than the login's 20 s wait, which would close them too.
                 let closed = tokio::time::timeout(Duration::from_secs(15), conn.read_to_end(&mut rest)).await;
                 assert!(closed.is_ok(), "the {what} connection is still open");
-                assert!(rest.is_empty(), "the {what} connection got {:?}", String::from_utf8_lossy(&rest));
+                assert!(
+                    rest.is_empty(),
+                    "the {what} connection got {:?}",
+                    String::from_utf8_lossy(&rest)
+                );
             }
             get(addr, good_callback()).await
         };

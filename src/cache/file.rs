@@ -540,7 +540,10 @@ mod tests {
         let target = tmp.path().join("elsewhere");
         fs::rename(&entry, &target).unwrap();
         fs::hard_link(&target, &entry).unwrap();
-        let loaded = store.load(&key(1)).unwrap().expect("the entry, hard-linked, loads");
+        let loaded = store
+            .load(&key(1))
+            .unwrap()
+            .expect("the entry, hard-linked, loads");
         assert_eq!(loaded.id_token.expose_secret(), "id-token-a");
         fs::remove_file(&entry).unwrap();
         std::os::unix::fs::symlink(&target, &entry).unwrap();

@@ -290,7 +290,10 @@ mod tests {
         // waiter starts asking while the lock is held, gets nothing meanwhile, and gets the lock
         // once it is released.
         let asked = rx.recv().unwrap();
-        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err(), "got a held lock");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "got a held lock"
+        );
         let released = Instant::now();
         drop(held);
         let acquired = waiter.join().unwrap().unwrap();

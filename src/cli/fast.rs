@@ -533,7 +533,10 @@ mod tests {
             true,
         ),
         (&[("KOIDC_PROVIDER", "Okta"), ("KOIDC_TIMEOUT", "12")], false),
-        (&[("KOIDC_TIMEOUT", "x"), ("KOIDC_CACHE_DIR", "/tmp/env cache")], false),
+        (
+            &[("KOIDC_TIMEOUT", "x"), ("KOIDC_CACHE_DIR", "/tmp/env cache")],
+            false,
+        ),
         (&[("KOIDC_NO_BROWSER", "true")], false),
         (&[("KOIDC_PASTE", "0")], false),
         (&[("KOIDC_ISSUER", ""), ("KOIDC_SCOPE", "a,,b")], false),

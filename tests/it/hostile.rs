@@ -1584,7 +1584,11 @@ fn non_entry_files(dirs: &[&Path]) -> Vec<PathBuf> {
 #[track_caller]
 fn assert_nowhere(secrets: &BTreeSet<String>, outputs: &[Output], files: &[PathBuf]) {
     for out in outputs {
-        assert!(crate::support::find_jwt(&out.stderr).is_none(), "{}: a JWT on stderr", out.what);
+        assert!(
+            crate::support::find_jwt(&out.stderr).is_none(),
+            "{}: a JWT on stderr",
+            out.what
+        );
         for s in secrets {
             assert!(
                 !out.stderr.contains(s.as_str()),
@@ -1596,7 +1600,11 @@ fn assert_nowhere(secrets: &BTreeSet<String>, outputs: &[Output], files: &[PathB
     for file in files {
         let bytes = std::fs::read(file).unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes);
-        assert!(crate::support::find_jwt(&text).is_none(), "{}: a JWT in the file", file.display());
+        assert!(
+            crate::support::find_jwt(&text).is_none(),
+            "{}: a JWT in the file",
+            file.display()
+        );
         for s in secrets {
             assert!(
                 !text.contains(s.as_str()),

@@ -27,7 +27,9 @@ fn closed_standard_descriptors_are_reopened_on_dev_null() {
     let client = StubClient::new();
     // A login that waits (nobody opens the URL), with descriptors 0, 1 and 2 closed.
     let mut cmd = client.command("get-token", &idp, &["--no-browser", "--timeout", "60"]);
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     // SAFETY: close() is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -144,8 +146,14 @@ fn the_client_secret_never_reaches_a_childs_arguments_or_environment() {
         let environ = std::fs::read(dir.join("environ")).expect("the browser ran");
         for (what, bytes) in [("arguments", &argv), ("environment", &environ)] {
             let text = String::from_utf8_lossy(bytes);
-            assert!(!text.contains(SECRET), "the client secret in the browser's {what}");
-            assert!(!text.contains("code_verifier"), "the PKCE verifier in the browser's {what}");
+            assert!(
+                !text.contains(SECRET),
+                "the client secret in the browser's {what}"
+            );
+            assert!(
+                !text.contains("code_verifier"),
+                "the PKCE verifier in the browser's {what}"
+            );
         }
         // The secret is the one koidc uses: logout revokes with it.
         run(&mut command("logout")).assert_success();
@@ -168,7 +176,12 @@ fn client_secret_option_works_but_warns_that_it_is_deprecated() {
     out.assert_success();
     let lines = out.stderr_lines();
     assert_eq!(lines[0], WARNING, "{}", out.stderr);
-    assert_eq!(lines.iter().filter(|l| l.contains("deprecated")).count(), 1, "{}", out.stderr);
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("deprecated")).count(),
+        1,
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("s3cret-on-argv"));
     // Cached now: the warning comes with every call that passes the option, the warm one too
     // (and is all it prints).
@@ -200,7 +213,11 @@ fn client_secret_file_readable_by_others_or_given_twice_is_refused() {
     let out = run(&mut cmd);
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(out.assert_one_error_line().contains("not both"), "{}", out.stderr);
-    let out = run(&mut client.command("get-token", &idp, &["--client-secret-file", "/nonexistent/secret"]));
+    let out = run(&mut client.command(
+        "get-token",
+        &idp,
+        &["--client-secret-file", "/nonexistent/secret"],
+    ));
     assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
     assert!(
         out.assert_one_error_line()
@@ -225,6 +242,10 @@ fn leak_check_finds_jwts_not_base64url_that_happens_to_hold_eyj() {
     ] {
         let line = format!("koidc: debug: token {jwt} here");
         assert_eq!(find_jwt(&line), Some(20), "{jwt}");
-        assert_eq!(find_jwt(&format!("{url}\n{line}")), Some(url.len() + 1 + 20), "{jwt}");
+        assert_eq!(
+            find_jwt(&format!("{url}\n{line}")),
+            Some(url.len() + 1 + 20),
+            "{jwt}"
+        );
     }
 }
