@@ -1296,6 +1296,20 @@ mod tests {
         assert_eq!(last.status, 200, "seed {seed:#x}");
     }
 
+    /// A keep-alive connection that made one (rejected) request, got its 404 and stays open.
+    async fn kept_alive_after_a_404(addr: SocketAddr) -> TcpStream {
+        let mut kept = TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET /favicon.ico HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            addr.port()
+        );
+        kept.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 4096];
+        let n = kept.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 404"));
+        kept
+    }
+
     #[tokio::test]
     async fn connections_sending_nothing_or_blank_lines_are_closed_and_the_login_still_works() {
         let (s, addr) = server().await;
@@ -1307,15 +1321,7 @@ mod tests {
             let mut half = TcpStream::connect(addr).await.unwrap();
             half.write_all(b"GET /callback?state=").await.unwrap();
             // A kept-alive connection idle after one (rejected) request.
-            let mut kept = TcpStream::connect(addr).await.unwrap();
-            let req = format!(
-                "GET /favicon.ico HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
-                addr.port()
-            );
-            kept.write_all(req.as_bytes()).await.unwrap();
-            let mut buf = [0u8; 4096];
-            let n = kept.read(&mut buf).await.unwrap();
-            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 404"));
+            let kept = kept_alive_after_a_404(addr).await;
             for (what, mut conn) in [
                 ("silent", silent),
                 ("blank-line", blank),
@@ -1372,15 +1378,7 @@ mod tests {
                 .await
                 .unwrap();
             // A keep-alive connection that made one (rejected) request and stays open.
-            let mut kept = TcpStream::connect(addr).await.unwrap();
-            let req = format!(
-                "GET /favicon.ico HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
-                addr.port()
-            );
-            kept.write_all(req.as_bytes()).await.unwrap();
-            let mut buf = [0u8; 4096];
-            let n = kept.read(&mut buf).await.unwrap();
-            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 404"));
+            let kept = kept_alive_after_a_404(addr).await;
             // The real callback, on a keep-alive connection too: its response must arrive.
             let mut real = TcpStream::connect(addr).await.unwrap();
             let req = format!(
