@@ -576,26 +576,38 @@ mod tests {
 
     #[test]
     fn open_returns_without_waiting_and_child_is_reaped() {
-        let start = Instant::now();
-        let argv: Vec<String> = ["sh", "-c", "sleep 0.3"].map(String::from).to_vec();
-        let pid = spawn_detached(&argv).unwrap();
-        assert!(
-            start.elapsed() < Duration::from_millis(250),
-            "open waited for the child"
+        // The child runs until the test lets it go (or 60 s pass): finding it still running
+        // once spawn_detached has returned shows that nothing waited for it, however slow the
+        // machine.
+        let dir = temp_dir();
+        let go = dir.join("go");
+        let script = format!(
+            "i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done",
+            go = go.display()
         );
+        let argv = vec!["sh".to_owned(), "-c".to_owned(), script];
+        let pid = spawn_detached(&argv).unwrap();
         let status = PathBuf::from(format!("/proc/{pid}/status"));
+        let state = std::fs::read_to_string(&status).expect("the child is still running");
+        assert!(
+            !state.lines().any(|l| l.starts_with("State:") && l.contains('Z')),
+            "the child had already ended: open waited for it"
+        );
+        std::fs::write(&go, "").unwrap();
+        let start = Instant::now();
         loop {
             // Reaped: the /proc entry disappears (a zombie would stay in state Z).
             match std::fs::read_to_string(&status) {
                 Err(_) => break,
                 Ok(s) => assert!(
-                    start.elapsed() < Duration::from_secs(10),
+                    start.elapsed() < Duration::from_secs(30),
                     "child never reaped: {}",
                     s.lines().find(|l| l.starts_with("State")).unwrap_or("")
                 ),
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// The value `cmd` will give the child for `name`: `Some(None)` when removed.

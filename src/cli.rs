@@ -29,22 +29,42 @@ pub struct Cli {
 /// The ids (field names) of the options given on the command line or in a `KOIDC_*` variable,
 /// as opposed to clap's built-in defaults: a profile fills only the others.
 #[derive(Debug, Clone, Default)]
-pub struct ExplicitArgs(Vec<String>);
+pub struct ExplicitArgs {
+    ids: Vec<String>,
+    /// `--client-secret` was on the command line (deprecated: other users can read it).
+    secret_argument: bool,
+}
 
 impl ExplicitArgs {
     /// From a list of option ids (field names such as `cache_dir`).
     pub fn from_ids<S: Into<String>>(ids: impl IntoIterator<Item = S>) -> Self {
-        Self(ids.into_iter().map(Into::into).collect())
+        Self {
+            ids: ids.into_iter().map(Into::into).collect(),
+            secret_argument: false,
+        }
     }
 
     /// True when the option with this id was given.
     pub fn contains(&self, id: &str) -> bool {
-        self.0.iter().any(|given| given == id)
+        self.ids.iter().any(|given| given == id)
+    }
+
+    /// Records that the option with this id was given (e.g. the client secret, read from
+    /// `--client-secret-file`).
+    pub fn insert(&mut self, id: &str) {
+        if !self.contains(id) {
+            self.ids.push(id.to_owned());
+        }
+    }
+
+    /// True when the client secret was given as a command-line argument (`--client-secret`).
+    pub fn secret_argument(&self) -> bool {
+        self.secret_argument
     }
 
     fn from_matches(matches: &clap::ArgMatches) -> Self {
         use clap::parser::ValueSource;
-        Self::from_ids(
+        let mut explicit = Self::from_ids(
             matches
                 .ids()
                 .filter(|id| {
@@ -54,9 +74,18 @@ impl ExplicitArgs {
                     )
                 })
                 .map(|id| id.as_str().to_owned()),
-        )
+        );
+        explicit.secret_argument = matches.ids().any(|id| {
+            id == "client_secret" && matches.value_source("client_secret") == Some(ValueSource::CommandLine)
+        });
+        explicit
     }
 }
+
+/// The warning `--client-secret` gets.
+pub const SECRET_ARGUMENT_DEPRECATED: &str = "--client-secret is deprecated: other local users can read a \
+     command's arguments; set KOIDC_CLIENT_SECRET (in a kubeconfig: exec.env) or use \
+     --client-secret-file FILE instead";
 
 /// The usage name when koidc runs as kubectl's plugin (`kubectl koidc ...` executes
 /// `kubectl-koidc`).
@@ -159,6 +188,22 @@ pub enum Command {
     Doctor(Box<DoctorArgs>),
     /// Print koidc's version (what `koidc --version` prints).
     Version,
+}
+
+impl Command {
+    /// The login options of the commands that have them.
+    pub fn login_flags_mut(&mut self) -> Option<&mut LoginFlags> {
+        match self {
+            Command::GetToken(a) => Some(&mut a.login),
+            Command::Login(a) => Some(&mut a.login),
+            Command::Logout(a) => Some(&mut a.login),
+            Command::Whoami(a) => Some(&mut a.login),
+            Command::Clean(a) => Some(&mut a.login),
+            Command::Doctor(a) => Some(&mut a.login),
+            Command::Setup(a) => Some(&mut a.login),
+            _ => None,
+        }
+    }
 }
 
 const DOCTOR_EXAMPLES: &str = "\
@@ -384,10 +429,14 @@ pub struct CacheFlags {
 /// How to reach the IdP and run a login. `Debug` redacts the client secret.
 #[derive(Args, Clone)]
 pub struct LoginFlags {
-    /// Client secret, for confidential clients (prefer the variable: arguments are visible to
-    /// other local users).
+    /// Client secret, for confidential clients. The option is deprecated (arguments are
+    /// visible to other local users): set the variable, or use --client-secret-file.
     #[arg(long, env = "KOIDC_CLIENT_SECRET", value_name = "S", hide_env_values = true)]
     pub client_secret: Option<String>,
+    /// A file holding the client secret (one line; a regular file that neither group nor others
+    /// may read), instead of KOIDC_CLIENT_SECRET.
+    #[arg(long, env = "KOIDC_CLIENT_SECRET_FILE", value_name = "FILE")]
+    pub client_secret_file: Option<PathBuf>,
     /// Loopback address for the login callback; a fixed port for IdPs that match redirect URIs
     /// exactly. Repeat (or comma-separate) to try several in order [default: 127.0.0.1:0, a free
     /// port; with --provider okta 127.0.0.1:8000, then 127.0.0.1:18000].
@@ -441,6 +490,7 @@ impl std::fmt::Debug for LoginFlags {
         // Destructured, so a new field cannot be forgotten here.
         let Self {
             client_secret,
+            client_secret_file,
             listen,
             browser_command,
             no_browser,
@@ -452,6 +502,7 @@ impl std::fmt::Debug for LoginFlags {
         } = self;
         f.debug_struct("LoginFlags")
             .field("client_secret", &client_secret.as_ref().map(|_| "<redacted>"))
+            .field("client_secret_file", client_secret_file)
             .field("listen", listen)
             .field("browser_command", browser_command)
             .field("no_browser", no_browser)

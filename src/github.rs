@@ -145,7 +145,7 @@ pub enum GithubError {
     /// The web flow needs the OAuth app's client secret, and none was given.
     #[error(
         "GitHub's browser login needs the OAuth app's client secret: set KOIDC_CLIENT_SECRET (or \
-         --client-secret), or log in with --grant device-code, which needs none"
+         use --client-secret-file), or log in with --grant device-code, which needs none"
     )]
     MissingClientSecret,
     /// `--paste` is not supported for GitHub.

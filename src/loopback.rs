@@ -8,11 +8,15 @@
 //! giving in-flight responses about a second to reach the browser but never waiting for idle
 //! keep-alive connections.
 //!
+//! Every connection is served by hyper with a timer: a request's headers (and, on a kept-alive
+//! connection, the next request's) must arrive within [`HEADER_READ_TIMEOUT`], so a connection
+//! that sends nothing, only blank lines, or half a request is closed instead of held for the
+//! whole login (`axum::serve` runs hyper without a timer, so no such limit applied).
+//!
 //! INTERFACE: [`LoopbackServer::bind`], [`LoopbackServer::redirect_uri`],
 //! [`LoopbackServer::wait_for_code`], [`LoopbackServer::wait_for_code_with_issuer`],
 //! [`LoopbackServer::with_iss_required`].
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,10 +27,12 @@ use axum::extract::{Request, State};
 use axum::http::header::{self, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use secrecy::SecretString;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// The path of the redirect URI.
 pub const CALLBACK_PATH: &str = "/callback";
@@ -36,6 +42,11 @@ pub const MAX_QUERY_LEN: usize = 8 * 1024;
 
 /// How long in-flight responses may take to finish once the wait has ended.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a request's headers may take to arrive on a connection (also the idle time of a
+/// kept-alive connection): a browser sends them at once; a connection that sends nothing, only
+/// blank lines or half a request is closed after this.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest IdP-supplied text (`error`, `error_description`, `iss`) shown to the user.
 const MAX_SHOWN_LEN: usize = 200;
@@ -150,6 +161,7 @@ pub struct LoopbackServer {
     listener: TcpListener,
     addr: SocketAddr,
     iss_required: bool,
+    header_read_timeout: Duration,
 }
 
 impl LoopbackServer {
@@ -173,6 +185,7 @@ impl LoopbackServer {
                         listener,
                         addr,
                         iss_required: false,
+                        header_read_timeout: HEADER_READ_TIMEOUT,
                     });
                 }
                 Err(err) => attempts.push((candidate, err)),
@@ -186,6 +199,13 @@ impl LoopbackServer {
     /// `authorization_response_iss_parameter_supported` (RFC 9207).
     pub fn with_iss_required(mut self, required: bool) -> Self {
         self.iss_required = required;
+        self
+    }
+
+    /// Another header read timeout than [`HEADER_READ_TIMEOUT`] (tests wait less).
+    #[cfg(test)]
+    fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
         self
     }
 
@@ -231,13 +251,8 @@ impl LoopbackServer {
             done: Mutex::new(Some(done_tx)),
         });
         let app = Router::new().fallback(handle).with_state(Arc::clone(&shared));
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let serve = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                // Also resolves when the sender is dropped, so the watcher task never lingers.
-                let _ = stop_rx.await;
-            })
-            .into_future();
+        let (stop_tx, stop_rx) = watch::channel(());
+        let serve = serve(self.listener, app, self.header_read_timeout, stop_rx);
         let mut serve = std::pin::pin!(serve);
 
         let outcome = tokio::select! {
@@ -253,11 +268,58 @@ impl LoopbackServer {
         };
 
         // Stop accepting, let in-flight responses (the success page) finish, close idle
-        // keep-alive connections, but never wait longer than the grace period.
+        // keep-alive connections, but never wait longer than the grace period (dropping `serve`
+        // then ends every connection still open).
         let _ = stop_tx.send(());
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut serve).await;
         outcome
     }
+}
+
+/// Accepts connections until `stop` changes (or its sender is dropped), then shuts each one down
+/// gracefully (in-flight responses finish, idle ones close) and returns when all have ended.
+/// Every connection has hyper's header read timeout.
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    header_read_timeout: Duration,
+    mut stop: watch::Receiver<()>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors or a connection reset before it was accepted: try
+                // again shortly rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            // Reap finished connections as they end, so the set stays small.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let mut stop = stop.clone();
+        connections.spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
+                .keep_alive(true);
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.changed() => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }
 
 /// `http://HOST:PORT/callback` for a bound address; IPv6 in brackets, without a zone.
@@ -468,12 +530,13 @@ const CSP: HeaderValue = HeaderValue::from_static(
 );
 const CLOSE: HeaderValue = HeaderValue::from_static("close");
 
+/// The page every response carries; `{message}` stands for the text.
+const PAGE_TEMPLATE: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+                             <title>koidc</title></head><body><p>{message}</p></body></html>\n";
+
 /// A small HTML page with the headers every response carries. `message` must be HTML-safe.
 fn page(status: StatusCode, message: &str, close: bool) -> Response {
-    let body = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>koidc</title>\
-         </head><body><p>{message}</p></body></html>\n"
-    );
+    let body = PAGE_TEMPLATE.replace("{message}", message);
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HTML);
@@ -586,25 +649,14 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
-/// Fuzzing entry point, not API (`fuzz/fuzz_targets/callback_query.rs`): parses `query` as a
-/// callback query, runs the request handler on `GET /callback?<query>` for a login waiting for a
-/// fixed state, and panics if a request without that state and a code completed the login.
+/// Fuzzing entry point, not API (`fuzz/fuzz_targets/callback_query.rs`): runs the request
+/// handler on `GET /callback?<query>` for a login waiting for a fixed state, and panics if a
+/// request without that state and a code completed the login, or if the page it answers with
+/// is not koidc's page around plain text: markup or a control byte from the query, a missing
+/// security header, or IdP text longer than the cap.
 #[doc(hidden)]
 pub fn fuzz_callback_query(query: &str) {
     const STATE: &str = "fuzz-state";
-    let parsed = CallbackParams::parse(query);
-    if let Ok(params) = &parsed {
-        // What a page or an error would show of the IdP's text.
-        for text in [&params.error, &params.error_description, &params.iss]
-            .into_iter()
-            .flatten()
-        {
-            let shown = sanitize(text);
-            assert!(shown.len() <= MAX_SHOWN_LEN + 3 && shown.chars().all(|c| matches!(c, ' '..='~')));
-            let escaped = html_escape(&shown);
-            assert!(!escaped.contains(['<', '>', '"', '\'']));
-        }
-    }
     let Ok(uri) = axum::http::Uri::try_from(format!("{CALLBACK_PATH}?{query}")) else {
         return;
     };
@@ -619,7 +671,9 @@ pub fn fuzz_callback_query(query: &str) {
     };
     let mut headers = axum::http::HeaderMap::new();
     headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:4000"));
-    let status = respond(&shared, &Method::GET, &uri, &headers).status();
+    let response = respond(&shared, &Method::GET, &uri, &headers);
+    let status = response.status();
+    check_page(response);
     let finished = outcome.try_recv().ok();
     let params = CallbackParams::parse(uri.query().unwrap_or_default()).ok();
     let state_ok = params.as_ref().is_some_and(|p| p.state.as_deref() == Some(STATE));
@@ -635,10 +689,60 @@ pub fn fuzz_callback_query(query: &str) {
     }
 }
 
+/// Panics unless `response` is koidc's page: the security headers, and the template around one
+/// paragraph of printable ASCII without markup (only `&…;` entities), no longer than a message
+/// with two capped IdP texts, every character of them escaped.
+fn check_page(response: Response) {
+    use std::future::Future as _;
+    let (parts, body) = response.into_parts();
+    for (name, value) in [
+        (header::CONTENT_TYPE, HTML),
+        (header::CACHE_CONTROL, NO_STORE),
+        (header::REFERRER_POLICY, NO_REFERRER),
+        (header::X_CONTENT_TYPE_OPTIONS, NOSNIFF),
+        (header::CONTENT_SECURITY_POLICY, CSP),
+    ] {
+        assert_eq!(parts.headers.get(&name), Some(&value), "{name}");
+    }
+    // The body is one buffer: ready at the first poll.
+    let collect = std::pin::pin!(axum::body::to_bytes(body, usize::MAX));
+    let std::task::Poll::Ready(Ok(bytes)) =
+        collect.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    else {
+        panic!("the page body was not ready")
+    };
+    let text = std::str::from_utf8(&bytes).expect("the page is UTF-8");
+    let (before, after) = PAGE_TEMPLATE.split_once("{message}").unwrap_or_default();
+    let message = text
+        .strip_prefix(before)
+        .and_then(|t| t.strip_suffix(after))
+        .unwrap_or_else(|| panic!("not koidc's page: {text:?}"));
+    assert!(
+        message
+            .chars()
+            .all(|c| matches!(c, ' '..='~') && !matches!(c, '<' | '>' | '"' | '\'')),
+        "markup or a control character on the page: {message:?}"
+    );
+    for (i, _) in message.match_indices('&') {
+        let entity = message[i..].split_inclusive(';').next().unwrap_or_default();
+        assert!(
+            ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;"].contains(&entity),
+            "a bare & on the page: {message:?}"
+        );
+    }
+    // The longest message: the fixed words and two IdP texts of MAX_SHOWN_LEN + "...", every
+    // character escaped to at most 5.
+    assert!(
+        message.len() <= 200 + 2 * 5 * (MAX_SHOWN_LEN + 3),
+        "{}",
+        message.len()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::Rng;
+    use rand::{Rng, SeedableRng};
     use secrecy::ExposeSecret;
     use std::time::Instant;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -663,8 +767,16 @@ mod tests {
         }
     }
 
-    /// Sends raw bytes on a fresh connection and reads until the server closes it.
+    /// Sends raw bytes on a fresh connection and reads until the server closes it (at most a
+    /// minute: one request, however loaded the machine).
     async fn raw(addr: SocketAddr, request: &[u8]) -> RawResponse {
+        raw_until(addr, request, Instant::now() + Duration::from_secs(60))
+            .await
+            .expect("server did not answer within a minute")
+    }
+
+    /// [`raw`] with a deadline: `None` when the server had not closed the connection by then.
+    async fn raw_until(addr: SocketAddr, request: &[u8], deadline: Instant) -> Option<RawResponse> {
         let fut = async {
             let mut s = TcpStream::connect(addr).await.unwrap();
             s.write_all(request).await.unwrap();
@@ -673,17 +785,15 @@ mod tests {
             let _ = s.read_to_end(&mut buf).await;
             buf
         };
-        let buf = tokio::time::timeout(Duration::from_secs(10), fut)
-            .await
-            .expect("server did not answer");
+        let buf = tokio::time::timeout_at(deadline.into(), fut).await.ok()?;
         let text = String::from_utf8_lossy(&buf).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        RawResponse {
+        Some(RawResponse {
             status,
             head: head.to_owned(),
             body: body.to_owned(),
-        }
+        })
     }
 
     async fn get_with_host(addr: SocketAddr, target: impl AsRef<str>, host: &str) -> RawResponse {
@@ -1020,39 +1130,75 @@ mod tests {
         assert_eq!(last.status, 200);
     }
 
-    fn random_request(rng: &mut impl Rng, port: u16) -> Vec<u8> {
-        const ALPHABET: &[u8] = b"abcxyz019%&=+;/?#._-~ statecodeerroriss";
-        let methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "get", "G\0T"];
-        let paths = ["/callback", "/", "/callback/", "//callback", "/cb", "*", ""];
-        let mut query: Vec<u8> = (0..rng.gen_range(0..200))
-            .map(|_| {
-                if rng.gen_ratio(1, 20) {
-                    rng.r#gen::<u8>()
-                } else {
-                    ALPHABET[rng.gen_range(0..ALPHABET.len())]
-                }
-            })
-            .collect();
-        if rng.gen_ratio(1, 50) {
-            query.extend(std::iter::repeat_n(b'q', MAX_QUERY_LEN + 10));
-        }
-        let host = match rng.gen_range(0..4) {
-            0 => format!("127.0.0.1:{port}"),
-            1 => "evil.example".to_owned(),
-            2 => format!("[::1]:{port}"),
-            _ => String::new(),
+    /// Seed of the random requests: fixed, so that a failure replays; `KOIDC_HOSTILE_SEED`
+    /// (decimal or `0x` hex, as for the integration test of hostile requests) replays another.
+    const DEFAULT_SEED: u64 = 0x6b6f_6964_6321;
+
+    fn seed() -> u64 {
+        let Ok(text) = std::env::var("KOIDC_HOSTILE_SEED") else {
+            return DEFAULT_SEED;
         };
-        let mut req = Vec::new();
-        req.extend_from_slice(methods[rng.gen_range(0..methods.len())].as_bytes());
-        req.push(b' ');
-        req.extend_from_slice(paths[rng.gen_range(0..paths.len())].as_bytes());
-        req.push(b'?');
-        req.extend_from_slice(&query);
-        req.extend_from_slice(b" HTTP/1.1\r\nHost: ");
-        req.extend_from_slice(host.as_bytes());
-        req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+        let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => text.parse().ok(),
+        };
+        parsed.unwrap_or_else(|| panic!("KOIDC_HOSTILE_SEED={text:?} is neither a decimal nor a 0x-hex u64"))
+    }
+
+    /// What the server must do with a request.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Expect {
+        /// Answer with this status.
+        Status(u16),
+        /// Close the connection, unanswered, once the header read timeout has passed.
+        ClosedUnanswered,
+    }
+
+    /// The status a request gets, worked out apart from the server: the HTTP layer answers 400
+    /// to a request line it cannot parse (a method that is not a token, a target with a space
+    /// or control byte or not UTF-8, a target `http::Uri` refuses); then a `Host` other than the listener's
+    /// gets 400, another path 404, another method 405, and a callback without the login's
+    /// state 400 (too long, malformed or wrong state alike).
+    fn expected_status(method: &[u8], target: &[u8], host_ok: bool) -> u16 {
+        let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+        let visible = |b: &u8| (0x21..=0x7e).contains(b) || *b >= 0x80;
+        let request_line_ok = !method.is_empty()
+            && method.iter().all(tchar)
+            && !target.is_empty()
+            && target.iter().all(visible)
+            && std::str::from_utf8(target).is_ok();
+        if !request_line_ok {
+            return 400;
+        }
+        let Ok(uri) = axum::http::Uri::try_from(target) else {
+            return 400;
+        };
+        if !host_ok {
+            400
+        } else if uri.path() != CALLBACK_PATH {
+            404
+        } else if method != b"GET" && method != b"HEAD" {
+            405
+        } else {
+            400
+        }
+    }
+
+    /// One random request that must not complete the login, and what the server must do with it.
+    fn random_request(rng: &mut impl Rng, port: u16) -> (Vec<u8>, Expect) {
+        const ALPHABET: &[u8] = b"abcxyz019%&=+;/?#._-~ statecodeerroriss";
+        if rng.gen_ratio(1, 200) {
+            // Only blank lines (CRLF or LF): the HTTP layer skips them and waits for a request
+            // line. (A CR without its LF is a malformed request line: 400.)
+            let req = (0..rng.gen_range(1..10))
+                .flat_map(|_| if rng.r#gen() { &b"\r\n"[..] } else { &b"\n"[..] })
+                .copied()
+                .collect();
+            return (req, Expect::ClosedUnanswered);
+        }
         if rng.gen_ratio(2, 5) {
-            // A plausible callback (right host and path, well-formed query) with wrong values.
+            // A plausible callback (right host and path, well-formed query) with wrong values:
+            // the state is lowercase letters, the login's never is.
             let keys = ["state", "code", "error", "error_description", "iss", "x"];
             let mut pairs: Vec<String> = Vec::new();
             for key in keys {
@@ -1062,32 +1208,140 @@ mod tests {
                     pairs.push(format!("{key}={value}"));
                 }
             }
-            req = format!(
+            let req = format!(
                 "GET /callback?{} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n",
                 pairs.join("&")
-            )
-            .into_bytes();
-        } else if rng.gen_ratio(1, 10) {
-            // Pure garbage.
-            req = (0..rng.gen_range(1..300)).map(|_| rng.r#gen::<u8>()).collect();
-            req.extend_from_slice(b"\r\n\r\n");
+            );
+            return (req.into_bytes(), Expect::Status(400));
         }
-        req
+        if rng.gen_ratio(1, 10) {
+            // Garbage that starts with a byte no request line starts with (neither a token
+            // character nor a blank line).
+            let first = loop {
+                let b: u8 = rng.r#gen();
+                if !(b.is_ascii_graphic() || b == b'\r' || b == b'\n') {
+                    break b;
+                }
+            };
+            let mut req = vec![first];
+            req.extend((0..rng.gen_range(0..300)).map(|_| rng.r#gen::<u8>()));
+            req.extend_from_slice(b"\r\n\r\n");
+            return (req, Expect::Status(400));
+        }
+        let methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "get", "G\0T"];
+        let paths = ["/callback", "/", "/callback/", "//callback", "/cb", "*", ""];
+        let method = methods[rng.gen_range(0..methods.len())].as_bytes();
+        let mut target = paths[rng.gen_range(0..paths.len())].as_bytes().to_vec();
+        target.push(b'?');
+        target.extend((0..rng.gen_range(0..200)).map(|_| {
+            if rng.gen_ratio(1, 20) {
+                rng.r#gen::<u8>()
+            } else {
+                ALPHABET[rng.gen_range(0..ALPHABET.len())]
+            }
+        }));
+        if rng.gen_ratio(1, 50) {
+            target.extend(std::iter::repeat_n(b'q', MAX_QUERY_LEN + 10));
+        }
+        let (host, host_ok) = match rng.gen_range(0..4) {
+            0 => (format!("127.0.0.1:{port}"), true),
+            1 => ("evil.example".to_owned(), false),
+            2 => (format!("[::1]:{port}"), false),
+            _ => (String::new(), false),
+        };
+        let mut req = method.to_vec();
+        req.push(b' ');
+        req.extend_from_slice(&target);
+        req.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+        req.extend_from_slice(host.as_bytes());
+        req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+        // A target that ends early (at a space) leaves the rest for the version: still 400.
+        (req, Expect::Status(expected_status(method, &target, host_ok)))
     }
 
     #[tokio::test]
     async fn thousand_random_requests_then_real_callback_succeeds() {
+        let seed = seed();
+        // A second is plenty for a request sent at once, and keeps the blank-line requests short.
         let (s, addr) = server().await;
+        let s = s.with_header_read_timeout(Duration::from_secs(1));
+        // One deadline for the whole run (client and server share this test's one thread, so a
+        // loaded machine slows both), not one per request.
+        let deadline = Instant::now() + Duration::from_secs(300);
         let client = async {
-            let mut rng = rand::thread_rng();
-            for _ in 0..1000 {
-                let req = random_request(&mut rng, addr.port());
-                let r = raw(addr, &req).await;
-                assert_ne!(r.status, 200, "{:?}", String::from_utf8_lossy(&req));
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            for n in 0..1000 {
+                let (req, expect) = random_request(&mut rng, addr.port());
+                let shown = || {
+                    let text = String::from_utf8_lossy(&req);
+                    let cut: String = text.chars().take(300).collect();
+                    format!(
+                        "request {n} of seed {seed:#x} (KOIDC_HOSTILE_SEED={seed:#x} replays it), \
+                         expected {expect:?}: {cut:?}{}",
+                        if cut.len() < text.len() { "…" } else { "" }
+                    )
+                };
+                let r = raw_until(addr, &req, deadline)
+                    .await
+                    .unwrap_or_else(|| panic!("no answer before the deadline to {}", shown()));
+                match expect {
+                    Expect::Status(status) => assert_eq!(r.status, status, "{}\n{}", shown(), r.head),
+                    Expect::ClosedUnanswered => assert!(r.head.is_empty(), "{}\n{}", shown(), r.head),
+                }
             }
             get(addr, good_callback()).await
         };
-        let (res, last) = tokio::join!(s.wait_for_code(STATE, Duration::from_secs(120)), client);
+        let (res, last) = tokio::join!(s.wait_for_code(STATE, Duration::from_secs(300)), client);
+        assert_eq!(res.unwrap().expose_secret(), CODE, "seed {seed:#x}");
+        assert_eq!(last.status, 200, "seed {seed:#x}");
+    }
+
+    /// A keep-alive connection that made one (rejected) request, got its 404 and stays open.
+    async fn kept_alive_after_a_404(addr: SocketAddr) -> TcpStream {
+        let mut kept = TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET /favicon.ico HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+            addr.port()
+        );
+        kept.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 4096];
+        let n = kept.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 404"));
+        kept
+    }
+
+    #[tokio::test]
+    async fn connections_sending_nothing_or_blank_lines_are_closed_and_the_login_still_works() {
+        let (s, addr) = server().await;
+        let s = s.with_header_read_timeout(Duration::from_millis(300));
+        let client = async {
+            let silent = TcpStream::connect(addr).await.unwrap();
+            let mut blank = TcpStream::connect(addr).await.unwrap();
+            blank.write_all(b"\r\n\n\r\n\r\n\n").await.unwrap();
+            let mut half = TcpStream::connect(addr).await.unwrap();
+            half.write_all(b"GET /callback?state=").await.unwrap();
+            // A kept-alive connection idle after one (rejected) request.
+            let kept = kept_alive_after_a_404(addr).await;
+            for (what, mut conn) in [
+                ("silent", silent),
+                ("blank-line", blank),
+                ("half-request", half),
+                ("idle kept-alive", kept),
+            ] {
+                let mut rest = Vec::new();
+                // The timeout is 300 ms; 15 s leaves a loaded machine room, and is still less
+                // than the login's 20 s wait, which would close them too.
+                let closed = tokio::time::timeout(Duration::from_secs(15), conn.read_to_end(&mut rest)).await;
+                assert!(closed.is_ok(), "the {what} connection is still open");
+                assert!(
+                    rest.is_empty(),
+                    "the {what} connection got {:?}",
+                    String::from_utf8_lossy(&rest)
+                );
+            }
+            get(addr, good_callback()).await
+        };
+        let (res, last) = tokio::join!(s.wait_for_code(STATE, LONG), client);
         assert_eq!(res.unwrap().expose_secret(), CODE);
         assert_eq!(last.status, 200);
     }
@@ -1124,15 +1378,7 @@ mod tests {
                 .await
                 .unwrap();
             // A keep-alive connection that made one (rejected) request and stays open.
-            let mut kept = TcpStream::connect(addr).await.unwrap();
-            let req = format!(
-                "GET /favicon.ico HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
-                addr.port()
-            );
-            kept.write_all(req.as_bytes()).await.unwrap();
-            let mut buf = [0u8; 4096];
-            let n = kept.read(&mut buf).await.unwrap();
-            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 404"));
+            let kept = kept_alive_after_a_404(addr).await;
             // The real callback, on a keep-alive connection too: its response must arrive.
             let mut real = TcpStream::connect(addr).await.unwrap();
             let req = format!(
@@ -1148,8 +1394,11 @@ mod tests {
         let (res, (_silent, _slow, _kept, resp)) = tokio::join!(s.wait_for_code(STATE, LONG), client);
         assert_eq!(res.unwrap().expose_secret(), CODE);
         assert!(resp.contains("Logged in to koidc"), "{resp}");
+        // The grace period (1 s) and room for a loaded machine, but well under the header read
+        // timeout (10 s) that would close the idle connections anyway: the wait did not wait
+        // for them.
         assert!(
-            start.elapsed() < Duration::from_millis(2000),
+            start.elapsed() < SHUTDOWN_GRACE + Duration::from_secs(5),
             "took {:?}",
             start.elapsed()
         );
@@ -1261,9 +1510,10 @@ mod tests {
             matches!(err, LoopbackError::Timeout { secs: 1, rejected: 0 }),
             "{err:?}"
         );
-        // The timeout plus at most the shutdown grace, never the slow client's 10 s.
+        // The timeout plus at most the shutdown grace, and room for a loaded machine: never
+        // the slow client's 10 s, nor the header read timeout (10 s).
         assert!(
-            took < Duration::from_secs(1) + SHUTDOWN_GRACE + Duration::from_millis(500),
+            took < Duration::from_secs(1) + SHUTDOWN_GRACE + Duration::from_secs(4),
             "took {took:?}"
         );
         slow.abort();
@@ -1317,6 +1567,7 @@ mod tests {
             "code=abc&state=fuzz-state&iss=https%3A%2F%2Fevil.example",
             "state=fuzz-state",
             "error=%3Cscript%3E&error_description=%1B%5B31m&state=fuzz-state",
+            "error=x&error_description=%3Cb%3E%22%27%26amp&state=fuzz-state",
             "code=abc&state=other",
             "code=abc&state=fuzz-state&state=fuzz-state",
             "%zz",
@@ -1325,6 +1576,12 @@ mod tests {
         ] {
             fuzz_callback_query(query);
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "markup or a control character on the page")]
+    fn fuzz_page_check_refuses_unescaped_markup() {
+        check_page(page(StatusCode::BAD_REQUEST, "<script>", false));
     }
 
     #[test]

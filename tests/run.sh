@@ -9,7 +9,9 @@
 #    under ~/.cache/koidc-e2e) and exports KOIDC_E2E_DEX / KOIDC_E2E_KUBECTL / KOIDC_E2E_ETCD /
 #    KOIDC_E2E_KUBE_APISERVER for the integration tests.
 #    Installs the Okta-like test IdP (tests/okta, `npm ci`) when its node_modules is missing.
-# 3. Runs every test (unit + integration) with `cargo test --locked` and exits with its status.
+# 3. Runs every test (unit + integration) with `cargo test --locked` and exits with its status;
+#    with no arguments also the Secret Service test (in a private D-Bus session) and a
+#    type-check of the fuzz targets (fuzz/).
 #    Extra arguments go to cargo, e.g. `./tests/run.sh --test it login`. On x86_64 Linux with
 #    glibc, koidc is built and tested as ./install.sh builds it: statically linked
 #    (`--target HOST --config .cargo/static.toml`, from .cargo/release.sh).
@@ -66,7 +68,8 @@ koidc_cargo_options static.toml
 cargo test --locked "${koidc_cargo_args[@]}" "$@"
 
 # The Secret Service unit test needs a session bus with an unlocked keyring: run it in a private
-# D-Bus session with a throw-away gnome-keyring (its files under a temporary XDG_DATA_HOME).
+# D-Bus session with a throw-away gnome-keyring (its files under a temporary XDG_DATA_HOME). It is
+# selected by exact name, so "1 passed" is required: a renamed test would otherwise run nothing.
 if (($# == 0)); then
   keyring_data=$(mktemp -d)
   trap 'rm -rf "$keyring_data"' EXIT
@@ -74,5 +77,15 @@ if (($# == 0)); then
     'echo koidc | gnome-keyring-daemon --components=secrets --unlock --daemonize >/dev/null &&
      cargo test --locked "$@" --lib cache::keyring::tests::secret_service_round_trip -- --ignored --exact' \
     bash "${koidc_cargo_args[@]}" \
-    2> >(grep -v "Failed to set fd limit" >&2)
+    2> >(grep -v "Failed to set fd limit" >&2) | tee "$keyring_data/out"
+  grep -q "test result: ok. 1 passed" "$keyring_data/out" || {
+    echo "tests/run.sh: the Secret Service test did not run (no \"1 passed\")" >&2
+    exit 1
+  }
+
+  # The fuzz targets (fuzz/) are built by fuzz/run.sh with nightly Rust and cargo-fuzz, which
+  # this suite does not need: type-check them with the stable compiler instead (no linking, so
+  # no libFuzzer runtime), so that a change to the functions they call cannot break them unseen.
+  # Their own workspace and lock file; the check artefacts stay under target/.
+  cargo check --locked --quiet --manifest-path fuzz/Cargo.toml --bins --target-dir target/fuzz-check
 fi

@@ -540,10 +540,22 @@ mod tests {
     fn refuses_symlinked_entry() {
         let tmp = TempDir::new("symlink");
         let store = FileStore::open(tmp.path()).unwrap();
+        // A valid entry (koidc's own, 0600) moved elsewhere: only the link can be refused.
+        store.save(&key(1), &tokens("a")).unwrap();
+        let entry = store.path(&key(1), PLAIN_EXT);
         let target = tmp.path().join("elsewhere");
-        fs::write(&target, b"{}").unwrap();
-        std::os::unix::fs::symlink(&target, store.path(&key(1), PLAIN_EXT)).unwrap();
-        assert!(store.load(&key(1)).unwrap_err().is_corrupt());
+        fs::rename(&entry, &target).unwrap();
+        fs::hard_link(&target, &entry).unwrap();
+        let loaded = store
+            .load(&key(1))
+            .unwrap()
+            .expect("the entry, hard-linked, loads");
+        assert_eq!(loaded.id_token.expose_secret(), "id-token-a");
+        fs::remove_file(&entry).unwrap();
+        std::os::unix::fs::symlink(&target, &entry).unwrap();
+        let err = store.load(&key(1)).unwrap_err();
+        assert!(err.is_corrupt(), "{err:?}");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
     }
 
     #[test]

@@ -888,9 +888,65 @@ mod tests {
         assert!(session_bus_problem(Some("unix:path=/nonexistent;unix:path=/".as_ref())).is_none());
     }
 
+    /// Gives the calling thread (the test's own) a new, empty session keyring, so that a test
+    /// never writes into the session keyring of whoever runs the tests. Session keyrings belong
+    /// to a thread's credentials (Linux 3.8 and later), and `KEYCTL_JOIN_SESSION_KEYRING`
+    /// without a name replaces only the caller's. A kernel that refuses fails the test, loudly.
+    #[cfg(target_os = "linux")]
+    fn private_session_keyring() {
+        let session_id = || {
+            // SAFETY: keyctl(KEYCTL_GET_KEYRING_ID, id, create) takes plain integers.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_keyctl,
+                    libc::c_long::from(libc::KEYCTL_GET_KEYRING_ID),
+                    libc::c_long::from(libc::KEY_SPEC_SESSION_KEYRING),
+                    libc::c_long::from(0u8),
+                )
+            }
+        };
+        let before = session_id();
+        // SAFETY: a null name asks for a new anonymous keyring.
+        let joined = unsafe {
+            libc::syscall(
+                libc::SYS_keyctl,
+                libc::c_long::from(libc::KEYCTL_JOIN_SESSION_KEYRING),
+                std::ptr::null::<libc::c_char>(),
+            )
+        };
+        assert!(
+            joined > 0,
+            "the kernel gave this test no private session keyring ({}); it would otherwise write into yours",
+            std::io::Error::last_os_error()
+        );
+        assert_eq!(session_id(), joined);
+        assert_ne!(joined, before, "still the shared session keyring");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn private_session_keyring_is_the_test_threads_own() {
+        let account = format!("test:{}:{}", std::process::id(), rand::random::<u64>());
+        let key = MasterKey::generate().unwrap();
+        let account = std::thread::spawn(move || {
+            private_session_keyring();
+            KernelKeyring.set(&account, &key.to_text()).unwrap();
+            assert!(KernelKeyring.get(&account).unwrap().is_some());
+            account
+        })
+        .join()
+        .unwrap();
+        // Only read here: this thread's session keyring is the one of whoever runs the tests.
+        assert!(
+            KernelKeyring.get(&account).unwrap().is_none(),
+            "the key reached the shared session keyring"
+        );
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn kernel_keyring_round_trip() {
+        private_session_keyring();
         let account = format!("test:{}:{}", std::process::id(), rand::random::<u64>());
         assert!(KernelKeyring.get(&account).unwrap().is_none());
         let key = MasterKey::generate().unwrap();
@@ -916,6 +972,7 @@ mod tests {
     #[test]
     #[ignore = "needs a D-Bus session with an unlocked Secret Service"]
     fn secret_service_round_trip() {
+        private_session_keyring();
         let service = SecretService {
             bus_address: std::env::var_os("DBUS_SESSION_BUS_ADDRESS"),
             timeout: SECRET_SERVICE_TIMEOUT,

@@ -529,20 +529,24 @@ mod tests {
         let held = CacheLock::acquire(&dir, &key(1), Duration::ZERO).unwrap();
         let (tx, rx) = mpsc::channel();
         let waiter = std::thread::spawn(move || {
-            let start = Instant::now();
-            let lock = CacheLock::acquire(&dir, &key(1), Duration::from_secs(10));
-            tx.send(()).unwrap();
-            (lock.map(|_| ()), start.elapsed())
+            tx.send(Instant::now()).unwrap();
+            let lock = CacheLock::acquire(&dir, &key(1), Duration::from_secs(60));
+            let acquired = Instant::now();
+            tx.send(acquired).unwrap();
+            lock.map(|_| acquired)
         });
-        // The waiter is blocked while the lock is held.
-        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
-        drop(held);
-        let (got, waited) = waiter.join().unwrap();
-        got.unwrap();
+        // Ordered by events, not by durations (a loaded machine may start the waiter late): the
+        // waiter starts asking while the lock is held, gets nothing meanwhile, and gets the lock
+        // once it is released.
+        let asked = rx.recv().unwrap();
         assert!(
-            waited >= Duration::from_millis(300) && waited < Duration::from_secs(5),
-            "{waited:?}"
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "got a held lock"
         );
+        let released = Instant::now();
+        drop(held);
+        let acquired = waiter.join().unwrap().unwrap();
+        assert!(asked < released && released <= acquired);
         // And released again when the waiter's guard dropped.
         CacheLock::acquire(tmp.path(), &key(1), Duration::ZERO).unwrap();
     }

@@ -27,6 +27,7 @@ use crate::printer::Printer;
 
 /// Runs the parsed command line.
 pub fn run(mut cli: Cli) -> anyhow::Result<()> {
+    client_secret_from_file(&mut cli)?;
     crate::profile::apply(&mut cli)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match cli.command {
@@ -98,6 +99,31 @@ fn describe_key(key: &CacheKey) -> String {
     }
     text.push(')');
     text
+}
+
+/// Warns about `--client-secret` (an argument other users can read), and reads
+/// `--client-secret-file` (a private file, as the webhook's) into the client secret, which
+/// then counts as given (a profile's `client-secret-env` does not replace it).
+fn client_secret_from_file(cli: &mut Cli) -> anyhow::Result<()> {
+    if cli.explicit.secret_argument() {
+        crate::printer::stderr_line(format_args!(
+            "koidc: warning: {}",
+            crate::cli::SECRET_ARGUMENT_DEPRECATED
+        ));
+    }
+    let Some(login) = cli.command.login_flags_mut() else {
+        return Ok(());
+    };
+    let Some(path) = login.client_secret_file.as_deref() else {
+        return Ok(());
+    };
+    if login.client_secret.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(crate::webhook::WebhookError::TwoClientSecrets.into());
+    }
+    let secret = crate::webhook::read_secret_file(path)?;
+    login.client_secret = Some(secrecy::ExposeSecret::expose_secret(&secret).to_owned());
+    cli.explicit.insert("client_secret");
+    Ok(())
 }
 
 /// Validated cache settings and the store they open.

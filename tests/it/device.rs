@@ -238,9 +238,12 @@ fn device_code_login_times_out_cleanly() {
         lines[..lines.len() - 1].iter().all(|l| !l.contains("error")),
         "one error line: {lines:?}"
     );
+    // Not before the timeout; that it stopped there, not later, is shown by the poll count
+    // below (the first poll would come 5 s in), so the upper bound is only against a hang and
+    // leaves a loaded machine room.
     assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
-        "stops at the timeout, not later: {took:?}"
+        took >= Duration::from_secs(2) && took < Duration::from_secs(30),
+        "stops at the timeout: {took:?}"
     );
     let (codes, polls) = device_traffic(&lab, 0);
     assert_eq!(codes, 1);
@@ -385,7 +388,9 @@ fn failed_noninteractive_login_cools_down_later_calls_until_koidc_login() {
     let out = run(&mut cmd);
     let took = started.elapsed();
     out.assert_failure();
-    assert!(took < Duration::from_secs(1), "fails fast: {took:?}");
+    // Fast means without a login: no browser and no request to Dex (asserted below). The time
+    // bound is only against waiting out the login timeout, with room for a loaded machine.
+    assert!(took < Duration::from_secs(15), "fails fast: {took:?}");
     let line = out.assert_one_error_line();
     let secs = line
         .strip_prefix("koidc: a login failed or was abandoned ")

@@ -57,7 +57,7 @@ fn assert_rejected(out: &Output, client: &StubClient, idp: Option<&StubIdp>, nam
         out.stdout
     );
     assert!(
-        !out.stderr.contains("eyJ"),
+        crate::support::find_jwt(&out.stderr).is_none(),
         "{}: a JWT leaked on stderr: {:?}",
         out.what,
         out.stderr
@@ -166,7 +166,7 @@ fn assert_accepted(out: &Output, idp: &StubIdp) -> ExecCredential {
     assert_eq!(cred.claims["iss"], idp.issuer(), "token from another issuer");
     assert_eq!(cred.claims["aud"], CLIENT_ID, "token for another audience");
     assert!(
-        !out.stderr.contains("eyJ"),
+        crate::support::find_jwt(&out.stderr).is_none(),
         "{}: a JWT leaked on stderr",
         out.what
     );
@@ -647,7 +647,7 @@ fn refresh_whose_jwks_fetch_fails_keeps_the_rotated_refresh_token_for_the_next_c
         out.stderr
     );
     assert!(
-        !out.stderr.contains(&rotated) && !out.stderr.contains("eyJ"),
+        !out.stderr.contains(&rotated) && crate::support::find_jwt(&out.stderr).is_none(),
         "a token leaked on stderr"
     );
 

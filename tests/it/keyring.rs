@@ -303,6 +303,10 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The start of the warning koidc prints when it caches in files for want of a keyring (the
+/// same text `no_keyring_falls_back_to_file_with_warning` finds, so its absence means something).
+const FALLBACK_WARNING: &str = "koidc: warning: no usable keyring (";
+
 #[test]
 fn secret_service_login_then_warm_without_dbus() {
     let lab = keyring_lab();
@@ -322,7 +326,7 @@ fn secret_service_login_then_warm_without_dbus() {
     let (login_out, login) = lab.assert_ok_get_token(&get_token());
     assert_eq!(lab.browser.launches(), 1);
     assert!(
-        !login_out.stderr.to_lowercase().contains("fall"),
+        !login_out.stderr.contains(FALLBACK_WARNING),
         "no fallback expected with a Secret Service: {:?}",
         login_out.stderr
     );
@@ -372,7 +376,7 @@ fn no_keyring_falls_back_to_file_with_warning() {
     let warnings: Vec<&str> = login_out
         .stderr_lines()
         .into_iter()
-        .filter(|l| l.to_lowercase().contains("file"))
+        .filter(|l| l.starts_with(FALLBACK_WARNING))
         .collect();
     assert_eq!(
         warnings.len(),

@@ -86,7 +86,7 @@ fn logout_all(client: &StubClient, extra: &[&str]) -> Command {
     cmd
 }
 
-fn basic(id: &str, secret: &str) -> String {
+pub(crate) fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 

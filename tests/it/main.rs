@@ -34,6 +34,7 @@ mod logout;
 mod okta;
 mod options;
 mod parallel;
+mod process;
 mod profiles;
 mod rbac_e2e;
 mod setup_cmd;

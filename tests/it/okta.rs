@@ -496,9 +496,18 @@ fn okta_logout_revokes_the_refresh_token_at_the_provider() {
 
 #[test]
 fn okta_unregistered_redirect_port_names_the_redirect_uris_to_register() {
+    // Any port but the registered ones: a free one, under the lock of the tests that listen on
+    // fixed ports.
+    let _ports = fixed_ports();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    assert!(port != PORT && port != FALLBACK_PORT);
+    let listen = format!("127.0.0.1:{port}");
     let mut lab = OktaLab::start(OktaOptions::default());
     let started = Instant::now();
-    let out = lab.koidc("get-token", &["--listen", "127.0.0.1:9999"]);
+    let out = lab.koidc("get-token", &["--listen", &listen]);
     let line = out.assert_failure().assert_one_error_line();
     assert!(
         line.contains(
@@ -507,13 +516,13 @@ fn okta_unregistered_redirect_port_names_the_redirect_uris_to_register() {
         ),
         "{line}"
     );
-    assert!(line.contains("http://127.0.0.1:9999/callback"), "{line}");
+    assert!(line.contains(&format!("http://{listen}/callback")), "{line}");
     // Found before any browser opened, not by waiting for the 60 s timeout.
     assert_eq!(lab.browser.launches(), 0);
     assert!(started.elapsed() < Duration::from_secs(30));
     let errors = lab.idp.events_of("authorize_error");
     assert_eq!(errors.len(), 1, "{errors:?}");
-    assert_eq!(errors[0]["redirect_uri"], "http://127.0.0.1:9999/callback");
+    assert_eq!(errors[0]["redirect_uri"], format!("http://{listen}/callback"));
 }
 
 #[test]

@@ -300,8 +300,10 @@ fn login_timeout_ends_with_clear_error() {
         "a login timeout fails with exit code 1: {:?}",
         out.stderr
     );
+    // At the 2 s timeout, not before; the upper bound tells it from the 180 s default with
+    // room for a loaded machine (start-up, discovery and the stub share two cores).
     assert!(
-        took >= Duration::from_secs(2) && took <= Duration::from_secs(6),
+        took >= Duration::from_secs(2) && took <= Duration::from_secs(30),
         "koidc gave up after {took:?}, not after about 2 s"
     );
     assert_eq!(out.stdout, "", "nothing on stdout");

@@ -129,7 +129,7 @@ fn assert_forbidden(out: &Output, user: &TestUser) {
 #[track_caller]
 fn assert_no_token(out: &Output) {
     assert!(
-        !out.stdout.contains("eyJ") && !out.stderr.contains("eyJ"),
+        crate::support::find_jwt(&out.stdout).is_none() && crate::support::find_jwt(&out.stderr).is_none(),
         "{}: a JWT showed in kubectl's output",
         out.what
     );

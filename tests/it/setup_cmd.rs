@@ -98,7 +98,7 @@ fn setup_login_shows_the_token_groups_and_names_them_in_the_bind_group_hint() {
         out.stdout
     );
     assert!(
-        !out.stdout.contains("eyJ") && !out.stderr.contains("eyJ"),
+        crate::support::find_jwt(&out.stdout).is_none() && crate::support::find_jwt(&out.stderr).is_none(),
         "a JWT showed in setup's output"
     );
 }

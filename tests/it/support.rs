@@ -539,11 +539,24 @@ pub struct Secrets {
     pub other: BTreeSet<String>,
 }
 
-/// Fails if `out` shows a secret: stderr must not contain `eyJ` (the start of any JWT) nor any
-/// secret in `secrets`; stdout must contain no secret except, for `get-token`, ID tokens.
+/// Where the first JWT-shaped text in `text` starts: `eyJ` (a base64url JSON object, as every
+/// JWT header is) and more base64url, a `.`, and a base64url payload of at least two
+/// characters. A bare `eyJ` is not enough: the login URL on stderr carries 129 random base64url
+/// characters (state, nonce, PKCE challenge), which hold `eyJ` in about one login in 2,000.
+pub fn find_jwt(text: &str) -> Option<usize> {
+    let b64 = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+    text.match_indices("eyJ").map(|(at, _)| at).find(|&at| {
+        let rest = &text.as_bytes()[at..];
+        let header = rest.iter().take_while(|&&c| b64(c)).count();
+        rest.get(header) == Some(&b'.') && rest[header + 1..].iter().take_while(|&&c| b64(c)).count() >= 2
+    })
+}
+
+/// Fails if `out` shows a secret: stderr must not contain a JWT ([`find_jwt`]) nor any secret
+/// in `secrets`; stdout must contain no secret except, for `get-token`, ID tokens.
 #[track_caller]
 pub fn assert_no_leak(out: &Output, secrets: &Secrets, stdout: Stdout) {
-    if let Some(at) = out.stderr.find("eyJ") {
+    if let Some(at) = find_jwt(&out.stderr) {
         // Show where, without the token itself: the line up to the JWT.
         let line_start = out.stderr[..at].rfind('\n').map_or(0, |i| i + 1);
         panic!(
@@ -568,7 +581,7 @@ pub fn assert_no_leak(out: &Output, secrets: &Secrets, stdout: Stdout) {
     }
     if stdout == Stdout::NoSecrets {
         assert!(
-            !out.stdout.contains("eyJ"),
+            find_jwt(&out.stdout).is_none(),
             "{}: a JWT leaked on stdout",
             out.what
         );
