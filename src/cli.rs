@@ -87,9 +87,7 @@ pub const SECRET_ARGUMENT_DEPRECATED: &str = "--client-secret is deprecated: oth
      command's arguments; set KOIDC_CLIENT_SECRET (in a kubeconfig: exec.env) or use \
      --client-secret-file FILE instead";
 
-/// The usage name when koidc runs as kubectl's plugin (`kubectl koidc ...` executes
-/// `kubectl-koidc`).
-pub const KUBECTL_PLUGIN_NAME: &str = "kubectl koidc";
+pub use crate::printer::KUBECTL_PLUGIN_NAME;
 
 impl Cli {
     /// Parses the command line (`args[0]` is the program) like `Cli::try_parse_from`, and also
@@ -117,12 +115,9 @@ impl Cli {
     pub(crate) fn try_parse_full(args: Vec<std::ffi::OsString>) -> Result<Self, clap::Error> {
         use clap::{CommandFactory as _, FromArgMatches as _};
         let mut command = Self::command();
-        let program = args
-            .first()
-            .and_then(|a| std::path::Path::new(a).file_stem())
-            .and_then(|s| s.to_str());
-        if program == Some("kubectl-koidc") {
-            command = command.bin_name(KUBECTL_PLUGIN_NAME);
+        let name = crate::printer::command_name(args.first().map(|a| a.as_os_str()));
+        if name == KUBECTL_PLUGIN_NAME {
+            command = command.bin_name(name);
         }
         let matches = command.try_get_matches_from_mut(args)?;
         let mut cli = Self::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;

@@ -13,14 +13,95 @@
 //!
 //! The error a command ends with is printed by `main` as one line, [`error_line`]: its causes in
 //! order, each once.
+//!
+//! Hints name commands the way the user starts koidc: krew installs only `kubectl-koidc`, so
+//! under kubectl `run koidc login` would name a command that does not exist there. Messages are
+//! written with `koidc …`; [`stderr_line`] (and `doctor`'s report) rewrite them to `kubectl
+//! koidc …` when the program file is `kubectl-koidc` ([`as_invoked`]).
 
 use std::io::Write as _;
 
 /// Writes `line` and a newline to stderr in one write, ignoring any error (see the module doc).
+/// Hints in it name koidc the way it was started ([`as_invoked`]).
 pub fn stderr_line(line: std::fmt::Arguments<'_>) {
-    let mut text = line.to_string();
+    let mut text = as_invoked(&line.to_string()).into_owned();
     text.push('\n');
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// How users start koidc when it runs as kubectl's plugin: `kubectl koidc ...` executes the
+/// program file `kubectl-koidc`.
+pub const KUBECTL_PLUGIN_NAME: &str = "kubectl koidc";
+
+/// The subcommands hints may name, as in `run koidc login`.
+const SUBCOMMANDS: [&str; 12] = [
+    "get-token",
+    "login",
+    "logout",
+    "clean",
+    "whoami",
+    "setup",
+    "bind-group",
+    "doctor",
+    "webhook",
+    "completions",
+    "man",
+    "version",
+];
+
+/// The command users type for koidc, from the program path (`argv[0]`): `kubectl koidc` for a
+/// program file named `kubectl-koidc` (krew installs only that name), else `koidc`.
+pub fn command_name(program: Option<&std::ffi::OsStr>) -> &'static str {
+    match program.and_then(|p| std::path::Path::new(p).file_stem()) {
+        Some(stem) if stem == "kubectl-koidc" => KUBECTL_PLUGIN_NAME,
+        _ => "koidc",
+    }
+}
+
+/// [`command_name`] of this process, found once, on the first message printed (never on the
+/// warm `get-token` path, which prints nothing).
+fn this_command_name() -> &'static str {
+    static NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| command_name(std::env::args_os().next().as_deref()))
+}
+
+/// `text` with every hint that names a koidc command (`koidc login`, `koidc bind-group`) naming
+/// it as `name` starts it: `kubectl koidc login` under kubectl. Only the word `koidc` directly
+/// before a subcommand's name is rewritten, and not where it is already `kubectl koidc` or part
+/// of a longer word or path.
+pub fn for_command_name<'a>(text: &'a str, name: &str) -> std::borrow::Cow<'a, str> {
+    if name == "koidc" || !text.contains("koidc ") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(at) = rest.find("koidc ") {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let preceded = out.chars().next_back();
+        let standalone = !preceded.is_some_and(|c| c.is_alphanumeric() || "-_/.".contains(c))
+            && !out.ends_with("kubectl ");
+        let after = &from["koidc ".len()..];
+        let names_command = SUBCOMMANDS.iter().any(|sub| {
+            after
+                .strip_prefix(sub)
+                .is_some_and(|tail| !tail.starts_with(|c: char| c.is_alphanumeric() || c == '-' || c == '_'))
+        });
+        if standalone && names_command {
+            out.push_str(name);
+            out.push(' ');
+        } else {
+            out.push_str("koidc ");
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+/// `text` with its hints naming koidc as this process was started ([`for_command_name`]).
+pub fn as_invoked(text: &str) -> std::borrow::Cow<'_, str> {
+    for_command_name(text, this_command_name())
 }
 
 /// Writes results to stdout and messages to stderr.
@@ -95,6 +176,40 @@ fn fold(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hints_name_kubectl_koidc_when_koidc_runs_as_the_kubectl_plugin() {
+        let kubectl = command_name(Some("/home/u/.krew/bin/kubectl-koidc".as_ref()));
+        assert_eq!(kubectl, "kubectl koidc");
+        assert_eq!(command_name(Some("kubectl-koidc.exe".as_ref())), "kubectl koidc");
+        assert_eq!(command_name(Some("/usr/local/bin/koidc".as_ref())), "koidc");
+        assert_eq!(command_name(None), "koidc");
+        for (text, expected) in [
+            (
+                "no cached identity; run `koidc login --issuer URL --client-id ID`",
+                "no cached identity; run `kubectl koidc login --issuer URL --client-id ID`",
+            ),
+            (
+                "fix: koidc bind-group devs view -n app; then koidc doctor",
+                "fix: kubectl koidc bind-group devs view -n app; then kubectl koidc doctor",
+            ),
+            // Already right, not a command, or part of a path or longer word: unchanged.
+            ("run `kubectl koidc login`", "run `kubectl koidc login`"),
+            ("koidc: warning: x", "koidc: warning: x"),
+            ("the koidc cache", "the koidc cache"),
+            ("koidc loginx", "koidc loginx"),
+            (
+                "/usr/bin/koidc login and kubectl-koidc login",
+                "/usr/bin/koidc login and kubectl-koidc login",
+            ),
+            ("saved by koidc setup", "saved by kubectl koidc setup"),
+            ("koidc get-token", "kubectl koidc get-token"),
+            ("", ""),
+        ] {
+            assert_eq!(for_command_name(text, kubectl), expected, "{text:?}");
+            assert_eq!(for_command_name(text, "koidc"), text, "{text:?}");
+        }
+    }
 
     /// No run of `WINDOW` words appears twice in `line`: a cause printed twice would.
     #[track_caller]

@@ -17,7 +17,7 @@ use std::ffi::OsString;
 use clap::CommandFactory as _;
 use clap::error::ErrorKind;
 
-use super::{Cli, KUBECTL_PLUGIN_NAME};
+use super::Cli;
 
 /// kubelogin's options (of `kubelogin get-token`, as kubeconfigs written for it pass them), the
 /// koidc option a command must have for the hint to apply there (its long name), and the hint
@@ -61,10 +61,7 @@ pub fn error_line(err: &clap::Error, args: &[OsString]) -> Option<String> {
     if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         return None;
     }
-    let bin = match args.first().and_then(|a| std::path::Path::new(a).file_stem()) {
-        Some(stem) if stem == "kubectl-koidc" => KUBECTL_PLUGIN_NAME,
-        _ => "koidc",
-    };
+    let bin = crate::printer::command_name(args.first().map(|a| a.as_os_str()));
     let command = Cli::command();
     let sub = args
         .get(1)

@@ -369,6 +369,40 @@ fn kubectl_finds_the_plugin_and_passes_the_arguments() {
 }
 
 #[test]
+fn hints_under_kubectl_name_kubectl_koidc_not_a_koidc_command_krew_users_do_not_have() {
+    let kubectl = e2e_binary("KOIDC_E2E_KUBECTL", "kubectl v1.36.3");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = plugin_dir(tmp.path());
+    // Only the plugin name on PATH, as krew installs it.
+    let path = format!("{}:/usr/bin:/bin", dir.display());
+    let cache = tmp.path().join("cache");
+    let out = run(clean_command(&kubectl, tmp.path()).env("PATH", &path).args([
+        "koidc",
+        "whoami",
+        "--cache",
+        "file",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]));
+    let line = out.assert_one_error_line();
+    assert!(
+        line.contains("run `kubectl koidc login --issuer URL --client-id ID`"),
+        "{line}"
+    );
+    // The same hint as plain koidc.
+    let out = run(clean_command(koidc_bin(), tmp.path()).args([
+        "whoami",
+        "--cache",
+        "file",
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]));
+    let line = out.assert_one_error_line();
+    assert!(line.contains("run `koidc login --issuer URL"), "{line}");
+    assert!(!line.contains("kubectl koidc"), "{line}");
+}
+
+#[test]
 fn completion_scripts_cover_every_command() {
     let tmp = tempfile::tempdir().unwrap();
     for shell in ["bash", "zsh", "fish", "powershell"] {
