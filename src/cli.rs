@@ -151,7 +151,8 @@ pub enum Command {
     /// Forget cached tokens (and revoke the refresh token where the IdP supports it).
     #[command(after_help = LOGOUT_EXAMPLES)]
     Logout(LogoutArgs),
-    /// Forget every cached identity: `logout --all` under kubelogin's name.
+    /// Forget every cached identity: `logout --all` under kubelogin's name. The identity options
+    /// select nothing: they only name the client a client secret is for.
     #[command(after_help = CLEAN_EXAMPLES)]
     Clean(CleanArgs),
     /// Show the cached identity without any network call.
@@ -558,7 +559,8 @@ pub struct LogoutArgs {
     pub cache: CacheFlags,
     #[command(flatten)]
     pub output: OutputFlags,
-    /// Forget every cached identity (also: `koidc clean`).
+    /// Forget every cached identity (also: `koidc clean`). The identity options then select
+    /// nothing: they only name the client a client secret is for.
     #[arg(long)]
     pub all: bool,
     /// Only delete the local cache; do not ask the IdP to revoke the refresh token.
@@ -786,7 +788,7 @@ pub struct SetupArgs {
     #[arg(long, value_name = "FILE", requires = "write_kubeconfig")]
     pub kubeconfig: Option<PathBuf>,
     /// Name of the kubeconfig user entry.
-    #[arg(long = "user", default_value = "oidc", value_name = "NAME")]
+    #[arg(long = "user", default_value = "oidc", value_name = "NAME", value_parser = kubeconfig_name)]
     pub user_name: String,
     /// Command kubectl runs in the exec entry.
     #[arg(long, default_value = "koidc", value_name = "CMD")]
@@ -893,4 +895,46 @@ pub struct WebhookArgs {
     pub certificate_authorities: Vec<PathBuf>,
     #[command(flatten)]
     pub output: OutputFlags,
+}
+
+/// A kubeconfig entry name given to `setup --user`: setup prints it into kubectl commands, so it
+/// may not start with `-` (kubectl would read it as an option) or hold control characters.
+fn kubeconfig_name(name: &str) -> Result<String, String> {
+    if name.is_empty() {
+        Err("the name is empty".into())
+    } else if name.starts_with('-') {
+        Err("a name starting with '-' would be read as an option by kubectl".into())
+    } else if name.chars().any(char::is_control) {
+        Err("the name holds a control character".into())
+    } else {
+        Ok(name.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_user_names_kubectl_would_read_as_an_option_are_refused() {
+        let parse = |user: &str| {
+            let user = format!("--user={user}");
+            Cli::try_parse_args([
+                "koidc",
+                "setup",
+                "--issuer",
+                "https://i",
+                "--client-id",
+                "c",
+                &user,
+            ])
+        };
+        assert!(parse("oidc").is_ok());
+        for hostile in ["--kubeconfig=/tmp/evil", "-x", "a\nb", ""] {
+            let err = parse(hostile)
+                .err()
+                .unwrap_or_else(|| panic!("{hostile:?} accepted"));
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{hostile:?}");
+        }
+    }
 }

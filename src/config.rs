@@ -326,6 +326,17 @@ pub fn normalize_issuer(raw: String) -> Result<String, ConfigError> {
             "it is empty; give the URL of your OpenID Connect provider".into()
         ));
     }
+    // A user name or password in the URL would be sent to the provider and shown in every
+    // message that names the issuer: refused, and not repeated.
+    if let Some((scheme, rest)) = issuer.split_once("://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if let Some((_, host)) = authority.rsplit_once('@') {
+            return Err(ConfigError::Issuer {
+                url: format!("{scheme}://…@{host}"),
+                reason: "an issuer URL carries no user name or password; remove the part before @".into(),
+            });
+        }
+    }
     // The hints below repeat the input, which must print as one plain line.
     if issuer.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("an issuer has no blanks or control characters inside".into()));
@@ -487,6 +498,24 @@ mod tests {
         Identity::from_flags(&identity_flags(raw, ProviderArg::Auto, &[]))
             .map(|id| id.issuer)
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn issuer_with_a_password_in_it_is_refused_without_repeating_the_password() {
+        for raw in [
+            "https://alice:S3CRETPW@idp.example/dex",
+            "https://S3CRETPW@idp.example",
+            "http://alice:S3CRETPW@127.0.0.1:5556/dex?x=@y",
+        ] {
+            let err = issuer_from(raw).unwrap_err();
+            assert!(!err.contains("S3CRETPW"), "{raw}: {err}");
+            assert!(err.contains("no user name or password"), "{raw}: {err}");
+        }
+        assert!(
+            issuer_from("https://idp.example/dex?a=b@c")
+                .unwrap_err()
+                .contains("query")
+        );
     }
 
     #[test]

@@ -58,8 +58,11 @@ pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<Certificate>, String> {
 /// caller's "cannot use --certificate-authority-data" message.
 pub(crate) fn read_ca_data(data: &str) -> Result<Vec<Certificate>, String> {
     use base64::Engine as _;
+    // Wrapped base64 (76 columns, as `base64` writes it) is base64 too: kubectl's decoder, which
+    // reads a kubeconfig's `certificate-authority-data`, skips the line breaks as well.
+    let compact: String = data.chars().filter(|c| !c.is_ascii_whitespace()).collect();
     let pem = base64::engine::general_purpose::STANDARD
-        .decode(data.trim())
+        .decode(compact)
         .map_err(|_| "it is not base64".to_owned())?;
     if !pem.windows(PEM_BEGIN.len()).any(|w| w == PEM_BEGIN.as_bytes()) {
         return Err("it is base64, but not of a PEM certificate".into());
@@ -148,6 +151,24 @@ mod tests {
         );
         assert!(read_ca_data("").is_err());
         assert!(read_ca_data(&b64("-----BEGIN CERTIFICATE-----\n")).is_err());
+    }
+
+    #[test]
+    fn ca_data_wrapped_at_76_columns_is_read_like_kubectl_reads_it() {
+        use base64::Engine as _;
+        let pem = rcgen::generate_simple_self_signed(vec!["localhost".into()])
+            .unwrap()
+            .cert
+            .pem();
+        let one_line = base64::engine::general_purpose::STANDARD.encode(pem);
+        let wrapped: Vec<String> = one_line
+            .as_bytes()
+            .chunks(76)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        assert!(wrapped.len() > 1);
+        assert_eq!(read_ca_data(&wrapped.join("\n")).unwrap().len(), 1);
+        assert_eq!(read_ca_data(&one_line).unwrap().len(), 1);
     }
 
     #[test]

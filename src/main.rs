@@ -109,10 +109,15 @@ fn run() -> c_int {
                     stderr_line(format_args!("koidc: {line}"));
                     2
                 }
-                None => {
-                    let _ = err.print();
-                    0
-                }
+                // --help and --version: clap prints them on stdout; a failed write fails, as
+                // every other command's does.
+                None => match err.print().and_then(|()| std::io::stdout().flush()) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        stderr_line(format_args!("koidc: cannot write to stdout: {e}"));
+                        1
+                    }
+                },
             };
         }
     };

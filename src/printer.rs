@@ -22,11 +22,29 @@
 use std::io::Write as _;
 
 /// Writes `line` and a newline to stderr in one write, ignoring any error (see the module doc).
-/// Hints in it name koidc the way it was started ([`as_invoked`]).
+/// Hints in it name koidc the way it was started ([`as_invoked`]); control characters from
+/// whatever it quotes (an IdP's page, kubectl's output, a kubeconfig's names) are replaced
+/// ([`printable`]).
 pub fn stderr_line(line: std::fmt::Arguments<'_>) {
-    let mut text = as_invoked(&line.to_string()).into_owned();
+    let mut text = printable(&as_invoked(&line.to_string())).into_owned();
     text.push('\n');
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// `text` with every control character but newline and tab replaced by `?`: messages quote
+/// text from outside (an IdP's error page, kubectl's stderr, kubeconfig names, ID token claims),
+/// and an escape sequence in it must not retitle, clear or recolour the user's terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if text.contains(unsafe_char) {
+        std::borrow::Cow::Owned(
+            text.chars()
+                .map(|c| if unsafe_char(c) { '?' } else { c })
+                .collect(),
+        )
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
 }
 
 /// How users start koidc when it runs as kubectl's plugin: `kubectl koidc ...` executes the
@@ -99,9 +117,70 @@ pub fn for_command_name<'a>(text: &'a str, name: &str) -> std::borrow::Cow<'a, s
     std::borrow::Cow::Owned(out)
 }
 
-/// `text` with its hints naming koidc as this process was started ([`for_command_name`]).
+/// `text` with its hints naming koidc as this process was started ([`for_command_name`]), and a
+/// bare `` `koidc login` `` completed with the options of this command line ([`login_arguments`]):
+/// kubectl runs `get-token` with the kubeconfig's options, which the user does not have at hand.
 pub fn as_invoked(text: &str) -> std::borrow::Cow<'_, str> {
-    for_command_name(text, this_command_name())
+    let name = this_command_name();
+    match this_login_arguments() {
+        Some(args) => {
+            std::borrow::Cow::Owned(for_command_name(&with_login_arguments(text, args), name).into_owned())
+        }
+        None => for_command_name(text, name),
+    }
+}
+
+/// A hint to run `` `koidc login` `` as written in messages.
+const BARE_LOGIN_HINT: &str = "`koidc login`";
+
+/// `text` with every `` `koidc login` `` hint carrying `args`.
+pub fn with_login_arguments<'a>(text: &'a str, args: &str) -> std::borrow::Cow<'a, str> {
+    if text.contains(BARE_LOGIN_HINT) {
+        std::borrow::Cow::Owned(text.replace(BARE_LOGIN_HINT, &format!("`koidc login {args}`")))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// The options of a `get-token` or `login` command line (`argv`, the program first) as `koidc
+/// login` takes them, shell-quoted: the same identity, cache and login settings. A client secret
+/// given as an argument is left out (a hint must not print it; the variable or file still
+/// applies). `None` for other commands, no options, or arguments that are not UTF-8.
+pub fn login_arguments(argv: &[std::ffi::OsString]) -> Option<String> {
+    let command = argv.get(1)?.to_str()?;
+    if command != "get-token" && command != "login" {
+        return None;
+    }
+    let mut words = Vec::new();
+    let mut args = argv[2..].iter();
+    while let Some(arg) = args.next() {
+        let arg = arg.to_str()?;
+        if arg == "--client-secret" {
+            args.next();
+        } else if !arg.starts_with("--client-secret=") {
+            words.push(shell_word(arg));
+        }
+    }
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+/// [`login_arguments`] of this process, found once, when a message is printed.
+fn this_login_arguments() -> Option<&'static str> {
+    static ARGS: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ARGS.get_or_init(|| login_arguments(&std::env::args_os().collect::<Vec<_>>()))
+        .as_deref()
+}
+
+/// `s` as one shell word: as is when it is made of safe characters, else single-quoted.
+pub fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@=,+".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 /// Writes results to stdout and messages to stderr.
@@ -124,6 +203,13 @@ impl Printer {
             out.write_all(b"\n")?;
         }
         out.flush()
+    }
+
+    /// A result for a person to read on stdout (`doctor`'s report, `whoami`'s text), not for a
+    /// program: hints name koidc as it was started and control characters from quoted text are
+    /// replaced, as on stderr.
+    pub fn report(&self, text: &str) -> std::io::Result<()> {
+        self.result(&printable(&as_invoked(text)))
     }
 
     /// A message for the person at the terminal (e.g. "open this URL").
@@ -176,6 +262,50 @@ fn fold(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_sequences_in_quoted_text_never_reach_the_terminal() {
+        let hostile = "contexts: ok\x1b]0;PWNED\x07\x1b[2J\x1b[31mred\r\u{9b}x\u{7f}";
+        assert_eq!(printable(hostile), "contexts: ok?]0;PWNED??[2J?[31mred??x?");
+        assert_eq!(printable("two\nlines\tand a tab"), "two\nlines\tand a tab");
+        assert!(matches!(printable("plain"), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_bare_koidc_login_hint_carries_the_options_of_the_command_line_but_never_a_secret() {
+        let argv = |words: &[&str]| words.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        let args = login_arguments(&argv(&[
+            "koidc",
+            "get-token",
+            "--issuer",
+            "https://dex.example.com",
+            "--client-id=kubernetes",
+            "--client-secret",
+            "s3cret",
+            "--client-secret=s3cret2",
+            "--cache-dir",
+            "/tmp/a dir",
+        ]))
+        .unwrap();
+        assert_eq!(
+            args,
+            "--issuer https://dex.example.com --client-id=kubernetes --cache-dir '/tmp/a dir'"
+        );
+        assert_eq!(
+            with_login_arguments("run `koidc login` to log in; or `koidc login --force`", &args),
+            format!("run `koidc login {args}` to log in; or `koidc login --force`")
+        );
+        let args = login_arguments(&argv(&["koidc", "login", "--profile", "work"])).unwrap();
+        assert_eq!(args, "--profile work");
+        for other in [
+            &["koidc", "whoami", "--profile", "work"][..],
+            &["koidc", "get-token"],
+            &["koidc"],
+            &["koidc", "get-token", "--client-secret", "s"],
+        ] {
+            assert_eq!(login_arguments(&argv(other)), None, "{other:?}");
+        }
+    }
 
     #[test]
     fn hints_name_kubectl_koidc_when_koidc_runs_as_the_kubectl_plugin() {

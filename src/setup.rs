@@ -134,8 +134,8 @@ pub const CLIENT_SECRET_VAR: &str = "KOIDC_CLIENT_SECRET";
 pub fn client_secret_hint(user: &str, var: &str) -> String {
     format!(
         "the client secret is not written into the kubeconfig: kubectl passes the exec entry's env to koidc, \
-         so add it as the variable {var} under `exec:` of user {user:?} in each copy you hand out (from your \
-         password manager; never in a shared file):\n    env:\n    - name: {var}\n      value: <the client secret>"
+         so each user adds it to their own copy as the variable {var} under `exec:` of user {user:?} (a \
+         kubeconfig holding it must be readable by its user only):\n    env:\n    - name: {var}\n      value: <the client secret>"
     )
 }
 
@@ -184,8 +184,9 @@ pub fn completion_commands(kubeconfig: &Value, user: &str, path: &Path) -> Vec<S
     let file = format!("--kubeconfig={}", shell_word(&path.display().to_string()));
     let clusters = names("clusters");
     let mut commands = Vec::new();
+    // A name kubectl would read as an option, or with control characters, is not printed.
     let cluster = match clusters.as_slice() {
-        [only] => shell_word(only),
+        [only] if safe_argument(only) => shell_word(only),
         _ => "<cluster>".to_owned(),
     };
     if clusters.is_empty() {
@@ -203,16 +204,12 @@ pub fn completion_commands(kubeconfig: &Value, user: &str, path: &Path) -> Vec<S
     commands
 }
 
-/// `s` as one shell word: as is when it is made of safe characters, else single-quoted.
-pub fn shell_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@=,+".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+pub use crate::printer::shell_word;
+
+/// True when `word`, shell-quoted, is one argument of a printed command that means what it says:
+/// not an option to the command (a leading `-`) and free of control characters.
+pub fn safe_argument(word: &str) -> bool {
+    !word.starts_with('-') && !word.chars().any(char::is_control)
 }
 
 /// Puts `user` into `kubeconfig` (replacing a user of the same name), creating the skeleton of an
@@ -543,6 +540,20 @@ mod tests {
         let used = json!({"clusters": [{"name": "a"}], "contexts": [
             {"name": "x", "context": {"cluster": "a", "user": "oidc"}}]});
         assert!(completion_commands(&used, "oidc", Path::new("k")).is_empty());
+    }
+
+    #[test]
+    fn a_cluster_name_kubectl_would_read_as_an_option_is_not_printed_into_the_commands() {
+        for hostile in ["--kubeconfig=/tmp/evil", "p\u{1b}[31m\nx"] {
+            let kubeconfig = json!({"clusters": [{"name": hostile}], "contexts": []});
+            let commands = completion_commands(&kubeconfig, "oidc", Path::new("/k"));
+            assert!(
+                commands
+                    .iter()
+                    .all(|c| !c.contains(hostile) && c.contains("<cluster>")),
+                "{commands:?}"
+            );
+        }
     }
 
     #[test]

@@ -158,7 +158,13 @@ pub fn read_secret_file(path: &Path) -> Result<SecretString, WebhookError> {
         path: path.display().to_string(),
         reason,
     };
-    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // A FIFO (or a device) must not block the open before the regular-file check below can
+    // refuse it; O_NONBLOCK changes nothing for a regular file's reads.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path).map_err(|e| err(e.to_string()))?;
     let meta = file.metadata().map_err(|e| err(e.to_string()))?;
     if !meta.is_file() {
         return Err(err("it is not a regular file".into()));

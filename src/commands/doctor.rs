@@ -324,9 +324,7 @@ impl Report {
 
     fn add(&mut self, check: Check) {
         // A closed stdout must not hide the outcome: the exit status still tells.
-        let _ = self
-            .printer
-            .result(&crate::printer::as_invoked(&check.to_string()));
+        let _ = self.printer.report(&check.to_string());
         self.checks.push(check);
     }
 
@@ -349,9 +347,7 @@ impl Report {
 
     /// Prints the summary; an error naming the failed checks when any failed.
     fn finish(self) -> anyhow::Result<()> {
-        let _ = self
-            .printer
-            .result(&crate::printer::as_invoked(&doctor::summary(&self.checks)));
+        let _ = self.printer.report(&doctor::summary(&self.checks));
         let failed: Vec<&str> = self
             .checks
             .iter()

@@ -55,6 +55,13 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     } else {
         Some(named_identity(&args.identity)?)
     };
+    if let (Some(identity), true) = (&configured, args.all) {
+        printer.info(format_args!(
+            "logging out of every cached identity (--all); {} (client {}) is only the client the \
+             client secret is for",
+            identity.issuer, identity.client_id
+        ));
+    }
     let keys = match (&configured, args.all) {
         (Some(identity), false) => super::cached_keys_of(store.as_ref(), identity)?,
         _ => {
@@ -65,6 +72,9 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     };
     let mut removed = 0;
     let mut skipped = 0;
+    // A failed write to stdout must not leave the remaining entries logged in: it is reported
+    // after every entry is gone.
+    let mut output: std::io::Result<()> = Ok(());
     for key in &keys {
         let lock = if cache.kind == CacheKind::None {
             None
@@ -105,7 +115,8 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         }
         if deleted {
             removed += 1;
-            printer.result(&format!("logged out of {}", describe_key(key)))?;
+            let line = printer.result(&format!("logged out of {}", describe_key(key)));
+            output = output.and(line);
         }
     }
     if args.all && cache.kind != CacheKind::None {
@@ -117,6 +128,7 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             keys.len()
         );
     }
+    output.context("logged out, but could not write the list of entries on stdout")?;
     let client = configured
         .as_ref()
         .filter(|_| !args.all)

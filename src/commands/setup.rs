@@ -261,7 +261,14 @@ fn render(
         SetupPart::ApiserverFlags => flags,
         SetupPart::Kubeconfig => kubeconfig,
         SetupPart::All => {
-            let groups: Vec<String> = claims.map(IdTokenInfo::groups).unwrap_or_default();
+            // Groups come from the IdP: one that kubectl or bind-group would read as an option,
+            // or with a control character (a newline would end the comment line), is left out.
+            let groups: Vec<String> = claims
+                .map(IdTokenInfo::groups)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|g| setup::safe_argument(g))
+                .collect();
             let bind = if groups.is_empty() {
                 "#   koidc bind-group <group> view -n <namespace>".to_owned()
             } else {

@@ -82,7 +82,7 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
                 .iter()
                 .map(|(key, text, _)| format!("{}{text}", header(key)))
                 .collect();
-            printer.result(&blocks.join("\n\n"))?;
+            printer.report(&blocks.join("\n\n"))?;
         }
     }
     Ok(())

@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::oidc::OidcError;
 use crate::oidc::probe::AuthorizeAnswer;
+use crate::printer::shell_word;
 
 use self::apiserver::{ApiError, BindingInfo, RulesStatus, UserInfo};
 
@@ -417,18 +418,6 @@ pub fn mapping_check(user: &UserInfo, claims: &Value, expect: &Expectations) -> 
 /// Groups every authenticated user has (and Kubernetes' own): not the IdP's.
 fn is_system(name: &str) -> bool {
     name.starts_with("system:")
-}
-
-/// Quotes a word for a shell command line when it needs it.
-fn shell_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
 }
 
 /// The `koidc bind-group` command that makes `binding` again for `group` with `prefix`.

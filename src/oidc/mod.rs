@@ -960,36 +960,43 @@ fn same_endpoint(url: &Url, redirect_uri: &str) -> bool {
         && url.path() == want.path()
 }
 
+/// How much of a page [`page_text`] reads: its messages are near the top, and the work stays
+/// bounded whatever a hostile server sends (the body itself may be up to 4 MiB).
+const PAGE_TEXT_INPUT: usize = 64 * 1024;
+
 /// The visible text of an HTML page on one line: tags, `<head>`, `<style>` and `<script>`
-/// contents dropped, the common character references decoded, whitespace collapsed.
+/// contents dropped, the common character references decoded, whitespace collapsed. Only the
+/// first [`PAGE_TEXT_INPUT`] bytes are read, in one pass.
 fn page_text(html: &str) -> String {
+    let mut cut = html.len().min(PAGE_TEXT_INPUT);
+    while !html.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let html = &html[..cut];
+    // ASCII lowercasing keeps every byte offset, so `lower` and `html` share positions.
+    let lower = html.to_ascii_lowercase();
     let mut out = String::new();
-    let mut rest = html;
-    while let Some(start) = rest.find('<') {
-        out.push_str(&rest[..start]);
+    let mut pos = 0;
+    while let Some(found) = html[pos..].find('<') {
+        let start = pos + found;
+        out.push_str(&html[pos..start]);
         out.push(' ');
-        let tag = &rest[start..];
-        let name: String = tag[1..]
+        let name: String = lower[start + 1..]
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric())
-            .collect::<String>()
-            .to_ascii_lowercase();
+            .collect();
         let skip_to = if matches!(name.as_str(), "style" | "script" | "head") {
-            let lower = tag.to_ascii_lowercase();
-            lower
-                .find(&format!("</{name}"))
-                .and_then(|end| lower[end..].find('>').map(|gt| end + gt + 1))
+            let closing = format!("</{name}");
+            lower[start..].find(&closing).and_then(|end| {
+                let end = start + end;
+                lower[end..].find('>').map(|gt| end + gt + 1)
+            })
         } else {
-            tag.find('>').map(|gt| gt + 1)
+            html[start..].find('>').map(|gt| start + gt + 1)
         };
-        match skip_to {
-            Some(n) => rest = &tag[n..],
-            None => {
-                rest = "";
-            }
-        }
+        pos = skip_to.unwrap_or(html.len());
     }
-    out.push_str(rest);
+    out.push_str(&html[pos..]);
     let decoded = out
         .replace("&#39;", "'")
         .replace("&#x27;", "'")
@@ -1084,6 +1091,18 @@ mod preflight_tests {
         );
         assert_eq!(page_text("no markup"), "no markup");
         assert_eq!(page_text("<p>unclosed <b"), "unclosed");
+    }
+
+    /// A hostile error page of many `<head>` tags kept the login's check busy for about 45 s
+    /// (every such tag lowercased the rest of the 4 MiB body): only the top of a page is read,
+    /// in one pass.
+    #[test]
+    fn page_text_of_a_huge_page_of_head_tags_reads_only_its_top() {
+        let html = format!("<p>start</p>{}<p>end</p>", "<head></head>".repeat(300_000));
+        assert_eq!(page_text(&html), "start");
+        // A cut inside a multi-byte character does not split it.
+        let html = format!("{}é and more", "x".repeat(PAGE_TEXT_INPUT - 1));
+        assert_eq!(page_text(&html), "x".repeat(PAGE_TEXT_INPUT - 1));
     }
 
     #[test]

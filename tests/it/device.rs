@@ -230,9 +230,16 @@ fn device_code_login_times_out_cleanly() {
     assert!(out.stdout.is_empty(), "nothing on stdout: {:?}", out.stdout);
     let lines = out.stderr_lines();
     let last = lines.last().copied().unwrap_or_default();
+    // The hint is the command line that was run, as `koidc login`.
+    let options = lab.args("get-token")[1..].join(" ");
+    let grant = "--grant device-code --no-browser --timeout 2";
     assert_eq!(
         last,
-        "koidc: the device login was not approved within 2s; run `koidc login` to try again (or raise --timeout)"
+        format!(
+            "koidc: the device login was not approved within 2s; run `koidc login {} {grant}` to \
+             try again (or raise --timeout)",
+            options.replace(" --timeout 60", "")
+        )
     );
     assert!(
         lines[..lines.len() - 1].iter().all(|l| !l.contains("error")),
@@ -392,13 +399,18 @@ fn failed_noninteractive_login_cools_down_later_calls_until_koidc_login() {
     // bound is only against waiting out the login timeout, with room for a loaded machine.
     assert!(took < Duration::from_secs(15), "fails fast: {took:?}");
     let line = out.assert_one_error_line();
-    let secs = line
+    let (secs, hint) = line
         .strip_prefix("koidc: a login failed or was abandoned ")
-        .and_then(|r| r.strip_suffix(
-            "s ago; run `koidc login` to log in (non-interactive calls do not open the browser again for 60s)",
-        ))
+        .and_then(|r| {
+            r.strip_suffix("` to log in (non-interactive calls do not open the browser again for 60s)")
+        })
+        .and_then(|r| r.split_once("s ago; run `"))
         .unwrap_or_else(|| panic!("unexpected message: {line:?}"));
     assert!(secs.parse::<u64>().is_ok_and(|s| s < 30), "{line:?}");
+    // The hint carries the options kubectl ran get-token with: `koidc login` alone would not
+    // know the issuer.
+    let get_token_options = lab.args("get-token")[1..].join(" ");
+    assert_eq!(hint, format!("koidc login {get_token_options}"), "{line:?}");
     assert_eq!(lab.browser.launches(), 0, "no browser during the cool-down");
     assert_eq!(
         lab.proxy.since(mark),
@@ -406,8 +418,13 @@ fn failed_noninteractive_login_cools_down_later_calls_until_koidc_login() {
         "no request to Dex during the cool-down"
     );
 
-    // 3. `koidc login` ignores it, logs in and clears it; background calls work again.
-    let login = lab.koidc("login", &[]);
+    // 3. The hint, run as the user copies it into a shell, ignores the cool-down, logs in and
+    // clears it; background calls work again.
+    let hint = hint.replacen("koidc", koidc_bin(), 1);
+    let login = run(clean_command("sh", &lab.home)
+        .arg("-c")
+        .arg(&hint)
+        .envs(lab.run_env()));
     login.assert_success();
     assert_eq!(lab.browser.launches(), 1);
     assert_eq!(markers(&lab), Vec::<PathBuf>::new(), "a login clears the marker");

@@ -996,6 +996,65 @@ fn clean_logs_out_of_every_cached_identity_like_logout_all() {
 }
 
 #[test]
+fn clean_with_identity_options_says_they_select_nothing_and_still_logs_out_of_everything() {
+    let idp = revoking_idp();
+    let other = revoking_idp();
+    let client = StubClient::new();
+    run(&mut client.command("get-token", &idp, &[])).assert_success();
+    run(&mut client.command("get-token", &other, &[])).assert_success();
+    assert_eq!(client.entries().len(), 2);
+
+    let out = run(client
+        .koidc(&["clean", "--issuer", idp.issuer(), "--client-id", CLIENT_ID])
+        .args(["--cache", "file", "--cache-dir"])
+        .arg(client.cache_dir()));
+    out.assert_success();
+    assert_eq!(
+        client.entries(),
+        Vec::<PathBuf>::new(),
+        "clean removes every identity"
+    );
+    assert!(
+        out.stderr.lines().any(|l| l
+            == format!(
+                "koidc: logging out of every cached identity (--all); {} (client {CLIENT_ID}) is \
+                 only the client the client secret is for",
+                idp.issuer()
+            )),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn logout_whose_stdout_is_full_still_removes_every_entry_and_fails() {
+    let idp = revoking_idp();
+    let client = StubClient::new();
+    for scopes in [&[][..], &["--scope", "email"], &["--scope", "groups"]] {
+        run(&mut client.command("get-token", &idp, scopes)).assert_success();
+    }
+    assert_eq!(client.entries().len(), 3);
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = client
+        .command("logout", &idp, &[])
+        .stdout(full)
+        .output()
+        .expect("run koidc logout");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("logged out, but could not write the list of entries on stdout"),
+        "{stderr}"
+    );
+    assert_eq!(
+        client.entries(),
+        Vec::<PathBuf>::new(),
+        "entries left after the first failed write"
+    );
+    assert_eq!(idp.revocations().len(), 3, "each entry revoked");
+}
+
+#[test]
 fn version_subcommand_prints_what_dash_dash_version_prints() {
     let client = StubClient::new();
     let flag = run(&mut client.koidc(&["--version"]));

@@ -80,8 +80,15 @@ fn broken_pipe() -> Stdio {
 #[test]
 fn a_closed_stdout_pipe_is_a_reported_write_error_not_a_silent_death() {
     let home = tempfile::tempdir().expect("temp dir");
-    // Commands that print more than a pipe holds.
-    for args in [&["completions", "bash"][..], &["man"]] {
+    // Commands that print more than a pipe holds, and what clap prints itself (--help,
+    // --version), which exited 0 on a failed write.
+    for args in [
+        &["completions", "bash"][..],
+        &["man"],
+        &["--help"],
+        &["--version"],
+        &["version"],
+    ] {
         let mut cmd = clean_command(koidc_bin(), home.path());
         cmd.args(args).stdout(broken_pipe());
         let out = cmd.output().expect("run koidc");
@@ -224,6 +231,22 @@ fn client_secret_file_readable_by_others_or_given_twice_is_refused() {
             .starts_with("koidc: cannot use --client-secret-file /nonexistent/secret: "),
         "{}",
         out.stderr
+    );
+    assert_eq!(idp.hits("token"), 0, "no login with a refused secret");
+}
+
+#[test]
+fn client_secret_file_that_is_a_fifo_is_refused_instead_of_hanging_on_open() {
+    let idp = StubIdp::start(Fault::Good);
+    let client = StubClient::new();
+    let fifo = client.tmp.path().join("secret-fifo");
+    run(clean_command("mkfifo", client.tmp.path()).arg(&fifo)).assert_success();
+    let path = fifo.display().to_string();
+    let out = run(&mut client.command("get-token", &idp, &["--client-secret-file", &path]));
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert_eq!(
+        out.assert_one_error_line(),
+        format!("koidc: cannot use --client-secret-file {path}: it is not a regular file")
     );
     assert_eq!(idp.hits("token"), 0, "no login with a refused secret");
 }
