@@ -1042,12 +1042,13 @@ fn bind_group_apply_without_a_reachable_cluster_says_so_in_one_short_line_withou
     let kubectl = crate::support::e2e_binary("KOIDC_E2E_KUBECTL", "kubectl v1.36.3");
     let home = tempfile::tempdir().expect("a temporary HOME");
     let (kubeconfig, server) = closed_port_kubeconfig(home.path());
-    // The role check (kubectl get) first, then with --allow-missing-role the apply itself.
-    for extra in [None, Some("--allow-missing-role")] {
+    // The role check (kubectl get) first, then with --allow-missing-role the apply itself (of
+    // the preset, so that no typo warning comes first).
+    for (role, extra) in [("Reader", None), ("reader", Some("--allow-missing-role"))] {
         let mut args: Vec<&OsStr> = [
             "bind-group",
             "developers",
-            "Reader",
+            role,
             "-n",
             "application",
             "--group-prefix",
