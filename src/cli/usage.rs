@@ -89,7 +89,7 @@ pub fn error_line(err: &clap::Error, args: &[OsString]) -> Option<String> {
         }
         if verbosity_level(rest) && sub.get_arguments().any(|a| a.get_long() == Some("verbose")) {
             return Some(format!(
-                "koidc's -v takes no number (kubelogin's -v N): give -v for more detail, -vv for more still; {hint}"
+                "-v takes no number in koidc (kubelogin's -v N is -v or -vv): give -v for more detail, -vv for more still; {hint}"
             ));
         }
         let tips = kubelogin_tips(rest, sub);

@@ -12,6 +12,9 @@
 //! not exist, so a typo would otherwise bind nothing, silently. A missing one is refused (with
 //! the preset or built-in it resembles, or the other kind of the same name) unless
 //! `--allow-missing-role`; without `--apply` a likely typo is only warned about.
+//! kubectl's failures come back short: an unreachable cluster (no current context, connection
+//! refused) as one line naming --kubeconfig / --context, anything else as kubectl's own messages
+//! without client-go's log lines, each once, capped.
 
 use std::ffi::OsString;
 use std::io::Write as _;
