@@ -199,9 +199,7 @@ fn verbosity_level(args: &[OsString]) -> bool {
         let level = vs.trim_start_matches('v');
         let level = level.strip_prefix('=').unwrap_or(level);
         if level.is_empty() {
-            args.get(i + 1)
-                .and_then(|n| n.to_str())
-                .is_some_and(number)
+            args.get(i + 1).and_then(|n| n.to_str()).is_some_and(number)
         } else {
             number(level)
         }

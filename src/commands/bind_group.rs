@@ -393,7 +393,9 @@ fn explain_failure(stderr: &str, status: &str, objects: &[RbacObject]) -> ApplyE
 fn is_klog_line(line: &str) -> bool {
     let mut chars = line.chars();
     matches!(chars.next(), Some('E' | 'W' | 'I' | 'F'))
-        && line.get(1..5).is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()))
+        && line
+            .get(1..5)
+            .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()))
         && line.contains("] ")
 }
 
@@ -429,17 +431,15 @@ fn unreachable(stderr: &str) -> Option<String> {
     } else {
         return None;
     };
-    let server: String = server
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
+    let server: String = server.chars().filter(|c| !c.is_control()).take(200).collect();
     // Without a current context (or any kubeconfig) kubectl falls back to localhost:8080.
-    Some(if all.contains("//localhost:8080/") || server == "localhost:8080" {
-        format!("no current context, so kubectl tried localhost:8080: {cause}")
-    } else {
-        format!("{cause} at {server}")
-    })
+    Some(
+        if all.contains("//localhost:8080/") || server == "localhost:8080" {
+            format!("no current context, so kubectl tried localhost:8080: {cause}")
+        } else {
+            format!("{cause} at {server}")
+        },
+    )
 }
 
 /// kubectl's error output on one line: its own messages (client-go's log lines left out when
@@ -880,9 +880,15 @@ mod tests {
             );
         }
         // Other failures are not taken for an unreachable cluster.
-        assert_eq!(unreachable("error: You must be logged in to the server (Unauthorized)"), None);
+        assert_eq!(
+            unreachable("error: You must be logged in to the server (Unauthorized)"),
+            None
+        );
         let short = one_line(NO_CONTEXT_GET.replace("localhost:8080 was refused", "x").as_str());
-        assert_eq!(short, "The connection to the server x - did you specify the right host or port?");
+        assert_eq!(
+            short,
+            "The connection to the server x - did you specify the right host or port?"
+        );
     }
 
     #[test]

@@ -353,11 +353,18 @@ mod tests {
             "HTTP 404 Not Found: Invalid client_id."
         );
         assert_eq!(
-            describe_page(400, Some("invalid_request"), "400 Bad Request Error Code: invalid_request"),
+            describe_page(
+                400,
+                Some("invalid_request"),
+                "400 Bad Request Error Code: invalid_request"
+            ),
             "HTTP 400 Bad Request, invalid_request: Error Code: invalid_request"
         );
         assert_eq!(describe_page(404, None, "Not Found"), "HTTP 404 Not Found");
-        assert_eq!(describe_page(404, None, "Not Foundry here"), "HTTP 404: Not Foundry here");
+        assert_eq!(
+            describe_page(404, None, "Not Foundry here"),
+            "HTTP 404: Not Foundry here"
+        );
         assert_eq!(describe_page(401, None, "Login failed"), "HTTP 401: Login failed");
         assert_eq!(describe_page(499, None, ""), "HTTP 499");
     }

@@ -1038,7 +1038,8 @@ fn closed_port_kubeconfig(dir: &Path) -> (PathBuf, String) {
 }
 
 #[test]
-fn bind_group_apply_without_a_reachable_cluster_says_so_in_one_short_line_without_suggesting_allow_missing_role() {
+fn bind_group_apply_without_a_reachable_cluster_says_so_in_one_short_line_without_suggesting_allow_missing_role()
+ {
     let kubectl = crate::support::e2e_binary("KOIDC_E2E_KUBECTL", "kubectl v1.36.3");
     let home = tempfile::tempdir().expect("a temporary HOME");
     let (kubeconfig, server) = closed_port_kubeconfig(home.path());
@@ -1068,7 +1069,12 @@ fn bind_group_apply_without_a_reachable_cluster_says_so_in_one_short_line_withou
         let error = assert_one_error(&out);
         assert_contains_all(
             &error,
-            &["kubectl cannot reach a cluster", &server, "--kubeconfig", "--context"],
+            &[
+                "kubectl cannot reach a cluster",
+                &server,
+                "--kubeconfig",
+                "--context",
+            ],
         );
         assert!(!error.contains("allow-missing-role"), "{extra:?}: {error}");
         assert!(count(&error, "connection refused") <= 1, "{extra:?}: {error}");
