@@ -87,6 +87,11 @@ pub fn error_line(err: &clap::Error, args: &[OsString]) -> Option<String> {
                  {option}=VALUE, or better set KOIDC_CLIENT_SECRET; {hint}"
             ));
         }
+        if verbosity_level(rest) && sub.get_arguments().any(|a| a.get_long() == Some("verbose")) {
+            return Some(format!(
+                "-v takes no number in koidc (kubelogin's -v N is -v or -vv): give -v for more detail, -vv for more still; {hint}"
+            ));
+        }
         let tips = kubelogin_tips(rest, sub);
         if !tips.is_empty() {
             return Some(format!(
@@ -182,6 +187,28 @@ fn secret_values(args: &[OsString]) -> Vec<String> {
     values
 }
 
+/// Whether `args` give `-v` a number as kubelogin's `-v N` does (`-v 1`, `-v1`, `-vv2`, `-v=1`):
+/// clap then reports the number as an unexpected argument.
+fn verbosity_level(args: &[OsString]) -> bool {
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    args.iter().enumerate().any(|(i, arg)| {
+        let Some(arg) = arg.to_str() else { return false };
+        let Some(vs) = arg.strip_prefix('-').filter(|v| v.starts_with('v')) else {
+            return false;
+        };
+        let level = vs.trim_start_matches('v');
+        let level = level.strip_prefix('=').unwrap_or(level);
+        if level.is_empty() {
+            args.get(i + 1).and_then(|n| n.to_str()).is_some_and(number)
+        } else {
+            number(level)
+        }
+    })
+}
+
+/// The hint for kubelogin's `--grant-type password`: refused, as `--username` is.
+const PASSWORD_GRANT: &str = "--grant-type password is refused: koidc does not use the password grant, which would hand it your password; log in in the browser, or with --grant device-code";
+
 /// One hint per kubelogin option in `args` (names only, never values) that `sub` has an
 /// equivalent for (or refuses), in the order given. Only for the commands that log in to an
 /// identity provider (they have `--issuer`), as kubelogin does.
@@ -190,12 +217,21 @@ fn kubelogin_tips(args: &[OsString], sub: &clap::Command) -> Vec<String> {
     if !sub.get_arguments().any(|a| a.get_long() == Some("issuer")) {
         return tips;
     }
-    for arg in args {
+    for (i, arg) in args.iter().enumerate() {
         let Some(arg) = arg.to_str() else { continue };
         if arg == "--" {
             break;
         }
-        let name = arg.split_once('=').map_or(arg, |(name, _)| name);
+        let (name, value) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (arg, args.get(i + 1).and_then(|v| v.to_str())),
+        };
+        if name == "--grant-type" && value == Some("password") {
+            if !tips.iter().any(|t| t == PASSWORD_GRANT) {
+                tips.push(PASSWORD_GRANT.to_owned());
+            }
+            continue;
+        }
         let Some((option, anchor, hint)) = KUBELOGIN.iter().find(|(k, _, _)| *k == name) else {
             continue;
         };

@@ -12,6 +12,9 @@
 //! not exist, so a typo would otherwise bind nothing, silently. A missing one is refused (with
 //! the preset or built-in it resembles, or the other kind of the same name) unless
 //! `--allow-missing-role`; without `--apply` a likely typo is only warned about.
+//! kubectl's failures come back short: an unreachable cluster (no current context, connection
+//! refused) as one line naming --kubeconfig / --context, anything else as kubectl's own messages
+//! without client-go's log lines, each once, capped.
 
 use std::ffi::OsString;
 use std::io::Write as _;
@@ -72,6 +75,15 @@ pub enum ApplyError {
     /// A role the bindings refer to does not exist (see [`rbac::missing_role_error`]).
     #[error(transparent)]
     MissingRole(RbacError),
+    /// kubectl could not reach the cluster (no current context, connection refused, unknown
+    /// host, timeout): neither the role check nor the apply can work.
+    #[error(
+        "kubectl cannot reach a cluster ({reason}): pass --kubeconfig FILE / --context NAME with admin credentials"
+    )]
+    Unreachable {
+        /// What kubectl said, in short (the server included).
+        reason: String,
+    },
     /// kubectl reported another failure.
     #[error("kubectl apply failed ({status}): {message}")]
     Failed {
@@ -291,10 +303,14 @@ impl Kubectl {
             .output()
             .map_err(|source| self.run_error(source))?;
         if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if let Some(reason) = unreachable(&stderr) {
+                return Err(ApplyError::Unreachable { reason });
+            }
             return Err(ApplyError::Check {
                 what,
                 status: output.status.to_string(),
-                message: one_line(&String::from_utf8_lossy(&output.stderr)),
+                message: one_line(&stderr),
             });
         }
         Ok(!String::from_utf8_lossy(&output.stdout).trim().is_empty())
@@ -363,20 +379,89 @@ fn explain_failure(stderr: &str, status: &str, objects: &[RbacObject]) -> ApplyE
     if let Some(at) = stderr.find("cannot change roleRef") {
         return role_ref_immutable(&stderr[..at], objects);
     }
+    if let Some(reason) = unreachable(stderr) {
+        return ApplyError::Unreachable { reason };
+    }
     ApplyError::Failed {
         status: status.to_owned(),
         message: one_line(stderr),
     }
 }
 
-/// kubectl's error output on one line (non-empty lines joined by `; `), at most about 2000 bytes.
-fn one_line(stderr: &str) -> String {
+/// Whether a line is client-go's log (`E1203 14:13:16.515685   31901 memcache.go:265] ...`)
+/// rather than kubectl's own message.
+fn is_klog_line(line: &str) -> bool {
+    let mut chars = line.chars();
+    matches!(chars.next(), Some('E' | 'W' | 'I' | 'F'))
+        && line
+            .get(1..5)
+            .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()))
+        && line.contains("] ")
+}
+
+/// Why kubectl could not reach the cluster, in short, when its error output says so: the
+/// connection refused (with no current context kubectl tries localhost:8080), an unknown host,
+/// a timeout. `None` for any other failure.
+fn unreachable(stderr: &str) -> Option<String> {
     let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let mut message = lines.join("; ");
+    // kubectl's own summary: "The connection to the server HOST:PORT was refused - did you ...".
+    let refused_server = lines.iter().find_map(|l| {
+        l.strip_prefix("The connection to the server ")
+            .and_then(|rest| rest.split_once(" was refused"))
+            .map(|(server, _)| server)
+    });
+    let all = lines.join("\n");
+    let server = match refused_server {
+        Some(server) => server.to_owned(),
+        // Go's "dial tcp HOST:PORT: connect: ...".
+        None => all
+            .find("dial tcp ")
+            .and_then(|at| all[at + "dial tcp ".len()..].split(": ").next())
+            .unwrap_or("the cluster's server")
+            .to_owned(),
+    };
+    let cause = if refused_server.is_some() || all.contains("connection refused") {
+        "connection refused"
+    } else if all.contains("no such host") {
+        "no such host"
+    } else if all.contains("i/o timeout") || all.contains("context deadline exceeded") {
+        "timed out"
+    } else if all.contains("no route to host") {
+        "no route to host"
+    } else {
+        return None;
+    };
+    let server: String = server.chars().filter(|c| !c.is_control()).take(200).collect();
+    // Without a current context (or any kubeconfig) kubectl falls back to localhost:8080.
+    Some(
+        if all.contains("//localhost:8080/") || server == "localhost:8080" {
+            format!("no current context, so kubectl tried localhost:8080: {cause}")
+        } else {
+            format!("{cause} at {server}")
+        },
+    )
+}
+
+/// kubectl's error output on one line: its own messages (client-go's log lines left out when
+/// there is anything else), each once, joined by `; `, at most about 500 bytes.
+fn one_line(stderr: &str) -> String {
+    let all: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let own: Vec<&str> = all.iter().copied().filter(|l| !is_klog_line(l)).collect();
+    let mut lines: Vec<&str> = Vec::new();
+    for line in if own.is_empty() { all } else { own } {
+        if !lines.contains(&line) {
+            lines.push(line);
+        }
+    }
+    let mut message: String = lines
+        .join("; ")
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     if message.is_empty() {
         message = "no error output".to_owned();
     }
-    const MAX: usize = 2000;
+    const MAX: usize = 500;
     if message.len() > MAX {
         let mut cut = MAX;
         while !message.is_char_boundary(cut) {
@@ -771,7 +856,39 @@ mod tests {
             err.to_string(),
             "kubectl apply failed (exit status: 1): error: You must be logged in to the server (Unauthorized); more"
         );
-        assert!(explain_failure(&"x".repeat(5000), "1", &[]).to_string().len() < 2100);
+        assert!(explain_failure(&"x".repeat(5000), "1", &[]).to_string().len() < 600);
+    }
+
+    /// kubectl v1.36's output when the kubeconfig has no current context (it falls back to
+    /// localhost:8080), as `kubectl get` and `kubectl apply` print it.
+    const NO_CONTEXT_GET: &str = "E1203 14:13:16.515685   31901 memcache.go:265] \"Unhandled Error\" err=\"couldn't get current server API group list: Get \\\"http://localhost:8080/api?timeout=32s\\\": dial tcp 127.0.0.1:8080: connect: connection refused\"\n\
+        E1203 14:13:16.515979   31901 memcache.go:265] \"Unhandled Error\" err=\"couldn't get current server API group list: Get \\\"http://localhost:8080/api?timeout=32s\\\": dial tcp 127.0.0.1:8080: connect: connection refused\"\n\
+        The connection to the server localhost:8080 was refused - did you specify the right host or port?\n";
+    const NO_CONTEXT_APPLY: &str = "error: error validating \"STDIN\": error validating data: failed to download openapi: Get \"http://localhost:8080/openapi/v2?timeout=32s\": dial tcp 127.0.0.1:8080: connect: connection refused; if you choose to ignore these errors, turn validation off with --validate=false\n";
+
+    #[test]
+    fn kubectl_without_a_current_context_is_reported_as_unreachable_in_short() {
+        for stderr in [NO_CONTEXT_GET, NO_CONTEXT_APPLY] {
+            let msg = explain_failure(stderr, "exit status: 1", &[]).to_string();
+            assert!(
+                msg.starts_with("kubectl cannot reach a cluster (no current context, so kubectl tried ")
+                    && msg.contains(": connection refused)")
+                    && msg.ends_with("pass --kubeconfig FILE / --context NAME with admin credentials")
+                    && !msg.contains("allow-missing-role")
+                    && !msg.contains("memcache"),
+                "{msg}"
+            );
+        }
+        // Other failures are not taken for an unreachable cluster.
+        assert_eq!(
+            unreachable("error: You must be logged in to the server (Unauthorized)"),
+            None
+        );
+        let short = one_line(NO_CONTEXT_GET.replace("localhost:8080 was refused", "x").as_str());
+        assert_eq!(
+            short,
+            "The connection to the server x - did you specify the right host or port?"
+        );
     }
 
     #[test]

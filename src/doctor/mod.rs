@@ -144,6 +144,7 @@ pub fn issuer_checks(issuer: &str, discovered: Result<(), &OidcError>) -> [Check
         Err(
             err @ (OidcError::Unreachable { .. }
             | OidcError::PlainHttp { .. }
+            | OidcError::ServerSpeaksHttps { .. }
             | OidcError::UntrustedCertificate { .. }
             | OidcError::Timeout { .. }
             | OidcError::CaFile { .. }
@@ -222,11 +223,7 @@ pub fn authorize_checks(
         }
         AuthorizeAnswer::ErrorPage { status, error, text } => {
             let about_redirect = crate::oidc::probe::about_redirect_uri(error.as_deref(), text);
-            let page = if text.is_empty() {
-                format!("HTTP {status}")
-            } else {
-                format!("HTTP {status}: {text}")
-            };
+            let page = crate::oidc::probe::describe_page(*status, None, text);
             if about_redirect {
                 [
                     Check::ok(

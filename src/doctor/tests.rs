@@ -102,7 +102,7 @@ fn dex_refusing_an_unknown_client_fails_client_accepted() {
     let [client, redirect] = authorize_checks(Ok(&page), "wrong", "http://127.0.0.1:5/callback");
     assert_eq!(
         client.to_string(),
-        "FAIL client accepted: the identity provider refused client \"wrong\" (HTTP 404: Not Found Invalid client_id.); \
+        "FAIL client accepted: the identity provider refused client \"wrong\" (HTTP 404 Not Found: Invalid client_id.); \
          check --client-id against the clients registered at the provider"
     );
     assert_eq!(redirect.verdict, Verdict::Skip);

@@ -186,11 +186,36 @@ async fn send(req: reqwest::RequestBuilder, url: &Url, timeout: Duration) -> Res
         },
         BodyError::Transport(e) => transport_error(&e, url, timeout),
     })?;
+    if status == StatusCode::BAD_REQUEST && url.scheme() == "http" && answered_https_only(&body) {
+        return Err(server_speaks_https(url));
+    }
     Ok(Reply {
         status,
         location,
         body,
     })
+}
+
+/// Whether a 400 body is a Go server's answer to plain HTTP on its TLS port.
+fn answered_https_only(body: &[u8]) -> bool {
+    const GO: &[u8] = b"Client sent an HTTP request to an HTTPS server";
+    body.windows(GO.len()).any(|w| w == GO)
+}
+
+/// [`OidcError::ServerSpeaksHttps`] for the http:// `url`, with the https:// address to use
+/// (`--issuer https://…` when `url` is the issuer's discovery document).
+fn server_speaks_https(url: &Url) -> OidcError {
+    let mut https = url.clone();
+    let _ = https.set_scheme("https");
+    let https = display_url(&https);
+    let hint = match https.strip_suffix(super::DISCOVERY_SUFFIX) {
+        Some(issuer) => format!("--issuer {issuer}"),
+        None => https,
+    };
+    OidcError::ServerSpeaksHttps {
+        url: display_url(url),
+        hint,
+    }
 }
 
 fn transport_error(err: &reqwest::Error, url: &Url, timeout: Duration) -> OidcError {
@@ -207,6 +232,10 @@ fn transport_error(err: &reqwest::Error, url: &Url, timeout: Duration) -> OidcEr
         Some(TlsFailure::UnknownIssuer) => OidcError::UntrustedCertificate {
             url: display_url(url),
         },
+        // A TLS record where an HTTP response was expected (an alert, a handshake).
+        None if url.scheme() == "http" && root_cause(err).contains("invalid HTTP version") => {
+            server_speaks_https(url)
+        }
         None => OidcError::Unreachable {
             url: display_url(url),
             reason: root_cause(err),

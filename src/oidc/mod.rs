@@ -51,6 +51,9 @@ use self::http::{ClientAuth, Reply, display_url, one_line};
 pub use self::paste::PasteError;
 pub use self::verify::{ASYMMETRIC_ALGS, Rejection};
 
+/// Where an issuer's discovery document is, below the issuer URL.
+pub(crate) const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
+
 /// Errors talking to the identity provider. Messages never contain a token, the authorization
 /// code, the PKCE verifier or the client secret.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +107,15 @@ pub enum OidcError {
     PlainHttp {
         /// The URL requested.
         url: String,
+    },
+    /// An http:// request was answered by a server that speaks HTTPS on that port (Go servers
+    /// answer 400 "Client sent an HTTP request to an HTTPS server.", others a TLS record).
+    #[error("the server at {url} speaks HTTPS, not plain HTTP: use {hint}")]
+    ServerSpeaksHttps {
+        /// The URL requested.
+        url: String,
+        /// The https:// address to use instead (`--issuer https://…` for the discovery URL).
+        hint: String,
     },
     /// The server's certificate is signed by a CA koidc does not trust (a private CA).
     #[error(
@@ -328,12 +340,7 @@ fn authorize_page_message(err: &OidcError) -> String {
     else {
         return String::new();
     };
-    let code = error.as_deref().map(|e| format!(", {e}")).unwrap_or_default();
-    let page = if text.is_empty() {
-        format!("HTTP {status}{code}")
-    } else {
-        format!("HTTP {status}{code}: {text}")
-    };
+    let page = probe::describe_page(*status, error.as_deref(), text);
     if *about_redirect {
         format!(
             "the identity provider refused the redirect URI {redirect_uri} ({page}); register it as a redirect URI of client {client_id:?} at the identity provider, or listen on a registered one (--listen)"
@@ -533,7 +540,7 @@ impl Provider {
             ));
         }
         let discovery_url = issuer
-            .join(".well-known/openid-configuration")
+            .join(DISCOVERY_SUFFIX.trim_start_matches('/'))
             .map_err(|e| invalid(e.to_string()))?;
 
         let http = http::build_client(cfg)?;

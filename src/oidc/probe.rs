@@ -203,6 +203,40 @@ fn clear_refusal(status: u16, error: Option<&str>) -> bool {
     matches!(status, 400 | 401 | 404) || ((400..500).contains(&status) && error.is_some())
 }
 
+/// An error page in a message: `HTTP 404 Not Found: Invalid client_id.` for Dex's page whose
+/// text is `Not Found Invalid client_id.` (the status's reason phrase, or `404 Not Found`, at
+/// the start of the text is put after the status, not run together with the page's message);
+/// `, CODE` follows the status when the page names an OAuth error. `text` is already one line,
+/// sanitised and capped.
+pub fn describe_page(status: u16, error: Option<&str>, text: &str) -> String {
+    let code = error.map(|e| format!(", {e}")).unwrap_or_default();
+    let reason = reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason());
+    let mut rest = text.trim();
+    let mut head = format!("HTTP {status}");
+    if let Some(reason) = reason {
+        let after_status = rest
+            .strip_prefix(&status.to_string())
+            .map(str::trim_start)
+            .unwrap_or(rest);
+        if let Some(after) = after_status
+            .get(..reason.len())
+            .filter(|p| p.eq_ignore_ascii_case(reason))
+            .map(|_| &after_status[reason.len()..])
+            .filter(|a| a.is_empty() || a.starts_with(|c: char| !c.is_alphanumeric()))
+        {
+            head = format!("HTTP {status} {reason}");
+            rest = after.trim_start_matches([' ', ':', '-', '.']).trim();
+        }
+    }
+    if rest.is_empty() {
+        format!("{head}{code}")
+    } else {
+        format!("{head}{code}: {rest}")
+    }
+}
+
 /// True when an error page objects to the redirect URI rather than to the client.
 pub fn about_redirect_uri(error: Option<&str>, text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
@@ -310,6 +344,29 @@ mod tests {
         let other =
             r#"<a href="https://evil.example/dex/auth/x"><a href="/dex/auth?x=1"><a href="/dex/authx/y">"#;
         assert_eq!(chooser_link(other, &page, &endpoint), None);
+    }
+
+    #[test]
+    fn an_error_pages_reason_phrase_reads_apart_from_its_message() {
+        assert_eq!(
+            describe_page(404, None, "Not Found Invalid client_id."),
+            "HTTP 404 Not Found: Invalid client_id."
+        );
+        assert_eq!(
+            describe_page(
+                400,
+                Some("invalid_request"),
+                "400 Bad Request Error Code: invalid_request"
+            ),
+            "HTTP 400 Bad Request, invalid_request: Error Code: invalid_request"
+        );
+        assert_eq!(describe_page(404, None, "Not Found"), "HTTP 404 Not Found");
+        assert_eq!(
+            describe_page(404, None, "Not Foundry here"),
+            "HTTP 404: Not Foundry here"
+        );
+        assert_eq!(describe_page(401, None, "Login failed"), "HTTP 401: Login failed");
+        assert_eq!(describe_page(499, None, ""), "HTTP 499");
     }
 
     fn page(status: u16, error: Option<&str>, text: &str) -> AuthorizeAnswer {

@@ -1483,3 +1483,27 @@ fn error_messages_are_one_line_and_start_lowercase_except_id_token() {
         );
     }
 }
+
+#[tokio::test]
+async fn http_issuer_answered_with_a_tls_record_says_the_server_speaks_https() {
+    // A TLS server (not Go's) meeting plain HTTP: it answers with a TLS alert and closes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut conn, _)) = listener.accept() {
+            use std::io::{Read as _, Write as _};
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]);
+        }
+    });
+    let issuer = format!("http://{addr}/idp");
+    let err = discover_err(cfg_for(&issuer)).await;
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the server at {issuer}/.well-known/openid-configuration speaks HTTPS, not plain HTTP: use --issuer https://{addr}/idp"
+        ),
+        "{err:?}"
+    );
+}

@@ -303,7 +303,7 @@ fn doctor_fails_client_accepted_for_a_client_id_the_idp_does_not_know() {
         [
             format!("ok   issuer reachable ({})", cluster.issuer()).as_str(),
             "ok   discovery valid (issuer matches, signing keys fetched)",
-            "FAIL client accepted: the identity provider refused client \"wrong-client\" (HTTP 404: Not Found \
+            "FAIL client accepted: the identity provider refused client \"wrong-client\" (HTTP 404 Not Found: \
              Invalid client_id.); check --client-id against the clients registered at the provider",
         ],
         "{}",

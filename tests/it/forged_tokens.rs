@@ -526,6 +526,31 @@ fn https_issuer_served_over_plain_http_says_the_server_answered_plain_http() {
 }
 
 #[test]
+fn http_issuer_served_over_https_says_the_server_speaks_https() {
+    // Real Dex serving HTTPS (Go answers plain HTTP on its TLS port with a 400 page).
+    let idp = crate::kube::KubeIdp::start();
+    let http_issuer = idp.issuer().replacen("https://", "http://", 1);
+    let home = tempfile::tempdir().expect("a temporary HOME");
+    let config = home.path().join("config");
+    for command in ["login", "setup"] {
+        let out = crate::kube::run_koidc(
+            home.path(),
+            &config,
+            &[command, "--issuer", &http_issuer, "--client-id", "koidc"],
+            &[],
+        );
+        assert!(!out.status.success(), "{command} exited 0: {out:?}");
+        let line = out.assert_one_error_line();
+        assert!(
+            line.contains("speaks HTTPS")
+                && line.contains(&format!("--issuer {}", idp.issuer()))
+                && !line.contains("HTTP 400"),
+            "{command}: {line}"
+        );
+    }
+}
+
+#[test]
 fn https_issuer_with_a_private_ca_names_the_certificate_authority_flag() {
     let client = StubClient::new();
     let (idp, ca) = https_idp(client.tmp.path());

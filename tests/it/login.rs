@@ -176,6 +176,10 @@ fn unknown_client_id_fails_at_once_with_the_idps_reason_instead_of_waiting_for_t
         "the error should give Dex's reason and the client id: {line:?}"
     );
     assert!(
+        line.contains("(HTTP 404 Not Found: Invalid client_id.)"),
+        "Dex's status and reason should read apart: {line:?}"
+    );
+    assert!(
         line.contains("--client-id"),
         "the error should say what to check: {line:?}"
     );

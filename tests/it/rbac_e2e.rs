@@ -1016,3 +1016,71 @@ fn bind_group_role_kind_binds_existing_roles_named_like_the_presets() {
         "{error:?}"
     );
 }
+
+/// A kubeconfig whose only cluster is `https://127.0.0.1:PORT` on a port nobody listens on.
+fn closed_port_kubeconfig(dir: &Path) -> (PathBuf, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let server = format!("127.0.0.1:{port}");
+    let path = dir.join("closed-port.kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"https://{server}\"}}\n\
+             users:\n- name: u\n  user: {{token: not-a-real-token}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\n\
+             current-context: x\n"
+        ),
+    )
+    .expect("write the kubeconfig");
+    (path, server)
+}
+
+#[test]
+fn bind_group_apply_without_a_reachable_cluster_says_so_in_one_short_line_without_suggesting_allow_missing_role()
+ {
+    let kubectl = crate::support::e2e_binary("KOIDC_E2E_KUBECTL", "kubectl v1.36.3");
+    let home = tempfile::tempdir().expect("a temporary HOME");
+    let (kubeconfig, server) = closed_port_kubeconfig(home.path());
+    // The role check (kubectl get) first, then with --allow-missing-role the apply itself (of
+    // the preset, so that no typo warning comes first).
+    for (role, extra) in [("Reader", None), ("reader", Some("--allow-missing-role"))] {
+        let mut args: Vec<&OsStr> = [
+            "bind-group",
+            "developers",
+            role,
+            "-n",
+            "application",
+            "--group-prefix",
+            "oidc:",
+            "--apply",
+        ]
+        .map(OsStr::new)
+        .to_vec();
+        args.extend([
+            OsStr::new("--kubectl"),
+            kubectl.as_os_str(),
+            OsStr::new("--kubeconfig"),
+            kubeconfig.as_os_str(),
+        ]);
+        args.extend(extra.map(OsStr::new));
+        let out = run_koidc(home.path(), &home.path().join("config"), &args, &[]);
+        let error = assert_one_error(&out);
+        assert_contains_all(
+            &error,
+            &[
+                "kubectl cannot reach a cluster",
+                &server,
+                "--kubeconfig",
+                "--context",
+            ],
+        );
+        assert!(!error.contains("allow-missing-role"), "{extra:?}: {error}");
+        assert!(count(&error, "connection refused") <= 1, "{extra:?}: {error}");
+        assert!(
+            !error.contains("memcache.go") && error.len() < 300,
+            "{extra:?}: not short: {error}"
+        );
+    }
+}

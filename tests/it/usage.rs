@@ -178,3 +178,37 @@ fn usage_errors_never_echo_a_client_secret() {
          the KOIDC_CLIENT_SECRET variable (the kubeconfig's exec.env); try `koidc get-token --help`"
     );
 }
+
+#[test]
+fn kubelogin_verbosity_level_says_koidcs_v_takes_no_number() {
+    for args in [
+        &["login", "--issuer=https://x", "-v", "1"][..],
+        &["login", "--issuer=https://x", "-v1"],
+        &["get-token", "--issuer=https://x", "-v", "5"],
+    ] {
+        let line = usage_error(args);
+        assert!(
+            line.starts_with("koidc: ")
+                && line.contains("-v takes no number")
+                && line.contains("-vv")
+                && line.ends_with(&format!("try `koidc {} --help`", args[0])),
+            "{args:?}: {line}"
+        );
+    }
+}
+
+#[test]
+fn kubelogin_password_grant_type_is_refused_with_the_reason() {
+    for args in [
+        &["login", "--issuer=https://x", "--grant-type", "password"][..],
+        &["login", "--issuer=https://x", "--grant-type=password"],
+    ] {
+        assert_eq!(
+            usage_error(args),
+            "koidc: kubelogin's options are not koidc's: --grant-type password is refused: koidc does not use \
+             the password grant, which would hand it your password; log in in the browser, or with --grant \
+             device-code; try `koidc login --help`",
+            "{args:?}"
+        );
+    }
+}
