@@ -328,7 +328,9 @@ pub fn normalize_issuer(raw: String) -> Result<String, ConfigError> {
     }
     // A user name or password in the URL would be sent to the provider and shown in every
     // message that names the issuer: refused, and not repeated.
-    if let Some((scheme, rest)) = issuer.split_once("://") {
+    if issuer.contains('@')
+        && let Some((scheme, rest)) = issuer.split_once("://")
+    {
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
         if let Some((_, host)) = authority.rsplit_once('@') {
             return Err(ConfigError::Issuer {
