@@ -691,12 +691,14 @@ fn hostile_loopback_only_rejected_callbacks_end_at_the_timeout_with_their_count(
     );
     assert_eq!(out.stdout, "");
     let lines = out.stderr_lines();
-    assert_eq!(
-        lines.last().copied(),
-        Some(
+    // The hint to log in again carries get-token's options.
+    let last = lines.last().copied().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!(
             "koidc: no login callback arrived within 4s (3 callbacks with a wrong state were rejected); \
-             run `koidc login` to try again"
-        ),
+             run `koidc login --issuer {} --client-id {CLIENT_ID} --cache file --cache-dir ",
+            idp.issuer()
+        )) && last.ends_with(" --timeout 4` to try again"),
         "{:?}",
         out.stderr
     );

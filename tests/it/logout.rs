@@ -910,7 +910,11 @@ fn logout_all_removes_lock_and_cool_down_files_but_not_a_lock_another_process_ho
     let browser = slow_browser(
         client.tmp.path(),
         &started,
-        &format!("while [ ! -e '{}' ]; do sleep 0.05; done", gate.display()),
+        // At most 60 s: a failing test must not leave the browser looping after it.
+        &format!(
+            "i=0; while [ ! -e '{}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done",
+            gate.display()
+        ),
     );
     let mut login = client.koidc(&["login", "--issuer", busy.issuer(), "--client-id", CLIENT_ID]);
     login.args(["--cache", "file", "--cache-dir"]).arg(&dir).args([
