@@ -1,9 +1,9 @@
 //! Command-line flags as the user typed them.
 //!
 //! This module only describes and parses flags (and their `KOIDC_*` environment variables); it
-//! does not judge them. [`crate::config::Config::from_flags`] turns these raw values into a typed,
-//! validated configuration, so every rule about what a valid issuer or listen address is lives in
-//! one place.
+//! does not judge them. [`crate::config`] (`Identity::from_flags`, `LoginConfig::from_flags`,
+//! `CacheConfig::from_flags`) turns these raw values into a typed, validated configuration, so
+//! every rule about what a valid issuer or listen address is lives in one place.
 
 use std::path::PathBuf;
 

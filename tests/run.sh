@@ -10,8 +10,10 @@
 #    KOIDC_E2E_KUBE_APISERVER for the integration tests.
 #    Installs the Okta-like test IdP (tests/okta, `npm ci`) when its node_modules is missing.
 # 3. Runs every test (unit + integration) with `cargo test --locked` and exits with its status;
-#    with no arguments also the Secret Service test (in a private D-Bus session) and a
-#    type-check of the fuzz targets (fuzz/).
+#    with no arguments also, first, formatting (`cargo fmt --check`), lints (`cargo clippy
+#    --all-targets -D warnings`) and the documentation (`cargo doc`, warnings denied), and after
+#    the tests the Secret Service test (in a private D-Bus session) and a type-check of the fuzz
+#    targets (fuzz/).
 #    Extra arguments go to cargo, e.g. `./tests/run.sh --test it login`. On x86_64 Linux with
 #    glibc, koidc is built and tested as ./install.sh builds it: statically linked
 #    (`--target HOST --config .cargo/static.toml`, from .cargo/release.sh).
@@ -65,6 +67,22 @@ fi
 # shellcheck source=.cargo/release.sh
 . .cargo/release.sh
 koidc_cargo_options static.toml
+
+# The whole suite also checks formatting, lints and the developer documentation (links
+# included), with the same build flags as the tests, so the checks share their build.
+if (($# == 0)); then
+  if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    command -v rustup >/dev/null 2>&1 || {
+      echo "tests/run.sh: cargo fmt and cargo clippy are needed (rustfmt and clippy components)" >&2
+      exit 1
+    }
+    rustup component add rustfmt clippy
+  fi
+  cargo fmt --check
+  cargo clippy --locked "${koidc_cargo_args[@]}" --all-targets -- -D warnings
+  RUSTDOCFLAGS="-D warnings" cargo doc --locked "${koidc_cargo_args[@]}" --no-deps --document-private-items
+fi
+
 cargo test --locked "${koidc_cargo_args[@]}" "$@"
 
 # The Secret Service unit test needs a session bus with an unlocked keyring: run it in a private
