@@ -26,9 +26,15 @@ use std::io::Write as _;
 /// whatever it quotes (an IdP's page, kubectl's output, a kubeconfig's names) are replaced
 /// ([`printable`]).
 pub fn stderr_line(line: std::fmt::Arguments<'_>) {
-    let mut text = printable(&as_invoked(&line.to_string())).into_owned();
+    let mut text = for_a_person(&line.to_string());
     text.push('\n');
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// What a person reads of `text`, on stderr or in a report on stdout: hints named as koidc was
+/// started ([`as_invoked`]) and control characters replaced ([`printable`]).
+fn for_a_person(text: &str) -> String {
+    printable(&as_invoked(text)).into_owned()
 }
 
 /// `text` with every control character but newline and tab replaced by `?`: messages quote
@@ -209,7 +215,7 @@ impl Printer {
     /// program: hints name koidc as it was started and control characters from quoted text are
     /// replaced, as on stderr.
     pub fn report(&self, text: &str) -> std::io::Result<()> {
-        self.result(&printable(&as_invoked(text)))
+        self.result(&for_a_person(text))
     }
 
     /// A message for the person at the terminal (e.g. "open this URL").

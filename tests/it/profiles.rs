@@ -376,27 +376,24 @@ fn hints_under_kubectl_name_kubectl_koidc_not_a_koidc_command_krew_users_do_not_
     // Only the plugin name on PATH, as krew installs it.
     let path = format!("{}:/usr/bin:/bin", dir.display());
     let cache = tmp.path().join("cache");
-    let out = run(clean_command(&kubectl, tmp.path()).env("PATH", &path).args([
-        "koidc",
+    let whoami = [
         "whoami",
         "--cache",
         "file",
         "--cache-dir",
         cache.to_str().unwrap(),
-    ]));
+    ];
+    let out = run(clean_command(&kubectl, tmp.path())
+        .env("PATH", &path)
+        .arg("koidc")
+        .args(whoami));
     let line = out.assert_one_error_line();
     assert!(
         line.contains("run `kubectl koidc login --issuer URL --client-id ID`"),
         "{line}"
     );
     // The same hint as plain koidc.
-    let out = run(clean_command(koidc_bin(), tmp.path()).args([
-        "whoami",
-        "--cache",
-        "file",
-        "--cache-dir",
-        cache.to_str().unwrap(),
-    ]));
+    let out = run(clean_command(koidc_bin(), tmp.path()).args(whoami));
     let line = out.assert_one_error_line();
     assert!(line.contains("run `koidc login --issuer URL"), "{line}");
     assert!(!line.contains("kubectl koidc"), "{line}");
