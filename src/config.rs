@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::browser::BrowserChoice;
-use crate::cache::{CacheKey, CacheKind};
 use crate::cli::ProviderArg;
 use crate::cli::{CacheArg, CacheFlags, GrantArg, IdentityFlags, LoginFlags};
-use crate::oidc::OidcConfig;
+use crate::login::browser::BrowserChoice;
+use crate::login::cache::{CacheKey, CacheKind};
+use crate::login::oidc::OidcConfig;
 use crate::provider::ProviderKind;
 
 /// How long one HTTP request to the IdP may take.
@@ -70,7 +70,7 @@ pub enum ConfigError {
     IssuerWithGithub,
     /// `--github-url` or `--github-api-url` is not usable.
     #[error(transparent)]
-    Github(#[from] crate::github::GithubError),
+    Github(#[from] crate::login::github::GithubError),
 }
 
 /// Where the tokens are kept.
@@ -111,7 +111,7 @@ pub struct Identity {
     /// The identity provider (`--provider`, `auto` resolved from the issuer).
     pub provider: ProviderKind,
     /// Where GitHub is, for `--provider github` (then `issuer` is GitHub's web address).
-    pub github: Option<crate::github::GithubUrls>,
+    pub github: Option<crate::login::github::GithubUrls>,
     /// The config-file profile in use (`--profile`), part of the cache key: two profiles with
     /// the same issuer, client and scopes are two accounts.
     pub profile: Option<String>,
@@ -164,7 +164,7 @@ impl Identity {
         if client_id.trim().is_empty() {
             return Err(ConfigError::EmptyClientId);
         }
-        let urls = crate::github::GithubUrls::new(
+        let urls = crate::login::github::GithubUrls::new(
             flags.github.github_url.as_deref(),
             flags.github.github_api_url.as_deref(),
         )?;

@@ -1,5 +1,5 @@
 //! HTTP plumbing shared by the adapters that talk to servers koidc does not run: the identity
-//! provider ([`crate::oidc`]) and GitHub ([`crate::github`]).
+//! provider ([`crate::login::oidc`]) and GitHub ([`crate::login::github`]).
 //!
 //! Each adapter keeps its own error type and messages; these helpers say what went wrong and let
 //! the caller name the server and the fix.

@@ -1,38 +1,39 @@
 //! koidc: log in to Kubernetes with an OpenID Connect identity provider.
 //!
-//! The crate reads like the data flow of one `kubectl` call: [`cli`] describes the flags,
-//! [`config`] validates them into types, a command in [`commands`] runs a use case from [`auth`], and the use case
-//! drives the adapters — [`oidc`] (the identity provider), [`loopback`] (the redirect
-//! listener), [`browser`], [`cache`] (token store and cross-process lock), [`clock`] — and finally
-//! [`credential`] writes the `ExecCredential` that kubectl reads. For the cluster admin, [`rbac`]
-//! and [`setup`] generate the RBAC bindings and apiserver settings that trust the same issuer.
-//! [`profile`] fills options the user did not give from a named profile of the config file.
-//! [`github`] logs in to GitHub (which has no OpenID Connect for users) and [`webhook`] is the
-//! TokenReview authenticator that lets the apiserver accept those GitHub tokens.
+//! The crate shows its two audiences. [`login`] is the user side, the data flow of one `kubectl`
+//! call: the pipeline (cache → lock → refresh → login → save) and the adapters it drives (the
+//! identity provider, GitHub, the loopback listener, the browser, the cache), ending in the
+//! `ExecCredential` kubectl reads. [`cluster`] is the admin side: the apiserver and kubeconfig
+//! settings (`setup`), RBAC for IdP groups (`bind-group`), `doctor` and the GitHub `webhook`.
+//! [`commands`] is a thin layer of subcommands over both; [`cli`] describes the flags,
+//! [`profile`] fills options from the config file and [`config`] validates them into the types
+//! the two sides take. [`provider`] holds what koidc knows about particular identity providers,
+//! [`printer`] every line a person reads, [`clock`] time, and `http` the shared HTTP client.
+//!
+//! Every module is private to the crate, so the compiler reports dead code; `main.rs` calls the
+//! few items re-exported below, and the fuzz targets reach the parsers through [`fuzz`].
 
 // A failed write to stderr must not end koidc: stderr goes through `printer::stderr_line`.
 #![deny(clippy::print_stderr)]
 
-pub mod auth;
-pub mod browser;
-pub mod cache;
-pub mod cli;
-pub mod clock;
-pub mod commands;
-pub mod config;
-pub mod credential;
-pub mod doctor;
-pub mod github;
+pub(crate) mod cli;
+pub(crate) mod clock;
+pub(crate) mod cluster;
+pub(crate) mod commands;
+pub(crate) mod config;
+#[doc(hidden)]
+pub mod fuzz;
 mod http;
-pub mod loopback;
-pub mod oidc;
-pub mod printer;
-pub mod profile;
-pub mod provider;
-pub mod rbac;
-pub mod setup;
-pub mod token;
-pub mod webhook;
+pub(crate) mod login;
+pub(crate) mod printer;
+pub(crate) mod profile;
+pub(crate) mod provider;
+
+// What the binary (`main.rs`) calls; everything else is private to the crate.
+pub use cli::Cli;
+pub use cli::usage::error_line as usage_error_line;
+pub use commands::run;
+pub use printer::{error_line, stderr_line};
 
 /// A single-threaded async runtime for the network calls of a command or use case, built only
 /// when they are needed (the warm path of `get-token` starts none).

@@ -1,7 +1,7 @@
 //! The `koidc` binary: parse flags, run one command, print any error once.
 //!
 //! Errors are printed here and nowhere else, as one line `koidc: <what went wrong>`; exit code 1
-//! for failures, 2 for usage errors (clap's convention, worded by [`koidc::cli::usage`]).
+//! for failures, 2 for usage errors (clap's convention, worded by `cli::usage`).
 //!
 //! kubectl starts koidc for every command it runs, so the program's start-up is part of every
 //! `kubectl get`. The binary therefore brings its own C `main` (`#![no_main]`) instead of Rust's
@@ -12,7 +12,7 @@
 //! of a fast start is the release build's static linking (`.cargo/static.toml`).
 //!
 //! Start-up also makes the process non-dumpable with no core limit (it holds tokens), and every
-//! stderr line goes through [`koidc::printer::stderr_line`], which never panics.
+//! stderr line goes through [`koidc::stderr_line`], which never panics.
 
 #![no_main]
 #![deny(clippy::print_stderr)]
@@ -20,8 +20,7 @@
 use std::ffi::{c_char, c_int};
 use std::io::Write as _;
 
-use koidc::cli::Cli;
-use koidc::printer::stderr_line;
+use koidc::{Cli, stderr_line};
 
 /// The C entry point. Rust's standard library reads the arguments and environment itself
 /// (glibc hands them to its initializers), so `argc` and `argv` are not needed here.
@@ -104,7 +103,7 @@ fn run() -> c_int {
         Ok(cli) => cli,
         Err(err) => {
             let args: Vec<_> = std::env::args_os().collect();
-            return match koidc::cli::usage::error_line(&err, &args) {
+            return match koidc::usage_error_line(&err, &args) {
                 Some(line) => {
                     stderr_line(format_args!("koidc: {line}"));
                     2
@@ -121,10 +120,10 @@ fn run() -> c_int {
             };
         }
     };
-    match koidc::commands::run(cli) {
+    match koidc::run(cli) {
         Ok(()) => 0,
         Err(err) => {
-            stderr_line(format_args!("koidc: {}", koidc::printer::error_line(&err)));
+            stderr_line(format_args!("koidc: {}", koidc::error_line(&err)));
             1
         }
     }

@@ -234,11 +234,6 @@ impl Printer {
             stderr_line(format_args!("koidc: debug: {msg}"));
         }
     }
-
-    /// True with `-v`.
-    pub fn is_verbose(&self) -> bool {
-        self.verbosity > 0
-    }
 }
 
 /// An error and its causes as the one line koidc ends with (`koidc: <this>`): each cause after
@@ -372,7 +367,7 @@ mod tests {
     /// Every error type of koidc that has a source (a source or from attribute, or a field named
     /// `source`, in `src/`), with the line main.rs prints for it.
     fn errors_with_a_source() -> Vec<(anyhow::Error, &'static str)> {
-        use crate::browser::BrowserError;
+        use crate::login::browser::BrowserError;
         vec![
             (
                 BrowserError::Spawn {
@@ -389,12 +384,12 @@ mod tests {
                  yourself, or use --browser-command or --no-browser",
             ),
             (
-                crate::loopback::LoopbackError::LocalAddr(io_error()).into(),
+                crate::login::loopback::LoopbackError::LocalAddr(io_error()).into(),
                 "could not read the address of the login callback listener: No such file or directory (os \
                  error 2)",
             ),
             (
-                crate::config::ConfigError::from(crate::github::GithubError::InvalidUrl {
+                crate::config::ConfigError::from(crate::login::github::GithubError::InvalidUrl {
                     flag: "github-url",
                     url: "ftp://x".into(),
                     reason: "not https",
@@ -403,7 +398,7 @@ mod tests {
                 "invalid --github-url \"ftp://x\": not https",
             ),
             (
-                crate::rbac::RbacError::ReadFile {
+                crate::cluster::rbac::RbacError::ReadFile {
                     path: "rbac.yaml".into(),
                     source: io_error(),
                 }
@@ -423,7 +418,7 @@ mod tests {
 
     #[test]
     fn error_chains_print_each_cause_once_for_every_error_with_a_source() {
-        use crate::oidc::{OidcError, Rejection};
+        use crate::login::oidc::{OidcError, Rejection};
         let rejected = (
             OidcError::from(Rejection::Audience(
                 "must contain `koidc` (the token's: `kubernetes`); check --client-id".into(),

@@ -265,7 +265,7 @@ impl ConfigFile {
             .values()
             .filter_map(|p| p.client_secret_env.as_deref())
         {
-            crate::browser::withhold_from_browser(var);
+            crate::login::browser::withhold_from_browser(var);
         }
         Ok(Some(config))
     }
@@ -561,7 +561,7 @@ fn overlay(
     }
     if let Some(var) = &profile.client_secret_env {
         // A secret, used or not: never for the browser's eyes.
-        crate::browser::withhold_from_browser(var);
+        crate::login::browser::withhold_from_browser(var);
     }
     if let Some(var) = &profile.client_secret_env
         && free("client_secret")
@@ -997,11 +997,11 @@ client-secret-env = "WORK2_SECRET"
         let text = "[profiles.a]\nissuer = \"https://a\"\nclient-secret-env = \"KOIDC_TEST_A_SECRET\"\n\
                     [profiles.b]\nissuer = \"https://b\"\nclient-secret-env = \"KOIDC_TEST_B_SECRET\"\n";
         let (_dir, path) = private_config(text, 0o600);
-        assert!(!crate::browser::is_withheld("KOIDC_TEST_A_SECRET"));
+        assert!(!crate::login::browser::is_withheld("KOIDC_TEST_A_SECRET"));
         let config = ConfigFile::load(&path).unwrap().unwrap();
         config.profile("b").unwrap();
-        assert!(crate::browser::is_withheld("KOIDC_TEST_A_SECRET"));
-        assert!(crate::browser::is_withheld("KOIDC_TEST_B_SECRET"));
+        assert!(crate::login::browser::is_withheld("KOIDC_TEST_A_SECRET"));
+        assert!(crate::login::browser::is_withheld("KOIDC_TEST_B_SECRET"));
     }
 
     #[cfg(unix)]

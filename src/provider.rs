@@ -14,8 +14,8 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use crate::loopback::LoopbackError;
-use crate::oidc::OidcError;
+use crate::login::loopback::LoopbackError;
+use crate::login::oidc::OidcError;
 
 /// The loopback ports koidc uses for Okta, in the order they are tried.
 pub const OKTA_PORTS: [u16; 2] = [8000, 18000];
@@ -30,7 +30,7 @@ pub enum ProviderKind {
     Dex,
     /// Okta.
     Okta,
-    /// GitHub's own OAuth login (not OpenID Connect; see [`crate::github`]). Never detected:
+    /// GitHub's own OAuth login (not OpenID Connect; see [`crate::login::github`]). Never detected:
     /// only chosen with `--provider github`.
     Github,
 }
@@ -63,16 +63,6 @@ impl ProviderKind {
         ProviderKind::Generic
     }
 
-    /// The name as `--provider` spells it.
-    pub fn name(self) -> &'static str {
-        match self {
-            ProviderKind::Generic => "generic",
-            ProviderKind::Dex => "dex",
-            ProviderKind::Okta => "okta",
-            ProviderKind::Github => "github",
-        }
-    }
-
     /// Scopes the preset requests besides `openid` and the user's own.
     ///
     /// Okta: `offline_access` (refresh tokens), `groups` (a custom scope that must exist on the
@@ -83,7 +73,7 @@ impl ProviderKind {
             ProviderKind::Generic => &[],
             ProviderKind::Dex => &["offline_access", "groups", "email"],
             ProviderKind::Okta => &["offline_access", "groups", "email"],
-            ProviderKind::Github => &[crate::github::SCOPE],
+            ProviderKind::Github => &[crate::login::github::SCOPE],
         }
     }
 
@@ -119,7 +109,7 @@ impl ProviderKind {
 pub fn okta_redirect_uris() -> Vec<String> {
     OKTA_PORTS
         .iter()
-        .map(|p| format!("http://127.0.0.1:{p}{}", crate::loopback::CALLBACK_PATH))
+        .map(|p| format!("http://127.0.0.1:{p}{}", crate::login::loopback::CALLBACK_PATH))
         .collect()
 }
 

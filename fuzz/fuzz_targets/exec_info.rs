@@ -3,7 +3,7 @@
 //! input quotes.
 #![no_main]
 
-use koidc::credential::ExecInfo;
+use koidc::fuzz::ExecInfo;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

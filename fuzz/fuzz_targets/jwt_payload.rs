@@ -5,7 +5,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use koidc::token::IdTokenInfo;
+use koidc::fuzz::IdTokenInfo;
 use libfuzzer_sys::fuzz_target;
 
 fn check(jwt: &str) {

@@ -1,7 +1,7 @@
 //! `koidc bind-group`: the RBAC objects that give an IdP group a role, printed for
 //! `kubectl apply -f -` (or a GitOps repository), or applied directly with `--apply`.
 //!
-//! The objects come from [`crate::rbac`]; this module only turns flags into requests, picks the
+//! The objects come from [`crate::cluster::rbac`]; this module only turns flags into requests, picks the
 //! groups prefix (flag, else the one `koidc setup` saved, else none with a warning: `koidc setup`
 //! defaults the apiserver to `oidc:`, so a bare group most likely matches nobody), and for
 //! `--apply` pipes the YAML to `kubectl apply --server-side --field-manager=koidc -f -`, which is
@@ -22,8 +22,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use crate::cli::{BindGroupArgs, ManifestFormat, RoleKindArg};
+use crate::cluster::rbac::{
+    self, Binding, NeededRole, RbacError, RbacObject, RoleKind, RoleSpec, SavedPrefix, Scope,
+};
 use crate::printer::Printer;
-use crate::rbac::{self, Binding, NeededRole, RbacError, RbacObject, RoleKind, RoleSpec, SavedPrefix, Scope};
 
 /// The namespace of a RoleBinding when `-n` is not given (kubectl's default too).
 const DEFAULT_NAMESPACE: &str = "default";

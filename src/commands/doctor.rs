@@ -1,4 +1,4 @@
-//! `koidc doctor`: run the checks of [`crate::doctor`] in order and print one line per check on
+//! `koidc doctor`: run the checks of [`crate::cluster::doctor`] in order and print one line per check on
 //! stdout, then a summary; exit 1 when a check failed.
 //!
 //! Which identity: `--issuer`/`--client-id`/`--profile` (with the profile rules of every other
@@ -13,17 +13,17 @@ use std::sync::Arc;
 
 use anyhow::bail;
 
-use crate::auth::Source;
 use crate::cli::{Cli, Command, DoctorArgs, ExplicitArgs, GetTokenArgs};
 use crate::clock::Clock;
+use crate::cluster::doctor::apiserver::{AdminKubectl, ApiClient, bindings_with_kubectl};
+use crate::cluster::doctor::kubeconfig::{self, ClusterTarget, KubeconfigError};
+use crate::cluster::doctor::{self, Check, Expectations, names};
+use crate::cluster::rbac;
 use crate::config::{Identity, LoginConfig};
-use crate::doctor::apiserver::{AdminKubectl, ApiClient, bindings_with_kubectl};
-use crate::doctor::kubeconfig::{self, ClusterTarget, KubeconfigError};
-use crate::doctor::{self, Check, Expectations, names};
-use crate::loopback::LoopbackServer;
-use crate::oidc::Provider;
+use crate::login::loopback::LoopbackServer;
+use crate::login::oidc::Provider;
+use crate::login::pipeline::Source;
 use crate::printer::Printer;
-use crate::rbac;
 
 /// The default groups and username prefix, as `koidc setup` uses.
 const DEFAULT_PREFIX: &str = "oidc:";

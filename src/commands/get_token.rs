@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::cli::GetTokenArgs;
 use crate::clock::Clock;
 use crate::config::{Identity, LoginConfig};
-use crate::credential::{ExecInfo, exec_credential};
+use crate::login::credential::{ExecInfo, exec_credential};
 use crate::printer::Printer;
 
 /// Prints an ExecCredential for the configured identity.

@@ -1,7 +1,7 @@
 //! The GitHub side of the commands (`--provider github`): what `setup` prints for a cluster that
 //! checks GitHub tokens with `koidc webhook`, and how `login`, `whoami` and `logout` treat GitHub
 //! cache entries (opaque tokens described by the entry's metadata, see
-//! [`crate::github::session`]).
+//! [`crate::login::github::session`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,17 +10,17 @@ use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::auth::Obtained;
-use crate::cache::{CacheKey, TokenStore};
 use crate::cli::{SetupArgs, SetupPart};
 use crate::clock::Clock;
+use crate::cluster::rbac;
+use crate::cluster::setup::{self, ExecUser};
+use crate::cluster::webhook;
 use crate::config::{Identity, LoginConfig};
-use crate::github::session::{account_of, describe, revoke, to_json};
-use crate::github::{Account, DEFAULT_URL, GithubUrls};
+use crate::login::cache::{CacheKey, TokenStore};
+use crate::login::github::session::{account_of, describe, revoke, to_json};
+use crate::login::github::{Account, DEFAULT_URL, GithubUrls};
+use crate::login::pipeline::Obtained;
 use crate::printer::Printer;
-use crate::rbac;
-use crate::setup::{self, ExecUser};
-use crate::webhook;
 
 /// The OpenID Connect default prefix of `koidc setup`; for GitHub it stands for [`PREFIX`].
 const OIDC_DEFAULT_PREFIX: &str = "oidc:";
@@ -263,7 +263,7 @@ fn get_token_args(identity: &Identity, urls: &GithubUrls, ca: Vec<String>, liste
         identity
             .scopes
             .iter()
-            .filter(|s| s.as_str() != crate::github::SCOPE)
+            .filter(|s| s.as_str() != crate::login::github::SCOPE)
             .map(|s| format!("--scope={s}")),
     );
     args.extend(ca);
@@ -310,7 +310,7 @@ pub(super) fn describe_login(
 /// A GitHub entry for `whoami`: its text block and JSON object, or `None` for other entries.
 pub(super) fn whoami_entry(
     key: &CacheKey,
-    meta: &crate::cache::EntryMeta,
+    meta: &crate::login::cache::EntryMeta,
     now: DateTime<Utc>,
 ) -> Option<(String, Value)> {
     let account = account_of(meta)?;

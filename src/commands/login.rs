@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use crate::auth::Source;
 use crate::cli::LoginArgs;
 use crate::clock::Clock;
 use crate::config::{Identity, LoginConfig};
+use crate::login::pipeline::Source;
 use crate::printer::Printer;
 
 /// Logs in and prints the identity on stdout.

@@ -10,7 +10,7 @@
 //! Each entry is logged out under its cache lock (the one `get-token` and `login` hold while they
 //! refresh or log in): a refresh or login in flight finishes first, and logout then revokes and
 //! deletes what it saved, so no entry comes back after "logged out" (waiting as long as the
-//! holder announced, see [`crate::cache::CacheLock`]). Its cool-down marker and, still holding
+//! holder announced, see [`crate::login::cache::CacheLock`]). Its cool-down marker and, still holding
 //! it, the lock file go too; `--all` then removes every other lock file and marker that no
 //! process holds (a login in flight keeps its lock, and logout says so).
 //!
@@ -30,12 +30,12 @@ use anyhow::Context as _;
 use secrecy::SecretString;
 
 use super::describe_key;
-use crate::auth::cooldown::{self, Cooldown};
-use crate::cache::{CacheKey, CacheKind, CacheLock, TokenStore, lock_budget, remove_unheld_locks};
 use crate::cli::{IdentityFlags, LogoutArgs};
 use crate::clock::Clock;
 use crate::config::{ConfigError, Identity, LoginConfig};
-use crate::oidc::Provider;
+use crate::login::cache::{CacheKey, CacheKind, CacheLock, TokenStore, lock_budget, remove_unheld_locks};
+use crate::login::oidc::Provider;
+use crate::login::pipeline::cooldown::{self, Cooldown};
 use crate::printer::Printer;
 
 /// Logs out of the selected client's entries or of all of them.
@@ -264,7 +264,7 @@ fn revoke(
     let Ok(Some((tokens, meta))) = store.load_with_meta(key) else {
         return Outcome::Nothing;
     };
-    if meta.kind.as_deref() == Some(crate::github::KIND) {
+    if meta.kind.as_deref() == Some(crate::login::github::KIND) {
         // The GitHub URLs of the identity the flags name apply to the entries of its own client only.
         let urls = configured
             .filter(|id| id.issuer == key.issuer && id.client_id == key.client_id)

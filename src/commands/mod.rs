@@ -1,7 +1,7 @@
 //! One module per subcommand; [`run`] dispatches and wires the adapters.
 //!
 //! Commands are thin: they validate their flags into config types, open the store, and call the
-//! use case in [`crate::auth`] or read the cache directly. Results go to stdout through the
+//! use case in [`crate::login::pipeline`] or read the cache directly. Results go to stdout through the
 //! [`Printer`]; everything else goes to stderr.
 
 pub(crate) mod bind_group;
@@ -18,11 +18,11 @@ mod whoami;
 
 use std::sync::Arc;
 
-use crate::auth::{Authenticator, Obtained};
-use crate::cache::{CacheKey, TokenStore, open_store};
 use crate::cli::{CacheFlags, Cli, Command};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CacheConfig, Identity, LoginConfig};
+use crate::login::cache::{CacheKey, TokenStore, open_store};
+use crate::login::pipeline::{Authenticator, Obtained};
 use crate::printer::Printer;
 
 /// Runs the parsed command line.
@@ -118,9 +118,9 @@ fn client_secret_from_file(cli: &mut Cli) -> anyhow::Result<()> {
         return Ok(());
     };
     if login.client_secret.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Err(crate::webhook::WebhookError::TwoClientSecrets.into());
+        return Err(crate::cluster::webhook::WebhookError::TwoClientSecrets.into());
     }
-    let secret = crate::webhook::read_secret_file(path)?;
+    let secret = crate::cluster::webhook::read_secret_file(path)?;
     login.client_secret = Some(secrecy::ExposeSecret::expose_secret(&secret).to_owned());
     cli.explicit.insert("client_secret");
     Ok(())

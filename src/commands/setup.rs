@@ -2,7 +2,7 @@
 //!
 //! The checks run first (discovery and signing keys; with `--login`, a real token's claims), so a
 //! broken issuer is reported before any configuration is printed. The printed parts come from
-//! [`crate::setup`], built from one set of choices so the apiserver, the kubeconfig and
+//! [`crate::cluster::setup`], built from one set of choices so the apiserver, the kubeconfig and
 //! `koidc bind-group` agree on claims and prefixes. `--write-kubeconfig` holds client-go's
 //! `<kubeconfig>.lock` while it rewrites the file, as `kubectl config` does, and then prints the
 //! kubectl commands that add what the file still lacks (a cluster, a context using the user).
@@ -20,12 +20,12 @@ use serde_json::Value;
 
 use crate::cli::{SetupArgs, SetupPart};
 use crate::clock::Clock;
+use crate::cluster::rbac;
+use crate::cluster::setup::{self, ClusterAuth, ExecUser};
 use crate::config::{Identity, LoginConfig};
-use crate::oidc::Provider;
+use crate::login::oidc::Provider;
+use crate::login::token::IdTokenInfo;
 use crate::printer::Printer;
-use crate::rbac;
-use crate::setup::{self, ClusterAuth, ExecUser};
-use crate::token::IdTokenInfo;
 
 /// Runs `koidc setup`.
 pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
@@ -175,7 +175,7 @@ pub(super) fn read_cas(login: &LoginConfig) -> anyhow::Result<Option<String>> {
         pem.push('\n');
     }
     if let Some(data) = &login.certificate_authority_data {
-        crate::http::read_ca_data(data).map_err(|reason| crate::oidc::OidcError::CaData { reason })?;
+        crate::http::read_ca_data(data).map_err(|reason| crate::login::oidc::OidcError::CaData { reason })?;
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(data.trim())
             .context("cannot decode --certificate-authority-data")?;

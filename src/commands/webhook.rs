@@ -1,5 +1,5 @@
 //! `koidc webhook`: serve TokenReviews for kube-apiserver, checking GitHub tokens with GitHub
-//! (see [`crate::webhook`]).
+//! (see [`crate::cluster::webhook`]).
 //!
 //! Everything that can be wrong with the flags (organisations, listen address, GitHub URLs, the
 //! app's client id and secret, the TLS files) is checked before the port is bound, and reported
@@ -13,10 +13,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::cli::WebhookArgs;
-use crate::github::{GithubUrls, http_client};
+use crate::cluster::webhook::lookup::AppLookup;
+use crate::cluster::webhook::{self, Limits, Policy, Reviewer};
+use crate::login::github::{GithubUrls, http_client};
 use crate::printer::Printer;
-use crate::webhook::lookup::AppLookup;
-use crate::webhook::{self, Limits, Policy, Reviewer};
 
 /// The longest `--cache-ttl` accepted: a revoked token must stop working in reasonable time.
 const MAX_CACHE_TTL: u64 = 3600;

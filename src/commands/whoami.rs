@@ -11,12 +11,12 @@ use anyhow::bail;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::cache::CacheKey;
 use crate::cli::{Format, WhoamiArgs};
 use crate::clock::{Clock, relative, rfc3339};
 use crate::config::Identity;
+use crate::login::cache::CacheKey;
+use crate::login::token::IdTokenInfo;
 use crate::printer::Printer;
-use crate::token::IdTokenInfo;
 
 /// Prints the cached identities of the selected issuer/client, or every cached identity.
 pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {

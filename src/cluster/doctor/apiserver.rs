@@ -1,0 +1,483 @@
+//! The doctor's questions to the kube-apiserver, asked as the user: who am I
+//! (`SelfSubjectReview`, what `kubectl auth whoami` asks), what may I do in a namespace
+//! (`SelfSubjectRulesReview`), and which RBAC bindings exist (usually only an admin may list them:
+//! [`bindings_with_kubectl`] asks with an admin kubeconfig instead).
+//!
+//! The ID token goes in an `Authorization` header marked sensitive, over TLS checked against the
+//! kubeconfig's CA; never in a process argument or a file. Error messages name the URL and the
+//! apiserver's `Status` message, never the token.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use url::Url;
+
+use super::kubeconfig::ClusterTarget;
+
+/// How long one request to the apiserver may take.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest response body read from the apiserver (16 MiB: binding lists can be long).
+const MAX_BODY: usize = 16 << 20;
+
+/// Failures talking to the apiserver.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The HTTP client cannot be built (a CA the TLS library refuses).
+    #[error("cannot set up TLS for the apiserver: {0}")]
+    Client(String),
+    /// The apiserver cannot be reached.
+    #[error("cannot reach the apiserver at {url}: {reason}")]
+    Unreachable {
+        /// The URL requested (without query).
+        url: String,
+        /// The innermost cause.
+        reason: String,
+    },
+    /// An HTTP error status, with the apiserver's message.
+    #[error("{url} answered HTTP {status}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Status {
+        /// The URL requested.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// The `message` of the apiserver's `Status` object, on one line.
+        message: Option<String>,
+    },
+    /// A response that is not the expected JSON.
+    #[error("{url} returned a response koidc cannot read: {reason}")]
+    Malformed {
+        /// The URL requested.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// kubectl (for the admin's view of the bindings) failed.
+    #[error("{0}")]
+    Kubectl(String),
+}
+
+impl ApiError {
+    /// The HTTP status, for status errors.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// `status.userInfo` of a `SelfSubjectReview`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct UserInfo {
+    /// The username the apiserver derived.
+    #[serde(default)]
+    pub username: String,
+    /// The groups, `system:authenticated` included.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// One rule of a `SelfSubjectRulesReview`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceRule {
+    /// Verbs.
+    #[serde(default)]
+    pub verbs: Vec<String>,
+    /// API groups (`""` is the core group).
+    #[serde(default)]
+    pub api_groups: Vec<String>,
+    /// Resources.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Resource names, when the rule is limited to some.
+    #[serde(default)]
+    pub resource_names: Vec<String>,
+}
+
+/// `status` of a `SelfSubjectRulesReview`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RulesStatus {
+    /// The resource rules.
+    #[serde(default)]
+    pub resource_rules: Vec<ResourceRule>,
+    /// True when the list may be incomplete (an authorizer could not list its rules).
+    #[serde(default)]
+    pub incomplete: bool,
+    /// Why it is incomplete.
+    #[serde(default)]
+    pub evaluation_error: Option<String>,
+}
+
+/// A RoleBinding or ClusterRoleBinding, reduced to what the doctor compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingInfo {
+    /// `RoleBinding` or `ClusterRoleBinding`.
+    pub kind: &'static str,
+    /// The namespace (RoleBindings).
+    pub namespace: Option<String>,
+    /// The name.
+    pub name: String,
+    /// `roleRef.kind`: `Role` or `ClusterRole`.
+    pub role_kind: String,
+    /// `roleRef.name`.
+    pub role_name: String,
+    /// The subjects: (kind, name).
+    pub subjects: Vec<(String, String)>,
+}
+
+impl BindingInfo {
+    /// `RoleBinding ns/name` or `ClusterRoleBinding name`.
+    pub fn describe(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
+            None => format!("{} {}", self.kind, self.name),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawBinding {
+    #[serde(default)]
+    metadata: RawMeta,
+    #[serde(default, rename = "roleRef")]
+    role_ref: RawRoleRef,
+    #[serde(default)]
+    subjects: Option<Vec<RawSubject>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawRoleRef {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct RawSubject {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct RawList {
+    #[serde(default)]
+    items: Vec<RawBinding>,
+}
+
+/// Reads the `items` of a RoleBindingList / ClusterRoleBindingList (or kubectl's `v1 List`).
+pub fn parse_bindings(kind: &'static str, body: &[u8]) -> Result<Vec<BindingInfo>, String> {
+    let list: RawList = serde_json::from_slice(body).map_err(|e| format!("not a list of bindings ({e})"))?;
+    Ok(list
+        .items
+        .into_iter()
+        .map(|b| BindingInfo {
+            kind,
+            namespace: b.metadata.namespace.filter(|_| kind == "RoleBinding"),
+            name: b.metadata.name,
+            role_kind: b.role_ref.kind,
+            role_name: b.role_ref.name,
+            subjects: b
+                .subjects
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| (s.kind, s.name))
+                .collect(),
+        })
+        .collect())
+}
+
+/// The apiserver of a kubeconfig cluster, asked with the user's ID token.
+pub struct ApiClient {
+    http: reqwest::Client,
+    server: Url,
+    token: SecretString,
+}
+
+impl ApiClient {
+    /// A client for `target` trusting its CA (the system roots when it names none).
+    pub fn new(target: &ClusterTarget, token: SecretString) -> Result<Self, ApiError> {
+        let mut builder = crate::http::client_builder(TIMEOUT)
+            .user_agent(concat!("koidc-doctor/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &target.ca_pem {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ApiError::Client(root_cause(&e)))?;
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| ApiError::Client(root_cause(&e)))?;
+        Ok(Self {
+            http,
+            server: target.server.clone(),
+            token,
+        })
+    }
+
+    /// `server` + `path`, keeping a path prefix the server URL may have.
+    fn url(&self, path: &str) -> Url {
+        let mut url = self.server.clone();
+        let joined = format!("{}{path}", self.server.path().trim_end_matches('/'));
+        url.set_path(&joined);
+        url.set_query(None);
+        url
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let url = self.url(path);
+        let mut bearer = HeaderValue::from_str(&format!("Bearer {}", self.token.expose_secret()))
+            .map_err(|_| ApiError::Client("the ID token cannot be sent in an HTTP header".into()))?;
+        bearer.set_sensitive(true);
+        let mut req = self
+            .http
+            .request(method, url.clone())
+            .header(AUTHORIZATION, bearer)
+            .header(ACCEPT, HeaderValue::from_static("application/json"));
+        if let Some(body) = body {
+            req = req
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(body.to_string());
+        }
+        let unreachable = |e: &reqwest::Error| ApiError::Unreachable {
+            url: url.to_string(),
+            reason: root_cause(e),
+        };
+        let mut resp = req.send().await.map_err(|e| unreachable(&e))?;
+        let status = resp.status();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| unreachable(&e))? {
+            if bytes.len() + chunk.len() > MAX_BODY {
+                return Err(ApiError::Malformed {
+                    url: url.to_string(),
+                    reason: format!("the response is larger than {} MiB", MAX_BODY >> 20),
+                });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            let message = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("message").and_then(Value::as_str).map(cap));
+            return Err(ApiError::Status {
+                url: url.to_string(),
+                status: status.as_u16(),
+                message,
+            });
+        }
+        Ok(bytes)
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        bytes: &[u8],
+        field: &str,
+    ) -> Result<T, ApiError> {
+        let malformed = |reason: String| ApiError::Malformed {
+            url: self.url(path).to_string(),
+            reason,
+        };
+        let value: Value = serde_json::from_slice(bytes).map_err(|_| malformed("not JSON".into()))?;
+        let inner = value
+            .get("status")
+            .and_then(|s| if field.is_empty() { Some(s) } else { s.get(field) })
+            .cloned()
+            .ok_or_else(|| {
+                malformed(format!(
+                    "no status{}",
+                    if field.is_empty() { "" } else { ".userInfo" }
+                ))
+            })?;
+        serde_json::from_value(inner).map_err(|e| malformed(e.to_string()))
+    }
+
+    /// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: who the apiserver says the
+    /// token's holder is.
+    pub async fn self_subject_review(&self) -> Result<UserInfo, ApiError> {
+        const PATH: &str = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
+        let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});
+        let bytes = self.send(reqwest::Method::POST, PATH, Some(body)).await?;
+        self.parse(PATH, &bytes, "userInfo")
+    }
+
+    /// `POST /apis/authorization.k8s.io/v1/selfsubjectrulesreviews` for `namespace`.
+    pub async fn rules_review(&self, namespace: &str) -> Result<RulesStatus, ApiError> {
+        const PATH: &str = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
+        let body = json!({
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectRulesReview",
+            "spec": {"namespace": namespace},
+        });
+        let bytes = self.send(reqwest::Method::POST, PATH, Some(body)).await?;
+        self.parse(PATH, &bytes, "")
+    }
+
+    /// The RoleBindings of `namespace` and the ClusterRoleBindings, as far as the user may list
+    /// them (usually an HTTP 403).
+    pub async fn bindings(&self, namespace: &str) -> Result<Vec<BindingInfo>, ApiError> {
+        let mut all = Vec::new();
+        for (kind, path) in [
+            (
+                "RoleBinding",
+                format!("/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings"),
+            ),
+            (
+                "ClusterRoleBinding",
+                "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings".to_owned(),
+            ),
+        ] {
+            let bytes = self.send(reqwest::Method::GET, &path, None).await?;
+            all.extend(
+                parse_bindings(kind, &bytes).map_err(|reason| ApiError::Malformed {
+                    url: self.url(&path).to_string(),
+                    reason,
+                })?,
+            );
+        }
+        Ok(all)
+    }
+}
+
+/// How to run kubectl as the admin.
+#[derive(Debug, Clone)]
+pub struct AdminKubectl {
+    /// The kubectl program.
+    pub program: PathBuf,
+    /// `--kubeconfig`
+    pub kubeconfig: PathBuf,
+    /// `--context`
+    pub context: Option<String>,
+}
+
+/// The RoleBindings of `namespace` and the ClusterRoleBindings, listed by kubectl with the
+/// admin's kubeconfig.
+pub fn bindings_with_kubectl(admin: &AdminKubectl, namespace: &str) -> Result<Vec<BindingInfo>, ApiError> {
+    let mut all = Vec::new();
+    for (kind, resource, ns) in [
+        ("RoleBinding", "rolebindings", Some(namespace)),
+        ("ClusterRoleBinding", "clusterrolebindings", None),
+    ] {
+        let mut cmd = Command::new(&admin.program);
+        cmd.arg("--kubeconfig").arg(&admin.kubeconfig);
+        if let Some(context) = &admin.context {
+            cmd.arg("--context").arg(context);
+        }
+        cmd.args(["get", resource, "-o", "json", "--request-timeout=30s"]);
+        if let Some(ns) = ns {
+            cmd.args(["--namespace", ns]);
+        }
+        let out = cmd.stdin(Stdio::null()).output().map_err(|e| {
+            ApiError::Kubectl(format!(
+                "cannot run {}: {e}; pass --kubectl",
+                admin.program.display()
+            ))
+        })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(ApiError::Kubectl(format!(
+                "kubectl get {resource} with {} failed ({}): {}",
+                admin.kubeconfig.display(),
+                out.status,
+                cap(&stderr)
+            )));
+        }
+        all.extend(
+            parse_bindings(kind, &out.stdout)
+                .map_err(|reason| ApiError::Kubectl(format!("kubectl get {resource}: {reason}")))?,
+        );
+    }
+    Ok(all)
+}
+
+/// `s` on one line, at most 300 characters.
+fn cap(s: &str) -> String {
+    let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() > 300 {
+        let cut: String = line.chars().take(300).collect();
+        format!("{cut}...")
+    } else {
+        line
+    }
+}
+
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cap(&cur.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binding_lists_from_the_api_and_from_kubectl_are_read_alike() {
+        let api = br#"{"kind":"RoleBindingList","items":[{"metadata":{"name":"b","namespace":"app"},
+            "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"r"},
+            "subjects":[{"kind":"Group","apiGroup":"rbac.authorization.k8s.io","name":"oidc:devs"}]}]}"#;
+        let got = parse_bindings("RoleBinding", api).unwrap();
+        assert_eq!(
+            got,
+            [BindingInfo {
+                kind: "RoleBinding",
+                namespace: Some("app".into()),
+                name: "b".into(),
+                role_kind: "Role".into(),
+                role_name: "r".into(),
+                subjects: vec![("Group".into(), "oidc:devs".into())],
+            }]
+        );
+        assert_eq!(got[0].describe(), "RoleBinding app/b");
+        // kubectl's `v1 List`; a binding without subjects.
+        let kubectl = br#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"rbac.authorization.k8s.io/v1",
+            "kind":"ClusterRoleBinding","metadata":{"name":"c"},"roleRef":{"kind":"ClusterRole","name":"view"}}]}"#;
+        let got = parse_bindings("ClusterRoleBinding", kubectl).unwrap();
+        assert_eq!(got[0].describe(), "ClusterRoleBinding c");
+        assert!(got[0].subjects.is_empty());
+        assert!(parse_bindings("RoleBinding", b"<html>").is_err());
+    }
+
+    #[test]
+    fn request_urls_keep_a_server_path_prefix() {
+        let target = ClusterTarget {
+            context: "x".into(),
+            server: Url::parse("https://rancher.example/k8s/clusters/c-1/").unwrap(),
+            ca_pem: None,
+            user: None,
+            auth: crate::cluster::doctor::kubeconfig::UserAuth::NoUser,
+        };
+        let client = ApiClient::new(&target, SecretString::from("t")).unwrap();
+        assert_eq!(
+            client
+                .url("/apis/authentication.k8s.io/v1/selfsubjectreviews")
+                .as_str(),
+            "https://rancher.example/k8s/clusters/c-1/apis/authentication.k8s.io/v1/selfsubjectreviews"
+        );
+    }
+}

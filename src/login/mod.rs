@@ -1,0 +1,18 @@
+//! The user side: everything `get-token` and `login` need to turn an identity into a credential
+//! for kubectl.
+//!
+//! The modules follow the data flow of one call: [`pipeline`] is the use case (cache → lock →
+//! re-read → cool-down → refresh → login → save) and drives the adapters — [`oidc`] (the
+//! identity provider's protocol), [`github`] (GitHub's OAuth and API, for `--provider github`),
+//! [`loopback`] (the redirect listener), [`browser`], [`cache`] (token store and cross-process
+//! lock) — and [`credential`] writes the `ExecCredential` that kubectl reads. [`token`] reads an
+//! ID token's claims offline, for the warm path.
+
+pub mod browser;
+pub mod cache;
+pub mod credential;
+pub mod github;
+pub mod loopback;
+pub mod oidc;
+pub mod pipeline;
+pub mod token;

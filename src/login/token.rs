@@ -1,0 +1,236 @@
+//! The tokens koidc holds for one identity, and the cheap, offline reading of an ID token.
+//!
+//! An ID token is verified (signature, issuer, audience, nonce…) by [`crate::login::oidc`] when it is
+//! received. Afterwards, on the warm path, koidc only needs to know who the token is for and when
+//! it expires; [`IdTokenInfo::decode`] reads that from the payload without any network or crypto,
+//! and checks that the token still belongs to the issuer and client it was cached for.
+
+use base64::Engine as _;
+use chrono::{DateTime, TimeZone, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+/// The largest ID token koidc accepts (1 MiB); anything larger is treated as hostile.
+pub const MAX_TOKEN_LEN: usize = 1 << 20;
+
+/// Tokens for one identity at one issuer and client.
+#[derive(Clone)]
+pub struct TokenSet {
+    /// The ID token (a JWT), the credential kubectl sends to the apiserver. With `--provider
+    /// github` it is the GitHub access token instead (opaque; see [`crate::login::github::session`]).
+    pub id_token: SecretString,
+    /// The refresh token, when the IdP issued one.
+    pub refresh_token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("id_token", &"[redacted]")
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+/// Why an ID token could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The token is not three base64url parts separated by dots.
+    #[error("the ID token is not a JWT (expected three dot-separated parts)")]
+    NotJwt,
+    /// The token is larger than [`MAX_TOKEN_LEN`].
+    #[error("the ID token is larger than {MAX_TOKEN_LEN} bytes")]
+    TooLarge,
+    /// The payload is not base64url-encoded JSON.
+    #[error("the ID token payload is not base64url-encoded JSON")]
+    BadPayload,
+    /// A required claim is missing or has the wrong type.
+    #[error("the ID token has no valid `{0}` claim")]
+    Claim(&'static str),
+}
+
+/// What koidc reads from an ID token's payload without verifying it.
+#[derive(Debug, Clone)]
+pub struct IdTokenInfo {
+    /// `iss`
+    pub issuer: String,
+    /// `aud`, always as a list.
+    pub audiences: Vec<String>,
+    /// `exp`
+    pub expiry: DateTime<Utc>,
+    /// `iat`, when present.
+    pub issued_at: Option<DateTime<Utc>>,
+    /// The whole payload, for display (`whoami`, `login`).
+    pub claims: Value,
+}
+
+impl IdTokenInfo {
+    /// Decodes the payload of `jwt`. Does not check the signature.
+    pub fn decode(jwt: &str) -> Result<Self, TokenError> {
+        if jwt.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLarge);
+        }
+        let mut parts = jwt.split('.');
+        let (Some(_header), Some(payload), Some(_sig), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::NotJwt);
+        };
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .map_err(|_| TokenError::BadPayload)?;
+        let claims: Value = serde_json::from_slice(&bytes).map_err(|_| TokenError::BadPayload)?;
+        let issuer = claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .ok_or(TokenError::Claim("iss"))?
+            .to_owned();
+        let audiences = match claims.get("aud") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(list)) => list
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned).ok_or(TokenError::Claim("aud")))
+                .collect::<Result<_, _>>()?,
+            _ => return Err(TokenError::Claim("aud")),
+        };
+        let expiry = claims
+            .get("exp")
+            .and_then(timestamp)
+            .ok_or(TokenError::Claim("exp"))?;
+        let issued_at = claims.get("iat").and_then(timestamp);
+        Ok(Self {
+            issuer,
+            audiences,
+            expiry,
+            issued_at,
+            claims,
+        })
+    }
+
+    /// Decodes a token held as a secret.
+    pub fn decode_secret(jwt: &SecretString) -> Result<Self, TokenError> {
+        Self::decode(jwt.expose_secret())
+    }
+
+    /// True when the token names `issuer` and has `client_id` among its audiences.
+    pub fn belongs_to(&self, issuer: &str, client_id: &str) -> bool {
+        self.issuer == issuer && self.audiences.iter().any(|a| a == client_id)
+    }
+
+    /// A string claim, when present.
+    pub fn str_claim(&self, name: &str) -> Option<&str> {
+        self.claims.get(name).and_then(Value::as_str)
+    }
+
+    /// The `groups` claim as a list (a single string counts as one group).
+    pub fn groups(&self) -> Vec<String> {
+        match self.claims.get("groups") {
+            Some(Value::String(s)) => vec![s.clone()],
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn timestamp(v: &Value) -> Option<DateTime<Utc>> {
+    let secs = match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64))?,
+        _ => return None,
+    };
+    Utc.timestamp_opt(secs, 0).single()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(payload: &str) -> String {
+        let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!("{}.{}.sig", enc.encode(r#"{"alg":"RS256"}"#), enc.encode(payload))
+    }
+
+    #[test]
+    fn decodes_string_and_list_audiences() {
+        let one = IdTokenInfo::decode(&jwt(r#"{"iss":"https://i","aud":"c","exp":2000000000}"#)).unwrap();
+        assert_eq!(one.audiences, vec!["c"]);
+        assert!(one.belongs_to("https://i", "c"));
+        assert!(!one.belongs_to("https://i/", "c"));
+        let many = IdTokenInfo::decode(&jwt(
+            r#"{"iss":"https://i","aud":["a","c"],"exp":2000000000,"groups":["g1","g2"]}"#,
+        ))
+        .unwrap();
+        assert!(many.belongs_to("https://i", "c"));
+        assert_eq!(many.groups(), vec!["g1", "g2"]);
+        assert_eq!(many.expiry.timestamp(), 2_000_000_000);
+    }
+
+    #[test]
+    fn rejects_malformed_tokens() {
+        assert!(matches!(IdTokenInfo::decode("abc"), Err(TokenError::NotJwt)));
+        assert!(matches!(IdTokenInfo::decode("a.b.c.d"), Err(TokenError::NotJwt)));
+        assert!(matches!(
+            IdTokenInfo::decode("a.!!!.c"),
+            Err(TokenError::BadPayload)
+        ));
+        assert!(matches!(
+            IdTokenInfo::decode(&jwt("not json")),
+            Err(TokenError::BadPayload)
+        ));
+        assert!(matches!(
+            IdTokenInfo::decode(&jwt(r#"{"aud":"c","exp":1}"#)),
+            Err(TokenError::Claim("iss"))
+        ));
+        assert!(matches!(
+            IdTokenInfo::decode(&jwt(r#"{"iss":"i","aud":"c"}"#)),
+            Err(TokenError::Claim("exp"))
+        ));
+        assert!(matches!(
+            IdTokenInfo::decode(&jwt(r#"{"iss":"i","aud":[1],"exp":1}"#)),
+            Err(TokenError::Claim("aud"))
+        ));
+        let huge = "a".repeat(MAX_TOKEN_LEN + 1);
+        assert!(matches!(IdTokenInfo::decode(&huge), Err(TokenError::TooLarge)));
+    }
+
+    #[test]
+    fn hostile_payloads_are_errors_not_panics() {
+        // Not an object, or claims of the wrong type or out of range.
+        for (payload, claim) in [
+            ("[]", "iss"),
+            ("\"iss\"", "iss"),
+            (r#"{"iss":"i","aud":"c","exp":1e300}"#, "exp"),
+            (r#"{"iss":"i","aud":"c","exp":-1e300}"#, "exp"),
+            (r#"{"iss":"i","aud":"c","exp":9223372036854775807}"#, "exp"),
+            (r#"{"iss":"i","aud":"c","exp":"2000000000"}"#, "exp"),
+            (r#"{"iss":"i","aud":{},"exp":1}"#, "aud"),
+            (r#"{"iss":null,"aud":"c","exp":1}"#, "iss"),
+        ] {
+            match IdTokenInfo::decode(&jwt(payload)) {
+                Err(TokenError::Claim(c)) => assert_eq!(c, claim, "{payload}"),
+                other => panic!("{payload}: {other:?}"),
+            }
+        }
+        // JSON nested deeper than the parser's recursion limit.
+        let deep = format!(
+            r#"{{"iss":"i","aud":"c","exp":1,"x":{}{}}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        assert!(matches!(
+            IdTokenInfo::decode(&jwt(&deep)),
+            Err(TokenError::BadPayload)
+        ));
+        // A fractional exp is truncated; padding on the payload is tolerated; empty parts fail.
+        let info = IdTokenInfo::decode(&jwt(r#"{"iss":"i","aud":[],"exp":2000000000.9}"#)).unwrap();
+        assert_eq!(info.expiry.timestamp(), 2_000_000_000);
+        assert!(!info.belongs_to("i", "c"));
+        let enc = base64::engine::general_purpose::URL_SAFE;
+        let padded = format!("e30.{}.s", enc.encode(r#"{"iss":"i","aud":"c","exp":123}"#));
+        assert!(padded.contains("=."), "{padded}");
+        assert!(IdTokenInfo::decode(&padded).is_ok());
+        assert!(matches!(IdTokenInfo::decode(".."), Err(TokenError::BadPayload)));
+    }
+}
