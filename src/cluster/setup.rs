@@ -105,7 +105,7 @@ pub fn kubeconfig_user(user: &ExecUser) -> Value {
     })
 }
 
-/// koidc's repository, as [`REPOSITORY`] (a macro, so that [`INSTALL_HINT`] can be one literal).
+/// koidc's repository, as `REPOSITORY` (a macro, so that [`INSTALL_HINT`] can be one literal).
 macro_rules! repository {
     () => {
         "https://github.com/OWNER/koidc"

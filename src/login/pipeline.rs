@@ -8,7 +8,7 @@
 //!
 //! A login uses the authorization code grant through the browser (optionally with the code pasted
 //! on stdin, `--paste`) or the device grant (RFC 8628); [`choose_grant`] picks one. After a
-//! failed or abandoned login, non-interactive kubectl calls fail fast for [`COOLDOWN`] instead of
+//! failed or abandoned login, non-interactive kubectl calls fail fast for [`COOLDOWN`](cooldown::COOLDOWN) instead of
 //! opening browser tabs again (see [`cooldown`]). Before a browser opens or a device code is
 //! shown, the authorization request is checked with the provider once, so that a client id or
 //! redirect URI it refuses fails at once with its reason (see [`crate::login::oidc::probe`]); a browser
@@ -171,7 +171,7 @@ impl Authenticator<'_> {
     /// A usable token: cached, refreshed, or from a login (`force_login` skips the first two).
     ///
     /// A non-interactive kubectl call (`login.kubectl_interactive == Some(false)`) that needs a
-    /// login within [`COOLDOWN`] of a failed one fails with [`CoolingDown`] instead.
+    /// login within [`COOLDOWN`](cooldown::COOLDOWN) of a failed one fails with [`CoolingDown`](cooldown::CoolingDown) instead.
     pub fn obtain(
         &self,
         login: &LoginConfig,
@@ -306,7 +306,7 @@ impl Authenticator<'_> {
         Ok(obtained)
     }
 
-    /// Fails with [`CoolingDown`] while a failed login is on record.
+    /// Fails with [`CoolingDown`](cooldown::CoolingDown) while a failed login is on record.
     fn check_cooldown(&self, cooldown: &Cooldown) -> anyhow::Result<()> {
         match cooldown.check(self.clock.now()) {
             Ok(()) => Ok(()),
