@@ -1,5 +1,9 @@
 //! Validated configuration: the raw flags of [`crate::cli`] checked and turned into types.
 //!
+//! The flags arrive with the command line, the `KOIDC_*` variables and the profile applied
+//! (each option `None` when none of them set it); the defaults are applied here and nowhere
+//! else (the timeout's is [`DEFAULT_TIMEOUT`], the enums' are their `#[default]` variants).
+//!
 //! Everything that can be wrong with the user's input is found here, before any file, keyring or
 //! network is touched, and reported as one clear line.
 
@@ -10,6 +14,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use crate::cli::ProviderArg;
+use crate::cli::options::DEFAULT_TIMEOUT;
 use crate::cli::{CacheArg, CacheFlags, GrantArg, IdentityFlags, LoginFlags};
 use crate::login::browser::BrowserChoice;
 use crate::login::cache::{CacheKey, CacheKind};
@@ -85,7 +90,7 @@ pub struct CacheConfig {
 impl CacheConfig {
     /// From `--cache` and `--cache-dir`.
     pub fn from_flags(flags: &CacheFlags) -> Result<Self, ConfigError> {
-        let kind = match flags.cache {
+        let kind = match flags.cache.unwrap_or_default() {
             CacheArg::Keyring => CacheKind::Keyring,
             CacheArg::File => CacheKind::File,
             CacheArg::None => CacheKind::None,
@@ -120,7 +125,7 @@ pub struct Identity {
 impl Identity {
     /// From `--issuer`, `--client-id`, `--scope`; both issuer and client id are required.
     pub fn from_flags(flags: &IdentityFlags) -> Result<Self, ConfigError> {
-        if flags.provider == ProviderArg::Github {
+        if flags.provider == Some(ProviderArg::Github) {
             return Self::github_from_flags(flags);
         }
         let issuer = flags.issuer.clone().ok_or(ConfigError::Missing {
@@ -137,8 +142,8 @@ impl Identity {
         if client_id.trim().is_empty() {
             return Err(ConfigError::EmptyClientId);
         }
-        let provider = ProviderKind::resolve(provider_choice(flags.provider), &issuer);
-        let mut raw = flags.scopes.clone();
+        let provider = ProviderKind::resolve(provider_choice(flags.provider.unwrap_or_default()), &issuer);
+        let mut raw = flags.scopes.clone().unwrap_or_default();
         raw.extend(provider.preset_scopes().iter().map(|s| (*s).to_owned()));
         let scopes = normalize_scopes(&raw)?;
         Ok(Self {
@@ -169,7 +174,7 @@ impl Identity {
             flags.github.github_api_url.as_deref(),
         )?;
         let provider = ProviderKind::Github;
-        let mut raw = flags.scopes.clone();
+        let mut raw = flags.scopes.clone().unwrap_or_default();
         raw.extend(provider.preset_scopes().iter().map(|s| (*s).to_owned()));
         Ok(Self {
             issuer: urls.web.clone(),
@@ -238,10 +243,12 @@ impl LoginConfig {
         let listen = flags
             .listen
             .iter()
+            .flatten()
             .filter(|raw| !raw.trim().is_empty())
             .map(|raw| parse_listen(raw))
             .collect::<Result<Vec<_>, _>>()?;
-        if flags.timeout == 0 || flags.timeout > 86_400 {
+        let timeout = flags.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        if timeout == 0 || timeout > 86_400 {
             return Err(ConfigError::Timeout);
         }
         let client_secret = flags
@@ -249,7 +256,7 @@ impl LoginConfig {
             .as_ref()
             .filter(|s| !s.is_empty())
             .map(|s| SecretString::from(s.clone()));
-        let grant = match flags.grant {
+        let grant = match flags.grant.unwrap_or_default() {
             GrantArg::Auto => Grant::Auto,
             GrantArg::Authcode => Grant::AuthCode,
             GrantArg::DeviceCode => Grant::DeviceCode,
@@ -264,10 +271,11 @@ impl LoginConfig {
             client_secret,
             listen,
             browser: BrowserChoice::resolve(flags.browser_command.clone(), flags.no_browser, env_browser),
-            timeout: Duration::from_secs(flags.timeout),
+            timeout: Duration::from_secs(timeout),
             certificate_authorities: flags
                 .certificate_authorities
                 .iter()
+                .flatten()
                 .map(|p| absolute(p))
                 .collect(),
             certificate_authority_data: flags.certificate_authority_data.clone(),
@@ -622,8 +630,8 @@ mod tests {
         IdentityFlags {
             issuer: Some(issuer.into()),
             client_id: Some("kubectl".into()),
-            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-            provider,
+            scopes: Some(scopes.iter().map(|s| (*s).to_owned()).collect()),
+            provider: Some(provider),
             ..IdentityFlags::default()
         }
     }
@@ -632,7 +640,7 @@ mod tests {
     fn github_identity_takes_its_issuer_from_the_github_url() {
         let mut flags = IdentityFlags {
             client_id: Some("Iv1.abc".into()),
-            provider: ProviderArg::Github,
+            provider: Some(ProviderArg::Github),
             ..IdentityFlags::default()
         };
         let id = Identity::from_flags(&flags).unwrap();

@@ -14,8 +14,10 @@
 //! ```
 //!
 //! Precedence: command-line flags, then `KOIDC_*` variables, then the profile, then koidc's
-//! built-in defaults. clap fills defaults itself, so [`crate::cli::Cli::try_parse_args`] records
-//! which options the user set ([`ExplicitArgs`]) and [`apply`] only fills the others. The chosen
+//! built-in defaults. The parser leaves an option the user did not set `None` (clap applies no
+//! default to them), [`apply`] fills those from the profile, and [`crate::config`] applies the
+//! defaults to what is still `None`. A key is an option's, named by the option table
+//! ([`crate::cli::options::OPTIONS`]; a test checks that the keys here are exactly its). The chosen
 //! profile's name goes into [`crate::config::Identity::profile`] and from there into the cache key,
 //! so two profiles for the same issuer and client (two accounts) keep separate tokens.
 //!
@@ -35,7 +37,7 @@ use std::path::{Path, PathBuf};
 use clap::ValueEnum;
 use serde::Deserialize;
 
-use crate::cli::{CacheFlags, Cli, Command, ExplicitArgs, IdentityFlags, LoginFlags};
+use crate::cli::{CacheFlags, Cli, Command, IdentityFlags, LoginFlags};
 
 /// The variable naming the config file, overriding the default location.
 pub const CONFIG_ENV: &str = "KOIDC_CONFIG";
@@ -457,7 +459,6 @@ pub fn apply_with(
     load: impl FnOnce(&Path) -> Result<Option<ConfigFile>, ProfileError>,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<(), ProfileError> {
-    let explicit = &cli.explicit;
     let Some(t) = target(&mut cli.command) else {
         return Ok(());
     };
@@ -466,7 +467,7 @@ pub fn apply_with(
         t.identity.profile = None;
     }
     let chosen = t.identity.profile.clone();
-    if chosen.is_none() && (explicit.contains("issuer") || explicit.contains("client_id")) {
+    if chosen.is_none() && (t.identity.issuer.is_some() || t.identity.client_id.is_some()) {
         return Ok(());
     }
     let Some(path) = locate() else {
@@ -486,106 +487,92 @@ pub fn apply_with(
         },
     };
     let profile = file.profile(&name)?;
-    overlay(&file.path, &name, profile, explicit, t, &env)
+    overlay(&file.path, &name, profile, t, &env)
 }
 
-/// Sets every option of `profile` that the user did not give explicitly.
+/// Sets every option of `profile` that the user did not give (on the command line or in a
+/// variable: those are the options that are still `None`).
 fn overlay(
     path: &Path,
     name: &str,
     profile: &Profile,
-    explicit: &ExplicitArgs,
     t: Target<'_>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), ProfileError> {
-    let free = |id: &str| !explicit.contains(id);
     let base = path.parent().unwrap_or(Path::new("."));
     let home = env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
     let to_path = |raw: &str| resolve_path(raw, base, home.as_deref());
+    let invalid = |key, v: &String| invalid_value(path, name, key, v);
+    // Destructured, so that a new key cannot be forgotten here.
+    let Profile {
+        issuer,
+        client_id,
+        scopes,
+        provider,
+        github_url,
+        github_api_url,
+        listen,
+        cache,
+        cache_dir,
+        certificate_authority,
+        grant,
+        browser_command,
+        timeout,
+        client_secret_env,
+    } = profile;
 
     t.identity.profile = Some(name.to_owned());
-    if let Some(v) = &profile.issuer
-        && free("issuer")
-    {
-        t.identity.issuer = Some(v.clone());
-    }
-    if let Some(v) = &profile.client_id
-        && free("client_id")
-    {
-        t.identity.client_id = Some(v.clone());
-    }
-    if let Some(v) = &profile.scopes
-        && free("scopes")
-    {
-        t.identity.scopes = v.clone();
-    }
-    if let Some(v) = &profile.provider
-        && free("provider")
-    {
-        t.identity.provider = parse_enum(v).map_err(invalid_value(path, name, "provider", v))?;
-    }
-    if let Some(v) = &profile.github_url
-        && free("github_url")
-    {
-        t.identity.github.github_url = Some(v.clone());
-    }
-    if let Some(v) = &profile.github_api_url
-        && free("github_api_url")
-    {
-        t.identity.github.github_api_url = Some(v.clone());
-    }
-    if let Some(v) = &profile.listen
-        && free("listen")
-    {
-        t.login.listen = v.clone();
-    }
-    if let Some(v) = &profile.certificate_authority
-        && free("certificate_authorities")
-    {
-        t.login.certificate_authorities = v.iter().map(|p| to_path(p)).collect();
-    }
-    if let Some(v) = &profile.grant
-        && free("grant")
-    {
-        t.login.grant = parse_enum(v).map_err(invalid_value(path, name, "grant", v))?;
-    }
-    if let Some(v) = &profile.browser_command
-        && free("browser_command")
-    {
-        t.login.browser_command = Some(v.clone());
-    }
-    if let Some(v) = profile.timeout
-        && free("timeout")
-    {
-        t.login.timeout = v;
-    }
-    if let Some(var) = &profile.client_secret_env {
+    fill(&mut t.identity.issuer, issuer, |v| Ok(v.clone()))?;
+    fill(&mut t.identity.client_id, client_id, |v| Ok(v.clone()))?;
+    fill(&mut t.identity.scopes, scopes, |v| Ok(v.clone()))?;
+    fill(&mut t.identity.provider, provider, |v| {
+        parse_enum(v).map_err(invalid("provider", v))
+    })?;
+    fill(&mut t.identity.github.github_url, github_url, |v| Ok(v.clone()))?;
+    fill(&mut t.identity.github.github_api_url, github_api_url, |v| {
+        Ok(v.clone())
+    })?;
+    fill(&mut t.login.listen, listen, |v| Ok(v.clone()))?;
+    fill(&mut t.login.certificate_authorities, certificate_authority, |v| {
+        Ok(v.iter().map(|p| to_path(p)).collect())
+    })?;
+    fill(&mut t.login.grant, grant, |v| {
+        parse_enum(v).map_err(invalid("grant", v))
+    })?;
+    fill(&mut t.login.browser_command, browser_command, |v| Ok(v.clone()))?;
+    fill(&mut t.login.timeout, timeout, |v| Ok(*v))?;
+    if let Some(var) = client_secret_env {
         // A secret, used or not: never for the browser's eyes.
         crate::login::browser::withhold_from_browser(var);
     }
-    if let Some(var) = &profile.client_secret_env
-        && free("client_secret")
-        && t.needs_secret
-    {
-        match env(var).filter(|s| !s.is_empty()) {
-            Some(secret) => t.login.client_secret = Some(secret),
-            None => {
-                return Err(ProfileError::SecretEnv {
+    if t.needs_secret {
+        fill(&mut t.login.client_secret, client_secret_env, |var| {
+            env(var)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| ProfileError::SecretEnv {
                     profile: name.to_owned(),
                     var: var.clone(),
-                });
-            }
-        }
+                })
+        })?;
     }
-    if let Some(v) = &profile.cache
-        && free("cache")
+    fill(&mut t.cache.cache, cache, |v| {
+        parse_enum(v).map_err(invalid("cache", v))
+    })?;
+    fill(&mut t.cache.cache_dir, cache_dir, |v| Ok(to_path(v)))?;
+    Ok(())
+}
+
+/// Sets the option `slot` the user left out to the profile's `value`, converted; converts
+/// (and so may fail) only then.
+fn fill<P, T>(
+    slot: &mut Option<T>,
+    value: &Option<P>,
+    convert: impl FnOnce(&P) -> Result<T, ProfileError>,
+) -> Result<(), ProfileError> {
+    if slot.is_none()
+        && let Some(value) = value
     {
-        t.cache.cache = parse_enum(v).map_err(invalid_value(path, name, "cache", v))?;
-    }
-    if let Some(v) = &profile.cache_dir
-        && free("cache_dir")
-    {
-        t.cache.cache_dir = Some(to_path(v));
+        *slot = Some(convert(value)?);
     }
     Ok(())
 }
@@ -701,22 +688,112 @@ client-secret-env = "WORK2_SECRET"
         assert_eq!(a.identity.profile.as_deref(), Some("work"));
         assert_eq!(a.identity.issuer.as_deref(), Some("https://dex.example.com/dex"));
         assert_eq!(a.identity.client_id.as_deref(), Some("kubernetes"));
-        assert_eq!(a.identity.scopes, ["email", "groups"]);
-        assert_eq!(a.identity.provider, ProviderArg::Dex);
-        assert_eq!(a.cache.cache, CacheArg::File);
+        assert_eq!(a.identity.scopes.as_deref(), Some(&["email".to_owned(), "groups".to_owned()][..]));
+        assert_eq!(a.identity.provider, Some(ProviderArg::Dex));
+        assert_eq!(a.cache.cache, Some(CacheArg::File));
         assert_eq!(
             a.cache.cache_dir.as_deref(),
             Some(Path::new("/cfg/koidc/cache/work"))
         );
         assert_eq!(
-            a.login.certificate_authorities,
-            [PathBuf::from("/home/u/ca.pem"), PathBuf::from("/etc/ca.pem")]
+            a.login.certificate_authorities.as_deref(),
+            Some(&[PathBuf::from("/home/u/ca.pem"), PathBuf::from("/etc/ca.pem")][..])
         );
-        assert_eq!(a.login.listen, ["127.0.0.1:8000"]);
-        assert_eq!(a.login.grant, GrantArg::DeviceCode);
+        assert_eq!(a.login.listen.as_deref(), Some(&["127.0.0.1:8000".to_owned()][..]));
+        assert_eq!(a.login.grant, Some(GrantArg::DeviceCode));
         assert_eq!(a.login.browser_command.as_deref(), Some("firefox"));
-        assert_eq!(a.login.timeout, 30);
+        assert_eq!(a.login.timeout, Some(30));
         assert!(a.login.client_secret.is_none());
+    }
+
+    /// The keys of a `[profiles.NAME]` table, as serde knows them (the fields it asks for).
+    fn profile_keys() -> std::collections::BTreeSet<String> {
+        /// A deserializer that only records the field names a struct asks for.
+        struct Fields(Vec<&'static str>);
+        impl<'de> serde::Deserializer<'de> for &mut Fields {
+            type Error = serde::de::value::Error;
+            fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+                Err(serde::de::Error::custom("fields only"))
+            }
+            fn deserialize_struct<V: serde::de::Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                self.0.extend(fields);
+                Err(serde::de::Error::custom("fields only"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+                option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+                ignored_any
+            }
+        }
+        let mut fields = Fields(Vec::new());
+        let _ = Profile::deserialize(&mut fields);
+        fields.0.into_iter().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn a_profile_has_a_key_exactly_for_the_options_the_option_table_gives_one() {
+        use crate::cli::options::OPTIONS;
+        let table: std::collections::BTreeSet<String> = OPTIONS
+            .iter()
+            .filter_map(|o| o.profile_key)
+            .map(str::to_owned)
+            .collect();
+        assert!(table.contains("issuer") && table.contains("client-secret-env"));
+        assert_eq!(profile_keys(), table);
+    }
+
+    #[test]
+    fn each_profile_key_sets_the_option_the_table_names() {
+        use crate::cli::options::{OPTIONS, option_words};
+        for opt in OPTIONS.iter().filter(|o| o.profile_key.is_some()) {
+            let key = opt.profile_key.unwrap();
+            // A value clap takes for the option: a possible value of an enum, else a number
+            // (the timeout), else a word (in a list where the key takes one).
+            let enum_values: Vec<String> = {
+                use clap::Args as _;
+                let command = crate::cli::GetTokenArgs::augment_args(clap::Command::new("get-token"));
+                let arg = command.get_arguments().find(|a| a.get_id() == opt.id).unwrap();
+                arg.get_possible_values()
+                    .iter()
+                    .map(|p| format!("{:?}", p.get_name()))
+                    .collect()
+            };
+            let candidates = if enum_values.is_empty() {
+                vec!["\"VALUE\"".to_owned(), "7".to_owned(), "[\"VALUE\"]".to_owned()]
+            } else {
+                enum_values
+            };
+            let f = candidates
+                .iter()
+                .find_map(|v| {
+                    ConfigFile::parse(Path::new("/c.toml"), &format!("[profiles.p]\n{key} = {v}\n")).ok()
+                })
+                .unwrap_or_else(|| panic!("no value for the key {key}"));
+            let env = |var: &str| (var == "VALUE").then(|| "s3cret".to_owned());
+            let mut cli = parse(&["get-token", "--profile", "p"]);
+            apply_with(&mut cli, || Some(PathBuf::from("/c.toml")), |_| Ok(Some(f)), env)
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
+            let a = get_token(&cli);
+            if opt.id == "client_secret" {
+                // Never on a command line: read from the variable the key names.
+                assert_eq!(a.login.client_secret.as_deref(), Some("s3cret"));
+                assert_eq!(option_words(a), ["--profile=p"]);
+                continue;
+            }
+            let words = option_words(a);
+            assert_eq!(words.len(), 2, "{key}: {words:?}");
+            assert_eq!(words[0], "--profile=p");
+            assert!(
+                words[1].starts_with(&format!("--{}=", opt.long)),
+                "the profile key {key} sets {words:?}, not --{}",
+                opt.long
+            );
+        }
     }
 
     #[test]
@@ -739,25 +816,28 @@ client-secret-env = "WORK2_SECRET"
         .unwrap();
         let a = get_token(&cli);
         assert_eq!(a.cache.cache_dir.as_deref(), Some(Path::new("/elsewhere")));
-        assert_eq!(a.identity.scopes, ["profile"]);
+        assert_eq!(a.identity.scopes.as_deref(), Some(&["profile".to_owned()][..]));
         // Given explicitly, even when equal to the built-in default.
-        assert_eq!(a.login.timeout, 180);
-        assert_eq!(a.identity.provider, ProviderArg::Auto);
+        assert_eq!(a.login.timeout, Some(180));
+        assert_eq!(a.identity.provider, Some(ProviderArg::Auto));
         // Not given: from the profile.
-        assert_eq!(a.cache.cache, CacheArg::File);
+        assert_eq!(a.cache.cache, Some(CacheArg::File));
         assert_eq!(a.identity.issuer.as_deref(), Some("https://dex.example.com/dex"));
     }
 
     #[test]
     fn options_from_the_environment_beat_the_profile() {
         let mut cli = parse(&["get-token", "--profile", "work"]);
-        // What Cli::try_parse_args records for KOIDC_CACHE_DIR / KOIDC_TIMEOUT.
-        cli.explicit = ExplicitArgs::from_ids(["profile", "cache_dir", "timeout"]);
+        // What the parser reads from KOIDC_CACHE_DIR / KOIDC_TIMEOUT.
+        if let Command::GetToken(a) = &mut cli.command {
+            a.cache.cache_dir = Some(PathBuf::from("/from-env"));
+            a.login.timeout = Some(180);
+        }
         apply_with(&mut cli, || Some(PathBuf::from("/x")), |_| Ok(Some(file())), env).unwrap();
         let a = get_token(&cli);
-        assert_eq!(a.cache.cache_dir, None);
-        assert_eq!(a.login.timeout, 180);
-        assert_eq!(a.cache.cache, CacheArg::File);
+        assert_eq!(a.cache.cache_dir.as_deref(), Some(Path::new("/from-env")));
+        assert_eq!(a.login.timeout, Some(180));
+        assert_eq!(a.cache.cache, Some(CacheArg::File));
     }
 
     #[test]
@@ -777,8 +857,9 @@ client-secret-env = "WORK2_SECRET"
         .unwrap();
         let a = get_token(&cli);
         assert_eq!(a.identity.profile, None);
-        assert_eq!(a.identity.scopes, Vec::<String>::new());
-        assert_eq!(a.cache.cache, CacheArg::Keyring);
+        // Neither given nor from a profile: left to the defaults.
+        assert_eq!(a.identity.scopes, None);
+        assert_eq!(a.cache.cache, None);
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
     let paths = kubeconfig::kubeconfig_paths(args.kubeconfig.as_deref());
     let target = kubeconfig::load(&paths, args.context.as_deref());
     let settings = settings(args, explicit, &target, printer)?;
-    if settings.identity.provider == crate::cli::ProviderArg::Github {
+    if settings.identity.provider == Some(crate::cli::ProviderArg::Github) {
         bail!("koidc doctor checks OpenID Connect providers; for --provider github, check the webhook's log");
     }
     let identity = Identity::from_flags(&settings.identity)?;
@@ -263,7 +263,7 @@ fn settings(
             Some(why)
                 if args.identity.issuer.is_none()
                     && args.identity.client_id.is_none()
-                    && args.identity.provider != crate::cli::ProviderArg::Github =>
+                    && args.identity.provider != Some(crate::cli::ProviderArg::Github) =>
             {
                 bail!("{why}")
             }

@@ -122,7 +122,6 @@ fn client_secret_from_file(cli: &mut Cli) -> anyhow::Result<()> {
     }
     let secret = crate::cluster::webhook::read_secret_file(path)?;
     login.client_secret = Some(secrecy::ExposeSecret::expose_secret(&secret).to_owned());
-    cli.explicit.insert("client_secret");
     Ok(())
 }
 
