@@ -47,7 +47,8 @@ impl ExplicitArgs {
         use clap::parser::ValueSource;
         Self {
             secret_argument: matches.ids().any(|id| {
-                id == "client_secret" && matches.value_source("client_secret") == Some(ValueSource::CommandLine)
+                id == "client_secret"
+                    && matches.value_source("client_secret") == Some(ValueSource::CommandLine)
             }),
         }
     }

@@ -21,7 +21,10 @@ use super::{CacheFlags, GetTokenArgs, GithubFlags, IdentityFlags, LoginFlags, Ou
 /// Parses the arguments after `get-token` (`args`) with the variables `env` gives; `None`
 /// whenever clap must decide. An option given neither on the command line nor in a variable is
 /// `None`, as clap leaves it.
-pub(super) fn parse_get_token(args: &[OsString], env: impl Fn(&str) -> Option<OsString>) -> Option<GetTokenArgs> {
+pub(super) fn parse_get_token(
+    args: &[OsString],
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Option<GetTokenArgs> {
     let mut values: [Option<Vec<String>>; OPTS.len()] = Default::default();
     let mut verbose: u8 = 0;
     let mut rest = args.iter();

@@ -13,9 +13,11 @@
 
 use clap::ValueEnum;
 
+use super::GetTokenArgs;
 #[cfg(test)]
 use super::{CacheArg, GrantArg, ProviderArg};
-use super::{GetTokenArgs, IdentityFlags, LoginFlags};
+#[cfg(test)]
+use super::{IdentityFlags, LoginFlags};
 
 /// How an option takes values.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -43,7 +45,10 @@ pub(crate) struct Opt {
     /// it. The client secret's key names the variable holding the secret, never the secret.
     #[cfg_attr(
         not(test),
-        expect(dead_code, reason = "read by the tests that tie the table to the profile's keys")
+        expect(
+            dead_code,
+            reason = "read by the tests that tie the table to the profile's keys"
+        )
     )]
     pub profile_key: Option<&'static str>,
     /// The default as `--help` shows it (`""`: none, or one the help text describes in words);
@@ -153,61 +158,37 @@ pub(crate) fn get_token_argv(args: &GetTokenArgs) -> Vec<String> {
 
 /// [`get_token_argv`] without the leading `get-token`.
 pub(crate) fn option_words(args: &GetTokenArgs) -> Vec<String> {
-    // Destructured, so that a new field cannot be forgotten here; the test
-    // `argv_round_trips_through_the_parser` checks each id against the table.
+    // The differential tests of the fast parser read each answer's words back with clap: an
+    // option missing here (or written wrongly) fails them.
     let GetTokenArgs {
-        identity:
-            IdentityFlags {
-                profile,
-                issuer,
-                client_id,
-                scopes,
-                provider,
-                github,
-            },
-        login:
-            LoginFlags {
-                client_secret: _,
-                client_secret_file,
-                listen,
-                browser_command,
-                no_browser,
-                timeout,
-                grant,
-                paste,
-                certificate_authorities,
-                certificate_authority_data,
-            },
+        identity,
+        login,
         cache,
-        output: _,
+        ..
     } = args;
     let one = |v: Option<String>| v.into_iter().collect::<Vec<_>>();
     let path = |p: &std::path::PathBuf| p.display().to_string();
     let flag = |set: bool| if set { vec![String::new()] } else { Vec::new() };
     let values = |id: &str| -> Vec<String> {
         match id {
-            "profile" => one(profile.clone()),
-            "provider" => one(provider.and_then(|p| enum_name(&p))),
-            "issuer" => one(issuer.clone()),
-            "client_id" => one(client_id.clone()),
-            "github_url" => one(github.github_url.clone()),
-            "github_api_url" => one(github.github_api_url.clone()),
-            "scopes" => scopes.clone().unwrap_or_default(),
+            "profile" => one(identity.profile.clone()),
+            "provider" => one(identity.provider.and_then(|p| enum_name(&p))),
+            "issuer" => one(identity.issuer.clone()),
+            "client_id" => one(identity.client_id.clone()),
+            "github_url" => one(identity.github.github_url.clone()),
+            "github_api_url" => one(identity.github.github_api_url.clone()),
+            "scopes" => identity.scopes.clone().unwrap_or_default(),
             "cache" => one(cache.cache.and_then(|c| enum_name(&c))),
             "cache_dir" => one(cache.cache_dir.as_ref().map(path)),
-            "client_secret_file" => one(client_secret_file.as_ref().map(path)),
-            "listen" => listen.clone().unwrap_or_default(),
-            "browser_command" => one(browser_command.clone()),
-            "no_browser" => flag(*no_browser),
-            "timeout" => one(timeout.map(|t| t.to_string())),
-            "grant" => one(grant.and_then(|g| enum_name(&g))),
-            "paste" => flag(*paste),
-            "certificate_authorities" => certificate_authorities
-                .iter()
-                .flatten()
-                .map(path)
-                .collect(),
-            "certificate_authority_data" => one(certificate_authority_data.clone()),
+            "client_secret_file" => one(login.client_secret_file.as_ref().map(path)),
+            "listen" => login.listen.clone().unwrap_or_default(),
+            "browser_command" => one(login.browser_command.clone()),
+            "no_browser" => flag(login.no_browser),
+            "timeout" => one(login.timeout.map(|t| t.to_string())),
+            "grant" => one(login.grant.and_then(|g| enum_name(&g))),
+            "paste" => flag(login.paste),
+            "certificate_authorities" => login.certificate_authorities.iter().flatten().map(path).collect(),
+            "certificate_authority_data" => one(login.certificate_authority_data.clone()),
             // The client secret: never on a command line.
             _ => Vec::new(),
         }
@@ -279,7 +260,15 @@ mod tests {
         use clap::CommandFactory as _;
         let parsing = super::super::Cli::command();
         let shown = display_command();
-        for sub in ["get-token", "login", "logout", "clean", "whoami", "setup", "doctor"] {
+        for sub in [
+            "get-token",
+            "login",
+            "logout",
+            "clean",
+            "whoami",
+            "setup",
+            "doctor",
+        ] {
             let parsing = parsing.find_subcommand(sub).unwrap();
             let shown = shown.find_subcommand(sub).unwrap();
             for opt in &OPTIONS {

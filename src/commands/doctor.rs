@@ -257,7 +257,7 @@ fn settings(
             explicit: explicit.clone(),
         },
     };
-    crate::profile::apply(&mut cli)?;
+    crate::config::apply_profile(&mut cli)?;
     match cli.command {
         Command::GetToken(args) => match not_from_kubeconfig {
             Some(why)
