@@ -260,15 +260,14 @@ mod tests {
         use clap::CommandFactory as _;
         let parsing = super::super::Cli::command();
         let shown = display_command();
-        for sub in [
-            "get-token",
-            "login",
-            "logout",
-            "clean",
-            "whoami",
-            "setup",
-            "doctor",
-        ] {
+        // Every command with the get-token family's options (they come together).
+        let family: Vec<&str> = parsing
+            .get_subcommands()
+            .filter(|s| s.get_arguments().any(|a| a.get_id() == "issuer"))
+            .map(clap::Command::get_name)
+            .collect();
+        assert_eq!(family.len(), 7, "{family:?}");
+        for sub in family {
             let parsing = parsing.find_subcommand(sub).unwrap();
             let shown = shown.find_subcommand(sub).unwrap();
             for opt in &OPTIONS {
