@@ -1,15 +1,19 @@
 //! Command-line flags as the user typed them.
 //!
 //! This module only describes and parses flags (and their `KOIDC_*` environment variables); it
-//! does not judge them. [`crate::config`] (`Identity::from_flags`, `LoginConfig::from_flags`,
-//! `CacheConfig::from_flags`) turns these raw values into a typed, validated configuration, so
-//! every rule about what a valid issuer or listen address is lives in one place.
+//! does not judge them. An option of the get-token family the user did not give is `None`: clap
+//! applies no default to them (`--help` shows the defaults, see [`options`]), so a profile can
+//! fill exactly the options left out, and [`crate::config`] (`Identity::from_flags`,
+//! `LoginConfig::from_flags`, `CacheConfig::from_flags`) applies the defaults and turns the raw
+//! values into a typed, validated configuration, so every rule about what a valid issuer or
+//! listen address is lives in one place.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod fast;
+pub(crate) mod options;
 pub mod usage;
 
 /// koidc: log in to Kubernetes with your company identity (OpenID Connect).
@@ -20,43 +24,20 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
-    /// Which options the user set on the command line or in the environment (these beat a
-    /// profile); filled by [`Cli::try_parse_args`].
+    /// What the parser noticed beyond the options' values; filled by [`Cli::try_parse_args`].
     #[arg(skip)]
     pub explicit: ExplicitArgs,
 }
 
-/// The ids (field names) of the options given on the command line or in a `KOIDC_*` variable,
-/// as opposed to clap's built-in defaults: a profile fills only the others.
+/// What the parser noticed beyond the options' values. (Which options were given needs no
+/// record: an option of the get-token family left out is `None`.)
 #[derive(Debug, Clone, Default)]
 pub struct ExplicitArgs {
-    ids: Vec<String>,
     /// `--client-secret` was on the command line (deprecated: other users can read it).
     secret_argument: bool,
 }
 
 impl ExplicitArgs {
-    /// From a list of option ids (field names such as `cache_dir`).
-    pub fn from_ids<S: Into<String>>(ids: impl IntoIterator<Item = S>) -> Self {
-        Self {
-            ids: ids.into_iter().map(Into::into).collect(),
-            secret_argument: false,
-        }
-    }
-
-    /// True when the option with this id was given.
-    pub fn contains(&self, id: &str) -> bool {
-        self.ids.iter().any(|given| given == id)
-    }
-
-    /// Records that the option with this id was given (e.g. the client secret, read from
-    /// `--client-secret-file`).
-    pub fn insert(&mut self, id: &str) {
-        if !self.contains(id) {
-            self.ids.push(id.to_owned());
-        }
-    }
-
     /// True when the client secret was given as a command-line argument (`--client-secret`).
     pub fn secret_argument(&self) -> bool {
         self.secret_argument
@@ -64,21 +45,12 @@ impl ExplicitArgs {
 
     fn from_matches(matches: &clap::ArgMatches) -> Self {
         use clap::parser::ValueSource;
-        let mut explicit = Self::from_ids(
-            matches
-                .ids()
-                .filter(|id| {
-                    matches!(
-                        matches.value_source(id.as_str()),
-                        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-                    )
-                })
-                .map(|id| id.as_str().to_owned()),
-        );
-        explicit.secret_argument = matches.ids().any(|id| {
-            id == "client_secret" && matches.value_source("client_secret") == Some(ValueSource::CommandLine)
-        });
-        explicit
+        Self {
+            secret_argument: matches.ids().any(|id| {
+                id == "client_secret"
+                    && matches.value_source("client_secret") == Some(ValueSource::CommandLine)
+            }),
+        }
     }
 }
 
@@ -101,11 +73,11 @@ impl Cli {
         let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
         // kubectl's call on every command: parsed without clap when possible (see `fast`).
         if args.get(1).map(|a| a.as_os_str()) == Some("get-token".as_ref())
-            && let Some((parsed, explicit)) = fast::parse_get_token(&args[2..], |n| std::env::var_os(n))
+            && let Some(parsed) = fast::parse_get_token(&args[2..], |n| std::env::var_os(n))
         {
             return Ok(Self {
                 command: Command::GetToken(parsed),
-                explicit: ExplicitArgs::from_ids(explicit),
+                explicit: ExplicitArgs::default(),
             });
         }
         Self::try_parse_full(args)
@@ -119,7 +91,24 @@ impl Cli {
         if name == KUBECTL_PLUGIN_NAME {
             command = command.bin_name(name);
         }
-        let matches = command.try_get_matches_from_mut(args)?;
+        let matches = match command.try_get_matches_from_mut(args.clone()) {
+            Ok(matches) => matches,
+            // The help shows the defaults the options layer applies (`options::display_command`).
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    clap::error::ErrorKind::DisplayHelp
+                        | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                ) =>
+            {
+                let mut shown = options::display_command();
+                if name == KUBECTL_PLUGIN_NAME {
+                    shown = shown.bin_name(name);
+                }
+                return Err(shown.try_get_matches_from_mut(args).err().unwrap_or(err));
+            }
+            Err(err) => return Err(err),
+        };
         let mut cli = Self::from_arg_matches(&matches).map_err(|e| e.format(&mut command))?;
         if let Some((_, sub)) = matches.subcommand() {
             cli.explicit = ExplicitArgs::from_matches(sub);
@@ -385,15 +374,15 @@ pub struct IdentityFlags {
     pub client_id: Option<String>,
     /// Extra scope to request besides `openid` (repeatable; the variable takes a comma list).
     #[arg(long = "scope", env = "KOIDC_SCOPE", value_name = "S", value_delimiter = ',')]
-    pub scopes: Vec<String>,
+    pub scopes: Option<Vec<String>>,
     /// Identity provider presets: `okta` adds the scopes offline_access, groups and email and
     /// listens on 127.0.0.1:8000 then 127.0.0.1:18000; `dex` adds offline_access, groups and email;
     /// `generic` adds nothing; `auto` picks okta for *.okta.com, *.oktapreview.com and
     /// *.okta-emea.com issuers, dex for an issuer path ending in /dex, else generic. Flags given
     /// explicitly win. `github` logs in to GitHub itself (no --issuer; see --github-url): the
     /// token is a GitHub access token that the cluster checks with `koidc webhook`.
-    #[arg(long, env = "KOIDC_PROVIDER", value_enum, default_value_t = ProviderArg::Auto)]
-    pub provider: ProviderArg,
+    #[arg(long, env = "KOIDC_PROVIDER", value_enum)]
+    pub provider: Option<ProviderArg>,
     #[command(flatten)]
     pub github: GithubFlags,
 }
@@ -412,18 +401,18 @@ pub struct GithubFlags {
 }
 
 /// Where tokens are kept.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct CacheFlags {
     /// Token store: the OS keyring, plain files (0600) or nothing.
-    #[arg(long, env = "KOIDC_CACHE", value_enum, default_value_t = CacheArg::Keyring)]
-    pub cache: CacheArg,
+    #[arg(long, env = "KOIDC_CACHE", value_enum)]
+    pub cache: Option<CacheArg>,
     /// Directory for cache files and lock files [default: the user's cache dir + /koidc].
     #[arg(long, env = "KOIDC_CACHE_DIR", value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 }
 
 /// How to reach the IdP and run a login. `Debug` redacts the client secret.
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Default)]
 pub struct LoginFlags {
     /// Client secret, for confidential clients. The option is deprecated (arguments are
     /// visible to other local users): set the variable, or use --client-secret-file.
@@ -437,7 +426,7 @@ pub struct LoginFlags {
     /// exactly. Repeat (or comma-separate) to try several in order [default: 127.0.0.1:0, a free
     /// port; with --provider okta 127.0.0.1:8000, then 127.0.0.1:18000].
     #[arg(long, env = "KOIDC_LISTEN", value_name = "ADDR", value_delimiter = ',')]
-    pub listen: Vec<String>,
+    pub listen: Option<Vec<String>>,
     /// Run `CMD <url>` to open the login page instead of the system browser (BROWSER is honoured
     /// too).
     #[arg(long, env = "KOIDC_BROWSER_COMMAND", value_name = "CMD")]
@@ -448,14 +437,14 @@ pub struct LoginFlags {
     /// Seconds to wait for the login to finish in the browser (or for the device code to be
     /// approved). After a failed or timed-out login, non-interactive kubectl calls fail at once
     /// for 60 s instead of opening the browser again; `koidc login` works meanwhile.
-    #[arg(long, env = "KOIDC_TIMEOUT", value_name = "SECS", default_value_t = 180)]
-    pub timeout: u64,
+    #[arg(long, env = "KOIDC_TIMEOUT", value_name = "SECS")]
+    pub timeout: Option<u64>,
     /// How to log in: `authcode` (browser and loopback redirect), `device-code` (RFC 8628: enter
     /// a code shown on stderr in a browser on any device), or `auto`: authcode, except
     /// device-code when koidc would use the system browser on Linux with neither DISPLAY nor
     /// WAYLAND_DISPLAY set and the IdP advertises a device endpoint.
-    #[arg(long, env = "KOIDC_GRANT", value_enum, default_value_t = GrantArg::Auto)]
-    pub grant: GrantArg,
+    #[arg(long, env = "KOIDC_GRANT", value_enum)]
+    pub grant: Option<GrantArg>,
     /// Keyboard mode of the authorization code grant, for browsers that cannot reach this
     /// machine's loopback redirect: after logging in, paste the address the browser was sent to
     /// (or the code the IdP shows) on stdin. Read from a terminal, a kubectl interactive call, or
@@ -469,7 +458,7 @@ pub struct LoginFlags {
         value_name = "FILE",
         value_delimiter = ','
     )]
-    pub certificate_authorities: Vec<PathBuf>,
+    pub certificate_authorities: Option<Vec<PathBuf>>,
     /// Extra CA certificates to trust for the IdP, as the base64 of PEM text (like a
     /// kubeconfig's certificate-authority-data): the kubeconfig entry carries the CA itself
     /// (`koidc setup --embed-ca`).
@@ -520,7 +509,7 @@ pub struct OutputFlags {
 }
 
 /// `koidc get-token`
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Default)]
 pub struct GetTokenArgs {
     #[command(flatten)]
     pub identity: IdentityFlags,
@@ -718,9 +707,10 @@ pub enum ProviderArg {
 }
 
 /// `--cache` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum CacheArg {
     /// The OS keyring (kernel keyutils in front of the Secret Service on Linux).
+    #[default]
     Keyring,
     /// Files (0600) in the cache directory.
     File,
@@ -729,9 +719,10 @@ pub enum CacheArg {
 }
 
 /// `--grant` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum GrantArg {
     /// Authorization code, or device code on a Linux machine without a display (see above).
+    #[default]
     Auto,
     /// Authorization code + PKCE through the browser and the loopback redirect.
     Authcode,

@@ -1,4 +1,14 @@
-//! Validated configuration: the raw flags of [`crate::cli`] checked and turned into types.
+//! Validated configuration: the raw flags of [`crate::cli`] checked and turned into types, with
+//! the precedence of the option's sources applied here and nowhere else.
+//!
+//! Precedence: command-line flag, then `KOIDC_*` variable, then profile, then default. The
+//! parser settles the first two (clap and the warm-path parser read the variable of an option
+//! absent from the command line) and leaves an option that neither gives `None`;
+//! [`apply_profile`] fills those from the chosen profile of the config file
+//! ([`crate::profile`] reads and checks the file); the constructors below
+//! (`Identity::from_flags`, `LoginConfig::from_flags`, `CacheConfig::from_flags`) apply the
+//! defaults to what is still `None` (the timeout's is [`DEFAULT_TIMEOUT`], the enums' are their
+//! `#[default]` variants).
 //!
 //! Everything that can be wrong with the user's input is found here, before any file, keyring or
 //! network is touched, and reported as one clear line.
@@ -9,11 +19,15 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use clap::ValueEnum;
+
 use crate::cli::ProviderArg;
-use crate::cli::{CacheArg, CacheFlags, GrantArg, IdentityFlags, LoginFlags};
+use crate::cli::options::DEFAULT_TIMEOUT;
+use crate::cli::{CacheArg, CacheFlags, Cli, Command, GrantArg, IdentityFlags, LoginFlags};
 use crate::login::browser::BrowserChoice;
 use crate::login::cache::{CacheKey, CacheKind};
 use crate::login::oidc::OidcConfig;
+use crate::profile::{ConfigFile, Profile, ProfileError, config_path};
 use crate::provider::ProviderKind;
 
 /// How long one HTTP request to the IdP may take.
@@ -85,7 +99,7 @@ pub struct CacheConfig {
 impl CacheConfig {
     /// From `--cache` and `--cache-dir`.
     pub fn from_flags(flags: &CacheFlags) -> Result<Self, ConfigError> {
-        let kind = match flags.cache {
+        let kind = match flags.cache.unwrap_or_default() {
             CacheArg::Keyring => CacheKind::Keyring,
             CacheArg::File => CacheKind::File,
             CacheArg::None => CacheKind::None,
@@ -120,7 +134,7 @@ pub struct Identity {
 impl Identity {
     /// From `--issuer`, `--client-id`, `--scope`; both issuer and client id are required.
     pub fn from_flags(flags: &IdentityFlags) -> Result<Self, ConfigError> {
-        if flags.provider == ProviderArg::Github {
+        if flags.provider == Some(ProviderArg::Github) {
             return Self::github_from_flags(flags);
         }
         let issuer = flags.issuer.clone().ok_or(ConfigError::Missing {
@@ -137,8 +151,8 @@ impl Identity {
         if client_id.trim().is_empty() {
             return Err(ConfigError::EmptyClientId);
         }
-        let provider = ProviderKind::resolve(provider_choice(flags.provider), &issuer);
-        let mut raw = flags.scopes.clone();
+        let provider = ProviderKind::resolve(provider_choice(flags.provider.unwrap_or_default()), &issuer);
+        let mut raw = flags.scopes.clone().unwrap_or_default();
         raw.extend(provider.preset_scopes().iter().map(|s| (*s).to_owned()));
         let scopes = normalize_scopes(&raw)?;
         Ok(Self {
@@ -169,7 +183,7 @@ impl Identity {
             flags.github.github_api_url.as_deref(),
         )?;
         let provider = ProviderKind::Github;
-        let mut raw = flags.scopes.clone();
+        let mut raw = flags.scopes.clone().unwrap_or_default();
         raw.extend(provider.preset_scopes().iter().map(|s| (*s).to_owned()));
         Ok(Self {
             issuer: urls.web.clone(),
@@ -238,10 +252,12 @@ impl LoginConfig {
         let listen = flags
             .listen
             .iter()
+            .flatten()
             .filter(|raw| !raw.trim().is_empty())
             .map(|raw| parse_listen(raw))
             .collect::<Result<Vec<_>, _>>()?;
-        if flags.timeout == 0 || flags.timeout > 86_400 {
+        let timeout = flags.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        if timeout == 0 || timeout > 86_400 {
             return Err(ConfigError::Timeout);
         }
         let client_secret = flags
@@ -249,7 +265,7 @@ impl LoginConfig {
             .as_ref()
             .filter(|s| !s.is_empty())
             .map(|s| SecretString::from(s.clone()));
-        let grant = match flags.grant {
+        let grant = match flags.grant.unwrap_or_default() {
             GrantArg::Auto => Grant::Auto,
             GrantArg::Authcode => Grant::AuthCode,
             GrantArg::DeviceCode => Grant::DeviceCode,
@@ -264,10 +280,11 @@ impl LoginConfig {
             client_secret,
             listen,
             browser: BrowserChoice::resolve(flags.browser_command.clone(), flags.no_browser, env_browser),
-            timeout: Duration::from_secs(flags.timeout),
+            timeout: Duration::from_secs(timeout),
             certificate_authorities: flags
                 .certificate_authorities
                 .iter()
+                .flatten()
                 .map(|p| absolute(p))
                 .collect(),
             certificate_authority_data: flags.certificate_authority_data.clone(),
@@ -478,6 +495,214 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     }
 }
 
+// Precedence: the profile fills what the command line and the variables left out; the
+// defaults (in the constructors above) fill the rest.
+
+/// The option groups of a command that profiles fill.
+struct Target<'a> {
+    identity: &'a mut IdentityFlags,
+    login: &'a mut LoginFlags,
+    cache: &'a mut CacheFlags,
+    /// Whether the command may use the client secret (whoami never does).
+    needs_secret: bool,
+}
+
+fn target(command: &mut Command) -> Option<Target<'_>> {
+    let t = |identity, login, cache, needs_secret| {
+        Some(Target {
+            identity,
+            login,
+            cache,
+            needs_secret,
+        })
+    };
+    match command {
+        Command::GetToken(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
+        Command::Login(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
+        Command::Logout(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
+        Command::Clean(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
+        Command::Whoami(a) => t(&mut a.identity, &mut a.login, &mut a.cache, false),
+        Command::Setup(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
+        _ => None,
+    }
+}
+
+/// Applies the chosen profile (`--profile`, `KOIDC_PROFILE`, or the file's `default-profile`) to
+/// the command's options that the user did not set, reading the config file from
+/// [`crate::profile::config_path`]. Does nothing for commands without identity options, and does not read the
+/// file when no profile is asked for and `--issuer` or `--client-id` is given.
+pub fn apply_profile(cli: &mut Cli) -> Result<(), ProfileError> {
+    apply_profile_with(cli, config_path, ConfigFile::load, |var| std::env::var(var).ok())
+}
+
+/// [`apply_profile`] with the file location, the file reader and the environment passed in (for tests).
+pub fn apply_profile_with(
+    cli: &mut Cli,
+    locate: impl FnOnce() -> Option<PathBuf>,
+    load: impl FnOnce(&Path) -> Result<Option<ConfigFile>, ProfileError>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(), ProfileError> {
+    let Some(t) = target(&mut cli.command) else {
+        return Ok(());
+    };
+    // An empty `--profile=` or `KOIDC_PROFILE=` means no profile (and no profile in the cache key).
+    if t.identity.profile.as_deref() == Some("") {
+        t.identity.profile = None;
+    }
+    let chosen = t.identity.profile.clone();
+    if chosen.is_none() && (t.identity.issuer.is_some() || t.identity.client_id.is_some()) {
+        return Ok(());
+    }
+    let Some(path) = locate() else {
+        return match chosen {
+            Some(profile) => Err(ProfileError::NoConfigDir { profile }),
+            None => Ok(()),
+        };
+    };
+    let file = load(&path)?;
+    let (file, name) = match (file, chosen) {
+        (None, None) => return Ok(()),
+        (None, Some(profile)) => return Err(ProfileError::NoConfigFile { profile, path }),
+        (Some(file), Some(name)) => (file, name),
+        (Some(file), None) => match file.default_profile.clone() {
+            Some(name) => (file, name),
+            None => return Ok(()),
+        },
+    };
+    let profile = file.profile(&name)?;
+    overlay(&file.path, &name, profile, t, &env)
+}
+
+/// Sets every option of `profile` that the user did not give (on the command line or in a
+/// variable: those are the options that are still `None`).
+fn overlay(
+    path: &Path,
+    name: &str,
+    profile: &Profile,
+    t: Target<'_>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ProfileError> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let home = env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    let to_path = |raw: &str| resolve_path(raw, base, home.as_deref());
+    let invalid = |key, v: &String| invalid_value(path, name, key, v);
+    // Destructured, so that a new key cannot be forgotten here.
+    let Profile {
+        issuer,
+        client_id,
+        scopes,
+        provider,
+        github_url,
+        github_api_url,
+        listen,
+        cache,
+        cache_dir,
+        certificate_authority,
+        grant,
+        browser_command,
+        timeout,
+        client_secret_env,
+    } = profile;
+
+    t.identity.profile = Some(name.to_owned());
+    fill(&mut t.identity.issuer, issuer, |v| Ok(v.clone()))?;
+    fill(&mut t.identity.client_id, client_id, |v| Ok(v.clone()))?;
+    fill(&mut t.identity.scopes, scopes, |v| Ok(v.clone()))?;
+    fill(&mut t.identity.provider, provider, |v| {
+        parse_enum(v).map_err(invalid("provider", v))
+    })?;
+    fill(&mut t.identity.github.github_url, github_url, |v| Ok(v.clone()))?;
+    fill(&mut t.identity.github.github_api_url, github_api_url, |v| {
+        Ok(v.clone())
+    })?;
+    fill(&mut t.login.listen, listen, |v| Ok(v.clone()))?;
+    fill(&mut t.login.certificate_authorities, certificate_authority, |v| {
+        Ok(v.iter().map(|p| to_path(p)).collect())
+    })?;
+    fill(&mut t.login.grant, grant, |v| {
+        parse_enum(v).map_err(invalid("grant", v))
+    })?;
+    fill(&mut t.login.browser_command, browser_command, |v| Ok(v.clone()))?;
+    fill(&mut t.login.timeout, timeout, |v| Ok(*v))?;
+    if let Some(var) = client_secret_env {
+        // A secret, used or not: never for the browser's eyes.
+        crate::login::browser::withhold_from_browser(var);
+    }
+    if t.needs_secret {
+        fill(&mut t.login.client_secret, client_secret_env, |var| {
+            env(var)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| ProfileError::SecretEnv {
+                    profile: name.to_owned(),
+                    var: var.clone(),
+                })
+        })?;
+    }
+    fill(&mut t.cache.cache, cache, |v| {
+        parse_enum(v).map_err(invalid("cache", v))
+    })?;
+    fill(&mut t.cache.cache_dir, cache_dir, |v| Ok(to_path(v)))?;
+    Ok(())
+}
+
+/// Sets the option `slot` the user left out to the profile's `value`, converted; converts
+/// (and so may fail) only then.
+fn fill<P, T>(
+    slot: &mut Option<T>,
+    value: &Option<P>,
+    convert: impl FnOnce(&P) -> Result<T, ProfileError>,
+) -> Result<(), ProfileError> {
+    if slot.is_none()
+        && let Some(value) = value
+    {
+        *slot = Some(convert(value)?);
+    }
+    Ok(())
+}
+
+/// The error for `value` of `key`, given the accepted values.
+fn invalid_value(
+    path: &Path,
+    profile: &str,
+    key: &'static str,
+    value: &str,
+) -> impl FnOnce(String) -> ProfileError + use<> {
+    let (path, profile, value) = (path.to_owned(), profile.to_owned(), value.to_owned());
+    move |expected| ProfileError::Value {
+        profile,
+        path,
+        key,
+        value,
+        expected,
+    }
+}
+
+/// A value of a flag's enum, by its flag spelling (case-insensitive); else the accepted values.
+fn parse_enum<E: ValueEnum>(raw: &str) -> Result<E, String> {
+    E::from_str(raw.trim(), true).map_err(|_| {
+        E::value_variants()
+            .iter()
+            .filter_map(ValueEnum::to_possible_value)
+            .filter(|p| !p.is_hide_set())
+            .map(|p| p.get_name().to_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+/// `~/x` under `home`, an absolute path as is, anything else relative to `base`.
+fn resolve_path(raw: &str, base: &Path, home: Option<&Path>) -> PathBuf {
+    if let (Some(rest), Some(home)) = (raw.strip_prefix("~/"), home) {
+        return home.join(rest);
+    }
+    let path = Path::new(raw);
+    if path.is_absolute() {
+        path.to_owned()
+    } else {
+        base.join(path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,8 +847,8 @@ mod tests {
         IdentityFlags {
             issuer: Some(issuer.into()),
             client_id: Some("kubectl".into()),
-            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
-            provider,
+            scopes: Some(scopes.iter().map(|s| (*s).to_owned()).collect()),
+            provider: Some(provider),
             ..IdentityFlags::default()
         }
     }
@@ -632,7 +857,7 @@ mod tests {
     fn github_identity_takes_its_issuer_from_the_github_url() {
         let mut flags = IdentityFlags {
             client_id: Some("Iv1.abc".into()),
-            provider: ProviderArg::Github,
+            provider: Some(ProviderArg::Github),
             ..IdentityFlags::default()
         };
         let id = Identity::from_flags(&flags).unwrap();
@@ -712,5 +937,292 @@ mod tests {
 
         let given = LoginConfig::from_flags(&login_flags(&["127.0.0.1:9999"]), None).unwrap();
         assert_eq!(ports(given.listen_for(ProviderKind::Okta)), [9999]);
+    }
+}
+
+#[cfg(test)]
+mod profile_tests {
+    //! Profiles applied to parsed command lines: precedence, the keys, errors.
+
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::cli::{CacheArg, GrantArg};
+    use crate::profile::ConfigFile;
+    use crate::profile::tests::file;
+
+    fn env(var: &str) -> Option<String> {
+        match var {
+            "HOME" => Some("/home/u".into()),
+            "WORK2_SECRET" => Some("s3cret".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_args(std::iter::once("koidc").chain(args.iter().copied())).unwrap()
+    }
+
+    fn applied(args: &[&str], f: Option<ConfigFile>) -> Result<Cli, ProfileError> {
+        let mut cli = parse(args);
+        apply_profile_with(
+            &mut cli,
+            || Some(PathBuf::from("/cfg/koidc/config.toml")),
+            |_| Ok(f),
+            env,
+        )?;
+        Ok(cli)
+    }
+
+    fn get_token(cli: &Cli) -> &crate::cli::GetTokenArgs {
+        match &cli.command {
+            Command::GetToken(a) => a,
+            other => panic!("not get-token: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_profile_fills_every_option_and_resolves_paths() {
+        let cli = applied(&["get-token", "--profile", "work"], Some(file())).unwrap();
+        let a = get_token(&cli);
+        assert_eq!(a.identity.profile.as_deref(), Some("work"));
+        assert_eq!(a.identity.issuer.as_deref(), Some("https://dex.example.com/dex"));
+        assert_eq!(a.identity.client_id.as_deref(), Some("kubernetes"));
+        assert_eq!(
+            a.identity.scopes.as_deref(),
+            Some(&["email".to_owned(), "groups".to_owned()][..])
+        );
+        assert_eq!(a.identity.provider, Some(ProviderArg::Dex));
+        assert_eq!(a.cache.cache, Some(CacheArg::File));
+        assert_eq!(
+            a.cache.cache_dir.as_deref(),
+            Some(Path::new("/cfg/koidc/cache/work"))
+        );
+        assert_eq!(
+            a.login.certificate_authorities.as_deref(),
+            Some(&[PathBuf::from("/home/u/ca.pem"), PathBuf::from("/etc/ca.pem")][..])
+        );
+        assert_eq!(
+            a.login.listen.as_deref(),
+            Some(&["127.0.0.1:8000".to_owned()][..])
+        );
+        assert_eq!(a.login.grant, Some(GrantArg::DeviceCode));
+        assert_eq!(a.login.browser_command.as_deref(), Some("firefox"));
+        assert_eq!(a.login.timeout, Some(30));
+        assert!(a.login.client_secret.is_none());
+    }
+
+    #[test]
+    fn each_profile_key_sets_the_option_the_table_names() {
+        use crate::cli::options::{OPTIONS, option_words};
+        for opt in OPTIONS.iter().filter(|o| o.profile_key.is_some()) {
+            let key = opt.profile_key.unwrap();
+            // A value clap takes for the option: a possible value of an enum, else a number
+            // (the timeout), else a word (in a list where the key takes one).
+            let enum_values: Vec<String> = {
+                use clap::Args as _;
+                let command = crate::cli::GetTokenArgs::augment_args(clap::Command::new("get-token"));
+                let arg = command.get_arguments().find(|a| a.get_id() == opt.id).unwrap();
+                arg.get_possible_values()
+                    .iter()
+                    .map(|p| format!("{:?}", p.get_name()))
+                    .collect()
+            };
+            let candidates = if enum_values.is_empty() {
+                vec!["\"VALUE\"".to_owned(), "7".to_owned(), "[\"VALUE\"]".to_owned()]
+            } else {
+                enum_values
+            };
+            let f = candidates
+                .iter()
+                .find_map(|v| {
+                    ConfigFile::parse(Path::new("/c.toml"), &format!("[profiles.p]\n{key} = {v}\n")).ok()
+                })
+                .unwrap_or_else(|| panic!("no value for the key {key}"));
+            let env = |var: &str| (var == "VALUE").then(|| "s3cret".to_owned());
+            let mut cli = parse(&["get-token", "--profile", "p"]);
+            apply_profile_with(&mut cli, || Some(PathBuf::from("/c.toml")), |_| Ok(Some(f)), env)
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
+            let a = get_token(&cli);
+            if opt.id == "client_secret" {
+                // Never on a command line: read from the variable the key names.
+                assert_eq!(a.login.client_secret.as_deref(), Some("s3cret"));
+                assert_eq!(option_words(a), ["--profile=p"]);
+                continue;
+            }
+            let words = option_words(a);
+            assert_eq!(words.len(), 2, "{key}: {words:?}");
+            assert_eq!(words[0], "--profile=p");
+            assert!(
+                words[1].starts_with(&format!("--{}=", opt.long)),
+                "the profile key {key} sets {words:?}, not --{}",
+                opt.long
+            );
+        }
+    }
+
+    #[test]
+    fn flags_beat_the_profile_and_the_profile_beats_defaults() {
+        let cli = applied(
+            &[
+                "get-token",
+                "--profile=work",
+                "--cache-dir",
+                "/elsewhere",
+                "--scope",
+                "profile",
+                "--timeout",
+                "180",
+                "--provider",
+                "auto",
+            ],
+            Some(file()),
+        )
+        .unwrap();
+        let a = get_token(&cli);
+        assert_eq!(a.cache.cache_dir.as_deref(), Some(Path::new("/elsewhere")));
+        assert_eq!(a.identity.scopes.as_deref(), Some(&["profile".to_owned()][..]));
+        // Given explicitly, even when equal to the built-in default.
+        assert_eq!(a.login.timeout, Some(180));
+        assert_eq!(a.identity.provider, Some(ProviderArg::Auto));
+        // Not given: from the profile.
+        assert_eq!(a.cache.cache, Some(CacheArg::File));
+        assert_eq!(a.identity.issuer.as_deref(), Some("https://dex.example.com/dex"));
+    }
+
+    #[test]
+    fn options_from_the_environment_beat_the_profile() {
+        let mut cli = parse(&["get-token", "--profile", "work"]);
+        // What the parser reads from KOIDC_CACHE_DIR / KOIDC_TIMEOUT.
+        if let Command::GetToken(a) = &mut cli.command {
+            a.cache.cache_dir = Some(PathBuf::from("/from-env"));
+            a.login.timeout = Some(180);
+        }
+        apply_profile_with(&mut cli, || Some(PathBuf::from("/x")), |_| Ok(Some(file())), env).unwrap();
+        let a = get_token(&cli);
+        assert_eq!(a.cache.cache_dir.as_deref(), Some(Path::new("/from-env")));
+        assert_eq!(a.login.timeout, Some(180));
+        assert_eq!(a.cache.cache, Some(CacheArg::File));
+    }
+
+    #[test]
+    fn the_default_profile_applies_only_without_issuer_or_client_id() {
+        let cli = applied(&["whoami"], Some(file())).unwrap();
+        match &cli.command {
+            Command::Whoami(a) => {
+                assert_eq!(a.identity.profile.as_deref(), Some("work"));
+                assert_eq!(a.identity.client_id.as_deref(), Some("kubernetes"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = applied(
+            &["get-token", "--issuer", "https://i.example", "--client-id", "c"],
+            Some(file()),
+        )
+        .unwrap();
+        let a = get_token(&cli);
+        assert_eq!(a.identity.profile, None);
+        // Neither given nor from a profile: left to the defaults.
+        assert_eq!(a.identity.scopes, None);
+        assert_eq!(a.cache.cache, None);
+    }
+
+    #[test]
+    fn the_file_is_not_read_for_the_classic_kubeconfig_entry() {
+        let mut cli = parse(&["get-token", "--issuer", "https://i.example", "--client-id", "c"]);
+        apply_profile_with(
+            &mut cli,
+            || panic!("located the config file"),
+            |_| panic!("read the config file"),
+            env,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_missing_profile_lists_the_available_ones() {
+        let err = applied(&["login", "--profile", "home"], Some(file()))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "no profile \"home\" in /cfg/koidc/config.toml; available: work, work2"
+        );
+        let empty = ConfigFile::parse(Path::new("/c.toml"), "").unwrap();
+        let err = applied(&["login", "--profile", "home"], Some(empty))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("defines no profiles"), "{err}");
+    }
+
+    #[test]
+    fn a_profile_without_a_config_file_says_where_it_looked() {
+        let err = applied(&["get-token", "--profile", "work"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("there is no config file /cfg/koidc/config.toml"),
+            "{err}"
+        );
+        assert!(err.contains("[profiles.work]"), "{err}");
+        // Without --profile a missing file is fine.
+        assert!(applied(&["get-token"], None).is_ok());
+    }
+
+    #[test]
+    fn bad_enum_values_list_the_accepted_ones() {
+        let f = ConfigFile::parse(Path::new("/c.toml"), "[profiles.a]\ncache = \"disk\"\n").unwrap();
+        let err = applied(&["get-token", "--profile", "a"], Some(f))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid cache \"disk\" in profile \"a\" of /c.toml: expected one of keyring, file, none"
+        );
+    }
+
+    #[test]
+    fn the_client_secret_comes_from_the_named_variable_never_the_file() {
+        let cli = applied(&["login", "--profile", "work2"], Some(file())).unwrap();
+        match &cli.command {
+            Command::Login(a) => assert_eq!(a.login.client_secret.as_deref(), Some("s3cret")),
+            other => panic!("{other:?}"),
+        }
+        let f = ConfigFile::parse(
+            Path::new("/c.toml"),
+            "[profiles.a]\nissuer = \"https://i\"\nclient-secret-env = \"UNSET_VAR\"\n",
+        )
+        .unwrap();
+        let err = applied(&["get-token", "--profile", "a"], Some(f.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("UNSET_VAR"), "{err}");
+        // whoami never sends the secret, so it does not need the variable.
+        assert!(applied(&["whoami", "--profile", "a"], Some(f)).is_ok());
+        let secret = ConfigFile::parse(Path::new("/c.toml"), "[profiles.a]\nclient-secret = \"x\"\n");
+        assert!(secret.is_err(), "a secret in the file must be refused");
+    }
+
+    #[test]
+    fn an_empty_profile_name_means_no_profile() {
+        let cli = applied(
+            &[
+                "get-token",
+                "--profile=",
+                "--issuer",
+                "https://i.example",
+                "--client-id",
+                "c",
+            ],
+            Some(file()),
+        )
+        .unwrap();
+        assert_eq!(get_token(&cli).identity.profile, None);
+    }
+
+    #[test]
+    fn commands_without_identity_options_ignore_profiles() {
+        let mut cli = parse(&["bind-group", "g", "view"]);
+        apply_profile_with(&mut cli, || panic!("located"), |_| panic!("read"), env).unwrap();
     }
 }

@@ -14,8 +14,10 @@
 //! ```
 //!
 //! Precedence: command-line flags, then `KOIDC_*` variables, then the profile, then koidc's
-//! built-in defaults. clap fills defaults itself, so [`crate::cli::Cli::try_parse_args`] records
-//! which options the user set ([`ExplicitArgs`]) and [`apply`] only fills the others. The chosen
+//! built-in defaults. The parser leaves an option the user did not set `None` (clap applies no
+//! default to them), [`crate::config::apply_profile`] fills those from the profile, and the
+//! constructors of [`crate::config`] apply the defaults to what is still `None`. A key is an option's, named by the option table
+//! ([`crate::cli::options::OPTIONS`]; a test checks that the keys here are exactly its). The chosen
 //! profile's name goes into [`crate::config::Identity::profile`] and from there into the cache key,
 //! so two profiles for the same issuer and client (two accounts) keep separate tokens.
 //!
@@ -32,10 +34,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use clap::ValueEnum;
 use serde::Deserialize;
-
-use crate::cli::{CacheFlags, Cli, Command, ExplicitArgs, IdentityFlags, LoginFlags};
 
 /// The variable naming the config file, overriding the default location.
 pub const CONFIG_ENV: &str = "KOIDC_CONFIG";
@@ -413,232 +412,13 @@ fn check_directories(_path: &Path, _file: &std::fs::File) -> Result<(), ProfileE
     Ok(())
 }
 
-/// The option groups of a command that profiles fill.
-struct Target<'a> {
-    identity: &'a mut IdentityFlags,
-    login: &'a mut LoginFlags,
-    cache: &'a mut CacheFlags,
-    /// Whether the command may use the client secret (whoami never does).
-    needs_secret: bool,
-}
-
-fn target(command: &mut Command) -> Option<Target<'_>> {
-    let t = |identity, login, cache, needs_secret| {
-        Some(Target {
-            identity,
-            login,
-            cache,
-            needs_secret,
-        })
-    };
-    match command {
-        Command::GetToken(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
-        Command::Login(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
-        Command::Logout(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
-        Command::Clean(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
-        Command::Whoami(a) => t(&mut a.identity, &mut a.login, &mut a.cache, false),
-        Command::Setup(a) => t(&mut a.identity, &mut a.login, &mut a.cache, true),
-        _ => None,
-    }
-}
-
-/// Applies the chosen profile (`--profile`, `KOIDC_PROFILE`, or the file's `default-profile`) to
-/// the command's options that the user did not set, reading the config file from
-/// [`config_path`]. Does nothing for commands without identity options, and does not read the
-/// file when no profile is asked for and `--issuer` or `--client-id` is given.
-pub fn apply(cli: &mut Cli) -> Result<(), ProfileError> {
-    apply_with(cli, config_path, ConfigFile::load, |var| std::env::var(var).ok())
-}
-
-/// [`apply`] with the file location, the file reader and the environment passed in (for tests).
-pub fn apply_with(
-    cli: &mut Cli,
-    locate: impl FnOnce() -> Option<PathBuf>,
-    load: impl FnOnce(&Path) -> Result<Option<ConfigFile>, ProfileError>,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<(), ProfileError> {
-    let explicit = &cli.explicit;
-    let Some(t) = target(&mut cli.command) else {
-        return Ok(());
-    };
-    // An empty `--profile=` or `KOIDC_PROFILE=` means no profile (and no profile in the cache key).
-    if t.identity.profile.as_deref() == Some("") {
-        t.identity.profile = None;
-    }
-    let chosen = t.identity.profile.clone();
-    if chosen.is_none() && (explicit.contains("issuer") || explicit.contains("client_id")) {
-        return Ok(());
-    }
-    let Some(path) = locate() else {
-        return match chosen {
-            Some(profile) => Err(ProfileError::NoConfigDir { profile }),
-            None => Ok(()),
-        };
-    };
-    let file = load(&path)?;
-    let (file, name) = match (file, chosen) {
-        (None, None) => return Ok(()),
-        (None, Some(profile)) => return Err(ProfileError::NoConfigFile { profile, path }),
-        (Some(file), Some(name)) => (file, name),
-        (Some(file), None) => match file.default_profile.clone() {
-            Some(name) => (file, name),
-            None => return Ok(()),
-        },
-    };
-    let profile = file.profile(&name)?;
-    overlay(&file.path, &name, profile, explicit, t, &env)
-}
-
-/// Sets every option of `profile` that the user did not give explicitly.
-fn overlay(
-    path: &Path,
-    name: &str,
-    profile: &Profile,
-    explicit: &ExplicitArgs,
-    t: Target<'_>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), ProfileError> {
-    let free = |id: &str| !explicit.contains(id);
-    let base = path.parent().unwrap_or(Path::new("."));
-    let home = env("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-    let to_path = |raw: &str| resolve_path(raw, base, home.as_deref());
-
-    t.identity.profile = Some(name.to_owned());
-    if let Some(v) = &profile.issuer
-        && free("issuer")
-    {
-        t.identity.issuer = Some(v.clone());
-    }
-    if let Some(v) = &profile.client_id
-        && free("client_id")
-    {
-        t.identity.client_id = Some(v.clone());
-    }
-    if let Some(v) = &profile.scopes
-        && free("scopes")
-    {
-        t.identity.scopes = v.clone();
-    }
-    if let Some(v) = &profile.provider
-        && free("provider")
-    {
-        t.identity.provider = parse_enum(v).map_err(invalid_value(path, name, "provider", v))?;
-    }
-    if let Some(v) = &profile.github_url
-        && free("github_url")
-    {
-        t.identity.github.github_url = Some(v.clone());
-    }
-    if let Some(v) = &profile.github_api_url
-        && free("github_api_url")
-    {
-        t.identity.github.github_api_url = Some(v.clone());
-    }
-    if let Some(v) = &profile.listen
-        && free("listen")
-    {
-        t.login.listen = v.clone();
-    }
-    if let Some(v) = &profile.certificate_authority
-        && free("certificate_authorities")
-    {
-        t.login.certificate_authorities = v.iter().map(|p| to_path(p)).collect();
-    }
-    if let Some(v) = &profile.grant
-        && free("grant")
-    {
-        t.login.grant = parse_enum(v).map_err(invalid_value(path, name, "grant", v))?;
-    }
-    if let Some(v) = &profile.browser_command
-        && free("browser_command")
-    {
-        t.login.browser_command = Some(v.clone());
-    }
-    if let Some(v) = profile.timeout
-        && free("timeout")
-    {
-        t.login.timeout = v;
-    }
-    if let Some(var) = &profile.client_secret_env {
-        // A secret, used or not: never for the browser's eyes.
-        crate::login::browser::withhold_from_browser(var);
-    }
-    if let Some(var) = &profile.client_secret_env
-        && free("client_secret")
-        && t.needs_secret
-    {
-        match env(var).filter(|s| !s.is_empty()) {
-            Some(secret) => t.login.client_secret = Some(secret),
-            None => {
-                return Err(ProfileError::SecretEnv {
-                    profile: name.to_owned(),
-                    var: var.clone(),
-                });
-            }
-        }
-    }
-    if let Some(v) = &profile.cache
-        && free("cache")
-    {
-        t.cache.cache = parse_enum(v).map_err(invalid_value(path, name, "cache", v))?;
-    }
-    if let Some(v) = &profile.cache_dir
-        && free("cache_dir")
-    {
-        t.cache.cache_dir = Some(to_path(v));
-    }
-    Ok(())
-}
-
-/// The error for `value` of `key`, given the accepted values.
-fn invalid_value(
-    path: &Path,
-    profile: &str,
-    key: &'static str,
-    value: &str,
-) -> impl FnOnce(String) -> ProfileError + use<> {
-    let (path, profile, value) = (path.to_owned(), profile.to_owned(), value.to_owned());
-    move |expected| ProfileError::Value {
-        profile,
-        path,
-        key,
-        value,
-        expected,
-    }
-}
-
-/// A value of a flag's enum, by its flag spelling (case-insensitive); else the accepted values.
-fn parse_enum<E: ValueEnum>(raw: &str) -> Result<E, String> {
-    E::from_str(raw.trim(), true).map_err(|_| {
-        E::value_variants()
-            .iter()
-            .filter_map(ValueEnum::to_possible_value)
-            .filter(|p| !p.is_hide_set())
-            .map(|p| p.get_name().to_owned())
-            .collect::<Vec<_>>()
-            .join(", ")
-    })
-}
-
-/// `~/x` under `home`, an absolute path as is, anything else relative to `base`.
-fn resolve_path(raw: &str, base: &Path, home: Option<&Path>) -> PathBuf {
-    if let (Some(rest), Some(home)) = (raw.strip_prefix("~/"), home) {
-        return home.join(rest);
-    }
-    let path = Path::new(raw);
-    if path.is_absolute() {
-        path.to_owned()
-    } else {
-        base.join(path)
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::cli::{CacheArg, GrantArg, ProviderArg};
 
-    const FILE: &str = r#"
+    /// A config file with two profiles, one of them the default (also read by the tests of
+    /// [`crate::config`], which applies profiles).
+    pub(crate) const FILE: &str = r#"
 default-profile = "work"
 
 [profiles.work]
@@ -660,167 +440,50 @@ client-id = "kubernetes"
 client-secret-env = "WORK2_SECRET"
 "#;
 
-    fn file() -> ConfigFile {
+    /// [`FILE`], as if read from `/cfg/koidc/config.toml`.
+    pub(crate) fn file() -> ConfigFile {
         ConfigFile::parse(Path::new("/cfg/koidc/config.toml"), FILE).unwrap()
     }
 
-    fn env(var: &str) -> Option<String> {
-        match var {
-            "HOME" => Some("/home/u".into()),
-            "WORK2_SECRET" => Some("s3cret".into()),
-            _ => None,
-        }
-    }
-
-    fn parse(args: &[&str]) -> Cli {
-        Cli::try_parse_args(std::iter::once("koidc").chain(args.iter().copied())).unwrap()
-    }
-
-    fn applied(args: &[&str], f: Option<ConfigFile>) -> Result<Cli, ProfileError> {
-        let mut cli = parse(args);
-        apply_with(
-            &mut cli,
-            || Some(PathBuf::from("/cfg/koidc/config.toml")),
-            |_| Ok(f),
-            env,
-        )?;
-        Ok(cli)
-    }
-
-    fn get_token(cli: &Cli) -> &crate::cli::GetTokenArgs {
-        match &cli.command {
-            Command::GetToken(a) => a,
-            other => panic!("not get-token: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_profile_fills_every_option_and_resolves_paths() {
-        let cli = applied(&["get-token", "--profile", "work"], Some(file())).unwrap();
-        let a = get_token(&cli);
-        assert_eq!(a.identity.profile.as_deref(), Some("work"));
-        assert_eq!(a.identity.issuer.as_deref(), Some("https://dex.example.com/dex"));
-        assert_eq!(a.identity.client_id.as_deref(), Some("kubernetes"));
-        assert_eq!(a.identity.scopes, ["email", "groups"]);
-        assert_eq!(a.identity.provider, ProviderArg::Dex);
-        assert_eq!(a.cache.cache, CacheArg::File);
-        assert_eq!(
-            a.cache.cache_dir.as_deref(),
-            Some(Path::new("/cfg/koidc/cache/work"))
-        );
-        assert_eq!(
-            a.login.certificate_authorities,
-            [PathBuf::from("/home/u/ca.pem"), PathBuf::from("/etc/ca.pem")]
-        );
-        assert_eq!(a.login.listen, ["127.0.0.1:8000"]);
-        assert_eq!(a.login.grant, GrantArg::DeviceCode);
-        assert_eq!(a.login.browser_command.as_deref(), Some("firefox"));
-        assert_eq!(a.login.timeout, 30);
-        assert!(a.login.client_secret.is_none());
-    }
-
-    #[test]
-    fn flags_beat_the_profile_and_the_profile_beats_defaults() {
-        let cli = applied(
-            &[
-                "get-token",
-                "--profile=work",
-                "--cache-dir",
-                "/elsewhere",
-                "--scope",
-                "profile",
-                "--timeout",
-                "180",
-                "--provider",
-                "auto",
-            ],
-            Some(file()),
-        )
-        .unwrap();
-        let a = get_token(&cli);
-        assert_eq!(a.cache.cache_dir.as_deref(), Some(Path::new("/elsewhere")));
-        assert_eq!(a.identity.scopes, ["profile"]);
-        // Given explicitly, even when equal to the built-in default.
-        assert_eq!(a.login.timeout, 180);
-        assert_eq!(a.identity.provider, ProviderArg::Auto);
-        // Not given: from the profile.
-        assert_eq!(a.cache.cache, CacheArg::File);
-        assert_eq!(a.identity.issuer.as_deref(), Some("https://dex.example.com/dex"));
-    }
-
-    #[test]
-    fn options_from_the_environment_beat_the_profile() {
-        let mut cli = parse(&["get-token", "--profile", "work"]);
-        // What Cli::try_parse_args records for KOIDC_CACHE_DIR / KOIDC_TIMEOUT.
-        cli.explicit = ExplicitArgs::from_ids(["profile", "cache_dir", "timeout"]);
-        apply_with(&mut cli, || Some(PathBuf::from("/x")), |_| Ok(Some(file())), env).unwrap();
-        let a = get_token(&cli);
-        assert_eq!(a.cache.cache_dir, None);
-        assert_eq!(a.login.timeout, 180);
-        assert_eq!(a.cache.cache, CacheArg::File);
-    }
-
-    #[test]
-    fn the_default_profile_applies_only_without_issuer_or_client_id() {
-        let cli = applied(&["whoami"], Some(file())).unwrap();
-        match &cli.command {
-            Command::Whoami(a) => {
-                assert_eq!(a.identity.profile.as_deref(), Some("work"));
-                assert_eq!(a.identity.client_id.as_deref(), Some("kubernetes"));
+    /// The keys of a `[profiles.NAME]` table, as serde knows them (the fields it asks for).
+    fn profile_keys() -> std::collections::BTreeSet<String> {
+        /// A deserializer that only records the field names a struct asks for.
+        struct Fields(Vec<&'static str>);
+        impl<'de> serde::Deserializer<'de> for &mut Fields {
+            type Error = serde::de::value::Error;
+            fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+                Err(serde::de::Error::custom("fields only"))
             }
-            other => panic!("{other:?}"),
+            fn deserialize_struct<V: serde::de::Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Self::Error> {
+                self.0.extend(fields);
+                Err(serde::de::Error::custom("fields only"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+                option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+                ignored_any
+            }
         }
-        let cli = applied(
-            &["get-token", "--issuer", "https://i.example", "--client-id", "c"],
-            Some(file()),
-        )
-        .unwrap();
-        let a = get_token(&cli);
-        assert_eq!(a.identity.profile, None);
-        assert_eq!(a.identity.scopes, Vec::<String>::new());
-        assert_eq!(a.cache.cache, CacheArg::Keyring);
+        let mut fields = Fields(Vec::new());
+        let _ = Profile::deserialize(&mut fields);
+        fields.0.into_iter().map(str::to_owned).collect()
     }
 
     #[test]
-    fn the_file_is_not_read_for_the_classic_kubeconfig_entry() {
-        let mut cli = parse(&["get-token", "--issuer", "https://i.example", "--client-id", "c"]);
-        apply_with(
-            &mut cli,
-            || panic!("located the config file"),
-            |_| panic!("read the config file"),
-            env,
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn a_missing_profile_lists_the_available_ones() {
-        let err = applied(&["login", "--profile", "home"], Some(file()))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            "no profile \"home\" in /cfg/koidc/config.toml; available: work, work2"
-        );
-        let empty = ConfigFile::parse(Path::new("/c.toml"), "").unwrap();
-        let err = applied(&["login", "--profile", "home"], Some(empty))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("defines no profiles"), "{err}");
-    }
-
-    #[test]
-    fn a_profile_without_a_config_file_says_where_it_looked() {
-        let err = applied(&["get-token", "--profile", "work"], None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("there is no config file /cfg/koidc/config.toml"),
-            "{err}"
-        );
-        assert!(err.contains("[profiles.work]"), "{err}");
-        // Without --profile a missing file is fine.
-        assert!(applied(&["get-token"], None).is_ok());
+    fn a_profile_has_a_key_exactly_for_the_options_the_option_table_gives_one() {
+        use crate::cli::options::OPTIONS;
+        let table: std::collections::BTreeSet<String> = OPTIONS
+            .iter()
+            .filter_map(|o| o.profile_key)
+            .map(str::to_owned)
+            .collect();
+        assert!(table.contains("issuer") && table.contains("client-secret-env"));
+        assert_eq!(profile_keys(), table);
     }
 
     #[test]
@@ -843,63 +506,6 @@ client-secret-env = "WORK2_SECRET"
             .unwrap_err()
             .to_string();
         assert!(typed.contains("line 2"), "{typed}");
-    }
-
-    #[test]
-    fn bad_enum_values_list_the_accepted_ones() {
-        let f = ConfigFile::parse(Path::new("/c.toml"), "[profiles.a]\ncache = \"disk\"\n").unwrap();
-        let err = applied(&["get-token", "--profile", "a"], Some(f))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            "invalid cache \"disk\" in profile \"a\" of /c.toml: expected one of keyring, file, none"
-        );
-    }
-
-    #[test]
-    fn the_client_secret_comes_from_the_named_variable_never_the_file() {
-        let cli = applied(&["login", "--profile", "work2"], Some(file())).unwrap();
-        match &cli.command {
-            Command::Login(a) => assert_eq!(a.login.client_secret.as_deref(), Some("s3cret")),
-            other => panic!("{other:?}"),
-        }
-        let f = ConfigFile::parse(
-            Path::new("/c.toml"),
-            "[profiles.a]\nissuer = \"https://i\"\nclient-secret-env = \"UNSET_VAR\"\n",
-        )
-        .unwrap();
-        let err = applied(&["get-token", "--profile", "a"], Some(f.clone()))
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("UNSET_VAR"), "{err}");
-        // whoami never sends the secret, so it does not need the variable.
-        assert!(applied(&["whoami", "--profile", "a"], Some(f)).is_ok());
-        let secret = ConfigFile::parse(Path::new("/c.toml"), "[profiles.a]\nclient-secret = \"x\"\n");
-        assert!(secret.is_err(), "a secret in the file must be refused");
-    }
-
-    #[test]
-    fn an_empty_profile_name_means_no_profile() {
-        let cli = applied(
-            &[
-                "get-token",
-                "--profile=",
-                "--issuer",
-                "https://i.example",
-                "--client-id",
-                "c",
-            ],
-            Some(file()),
-        )
-        .unwrap();
-        assert_eq!(get_token(&cli).identity.profile, None);
-    }
-
-    #[test]
-    fn commands_without_identity_options_ignore_profiles() {
-        let mut cli = parse(&["bind-group", "g", "view"]);
-        apply_with(&mut cli, || panic!("located"), |_| panic!("read"), env).unwrap();
     }
 
     #[cfg(unix)]

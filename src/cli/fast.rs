@@ -15,66 +15,16 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 
+use super::options::{CLIENT_SECRET, Kind, OPTIONS as OPTS};
 use super::{CacheFlags, GetTokenArgs, GithubFlags, IdentityFlags, LoginFlags, OutputFlags};
 
-/// How an option takes values.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// One value (`Option<T>` or a value with a default); given twice is an error in clap.
-    One,
-    /// Repeatable, each value split at commas (`Vec<T>` with `value_delimiter = ','`).
-    Many,
-    /// A boolean flag without a value.
-    Flag,
-}
-
-/// One option of `get-token`: its long name, clap's id (the field name) and its variable.
-struct Opt {
-    long: &'static str,
-    id: &'static str,
-    env: &'static str,
-    kind: Kind,
-}
-
-const fn opt(long: &'static str, id: &'static str, env: &'static str, kind: Kind) -> Opt {
-    Opt { long, id, env, kind }
-}
-
-/// Every option of [`GetTokenArgs`] except `--verbose`, which has no variable. The test
-/// `options_table_matches_clap` keeps this list and clap's in step.
-#[rustfmt::skip]
-const OPTS: [Opt; 19] = [
-    opt("profile", "profile", "KOIDC_PROFILE", Kind::One),
-    opt("issuer", "issuer", "KOIDC_ISSUER", Kind::One),
-    opt("client-id", "client_id", "KOIDC_CLIENT_ID", Kind::One),
-    opt("scope", "scopes", "KOIDC_SCOPE", Kind::Many),
-    opt("provider", "provider", "KOIDC_PROVIDER", Kind::One),
-    opt("github-url", "github_url", "KOIDC_GITHUB_URL", Kind::One),
-    opt("github-api-url", "github_api_url", "KOIDC_GITHUB_API_URL", Kind::One),
-    opt("cache", "cache", "KOIDC_CACHE", Kind::One),
-    opt("cache-dir", "cache_dir", "KOIDC_CACHE_DIR", Kind::One),
-    opt("client-secret", "client_secret", "KOIDC_CLIENT_SECRET", Kind::One),
-    opt("client-secret-file", "client_secret_file", "KOIDC_CLIENT_SECRET_FILE", Kind::One),
-    opt("listen", "listen", "KOIDC_LISTEN", Kind::Many),
-    opt("browser-command", "browser_command", "KOIDC_BROWSER_COMMAND", Kind::One),
-    opt("no-browser", "no_browser", "KOIDC_NO_BROWSER", Kind::Flag),
-    opt("timeout", "timeout", "KOIDC_TIMEOUT", Kind::One),
-    opt("grant", "grant", "KOIDC_GRANT", Kind::One),
-    opt("paste", "paste", "KOIDC_PASTE", Kind::Flag),
-    opt("certificate-authority", "certificate_authorities", "KOIDC_CERTIFICATE_AUTHORITY", Kind::Many),
-    opt("certificate-authority-data", "certificate_authority_data", "KOIDC_CERTIFICATE_AUTHORITY_DATA", Kind::One),
-];
-
-/// The index of `--client-secret` in [`OPTS`].
-const CLIENT_SECRET: usize = 9;
-
 /// Parses the arguments after `get-token` (`args`) with the variables `env` gives; `None`
-/// whenever clap must decide. Returns the options and the ids of those given on the command
-/// line or in a variable (as [`super::ExplicitArgs`] records them).
+/// whenever clap must decide. An option given neither on the command line nor in a variable is
+/// `None`, as clap leaves it.
 pub(super) fn parse_get_token(
     args: &[OsString],
     env: impl Fn(&str) -> Option<OsString>,
-) -> Option<(GetTokenArgs, Vec<&'static str>)> {
+) -> Option<GetTokenArgs> {
     let mut values: [Option<Vec<String>>; OPTS.len()] = Default::default();
     let mut verbose: u8 = 0;
     let mut rest = args.iter();
@@ -135,16 +85,7 @@ pub(super) fn parse_get_token(
         )?;
     }
 
-    let mut explicit: Vec<&'static str> = OPTS
-        .iter()
-        .zip(&values)
-        .filter(|(_, v)| v.is_some())
-        .map(|(o, _)| o.id)
-        .collect();
-    if verbose > 0 {
-        explicit.push("verbose");
-    }
-    // An option's values by its id (clap's field name, as in OPTS).
+    // An option's values by its id (clap's field name, as in OPTIONS).
     let mut take = |id: &str| {
         let index = OPTS.iter().position(|o| o.id == id).expect("an id of OPTS");
         values[index].take()
@@ -155,8 +96,8 @@ pub(super) fn parse_get_token(
             profile: one(take("profile")),
             issuer: one(take("issuer")),
             client_id: one(take("client_id")),
-            scopes: take("scopes").unwrap_or_default(),
-            provider: value_enum(one(take("provider")))?.unwrap_or(super::ProviderArg::Auto),
+            scopes: take("scopes"),
+            provider: value_enum(one(take("provider")))?,
             github: GithubFlags {
                 github_url: one(take("github_url")),
                 github_api_url: one(take("github_api_url")),
@@ -165,30 +106,27 @@ pub(super) fn parse_get_token(
         login: LoginFlags {
             client_secret: one(take("client_secret")),
             client_secret_file: one(take("client_secret_file")).map(PathBuf::from),
-            listen: take("listen").unwrap_or_default(),
+            listen: take("listen"),
             browser_command: one(take("browser_command")),
             no_browser: take("no_browser").is_some(),
             timeout: match one(take("timeout")) {
-                None => 180,
-                Some(t) if t.bytes().all(|b| b.is_ascii_digit()) => t.parse().ok()?,
+                None => None,
+                Some(t) if t.bytes().all(|b| b.is_ascii_digit()) => Some(t.parse().ok()?),
                 Some(_) => return None,
             },
-            grant: value_enum(one(take("grant")))?.unwrap_or(super::GrantArg::Auto),
+            grant: value_enum(one(take("grant")))?,
             paste: take("paste").is_some(),
             certificate_authorities: take("certificate_authorities")
-                .unwrap_or_default()
-                .into_iter()
-                .map(PathBuf::from)
-                .collect(),
+                .map(|v| v.into_iter().map(PathBuf::from).collect()),
             certificate_authority_data: one(take("certificate_authority_data")),
         },
         cache: CacheFlags {
-            cache: value_enum(one(take("cache")))?.unwrap_or(super::CacheArg::Keyring),
+            cache: value_enum(one(take("cache")))?,
             cache_dir: one(take("cache_dir")).map(PathBuf::from),
         },
         output: OutputFlags { verbose },
     };
-    Some((parsed, explicit))
+    Some(parsed)
 }
 
 /// Adds an option's value (split at commas for [`Kind::Many`]); `None` for an empty value or
@@ -231,48 +169,51 @@ mod tests {
     use std::process::Command;
 
     use super::{OPTS, parse_get_token};
-    use crate::cli::{Cli, Command as Sub};
+    use crate::cli::options::option_words;
+    use crate::cli::{Cli, Command as Sub, GetTokenArgs};
 
-    /// clap's answer: the parsed get-token options (as `Debug` text) and the explicit ids.
-    fn clap_parse(args: &[OsString]) -> Option<(String, BTreeSet<String>)> {
+    /// The parsed get-token options as text to compare: `Debug` (an option left out is `None`,
+    /// so this also says which options were given), and the client secret, which `Debug`
+    /// redacts, on its own.
+    fn describe(parsed: &GetTokenArgs) -> String {
+        format!(
+            "{parsed:?} secret={:?}",
+            parsed.login.client_secret.as_deref().map(str::as_bytes)
+        )
+    }
+
+    /// clap's answer, and whether it saw `--client-secret` on the command line.
+    fn clap_parse(args: &[OsString]) -> Option<(String, bool)> {
         let mut full = vec![OsString::from("koidc"), OsString::from("get-token")];
         full.extend(args.iter().cloned());
         let cli = Cli::try_parse_full(full).ok()?;
         let Sub::GetToken(parsed) = &cli.command else {
             panic!("not get-token")
         };
-        let ids = OPTS.iter().map(|o| o.id).chain(["verbose"]);
-        Some((
-            // Debug redacts the client secret: compare it on its own.
-            format!(
-                "{parsed:?} secret={:?}",
-                parsed.login.client_secret.as_deref().map(str::as_bytes)
-            ),
-            ids.filter(|id| cli.explicit.contains(id))
-                .map(String::from)
-                .collect(),
-        ))
+        Some((describe(parsed), cli.explicit.secret_argument()))
     }
 
     /// Checks one command line in this process's environment; true when the fast parser
-    /// answered (and agreed with clap).
+    /// answered (and agreed with clap). Also checks that [`option_words`] of the answer is a
+    /// command line that clap reads back to the same options (but the secret, which it never
+    /// writes and which only a variable can have given here, and `-v`).
     fn check(args: &[OsString]) -> bool {
         let fast = parse_get_token(args, |name| std::env::var_os(name));
-        let Some((parsed, explicit)) = fast else {
+        let Some(mut parsed) = fast else {
             return false;
         };
-        let fast = (
-            format!(
-                "{parsed:?} secret={:?}",
-                parsed.login.client_secret.as_deref().map(str::as_bytes)
-            ),
-            explicit.into_iter().map(String::from).collect::<BTreeSet<_>>(),
-        );
         let slow = clap_parse(args);
         assert_eq!(
-            Some(&fast),
-            slow.as_ref(),
+            Some((describe(&parsed), false)),
+            slow,
             "fast parser and clap differ on {args:?}"
+        );
+        parsed.output.verbose = 0;
+        let words: Vec<OsString> = option_words(&parsed).into_iter().map(OsString::from).collect();
+        assert_eq!(
+            Some((describe(&parsed), false)),
+            clap_parse(&words),
+            "{words:?}, written for {args:?}, reads back otherwise"
         );
         true
     }
@@ -434,11 +375,6 @@ mod tests {
             ..parsed.login.clone()
         };
         assert!(format!("{none:?}").contains("client_secret: None"));
-    }
-
-    #[test]
-    fn client_secret_index_names_the_option() {
-        assert_eq!(OPTS[super::CLIENT_SECRET].long, "client-secret");
     }
 
     #[test]

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::cli::options;
+use crate::cli::{GetTokenArgs, IdentityFlags, LoginFlags, ProviderArg};
 use crate::login::token::IdTokenInfo;
 
 /// The choices that decide how the apiserver maps a token to a user.
@@ -146,18 +148,21 @@ pub fn client_secret_hint(user: &str, var: &str) -> String {
 /// file of this machine.
 pub fn ca_args(files: &[PathBuf], data: Option<&str>, embed: Option<&str>) -> Vec<String> {
     use base64::Engine as _;
-    if let Some(pem) = embed {
-        return vec![format!(
-            "--certificate-authority-data={}",
-            base64::engine::general_purpose::STANDARD.encode(pem)
-        )];
-    }
-    let mut args: Vec<String> = files
-        .iter()
-        .map(|f| format!("--certificate-authority={}", f.display()))
-        .collect();
-    args.extend(data.map(|d| format!("--certificate-authority-data={}", d.trim())));
-    args
+    let login = match embed {
+        Some(pem) => LoginFlags {
+            certificate_authority_data: Some(base64::engine::general_purpose::STANDARD.encode(pem)),
+            ..LoginFlags::default()
+        },
+        None => LoginFlags {
+            certificate_authorities: Some(files.to_vec()),
+            certificate_authority_data: data.map(|d| d.trim().to_owned()),
+            ..LoginFlags::default()
+        },
+    };
+    options::option_words(&GetTokenArgs {
+        login,
+        ..GetTokenArgs::default()
+    })
 }
 
 /// The kubectl commands that complete `kubeconfig` (at `path`) for the user `user`, one per
@@ -313,24 +318,31 @@ pub fn warnings(auth: &ClusterAuth, scopes: &[String], claims: Option<&IdTokenIn
     out
 }
 
-/// The `get-token` arguments for a kubeconfig entry (`ca`: from [`ca_args`]).
+/// The `get-token` arguments for a kubeconfig entry (`ca`: from [`ca_args`]); `provider` when
+/// given explicitly (`auto` is left out: get-token guesses the same from the issuer).
 pub fn get_token_args(
     issuer: &str,
     client_id: &str,
     scopes: &[String],
     ca: Vec<String>,
     listen: &[String],
+    provider: Option<ProviderArg>,
 ) -> Vec<String> {
-    let mut args = vec![
-        "get-token".to_owned(),
-        format!("--issuer={issuer}"),
-        format!("--client-id={client_id}"),
-    ];
-    args.extend(scopes.iter().map(|s| format!("--scope={s}")));
+    let mut args = options::get_token_argv(&GetTokenArgs {
+        identity: IdentityFlags {
+            issuer: Some(issuer.to_owned()),
+            client_id: Some(client_id.to_owned()),
+            scopes: Some(scopes.to_vec()),
+            provider: provider.filter(|p| *p != ProviderArg::Auto),
+            ..IdentityFlags::default()
+        },
+        login: LoginFlags {
+            listen: options::entry_listen(listen),
+            ..LoginFlags::default()
+        },
+        ..GetTokenArgs::default()
+    });
     args.extend(ca);
-    if !(listen.len() == 1 && listen[0] == "127.0.0.1:0") {
-        args.extend(listen.iter().map(|l| format!("--listen={l}")));
-    }
     args
 }
 
@@ -644,6 +656,7 @@ mod tests {
             &["groups".into()],
             Vec::new(),
             &["127.0.0.1:0".into()],
+            None,
         );
         assert_eq!(
             args,
@@ -660,8 +673,10 @@ mod tests {
             &[],
             ca_args(&["/ca.pem".into()], None, None),
             &["127.0.0.1:8000".into()],
+            Some(ProviderArg::Okta),
         );
         assert!(args.contains(&"--certificate-authority=/ca.pem".to_owned()));
         assert!(args.contains(&"--listen=127.0.0.1:8000".to_owned()));
+        assert!(args.contains(&"--provider=okta".to_owned()));
     }
 }

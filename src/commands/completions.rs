@@ -1,9 +1,7 @@
 //! `koidc completions SHELL`: print a completion script for bash, zsh, fish, PowerShell or elvish,
 //! generated from the same clap definitions as the flags themselves, so it never goes stale.
 
-use clap::CommandFactory as _;
-
-use crate::cli::{Cli, CompletionsArgs};
+use crate::cli::CompletionsArgs;
 use crate::printer::Printer;
 
 /// Prints the completion script of `args.shell` on stdout.
@@ -14,7 +12,7 @@ pub fn run(args: &CompletionsArgs) -> anyhow::Result<()> {
 
 /// The completion script for `shell`, for the program name `koidc`.
 pub fn script(shell: clap_complete::Shell) -> String {
-    let mut command = Cli::command();
+    let mut command = crate::cli::options::display_command();
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut command, "koidc", &mut out);
     String::from_utf8_lossy(&out).into_owned()

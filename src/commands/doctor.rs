@@ -35,7 +35,7 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
     let paths = kubeconfig::kubeconfig_paths(args.kubeconfig.as_deref());
     let target = kubeconfig::load(&paths, args.context.as_deref());
     let settings = settings(args, explicit, &target, printer)?;
-    if settings.identity.provider == crate::cli::ProviderArg::Github {
+    if settings.identity.provider == Some(crate::cli::ProviderArg::Github) {
         bail!("koidc doctor checks OpenID Connect providers; for --provider github, check the webhook's log");
     }
     let identity = Identity::from_flags(&settings.identity)?;
@@ -257,13 +257,13 @@ fn settings(
             explicit: explicit.clone(),
         },
     };
-    crate::profile::apply(&mut cli)?;
+    crate::config::apply_profile(&mut cli)?;
     match cli.command {
         Command::GetToken(args) => match not_from_kubeconfig {
             Some(why)
                 if args.identity.issuer.is_none()
                     && args.identity.client_id.is_none()
-                    && args.identity.provider != crate::cli::ProviderArg::Github =>
+                    && args.identity.provider != Some(crate::cli::ProviderArg::Github) =>
             {
                 bail!("{why}")
             }

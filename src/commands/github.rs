@@ -10,7 +10,8 @@ use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::cli::{SetupArgs, SetupPart};
+use crate::cli::options::{entry_listen, get_token_argv};
+use crate::cli::{GetTokenArgs, GithubFlags, IdentityFlags, LoginFlags, ProviderArg, SetupArgs, SetupPart};
 use crate::clock::Clock;
 use crate::cluster::rbac;
 use crate::cluster::setup::{self, ExecUser};
@@ -140,7 +141,12 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
     let user = setup::kubeconfig_user(&ExecUser {
         name: args.user_name.clone(),
         command: args.exec_command.clone(),
-        args: get_token_args(&identity, &urls, entry_ca, &args.login.listen),
+        args: get_token_args(
+            &identity,
+            &urls,
+            entry_ca,
+            args.login.listen.as_deref().unwrap_or_default(),
+        ),
     });
     if args.write_kubeconfig {
         super::setup::write_user(args, &user, printer)?;
@@ -248,28 +254,32 @@ fn webhook_command(
 /// The `get-token` arguments of a GitHub kubeconfig entry (`ca`: from
 /// [`setup::ca_args`]).
 fn get_token_args(identity: &Identity, urls: &GithubUrls, ca: Vec<String>, listen: &[String]) -> Vec<String> {
-    let mut args = vec![
-        "get-token".to_owned(),
-        "--provider=github".to_owned(),
-        format!("--client-id={}", identity.client_id),
-    ];
-    if urls.web != DEFAULT_URL {
-        args.push(format!("--github-url={}", urls.web));
-    }
-    if GithubUrls::new(Some(&urls.web), None).is_ok_and(|derived| derived.api != urls.api) {
-        args.push(format!("--github-api-url={}", urls.api));
-    }
-    args.extend(
-        identity
-            .scopes
-            .iter()
-            .filter(|s| s.as_str() != crate::login::github::SCOPE)
-            .map(|s| format!("--scope={s}")),
-    );
+    let own_api = GithubUrls::new(Some(&urls.web), None).is_ok_and(|derived| derived.api != urls.api);
+    let mut args = get_token_argv(&GetTokenArgs {
+        identity: IdentityFlags {
+            client_id: Some(identity.client_id.clone()),
+            scopes: Some(
+                identity
+                    .scopes
+                    .iter()
+                    .filter(|s| s.as_str() != crate::login::github::SCOPE)
+                    .cloned()
+                    .collect(),
+            ),
+            provider: Some(ProviderArg::Github),
+            github: GithubFlags {
+                github_url: (urls.web != DEFAULT_URL).then(|| urls.web.clone()),
+                github_api_url: own_api.then(|| urls.api.clone()),
+            },
+            ..IdentityFlags::default()
+        },
+        login: LoginFlags {
+            listen: entry_listen(listen),
+            ..LoginFlags::default()
+        },
+        ..GetTokenArgs::default()
+    });
     args.extend(ca);
-    if !(listen.is_empty() || listen.len() == 1 && listen[0] == "127.0.0.1:0") {
-        args.extend(listen.iter().map(|l| format!("--listen={l}")));
-    }
     args
 }
 

@@ -8,9 +8,8 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use clap::CommandFactory as _;
 
-use crate::cli::{Cli, ManArgs};
+use crate::cli::ManArgs;
 use crate::printer::Printer;
 
 /// Prints or writes the manual pages.
@@ -31,7 +30,7 @@ pub fn run(args: &ManArgs) -> anyhow::Result<()> {
 
 /// The built command tree (subcommands get their display names, e.g. `koidc-get-token`).
 fn command_tree() -> clap::Command {
-    let mut command = Cli::command().disable_help_subcommand(true);
+    let mut command = crate::cli::options::display_command().disable_help_subcommand(true);
     command.build();
     command
 }

@@ -28,7 +28,7 @@ use crate::printer::Printer;
 /// Runs the parsed command line.
 pub fn run(mut cli: Cli) -> anyhow::Result<()> {
     client_secret_from_file(&mut cli)?;
-    crate::profile::apply(&mut cli)?;
+    crate::config::apply_profile(&mut cli)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match cli.command {
         Command::GetToken(args) => get_token::run(&args, clock, std::env::var("KUBERNETES_EXEC_INFO").ok()),
@@ -122,7 +122,6 @@ fn client_secret_from_file(cli: &mut Cli) -> anyhow::Result<()> {
     }
     let secret = crate::cluster::webhook::read_secret_file(path)?;
     login.client_secret = Some(secrecy::ExposeSecret::expose_secret(&secret).to_owned());
-    cli.explicit.insert("client_secret");
     Ok(())
 }
 

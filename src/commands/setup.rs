@@ -18,7 +18,8 @@ use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::cli::{SetupArgs, SetupPart};
+use crate::cli::options::get_token_argv;
+use crate::cli::{GetTokenArgs, IdentityFlags, SetupArgs, SetupPart};
 use crate::clock::Clock;
 use crate::cluster::rbac;
 use crate::cluster::setup::{self, ClusterAuth, ExecUser};
@@ -34,7 +35,7 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         Printer::new(args.output.verbose).result(&setup::audit_policy())?;
         return Ok(());
     }
-    if args.identity.provider == crate::cli::ProviderArg::Github {
+    if args.identity.provider == Some(crate::cli::ProviderArg::Github) {
         return super::github::setup(args, clock);
     }
     let printer = Printer::new(args.output.verbose);
@@ -98,29 +99,28 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
                 "the kubeconfig entry runs `{} get-token --profile {profile}`: whoever uses it needs that profile in their koidc config file",
                 args.exec_command
             ));
-            let mut exec_args = vec!["get-token".to_owned(), format!("--profile={profile}")];
+            let mut exec_args = get_token_argv(&GetTokenArgs {
+                identity: IdentityFlags {
+                    profile: Some(profile.clone()),
+                    ..IdentityFlags::default()
+                },
+                ..GetTokenArgs::default()
+            });
             if args.embed_ca {
                 exec_args.extend(entry_ca);
             }
             exec_args
         }
-        None => {
-            let mut exec_args = setup::get_token_args(
-                &identity.issuer,
-                &identity.client_id,
-                &identity.scopes,
-                entry_ca,
-                &args.login.listen,
-            );
+        None => setup::get_token_args(
+            &identity.issuer,
+            &identity.client_id,
+            &identity.scopes,
+            entry_ca,
+            args.login.listen.as_deref().unwrap_or_default(),
             // An explicit provider (e.g. Okta behind a custom domain) cannot be guessed from the
             // issuer by get-token: carry it into the entry.
-            if args.identity.provider != crate::cli::ProviderArg::Auto
-                && let Some(value) = clap::ValueEnum::to_possible_value(&args.identity.provider)
-            {
-                exec_args.push(format!("--provider={}", value.get_name()));
-            }
-            exec_args
-        }
+            args.identity.provider,
+        ),
     };
     let user = setup::kubeconfig_user(&ExecUser {
         name: args.user_name.clone(),
