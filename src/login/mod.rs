@@ -6,10 +6,12 @@
 //! identity provider's protocol), [`github`] (GitHub's OAuth and API, for `--provider github`),
 //! [`loopback`] (the redirect listener), [`browser`], [`cache`] (token store and cross-process
 //! lock) — and [`credential`] writes the `ExecCredential` that kubectl reads. [`token`] reads an
-//! ID token's claims offline, for the warm path.
+//! ID token's claims offline, for the warm path. Protocol rules shared by the OIDC and GitHub
+//! adapters live once: [`callback`] checks an authorization response (redirect or paste).
 
 pub mod browser;
 pub mod cache;
+pub mod callback;
 pub mod credential;
 pub mod github;
 pub mod loopback;
