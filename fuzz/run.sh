@@ -17,7 +17,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 readonly SECONDS_PER_TARGET=${1:-60}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(exec_info callback_query jwt_payload cache_entry)
+((${#targets[@]})) || targets=(exec_info callback_query callback_answer jwt_payload cache_entry)
 
 rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked

@@ -6,11 +6,15 @@
 //! identity provider's protocol), [`github`] (GitHub's OAuth and API, for `--provider github`),
 //! [`loopback`] (the redirect listener), [`browser`], [`cache`] (token store and cross-process
 //! lock) — and [`credential`] writes the `ExecCredential` that kubectl reads. [`token`] reads an
-//! ID token's claims offline, for the warm path.
+//! ID token's claims offline, for the warm path. Protocol rules shared by the OIDC and GitHub
+//! adapters live once: [`callback`] checks an authorization response (redirect or paste),
+//! [`device_poll`] polls a token endpoint through a device login (RFC 8628).
 
 pub mod browser;
 pub mod cache;
+pub mod callback;
 pub mod credential;
+pub mod device_poll;
 pub mod github;
 pub mod loopback;
 pub mod oidc;

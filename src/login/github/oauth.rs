@@ -8,6 +8,9 @@
 //! secret even with PKCE (the device flow does not); OAuth app tokens do not expire, GitHub App
 //! user tokens do (`expires_in`, with a `refresh_token` and `refresh_token_expires_in`).
 //!
+//! The device flow's polling rules are [`crate::login::device_poll`]'s (shared with OpenID
+//! Connect); this module sends each request and reads GitHub's answer.
+//!
 //! Requests are made with reqwest directly (see the module comment of [`crate::login::github`]); the
 //! `oauth2` crate supplies the PKCE pair, the `state` value and the typed success responses
 //! ([`oauth2::StandardTokenResponse`], [`oauth2::StandardDeviceAuthorizationResponse`]).
@@ -23,12 +26,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::{GithubError, GithubUrls, Reply, display_url, one_line, send};
-
-/// The device grant type.
-pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
-
-/// What `slow_down` adds to the polling interval.
-pub const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
+use crate::login::device_poll::{self, DEVICE_CODE_GRANT, Schedule, Stop, TokioPacer};
 
 /// The OAuth app (or GitHub App) koidc logs in with.
 pub struct Client<'a> {
@@ -199,51 +197,43 @@ impl Client<'_> {
             user_code: one_line(body.user_code().secret(), 64),
             verification_uri: one_line(body.verification_uri().as_str(), 500),
             expires_in: body.expires_in(),
-            interval: body.interval().max(Duration::from_secs(1)),
+            interval: device_poll::bounded_interval(Some(body.interval())),
         })
     }
 
     /// Polls the token endpoint until the user approves `device` (or denies it, or it expires,
-    /// or `timeout` passes), honouring the interval and `slow_down`.
+    /// or `timeout` passes), with the rules of [`device_poll`]: the interval, `slow_down` (5 s
+    /// more, or GitHub's new `interval` when longer), no poll after the deadline.
     pub async fn wait_for_device(
         &self,
         device: &DeviceLogin,
         timeout: Duration,
     ) -> Result<GithubTokens, GithubError> {
         let url = self.urls.access_token();
-        let started = tokio::time::Instant::now();
-        let mut interval = device.interval;
-        loop {
-            tokio::time::sleep(interval).await;
-            let elapsed = started.elapsed();
-            if elapsed >= device.expires_in {
-                return Err(GithubError::DeviceExpired);
-            }
-            if elapsed >= timeout {
-                return Err(GithubError::DeviceTimeout {
-                    secs: timeout.as_secs(),
-                });
-            }
+        let schedule = Schedule {
+            interval: device.interval,
+            expires_in: Some(device.expires_in),
+            timeout,
+        };
+        let request = async || {
             let params = [
                 ("client_id", self.client_id),
                 ("device_code", device.device_code.expose_secret()),
                 ("grant_type", DEVICE_CODE_GRANT),
             ];
             let reply = self.post_form(&url, &params).await?;
-            match parse_token_reply(&url, &reply)? {
-                Answer::Tokens(tokens) => return Ok(tokens),
-                Answer::Error(err) => match err.error.as_str() {
-                    "authorization_pending" => {}
-                    "slow_down" => {
-                        let asked = Duration::from_secs(err.interval.unwrap_or(0));
-                        interval = (interval + SLOW_DOWN_STEP).max(asked);
-                    }
-                    "expired_token" => return Err(GithubError::DeviceExpired),
-                    "access_denied" => return Err(GithubError::DeviceDenied),
-                    _ => return Err(refusal(err)),
+            device_answer(&url, &reply)
+        };
+        device_poll::poll(schedule, &mut TokioPacer::new(), request)
+            .await
+            .map_err(|stop| match stop {
+                Stop::Denied => GithubError::DeviceDenied,
+                Stop::Expired => GithubError::DeviceExpired,
+                Stop::TimedOut => GithubError::DeviceTimeout {
+                    secs: timeout.as_secs(),
                 },
-            }
-        }
+                Stop::Failed(err) => err,
+            })
     }
 
     /// Revokes `token` (`DELETE <api>/applications/{client_id}/token`, HTTP Basic with the client
@@ -367,6 +357,23 @@ fn parse_token_reply(url: &str, reply: &Reply) -> Result<Answer, GithubError> {
     }))
 }
 
+/// Reads the answer to a device access token request for the poller: GitHub's own `interval`
+/// comes with `slow_down`; an error other than the RFC 8628 ones ends the wait.
+fn device_answer(url: &str, reply: &Reply) -> Result<device_poll::Answer<GithubTokens>, GithubError> {
+    Ok(match parse_token_reply(url, reply)? {
+        Answer::Tokens(tokens) => device_poll::Answer::Tokens(tokens),
+        Answer::Error(err) => match err.error.as_str() {
+            "authorization_pending" => device_poll::Answer::Pending,
+            "slow_down" => device_poll::Answer::SlowDown {
+                interval: err.interval.map(Duration::from_secs),
+            },
+            "expired_token" => device_poll::Answer::Expired,
+            "access_denied" => device_poll::Answer::Denied,
+            _ => return Err(refusal(err)),
+        },
+    })
+}
+
 fn sanitize_code(code: &str) -> String {
     one_line(code, 80)
 }
@@ -471,6 +478,40 @@ mod tests {
         ));
         let text = refusal(body("device_flow_disabled")).to_string();
         assert!(text.contains("enable Device Flow"), "{text}");
+    }
+
+    #[test]
+    fn device_answers_are_read_for_the_poller_with_githubs_slow_down_interval() {
+        let url = "https://github.com/login/oauth/access_token";
+        let answer = |body: &str| device_answer(url, &reply(200, body));
+        assert!(matches!(
+            answer(r#"{"error":"authorization_pending"}"#),
+            Ok(device_poll::Answer::Pending)
+        ));
+        assert!(matches!(
+            answer(r#"{"error":"slow_down","interval":10}"#),
+            Ok(device_poll::Answer::SlowDown { interval: Some(i) }) if i == Duration::from_secs(10)
+        ));
+        assert!(matches!(
+            answer(r#"{"error":"slow_down"}"#),
+            Ok(device_poll::Answer::SlowDown { interval: None })
+        ));
+        assert!(matches!(
+            answer(r#"{"error":"access_denied"}"#),
+            Ok(device_poll::Answer::Denied)
+        ));
+        assert!(matches!(
+            answer(r#"{"error":"expired_token"}"#),
+            Ok(device_poll::Answer::Expired)
+        ));
+        let Ok(device_poll::Answer::Tokens(tokens)) =
+            answer(r#"{"access_token":"gho_abc","token_type":"bearer","scope":""}"#)
+        else {
+            panic!("expected tokens")
+        };
+        assert_eq!(tokens.access_token.expose_secret(), "gho_abc");
+        let err = answer(r#"{"error":"device_flow_disabled"}"#).err().unwrap();
+        assert!(err.to_string().contains("enable Device Flow"), "{err}");
     }
 
     #[test]

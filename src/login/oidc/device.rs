@@ -2,14 +2,13 @@
 //! loopback redirect: koidc asks the provider for a user code, the person enters it on any device,
 //! and koidc polls the token endpoint until the login is approved, denied, expired or timed out.
 //!
-//! Polling honours the provider's `interval` (5 s when absent), adds 5 s on every `slow_down`,
-//! keeps waiting on `authorization_pending`, and never polls after the deadline (the caller's
-//! timeout or the code's `expires_in`, whichever comes first). The ID token is verified like the
-//! authorization code flow's, except for the nonce: the device grant has no nonce parameter, so
-//! none is expected. The waiting goes through a [`Pacer`] so that tests can run the loop on a
-//! virtual clock.
+//! The polling rules (the provider's `interval`, 5 s when absent; 5 s more on every `slow_down`;
+//! never a poll after the deadline, the caller's timeout or the code's `expires_in`, whichever
+//! comes first) are [`crate::login::device_poll`]'s, shared with GitHub's device flow; this module
+//! sends one token request and reads its answer. The ID token is verified like the authorization
+//! code flow's, except for the nonce: the device grant has no nonce parameter, so none is
+//! expected.
 
-use std::future::Future;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -20,21 +19,10 @@ use openidconnect::core::CoreClientAuthMethod;
 
 use super::http::{self, ClientAuth, display_url, one_line};
 use super::{OAuthErrorBody, OidcError, Provider, TokenResponseBody, sanitize_oauth_error};
+use crate::login::device_poll::{
+    self, Answer, DEVICE_CODE_GRANT, Pacer, Schedule, Stop, TokioPacer, bounded_interval,
+};
 use crate::login::token::TokenSet;
-
-/// The `grant_type` of a device access token request (RFC 8628 3.4).
-pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
-
-/// The polling interval when the provider names none (RFC 8628 3.2).
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
-
-/// What a `slow_down` answer adds to the interval (RFC 8628 3.5).
-pub const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
-
-/// Bounds on the interval, whatever the provider says: at least a second between polls, and at
-/// most five minutes (the deadline stops the wait anyway).
-const MIN_INTERVAL: Duration = Duration::from_secs(1);
-const MAX_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Longest user code koidc shows (they are meant to be typed: 8-ish characters).
 const MAX_USER_CODE: usize = 64;
@@ -82,44 +70,6 @@ struct DeviceAuthorizationBody {
     expires_in: Option<serde_json::Value>,
     #[serde(default)]
     interval: Option<serde_json::Value>,
-}
-
-/// How the loop waits between polls; [`TokioPacer`] in production, a virtual clock in tests.
-pub(crate) trait Pacer {
-    /// Waits `d`.
-    fn sleep(&mut self, d: Duration) -> impl Future<Output = ()>;
-    /// Time since the device authorization started.
-    fn elapsed(&self) -> Duration;
-}
-
-/// Real time.
-pub(crate) struct TokioPacer {
-    start: tokio::time::Instant,
-}
-
-impl TokioPacer {
-    /// Starts counting now.
-    pub(crate) fn new() -> Self {
-        Self {
-            start: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Pacer for TokioPacer {
-    fn sleep(&mut self, d: Duration) -> impl Future<Output = ()> {
-        tokio::time::sleep(d)
-    }
-    fn elapsed(&self) -> Duration {
-        self.start.elapsed()
-    }
-}
-
-/// One poll's outcome besides errors.
-enum Poll {
-    Pending,
-    SlowDown,
-    Done(TokenSet),
 }
 
 impl Provider {
@@ -201,9 +151,7 @@ impl Provider {
             .and_then(web_url)
             .ok_or_else(|| malformed("it has no http(s) verification_uri"))?;
         let verification_uri_complete = body.verification_uri_complete.as_deref().and_then(web_url);
-        let interval = seconds(body.interval.as_ref())
-            .map(|s| Duration::from_secs(s).clamp(MIN_INTERVAL, MAX_INTERVAL))
-            .unwrap_or(DEFAULT_INTERVAL);
+        let interval = bounded_interval(seconds(body.interval.as_ref()).map(Duration::from_secs));
         let expires_in = seconds(body.expires_in.as_ref())
             .filter(|s| *s > 0)
             .map(Duration::from_secs);
@@ -237,35 +185,25 @@ impl Provider {
         timeout: Duration,
         pacer: &mut impl Pacer,
     ) -> Result<TokenSet, OidcError> {
-        let (limit, code_expires_first) = match auth.expires_in {
-            Some(expiry) if expiry < timeout => (expiry, true),
-            _ => (timeout, false),
+        let schedule = Schedule {
+            interval: auth.interval,
+            expires_in: auth.expires_in,
+            timeout,
         };
-        let mut interval = auth.interval;
-        loop {
-            let remaining = limit.saturating_sub(pacer.elapsed());
-            if remaining < interval {
-                // The next poll would come after the deadline: wait it out, then give up.
-                pacer.sleep(remaining).await;
-                return Err(if code_expires_first {
-                    OidcError::DeviceCodeExpired
-                } else {
-                    OidcError::DeviceTimeout {
-                        secs: timeout.as_secs(),
-                    }
-                });
-            }
-            pacer.sleep(interval).await;
-            match self.poll_device_once(auth).await? {
-                Poll::Pending => {}
-                Poll::SlowDown => interval = (interval + SLOW_DOWN_STEP).min(MAX_INTERVAL),
-                Poll::Done(tokens) => return Ok(tokens),
-            }
-        }
+        device_poll::poll(schedule, pacer, async || self.poll_device_once(auth).await)
+            .await
+            .map_err(|stop| match stop {
+                Stop::Denied => OidcError::DeviceAccessDenied,
+                Stop::Expired => OidcError::DeviceCodeExpired,
+                Stop::TimedOut => OidcError::DeviceTimeout {
+                    secs: timeout.as_secs(),
+                },
+                Stop::Failed(err) => err,
+            })
     }
 
     /// One device access token request (RFC 8628 3.4, 3.5).
-    async fn poll_device_once(&self, auth: &DeviceAuthorization) -> Result<Poll, OidcError> {
+    async fn poll_device_once(&self, auth: &DeviceAuthorization) -> Result<Answer<TokenSet>, OidcError> {
         let params = [
             ("grant_type", DEVICE_CODE_GRANT),
             ("device_code", auth.device_code.expose_secret()),
@@ -274,10 +212,10 @@ impl Provider {
         // OAuth errors, including the ones sent with HTTP 200 (GitHub).
         if let Ok(err) = serde_json::from_slice::<OAuthErrorBody>(&reply.body) {
             return match err.error.as_str() {
-                "authorization_pending" => Ok(Poll::Pending),
-                "slow_down" => Ok(Poll::SlowDown),
-                "access_denied" => Err(OidcError::DeviceAccessDenied),
-                "expired_token" => Err(OidcError::DeviceCodeExpired),
+                "authorization_pending" => Ok(Answer::Pending),
+                "slow_down" => Ok(Answer::SlowDown { interval: None }),
+                "access_denied" => Ok(Answer::Denied),
+                "expired_token" => Ok(Answer::Expired),
                 _ => {
                     let mut secrets = self.client_secret_list();
                     secrets.push(auth.device_code.expose_secret());
@@ -300,7 +238,7 @@ impl Provider {
             .ok_or(OidcError::MissingIdToken)?;
         // The device grant sends no nonce, so the ID token carries none to compare.
         self.verify_id_token(&id_token, None).await?;
-        Ok(Poll::Done(TokenSet {
+        Ok(Answer::Tokens(TokenSet {
             id_token: SecretString::from(id_token),
             refresh_token: body
                 .refresh_token

@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::clock::Clock;
+use crate::login::callback::Expected;
 use crate::login::token::{IdTokenInfo, TokenSet};
 
 use self::http::{ClientAuth, Reply, display_url, one_line};
@@ -161,18 +162,6 @@ pub enum OidcError {
         expected: String,
         /// The `issuer` of the discovery document.
         discovered: String,
-    },
-    /// The authorization response's `iss` (RFC 9207) is not the issuer, or is missing although
-    /// the provider advertises it.
-    #[error(
-        "the authorization response names the issuer {got:?} but koidc expected {expected:?}; log in again, and if it repeats check for a misconfigured or malicious identity provider"
-    )]
-    #[cfg(test)]
-    CallbackIssuerMismatch {
-        /// The configured issuer.
-        expected: String,
-        /// The `iss` received (or a note that it was missing).
-        got: String,
     },
     /// The discovery document names an endpoint koidc would talk to (or send the browser to) over
     /// plain http although the issuer is https — or, for an http loopback issuer, an http
@@ -453,21 +442,14 @@ pub struct AuthRequest {
 }
 
 impl AuthRequest {
-    #[cfg(test)]
-    /// Checks the callback's `iss` parameter (RFC 9207): equal to the issuer when present,
-    /// present when the provider advertises it.
-    pub fn check_iss(&self, iss: Option<&str>) -> Result<(), OidcError> {
-        match iss {
-            Some(got) if got == self.issuer => Ok(()),
-            Some(got) => Err(OidcError::CallbackIssuerMismatch {
-                expected: self.issuer.clone(),
-                got: one_line(got, 200),
-            }),
-            None if self.iss_required => Err(OidcError::CallbackIssuerMismatch {
-                expected: self.issuer.clone(),
-                got: "(none)".into(),
-            }),
-            None => Ok(()),
+    /// What the authorization response must carry: this request's `state`, and its issuer as
+    /// `iss` (RFC 9207), required when the provider advertises it. Checked by
+    /// [`crate::login::callback`], for the loopback redirect and for keyboard mode alike.
+    pub fn expected(&self) -> Expected<'_> {
+        Expected {
+            state: &self.state,
+            issuer: Some(&self.issuer),
+            iss_required: self.iss_required,
         }
     }
 }

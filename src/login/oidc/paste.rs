@@ -3,19 +3,19 @@
 //! browser was sent to — or, for providers that show it, the bare code — and koidc takes the
 //! authorization code from it.
 //!
-//! A pasted URL (or query string) must carry the login's `state` (compared in constant time) and,
-//! when present or required, the right `iss` (RFC 9207); an `error` in it ends the login. A bare
-//! code carries no state to check; PKCE still binds it to this login, so it is accepted, except
-//! when the provider promises `iss` in every response (then the whole URL is needed).
+//! The line is read and checked by [`crate::login::callback`], with the rules of the loopback
+//! redirect: a pasted URL (or query string) must carry the login's `state` and, when present or
+//! required, the right `iss` (RFC 9207); an `error` in it ends the login. A bare code carries no
+//! state to check; PKCE still binds it to this login, so it is accepted, except when the provider
+//! promises `iss` in every response (then the whole URL is needed). This module says what each
+//! refusal means to the person pasting ([`PasteError`]).
 
 use secrecy::SecretString;
-use subtle::ConstantTimeEq;
 
 use super::AuthRequest;
-use super::http::one_line;
+use crate::login::callback::{self, CallbackError};
 
-/// Longest line koidc accepts as a paste.
-pub const MAX_PASTE_LEN: usize = 16 * 1024;
+pub use crate::login::callback::MAX_PASTE_LEN;
 
 /// Why a pasted line gave no authorization code. Never contains the pasted text (it may hold a
 /// code).
@@ -74,85 +74,17 @@ impl AuthRequest {
     /// (`http://127.0.0.1:8000/callback?code=…&state=…`), its query (`code=…&state=…`), or a bare
     /// code. Surrounding blanks and quotes are ignored.
     pub fn code_from_pasted(&self, pasted: &str) -> Result<SecretString, PasteError> {
-        let input = pasted
-            .trim()
-            .trim_matches(|c| c == '"' || c == '\'' || c == '<' || c == '>')
-            .trim();
-        if input.is_empty() || input.len() > MAX_PASTE_LEN {
-            return Err(PasteError::Unreadable);
-        }
-        let query = if let Ok(url) = url::Url::parse(input)
-            && matches!(url.scheme(), "http" | "https")
-        {
-            url.query().unwrap_or("").to_owned()
-        } else if input.contains('=') {
-            // A query, or an address pasted without its scheme (`127.0.0.1:8000/callback?...`).
-            let query = input.split_once('?').map_or(input, |(_, q)| q);
-            query.split('#').next().unwrap_or_default().to_owned()
-        } else if input.chars().all(|c| c.is_ascii_graphic()) && !input.contains("://") {
-            if self.iss_required {
-                return Err(PasteError::BareCodeNeedsIssuer);
-            }
-            return Ok(SecretString::from(input.to_owned()));
-        } else {
-            return Err(PasteError::Unreadable);
-        };
-        self.code_from_query(&query)
-    }
-
-    fn code_from_query(&self, query: &str) -> Result<SecretString, PasteError> {
-        let (mut state, mut code, mut error, mut description, mut iss) = (None, None, None, None, None);
-        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-            let slot = match &*k {
-                "state" => &mut state,
-                "code" => &mut code,
-                "error" => &mut error,
-                "error_description" => &mut description,
-                "iss" => &mut iss,
-                _ => continue,
-            };
-            if slot.is_some() {
-                // A repeated parameter is ambiguous: refuse rather than guess.
-                return Err(PasteError::Unreadable);
-            }
-            *slot = Some(v.into_owned());
-        }
-        let state_ok = state
-            .as_deref()
-            .is_some_and(|s| bool::from(s.as_bytes().ct_eq(self.state.as_bytes())));
-        if !state_ok {
-            return Err(if code.is_none() && error.is_none() {
-                PasteError::NoCode
-            } else {
-                PasteError::WrongState
-            });
-        }
-        match iss.as_deref() {
-            Some(got) if got != self.issuer => {
-                return Err(PasteError::WrongIssuer {
-                    expected: self.issuer.clone(),
-                    got: one_line(got, 200),
-                });
-            }
-            None if self.iss_required => {
-                return Err(PasteError::WrongIssuer {
-                    expected: self.issuer.clone(),
-                    got: "no iss".into(),
-                });
-            }
-            _ => {}
-        }
-        if let Some(error) = error {
-            return Err(PasteError::Refused {
-                error: one_line(&error, 64),
-                description: description
-                    .map(|d| one_line(d.trim(), 200))
-                    .filter(|d| !d.is_empty()),
-            });
-        }
-        match code {
-            Some(code) if !code.is_empty() => Ok(SecretString::from(code)),
-            _ => Err(PasteError::NoCode),
-        }
+        callback::code_from_pasted(pasted, self.expected()).map_err(|err| match err {
+            CallbackError::Malformed => PasteError::Unreadable,
+            CallbackError::WrongState { answered: true } => PasteError::WrongState,
+            CallbackError::WrongState { answered: false } | CallbackError::MissingCode => PasteError::NoCode,
+            CallbackError::IssuerMismatch { expected, got } => PasteError::WrongIssuer { expected, got },
+            CallbackError::MissingIssuer => PasteError::WrongIssuer {
+                expected: self.issuer.clone(),
+                got: "no iss".into(),
+            },
+            CallbackError::BareCodeNeedsIssuer => PasteError::BareCodeNeedsIssuer,
+            CallbackError::Refused { error, description } => PasteError::Refused { error, description },
+        })
     }
 }

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use super::*;
+use crate::login::callback::{CallbackError, check_iss};
 
 mod device_flow;
 mod paste;
@@ -354,31 +355,23 @@ async fn callback_iss_must_equal_issuer_and_is_required_when_advertised() {
     let idp = Idp::start().await;
     let provider = idp.provider().await;
     let req = provider.authorization_request(REDIRECT).unwrap();
-    assert!(req.check_iss(Some(&idp.issuer)).is_ok());
+    let check = |req: &AuthRequest, iss: Option<&str>| check_iss(req.expected(), iss);
+    assert!(check(&req, Some(&idp.issuer)).is_ok());
     assert!(matches!(
-        req.check_iss(Some("https://evil.example")),
-        Err(OidcError::CallbackIssuerMismatch { .. })
+        check(&req, Some("https://evil.example")),
+        Err(CallbackError::IssuerMismatch { .. })
     ));
     assert!(matches!(
-        req.check_iss(Some(&format!("{}/", idp.issuer))),
-        Err(OidcError::CallbackIssuerMismatch { .. })
+        check(&req, Some(&format!("{}/", idp.issuer))),
+        Err(CallbackError::IssuerMismatch { .. })
     ));
-    assert!(matches!(
-        req.check_iss(None),
-        Err(OidcError::CallbackIssuerMismatch { .. })
-    ));
+    assert!(matches!(check(&req, None), Err(CallbackError::MissingIssuer)));
     idp.edit_discovery(|d| {
         d.remove("authorization_response_iss_parameter_supported");
     });
     let provider = idp.provider().await;
     assert!(!provider.iss_parameter_supported());
-    assert!(
-        provider
-            .authorization_request(REDIRECT)
-            .unwrap()
-            .check_iss(None)
-            .is_ok()
-    );
+    assert!(check(&provider.authorization_request(REDIRECT).unwrap(), None).is_ok());
 }
 
 #[tokio::test]

@@ -1,33 +1,13 @@
 //! The device authorization grant (RFC 8628) against the stub IdP: the authorization request,
 //! the polling rules (interval, `slow_down`, `authorization_pending`), the ways it ends
 //! (`access_denied`, `expired_token`, the timeout, the code's own expiry) and the ID token checks.
-//! The polling loop runs on a virtual clock ([`VirtualPacer`]), so the waits are asserted exactly
+//! The polling loop runs on a virtual clock (`VirtualPacer`), so the waits are asserted exactly
 //! and the tests take no real time.
 
 use super::*;
-use crate::login::oidc::device::{DEVICE_CODE_GRANT, DeviceAuthorization, Pacer};
-
-/// Records every wait and advances a virtual clock instead of sleeping.
-#[derive(Default)]
-struct VirtualPacer {
-    now: Duration,
-    sleeps: Vec<Duration>,
-}
-
-impl Pacer for VirtualPacer {
-    fn sleep(&mut self, d: Duration) -> impl std::future::Future<Output = ()> {
-        self.now += d;
-        self.sleeps.push(d);
-        std::future::ready(())
-    }
-    fn elapsed(&self) -> Duration {
-        self.now
-    }
-}
-
-fn secs(list: &[u64]) -> Vec<Duration> {
-    list.iter().map(|s| Duration::from_secs(*s)).collect()
-}
+use crate::login::device_poll::DEVICE_CODE_GRANT;
+use crate::login::device_poll::tests::{VirtualPacer, secs};
+use crate::login::oidc::device::DeviceAuthorization;
 
 const DEVICE_CODE: &str = "the-device-code-0123456789";
 
