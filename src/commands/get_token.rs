@@ -24,7 +24,7 @@ pub fn run(args: &GetTokenArgs, clock: Arc<dyn Clock>, exec_info: Option<String>
     let expiry = obtained.report_expiry(clock.now());
     printer.result(&exec_credential(
         exec.api_version,
-        &obtained.tokens.id_token,
+        obtained.token(),
         expiry,
     ))?;
     Ok(())
