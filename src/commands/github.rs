@@ -17,8 +17,8 @@ use crate::cluster::setup::{self, ExecUser};
 use crate::cluster::webhook;
 use crate::config::{Identity, LoginConfig};
 use crate::login::cache::CacheKey;
-use crate::login::sources::github::{account_of, describe, revoke, to_json};
 use crate::login::github::{Account, DEFAULT_URL, GithubUrls};
+use crate::login::sources::github::{account_of, describe, revoke, to_json};
 use crate::login::token::Credential;
 use crate::printer::Printer;
 

@@ -27,9 +27,7 @@ pub fn run(args: &LoginArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let text = match &obtained.entry.credential {
         Credential::IdToken { info, .. } => super::whoami::describe(info, now),
         Credential::GithubAccess {
-            account,
-            expires_at,
-            ..
+            account, expires_at, ..
         } => describe_github(&identity.issuer, account, *expires_at, now),
     };
     printer.result(&text)?;

@@ -464,7 +464,6 @@ pub(crate) fn announce_login(
     }
 }
 
-
 #[cfg(test)]
 mod expiry_tests {
     use super::*;

@@ -142,6 +142,30 @@ pub struct CredentialEntry {
     pub refresh_expires_at: Option<DateTime<Utc>>,
 }
 
+impl CredentialEntry {
+    /// The entry of an ID token and its refresh token, with the ID token's claims read (not
+    /// verified: see the module doc).
+    pub fn from_id_token(tokens: TokenSet) -> Result<Self, TokenError> {
+        let info = IdTokenInfo::decode_secret(&tokens.id_token)?;
+        Ok(Self {
+            credential: Credential::IdToken {
+                token: tokens.id_token,
+                info,
+            },
+            refresh_token: tokens.refresh_token,
+            refresh_expires_at: None,
+        })
+    }
+
+    /// The pair the token cache stores: the credential's token and the refresh token.
+    pub fn token_set(&self) -> TokenSet {
+        TokenSet {
+            id_token: self.credential.token().clone(),
+            refresh_token: self.refresh_token.clone(),
+        }
+    }
+}
+
 impl std::fmt::Debug for CredentialEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CredentialEntry")

@@ -383,7 +383,12 @@ pub(crate) mod test_support {
                 .get(&key.id())
                 .map(|(_, tokens, meta)| (tokens.clone(), meta.clone())))
         }
-        fn save_with_meta(&self, key: &CacheKey, tokens: &TokenSet, meta: &EntryMeta) -> Result<(), CacheError> {
+        fn save_with_meta(
+            &self,
+            key: &CacheKey,
+            tokens: &TokenSet,
+            meta: &EntryMeta,
+        ) -> Result<(), CacheError> {
             if self.fail_saves.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(CacheError::io(
                     "write cache entry",
@@ -401,7 +406,13 @@ pub(crate) mod test_support {
             Ok(self.entries.lock().unwrap().remove(&key.id()).is_some())
         }
         fn list(&self) -> Result<Vec<CacheKey>, CacheError> {
-            Ok(self.entries.lock().unwrap().values().map(|(key, ..)| key.clone()).collect())
+            Ok(self
+                .entries
+                .lock()
+                .unwrap()
+                .values()
+                .map(|(key, ..)| key.clone())
+                .collect())
         }
     }
 

@@ -48,7 +48,11 @@ fn entry(token: &str, sub: &str, exp: DateTime<Utc>, refresh: Option<&str>) -> C
         "iss": ISSUER, "aud": CLIENT, "sub": sub, "email": format!("{sub}@example.com"),
         "exp": exp.timestamp(), "tag": token,
     });
-    let jwt = format!("{}.{}.sig", enc.encode(r#"{"alg":"RS256"}"#), enc.encode(claims.to_string()));
+    let jwt = format!(
+        "{}.{}.sig",
+        enc.encode(r#"{"alg":"RS256"}"#),
+        enc.encode(claims.to_string())
+    );
     CredentialEntry {
         credential: Credential::IdToken {
             info: IdTokenInfo::decode(&jwt).unwrap(),
@@ -110,23 +114,11 @@ impl FakeSource {
 
 impl CredentialSource for FakeSource {
     fn read(&self, tokens: TokenSet, _meta: EntryMeta) -> Result<CredentialEntry, String> {
-        let info = IdTokenInfo::decode_secret(&tokens.id_token).map_err(|e| e.to_string())?;
-        Ok(CredentialEntry {
-            credential: Credential::IdToken {
-                token: tokens.id_token,
-                info,
-            },
-            refresh_token: tokens.refresh_token,
-            refresh_expires_at: None,
-        })
+        CredentialEntry::from_id_token(tokens).map_err(|e| e.to_string())
     }
 
     fn write(&self, entry: &CredentialEntry) -> (TokenSet, EntryMeta) {
-        let tokens = TokenSet {
-            id_token: entry.credential.token().clone(),
-            refresh_token: entry.refresh_token.clone(),
-        };
-        (tokens, EntryMeta::default())
+        (entry.token_set(), EntryMeta::default())
     }
 
     fn valid_until(&self, entry: &CredentialEntry, _now: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -283,7 +275,10 @@ fn a_refresh_that_fails_on_the_network_is_reported_and_nothing_is_saved() {
         },
         || panic!("a network failure must not open a login"),
     );
-    let err = world.auth(&source).obtain(&kubectl(Some(false)), false).unwrap_err();
+    let err = world
+        .auth(&source)
+        .obtain(&kubectl(Some(false)), false)
+        .unwrap_err();
     assert_eq!(format!("{err:#}"), "cannot refresh the token: connection refused");
     assert_eq!(source.asked(), (1, 1, 0));
     let kept = world.cached().unwrap();
@@ -388,7 +383,12 @@ fn a_revoked_entry_is_forgotten_even_when_the_login_that_follows_fails() {
 #[test]
 fn an_unconfirmed_entry_is_served_until_the_source_says_and_not_saved_again() {
     let world = World::new();
-    world.cache(&entry("old", "alice", world.now() + chrono::Duration::seconds(30), Some("rt")));
+    world.cache(&entry(
+        "old",
+        "alice",
+        world.now() + chrono::Duration::seconds(30),
+        Some("rt"),
+    ));
     let until = world.now() + chrono::Duration::minutes(5);
     let source = FakeSource::new(
         move |cached| Renewal::Unconfirmed {
@@ -446,10 +446,7 @@ fn a_failed_login_makes_the_next_non_interactive_call_fail_fast_but_not_an_inter
 
     world.clock.advance(chrono::Duration::seconds(10));
     let err = auth.obtain(&kubectl(Some(false)), false).unwrap_err();
-    assert!(
-        err.downcast_ref::<cooldown::CoolingDown>().is_some(),
-        "{err:#}"
-    );
+    assert!(err.downcast_ref::<cooldown::CoolingDown>().is_some(), "{err:#}");
     assert_eq!(source.asked(), (1, 0, 1), "the cool-down asked the source");
 
     // A person at the terminal may try again at once; success ends the cool-down.

@@ -39,8 +39,7 @@ use serde_json::json;
 
 use super::{Context, LoginPage, choose_grant, headless};
 use crate::clock::{relative, rfc3339};
-use crate::config::{Grant, HTTP_TIMEOUT, LoginConfig};
-use crate::login::browser::Browser;
+use crate::config::{Grant, HTTP_TIMEOUT};
 use crate::login::cache::{CacheKey, EntryMeta};
 use crate::login::github::oauth::{Client, GithubTokens};
 use crate::login::github::{Account, Api, GithubError, GithubUrls, KIND, http_client};
@@ -143,10 +142,7 @@ impl CredentialSource for GithubSource<'_> {
     }
 
     fn write(&self, entry: &CredentialEntry) -> (TokenSet, EntryMeta) {
-        let tokens = TokenSet {
-            id_token: entry.credential.token().clone(),
-            refresh_token: entry.refresh_token.clone(),
-        };
+        let tokens = entry.token_set();
         let (account, expires_at, checked_at) = match &entry.credential {
             Credential::GithubAccess {
                 account,
@@ -335,7 +331,7 @@ impl Connection for GithubConnection<'_, '_> {
         let context = &self.source.context;
         let client = self.client();
         self.runtime.block_on(async {
-            let tokens = login_flow(context, &client, context.login, context.browser).await?;
+            let tokens = login_flow(context, &client).await?;
             finish(context, &self.api, tokens).await
         })
     }
@@ -382,12 +378,8 @@ async fn finish(context: &Context<'_>, api: &Api, tokens: GithubTokens) -> anyho
 
 /// Runs the web or the device flow: `--grant device-code`, or `auto` without a client secret
 /// (the web flow needs one) or on a machine without a display, uses the device flow.
-async fn login_flow(
-    context: &Context<'_>,
-    client: &Client<'_>,
-    login: &LoginConfig,
-    browser: &dyn Browser,
-) -> anyhow::Result<GithubTokens> {
+async fn login_flow(context: &Context<'_>, client: &Client<'_>) -> anyhow::Result<GithubTokens> {
+    let login = context.login;
     if login.paste {
         return Err(GithubError::PasteUnsupported.into());
     }
@@ -396,23 +388,18 @@ async fn login_flow(
         Grant::AuthCode => false,
         Grant::Auto => {
             login.client_secret.is_none()
-                || choose_grant(Grant::Auto, false, &login.browser, headless(), true)
-                    == Grant::DeviceCode
+                || choose_grant(Grant::Auto, false, &login.browser, headless(), true) == Grant::DeviceCode
         }
     };
     if device {
-        device_login(context, client, login, browser).await
+        device_login(context, client).await
     } else {
-        web_login(context, client, login, browser).await
+        web_login(context, client).await
     }
 }
 
-async fn device_login(
-    context: &Context<'_>,
-    client: &Client<'_>,
-    login: &LoginConfig,
-    browser: &dyn Browser,
-) -> anyhow::Result<GithubTokens> {
+async fn device_login(context: &Context<'_>, client: &Client<'_>) -> anyhow::Result<GithubTokens> {
+    let (login, browser) = (context.login, context.browser);
     let printer: Printer = context.printer;
     printer.debug("requesting a GitHub device code");
     let device = client.start_device(&context.identity.scopes).await?;
@@ -434,12 +421,8 @@ async fn device_login(
     Ok(client.wait_for_device(&device, login.timeout).await?)
 }
 
-async fn web_login(
-    context: &Context<'_>,
-    client: &Client<'_>,
-    login: &LoginConfig,
-    browser: &dyn Browser,
-) -> anyhow::Result<GithubTokens> {
+async fn web_login(context: &Context<'_>, client: &Client<'_>) -> anyhow::Result<GithubTokens> {
+    let (login, browser) = (context.login, context.browser);
     let printer = context.printer;
     // Before any browser: GitHub would show the login, then refuse the code without the secret.
     if login.client_secret.is_none() {
@@ -600,7 +583,11 @@ mod tests {
         dir
     }
 
-    fn with_entry(tag: &str, expires_at: Option<DateTime<Utc>>, check: impl FnOnce(&Authenticator<'_>, DateTime<Utc>)) {
+    fn with_entry(
+        tag: &str,
+        expires_at: Option<DateTime<Utc>>,
+        check: impl FnOnce(&Authenticator<'_>, DateTime<Utc>),
+    ) {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         with_checked_entry(tag, expires_at, Some(now - chrono::Duration::minutes(10)), check);
     }
@@ -715,9 +702,13 @@ mod tests {
             let hit = auth.cached().unwrap().expect("a cache hit");
             assert_eq!(hit.expiry, now + chrono::Duration::minutes(20));
         });
-        with_entry("stale", Some(now + chrono::Duration::seconds(60)), |auth, _now| {
-            assert!(auth.cached().unwrap().is_none());
-        });
+        with_entry(
+            "stale",
+            Some(now + chrono::Duration::seconds(60)),
+            |auth, _now| {
+                assert!(auth.cached().unwrap().is_none());
+            },
+        );
     }
 
     #[test]

@@ -147,7 +147,6 @@ impl LoginPage<'_> {
     }
 }
 
-
 #[cfg(test)]
 pub(crate) mod test_support {
     //! What the tests of the sources and of the pipeline build on.

@@ -24,7 +24,7 @@ use crate::login::oidc::paste::MAX_PASTE_LEN;
 use crate::login::oidc::probe::LoginKind;
 use crate::login::oidc::{AuthRequest, OidcError, PasteError, Provider};
 use crate::login::pipeline::{Connection, CredentialSource, Renewal, Source};
-use crate::login::token::{Credential, CredentialEntry, IdTokenInfo, TokenSet};
+use crate::login::token::{CredentialEntry, TokenSet};
 use crate::printer::Printer;
 use crate::provider::ProviderKind;
 
@@ -40,22 +40,10 @@ impl<'a> OidcSource<'a> {
     }
 }
 
-/// An entry of ID token `token` and `refresh_token`, with the token's claims.
-fn entry_of(tokens: TokenSet) -> Result<CredentialEntry, crate::login::token::TokenError> {
-    let info = IdTokenInfo::decode_secret(&tokens.id_token)?;
-    Ok(CredentialEntry {
-        credential: Credential::IdToken {
-            token: tokens.id_token,
-            info,
-        },
-        refresh_token: tokens.refresh_token,
-        refresh_expires_at: None,
-    })
-}
-
 impl CredentialSource for OidcSource<'_> {
     fn read(&self, tokens: TokenSet, _meta: EntryMeta) -> Result<CredentialEntry, String> {
-        let entry = entry_of(tokens).map_err(|err| format!("ignoring the cached token: {err}"))?;
+        let entry = CredentialEntry::from_id_token(tokens)
+            .map_err(|err| format!("ignoring the cached token: {err}"))?;
         let identity = self.context.identity;
         match entry.credential.id_token_info() {
             Some(info) if info.belongs_to(&identity.issuer, &identity.client_id) => Ok(entry),
@@ -64,11 +52,7 @@ impl CredentialSource for OidcSource<'_> {
     }
 
     fn write(&self, entry: &CredentialEntry) -> (TokenSet, EntryMeta) {
-        let tokens = TokenSet {
-            id_token: entry.credential.token().clone(),
-            refresh_token: entry.refresh_token.clone(),
-        };
-        (tokens, EntryMeta::default())
+        (entry.token_set(), EntryMeta::default())
     }
 
     fn valid_until(&self, entry: &CredentialEntry, _now: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -108,15 +92,14 @@ struct OidcConnection<'s, 'a> {
 impl Connection for OidcConnection<'_, '_> {
     fn renew(&mut self, entry: &CredentialEntry) -> Renewal {
         let printer = self.context.printer;
-        let (Some(refresh_token), Some(info)) = (&entry.refresh_token, entry.credential.id_token_info()) else {
+        let (Some(refresh_token), Some(info)) = (&entry.refresh_token, entry.credential.id_token_info())
+        else {
             return Renewal::LogIn { forget: false };
         };
         printer.debug("refreshing the token");
-        let refreshed = self
-            .runtime
-            .block_on(self.provider.refresh(refresh_token, info));
+        let refreshed = self.runtime.block_on(self.provider.refresh(refresh_token, info));
         match refreshed {
-            Ok(tokens) => match entry_of(tokens) {
+            Ok(tokens) => match CredentialEntry::from_id_token(tokens) {
                 Ok(entry) => Renewal::Renewed {
                     entry,
                     source: Source::Refresh,
@@ -177,7 +160,8 @@ impl Connection for OidcConnection<'_, '_> {
             context.browser,
             context.printer,
         ))?;
-        entry_of(tokens).context("the identity provider returned an unreadable ID token")
+        CredentialEntry::from_id_token(tokens)
+            .context("the identity provider returned an unreadable ID token")
     }
 }
 
@@ -392,4 +376,3 @@ fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
     drop(spawned);
     rx
 }
-
