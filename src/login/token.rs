@@ -306,6 +306,53 @@ mod tests {
     }
 
     #[test]
+    fn a_credential_names_its_identity_and_its_debug_form_hides_every_token() {
+        let id_token =
+            jwt(r#"{"iss":"https://i","aud":"c","exp":2000000000,"sub":"s-1","email":"a@example.com"}"#);
+        let entry = CredentialEntry::from_id_token(TokenSet {
+            id_token: SecretString::from(id_token.clone()),
+            refresh_token: Some(SecretString::from("refresh-secret".to_owned())),
+        })
+        .unwrap();
+        let who = entry.credential.identity();
+        assert_eq!(
+            (who.subject.as_str(), who.shown.as_str()),
+            ("s-1", "a@example.com")
+        );
+        assert_eq!(entry.token_set().id_token.expose_secret(), id_token);
+        let debug = format!("{entry:?}");
+        assert!(
+            !debug.contains(&id_token) && !debug.contains("refresh-secret"),
+            "{debug}"
+        );
+
+        let no_email = jwt(r#"{"iss":"https://i","aud":"c","exp":2000000000,"sub":"s-2"}"#);
+        let info = IdTokenInfo::decode(&no_email).unwrap();
+        let credential = Credential::IdToken {
+            token: SecretString::from(no_email),
+            info,
+        };
+        assert_eq!(credential.identity().shown, "subject \"s-2\"");
+
+        let github = Credential::GithubAccess {
+            token: SecretString::from("gho_secret".to_owned()),
+            account: Account {
+                id: 42,
+                login: "octocat".into(),
+                name: None,
+                orgs: Vec::new(),
+                teams: Vec::new(),
+            },
+            expires_at: None,
+            checked_at: None,
+        };
+        let who = github.identity();
+        assert_eq!((who.subject.as_str(), who.shown.as_str()), ("42", "octocat"));
+        assert!(github.id_token_info().is_none());
+        assert!(!format!("{github:?}").contains("gho_secret"));
+    }
+
+    #[test]
     fn decodes_string_and_list_audiences() {
         let one = IdTokenInfo::decode(&jwt(r#"{"iss":"https://i","aud":"c","exp":2000000000}"#)).unwrap();
         assert_eq!(one.audiences, vec!["c"]);
