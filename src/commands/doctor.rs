@@ -120,7 +120,12 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
             return report.finish_skipping(names::TOKEN);
         }
     };
-    let left = match (obtained.info.expiry - clock.now()).num_minutes() {
+    // doctor checks OpenID Connect providers only (refused above for GitHub).
+    let Some(info) = obtained.id_token_info() else {
+        report.add(Check::fail(names::TOKEN, "the login gave no ID token"));
+        return report.finish_skipping(names::TOKEN);
+    };
+    let left = match (info.expiry - clock.now()).num_minutes() {
         m if m < 120 => format!("{m} min"),
         m => format!("{}h{:02}m", m / 60, m % 60),
     };
@@ -135,7 +140,7 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
             }
         ),
     ));
-    let claims = &obtained.info.claims;
+    let claims = &info.claims;
     report.add(doctor::claims_check(claims, &expect, &identity.scopes));
 
     // The cluster, asked as the user.
@@ -147,7 +152,7 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
         }
     };
     let runtime = crate::runtime()?;
-    let api = match ApiClient::new(&target, obtained.tokens.id_token.clone()) {
+    let api = match ApiClient::new(&target, obtained.token().clone()) {
         Ok(api) => api,
         Err(err) => {
             report.add(Check::fail(names::APISERVER, err.to_string()));
@@ -157,7 +162,7 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
     let user = match runtime.block_on(api.self_subject_review()) {
         Ok(user) => user,
         Err(err) => {
-            let issuer = obtained.info.issuer.clone();
+            let issuer = info.issuer.clone();
             report.add(doctor::apiserver_failure(
                 &err,
                 &issuer,

@@ -22,10 +22,6 @@ pub fn run(args: &GetTokenArgs, clock: Arc<dyn Clock>, exec_info: Option<String>
     login.kubectl_interactive = exec.from_kubectl.then_some(exec.interactive);
     let obtained = session.obtain(&login, false)?;
     let expiry = obtained.report_expiry(clock.now());
-    printer.result(&exec_credential(
-        exec.api_version,
-        &obtained.tokens.id_token,
-        expiry,
-    ))?;
+    printer.result(&exec_credential(exec.api_version, obtained.token(), expiry))?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The GitHub side of the commands (`--provider github`): what `setup` prints for a cluster that
 //! checks GitHub tokens with `koidc webhook`, and how `login`, `whoami` and `logout` treat GitHub
 //! cache entries (opaque tokens described by the entry's metadata, see
-//! [`crate::login::github::session`]).
+//! [`crate::login::sources::github`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,10 +17,10 @@ use crate::cluster::rbac;
 use crate::cluster::setup::{self, ExecUser};
 use crate::cluster::webhook;
 use crate::config::{Identity, LoginConfig};
-use crate::login::cache::{CacheKey, TokenStore};
-use crate::login::github::session::{account_of, describe, revoke, to_json};
+use crate::login::cache::CacheKey;
 use crate::login::github::{Account, DEFAULT_URL, GithubUrls};
-use crate::login::pipeline::Obtained;
+use crate::login::sources::github::{account_of, describe, revoke, to_json};
+use crate::login::token::Credential;
 use crate::printer::Printer;
 
 /// The OpenID Connect default prefix of `koidc setup`; for GitHub it stands for [`PREFIX`].
@@ -89,13 +89,15 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
     let account = if args.check_login {
         let session = super::Session::open(&identity, &args.cache, clock.clone(), printer)?;
         let obtained = session.obtain(&login, false)?;
-        let account = stored_account(session.store.as_ref(), &identity.cache_key());
+        let Credential::GithubAccess { account, .. } = obtained.entry.credential else {
+            bail!("internal error: a GitHub login without a GitHub token; please report this");
+        };
         printer.info(format_args!(
             "logged in to GitHub as {}; groups the webhook would derive: [{}]",
-            obtained.info.str_claim("preferred_username").unwrap_or("?"),
-            obtained.info.groups().join(", ")
+            account.login,
+            account.groups(&[]).join(", ")
         ));
-        account
+        Some(account)
     } else {
         None
     };
@@ -290,31 +292,6 @@ fn read_pem(path: &Path) -> anyhow::Result<String> {
         bail!("--webhook-ca-file {} is not a PEM certificate", path.display());
     }
     Ok(text)
-}
-
-fn stored_account(store: &dyn TokenStore, key: &CacheKey) -> Option<Account> {
-    let (_, meta) = store.load_with_meta(key).ok()??;
-    account_of(&meta)
-}
-
-/// What `login` prints for a GitHub identity (the account as stored at login), or `None` when it
-/// is not one or nothing was stored (`--cache none`).
-pub(super) fn describe_login(
-    store: &dyn TokenStore,
-    identity: &Identity,
-    obtained: &Obtained,
-    now: DateTime<Utc>,
-) -> Option<String> {
-    identity.github.as_ref()?;
-    let (tokens, meta) = store.load_with_meta(&identity.cache_key()).ok()??;
-    // Only when the entry is the token just handed out.
-    if secrecy::ExposeSecret::expose_secret(&tokens.id_token)
-        != secrecy::ExposeSecret::expose_secret(&obtained.tokens.id_token)
-    {
-        return None;
-    }
-    let account = account_of(&meta)?;
-    Some(describe(&identity.issuer, &account, meta.expires_at, now))
 }
 
 /// A GitHub entry for `whoami`: its text block and JSON object, or `None` for other entries.

@@ -6,6 +6,8 @@ use crate::cli::LoginArgs;
 use crate::clock::Clock;
 use crate::config::{Identity, LoginConfig};
 use crate::login::pipeline::Source;
+use crate::login::sources::github::describe as describe_github;
+use crate::login::token::Credential;
 use crate::printer::Printer;
 
 /// Logs in and prints the identity on stdout.
@@ -22,8 +24,12 @@ pub fn run(args: &LoginArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         Source::Login => {}
     }
     let now = clock.now();
-    let text = super::github::describe_login(session.store.as_ref(), &identity, &obtained, now)
-        .unwrap_or_else(|| super::whoami::describe(&obtained.info, now));
+    let text = match &obtained.entry.credential {
+        Credential::IdToken { info, .. } => super::whoami::describe(info, now),
+        Credential::GithubAccess {
+            account, expires_at, ..
+        } => describe_github(&identity.issuer, account, *expires_at, now),
+    };
     printer.result(&text)?;
     Ok(())
 }

@@ -23,6 +23,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{CacheConfig, Identity, LoginConfig};
 use crate::login::cache::{CacheKey, TokenStore, open_store};
 use crate::login::pipeline::{Authenticator, Obtained};
+use crate::login::sources;
 use crate::printer::Printer;
 
 /// Runs the parsed command line.
@@ -164,15 +165,23 @@ impl<'a> Session<'a> {
     /// A token from the cache, refreshed, or from a new login in the browser `login` names
     /// (`force_login`: log in even when a usable token is cached).
     fn obtain(&self, login: &LoginConfig, force_login: bool) -> anyhow::Result<Obtained> {
+        let browser = login.browser.clone().into_browser();
+        let selected = sources::select(sources::Context {
+            identity: self.identity,
+            login,
+            browser: browser.as_ref(),
+            clock: self.clock.clone(),
+            printer: self.printer,
+        })?;
         let authenticator = Authenticator {
             identity: self.identity,
             cache: &self.cache,
             store: self.store.as_ref(),
             clock: self.clock.clone(),
             printer: self.printer,
+            source: selected.source(),
         };
-        let browser = login.browser.clone().into_browser();
-        authenticator.obtain(login, browser.as_ref(), force_login)
+        authenticator.obtain(login, force_login)
     }
 }
 

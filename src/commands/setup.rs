@@ -25,7 +25,7 @@ use crate::cluster::rbac;
 use crate::cluster::setup::{self, ClusterAuth, ExecUser};
 use crate::config::{Identity, LoginConfig};
 use crate::login::oidc::Provider;
-use crate::login::token::IdTokenInfo;
+use crate::login::token::{Credential, IdTokenInfo};
 use crate::printer::Printer;
 
 /// Runs `koidc setup`.
@@ -57,16 +57,16 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let claims = if args.check_login {
         let session = super::Session::open(&identity, &args.cache, clock, printer)?;
         let obtained = session.obtain(&login, false)?;
+        let Credential::IdToken { info, .. } = obtained.entry.credential else {
+            bail!("internal error: an OpenID Connect login without an ID token; please report this");
+        };
         printer.info(format_args!(
             "logged in; the token's {} claim is {:?} and its groups are [{}]",
             auth.username_claim,
-            obtained
-                .info
-                .str_claim(&auth.username_claim)
-                .unwrap_or("(missing)"),
-            obtained.info.groups().join(", ")
+            info.str_claim(&auth.username_claim).unwrap_or("(missing)"),
+            info.groups().join(", ")
         ));
-        Some(obtained.info)
+        Some(info)
     } else {
         None
     };

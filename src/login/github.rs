@@ -11,8 +11,8 @@
 //! This file holds what both sides need: where GitHub is ([`GithubUrls`]), the HTTP client, the
 //! REST calls (`GET /user`, `/user/orgs`, `/user/teams`) that turn a token into an [`Account`], and
 //! the mapping of teams to Kubernetes groups (`org:team-slug`, the names Dex uses with
-//! `teamNameField: slug`). [`oauth`] runs GitHub's OAuth web and device flows; [`session`] is the
-//! `get-token`/`login` use case (cache, refresh, login) for GitHub.
+//! `teamNameField: slug`). [`oauth`] runs GitHub's OAuth web and device flows; `crate::login::sources::github` is
+//! the credential source that serves GitHub tokens to the login pipeline.
 //!
 //! GitHub answers token-endpoint errors with HTTP 200 and an `error` field, which generic OAuth
 //! clients (the `oauth2` crate included) misread as a malformed token response ("missing field
@@ -21,7 +21,6 @@
 //! typed success responses.
 
 pub mod oauth;
-pub mod session;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,50 +1,45 @@
-//! The use case behind `get-token` and `login`: serve a cached token, else refresh, else log in
-//! — with at most one refresh or login at a time across processes.
+//! The use case behind `get-token` and `login`: serve a cached credential, else renew it, else
+//! log in — with at most one renewal or login at a time across processes. Written once, for every
+//! [`CredentialSource`] (OpenID Connect, GitHub; see `crate::login::sources`).
 //!
-//! The warm path ([`Authenticator::cached`]) reads the store and decodes the token's payload;
-//! it builds no HTTP client, starts no async runtime and does no discovery. Only when the token
-//! is missing or about to expire does [`Authenticator::obtain`] take the cross-process lock,
-//! look again (another kubectl may have refreshed meanwhile), and talk to the IdP.
+//! The warm path ([`Authenticator::cached`]) reads the store and lets the source read the entry
+//! (an ID token's payload decoded, a GitHub entry's account); it builds no HTTP client, starts
+//! no async runtime and does no discovery. Only when the credential is missing or about to expire
+//! does [`Authenticator::obtain`] take the cross-process lock, look again (another kubectl may
+//! have renewed it meanwhile), and let the source talk to the provider ([`CredentialSource::connect`]):
+//! renew the entry ([`Connection::renew`]: a refresh, GitHub's hourly check), else log in
+//! ([`Connection::login`]).
 //!
-//! A login uses the authorization code grant through the browser (optionally with the code pasted
-//! on stdin, `--paste`) or the device grant (RFC 8628); [`choose_grant`] picks one. After a
-//! failed or abandoned login, non-interactive kubectl calls fail fast for [`COOLDOWN`](cooldown::COOLDOWN) instead of
-//! opening browser tabs again (see [`cooldown`]). Before a browser opens or a device code is
-//! shown, the authorization request is checked with the provider once, so that a client id or
-//! redirect URI it refuses fails at once with its reason (see [`crate::login::oidc::probe`]); a browser
-//! that cannot be opened is said in one line, with the URL to open by hand.
-//!
-//! A refresh must answer for the cached identity (same `iss`, `sub`, `aud`; otherwise a login
-//! follows), and a refresh token the provider rotated is kept even when the new ID token cannot be
-//! verified yet. After a login, koidc says on stderr who logged in, and warns when it is not the
-//! identity cached before for the same key ([`announce_login`]).
+//! What is decided here, the same for every source: the lock and the re-read under it; the login
+//! cool-down (after a failed or abandoned login, non-interactive kubectl calls fail fast for
+//! [`COOLDOWN`](cooldown::COOLDOWN) instead of opening browser tabs again, see [`cooldown`]);
+//! saving the result (a save that fails forgets the entry, whose refresh token the provider may
+//! have rotated away); the provider-specific wording of errors ([`crate::provider::explain`]);
+//! and, after a login, saying on stderr who logged in, with a warning when it is not the
+//! identity cached before for the same key ([`announce_login`]). What a source decides: whether
+//! a cached entry can be served ([`CredentialSource::valid_until`]), whether it can be renewed
+//! and how, with which outcome ([`Renewal`]), and how a login goes.
 
 pub mod cooldown;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret as _;
-
 use secrecy::SecretString;
 
 use crate::clock::Clock;
-use crate::config::{CacheConfig, Grant, Identity, LoginConfig};
-use crate::login::browser::{Browser, BrowserChoice, BrowserError};
-use crate::login::cache::{CacheError, CacheKind, CacheLock, TokenStore};
-use crate::login::loopback::LoopbackServer;
-use crate::login::oidc::paste::MAX_PASTE_LEN;
-use crate::login::oidc::probe::LoginKind;
-use crate::login::oidc::{AuthRequest, OidcError, PasteError, Provider};
-use crate::login::token::{IdTokenInfo, TokenSet};
+use crate::config::{CacheConfig, Identity, LoginConfig};
+use crate::login::cache::{CacheError, CacheKind, CacheLock, EntryMeta, TokenStore};
+use crate::login::token::{CredentialEntry, IdTokenInfo, LoginIdentity, TokenSet};
 use crate::printer::Printer;
-use crate::provider::ProviderKind;
 
 use self::cooldown::Cooldown;
 
-/// A cached token with less than this left is refreshed before it is handed out; kubectl is told
+/// A cached token with less than this left is renewed before it is handed out; kubectl is told
 /// the token expires this much earlier than it does (kubectl reuses it until then, with no margin
 /// of its own).
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(90);
@@ -52,7 +47,7 @@ pub const EXPIRY_MARGIN: Duration = Duration::from_secs(90);
 /// How a token was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
-    /// Served from the cache.
+    /// Served from the cache (for GitHub: also after GitHub confirmed it again).
     Cache,
     /// Renewed with the refresh token.
     Refresh,
@@ -60,27 +55,41 @@ pub enum Source {
     Login,
 }
 
-/// A usable token and what it says.
+/// A usable credential.
 #[derive(Debug, Clone)]
 pub struct Obtained {
-    /// The tokens.
-    pub tokens: TokenSet,
-    /// The ID token's claims.
-    pub info: IdTokenInfo,
+    /// The credential and what renews it.
+    pub entry: CredentialEntry,
+    /// Until when it may be used without asking anyone ([`CredentialSource::valid_until`]),
+    /// before the margin: what kubectl is told, less [`EXPIRY_MARGIN`].
+    pub expiry: DateTime<Utc>,
     /// Where it came from.
     pub source: Source,
+    /// After a login for another identity than the one cached before: that one (the pipeline
+    /// warned about it, see [`announce_login`]).
+    pub replaced: Option<LoginIdentity>,
 }
 
 impl Obtained {
-    /// The expiry to report to kubectl: [`EXPIRY_MARGIN`] before the token's `exp`, or halfway to
-    /// it for a fresh token that lives shorter than the margin.
+    /// The token for kubectl.
+    pub fn token(&self) -> &SecretString {
+        self.entry.credential.token()
+    }
+
+    /// The ID token's claims, when the credential is an ID token.
+    pub fn id_token_info(&self) -> Option<&IdTokenInfo> {
+        self.entry.credential.id_token_info()
+    }
+
+    /// The expiry to report to kubectl: [`EXPIRY_MARGIN`] before [`Obtained::expiry`], or
+    /// halfway to it for a fresh token that lives shorter than the margin.
     pub fn report_expiry(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        report_expiry(self.info.expiry, now)
+        report_expiry(self.expiry, now)
     }
 }
 
 fn report_expiry(exp: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
-    let margin = chrono::Duration::from_std(EXPIRY_MARGIN).unwrap_or_default();
+    let margin = margin();
     if exp - margin > now {
         exp - margin
     } else {
@@ -88,7 +97,79 @@ fn report_expiry(exp: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
-/// The adapters the use case drives, wired in `main` (tests swap them).
+/// One way of getting a credential for an identity: reading it back from the cache, renewing it,
+/// logging in. The reading side ([`Self::read`], [`Self::write`], [`Self::valid_until`],
+/// [`Self::renewable`]) runs on the warm path and must stay offline and cheap; everything that
+/// talks to a provider goes through [`Self::connect`].
+pub trait CredentialSource {
+    /// The cache entry `tokens` + `meta` as this source's credential, or why it cannot be used
+    /// for this identity (one line; warned about when the pipeline reports the read).
+    fn read(&self, tokens: TokenSet, meta: EntryMeta) -> Result<CredentialEntry, String>;
+
+    /// The form `entry` is stored in (the inverse of [`Self::read`]).
+    fn write(&self, entry: &CredentialEntry) -> (TokenSet, EntryMeta);
+
+    /// Until when `entry` may be handed out without asking anyone (its expiry, or when its next
+    /// check is due); `None` when it needs a renewal whatever the time. The pipeline serves it
+    /// only with more than [`EXPIRY_MARGIN`] left.
+    fn valid_until(&self, entry: &CredentialEntry, now: DateTime<Utc>) -> Option<DateTime<Utc>>;
+
+    /// Whether [`Connection::renew`] has anything to try for `entry` at `now` (a refresh token,
+    /// a token GitHub can confirm); when not, only a login helps.
+    fn renewable(&self, entry: &CredentialEntry, now: DateTime<Utc>) -> bool;
+
+    /// Prepares to talk to the provider (HTTP client, discovery, async runtime). Called only when
+    /// the cache cannot serve, under the lock.
+    fn connect(&self) -> anyhow::Result<Box<dyn Connection + '_>>;
+}
+
+/// A source ready to talk to its provider.
+pub trait Connection {
+    /// Renews `entry` (which [`CredentialSource::renewable`] accepted) without a login.
+    fn renew(&mut self, entry: &CredentialEntry) -> Renewal;
+
+    /// Logs in (browser, pasted code or device code): a new entry.
+    fn login(&mut self) -> anyhow::Result<CredentialEntry>;
+}
+
+/// How a renewal ended.
+#[derive(Debug)]
+pub enum Renewal {
+    /// The provider renewed or confirmed the credential: it is saved and handed out, as
+    /// `source` ([`Source::Refresh`] for new tokens, [`Source::Cache`] for the same token
+    /// confirmed again).
+    Renewed {
+        /// The entry to save and hand out.
+        entry: CredentialEntry,
+        /// How to report it.
+        source: Source,
+    },
+    /// The provider could not be asked, and the source vouches for the entry a little longer:
+    /// handed out until `until` (before the margin), not saved.
+    Unconfirmed {
+        /// The entry as cached.
+        entry: CredentialEntry,
+        /// Until when kubectl may use it.
+        until: DateTime<Utc>,
+    },
+    /// The provider refused the entry (the source said why): a login follows. `forget`: the
+    /// entry is dead (revoked), delete it now rather than at the login's save.
+    LogIn {
+        /// Delete the cached entry now.
+        forget: bool,
+    },
+    /// The renewal failed in a way a login would not fix (the network): reported. `keep`: an
+    /// entry to save first (a refresh token the provider rotated while its new ID token could
+    /// not be verified yet).
+    Failed {
+        /// The error.
+        error: anyhow::Error,
+        /// What to save before reporting it.
+        keep: Option<CredentialEntry>,
+    },
+}
+
+/// The adapters the use case drives, wired in `commands` (tests swap them).
 pub struct Authenticator<'a> {
     /// Which identity.
     pub identity: &'a Identity,
@@ -100,36 +181,51 @@ pub struct Authenticator<'a> {
     pub clock: Arc<dyn Clock>,
     /// Messages.
     pub printer: Printer,
+    /// Reads, renews and logs in (selected by `crate::login::sources::select`).
+    pub source: &'a dyn CredentialSource,
 }
 
 impl Authenticator<'_> {
-    /// The cached token when it has more than [`EXPIRY_MARGIN`] left. No network, no lock.
+    /// The cached credential when it has more than [`EXPIRY_MARGIN`] left. No network, no lock.
     pub fn cached(&self) -> Result<Option<Obtained>, CacheError> {
-        if self.identity.provider == ProviderKind::Github {
-            return crate::login::github::session::cached(self);
-        }
         let Some(entry) = self.load_entry(true)? else {
             return Ok(None);
         };
-        if entry.info.expiry - self.clock.now() > margin() {
-            self.printer.debug(format_args!(
-                "using the cached token (expires {})",
-                entry.info.expiry
-            ));
-            Ok(Some(entry))
-        } else {
-            self.printer
-                .debug("the cached token expires within the safety margin");
-            Ok(None)
+        Ok(self.servable(entry, self.clock.now()))
+    }
+
+    /// `entry` as served from the cache, when it has more than the margin left.
+    fn servable(&self, entry: CredentialEntry, now: DateTime<Utc>) -> Option<Obtained> {
+        match self.source.valid_until(&entry, now) {
+            Some(until) if until - now > margin() => {
+                self.printer
+                    .debug(format_args!("using the cached token (valid until {until})"));
+                Some(Obtained {
+                    entry,
+                    expiry: until,
+                    source: Source::Cache,
+                    replaced: None,
+                })
+            }
+            Some(_) => {
+                self.printer
+                    .debug("the cached token expires within the safety margin");
+                None
+            }
+            None => {
+                self.printer.debug("the cached token is due for a check");
+                None
+            }
         }
     }
 
-    /// Reads the cache entry. A damaged entry counts as a miss (the next save replaces it) and is
-    /// reported when `report` is set; an entry or directory other users could read stops koidc.
-    fn load_entry(&self, report: bool) -> Result<Option<Obtained>, CacheError> {
+    /// Reads the cache entry. A damaged entry, or one the source cannot use, counts as a miss
+    /// (the next save replaces it) and is reported when `report` is set; an entry or directory
+    /// other users could read stops koidc.
+    fn load_entry(&self, report: bool) -> Result<Option<CredentialEntry>, CacheError> {
         let key = self.identity.cache_key();
-        let tokens = match self.store.load(&key) {
-            Ok(Some(tokens)) => tokens,
+        let (tokens, meta) = match self.store.load_with_meta(&key) {
+            Ok(Some(entry)) => entry,
             Ok(None) => {
                 self.printer.debug("no cached token");
                 return Ok(None);
@@ -143,48 +239,26 @@ impl Authenticator<'_> {
             }
             Err(err) => return Err(err),
         };
-        match IdTokenInfo::decode_secret(&tokens.id_token) {
-            Ok(info) if info.belongs_to(&self.identity.issuer, &self.identity.client_id) => {
-                Ok(Some(Obtained {
-                    tokens,
-                    info,
-                    source: Source::Cache,
-                }))
-            }
-            Ok(_) => {
+        match self.source.read(tokens, meta) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(why) => {
                 if report {
-                    self.printer
-                        .warn("ignoring a cached token issued for another issuer or client");
-                }
-                Ok(None)
-            }
-            Err(err) => {
-                if report {
-                    self.printer
-                        .warn(format_args!("ignoring the cached token: {err}"));
+                    self.printer.warn(why);
                 }
                 Ok(None)
             }
         }
     }
 
-    /// A usable token: cached, refreshed, or from a login (`force_login` skips the first two).
+    /// A usable credential: cached, renewed, or from a login (`force_login` skips the first two).
     ///
     /// A non-interactive kubectl call (`login.kubectl_interactive == Some(false)`) that needs a
     /// login within [`COOLDOWN`](cooldown::COOLDOWN) of a failed one fails with [`CoolingDown`](cooldown::CoolingDown) instead.
-    pub fn obtain(
-        &self,
-        login: &LoginConfig,
-        browser: &dyn Browser,
-        force_login: bool,
-    ) -> anyhow::Result<Obtained> {
-        if self.identity.provider == ProviderKind::Github {
-            return crate::login::github::session::obtain(self, login, browser, force_login);
-        }
+    pub fn obtain(&self, login: &LoginConfig, force_login: bool) -> anyhow::Result<Obtained> {
         if !force_login && let Some(hit) = self.cached()? {
             return Ok(hit);
         }
-        // One refresh or login at a time per identity; the others wait and then reuse its result.
+        // One renewal or login at a time per identity; the others wait and then reuse its result.
         let _lock = if self.cache.kind == CacheKind::None {
             None
         } else {
@@ -199,111 +273,116 @@ impl Authenticator<'_> {
         // Read again under the lock; a damaged entry was already reported by `cached` unless
         // that was skipped.
         let previous = self.load_entry(force_login)?;
+        let now = self.clock.now();
         if !force_login
             && let Some(entry) = &previous
-            && entry.info.expiry - self.clock.now() > margin()
+            && let Some(hit) = self.servable(entry.clone(), now)
         {
             self.printer
                 .debug("another koidc process renewed the token meanwhile");
-            return Ok(entry.clone());
+            return Ok(hit);
         }
-        // The refresh token, with the cached entry whose identity the refresh must keep.
-        let refresh_from = if force_login {
-            None
-        } else {
-            previous
-                .as_ref()
-                .and_then(|p| p.tokens.refresh_token.clone().map(|rt| (rt, p)))
-        };
+        // The entry to renew, when the source can renew it.
+        let renewable = previous
+            .as_ref()
+            .filter(|entry| !force_login && self.source.renewable(entry, now));
 
         let cooldown = Cooldown::new(&self.cache.dir, &self.identity.cache_key().id());
         let non_interactive = login.kubectl_interactive == Some(false);
-        if non_interactive && refresh_from.is_none() {
+        if non_interactive && renewable.is_none() {
             // Only a login can help: decide before any network traffic.
             self.check_cooldown(&cooldown)?;
         }
 
-        let runtime = crate::runtime()?;
-        let oidc = login.oidc(self.identity);
-        if let Some(warning) = self.identity.provider.issuer_warning(&self.identity.issuer) {
-            self.printer.warn(warning);
-        }
-        let obtained = runtime.block_on(async {
-            self.printer
-                .debug(format_args!("discovering {}", self.identity.issuer));
-            let provider = Provider::discover(&oidc, self.clock.clone()).await?;
-            if let Some((refresh_token, cached)) = &refresh_from {
-                self.printer.debug("refreshing the token");
-                match provider.refresh(refresh_token, &cached.info).await {
-                    Ok(tokens) => return self.finish(tokens, Source::Refresh),
-                    // An answer for another identity is refused (OpenID Connect Core 12.2); a
-                    // login decides who this is.
-                    Err(err @ OidcError::RefreshIdentityChanged { .. }) => {
-                        self.printer.warn(format_args!("{err}; logging in again"));
-                    }
-                    // The provider may have rotated the refresh token away: keep the new one
-                    // (with the last verified ID token, which is within the margin or expired,
-                    // so never served) for the next try, and report the failure.
-                    Err(OidcError::RefreshUnverified { cause, rotated }) => {
-                        if let Some(rotated) = rotated {
-                            self.printer
-                                .debug("keeping the renewed refresh token for the next try");
-                            self.save(&TokenSet {
-                                id_token: cached.tokens.id_token.clone(),
-                                refresh_token: Some(rotated),
-                            });
-                        }
-                        let err = OidcError::RefreshUnverified { cause, rotated: None };
-                        return Err(anyhow::Error::new(err).context("cannot refresh the token"));
-                    }
-                    // The IdP refused the refresh token (expired, revoked, rotated away by a new
-                    // login) or its answer cannot be used: a browser login can still succeed.
-                    Err(
-                        err @ (OidcError::RefreshRejected { .. }
-                        | OidcError::RefreshWithoutIdToken
-                        | OidcError::IdTokenRejected(_)),
-                    ) => {
-                        self.printer.info(format_args!(
-                            "the refresh token was not accepted ({err}); logging in again"
-                        ));
-                    }
-                    // Network trouble would fail a browser login too: report it.
-                    Err(err) => return Err(anyhow::Error::new(err).context("cannot refresh the token")),
-                }
-                if non_interactive {
-                    self.check_cooldown(&cooldown)?;
-                }
-            }
-            match login_flow(&provider, self.identity.provider, login, browser, self.printer).await {
-                Ok(tokens) => self.finish(tokens, Source::Login),
-                Err(err) => {
-                    let reason = format!("{err:#}");
-                    if let Err(e) = cooldown.record(self.clock.now(), &reason) {
-                        self.printer.debug(format_args!(
-                            "cannot write the cool-down marker {}: {e}",
-                            cooldown.path().display()
-                        ));
-                    }
-                    Err(err)
-                }
-            }
-        });
+        let obtained = self.renew_or_log_in(renewable, non_interactive, &cooldown);
         // Okta (and any provider koidc has presets for) gets messages naming its own settings.
         let obtained = obtained.map_err(|err| {
             crate::provider::explain(self.identity.provider, err, None, login.client_secret.is_some())
         })?;
-        cooldown.clear();
-        if obtained.source == Source::Login {
-            let before = previous.as_ref().map(|p| oidc_identity(&p.info));
-            announce_login(
-                self.printer,
-                &self.identity.issuer,
-                &oidc_identity(&obtained.info),
-                before.as_ref(),
-            );
+        if obtained.source != Source::Cache {
+            cooldown.clear();
         }
-        self.save(&obtained.tokens);
+        let mut obtained = obtained;
+        if obtained.source == Source::Login {
+            let before = previous.as_ref().map(|p| p.credential.identity());
+            let now = obtained.entry.credential.identity();
+            announce_login(self.printer, &self.identity.issuer, &now, before.as_ref());
+            obtained.replaced = before.filter(|before| before.subject != now.subject);
+        }
         Ok(obtained)
+    }
+
+    /// The network part of [`Self::obtain`]: renews `renewable` when given, else (or when the
+    /// provider refuses it) logs in; saves what it gets.
+    fn renew_or_log_in(
+        &self,
+        renewable: Option<&CredentialEntry>,
+        non_interactive: bool,
+        cooldown: &Cooldown,
+    ) -> anyhow::Result<Obtained> {
+        let mut connection = self.source.connect()?;
+        if let Some(entry) = renewable {
+            match connection.renew(entry) {
+                Renewal::Renewed { entry, source } => {
+                    self.save(&entry);
+                    return Ok(self.obtained(entry, source));
+                }
+                Renewal::Unconfirmed { entry, until } => {
+                    return Ok(Obtained {
+                        entry,
+                        expiry: until,
+                        source: Source::Cache,
+                        replaced: None,
+                    });
+                }
+                Renewal::Failed { error, keep } => {
+                    if let Some(keep) = keep {
+                        self.printer
+                            .debug("keeping the renewed refresh token for the next try");
+                        self.save(&keep);
+                    }
+                    return Err(error);
+                }
+                Renewal::LogIn { forget } => {
+                    if forget && let Err(err) = self.store.delete(&self.identity.cache_key()) {
+                        self.printer.warn(format_args!(
+                            "could not delete the revoked token's cache entry: {err}"
+                        ));
+                    }
+                }
+            }
+            if non_interactive {
+                self.check_cooldown(cooldown)?;
+            }
+        }
+        match connection.login() {
+            Ok(entry) => {
+                self.save(&entry);
+                Ok(self.obtained(entry, Source::Login))
+            }
+            Err(err) => {
+                let reason = format!("{err:#}");
+                if let Err(e) = cooldown.record(self.clock.now(), &reason) {
+                    self.printer.debug(format_args!(
+                        "cannot write the cool-down marker {}: {e}",
+                        cooldown.path().display()
+                    ));
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// A renewed or new entry, handed out until the source says (at once when it says nothing).
+    fn obtained(&self, entry: CredentialEntry, source: Source) -> Obtained {
+        let now = self.clock.now();
+        let expiry = self.source.valid_until(&entry, now).unwrap_or(now);
+        Obtained {
+            entry,
+            expiry,
+            source,
+            replaced: None,
+        }
     }
 
     /// Fails with [`CoolingDown`](cooldown::CoolingDown) while a failed login is on record.
@@ -318,15 +397,11 @@ impl Authenticator<'_> {
         }
     }
 
-    fn finish(&self, tokens: TokenSet, source: Source) -> anyhow::Result<Obtained> {
-        let info = IdTokenInfo::decode(tokens.id_token.expose_secret())
-            .context("the identity provider returned an unreadable ID token")?;
-        Ok(Obtained { tokens, info, source })
-    }
-
-    fn save(&self, tokens: &TokenSet) {
+    /// Stores `entry`; a failure is a warning (the token is still handed out).
+    fn save(&self, entry: &CredentialEntry) {
         let key = self.identity.cache_key();
-        if let Err(err) = self.store.save(&key, tokens) {
+        let (tokens, meta) = self.source.write(entry);
+        if let Err(err) = self.store.save_with_meta(&key, &tokens, &meta) {
             // The entry still holds the previous refresh token, which the IdP may just have
             // rotated away: using it again would look like token theft (Okta then revokes the
             // whole token family). Forget it so that the next call logs in instead.
@@ -352,25 +427,6 @@ impl Authenticator<'_> {
 
 fn margin() -> chrono::Duration {
     chrono::Duration::from_std(EXPIRY_MARGIN).unwrap_or_default()
-}
-
-/// Who a login was for: the stable subject to compare, and how to name it to a person.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LoginIdentity {
-    /// The stable identifier (`sub`, GitHub's numeric user id).
-    pub subject: String,
-    /// What to show (the email, the GitHub login, else the subject), on one line.
-    pub shown: String,
-}
-
-/// The identity of an ID token: its `sub`, shown as its email when it has one.
-fn oidc_identity(info: &IdTokenInfo) -> LoginIdentity {
-    let subject = info.str_claim("sub").unwrap_or_default().to_owned();
-    let shown = match info.str_claim("email").filter(|e| !e.is_empty()) {
-        Some(email) => crate::http::one_line(email, 200),
-        None => format!("subject {:?}", crate::http::one_line(&subject, 200)),
-    };
-    LoginIdentity { subject, shown }
 }
 
 /// After a browser or device login (never a refresh or a cache hit): says on stderr who logged
@@ -408,330 +464,10 @@ pub(crate) fn announce_login(
     }
 }
 
-/// The grant a login uses. `auto` means the authorization code grant, except the device grant
-/// when koidc would use the system browser on a machine without a display (`headless`: Linux
-/// with neither DISPLAY nor WAYLAND_DISPLAY) and the provider advertises a device endpoint.
-/// `--paste` asks for the authorization code grant.
-pub fn choose_grant(
-    grant: Grant,
-    paste: bool,
-    browser: &BrowserChoice,
-    headless: bool,
-    device_advertised: bool,
-) -> Grant {
-    match grant {
-        Grant::Auto if !paste && *browser == BrowserChoice::System && headless && device_advertised => {
-            Grant::DeviceCode
-        }
-        Grant::Auto => Grant::AuthCode,
-        explicit => explicit,
-    }
-}
-
-/// True on Linux when no graphical session is reachable (neither DISPLAY nor WAYLAND_DISPLAY),
-/// so the system browser cannot be shown.
-pub(crate) fn headless() -> bool {
-    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
-    cfg!(target_os = "linux") && !set("DISPLAY") && !set("WAYLAND_DISPLAY")
-}
-
-/// Runs the login with the grant [`choose_grant`] picks.
-async fn login_flow(
-    provider: &Provider,
-    kind: ProviderKind,
-    login: &LoginConfig,
-    browser: &dyn Browser,
-    printer: Printer,
-) -> anyhow::Result<TokenSet> {
-    let headless = headless();
-    let grant = choose_grant(
-        login.grant,
-        login.paste,
-        &login.browser,
-        headless,
-        provider.supports_device_flow(),
-    );
-    match grant {
-        Grant::DeviceCode => {
-            if login.grant == Grant::Auto {
-                printer.info(
-                    "no display to open a browser on; logging in with a code instead \
-                     (--grant authcode keeps the browser flow)",
-                );
-            }
-            device_login(provider, kind, login, browser, headless, false, printer).await
-        }
-        Grant::AuthCode | Grant::Auto => {
-            match browser_login(provider, kind, login, browser, printer).await? {
-                BrowserLogin::Done(tokens) => Ok(tokens),
-                BrowserLogin::NoBrowser => {
-                    printer.info("logging in with a code instead (--grant authcode keeps the browser flow)");
-                    device_login(provider, kind, login, browser, true, true, printer).await
-                }
-            }
-        }
-    }
-}
-
-/// Checks the login request with the identity provider before a browser opens or a device code
-/// is shown, so that a client or redirect URI it refuses fails at once with its reason instead of
-/// after the login timeout.
-async fn preflight(
-    provider: &Provider,
-    request: &AuthRequest,
-    what: LoginKind,
-    printer: Printer,
-) -> Result<(), OidcError> {
-    printer.debug("checking the login request with the identity provider");
-    provider.preflight_authorization(request, what).await
-}
-
-/// The device authorization grant: show the code, optionally open the page, poll.
-/// `client_checked`: a browser login's preflight already found the client known.
-async fn device_login(
-    provider: &Provider,
-    kind: ProviderKind,
-    login: &LoginConfig,
-    browser: &dyn Browser,
-    headless: bool,
-    client_checked: bool,
-    printer: Printer,
-) -> anyhow::Result<TokenSet> {
-    // Some providers (Dex) hand out a code to any client id and refuse an unknown one only once
-    // the user has entered it: ask the authorization endpoint about the client first. Only the
-    // client matters here, so the redirect URI is the one a browser login would use.
-    if !client_checked && let Some(addr) = login.listen_for(kind).first() {
-        let request = provider.authorization_request(&crate::login::loopback::redirect_uri_for(*addr))?;
-        preflight(provider, &request, LoginKind::Device, printer).await?;
-    }
-    printer.debug("requesting a device code");
-    let auth = provider.start_device_authorization().await?;
-    let wait = login.timeout.as_secs();
-    printer.info(format_args!(
-        "to log in, open {} and enter the code {} (waiting up to {wait}s)",
-        auth.verification_uri, auth.user_code
-    ));
-    if let Some(complete) = &auth.verification_uri_complete {
-        printer.info(format_args!("or open {complete}"));
-        if login.browser.can_show(headless)
-            && let Err(err) = browser.open(complete)
-        {
-            printer.debug(format_args!("could not open a browser: {err}"));
-        }
-    }
-    printer.debug(format_args!(
-        "polling the token endpoint every {}s",
-        auth.interval.as_secs()
-    ));
-    Ok(provider.wait_for_device_token(&auth, login.timeout).await?)
-}
-
-/// The page a browser login starts at, and how it is shown to the person at the terminal.
-pub(crate) struct LoginPage<'a> {
-    /// The authorization URL.
-    pub url: &'a str,
-    /// The login timeout, in seconds.
-    pub wait: u64,
-    /// Where the login goes, for the messages (`" to GitHub"`, or empty).
-    pub place: &'a str,
-}
-
-impl LoginPage<'_> {
-    /// Opens the page in `browser` (printing it instead for `--no-browser`) and says so on
-    /// stderr. When the browser cannot be opened, says that in one short line and returns the
-    /// error without printing the URL: the caller prints it ([`Self::print`]) or logs in another
-    /// way.
-    pub fn open(
-        &self,
-        printer: Printer,
-        choice: &BrowserChoice,
-        browser: &dyn Browser,
-    ) -> Result<(), BrowserError> {
-        if *choice == BrowserChoice::None {
-            self.print(printer);
-            return Ok(());
-        }
-        match browser.open(self.url) {
-            Ok(()) => {
-                printer.info(format_args!(
-                    "opened a browser to log in{} (waiting up to {}s); if none appeared, open: {}",
-                    self.place, self.wait, self.url
-                ));
-                Ok(())
-            }
-            Err(err) => {
-                printer.info(format_args!("could not open a browser: {}", err.short()));
-                Err(err)
-            }
-        }
-    }
-
-    /// Prints the URL for the person to open.
-    pub fn print(&self, printer: Printer) {
-        printer.info(format_args!(
-            "open this URL in a browser to log in{} (waiting up to {}s): {}",
-            self.place, self.wait, self.url
-        ));
-    }
-}
-
-/// How a browser login ended, short of an error.
-enum BrowserLogin {
-    /// The tokens.
-    Done(TokenSet),
-    /// The system browser could not be opened and the device grant can stand in: `--grant auto`,
-    /// no `--paste`, and the provider advertises a device endpoint.
-    NoBrowser,
-}
-
-/// Authorization code + PKCE through the loopback server and the browser; with `--paste`, the
-/// code may also come from stdin.
-async fn browser_login(
-    provider: &Provider,
-    kind: ProviderKind,
-    login: &LoginConfig,
-    browser: &dyn Browser,
-    printer: Printer,
-) -> anyhow::Result<BrowserLogin> {
-    let server = LoopbackServer::bind(&login.listen_for(kind)).await?;
-    let request = provider.authorization_request(&server.redirect_uri())?;
-    printer.debug(format_args!(
-        "listening for the login callback on {}",
-        server.redirect_uri()
-    ));
-    // Fail fast, before a browser shows an error page koidc never sees (an unknown client, an
-    // unregistered redirect URI) and koidc waits for its timeout.
-    preflight(provider, &request, LoginKind::Browser, printer).await?;
-    let page = LoginPage {
-        url: &request.url,
-        wait: login.timeout.as_secs(),
-        place: "",
-    };
-    if page.open(printer, &login.browser, browser).is_err() {
-        let device_instead = login.grant == Grant::Auto
-            && !login.paste
-            && login.browser == BrowserChoice::System
-            && provider.supports_device_flow();
-        if device_instead {
-            return Ok(BrowserLogin::NoBrowser);
-        }
-        page.print(printer);
-    }
-    let paste = login.paste
-        && if login.kubectl_interactive == Some(false) {
-            printer.warn(
-                "--paste: kubectl runs koidc non-interactively, so stdin is not connected; \
-                 waiting for the browser's redirect only",
-            );
-            false
-        } else {
-            true
-        };
-    let callback = server
-        .with_iss_required(request.iss_required)
-        .wait_for_code_with_issuer(&request.state, Some(&request.issuer), login.timeout);
-    let code = if paste {
-        printer.info(
-            "if the browser cannot reach this machine, paste the address it was sent to after \
-             logging in (or the code it shows) here and press Enter",
-        );
-        tokio::select! {
-            code = callback => code?,
-            code = read_pasted_code(&request, printer) => code?,
-        }
-    } else {
-        callback.await?
-    };
-    printer.debug("received the authorization code; redeeming it");
-    Ok(BrowserLogin::Done(provider.exchange_code(request, code).await?))
-}
-
-/// The code from the first usable line on stdin; a line that is not usable is reported and the
-/// user may paste again. When stdin ends first, waits forever (the loopback callback or the
-/// timeout ends the login).
-async fn read_pasted_code(request: &AuthRequest, printer: Printer) -> Result<SecretString, PasteError> {
-    let mut lines = stdin_lines();
-    while let Some(line) = lines.recv().await {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match request.code_from_pasted(&line) {
-            Ok(code) => return Ok(code),
-            Err(err) if err.is_final() => return Err(err),
-            Err(err) => printer.warn(err),
-        }
-    }
-    printer.debug("stdin closed; waiting for the login callback only");
-    std::future::pending().await
-}
-
-/// Lines of stdin, read by a helper thread (blocking reads cannot be cancelled; the thread ends
-/// with the process). Each line is capped at [`MAX_PASTE_LEN`] + 1 bytes.
-fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
-    use std::io::{BufRead as _, Read as _};
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let spawned = std::thread::Builder::new()
-        .name("koidc-paste".into())
-        .spawn(move || {
-            let mut stdin = std::io::stdin().lock();
-            loop {
-                let mut buf = Vec::new();
-                match (&mut stdin)
-                    .take(MAX_PASTE_LEN as u64 + 1)
-                    .read_until(b'\n', &mut buf)
-                {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                if tx
-                    .blocking_send(String::from_utf8_lossy(&buf).into_owned())
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        });
-    // Without a thread the channel is closed at once: only the callback can finish the login.
-    drop(spawned);
-    rx
-}
-
 #[cfg(test)]
-mod tests {
+mod expiry_tests {
     use super::*;
     use chrono::TimeZone;
-
-    #[test]
-    fn auto_uses_the_device_grant_only_for_a_headless_system_browser_and_an_advertised_endpoint() {
-        let system = BrowserChoice::System;
-        let none = BrowserChoice::None;
-        let command = BrowserChoice::Command("firefox".into());
-        // (browser, headless, device advertised, paste) -> grant for `auto`
-        let cases = [
-            (&system, true, true, false, Grant::DeviceCode),
-            (&system, false, true, false, Grant::AuthCode),
-            (&system, true, false, false, Grant::AuthCode),
-            (&system, true, true, true, Grant::AuthCode),
-            (&none, true, true, false, Grant::AuthCode),
-            (&command, true, true, false, Grant::AuthCode),
-        ];
-        for (browser, headless, device, paste, want) in cases {
-            assert_eq!(
-                choose_grant(Grant::Auto, paste, browser, headless, device),
-                want,
-                "{browser:?} headless={headless} device={device} paste={paste}"
-            );
-        }
-        // Explicit grants are kept whatever the environment.
-        assert_eq!(
-            choose_grant(Grant::AuthCode, false, &system, true, true),
-            Grant::AuthCode
-        );
-        assert_eq!(
-            choose_grant(Grant::DeviceCode, false, &command, false, false),
-            Grant::DeviceCode
-        );
-    }
 
     #[test]
     fn reported_expiry_keeps_the_margin() {

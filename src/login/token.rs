@@ -1,5 +1,11 @@
 //! The tokens koidc holds for one identity, and the cheap, offline reading of an ID token.
 //!
+//! What a cache entry holds is typed: a [`Credential`] says what the token handed to kubectl is
+//! (an OpenID Connect ID token with its claims, or a GitHub access token with its account), and a
+//! [`CredentialEntry`] adds what renews it. [`TokenSet`] is the raw pair the token cache stores
+//! and the OpenID Connect token endpoint returns; the credential sources
+//! (`crate::login::sources`) turn one into the other.
+//!
 //! An ID token is verified (signature, issuer, audience, nonce…) by [`crate::login::oidc`] when it is
 //! received. Afterwards, on the warm path, koidc only needs to know who the token is for and when
 //! it expires; [`IdTokenInfo::decode`] reads that from the payload without any network or crypto,
@@ -10,14 +16,18 @@ use chrono::{DateTime, TimeZone, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
+use crate::login::github::Account;
+
 /// The largest ID token koidc accepts (1 MiB); anything larger is treated as hostile.
 pub const MAX_TOKEN_LEN: usize = 1 << 20;
 
-/// Tokens for one identity at one issuer and client.
+/// Tokens for one identity at one issuer and client: what the OpenID Connect token endpoint
+/// returns, and the raw form of a cache entry (whose typed form is a [`CredentialEntry`]).
 #[derive(Clone)]
 pub struct TokenSet {
-    /// The ID token (a JWT), the credential kubectl sends to the apiserver. With `--provider
-    /// github` it is the GitHub access token instead (opaque; see [`crate::login::github::session`]).
+    /// The ID token (a JWT), the credential kubectl sends to the apiserver. In a cache entry of
+    /// another kind (see [`crate::login::cache::EntryMeta::kind`]) it is that entry's token, e.g.
+    /// a GitHub access token; [`Credential`] says which.
     pub id_token: SecretString,
     /// The refresh token, when the IdP issued one.
     pub refresh_token: Option<SecretString>,
@@ -33,6 +43,149 @@ impl std::fmt::Debug for TokenSet {
             )
             .finish()
     }
+}
+
+/// The token kubectl sends to the apiserver, and what koidc knows about it.
+#[derive(Clone)]
+pub enum Credential {
+    /// An OpenID Connect ID token (a JWT, verified when it was received) and its claims, read
+    /// offline.
+    IdToken {
+        /// The ID token.
+        token: SecretString,
+        /// Its claims.
+        info: IdTokenInfo,
+    },
+    /// A GitHub access token (opaque; the apiserver asks `koidc webhook` about it) and the
+    /// account GitHub named for it at login.
+    GithubAccess {
+        /// The access token.
+        token: SecretString,
+        /// Who it belongs to.
+        account: Account,
+        /// When it expires, when GitHub said (GitHub App user tokens); `None`: until revoked.
+        expires_at: Option<DateTime<Utc>>,
+        /// When GitHub last confirmed it (at login, refresh, or the hourly check); `None` when
+        /// never (entries written before this was recorded).
+        checked_at: Option<DateTime<Utc>>,
+    },
+}
+
+impl Credential {
+    /// The token for kubectl.
+    pub fn token(&self) -> &SecretString {
+        match self {
+            Credential::IdToken { token, .. } | Credential::GithubAccess { token, .. } => token,
+        }
+    }
+
+    /// The ID token's claims, for an ID token.
+    pub fn id_token_info(&self) -> Option<&IdTokenInfo> {
+        match self {
+            Credential::IdToken { info, .. } => Some(info),
+            Credential::GithubAccess { .. } => None,
+        }
+    }
+
+    /// Who the credential is for: an ID token's `sub`, shown as its email when it has one; a
+    /// GitHub account's numeric id (logins are recycled), shown as its login name.
+    pub fn identity(&self) -> LoginIdentity {
+        match self {
+            Credential::IdToken { info, .. } => {
+                let subject = info.str_claim("sub").unwrap_or_default().to_owned();
+                let shown = match info.str_claim("email").filter(|e| !e.is_empty()) {
+                    Some(email) => crate::http::one_line(email, 200),
+                    None => format!("subject {:?}", crate::http::one_line(&subject, 200)),
+                };
+                LoginIdentity { subject, shown }
+            }
+            Credential::GithubAccess { account, .. } => LoginIdentity {
+                subject: account.id.to_string(),
+                shown: crate::http::one_line(&account.login, 100),
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::IdToken { info, .. } => f
+                .debug_struct("IdToken")
+                .field("token", &"[redacted]")
+                .field("info", info)
+                .finish(),
+            Credential::GithubAccess {
+                account,
+                expires_at,
+                checked_at,
+                ..
+            } => f
+                .debug_struct("GithubAccess")
+                .field("token", &"[redacted]")
+                .field("account", account)
+                .field("expires_at", expires_at)
+                .field("checked_at", checked_at)
+                .finish(),
+        }
+    }
+}
+
+/// A credential and what renews it: the typed content of one cache entry.
+#[derive(Clone)]
+pub struct CredentialEntry {
+    /// The credential.
+    pub credential: Credential,
+    /// The refresh token, when the provider issued one.
+    pub refresh_token: Option<SecretString>,
+    /// When the refresh token expires, when the provider said.
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+}
+
+impl CredentialEntry {
+    /// The entry of an ID token and its refresh token, with the ID token's claims read (not
+    /// verified: see the module doc).
+    pub fn from_id_token(tokens: TokenSet) -> Result<Self, TokenError> {
+        let info = IdTokenInfo::decode_secret(&tokens.id_token)?;
+        Ok(Self {
+            credential: Credential::IdToken {
+                token: tokens.id_token,
+                info,
+            },
+            refresh_token: tokens.refresh_token,
+            refresh_expires_at: None,
+        })
+    }
+
+    /// The pair the token cache stores: the credential's token and the refresh token.
+    pub fn token_set(&self) -> TokenSet {
+        TokenSet {
+            id_token: self.credential.token().clone(),
+            refresh_token: self.refresh_token.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for CredentialEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialEntry")
+            .field("credential", &self.credential)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("refresh_expires_at", &self.refresh_expires_at)
+            .finish()
+    }
+}
+
+/// Who a login was for: the stable subject to compare, and how to name it to a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginIdentity {
+    /// The stable identifier (`sub`, GitHub's numeric user id).
+    pub subject: String,
+    /// What to show (the email, the GitHub login, else the subject), on one line.
+    pub shown: String,
 }
 
 /// Why an ID token could not be read.
@@ -150,6 +303,53 @@ mod tests {
     fn jwt(payload: &str) -> String {
         let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         format!("{}.{}.sig", enc.encode(r#"{"alg":"RS256"}"#), enc.encode(payload))
+    }
+
+    #[test]
+    fn a_credential_names_its_identity_and_its_debug_form_hides_every_token() {
+        let id_token =
+            jwt(r#"{"iss":"https://i","aud":"c","exp":2000000000,"sub":"s-1","email":"a@example.com"}"#);
+        let entry = CredentialEntry::from_id_token(TokenSet {
+            id_token: SecretString::from(id_token.clone()),
+            refresh_token: Some(SecretString::from("refresh-secret".to_owned())),
+        })
+        .unwrap();
+        let who = entry.credential.identity();
+        assert_eq!(
+            (who.subject.as_str(), who.shown.as_str()),
+            ("s-1", "a@example.com")
+        );
+        assert_eq!(entry.token_set().id_token.expose_secret(), id_token);
+        let debug = format!("{entry:?}");
+        assert!(
+            !debug.contains(&id_token) && !debug.contains("refresh-secret"),
+            "{debug}"
+        );
+
+        let no_email = jwt(r#"{"iss":"https://i","aud":"c","exp":2000000000,"sub":"s-2"}"#);
+        let info = IdTokenInfo::decode(&no_email).unwrap();
+        let credential = Credential::IdToken {
+            token: SecretString::from(no_email),
+            info,
+        };
+        assert_eq!(credential.identity().shown, "subject \"s-2\"");
+
+        let github = Credential::GithubAccess {
+            token: SecretString::from("gho_secret".to_owned()),
+            account: Account {
+                id: 42,
+                login: "octocat".into(),
+                name: None,
+                orgs: Vec::new(),
+                teams: Vec::new(),
+            },
+            expires_at: None,
+            checked_at: None,
+        };
+        let who = github.identity();
+        assert_eq!((who.subject.as_str(), who.shown.as_str()), ("42", "octocat"));
+        assert!(github.id_token_info().is_none());
+        assert!(!format!("{github:?}").contains("gho_secret"));
     }
 
     #[test]

@@ -318,12 +318,12 @@ impl TokenStore for NoStore {
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    //! Helpers shared by the cache tests.
+    //! Helpers shared by the cache tests (and the login pipeline's: [`MemoryStore`]).
     use std::path::PathBuf;
 
     use secrecy::SecretString;
 
-    use super::CacheKey;
+    use super::{CacheError, CacheKey, EntryMeta, TokenStore};
     use crate::login::token::TokenSet;
 
     /// A fresh 0700 directory under the system temp dir, removed on drop.
@@ -359,6 +359,60 @@ pub(crate) mod test_support {
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+
+    /// A store in memory; saves fail while `fail_saves` is set.
+    #[derive(Default)]
+    pub struct MemoryStore {
+        entries: std::sync::Mutex<std::collections::HashMap<String, (CacheKey, TokenSet, EntryMeta)>>,
+        /// Makes every save fail (as a full disk would).
+        pub fail_saves: std::sync::atomic::AtomicBool,
+    }
+
+    impl TokenStore for MemoryStore {
+        fn load(&self, key: &CacheKey) -> Result<Option<TokenSet>, CacheError> {
+            Ok(self.load_with_meta(key)?.map(|(tokens, _)| tokens))
+        }
+        fn save(&self, key: &CacheKey, tokens: &TokenSet) -> Result<(), CacheError> {
+            self.save_with_meta(key, tokens, &EntryMeta::default())
+        }
+        fn load_with_meta(&self, key: &CacheKey) -> Result<Option<(TokenSet, EntryMeta)>, CacheError> {
+            let entries = self.entries.lock().unwrap();
+            Ok(entries
+                .get(&key.id())
+                .map(|(_, tokens, meta)| (tokens.clone(), meta.clone())))
+        }
+        fn save_with_meta(
+            &self,
+            key: &CacheKey,
+            tokens: &TokenSet,
+            meta: &EntryMeta,
+        ) -> Result<(), CacheError> {
+            if self.fail_saves.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(CacheError::io(
+                    "write cache entry",
+                    std::path::Path::new("memory"),
+                    std::io::Error::other("no space left"),
+                ));
+            }
+            self.entries
+                .lock()
+                .unwrap()
+                .insert(key.id(), (key.clone(), tokens.clone(), meta.clone()));
+            Ok(())
+        }
+        fn delete(&self, key: &CacheKey) -> Result<bool, CacheError> {
+            Ok(self.entries.lock().unwrap().remove(&key.id()).is_some())
+        }
+        fn list(&self) -> Result<Vec<CacheKey>, CacheError> {
+            Ok(self
+                .entries
+                .lock()
+                .unwrap()
+                .values()
+                .map(|(key, ..)| key.clone())
+                .collect())
         }
     }
 

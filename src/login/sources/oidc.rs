@@ -1,0 +1,378 @@
+//! The OpenID Connect source: ID tokens from the authorization code grant (browser, or a code
+//! pasted on stdin with `--paste`) or the device grant (RFC 8628), renewed with the refresh token.
+//!
+//! A login uses the grant [`choose_grant`] picks. Before a browser opens or a device code is
+//! shown, the authorization request is checked with the provider once, so that a client id or
+//! redirect URI it refuses fails at once with its reason (see [`crate::login::oidc::probe`]); a
+//! browser that cannot be opened is said in one line, with the URL to open by hand.
+//!
+//! A cache entry is served while its ID token has not expired and names the configured issuer
+//! and client. A refresh must answer for the cached identity (same `iss`, `sub`, `aud`; otherwise
+//! a login follows), and a refresh token the provider rotated is kept even when the new ID token
+//! cannot be verified yet ([`Renewal::Failed`] with the entry to keep).
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+use super::{Context, LoginPage, choose_grant, headless};
+use crate::config::{Grant, LoginConfig};
+use crate::login::browser::{Browser, BrowserChoice};
+use crate::login::cache::EntryMeta;
+use crate::login::loopback::LoopbackServer;
+use crate::login::oidc::paste::MAX_PASTE_LEN;
+use crate::login::oidc::probe::LoginKind;
+use crate::login::oidc::{AuthRequest, OidcError, PasteError, Provider};
+use crate::login::pipeline::{Connection, CredentialSource, Renewal, Source};
+use crate::login::token::{CredentialEntry, TokenSet};
+use crate::printer::Printer;
+use crate::provider::ProviderKind;
+
+/// ID tokens from an OpenID Connect provider.
+pub struct OidcSource<'a> {
+    context: Context<'a>,
+}
+
+impl<'a> OidcSource<'a> {
+    /// The source for `context.identity`.
+    pub fn new(context: Context<'a>) -> Self {
+        Self { context }
+    }
+}
+
+impl CredentialSource for OidcSource<'_> {
+    fn read(&self, tokens: TokenSet, _meta: EntryMeta) -> Result<CredentialEntry, String> {
+        let entry = CredentialEntry::from_id_token(tokens)
+            .map_err(|err| format!("ignoring the cached token: {err}"))?;
+        let identity = self.context.identity;
+        match entry.credential.id_token_info() {
+            Some(info) if info.belongs_to(&identity.issuer, &identity.client_id) => Ok(entry),
+            _ => Err("ignoring a cached token issued for another issuer or client".to_owned()),
+        }
+    }
+
+    fn write(&self, entry: &CredentialEntry) -> (TokenSet, EntryMeta) {
+        (entry.token_set(), EntryMeta::default())
+    }
+
+    fn valid_until(&self, entry: &CredentialEntry, _now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        entry.credential.id_token_info().map(|info| info.expiry)
+    }
+
+    fn renewable(&self, entry: &CredentialEntry, _now: DateTime<Utc>) -> bool {
+        entry.refresh_token.is_some() && entry.credential.id_token_info().is_some()
+    }
+
+    fn connect(&self) -> anyhow::Result<Box<dyn Connection + '_>> {
+        let context = &self.context;
+        let runtime = crate::runtime()?;
+        let oidc = context.login.oidc(context.identity);
+        if let Some(warning) = context.identity.provider.issuer_warning(&context.identity.issuer) {
+            context.printer.warn(warning);
+        }
+        context
+            .printer
+            .debug(format_args!("discovering {}", context.identity.issuer));
+        let provider = runtime.block_on(Provider::discover(&oidc, context.clock.clone()))?;
+        Ok(Box::new(OidcConnection {
+            context,
+            runtime,
+            provider,
+        }))
+    }
+}
+
+/// A discovered provider.
+struct OidcConnection<'s, 'a> {
+    context: &'s Context<'a>,
+    runtime: tokio::runtime::Runtime,
+    provider: Provider,
+}
+
+impl Connection for OidcConnection<'_, '_> {
+    fn renew(&mut self, entry: &CredentialEntry) -> Renewal {
+        let printer = self.context.printer;
+        let (Some(refresh_token), Some(info)) = (&entry.refresh_token, entry.credential.id_token_info())
+        else {
+            return Renewal::LogIn { forget: false };
+        };
+        printer.debug("refreshing the token");
+        let refreshed = self.runtime.block_on(self.provider.refresh(refresh_token, info));
+        match refreshed {
+            Ok(tokens) => match CredentialEntry::from_id_token(tokens) {
+                Ok(entry) => Renewal::Renewed {
+                    entry,
+                    source: Source::Refresh,
+                },
+                Err(err) => Renewal::Failed {
+                    error: anyhow::Error::new(err)
+                        .context("the identity provider returned an unreadable ID token"),
+                    keep: None,
+                },
+            },
+            // An answer for another identity is refused (OpenID Connect Core 12.2); a login
+            // decides who this is.
+            Err(err @ OidcError::RefreshIdentityChanged { .. }) => {
+                printer.warn(format_args!("{err}; logging in again"));
+                Renewal::LogIn { forget: false }
+            }
+            // The provider may have rotated the refresh token away: keep the new one (with the
+            // last verified ID token, which is within the margin or expired, so never served)
+            // for the next try, and report the failure.
+            Err(OidcError::RefreshUnverified { cause, rotated }) => {
+                let keep = rotated.map(|rotated| CredentialEntry {
+                    credential: entry.credential.clone(),
+                    refresh_token: Some(rotated),
+                    refresh_expires_at: None,
+                });
+                let err = OidcError::RefreshUnverified { cause, rotated: None };
+                Renewal::Failed {
+                    error: anyhow::Error::new(err).context("cannot refresh the token"),
+                    keep,
+                }
+            }
+            // The IdP refused the refresh token (expired, revoked, rotated away by a new login)
+            // or its answer cannot be used: a browser login can still succeed.
+            Err(
+                err @ (OidcError::RefreshRejected { .. }
+                | OidcError::RefreshWithoutIdToken
+                | OidcError::IdTokenRejected(_)),
+            ) => {
+                printer.info(format_args!(
+                    "the refresh token was not accepted ({err}); logging in again"
+                ));
+                Renewal::LogIn { forget: false }
+            }
+            // Network trouble would fail a browser login too: report it.
+            Err(err) => Renewal::Failed {
+                error: anyhow::Error::new(err).context("cannot refresh the token"),
+                keep: None,
+            },
+        }
+    }
+
+    fn login(&mut self) -> anyhow::Result<CredentialEntry> {
+        let context = self.context;
+        let tokens = self.runtime.block_on(login_flow(
+            &self.provider,
+            context.identity.provider,
+            context.login,
+            context.browser,
+            context.printer,
+        ))?;
+        CredentialEntry::from_id_token(tokens)
+            .context("the identity provider returned an unreadable ID token")
+    }
+}
+
+/// Runs the login with the grant [`choose_grant`] picks.
+async fn login_flow(
+    provider: &Provider,
+    kind: ProviderKind,
+    login: &LoginConfig,
+    browser: &dyn Browser,
+    printer: Printer,
+) -> anyhow::Result<TokenSet> {
+    let headless = headless();
+    let grant = choose_grant(
+        login.grant,
+        login.paste,
+        &login.browser,
+        headless,
+        provider.supports_device_flow(),
+    );
+    match grant {
+        Grant::DeviceCode => {
+            if login.grant == Grant::Auto {
+                printer.info(
+                    "no display to open a browser on; logging in with a code instead \
+                     (--grant authcode keeps the browser flow)",
+                );
+            }
+            device_login(provider, kind, login, browser, headless, false, printer).await
+        }
+        Grant::AuthCode | Grant::Auto => {
+            match browser_login(provider, kind, login, browser, printer).await? {
+                BrowserLogin::Done(tokens) => Ok(tokens),
+                BrowserLogin::NoBrowser => {
+                    printer.info("logging in with a code instead (--grant authcode keeps the browser flow)");
+                    device_login(provider, kind, login, browser, true, true, printer).await
+                }
+            }
+        }
+    }
+}
+
+/// Checks the login request with the identity provider before a browser opens or a device code
+/// is shown, so that a client or redirect URI it refuses fails at once with its reason instead of
+/// after the login timeout.
+async fn preflight(
+    provider: &Provider,
+    request: &AuthRequest,
+    what: LoginKind,
+    printer: Printer,
+) -> Result<(), OidcError> {
+    printer.debug("checking the login request with the identity provider");
+    provider.preflight_authorization(request, what).await
+}
+
+/// The device authorization grant: show the code, optionally open the page, poll.
+/// `client_checked`: a browser login's preflight already found the client known.
+async fn device_login(
+    provider: &Provider,
+    kind: ProviderKind,
+    login: &LoginConfig,
+    browser: &dyn Browser,
+    headless: bool,
+    client_checked: bool,
+    printer: Printer,
+) -> anyhow::Result<TokenSet> {
+    // Some providers (Dex) hand out a code to any client id and refuse an unknown one only once
+    // the user has entered it: ask the authorization endpoint about the client first. Only the
+    // client matters here, so the redirect URI is the one a browser login would use.
+    if !client_checked && let Some(addr) = login.listen_for(kind).first() {
+        let request = provider.authorization_request(&crate::login::loopback::redirect_uri_for(*addr))?;
+        preflight(provider, &request, LoginKind::Device, printer).await?;
+    }
+    printer.debug("requesting a device code");
+    let auth = provider.start_device_authorization().await?;
+    let wait = login.timeout.as_secs();
+    printer.info(format_args!(
+        "to log in, open {} and enter the code {} (waiting up to {wait}s)",
+        auth.verification_uri, auth.user_code
+    ));
+    if let Some(complete) = &auth.verification_uri_complete {
+        printer.info(format_args!("or open {complete}"));
+        if login.browser.can_show(headless)
+            && let Err(err) = browser.open(complete)
+        {
+            printer.debug(format_args!("could not open a browser: {err}"));
+        }
+    }
+    printer.debug(format_args!(
+        "polling the token endpoint every {}s",
+        auth.interval.as_secs()
+    ));
+    Ok(provider.wait_for_device_token(&auth, login.timeout).await?)
+}
+
+/// How a browser login ended, short of an error.
+enum BrowserLogin {
+    /// The tokens.
+    Done(TokenSet),
+    /// The system browser could not be opened and the device grant can stand in: `--grant auto`,
+    /// no `--paste`, and the provider advertises a device endpoint.
+    NoBrowser,
+}
+
+/// Authorization code + PKCE through the loopback server and the browser; with `--paste`, the
+/// code may also come from stdin.
+async fn browser_login(
+    provider: &Provider,
+    kind: ProviderKind,
+    login: &LoginConfig,
+    browser: &dyn Browser,
+    printer: Printer,
+) -> anyhow::Result<BrowserLogin> {
+    let server = LoopbackServer::bind(&login.listen_for(kind)).await?;
+    let request = provider.authorization_request(&server.redirect_uri())?;
+    printer.debug(format_args!(
+        "listening for the login callback on {}",
+        server.redirect_uri()
+    ));
+    // Fail fast, before a browser shows an error page koidc never sees (an unknown client, an
+    // unregistered redirect URI) and koidc waits for its timeout.
+    preflight(provider, &request, LoginKind::Browser, printer).await?;
+    let page = LoginPage {
+        url: &request.url,
+        wait: login.timeout.as_secs(),
+        place: "",
+    };
+    if page.open(printer, &login.browser, browser).is_err() {
+        let device_instead = login.grant == Grant::Auto
+            && !login.paste
+            && login.browser == BrowserChoice::System
+            && provider.supports_device_flow();
+        if device_instead {
+            return Ok(BrowserLogin::NoBrowser);
+        }
+        page.print(printer);
+    }
+    let paste = login.paste
+        && if login.kubectl_interactive == Some(false) {
+            printer.warn(
+                "--paste: kubectl runs koidc non-interactively, so stdin is not connected; \
+                 waiting for the browser's redirect only",
+            );
+            false
+        } else {
+            true
+        };
+    let callback = server
+        .with_iss_required(request.iss_required)
+        .wait_for_code_with_issuer(&request.state, Some(&request.issuer), login.timeout);
+    let code = if paste {
+        printer.info(
+            "if the browser cannot reach this machine, paste the address it was sent to after \
+             logging in (or the code it shows) here and press Enter",
+        );
+        tokio::select! {
+            code = callback => code?,
+            code = read_pasted_code(&request, printer) => code?,
+        }
+    } else {
+        callback.await?
+    };
+    printer.debug("received the authorization code; redeeming it");
+    Ok(BrowserLogin::Done(provider.exchange_code(request, code).await?))
+}
+
+/// The code from the first usable line on stdin; a line that is not usable is reported and the
+/// user may paste again. When stdin ends first, waits forever (the loopback callback or the
+/// timeout ends the login).
+async fn read_pasted_code(request: &AuthRequest, printer: Printer) -> Result<SecretString, PasteError> {
+    let mut lines = stdin_lines();
+    while let Some(line) = lines.recv().await {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match request.code_from_pasted(&line) {
+            Ok(code) => return Ok(code),
+            Err(err) if err.is_final() => return Err(err),
+            Err(err) => printer.warn(err),
+        }
+    }
+    printer.debug("stdin closed; waiting for the login callback only");
+    std::future::pending().await
+}
+
+/// Lines of stdin, read by a helper thread (blocking reads cannot be cancelled; the thread ends
+/// with the process). Each line is capped at [`MAX_PASTE_LEN`] + 1 bytes.
+fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead as _, Read as _};
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let spawned = std::thread::Builder::new()
+        .name("koidc-paste".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                let mut buf = Vec::new();
+                match (&mut stdin)
+                    .take(MAX_PASTE_LEN as u64 + 1)
+                    .read_until(b'\n', &mut buf)
+                {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                if tx
+                    .blocking_send(String::from_utf8_lossy(&buf).into_owned())
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    // Without a thread the channel is closed at once: only the callback can finish the login.
+    drop(spawned);
+    rx
+}
