@@ -7,12 +7,57 @@
 //! three from one [`ClusterAuth`], and lists the known traps as warnings. It also says what a
 //! kubeconfig still lacks after the user entry was written (the kubectl commands that add the
 //! cluster and a context), and how a client secret reaches the entry without being written.
+//! [`write`] puts the entry into the user's kubeconfig file; [`webhook`] renders the apiserver's
+//! side of a cluster that checks GitHub tokens with `koidc webhook`.
+
+pub mod webhook;
+pub mod write;
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::login::oidc::OidcError;
 use crate::login::token::IdTokenInfo;
+
+/// Why `setup` cannot produce its output.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A `--certificate-authority` file cannot be read.
+    #[error("cannot read --certificate-authority {}", path.display())]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `--certificate-authority` file holds no PEM certificate.
+    #[error("--certificate-authority {} is not a PEM certificate", path.display())]
+    CaNotPem {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `--certificate-authority-data` is not what a login accepts.
+    #[error(transparent)]
+    CaData(OidcError),
+    /// `--certificate-authority-data` is not base64.
+    #[error("cannot decode --certificate-authority-data")]
+    CaDataBase64(#[source] base64::DecodeError),
+    /// `--certificate-authority-data` decodes to something else than text.
+    #[error("--certificate-authority-data is not the base64 of PEM text")]
+    CaDataText(#[source] std::string::FromUtf8Error),
+    /// `--embed-ca` without a CA to embed.
+    #[error(
+        "--embed-ca puts the IdP's CA into the kubeconfig entry, but none was given: add \
+         --certificate-authority FILE (or drop --embed-ca when a public CA signed the IdP's certificate)"
+    )]
+    NothingToEmbed,
+    /// The output cannot be rendered as YAML.
+    #[error("cannot render YAML")]
+    Yaml(#[source] serde_saphyr::SerializeError),
+}
 
 /// The choices that decide how the apiserver maps a token to a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +190,6 @@ pub fn client_secret_hint(user: &str, var: &str) -> String {
 /// them), that text as `--certificate-authority-data=` (base64) instead, so the entry needs no
 /// file of this machine.
 pub fn ca_args(files: &[PathBuf], data: Option<&str>, embed: Option<&str>) -> Vec<String> {
-    use base64::Engine as _;
     if let Some(pem) = embed {
         return vec![format!(
             "--certificate-authority-data={}",
@@ -158,6 +202,60 @@ pub fn ca_args(files: &[PathBuf], data: Option<&str>, embed: Option<&str>) -> Ve
         .collect();
     args.extend(data.map(|d| format!("--certificate-authority-data={}", d.trim())));
     args
+}
+
+/// The PEM text of the IdP's CAs (the `--certificate-authority` `files`, then the
+/// `--certificate-authority-data` `data`), `None` when none is given.
+pub fn read_cas(files: &[PathBuf], data: Option<&str>) -> Result<Option<String>, SetupError> {
+    if files.is_empty() && data.is_none() {
+        return Ok(None);
+    }
+    let mut pem = String::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).map_err(|source| SetupError::CaFile {
+            path: file.clone(),
+            source,
+        })?;
+        if !text.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(SetupError::CaNotPem { path: file.clone() });
+        }
+        pem.push_str(text.trim_end());
+        pem.push('\n');
+    }
+    if let Some(data) = data {
+        crate::http::read_ca_data(data).map_err(|reason| SetupError::CaData(OidcError::CaData { reason }))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(SetupError::CaDataBase64)?;
+        pem.push_str(String::from_utf8(bytes).map_err(SetupError::CaDataText)?.trim_end());
+        pem.push('\n');
+    }
+    Ok(Some(pem))
+}
+
+/// The `get-token` arguments that make the kubeconfig entry trust the IdP's CA ([`ca_args`]);
+/// with `embed` (`--embed-ca`), `pem` (from [`read_cas`]) as data, which must exist.
+pub fn entry_ca_args(
+    files: &[PathBuf],
+    data: Option<&str>,
+    embed: bool,
+    pem: Option<&str>,
+) -> Result<Vec<String>, SetupError> {
+    let embed = if embed {
+        Some(pem.ok_or(SetupError::NothingToEmbed)?)
+    } else {
+        None
+    };
+    Ok(ca_args(files, data, embed))
+}
+
+/// `value` as YAML, ending with a line break.
+pub fn yaml(value: &impl serde::Serialize) -> Result<String, SetupError> {
+    let mut text = serde_saphyr::to_string(value).map_err(SetupError::Yaml)?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 /// The kubectl commands that complete `kubeconfig` (at `path`) for the user `user`, one per
@@ -488,7 +586,6 @@ mod tests {
 
     #[test]
     fn ca_args_name_the_files_or_embed_their_text() {
-        use base64::Engine as _;
         let files = ["/etc/dex-ca.pem".into(), "/tmp/second.pem".into()];
         assert_eq!(
             ca_args(&files, Some(" QUJD\n"), None),
