@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
+use crate::kubeconfig::{Exec, Kubeconfig, NamedUser, User};
 use crate::login::oidc::OidcError;
 use crate::login::token::IdTokenInfo;
 
@@ -134,20 +135,23 @@ pub fn apiserver_flags(auth: &ClusterAuth, ca_file: Option<&str>) -> Vec<String>
 }
 
 /// The kubeconfig `users[]` item, in the shape `kubectl config set-credentials --exec-…` writes.
-pub fn kubeconfig_user(user: &ExecUser) -> Value {
-    json!({
-        "name": user.name,
-        "user": {
-            "exec": {
-                "apiVersion": "client.authentication.k8s.io/v1",
-                "args": user.args,
-                "command": user.command,
-                "installHint": INSTALL_HINT,
-                "interactiveMode": "IfAvailable",
-                "provideClusterInfo": false,
-            }
-        }
-    })
+pub fn kubeconfig_user(user: &ExecUser) -> NamedUser {
+    NamedUser {
+        name: Some(user.name.clone()),
+        user: Some(User {
+            exec: Some(Exec {
+                api_version: Some("client.authentication.k8s.io/v1".into()),
+                args: Some(user.args.clone()),
+                command: Some(user.command.clone()),
+                install_hint: Some(INSTALL_HINT.into()),
+                interactive_mode: Some("IfAvailable".into()),
+                provide_cluster_info: Some(false),
+                ..Exec::default()
+            }),
+            ..User::default()
+        }),
+        extra: Default::default(),
+    }
 }
 
 /// koidc's repository, as `REPOSITORY` (a macro, so that [`INSTALL_HINT`] can be one literal).
@@ -262,26 +266,21 @@ pub fn yaml(value: &impl serde::Serialize) -> Result<String, SetupError> {
 /// line; empty when a context already uses that user. The parts only the admin knows are
 /// `<…>` placeholders: `<cluster>` (unless the file has exactly one cluster),
 /// `<https://apiserver:6443>` and `<apiserver-ca.crt>`.
-pub fn completion_commands(kubeconfig: &Value, user: &str, path: &Path) -> Vec<String> {
-    let names = |list: &str| -> Vec<String> {
-        kubeconfig[list]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|i| i["name"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let used = kubeconfig["contexts"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["context"]["user"] == user));
+pub fn completion_commands(kubeconfig: &Kubeconfig, user: &str, path: &Path) -> Vec<String> {
+    let used = kubeconfig.contexts().iter().any(|c| {
+        c.context
+            .as_ref()
+            .is_some_and(|c| c.user.as_deref() == Some(user))
+    });
     if used {
         return Vec::new();
     }
     let file = format!("--kubeconfig={}", shell_word(&path.display().to_string()));
-    let clusters = names("clusters");
+    let clusters: Vec<&str> = kubeconfig
+        .clusters()
+        .iter()
+        .filter_map(|c| c.name.as_deref())
+        .collect();
     let mut commands = Vec::new();
     // A name kubectl would read as an option, or with control characters, is not printed.
     let cluster = match clusters.as_slice() {
@@ -312,38 +311,12 @@ pub fn safe_argument(word: &str) -> bool {
 }
 
 /// Puts `user` into `kubeconfig` (replacing a user of the same name), creating the skeleton of an
-/// empty kubeconfig when needed. Other users, clusters and contexts are kept.
-pub fn merge_user(kubeconfig: Option<Value>, user: Value) -> Result<Value, String> {
-    let mut config = match kubeconfig {
-        None | Some(Value::Null) => json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [],
-            "contexts": [],
-            "current-context": "",
-            "preferences": {},
-            "users": [],
-        }),
-        Some(Value::Object(map)) => Value::Object(map),
-        Some(_) => return Err("the kubeconfig is not a YAML mapping".into()),
-    };
-    let name = user.get("name").cloned().unwrap_or(Value::Null);
-    let users = config
-        .as_object_mut()
-        .ok_or("the kubeconfig is not a YAML mapping")?
-        .entry("users")
-        .or_insert_with(|| json!([]));
-    if users.is_null() {
-        *users = json!([]);
-    }
-    let list = users
-        .as_array_mut()
-        .ok_or("`users` in the kubeconfig is not a list")?;
-    match list.iter_mut().find(|u| u.get("name") == Some(&name)) {
-        Some(existing) => *existing = user,
-        None => list.push(user),
-    }
-    Ok(config)
+/// empty kubeconfig when needed. Other users, clusters and contexts, and every field koidc does
+/// not know, are kept.
+pub fn merge_user(kubeconfig: Option<Kubeconfig>, user: NamedUser) -> Kubeconfig {
+    let mut config = kubeconfig.unwrap_or_else(Kubeconfig::empty);
+    config.set_user(user);
+    config
 }
 
 /// Known traps for these choices (and for the token's claims, when a login showed them).
@@ -497,6 +470,10 @@ rules:
 mod tests {
     use super::*;
 
+    fn kubeconfig(value: Value) -> Kubeconfig {
+        serde_json::from_value(value).unwrap()
+    }
+
     fn auth() -> ClusterAuth {
         ClusterAuth {
             issuer: "https://dex.example.com/dex".into(),
@@ -544,17 +521,46 @@ mod tests {
             command: "koidc".into(),
             args: vec!["get-token".into()],
         });
-        let existing = json!({"apiVersion": "v1", "kind": "Config", "users": [
-            {"name": "admin", "user": {"token": "x"}}, {"name": "oidc", "user": {"token": "old"}}]});
-        let merged = merge_user(Some(existing), user.clone()).unwrap();
+        let existing = kubeconfig(json!({"apiVersion": "v1", "kind": "Config", "users": [
+            {"name": "admin", "user": {"token": "x"}}, {"name": "oidc", "user": {"token": "old"}}]}));
+        let merged = serde_json::to_value(merge_user(Some(existing), user.clone())).unwrap();
         let users = merged["users"].as_array().unwrap();
         assert_eq!(users.len(), 2);
         assert_eq!(users[0]["name"], "admin");
-        assert_eq!(users[1], user);
+        assert_eq!(users[1], serde_json::to_value(&user).unwrap());
         assert_eq!(users[1]["user"]["exec"]["interactiveMode"], "IfAvailable");
-        let fresh = merge_user(None, user).unwrap();
-        assert_eq!(fresh["users"].as_array().unwrap().len(), 1);
-        assert!(merge_user(Some(json!([1])), json!({})).is_err());
+        let fresh = merge_user(None, user);
+        assert_eq!(fresh.users().len(), 1);
+        // What cannot hold a user is refused when the file is read.
+        for not_a_kubeconfig in [json!([1]), json!({"users": 5})] {
+            assert!(serde_json::from_value::<Kubeconfig>(not_a_kubeconfig).is_err());
+        }
+    }
+
+    #[test]
+    fn the_printed_user_entry_is_the_one_kubectl_would_write() {
+        let user = kubeconfig_user(&ExecUser {
+            name: "oidc".into(),
+            command: "koidc".into(),
+            args: vec!["get-token".into(), "--issuer=https://i".into()],
+        });
+        assert_eq!(
+            yaml(&Kubeconfig {
+                users: Some(vec![user]),
+                ..Kubeconfig::default()
+            })
+            .unwrap(),
+            // What koidc printed when the entry was a generic JSON value, byte for byte.
+            yaml(&json!({"users": [{"name": "oidc", "user": {"exec": {
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "args": ["get-token", "--issuer=https://i"],
+                "command": "koidc",
+                "installHint": INSTALL_HINT,
+                "interactiveMode": "IfAvailable",
+                "provideClusterInfo": false,
+            }}}]}))
+            .unwrap()
+        );
     }
 
     #[test]
@@ -564,6 +570,7 @@ mod tests {
             command: "koidc".into(),
             args: vec!["get-token".into()],
         });
+        let user = serde_json::to_value(user).unwrap();
         assert!(user["user"]["exec"].get("env").is_none(), "{user}");
     }
 
@@ -609,7 +616,10 @@ mod tests {
     #[test]
     fn completion_commands_add_what_the_kubeconfig_lacks_for_the_user() {
         let path = Path::new("/home/a b/.kube/config");
-        let empty = merge_user(None, json!({"name": "oidc"})).unwrap();
+        let empty = merge_user(None, NamedUser {
+            name: Some("oidc".into()),
+            ..NamedUser::default()
+        });
         let commands = completion_commands(&empty, "oidc", path);
         assert_eq!(
             commands,
@@ -621,8 +631,8 @@ mod tests {
             ]
         );
         // One cluster: its name, and no set-cluster.
-        let one = json!({"clusters": [{"name": "prod", "cluster": {}}], "contexts": [
-            {"name": "admin", "context": {"cluster": "prod", "user": "admin"}}]});
+        let one = kubeconfig(json!({"clusters": [{"name": "prod", "cluster": {}}], "contexts": [
+            {"name": "admin", "context": {"cluster": "prod", "user": "admin"}}]}));
         let commands = completion_commands(&one, "my user", Path::new("k"));
         assert_eq!(
             commands,
@@ -632,19 +642,19 @@ mod tests {
             ]
         );
         // Several clusters: the admin picks one.
-        let two = json!({"clusters": [{"name": "a"}, {"name": "b"}]});
+        let two = kubeconfig(json!({"clusters": [{"name": "a"}, {"name": "b"}]}));
         assert!(completion_commands(&two, "oidc", Path::new("k"))[0].contains("--cluster=<cluster>"));
         // A context uses the user already: nothing to add.
-        let used = json!({"clusters": [{"name": "a"}], "contexts": [
-            {"name": "x", "context": {"cluster": "a", "user": "oidc"}}]});
+        let used = kubeconfig(json!({"clusters": [{"name": "a"}], "contexts": [
+            {"name": "x", "context": {"cluster": "a", "user": "oidc"}}]}));
         assert!(completion_commands(&used, "oidc", Path::new("k")).is_empty());
     }
 
     #[test]
     fn a_cluster_name_kubectl_would_read_as_an_option_is_not_printed_into_the_commands() {
         for hostile in ["--kubeconfig=/tmp/evil", "p\u{1b}[31m\nx"] {
-            let kubeconfig = json!({"clusters": [{"name": hostile}], "contexts": []});
-            let commands = completion_commands(&kubeconfig, "oidc", Path::new("/k"));
+            let config = kubeconfig(json!({"clusters": [{"name": hostile}], "contexts": []}));
+            let commands = completion_commands(&config, "oidc", Path::new("/k"));
             assert!(
                 commands
                     .iter()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::cli::{SetupArgs, SetupPart};
 use crate::clock::Clock;
@@ -16,6 +16,7 @@ use crate::cluster::rbac;
 use crate::cluster::setup::{self, ExecUser};
 use crate::cluster::setup::webhook::{self, PREFIX, WEBHOOK_CONFIG_PATH, webhook_command};
 use crate::config::{Identity, LoginConfig};
+use crate::kubeconfig::Kubeconfig;
 use crate::login::cache::{CacheKey, TokenStore};
 use crate::login::github::session::{account_of, describe, revoke, to_json};
 use crate::login::github::{Account, DEFAULT_URL, GithubUrls};
@@ -155,7 +156,10 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
         client_cert.as_ref(),
     ))?;
     let flags = webhook::apiserver_flags(WEBHOOK_CONFIG_PATH).join("\n");
-    let kubeconfig = setup::yaml(&json!({ "users": [user] }))?;
+    let kubeconfig = setup::yaml(&Kubeconfig {
+        users: Some(vec![user.clone()]),
+        ..Kubeconfig::default()
+    })?;
     let out = match args.print {
         SetupPart::AuthenticationConfig => webhook_config,
         SetupPart::ApiserverFlags => flags,

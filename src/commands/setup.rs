@@ -12,13 +12,13 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use serde_json::Value;
 
 use crate::cli::{SetupArgs, SetupPart};
 use crate::clock::Clock;
 use crate::cluster::rbac;
 use crate::cluster::setup::{self, ClusterAuth, ExecUser};
 use crate::config::{Identity, LoginConfig};
+use crate::kubeconfig::{Kubeconfig, NamedUser};
 use crate::login::oidc::Provider;
 use crate::login::token::IdTokenInfo;
 use crate::printer::Printer;
@@ -163,12 +163,15 @@ fn check_issuer(
 fn render(
     args: &SetupArgs,
     auth: &ClusterAuth,
-    user: &Value,
+    user: &NamedUser,
     claims: Option<&IdTokenInfo>,
 ) -> anyhow::Result<String> {
     let authn = setup::yaml(&setup::authentication_configuration(auth))?;
     let flags = setup::apiserver_flags(auth, args.apiserver_ca_path.as_deref()).join("\n");
-    let kubeconfig = setup::yaml(&serde_json::json!({ "users": [user] }))?;
+    let kubeconfig = setup::yaml(&Kubeconfig {
+        users: Some(vec![user.clone()]),
+        ..Kubeconfig::default()
+    })?;
     Ok(match args.print {
         SetupPart::AuthenticationConfig => authn,
         SetupPart::ApiserverFlags => flags,

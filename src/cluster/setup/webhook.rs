@@ -4,8 +4,7 @@
 //! `koidc webhook` command line that matches these choices. The webhook server itself is
 //! [`crate::cluster::webhook`].
 
-use serde_json::{Value, json};
-
+use crate::kubeconfig::{Cluster, Context, Extra, Kubeconfig, NamedCluster, NamedContext, NamedUser, User};
 use crate::login::github::{DEFAULT_URL, GithubUrls};
 
 /// The default username and groups prefix of `koidc webhook` (and so of `setup --provider
@@ -31,27 +30,44 @@ pub struct ClientCertPaths {
 /// The kubeconfig kube-apiserver reads with `--authentication-token-webhook-config-file`: one
 /// cluster (the webhook's URL and CA), one user (the apiserver's client certificate, when
 /// given), one context.
-pub fn apiserver_kubeconfig(url: &str, ca_pem: Option<&str>, client: Option<&ClientCertPaths>) -> Value {
+pub fn apiserver_kubeconfig(url: &str, ca_pem: Option<&str>, client: Option<&ClientCertPaths>) -> Kubeconfig {
     use base64::Engine as _;
-    let mut cluster = json!({ "server": url });
-    if let Some(pem) = ca_pem {
-        cluster["certificate-authority-data"] = json!(base64::engine::general_purpose::STANDARD.encode(pem));
+    const NAME: &str = "koidc-github-webhook";
+    const USER: &str = "kube-apiserver";
+    Kubeconfig {
+        api_version: Some("v1".into()),
+        clusters: Some(vec![NamedCluster {
+            name: Some(NAME.into()),
+            cluster: Some(Cluster {
+                server: Some(url.into()),
+                certificate_authority_data: ca_pem.map(|pem| base64::engine::general_purpose::STANDARD.encode(pem)),
+                ..Cluster::default()
+            }),
+            extra: Extra::new(),
+        }]),
+        contexts: Some(vec![NamedContext {
+            name: Some(NAME.into()),
+            context: Some(Context {
+                cluster: Some(NAME.into()),
+                user: Some(USER.into()),
+                extra: Extra::new(),
+            }),
+            extra: Extra::new(),
+        }]),
+        current_context: Some(NAME.into()),
+        kind: Some("Config".into()),
+        preferences: None,
+        users: Some(vec![NamedUser {
+            name: Some(USER.into()),
+            user: Some(User {
+                client_certificate: client.map(|c| c.cert.clone()),
+                client_key: client.map(|c| c.key.clone()),
+                ..User::default()
+            }),
+            extra: Extra::new(),
+        }]),
+        extra: Extra::new(),
     }
-    let user = match client {
-        Some(c) => json!({ "client-certificate": c.cert, "client-key": c.key }),
-        None => json!({}),
-    };
-    json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{ "name": "koidc-github-webhook", "cluster": cluster }],
-        "users": [{ "name": "kube-apiserver", "user": user }],
-        "contexts": [{
-            "name": "koidc-github-webhook",
-            "context": { "cluster": "koidc-github-webhook", "user": "kube-apiserver" },
-        }],
-        "current-context": "koidc-github-webhook",
-    })
 }
 
 /// The kube-apiserver flags that use the webhook config file at `path`.
@@ -101,20 +117,26 @@ pub fn webhook_command(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
+
+    fn to_value(config: Kubeconfig) -> Value {
+        serde_json::to_value(config).unwrap()
+    }
 
     #[test]
     fn apiserver_kubeconfig_names_the_url_and_embeds_the_ca() {
-        let cfg = apiserver_kubeconfig("https://127.0.0.1:8443/", Some("PEM"), None);
+        let cfg = to_value(apiserver_kubeconfig("https://127.0.0.1:8443/", Some("PEM"), None));
         assert_eq!(cfg["users"][0]["user"], json!({}));
-        let with_cert = apiserver_kubeconfig(
+        let with_cert = to_value(apiserver_kubeconfig(
             "https://127.0.0.1:8443/",
             None,
             Some(&ClientCertPaths {
                 cert: "/etc/kubernetes/pki/koidc-webhook-client.crt".into(),
                 key: "/etc/kubernetes/pki/koidc-webhook-client.key".into(),
             }),
-        );
+        ));
         assert_eq!(
             with_cert["users"][0]["user"],
             json!({
@@ -133,6 +155,19 @@ mod tests {
             "UEVN"
         );
         assert_eq!(cfg["current-context"], "koidc-github-webhook");
+        assert_eq!(
+            cfg,
+            json!({
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "koidc-github-webhook", "cluster": {
+                    "server": "https://127.0.0.1:8443/", "certificate-authority-data": "UEVN"}}],
+                "users": [{"name": "kube-apiserver", "user": {}}],
+                "contexts": [{"name": "koidc-github-webhook",
+                              "context": {"cluster": "koidc-github-webhook", "user": "kube-apiserver"}}],
+                "current-context": "koidc-github-webhook",
+            })
+        );
         assert_eq!(
             apiserver_flags("/etc/k.yaml"),
             [

@@ -9,7 +9,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use crate::kubeconfig::{Kubeconfig, NamedUser};
 
 /// Why the kubeconfig cannot be written.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +73,7 @@ pub enum WriteError {
         #[source]
         source: std::io::Error,
     },
-    /// The kubeconfig is not YAML.
+    /// The kubeconfig is not YAML, or not a kubeconfig (not a mapping, `users` not a list...).
     #[error("cannot parse the kubeconfig {}", path.display())]
     Parse {
         /// The kubeconfig.
@@ -81,14 +81,6 @@ pub enum WriteError {
         /// The parser's error.
         #[source]
         source: serde_saphyr::DeserializeError,
-    },
-    /// The kubeconfig is YAML, but not a kubeconfig the user entry can be put into.
-    #[error("cannot update the kubeconfig {}: {reason}", path.display())]
-    Update {
-        /// The kubeconfig.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
     },
     /// The new content cannot be rendered.
     #[error(transparent)]
@@ -196,7 +188,7 @@ fn create_parent(path: &Path) -> Result<&Path, WriteError> {
 /// kubeconfig (`flag`, else as [`kubeconfig_path`] finds it) and returns what to tell the admin:
 /// that it was written, and the kubectl commands that add what the file still lacks for that
 /// user (a cluster, a context).
-pub fn write_user(flag: Option<&Path>, name: &str, user: Value) -> Result<Vec<String>, WriteError> {
+pub fn write_user(flag: Option<&Path>, name: &str, user: NamedUser) -> Result<Vec<String>, WriteError> {
     let path = kubeconfig_path(flag)?;
     let written = write_kubeconfig_user(&path, user)?;
     let mut notes = vec![format!("wrote user {name:?} to {}", path.display())];
@@ -231,11 +223,15 @@ pub fn write_user(flag: Option<&Path>, name: &str, user: Value) -> Result<Vec<St
 /// `kubectl config` change is not lost. A symlinked kubeconfig (dotfile managers) is updated
 /// where it points, as kubectl does, instead of being replaced by a regular file; the lock is
 /// taken on the name given (as kubectl does) and on the file it points to.
-pub fn write_kubeconfig_user(path: &Path, user: Value) -> Result<Value, WriteError> {
+pub fn write_kubeconfig_user(path: &Path, user: NamedUser) -> Result<Kubeconfig, WriteError> {
     write_kubeconfig_user_waiting(path, user, KUBECONFIG_LOCK_WAIT)
 }
 
-fn write_kubeconfig_user_waiting(path: &Path, user: Value, wait: Duration) -> Result<Value, WriteError> {
+fn write_kubeconfig_user_waiting(
+    path: &Path,
+    user: NamedUser,
+    wait: Duration,
+) -> Result<Kubeconfig, WriteError> {
     if path.as_os_str().is_empty() {
         return Err(WriteError::EmptyPath);
     }
@@ -258,12 +254,11 @@ fn write_kubeconfig_user_waiting(path: &Path, user: Value, wait: Duration) -> Re
     let path = resolved.as_path();
     let existing = match std::fs::read_to_string(path) {
         Ok(text) if text.trim().is_empty() => None,
-        Ok(text) => Some(
-            serde_saphyr::from_str::<Value>(&text).map_err(|source| WriteError::Parse {
-                path: path.to_owned(),
-                source,
-            })?,
-        ),
+        // A document that is only `null` (`~`) is an empty kubeconfig too.
+        Ok(text) => serde_saphyr::from_str::<Option<Kubeconfig>>(&text).map_err(|source| WriteError::Parse {
+            path: path.to_owned(),
+            source,
+        })?,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
         Err(source) => {
             return Err(WriteError::Read {
@@ -272,10 +267,7 @@ fn write_kubeconfig_user_waiting(path: &Path, user: Value, wait: Duration) -> Re
             });
         }
     };
-    let merged = super::merge_user(existing, user).map_err(|reason| WriteError::Update {
-        path: path.to_owned(),
-        reason,
-    })?;
+    let merged = super::merge_user(existing, user);
     let text = super::yaml(&merged)?;
     let dir = create_parent(path)?;
     let tmp = dir.join(format!(
@@ -309,7 +301,9 @@ mod tests {
     use super::super::{ExecUser, kubeconfig_user};
     use super::*;
 
-    fn user(name: &str) -> Value {
+    use serde_json::Value;
+
+    fn user(name: &str) -> NamedUser {
         kubeconfig_user(&ExecUser {
             name: name.into(),
             command: "koidc".into(),
@@ -333,12 +327,42 @@ mod tests {
         assert_eq!(written["contexts"][0]["name"], "x");
         assert_eq!(written["current-context"], "x");
         assert_eq!(written["users"][0]["name"], "other");
-        assert_eq!(written["users"][1], user("oidc"));
+        assert_eq!(written["users"][1], serde_json::to_value(user("oidc")).unwrap());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn writing_the_user_keeps_what_koidc_does_not_know_and_refuses_what_is_not_a_kubeconfig() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        let before = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://a:1\n    \
+                      proxy-url: http://proxy:3128\n    extensions: [{name: x, extension: {a: 1}}]\n\
+                      contexts:\n- name: x\n  context: {cluster: c, user: oidc, namespace: apps}\n\
+                      users:\n- name: other\n  user:\n    exec: {command: other-plugin, env: [{name: K, value: v}], \
+                      provideClusterInfo: true, interactiveMode: Never}\n\
+                      extensions: [{name: e, extension: {b: 2}}]\n";
+        std::fs::write(&path, before).unwrap();
+        write_kubeconfig_user(&path, user("oidc")).unwrap();
+        let mut written: Value = serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let added = written["users"].as_array_mut().unwrap().pop().unwrap();
+        assert_eq!(added, serde_json::to_value(user("oidc")).unwrap());
+        let before: Value = serde_saphyr::from_str(before).unwrap();
+        assert_eq!(written, before, "something besides the user changed");
+
+        for not_a_kubeconfig in ["- 1\n", "users: 5\n"] {
+            std::fs::write(&path, not_a_kubeconfig).unwrap();
+            let err = write_kubeconfig_user(&path, user("oidc")).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("cannot parse the kubeconfig {}", path.display())),
+                "{err}"
+            );
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), not_a_kubeconfig);
         }
     }
 
