@@ -107,7 +107,11 @@ pub struct NamedCluster {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cluster {
     /// `certificate-authority`: a PEM file, relative to the kubeconfig's directory.
-    #[serde(rename = "certificate-authority", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "certificate-authority",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub certificate_authority: Option<String>,
     /// `certificate-authority-data`: base64 of PEM certificates.
     #[serde(
@@ -179,7 +183,11 @@ pub struct NamedUser {
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct User {
     /// `client-certificate`: a PEM file.
-    #[serde(rename = "client-certificate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "client-certificate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_certificate: Option<String>,
     /// `client-key`: a PEM file.
     #[serde(rename = "client-key", default, skip_serializing_if = "Option::is_none")]
@@ -238,7 +246,11 @@ pub struct Exec {
     #[serde(rename = "interactiveMode", default, skip_serializing_if = "Option::is_none")]
     pub interactive_mode: Option<String>,
     /// `provideClusterInfo`: whether the plugin gets the cluster in `KUBERNETES_EXEC_INFO`.
-    #[serde(rename = "provideClusterInfo", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "provideClusterInfo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub provide_cluster_info: Option<bool>,
     /// Everything else.
     #[serde(flatten)]
@@ -300,10 +312,12 @@ mod tests {
         let user = &config.users()[0];
         assert_eq!(user.extra["note"], "kept");
         assert!(user.user.as_ref().unwrap().has("token"));
-        assert_eq!(user.user.as_ref().unwrap().exec.as_ref().unwrap().extra["future"], "kept");
+        assert_eq!(
+            user.user.as_ref().unwrap().exec.as_ref().unwrap().extra["future"],
+            "kept"
+        );
 
-        let again: Kubeconfig =
-            serde_saphyr::from_str(&serde_saphyr::to_string(&config).unwrap()).unwrap();
+        let again: Kubeconfig = serde_saphyr::from_str(&serde_saphyr::to_string(&config).unwrap()).unwrap();
         assert_eq!(again, config);
         // The same as a generic document: nothing was lost or added.
         let before: Value = serde_saphyr::from_str(text).unwrap();
@@ -324,10 +338,7 @@ mod tests {
         let user = config.users()[0].user.as_ref().unwrap();
         let exec = user.exec.as_ref().unwrap();
         assert_eq!(exec.command.as_deref(), Some("koidc"));
-        assert_eq!(
-            exec.args.as_deref().unwrap(),
-            ["get-token", "--issuer=https://i"]
-        );
+        assert_eq!(exec.args.as_deref().unwrap(), ["get-token", "--issuer=https://i"]);
         assert_eq!(exec.provide_cluster_info, Some(true));
         assert_eq!(exec.interactive_mode.as_deref(), Some("Never"));
         let env = &exec.env.as_ref().unwrap()[0];
@@ -363,7 +374,10 @@ mod tests {
             json!({"current-context": "x"})
         );
         let item: NamedUser = serde_json::from_value(json!({"user": {}})).unwrap();
-        assert_eq!((item.name, item.user.map(|u| u.has("token"))), (None, Some(false)));
+        assert_eq!(
+            (item.name, item.user.map(|u| u.has("token"))),
+            (None, Some(false))
+        );
     }
 
     #[test]

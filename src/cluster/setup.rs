@@ -231,7 +231,11 @@ pub fn read_cas(files: &[PathBuf], data: Option<&str>) -> Result<Option<String>,
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(data.trim())
             .map_err(SetupError::CaDataBase64)?;
-        pem.push_str(String::from_utf8(bytes).map_err(SetupError::CaDataText)?.trim_end());
+        pem.push_str(
+            String::from_utf8(bytes)
+                .map_err(SetupError::CaDataText)?
+                .trim_end(),
+        );
         pem.push('\n');
     }
     Ok(Some(pem))
@@ -616,10 +620,13 @@ mod tests {
     #[test]
     fn completion_commands_add_what_the_kubeconfig_lacks_for_the_user() {
         let path = Path::new("/home/a b/.kube/config");
-        let empty = merge_user(None, NamedUser {
-            name: Some("oidc".into()),
-            ..NamedUser::default()
-        });
+        let empty = merge_user(
+            None,
+            NamedUser {
+                name: Some("oidc".into()),
+                ..NamedUser::default()
+            },
+        );
         let commands = completion_commands(&empty, "oidc", path);
         assert_eq!(
             commands,
@@ -631,8 +638,10 @@ mod tests {
             ]
         );
         // One cluster: its name, and no set-cluster.
-        let one = kubeconfig(json!({"clusters": [{"name": "prod", "cluster": {}}], "contexts": [
-            {"name": "admin", "context": {"cluster": "prod", "user": "admin"}}]}));
+        let one = kubeconfig(
+            json!({"clusters": [{"name": "prod", "cluster": {}}], "contexts": [
+            {"name": "admin", "context": {"cluster": "prod", "user": "admin"}}]}),
+        );
         let commands = completion_commands(&one, "my user", Path::new("k"));
         assert_eq!(
             commands,

@@ -311,11 +311,23 @@ pub fn load(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterTarget, K
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let items = doc.clusters().iter();
-        merge(&mut clusters, items.map(|c| (c.name.as_ref(), c.cluster.as_ref())), &dir);
+        merge(
+            &mut clusters,
+            items.map(|c| (c.name.as_ref(), c.cluster.as_ref())),
+            &dir,
+        );
         let items = doc.contexts().iter();
-        merge(&mut contexts, items.map(|c| (c.name.as_ref(), c.context.as_ref())), &dir);
+        merge(
+            &mut contexts,
+            items.map(|c| (c.name.as_ref(), c.context.as_ref())),
+            &dir,
+        );
         let items = doc.users().iter();
-        merge(&mut users, items.map(|u| (u.name.as_ref(), u.user.as_ref())), &dir);
+        merge(
+            &mut users,
+            items.map(|u| (u.name.as_ref(), u.user.as_ref())),
+            &dir,
+        );
         if current.is_none() {
             current = doc.current_context.filter(|c| !c.is_empty());
         }
@@ -398,11 +410,7 @@ fn cluster_tls(name: &str, entry: &Entry<Cluster>) -> Result<(Url, Option<Vec<u8
                 .decode(compact)
                 .map_err(|_| ca_err("certificate-authority-data is not base64".into()))?,
         )
-    } else if let Some(file) = body
-        .certificate_authority
-        .as_deref()
-        .filter(|f| !f.is_empty())
-    {
+    } else if let Some(file) = body.certificate_authority.as_deref().filter(|f| !f.is_empty()) {
         let path = entry.dir.join(file);
         Some(std::fs::read(&path).map_err(|e| ca_err(format!("cannot read {}: {e}", path.display())))?)
     } else {

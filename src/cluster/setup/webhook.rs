@@ -40,7 +40,8 @@ pub fn apiserver_kubeconfig(url: &str, ca_pem: Option<&str>, client: Option<&Cli
             name: Some(NAME.into()),
             cluster: Some(Cluster {
                 server: Some(url.into()),
-                certificate_authority_data: ca_pem.map(|pem| base64::engine::general_purpose::STANDARD.encode(pem)),
+                certificate_authority_data: ca_pem
+                    .map(|pem| base64::engine::general_purpose::STANDARD.encode(pem)),
                 ..Cluster::default()
             }),
             extra: Extra::new(),

@@ -80,7 +80,7 @@ pub enum WriteError {
         path: PathBuf,
         /// The parser's error.
         #[source]
-        source: serde_saphyr::DeserializeError,
+        source: Box<serde_saphyr::DeserializeError>,
     },
     /// The new content cannot be rendered.
     #[error(transparent)]
@@ -255,10 +255,12 @@ fn write_kubeconfig_user_waiting(
     let existing = match std::fs::read_to_string(path) {
         Ok(text) if text.trim().is_empty() => None,
         // A document that is only `null` (`~`) is an empty kubeconfig too.
-        Ok(text) => serde_saphyr::from_str::<Option<Kubeconfig>>(&text).map_err(|source| WriteError::Parse {
-            path: path.to_owned(),
-            source,
-        })?,
+        Ok(text) => {
+            serde_saphyr::from_str::<Option<Kubeconfig>>(&text).map_err(|source| WriteError::Parse {
+                path: path.to_owned(),
+                source: Box::new(source),
+            })?
+        }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
         Err(source) => {
             return Err(WriteError::Read {
