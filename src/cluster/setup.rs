@@ -7,7 +7,7 @@
 //! three from one [`ClusterAuth`], and lists the known traps as warnings. It also says what a
 //! kubeconfig still lacks after the user entry was written (the kubectl commands that add the
 //! cluster and a context), and how a client secret reaches the entry without being written.
-//! [`write`] puts the entry into the user's kubeconfig file; [`webhook`] renders the apiserver's
+//! [`write`](mod@write) puts the entry into the user's kubeconfig file; [`webhook`] renders the apiserver's
 //! side of a cluster that checks GitHub tokens with `koidc webhook`.
 
 pub mod webhook;
@@ -241,20 +241,23 @@ pub fn read_cas(files: &[PathBuf], data: Option<&str>) -> Result<Option<String>,
     Ok(Some(pem))
 }
 
-/// The `get-token` arguments that make the kubeconfig entry trust the IdP's CA ([`ca_args`]);
-/// with `embed` (`--embed-ca`), `pem` (from [`read_cas`]) as data, which must exist.
-pub fn entry_ca_args(
+/// The IdP's CAs ([`read_cas`] of the `--certificate-authority` `files` and the
+/// `--certificate-authority-data` `data`) and the `get-token` arguments that make the kubeconfig
+/// entry trust them ([`ca_args`]); with `embed` (`--embed-ca`), their text as data, which must
+/// exist.
+pub fn entry_cas(
     files: &[PathBuf],
     data: Option<&str>,
     embed: bool,
-    pem: Option<&str>,
-) -> Result<Vec<String>, SetupError> {
+) -> Result<(Option<String>, Vec<String>), SetupError> {
+    let pem = read_cas(files, data)?;
     let embed = if embed {
-        Some(pem.ok_or(SetupError::NothingToEmbed)?)
+        Some(pem.as_deref().ok_or(SetupError::NothingToEmbed)?)
     } else {
         None
     };
-    Ok(ca_args(files, data, embed))
+    let args = ca_args(files, data, embed);
+    Ok((pem, args))
 }
 
 /// `value` as YAML, ending with a line break.

@@ -65,15 +65,10 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
              with the address the apiserver reaches it at"
         ));
     }
-    let ca_pem_idp = setup::read_cas(
-        &login.certificate_authorities,
-        login.certificate_authority_data.as_deref(),
-    )?;
-    let entry_ca = setup::entry_ca_args(
+    let (_, entry_ca) = setup::entry_cas(
         &login.certificate_authorities,
         login.certificate_authority_data.as_deref(),
         args.embed_ca,
-        ca_pem_idp.as_deref(),
     )?;
     let ca_pem = match &args.webhook_ca_file {
         Some(path) => Some(read_pem(path)?),

@@ -36,15 +36,10 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let printer = Printer::new(args.output.verbose);
     let identity = Identity::from_flags(&args.identity)?;
     let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
-    let ca_pem = setup::read_cas(
-        &login.certificate_authorities,
-        login.certificate_authority_data.as_deref(),
-    )?;
-    let entry_ca = setup::entry_ca_args(
+    let (ca_pem, entry_ca) = setup::entry_cas(
         &login.certificate_authorities,
         login.certificate_authority_data.as_deref(),
         args.embed_ca,
-        ca_pem.as_deref(),
     )?;
     let auth = ClusterAuth {
         issuer: identity.issuer.clone(),
