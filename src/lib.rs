@@ -24,6 +24,7 @@ pub(crate) mod config;
 #[doc(hidden)]
 pub mod fuzz;
 mod http;
+pub(crate) mod kubeconfig;
 pub(crate) mod login;
 pub(crate) mod printer;
 pub(crate) mod profile;

@@ -7,14 +7,60 @@
 //! three from one [`ClusterAuth`], and lists the known traps as warnings. It also says what a
 //! kubeconfig still lacks after the user entry was written (the kubectl commands that add the
 //! cluster and a context), and how a client secret reaches the entry without being written.
+//! [`write`](mod@write) puts the entry into the user's kubeconfig file; [`webhook`] renders the apiserver's
+//! side of a cluster that checks GitHub tokens with `koidc webhook`.
+
+pub mod webhook;
+pub mod write;
 
 use std::path::{Path, PathBuf};
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::cli::options;
 use crate::cli::{GetTokenArgs, IdentityFlags, LoginFlags, ProviderArg};
+use crate::kubeconfig::{Exec, Kubeconfig, NamedUser, User};
+use crate::login::oidc::OidcError;
 use crate::login::token::IdTokenInfo;
+
+/// Why `setup` cannot produce its output.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// A `--certificate-authority` file cannot be read.
+    #[error("cannot read --certificate-authority {}", path.display())]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `--certificate-authority` file holds no PEM certificate.
+    #[error("--certificate-authority {} is not a PEM certificate", path.display())]
+    CaNotPem {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `--certificate-authority-data` is not what a login accepts.
+    #[error(transparent)]
+    CaData(OidcError),
+    /// `--certificate-authority-data` is not base64.
+    #[error("cannot decode --certificate-authority-data")]
+    CaDataBase64(#[source] base64::DecodeError),
+    /// `--certificate-authority-data` decodes to something else than text.
+    #[error("--certificate-authority-data is not the base64 of PEM text")]
+    CaDataText(#[source] std::string::FromUtf8Error),
+    /// `--embed-ca` without a CA to embed.
+    #[error(
+        "--embed-ca puts the IdP's CA into the kubeconfig entry, but none was given: add \
+         --certificate-authority FILE (or drop --embed-ca when a public CA signed the IdP's certificate)"
+    )]
+    NothingToEmbed,
+    /// The output cannot be rendered as YAML.
+    #[error("cannot render YAML")]
+    Yaml(#[source] serde_saphyr::SerializeError),
+}
 
 /// The choices that decide how the apiserver maps a token to a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,20 +137,23 @@ pub fn apiserver_flags(auth: &ClusterAuth, ca_file: Option<&str>) -> Vec<String>
 }
 
 /// The kubeconfig `users[]` item, in the shape `kubectl config set-credentials --exec-…` writes.
-pub fn kubeconfig_user(user: &ExecUser) -> Value {
-    json!({
-        "name": user.name,
-        "user": {
-            "exec": {
-                "apiVersion": "client.authentication.k8s.io/v1",
-                "args": user.args,
-                "command": user.command,
-                "installHint": INSTALL_HINT,
-                "interactiveMode": "IfAvailable",
-                "provideClusterInfo": false,
-            }
-        }
-    })
+pub fn kubeconfig_user(user: &ExecUser) -> NamedUser {
+    NamedUser {
+        name: Some(user.name.clone()),
+        user: Some(User {
+            exec: Some(Exec {
+                api_version: Some("client.authentication.k8s.io/v1".into()),
+                args: Some(user.args.clone()),
+                command: Some(user.command.clone()),
+                install_hint: Some(INSTALL_HINT.into()),
+                interactive_mode: Some("IfAvailable".into()),
+                provide_cluster_info: Some(false),
+                ..Exec::default()
+            }),
+            ..User::default()
+        }),
+        extra: Default::default(),
+    }
 }
 
 /// koidc's repository, as `REPOSITORY` (a macro, so that [`INSTALL_HINT`] can be one literal).
@@ -165,30 +214,86 @@ pub fn ca_args(files: &[PathBuf], data: Option<&str>, embed: Option<&str>) -> Ve
     })
 }
 
+/// The PEM text of the IdP's CAs (the `--certificate-authority` `files`, then the
+/// `--certificate-authority-data` `data`), `None` when none is given.
+pub fn read_cas(files: &[PathBuf], data: Option<&str>) -> Result<Option<String>, SetupError> {
+    if files.is_empty() && data.is_none() {
+        return Ok(None);
+    }
+    let mut pem = String::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).map_err(|source| SetupError::CaFile {
+            path: file.clone(),
+            source,
+        })?;
+        if !text.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(SetupError::CaNotPem { path: file.clone() });
+        }
+        pem.push_str(text.trim_end());
+        pem.push('\n');
+    }
+    if let Some(data) = data {
+        crate::http::read_ca_data(data).map_err(|reason| SetupError::CaData(OidcError::CaData { reason }))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(SetupError::CaDataBase64)?;
+        pem.push_str(
+            String::from_utf8(bytes)
+                .map_err(SetupError::CaDataText)?
+                .trim_end(),
+        );
+        pem.push('\n');
+    }
+    Ok(Some(pem))
+}
+
+/// The IdP's CAs ([`read_cas`] of the `--certificate-authority` `files` and the
+/// `--certificate-authority-data` `data`) and the `get-token` arguments that make the kubeconfig
+/// entry trust them ([`ca_args`]); with `embed` (`--embed-ca`), their text as data, which must
+/// exist.
+pub fn entry_cas(
+    files: &[PathBuf],
+    data: Option<&str>,
+    embed: bool,
+) -> Result<(Option<String>, Vec<String>), SetupError> {
+    let pem = read_cas(files, data)?;
+    let embed = if embed {
+        Some(pem.as_deref().ok_or(SetupError::NothingToEmbed)?)
+    } else {
+        None
+    };
+    let args = ca_args(files, data, embed);
+    Ok((pem, args))
+}
+
+/// `value` as YAML, ending with a line break.
+pub fn yaml(value: &impl serde::Serialize) -> Result<String, SetupError> {
+    let mut text = serde_saphyr::to_string(value).map_err(SetupError::Yaml)?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
 /// The kubectl commands that complete `kubeconfig` (at `path`) for the user `user`, one per
 /// line; empty when a context already uses that user. The parts only the admin knows are
 /// `<…>` placeholders: `<cluster>` (unless the file has exactly one cluster),
 /// `<https://apiserver:6443>` and `<apiserver-ca.crt>`.
-pub fn completion_commands(kubeconfig: &Value, user: &str, path: &Path) -> Vec<String> {
-    let names = |list: &str| -> Vec<String> {
-        kubeconfig[list]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|i| i["name"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let used = kubeconfig["contexts"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["context"]["user"] == user));
+pub fn completion_commands(kubeconfig: &Kubeconfig, user: &str, path: &Path) -> Vec<String> {
+    let used = kubeconfig.contexts().iter().any(|c| {
+        c.context
+            .as_ref()
+            .is_some_and(|c| c.user.as_deref() == Some(user))
+    });
     if used {
         return Vec::new();
     }
     let file = format!("--kubeconfig={}", shell_word(&path.display().to_string()));
-    let clusters = names("clusters");
+    let clusters: Vec<&str> = kubeconfig
+        .clusters()
+        .iter()
+        .filter_map(|c| c.name.as_deref())
+        .collect();
     let mut commands = Vec::new();
     // A name kubectl would read as an option, or with control characters, is not printed.
     let cluster = match clusters.as_slice() {
@@ -219,38 +324,12 @@ pub fn safe_argument(word: &str) -> bool {
 }
 
 /// Puts `user` into `kubeconfig` (replacing a user of the same name), creating the skeleton of an
-/// empty kubeconfig when needed. Other users, clusters and contexts are kept.
-pub fn merge_user(kubeconfig: Option<Value>, user: Value) -> Result<Value, String> {
-    let mut config = match kubeconfig {
-        None | Some(Value::Null) => json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [],
-            "contexts": [],
-            "current-context": "",
-            "preferences": {},
-            "users": [],
-        }),
-        Some(Value::Object(map)) => Value::Object(map),
-        Some(_) => return Err("the kubeconfig is not a YAML mapping".into()),
-    };
-    let name = user.get("name").cloned().unwrap_or(Value::Null);
-    let users = config
-        .as_object_mut()
-        .ok_or("the kubeconfig is not a YAML mapping")?
-        .entry("users")
-        .or_insert_with(|| json!([]));
-    if users.is_null() {
-        *users = json!([]);
-    }
-    let list = users
-        .as_array_mut()
-        .ok_or("`users` in the kubeconfig is not a list")?;
-    match list.iter_mut().find(|u| u.get("name") == Some(&name)) {
-        Some(existing) => *existing = user,
-        None => list.push(user),
-    }
-    Ok(config)
+/// empty kubeconfig when needed. Other users, clusters and contexts, and every field koidc does
+/// not know, are kept.
+pub fn merge_user(kubeconfig: Option<Kubeconfig>, user: NamedUser) -> Kubeconfig {
+    let mut config = kubeconfig.unwrap_or_else(Kubeconfig::empty);
+    config.set_user(user);
+    config
 }
 
 /// Known traps for these choices (and for the token's claims, when a login showed them).
@@ -411,6 +490,10 @@ rules:
 mod tests {
     use super::*;
 
+    fn kubeconfig(value: Value) -> Kubeconfig {
+        serde_json::from_value(value).unwrap()
+    }
+
     fn auth() -> ClusterAuth {
         ClusterAuth {
             issuer: "https://dex.example.com/dex".into(),
@@ -458,17 +541,46 @@ mod tests {
             command: "koidc".into(),
             args: vec!["get-token".into()],
         });
-        let existing = json!({"apiVersion": "v1", "kind": "Config", "users": [
-            {"name": "admin", "user": {"token": "x"}}, {"name": "oidc", "user": {"token": "old"}}]});
-        let merged = merge_user(Some(existing), user.clone()).unwrap();
+        let existing = kubeconfig(json!({"apiVersion": "v1", "kind": "Config", "users": [
+            {"name": "admin", "user": {"token": "x"}}, {"name": "oidc", "user": {"token": "old"}}]}));
+        let merged = serde_json::to_value(merge_user(Some(existing), user.clone())).unwrap();
         let users = merged["users"].as_array().unwrap();
         assert_eq!(users.len(), 2);
         assert_eq!(users[0]["name"], "admin");
-        assert_eq!(users[1], user);
+        assert_eq!(users[1], serde_json::to_value(&user).unwrap());
         assert_eq!(users[1]["user"]["exec"]["interactiveMode"], "IfAvailable");
-        let fresh = merge_user(None, user).unwrap();
-        assert_eq!(fresh["users"].as_array().unwrap().len(), 1);
-        assert!(merge_user(Some(json!([1])), json!({})).is_err());
+        let fresh = merge_user(None, user);
+        assert_eq!(fresh.users().len(), 1);
+        // What cannot hold a user is refused when the file is read.
+        for not_a_kubeconfig in [json!([1]), json!({"users": 5})] {
+            assert!(serde_json::from_value::<Kubeconfig>(not_a_kubeconfig).is_err());
+        }
+    }
+
+    #[test]
+    fn the_printed_user_entry_is_the_one_kubectl_would_write() {
+        let user = kubeconfig_user(&ExecUser {
+            name: "oidc".into(),
+            command: "koidc".into(),
+            args: vec!["get-token".into(), "--issuer=https://i".into()],
+        });
+        assert_eq!(
+            yaml(&Kubeconfig {
+                users: Some(vec![user]),
+                ..Kubeconfig::default()
+            })
+            .unwrap(),
+            // What koidc printed when the entry was a generic JSON value, byte for byte.
+            yaml(&json!({"users": [{"name": "oidc", "user": {"exec": {
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "args": ["get-token", "--issuer=https://i"],
+                "command": "koidc",
+                "installHint": INSTALL_HINT,
+                "interactiveMode": "IfAvailable",
+                "provideClusterInfo": false,
+            }}}]}))
+            .unwrap()
+        );
     }
 
     #[test]
@@ -478,6 +590,7 @@ mod tests {
             command: "koidc".into(),
             args: vec!["get-token".into()],
         });
+        let user = serde_json::to_value(user).unwrap();
         assert!(user["user"]["exec"].get("env").is_none(), "{user}");
     }
 
@@ -500,7 +613,6 @@ mod tests {
 
     #[test]
     fn ca_args_name_the_files_or_embed_their_text() {
-        use base64::Engine as _;
         let files = ["/etc/dex-ca.pem".into(), "/tmp/second.pem".into()];
         assert_eq!(
             ca_args(&files, Some(" QUJD\n"), None),
@@ -524,7 +636,13 @@ mod tests {
     #[test]
     fn completion_commands_add_what_the_kubeconfig_lacks_for_the_user() {
         let path = Path::new("/home/a b/.kube/config");
-        let empty = merge_user(None, json!({"name": "oidc"})).unwrap();
+        let empty = merge_user(
+            None,
+            NamedUser {
+                name: Some("oidc".into()),
+                ..NamedUser::default()
+            },
+        );
         let commands = completion_commands(&empty, "oidc", path);
         assert_eq!(
             commands,
@@ -536,8 +654,10 @@ mod tests {
             ]
         );
         // One cluster: its name, and no set-cluster.
-        let one = json!({"clusters": [{"name": "prod", "cluster": {}}], "contexts": [
-            {"name": "admin", "context": {"cluster": "prod", "user": "admin"}}]});
+        let one = kubeconfig(
+            json!({"clusters": [{"name": "prod", "cluster": {}}], "contexts": [
+            {"name": "admin", "context": {"cluster": "prod", "user": "admin"}}]}),
+        );
         let commands = completion_commands(&one, "my user", Path::new("k"));
         assert_eq!(
             commands,
@@ -547,19 +667,19 @@ mod tests {
             ]
         );
         // Several clusters: the admin picks one.
-        let two = json!({"clusters": [{"name": "a"}, {"name": "b"}]});
+        let two = kubeconfig(json!({"clusters": [{"name": "a"}, {"name": "b"}]}));
         assert!(completion_commands(&two, "oidc", Path::new("k"))[0].contains("--cluster=<cluster>"));
         // A context uses the user already: nothing to add.
-        let used = json!({"clusters": [{"name": "a"}], "contexts": [
-            {"name": "x", "context": {"cluster": "a", "user": "oidc"}}]});
+        let used = kubeconfig(json!({"clusters": [{"name": "a"}], "contexts": [
+            {"name": "x", "context": {"cluster": "a", "user": "oidc"}}]}));
         assert!(completion_commands(&used, "oidc", Path::new("k")).is_empty());
     }
 
     #[test]
     fn a_cluster_name_kubectl_would_read_as_an_option_is_not_printed_into_the_commands() {
         for hostile in ["--kubeconfig=/tmp/evil", "p\u{1b}[31m\nx"] {
-            let kubeconfig = json!({"clusters": [{"name": hostile}], "contexts": []});
-            let commands = completion_commands(&kubeconfig, "oidc", Path::new("/k"));
+            let config = kubeconfig(json!({"clusters": [{"name": hostile}], "contexts": []}));
+            let commands = completion_commands(&config, "oidc", Path::new("/k"));
             assert!(
                 commands
                     .iter()

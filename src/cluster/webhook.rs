@@ -2,8 +2,8 @@
 //! kube-apiserver accept GitHub access tokens issued to koidc's GitHub app.
 //!
 //! GitHub tokens are opaque, so the apiserver cannot check them itself; started with
-//! `--authentication-token-webhook-config-file` (a kubeconfig naming this server, see
-//! [`apiserver_kubeconfig`]) and `--authentication-token-webhook-version=v1`, it POSTs every
+//! `--authentication-token-webhook-config-file` (a kubeconfig naming this server, rendered by
+//! [`crate::cluster::setup::webhook`]) and `--authentication-token-webhook-version=v1`, it POSTs every
 //! bearer token it does not know to this server in a `TokenReview`. The [`Reviewer`] asks GitHub
 //! whether the token was issued to the app (`--client-id`, with the app's client secret) and who
 //! it belongs to ([`lookup`]), and answers:
@@ -544,50 +544,6 @@ fn response(api_version: &str, verdict: &Verdict) -> (StatusCode, Value) {
     (code, review_json(api_version, status))
 }
 
-/// How kube-apiserver authenticates to the webhook: paths, on the control plane, of its client
-/// certificate and key (PEM), written as `client-certificate` / `client-key`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientCertPaths {
-    /// The certificate file.
-    pub cert: String,
-    /// The private key file.
-    pub key: String,
-}
-
-/// The kubeconfig kube-apiserver reads with `--authentication-token-webhook-config-file`: one
-/// cluster (the webhook's URL and CA), one user (the apiserver's client certificate, when
-/// given), one context.
-pub fn apiserver_kubeconfig(url: &str, ca_pem: Option<&str>, client: Option<&ClientCertPaths>) -> Value {
-    use base64::Engine as _;
-    let mut cluster = json!({ "server": url });
-    if let Some(pem) = ca_pem {
-        cluster["certificate-authority-data"] = json!(base64::engine::general_purpose::STANDARD.encode(pem));
-    }
-    let user = match client {
-        Some(c) => json!({ "client-certificate": c.cert, "client-key": c.key }),
-        None => json!({}),
-    };
-    json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{ "name": "koidc-github-webhook", "cluster": cluster }],
-        "users": [{ "name": "kube-apiserver", "user": user }],
-        "contexts": [{
-            "name": "koidc-github-webhook",
-            "context": { "cluster": "koidc-github-webhook", "user": "kube-apiserver" },
-        }],
-        "current-context": "koidc-github-webhook",
-    })
-}
-
-/// The kube-apiserver flags that use the webhook config file at `path`.
-pub fn apiserver_flags(path: &str) -> Vec<String> {
-    vec![
-        format!("--authentication-token-webhook-config-file={path}"),
-        "--authentication-token-webhook-version=v1".to_owned(),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -837,45 +793,6 @@ mod tests {
         ));
         let p = Policy::new(&["Acme".into(), "acme".into(), "b-2".into()], "", "").unwrap();
         assert_eq!(p.orgs, ["acme", "b-2"]);
-    }
-
-    #[test]
-    fn apiserver_kubeconfig_names_the_url_and_embeds_the_ca() {
-        let cfg = apiserver_kubeconfig("https://127.0.0.1:8443/", Some("PEM"), None);
-        assert_eq!(cfg["users"][0]["user"], json!({}));
-        let with_cert = apiserver_kubeconfig(
-            "https://127.0.0.1:8443/",
-            None,
-            Some(&ClientCertPaths {
-                cert: "/etc/kubernetes/pki/koidc-webhook-client.crt".into(),
-                key: "/etc/kubernetes/pki/koidc-webhook-client.key".into(),
-            }),
-        );
-        assert_eq!(
-            with_cert["users"][0]["user"],
-            json!({
-                "client-certificate": "/etc/kubernetes/pki/koidc-webhook-client.crt",
-                "client-key": "/etc/kubernetes/pki/koidc-webhook-client.key",
-            })
-        );
-        assert!(
-            with_cert["clusters"][0]["cluster"]
-                .get("certificate-authority-data")
-                .is_none()
-        );
-        assert_eq!(cfg["clusters"][0]["cluster"]["server"], "https://127.0.0.1:8443/");
-        assert_eq!(
-            cfg["clusters"][0]["cluster"]["certificate-authority-data"],
-            "UEVN"
-        );
-        assert_eq!(cfg["current-context"], "koidc-github-webhook");
-        assert_eq!(
-            apiserver_flags("/etc/k.yaml"),
-            [
-                "--authentication-token-webhook-config-file=/etc/k.yaml",
-                "--authentication-token-webhook-version=v1"
-            ]
-        );
     }
 
     #[test]

@@ -192,7 +192,7 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
     };
     report.add(match bindings {
         Ok(Some(bindings)) => doctor::bindings_check(&bindings, &user, claims, &expect),
-        Ok(None) => doctor::bindings_not_listable(&user.username),
+        Ok(None) => doctor::bindings_not_listable(doctor::username(&user)),
         Err(err) => Check::fail(names::BINDINGS, format!("cannot list the bindings: {err}")),
     });
     report.add(match runtime.block_on(api.rules_review(&expect.namespace)) {

@@ -8,15 +8,16 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::cli::options::{entry_listen, get_token_argv};
 use crate::cli::{GetTokenArgs, GithubFlags, IdentityFlags, LoginFlags, ProviderArg, SetupArgs, SetupPart};
 use crate::clock::Clock;
 use crate::cluster::rbac;
+use crate::cluster::setup::webhook::{self, PREFIX, WEBHOOK_CONFIG_PATH, webhook_command};
 use crate::cluster::setup::{self, ExecUser};
-use crate::cluster::webhook;
 use crate::config::{Identity, LoginConfig};
+use crate::kubeconfig::Kubeconfig;
 use crate::login::cache::CacheKey;
 use crate::login::github::{Account, DEFAULT_URL, GithubUrls};
 use crate::login::sources::github::{account_of, describe, revoke, to_json};
@@ -26,15 +27,8 @@ use crate::printer::Printer;
 /// The OpenID Connect default prefix of `koidc setup`; for GitHub it stands for [`PREFIX`].
 const OIDC_DEFAULT_PREFIX: &str = "oidc:";
 
-/// The default username and groups prefix of `koidc webhook` (and so of `setup --provider
-/// github`).
-pub const PREFIX: &str = "github:";
-
 /// The `--webhook-url` when none is given: the apiserver's own host.
 const DEFAULT_WEBHOOK_URL: &str = "https://127.0.0.1:8443/";
-
-/// Where the admin is told to save the webhook config file.
-const WEBHOOK_CONFIG_PATH: &str = "/etc/kubernetes/koidc-github-webhook.yaml";
 
 /// `koidc setup --provider github`: the apiserver's webhook config file and flags, the
 /// `koidc webhook` command, the kubeconfig user entry and the `bind-group` hints.
@@ -72,8 +66,11 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
              with the address the apiserver reaches it at"
         ));
     }
-    let ca_pem_idp = super::setup::read_cas(&login)?;
-    let entry_ca = super::setup::entry_ca_args(args, &login, ca_pem_idp.as_deref())?;
+    let (_, entry_ca) = setup::entry_cas(
+        &login.certificate_authorities,
+        login.certificate_authority_data.as_deref(),
+        args.embed_ca,
+    )?;
     let ca_pem = match &args.webhook_ca_file {
         Some(path) => Some(read_pem(path)?),
         None => None,
@@ -151,16 +148,21 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
         ),
     });
     if args.write_kubeconfig {
-        super::setup::write_user(args, &user, printer)?;
+        for note in setup::write::write_user(args.kubeconfig.as_deref(), &args.user_name, user.clone())? {
+            printer.info(note);
+        }
     }
 
-    let webhook_config = super::setup::yaml(&webhook::apiserver_kubeconfig(
+    let webhook_config = setup::yaml(&webhook::apiserver_kubeconfig(
         webhook_url.as_str(),
         ca_pem.as_deref(),
         client_cert.as_ref(),
     ))?;
     let flags = webhook::apiserver_flags(WEBHOOK_CONFIG_PATH).join("\n");
-    let kubeconfig = super::setup::yaml(&json!({ "users": [user] }))?;
+    let kubeconfig = setup::yaml(&Kubeconfig {
+        users: Some(vec![user.clone()]),
+        ..Kubeconfig::default()
+    })?;
     let out = match args.print {
         SetupPart::AuthenticationConfig => webhook_config,
         SetupPart::ApiserverFlags => flags,
@@ -205,52 +207,12 @@ pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<(
     Ok(())
 }
 
-/// Where the printed webhook command reads the app's client secret from.
-const CLIENT_SECRET_FILE: &str = "/etc/koidc/github-client-secret";
-
 /// A path on the control plane for the webhook config: absolute, one line.
 fn control_plane_path(flag: &str, path: &str) -> anyhow::Result<String> {
     if !path.starts_with('/') || path.chars().any(char::is_control) {
         bail!("invalid {flag} {path:?}: expected an absolute path on the control plane");
     }
     Ok(path.to_owned())
-}
-
-/// The `koidc webhook` command line matching these choices.
-fn webhook_command(
-    url: &url::Url,
-    urls: &GithubUrls,
-    client_id: &str,
-    client_ca: bool,
-    orgs: &[String],
-    username_prefix: &str,
-    groups_prefix: &str,
-) -> String {
-    let port = url.port_or_known_default().unwrap_or(443);
-    let mut words = vec!["koidc webhook".to_owned()];
-    if orgs.is_empty() {
-        words.push("--org <your-org>".into());
-    } else {
-        words.extend(orgs.iter().map(|o| format!("--org {o}")));
-    }
-    words.push(format!(
-        "--client-id {client_id} --client-secret-file {CLIENT_SECRET_FILE}"
-    ));
-    words.push(format!("--listen 0.0.0.0:{port}"));
-    words.push("--tls-cert-file webhook.crt --tls-private-key-file webhook.key".into());
-    if client_ca {
-        words.push("--client-ca-file apiserver-client-ca.crt".into());
-    }
-    if urls.web != DEFAULT_URL {
-        words.push(format!("--github-url {}", urls.web));
-    }
-    if username_prefix != PREFIX {
-        words.push(format!("--username-prefix '{username_prefix}'"));
-    }
-    if groups_prefix != PREFIX {
-        words.push(format!("--groups-prefix '{groups_prefix}'"));
-    }
-    words.join(" ")
 }
 
 /// The `get-token` arguments of a GitHub kubeconfig entry (`ca`: from
@@ -369,30 +331,5 @@ mod tests {
             "{args:?}"
         );
         assert!(args.contains(&"--listen=127.0.0.1:8000".to_owned()), "{args:?}");
-    }
-
-    #[test]
-    fn webhook_command_lists_orgs_and_non_default_settings() {
-        let url = url::Url::parse("https://10.0.0.5:9443/").unwrap();
-        let urls = GithubUrls::new(None, None).unwrap();
-        let cmd = webhook_command(&url, &urls, "Ov23abc", false, &["acme".into()], PREFIX, PREFIX);
-        assert!(
-            cmd.contains("--org acme") && cmd.contains("--listen 0.0.0.0:9443"),
-            "{cmd}"
-        );
-        assert!(
-            cmd.contains("--client-id Ov23abc --client-secret-file /etc/koidc/github-client-secret"),
-            "{cmd}"
-        );
-        assert!(
-            !cmd.contains("--groups-prefix") && !cmd.contains("--client-ca-file"),
-            "{cmd}"
-        );
-        let cmd = webhook_command(&url, &urls, "Ov23abc", true, &[], PREFIX, "");
-        assert!(cmd.contains("--client-ca-file apiserver-client-ca.crt"), "{cmd}");
-        assert!(
-            cmd.contains("--org <your-org>") && cmd.contains("--groups-prefix ''"),
-            "{cmd}"
-        );
     }
 }

@@ -1,7 +1,8 @@
 //! The doctor's questions to the kube-apiserver, asked as the user: who am I
 //! (`SelfSubjectReview`, what `kubectl auth whoami` asks), what may I do in a namespace
 //! (`SelfSubjectRulesReview`), and which RBAC bindings exist (usually only an admin may list them:
-//! [`bindings_with_kubectl`] asks with an admin kubeconfig instead).
+//! [`bindings_with_kubectl`] asks with an admin kubeconfig instead). Requests and answers are
+//! [`k8s_openapi`]'s types; bindings are reduced to what the doctor compares ([`BindingInfo`]).
 //!
 //! The ID token goes in an `Authorization` header marked sensitive, over TLS checked against the
 //! kubeconfig's CA; never in a process argument or a file. Error messages name the URL and the
@@ -11,10 +12,16 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use k8s_openapi::api::authentication::v1::{SelfSubjectReview, UserInfo};
+use k8s_openapi::api::authorization::v1::{
+    SelfSubjectRulesReview, SelfSubjectRulesReviewSpec, SubjectRulesReviewStatus,
+};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use url::Url;
 
 use super::kubeconfig::ClusterTarget;
@@ -72,50 +79,6 @@ impl ApiError {
     }
 }
 
-/// `status.userInfo` of a `SelfSubjectReview`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct UserInfo {
-    /// The username the apiserver derived.
-    #[serde(default)]
-    pub username: String,
-    /// The groups, `system:authenticated` included.
-    #[serde(default)]
-    pub groups: Vec<String>,
-}
-
-/// One rule of a `SelfSubjectRulesReview`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ResourceRule {
-    /// Verbs.
-    #[serde(default)]
-    pub verbs: Vec<String>,
-    /// API groups (`""` is the core group).
-    #[serde(default)]
-    pub api_groups: Vec<String>,
-    /// Resources.
-    #[serde(default)]
-    pub resources: Vec<String>,
-    /// Resource names, when the rule is limited to some.
-    #[serde(default)]
-    pub resource_names: Vec<String>,
-}
-
-/// `status` of a `SelfSubjectRulesReview`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RulesStatus {
-    /// The resource rules.
-    #[serde(default)]
-    pub resource_rules: Vec<ResourceRule>,
-    /// True when the list may be incomplete (an authorizer could not list its rules).
-    #[serde(default)]
-    pub incomplete: bool,
-    /// Why it is incomplete.
-    #[serde(default)]
-    pub evaluation_error: Option<String>,
-}
-
 /// A RoleBinding or ClusterRoleBinding, reduced to what the doctor compares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindingInfo {
@@ -143,60 +106,40 @@ impl BindingInfo {
     }
 }
 
+/// The `items` of a RoleBindingList / ClusterRoleBindingList, or of kubectl's `v1 List`.
 #[derive(Deserialize)]
-struct RawBinding {
-    #[serde(default)]
-    metadata: RawMeta,
-    #[serde(default, rename = "roleRef")]
-    role_ref: RawRoleRef,
-    #[serde(default)]
-    subjects: Option<Vec<RawSubject>>,
-}
-
-#[derive(Deserialize, Default)]
-struct RawMeta {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct RawRoleRef {
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct RawSubject {
-    #[serde(default)]
-    kind: String,
-    #[serde(default)]
-    name: String,
-}
-
-#[derive(Deserialize)]
-struct RawList {
-    #[serde(default)]
-    items: Vec<RawBinding>,
+struct Items<T> {
+    #[serde(default = "Vec::new")]
+    items: Vec<T>,
 }
 
 /// Reads the `items` of a RoleBindingList / ClusterRoleBindingList (or kubectl's `v1 List`).
 pub fn parse_bindings(kind: &'static str, body: &[u8]) -> Result<Vec<BindingInfo>, String> {
-    let list: RawList = serde_json::from_slice(body).map_err(|e| format!("not a list of bindings ({e})"))?;
-    Ok(list
-        .items
+    fn items<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, String> {
+        let list: Items<T> =
+            serde_json::from_slice(body).map_err(|e| format!("not a list of bindings ({e})"))?;
+        Ok(list.items)
+    }
+    let bindings: Vec<(ObjectMeta, RoleRef, Option<Vec<Subject>>)> = if kind == "RoleBinding" {
+        items::<RoleBinding>(body)?
+            .into_iter()
+            .map(|b| (b.metadata, b.role_ref, b.subjects))
+            .collect()
+    } else {
+        items::<ClusterRoleBinding>(body)?
+            .into_iter()
+            .map(|b| (b.metadata, b.role_ref, b.subjects))
+            .collect()
+    };
+    Ok(bindings
         .into_iter()
-        .map(|b| BindingInfo {
+        .map(|(metadata, role_ref, subjects)| BindingInfo {
             kind,
-            namespace: b.metadata.namespace.filter(|_| kind == "RoleBinding"),
-            name: b.metadata.name,
-            role_kind: b.role_ref.kind,
-            role_name: b.role_ref.name,
-            subjects: b
-                .subjects
+            namespace: metadata.namespace.filter(|_| kind == "RoleBinding"),
+            name: metadata.name.unwrap_or_default(),
+            role_kind: role_ref.kind,
+            role_name: role_ref.name,
+            subjects: subjects
                 .unwrap_or_default()
                 .into_iter()
                 .map(|s| (s.kind, s.name))
@@ -291,49 +234,59 @@ impl ApiClient {
         Ok(bytes)
     }
 
-    fn parse<T: serde::de::DeserializeOwned>(
+    /// The answer `bytes` to `path` as the review `R`, and what `status` takes from it (`missing`
+    /// names what is absent when it takes nothing).
+    fn parse<R: serde::de::DeserializeOwned, T>(
         &self,
         path: &str,
         bytes: &[u8],
-        field: &str,
+        status: impl FnOnce(R) -> Option<T>,
+        missing: &str,
     ) -> Result<T, ApiError> {
         let malformed = |reason: String| ApiError::Malformed {
             url: self.url(path).to_string(),
             reason,
         };
         let value: Value = serde_json::from_slice(bytes).map_err(|_| malformed("not JSON".into()))?;
-        let inner = value
-            .get("status")
-            .and_then(|s| if field.is_empty() { Some(s) } else { s.get(field) })
-            .cloned()
-            .ok_or_else(|| {
-                malformed(format!(
-                    "no status{}",
-                    if field.is_empty() { "" } else { ".userInfo" }
-                ))
-            })?;
-        serde_json::from_value(inner).map_err(|e| malformed(e.to_string()))
+        let review: R = serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
+        status(review).ok_or_else(|| malformed(missing.to_owned()))
+    }
+
+    /// A review to POST, as JSON.
+    fn body(review: &impl serde::Serialize) -> Result<Value, ApiError> {
+        serde_json::to_value(review).map_err(|e| ApiError::Client(e.to_string()))
     }
 
     /// `POST /apis/authentication.k8s.io/v1/selfsubjectreviews`: who the apiserver says the
     /// token's holder is.
     pub async fn self_subject_review(&self) -> Result<UserInfo, ApiError> {
         const PATH: &str = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
-        let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});
+        let body = Self::body(&SelfSubjectReview::default())?;
         let bytes = self.send(reqwest::Method::POST, PATH, Some(body)).await?;
-        self.parse(PATH, &bytes, "userInfo")
+        self.parse(
+            PATH,
+            &bytes,
+            |review: SelfSubjectReview| review.status?.user_info,
+            "no status.userInfo",
+        )
     }
 
     /// `POST /apis/authorization.k8s.io/v1/selfsubjectrulesreviews` for `namespace`.
-    pub async fn rules_review(&self, namespace: &str) -> Result<RulesStatus, ApiError> {
+    pub async fn rules_review(&self, namespace: &str) -> Result<SubjectRulesReviewStatus, ApiError> {
         const PATH: &str = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
-        let body = json!({
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SelfSubjectRulesReview",
-            "spec": {"namespace": namespace},
-        });
+        let body = Self::body(&SelfSubjectRulesReview {
+            spec: SelfSubjectRulesReviewSpec {
+                namespace: Some(namespace.to_owned()),
+            },
+            ..SelfSubjectRulesReview::default()
+        })?;
         let bytes = self.send(reqwest::Method::POST, PATH, Some(body)).await?;
-        self.parse(PATH, &bytes, "")
+        self.parse(
+            PATH,
+            &bytes,
+            |review: SelfSubjectRulesReview| review.status,
+            "no status",
+        )
     }
 
     /// The RoleBindings of `namespace` and the ClusterRoleBindings, as far as the user may list

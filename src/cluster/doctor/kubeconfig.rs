@@ -3,16 +3,17 @@
 //!
 //! Files are found as kubectl finds them (`--kubeconfig`, else every file of `KUBECONFIG`, else
 //! `~/.kube/config`) and merged as kubectl merges them: the first file that names a cluster,
-//! context or user wins, and so does the first `current-context`. Only what the doctor needs is
-//! read. A cluster entry with `insecure-skip-tls-verify` or an `http` server is refused: the
+//! context or user wins, and so does the first `current-context`. The files are read with the
+//! shared [`crate::kubeconfig`] model; only what the doctor needs is looked at. A cluster entry with `insecure-skip-tls-verify` or an `http` server is refused: the
 //! doctor sends the user's ID token to it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use serde_json::Value;
 use url::Url;
+
+use crate::kubeconfig::{Cluster, Context, Kubeconfig, User};
 
 /// What is wrong with the kubeconfig.
 #[derive(Debug, thiserror::Error)]
@@ -166,21 +167,14 @@ pub enum UserAuth {
 
 impl UserAuth {
     /// From a `users[].user` entry.
-    fn of(user: &Value) -> Self {
-        if let Some(exec) = user.get("exec") {
-            let command = exec
-                .get("command")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let args = exec
-                .get("args")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-                .unwrap_or_default();
-            return Self::Exec(ExecEntry { command, args });
+    fn of(user: &User) -> Self {
+        if let Some(exec) = &user.exec {
+            return Self::Exec(ExecEntry {
+                command: exec.command.clone().unwrap_or_default(),
+                args: exec.args.clone().unwrap_or_default(),
+            });
         }
-        let has = |key: &str| user.get(key).is_some_and(|v| !v.is_null());
+        let has = |key: &str| user.has(key);
         Self::Other(if has("token") || has("tokenFile") {
             "it uses a token"
         } else if has("client-certificate") || has("client-certificate-data") {
@@ -259,18 +253,36 @@ pub fn kubeconfig_paths(flag: Option<&Path>) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// One named entry (`{name, cluster|context|user: {...}}`) and the file it came from.
-struct Entry {
-    body: Value,
+/// The body of one named entry (a cluster, context or user) and the file it came from.
+struct Entry<T> {
+    body: T,
     dir: PathBuf,
+}
+
+/// Adds the named `items` of one file to `map`, unless an earlier file named them (as kubectl
+/// merges); items without a name or a body are skipped.
+fn merge<'a, T: Clone + 'a>(
+    map: &mut BTreeMap<String, Entry<T>>,
+    items: impl Iterator<Item = (Option<&'a String>, Option<&'a T>)>,
+    dir: &Path,
+) {
+    for (name, body) in items {
+        let (Some(name), Some(body)) = (name, body) else {
+            continue;
+        };
+        map.entry(name.clone()).or_insert_with(|| Entry {
+            body: body.clone(),
+            dir: dir.to_owned(),
+        });
+    }
 }
 
 /// Reads `paths` (missing files are skipped, as kubectl does, unless none exists) and returns
 /// the cluster of `context` (default: the current context).
 pub fn load(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterTarget, KubeconfigError> {
-    let mut clusters: BTreeMap<String, Entry> = BTreeMap::new();
-    let mut contexts: BTreeMap<String, Entry> = BTreeMap::new();
-    let mut users: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut clusters: BTreeMap<String, Entry<Cluster>> = BTreeMap::new();
+    let mut contexts: BTreeMap<String, Entry<Context>> = BTreeMap::new();
+    let mut users: BTreeMap<String, Entry<User>> = BTreeMap::new();
     let mut current: Option<String> = None;
     let mut read_any = false;
     for path in paths {
@@ -288,36 +300,36 @@ pub fn load(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterTarget, K
         if text.trim().is_empty() {
             continue;
         }
-        let doc: Value = serde_saphyr::from_str(&text).map_err(|e| KubeconfigError::Parse {
-            path: path.display().to_string(),
-            reason: one_line(&e.to_string()),
-        })?;
+        let doc = serde_saphyr::from_str::<Option<Kubeconfig>>(&text)
+            .map_err(|e| KubeconfigError::Parse {
+                path: path.display().to_string(),
+                reason: one_line(&e.to_string()),
+            })?
+            .unwrap_or_default();
         let dir = path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        for (list, key, map) in [
-            ("clusters", "cluster", &mut clusters),
-            ("contexts", "context", &mut contexts),
-            ("users", "user", &mut users),
-        ] {
-            for item in doc.get(list).and_then(Value::as_array).into_iter().flatten() {
-                let (Some(name), Some(body)) = (item.get("name").and_then(Value::as_str), item.get(key))
-                else {
-                    continue;
-                };
-                map.entry(name.to_owned()).or_insert_with(|| Entry {
-                    body: body.clone(),
-                    dir: dir.clone(),
-                });
-            }
-        }
+        let items = doc.clusters().iter();
+        merge(
+            &mut clusters,
+            items.map(|c| (c.name.as_ref(), c.cluster.as_ref())),
+            &dir,
+        );
+        let items = doc.contexts().iter();
+        merge(
+            &mut contexts,
+            items.map(|c| (c.name.as_ref(), c.context.as_ref())),
+            &dir,
+        );
+        let items = doc.users().iter();
+        merge(
+            &mut users,
+            items.map(|u| (u.name.as_ref(), u.user.as_ref())),
+            &dir,
+        );
         if current.is_none() {
-            current = doc
-                .get("current-context")
-                .and_then(Value::as_str)
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned);
+            current = doc.current_context.filter(|c| !c.is_empty());
         }
     }
     if !read_any {
@@ -340,12 +352,7 @@ pub fn load(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterTarget, K
             context: context.clone(),
             contexts: known(),
         })?;
-    let cluster = ctx
-        .body
-        .get("cluster")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let cluster = ctx.body.cluster.clone().unwrap_or_default();
     let entry = clusters
         .get(&cluster)
         .ok_or_else(|| KubeconfigError::UnknownCluster {
@@ -353,12 +360,7 @@ pub fn load(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterTarget, K
             cluster: cluster.clone(),
         })?;
     let (server, ca_pem) = cluster_tls(&cluster, entry)?;
-    let user = ctx
-        .body
-        .get("user")
-        .and_then(Value::as_str)
-        .filter(|u| !u.is_empty())
-        .map(str::to_owned);
+    let user = ctx.body.user.clone().filter(|u| !u.is_empty());
     let auth = match &user {
         None => UserAuth::NoUser,
         Some(name) => users
@@ -375,22 +377,22 @@ pub fn load(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterTarget, K
 }
 
 /// The https server and the CA of a cluster entry.
-fn cluster_tls(name: &str, entry: &Entry) -> Result<(Url, Option<Vec<u8>>), KubeconfigError> {
+fn cluster_tls(name: &str, entry: &Entry<Cluster>) -> Result<(Url, Option<Vec<u8>>), KubeconfigError> {
     let body = &entry.body;
     let bad_server = |reason: &str| KubeconfigError::Server {
         cluster: name.to_owned(),
         reason: reason.to_owned(),
     };
     let raw = body
-        .get("server")
-        .and_then(Value::as_str)
+        .server
+        .as_deref()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| bad_server("no server"))?;
     let server = Url::parse(raw).map_err(|e| bad_server(&format!("{raw:?} is not a URL: {e}")))?;
     if server.scheme() != "https" {
         return Err(bad_server(&format!("{raw:?} is not https")));
     }
-    if body.get("insecure-skip-tls-verify").and_then(Value::as_bool) == Some(true) {
+    if body.insecure_skip_tls_verify == Some(true) {
         return Err(KubeconfigError::Insecure(name.to_owned()));
     }
     let ca_err = |reason: String| KubeconfigError::Ca {
@@ -398,8 +400,8 @@ fn cluster_tls(name: &str, entry: &Entry) -> Result<(Url, Option<Vec<u8>>), Kube
         reason,
     };
     let ca = if let Some(data) = body
-        .get("certificate-authority-data")
-        .and_then(Value::as_str)
+        .certificate_authority_data
+        .as_deref()
         .filter(|d| !d.is_empty())
     {
         let compact: String = data.split_whitespace().collect();
@@ -408,11 +410,7 @@ fn cluster_tls(name: &str, entry: &Entry) -> Result<(Url, Option<Vec<u8>>), Kube
                 .decode(compact)
                 .map_err(|_| ca_err("certificate-authority-data is not base64".into()))?,
         )
-    } else if let Some(file) = body
-        .get("certificate-authority")
-        .and_then(Value::as_str)
-        .filter(|f| !f.is_empty())
-    {
+    } else if let Some(file) = body.certificate_authority.as_deref().filter(|f| !f.is_empty()) {
         let path = entry.dir.join(file);
         Some(std::fs::read(&path).map_err(|e| ca_err(format!("cannot read {}: {e}", path.display())))?)
     } else {

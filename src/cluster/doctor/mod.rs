@@ -21,7 +21,10 @@ use crate::login::oidc::OidcError;
 use crate::login::oidc::probe::AuthorizeAnswer;
 use crate::printer::shell_word;
 
-use self::apiserver::{ApiError, BindingInfo, RulesStatus, UserInfo};
+use k8s_openapi::api::authentication::v1::UserInfo;
+use k8s_openapi::api::authorization::v1::{ResourceRule, SubjectRulesReviewStatus};
+
+use self::apiserver::{ApiError, BindingInfo};
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,8 +351,8 @@ pub fn apiserver_success(server: &str, user: &UserInfo) -> Check {
         format!(
             "{}: user {:?}, groups [{}]",
             server.trim_end_matches('/'),
-            user.username,
-            user.groups.join(", ")
+            username(user),
+            groups(user).join(", ")
         ),
     )
 }
@@ -361,18 +364,19 @@ fn prefix_of<'a>(mapped: &'a str, name: &str) -> Option<&'a str> {
 
 /// "apiserver's user and groups": the username and groups carry the expected prefixes.
 pub fn mapping_check(user: &UserInfo, claims: &Value, expect: &Expectations) -> Check {
+    let (username, user_groups) = (username(user), groups(user));
     let mut problems = Vec::new();
     if let Some(value) = claims.get(&expect.username_claim).and_then(Value::as_str) {
         let expected = format!("{}{value}", expect.username_prefix);
-        if user.username != expected {
-            problems.push(match prefix_of(&user.username, value) {
+        if username != expected {
+            problems.push(match prefix_of(username, value) {
                 Some(actual) => format!(
                     "the apiserver puts the username prefix {actual:?} before {value:?}, not {:?} (--username-prefix): bindings to users named {expected:?} will not match",
                     expect.username_prefix
                 ),
                 None => format!(
                     "the apiserver calls you {:?}, not {expected:?}: it maps the username from another claim than {:?} (--username-claim)",
-                    user.username, expect.username_claim
+                    username, expect.username_claim
                 ),
             });
         }
@@ -380,10 +384,10 @@ pub fn mapping_check(user: &UserInfo, claims: &Value, expect: &Expectations) -> 
     let groups = token_groups(claims, &expect.groups_claim);
     let missing: Vec<&String> = groups
         .iter()
-        .filter(|g| !user.groups.contains(&format!("{}{g}", expect.groups_prefix)))
+        .filter(|g| !user_groups.contains(&format!("{}{g}", expect.groups_prefix)))
         .collect();
     if let Some(first) = missing.first() {
-        let actual = user.groups.iter().find_map(|s| prefix_of(s, first));
+        let actual = user_groups.iter().find_map(|s| prefix_of(s, first));
         problems.push(match actual {
             Some(actual) => format!(
                 "the apiserver's groups prefix is {actual:?}, not {:?} ({}): it calls your group {:?}, so bindings made for {:?} will not match; make the apiserver's claimMappings.groups.prefix and --groups-prefix agree",
@@ -394,7 +398,7 @@ pub fn mapping_check(user: &UserInfo, claims: &Value, expect: &Expectations) -> 
             ),
             None => format!(
                 "the apiserver does not show the token's group {first:?} among your groups [{}]: it reads groups from another claim than {:?} (--groups-claim)",
-                user.groups.join(", "),
+                user_groups.join(", "),
                 expect.groups_claim
             ),
         });
@@ -445,7 +449,8 @@ pub fn bindings_check(
     expect: &Expectations,
 ) -> Check {
     let idp_groups = token_groups(claims, &expect.groups_claim);
-    let kube_groups: Vec<&String> = user.groups.iter().filter(|g| !is_system(g)).collect();
+    let username = username(user);
+    let kube_groups: Vec<&String> = groups(user).iter().filter(|g| !is_system(g)).collect();
     // The prefix the apiserver really uses, when the groups show it.
     let prefix = idp_groups
         .iter()
@@ -492,13 +497,13 @@ pub fn bindings_check(
                         ));
                     }
                 }
-                "User" if *name == user.username => {
+                "User" if name == username => {
                     matches.push(format!("{} binds you to {} {}", b.describe(), b.role_kind, b.role_name))
                 }
-                "User" if username_value == Some(name.as_str()) && !user.username.is_empty() => near.push(format!(
+                "User" if username_value == Some(name.as_str()) && !username.is_empty() => near.push(format!(
                     "{} names the user {name:?} without the username prefix (the apiserver calls you {:?})",
                     b.describe(),
-                    user.username
+                    username
                 )),
                 _ => {}
             }
@@ -507,7 +512,7 @@ pub fn bindings_check(
     let scope = format!(
         "no RoleBinding in namespace {} and no ClusterRoleBinding names {} or your groups [{}]",
         expect.namespace,
-        user.username,
+        username,
         kube_groups
             .iter()
             .map(|g| g.as_str())
@@ -546,26 +551,41 @@ pub fn bindings_not_listable(username: &str) -> Check {
     )
 }
 
+/// The username the apiserver derived (empty when it says none).
+pub fn username(user: &UserInfo) -> &str {
+    user.username.as_deref().unwrap_or_default()
+}
+
+/// The groups the apiserver derived, `system:authenticated` included.
+fn groups(user: &UserInfo) -> &[String] {
+    user.groups.as_deref().unwrap_or_default()
+}
+
+/// A list of a rule that may be absent (none).
+fn list(items: &Option<Vec<String>>) -> &[String] {
+    items.as_deref().unwrap_or_default()
+}
+
 /// True for the rules every authenticated user has (`system:basic-user`: the self reviews).
-fn is_basic_rule(rule: &apiserver::ResourceRule) -> bool {
-    !rule.resources.is_empty()
-        && rule.resources.iter().all(|r| r.starts_with("selfsubject"))
-        && rule
-            .api_groups
+fn is_basic_rule(rule: &ResourceRule) -> bool {
+    let resources = list(&rule.resources);
+    !resources.is_empty()
+        && resources.iter().all(|r| r.starts_with("selfsubject"))
+        && list(&rule.api_groups)
             .iter()
             .all(|g| g == "authorization.k8s.io" || g == "authentication.k8s.io")
 }
 
 /// A rule as `verbs resources[.group] (names: ...)`.
-fn describe_rule(rule: &apiserver::ResourceRule) -> String {
+fn describe_rule(rule: &ResourceRule) -> String {
     let verbs = if rule.verbs.iter().any(|v| v == "*") {
         "all verbs on".to_owned()
     } else {
         rule.verbs.join(", ")
     };
     let mut resources = Vec::new();
-    for group in &rule.api_groups {
-        for resource in &rule.resources {
+    for group in list(&rule.api_groups) {
+        for resource in list(&rule.resources) {
             resources.push(match group.as_str() {
                 "" => resource.clone(),
                 "*" => format!("{resource} (all API groups)"),
@@ -574,14 +594,15 @@ fn describe_rule(rule: &apiserver::ResourceRule) -> String {
         }
     }
     let mut text = format!("{verbs} {}", resources.join(", "));
-    if !rule.resource_names.is_empty() {
-        text.push_str(&format!(" (names: {})", rule.resource_names.join(", ")));
+    let names = list(&rule.resource_names);
+    if !names.is_empty() {
+        text.push_str(&format!(" (names: {})", names.join(", ")));
     }
     text
 }
 
 /// "rights in namespace NS" from a `SelfSubjectRulesReview`.
-pub fn rules_check(status: &RulesStatus, namespace: &str) -> Check {
+pub fn rules_check(status: &SubjectRulesReviewStatus, namespace: &str) -> Check {
     let name = names::rights(namespace);
     let rules: Vec<String> = status
         .resource_rules

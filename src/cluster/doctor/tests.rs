@@ -2,7 +2,6 @@
 
 use serde_json::json;
 
-use super::apiserver::ResourceRule;
 use super::*;
 
 fn expect(namespace: &str) -> Expectations {
@@ -21,11 +20,19 @@ fn reader_claims() -> Value {
            "groups": ["reader-group"]})
 }
 
-fn reader() -> UserInfo {
+fn user(username: &str, groups: &[&str]) -> UserInfo {
     UserInfo {
-        username: "oidc:reader@example.com".into(),
-        groups: vec!["oidc:reader-group".into(), "system:authenticated".into()],
+        username: Some(username.into()),
+        groups: Some(groups.iter().map(|g| (*g).to_owned()).collect()),
+        ..UserInfo::default()
     }
+}
+
+fn reader() -> UserInfo {
+    user(
+        "oidc:reader@example.com",
+        &["oidc:reader-group", "system:authenticated"],
+    )
 }
 
 fn binding(namespace: Option<&str>, name: &str, role: (&str, &str), group: &str) -> BindingInfo {
@@ -215,10 +222,10 @@ fn the_apiserver_mapping_passes_with_the_expected_prefixes() {
 
 #[test]
 fn another_groups_prefix_on_the_apiserver_is_named() {
-    let user = UserInfo {
-        username: "oidc:reader@example.com".into(),
-        groups: vec!["corp:reader-group".into(), "system:authenticated".into()],
-    };
+    let user = user(
+        "oidc:reader@example.com",
+        &["corp:reader-group", "system:authenticated"],
+    );
     let check = mapping_check(&user, &reader_claims(), &expect("app")).to_string();
     assert!(
         check.starts_with("FAIL apiserver's user and groups: the apiserver's groups prefix is \"corp:\", not \"oidc:\" (the default)"),
@@ -298,9 +305,9 @@ fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> ResourceRule {
     let v = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect();
     ResourceRule {
         verbs: v(verbs),
-        api_groups: v(groups),
-        resources: v(resources),
-        resource_names: vec![],
+        api_groups: Some(v(groups)),
+        resources: Some(v(resources)),
+        resource_names: None,
     }
 }
 
@@ -314,7 +321,7 @@ fn rights_leave_out_what_every_user_may_do() {
         ),
         rule(&["create"], &["authentication.k8s.io"], &["selfsubjectreviews"]),
     ];
-    let none = RulesStatus {
+    let none = SubjectRulesReviewStatus {
         resource_rules: basic.clone(),
         ..Default::default()
     };
@@ -326,7 +333,7 @@ fn rights_leave_out_what_every_user_may_do() {
     let mut some = basic;
     some.push(rule(&["get", "list", "watch"], &[""], &["pods"]));
     some.push(rule(&["*"], &["apps"], &["deployments"]));
-    let status = RulesStatus {
+    let status = SubjectRulesReviewStatus {
         resource_rules: some,
         ..Default::default()
     };
