@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use reqwest::Certificate;
 
+pub(crate) use crate::text::one_line;
+
 /// A client builder that follows no redirects, bounds each request (connect included) by
 /// `timeout` and names koidc and its version as the user agent.
 pub(crate) fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
@@ -116,29 +118,9 @@ pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     one_line(&cur.to_string(), 300)
 }
 
-/// `s` on one line of printable ASCII, at most `max` characters.
-pub(crate) fn one_line(s: &str, max: usize) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
-        .take(max)
-        .collect();
-    if s.chars().count() > max {
-        out.push_str("...");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_line_replaces_control_characters_and_caps_the_length() {
-        assert_eq!(one_line("a\nb\tc", 10), "a?b?c");
-        assert_eq!(one_line("abcdef", 3), "abc...");
-        assert_eq!(one_line("abc", 3), "abc");
-    }
 
     #[test]
     fn ca_data_that_is_not_the_base64_of_a_pem_certificate_is_refused_with_the_reason() {

@@ -32,7 +32,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-pub(crate) use crate::http::one_line;
+pub(crate) use crate::text::one_line;
 use crate::http::{BodyError, client_builder, read_body, root_cause};
 
 /// GitHub's public web address, the default of `--github-url`.

@@ -415,13 +415,7 @@ pub fn bindings_with_kubectl(admin: &AdminKubectl, namespace: &str) -> Result<Ve
 
 /// `s` on one line, at most 300 characters.
 fn cap(s: &str) -> String {
-    let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.chars().count() > 300 {
-        let cut: String = line.chars().take(300).collect();
-        format!("{cut}...")
-    } else {
-        line
-    }
+    crate::text::cap(&crate::text::fold_whitespace(s), 300).into_owned()
 }
 
 fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::login::oidc::OidcError;
 use crate::login::oidc::probe::AuthorizeAnswer;
-use crate::printer::shell_word;
+use crate::text::shell_word;
 
 use self::apiserver::{ApiError, BindingInfo, RulesStatus, UserInfo};
 

@@ -14,7 +14,8 @@ use url::Url;
 
 use super::{OidcConfig, OidcError};
 use crate::http::{BodyError, client_builder, read_body};
-pub(crate) use crate::http::{one_line, root_cause};
+pub(crate) use crate::http::root_cause;
+pub(crate) use crate::text::one_line;
 
 /// The largest response body koidc reads from the identity provider (4 MiB).
 pub(crate) const MAX_BODY: usize = 4 << 20;

@@ -1017,7 +1017,7 @@ fn page_text(html: &str) -> String {
         .replace("&gt;", ">")
         .replace("&nbsp;", " ")
         .replace("&amp;", "&");
-    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::text::fold_whitespace(&decoded)
 }
 
 /// The first OAuth error code that appears as a word in `text`.
