@@ -374,6 +374,31 @@ mod tests {
                 .into(),
                 "cannot run \"kubectl\": No such file or directory (os error 2)",
             ),
+            (
+                crate::login::oidc::OidcError::from(crate::http::CaError::File {
+                    path: "ca.pem".into(),
+                    reason: io_error().to_string(),
+                })
+                .into(),
+                "cannot use the CA certificate file ca.pem: No such file or directory (os error 2); check \
+                 that it is a readable PEM certificate file",
+            ),
+            (
+                crate::login::github::GithubError::from(crate::http::CaError::Data {
+                    reason: "it is not base64".into(),
+                })
+                .into(),
+                "cannot use --certificate-authority-data: it is not base64; give the base64 of a PEM \
+                 certificate, as in a kubeconfig's certificate-authority-data",
+            ),
+            (
+                crate::http::ClientError::from(crate::http::CaError::Data {
+                    reason: "it is not base64".into(),
+                })
+                .into(),
+                "cannot use --certificate-authority-data: it is not base64; give the base64 of a PEM \
+                 certificate, as in a kubeconfig's certificate-authority-data",
+            ),
         ]
     }
 

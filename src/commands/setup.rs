@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use base64::Engine as _;
 use serde_json::Value;
 
 use crate::cli::{SetupArgs, SetupPart};
@@ -157,36 +156,11 @@ fn check_issuer(
 /// The PEM text of the IdP's CAs (`--certificate-authority` files, then
 /// `--certificate-authority-data`), `None` when none is given.
 pub(super) fn read_cas(login: &LoginConfig) -> anyhow::Result<Option<String>> {
-    let files: &[PathBuf] = &login.certificate_authorities;
-    if files.is_empty() && login.certificate_authority_data.is_none() {
-        return Ok(None);
-    }
-    let mut pem = String::new();
-    for file in files {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read --certificate-authority {}", file.display()))?;
-        if !text.contains("-----BEGIN CERTIFICATE-----") {
-            bail!(
-                "--certificate-authority {} is not a PEM certificate",
-                file.display()
-            );
-        }
-        pem.push_str(text.trim_end());
-        pem.push('\n');
-    }
-    if let Some(data) = &login.certificate_authority_data {
-        crate::http::read_ca_data(data).map_err(|reason| crate::login::oidc::OidcError::CaData { reason })?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(data.trim())
-            .context("cannot decode --certificate-authority-data")?;
-        pem.push_str(
-            String::from_utf8(bytes)
-                .context("--certificate-authority-data is not the base64 of PEM text")?
-                .trim_end(),
-        );
-        pem.push('\n');
-    }
-    Ok(Some(pem))
+    let cas = crate::http::ExtraCas::load(
+        &login.certificate_authorities,
+        login.certificate_authority_data.as_deref(),
+    )?;
+    Ok((!cas.is_empty()).then(|| cas.pem()))
 }
 
 /// The `get-token` arguments that make the kubeconfig entry trust the IdP's CA

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub(crate) use crate::text::one_line;
-use crate::http::{BodyError, client_builder, read_body, root_cause};
+use crate::http::{BodyError, CaError, ClientError, ExtraCas, client_builder, read_body, root_cause};
 
 /// GitHub's public web address, the default of `--github-url`.
 pub const DEFAULT_URL: &str = "https://github.com";
@@ -70,24 +70,10 @@ pub enum GithubError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// An extra CA file cannot be used.
-    #[error(
-        "cannot use the CA certificate file {path}: {reason}; check that it is a readable PEM certificate file"
-    )]
-    CaFile {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// `--certificate-authority-data` cannot be used.
-    #[error(
-        "cannot use --certificate-authority-data: {reason}; give the base64 of a PEM certificate, as in a kubeconfig's certificate-authority-data"
-    )]
-    CaData {
-        /// What went wrong.
-        reason: String,
-    },
+    /// An extra CA (`--certificate-authority` file or `--certificate-authority-data`) cannot be
+    /// used.
+    #[error(transparent)]
+    Ca(#[from] CaError),
     /// The HTTP client cannot be built.
     #[error("cannot set up the HTTP client: {0}")]
     HttpClient(String),
@@ -308,24 +294,11 @@ pub fn http_client(
     extra_ca_files: &[PathBuf],
     ca_data: Option<&str>,
 ) -> Result<reqwest::Client, GithubError> {
-    let mut builder = client_builder(timeout);
-    if let Some(data) = ca_data {
-        for cert in crate::http::read_ca_data(data).map_err(|reason| GithubError::CaData { reason })? {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    for path in extra_ca_files {
-        let certs = crate::http::read_ca_file(path).map_err(|reason| GithubError::CaFile {
-            path: path.display().to_string(),
-            reason,
-        })?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder
-        .build()
-        .map_err(|e| GithubError::HttpClient(root_cause(&e)))
+    let cas = ExtraCas::load(extra_ca_files, ca_data)?;
+    cas.client(|| client_builder(timeout)).map_err(|err| match err {
+        ClientError::Ca(err) => GithubError::Ca(err),
+        ClientError::Build { reason } => GithubError::HttpClient(reason),
+    })
 }
 
 /// A response read completely (status and a bounded body).

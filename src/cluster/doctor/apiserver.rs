@@ -218,8 +218,7 @@ impl ApiClient {
         let mut builder = crate::http::client_builder(TIMEOUT)
             .user_agent(concat!("koidc-doctor/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &target.ca_pem {
-            let certs =
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ApiError::Client(root_cause(&e)))?;
+            let certs = crate::http::pem_certificates(pem).map_err(ApiError::Client)?;
             builder = builder.tls_built_in_root_certs(false);
             for cert in certs {
                 builder = builder.add_root_certificate(cert);

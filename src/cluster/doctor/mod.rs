@@ -147,7 +147,7 @@ pub fn issuer_checks(issuer: &str, discovered: Result<(), &OidcError>) -> [Check
             | OidcError::ServerSpeaksHttps { .. }
             | OidcError::UntrustedCertificate { .. }
             | OidcError::Timeout { .. }
-            | OidcError::CaFile { .. }
+            | OidcError::Ca(_)
             | OidcError::HttpClient(_)
             | OidcError::InvalidIssuer { .. }),
         ) => [

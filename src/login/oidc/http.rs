@@ -3,17 +3,16 @@
 //! (GET a JSON document, POST a form), with bounded bodies and errors that name the URL but never
 //! a request or response body.
 
-use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use reqwest::{Certificate, StatusCode};
+use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::{OidcConfig, OidcError};
-use crate::http::{BodyError, client_builder, read_body};
+use crate::http::{BodyError, ClientError, ExtraCas, client_builder, read_body};
 pub(crate) use crate::http::root_cause;
 pub(crate) use crate::text::one_line;
 
@@ -26,51 +25,12 @@ pub(crate) const MAX_BODY: usize = 4 << 20;
 /// `cfg.http_timeout`, and the certificates in `cfg.extra_ca_files` and `cfg.extra_ca_data` are
 /// trusted in addition to the system roots.
 pub(crate) fn build_client(cfg: &OidcConfig) -> Result<reqwest::Client, OidcError> {
-    // Each source with its file, `None` for --certificate-authority-data.
-    let mut certs: Vec<(Option<&Path>, Vec<Certificate>)> = Vec::new();
-    for path in &cfg.extra_ca_files {
-        certs.push((Some(path.as_path()), read_ca_file(path)?));
-    }
-    if let Some(data) = &cfg.extra_ca_data {
-        let list = crate::http::read_ca_data(data).map_err(|reason| OidcError::CaData { reason })?;
-        certs.push((None, list));
-    }
-    let builder = |certs: &[(Option<&Path>, Vec<Certificate>)], builtin_roots: bool| {
-        let mut b = client_builder(cfg.http_timeout).tls_built_in_root_certs(builtin_roots);
-        for (_, list) in certs {
-            for cert in list {
-                b = b.add_root_certificate(cert.clone());
-            }
-        }
-        b.build()
-    };
-    match builder(&certs, true) {
-        Ok(client) => Ok(client),
-        Err(err) => {
-            // The TLS backend only checks the certificates when the client is built; find the
-            // source it refused so the message can name it.
-            for (path, list) in &certs {
-                if let Err(e) = builder(&[(*path, list.clone())], false) {
-                    let reason = root_cause(&e);
-                    return Err(match path {
-                        Some(path) => OidcError::CaFile {
-                            path: path.display().to_string(),
-                            reason,
-                        },
-                        None => OidcError::CaData { reason },
-                    });
-                }
-            }
-            Err(OidcError::HttpClient(root_cause(&err)))
-        }
-    }
-}
-
-fn read_ca_file(path: &Path) -> Result<Vec<Certificate>, OidcError> {
-    crate::http::read_ca_file(path).map_err(|reason| OidcError::CaFile {
-        path: path.display().to_string(),
-        reason,
-    })
+    let cas = ExtraCas::load(&cfg.extra_ca_files, cfg.extra_ca_data.as_deref())?;
+    cas.client(|| client_builder(cfg.http_timeout))
+        .map_err(|err| match err {
+            ClientError::Ca(err) => OidcError::Ca(err),
+            ClientError::Build { reason } => OidcError::HttpClient(reason),
+        })
 }
 
 /// A response koidc has read completely (status and a bounded body).
