@@ -1,15 +1,18 @@
 //! HTTP plumbing shared by the adapters that talk to servers koidc does not run: the identity
 //! provider ([`crate::login::oidc`]), GitHub ([`crate::login::github`]) and the apiserver
-//! (`doctor`): the client builder, the extra trusted CAs ([`ca`]) and bounded body reads.
+//! (`doctor`): the client builder, the extra trusted CAs ([`ca`]) and one send with one failure
+//! type ([`send()`]).
 //!
 //! Each adapter keeps its own error type and messages; these helpers say what went wrong and let
 //! the caller name the server and the fix.
 
 mod ca;
+mod send;
 
 use std::time::Duration;
 
 pub(crate) use ca::{CaError, ClientError, ExtraCas, decode_data, holds_pem_certificate, pem_certificates};
+pub(crate) use send::{HttpError, Reply, display_url, send};
 
 pub(crate) use crate::text::one_line;
 
@@ -44,36 +47,6 @@ fn builtin_name_services() {
             __nss_configure_lookup(c"hosts".as_ptr(), c"files dns".as_ptr());
         });
     }
-}
-
-/// Why a response body was not read.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum BodyError {
-    /// The body is larger than the caller's limit.
-    #[error("the response is larger than {max} bytes")]
-    TooLarge {
-        /// The limit, in bytes.
-        max: usize,
-    },
-    /// The connection failed while reading.
-    #[error("cannot read the response: {}", root_cause(.0))]
-    Transport(reqwest::Error),
-}
-
-/// Reads the body of `resp`, refusing more than `max` bytes: up front when `Content-Length` says
-/// so, else as soon as the chunks read exceed it.
-pub(crate) async fn read_body(resp: &mut reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
-    if resp.content_length().is_some_and(|n| n > max as u64) {
-        return Err(BodyError::TooLarge { max });
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
-        if body.len() + chunk.len() > max {
-            return Err(BodyError::TooLarge { max });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// The innermost message of an error chain, capped, on one line.

@@ -33,7 +33,8 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub(crate) use crate::text::one_line;
-use crate::http::{BodyError, CaError, ClientError, ExtraCas, client_builder, read_body, root_cause};
+pub(crate) use crate::http::Reply;
+use crate::http::{CaError, ClientError, ExtraCas, HttpError, client_builder};
 
 /// GitHub's public web address, the default of `--github-url`.
 pub const DEFAULT_URL: &str = "https://github.com";
@@ -301,42 +302,32 @@ pub fn http_client(
     })
 }
 
-/// A response read completely (status and a bounded body).
-pub(crate) struct Reply {
-    pub status: StatusCode,
-    pub body: Vec<u8>,
-}
-
 /// Sends `req` (for `url`, named in errors) and reads at most [`MAX_BODY`] bytes of the answer.
 pub(crate) async fn send(
     req: reqwest::RequestBuilder,
     url: &str,
     timeout: Duration,
 ) -> Result<Reply, GithubError> {
-    let shown = display_url(url);
-    let transport = |e: reqwest::Error| {
-        if e.is_timeout() {
-            GithubError::Timeout {
-                url: shown.clone(),
-                timeout,
-            }
-        } else {
-            GithubError::Unreachable {
-                url: shown.clone(),
-                reason: root_cause(&e),
-            }
-        }
-    };
-    let mut resp = req.send().await.map_err(transport)?;
-    let status = resp.status();
-    let body = read_body(&mut resp, MAX_BODY).await.map_err(|err| match err {
-        BodyError::TooLarge { .. } => GithubError::Malformed {
-            url: shown.clone(),
-            reason: format!("the response is larger than {} KiB", MAX_BODY >> 10),
+    crate::http::send(req, timeout, MAX_BODY)
+        .await
+        .map_err(|err| from_http(err, url))
+}
+
+/// GitHub's words for a failed exchange with `url`: a timeout, a response too large, or GitHub
+/// out of reach (with the reason) and what to check.
+fn from_http(err: HttpError, url: &str) -> GithubError {
+    let url = display_url(url);
+    match err {
+        HttpError::Timeout { timeout, .. } => GithubError::Timeout { url, timeout },
+        err @ HttpError::TooLarge { .. } => GithubError::Malformed {
+            url,
+            reason: err.to_string(),
         },
-        BodyError::Transport(e) => transport(e),
-    })?;
-    Ok(Reply { status, body })
+        err => GithubError::Unreachable {
+            url,
+            reason: err.reason(),
+        },
+    }
 }
 
 /// The URL without query or fragment, for messages.

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::kubeconfig::ClusterTarget;
+use crate::http::HttpError;
 
 /// How long one request to the apiserver may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -224,7 +225,9 @@ impl ApiClient {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let http = builder.build().map_err(|e| ApiError::Client(root_cause(&e)))?;
+        let http = builder
+            .build()
+            .map_err(|e| ApiError::Client(crate::http::root_cause(&e)))?;
         Ok(Self {
             http,
             server: target.server.clone(),
@@ -261,22 +264,19 @@ impl ApiClient {
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .body(body.to_string());
         }
-        let unreachable = |e: &reqwest::Error| ApiError::Unreachable {
-            url: url.to_string(),
-            reason: root_cause(e),
-        };
-        let mut resp = req.send().await.map_err(|e| unreachable(&e))?;
-        let status = resp.status();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| unreachable(&e))? {
-            if bytes.len() + chunk.len() > MAX_BODY {
-                return Err(ApiError::Malformed {
+        let reply = crate::http::send(req, TIMEOUT, MAX_BODY)
+            .await
+            .map_err(|err| match err {
+                err @ HttpError::TooLarge { .. } => ApiError::Malformed {
                     url: url.to_string(),
-                    reason: format!("the response is larger than {} MiB", MAX_BODY >> 20),
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+                    reason: err.to_string(),
+                },
+                err => ApiError::Unreachable {
+                    url: url.to_string(),
+                    reason: err.reason(),
+                },
+            })?;
+        let (status, bytes) = (reply.status, reply.body);
         if !status.is_success() {
             let message = serde_json::from_slice::<Value>(&bytes)
                 .ok()
@@ -417,13 +417,6 @@ fn cap(s: &str) -> String {
     crate::text::cap(&crate::text::fold_whitespace(s), 300).into_owned()
 }
 
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = err;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cap(&cur.to_string())
-}
 
 #[cfg(test)]
 mod tests {
