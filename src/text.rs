@@ -23,7 +23,8 @@ const CUT_MARK: &str = "...";
 /// (C0, DEL, C1: ESC, CSI, BEL, CR...) or a Unicode bidi control (embeddings, overrides,
 /// isolates, and the implicit marks), which reorders the text around it ("Trojan Source").
 fn unsafe_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{061c}')
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{061c}')
 }
 
 /// `text` with every control character but newline and tab, and every bidi control, replaced
@@ -41,7 +42,9 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 /// `text` on one line: every control character (newline and tab included) and every bidi
 /// control replaced by `?`.
 pub fn single_line(text: &str) -> String {
-    text.chars().map(|c| if unsafe_char(c) { '?' } else { c }).collect()
+    text.chars()
+        .map(|c| if unsafe_char(c) { '?' } else { c })
+        .collect()
 }
 
 /// `text` with each run of whitespace (line breaks included) folded into one space, and none at

@@ -150,15 +150,13 @@ pub async fn send(
         .get(reqwest::header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = read_body(&mut resp, max_body)
-        .await
-        .map_err(|e| match e {
-            Some(e) => classify(&e, &url, timeout),
-            None => HttpError::TooLarge {
-                url: display_url(&url),
-                max: max_body,
-            },
-        })?;
+    let body = read_body(&mut resp, max_body).await.map_err(|e| match e {
+        Some(e) => classify(&e, &url, timeout),
+        None => HttpError::TooLarge {
+            url: display_url(&url),
+            max: max_body,
+        },
+    })?;
     if status == StatusCode::BAD_REQUEST && url.scheme() == "http" && answered_https_only(&body) {
         return Err(server_speaks_https(&url));
     }
@@ -318,27 +316,35 @@ mod tests {
     }
 
     fn client() -> reqwest::Client {
-        super::super::client_builder(Duration::from_secs(5)).build().unwrap()
+        super::super::client_builder(Duration::from_secs(5))
+            .build()
+            .unwrap()
     }
 
     #[tokio::test]
     async fn a_body_over_the_limit_is_refused_and_one_within_it_read() {
         let url = one_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").await;
         let reply = send(client().get(url), Duration::from_secs(5), 5).await.unwrap();
-        assert_eq!((reply.status, reply.body.as_slice()), (StatusCode::OK, &b"hello"[..]));
+        assert_eq!(
+            (reply.status, reply.body.as_slice()),
+            (StatusCode::OK, &b"hello"[..])
+        );
         let url = one_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").await;
-        let err = send(client().get(url.clone()), Duration::from_secs(5), 4).await.unwrap_err();
+        let err = send(client().get(url.clone()), Duration::from_secs(5), 4)
+            .await
+            .unwrap_err();
         assert!(matches!(&err, HttpError::TooLarge { max: 4, .. }), "{err:?}");
         assert_eq!(err.url(), display_url(&url));
     }
 
     #[tokio::test]
     async fn an_http_request_to_a_go_tls_port_is_told_to_use_https() {
-        let url = one_answer(
-            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
-        )
-        .await;
-        let err = send(client().get(url), Duration::from_secs(5), 1024).await.unwrap_err();
+        let url =
+            one_answer(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+                .await;
+        let err = send(client().get(url), Duration::from_secs(5), 1024)
+            .await
+            .unwrap_err();
         assert!(matches!(err, HttpError::ServerSpeaksHttps { .. }), "{err:?}");
     }
 
@@ -348,7 +354,9 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         drop(listener);
         let url = Url::parse(&format!("http://{addr}/x?state=s")).unwrap();
-        let err = send(client().get(url), Duration::from_secs(5), 1024).await.unwrap_err();
+        let err = send(client().get(url), Duration::from_secs(5), 1024)
+            .await
+            .unwrap_err();
         match &err {
             HttpError::Unreachable { url, reason } => {
                 assert_eq!(*url, format!("http://{addr}/x"));

@@ -32,9 +32,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-pub(crate) use crate::text::one_line;
 pub(crate) use crate::http::Reply;
 use crate::http::{CaError, ClientError, ExtraCas, HttpError, client_builder};
+pub(crate) use crate::text::one_line;
 
 /// GitHub's public web address, the default of `--github-url`.
 pub const DEFAULT_URL: &str = "https://github.com";
@@ -330,14 +330,11 @@ fn from_http(err: HttpError, url: &str) -> GithubError {
     }
 }
 
-/// The URL without query or fragment, for messages.
+/// The URL without query or fragment, for messages ([`crate::http::display_url`]); a URL that
+/// does not parse, sanitised.
 pub(crate) fn display_url(url: &str) -> String {
     match Url::parse(url) {
-        Ok(mut u) => {
-            u.set_query(None);
-            u.set_fragment(None);
-            u.to_string()
-        }
+        Ok(u) => crate::http::display_url(&u),
         Err(_) => one_line(url, 200),
     }
 }

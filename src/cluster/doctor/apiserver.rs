@@ -417,7 +417,6 @@ fn cap(s: &str) -> String {
     crate::text::cap(&crate::text::fold_whitespace(s), 300).into_owned()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

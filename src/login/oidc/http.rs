@@ -11,8 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::{OidcConfig, OidcError};
-pub(crate) use crate::http::{Reply, display_url};
 use crate::http::{ClientError, ExtraCas, HttpError, client_builder};
+pub(crate) use crate::http::{Reply, display_url};
 pub(crate) use crate::text::one_line;
 
 /// The largest response body koidc reads from the identity provider (4 MiB).
