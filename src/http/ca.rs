@@ -255,7 +255,7 @@ mod tests {
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let missing = dir.path().join("missing.pem");
         for (path, want) in [(&empty, Some("no PEM certificate found in it")), (&missing, None)] {
-            match ExtraCas::load(&[path.clone()], None).unwrap_err() {
+            match ExtraCas::load(std::slice::from_ref(path), None).unwrap_err() {
                 CaError::File { path: named, reason } => {
                     assert_eq!(named, path.display().to_string());
                     assert!(!reason.is_empty());
