@@ -8,7 +8,8 @@
 //! [`commands`] is a thin layer of subcommands over both; [`cli`] describes the flags,
 //! [`profile`] fills options from the config file and [`config`] validates them into the types
 //! the two sides take. [`provider`] holds what koidc knows about particular identity providers,
-//! [`printer`] every line a person reads, [`clock`] time, and `http` the shared HTTP client.
+//! [`printer`] every line a person reads, [`text`] the rules that make quoted text safe to show,
+//! [`clock`] time, and `http` the shared HTTP client.
 //!
 //! Every module is private to the crate, so the compiler reports dead code; `main.rs` calls the
 //! few items re-exported below, and the fuzz targets reach the parsers through [`fuzz`].
@@ -29,6 +30,7 @@ pub(crate) mod login;
 pub(crate) mod printer;
 pub(crate) mod profile;
 pub(crate) mod provider;
+pub(crate) mod text;
 
 // What the binary (`main.rs`) calls; everything else is private to the crate.
 pub use cli::Cli;

@@ -21,6 +21,8 @@
 
 use std::io::Write as _;
 
+use crate::text::{fold_whitespace, printable, shell_word};
+
 /// Writes `line` and a newline to stderr in one write, ignoring any error (see the module doc).
 /// Hints in it name koidc the way it was started ([`as_invoked`]); control characters from
 /// whatever it quotes (an IdP's page, kubectl's output, a kubeconfig's names) are replaced
@@ -35,22 +37,6 @@ pub fn stderr_line(line: std::fmt::Arguments<'_>) {
 /// started ([`as_invoked`]) and control characters replaced ([`printable`]).
 fn for_a_person(text: &str) -> String {
     printable(&as_invoked(text)).into_owned()
-}
-
-/// `text` with every control character but newline and tab replaced by `?`: messages quote
-/// text from outside (an IdP's error page, kubectl's stderr, kubeconfig names, ID token claims),
-/// and an escape sequence in it must not retitle, clear or recolour the user's terminal.
-pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
-    if text.contains(unsafe_char) {
-        std::borrow::Cow::Owned(
-            text.chars()
-                .map(|c| if unsafe_char(c) { '?' } else { c })
-                .collect(),
-        )
-    } else {
-        std::borrow::Cow::Borrowed(text)
-    }
 }
 
 /// How users start koidc when it runs as kubectl's plugin: `kubectl koidc ...` executes the
@@ -177,18 +163,6 @@ fn this_login_arguments() -> Option<&'static str> {
         .as_deref()
 }
 
-/// `s` as one shell word: as is when it is made of safe characters, else single-quoted.
-pub fn shell_word(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:/@=,+".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
 /// Writes results to stdout and messages to stderr.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Printer {
@@ -243,7 +217,7 @@ impl Printer {
 pub fn error_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
-        let text = fold(&cause.to_string());
+        let text = fold_whitespace(&cause.to_string());
         if text.is_empty() || line.contains(&text) {
             continue;
         }
@@ -255,22 +229,9 @@ pub fn error_line(err: &anyhow::Error) -> String {
     line
 }
 
-/// Folds a message onto one line, so every error is exactly one line on stderr.
-fn fold(msg: &str) -> String {
-    msg.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escape_sequences_in_quoted_text_never_reach_the_terminal() {
-        let hostile = "contexts: ok\x1b]0;PWNED\x07\x1b[2J\x1b[31mred\r\u{9b}x\u{7f}";
-        assert_eq!(printable(hostile), "contexts: ok?]0;PWNED??[2J?[31mred??x?");
-        assert_eq!(printable("two\nlines\tand a tab"), "two\nlines\tand a tab");
-        assert!(matches!(printable("plain"), std::borrow::Cow::Borrowed(_)));
-    }
 
     #[test]
     fn a_bare_koidc_login_hint_carries_the_options_of_the_command_line_but_never_a_secret() {
@@ -413,6 +374,31 @@ mod tests {
                 .into(),
                 "cannot run \"kubectl\": No such file or directory (os error 2)",
             ),
+            (
+                crate::login::oidc::OidcError::from(crate::http::CaError::File {
+                    path: "ca.pem".into(),
+                    reason: io_error().to_string(),
+                })
+                .into(),
+                "cannot use the CA certificate file ca.pem: No such file or directory (os error 2); check \
+                 that it is a readable PEM certificate file",
+            ),
+            (
+                crate::login::github::GithubError::from(crate::http::CaError::Data {
+                    reason: "it is not base64".into(),
+                })
+                .into(),
+                "cannot use --certificate-authority-data: it is not base64; give the base64 of a PEM \
+                 certificate, as in a kubeconfig's certificate-authority-data",
+            ),
+            (
+                crate::http::ClientError::from(crate::http::CaError::Data {
+                    reason: "it is not base64".into(),
+                })
+                .into(),
+                "cannot use --certificate-authority-data: it is not base64; give the base64 of a PEM \
+                 certificate, as in a kubeconfig's certificate-authority-data",
+            ),
         ]
     }
 
@@ -429,10 +415,10 @@ mod tests {
         for (err, expected) in errors_with_a_source().into_iter().chain([rejected]) {
             let line = error_line(&err);
             assert_each_cause_once(&line);
-            assert_eq!(line, fold(expected));
+            assert_eq!(line, fold_whitespace(expected));
             // A context in front, as the commands add, changes nothing in what follows.
             let line = error_line(&err.context("cannot log in"));
-            assert_eq!(line, format!("cannot log in: {}", fold(expected)));
+            assert_eq!(line, format!("cannot log in: {}", fold_whitespace(expected)));
         }
     }
 

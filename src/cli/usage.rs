@@ -147,14 +147,9 @@ fn clap_message(rendered: &str) -> String {
     let line = std::iter::once(message.as_str())
         .chain(tips)
         .collect::<Vec<_>>()
-        .join("; ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+        .join("; ");
     // clap quotes the arguments as given: no terminal control sequence gets through.
-    line.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::text::single_line(&crate::text::fold_whitespace(&line))
 }
 
 /// The option (`--client-secret`) of `sub` whose value, given as the next argument, starts with

@@ -15,42 +15,19 @@ pub mod write;
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::cli::options;
 use crate::cli::{GetTokenArgs, IdentityFlags, LoginFlags, ProviderArg};
 use crate::kubeconfig::{Exec, Kubeconfig, NamedUser, User};
-use crate::login::oidc::OidcError;
 use crate::login::token::IdTokenInfo;
 
 /// Why `setup` cannot produce its output.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    /// A `--certificate-authority` file cannot be read.
-    #[error("cannot read --certificate-authority {}", path.display())]
-    CaFile {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A `--certificate-authority` file holds no PEM certificate.
-    #[error("--certificate-authority {} is not a PEM certificate", path.display())]
-    CaNotPem {
-        /// The file.
-        path: PathBuf,
-    },
-    /// `--certificate-authority-data` is not what a login accepts.
+    /// A `--certificate-authority` file or `--certificate-authority-data` cannot be used.
     #[error(transparent)]
-    CaData(OidcError),
-    /// `--certificate-authority-data` is not base64.
-    #[error("cannot decode --certificate-authority-data")]
-    CaDataBase64(#[source] base64::DecodeError),
-    /// `--certificate-authority-data` decodes to something else than text.
-    #[error("--certificate-authority-data is not the base64 of PEM text")]
-    CaDataText(#[source] std::string::FromUtf8Error),
+    Ca(#[from] crate::http::CaError),
     /// `--embed-ca` without a CA to embed.
     #[error(
         "--embed-ca puts the IdP's CA into the kubeconfig entry, but none was given: add \
@@ -217,34 +194,8 @@ pub fn ca_args(files: &[PathBuf], data: Option<&str>, embed: Option<&str>) -> Ve
 /// The PEM text of the IdP's CAs (the `--certificate-authority` `files`, then the
 /// `--certificate-authority-data` `data`), `None` when none is given.
 pub fn read_cas(files: &[PathBuf], data: Option<&str>) -> Result<Option<String>, SetupError> {
-    if files.is_empty() && data.is_none() {
-        return Ok(None);
-    }
-    let mut pem = String::new();
-    for file in files {
-        let text = std::fs::read_to_string(file).map_err(|source| SetupError::CaFile {
-            path: file.clone(),
-            source,
-        })?;
-        if !text.contains("-----BEGIN CERTIFICATE-----") {
-            return Err(SetupError::CaNotPem { path: file.clone() });
-        }
-        pem.push_str(text.trim_end());
-        pem.push('\n');
-    }
-    if let Some(data) = data {
-        crate::http::read_ca_data(data).map_err(|reason| SetupError::CaData(OidcError::CaData { reason }))?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(data.trim())
-            .map_err(SetupError::CaDataBase64)?;
-        pem.push_str(
-            String::from_utf8(bytes)
-                .map_err(SetupError::CaDataText)?
-                .trim_end(),
-        );
-        pem.push('\n');
-    }
-    Ok(Some(pem))
+    let cas = crate::http::ExtraCas::load(files, data)?;
+    Ok((!cas.is_empty()).then(|| cas.pem()))
 }
 
 /// The IdP's CAs ([`read_cas`] of the `--certificate-authority` `files` and the
@@ -315,7 +266,7 @@ pub fn completion_commands(kubeconfig: &Kubeconfig, user: &str, path: &Path) -> 
     commands
 }
 
-pub use crate::printer::shell_word;
+pub use crate::text::shell_word;
 
 /// True when `word`, shell-quoted, is one argument of a printed command that means what it says:
 /// not an option to the command (a leading `-`) and free of control characters.
@@ -489,6 +440,7 @@ rules:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     fn kubeconfig(value: Value) -> Kubeconfig {
         serde_json::from_value(value).unwrap()
@@ -687,15 +639,6 @@ mod tests {
                 "{commands:?}"
             );
         }
-    }
-
-    #[test]
-    fn shell_words_quote_what_the_shell_would_split_or_expand() {
-        assert_eq!(shell_word("oidc:dev-team@x"), "oidc:dev-team@x");
-        assert_eq!(shell_word("a b"), "'a b'");
-        assert_eq!(shell_word("it's"), r"'it'\''s'");
-        assert_eq!(shell_word("$(rm -rf ~)"), "'$(rm -rf ~)'");
-        assert_eq!(shell_word(""), "''");
     }
 
     #[test]

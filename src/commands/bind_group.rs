@@ -26,6 +26,7 @@ use crate::cluster::rbac::{
     self, Binding, NeededRole, RbacError, RbacObject, RoleKind, RoleSpec, SavedPrefix, Scope,
 };
 use crate::printer::Printer;
+use crate::text;
 
 /// The namespace of a RoleBinding when `-n` is not given (kubectl's default too).
 const DEFAULT_NAMESPACE: &str = "default";
@@ -433,7 +434,7 @@ fn unreachable(stderr: &str) -> Option<String> {
     } else {
         return None;
     };
-    let server: String = server.chars().filter(|c| !c.is_control()).take(200).collect();
+    let server = text::cap(&text::single_line(&server), 200).into_owned();
     // Without a current context (or any kubeconfig) kubectl falls back to localhost:8080.
     Some(
         if all.contains("//localhost:8080/") || server == "localhost:8080" {
@@ -445,7 +446,7 @@ fn unreachable(stderr: &str) -> Option<String> {
 }
 
 /// kubectl's error output on one line: its own messages (client-go's log lines left out when
-/// there is anything else), each once, joined by `; `, at most about 500 bytes.
+/// there is anything else), each once, joined by `; `, at most 500 characters.
 fn one_line(stderr: &str) -> String {
     let all: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let own: Vec<&str> = all.iter().copied().filter(|l| !is_klog_line(l)).collect();
@@ -455,24 +456,11 @@ fn one_line(stderr: &str) -> String {
             lines.push(line);
         }
     }
-    let mut message: String = lines
-        .join("; ")
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
+    let message = text::single_line(&lines.join("; "));
     if message.is_empty() {
-        message = "no error output".to_owned();
+        return "no error output".to_owned();
     }
-    const MAX: usize = 500;
-    if message.len() > MAX {
-        let mut cut = MAX;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
-        message.push_str(" ...");
-    }
-    message
+    text::cap(&message, 500).into_owned()
 }
 
 /// The binding named last in kubectl's output `before` "cannot change roleRef", with the

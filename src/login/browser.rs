@@ -131,7 +131,7 @@ impl BrowserError {
             }
             BrowserError::System(err) => err.to_string(),
         };
-        crate::http::one_line(&text, 160)
+        crate::text::one_line(&text, 160)
     }
 }
 
@@ -312,7 +312,7 @@ impl Browser for CommandBrowser {
         let (program, child) = spawn_browser(&argv)?;
         match watch_start(child, COMMAND_FAILURE_WINDOW) {
             Ok(Some(status)) => Err(BrowserError::Failed {
-                program: crate::http::one_line(&program, 100),
+                program: crate::text::one_line(&program, 100),
                 status,
             }),
             // Running, done, or impossible to watch: it was started.

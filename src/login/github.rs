@@ -31,8 +31,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-pub(crate) use crate::http::one_line;
-use crate::http::{BodyError, client_builder, read_body, root_cause};
+pub(crate) use crate::http::Reply;
+use crate::http::{CaError, ClientError, ExtraCas, HttpError, client_builder};
+pub(crate) use crate::text::one_line;
 
 /// GitHub's public web address, the default of `--github-url`.
 pub const DEFAULT_URL: &str = "https://github.com";
@@ -69,24 +70,10 @@ pub enum GithubError {
         /// What is wrong.
         reason: &'static str,
     },
-    /// An extra CA file cannot be used.
-    #[error(
-        "cannot use the CA certificate file {path}: {reason}; check that it is a readable PEM certificate file"
-    )]
-    CaFile {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// `--certificate-authority-data` cannot be used.
-    #[error(
-        "cannot use --certificate-authority-data: {reason}; give the base64 of a PEM certificate, as in a kubeconfig's certificate-authority-data"
-    )]
-    CaData {
-        /// What went wrong.
-        reason: String,
-    },
+    /// An extra CA (`--certificate-authority` file or `--certificate-authority-data`) cannot be
+    /// used.
+    #[error(transparent)]
+    Ca(#[from] CaError),
     /// The HTTP client cannot be built.
     #[error("cannot set up the HTTP client: {0}")]
     HttpClient(String),
@@ -307,30 +294,11 @@ pub fn http_client(
     extra_ca_files: &[PathBuf],
     ca_data: Option<&str>,
 ) -> Result<reqwest::Client, GithubError> {
-    let mut builder = client_builder(timeout);
-    if let Some(data) = ca_data {
-        for cert in crate::http::read_ca_data(data).map_err(|reason| GithubError::CaData { reason })? {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    for path in extra_ca_files {
-        let certs = crate::http::read_ca_file(path).map_err(|reason| GithubError::CaFile {
-            path: path.display().to_string(),
-            reason,
-        })?;
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder
-        .build()
-        .map_err(|e| GithubError::HttpClient(root_cause(&e)))
-}
-
-/// A response read completely (status and a bounded body).
-pub(crate) struct Reply {
-    pub status: StatusCode,
-    pub body: Vec<u8>,
+    let cas = ExtraCas::load(extra_ca_files, ca_data)?;
+    cas.client(|| client_builder(timeout)).map_err(|err| match err {
+        ClientError::Ca(err) => GithubError::Ca(err),
+        ClientError::Build { reason } => GithubError::HttpClient(reason),
+    })
 }
 
 /// Sends `req` (for `url`, named in errors) and reads at most [`MAX_BODY`] bytes of the answer.
@@ -339,40 +307,33 @@ pub(crate) async fn send(
     url: &str,
     timeout: Duration,
 ) -> Result<Reply, GithubError> {
-    let shown = display_url(url);
-    let transport = |e: reqwest::Error| {
-        if e.is_timeout() {
-            GithubError::Timeout {
-                url: shown.clone(),
-                timeout,
-            }
-        } else {
-            GithubError::Unreachable {
-                url: shown.clone(),
-                reason: root_cause(&e),
-            }
-        }
-    };
-    let mut resp = req.send().await.map_err(transport)?;
-    let status = resp.status();
-    let body = read_body(&mut resp, MAX_BODY).await.map_err(|err| match err {
-        BodyError::TooLarge { .. } => GithubError::Malformed {
-            url: shown.clone(),
-            reason: format!("the response is larger than {} KiB", MAX_BODY >> 10),
-        },
-        BodyError::Transport(e) => transport(e),
-    })?;
-    Ok(Reply { status, body })
+    crate::http::send(req, timeout, MAX_BODY)
+        .await
+        .map_err(|err| from_http(err, url))
 }
 
-/// The URL without query or fragment, for messages.
+/// GitHub's words for a failed exchange with `url`: a timeout, a response too large, or GitHub
+/// out of reach (with the reason) and what to check.
+fn from_http(err: HttpError, url: &str) -> GithubError {
+    let url = display_url(url);
+    match err {
+        HttpError::Timeout { timeout, .. } => GithubError::Timeout { url, timeout },
+        err @ HttpError::TooLarge { .. } => GithubError::Malformed {
+            url,
+            reason: err.to_string(),
+        },
+        err => GithubError::Unreachable {
+            url,
+            reason: err.reason(),
+        },
+    }
+}
+
+/// The URL without query or fragment, for messages ([`crate::http::display_url`]); a URL that
+/// does not parse, sanitised.
 pub(crate) fn display_url(url: &str) -> String {
     match Url::parse(url) {
-        Ok(mut u) => {
-            u.set_query(None);
-            u.set_fragment(None);
-            u.to_string()
-        }
+        Ok(u) => crate::http::display_url(&u),
         Err(_) => one_line(url, 200),
     }
 }

@@ -25,6 +25,7 @@ use serde_json::Value;
 use url::Url;
 
 use super::kubeconfig::ClusterTarget;
+use crate::http::HttpError;
 
 /// How long one request to the apiserver may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -161,14 +162,15 @@ impl ApiClient {
         let mut builder = crate::http::client_builder(TIMEOUT)
             .user_agent(concat!("koidc-doctor/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &target.ca_pem {
-            let certs =
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ApiError::Client(root_cause(&e)))?;
+            let certs = crate::http::pem_certificates(pem).map_err(ApiError::Client)?;
             builder = builder.tls_built_in_root_certs(false);
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let http = builder.build().map_err(|e| ApiError::Client(root_cause(&e)))?;
+        let http = builder
+            .build()
+            .map_err(|e| ApiError::Client(crate::http::root_cause(&e)))?;
         Ok(Self {
             http,
             server: target.server.clone(),
@@ -205,22 +207,19 @@ impl ApiClient {
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .body(body.to_string());
         }
-        let unreachable = |e: &reqwest::Error| ApiError::Unreachable {
-            url: url.to_string(),
-            reason: root_cause(e),
-        };
-        let mut resp = req.send().await.map_err(|e| unreachable(&e))?;
-        let status = resp.status();
-        let mut bytes = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| unreachable(&e))? {
-            if bytes.len() + chunk.len() > MAX_BODY {
-                return Err(ApiError::Malformed {
+        let reply = crate::http::send(req, TIMEOUT, MAX_BODY)
+            .await
+            .map_err(|err| match err {
+                err @ HttpError::TooLarge { .. } => ApiError::Malformed {
                     url: url.to_string(),
-                    reason: format!("the response is larger than {} MiB", MAX_BODY >> 20),
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+                    reason: err.to_string(),
+                },
+                err => ApiError::Unreachable {
+                    url: url.to_string(),
+                    reason: err.reason(),
+                },
+            })?;
+        let (status, bytes) = (reply.status, reply.body);
         if !status.is_success() {
             let message = serde_json::from_slice::<Value>(&bytes)
                 .ok()
@@ -368,21 +367,7 @@ pub fn bindings_with_kubectl(admin: &AdminKubectl, namespace: &str) -> Result<Ve
 
 /// `s` on one line, at most 300 characters.
 fn cap(s: &str) -> String {
-    let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.chars().count() > 300 {
-        let cut: String = line.chars().take(300).collect();
-        format!("{cut}...")
-    } else {
-        line
-    }
-}
-
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = err;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cap(&cur.to_string())
+    crate::text::cap(&crate::text::fold_whitespace(s), 300).into_owned()
 }
 
 #[cfg(test)]

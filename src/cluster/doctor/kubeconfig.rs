@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use url::Url;
 
 use crate::kubeconfig::{Cluster, Context, Kubeconfig, User};
@@ -404,11 +403,9 @@ fn cluster_tls(name: &str, entry: &Entry<Cluster>) -> Result<(Url, Option<Vec<u8
         .as_deref()
         .filter(|d| !d.is_empty())
     {
-        let compact: String = data.split_whitespace().collect();
         Some(
-            base64::engine::general_purpose::STANDARD
-                .decode(compact)
-                .map_err(|_| ca_err("certificate-authority-data is not base64".into()))?,
+            crate::http::decode_data(data)
+                .ok_or_else(|| ca_err("certificate-authority-data is not base64".into()))?,
         )
     } else if let Some(file) = body.certificate_authority.as_deref().filter(|f| !f.is_empty()) {
         let path = entry.dir.join(file);
@@ -417,7 +414,7 @@ fn cluster_tls(name: &str, entry: &Entry<Cluster>) -> Result<(Url, Option<Vec<u8
         None
     };
     if let Some(pem) = &ca
-        && !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----")
+        && !crate::http::holds_pem_certificate(pem)
     {
         return Err(ca_err("it holds no PEM certificate".into()));
     }
@@ -431,6 +428,7 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::login::oidc::OidcError;
 use crate::login::oidc::probe::AuthorizeAnswer;
-use crate::printer::shell_word;
+use crate::text::shell_word;
 
 use k8s_openapi::api::authentication::v1::UserInfo;
 use k8s_openapi::api::authorization::v1::{ResourceRule, SubjectRulesReviewStatus};
@@ -150,7 +150,7 @@ pub fn issuer_checks(issuer: &str, discovered: Result<(), &OidcError>) -> [Check
             | OidcError::ServerSpeaksHttps { .. }
             | OidcError::UntrustedCertificate { .. }
             | OidcError::Timeout { .. }
-            | OidcError::CaFile { .. }
+            | OidcError::Ca(_)
             | OidcError::HttpClient(_)
             | OidcError::InvalidIssuer { .. }),
         ) => [

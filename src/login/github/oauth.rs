@@ -400,6 +400,7 @@ mod tests {
     fn reply(status: u16, body: &str) -> Reply {
         Reply {
             status: StatusCode::from_u16(status).unwrap(),
+            location: None,
             body: body.as_bytes().to_vec(),
         }
     }

@@ -1,20 +1,19 @@
 //! The HTTP side of talking to the identity provider: one reqwest client per discovery (no
 //! redirects, a per-request timeout, extra trusted CAs) and the few request shapes koidc needs
-//! (GET a JSON document, POST a form), with bounded bodies and errors that name the URL but never
-//! a request or response body.
+//! (GET a JSON document, POST a form), sent by [`crate::http::send`] with bounded bodies; its
+//! failures become [`OidcError`]s that name the URL and the fix, never a request or response body.
 
-use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use reqwest::{Certificate, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::{OidcConfig, OidcError};
-use crate::http::{BodyError, client_builder, read_body};
-pub(crate) use crate::http::{one_line, root_cause};
+use crate::http::{ClientError, ExtraCas, HttpError, client_builder};
+pub(crate) use crate::http::{Reply, display_url};
+pub(crate) use crate::text::one_line;
 
 /// The largest response body koidc reads from the identity provider (4 MiB).
 pub(crate) const MAX_BODY: usize = 4 << 20;
@@ -25,59 +24,12 @@ pub(crate) const MAX_BODY: usize = 4 << 20;
 /// `cfg.http_timeout`, and the certificates in `cfg.extra_ca_files` and `cfg.extra_ca_data` are
 /// trusted in addition to the system roots.
 pub(crate) fn build_client(cfg: &OidcConfig) -> Result<reqwest::Client, OidcError> {
-    // Each source with its file, `None` for --certificate-authority-data.
-    let mut certs: Vec<(Option<&Path>, Vec<Certificate>)> = Vec::new();
-    for path in &cfg.extra_ca_files {
-        certs.push((Some(path.as_path()), read_ca_file(path)?));
-    }
-    if let Some(data) = &cfg.extra_ca_data {
-        let list = crate::http::read_ca_data(data).map_err(|reason| OidcError::CaData { reason })?;
-        certs.push((None, list));
-    }
-    let builder = |certs: &[(Option<&Path>, Vec<Certificate>)], builtin_roots: bool| {
-        let mut b = client_builder(cfg.http_timeout).tls_built_in_root_certs(builtin_roots);
-        for (_, list) in certs {
-            for cert in list {
-                b = b.add_root_certificate(cert.clone());
-            }
-        }
-        b.build()
-    };
-    match builder(&certs, true) {
-        Ok(client) => Ok(client),
-        Err(err) => {
-            // The TLS backend only checks the certificates when the client is built; find the
-            // source it refused so the message can name it.
-            for (path, list) in &certs {
-                if let Err(e) = builder(&[(*path, list.clone())], false) {
-                    let reason = root_cause(&e);
-                    return Err(match path {
-                        Some(path) => OidcError::CaFile {
-                            path: path.display().to_string(),
-                            reason,
-                        },
-                        None => OidcError::CaData { reason },
-                    });
-                }
-            }
-            Err(OidcError::HttpClient(root_cause(&err)))
-        }
-    }
-}
-
-fn read_ca_file(path: &Path) -> Result<Vec<Certificate>, OidcError> {
-    crate::http::read_ca_file(path).map_err(|reason| OidcError::CaFile {
-        path: path.display().to_string(),
-        reason,
-    })
-}
-
-/// A response koidc has read completely (status and a bounded body).
-pub(crate) struct Reply {
-    pub status: StatusCode,
-    /// The `Location` header, when present and readable (redirects are never followed).
-    pub location: Option<String>,
-    pub body: Vec<u8>,
+    let cas = ExtraCas::load(&cfg.extra_ca_files, cfg.extra_ca_data.as_deref())?;
+    cas.client(|| client_builder(cfg.http_timeout))
+        .map_err(|err| match err {
+            ClientError::Ca(err) => OidcError::Ca(err),
+            ClientError::Build { reason } => OidcError::HttpClient(reason),
+        })
 }
 
 /// How the client authenticates at the token and revocation endpoints.
@@ -96,7 +48,7 @@ pub(crate) async fn get(http: &reqwest::Client, url: &Url, timeout: Duration) ->
     let req = http
         .get(url.clone())
         .header(ACCEPT, HeaderValue::from_static("application/json"));
-    send(req, url, timeout).await
+    send(req, timeout).await
 }
 
 /// GETs `url` as a browser would ask for a page (HTML), without following redirects.
@@ -108,7 +60,7 @@ pub(crate) async fn get_page(
     let req = http
         .get(url.clone())
         .header(ACCEPT, HeaderValue::from_static("text/html"));
-    send(req, url, timeout).await
+    send(req, timeout).await
 }
 
 /// The client's identity at the token and revocation endpoints.
@@ -130,7 +82,7 @@ pub(crate) async fn post_form(
     client: &ClientCredentials<'_>,
 ) -> Result<Reply, OidcError> {
     let req = form_request(http, url, params, client)?;
-    send(req, url, timeout).await
+    send(req, timeout).await
 }
 
 fn form_request(
@@ -171,117 +123,28 @@ fn form_request(
     Ok(req.body(form.finish()))
 }
 
-async fn send(req: reqwest::RequestBuilder, url: &Url, timeout: Duration) -> Result<Reply, OidcError> {
-    let mut resp = req.send().await.map_err(|e| transport_error(&e, url, timeout))?;
-    let status = resp.status();
-    let location = resp
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = read_body(&mut resp, MAX_BODY).await.map_err(|err| match err {
-        BodyError::TooLarge { .. } => OidcError::Malformed {
-            url: display_url(url),
-            reason: format!("the response is larger than {} MiB", MAX_BODY >> 20),
-        },
-        BodyError::Transport(e) => transport_error(&e, url, timeout),
-    })?;
-    if status == StatusCode::BAD_REQUEST && url.scheme() == "http" && answered_https_only(&body) {
-        return Err(server_speaks_https(url));
-    }
-    Ok(Reply {
-        status,
-        location,
-        body,
-    })
+async fn send(req: reqwest::RequestBuilder, timeout: Duration) -> Result<Reply, OidcError> {
+    crate::http::send(req, timeout, MAX_BODY).await.map_err(from_http)
 }
 
-/// Whether a 400 body is a Go server's answer to plain HTTP on its TLS port.
-fn answered_https_only(body: &[u8]) -> bool {
-    const GO: &[u8] = b"Client sent an HTTP request to an HTTPS server";
-    body.windows(GO.len()).any(|w| w == GO)
-}
-
-/// [`OidcError::ServerSpeaksHttps`] for the http:// `url`, with the https:// address to use
-/// (`--issuer https://…` when `url` is the issuer's discovery document).
-fn server_speaks_https(url: &Url) -> OidcError {
-    let mut https = url.clone();
-    let _ = https.set_scheme("https");
-    let https = display_url(&https);
-    let hint = match https.strip_suffix(super::DISCOVERY_SUFFIX) {
-        Some(issuer) => format!("--issuer {issuer}"),
-        None => https,
-    };
-    OidcError::ServerSpeaksHttps {
-        url: display_url(url),
-        hint,
-    }
-}
-
-fn transport_error(err: &reqwest::Error, url: &Url, timeout: Duration) -> OidcError {
-    if err.is_timeout() {
-        return OidcError::Timeout {
-            url: display_url(url),
-            timeout,
-        };
-    }
-    match tls_failure(err) {
-        Some(TlsFailure::PlainHttp) => OidcError::PlainHttp {
-            url: display_url(url),
+/// The identity provider's words for a failed exchange: which server, and what to check.
+fn from_http(err: HttpError) -> OidcError {
+    match err {
+        HttpError::Timeout { url, timeout, .. } => OidcError::Timeout { url, timeout },
+        HttpError::PlainHttp { url, .. } => OidcError::PlainHttp { url },
+        HttpError::UntrustedCertificate { url, .. } => OidcError::UntrustedCertificate { url },
+        // `--issuer https://…` when the URL is the issuer's discovery document.
+        HttpError::ServerSpeaksHttps { url, https } => OidcError::ServerSpeaksHttps {
+            hint: match https.strip_suffix(super::DISCOVERY_SUFFIX) {
+                Some(issuer) => format!("--issuer {issuer}"),
+                None => https,
+            },
+            url,
         },
-        Some(TlsFailure::UnknownIssuer) => OidcError::UntrustedCertificate {
-            url: display_url(url),
-        },
-        // A TLS record where an HTTP response was expected (an alert, a handshake).
-        None if url.scheme() == "http" && root_cause(err).contains("invalid HTTP version") => {
-            server_speaks_https(url)
-        }
-        None => OidcError::Unreachable {
-            url: display_url(url),
-            reason: root_cause(err),
+        HttpError::Unreachable { url, reason } => OidcError::Unreachable { url, reason },
+        err @ HttpError::TooLarge { .. } => OidcError::Malformed {
+            url: err.url().to_owned(),
+            reason: err.to_string(),
         },
     }
-}
-
-/// TLS failures worth explaining in the user's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TlsFailure {
-    /// The server answered the TLS handshake with something that is not TLS (plain HTTP).
-    PlainHttp,
-    /// The server's certificate chains to no trusted root (a private CA).
-    UnknownIssuer,
-}
-
-/// The TLS failure behind `err`, found by walking its causes down to the TLS library's error.
-fn tls_failure(err: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> {
-    use tokio_rustls::rustls::{CertificateError, Error as TlsError, InvalidMessage};
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        match e.downcast_ref::<TlsError>() {
-            Some(TlsError::InvalidMessage(InvalidMessage::InvalidContentType)) => {
-                return Some(TlsFailure::PlainHttp);
-            }
-            Some(TlsError::InvalidCertificate(CertificateError::UnknownIssuer)) => {
-                return Some(TlsFailure::UnknownIssuer);
-            }
-            _ => {}
-        }
-        // An `io::Error` hides its inner error from `source()`: look through it.
-        cur = match e
-            .downcast_ref::<std::io::Error>()
-            .and_then(std::io::Error::get_ref)
-        {
-            Some(inner) => Some(inner),
-            None => e.source(),
-        };
-    }
-    None
-}
-
-/// The URL without query or fragment, for messages.
-pub(crate) fn display_url(url: &Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.set_fragment(None);
-    u.to_string()
 }

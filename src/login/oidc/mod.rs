@@ -69,24 +69,10 @@ pub enum OidcError {
     /// The redirect URI passed to [`Provider::authorization_request`] is not a valid URL.
     #[error("the redirect URI {0:?} is not a valid URL")]
     InvalidRedirectUri(String),
-    /// An extra CA file cannot be read or holds no usable PEM certificate.
-    #[error(
-        "cannot use the CA certificate file {path}: {reason}; check that it is a readable PEM certificate file"
-    )]
-    CaFile {
-        /// The file.
-        path: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// `--certificate-authority-data` cannot be used.
-    #[error(
-        "cannot use --certificate-authority-data: {reason}; give the base64 of a PEM certificate, as in a kubeconfig's certificate-authority-data"
-    )]
-    CaData {
-        /// What went wrong.
-        reason: String,
-    },
+    /// An extra CA (`--certificate-authority` file or `--certificate-authority-data`) cannot be
+    /// used.
+    #[error(transparent)]
+    Ca(#[from] crate::http::CaError),
     /// The HTTP client cannot be built (TLS backend failure).
     #[error("cannot set up the HTTP client: {0}")]
     HttpClient(String),
@@ -999,7 +985,7 @@ fn page_text(html: &str) -> String {
         .replace("&gt;", ">")
         .replace("&nbsp;", " ")
         .replace("&amp;", "&");
-    decoded.split_whitespace().collect::<Vec<_>>().join(" ")
+    crate::text::fold_whitespace(&decoded)
 }
 
 /// The first OAuth error code that appears as a word in `text`.

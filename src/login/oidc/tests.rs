@@ -1378,7 +1378,7 @@ async fn extra_ca_file_that_is_missing_or_not_pem_is_named_in_the_error() {
     cfg.extra_ca_files = vec![missing.clone()];
     let err = discover_err(cfg.clone()).await;
     assert!(
-        matches!(&err, OidcError::CaFile { path, .. } if *path == missing.display().to_string()),
+        matches!(&err, OidcError::Ca(crate::http::CaError::File { path, .. }) if *path == missing.display().to_string()),
         "{err:?}"
     );
 
@@ -1386,7 +1386,7 @@ async fn extra_ca_file_that_is_missing_or_not_pem_is_named_in_the_error() {
     cfg.extra_ca_files = vec![garbage.clone()];
     let err = discover_err(cfg.clone()).await;
     assert!(
-        matches!(&err, OidcError::CaFile { path, .. } if *path == garbage.display().to_string()),
+        matches!(&err, OidcError::Ca(crate::http::CaError::File { path, .. }) if *path == garbage.display().to_string()),
         "{err:?}"
     );
     assert!(err.to_string().contains("garbage.pem"));
@@ -1399,7 +1399,7 @@ async fn extra_ca_file_that_is_missing_or_not_pem_is_named_in_the_error() {
     cfg.extra_ca_files = vec![broken.clone()];
     let err = discover_err(cfg.clone()).await;
     assert!(
-        matches!(&err, OidcError::CaFile { path, .. } if *path == broken.display().to_string()),
+        matches!(&err, OidcError::Ca(crate::http::CaError::File { path, .. }) if *path == broken.display().to_string()),
         "{err:?}"
     );
     std::fs::remove_dir_all(temp_dir("bad-ca")).unwrap();
