@@ -328,7 +328,16 @@ mod tests {
     /// Every error type of koidc that has a source (a source or from attribute, or a field named
     /// `source`, in `src/`), with the line main.rs prints for it.
     fn errors_with_a_source() -> Vec<(anyhow::Error, &'static str)> {
+        use crate::cluster::setup::write::WriteError;
         use crate::login::browser::BrowserError;
+        let parse_error = serde_saphyr::from_str::<crate::kubeconfig::Kubeconfig>("users: 5").unwrap_err();
+        let parse_line: &'static str = Box::leak(
+            format!(
+                "cannot parse the kubeconfig /k/config: {}",
+                crate::text::fold_whitespace(&parse_error.to_string())
+            )
+            .into_boxed_str(),
+        );
         vec![
             (
                 BrowserError::Spawn {
@@ -398,6 +407,81 @@ mod tests {
                 .into(),
                 "cannot use --certificate-authority-data: it is not base64; give the base64 of a PEM \
                  certificate, as in a kubeconfig's certificate-authority-data",
+            ),
+            (
+                crate::cluster::setup::SetupError::from(crate::http::CaError::File {
+                    path: "ca.pem".into(),
+                    reason: io_error().to_string(),
+                })
+                .into(),
+                "cannot use the CA certificate file ca.pem: No such file or directory (os error 2); check \
+                 that it is a readable PEM certificate file",
+            ),
+            (
+                crate::cluster::setup::SetupError::Yaml(serde::ser::Error::custom("a map key is not text"))
+                    .into(),
+                "cannot render YAML: a map key is not text",
+            ),
+            (
+                WriteError::CreateDir {
+                    dir: "/k".into(),
+                    source: io_error(),
+                }
+                .into(),
+                "cannot create /k: No such file or directory (os error 2)",
+            ),
+            (
+                WriteError::Lock {
+                    path: "/k/config.lock".into(),
+                    source: io_error(),
+                }
+                .into(),
+                "cannot create the kubeconfig lock /k/config.lock: No such file or directory (os error 2)",
+            ),
+            (
+                WriteError::Symlink {
+                    path: "/k/config".into(),
+                    source: io_error(),
+                }
+                .into(),
+                "cannot follow the kubeconfig symlink /k/config: No such file or directory (os error 2)",
+            ),
+            (
+                WriteError::Read {
+                    path: "/k/config".into(),
+                    source: io_error(),
+                }
+                .into(),
+                "cannot read the kubeconfig /k/config: No such file or directory (os error 2)",
+            ),
+            (
+                WriteError::Parse {
+                    path: "/k/config".into(),
+                    source: Box::new(parse_error),
+                }
+                .into(),
+                parse_line,
+            ),
+            (
+                WriteError::from(crate::cluster::setup::SetupError::NothingToEmbed).into(),
+                "--embed-ca puts the IdP's CA into the kubeconfig entry, but none was given: add \
+                 --certificate-authority FILE (or drop --embed-ca when a public CA signed the IdP's certificate)",
+            ),
+            (
+                WriteError::Write {
+                    path: "/k/config.tmp".into(),
+                    source: io_error(),
+                }
+                .into(),
+                "cannot write /k/config.tmp: No such file or directory (os error 2)",
+            ),
+            (
+                WriteError::Replace {
+                    path: "/k/config".into(),
+                    source: io_error(),
+                }
+                .into(),
+                "cannot replace /k/config: No such file or directory (os error 2)",
             ),
         ]
     }
