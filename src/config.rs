@@ -30,8 +30,7 @@ use crate::login::oidc::OidcConfig;
 use crate::profile::{ConfigFile, Profile, ProfileError, config_path};
 use crate::provider::ProviderKind;
 
-/// How long one HTTP request to the IdP may take.
-pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+pub use crate::http::HTTP_TIMEOUT;
 
 /// Invalid input.
 #[derive(Debug, thiserror::Error)]

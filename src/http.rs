@@ -14,6 +14,9 @@ use std::time::Duration;
 pub(crate) use ca::{CaError, ClientError, ExtraCas, decode_data, holds_pem_certificate, pem_certificates};
 pub(crate) use send::{HttpError, Reply, display_url, send};
 
+/// How long one HTTP request to the IdP (or GitHub) may take.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub(crate) use crate::text::one_line;
 
 /// A client builder that follows no redirects, bounds each request (connect included) by

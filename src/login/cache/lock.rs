@@ -50,8 +50,8 @@ pub(super) const GRACE: Duration = Duration::from_secs(2);
 
 /// Time a holder allows itself beyond its login `--timeout`: the HTTP requests around a login
 /// or refresh (discovery, JWKS, refresh, code exchange, account lookups), each bounded by
-/// [`crate::config::HTTP_TIMEOUT`].
-const HTTP_ALLOWANCE: Duration = Duration::from_secs(6 * crate::config::HTTP_TIMEOUT.as_secs());
+/// [`crate::http::HTTP_TIMEOUT`].
+const HTTP_ALLOWANCE: Duration = Duration::from_secs(6 * crate::http::HTTP_TIMEOUT.as_secs());
 
 /// The longest `--timeout` koidc accepts.
 const MAX_LOGIN_TIMEOUT: Duration = Duration::from_secs(86_400);
