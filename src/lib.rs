@@ -5,11 +5,13 @@
 //! identity provider, GitHub, the loopback listener, the browser, the cache), ending in the
 //! `ExecCredential` kubectl reads. [`cluster`] is the admin side: the apiserver and kubeconfig
 //! settings (`setup`), RBAC for IdP groups (`bind-group`), `doctor` and the GitHub `webhook`.
-//! [`commands`] is a thin layer of subcommands over both; [`cli`] describes the flags,
-//! [`profile`] fills options from the config file and [`config`] validates them into the types
-//! the two sides take. [`provider`] holds what koidc knows about particular identity providers,
-//! [`printer`] every line a person reads, [`text`] the rules that make quoted text safe to show,
-//! [`clock`] time, and `http` the shared HTTP client.
+//! [`commands`] is a thin layer of subcommands over both. Options: [`cli`] describes the flags
+//! (each get-token option defined once, in `cli::options`), [`profile`] reads the config file,
+//! and [`config`] applies precedence (flag > variable > profile > default) and validates the
+//! result into the types the two sides take. Shared by both sides: [`provider`] (what koidc knows
+//! about particular identity providers), [`kubeconfig`] (the file's typed model), [`http`] (one
+//! client, one send, one failure type, one CA loader), [`text`] (the rules that make quoted text
+//! safe to show), [`printer`] (every line a person reads) and [`clock`].
 //!
 //! Every module is private to the crate, so the compiler reports dead code; `main.rs` calls the
 //! few items re-exported below, and the fuzz targets reach the parsers through [`fuzz`].
