@@ -330,14 +330,6 @@ mod tests {
     fn errors_with_a_source() -> Vec<(anyhow::Error, &'static str)> {
         use crate::cluster::setup::write::WriteError;
         use crate::login::browser::BrowserError;
-        let parse_error = serde_saphyr::from_str::<crate::kubeconfig::Kubeconfig>("users: 5").unwrap_err();
-        let parse_line: &'static str = Box::leak(
-            format!(
-                "cannot parse the kubeconfig /k/config: {}",
-                crate::text::fold_whitespace(&parse_error.to_string())
-            )
-            .into_boxed_str(),
-        );
         vec![
             (
                 BrowserError::Spawn {
@@ -453,14 +445,6 @@ mod tests {
                 }
                 .into(),
                 "cannot read the kubeconfig /k/config: No such file or directory (os error 2)",
-            ),
-            (
-                WriteError::Parse {
-                    path: "/k/config".into(),
-                    source: Box::new(parse_error),
-                }
-                .into(),
-                parse_line,
             ),
             (
                 WriteError::from(crate::cluster::setup::SetupError::NothingToEmbed).into(),

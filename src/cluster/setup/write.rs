@@ -74,13 +74,16 @@ pub enum WriteError {
         source: std::io::Error,
     },
     /// The kubeconfig is not YAML, or not a kubeconfig (not a mapping, `users` not a list...).
-    #[error("cannot parse the kubeconfig {}", path.display())]
+    #[error(
+        "cannot parse the kubeconfig {}: {reason}; fix the file (kubectl cannot read it either), or \
+         name another one with --kubeconfig",
+        path.display()
+    )]
     Parse {
         /// The kubeconfig.
         path: PathBuf,
-        /// The parser's error.
-        #[source]
-        source: Box<serde_saphyr::DeserializeError>,
+        /// The first line of the parser's error (the rest is a picture of the input).
+        reason: String,
     },
     /// The new content cannot be rendered.
     #[error(transparent)]
@@ -255,12 +258,17 @@ fn write_kubeconfig_user_waiting(
     let existing = match std::fs::read_to_string(path) {
         Ok(text) if text.trim().is_empty() => None,
         // A document that is only `null` (`~`) is an empty kubeconfig too.
-        Ok(text) => {
-            serde_saphyr::from_str::<Option<Kubeconfig>>(&text).map_err(|source| WriteError::Parse {
-                path: path.to_owned(),
-                source: Box::new(source),
-            })?
-        }
+        Ok(text) => serde_saphyr::from_str::<Option<Kubeconfig>>(&text).map_err(|err| WriteError::Parse {
+            path: path.to_owned(),
+            reason: crate::text::one_line(
+                err.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: "),
+                200,
+            ),
+        })?,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
         Err(source) => {
             return Err(WriteError::Read {
@@ -363,6 +371,11 @@ mod tests {
                 err.to_string()
                     .starts_with(&format!("cannot parse the kubeconfig {}", path.display())),
                 "{err}"
+            );
+            let line = err.to_string();
+            assert!(
+                !line.contains(['\n', '|']) && line.ends_with("name another one with --kubeconfig"),
+                "one line with the way out, not the parser's picture of the input: {line}"
             );
             assert_eq!(std::fs::read_to_string(&path).unwrap(), not_a_kubeconfig);
         }
