@@ -53,11 +53,10 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     if found.is_empty() {
         match identity {
             Some(id) => bail!(
-                "not logged in to {} as client {:?}; run `koidc login --issuer {} --client-id {}`",
+                "not logged in to {} as client {:?}; run `{}`",
                 id.issuer,
                 id.client_id,
-                id.issuer,
-                id.client_id
+                login_command(&id)
             ),
             // A script asking for everything cached gets the empty list.
             None if args.format == Format::Json => {
@@ -89,6 +88,21 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
 }
 
 /// The lines that tell an entry apart from the others of its issuer: client, scopes, profile.
+/// The login that makes `identity` show up here: its profile when it came from one (the cache
+/// entry then belongs to that profile, and a login with the same issuer and client but no
+/// profile is another entry), else its issuer and client.
+fn login_command(identity: &Identity) -> String {
+    use crate::text::shell_word;
+    match &identity.profile {
+        Some(profile) => format!("koidc login --profile {}", shell_word(profile)),
+        None => format!(
+            "koidc login --issuer {} --client-id {}",
+            shell_word(&identity.issuer),
+            shell_word(&identity.client_id)
+        ),
+    }
+}
+
 fn header(key: &CacheKey) -> String {
     let scopes = if key.scopes.is_empty() {
         "(none)".to_owned()
@@ -158,4 +172,32 @@ fn to_json(key: &CacheKey, info: &IdTokenInfo, now: DateTime<Utc>) -> serde_json
         "expired": info.expiry <= now,
         "claims": info.claims,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(profile: Option<&str>) -> Identity {
+        Identity {
+            issuer: "https://idp.example/dex".into(),
+            client_id: "koidc".into(),
+            scopes: Vec::new(),
+            provider: crate::provider::ProviderKind::Dex,
+            github: None,
+            profile: profile.map(String::from),
+        }
+    }
+
+    #[test]
+    fn the_login_hint_of_an_identity_from_a_profile_names_the_profile_whoami_reads() {
+        assert_eq!(
+            login_command(&identity(Some("work"))),
+            "koidc login --profile work"
+        );
+        assert_eq!(
+            login_command(&identity(None)),
+            "koidc login --issuer https://idp.example/dex --client-id koidc"
+        );
+    }
 }
