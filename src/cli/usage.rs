@@ -46,8 +46,6 @@ const KUBELOGIN: &[(&str, &str, &str)] = &[
     ("--local-server-cert", "listen", "has no koidc equivalent: the login callback is plain http on a loopback address (RFC 8252)"),
     ("--local-server-key", "listen", "has no koidc equivalent: the login callback is plain http on a loopback address (RFC 8252)"),
     ("--open-url-after-authentication", "issuer", "has no koidc equivalent"),
-    ("--username", "issuer", "is refused: koidc does not use the password grant, which would hand it your password; log in in the browser, or with --grant device-code"),
-    ("--password", "issuer", "is refused: koidc does not use the password grant, which would hand it your password; log in in the browser, or with --grant device-code"),
     ("--v", "verbose", "is -v in koidc (repeat it for more)"),
 ];
 
@@ -201,8 +199,9 @@ fn verbosity_level(args: &[OsString]) -> bool {
     })
 }
 
-/// The hint for kubelogin's `--grant-type password`: refused, as `--username` is.
-const PASSWORD_GRANT: &str = "--grant-type password is refused: koidc does not use the password grant, which would hand it your password; log in in the browser, or with --grant device-code";
+/// Why kubelogin's password-grant options (`--grant-type password`, `--username`, `--password`)
+/// are refused; said once however many of them were given.
+const PASSWORD_GRANT: &str = "koidc does not use the password grant, which would hand it your password; log in in the browser, or with --grant device-code";
 
 /// One hint per kubelogin option in `args` (names only, never values) that `sub` has an
 /// equivalent for (or refuses), in the order given. Only for the commands that log in to an
@@ -212,6 +211,9 @@ fn kubelogin_tips(args: &[OsString], sub: &clap::Command) -> Vec<String> {
     if !sub.get_arguments().any(|a| a.get_long() == Some("issuer")) {
         return tips;
     }
+    // The password-grant options given, and where their one tip goes.
+    let mut password: Vec<&str> = Vec::new();
+    let mut password_at = None;
     for (i, arg) in args.iter().enumerate() {
         let Some(arg) = arg.to_str() else { continue };
         if arg == "--" {
@@ -221,9 +223,15 @@ fn kubelogin_tips(args: &[OsString], sub: &clap::Command) -> Vec<String> {
             Some((name, value)) => (name, Some(value)),
             None => (arg, args.get(i + 1).and_then(|v| v.to_str())),
         };
-        if name == "--grant-type" && value == Some("password") {
-            if !tips.iter().any(|t| t == PASSWORD_GRANT) {
-                tips.push(PASSWORD_GRANT.to_owned());
+        let refused = match name {
+            "--grant-type" if value == Some("password") => Some("--grant-type password"),
+            "--username" | "--password" => Some(name),
+            _ => None,
+        };
+        if let Some(refused) = refused {
+            password_at.get_or_insert(tips.len());
+            if !password.contains(&refused) {
+                password.push(refused);
             }
             continue;
         }
@@ -242,6 +250,15 @@ fn kubelogin_tips(args: &[OsString], sub: &clap::Command) -> Vec<String> {
             tips.push(tip);
         }
     }
+    if let Some(at) = password_at {
+        let (last, rest) = password.split_last().unwrap_or((&"", &[]));
+        let names = if rest.is_empty() {
+            format!("{last} is")
+        } else {
+            format!("{} and {last} are", rest.join(", "))
+        };
+        tips.insert(at, format!("{names} refused: {PASSWORD_GRANT}"));
+    }
     tips
 }
 
@@ -257,6 +274,29 @@ mod tests {
         let args = args(list);
         let err = Cli::try_parse_full(args.clone()).expect_err("a usage error");
         error_line(&err, &args)
+    }
+
+    #[test]
+    fn the_password_grant_is_refused_once_for_all_of_kubelogins_options_that_ask_for_it() {
+        let got = line(&[
+            "koidc",
+            "get-token",
+            "--issuer=https://x",
+            "--grant-type",
+            "password",
+            "--username",
+            "jane",
+            "--password",
+            "hunter2",
+        ])
+        .unwrap();
+        assert_eq!(
+            got,
+            "kubelogin's options are not koidc's: --grant-type password, --username and --password are \
+             refused: koidc does not use the password grant, which would hand it your password; log in in \
+             the browser, or with --grant device-code; try `koidc get-token --help`"
+        );
+        assert!(!got.contains("hunter2") && !got.contains("jane"));
     }
 
     #[test]
