@@ -30,6 +30,6 @@ pub fn run(args: &LoginArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             account, expires_at, ..
         } => describe_github(&identity.issuer, account, *expires_at, now),
     };
-    printer.result(&text)?;
+    printer.report(&text)?;
     Ok(())
 }

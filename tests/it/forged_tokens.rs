@@ -433,6 +433,32 @@ fn forged_cache_entry_tampered_to_another_issuer_is_not_served() {
     assert_eq!(mode(entry), 0o600);
 }
 
+#[test]
+fn login_showing_a_cached_identity_replaces_escape_sequences_in_its_claims() {
+    let idp = StubIdp::start(Fault::Good);
+    let client = StubClient::new();
+    let first = assert_accepted(&get_token(&client, idp.issuer()), &idp);
+    let entry = &client.entries()[0];
+    // The same identity, with claims an IdP's users can set: a retitle, a clear screen, a
+    // right-to-left override.
+    let mut claims = idp.good_claims(None);
+    claims["email"] = json!("eve\u{1b}]0;PWNED\u{7}@example.com");
+    claims["name"] = json!("Eve\u{1b}[2J\u{202e}esrever");
+    let hostile = idp.sign_rs256(&claims);
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(entry).expect("read the cache entry"))
+        .expect("the cache entry is JSON");
+    assert_eq!(doc["id_token"], first.token.as_str(), "entry layout changed");
+    doc["id_token"] = json!(hostile);
+    write_keeping_mode(entry, &doc.to_string());
+
+    let out = run(&mut client.command_with_cache("login", idp.issuer(), "file", &[]));
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("eve?]0;PWNED?@example.com"), "{:?}", out.stdout);
+    for bad in ['\u{1b}', '\u{7}', '\u{202e}'] {
+        assert!(!out.stdout.contains(bad), "{bad:?} reached the terminal: {:?}", out.stdout);
+    }
+}
+
 /// Overwrites an existing file in place (its 0600 mode stays).
 fn write_keeping_mode(path: &Path, text: &str) {
     let before = mode(path);
