@@ -94,6 +94,23 @@ impl std::fmt::Debug for ExtraCas {
     }
 }
 
+/// The `CERTIFICATE` blocks of PEM `text`, each ending in a newline: what a kubeconfig entry may
+/// carry. Anything else a CA file holds (a private key bundled with the certificate, comments)
+/// stays out, since `--embed-ca` copies the result into every user's kubeconfig and command line.
+fn certificate_blocks(text: &str) -> String {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(BEGIN) {
+        let Some(len) = rest[start..].find(END) else { break };
+        out.push_str(&rest[start..start + len + END.len()]);
+        out.push('\n');
+        rest = &rest[start + len + END.len()..];
+    }
+    out
+}
+
 impl ExtraCas {
     /// Reads and checks the `files` (in order) and `data`.
     pub fn load(files: &[PathBuf], data: Option<&str>) -> Result<Self, CaError> {
@@ -104,7 +121,7 @@ impl ExtraCas {
             let certs = pem_certificates(&bytes).map_err(|reason| origin.error(reason))?;
             sources.push(Source {
                 origin,
-                pem: String::from_utf8_lossy(&bytes).into_owned(),
+                pem: certificate_blocks(&String::from_utf8_lossy(&bytes)),
                 certs,
             });
         }
@@ -112,7 +129,7 @@ impl ExtraCas {
             let (pem, certs) = read_data(data).map_err(|reason| Origin::Data.error(reason))?;
             sources.push(Source {
                 origin: Origin::Data,
-                pem: String::from_utf8_lossy(&pem).into_owned(),
+                pem: certificate_blocks(&String::from_utf8_lossy(&pem)),
                 certs,
             });
         }
@@ -279,6 +296,23 @@ mod tests {
         assert_eq!(cas.pem(), format!("{}\n{}\n", a.trim_end(), b.trim_end()));
         assert!(ExtraCas::load(&[], None).unwrap().is_empty());
         assert_eq!(ExtraCas::load(&[], None).unwrap().pem(), "");
+    }
+
+    #[test]
+    fn a_ca_bundle_holding_a_private_key_gives_only_its_certificates_to_a_kubeconfig() {
+        let dir = tempfile::tempdir().unwrap();
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let cert = generated.cert.pem();
+        let file = dir.path().join("bundle.pem");
+        std::fs::write(
+            &file,
+            format!("# the CA\n{cert}{}", generated.signing_key.serialize_pem()),
+        )
+        .unwrap();
+        let data = b64(format!("{}{cert}", generated.signing_key.serialize_pem()).as_bytes());
+        let cas = ExtraCas::load(&[file], Some(&data)).unwrap();
+        assert_eq!(cas.pem(), format!("{}\n{}\n", cert.trim_end(), cert.trim_end()));
+        assert!(!cas.pem().contains("PRIVATE KEY"));
     }
 
     #[test]

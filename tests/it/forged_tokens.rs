@@ -453,9 +453,17 @@ fn login_showing_a_cached_identity_replaces_escape_sequences_in_its_claims() {
 
     let out = run(&mut client.command_with_cache("login", idp.issuer(), "file", &[]));
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
-    assert!(out.stdout.contains("eve?]0;PWNED?@example.com"), "{:?}", out.stdout);
+    assert!(
+        out.stdout.contains("eve?]0;PWNED?@example.com"),
+        "{:?}",
+        out.stdout
+    );
     for bad in ['\u{1b}', '\u{7}', '\u{202e}'] {
-        assert!(!out.stdout.contains(bad), "{bad:?} reached the terminal: {:?}", out.stdout);
+        assert!(
+            !out.stdout.contains(bad),
+            "{bad:?} reached the terminal: {:?}",
+            out.stdout
+        );
     }
 }
 
