@@ -434,6 +434,25 @@ fn forged_cache_entry_tampered_to_another_issuer_is_not_served() {
 }
 
 #[test]
+fn a_cache_entry_marked_as_a_github_token_is_not_served_as_an_id_token() {
+    let idp = StubIdp::start(Fault::Good);
+    let client = StubClient::new();
+    let first = assert_accepted(&get_token(&client, idp.issuer()), &idp);
+    let entry = &client.entries()[0];
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(entry).expect("read the cache entry"))
+        .expect("the cache entry is JSON");
+    doc["kind"] = json!("github");
+    doc["info"] = json!({"id": 1, "login": "gh"});
+    write_keeping_mode(entry, &doc.to_string());
+
+    let out = get_token(&client, idp.issuer());
+    let cred = assert_accepted(&out, &idp);
+    assert_ne!(cred.token, first.token, "the entry of another kind was served");
+    assert_eq!(idp.hits("authorize"), 2, "koidc logs in again");
+    assert!(out.stderr.contains("ignoring"), "{:?}", out.stderr);
+}
+
+#[test]
 fn login_showing_a_cached_identity_replaces_escape_sequences_in_its_claims() {
     let idp = StubIdp::start(Fault::Good);
     let client = StubClient::new();

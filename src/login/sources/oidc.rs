@@ -41,7 +41,15 @@ impl<'a> OidcSource<'a> {
 }
 
 impl CredentialSource for OidcSource<'_> {
-    fn read(&self, tokens: TokenSet, _meta: EntryMeta) -> Result<CredentialEntry, String> {
+    fn read(&self, tokens: TokenSet, meta: EntryMeta) -> Result<CredentialEntry, String> {
+        // An entry another source wrote (its kind says so) is not an ID token, whatever its
+        // token looks like.
+        if let Some(kind) = &meta.kind {
+            return Err(format!(
+                "ignoring a cached token of kind {:?}, not an ID token of this issuer",
+                crate::text::one_line(kind, 40)
+            ));
+        }
         let entry = CredentialEntry::from_id_token(tokens)
             .map_err(|err| format!("ignoring the cached token: {err}"))?;
         let identity = self.context.identity;
