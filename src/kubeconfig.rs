@@ -224,8 +224,9 @@ impl std::fmt::Debug for User {
     }
 }
 
-/// An exec credential plugin (`users[].user.exec`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// An exec credential plugin (`users[].user.exec`). Its `Debug` names the arguments' count only:
+/// a hand-written entry may carry a secret in them (`--client-secret=…`).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Exec {
     /// `apiVersion` of the ExecCredential exchanged.
     #[serde(rename = "apiVersion", default, skip_serializing_if = "Option::is_none")]
@@ -255,6 +256,23 @@ pub struct Exec {
     /// Everything else.
     #[serde(flatten)]
     pub extra: Extra,
+}
+
+impl std::fmt::Debug for Exec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exec")
+            .field("api_version", &self.api_version)
+            .field("command", &self.command)
+            .field(
+                "args",
+                &self.args.as_ref().map(|a| format!("[{} arguments]", a.len())),
+            )
+            .field("env", &self.env)
+            .field("interactive_mode", &self.interactive_mode)
+            .field("provide_cluster_info", &self.provide_cluster_info)
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One `exec.env` item. Its value may be a secret (a client secret): it is a [`SecretString`].
@@ -331,6 +349,7 @@ mod tests {
             "command": "koidc",
             "args": ["get-token", "--issuer=https://i"],
             "env": [{"name": "KOIDC_CLIENT_SECRET", "value": "s3cret"}],
+            "token": "x-extra-s3cret",
             "provideClusterInfo": true,
             "interactiveMode": "Never",
         }}}]}))
@@ -350,6 +369,10 @@ mod tests {
             json!([{"name": "KOIDC_CLIENT_SECRET", "value": "s3cret"}])
         );
         assert!(!format!("{config:?}").contains("s3cret"), "{config:?}");
+        // A hand-written entry may carry a secret in its arguments.
+        let mut with_secret = exec.clone();
+        with_secret.args = Some(vec!["--client-secret=hunter2".into()]);
+        assert!(!format!("{with_secret:?}").contains("hunter2"), "{with_secret:?}");
     }
 
     #[test]
