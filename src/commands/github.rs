@@ -1,14 +1,12 @@
 //! The GitHub side of the commands (`--provider github`): what `setup` prints for a cluster that
-//! checks GitHub tokens with `koidc webhook`, and how `login`, `whoami` and `logout` treat GitHub
-//! cache entries (opaque tokens described by the entry's metadata, see
-//! [`crate::login::sources::github`]).
+//! checks GitHub tokens with `koidc webhook`. How `login`, `whoami` and `logout` treat GitHub
+//! cache entries (opaque tokens described by the entry's metadata) is the GitHub source's
+//! business, see [`crate::login::sources::github`].
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 use crate::cli::options::{entry_listen, get_token_argv};
 use crate::cli::{GetTokenArgs, GithubFlags, IdentityFlags, LoginFlags, ProviderArg, SetupArgs, SetupPart};
@@ -18,9 +16,7 @@ use crate::cluster::setup::webhook::{self, PREFIX, WEBHOOK_CONFIG_PATH, webhook_
 use crate::cluster::setup::{self, ExecUser};
 use crate::config::{Identity, LoginConfig};
 use crate::kubeconfig::Kubeconfig;
-use crate::login::cache::CacheKey;
 use crate::login::github::{Account, DEFAULT_URL, GithubUrls};
-use crate::login::sources::github::{account_of, describe, revoke, to_json};
 use crate::login::token::Credential;
 use crate::printer::Printer;
 
@@ -254,46 +250,6 @@ fn read_pem(path: &Path) -> anyhow::Result<String> {
         bail!("--webhook-ca-file {} is not a PEM certificate", path.display());
     }
     Ok(text)
-}
-
-/// A GitHub entry for `whoami`: its text block and JSON object, or `None` for other entries.
-pub(super) fn whoami_entry(
-    key: &CacheKey,
-    meta: &crate::login::cache::EntryMeta,
-    now: DateTime<Utc>,
-) -> Option<(String, Value)> {
-    let account = account_of(meta)?;
-    Some((
-        describe(&key.issuer, &account, meta.expires_at, now),
-        to_json(key, &account, meta.expires_at, now),
-    ))
-}
-
-/// `logout` of a GitHub entry: revokes `token` at GitHub when `secret` (the client secret
-/// configured for this entry's app) is given; `urls` are the identity's when the flags name this
-/// entry, else derived from the entry's issuer. Returns GitHub's web address (for the manual
-/// revocation hint) and what happened: `Ok(None)` without a secret (nothing is sent), else
-/// whether GitHub still knew the token.
-pub(super) fn revoke_github(
-    key: &CacheKey,
-    urls: Option<GithubUrls>,
-    secret: Option<&secrecy::SecretString>,
-    token: &secrecy::SecretString,
-    login: &LoginConfig,
-) -> (String, anyhow::Result<Option<bool>>) {
-    let urls = match urls.map_or_else(|| GithubUrls::new(Some(&key.issuer), None), Ok) {
-        Ok(urls) => urls,
-        Err(err) => return (key.issuer.clone(), Err(err.into())),
-    };
-    let result = revoke(
-        &urls,
-        &key.client_id,
-        secret,
-        token,
-        &login.certificate_authorities,
-        login.certificate_authority_data.as_deref(),
-    );
-    (urls.web, result)
 }
 
 #[cfg(test)]

@@ -34,8 +34,8 @@ use crate::cli::{IdentityFlags, LogoutArgs};
 use crate::clock::Clock;
 use crate::config::{ConfigError, Identity, LoginConfig};
 use crate::login::cache::{CacheKey, CacheKind, CacheLock, TokenStore, lock_budget, remove_unheld_locks};
-use crate::login::oidc::Provider;
 use crate::login::pipeline::cooldown::{self, Cooldown};
+use crate::login::sources::{self, Revocation, RevokeRequest};
 use crate::printer::Printer;
 
 /// Logs out of the selected client's entries or of all of them.
@@ -238,21 +238,13 @@ impl<'a> Credentials<'a> {
 
 /// What revoking one entry did.
 enum Outcome {
-    /// The entry holds nothing to revoke (no refresh token, unreadable, gone).
-    Nothing,
-    /// The provider revoked the token.
-    Revoked,
-    /// GitHub no longer knew the token.
-    AlreadyGone,
-    /// The issuer offers no revocation endpoint.
-    NoEndpoint,
-    /// A GitHub token not revoked: the API needs the app's client secret. The GitHub web address.
-    NeedsSecret(String),
+    /// The entry's source says what its provider did (or that there was nothing to revoke).
+    Done(Revocation),
     /// The request failed.
     Failed(anyhow::Error),
 }
 
-/// Revokes the entry's token (best effort).
+/// Revokes the entry's token (best effort), through the source the entry's kind names.
 fn revoke(
     store: &dyn TokenStore,
     key: &CacheKey,
@@ -262,44 +254,20 @@ fn revoke(
     clock: Arc<dyn Clock>,
 ) -> Outcome {
     let Ok(Some((tokens, meta))) = store.load_with_meta(key) else {
-        return Outcome::Nothing;
+        return Outcome::Done(Revocation::Nothing);
     };
-    if meta.kind.as_deref() == Some(crate::login::github::KIND) {
+    let request = RevokeRequest {
+        key,
         // The GitHub URLs of the identity the flags name apply to the entries of its own client only.
-        let urls = configured
+        github: configured
             .filter(|id| id.issuer == key.issuer && id.client_id == key.client_id)
-            .and_then(|id| id.github.clone());
-        let (web, result) =
-            super::github::revoke_github(key, urls, credentials.secret(), &tokens.id_token, login);
-        return match result {
-            Ok(Some(true)) => Outcome::Revoked,
-            Ok(Some(false)) => Outcome::AlreadyGone,
-            Ok(None) => Outcome::NeedsSecret(web),
-            Err(err) => Outcome::Failed(err),
-        };
-    }
-    let Some(refresh_token) = tokens.refresh_token else {
-        return Outcome::Nothing;
+            .and_then(|id| id.github.clone()),
+        client_secret: credentials.secret(),
+        login,
+        clock,
     };
-    let identity = Identity {
-        issuer: key.issuer.clone(),
-        client_id: key.client_id.clone(),
-        scopes: key.scopes.clone(),
-        provider: crate::provider::ProviderKind::detect(&key.issuer),
-        github: None,
-        profile: key.profile.clone(),
-    };
-    let mut oidc = login.oidc(&identity);
-    oidc.client_secret = credentials.secret().cloned();
-    let result = crate::runtime().and_then(|rt| {
-        rt.block_on(async {
-            let provider = Provider::discover(&oidc, clock).await?;
-            Ok(provider.revoke(&refresh_token).await?)
-        })
-    });
-    match result {
-        Ok(true) => Outcome::Revoked,
-        Ok(false) => Outcome::NoEndpoint,
+    match sources::revoke_entry(tokens, &meta, request) {
+        Ok(revocation) => Outcome::Done(revocation),
         Err(err) => Outcome::Failed(err),
     }
 }
@@ -325,7 +293,7 @@ fn report(printer: Printer, key: &CacheKey, credentials: &Credentials<'_>, outco
             };
             printer.warn(format_args!("{who}: could not revoke the token{how}: {err:#}"));
         }
-        Outcome::NeedsSecret(web) if all => {
+        Outcome::Done(Revocation::NeedsSecret(web)) if all => {
             let given = match credentials {
                 Credentials::OtherClient(issuer, client) => {
                     format!("; the one given is for {issuer} client {client}")
@@ -338,19 +306,27 @@ fn report(printer: Printer, key: &CacheKey, credentials: &Credentials<'_>, outco
                  you can revoke it at {web}/settings/applications"
             ));
         }
-        Outcome::NeedsSecret(web) => printer.info(needs_secret(web)),
-        Outcome::Revoked if all => printer.info(format_args!("{who}: revoked the token {how}")),
-        Outcome::AlreadyGone if all => printer.info(format_args!(
+        Outcome::Done(Revocation::NeedsSecret(web)) => printer.info(needs_secret(web)),
+        Outcome::Done(Revocation::Revoked) if all => {
+            printer.info(format_args!("{who}: revoked the token {how}"))
+        }
+        Outcome::Done(Revocation::AlreadyGone) if all => printer.info(format_args!(
             "{who}: GitHub no longer knew the token (already revoked or expired)"
         )),
         // Said in both modes: "logged out" must not suggest the token is dead at the issuer.
-        Outcome::NoEndpoint => printer.info(format_args!(
+        Outcome::Done(Revocation::NoEndpoint) => printer.info(format_args!(
             "{who}: not revoked: the issuer offers no revocation endpoint (the refresh token \
              stays valid at the issuer until it expires)"
         )),
-        Outcome::Nothing if all => printer.info(format_args!("{who}: nothing to revoke (no refresh token)")),
-        Outcome::Revoked => printer.debug(format_args!("revoked the token at {}", key.issuer)),
-        Outcome::AlreadyGone => printer.debug("GitHub no longer knew the token (already revoked or expired)"),
-        Outcome::Nothing => {}
+        Outcome::Done(Revocation::Nothing) if all => {
+            printer.info(format_args!("{who}: nothing to revoke (no refresh token)"))
+        }
+        Outcome::Done(Revocation::Revoked) => {
+            printer.debug(format_args!("revoked the token at {}", key.issuer))
+        }
+        Outcome::Done(Revocation::AlreadyGone) => {
+            printer.debug("GitHub no longer knew the token (already revoked or expired)")
+        }
+        Outcome::Done(Revocation::Nothing) => {}
     }
 }

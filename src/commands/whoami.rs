@@ -15,7 +15,8 @@ use crate::cli::{Format, WhoamiArgs};
 use crate::clock::{Clock, relative, rfc3339};
 use crate::config::Identity;
 use crate::login::cache::CacheKey;
-use crate::login::token::IdTokenInfo;
+use crate::login::sources::{self, github};
+use crate::login::token::{Credential, IdTokenInfo};
 use crate::printer::Printer;
 
 /// Prints the cached identities of the selected issuer/client, or every cached identity.
@@ -38,12 +39,14 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             continue;
         };
         // GitHub tokens are opaque: their entry's metadata describes them.
-        let (text, mut value) = match super::github::whoami_entry(&key, &meta, now) {
-            Some(described) => described,
-            None => {
-                let info = IdTokenInfo::decode_secret(&tokens.id_token)?;
-                (describe(&info, now), to_json(&key, &info, now))
-            }
+        let (text, mut value) = match sources::read_entry(tokens, &meta)? {
+            Credential::GithubAccess {
+                account, expires_at, ..
+            } => (
+                github::describe(&key.issuer, &account, expires_at, now),
+                github::to_json(&key, &account, expires_at, now),
+            ),
+            Credential::IdToken { info, .. } => (describe(&info, now), to_json(&key, &info, now)),
         };
         if let Some(object) = value.as_object_mut() {
             object.insert("profile".into(), json!(key.profile));

@@ -140,12 +140,7 @@ impl ExecEntry {
                     .take_while(|a| !a.starts_with('-'))
                     .take(3),
             )
-            .map(|word| {
-                word.chars()
-                    .filter(|c| !c.is_control())
-                    .take(40)
-                    .collect::<String>()
-            })
+            .map(|word| crate::text::cap(&crate::text::single_line(word), 40).into_owned())
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -302,7 +297,7 @@ pub fn load(paths: &[PathBuf], context: Option<&str>) -> Result<ClusterTarget, K
         let doc = serde_saphyr::from_str::<Option<Kubeconfig>>(&text)
             .map_err(|e| KubeconfigError::Parse {
                 path: path.display().to_string(),
-                reason: one_line(&e.to_string()),
+                reason: crate::text::fold_whitespace(&e.to_string()),
             })?
             .unwrap_or_default();
         let dir = path
@@ -419,10 +414,6 @@ fn cluster_tls(name: &str, entry: &Entry<Cluster>) -> Result<(Url, Option<Vec<u8
         return Err(ca_err("it holds no PEM certificate".into()));
     }
     Ok((server, ca))
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -543,6 +534,11 @@ mod tests {
             )
             .summary(),
             "kubectl oidc-login get-token"
+        );
+        // A word of the command is shown on one line, without its escape sequences, capped.
+        assert_eq!(
+            entry("/usr/bin/kubectl", &["oidc\x1b[2J\nlogin", &"x".repeat(50)]).summary(),
+            format!("kubectl oidc?[2J?login {}...", "x".repeat(40))
         );
     }
 }

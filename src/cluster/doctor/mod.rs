@@ -81,7 +81,7 @@ impl Check {
 /// `ok   NAME (DETAIL)`, `FAIL NAME: DETAIL`, `skip NAME (DETAIL)`, on one line.
 impl std::fmt::Display for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let detail = self.detail.split_whitespace().collect::<Vec<_>>().join(" ");
+        let detail = crate::text::fold_whitespace(&self.detail);
         match (self.verdict, detail.is_empty()) {
             (Verdict::Ok, true) => write!(f, "ok   {}", self.name),
             (Verdict::Ok, false) => write!(f, "ok   {} ({detail})", self.name),

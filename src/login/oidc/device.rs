@@ -17,8 +17,9 @@ use url::Url;
 
 use openidconnect::core::CoreClientAuthMethod;
 
+use super::client::{OAuthErrorBody, Provider, TokenResponseBody, sanitize_oauth_error};
+use super::error::OidcError;
 use super::http::{self, ClientAuth, display_url, one_line};
-use super::{OAuthErrorBody, OidcError, Provider, TokenResponseBody, sanitize_oauth_error};
 use crate::login::device_poll::{
     self, Answer, DEVICE_CODE_GRANT, Pacer, Schedule, Stop, TokioPacer, bounded_interval,
 };
@@ -119,7 +120,7 @@ impl Provider {
         }
         if reply.status.is_client_error() {
             // Refused without an OAuth error body: the page's words are the provider's reason.
-            let text = super::page_text(&String::from_utf8_lossy(&reply.body));
+            let text = super::page::page_text(&String::from_utf8_lossy(&reply.body));
             return Err(OidcError::DeviceAuthorizationRefused {
                 error: format!("HTTP {}", reply.status.as_u16()),
                 description: Some(one_line(&text, 200)).filter(|t| !t.is_empty()),

@@ -10,7 +10,8 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::{OidcConfig, OidcError};
+use super::client::OidcConfig;
+use super::error::OidcError;
 use crate::http::{ClientError, ExtraCas, HttpError, client_builder};
 pub(crate) use crate::http::{Reply, display_url};
 pub(crate) use crate::text::one_line;

@@ -12,7 +12,7 @@
 
 use secrecy::SecretString;
 
-use super::AuthRequest;
+use super::client::AuthRequest;
 use crate::login::callback::{self, CallbackError};
 
 pub use crate::login::callback::MAX_PASTE_LEN;

@@ -21,10 +21,10 @@ use std::time::Duration;
 
 use url::Url;
 
+use super::client::{AuthRequest, OAuthErrorBody, Provider, sanitize_oauth_error};
+use super::error::OidcError;
 use super::http::{self, display_url, one_line};
-use super::{
-    AuthRequest, OAuthErrorBody, OidcError, Provider, oauth_error_code_in, page_text, same_endpoint,
-};
+use super::page::{oauth_error_code_in, page_text};
 
 /// How many requests a probe makes at most.
 const MAX_HOPS: usize = 6;
@@ -269,7 +269,7 @@ fn back_answer(back: &Url, state: &str) -> AuthorizeAnswer {
     };
     match (param("error"), param("state")) {
         (Some(error), Some(s)) if s == state => {
-            let (error, description) = super::sanitize_oauth_error(
+            let (error, description) = sanitize_oauth_error(
                 &OAuthErrorBody {
                     error,
                     error_description: param("error_description"),
@@ -327,9 +327,33 @@ fn decode_entities(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// True when `url` is `redirect_uri` without its query: same scheme, host, port and path.
+fn same_endpoint(url: &Url, redirect_uri: &str) -> bool {
+    let Ok(want) = Url::parse(redirect_uri) else {
+        return false;
+    };
+    url.scheme() == want.scheme()
+        && url.host_str() == want.host_str()
+        && url.port_or_known_default() == want.port_or_known_default()
+        && url.path() == want.path()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_endpoint_ignores_the_query_but_not_port_or_path() {
+        let cb = "http://127.0.0.1:8000/callback";
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert!(same_endpoint(
+            &u("http://127.0.0.1:8000/callback?error=x&state=s"),
+            cb
+        ));
+        assert!(!same_endpoint(&u("http://127.0.0.1:18000/callback?error=x"), cb));
+        assert!(!same_endpoint(&u("http://127.0.0.1:8000/other?error=x"), cb));
+        assert!(!same_endpoint(&u("https://127.0.0.1:8000/callback"), cb));
+    }
 
     #[test]
     fn the_chooser_link_is_the_first_below_the_authorization_endpoint() {

@@ -13,11 +13,19 @@ use base64::Engine as _;
 use chrono::{DateTime, TimeZone, Utc};
 use openidconnect::core::{CoreHmacKey, CoreJwsSigningAlgorithm, CoreRsaPrivateSigningKey};
 use openidconnect::{JsonWebKeyId, PrivateSigningKey};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sha2::Digest as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use url::Url;
 
+use super::client::{Metadata, check_endpoints};
 use super::*;
+use crate::clock::Clock;
 use crate::login::callback::{CallbackError, check_iss};
+use crate::login::token::{IdTokenInfo, TokenSet};
 
 mod device_flow;
 mod paste;

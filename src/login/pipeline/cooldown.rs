@@ -81,11 +81,12 @@ impl Cooldown {
             }
             builder.create(dir)?;
         }
-        let reason: String = reason
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .take(300)
-            .collect();
+        // On one line (line breaks folded, escape sequences defused), capped.
+        let reason = crate::text::cap(
+            &crate::text::single_line(&crate::text::fold_whitespace(reason)),
+            300,
+        )
+        .into_owned();
         let text = format!("{}\n{reason}\n", now.timestamp());
         // Written to a private temporary file and renamed into place: a reader never sees half a
         // marker, and a symlink planted at the marker's name is replaced, not followed.
@@ -196,7 +197,7 @@ mod tests {
             0o700
         );
         let text = std::fs::read_to_string(marker.path()).unwrap();
-        assert_eq!(text, format!("{}\nfailed: second line [2J\n", at(0).timestamp()));
+        assert_eq!(text, format!("{}\nfailed: second line?[2J\n", at(0).timestamp()));
         // No temporary file left behind.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();

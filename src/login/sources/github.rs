@@ -37,7 +37,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::json;
 
-use super::{Context, LoginPage, choose_grant, headless};
+use super::{Context, LoginPage, Revocation, RevokeRequest, choose_grant, headless};
 use crate::clock::{relative, rfc3339};
 use crate::config::{Grant, HTTP_TIMEOUT};
 use crate::login::cache::{CacheKey, EntryMeta};
@@ -509,30 +509,36 @@ pub fn to_json(
     })
 }
 
-/// Logs out of a GitHub entry: revokes the token at GitHub when a client secret is given (the
-/// API needs it), best effort. Returns what happened, for a debug line; the caller deletes the
-/// entry whatever the outcome.
-pub fn revoke(
-    urls: &GithubUrls,
-    client_id: &str,
-    client_secret: Option<&SecretString>,
-    token: &SecretString,
-    extra_ca_files: &[std::path::PathBuf],
-    ca_data: Option<&str>,
-) -> anyhow::Result<Option<bool>> {
-    if client_secret.is_none() {
-        return Ok(None);
-    }
+/// Logs out of a GitHub entry: revokes `token` at GitHub when the request carries the client
+/// secret configured for this entry's app (the API needs it; without it nothing is sent and the
+/// answer names GitHub's web address, for the manual revocation hint). The request's GitHub URLs
+/// are the identity's when the flags name this entry, else derived from the entry's issuer.
+pub fn revoke_entry(token: &SecretString, request: RevokeRequest<'_>) -> anyhow::Result<Revocation> {
+    let key = request.key;
+    let urls = request
+        .github
+        .map_or_else(|| GithubUrls::new(Some(&key.issuer), None), Ok)?;
+    let Some(client_secret) = request.client_secret else {
+        return Ok(Revocation::NeedsSecret(urls.web));
+    };
     let runtime = crate::runtime()?;
-    let http = http_client(HTTP_TIMEOUT, extra_ca_files, ca_data)?;
+    let login = request.login;
+    let http = http_client(
+        HTTP_TIMEOUT,
+        &login.certificate_authorities,
+        login.certificate_authority_data.as_deref(),
+    )?;
     let client = Client {
-        urls,
+        urls: &urls,
         http: &http,
         timeout: HTTP_TIMEOUT,
-        client_id,
-        client_secret,
+        client_id: &key.client_id,
+        client_secret: Some(client_secret),
     };
-    Ok(Some(runtime.block_on(client.revoke(token))?))
+    Ok(match runtime.block_on(client.revoke(token))? {
+        true => Revocation::Revoked,
+        false => Revocation::AlreadyGone,
+    })
 }
 
 #[cfg(test)]

@@ -9,6 +9,10 @@
 //! ([`crate::login::oidc`], [`crate::login::github`], [`crate::login::loopback`],
 //! [`crate::login::browser`]); what both logins show the person at the terminal is here
 //! ([`LoginPage`], [`choose_grant`]).
+//!
+//! A cache entry names the source that wrote it in its metadata's `kind` ([`EntryKind`]): the
+//! commands that handle entries of any identity (`whoami` reads them with [`read_entry`],
+//! `logout` revokes them with [`revoke_entry`]) reach the source through it, not through flags.
 
 pub mod github;
 pub mod oidc;
@@ -16,11 +20,15 @@ pub mod oidc;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use secrecy::SecretString;
 
 use crate::clock::Clock;
 use crate::config::{Grant, Identity, LoginConfig};
 use crate::login::browser::{Browser, BrowserChoice, BrowserError};
+use crate::login::cache::{CacheKey, EntryMeta};
+use crate::login::github::GithubUrls;
 use crate::login::pipeline::CredentialSource;
+use crate::login::token::{Credential, IdTokenInfo, TokenSet};
 use crate::printer::Printer;
 use crate::provider::ProviderKind;
 
@@ -69,6 +77,86 @@ pub fn select(context: Context<'_>) -> anyhow::Result<Selected<'_>> {
         return Ok(Selected::Github(github::GithubSource::new(context, urls)));
     }
     Ok(Selected::Oidc(oidc::OidcSource::new(context)))
+}
+
+/// Which source wrote a cache entry, as its metadata says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// An OpenID Connect ID token (entries without a `kind`).
+    Oidc,
+    /// A GitHub access token (`kind` [`crate::login::github::KIND`]).
+    Github,
+}
+
+impl EntryKind {
+    /// The kind `meta` names.
+    pub fn of(meta: &EntryMeta) -> Self {
+        if meta.kind.as_deref() == Some(crate::login::github::KIND) {
+            EntryKind::Github
+        } else {
+            EntryKind::Oidc
+        }
+    }
+}
+
+/// The credential of a cached entry, read offline by the source its kind names: a GitHub entry
+/// with the account it was stored with, else the ID token and its claims.
+pub fn read_entry(tokens: TokenSet, meta: &EntryMeta) -> anyhow::Result<Credential> {
+    if let Some(account) = github::account_of(meta) {
+        return Ok(Credential::GithubAccess {
+            token: tokens.id_token,
+            account,
+            expires_at: meta.expires_at,
+            checked_at: meta.checked_at,
+        });
+    }
+    let info = IdTokenInfo::decode_secret(&tokens.id_token)?;
+    Ok(Credential::IdToken {
+        token: tokens.id_token,
+        info,
+    })
+}
+
+/// What revoking a cached entry's token did at its provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// The entry holds nothing to revoke (no refresh token).
+    Nothing,
+    /// The provider revoked the token.
+    Revoked,
+    /// GitHub no longer knew the token.
+    AlreadyGone,
+    /// The issuer offers no revocation endpoint.
+    NoEndpoint,
+    /// A GitHub token not revoked: the API needs the app's client secret. The GitHub web address.
+    NeedsSecret(String),
+}
+
+/// What revoking a cached entry needs besides its tokens.
+pub struct RevokeRequest<'a> {
+    /// The entry's key: its issuer and client.
+    pub key: &'a CacheKey,
+    /// The GitHub URLs of the identity the flags name, when they name this entry's client.
+    pub github: Option<GithubUrls>,
+    /// The client secret configured for this entry's client, if any.
+    pub client_secret: Option<&'a SecretString>,
+    /// The CA and timeout settings.
+    pub login: &'a LoginConfig,
+    /// Time, for the ID token checks of discovery.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Revokes a cached entry's token (best effort) at the provider of the source its kind names:
+/// GitHub's token API, or the OpenID Connect issuer's revocation endpoint.
+pub fn revoke_entry(
+    tokens: TokenSet,
+    meta: &EntryMeta,
+    request: RevokeRequest<'_>,
+) -> anyhow::Result<Revocation> {
+    match EntryKind::of(meta) {
+        EntryKind::Github => github::revoke_entry(&tokens.id_token, request),
+        EntryKind::Oidc => oidc::revoke_entry(tokens.refresh_token.as_ref(), request),
+    }
 }
 
 /// The grant a login uses. `auto` means the authorization code grant, except the device grant
@@ -205,5 +293,26 @@ mod tests {
             choose_grant(Grant::DeviceCode, false, &command, false, false),
             Grant::DeviceCode
         );
+    }
+
+    #[test]
+    fn a_cached_entry_is_read_by_the_source_its_kind_names() {
+        let github = EntryMeta {
+            kind: Some(crate::login::github::KIND.to_owned()),
+            info: Some(serde_json::json!({"id": 7, "login": "octocat"})),
+            ..EntryMeta::default()
+        };
+        assert_eq!(EntryKind::of(&github), EntryKind::Github);
+        assert_eq!(EntryKind::of(&EntryMeta::default()), EntryKind::Oidc);
+        let tokens = || TokenSet {
+            id_token: SecretString::from("gho_opaque"),
+            refresh_token: None,
+        };
+        match read_entry(tokens(), &github).unwrap() {
+            Credential::GithubAccess { account, .. } => assert_eq!(account.login, "octocat"),
+            Credential::IdToken { .. } => panic!("a GitHub entry read as an ID token"),
+        }
+        // Without a kind, the entry holds an ID token: an opaque token is no JWT.
+        assert!(read_entry(tokens(), &EntryMeta::default()).is_err());
     }
 }

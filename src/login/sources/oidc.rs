@@ -15,8 +15,8 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
-use super::{Context, LoginPage, choose_grant, headless};
-use crate::config::{Grant, LoginConfig};
+use super::{Context, LoginPage, Revocation, RevokeRequest, choose_grant, headless};
+use crate::config::{Grant, Identity, LoginConfig};
 use crate::login::browser::{Browser, BrowserChoice};
 use crate::login::cache::EntryMeta;
 use crate::login::loopback::LoopbackServer;
@@ -171,6 +171,37 @@ impl Connection for OidcConnection<'_, '_> {
         CredentialEntry::from_id_token(tokens)
             .context("the identity provider returned an unreadable ID token")
     }
+}
+
+/// Logs out of an OpenID Connect entry: revokes its refresh token at the issuer (RFC 7009), with
+/// the client secret when the request carries the one configured for this client.
+pub fn revoke_entry(
+    refresh_token: Option<&SecretString>,
+    request: RevokeRequest<'_>,
+) -> anyhow::Result<Revocation> {
+    let Some(refresh_token) = refresh_token else {
+        return Ok(Revocation::Nothing);
+    };
+    let key = request.key;
+    let identity = Identity {
+        issuer: key.issuer.clone(),
+        client_id: key.client_id.clone(),
+        scopes: key.scopes.clone(),
+        provider: ProviderKind::detect(&key.issuer),
+        github: None,
+        profile: key.profile.clone(),
+    };
+    let mut oidc = request.login.oidc(&identity);
+    oidc.client_secret = request.client_secret.cloned();
+    let revoked = crate::runtime()?.block_on(async {
+        let provider = Provider::discover(&oidc, request.clock).await?;
+        provider.revoke(refresh_token).await
+    })?;
+    Ok(if revoked {
+        Revocation::Revoked
+    } else {
+        Revocation::NoEndpoint
+    })
 }
 
 /// Runs the login with the grant [`choose_grant`] picks.
