@@ -93,7 +93,7 @@ if (($# == 0)); then
   trap 'rm -rf "$keyring_data"' EXIT
   XDG_DATA_HOME=$keyring_data dbus-run-session -- bash -c \
     'echo koidc | gnome-keyring-daemon --components=secrets --unlock --daemonize >/dev/null &&
-     cargo test --locked "$@" --lib cache::keyring::tests::secret_service_round_trip -- --ignored --exact' \
+     cargo test --locked "$@" --lib login::cache::keyring::tests::secret_service_round_trip -- --ignored --exact' \
     bash "${koidc_cargo_args[@]}" \
     2> >(grep -v "Failed to set fd limit" >&2) | tee "$keyring_data/out"
   grep -q "test result: ok. 1 passed" "$keyring_data/out" || {
