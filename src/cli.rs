@@ -385,6 +385,21 @@ pub struct IdentityFlags {
     pub provider: Option<ProviderArg>,
     #[command(flatten)]
     pub github: GithubFlags,
+    /// The audience the token must carry: the apiserver's. For `--grant workload`, the audience
+    /// asked of the CI system (required for github-actions) and checked in the job's token; for
+    /// `--grant client-credentials`, the audience an access token must carry to be sent.
+    #[arg(long, env = "KOIDC_AUDIENCE", value_name = "AUD")]
+    pub audience: Option<String>,
+    /// Where `--grant workload` finds the job's identity token: `github-actions` (requested from
+    /// ACTIONS_ID_TOKEN_REQUEST_URL), `file:PATH` (re-read on every renewal: Kubernetes projected
+    /// tokens, a GitLab id_token written out) or `env:VAR` (a GitLab CI `id_tokens` variable)
+    /// [default: github-actions when ACTIONS_ID_TOKEN_REQUEST_URL is set].
+    #[arg(long, env = "KOIDC_TOKEN_SOURCE", value_name = "SRC")]
+    pub token_source: Option<String>,
+    /// The Dex connector that checks the job's token in a token exchange (`--grant workload`
+    /// with --issuer; Dex's `oidc` connector trusting the CI issuer).
+    #[arg(long, env = "KOIDC_CONNECTOR_ID", value_name = "ID")]
+    pub connector_id: Option<String>,
 }
 
 /// Where GitHub is (for `--provider github` and `koidc webhook`).
@@ -442,7 +457,10 @@ pub struct LoginFlags {
     /// How to log in: `authcode` (browser and loopback redirect), `device-code` (RFC 8628: enter
     /// a code shown on stderr in a browser on any device), or `auto`: authcode, except
     /// device-code when koidc would use the system browser on Linux with neither DISPLAY nor
-    /// WAYLAND_DISPLAY set and the IdP advertises a device endpoint.
+    /// WAYLAND_DISPLAY set and the IdP advertises a device endpoint. For pipelines, never a
+    /// browser or a prompt: `client-credentials` (the client's own token, with its secret) and
+    /// `workload` (the CI job's identity token, see --token-source; exchanged at --issuer when
+    /// one is given).
     #[arg(long, env = "KOIDC_GRANT", value_enum)]
     pub grant: Option<GrantArg>,
     /// Keyboard mode of the authorization code grant, for browsers that cannot reach this
@@ -728,6 +746,11 @@ pub enum GrantArg {
     Authcode,
     /// Device authorization grant (RFC 8628).
     DeviceCode,
+    /// OAuth 2.0 client credentials (RFC 6749 4.4): the client's own token.
+    ClientCredentials,
+    /// The CI job's identity token (`--token-source`), sent as it is or exchanged at --issuer
+    /// (RFC 8693).
+    Workload,
 }
 
 /// `-o` values.

@@ -27,6 +27,7 @@ use crate::cli::{CacheArg, CacheFlags, Cli, Command, GrantArg, IdentityFlags, Lo
 use crate::login::browser::BrowserChoice;
 use crate::login::cache::{CacheKey, CacheKind};
 use crate::login::oidc::OidcConfig;
+use crate::login::workload::TokenSource;
 use crate::profile::{ConfigFile, Profile, ProfileError, config_path};
 use crate::provider::ProviderKind;
 
@@ -73,6 +74,9 @@ pub enum ConfigError {
     /// Keyboard mode asked for together with the device grant.
     #[error("--paste is for the authorization code grant; drop it or use --grant authcode")]
     PasteWithDeviceCode,
+    /// Keyboard mode asked for with a pipeline grant.
+    #[error("--paste is for a person's browser login; pipeline grants never prompt")]
+    PasteForMachine,
     /// No cache directory can be derived.
     #[error("cannot find a cache directory (HOME is not set); pass --cache-dir")]
     NoCacheDir,
@@ -84,6 +88,74 @@ pub enum ConfigError {
     /// `--github-url` or `--github-api-url` is not usable.
     #[error(transparent)]
     Github(#[from] crate::login::github::GithubError),
+    /// A pipeline option given for a person's login.
+    #[error(
+        "--{flag} is for pipelines: add --grant workload (the CI job's token) or --grant client-credentials"
+    )]
+    MachineOnly {
+        /// Flag name without dashes.
+        flag: &'static str,
+    },
+    /// A `--grant workload` option given with client credentials.
+    #[error("--{flag} is for --grant workload, not --grant client-credentials")]
+    WorkloadOnly {
+        /// Flag name without dashes.
+        flag: &'static str,
+    },
+    /// A pipeline grant with `--provider github`.
+    #[error(
+        "--provider github has no pipeline grant; pipelines use --grant workload (the CI job's OpenID Connect token) or --grant client-credentials at an OpenID Connect issuer"
+    )]
+    MachineWithGithub,
+    /// `--token-source` cannot be used.
+    #[error(transparent)]
+    TokenSource(#[from] crate::login::workload::SourceError),
+    /// `--grant workload` without the audience it must check.
+    #[error(
+        "missing --audience (or KOIDC_AUDIENCE) for --grant workload with --token-source {token_source}: the audience the apiserver expects in the job's token (the one `koidc setup --ci` configured)"
+    )]
+    WorkloadAudience {
+        /// The token source, as given.
+        token_source: String,
+    },
+    /// An exchange option without `--issuer`.
+    #[error(
+        "--{flag} is for a token exchange, which needs --issuer (the issuer that exchanges the job's token); without --issuer the job's token is sent as it is"
+    )]
+    ExchangeWithoutIssuer {
+        /// Flag name without dashes.
+        flag: &'static str,
+    },
+    /// An empty or unprintable `--audience`.
+    #[error("--audience must be one line of printable text (at most 1024 bytes), not empty")]
+    Audience,
+    /// An empty `--connector-id`.
+    #[error("--connector-id must not be empty")]
+    EmptyConnectorId,
+}
+
+/// The first pipeline-only option `flags` sets, by name.
+fn machine_only_flag(flags: &IdentityFlags) -> Option<&'static str> {
+    if flags.audience.is_some() {
+        Some("audience")
+    } else if flags.token_source.is_some() {
+        Some("token-source")
+    } else if flags.connector_id.is_some() {
+        Some("connector-id")
+    } else {
+        None
+    }
+}
+
+/// `--audience`, refused when empty or not one printable line (it is sent to the CI system and
+/// compared byte for byte with the token's `aud`).
+fn non_empty_audience(raw: Option<&str>) -> Result<Option<String>, ConfigError> {
+    match raw {
+        None => Ok(None),
+        Some(a) if a.trim().is_empty() => Err(ConfigError::Audience),
+        Some(a) if a.chars().any(char::is_control) || a.len() > 1024 => Err(ConfigError::Audience),
+        Some(a) => Ok(Some(a.to_owned())),
+    }
 }
 
 /// Where the tokens are kept.
@@ -128,11 +200,168 @@ pub struct Identity {
     /// The config-file profile in use (`--profile`), part of the cache key: two profiles with
     /// the same issuer, client and scopes are two accounts.
     pub profile: Option<String>,
+    /// A pipeline's identity (`--grant client-credentials` or `workload`); `None` for a person.
+    pub machine: Option<Machine>,
+}
+
+/// How a pipeline gets its credential: never a browser, never a prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Machine {
+    /// OAuth 2.0 client credentials at the issuer (`--grant client-credentials`): the ID token
+    /// when the IdP returns one, else the access token when it is a JWT for `audience`.
+    ClientCredentials {
+        /// `--audience`: the audience an access token must carry.
+        audience: Option<String>,
+    },
+    /// The CI job's own identity token (`--grant workload`).
+    Workload {
+        /// Where the job's token comes from.
+        source: TokenSource,
+        /// `--audience`: asked of GitHub Actions, and required in the job's token.
+        audience: Option<String>,
+        /// With `--issuer`: exchanged there (RFC 8693) for the issuer's ID token, checked by
+        /// this Dex connector (`--connector-id`) when given. `None`: the job's token is the
+        /// credential (the identity's issuer is then the source's name, its client the audience).
+        exchange: Option<Exchange>,
+    },
+}
+
+/// Where `--grant workload` exchanges the job's token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// `--connector-id` (Dex).
+    pub connector_id: Option<String>,
+}
+
+impl Machine {
+    /// What the machine identity adds to the cache key, so that a pipeline's entry is never
+    /// served to a person of the same issuer and client (or to another source or audience).
+    fn key_part(&self) -> String {
+        match self {
+            Machine::ClientCredentials { audience } => {
+                format!("client-credentials\n{}", audience.as_deref().unwrap_or_default())
+            }
+            Machine::Workload {
+                source,
+                audience,
+                exchange,
+            } => format!(
+                "workload\n{source}\n{}\n{}",
+                audience.as_deref().unwrap_or_default(),
+                exchange
+                    .as_ref()
+                    .and_then(|e| e.connector_id.as_deref())
+                    .unwrap_or_default()
+            ),
+        }
+    }
 }
 
 impl Identity {
-    /// From `--issuer`, `--client-id`, `--scope`; both issuer and client id are required.
-    pub fn from_flags(flags: &IdentityFlags) -> Result<Self, ConfigError> {
+    /// From `--issuer`, `--client-id`, `--scope` and `--grant` (with `--audience`,
+    /// `--token-source` and `--connector-id` for the pipeline grants): issuer and client id are
+    /// required, except for `--grant workload` without an exchange.
+    pub fn from_flags(flags: &IdentityFlags, grant: Option<GrantArg>) -> Result<Self, ConfigError> {
+        Self::from_flags_with(flags, grant, &|name| std::env::var_os(name))
+    }
+
+    /// [`Self::from_flags`] with the environment passed in (it says whether GitHub Actions offers
+    /// the job a token).
+    pub fn from_flags_with(
+        flags: &IdentityFlags,
+        grant: Option<GrantArg>,
+        env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Self, ConfigError> {
+        match grant {
+            Some(GrantArg::ClientCredentials) => return Self::client_credentials(flags),
+            Some(GrantArg::Workload) => return Self::workload(flags, env),
+            _ => {}
+        }
+        if let Some(flag) = machine_only_flag(flags) {
+            return Err(ConfigError::MachineOnly { flag });
+        }
+        Self::person(flags)
+    }
+
+    /// `--grant client-credentials`: an OpenID Connect client at its issuer.
+    fn client_credentials(flags: &IdentityFlags) -> Result<Self, ConfigError> {
+        if flags.token_source.is_some() || flags.connector_id.is_some() {
+            return Err(ConfigError::WorkloadOnly {
+                flag: if flags.token_source.is_some() {
+                    "token-source"
+                } else {
+                    "connector-id"
+                },
+            });
+        }
+        if flags.provider == Some(ProviderArg::Github) {
+            return Err(ConfigError::MachineWithGithub);
+        }
+        let audience = non_empty_audience(flags.audience.as_deref())?;
+        let mut identity = Self::person(flags)?;
+        identity.machine = Some(Machine::ClientCredentials { audience });
+        Ok(identity)
+    }
+
+    /// `--grant workload`: the job's token, exchanged at `--issuer` when one is given.
+    fn workload(
+        flags: &IdentityFlags,
+        env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Self, ConfigError> {
+        if flags.provider == Some(ProviderArg::Github) {
+            return Err(ConfigError::MachineWithGithub);
+        }
+        let actions = env(crate::login::workload::ACTIONS_URL_VAR).is_some_and(|v| !v.is_empty());
+        let source = TokenSource::resolve(flags.token_source.as_deref(), actions)?;
+        let audience = non_empty_audience(flags.audience.as_deref())?;
+        if audience.is_none() && (source == TokenSource::GithubActions || flags.issuer.is_none()) {
+            return Err(ConfigError::WorkloadAudience {
+                token_source: source.to_string(),
+            });
+        }
+        if flags.issuer.is_none() {
+            if flags.client_id.is_some() || flags.connector_id.is_some() {
+                return Err(ConfigError::ExchangeWithoutIssuer {
+                    flag: if flags.client_id.is_some() {
+                        "client-id"
+                    } else {
+                        "connector-id"
+                    },
+                });
+            }
+            if flags.scopes.as_ref().is_some_and(|s| !s.is_empty()) {
+                return Err(ConfigError::ExchangeWithoutIssuer { flag: "scope" });
+            }
+            let audience = audience.unwrap_or_default();
+            return Ok(Self {
+                issuer: source.to_string(),
+                client_id: audience.clone(),
+                scopes: Vec::new(),
+                provider: ProviderKind::Generic,
+                github: None,
+                profile: flags.profile.clone(),
+                machine: Some(Machine::Workload {
+                    source,
+                    audience: Some(audience),
+                    exchange: None,
+                }),
+            });
+        }
+        let connector_id = match flags.connector_id.as_deref().map(str::trim) {
+            Some("") => return Err(ConfigError::EmptyConnectorId),
+            other => other.map(str::to_owned),
+        };
+        let mut identity = Self::person(flags)?;
+        identity.machine = Some(Machine::Workload {
+            source,
+            audience,
+            exchange: Some(Exchange { connector_id }),
+        });
+        Ok(identity)
+    }
+
+    /// A person's identity at an OpenID Connect issuer (or GitHub).
+    fn person(flags: &IdentityFlags) -> Result<Self, ConfigError> {
         if flags.provider == Some(ProviderArg::Github) {
             return Self::github_from_flags(flags);
         }
@@ -161,6 +390,7 @@ impl Identity {
             provider,
             github: None,
             profile: flags.profile.clone(),
+            machine: None,
         })
     }
 
@@ -191,20 +421,28 @@ impl Identity {
             provider,
             github: Some(urls),
             profile: flags.profile.clone(),
+            machine: None,
         })
     }
 
-    /// Like [`Identity::from_flags`], but `None` when neither issuer nor client id is given.
-    pub fn optional_from_flags(flags: &IdentityFlags) -> Result<Option<Self>, ConfigError> {
-        if flags.issuer.is_none() && flags.client_id.is_none() {
+    /// Like [`Identity::from_flags`], but `None` when the flags name no identity (neither issuer
+    /// nor client id, and no pipeline grant).
+    pub fn optional_from_flags(
+        flags: &IdentityFlags,
+        grant: Option<GrantArg>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let machine = matches!(grant, Some(GrantArg::ClientCredentials | GrantArg::Workload));
+        if flags.issuer.is_none() && flags.client_id.is_none() && !machine {
             return Ok(None);
         }
-        Self::from_flags(flags).map(Some)
+        Self::from_flags(flags, grant).map(Some)
     }
 
     /// The cache key of this identity.
     pub fn cache_key(&self) -> CacheKey {
-        CacheKey::new(&self.issuer, &self.client_id, &self.scopes).with_profile(self.profile.clone())
+        CacheKey::new(&self.issuer, &self.client_id, &self.scopes)
+            .with_profile(self.profile.clone())
+            .with_machine(self.machine.as_ref().map(Machine::key_part))
     }
 }
 
@@ -268,6 +506,14 @@ impl LoginConfig {
             GrantArg::Auto => Grant::Auto,
             GrantArg::Authcode => Grant::AuthCode,
             GrantArg::DeviceCode => Grant::DeviceCode,
+            // A pipeline's grant is part of its identity (`Identity::machine`), whose source
+            // never opens a login page: no person's grant applies.
+            GrantArg::ClientCredentials | GrantArg::Workload => {
+                if flags.paste {
+                    return Err(ConfigError::PasteForMachine);
+                }
+                Grant::Auto
+            }
         };
         if flags.paste && grant == Grant::DeviceCode {
             return Err(ConfigError::PasteWithDeviceCode);
@@ -529,7 +775,8 @@ fn target(command: &mut Command) -> Option<Target<'_>> {
 /// Applies the chosen profile (`--profile`, `KOIDC_PROFILE`, or the file's `default-profile`) to
 /// the command's options that the user did not set, reading the config file from
 /// [`crate::profile::config_path`]. Does nothing for commands without identity options, and does not read the
-/// file when no profile is asked for and `--issuer` or `--client-id` is given.
+/// file when no profile is asked for and `--issuer`, `--client-id`, `--audience`,
+/// `--token-source` or a pipeline `--grant` is given.
 pub fn apply_profile(cli: &mut Cli) -> Result<(), ProfileError> {
     apply_profile_with(cli, config_path, ConfigFile::load, |var| std::env::var(var).ok())
 }
@@ -549,7 +796,15 @@ pub fn apply_profile_with(
         t.identity.profile = None;
     }
     let chosen = t.identity.profile.clone();
-    if chosen.is_none() && (t.identity.issuer.is_some() || t.identity.client_id.is_some()) {
+    // Options that name an identity keep the file's default profile out: a pipeline's
+    // `--grant workload --audience AUD` must not become a token exchange at a profile's issuer.
+    let machine = matches!(t.login.grant, Some(GrantArg::ClientCredentials | GrantArg::Workload));
+    let named = t.identity.issuer.is_some()
+        || t.identity.client_id.is_some()
+        || t.identity.audience.is_some()
+        || t.identity.token_source.is_some()
+        || machine;
+    if chosen.is_none() && named {
         return Ok(());
     }
     let Some(path) = locate() else {
@@ -593,6 +848,9 @@ fn overlay(
         provider,
         github_url,
         github_api_url,
+        audience,
+        token_source,
+        connector_id,
         listen,
         cache,
         cache_dir,
@@ -614,6 +872,9 @@ fn overlay(
     fill(&mut t.identity.github.github_api_url, github_api_url, |v| {
         Ok(v.clone())
     })?;
+    fill(&mut t.identity.audience, audience, |v| Ok(v.clone()))?;
+    fill(&mut t.identity.token_source, token_source, |v| Ok(v.clone()))?;
+    fill(&mut t.identity.connector_id, connector_id, |v| Ok(v.clone()))?;
     fill(&mut t.login.listen, listen, |v| Ok(v.clone()))?;
     fill(&mut t.login.certificate_authorities, certificate_authority, |v| {
         Ok(v.iter().map(|p| to_path(p)).collect())
@@ -721,7 +982,7 @@ mod tests {
 
     /// The issuer of `--issuer raw`, or the one-line error.
     fn issuer_from(raw: &str) -> Result<String, String> {
-        Identity::from_flags(&identity_flags(raw, ProviderArg::Auto, &[]))
+        Identity::from_flags(&identity_flags(raw, ProviderArg::Auto, &[]), None)
             .map(|id| id.issuer)
             .map_err(|e| e.to_string())
     }
@@ -768,7 +1029,7 @@ mod tests {
         );
         // The cache key follows the trimmed issuer: the same entry as without the blanks.
         let key = |raw: &str| {
-            Identity::from_flags(&identity_flags(raw, ProviderArg::Auto, &[]))
+            Identity::from_flags(&identity_flags(raw, ProviderArg::Auto, &[]), None)
                 .unwrap()
                 .cache_key()
         };
@@ -859,23 +1120,23 @@ mod tests {
             provider: Some(ProviderArg::Github),
             ..IdentityFlags::default()
         };
-        let id = Identity::from_flags(&flags).unwrap();
+        let id = Identity::from_flags(&flags, None).unwrap();
         assert_eq!(id.provider, ProviderKind::Github);
         assert_eq!(id.issuer, "https://github.com");
         assert_eq!(id.scopes, ["read:org"]);
         assert_eq!(id.github.as_ref().unwrap().api, "https://api.github.com");
         flags.github.github_url = Some("https://git.example.com/".into());
-        let ghe = Identity::from_flags(&flags).unwrap();
+        let ghe = Identity::from_flags(&flags, None).unwrap();
         assert_eq!(ghe.issuer, "https://git.example.com");
         assert_ne!(ghe.cache_key(), id.cache_key());
         flags.issuer = Some("https://github.com".into());
         assert!(matches!(
-            Identity::from_flags(&flags),
+            Identity::from_flags(&flags, None),
             Err(ConfigError::IssuerWithGithub)
         ));
         flags.issuer = None;
         flags.github.github_url = Some("http://git.example.com".into());
-        assert!(Identity::from_flags(&flags).is_err());
+        assert!(Identity::from_flags(&flags, None).is_err());
     }
 
     #[test]
@@ -884,7 +1145,7 @@ mod tests {
             "https://acme.okta.com/oauth2/default",
             ProviderArg::Auto,
             &["groups", "profile"],
-        ))
+        ), None)
         .unwrap();
         assert_eq!(okta.provider, ProviderKind::Okta);
         assert_eq!(okta.scopes, ["email", "groups", "offline_access", "profile"]);
@@ -894,7 +1155,7 @@ mod tests {
             "http://127.0.0.1:5556/dex",
             ProviderArg::Auto,
             &[],
-        ))
+        ), None)
         .unwrap();
         assert_eq!(dex.provider, ProviderKind::Dex);
         assert_eq!(dex.scopes, ["email", "groups", "offline_access"]);
@@ -904,7 +1165,7 @@ mod tests {
             "https://acme.okta.com/oauth2/default",
             ProviderArg::Generic,
             &["offline_access"],
-        ))
+        ), None)
         .unwrap();
         assert_eq!(generic.provider, ProviderKind::Generic);
         assert_eq!(generic.scopes, ["offline_access"]);

@@ -360,6 +360,11 @@ mod tests {
                 "invalid --github-url \"ftp://x\": not https",
             ),
             (
+                crate::config::ConfigError::from(crate::login::workload::SourceError::Unknown("gitlab".into()))
+                    .into(),
+                "unknown --token-source \"gitlab\": use github-actions, file:PATH or env:VAR",
+            ),
+            (
                 crate::cluster::rbac::RbacError::ReadFile {
                     path: "rbac.yaml".into(),
                     source: io_error(),

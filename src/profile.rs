@@ -168,6 +168,12 @@ pub struct Profile {
     pub github_url: Option<String>,
     /// `--github-api-url`.
     pub github_api_url: Option<String>,
+    /// `--audience`.
+    pub audience: Option<String>,
+    /// `--token-source` (github-actions, file:PATH, env:VAR).
+    pub token_source: Option<String>,
+    /// `--connector-id`.
+    pub connector_id: Option<String>,
     /// `--listen`, as a list.
     pub listen: Option<Vec<String>>,
     /// `--cache` (keyring, file, none).
@@ -176,7 +182,7 @@ pub struct Profile {
     pub cache_dir: Option<String>,
     /// `--certificate-authority`, as a list; paths as for `cache-dir`.
     pub certificate_authority: Option<Vec<String>>,
-    /// `--grant` (auto, authcode, device-code).
+    /// `--grant` (auto, authcode, device-code, client-credentials, workload).
     pub grant: Option<String>,
     /// `--browser-command`.
     pub browser_command: Option<String>,

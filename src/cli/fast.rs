@@ -102,6 +102,9 @@ pub(super) fn parse_get_token(
                 github_url: one(take("github_url")),
                 github_api_url: one(take("github_api_url")),
             },
+            audience: one(take("audience")),
+            token_source: one(take("token_source")),
+            connector_id: one(take("connector_id")),
         },
         login: LoginFlags {
             client_secret: one(take("client_secret")),

@@ -86,13 +86,16 @@ impl Opt {
 /// Every option of [`GetTokenArgs`] except `--verbose` (no variable, no profile key), in the
 /// order [`get_token_argv`] writes them.
 #[rustfmt::skip]
-pub(crate) const OPTIONS: [Opt; 19] = [
+pub(crate) const OPTIONS: [Opt; 22] = [
     opt("profile", "profile", "KOIDC_PROFILE", Kind::One),
     opt("provider", "provider", "KOIDC_PROVIDER", Kind::One).key("provider").shown_default("auto"),
     opt("issuer", "issuer", "KOIDC_ISSUER", Kind::One).key("issuer"),
     opt("client-id", "client_id", "KOIDC_CLIENT_ID", Kind::One).key("client-id"),
     opt("github-url", "github_url", "KOIDC_GITHUB_URL", Kind::One).key("github-url"),
     opt("github-api-url", "github_api_url", "KOIDC_GITHUB_API_URL", Kind::One).key("github-api-url"),
+    opt("audience", "audience", "KOIDC_AUDIENCE", Kind::One).key("audience"),
+    opt("token-source", "token_source", "KOIDC_TOKEN_SOURCE", Kind::One).key("token-source"),
+    opt("connector-id", "connector_id", "KOIDC_CONNECTOR_ID", Kind::One).key("connector-id"),
     opt("scope", "scopes", "KOIDC_SCOPE", Kind::Many).key("scopes"),
     opt("cache", "cache", "KOIDC_CACHE", Kind::One).key("cache").shown_default("keyring"),
     opt("cache-dir", "cache_dir", "KOIDC_CACHE_DIR", Kind::One).key("cache-dir"),
@@ -109,7 +112,7 @@ pub(crate) const OPTIONS: [Opt; 19] = [
 ];
 
 /// The index of `--client-secret` in [`OPTIONS`].
-pub(crate) const CLIENT_SECRET: usize = 9;
+pub(crate) const CLIENT_SECRET: usize = 12;
 
 /// The login timeout when neither `--timeout`, `KOIDC_TIMEOUT` nor a profile sets it, in seconds.
 pub(crate) const DEFAULT_TIMEOUT: u64 = 180;
@@ -177,6 +180,9 @@ pub(crate) fn option_words(args: &GetTokenArgs) -> Vec<String> {
             "client_id" => one(identity.client_id.clone()),
             "github_url" => one(identity.github.github_url.clone()),
             "github_api_url" => one(identity.github.github_api_url.clone()),
+            "audience" => one(identity.audience.clone()),
+            "token_source" => one(identity.token_source.clone()),
+            "connector_id" => one(identity.connector_id.clone()),
             "scopes" => identity.scopes.clone().unwrap_or_default(),
             "cache" => one(cache.cache.and_then(|c| enum_name(&c))),
             "cache_dir" => one(cache.cache_dir.as_ref().map(path)),

@@ -38,7 +38,7 @@ pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) ->
     if settings.identity.provider == Some(crate::cli::ProviderArg::Github) {
         bail!("koidc doctor checks OpenID Connect providers; for --provider github, check the webhook's log");
     }
-    let identity = Identity::from_flags(&settings.identity)?;
+    let identity = Identity::from_flags(&settings.identity, settings.login.grant)?;
     let login = LoginConfig::from_flags(&settings.login, super::env_browser())?;
     let expect = expectations(args, printer);
     printer.info(format_args!(

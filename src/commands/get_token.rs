@@ -15,7 +15,7 @@ use crate::printer::Printer;
 pub fn run(args: &GetTokenArgs, clock: Arc<dyn Clock>, exec_info: Option<String>) -> anyhow::Result<()> {
     let printer = Printer::new(args.output.verbose);
     let exec = ExecInfo::parse(exec_info.as_deref())?;
-    let identity = Identity::from_flags(&args.identity)?;
+    let identity = Identity::from_flags(&args.identity, args.login.grant)?;
     let session = super::Session::open(&identity, &args.cache, clock.clone(), printer)?;
 
     let mut login = LoginConfig::from_flags(&args.login, super::env_browser())?;

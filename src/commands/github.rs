@@ -30,7 +30,7 @@ const DEFAULT_WEBHOOK_URL: &str = "https://127.0.0.1:8443/";
 /// `koidc webhook` command, the kubeconfig user entry and the `bind-group` hints.
 pub(super) fn setup(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let printer = Printer::new(args.output.verbose);
-    let identity = Identity::from_flags(&args.identity)?;
+    let identity = Identity::from_flags(&args.identity, args.login.grant)?;
     let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
     let urls = identity
         .github
@@ -267,6 +267,7 @@ mod tests {
             provider: ProviderKind::Github,
             github: Some(urls.clone()),
             profile: None,
+            machine: None,
         };
         assert_eq!(
             get_token_args(&identity, &urls, Vec::new(), &[]),

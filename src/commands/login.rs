@@ -13,7 +13,7 @@ use crate::printer::Printer;
 /// Logs in and prints the identity on stdout.
 pub fn run(args: &LoginArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let printer = Printer::new(args.output.verbose);
-    let identity = Identity::from_flags(&args.identity)?;
+    let identity = Identity::from_flags(&args.identity, args.login.grant)?;
     let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
     let session = super::Session::open(&identity, &args.cache, clock.clone(), printer)?;
     let obtained = session.obtain(&login, args.force)?;

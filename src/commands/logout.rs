@@ -30,7 +30,7 @@ use anyhow::Context as _;
 use secrecy::SecretString;
 
 use super::describe_key;
-use crate::cli::{IdentityFlags, LogoutArgs};
+use crate::cli::{GrantArg, IdentityFlags, LogoutArgs};
 use crate::clock::Clock;
 use crate::config::{ConfigError, Identity, LoginConfig};
 use crate::login::cache::{CacheKey, CacheKind, CacheLock, TokenStore, lock_budget, remove_unheld_locks};
@@ -45,7 +45,7 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let login = LoginConfig::from_flags(&args.login, None)?;
     // The identity the flags or the profile name: the only client the secret belongs to.
     let configured = if args.all {
-        match Identity::optional_from_flags(&args.identity) {
+        match Identity::optional_from_flags(&args.identity, args.login.grant) {
             Ok(identity) => identity,
             Err(err) => {
                 printer.debug(format_args!("no identity named for the client secret: {err}"));
@@ -53,7 +53,7 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             }
         }
     } else {
-        Some(named_identity(&args.identity)?)
+        Some(named_identity(&args.identity, args.login.grant)?)
     };
     if let (Some(identity), true) = (&configured, args.all) {
         printer.info(format_args!(
@@ -144,14 +144,15 @@ pub fn run(args: &LogoutArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
 
 /// The identity a `logout` without `--all` names; without any identity option, an error that
 /// offers `--all`.
-fn named_identity(flags: &IdentityFlags) -> anyhow::Result<Identity> {
-    if flags.issuer.is_none() && flags.client_id.is_none() && flags.profile.is_none() {
+fn named_identity(flags: &IdentityFlags, grant: Option<GrantArg>) -> anyhow::Result<Identity> {
+    let machine = matches!(grant, Some(GrantArg::ClientCredentials | GrantArg::Workload));
+    if flags.issuer.is_none() && flags.client_id.is_none() && flags.profile.is_none() && !machine {
         anyhow::bail!(
             "say whose cached tokens to forget: --issuer URL --client-id ID (or --profile NAME), \
              or --all to log out of every cached identity (`koidc logout --all`)"
         );
     }
-    Identity::from_flags(flags).map_err(|err| match err {
+    Identity::from_flags(flags, grant).map_err(|err| match err {
         ConfigError::Missing { .. } => {
             anyhow::anyhow!("{err}; or --all to log out of every cached identity")
         }

@@ -35,7 +35,7 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         return super::github::setup(args, clock);
     }
     let printer = Printer::new(args.output.verbose);
-    let identity = Identity::from_flags(&args.identity)?;
+    let identity = Identity::from_flags(&args.identity, args.login.grant)?;
     let login = LoginConfig::from_flags(&args.login, super::env_browser())?;
     let (ca_pem, entry_ca) = setup::entry_cas(
         &login.certificate_authorities,

@@ -22,7 +22,7 @@ use crate::printer::Printer;
 /// Prints the cached identities of the selected issuer/client, or every cached identity.
 pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let printer = Printer::new(args.output.verbose);
-    let identity = Identity::optional_from_flags(&args.identity)?;
+    let identity = Identity::optional_from_flags(&args.identity, args.login.grant)?;
     let (_cache, store) = super::open_cache(&args.cache)?;
     let keys: Vec<CacheKey> = match &identity {
         Some(identity) => super::cached_keys_of(store.as_ref(), identity)?,
@@ -189,6 +189,7 @@ mod tests {
             provider: crate::provider::ProviderKind::Dex,
             github: None,
             profile: profile.map(String::from),
+            machine: None,
         }
     }
 

@@ -3,9 +3,9 @@
 //!
 //! The modules follow the data flow of one call: [`pipeline`] is the use case (cache → lock →
 //! re-read → cool-down → renew → login → save), written once for every credential source;
-//! [`sources`] are the sources (OpenID Connect, GitHub) and the place that picks one, and they
-//! drive the adapters — [`oidc`] (the identity provider's protocol), [`github`] (GitHub's OAuth
-//! and API, for `--provider github`),
+//! [`sources`] are the sources (OpenID Connect, GitHub, pipelines) and the place that picks one,
+//! and they drive the adapters — [`oidc`] (the identity provider's protocol), [`github`]
+//! (GitHub's OAuth and API, for `--provider github`), [`workload`] (a CI job's own token),
 //! [`loopback`] (the redirect listener), [`browser`], [`cache`] (token store and cross-process
 //! lock) — and [`credential`] writes the `ExecCredential` that kubectl reads. [`token`] reads an
 //! ID token's claims offline, for the warm path. Protocol rules shared by the OIDC and GitHub
@@ -23,3 +23,4 @@ pub mod oidc;
 pub mod pipeline;
 pub mod sources;
 pub mod token;
+pub mod workload;

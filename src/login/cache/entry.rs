@@ -47,6 +47,8 @@ struct PlainOut<'a> {
     scopes: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     profile: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    machine: Option<&'a str>,
     id_token: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<&'a str>,
@@ -69,6 +71,8 @@ struct PlainIn {
     scopes: Vec<String>,
     #[serde(default)]
     profile: Option<String>,
+    #[serde(default)]
+    machine: Option<String>,
     id_token: String,
     #[serde(default)]
     refresh_token: Option<String>,
@@ -98,6 +102,8 @@ struct SealedFile {
     scopes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    machine: Option<String>,
     nonce: String,
     ciphertext: String,
 }
@@ -117,6 +123,7 @@ pub(super) fn encode_plain(key: &CacheKey, tokens: &TokenSet, meta: &EntryMeta) 
         client_id: &key.client_id,
         scopes: &key.scopes,
         profile: key.profile.as_deref(),
+        machine: key.machine.as_deref(),
         id_token: tokens.id_token.expose_secret(),
         refresh_token: tokens.refresh_token.as_ref().map(|t| t.expose_secret()),
         kind: meta.kind.as_deref(),
@@ -140,6 +147,7 @@ pub(super) fn decode_plain(path: &Path, bytes: &[u8]) -> Result<Entry, CacheErro
             client_id: entry.client_id,
             scopes: entry.scopes,
             profile: entry.profile,
+            machine: entry.machine,
         },
         tokens: TokenSet {
             id_token: SecretString::from(entry.id_token),
@@ -169,6 +177,7 @@ pub(super) fn encode_sealed(key: &CacheKey, nonce: &[u8; 12], ciphertext: &[u8])
         client_id: key.client_id.clone(),
         scopes: key.scopes.clone(),
         profile: key.profile.clone(),
+        machine: key.machine.clone(),
         nonce: b64.encode(nonce),
         ciphertext: b64.encode(ciphertext),
     };
@@ -198,6 +207,7 @@ pub(super) fn decode_sealed(path: &Path, bytes: &[u8]) -> Result<Sealed, CacheEr
             client_id: file.client_id,
             scopes: file.scopes,
             profile: file.profile,
+            machine: file.machine,
         },
         nonce,
         ciphertext,

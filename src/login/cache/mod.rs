@@ -63,6 +63,9 @@ pub struct CacheKey {
     /// The config-file profile the entry belongs to; `None` without a profile (and for every
     /// entry written before profiles existed, whose ids are unchanged).
     pub profile: Option<String>,
+    /// What a pipeline's identity adds (its grant, token source and audience; see
+    /// `crate::config::Machine`); `None` for a person, whose ids are unchanged.
+    pub machine: Option<String>,
 }
 
 impl CacheKey {
@@ -74,7 +77,14 @@ impl CacheKey {
             client_id: client_id.to_owned(),
             scopes: canonical_scopes(scopes),
             profile: None,
+            machine: None,
         }
+    }
+
+    /// This key for a pipeline's identity `machine` (`None`: a person).
+    pub fn with_machine(mut self, machine: Option<String>) -> Self {
+        self.machine = machine;
+        self
     }
 
     /// This key for the profile `profile` (`None`: no profile).
@@ -105,6 +115,10 @@ impl CacheKey {
             field(b"profile");
             field(profile.as_bytes());
         }
+        if let Some(machine) = &self.machine {
+            field(b"machine");
+            field(machine.as_bytes());
+        }
         let digest = hasher.finalize();
         hex::encode(&digest[..16])
     }
@@ -115,6 +129,7 @@ impl CacheKey {
             && self.client_id == other.client_id
             && canonical_scopes(&self.scopes) == canonical_scopes(&other.scopes)
             && self.profile == other.profile
+            && self.machine == other.machine
     }
 }
 
@@ -476,6 +491,7 @@ mod tests {
             client_id: "c".into(),
             scopes: vec!["y".into(), "x".into()],
             profile: None,
+            machine: None,
         };
         assert_eq!(raw.id(), a.id());
     }

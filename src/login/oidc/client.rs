@@ -495,8 +495,15 @@ impl Provider {
         }
     }
 
-    fn jwks(&self) -> CoreJsonWebKeySet {
+    pub(super) fn jwks(&self) -> CoreJsonWebKeySet {
         self.jwks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Fetches the JWKS again (the provider may have rotated its keys) and keeps it.
+    pub(super) async fn refetch_jwks(&self) -> Result<CoreJsonWebKeySet, OidcError> {
+        let fresh = fetch_jwks(&self.http, self.metadata.jwks_uri().url(), self.cfg.http_timeout).await?;
+        *self.jwks.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        Ok(fresh)
     }
 
     /// Verifies an ID token; when no key matches its `kid`, refetches the JWKS once (the provider
@@ -511,9 +518,7 @@ impl Provider {
         };
         match verify::verify(raw, &self.jwks(), &expected) {
             Err(Rejection::UnknownKey { .. }) => {
-                let fresh =
-                    fetch_jwks(&self.http, self.metadata.jwks_uri().url(), self.cfg.http_timeout).await?;
-                *self.jwks.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+                let fresh = self.refetch_jwks().await?;
                 Ok(verify::verify(raw, &fresh, &expected)?)
             }
             other => Ok(other?),

@@ -188,6 +188,29 @@ pub enum OidcError {
     /// also the error's `source()` (an error chain would print it twice).
     #[error("ID token rejected: {0}")]
     IdTokenRejected(Rejection),
+    /// A client credentials access token failed verification.
+    #[error("access token rejected: {0}")]
+    AccessTokenRejected(Rejection),
+    /// Client credentials without a client secret.
+    #[error(
+        "--grant client-credentials needs the client secret: set KOIDC_CLIENT_SECRET or give --client-secret-file FILE"
+    )]
+    NoClientSecret,
+    /// The client credentials grant gave neither an ID token nor a JWT access token.
+    #[error(
+        "the identity provider returned an opaque access token and no ID token for the client credentials grant: the apiserver can only check a JWT; configure the IdP to issue JWT access tokens for this client (Okta: a custom authorization server; Keycloak: the default)"
+    )]
+    OpaqueAccessToken,
+    /// A JWT access token, but no audience to check it against.
+    #[error(
+        "the identity provider returned an access token and no ID token: give --audience (the audience the apiserver expects) so that koidc can check the access token is for the cluster"
+    )]
+    AccessTokenNeedsAudience,
+    /// A token exchange answered with something else than an ID token.
+    #[error(
+        "the token exchange returned no ID token (issued_token_type is not id_token); the issuer must issue ID tokens by token exchange (Dex: an `oidc` connector, named with --connector-id)"
+    )]
+    ExchangeWithoutIdToken,
     /// The provider advertises no device authorization endpoint (RFC 8628).
     #[error(
         "the identity provider advertises no device authorization endpoint (device_authorization_endpoint in its discovery document); use the authorization code grant (--grant authcode)"

@@ -27,6 +27,7 @@ mod client;
 pub mod device;
 mod error;
 mod http;
+pub mod machine;
 mod page;
 pub mod paste;
 pub mod probe;
@@ -36,6 +37,9 @@ mod verify;
 mod tests;
 
 pub(crate) use self::client::DISCOVERY_SUFFIX;
+/// The HTTP client of an identity provider's requests, for the adapters that talk to a CI
+/// system's token service with the same CAs and timeout.
+pub(crate) use self::http::build_client as http_client;
 pub use self::client::{AuthRequest, OidcConfig, Provider};
 pub use self::error::OidcError;
 pub use self::paste::PasteError;

@@ -230,6 +230,122 @@ pub(crate) fn verify(raw: &str, jwks: &CoreJsonWebKeySet, exp: &Expected<'_>) ->
     Ok(())
 }
 
+/// Verifies a JWT access token (a client credentials grant's, when the provider returns no ID
+/// token): an allowed asymmetric `alg`, the issuer byte for byte, a signature by one of the
+/// provider's keys (the one its `kid` names), `audience` among its `aud`, an `exp` after `now`
+/// and no `nbf` ahead of it. It names no client id (RFC 9068 puts the client in `client_id`), so
+/// the apiserver's audience is what ties it to the cluster.
+pub(crate) fn verify_access_token(
+    raw: &str,
+    jwks: &CoreJsonWebKeySet,
+    issuer: &IssuerUrl,
+    audience: &str,
+    algs: &[CoreJwsSigningAlgorithm],
+    now: DateTime<Utc>,
+) -> Result<(), Rejection> {
+    use openidconnect::JsonWebKey as _;
+    if raw.len() > MAX_TOKEN_LEN {
+        return Err(Rejection::Malformed(format!("larger than {MAX_TOKEN_LEN} bytes")));
+    }
+    let (header, payload) = unverified_parts(raw)?;
+    let alg_text = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Rejection::Malformed("the header has no alg".into()))?;
+    if alg_text == "none" {
+        return Err(Rejection::AlgNone);
+    }
+    let Some(alg) = algs.iter().find(|a| alg_name(a) == alg_text) else {
+        return Err(Rejection::AlgNotAllowed {
+            alg: one_line(alg_text, 40),
+            allowed: algs.iter().map(alg_name).collect::<Vec<_>>().join(", "),
+        });
+    };
+    let got_iss = payload.get("iss").and_then(Value::as_str).unwrap_or_default();
+    if got_iss != issuer.as_str() {
+        return Err(Rejection::Issuer {
+            expected: issuer.to_string(),
+            got: one_line(got_iss, 200),
+        });
+    }
+    let kid = header.get("kid").and_then(Value::as_str);
+    let Some((signed, signature)) = raw.rsplit_once('.') else {
+        return Err(Rejection::Malformed("not three dot-separated parts".into()));
+    };
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| Rejection::Malformed("the signature is not base64url".into()))?;
+    let candidates: Vec<_> = jwks
+        .keys()
+        .iter()
+        .filter(|key| match (kid, key.key_id()) {
+            (Some(kid), Some(id)) => id.as_str() == kid,
+            (Some(_), None) => false,
+            (None, _) => true,
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Err(Rejection::UnknownKey {
+            kid: kid.map_or_else(|| "(none)".to_owned(), |k| one_line(k, 80)),
+            alg: alg_text.to_owned(),
+        });
+    }
+    let mut last = None;
+    let verified = candidates.iter().any(|key| {
+        match key.verify_signature(alg, signed.as_bytes(), &signature) {
+            Ok(()) => true,
+            Err(e) => {
+                last = Some(e);
+                false
+            }
+        }
+    });
+    if !verified {
+        return Err(Rejection::Signature(
+            last.map(|e| one_line(&e.to_string(), 200)).unwrap_or_default(),
+        ));
+    }
+    let audiences: Vec<&str> = match payload.get("aud") {
+        Some(Value::String(one)) => vec![one.as_str()],
+        Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if !audiences.contains(&audience) {
+        let named: Vec<String> = audiences.iter().take(5).map(|a| format!("`{}`", one_line(a, 100))).collect();
+        return Err(Rejection::Audience(format!(
+            "must contain `{audience}` (the token's: {}); check --audience and the audience the IdP puts in this client's access tokens",
+            if named.is_empty() { "none".to_owned() } else { named.join(", ") }
+        )));
+    }
+    let timestamp = |name: &str| -> Result<Option<DateTime<Utc>>, Rejection> {
+        match payload.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f.floor() as i64))
+                .and_then(|s| DateTime::<Utc>::from_timestamp(s, 0))
+                .map(Some)
+                .ok_or_else(|| Rejection::Malformed(format!("the {name} claim is not a valid timestamp"))),
+        }
+    };
+    let expiry = timestamp("exp")?.ok_or_else(|| Rejection::Malformed("the token has no exp claim".into()))?;
+    if expiry <= now {
+        return Err(Rejection::Expired {
+            expiry: expiry.to_rfc3339(),
+            now: now.to_rfc3339(),
+        });
+    }
+    if let Some(not_before) = timestamp("nbf")?
+        && not_before > now + NBF_LEEWAY
+    {
+        return Err(Rejection::NotYetValid {
+            not_before: not_before.to_rfc3339(),
+            now: now.to_rfc3339(),
+        });
+    }
+    Ok(())
+}
+
 /// What is wrong with the token's `aud`, in words: the audiences it names (or that it names
 /// none), and what to check. `crate_message` is the crate's text, kept for an untrusted extra
 /// audience beside the client id.

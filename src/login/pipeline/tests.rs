@@ -174,6 +174,7 @@ impl World {
                 provider: ProviderKind::Generic,
                 github: None,
                 profile: None,
+                machine: None,
             },
             dir,
             cache,

@@ -570,6 +570,7 @@ mod tests {
             provider: ProviderKind::Github,
             github: Some(GithubUrls::new(None, None).unwrap()),
             profile: None,
+            machine: None,
         }
     }
 

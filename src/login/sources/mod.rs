@@ -15,6 +15,7 @@
 //! `logout` revokes them with [`revoke_entry`]) reach the source through it, not through flags.
 
 pub mod github;
+pub mod machine;
 pub mod oidc;
 
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub enum Selected<'a> {
     Oidc(oidc::OidcSource<'a>),
     /// GitHub (`--provider github`).
     Github(github::GithubSource<'a>),
+    /// A pipeline (`--grant workload` or `client-credentials`).
+    Machine(machine::MachineSource<'a>),
 }
 
 impl Selected<'_> {
@@ -61,13 +64,18 @@ impl Selected<'_> {
         match self {
             Selected::Oidc(source) => source,
             Selected::Github(source) => source,
+            Selected::Machine(source) => source,
         }
     }
 }
 
-/// The source for `context.identity`: GitHub for `--provider github`, else OpenID Connect. Cheap
-/// (no network, no runtime): the warm path selects one too.
+/// The source for `context.identity`: a pipeline's for `--grant workload` and
+/// `client-credentials`, GitHub for `--provider github`, else OpenID Connect. Cheap (no network,
+/// no runtime): the warm path selects one too.
 pub fn select(context: Context<'_>) -> anyhow::Result<Selected<'_>> {
+    if let Some(machine) = &context.identity.machine {
+        return Ok(Selected::Machine(machine::MachineSource::new(context, machine)));
+    }
     if context.identity.provider == ProviderKind::Github {
         let urls = context
             .identity
@@ -86,15 +94,18 @@ pub enum EntryKind {
     Oidc,
     /// A GitHub access token (`kind` [`crate::login::github::KIND`]).
     Github,
+    /// A pipeline's token (`kind` [`machine::WORKLOAD_KIND`] or
+    /// [`machine::CLIENT_CREDENTIALS_KIND`]): nothing to revoke.
+    Machine,
 }
 
 impl EntryKind {
     /// The kind `meta` names.
     pub fn of(meta: &EntryMeta) -> Self {
-        if meta.kind.as_deref() == Some(crate::login::github::KIND) {
-            EntryKind::Github
-        } else {
-            EntryKind::Oidc
+        match meta.kind.as_deref() {
+            Some(crate::login::github::KIND) => EntryKind::Github,
+            Some(machine::WORKLOAD_KIND | machine::CLIENT_CREDENTIALS_KIND) => EntryKind::Machine,
+            _ => EntryKind::Oidc,
         }
     }
 }
@@ -102,6 +113,9 @@ impl EntryKind {
 /// The credential of a cached entry, read offline by the source its kind names: a GitHub entry
 /// with the account it was stored with, else the ID token and its claims.
 pub fn read_entry(tokens: TokenSet, meta: &EntryMeta) -> anyhow::Result<Credential> {
+    if EntryKind::of(meta) == EntryKind::Machine {
+        return machine::read_entry(tokens);
+    }
     if let Some(account) = github::account_of(meta) {
         return Ok(Credential::GithubAccess {
             token: tokens.id_token,
@@ -156,6 +170,7 @@ pub fn revoke_entry(
     match EntryKind::of(meta) {
         EntryKind::Github => github::revoke_entry(&tokens.id_token, request),
         EntryKind::Oidc => oidc::revoke_entry(tokens.refresh_token.as_ref(), request),
+        EntryKind::Machine => Ok(Revocation::Nothing),
     }
 }
 

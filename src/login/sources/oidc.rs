@@ -190,6 +190,7 @@ pub fn revoke_entry(
         provider: ProviderKind::detect(&key.issuer),
         github: None,
         profile: key.profile.clone(),
+        machine: None,
     };
     let mut oidc = request.login.oidc(&identity);
     oidc.client_secret = request.client_secret.cloned();

@@ -1,0 +1,144 @@
+//! The token requests of pipelines, which never involve a person: OAuth 2.0 client credentials
+//! (RFC 6749 4.4) and token exchange (RFC 8693), and the check of a JWT access token.
+//!
+//! Every token handed out is verified as a login's would be: an ID token against the provider's
+//! keys, issuer and client id (without a nonce: no authorization request was made); an access
+//! token, which carries no client id as its audience, against the keys, the issuer, the
+//! apiserver's audience and its expiry ([`verify::verify_access_token`]).
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::client::Provider;
+use super::error::OidcError;
+use super::verify::{self, Rejection};
+
+/// RFC 8693's grant type.
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693's name of an ID token.
+const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+
+/// What the token endpoint answered to a pipeline's request. No `Debug`: it holds tokens.
+#[derive(Deserialize)]
+struct MachineBody {
+    #[serde(default)]
+    id_token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    issued_token_type: Option<String>,
+}
+
+/// The verified token a client credentials grant gave.
+pub enum ClientToken {
+    /// An ID token for the client.
+    IdToken(SecretString),
+    /// A JWT access token for the asked audience.
+    AccessToken(SecretString),
+}
+
+impl Provider {
+    /// Client credentials: the ID token when the provider returns one (verified for the client
+    /// id), else the access token when it is a JWT of this issuer for `audience` (verified).
+    /// Needs the client secret ([`OidcError::NoClientSecret`] without one).
+    pub async fn client_credentials(&self, audience: Option<&str>) -> Result<ClientToken, OidcError> {
+        let Some(secret) = &self.cfg.client_secret else {
+            return Err(OidcError::NoClientSecret);
+        };
+        let scope = self.cfg.scopes.join(" ");
+        let mut params = vec![("grant_type", "client_credentials")];
+        if !scope.is_empty() {
+            params.push(("scope", scope.as_str()));
+        }
+        let reply = self.post(&self.token_url, &params).await?;
+        let body = self.machine_body(reply, &[secret.expose_secret()])?;
+        if let Some(id_token) = body.id_token.filter(|t| !t.is_empty()) {
+            self.verify_id_token(&id_token, None).await?;
+            return Ok(ClientToken::IdToken(SecretString::from(id_token)));
+        }
+        let access = body
+            .access_token
+            .filter(|t| !t.is_empty())
+            .ok_or(OidcError::MissingIdToken)?;
+        if access.split('.').count() != 3 {
+            return Err(OidcError::OpaqueAccessToken);
+        }
+        let Some(audience) = audience else {
+            return Err(OidcError::AccessTokenNeedsAudience);
+        };
+        self.verify_access_token(&access, audience).await?;
+        Ok(ClientToken::AccessToken(SecretString::from(access)))
+    }
+
+    /// Token exchange: trades `subject` (the CI job's token, sent as an ID token) for this
+    /// provider's ID token for the client, checked by Dex's `connector_id` when given; verifies
+    /// the ID token.
+    pub async fn exchange_token(
+        &self,
+        subject: &SecretString,
+        connector_id: Option<&str>,
+    ) -> Result<SecretString, OidcError> {
+        let mut scopes = vec!["openid".to_owned()];
+        scopes.extend(self.cfg.scopes.iter().filter(|s| *s != "offline_access").cloned());
+        let scope = scopes.join(" ");
+        let mut params = vec![
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", subject.expose_secret()),
+            ("subject_token_type", ID_TOKEN_TYPE),
+            ("requested_token_type", ID_TOKEN_TYPE),
+            ("scope", scope.as_str()),
+        ];
+        if let Some(connector) = connector_id {
+            params.push(("connector_id", connector));
+        }
+        let reply = self.post(&self.token_url, &params).await?;
+        let mut secrets = vec![subject.expose_secret()];
+        if let Some(s) = &self.cfg.client_secret {
+            secrets.push(s.expose_secret());
+        }
+        let body = self.machine_body(reply, &secrets)?;
+        // RFC 8693 puts the issued token in `access_token`, whatever its type; some providers
+        // add `id_token` as well.
+        let id_token = match body.id_token.filter(|t| !t.is_empty()) {
+            Some(id_token) => id_token,
+            None if body.issued_token_type.as_deref() == Some(ID_TOKEN_TYPE) => body
+                .access_token
+                .filter(|t| !t.is_empty())
+                .ok_or(OidcError::MissingIdToken)?,
+            None => return Err(OidcError::ExchangeWithoutIdToken),
+        };
+        self.verify_id_token(&id_token, None).await?;
+        Ok(SecretString::from(id_token))
+    }
+
+    /// Reads a pipeline's token reply, scrubbing `secrets` from any error the provider sends.
+    fn machine_body(&self, reply: super::http::Reply, secrets: &[&str]) -> Result<MachineBody, OidcError> {
+        let oauth_error = serde_json::from_slice::<super::client::OAuthErrorBody>(&reply.body);
+        if reply.status == reqwest::StatusCode::OK && oauth_error.is_err() {
+            return serde_json::from_slice(&reply.body)
+                .map_err(|_| OidcError::BadTokenResponse(super::http::display_url(&self.token_url)));
+        }
+        let Ok(err) = oauth_error else {
+            return Err(OidcError::HttpStatus {
+                url: super::http::display_url(&self.token_url),
+                status: reply.status.as_u16(),
+            });
+        };
+        let (error, description) = super::client::sanitize_oauth_error(&err, secrets);
+        Err(OidcError::TokenRequest { error, description })
+    }
+
+    /// Verifies a JWT access token for `audience`; refetches the keys once when none matches.
+    async fn verify_access_token(&self, raw: &str, audience: &str) -> Result<(), OidcError> {
+        let check = |jwks: &openidconnect::core::CoreJsonWebKeySet| {
+            verify::verify_access_token(raw, jwks, &self.issuer, audience, &self.algs, self.clock.now())
+        };
+        match check(&self.jwks()) {
+            Err(Rejection::UnknownKey { .. }) => {
+                let fresh = self.refetch_jwks().await?;
+                check(&fresh).map_err(OidcError::AccessTokenRejected)
+            }
+            other => other.map_err(OidcError::AccessTokenRejected),
+        }
+    }
+}
