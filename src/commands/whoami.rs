@@ -272,3 +272,57 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod pipeline_tests {
+    use super::*;
+    use crate::cli::{GrantArg, IdentityFlags};
+
+    #[test]
+    fn a_pipeline_without_a_cached_token_is_pointed_to_the_get_token_command_of_its_options() {
+        let workload = IdentityFlags {
+            audience: Some("https://k8s.example".into()),
+            token_source: Some("env:CI JOB".into()),
+            ..IdentityFlags::default()
+        };
+        // The variable name is refused; a valid one is written back as given.
+        assert!(Identity::from_flags(&workload, Some(GrantArg::Workload)).is_err());
+        let workload = IdentityFlags {
+            token_source: Some("env:CI_JOB_JWT".into()),
+            ..workload
+        };
+        let id = Identity::from_flags(&workload, Some(GrantArg::Workload)).unwrap();
+        assert_eq!(
+            login_command(&id),
+            "koidc get-token --grant workload --token-source env:CI_JOB_JWT --audience https://k8s.example"
+        );
+        let exchange = IdentityFlags {
+            issuer: Some("https://dex.example/dex".into()),
+            client_id: Some("koidc".into()),
+            connector_id: Some("github actions".into()),
+            ..workload
+        };
+        let id = Identity::from_flags(&exchange, Some(GrantArg::Workload)).unwrap();
+        assert_eq!(
+            login_command(&id),
+            "koidc get-token --grant workload --token-source env:CI_JOB_JWT --audience https://k8s.example \
+             --issuer https://dex.example/dex --client-id koidc --connector-id 'github actions'"
+        );
+        let client = IdentityFlags {
+            issuer: Some("https://idp.example".into()),
+            client_id: Some("ci".into()),
+            ..IdentityFlags::default()
+        };
+        let id = Identity::from_flags(&client, Some(GrantArg::ClientCredentials)).unwrap();
+        assert_eq!(
+            login_command(&id),
+            "koidc get-token --grant client-credentials --issuer https://idp.example --client-id ci"
+        );
+        let key = id.cache_key();
+        assert!(
+            header(&key).contains("pipeline: client-credentials\n"),
+            "{}",
+            header(&key)
+        );
+    }
+}
