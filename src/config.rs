@@ -223,6 +223,9 @@ pub enum Machine {
         /// this Dex connector (`--connector-id`) when given. `None`: the job's token is the
         /// credential (the identity's issuer is then the source's name, its client the audience).
         exchange: Option<Exchange>,
+        /// The job a cached token belongs to ([`crate::login::workload::job_binding`]), part of
+        /// the cache key; `None` when the source cannot say, or reads its token on every call.
+        job: Option<String>,
     },
 }
 
@@ -234,8 +237,18 @@ pub struct Exchange {
 }
 
 impl Machine {
+    /// Whether a token may be cached for this pipeline. A job token from a file or a variable,
+    /// sent as it is, is read on every call instead (cheaper than the cache, and never another
+    /// job's); a token from GitHub Actions or an exchange is cached for its job only.
+    pub fn uses_cache(&self) -> bool {
+        match self {
+            Machine::ClientCredentials { .. } => true,
+            Machine::Workload { job, .. } => job.is_some(),
+        }
+    }
+
     /// What the machine identity adds to the cache key, so that a pipeline's entry is never
-    /// served to a person of the same issuer and client (or to another source or audience).
+    /// served to a person of the same issuer and client (or to another source, audience or job).
     fn key_part(&self) -> String {
         match self {
             Machine::ClientCredentials { audience } => {
@@ -245,13 +258,15 @@ impl Machine {
                 source,
                 audience,
                 exchange,
+                job,
             } => format!(
-                "workload\n{source}\n{}\n{}",
+                "workload\n{source}\n{}\n{}\n{}",
                 audience.as_deref().unwrap_or_default(),
                 exchange
                     .as_ref()
                     .and_then(|e| e.connector_id.as_deref())
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                job.as_deref().unwrap_or_default()
             ),
         }
     }
@@ -299,6 +314,9 @@ impl Identity {
         }
         let audience = non_empty_audience(flags.audience.as_deref())?;
         let mut identity = Self::person(flags)?;
+        // A provider's preset scopes are a person's (`offline_access`, `groups`, `email`): an
+        // IdP refuses them for a client's own token (Okta does). Only the user's are asked for.
+        identity.scopes = normalize_scopes(flags.scopes.as_deref().unwrap_or_default())?;
         identity.machine = Some(Machine::ClientCredentials { audience });
         Ok(identity)
     }
@@ -333,6 +351,10 @@ impl Identity {
                 return Err(ConfigError::ExchangeWithoutIssuer { flag: "scope" });
             }
             let audience = audience.unwrap_or_default();
+            // A file or a variable is read on every call; GitHub's token is cached per job.
+            let job = (source == TokenSource::GithubActions)
+                .then(|| crate::login::workload::job_binding(&source, env))
+                .flatten();
             return Ok(Self {
                 issuer: source.to_string(),
                 client_id: audience.clone(),
@@ -344,6 +366,7 @@ impl Identity {
                     source,
                     audience: Some(audience),
                     exchange: None,
+                    job,
                 }),
             });
         }
@@ -352,10 +375,13 @@ impl Identity {
             other => other.map(str::to_owned),
         };
         let mut identity = Self::person(flags)?;
+        // The exchanged token is cached for the job whose token it was exchanged for.
+        let job = crate::login::workload::job_binding(&source, env);
         identity.machine = Some(Machine::Workload {
             source,
             audience,
             exchange: Some(Exchange { connector_id }),
+            job,
         });
         Ok(identity)
     }
@@ -1187,6 +1213,76 @@ mod tests {
             let err = workload(flags, true).unwrap_err().to_string();
             assert!(err.contains("needs --issuer"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_later_job_on_the_same_runner_never_gets_the_previous_jobs_cached_token() {
+        use crate::login::workload::{ACTIONS_TOKEN_VAR, ACTIONS_URL_VAR};
+        let flags = IdentityFlags {
+            audience: Some("kubernetes".into()),
+            ..IdentityFlags::default()
+        };
+        let job = |url: &'static str, bearer: &'static str| {
+            let env = move |name: &str| match name {
+                n if n == ACTIONS_URL_VAR => Some(url.into()),
+                n if n == ACTIONS_TOKEN_VAR => Some(bearer.into()),
+                _ => None,
+            };
+            Identity::from_flags_with(&flags, Some(GrantArg::Workload), &env).unwrap()
+        };
+        // GitHub gives every job its own request URL and bearer: each job its own cache entry.
+        let first = job("https://t/plans/1/jobs/1/idtoken?api-version=2.0", "bearer-1");
+        let again = job("https://t/plans/1/jobs/1/idtoken?api-version=2.0", "bearer-1");
+        let next = job("https://t/plans/2/jobs/7/idtoken?api-version=2.0", "bearer-2");
+        let same_url = job("https://t/plans/1/jobs/1/idtoken?api-version=2.0", "bearer-3");
+        assert!(first.machine.as_ref().unwrap().uses_cache());
+        assert_eq!(first.cache_key().id(), again.cache_key().id());
+        assert_ne!(first.cache_key().id(), next.cache_key().id());
+        assert_ne!(first.cache_key().id(), same_url.cache_key().id());
+        // The key names no secret: the bearer is digested.
+        assert!(!first.cache_key().machine.unwrap().contains("bearer-1"));
+
+        // A file or variable sent as it is: read on every call, never cached.
+        for source in ["file:/var/run/secrets/tokens/kube", "env:CI_JOB_JWT"] {
+            let local = IdentityFlags {
+                token_source: Some(source.into()),
+                ..flags.clone()
+            };
+            let id = Identity::from_flags_with(&local, Some(GrantArg::Workload), &|_| None).unwrap();
+            assert!(!id.machine.unwrap().uses_cache(), "{source}");
+        }
+        // Exchanged for a variable's token: cached for that token only.
+        let exchange = |token: &'static str| {
+            let flags = IdentityFlags {
+                token_source: Some("env:CI_JOB_JWT".into()),
+                ..identity_flags("https://dex.example/dex", ProviderArg::Auto, &[])
+            };
+            let env = move |name: &str| (name == "CI_JOB_JWT").then(|| token.into());
+            Identity::from_flags_with(&flags, Some(GrantArg::Workload), &env).unwrap()
+        };
+        let a = exchange("a.b.c");
+        assert!(a.machine.as_ref().unwrap().uses_cache());
+        assert_eq!(a.cache_key().id(), exchange("a.b.c").cache_key().id());
+        assert_ne!(a.cache_key().id(), exchange("x.y.z").cache_key().id());
+        // Without the variables GitHub sets, nothing can be served from the cache.
+        let unset = Identity::from_flags_with(&flags, Some(GrantArg::Workload), &|n| {
+            (n == ACTIONS_URL_VAR).then(|| "https://t/x".into())
+        })
+        .unwrap();
+        assert!(!unset.machine.unwrap().uses_cache());
+    }
+
+    #[test]
+    fn client_credentials_ask_only_for_the_users_scopes_not_a_providers_presets() {
+        let okta = identity_flags(
+            "https://acme.okta.com/oauth2/default",
+            ProviderArg::Auto,
+            &["deploy"],
+        );
+        let id = Identity::from_flags(&okta, Some(GrantArg::ClientCredentials)).unwrap();
+        assert_eq!(id.scopes, ["deploy"]);
+        let person = Identity::from_flags(&okta, None).unwrap();
+        assert!(person.scopes.contains(&"offline_access".to_owned()));
     }
 
     #[test]

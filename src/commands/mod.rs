@@ -152,7 +152,12 @@ impl<'a> Session<'a> {
         clock: Arc<dyn Clock>,
         printer: Printer,
     ) -> anyhow::Result<Self> {
-        let (cache, store) = open_cache(flags)?;
+        let (mut cache, mut store) = open_cache(flags)?;
+        if identity.machine.as_ref().is_some_and(|m| !m.uses_cache()) {
+            // A job token read on every call: nothing to cache, nothing to lock.
+            cache.kind = crate::login::cache::CacheKind::None;
+            store = open_store(cache.kind, &cache.dir)?;
+        }
         Ok(Self {
             identity,
             cache,

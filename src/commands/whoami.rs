@@ -140,6 +140,7 @@ fn pipeline_command(identity: &Identity, machine: &Machine) -> String {
             source,
             audience,
             exchange,
+            ..
         } => {
             words.push("workload".into());
             words.extend(["--token-source".to_owned(), shell_word(&source.to_string())]);

@@ -2,7 +2,7 @@
 //! service (`ACTIONS_ID_TOKEN_REQUEST_URL`), a file (a Kubernetes projected service-account token,
 //! a GitLab `id_tokens` value written out) or a variable (GitLab CI `id_tokens`).
 //!
-//! This is the adapter of `--grant workload` (the source in `crate::login::sources::workload`
+//! This is the adapter of `--grant workload` (the source in `crate::login::sources::machine`
 //! decides what to do with the token): [`TokenSource`] is the parsed `--token-source`,
 //! [`read_local`] reads a file or a variable, [`request_github_actions`] asks GitHub for a token
 //! with the audience the apiserver expects, and [`check_job_token`] checks what koidc can check
@@ -310,9 +310,30 @@ fn scrub(text: &str, secrets: &[&str]) -> String {
     out
 }
 
+/// Which job a cached credential belongs to, so that a later job on the same runner (a
+/// self-hosted runner keeps HOME and the cache) never gets an earlier job's token: a digest of
+/// GitHub Actions' per-job request URL and bearer, or of the token a file or variable holds now.
+/// `None` when the source cannot say (its variables are unset, its file unreadable): then
+/// nothing may be served from the cache.
+pub fn job_binding(source: &TokenSource, env: &dyn Fn(&str) -> Option<std::ffi::OsString>) -> Option<String> {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    match read_local(source, env) {
+        Some(token) => hasher.update(token.ok()?.expose_secret().as_bytes()),
+        None => {
+            let var = |name: &str| env(name).filter(|v| !v.is_empty());
+            let (url, bearer) = (var(ACTIONS_URL_VAR)?, var(ACTIONS_TOKEN_VAR)?);
+            hasher.update(url.as_encoded_bytes());
+            hasher.update([0]);
+            hasher.update(bearer.as_encoded_bytes());
+        }
+    }
+    Some(hex::encode(&hasher.finalize()[..16]))
+}
+
 /// Checks what koidc can check of a job token without the CI issuer's keys: a JWT whose `aud`
-/// contains `audience` (when given) and whose `exp` is later than `not_before` (now plus the
-/// expiry margin). Returns its claims.
+/// contains `audience` (when given) and whose `exp` is later than `not_before`. Returns its
+/// claims.
 pub fn check_job_token(
     token: &SecretString,
     source: &TokenSource,

@@ -159,6 +159,7 @@ impl Connection for MachineConnection<'_, '_> {
                 source: from,
                 audience,
                 exchange,
+                ..
             } => source.workload(from, audience.as_deref(), exchange.as_ref())?,
             Machine::ClientCredentials { audience } => source.client_credentials(audience.as_deref())?,
         };
@@ -309,6 +310,9 @@ mod tests {
         )
     }
 
+    /// A workload identity whose token the cache keeps for the job `job` (as for GitHub Actions,
+    /// or an exchange); production reads a file or variable sent as it is on every call instead
+    /// (`Machine::uses_cache`), which these tests also cover by the same source.
     fn workload(source: TokenSource, audience: &str) -> Identity {
         Identity {
             issuer: source.to_string(),
@@ -321,6 +325,7 @@ mod tests {
                 source,
                 audience: Some(audience.to_owned()),
                 exchange: None,
+                job: Some("job-1".to_owned()),
             }),
         }
     }
