@@ -5,7 +5,8 @@
 //! and the real kubectl then logs in through it (also with `--embed-ca`, the IdP's CA carried in
 //! the entry). What setup says and writes about client secrets and GitHub. `setup --ci`: the
 //! printed (and `--merge`d) AuthenticationConfiguration read back as YAML, its one-line refusals,
-//! the bind-group command it prints run for real, and no network or login on the way. The
+//! the bind-group command it prints run for real, no network or login on the way, and the real
+//! kube-apiserver compiling its CEL rules (hostile quotes in refs included) beside people's. The
 //! end-to-end use of setup's output by a real apiserver and kubectl is in [`crate::rbac_e2e`].
 
 use std::path::Path;
@@ -945,4 +946,54 @@ fn setup_ci_merge_refuses_a_duplicate_issuer_and_files_it_cannot_use_in_one_line
     }
     let flags = setup_ci(tmp.path(), &["github-actions", "--repository", "acme/app", "--audience", "k", "--print", "apiserver-flags"]);
     assert!(flags.assert_one_error_line().contains("--print authentication-config"));
+}
+
+#[test]
+fn the_real_apiserver_compiles_the_ci_rules_merged_beside_people_quotes_in_refs_and_environments_included() {
+    let idp = KubeIdp::start();
+    let people = idp.setup_auth_config();
+    people.assert_success();
+    let dir = idp.dir().join("setup-ci");
+    std::fs::create_dir_all(&dir).unwrap();
+    let people_file = file_in(&dir, "people.yaml", &people.stdout);
+    // Values git and GitHub allow that would break out of a CEL string if written as they are.
+    let out = setup_ci(
+        &dir,
+        &[
+            "github-actions",
+            "--ci-issuer",
+            "https://127.0.0.1:1",
+            "--repository",
+            "acme/app",
+            "--repository",
+            "acme/web",
+            "--ref",
+            "refs/heads/main",
+            "--ref",
+            "refs/heads/it's",
+            "--environment",
+            "prod' || true || '",
+            "--environment",
+            "back\\slash \"quoted\"",
+            "--audience",
+            "k8s",
+            "--merge",
+            &people_file,
+            "--print",
+            "authentication-config",
+        ],
+    );
+    out.assert_success();
+    // kube-apiserver compiles every CEL expression of the file at start and refuses to start
+    // (the test fails with its log) when one does not compile.
+    let cluster = crate::kube::KubeCluster::start(&out.stdout, idp);
+    let _logs = cluster.print_logs_on_failure();
+    let whoami = cluster.user(&READER).kubectl(&["auth", "whoami", "-o", "json"]);
+    whoami.assert_success();
+    let review: Value = serde_json::from_str(&whoami.stdout).expect("whoami printed JSON");
+    assert_eq!(
+        review["status"]["userInfo"]["username"],
+        format!("oidc:{}", READER.email),
+        "people still get in beside the CI authenticator: {review}"
+    );
 }
