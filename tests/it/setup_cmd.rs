@@ -729,7 +729,10 @@ fn setup_ci_github_actions_merges_the_jobs_authenticator_into_people_s_file_with
     assert_eq!(jwt[0]["claimMappings"]["groups"]["prefix"], "oidc:");
     let ci = &jwt[1];
     assert_eq!(ci["issuer"]["url"], "https://127.0.0.1:1");
-    assert_eq!(ci["issuer"]["audiences"], serde_json::json!(["https://k8s.example.com"]));
+    assert_eq!(
+        ci["issuer"]["audiences"],
+        serde_json::json!(["https://k8s.example.com"])
+    );
     assert_eq!(ci["issuer"]["certificateAuthority"], ca.ca_pem());
     let rules: Vec<&str> = ci["claimValidationRules"]
         .as_array()
@@ -739,7 +742,10 @@ fn setup_ci_github_actions_merges_the_jobs_authenticator_into_people_s_file_with
         .collect();
     assert_eq!(
         rules,
-        ["claims.repository == 'acme/app'", "claims.ref == 'refs/heads/main'"]
+        [
+            "claims.repository == 'acme/app'",
+            "claims.ref == 'refs/heads/main'"
+        ]
     );
     assert_eq!(
         ci["claimMappings"]["username"]["expression"],
@@ -750,13 +756,20 @@ fn setup_ci_github_actions_merges_the_jobs_authenticator_into_people_s_file_with
         "['github-actions:' + claims.repository]"
     );
     assert!(
-        out.stderr.contains("one jwt authenticator for the issuer https://127.0.0.1:1"),
+        out.stderr
+            .contains("one jwt authenticator for the issuer https://127.0.0.1:1"),
         "{}",
         out.stderr
     );
     // No login, nothing saved: the people's groups prefix for bind-group is left alone.
-    assert!(!tmp.path().join("config/koidc").exists(), "setup --ci saved settings");
-    assert!(!tmp.path().join("home/.cache").exists(), "setup --ci opened a token cache");
+    assert!(
+        !tmp.path().join("config/koidc").exists(),
+        "setup --ci saved settings"
+    );
+    assert!(
+        !tmp.path().join("home/.cache").exists(),
+        "setup --ci opened a token cache"
+    );
 }
 
 #[test]
@@ -794,7 +807,10 @@ fn setup_ci_puts_several_repositories_and_refs_into_one_authenticator_and_says_s
     let config: Value = serde_saphyr::from_str(&yaml).unwrap();
     let jwt = config["jwt"].as_array().unwrap();
     assert_eq!(jwt.len(), 1);
-    assert_eq!(jwt[0]["issuer"]["url"], "https://token.actions.githubusercontent.com");
+    assert_eq!(
+        jwt[0]["issuer"]["url"],
+        "https://token.actions.githubusercontent.com"
+    );
     assert_eq!(
         jwt[0]["claimValidationRules"][0]["expression"],
         "claims.repository in ['acme/app', 'acme/web']"
@@ -805,7 +821,11 @@ fn setup_ci_puts_several_repositories_and_refs_into_one_authenticator_and_says_s
     );
     for group in ["github-actions:acme/app", "github-actions:acme/web"] {
         let line = format!("#   koidc bind-group {group} edit -n <namespace> --group-prefix ''");
-        assert!(out.stdout.lines().any(|l| l == line), "no {line:?} in:\n{}", out.stdout);
+        assert!(
+            out.stdout.lines().any(|l| l == line),
+            "no {line:?} in:\n{}",
+            out.stdout
+        );
     }
     assert!(out.stdout.contains("#     id-token: write"), "{}", out.stdout);
 }
@@ -819,7 +839,15 @@ fn setup_ci_bind_group_command_binds_exactly_the_group_the_apiserver_derives() {
     std::fs::write(settings.join("cluster.json"), "{\"groupsPrefix\": \"oidc:\"}\n").unwrap();
     let out = setup_ci(
         tmp.path(),
-        &["github-actions", "--repository", "acme/app", "--ref", "refs/heads/main", "--audience", "k8s"],
+        &[
+            "github-actions",
+            "--repository",
+            "acme/app",
+            "--ref",
+            "refs/heads/main",
+            "--audience",
+            "k8s",
+        ],
     );
     out.assert_success();
     let command = out
@@ -833,7 +861,12 @@ fn setup_ci_bind_group_command_binds_exactly_the_group_the_apiserver_derives() {
         .map(|w| if w == "<namespace>" { "application" } else { w })
         .collect();
     let printed = bind_group(&tmp.path().join("home"), &tmp.path().join("config"), &args);
-    assert_eq!(subject_names(&printed.stdout), ["github-actions:acme/app"], "{}", printed.stdout);
+    assert_eq!(
+        subject_names(&printed.stdout),
+        ["github-actions:acme/app"],
+        "{}",
+        printed.stdout
+    );
     assert_eq!(
         std::fs::read_to_string(settings.join("cluster.json")).unwrap(),
         "{\"groupsPrefix\": \"oidc:\"}\n",
@@ -846,7 +879,17 @@ fn setup_ci_prints_the_job_side_for_github_actions_and_gitlab() {
     let tmp = tempfile::tempdir().unwrap();
     let github = setup_ci(
         tmp.path(),
-        &["github-actions", "--repository", "acme/app", "--ref", "refs/heads/main", "--audience", "k8s", "--print", "kubeconfig"],
+        &[
+            "github-actions",
+            "--repository",
+            "acme/app",
+            "--ref",
+            "refs/heads/main",
+            "--audience",
+            "k8s",
+            "--print",
+            "kubeconfig",
+        ],
     );
     github.assert_success();
     let entry: Value = serde_saphyr::from_str(&github.stdout).unwrap();
@@ -854,7 +897,12 @@ fn setup_ci_prints_the_job_side_for_github_actions_and_gitlab() {
     assert_eq!(entry["users"][0]["name"], "ci");
     assert_eq!(
         exec["args"],
-        serde_json::json!(["get-token", "--audience=k8s", "--token-source=github-actions", "--grant=workload"])
+        serde_json::json!([
+            "get-token",
+            "--audience=k8s",
+            "--token-source=github-actions",
+            "--grant=workload"
+        ])
     );
     assert_eq!(exec["interactiveMode"], "Never");
 
@@ -881,10 +929,16 @@ fn setup_ci_prints_the_job_side_for_github_actions_and_gitlab() {
         "#   koidc bind-group gitlab:acme/platform/app edit -n <namespace> --group-prefix ''",
         "#         - --token-source=env:KOIDC_ID_TOKEN",
     ] {
-        assert!(gitlab.stdout.lines().any(|l| l == line), "no {line:?} in:\n{}", gitlab.stdout);
+        assert!(
+            gitlab.stdout.lines().any(|l| l == line),
+            "no {line:?} in:\n{}",
+            gitlab.stdout
+        );
     }
     assert!(
-        gitlab.stdout.contains("- expression: claims.project_path == 'acme/platform/app'"),
+        gitlab
+            .stdout
+            .contains("- expression: claims.project_path == 'acme/platform/app'"),
         "{}",
         gitlab.stdout
     );
@@ -894,15 +948,51 @@ fn setup_ci_prints_the_job_side_for_github_actions_and_gitlab() {
 fn setup_ci_refuses_hostile_and_malformed_values_in_one_line_and_prints_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let cases: [(&[&str], &str); 6] = [
-        (&["github-actions", "--repository", "acme/app' || true || '", "--audience", "k"], "expected OWNER/REPO"),
-        (&["github-actions", "--repository", "acme/app\\", "--audience", "k"], "expected OWNER/REPO"),
-        (&["github-actions", "--repository", "acme/app", "--ref", "main", "--audience", "k"], "--ref refs/heads/main"),
         (
-            &["gitlab", "--issuer", "https://gitlab.com", "--project", "acme/app", "--ref", "refs/heads/main", "--audience", "k"],
+            &[
+                "github-actions",
+                "--repository",
+                "acme/app' || true || '",
+                "--audience",
+                "k",
+            ],
+            "expected OWNER/REPO",
+        ),
+        (
+            &["github-actions", "--repository", "acme/app\\", "--audience", "k"],
+            "expected OWNER/REPO",
+        ),
+        (
+            &[
+                "github-actions",
+                "--repository",
+                "acme/app",
+                "--ref",
+                "main",
+                "--audience",
+                "k",
+            ],
+            "--ref refs/heads/main",
+        ),
+        (
+            &[
+                "gitlab",
+                "--issuer",
+                "https://gitlab.com",
+                "--project",
+                "acme/app",
+                "--ref",
+                "refs/heads/main",
+                "--audience",
+                "k",
+            ],
             "--ref main",
         ),
         (&["github-actions", "--audience", "k"], "needs --repository"),
-        (&["github-actions", "--repository", "acme/app"], "--ci needs --audience"),
+        (
+            &["github-actions", "--repository", "acme/app"],
+            "--ci needs --audience",
+        ),
     ];
     for (args, expected) in cases {
         let out = setup_ci(tmp.path(), args);
@@ -916,7 +1006,15 @@ fn setup_ci_refuses_hostile_and_malformed_values_in_one_line_and_prints_nothing(
 fn setup_ci_merge_refuses_a_duplicate_issuer_and_files_it_cannot_use_in_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let people = file_in(tmp.path(), "people.yaml", PEOPLE_AUTHN);
-    let base = ["github-actions", "--repository", "acme/app", "--audience", "k8s", "--print", "authentication-config"];
+    let base = [
+        "github-actions",
+        "--repository",
+        "acme/app",
+        "--audience",
+        "k8s",
+        "--print",
+        "authentication-config",
+    ];
     let merge = |file: &str| {
         let mut args = base.to_vec();
         args.extend(["--merge", file]);
@@ -929,14 +1027,18 @@ fn setup_ci_merge_refuses_a_duplicate_issuer_and_files_it_cannot_use_in_one_line
     assert_eq!(twice.status.code(), Some(1), "{}", twice.stderr);
     let line = twice.assert_one_error_line();
     assert!(
-        line.contains("already has an authenticator for the issuer https://token.actions.githubusercontent.com")
-            && line.contains("one `koidc setup --ci` run"),
+        line.contains(
+            "already has an authenticator for the issuer https://token.actions.githubusercontent.com"
+        ) && line.contains("one `koidc setup --ci` run"),
         "{line}"
     );
     let kubeconfig = file_in(tmp.path(), "kubeconfig", "apiVersion: v1\nkind: Config\n");
     let missing = tmp.path().join("missing.yaml").display().to_string();
     for (file, expected) in [
-        (kubeconfig.as_str(), "is not a kube-apiserver AuthenticationConfiguration"),
+        (
+            kubeconfig.as_str(),
+            "is not a kube-apiserver AuthenticationConfiguration",
+        ),
         (missing.as_str(), "cannot read the --merge file"),
     ] {
         let out = merge(file);
@@ -944,8 +1046,23 @@ fn setup_ci_merge_refuses_a_duplicate_issuer_and_files_it_cannot_use_in_one_line
         let line = out.assert_one_error_line();
         assert!(line.contains(expected), "{line}");
     }
-    let flags = setup_ci(tmp.path(), &["github-actions", "--repository", "acme/app", "--audience", "k", "--print", "apiserver-flags"]);
-    assert!(flags.assert_one_error_line().contains("--print authentication-config"));
+    let flags = setup_ci(
+        tmp.path(),
+        &[
+            "github-actions",
+            "--repository",
+            "acme/app",
+            "--audience",
+            "k",
+            "--print",
+            "apiserver-flags",
+        ],
+    );
+    assert!(
+        flags
+            .assert_one_error_line()
+            .contains("--print authentication-config")
+    );
 }
 
 #[test]

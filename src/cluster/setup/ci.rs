@@ -40,6 +40,15 @@ pub const PROJECTED_TOKEN_FILE: &str = "koidc";
 /// The kubeconfig user name of the job's entry when `--user` keeps its default (`oidc`, people's).
 pub const CI_USER: &str = "ci";
 
+/// The kubeconfig cluster name in the printed job.
+const JOB_CLUSTER: &str = "k8s";
+
+/// The variable holding the apiserver's URL in the printed job.
+const SERVER_VAR: &str = "KUBE_SERVER";
+
+/// The file of the repository holding the apiserver's CA in the printed job.
+const JOB_CA_FILE: &str = "apiserver-ca.crt";
+
 /// The longest value accepted for a repository, project, ref or environment.
 const MAX_VALUE: usize = 255;
 
@@ -53,7 +62,9 @@ pub enum CiError {
     )]
     NoAudience,
     /// The audience is empty, has spaces around it or control characters.
-    #[error("invalid --audience {0:?}: give a non-empty name or URL without spaces around it or control characters")]
+    #[error(
+        "invalid --audience {0:?}: give a non-empty name or URL without spaces around it or control characters"
+    )]
     BadAudience(String),
     /// `--ci gitlab` or `--ci jwt` without an issuer.
     #[error("--ci {provider} needs the CI issuer: add --issuer URL ({example})")]
@@ -154,7 +165,9 @@ pub enum CiError {
         issuer: String,
     },
     /// `--token-source` that does not fit the printed job.
-    #[error("invalid --token-source {0:?} for the job's kubeconfig entry: use github-actions, file:/ABSOLUTE/PATH or env:VAR")]
+    #[error(
+        "invalid --token-source {0:?} for the job's kubeconfig entry: use github-actions, file:/ABSOLUTE/PATH or env:VAR"
+    )]
     BadTokenSource(String),
     /// `--print apiserver-flags` with `--ci`.
     #[error(
@@ -313,13 +326,19 @@ impl CiTrust {
         let scopes = match provider {
             CiProvider::GithubActions => {
                 if !choices.projects.is_empty() {
-                    return Err(not_for("--project", "name GitHub repositories with --repository OWNER/REPO"));
+                    return Err(not_for(
+                        "--project",
+                        "name GitHub repositories with --repository OWNER/REPO",
+                    ));
                 }
                 validated(&choices.repositories, "--repository", validate_repository)?
             }
             CiProvider::Gitlab => {
                 if !choices.repositories.is_empty() {
-                    return Err(not_for("--repository", "name GitLab projects with --project GROUP/PROJECT"));
+                    return Err(not_for(
+                        "--repository",
+                        "name GitLab projects with --project GROUP/PROJECT",
+                    ));
                 }
                 validated(&choices.projects, "--project", validate_project)?
             }
@@ -360,7 +379,9 @@ impl CiTrust {
         };
         let environments = validated(&choices.environments, "--environment", validate_environment)?;
         let prefix = |which, given: &Option<String>| -> Result<String, CiError> {
-            let prefix = given.clone().unwrap_or_else(|| provider.default_prefix().to_owned());
+            let prefix = given
+                .clone()
+                .unwrap_or_else(|| provider.default_prefix().to_owned());
             if prefix.is_empty()
                 || !prefix.ends_with(':')
                 || prefix == "oidc:"
@@ -392,7 +413,11 @@ impl CiTrust {
                 claim,
                 &self.scopes,
                 false,
-                &format!("the job's {} is not {}", self.provider.scope_word(), or_list(&self.scopes)),
+                &format!(
+                    "the job's {} is not {}",
+                    self.provider.scope_word(),
+                    or_list(&self.scopes)
+                ),
             ));
         }
         if !self.refs.is_empty() {
@@ -408,7 +433,10 @@ impl CiTrust {
                 "environment",
                 &self.environments,
                 true,
-                &format!("the job does not run in the environment {}", or_list(&self.environments)),
+                &format!(
+                    "the job does not run in the environment {}",
+                    or_list(&self.environments)
+                ),
             ));
         }
         rules
@@ -526,7 +554,11 @@ impl CiTrust {
         if !self.refs.is_empty() {
             text.push_str(&format!(
                 " on {} {}",
-                if self.refs.len() == 1 { "the ref" } else { "the refs" },
+                if self.refs.len() == 1 {
+                    "the ref"
+                } else {
+                    "the refs"
+                },
                 self.refs.join(", ")
             ));
         }
@@ -616,7 +648,11 @@ impl CiTrust {
 
     /// The `get-token` arguments of the job's kubeconfig entry: `--grant workload`, the token
     /// source and the audience, then `ca` (from [`super::ca_args`]).
-    pub fn get_token_args(&self, token_source: Option<&str>, ca: Vec<String>) -> Result<Vec<String>, CiError> {
+    pub fn get_token_args(
+        &self,
+        token_source: Option<&str>,
+        ca: Vec<String>,
+    ) -> Result<Vec<String>, CiError> {
         let source = match token_source {
             Some(raw) => {
                 let ok = raw == "github-actions"
@@ -661,21 +697,27 @@ impl CiTrust {
     /// commands that make kubectl use `user`.
     pub fn job_snippet(&self, user: &ExecUser, token_source: &str) -> Result<String, super::SetupError> {
         let set_credentials = set_credentials_command(user);
-        let commands = vec![
-            "kubectl config set-cluster <cluster> --server=<https://apiserver:6443> \
-             --certificate-authority=<apiserver-ca.crt> --embed-certs"
-                .to_owned(),
+        // No placeholder in the shell commands (`<` would be a redirection): the apiserver's
+        // address is a variable, its CA a file of the repository.
+        let commands = [
+            format!(
+                "kubectl config set-cluster {JOB_CLUSTER} --server=\"${SERVER_VAR}\" \
+                 --certificate-authority={JOB_CA_FILE} --embed-certs"
+            ),
             set_credentials,
             format!(
-                "kubectl config set-context {0} --cluster=<cluster> --user={0} && kubectl config use-context {0}",
+                "kubectl config set-context {0} --cluster={JOB_CLUSTER} --user={0} && kubectl config use-context {0}",
                 super::shell_word(&user.name)
             ),
         ];
+        let mut server = serde_json::Map::new();
+        server.insert(SERVER_VAR.to_owned(), json!("https://<apiserver>:6443"));
         let value = match self.provider {
             CiProvider::GithubActions => json!({
                 "permissions": { "id-token": "write", "contents": "read" },
                 "steps": [{
                     "name": "Deploy",
+                    "env": server,
                     "run": format!("{}\nkubectl apply -f deploy/\n", commands.join("\n")),
                 }],
             }),
@@ -686,9 +728,9 @@ impl CiTrust {
                     .to_owned();
                 let mut tokens = serde_json::Map::new();
                 tokens.insert(var, json!({ "aud": self.audience }));
-                let mut script = commands;
-                script.push("kubectl apply -f deploy/".into());
-                json!({ "deploy": { "id_tokens": tokens, "script": script } })
+                // One literal block, as the GitHub step's `run`.
+                let script = format!("{}\nkubectl apply -f deploy/\n", commands.join("\n"));
+                json!({ "deploy": { "id_tokens": tokens, "variables": server, "script": [script] } })
             }
             CiProvider::Jwt => json!({
                 "volumes": [{
@@ -789,10 +831,7 @@ pub fn colliding_group_issuers(config: &Value, prefix: &str) -> Vec<String> {
         .flatten()
         .filter(|a| {
             let groups = &a["claimMappings"]["groups"];
-            groups.get("claim").is_some()
-                && groups["prefix"]
-                    .as_str()
-                    .is_none_or(|p| prefix.starts_with(p))
+            groups.get("claim").is_some() && groups["prefix"].as_str().is_none_or(|p| prefix.starts_with(p))
         })
         .filter_map(|a| a["issuer"]["url"].as_str().map(str::to_owned))
         .collect()
@@ -902,9 +941,8 @@ fn is_name(segment: &str) -> bool {
 }
 
 fn validate_repository(value: &str) -> Result<(), String> {
-    let what = || {
-        "expected OWNER/REPO as GitHub names it (letters, digits, -, _ and .), e.g. acme/app".to_owned()
-    };
+    let what =
+        || "expected OWNER/REPO as GitHub names it (letters, digits, -, _ and .), e.g. acme/app".to_owned();
     let Some((owner, repo)) = value.split_once('/') else {
         return Err(what());
     };
@@ -1088,10 +1126,14 @@ mod tests {
     fn a_cel_string_literal_means_exactly_the_value_whatever_it_contains() {
         for value in HOSTILE {
             let literal = cel_string(value);
-            let (read, rest) = read_cel_literal(&literal).unwrap_or_else(|| panic!("not a literal: {literal}"));
+            let (read, rest) =
+                read_cel_literal(&literal).unwrap_or_else(|| panic!("not a literal: {literal}"));
             assert_eq!(read, value, "{literal}");
             assert!(rest.is_empty(), "{literal} ends before its end: {rest:?}");
-            assert!(!literal.chars().any(|c| c.is_control() || is_invisible(c)), "{literal:?}");
+            assert!(
+                !literal.chars().any(|c| c.is_control() || is_invisible(c)),
+                "{literal:?}"
+            );
         }
         assert_eq!(cel_string("acme/app"), "'acme/app'");
         assert_eq!(cel_string("it's"), r"'it\'s'");
@@ -1111,7 +1153,10 @@ mod tests {
         assert!(a["issuer"].get("certificateAuthority").is_none());
         assert_eq!(
             expressions(&a["claimValidationRules"]),
-            ["claims.repository == 'acme/app'", "claims.ref == 'refs/heads/main'"]
+            [
+                "claims.repository == 'acme/app'",
+                "claims.ref == 'refs/heads/main'"
+            ]
         );
         assert_eq!(
             a["claimMappings"]["username"]["expression"],
@@ -1170,7 +1215,10 @@ mod tests {
             config["jwt"][0]["claimValidationRules"][0]["message"],
             "the job's repository is not acme/app or acme/web"
         );
-        assert_eq!(trust.groups(), ["github-actions:acme/app", "github-actions:acme/web"]);
+        assert_eq!(
+            trust.groups(),
+            ["github-actions:acme/app", "github-actions:acme/web"]
+        );
         let summary = trust.summary();
         assert!(summary.contains("repositories acme/app, acme/web"), "{summary}");
         assert!(summary.contains("share this authenticator"), "{summary}");
@@ -1202,9 +1250,15 @@ mod tests {
         assert_eq!(a["issuer"]["audiences"], json!(["kubernetes"]));
         assert_eq!(
             expressions(&a["claimValidationRules"]),
-            ["claims.project_path == 'acme/platform/app'", "claims.ref == 'main'"]
+            [
+                "claims.project_path == 'acme/platform/app'",
+                "claims.ref == 'main'"
+            ]
         );
-        assert_eq!(a["claimMappings"]["username"]["expression"], "'gitlab:' + claims.sub");
+        assert_eq!(
+            a["claimMappings"]["username"]["expression"],
+            "'gitlab:' + claims.sub"
+        );
         assert_eq!(
             a["claimMappings"]["groups"]["expression"],
             "['gitlab:' + claims.project_path]"
@@ -1215,15 +1269,22 @@ mod tests {
             "gitlab:project_path:acme/platform/app:ref_type:branch:ref:main"
         );
         let args = trust.get_token_args(None, Vec::new()).unwrap();
-        assert!(args.contains(&format!("--token-source=env:{GITLAB_TOKEN_VAR}")), "{args:?}");
+        assert!(
+            args.contains(&format!("--token-source=env:{GITLAB_TOKEN_VAR}")),
+            "{args:?}"
+        );
         let user = ExecUser {
             name: "ci".into(),
             command: "koidc".into(),
             args,
         };
         let snippet: Value =
-            serde_saphyr::from_str(&trust.job_snippet(&user, &trust.default_token_source()).unwrap()).unwrap();
-        assert_eq!(snippet["deploy"]["id_tokens"][GITLAB_TOKEN_VAR]["aud"], "kubernetes");
+            serde_saphyr::from_str(&trust.job_snippet(&user, &trust.default_token_source()).unwrap())
+                .unwrap();
+        assert_eq!(
+            snippet["deploy"]["id_tokens"][GITLAB_TOKEN_VAR]["aud"],
+            "kubernetes"
+        );
     }
 
     #[test]
@@ -1241,7 +1302,10 @@ mod tests {
             a["claimMappings"]["username"]["expression"],
             "'jwt:' + claims.iss + '#' + claims.sub"
         );
-        assert_eq!(a["claimMappings"]["groups"]["expression"], "['jwt:' + claims.iss]");
+        assert_eq!(
+            a["claimMappings"]["groups"]["expression"],
+            "['jwt:' + claims.iss]"
+        );
         assert_eq!(trust.groups(), ["jwt:https://oidc.cluster-b.example.com"]);
         assert_eq!(
             trust.username_for("system:serviceaccount:ci:deployer"),
@@ -1256,7 +1320,10 @@ mod tests {
                 wrong.repositories = vec!["acme/app".into()];
             }
             let err = CiTrust::new(&wrong).unwrap_err().to_string();
-            assert!(err.starts_with(&format!("{flag} does not apply to --ci jwt")), "{err}");
+            assert!(
+                err.starts_with(&format!("{flag} does not apply to --ci jwt")),
+                "{err}"
+            );
         }
     }
 
@@ -1282,7 +1349,13 @@ mod tests {
         }
         let e = err(github(&["acme/app"], &["main"]));
         assert!(e.contains("--ref refs/heads/main"), "{e}");
-        for bad in ["refs/heads/", "refs/heads/a..b", "refs/heads/x\\y", "refs/heads/a b", "refs/heads/.x"] {
+        for bad in [
+            "refs/heads/",
+            "refs/heads/a..b",
+            "refs/heads/x\\y",
+            "refs/heads/a b",
+            "refs/heads/.x",
+        ] {
             let e = err(github(&["acme/app"], &[bad]));
             assert!(e.starts_with("invalid --ref"), "{bad:?}: {e}");
         }
@@ -1299,7 +1372,12 @@ mod tests {
         let mut no_audience = github(&["acme/app"], &[]);
         no_audience.audience = None;
         assert!(err(no_audience).starts_with("--ci needs --audience"));
-        for issuer in ["http://gitlab.example.com", "https://gitlab.example.com/?x=1", "gitlab.com", "https://u@h"] {
+        for issuer in [
+            "http://gitlab.example.com",
+            "https://gitlab.example.com/?x=1",
+            "gitlab.com",
+            "https://u@h",
+        ] {
             let mut choices = gitlab(&["acme/app"], &[]);
             choices.issuer = Some(issuer.into());
             assert!(err(choices).starts_with("invalid CI issuer"), "{issuer}");
@@ -1343,15 +1421,17 @@ mod tests {
     }
 
     fn people() -> String {
-        super::super::yaml(&super::super::authentication_configuration(&super::super::ClusterAuth {
-            issuer: "https://dex.example.com/dex".into(),
-            client_id: "koidc".into(),
-            username_claim: "email".into(),
-            username_prefix: "oidc:".into(),
-            groups_claim: "groups".into(),
-            groups_prefix: "oidc:".into(),
-            ca_pem: None,
-        }))
+        super::super::yaml(&super::super::authentication_configuration(
+            &super::super::ClusterAuth {
+                issuer: "https://dex.example.com/dex".into(),
+                client_id: "koidc".into(),
+                username_claim: "email".into(),
+                username_prefix: "oidc:".into(),
+                groups_claim: "groups".into(),
+                groups_prefix: "oidc:".into(),
+                ca_pem: None,
+            },
+        ))
         .unwrap()
     }
 
@@ -1379,11 +1459,16 @@ mod tests {
     #[test]
     fn merge_refuses_a_second_authenticator_for_the_same_issuer() {
         let trust = CiTrust::new(&github(&["acme/app"], &[])).unwrap();
-        let once = super::super::yaml(&merge("a.yaml", &people(), trust.authenticator(None)).unwrap()).unwrap();
+        let once =
+            super::super::yaml(&merge("a.yaml", &people(), trust.authenticator(None)).unwrap()).unwrap();
         let again = CiTrust::new(&github(&["acme/web"], &[])).unwrap();
-        let err = merge("a.yaml", &once, again.authenticator(None)).unwrap_err().to_string();
+        let err = merge("a.yaml", &once, again.authenticator(None))
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("already has an authenticator for the issuer https://token.actions.githubusercontent.com"),
+            err.contains(
+                "already has an authenticator for the issuer https://token.actions.githubusercontent.com"
+            ),
             "{err}"
         );
         assert!(err.contains("one `koidc setup --ci` run"), "{err}");
@@ -1400,9 +1485,13 @@ mod tests {
             "key: [unclosed\n",
             "",
         ] {
-            let err = merge("f.yaml", text, trust.authenticator(None)).unwrap_err().to_string();
+            let err = merge("f.yaml", text, trust.authenticator(None))
+                .unwrap_err()
+                .to_string();
             assert!(
-                err.starts_with("the --merge file f.yaml is not a kube-apiserver AuthenticationConfiguration"),
+                err.starts_with(
+                    "the --merge file f.yaml is not a kube-apiserver AuthenticationConfiguration"
+                ),
                 "{text:?}: {err}"
             );
             assert!(!err.contains('\n'), "{err}");
@@ -1428,12 +1517,16 @@ mod tests {
         );
         // koidc reads these words back as the options they are meant to be.
         use clap::Parser as _;
-        let cli = crate::cli::Cli::try_parse_from(std::iter::once("koidc".to_owned()).chain(args.clone())).unwrap();
+        let cli =
+            crate::cli::Cli::try_parse_from(std::iter::once("koidc".to_owned()).chain(args.clone())).unwrap();
         let crate::cli::Command::GetToken(parsed) = cli.command else {
             panic!("not get-token");
         };
         assert_eq!(parsed.login.grant, Some(GrantArg::Workload));
-        assert_eq!(parsed.identity.audience.as_deref(), Some("https://k8s.example.com"));
+        assert_eq!(
+            parsed.identity.audience.as_deref(),
+            Some("https://k8s.example.com")
+        );
         let user = trust.kubeconfig_user(&ExecUser {
             name: CI_USER.into(),
             command: "koidc".into(),
