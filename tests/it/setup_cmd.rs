@@ -874,6 +874,28 @@ fn setup_ci_prints_the_job_side_for_github_actions_and_gitlab() {
     );
     assert_eq!(exec["interactiveMode"], "Never");
 
+    // The workflow's commands, run by the real kubectl, write that same exec entry.
+    let full = setup_ci(tmp.path(), &app_on_main(&["--audience", "k8s"]));
+    full.assert_success();
+    let set_credentials = full
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("#       kubectl config set-credentials "))
+        .unwrap_or_else(|| panic!("no set-credentials command in:\n{}", full.stdout));
+    let kubectl = e2e_binary("KOIDC_E2E_KUBECTL", "kubectl v1.36.3");
+    let job_kubeconfig = tmp.path().join("job-kubeconfig");
+    let mut cmd = clean_command(&kubectl, tmp.path());
+    cmd.args(["config", "set-credentials"])
+        .args(set_credentials.split(' '))
+        .arg(format!("--kubeconfig={}", job_kubeconfig.display()));
+    run(&mut cmd).assert_success();
+    let written: Value = serde_saphyr::from_str(&std::fs::read_to_string(&job_kubeconfig).unwrap()).unwrap();
+    let written = &written["users"][0];
+    assert_eq!(written["name"], "ci");
+    for key in ["apiVersion", "command", "args", "interactiveMode"] {
+        assert_eq!(written["user"]["exec"][key], exec[key], "{key}: {written}");
+    }
+
     let gitlab = setup_ci(
         tmp.path(),
         &[
