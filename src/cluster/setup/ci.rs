@@ -585,7 +585,7 @@ impl CiTrust {
         let mut out = Vec::new();
         if self.provider != CiProvider::Jwt && self.refs.is_empty() && self.environments.is_empty() {
             out.push(format!(
-                "no --ref or --environment: jobs of every branch and tag of {} get in; pin the deploying ref, e.g. --ref {}",
+                "no --ref or --environment: jobs of every branch, tag and pull request of {} get in; pin the deploying ref, e.g. --ref {}",
                 self.scopes.join(", "),
                 if self.provider == CiProvider::Gitlab {
                     "main"
