@@ -313,7 +313,9 @@ Examples:
   koidc setup --issuer https://dex.example.com/dex --client-id koidc --scope email --scope groups \\
       --login --write-kubeconfig --user oidc
   koidc setup ... --print authentication-config > /etc/kubernetes/koidc-authn.yaml
-  koidc setup --profile work --write-kubeconfig   # the entry runs `koidc get-token --profile work`";
+  koidc setup --profile work --write-kubeconfig   # the entry runs `koidc get-token --profile work`
+  koidc setup --ci github-actions --repository acme/app --ref refs/heads/main --audience https://k8s.example.com \\
+      --merge /etc/kubernetes/koidc-authn.yaml --print authentication-config   # pipelines beside people";
 const WEBHOOK_EXAMPLES: &str = "\
 Only tokens that GitHub says were issued to the app --client-id are accepted (checked with the
 app's client secret, from KOIDC_CLIENT_SECRET or --client-secret-file). The kube-apiserver side
@@ -834,6 +836,65 @@ pub struct SetupArgs {
     /// groups included, with the kube-apiserver flags that enable it; needs no issuer.
     #[arg(long)]
     pub audit_policy: bool,
+    /// Let a CI system's jobs in with their own short-lived identity tokens (no stored secret):
+    /// print the kube-apiserver `jwt` authenticator for the CI issuer, whose CEL rules admit
+    /// only --audience and the given --repository/--project, --ref and --environment, and which
+    /// maps a job to a username and group no person can have; then the `koidc bind-group`
+    /// command for that group and the job's side (workflow snippet, kubeconfig user running
+    /// `koidc get-token --grant workload`). Needs no network and logs nobody in. `jwt` is any
+    /// other issuer (a Kubernetes cluster's service-account issuer, ...), given with --issuer.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "PROVIDER",
+        conflicts_with_all = [
+            "check_login", "write_kubeconfig", "embed_ca", "apiserver_ca_path", "webhook_url",
+            "webhook_ca_file", "webhook_client_cert_path", "audit_policy",
+        ]
+    )]
+    pub ci: Option<CiProviderArg>,
+    /// With --ci: the CI issuer's URL, byte for byte as in the jobs' `iss` claim [default for
+    /// github-actions: https://token.actions.githubusercontent.com; GitHub Enterprise Server:
+    /// https://HOST/_services/token]. For gitlab and jwt, --issuer says the same.
+    #[arg(long, value_name = "URL", requires = "ci")]
+    pub ci_issuer: Option<String>,
+    /// With --ci github-actions: a repository whose jobs get in, as OWNER/REPO (repeatable; all
+    /// repositories of the issuer share one authenticator).
+    #[arg(long = "repository", value_name = "OWNER/REPO", requires = "ci")]
+    pub repositories: Vec<String>,
+    /// With --ci gitlab: a project whose jobs get in, as GROUP/PROJECT or
+    /// GROUP/SUBGROUP/PROJECT (repeatable; all projects share one authenticator).
+    #[arg(long = "project", value_name = "GROUP/PROJECT", requires = "ci")]
+    pub projects: Vec<String>,
+    /// With --ci github-actions or gitlab: a ref the job must run on (repeatable): the full ref
+    /// for GitHub (refs/heads/main, refs/tags/v1.2.0), the branch or tag name for GitLab (main)
+    /// [default: any branch or tag, with a warning].
+    #[arg(long = "ref", value_name = "REF", requires = "ci")]
+    pub refs: Vec<String>,
+    /// With --ci github-actions or gitlab: a deployment environment the job must run in
+    /// (repeatable), as named in the repository's or project's settings [default: any, or none].
+    #[arg(long = "environment", value_name = "NAME", requires = "ci")]
+    pub environments: Vec<String>,
+    /// With --ci: print FILE, an AuthenticationConfiguration such as the one `koidc setup
+    /// --print authentication-config` wrote for people, with the CI authenticator added (its
+    /// authenticators are kept; an issuer already in it is refused, the apiserver wants each
+    /// issuer once).
+    #[arg(long, value_name = "FILE", requires = "ci")]
+    pub merge: Option<PathBuf>,
+}
+
+/// `koidc setup --ci` values: whose job tokens the cluster trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CiProviderArg {
+    /// GitHub Actions (`permissions: id-token: write`); pinned with --repository, --ref and
+    /// --environment.
+    GithubActions,
+    /// GitLab CI `id_tokens` (--issuer: the GitLab instance, e.g. https://gitlab.com); pinned
+    /// with --project, --ref and --environment.
+    Gitlab,
+    /// Any other issuer of job tokens (--issuer), e.g. a Kubernetes cluster's service-account
+    /// issuer with projected tokens; pinned by --audience alone.
+    Jwt,
 }
 
 /// `koidc setup --print` values.

@@ -8,8 +8,10 @@
 //! kubeconfig still lacks after the user entry was written (the kubectl commands that add the
 //! cluster and a context), and how a client secret reaches the entry without being written.
 //! [`write`](mod@write) puts the entry into the user's kubeconfig file; [`webhook`] renders the apiserver's
-//! side of a cluster that checks GitHub tokens with `koidc webhook`.
+//! side of a cluster that checks GitHub tokens with `koidc webhook`; [`ci`] the authenticator
+//! that admits CI jobs with their own identity tokens (`setup --ci`).
 
+pub mod ci;
 pub mod webhook;
 pub mod write;
 

@@ -8,15 +8,20 @@
 //! what the file still lacks (a cluster, a context using the user).
 //! `--embed-ca` puts the IdP's CA into the entry as `--certificate-authority-data`. A client
 //! secret is never written: setup says how to add it to the entry's `exec.env`.
+//!
+//! `--ci PROVIDER` takes another path ([`ci`]): no issuer check (the CI issuer may be
+//! unreachable from here; the apiserver fetches its keys itself) and no login; it reads only the
+//! CA file and the `--merge` file, and prints what [`crate::cluster::setup::ci`] renders.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 
 use crate::cli::options::get_token_argv;
-use crate::cli::{GetTokenArgs, IdentityFlags, SetupArgs, SetupPart};
+use crate::cli::{CiProviderArg, GetTokenArgs, IdentityFlags, SetupArgs, SetupPart};
 use crate::clock::Clock;
 use crate::cluster::rbac;
+use crate::cluster::setup::ci::{self, CiChoices, CiError, CiTrust};
 use crate::cluster::setup::{self, ClusterAuth, ExecUser};
 use crate::config::{Identity, LoginConfig};
 use crate::kubeconfig::{Kubeconfig, NamedUser};
@@ -30,6 +35,9 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         // Independent of the issuer: nothing to check, nothing to save.
         Printer::new(args.output.verbose).result(&setup::audit_policy())?;
         return Ok(());
+    }
+    if let Some(provider) = args.ci {
+        return ci(args, provider);
     }
     if args.identity.provider == Some(crate::cli::ProviderArg::Github) {
         return super::github::setup(args, clock);
@@ -222,4 +230,137 @@ fn render(
             )
         }
     })
+}
+
+/// `koidc setup --ci PROVIDER`: the CI issuer's authenticator (merged into `--merge FILE`), the
+/// bind-group commands for the jobs' groups, and the job's side. Reads files only: no network,
+/// no login, nothing saved.
+fn ci(args: &SetupArgs, provider: CiProviderArg) -> anyhow::Result<()> {
+    let printer = Printer::new(args.output.verbose);
+    if args.print == SetupPart::ApiserverFlags {
+        return Err(CiError::NoFlags.into());
+    }
+    // People's default prefix means "not given": the jobs get the CI system's own.
+    let not_default = |p: &str| (p != "oidc:").then(|| p.to_owned());
+    let trust = CiTrust::new(&CiChoices {
+        provider: Some(provider),
+        ci_issuer: args.ci_issuer.clone(),
+        issuer: args.identity.issuer.clone(),
+        audience: args.identity.audience.clone(),
+        repositories: args.repositories.clone(),
+        projects: args.projects.clone(),
+        refs: args.refs.clone(),
+        environments: args.environments.clone(),
+        username_prefix: not_default(&args.username_prefix),
+        groups_prefix: not_default(&args.groups_prefix),
+    })?;
+    let login = LoginConfig::from_flags(&args.login, None)?;
+    let ca_pem = setup::read_cas(
+        &login.certificate_authorities,
+        login.certificate_authority_data.as_deref(),
+    )?;
+    let authenticator = trust.authenticator(ca_pem.as_deref());
+    let config = match &args.merge {
+        Some(path) => {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| CiError::MergeRead {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            let merged = ci::merge(&shown, &text, authenticator)?;
+            for issuer in ci::colliding_group_issuers(&merged, &trust.groups_prefix) {
+                printer.warn(format_args!(
+                    "the authenticator for {issuer} in {shown} maps groups with no prefix or a prefix of {:?}:                      a group its tokens name like {} would get the jobs' rights; give it a groups prefix such as \"oidc:\"",
+                    trust.groups_prefix,
+                    trust.groups()[0]
+                ));
+            }
+            merged
+        }
+        None => ci::authentication_configuration(authenticator),
+    };
+    for warning in trust.warnings() {
+        printer.warn(warning);
+    }
+    if args.print != SetupPart::All {
+        // The full output says it in its first line.
+        printer.info(trust.summary());
+    }
+
+    // The job's entry needs no file of this machine: the CA (for the token service GitHub
+    // Actions jobs ask) goes in as data.
+    let entry_ca = match (&ca_pem, trust.provider) {
+        (Some(pem), ci::CiProvider::GithubActions) => setup::ca_args(&[], None, Some(pem)),
+        _ => Vec::new(),
+    };
+    let token_source = args
+        .identity
+        .token_source
+        .clone()
+        .unwrap_or_else(|| trust.default_token_source());
+    let user = ExecUser {
+        name: if args.user_name == "oidc" {
+            ci::CI_USER.to_owned()
+        } else {
+            args.user_name.clone()
+        },
+        command: args.exec_command.clone(),
+        args: trust.get_token_args(Some(&token_source), entry_ca)?,
+    };
+    let kubeconfig = setup::yaml(&Kubeconfig {
+        users: Some(vec![trust.kubeconfig_user(&user)]),
+        ..Kubeconfig::default()
+    })?;
+    let authn = setup::yaml(&config)?;
+    let out = match args.print {
+        SetupPart::AuthenticationConfig => authn,
+        SetupPart::Kubeconfig => kubeconfig,
+        SetupPart::ApiserverFlags => return Err(CiError::NoFlags.into()),
+        SetupPart::All => {
+            let comment = |text: &str| text.lines().map(|l| format!("#   {l}\n")).collect::<String>();
+            let file_note = match &args.merge {
+                Some(path) => format!(
+                    "#    This is {} with the CI authenticator added; the others are kept (comments are not).\n",
+                    path.display()
+                ),
+                None => "#    A cluster that trusts people too: merge this authenticator into their file with\n\
+                         #    --merge <file> (the apiserver wants all issuers in one file, each once).\n"
+                    .to_owned(),
+            };
+            let groups = trust.groups();
+            let job_title = match trust.provider {
+                ci::CiProvider::GithubActions => "the GitHub Actions job (workflow file)",
+                ci::CiProvider::Gitlab => "the GitLab CI job (.gitlab-ci.yml)",
+                ci::CiProvider::Jwt => "the pod that runs the job (a projected service-account token)",
+            };
+            format!(
+                "# koidc setup --ci {}: {}.\n\
+                 #\n\
+                 # 1. kube-apiserver: save this file and start the apiserver with\n\
+                 #    --authentication-config=<file> (apiserver.config.k8s.io/v1, Kubernetes 1.34+; it is\n\
+                 #    re-read when it changes). The apiserver fetches the issuer's keys itself.\n\
+                 {file_note}{authn}\
+                 #\n\
+                 # 2. RBAC: a job's username is like {}\n\
+                 #    and its group is {}; bind the group by its full name (--group-prefix ''\n\
+                 #    keeps bind-group from adding people's prefix):\n\
+                 {}\
+                 #\n\
+                 # 3. {job_title}, with koidc and kubectl installed:\n\
+                 {}\
+                 #\n\
+                 # 4. The job's kubeconfig user entry (what the commands above write; no stored secret):\n\
+                 {}",
+                trust.provider.flag_value(),
+                trust.summary(),
+                trust.example_username(),
+                groups.join(" or "),
+                comment(&trust.bind_group_commands("edit", "<namespace>").join("\n")),
+                comment(&trust.job_snippet(&user, &token_source)?),
+                comment(&kubeconfig),
+            )
+        }
+    };
+    printer.result(&out)?;
+    Ok(())
 }
