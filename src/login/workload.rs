@@ -10,7 +10,6 @@
 //! issuer a token is exchanged at, verifies the signature. Errors name what is missing and never
 //! repeat a token.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -97,7 +96,9 @@ pub enum SourceError {
         text: String,
     },
     /// The token service answered something else than `{"value": "<JWT>"}`.
-    #[error("GitHub Actions answered the identity token request without a token (expected JSON with a `value`)")]
+    #[error(
+        "GitHub Actions answered the identity token request without a token (expected JSON with a `value`)"
+    )]
     ActionsAnswer,
     /// The token file cannot be read.
     #[error("cannot read the job token file {path}: {reason}")]
@@ -133,9 +134,7 @@ pub enum SourceError {
         got: String,
     },
     /// The token has expired (or expires within the margin).
-    #[error(
-        "the job token from {from} expired at {expiry}: a CI token lives minutes; {hint}"
-    )]
+    #[error("the job token from {from} expired at {expiry}: a CI token lives minutes; {hint}")]
     Expired {
         /// The source.
         from: String,
@@ -168,7 +167,9 @@ impl TokenSource {
             let path = if path.is_absolute() {
                 path.to_owned()
             } else {
-                std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_owned())
+                std::env::current_dir()
+                    .map(|d| d.join(path))
+                    .unwrap_or_else(|_| path.to_owned())
             };
             return Ok(TokenSource::File(path));
         }
@@ -190,7 +191,9 @@ impl TokenSource {
     /// What to do when this source's token has expired.
     fn expiry_hint(&self) -> &'static str {
         match self {
-            TokenSource::GithubActions => "this should not happen with a fresh request; check the runner's clock",
+            TokenSource::GithubActions => {
+                "this should not happen with a fresh request; check the runner's clock"
+            }
             TokenSource::File(_) => {
                 "the file is not being renewed (a projected token is rotated by the kubelet; a token written out by a job step must be written again)"
             }
@@ -228,23 +231,7 @@ fn read_file(path: &Path) -> Result<SecretString, SourceError> {
         path: one_line(&path.display().to_string(), 300),
         reason,
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    // A FIFO must not block the open before the regular-file check can refuse it.
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path).map_err(|e| err(e.to_string()))?;
-    let meta = file.metadata().map_err(|e| err(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(err("it is not a regular file".into()));
-    }
-    let mut bytes = secrecy::zeroize::Zeroizing::new(Vec::new());
-    file.take(MAX_TOKEN_LEN as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| err(e.to_string()))?;
-    if bytes.len() > MAX_TOKEN_LEN {
-        return Err(err(format!("it is larger than {MAX_TOKEN_LEN} bytes")));
-    }
+    let bytes = crate::files::read_small_regular(path, MAX_TOKEN_LEN as u64, |_| Ok(())).map_err(err)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| err("it is not text".into()))?;
     let token = text.trim();
     if token.is_empty() {
@@ -262,7 +249,11 @@ pub async fn request_github_actions(
     timeout: Duration,
     env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<SecretString, SourceError> {
-    let var = |name: &str| env(name).and_then(|v| v.into_string().ok()).filter(|v| !v.is_empty());
+    let var = |name: &str| {
+        env(name)
+            .and_then(|v| v.into_string().ok())
+            .filter(|v| !v.is_empty())
+    };
     let raw_url = var(ACTIONS_URL_VAR).ok_or(SourceError::ActionsUnset)?;
     let bearer = SecretString::from(var(ACTIONS_TOKEN_VAR).ok_or(SourceError::ActionsTokenUnset)?);
     let mut url = url::Url::parse(&raw_url).map_err(|e| SourceError::ActionsUrl(e.to_string()))?;
@@ -272,7 +263,9 @@ pub async fn request_github_actions(
         return Err(SourceError::ActionsUrl("it must be https".into()));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(SourceError::ActionsUrl("it carries a user name or password".into()));
+        return Err(SourceError::ActionsUrl(
+            "it carries a user name or password".into(),
+        ));
     }
     url.query_pairs_mut().append_pair("audience", audience);
     let mut auth = HeaderValue::from_str(&format!("bearer {}", bearer.expose_secret()))
@@ -358,4 +351,178 @@ pub fn check_job_token(
         });
     }
     Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    fn jwt(claims: serde_json::Value) -> SecretString {
+        let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        SecretString::from(format!(
+            "{}.{}.c2ln",
+            enc.encode(r#"{"alg":"RS256"}"#),
+            enc.encode(claims.to_string())
+        ))
+    }
+
+    #[test]
+    fn token_sources_are_parsed_and_github_actions_is_the_default_only_inside_a_job_with_a_token() {
+        assert_eq!(
+            TokenSource::resolve(Some("github-actions"), false).unwrap(),
+            TokenSource::GithubActions
+        );
+        assert_eq!(
+            TokenSource::resolve(None, true).unwrap(),
+            TokenSource::GithubActions
+        );
+        assert!(matches!(
+            TokenSource::resolve(None, false),
+            Err(SourceError::NoSource)
+        ));
+        assert_eq!(
+            TokenSource::resolve(Some("file:/var/run/secrets/tokens/kube"), false).unwrap(),
+            TokenSource::File("/var/run/secrets/tokens/kube".into())
+        );
+        match TokenSource::resolve(Some("file:relative/token"), false).unwrap() {
+            TokenSource::File(path) => assert!(path.is_absolute() && path.ends_with("relative/token")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            TokenSource::resolve(Some("env:GITLAB_OIDC_TOKEN"), false).unwrap(),
+            TokenSource::Env("GITLAB_OIDC_TOKEN".into())
+        );
+        for bad in [
+            "gitlab",
+            "file:",
+            "env:",
+            "env:A-B",
+            "env:1A",
+            "env:A B",
+            "env:$(id)",
+            "github",
+        ] {
+            let err = TokenSource::resolve(Some(bad), false).unwrap_err().to_string();
+            assert!(!err.contains('\n'), "{err}");
+            assert!(
+                err.contains("github-actions")
+                    || err.contains("after the colon")
+                    || err.contains("variable name"),
+                "{bad}: {err}"
+            );
+        }
+        let none = SourceError::NoSource.to_string();
+        assert!(
+            none.contains("permissions: id-token: write")
+                && none.contains("file:PATH")
+                && none.contains("env:VAR")
+        );
+    }
+
+    #[test]
+    fn a_token_file_must_be_a_regular_small_non_empty_file_and_blanks_around_it_are_dropped() {
+        let dir = std::env::temp_dir().join(format!("koidc-workload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "  abc.def.ghi\n").unwrap();
+        let env = |_: &str| None;
+        let read = |path: &Path| read_local(&TokenSource::File(path.to_owned()), &env).unwrap();
+        assert_eq!(read(&file).unwrap().expose_secret(), "abc.def.ghi");
+        // A symbolic link (as Kubernetes projects tokens) is followed.
+        let link = dir.join("link");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(read(&link).unwrap().expose_secret(), "abc.def.ghi");
+        std::fs::write(&file, " \n").unwrap();
+        assert!(read(&file).unwrap_err().to_string().contains("it is empty"));
+        std::fs::write(&file, vec![b'a'; MAX_TOKEN_LEN + 1]).unwrap();
+        assert!(read(&file).unwrap_err().to_string().contains("larger than"));
+        assert!(read(&dir).unwrap_err().to_string().contains("not a regular file"));
+        assert!(
+            read(&dir.join("missing"))
+                .unwrap_err()
+                .to_string()
+                .contains("cannot read the job token file")
+        );
+        // A FIFO nobody writes to is refused at once instead of blocking.
+        let fifo = dir.join("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(
+            read(&fifo)
+                .unwrap_err()
+                .to_string()
+                .contains("not a regular file")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_token_variable_must_be_set_and_not_blank() {
+        let env = |name: &str| match name {
+            "SET" => Some(std::ffi::OsString::from(" a.b.c ")),
+            "BLANK" => Some(std::ffi::OsString::from("  ")),
+            _ => None,
+        };
+        let read = |var: &str| read_local(&TokenSource::Env(var.into()), &env).unwrap();
+        assert_eq!(read("SET").unwrap().expose_secret(), "a.b.c");
+        for var in ["BLANK", "UNSET"] {
+            let err = read(var).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("the variable {var} holds no token")) && err.contains("id_tokens:"),
+                "{err}"
+            );
+        }
+        assert!(read_local(&TokenSource::GithubActions, &env).is_none());
+    }
+
+    #[test]
+    fn a_job_token_must_be_a_jwt_for_the_audience_that_has_not_expired() {
+        let source = TokenSource::Env("T".into());
+        let good = jwt(
+            serde_json::json!({"iss": "https://ci", "aud": ["a", "kubernetes"], "exp": now().timestamp() + 300}),
+        );
+        let info = check_job_token(&good, &source, Some("kubernetes"), now()).unwrap();
+        assert_eq!(info.issuer, "https://ci");
+        assert!(check_job_token(&good, &source, None, now()).is_ok());
+
+        let err = check_job_token(&good, &source, Some("other"), now())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is for audience `a`, `kubernetes`, not for --audience other"),
+            "{err}"
+        );
+        let expired =
+            jwt(serde_json::json!({"iss": "https://ci", "aud": "kubernetes", "exp": now().timestamp()}));
+        let err = check_job_token(&expired, &source, Some("kubernetes"), now())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expired at 2026-01-01T00:00:00+00:00"), "{err}");
+        let opaque = SecretString::from("ghs_opaque-secret-value".to_owned());
+        let err = check_job_token(&opaque, &source, Some("kubernetes"), now())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a JWT") && !err.contains("ghs_opaque"), "{err}");
+        // A hostile audience claim is shown on one line, shortened.
+        let hostile = jwt(
+            serde_json::json!({"iss": "https://ci", "aud": format!("x\n\u{1b}[2J{}", "y".repeat(500)), "exp": now().timestamp() + 300}),
+        );
+        let err = check_job_token(&hostile, &source, Some("kubernetes"), now())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains('\n') && !err.contains('\u{1b}') && err.len() < 700,
+            "{err}"
+        );
+    }
 }
