@@ -836,13 +836,18 @@ pub struct SetupArgs {
     /// groups included, with the kube-apiserver flags that enable it; needs no issuer.
     #[arg(long)]
     pub audit_policy: bool,
-    /// Let a CI system's jobs in with their own short-lived identity tokens (no stored secret):
-    /// print the kube-apiserver `jwt` authenticator for the CI issuer, whose CEL rules admit
-    /// only --audience and the given --repository/--project, --ref and --environment, and which
-    /// maps a job to a username and group no person can have; then the `koidc bind-group`
-    /// command for that group and the job's side (workflow snippet, kubeconfig user running
-    /// `koidc get-token --grant workload`). Needs no network and logs nobody in. `jwt` is any
-    /// other issuer (a Kubernetes cluster's service-account issuer, ...), given with --issuer.
+    /// Let a CI system's jobs in with their own short-lived identity tokens, no stored secret:
+    /// print what the cluster and the job need (no network, no login).
+    ///
+    /// Prints the kube-apiserver `jwt` authenticator for the CI issuer: its CEL rules admit
+    /// only tokens for --audience from the given --repository/--project, --ref and
+    /// --environment, and it maps a job to a username and group no person can have
+    /// (`github-actions:`, `gitlab:` or `jwt:` in front; --username-prefix/--groups-prefix
+    /// change them). Then the `koidc bind-group` command for that group, and the job's side:
+    /// the workflow snippet and the kubeconfig user (--user, default `ci`) running `koidc
+    /// get-token --grant workload` (--token-source changes where the job's token comes from).
+    /// --certificate-authority is the CI issuer's CA, when a public CA did not sign its
+    /// certificate; --merge adds the authenticator to people's file.
     #[arg(
         long,
         value_enum,
@@ -858,8 +863,9 @@ pub struct SetupArgs {
     /// https://HOST/_services/token]. For gitlab and jwt, --issuer says the same.
     #[arg(long, value_name = "URL", requires = "ci")]
     pub ci_issuer: Option<String>,
-    /// With --ci github-actions: a repository whose jobs get in, as OWNER/REPO (repeatable; all
-    /// repositories of the issuer share one authenticator).
+    /// With --ci github-actions: a repository whose jobs get in, as OWNER/REPO spelled as on
+    /// GitHub (the token's claim is compared exactly, case included); repeatable, all
+    /// repositories of the issuer share one authenticator.
     #[arg(long = "repository", value_name = "OWNER/REPO", requires = "ci")]
     pub repositories: Vec<String>,
     /// With --ci gitlab: a project whose jobs get in, as GROUP/PROJECT or
@@ -902,11 +908,12 @@ pub enum CiProviderArg {
 pub enum SetupPart {
     /// Everything, as commented YAML.
     All,
-    /// The kube-apiserver `AuthenticationConfiguration` file.
+    /// The kube-apiserver `AuthenticationConfiguration` file (with --ci --merge FILE: FILE with
+    /// the CI authenticator added).
     AuthenticationConfig,
-    /// The equivalent legacy `--oidc-*` kube-apiserver flags, one per line.
+    /// The equivalent legacy `--oidc-*` kube-apiserver flags, one per line (not with --ci).
     ApiserverFlags,
-    /// The kubeconfig `users[]` entry.
+    /// The kubeconfig `users[]` entry (with --ci: the job's).
     Kubeconfig,
 }
 

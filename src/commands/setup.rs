@@ -323,9 +323,11 @@ fn ci(args: &SetupArgs, provider: CiProviderArg) -> anyhow::Result<()> {
                     "#    This is {} with the CI authenticator added; the others are kept (comments are not).\n",
                     path.display()
                 ),
-                None => "#    A cluster that trusts people too: merge this authenticator into their file with\n\
+                None => {
+                    "#    A cluster that trusts people too: merge this authenticator into their file with\n\
                          #    --merge <file> (the apiserver wants all issuers in one file, each once).\n"
-                    .to_owned(),
+                        .to_owned()
+                }
             };
             let groups = trust.groups();
             let job_title = match trust.provider {
@@ -341,9 +343,11 @@ fn ci(args: &SetupArgs, provider: CiProviderArg) -> anyhow::Result<()> {
                  #    re-read when it changes). The apiserver fetches the issuer's keys itself.\n\
                  {file_note}{authn}\
                  #\n\
-                 # 2. RBAC: a job's username is like {}\n\
-                 #    and its group is {}; bind the group by its full name (--group-prefix ''\n\
-                 #    keeps bind-group from adding people's prefix):\n\
+                 # 2. RBAC: a job's username is like\n\
+                 #      {}\n\
+                 #    and its group is {}.\n\
+                 #    Bind the group by its full name (--group-prefix '' keeps bind-group from adding\n\
+                 #    people's groups prefix):\n\
                  {}\
                  #\n\
                  # 3. {job_title}, with koidc and kubectl installed:\n\

@@ -3,8 +3,11 @@
 //! saves is the one `koidc bind-group` puts in its subjects from then on. A kubeconfig that
 //! `--write-kubeconfig` starts from nothing is completed with the kubectl commands setup prints,
 //! and the real kubectl then logs in through it (also with `--embed-ca`, the IdP's CA carried in
-//! the entry). What setup says and writes about client secrets and GitHub. The end-to-end use of
-//! setup's output by a real apiserver and kubectl is in [`crate::rbac_e2e`].
+//! the entry). What setup says and writes about client secrets and GitHub. `setup --ci`: the
+//! printed (and `--merge`d) AuthenticationConfiguration read back as YAML, its one-line refusals,
+//! the bind-group command it prints run for real, no network or login on the way, and the real
+//! kube-apiserver compiling its CEL rules (hostile quotes in refs included) beside people's. The
+//! end-to-end use of setup's output by a real apiserver and kubectl is in [`crate::rbac_e2e`].
 
 use std::path::Path;
 
@@ -656,4 +659,458 @@ fn setup_embed_ca_without_a_ca_fails_saying_which_option_is_missing() {
         "{line}"
     );
     assert!(!kubeconfig.exists(), "a kubeconfig was written");
+}
+
+/// People's AuthenticationConfiguration, as `koidc setup --print authentication-config` writes it.
+const PEOPLE_AUTHN: &str = "apiVersion: apiserver.config.k8s.io/v1
+kind: AuthenticationConfiguration
+jwt:
+- claimMappings:
+    groups:
+      claim: groups
+      prefix: 'oidc:'
+    username:
+      claim: email
+      prefix: 'oidc:'
+  issuer:
+    audiences:
+    - koidc
+    url: https://dex.example.com/dex
+";
+
+/// `koidc setup --ci <args>` with a fresh HOME and config dir under `dir`.
+fn setup_ci(dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["setup", "--ci"];
+    all.extend(args);
+    run_koidc(&dir.join("home"), &dir.join("config"), &all, &[])
+}
+
+/// A file `name` in `dir` holding `text`; its path as a string.
+fn file_in(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn setup_ci_github_actions_merges_the_jobs_authenticator_into_people_s_file_without_the_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let people = file_in(tmp.path(), "people.yaml", PEOPLE_AUTHN);
+    let ca = crate::apiserver::ApiServer::start();
+    let ca_file = file_in(tmp.path(), "ci-ca.pem", ca.ca_pem());
+    // Nothing listens on port 1: setup must not fetch the CI issuer's discovery.
+    let out = setup_ci(
+        tmp.path(),
+        &[
+            "github-actions",
+            "--ci-issuer",
+            "https://127.0.0.1:1",
+            "--certificate-authority",
+            &ca_file,
+            "--repository",
+            "acme/app",
+            "--ref",
+            "refs/heads/main",
+            "--audience",
+            "https://k8s.example.com",
+            "--merge",
+            &people,
+            "--print",
+            "authentication-config",
+        ],
+    );
+    out.assert_success();
+    let config: Value = serde_saphyr::from_str(&out.stdout).expect("the output is YAML");
+    assert_eq!(config["kind"], "AuthenticationConfiguration");
+    assert_eq!(config["apiVersion"], "apiserver.config.k8s.io/v1");
+    let jwt = config["jwt"].as_array().unwrap();
+    assert_eq!(jwt.len(), 2, "{}", out.stdout);
+    assert_eq!(jwt[0]["issuer"]["url"], "https://dex.example.com/dex");
+    assert_eq!(jwt[0]["claimMappings"]["groups"]["prefix"], "oidc:");
+    let ci = &jwt[1];
+    assert_eq!(ci["issuer"]["url"], "https://127.0.0.1:1");
+    assert_eq!(
+        ci["issuer"]["audiences"],
+        serde_json::json!(["https://k8s.example.com"])
+    );
+    assert_eq!(ci["issuer"]["certificateAuthority"], ca.ca_pem());
+    let rules: Vec<&str> = ci["claimValidationRules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["expression"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "claims.repository == 'acme/app'",
+            "claims.ref == 'refs/heads/main'"
+        ]
+    );
+    assert_eq!(
+        ci["claimMappings"]["username"]["expression"],
+        "'github-actions:' + claims.sub"
+    );
+    assert_eq!(
+        ci["claimMappings"]["groups"]["expression"],
+        "['github-actions:' + claims.repository]"
+    );
+    assert!(
+        out.stderr
+            .contains("one jwt authenticator for the issuer https://127.0.0.1:1"),
+        "{}",
+        out.stderr
+    );
+    // No login, nothing saved: the people's groups prefix for bind-group is left alone.
+    assert!(
+        !tmp.path().join("config/koidc").exists(),
+        "setup --ci saved settings"
+    );
+    assert!(
+        !tmp.path().join("home/.cache").exists(),
+        "setup --ci opened a token cache"
+    );
+}
+
+#[test]
+fn setup_ci_puts_several_repositories_and_refs_into_one_authenticator_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = setup_ci(
+        tmp.path(),
+        &[
+            "github-actions",
+            "--repository",
+            "acme/app",
+            "--repository",
+            "acme/web",
+            "--ref",
+            "refs/heads/main",
+            "--ref",
+            "refs/tags/v1.0.0",
+            "--audience",
+            "kubernetes",
+        ],
+    );
+    out.assert_success();
+    let first = out.stdout.lines().next().unwrap();
+    assert!(
+        first.contains("repositories acme/app, acme/web") && first.contains("share this authenticator"),
+        "{first}"
+    );
+    // The commented parts around it do not hide the YAML: read the uncommented lines.
+    let yaml: String = out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let config: Value = serde_saphyr::from_str(&yaml).unwrap();
+    let jwt = config["jwt"].as_array().unwrap();
+    assert_eq!(jwt.len(), 1);
+    assert_eq!(
+        jwt[0]["issuer"]["url"],
+        "https://token.actions.githubusercontent.com"
+    );
+    assert_eq!(
+        jwt[0]["claimValidationRules"][0]["expression"],
+        "claims.repository in ['acme/app', 'acme/web']"
+    );
+    assert_eq!(
+        jwt[0]["claimValidationRules"][1]["expression"],
+        "claims.ref in ['refs/heads/main', 'refs/tags/v1.0.0']"
+    );
+    for group in ["github-actions:acme/app", "github-actions:acme/web"] {
+        let line = format!("#   koidc bind-group {group} edit -n <namespace> --group-prefix ''");
+        assert!(
+            out.stdout.lines().any(|l| l == line),
+            "no {line:?} in:\n{}",
+            out.stdout
+        );
+    }
+    assert!(out.stdout.contains("#     id-token: write"), "{}", out.stdout);
+}
+
+#[test]
+fn setup_ci_bind_group_command_binds_exactly_the_group_the_apiserver_derives() {
+    let tmp = tempfile::tempdir().unwrap();
+    // People's setup saved a groups prefix, which bind-group would otherwise add.
+    let settings = tmp.path().join("config/koidc");
+    std::fs::create_dir_all(&settings).unwrap();
+    std::fs::write(settings.join("cluster.json"), "{\"groupsPrefix\": \"oidc:\"}\n").unwrap();
+    let out = setup_ci(
+        tmp.path(),
+        &[
+            "github-actions",
+            "--repository",
+            "acme/app",
+            "--ref",
+            "refs/heads/main",
+            "--audience",
+            "k8s",
+        ],
+    );
+    out.assert_success();
+    let command = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("#   koidc bind-group "))
+        .unwrap_or_else(|| panic!("no bind-group command in:\n{}", out.stdout));
+    let args: Vec<&str> = command
+        .split_whitespace()
+        .map(|w| if w == "''" { "" } else { w })
+        .map(|w| if w == "<namespace>" { "application" } else { w })
+        .collect();
+    let printed = bind_group(&tmp.path().join("home"), &tmp.path().join("config"), &args);
+    assert_eq!(
+        subject_names(&printed.stdout),
+        ["github-actions:acme/app"],
+        "{}",
+        printed.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(settings.join("cluster.json")).unwrap(),
+        "{\"groupsPrefix\": \"oidc:\"}\n",
+        "setup --ci changed people's saved prefix"
+    );
+}
+
+#[test]
+fn setup_ci_prints_the_job_side_for_github_actions_and_gitlab() {
+    let tmp = tempfile::tempdir().unwrap();
+    let github = setup_ci(
+        tmp.path(),
+        &[
+            "github-actions",
+            "--repository",
+            "acme/app",
+            "--ref",
+            "refs/heads/main",
+            "--audience",
+            "k8s",
+            "--print",
+            "kubeconfig",
+        ],
+    );
+    github.assert_success();
+    let entry: Value = serde_saphyr::from_str(&github.stdout).unwrap();
+    let exec = &entry["users"][0]["user"]["exec"];
+    assert_eq!(entry["users"][0]["name"], "ci");
+    assert_eq!(
+        exec["args"],
+        serde_json::json!([
+            "get-token",
+            "--audience=k8s",
+            "--token-source=github-actions",
+            "--grant=workload"
+        ])
+    );
+    assert_eq!(exec["interactiveMode"], "Never");
+
+    let gitlab = setup_ci(
+        tmp.path(),
+        &[
+            "gitlab",
+            "--issuer",
+            "https://gitlab.example.com",
+            "--project",
+            "acme/platform/app",
+            "--ref",
+            "main",
+            "--audience",
+            "k8s",
+        ],
+    );
+    gitlab.assert_success();
+    for line in [
+        "#   deploy:",
+        "#     id_tokens:",
+        "#       KOIDC_ID_TOKEN:",
+        "#         aud: k8s",
+        "#   koidc bind-group gitlab:acme/platform/app edit -n <namespace> --group-prefix ''",
+        "#         - --token-source=env:KOIDC_ID_TOKEN",
+    ] {
+        assert!(
+            gitlab.stdout.lines().any(|l| l == line),
+            "no {line:?} in:\n{}",
+            gitlab.stdout
+        );
+    }
+    assert!(
+        gitlab
+            .stdout
+            .contains("- expression: claims.project_path == 'acme/platform/app'"),
+        "{}",
+        gitlab.stdout
+    );
+}
+
+#[test]
+fn setup_ci_refuses_hostile_and_malformed_values_in_one_line_and_prints_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &[
+                "github-actions",
+                "--repository",
+                "acme/app' || true || '",
+                "--audience",
+                "k",
+            ],
+            "expected OWNER/REPO",
+        ),
+        (
+            &["github-actions", "--repository", "acme/app\\", "--audience", "k"],
+            "expected OWNER/REPO",
+        ),
+        (
+            &[
+                "github-actions",
+                "--repository",
+                "acme/app",
+                "--ref",
+                "main",
+                "--audience",
+                "k",
+            ],
+            "--ref refs/heads/main",
+        ),
+        (
+            &[
+                "gitlab",
+                "--issuer",
+                "https://gitlab.com",
+                "--project",
+                "acme/app",
+                "--ref",
+                "refs/heads/main",
+                "--audience",
+                "k",
+            ],
+            "--ref main",
+        ),
+        (&["github-actions", "--audience", "k"], "needs --repository"),
+        (
+            &["github-actions", "--repository", "acme/app"],
+            "--ci needs --audience",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = setup_ci(tmp.path(), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", out.stderr);
+        let line = out.assert_one_error_line();
+        assert!(line.contains(expected), "{args:?}: {line}");
+    }
+}
+
+#[test]
+fn setup_ci_merge_refuses_a_duplicate_issuer_and_files_it_cannot_use_in_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let people = file_in(tmp.path(), "people.yaml", PEOPLE_AUTHN);
+    let base = [
+        "github-actions",
+        "--repository",
+        "acme/app",
+        "--audience",
+        "k8s",
+        "--print",
+        "authentication-config",
+    ];
+    let merge = |file: &str| {
+        let mut args = base.to_vec();
+        args.extend(["--merge", file]);
+        setup_ci(tmp.path(), &args)
+    };
+    let once = merge(&people);
+    once.assert_success();
+    let merged = file_in(tmp.path(), "merged.yaml", &once.stdout);
+    let twice = merge(&merged);
+    assert_eq!(twice.status.code(), Some(1), "{}", twice.stderr);
+    let line = twice.assert_one_error_line();
+    assert!(
+        line.contains(
+            "already has an authenticator for the issuer https://token.actions.githubusercontent.com"
+        ) && line.contains("one `koidc setup --ci` run"),
+        "{line}"
+    );
+    let kubeconfig = file_in(tmp.path(), "kubeconfig", "apiVersion: v1\nkind: Config\n");
+    let missing = tmp.path().join("missing.yaml").display().to_string();
+    for (file, expected) in [
+        (
+            kubeconfig.as_str(),
+            "is not a kube-apiserver AuthenticationConfiguration",
+        ),
+        (missing.as_str(), "cannot read the --merge file"),
+    ] {
+        let out = merge(file);
+        assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+        let line = out.assert_one_error_line();
+        assert!(line.contains(expected), "{line}");
+    }
+    let flags = setup_ci(
+        tmp.path(),
+        &[
+            "github-actions",
+            "--repository",
+            "acme/app",
+            "--audience",
+            "k",
+            "--print",
+            "apiserver-flags",
+        ],
+    );
+    assert!(
+        flags
+            .assert_one_error_line()
+            .contains("--print authentication-config")
+    );
+}
+
+#[test]
+fn the_real_apiserver_compiles_the_ci_rules_merged_beside_people_quotes_in_refs_and_environments_included() {
+    let idp = KubeIdp::start();
+    let people = idp.setup_auth_config();
+    people.assert_success();
+    let dir = idp.dir().join("setup-ci");
+    std::fs::create_dir_all(&dir).unwrap();
+    let people_file = file_in(&dir, "people.yaml", &people.stdout);
+    // Values git and GitHub allow that would break out of a CEL string if written as they are.
+    let out = setup_ci(
+        &dir,
+        &[
+            "github-actions",
+            "--ci-issuer",
+            "https://127.0.0.1:1",
+            "--repository",
+            "acme/app",
+            "--repository",
+            "acme/web",
+            "--ref",
+            "refs/heads/main",
+            "--ref",
+            "refs/heads/it's",
+            "--environment",
+            "prod' || true || '",
+            "--environment",
+            "back\\slash \"quoted\"",
+            "--audience",
+            "k8s",
+            "--merge",
+            &people_file,
+            "--print",
+            "authentication-config",
+        ],
+    );
+    out.assert_success();
+    // kube-apiserver compiles every CEL expression of the file at start and refuses to start
+    // (the test fails with its log) when one does not compile.
+    let cluster = crate::kube::KubeCluster::start(&out.stdout, idp);
+    let _logs = cluster.print_logs_on_failure();
+    let whoami = cluster.user(&READER).kubectl(&["auth", "whoami", "-o", "json"]);
+    whoami.assert_success();
+    let review: Value = serde_json::from_str(&whoami.stdout).expect("whoami printed JSON");
+    assert_eq!(
+        review["status"]["userInfo"]["username"],
+        format!("oidc:{}", READER.email),
+        "people still get in beside the CI authenticator: {review}"
+    );
 }

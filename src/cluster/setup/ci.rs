@@ -40,6 +40,15 @@ pub const PROJECTED_TOKEN_FILE: &str = "koidc";
 /// The kubeconfig user name of the job's entry when `--user` keeps its default (`oidc`, people's).
 pub const CI_USER: &str = "ci";
 
+/// The kubeconfig cluster name in the printed job.
+const JOB_CLUSTER: &str = "k8s";
+
+/// The variable holding the apiserver's URL in the printed job.
+const SERVER_VAR: &str = "KUBE_SERVER";
+
+/// The file of the repository holding the apiserver's CA in the printed job.
+const JOB_CA_FILE: &str = "apiserver-ca.crt";
+
 /// The longest value accepted for a repository, project, ref or environment.
 const MAX_VALUE: usize = 255;
 
@@ -53,7 +62,9 @@ pub enum CiError {
     )]
     NoAudience,
     /// The audience is empty, has spaces around it or control characters.
-    #[error("invalid --audience {0:?}: give a non-empty name or URL without spaces around it or control characters")]
+    #[error(
+        "invalid --audience {0:?}: give a non-empty name or URL without spaces around it or control characters"
+    )]
     BadAudience(String),
     /// `--ci gitlab` or `--ci jwt` without an issuer.
     #[error("--ci {provider} needs the CI issuer: add --issuer URL ({example})")]
@@ -154,7 +165,9 @@ pub enum CiError {
         issuer: String,
     },
     /// `--token-source` that does not fit the printed job.
-    #[error("invalid --token-source {0:?} for the job's kubeconfig entry: use github-actions, file:/ABSOLUTE/PATH or env:VAR")]
+    #[error(
+        "invalid --token-source {0:?} for the job's kubeconfig entry: use github-actions, file:/ABSOLUTE/PATH or env:VAR"
+    )]
     BadTokenSource(String),
     /// `--print apiserver-flags` with `--ci`.
     #[error(
@@ -313,13 +326,19 @@ impl CiTrust {
         let scopes = match provider {
             CiProvider::GithubActions => {
                 if !choices.projects.is_empty() {
-                    return Err(not_for("--project", "name GitHub repositories with --repository OWNER/REPO"));
+                    return Err(not_for(
+                        "--project",
+                        "name GitHub repositories with --repository OWNER/REPO",
+                    ));
                 }
                 validated(&choices.repositories, "--repository", validate_repository)?
             }
             CiProvider::Gitlab => {
                 if !choices.repositories.is_empty() {
-                    return Err(not_for("--repository", "name GitLab projects with --project GROUP/PROJECT"));
+                    return Err(not_for(
+                        "--repository",
+                        "name GitLab projects with --project GROUP/PROJECT",
+                    ));
                 }
                 validated(&choices.projects, "--project", validate_project)?
             }
@@ -360,7 +379,9 @@ impl CiTrust {
         };
         let environments = validated(&choices.environments, "--environment", validate_environment)?;
         let prefix = |which, given: &Option<String>| -> Result<String, CiError> {
-            let prefix = given.clone().unwrap_or_else(|| provider.default_prefix().to_owned());
+            let prefix = given
+                .clone()
+                .unwrap_or_else(|| provider.default_prefix().to_owned());
             if prefix.is_empty()
                 || !prefix.ends_with(':')
                 || prefix == "oidc:"
@@ -392,7 +413,11 @@ impl CiTrust {
                 claim,
                 &self.scopes,
                 false,
-                &format!("the job's {} is not {}", self.provider.scope_word(), or_list(&self.scopes)),
+                &format!(
+                    "the job's {} is not {}",
+                    self.provider.scope_word(),
+                    or_list(&self.scopes)
+                ),
             ));
         }
         if !self.refs.is_empty() {
@@ -408,7 +433,10 @@ impl CiTrust {
                 "environment",
                 &self.environments,
                 true,
-                &format!("the job does not run in the environment {}", or_list(&self.environments)),
+                &format!(
+                    "the job does not run in the environment {}",
+                    or_list(&self.environments)
+                ),
             ));
         }
         rules
@@ -526,7 +554,11 @@ impl CiTrust {
         if !self.refs.is_empty() {
             text.push_str(&format!(
                 " on {} {}",
-                if self.refs.len() == 1 { "the ref" } else { "the refs" },
+                if self.refs.len() == 1 {
+                    "the ref"
+                } else {
+                    "the refs"
+                },
                 self.refs.join(", ")
             ));
         }
@@ -616,10 +648,13 @@ impl CiTrust {
 
     /// The `get-token` arguments of the job's kubeconfig entry: `--grant workload`, the token
     /// source and the audience, then `ca` (from [`super::ca_args`]).
-    pub fn get_token_args(&self, token_source: Option<&str>, ca: Vec<String>) -> Result<Vec<String>, CiError> {
+    pub fn get_token_args(
+        &self,
+        token_source: Option<&str>,
+        ca: Vec<String>,
+    ) -> Result<Vec<String>, CiError> {
         let source = match token_source {
             Some(raw) => {
-                let raw = raw.trim();
                 let ok = raw == "github-actions"
                     || raw.strip_prefix("file:").is_some_and(|p| p.starts_with('/'))
                     || raw.strip_prefix("env:").is_some_and(|v| {
@@ -662,21 +697,27 @@ impl CiTrust {
     /// commands that make kubectl use `user`.
     pub fn job_snippet(&self, user: &ExecUser, token_source: &str) -> Result<String, super::SetupError> {
         let set_credentials = set_credentials_command(user);
-        let commands = vec![
-            "kubectl config set-cluster <cluster> --server=<https://apiserver:6443> \
-             --certificate-authority=<apiserver-ca.crt> --embed-certs"
-                .to_owned(),
+        // No placeholder in the shell commands (`<` would be a redirection): the apiserver's
+        // address is a variable, its CA a file of the repository.
+        let commands = [
+            format!(
+                "kubectl config set-cluster {JOB_CLUSTER} --server=\"${SERVER_VAR}\" \
+                 --certificate-authority={JOB_CA_FILE} --embed-certs"
+            ),
             set_credentials,
             format!(
-                "kubectl config set-context {0} --cluster=<cluster> --user={0} && kubectl config use-context {0}",
+                "kubectl config set-context {0} --cluster={JOB_CLUSTER} --user={0} && kubectl config use-context {0}",
                 super::shell_word(&user.name)
             ),
         ];
+        let mut server = serde_json::Map::new();
+        server.insert(SERVER_VAR.to_owned(), json!("https://<apiserver>:6443"));
         let value = match self.provider {
             CiProvider::GithubActions => json!({
                 "permissions": { "id-token": "write", "contents": "read" },
                 "steps": [{
                     "name": "Deploy",
+                    "env": server,
                     "run": format!("{}\nkubectl apply -f deploy/\n", commands.join("\n")),
                 }],
             }),
@@ -687,9 +728,9 @@ impl CiTrust {
                     .to_owned();
                 let mut tokens = serde_json::Map::new();
                 tokens.insert(var, json!({ "aud": self.audience }));
-                let mut script = commands;
-                script.push("kubectl apply -f deploy/".into());
-                json!({ "deploy": { "id_tokens": tokens, "script": script } })
+                // One literal block, as the GitHub step's `run`.
+                let script = format!("{}\nkubectl apply -f deploy/\n", commands.join("\n"));
+                json!({ "deploy": { "id_tokens": tokens, "variables": server, "script": [script] } })
             }
             CiProvider::Jwt => json!({
                 "volumes": [{
@@ -790,10 +831,7 @@ pub fn colliding_group_issuers(config: &Value, prefix: &str) -> Vec<String> {
         .flatten()
         .filter(|a| {
             let groups = &a["claimMappings"]["groups"];
-            groups.get("claim").is_some()
-                && groups["prefix"]
-                    .as_str()
-                    .is_none_or(|p| prefix.starts_with(p))
+            groups.get("claim").is_some() && groups["prefix"].as_str().is_none_or(|p| prefix.starts_with(p))
         })
         .filter_map(|a| a["issuer"]["url"].as_str().map(str::to_owned))
         .collect()
@@ -903,9 +941,8 @@ fn is_name(segment: &str) -> bool {
 }
 
 fn validate_repository(value: &str) -> Result<(), String> {
-    let what = || {
-        "expected OWNER/REPO as GitHub names it (letters, digits, -, _ and .), e.g. acme/app".to_owned()
-    };
+    let what =
+        || "expected OWNER/REPO as GitHub names it (letters, digits, -, _ and .), e.g. acme/app".to_owned();
     let Some((owner, repo)) = value.split_once('/') else {
         return Err(what());
     };
@@ -991,5 +1028,531 @@ fn validate_environment(value: &str) -> Result<(), String> {
         Err("expected the environment's name as the CI system shows it (no control characters, at most 255 bytes), e.g. production".into())
     } else {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn github(repositories: &[&str], refs: &[&str]) -> CiChoices {
+        CiChoices {
+            provider: Some(CiProviderArg::GithubActions),
+            audience: Some("https://k8s.example.com".into()),
+            repositories: repositories.iter().map(|s| (*s).to_owned()).collect(),
+            refs: refs.iter().map(|s| (*s).to_owned()).collect(),
+            ..CiChoices::default()
+        }
+    }
+
+    fn gitlab(projects: &[&str], refs: &[&str]) -> CiChoices {
+        CiChoices {
+            provider: Some(CiProviderArg::Gitlab),
+            issuer: Some("https://gitlab.example.com".into()),
+            audience: Some("kubernetes".into()),
+            projects: projects.iter().map(|s| (*s).to_owned()).collect(),
+            refs: refs.iter().map(|s| (*s).to_owned()).collect(),
+            ..CiChoices::default()
+        }
+    }
+
+    /// The rendered AuthenticationConfiguration, read back as the apiserver would read it.
+    fn rendered(trust: &CiTrust, ca: Option<&str>) -> Value {
+        let text = super::super::yaml(&authentication_configuration(trust.authenticator(ca))).unwrap();
+        serde_saphyr::from_str(&text).unwrap()
+    }
+
+    fn expressions(list: &Value) -> Vec<&str> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["expression"].as_str().unwrap())
+            .collect()
+    }
+
+    /// Reads one CEL string literal (single- or double-quoted, as CEL's lexer does) from the
+    /// start of `text`: its value and what follows it. `None` when it is not a whole literal.
+    fn read_cel_literal(text: &str) -> Option<(String, &str)> {
+        let mut chars = text.char_indices();
+        let (_, quote) = chars.next()?;
+        if quote != '\'' && quote != '"' {
+            return None;
+        }
+        let mut value = String::new();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                c if c == quote => return Some((value, &text[i + 1..])),
+                '\n' | '\r' => return None,
+                '\\' => {
+                    let (_, e) = chars.next()?;
+                    let hex = |n: usize, chars: &mut std::str::CharIndices<'_>| -> Option<char> {
+                        let digits: String = (0..n).filter_map(|_| chars.next().map(|(_, c)| c)).collect();
+                        char::from_u32(u32::from_str_radix(&digits, 16).ok()?)
+                    };
+                    value.push(match e {
+                        '\\' | '\'' | '"' | '`' | '?' => e,
+                        'n' => '\n',
+                        'r' => '\r',
+                        't' => '\t',
+                        'a' => '\u{7}',
+                        'b' => '\u{8}',
+                        'f' => '\u{c}',
+                        'v' => '\u{b}',
+                        'u' => hex(4, &mut chars)?,
+                        'U' => hex(8, &mut chars)?,
+                        'x' | 'X' => hex(2, &mut chars)?,
+                        _ => return None,
+                    });
+                }
+                c => value.push(c),
+            }
+        }
+        None
+    }
+
+    const HOSTILE: [&str; 9] = [
+        "acme/app' || true || 'x",
+        "acme/app\\' || true || '",
+        "a\\",
+        "'",
+        "\"",
+        "line\nclaims.ref == 'x'",
+        "tab\there\r\u{0}\u{1b}[31m",
+        "\u{202e}ppa/emca\u{2066}",
+        "ünïcødé/ok",
+    ];
+
+    #[test]
+    fn a_cel_string_literal_means_exactly_the_value_whatever_it_contains() {
+        for value in HOSTILE {
+            let literal = cel_string(value);
+            let (read, rest) =
+                read_cel_literal(&literal).unwrap_or_else(|| panic!("not a literal: {literal}"));
+            assert_eq!(read, value, "{literal}");
+            assert!(rest.is_empty(), "{literal} ends before its end: {rest:?}");
+            assert!(
+                !literal.chars().any(|c| c.is_control() || is_invisible(c)),
+                "{literal:?}"
+            );
+        }
+        assert_eq!(cel_string("acme/app"), "'acme/app'");
+        assert_eq!(cel_string("it's"), r"'it\'s'");
+    }
+
+    #[test]
+    fn github_actions_pins_the_repository_and_ref_and_maps_jobs_to_names_people_cannot_have() {
+        let trust = CiTrust::new(&github(&["acme/app"], &["refs/heads/main"])).unwrap();
+        let config = rendered(&trust, None);
+        assert_eq!(config["apiVersion"], "apiserver.config.k8s.io/v1");
+        assert_eq!(config["kind"], "AuthenticationConfiguration");
+        let jwt = config["jwt"].as_array().unwrap();
+        assert_eq!(jwt.len(), 1);
+        let a = &jwt[0];
+        assert_eq!(a["issuer"]["url"], GITHUB_ACTIONS_ISSUER);
+        assert_eq!(a["issuer"]["audiences"], json!(["https://k8s.example.com"]));
+        assert!(a["issuer"].get("certificateAuthority").is_none());
+        assert_eq!(
+            expressions(&a["claimValidationRules"]),
+            [
+                "claims.repository == 'acme/app'",
+                "claims.ref == 'refs/heads/main'"
+            ]
+        );
+        assert_eq!(
+            a["claimMappings"]["username"]["expression"],
+            "'github-actions:' + claims.sub"
+        );
+        assert_eq!(
+            a["claimMappings"]["groups"]["expression"],
+            "['github-actions:' + claims.repository]"
+        );
+        assert_eq!(
+            expressions(&a["userValidationRules"]),
+            [
+                "user.username.startsWith('github-actions:')",
+                "user.groups.all(g, !g.startsWith('system:'))"
+            ]
+        );
+        assert_eq!(trust.groups(), ["github-actions:acme/app"]);
+        assert_eq!(
+            trust.example_username(),
+            "github-actions:repo:acme/app:ref:refs/heads/main"
+        );
+        assert!(trust.warnings().is_empty(), "{:?}", trust.warnings());
+    }
+
+    #[test]
+    fn the_ci_issuer_and_its_ca_go_into_the_issuer_block() {
+        let mut choices = github(&["acme/app"], &[]);
+        choices.ci_issuer = Some("https://127.0.0.1:8443".into());
+        let trust = CiTrust::new(&choices).unwrap();
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let a = &rendered(&trust, Some(pem))["jwt"][0];
+        assert_eq!(a["issuer"]["url"], "https://127.0.0.1:8443");
+        assert_eq!(a["issuer"]["certificateAuthority"], pem);
+        let warnings = trust.warnings().join("\n");
+        assert!(warnings.contains("--ref"), "{warnings}");
+        assert!(warnings.contains("--groups-prefix"), "{warnings}");
+    }
+
+    #[test]
+    fn several_repositories_and_refs_share_one_authenticator_and_the_summary_says_so() {
+        let trust = CiTrust::new(&github(
+            &["acme/app", "acme/web", "acme/app"],
+            &["refs/heads/main", "refs/tags/v1.0.0"],
+        ))
+        .unwrap();
+        let config = rendered(&trust, None);
+        assert_eq!(config["jwt"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            expressions(&config["jwt"][0]["claimValidationRules"]),
+            [
+                "claims.repository in ['acme/app', 'acme/web']",
+                "claims.ref in ['refs/heads/main', 'refs/tags/v1.0.0']"
+            ]
+        );
+        assert_eq!(
+            config["jwt"][0]["claimValidationRules"][0]["message"],
+            "the job's repository is not acme/app or acme/web"
+        );
+        assert_eq!(
+            trust.groups(),
+            ["github-actions:acme/app", "github-actions:acme/web"]
+        );
+        let summary = trust.summary();
+        assert!(summary.contains("repositories acme/app, acme/web"), "{summary}");
+        assert!(summary.contains("share this authenticator"), "{summary}");
+        assert!(summary.contains("every combination"), "{summary}");
+    }
+
+    #[test]
+    fn an_environment_is_pinned_only_in_tokens_that_have_one() {
+        let mut choices = github(&["acme/app"], &[]);
+        choices.environments = vec!["production".into()];
+        let trust = CiTrust::new(&choices).unwrap();
+        let a = &rendered(&trust, None)["jwt"][0];
+        assert_eq!(
+            expressions(&a["claimValidationRules"])[1],
+            "has(claims.environment) && claims.environment == 'production'"
+        );
+        assert_eq!(
+            trust.example_username(),
+            "github-actions:repo:acme/app:environment:production"
+        );
+        assert!(trust.warnings().is_empty(), "{:?}", trust.warnings());
+    }
+
+    #[test]
+    fn gitlab_pins_the_project_path_and_the_bare_ref() {
+        let trust = CiTrust::new(&gitlab(&["acme/platform/app"], &["main"])).unwrap();
+        let a = &rendered(&trust, None)["jwt"][0];
+        assert_eq!(a["issuer"]["url"], "https://gitlab.example.com");
+        assert_eq!(a["issuer"]["audiences"], json!(["kubernetes"]));
+        assert_eq!(
+            expressions(&a["claimValidationRules"]),
+            [
+                "claims.project_path == 'acme/platform/app'",
+                "claims.ref == 'main'"
+            ]
+        );
+        assert_eq!(
+            a["claimMappings"]["username"]["expression"],
+            "'gitlab:' + claims.sub"
+        );
+        assert_eq!(
+            a["claimMappings"]["groups"]["expression"],
+            "['gitlab:' + claims.project_path]"
+        );
+        assert_eq!(trust.groups(), ["gitlab:acme/platform/app"]);
+        assert_eq!(
+            trust.example_username(),
+            "gitlab:project_path:acme/platform/app:ref_type:branch:ref:main"
+        );
+        let args = trust.get_token_args(None, Vec::new()).unwrap();
+        assert!(
+            args.contains(&format!("--token-source=env:{GITLAB_TOKEN_VAR}")),
+            "{args:?}"
+        );
+        let user = ExecUser {
+            name: "ci".into(),
+            command: "koidc".into(),
+            args,
+        };
+        let snippet: Value =
+            serde_saphyr::from_str(&trust.job_snippet(&user, &trust.default_token_source()).unwrap())
+                .unwrap();
+        assert_eq!(
+            snippet["deploy"]["id_tokens"][GITLAB_TOKEN_VAR]["aud"],
+            "kubernetes"
+        );
+    }
+
+    #[test]
+    fn a_generic_issuer_is_pinned_by_its_audience_and_named_with_its_url() {
+        let choices = CiChoices {
+            provider: Some(CiProviderArg::Jwt),
+            issuer: Some("https://oidc.cluster-b.example.com".into()),
+            audience: Some("cluster-a".into()),
+            ..CiChoices::default()
+        };
+        let trust = CiTrust::new(&choices).unwrap();
+        let a = &rendered(&trust, None)["jwt"][0];
+        assert!(a.get("claimValidationRules").is_none(), "{a}");
+        assert_eq!(
+            a["claimMappings"]["username"]["expression"],
+            "'jwt:' + claims.iss + '#' + claims.sub"
+        );
+        assert_eq!(
+            a["claimMappings"]["groups"]["expression"],
+            "['jwt:' + claims.iss]"
+        );
+        assert_eq!(trust.groups(), ["jwt:https://oidc.cluster-b.example.com"]);
+        assert_eq!(
+            trust.username_for("system:serviceaccount:ci:deployer"),
+            "jwt:https://oidc.cluster-b.example.com#system:serviceaccount:ci:deployer"
+        );
+        assert!(trust.warnings().join("\n").contains("audience"));
+        for flag in ["--repository", "--ref"] {
+            let mut wrong = choices.clone();
+            if flag == "--ref" {
+                wrong.refs = vec!["main".into()];
+            } else {
+                wrong.repositories = vec!["acme/app".into()];
+            }
+            let err = CiTrust::new(&wrong).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{flag} does not apply to --ci jwt")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn values_of_the_wrong_form_are_refused_saying_what_the_flag_takes() {
+        let err = |choices: CiChoices| CiTrust::new(&choices).unwrap_err().to_string();
+        for repository in [
+            "acme",
+            "acme/app/extra",
+            "/app",
+            "acme/",
+            "acme/..",
+            "-acme/app",
+            "acme/app' || true || '",
+            "acme/app\\",
+            "acme/a\"pp",
+            "acme/app\nx",
+            "acme/ app",
+        ] {
+            let e = err(github(&[repository], &[]));
+            assert!(e.contains("expected OWNER/REPO"), "{repository:?}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+        let e = err(github(&["acme/app"], &["main"]));
+        assert!(e.contains("--ref refs/heads/main"), "{e}");
+        for bad in [
+            "refs/heads/",
+            "refs/heads/a..b",
+            "refs/heads/x\\y",
+            "refs/heads/a b",
+            "refs/heads/.x",
+        ] {
+            let e = err(github(&["acme/app"], &[bad]));
+            assert!(e.starts_with("invalid --ref"), "{bad:?}: {e}");
+        }
+        let e = err(gitlab(&["acme/app"], &["refs/heads/main"]));
+        assert!(e.contains("bare branch or tag name: --ref main"), "{e}");
+        for project in ["acme", "acme/app.git", "acme/-app", "acme/app'"] {
+            let e = err(gitlab(&[project], &[]));
+            assert!(e.contains("GROUP/PROJECT"), "{project:?}: {e}");
+        }
+        let e = err(github(&[], &[]));
+        assert!(e.contains("--ci github-actions needs --repository"), "{e}");
+        let e = err(gitlab(&[], &[]));
+        assert!(e.contains("--ci gitlab needs --project"), "{e}");
+        let mut no_audience = github(&["acme/app"], &[]);
+        no_audience.audience = None;
+        assert!(err(no_audience).starts_with("--ci needs --audience"));
+        for issuer in [
+            "http://gitlab.example.com",
+            "https://gitlab.example.com/?x=1",
+            "gitlab.com",
+            "https://u@h",
+        ] {
+            let mut choices = gitlab(&["acme/app"], &[]);
+            choices.issuer = Some(issuer.into());
+            assert!(err(choices).starts_with("invalid CI issuer"), "{issuer}");
+        }
+        let mut people = github(&["acme/app"], &[]);
+        people.issuer = Some("https://dex.example.com/dex".into());
+        assert!(err(people).contains("--ci-issuer https://HOST/_services/token"));
+        for prefix in ["", "oidc:", "system:ci:", "ci"] {
+            let mut choices = github(&["acme/app"], &[]);
+            choices.groups_prefix = Some(prefix.into());
+            assert!(err(choices).starts_with("--groups-prefix"), "{prefix:?}");
+        }
+    }
+
+    #[test]
+    fn a_quote_git_allows_in_a_ref_or_environment_is_escaped_and_cannot_change_the_rule() {
+        let mut choices = github(&["acme/app"], &["refs/heads/it's"]);
+        choices.environments = vec!["prod' || true || '".into(), "a\\b".into()];
+        let trust = CiTrust::new(&choices).unwrap();
+        let a = &rendered(&trust, None)["jwt"][0];
+        let rules = expressions(&a["claimValidationRules"]);
+        assert_eq!(rules[1], r"claims.ref == 'refs/heads/it\'s'");
+        assert_eq!(
+            rules[2],
+            r"has(claims.environment) && claims.environment in ['prod\' || true || \'', 'a\\b']"
+        );
+        // Read back literal by literal: exactly the values given, nothing outside the list.
+        let list = rules[2]
+            .strip_prefix("has(claims.environment) && claims.environment in [")
+            .unwrap();
+        let (first, rest) = read_cel_literal(list).unwrap();
+        let (second, rest) = read_cel_literal(rest.strip_prefix(", ").unwrap()).unwrap();
+        assert_eq!([first.as_str(), second.as_str()], ["prod' || true || '", "a\\b"]);
+        assert_eq!(rest, "]");
+        let e = CiTrust::new(&CiChoices {
+            environments: vec!["prod\n".into()],
+            ..github(&["acme/app"], &[])
+        })
+        .unwrap_err();
+        assert!(e.to_string().starts_with("invalid --environment"), "{e}");
+    }
+
+    fn people() -> String {
+        super::super::yaml(&super::super::authentication_configuration(
+            &super::super::ClusterAuth {
+                issuer: "https://dex.example.com/dex".into(),
+                client_id: "koidc".into(),
+                username_claim: "email".into(),
+                username_prefix: "oidc:".into(),
+                groups_claim: "groups".into(),
+                groups_prefix: "oidc:".into(),
+                ca_pem: None,
+            },
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn merge_adds_the_ci_authenticator_after_people_s_and_keeps_the_rest() {
+        let trust = CiTrust::new(&github(&["acme/app"], &["refs/heads/main"])).unwrap();
+        let text = format!("{}anonymous:\n  enabled: false\n", people());
+        let merged = merge("authn.yaml", &text, trust.authenticator(None)).unwrap();
+        let jwt = merged["jwt"].as_array().unwrap();
+        assert_eq!(jwt.len(), 2);
+        assert_eq!(jwt[0]["issuer"]["url"], "https://dex.example.com/dex");
+        assert_eq!(jwt[1], trust.authenticator(None));
+        assert_eq!(merged["anonymous"], json!({"enabled": false}));
+        assert_eq!(merged["apiVersion"], "apiserver.config.k8s.io/v1");
+        assert!(colliding_group_issuers(&merged, &trust.groups_prefix).is_empty());
+        // People's groups without a prefix could be named like the jobs'.
+        let bare = people().replace("prefix: \"oidc:\"", "prefix: \"\"");
+        let merged = merge("authn.yaml", &bare, trust.authenticator(None)).unwrap();
+        assert_eq!(
+            colliding_group_issuers(&merged, &trust.groups_prefix),
+            ["https://dex.example.com/dex"]
+        );
+    }
+
+    #[test]
+    fn merge_refuses_a_second_authenticator_for_the_same_issuer() {
+        let trust = CiTrust::new(&github(&["acme/app"], &[])).unwrap();
+        let once =
+            super::super::yaml(&merge("a.yaml", &people(), trust.authenticator(None)).unwrap()).unwrap();
+        let again = CiTrust::new(&github(&["acme/web"], &[])).unwrap();
+        let err = merge("a.yaml", &once, again.authenticator(None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "already has an authenticator for the issuer https://token.actions.githubusercontent.com"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("one `koidc setup --ci` run"), "{err}");
+    }
+
+    #[test]
+    fn merge_refuses_what_is_not_an_authentication_configuration_in_one_line() {
+        let trust = CiTrust::new(&github(&["acme/app"], &[])).unwrap();
+        for text in [
+            "apiVersion: v1\nkind: Config\nusers: []\n",
+            "kind: AuthenticationConfiguration\napiVersion: v1\n",
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt: 5\n",
+            "- a\n- b\n",
+            "key: [unclosed\n",
+            "",
+        ] {
+            let err = merge("f.yaml", text, trust.authenticator(None))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(
+                    "the --merge file f.yaml is not a kube-apiserver AuthenticationConfiguration"
+                ),
+                "{text:?}: {err}"
+            );
+            assert!(!err.contains('\n'), "{err}");
+        }
+        let empty = "apiVersion: apiserver.config.k8s.io/v1beta1\nkind: AuthenticationConfiguration\n";
+        let merged = merge("f.yaml", empty, trust.authenticator(None)).unwrap();
+        assert_eq!(merged["jwt"].as_array().unwrap().len(), 1);
+        assert_eq!(merged["apiVersion"], "apiserver.config.k8s.io/v1beta1");
+    }
+
+    #[test]
+    fn the_job_entry_runs_get_token_with_the_workload_grant_and_never_prompts() {
+        let trust = CiTrust::new(&github(&["acme/app"], &["refs/heads/main"])).unwrap();
+        let args = trust.get_token_args(None, Vec::new()).unwrap();
+        assert_eq!(
+            args,
+            [
+                "get-token",
+                "--audience=https://k8s.example.com",
+                "--token-source=github-actions",
+                "--grant=workload"
+            ]
+        );
+        // koidc reads these words back as the options they are meant to be.
+        use clap::Parser as _;
+        let cli =
+            crate::cli::Cli::try_parse_from(std::iter::once("koidc".to_owned()).chain(args.clone())).unwrap();
+        let crate::cli::Command::GetToken(parsed) = cli.command else {
+            panic!("not get-token");
+        };
+        assert_eq!(parsed.login.grant, Some(GrantArg::Workload));
+        assert_eq!(
+            parsed.identity.audience.as_deref(),
+            Some("https://k8s.example.com")
+        );
+        let user = trust.kubeconfig_user(&ExecUser {
+            name: CI_USER.into(),
+            command: "koidc".into(),
+            args,
+        });
+        let exec = user.user.unwrap().exec.unwrap();
+        assert_eq!(exec.interactive_mode.as_deref(), Some("Never"));
+        for bad in ["file:relative/token", "env:", "env:A-B", "gitlab", "env:X\n"] {
+            assert!(trust.get_token_args(Some(bad), Vec::new()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_bind_group_commands_name_the_group_the_apiserver_derives_with_no_prefix_added() {
+        let trust = CiTrust::new(&github(&["acme/app", "acme/web"], &[])).unwrap();
+        assert_eq!(
+            trust.bind_group_commands("edit", "apps"),
+            [
+                "koidc bind-group github-actions:acme/app edit -n apps --group-prefix ''",
+                "koidc bind-group github-actions:acme/web edit -n apps --group-prefix ''",
+            ]
+        );
+        // The group expression is the prefix literal and the claim the groups() list uses.
+        assert_eq!(
+            trust.groups_expression(),
+            format!("[{} + claims.repository]", cel_string(&trust.groups_prefix))
+        );
     }
 }
