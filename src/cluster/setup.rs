@@ -448,7 +448,7 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
-    fn auth() -> ClusterAuth {
+    pub(super) fn auth() -> ClusterAuth {
         ClusterAuth {
             issuer: "https://dex.example.com/dex".into(),
             client_id: "koidc".into(),

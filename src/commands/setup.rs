@@ -353,7 +353,7 @@ fn ci(args: &SetupArgs, provider: CiProviderArg) -> anyhow::Result<()> {
                  # 3. {job_title}, with koidc and kubectl installed:\n\
                  {}\
                  #\n\
-                 # 4. The job's kubeconfig user entry (what the commands above write; no stored secret):\n\
+                 # 4. The same exec entry as a kubeconfig file (no stored secret anywhere):\n\
                  {}",
                 trust.provider.flag_value(),
                 trust.summary(),

@@ -685,6 +685,19 @@ fn setup_ci(dir: &Path, args: &[&str]) -> Output {
     run_koidc(&dir.join("home"), &dir.join("config"), &all, &[])
 }
 
+/// The `setup --ci` arguments for the jobs of acme/app on refs/heads/main, then `extra`.
+fn app_on_main<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "github-actions",
+        "--repository",
+        "acme/app",
+        "--ref",
+        "refs/heads/main",
+    ];
+    args.extend(extra);
+    args
+}
+
 /// A file `name` in `dir` holding `text`; its path as a string.
 fn file_in(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
@@ -701,23 +714,18 @@ fn setup_ci_github_actions_merges_the_jobs_authenticator_into_people_s_file_with
     // Nothing listens on port 1: setup must not fetch the CI issuer's discovery.
     let out = setup_ci(
         tmp.path(),
-        &[
-            "github-actions",
+        &app_on_main(&[
             "--ci-issuer",
             "https://127.0.0.1:1",
             "--certificate-authority",
             &ca_file,
-            "--repository",
-            "acme/app",
-            "--ref",
-            "refs/heads/main",
             "--audience",
             "https://k8s.example.com",
             "--merge",
             &people,
             "--print",
             "authentication-config",
-        ],
+        ]),
     );
     out.assert_success();
     let config: Value = serde_saphyr::from_str(&out.stdout).expect("the output is YAML");
@@ -734,26 +742,19 @@ fn setup_ci_github_actions_merges_the_jobs_authenticator_into_people_s_file_with
         serde_json::json!(["https://k8s.example.com"])
     );
     assert_eq!(ci["issuer"]["certificateAuthority"], ca.ca_pem());
-    let rules: Vec<&str> = ci["claimValidationRules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["expression"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        rules,
-        [
-            "claims.repository == 'acme/app'",
-            "claims.ref == 'refs/heads/main'"
-        ]
+        ci["claimMappings"],
+        serde_json::json!({
+            "username": {"expression": "'github-actions:' + claims.sub"},
+            "groups": {"expression": "['github-actions:' + claims.repository]"},
+        })
     );
     assert_eq!(
-        ci["claimMappings"]["username"]["expression"],
-        "'github-actions:' + claims.sub"
-    );
-    assert_eq!(
-        ci["claimMappings"]["groups"]["expression"],
-        "['github-actions:' + claims.repository]"
+        ci["claimValidationRules"],
+        serde_json::json!([
+            {"expression": "claims.repository == 'acme/app'", "message": "the job's repository is not acme/app"},
+            {"expression": "claims.ref == 'refs/heads/main'", "message": "the job's ref is not refs/heads/main"},
+        ])
     );
     assert!(
         out.stderr
@@ -762,14 +763,12 @@ fn setup_ci_github_actions_merges_the_jobs_authenticator_into_people_s_file_with
         out.stderr
     );
     // No login, nothing saved: the people's groups prefix for bind-group is left alone.
-    assert!(
-        !tmp.path().join("config/koidc").exists(),
-        "setup --ci saved settings"
-    );
-    assert!(
-        !tmp.path().join("home/.cache").exists(),
-        "setup --ci opened a token cache"
-    );
+    for (path, what) in [
+        ("config/koidc", "saved settings"),
+        ("home/.cache", "opened a token cache"),
+    ] {
+        assert!(!tmp.path().join(path).exists(), "setup --ci {what}");
+    }
 }
 
 #[test]
@@ -777,19 +776,9 @@ fn setup_ci_puts_several_repositories_and_refs_into_one_authenticator_and_says_s
     let tmp = tempfile::tempdir().unwrap();
     let out = setup_ci(
         tmp.path(),
-        &[
-            "github-actions",
-            "--repository",
-            "acme/app",
-            "--repository",
-            "acme/web",
-            "--ref",
-            "refs/heads/main",
-            "--ref",
-            "refs/tags/v1.0.0",
-            "--audience",
-            "kubernetes",
-        ],
+        &"github-actions --repository acme/app --repository acme/web --ref refs/heads/main --ref refs/tags/v1.0.0 --audience kubernetes"
+            .split(' ')
+            .collect::<Vec<_>>(),
     );
     out.assert_success();
     let first = out.stdout.lines().next().unwrap();
@@ -837,18 +826,7 @@ fn setup_ci_bind_group_command_binds_exactly_the_group_the_apiserver_derives() {
     let settings = tmp.path().join("config/koidc");
     std::fs::create_dir_all(&settings).unwrap();
     std::fs::write(settings.join("cluster.json"), "{\"groupsPrefix\": \"oidc:\"}\n").unwrap();
-    let out = setup_ci(
-        tmp.path(),
-        &[
-            "github-actions",
-            "--repository",
-            "acme/app",
-            "--ref",
-            "refs/heads/main",
-            "--audience",
-            "k8s",
-        ],
-    );
+    let out = setup_ci(tmp.path(), &app_on_main(&["--audience", "k8s"]));
     out.assert_success();
     let command = out
         .stdout
@@ -879,17 +857,7 @@ fn setup_ci_prints_the_job_side_for_github_actions_and_gitlab() {
     let tmp = tempfile::tempdir().unwrap();
     let github = setup_ci(
         tmp.path(),
-        &[
-            "github-actions",
-            "--repository",
-            "acme/app",
-            "--ref",
-            "refs/heads/main",
-            "--audience",
-            "k8s",
-            "--print",
-            "kubeconfig",
-        ],
+        &app_on_main(&["--audience", "k8s", "--print", "kubeconfig"]),
     );
     github.assert_success();
     let entry: Value = serde_saphyr::from_str(&github.stdout).unwrap();
@@ -905,6 +873,28 @@ fn setup_ci_prints_the_job_side_for_github_actions_and_gitlab() {
         ])
     );
     assert_eq!(exec["interactiveMode"], "Never");
+
+    // The workflow's commands, run by the real kubectl, write that same exec entry.
+    let full = setup_ci(tmp.path(), &app_on_main(&["--audience", "k8s"]));
+    full.assert_success();
+    let set_credentials = full
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("#       kubectl config set-credentials "))
+        .unwrap_or_else(|| panic!("no set-credentials command in:\n{}", full.stdout));
+    let kubectl = e2e_binary("KOIDC_E2E_KUBECTL", "kubectl v1.36.3");
+    let job_kubeconfig = tmp.path().join("job-kubeconfig");
+    let mut cmd = clean_command(&kubectl, tmp.path());
+    cmd.args(["config", "set-credentials"])
+        .args(set_credentials.split(' '))
+        .arg(format!("--kubeconfig={}", job_kubeconfig.display()));
+    run(&mut cmd).assert_success();
+    let written: Value = serde_saphyr::from_str(&std::fs::read_to_string(&job_kubeconfig).unwrap()).unwrap();
+    let written = &written["users"][0];
+    assert_eq!(written["name"], "ci");
+    for key in ["apiVersion", "command", "args", "interactiveMode"] {
+        assert_eq!(written["user"]["exec"][key], exec[key], "{key}: {written}");
+    }
 
     let gitlab = setup_ci(
         tmp.path(),

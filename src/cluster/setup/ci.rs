@@ -324,23 +324,34 @@ impl CiTrust {
             hint,
         };
         let scopes = match provider {
-            CiProvider::GithubActions => {
-                if !choices.projects.is_empty() {
-                    return Err(not_for(
-                        "--project",
-                        "name GitHub repositories with --repository OWNER/REPO",
-                    ));
+            CiProvider::GithubActions | CiProvider::Gitlab => {
+                type Check = fn(&str) -> Result<(), String>;
+                let (given, flag, check, other, other_given, hint): (_, _, Check, _, _, _) =
+                    if provider == CiProvider::Gitlab {
+                        let hint = "name GitLab projects with --project GROUP/PROJECT";
+                        (
+                            &choices.projects,
+                            "--project",
+                            validate_project,
+                            "--repository",
+                            &choices.repositories,
+                            hint,
+                        )
+                    } else {
+                        let hint = "name GitHub repositories with --repository OWNER/REPO";
+                        (
+                            &choices.repositories,
+                            "--repository",
+                            validate_repository,
+                            "--project",
+                            &choices.projects,
+                            hint,
+                        )
+                    };
+                if !other_given.is_empty() {
+                    return Err(not_for(other, hint));
                 }
-                validated(&choices.repositories, "--repository", validate_repository)?
-            }
-            CiProvider::Gitlab => {
-                if !choices.repositories.is_empty() {
-                    return Err(not_for(
-                        "--repository",
-                        "name GitLab projects with --project GROUP/PROJECT",
-                    ));
-                }
-                validated(&choices.projects, "--project", validate_project)?
+                validated(given, flag, check)?
             }
             CiProvider::Jwt => {
                 for (flag, given) in [
@@ -537,41 +548,21 @@ impl CiTrust {
             "one jwt authenticator for the issuer {} admits tokens for the audience {}",
             self.issuer, self.audience
         );
-        if !self.scopes.is_empty() {
-            let word = self.provider.scope_word();
-            text.push_str(&format!(
-                " from the {} {}",
-                if self.scopes.len() == 1 {
-                    word.to_owned()
-                } else if word == "repository" {
-                    "repositories".to_owned()
-                } else {
-                    format!("{word}s")
-                },
-                self.scopes.join(", ")
-            ));
-        }
-        if !self.refs.is_empty() {
-            text.push_str(&format!(
-                " on {} {}",
-                if self.refs.len() == 1 {
-                    "the ref"
-                } else {
-                    "the refs"
-                },
-                self.refs.join(", ")
-            ));
-        }
-        if !self.environments.is_empty() {
-            text.push_str(&format!(
-                " in {} {}",
-                if self.environments.len() == 1 {
-                    "the environment"
-                } else {
-                    "the environments"
-                },
-                self.environments.join(", ")
-            ));
+        let word = self.provider.scope_word();
+        let many = if word == "repository" {
+            "repositories"
+        } else {
+            "projects"
+        };
+        for (values, before, one, many) in [
+            (&self.scopes, "from", word, many),
+            (&self.refs, "on", "ref", "refs"),
+            (&self.environments, "in", "environment", "environments"),
+        ] {
+            if !values.is_empty() {
+                let noun = if values.len() == 1 { one } else { many };
+                text.push_str(&format!(" {before} the {noun} {}", values.join(", ")));
+            }
         }
         if self.scopes.len() > 1 || self.refs.len() > 1 || self.environments.len() > 1 {
             text.push_str(
@@ -1062,6 +1053,19 @@ mod tests {
         serde_saphyr::from_str(&text).unwrap()
     }
 
+    /// Checks the username and groups expressions of the authenticator `a`.
+    fn assert_mappings(a: &Value, username: &str, groups: &str) {
+        let mappings = &a["claimMappings"];
+        assert_eq!(
+            [
+                &mappings["username"]["expression"],
+                &mappings["groups"]["expression"]
+            ],
+            [username, groups],
+            "{a}"
+        );
+    }
+
     fn expressions(list: &Value) -> Vec<&str> {
         list.as_array()
             .unwrap()
@@ -1158,13 +1162,10 @@ mod tests {
                 "claims.ref == 'refs/heads/main'"
             ]
         );
-        assert_eq!(
-            a["claimMappings"]["username"]["expression"],
-            "'github-actions:' + claims.sub"
-        );
-        assert_eq!(
-            a["claimMappings"]["groups"]["expression"],
-            "['github-actions:' + claims.repository]"
+        assert_mappings(
+            a,
+            "'github-actions:' + claims.sub",
+            "['github-actions:' + claims.repository]",
         );
         assert_eq!(
             expressions(&a["userValidationRules"]),
@@ -1255,14 +1256,7 @@ mod tests {
                 "claims.ref == 'main'"
             ]
         );
-        assert_eq!(
-            a["claimMappings"]["username"]["expression"],
-            "'gitlab:' + claims.sub"
-        );
-        assert_eq!(
-            a["claimMappings"]["groups"]["expression"],
-            "['gitlab:' + claims.project_path]"
-        );
+        assert_mappings(a, "'gitlab:' + claims.sub", "['gitlab:' + claims.project_path]");
         assert_eq!(trust.groups(), ["gitlab:acme/platform/app"]);
         assert_eq!(
             trust.example_username(),
@@ -1298,13 +1292,10 @@ mod tests {
         let trust = CiTrust::new(&choices).unwrap();
         let a = &rendered(&trust, None)["jwt"][0];
         assert!(a.get("claimValidationRules").is_none(), "{a}");
-        assert_eq!(
-            a["claimMappings"]["username"]["expression"],
-            "'jwt:' + claims.iss + '#' + claims.sub"
-        );
-        assert_eq!(
-            a["claimMappings"]["groups"]["expression"],
-            "['jwt:' + claims.iss]"
+        assert_mappings(
+            a,
+            "'jwt:' + claims.iss + '#' + claims.sub",
+            "['jwt:' + claims.iss]",
         );
         assert_eq!(trust.groups(), ["jwt:https://oidc.cluster-b.example.com"]);
         assert_eq!(
@@ -1422,15 +1413,7 @@ mod tests {
 
     fn people() -> String {
         super::super::yaml(&super::super::authentication_configuration(
-            &super::super::ClusterAuth {
-                issuer: "https://dex.example.com/dex".into(),
-                client_id: "koidc".into(),
-                username_claim: "email".into(),
-                username_prefix: "oidc:".into(),
-                groups_claim: "groups".into(),
-                groups_prefix: "oidc:".into(),
-                ca_pem: None,
-            },
+            &super::super::tests::auth(),
         ))
         .unwrap()
     }
