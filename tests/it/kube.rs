@@ -32,7 +32,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, Once, mpsc};
+use std::sync::{Mutex, Once, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -882,6 +882,18 @@ pub fn keep_until_exit(
     }
     rx.recv()
         .unwrap_or_else(|_| Err("the cluster thread ended without an answer".into()))
+}
+
+/// The cluster a test module shares, kept in `cell`: started by the first test that asks
+/// ([`keep_until_exit`]); when it did not start, every test fails with the start's message.
+pub fn shared_cluster(
+    cell: &'static OnceLock<Result<&'static KubeCluster, String>>,
+    start: impl FnOnce() -> KubeCluster + Send + 'static,
+) -> &'static KubeCluster {
+    match cell.get_or_init(|| keep_until_exit(start)) {
+        Ok(cluster) => cluster,
+        Err(message) => panic!("the test cluster did not start: {message}"),
+    }
 }
 
 static AT_EXIT: Mutex<Vec<&'static KubeCluster>> = Mutex::new(Vec::new());

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::kube::{
     APP_NAMESPACE, BYSTANDER, KubeCluster, KubeUser, OTHER_NAMESPACE, PREFIX, READER, TestUser, USER_CLUSTER,
-    USER_CONTEXT, USER_NAME, WRITER, keep_until_exit, pod_create_args, run_koidc,
+    USER_CONTEXT, USER_NAME, WRITER, pod_create_args, run_koidc, shared_cluster,
 };
 use crate::setup_cmd::subject_names;
 use crate::support::{Output, V1, clean_command, koidc_bin, run};
@@ -56,19 +56,13 @@ static SEEDED: OnceLock<Seeded> = OnceLock::new();
 /// The cluster of this module, started (and seeded) by the first test that needs it.
 fn cluster() -> &'static KubeCluster {
     static CLUSTER: OnceLock<Result<&'static KubeCluster, String>> = OnceLock::new();
-    let started = CLUSTER.get_or_init(|| {
-        keep_until_exit(|| {
-            let cluster = KubeCluster::start_default();
-            eprintln!("kube-apiserver ready after {:?}", cluster.apiserver_startup());
-            let seeded = seed(&cluster);
-            let _ = SEEDED.set(seeded);
-            cluster
-        })
-    });
-    match started {
-        Ok(cluster) => cluster,
-        Err(message) => panic!("the test cluster did not start: {message}"),
-    }
+    shared_cluster(&CLUSTER, || {
+        let cluster = KubeCluster::start_default();
+        eprintln!("kube-apiserver ready after {:?}", cluster.apiserver_startup());
+        let seeded = seed(&cluster);
+        let _ = SEEDED.set(seeded);
+        cluster
+    })
 }
 
 /// The seeding's results (starting the cluster if needed).
