@@ -229,6 +229,11 @@ pub struct KubeIdp {
 
 impl KubeIdp {
     pub fn start() -> KubeIdp {
+        Self::start_with(&DexOptions::default())
+    }
+
+    /// [`Self::start`] with Dex configured by `options` (e.g. extra connectors).
+    pub fn start_with(options: &DexOptions) -> KubeIdp {
         let tmp = tempfile::Builder::new()
             .prefix("koidc-kube-")
             .tempdir()
@@ -240,7 +245,7 @@ impl KubeIdp {
             ca_pem: pki.ca_pem.clone(),
             users: vec![READER.static_user(), WRITER.static_user()],
         };
-        let dex = Dex::start_https(tmp.path(), &https, &DexOptions::default());
+        let dex = Dex::start_https(tmp.path(), &https, options);
         let idp = KubeIdp { pki, dex, tmp };
         for dir in [idp.admin_home(), idp.admin_config_dir()] {
             std::fs::create_dir_all(&dir).expect("create an admin dir");
