@@ -715,7 +715,8 @@ fn okta_client_credentials_with_a_wrong_secret_fail_in_one_line_without_the_secr
     lab.secrets.other.insert(wrong.clone());
     let out = lab.get_token(CI_AUDIENCE, &[], &[("KOIDC_CLIENT_SECRET", &wrong)]);
     let line = out.assert_failure().assert_one_error_line();
-    assert!(line.contains("invalid_client"), "{line}");
+    assert!(line.contains("refused the client credentials grant: invalid_client"), "{line}");
+    assert!(line.contains("KOIDC_CLIENT_SECRET or --client-secret-file"), "{line}");
     assert_eq!(lab.issued(), 0);
     let errors = lab.idp.events_of("token_error");
     assert_eq!(errors.len(), 1, "{errors:?}");

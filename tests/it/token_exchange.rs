@@ -215,6 +215,7 @@ fn assert_refused(out: &Output, expect: &str, job_token: Option<&str>) -> String
     assert_no_leak(out, &secrets, Stdout::NoSecrets);
     let line = out.assert_failure().assert_one_error_line();
     assert_eq!(out.status.code(), Some(1), "{}", out.what);
+    assert!(line.contains("refused to exchange the job's token"), "{line}");
     assert!(line.contains(expect), "{line}");
     line
 }
