@@ -624,11 +624,17 @@ impl CiLab {
         cmd.args(["get-token", "--grant", "client-credentials"])
             .args(["--issuer", &self.idp.issuer, "--client-id", CI_CLIENT_ID])
             .args(["--audience", audience])
-            .args(["--cache", "file", "--cache-dir", &self.cache_dir.display().to_string()])
+            .args([
+                "--cache",
+                "file",
+                "--cache-dir",
+                &self.cache_dir.display().to_string(),
+            ])
             .args(extra)
             .envs(env.iter().copied());
         assert!(
-            cmd.get_args().all(|a| !a.to_string_lossy().contains(&self.secret)),
+            cmd.get_args()
+                .all(|a| !a.to_string_lossy().contains(&self.secret)),
             "the client secret is on the command line"
         );
         let out = run(&mut cmd);
@@ -660,7 +666,10 @@ impl CiLab {
         assert_eq!(cred.claims["sub"], CI_CLIENT_ID);
         assert_eq!(cred.claims["client_id"], CI_CLIENT_ID);
         let left = cred.exp() - chrono::Utc::now().timestamp();
-        assert!((500..=600).contains(&left), "the token expires in {left} s, not about 600 s");
+        assert!(
+            (500..=600).contains(&left),
+            "the token expires in {left} s, not about 600 s"
+        );
     }
 }
 
@@ -715,8 +724,14 @@ fn okta_client_credentials_with_a_wrong_secret_fail_in_one_line_without_the_secr
     lab.secrets.other.insert(wrong.clone());
     let out = lab.get_token(CI_AUDIENCE, &[], &[("KOIDC_CLIENT_SECRET", &wrong)]);
     let line = out.assert_failure().assert_one_error_line();
-    assert!(line.contains("refused the client credentials grant: invalid_client"), "{line}");
-    assert!(line.contains("KOIDC_CLIENT_SECRET or --client-secret-file"), "{line}");
+    assert!(
+        line.contains("refused the client credentials grant: invalid_client"),
+        "{line}"
+    );
+    assert!(
+        line.contains("KOIDC_CLIENT_SECRET or --client-secret-file"),
+        "{line}"
+    );
     assert_eq!(lab.issued(), 0);
     let errors = lab.idp.events_of("token_error");
     assert_eq!(errors.len(), 1, "{errors:?}");
@@ -729,7 +744,10 @@ fn okta_client_credentials_refuse_an_access_token_for_another_audience() {
     let out = lab.get_token_with_env_secret("other");
     let line = out.assert_failure().assert_one_error_line();
     assert!(line.contains("must contain `other`"), "{line}");
-    assert!(line.contains("`kubernetes`"), "the line names the token's audience: {line}");
+    assert!(
+        line.contains("`kubernetes`"),
+        "the line names the token's audience: {line}"
+    );
     // The provider did issue one; koidc refused to hand it out, and did not cache it.
     assert_eq!(lab.issued(), 1);
     let out = lab.get_token_with_env_secret("other");

@@ -24,9 +24,7 @@ use crate::dex::{CLIENT_ID, DexOptions};
 use crate::fake_actions::{FakeActions, Job};
 use crate::kube::{KubeCluster, KubeIdp, PREFIX, run_koidc};
 use crate::kubeconfig::{self, ExecApi};
-use crate::support::{
-    Output, Secrets, Stdout, assert_no_leak, clean_command, parse_exec_credential, run,
-};
+use crate::support::{Output, Secrets, Stdout, assert_no_leak, clean_command, parse_exec_credential, run};
 
 /// The id of Dex's connector trusting the stand-in.
 const CONNECTOR: &str = "github-actions";
@@ -77,12 +75,23 @@ fn start_idps() -> (FakeActions, KubeIdp) {
 
 /// `get-token --grant workload` exchanging at Dex: `source`, both CAs, the file cache in
 /// `cache_dir`, and `connector`.
-fn exchange_args(idp: &KubeIdp, actions: &FakeActions, source: &str, connector: &str, cache_dir: &Path) -> Vec<String> {
+fn exchange_args(
+    idp: &KubeIdp,
+    actions: &FakeActions,
+    source: &str,
+    connector: &str,
+    cache_dir: &Path,
+) -> Vec<String> {
     let mut args: Vec<String> = ["get-token", "--grant", "workload", "--token-source", source]
         .map(String::from)
         .to_vec();
     args.extend(["--audience".into(), AUDIENCE.into()]);
-    args.extend(["--issuer".into(), idp.issuer().into(), "--client-id".into(), CLIENT_ID.into()]);
+    args.extend([
+        "--issuer".into(),
+        idp.issuer().into(),
+        "--client-id".into(),
+        CLIENT_ID.into(),
+    ]);
     args.extend(["--connector-id".into(), connector.into()]);
     for scope in ["email", "groups", "profile"] {
         args.extend(["--scope".into(), scope.into()]);
@@ -121,7 +130,11 @@ fn dex_subject(sub: &str) -> (String, String) {
         fields.push(String::from_utf8_lossy(&tail[..len]).into_owned());
         rest = &tail[len..];
     }
-    assert_eq!(fields.len(), 2, "Dex's sub holds a user id and a connector id: {fields:?}");
+    assert_eq!(
+        fields.len(),
+        2,
+        "Dex's sub holds a user id and a connector id: {fields:?}"
+    );
     (fields[0].clone(), fields[1].clone())
 }
 
@@ -227,7 +240,11 @@ fn dex_refuses_a_connector_without_token_exchange_a_forged_job_token_and_another
 
     // `local` (the password DB) cannot exchange tokens.
     let (home, cache) = job_dirs(&idp, "wrong-connector");
-    let out = run_job(&actions, &home, &exchange_args(&idp, &actions, "github-actions", "local", &cache));
+    let out = run_job(
+        &actions,
+        &home,
+        &exchange_args(&idp, &actions, "github-actions", "local", &cache),
+    );
     assert_refused(&out, "Requested connector does not exist", None);
 
     // A job token whose signature is not the issuer's, from a file (koidc itself cannot tell).
@@ -239,7 +256,11 @@ fn dex_refuses_a_connector_without_token_exchange_a_forged_job_token_and_another
     let file = home.join("job-token");
     std::fs::write(&file, &forged).expect("write the forged token");
     let source = format!("file:{}", file.display());
-    let out = run_job(&actions, &home, &exchange_args(&idp, &actions, &source, CONNECTOR, &cache));
+    let out = run_job(
+        &actions,
+        &home,
+        &exchange_args(&idp, &actions, &source, CONNECTOR, &cache),
+    );
     assert_refused(&out, "access_denied", Some(&forged));
     assert!(
         dex_log().contains("failed to verify"),
@@ -250,7 +271,11 @@ fn dex_refuses_a_connector_without_token_exchange_a_forged_job_token_and_another
     // Another repository's job, with a genuine token: Dex's allowedGroups keep it out.
     actions.set_job(Job::new("evil/app", "refs/heads/main"));
     let (home, cache) = job_dirs(&idp, "other-repository");
-    let out = run_job(&actions, &home, &exchange_args(&idp, &actions, "github-actions", CONNECTOR, &cache));
+    let out = run_job(
+        &actions,
+        &home,
+        &exchange_args(&idp, &actions, "github-actions", CONNECTOR, &cache),
+    );
     assert_refused(&out, "access_denied", None);
     assert!(
         dex_log().contains("not a member of allowed groups"),
@@ -272,7 +297,10 @@ fn dex_does_not_check_the_job_tokens_audience_so_allowed_groups_must_pin_the_job
     std::fs::write(&file, &token).expect("write the job token");
     let source = format!("file:{}", file.display());
     let mut args = exchange_args(&idp, &actions, &source, CONNECTOR, &cache);
-    let at = args.iter().position(|a| a == AUDIENCE).expect("--audience AUDIENCE");
+    let at = args
+        .iter()
+        .position(|a| a == AUDIENCE)
+        .expect("--audience AUDIENCE");
     args[at] = other.to_owned();
     let out = run_job(&actions, &home, &args);
     out.assert_success();

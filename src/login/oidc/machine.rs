@@ -62,9 +62,9 @@ impl Provider {
             params.push(("scope", scope.as_str()));
         }
         let reply = self.post(&self.token_url, &params).await?;
-        let body = self
-            .machine_body(reply, &[secret.expose_secret()])
-            .map_err(|e| e.refused(|error, description| OidcError::ClientCredentialsRefused { error, description }))?;
+        let body = self.machine_body(reply, &[secret.expose_secret()]).map_err(|e| {
+            e.refused(|error, description| OidcError::ClientCredentialsRefused { error, description })
+        })?;
         if let Some(id_token) = body.id_token.filter(|t| !t.is_empty()) {
             self.verify_id_token(&id_token, None).await?;
             return Ok(ClientToken::IdToken(SecretString::from(id_token)));
