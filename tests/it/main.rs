@@ -7,11 +7,13 @@
 //!
 //! Harness modules: [`support`] (running processes, parsing output, leak checks), [`dex`],
 //! [`proxy`], [`apiserver`], [`browser`], [`kubeconfig`], [`lab`] (all of them wired together for
-//! one test). Test modules are named after the behaviour they cover.
+//! one test), and the stand-ins for services that cannot be had here ([`stub_idp`],
+//! [`fake_github`], [`fake_actions`]). Test modules are named after the behaviour they cover.
 
 mod apiserver;
 mod browser;
 mod dex;
+mod fake_actions;
 mod fake_github;
 mod kube;
 mod kubeconfig;
@@ -40,3 +42,4 @@ mod rbac_e2e;
 mod setup_cmd;
 mod static_build;
 mod usage;
+mod workload;

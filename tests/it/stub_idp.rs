@@ -23,6 +23,9 @@
 //! tokens (a reused one gets `invalid_grant`); what a refresh answers can be skewed
 //! ([`StubIdp::set_refresh_sub`], [`StubIdp::set_refresh_kid`]) and the JWKS endpoint made to fail
 //! after a number of fetches ([`StubIdp::fail_keys_after`]).
+//!
+//! The serving thread ([`ServerThread`]) and the RS256 signing with the fixture key are shared
+//! with the GitHub Actions stand-in ([`crate::fake_actions`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -229,8 +232,7 @@ impl Shared {
 pub struct StubIdp {
     issuer: String,
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 impl StubIdp {
@@ -241,11 +243,7 @@ impl StubIdp {
 
     /// Like [`StubIdp::start`], with the extra behaviour of `options`.
     pub fn start_with(fault: Fault, options: StubOptions) -> StubIdp {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the stub IdP");
-        std_listener
-            .set_nonblocking(true)
-            .expect("make the stub IdP listener non-blocking");
-        let addr = std_listener.local_addr().expect("stub IdP address");
+        let (std_listener, addr) = ServerThread::listener("the stub IdP");
         let scheme = if options.https { "https" } else { "http" };
         let issuer = format!("{scheme}://{addr}/idp");
         let tls = options.https.then(crate::apiserver::tls_config);
@@ -282,42 +280,11 @@ impl StubIdp {
             .route("/idp/token", post(token))
             .route("/idp/revoke", post(revoke))
             .with_state(shared.clone());
-        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name(format!("stub-idp-{}", addr.port()))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("build the stub IdP runtime");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(std_listener)
-                        .expect("register the stub IdP listener");
-                    match tls {
-                        Some((_, config)) => {
-                            let listener = crate::apiserver::TlsListener {
-                                tcp: listener,
-                                acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-                            };
-                            tokio::select! {
-                                res = axum::serve(listener, app) => res.expect("stub IdP server"),
-                                _ = stop => {}
-                            }
-                        }
-                        None => tokio::select! {
-                            res = axum::serve(listener, app) => res.expect("stub IdP server"),
-                            _ = stop => {}
-                        },
-                    }
-                });
-                // Dropping the runtime cancels the connections still open (a stalled request).
-            })
-            .expect("spawn the stub IdP thread");
+        let server = ServerThread::spawn("stub-idp", std_listener, tls.map(|(_, config)| config), app);
         StubIdp {
             issuer,
             shared,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -413,7 +380,73 @@ impl StubIdp {
     }
 }
 
-impl Drop for StubIdp {
+/// An axum app served from its own tokio runtime thread (http, or https with a rustls config);
+/// dropping it stops the server and cancels the connections still open (a stalled request).
+pub struct ServerThread {
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerThread {
+    /// A non-blocking listener on `127.0.0.1:0` for [`ServerThread::spawn`], and its address.
+    pub fn listener(what: &str) -> (std::net::TcpListener, SocketAddr) {
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind {what}: {e}"));
+        listener
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| panic!("make {what} non-blocking: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("address of {what}: {e}"));
+        (listener, addr)
+    }
+
+    /// Serves `app` on `std_listener` (non-blocking) from a thread named `name-PORT`.
+    pub fn spawn(
+        name: &str,
+        std_listener: std::net::TcpListener,
+        tls: Option<tokio_rustls::rustls::ServerConfig>,
+        app: Router,
+    ) -> ServerThread {
+        let port = std_listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(format!("{name}-{port}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("build a test server runtime");
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(std_listener)
+                        .expect("register a test server listener");
+                    match tls {
+                        Some(config) => {
+                            let listener = crate::apiserver::TlsListener {
+                                tcp: listener,
+                                acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+                            };
+                            tokio::select! {
+                                res = axum::serve(listener, app) => res.expect("test server"),
+                                _ = stop => {}
+                            }
+                        }
+                        None => tokio::select! {
+                            res = axum::serve(listener, app) => res.expect("test server"),
+                            _ = stop => {}
+                        },
+                    }
+                });
+            })
+            .expect("spawn a test server thread");
+        ServerThread {
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ServerThread {
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
@@ -432,7 +465,7 @@ pub fn refused_issuer() -> String {
     format!("http://{addr}/idp")
 }
 
-fn fixture_pem() -> String {
+pub(crate) fn fixture_pem() -> String {
     let path = repo_root().join("tests/fixtures/stub-idp-rsa.pem");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     // The fixture starts with a note before the PEM block.
@@ -442,12 +475,12 @@ fn fixture_pem() -> String {
     text[start..].to_string()
 }
 
-fn rsa_key(pem: &str, kid: &str) -> CoreRsaPrivateSigningKey {
+pub(crate) fn rsa_key(pem: &str, kid: &str) -> CoreRsaPrivateSigningKey {
     CoreRsaPrivateSigningKey::from_pem(pem, Some(JsonWebKeyId::new(kid.to_owned())))
         .expect("parse a test RSA key")
 }
 
-fn jwk(key: &CoreRsaPrivateSigningKey) -> Value {
+pub(crate) fn jwk(key: &CoreRsaPrivateSigningKey) -> Value {
     serde_json::to_value(key.as_verification_key()).expect("serialize the JWK")
 }
 
@@ -486,7 +519,7 @@ fn signing_input(header: &Value, payload: &[u8]) -> String {
     format!("{}.{}", b64(header.to_string().as_bytes()), b64(payload))
 }
 
-fn rs256(key: &CoreRsaPrivateSigningKey, kid: &str, payload: &[u8]) -> String {
+pub(crate) fn rs256(key: &CoreRsaPrivateSigningKey, kid: &str, payload: &[u8]) -> String {
     let input = signing_input(&json!({"alg": "RS256", "kid": kid, "typ": "JWT"}), payload);
     let sig = key
         .sign(&CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256, input.as_bytes())
