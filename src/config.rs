@@ -798,7 +798,10 @@ pub fn apply_profile_with(
     let chosen = t.identity.profile.clone();
     // Options that name an identity keep the file's default profile out: a pipeline's
     // `--grant workload --audience AUD` must not become a token exchange at a profile's issuer.
-    let machine = matches!(t.login.grant, Some(GrantArg::ClientCredentials | GrantArg::Workload));
+    let machine = matches!(
+        t.login.grant,
+        Some(GrantArg::ClientCredentials | GrantArg::Workload)
+    );
     let named = t.identity.issuer.is_some()
         || t.identity.client_id.is_some()
         || t.identity.audience.is_some()
@@ -1141,31 +1144,36 @@ mod tests {
 
     #[test]
     fn provider_presets_add_missing_scopes_before_the_cache_key_is_made() {
-        let okta = Identity::from_flags(&identity_flags(
-            "https://acme.okta.com/oauth2/default",
-            ProviderArg::Auto,
-            &["groups", "profile"],
-        ), None)
+        let okta = Identity::from_flags(
+            &identity_flags(
+                "https://acme.okta.com/oauth2/default",
+                ProviderArg::Auto,
+                &["groups", "profile"],
+            ),
+            None,
+        )
         .unwrap();
         assert_eq!(okta.provider, ProviderKind::Okta);
         assert_eq!(okta.scopes, ["email", "groups", "offline_access", "profile"]);
         assert_eq!(okta.cache_key().scopes, okta.scopes);
 
-        let dex = Identity::from_flags(&identity_flags(
-            "http://127.0.0.1:5556/dex",
-            ProviderArg::Auto,
-            &[],
-        ), None)
+        let dex = Identity::from_flags(
+            &identity_flags("http://127.0.0.1:5556/dex", ProviderArg::Auto, &[]),
+            None,
+        )
         .unwrap();
         assert_eq!(dex.provider, ProviderKind::Dex);
         assert_eq!(dex.scopes, ["email", "groups", "offline_access"]);
 
         // An explicit --provider wins over detection.
-        let generic = Identity::from_flags(&identity_flags(
-            "https://acme.okta.com/oauth2/default",
-            ProviderArg::Generic,
-            &["offline_access"],
-        ), None)
+        let generic = Identity::from_flags(
+            &identity_flags(
+                "https://acme.okta.com/oauth2/default",
+                ProviderArg::Generic,
+                &["offline_access"],
+            ),
+            None,
+        )
         .unwrap();
         assert_eq!(generic.provider, ProviderKind::Generic);
         assert_eq!(generic.scopes, ["offline_access"]);

@@ -360,8 +360,10 @@ mod tests {
                 "invalid --github-url \"ftp://x\": not https",
             ),
             (
-                crate::config::ConfigError::from(crate::login::workload::SourceError::Unknown("gitlab".into()))
-                    .into(),
+                crate::config::ConfigError::from(crate::login::workload::SourceError::Unknown(
+                    "gitlab".into(),
+                ))
+                .into(),
                 "unknown --token-source \"gitlab\": use github-actions, file:PATH or env:VAR",
             ),
             (

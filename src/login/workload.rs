@@ -97,7 +97,9 @@ pub enum SourceError {
         text: String,
     },
     /// The token service answered something else than `{"value": "<JWT>"}`.
-    #[error("GitHub Actions answered the identity token request without a token (expected JSON with a `value`)")]
+    #[error(
+        "GitHub Actions answered the identity token request without a token (expected JSON with a `value`)"
+    )]
     ActionsAnswer,
     /// The token file cannot be read.
     #[error("cannot read the job token file {path}: {reason}")]
@@ -133,9 +135,7 @@ pub enum SourceError {
         got: String,
     },
     /// The token has expired (or expires within the margin).
-    #[error(
-        "the job token from {from} expired at {expiry}: a CI token lives minutes; {hint}"
-    )]
+    #[error("the job token from {from} expired at {expiry}: a CI token lives minutes; {hint}")]
     Expired {
         /// The source.
         from: String,
@@ -168,7 +168,9 @@ impl TokenSource {
             let path = if path.is_absolute() {
                 path.to_owned()
             } else {
-                std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_owned())
+                std::env::current_dir()
+                    .map(|d| d.join(path))
+                    .unwrap_or_else(|_| path.to_owned())
             };
             return Ok(TokenSource::File(path));
         }
@@ -190,7 +192,9 @@ impl TokenSource {
     /// What to do when this source's token has expired.
     fn expiry_hint(&self) -> &'static str {
         match self {
-            TokenSource::GithubActions => "this should not happen with a fresh request; check the runner's clock",
+            TokenSource::GithubActions => {
+                "this should not happen with a fresh request; check the runner's clock"
+            }
             TokenSource::File(_) => {
                 "the file is not being renewed (a projected token is rotated by the kubelet; a token written out by a job step must be written again)"
             }
@@ -262,7 +266,11 @@ pub async fn request_github_actions(
     timeout: Duration,
     env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<SecretString, SourceError> {
-    let var = |name: &str| env(name).and_then(|v| v.into_string().ok()).filter(|v| !v.is_empty());
+    let var = |name: &str| {
+        env(name)
+            .and_then(|v| v.into_string().ok())
+            .filter(|v| !v.is_empty())
+    };
     let raw_url = var(ACTIONS_URL_VAR).ok_or(SourceError::ActionsUnset)?;
     let bearer = SecretString::from(var(ACTIONS_TOKEN_VAR).ok_or(SourceError::ActionsTokenUnset)?);
     let mut url = url::Url::parse(&raw_url).map_err(|e| SourceError::ActionsUrl(e.to_string()))?;
@@ -272,7 +280,9 @@ pub async fn request_github_actions(
         return Err(SourceError::ActionsUrl("it must be https".into()));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(SourceError::ActionsUrl("it carries a user name or password".into()));
+        return Err(SourceError::ActionsUrl(
+            "it carries a user name or password".into(),
+        ));
     }
     url.query_pairs_mut().append_pair("audience", audience);
     let mut auth = HeaderValue::from_str(&format!("bearer {}", bearer.expose_secret()))

@@ -37,11 +37,11 @@ mod verify;
 mod tests;
 
 pub(crate) use self::client::DISCOVERY_SUFFIX;
+pub use self::client::{AuthRequest, OidcConfig, Provider};
+pub use self::error::OidcError;
 /// The HTTP client of an identity provider's requests, for the adapters that talk to a CI
 /// system's token service with the same CAs and timeout.
 pub(crate) use self::http::build_client as http_client;
-pub use self::client::{AuthRequest, OidcConfig, Provider};
-pub use self::error::OidcError;
 pub use self::paste::PasteError;
 /// Named beside [`OidcError`] by the tests of the error printer.
 #[cfg(test)]

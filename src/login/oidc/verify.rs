@@ -291,15 +291,16 @@ pub(crate) fn verify_access_token(
         });
     }
     let mut last = None;
-    let verified = candidates.iter().any(|key| {
-        match key.verify_signature(alg, signed.as_bytes(), &signature) {
-            Ok(()) => true,
-            Err(e) => {
-                last = Some(e);
-                false
-            }
-        }
-    });
+    let verified =
+        candidates.iter().any(
+            |key| match key.verify_signature(alg, signed.as_bytes(), &signature) {
+                Ok(()) => true,
+                Err(e) => {
+                    last = Some(e);
+                    false
+                }
+            },
+        );
     if !verified {
         return Err(Rejection::Signature(
             last.map(|e| one_line(&e.to_string(), 200)).unwrap_or_default(),
@@ -311,10 +312,18 @@ pub(crate) fn verify_access_token(
         _ => Vec::new(),
     };
     if !audiences.contains(&audience) {
-        let named: Vec<String> = audiences.iter().take(5).map(|a| format!("`{}`", one_line(a, 100))).collect();
+        let named: Vec<String> = audiences
+            .iter()
+            .take(5)
+            .map(|a| format!("`{}`", one_line(a, 100)))
+            .collect();
         return Err(Rejection::Audience(format!(
             "must contain `{audience}` (the token's: {}); check --audience and the audience the IdP puts in this client's access tokens",
-            if named.is_empty() { "none".to_owned() } else { named.join(", ") }
+            if named.is_empty() {
+                "none".to_owned()
+            } else {
+                named.join(", ")
+            }
         )));
     }
     let timestamp = |name: &str| -> Result<Option<DateTime<Utc>>, Rejection> {
@@ -328,7 +337,8 @@ pub(crate) fn verify_access_token(
                 .ok_or_else(|| Rejection::Malformed(format!("the {name} claim is not a valid timestamp"))),
         }
     };
-    let expiry = timestamp("exp")?.ok_or_else(|| Rejection::Malformed("the token has no exp claim".into()))?;
+    let expiry =
+        timestamp("exp")?.ok_or_else(|| Rejection::Malformed("the token has no exp claim".into()))?;
     if expiry <= now {
         return Err(Rejection::Expired {
             expiry: expiry.to_rfc3339(),

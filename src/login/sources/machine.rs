@@ -57,6 +57,7 @@ impl<'a> MachineSource<'a> {
 
     /// The same source reading variables through `env` (tests).
     #[cfg(test)]
+    #[allow(dead_code)]
     pub fn with_env(mut self, env: Env) -> Self {
         self.env = env;
         self
@@ -85,7 +86,7 @@ impl<'a> MachineSource<'a> {
             } => info.belongs_to(&identity.issuer, &identity.client_id),
             Machine::ClientCredentials { audience } => {
                 info.issuer == identity.issuer
-                    && (info.audiences.iter().any(|a| *a == identity.client_id)
+                    && (info.audiences.contains(&identity.client_id)
                         || audience
                             .as_deref()
                             .is_some_and(|aud| info.audiences.iter().any(|a| a == aud)))
@@ -185,14 +186,17 @@ impl MachineSource<'_> {
         let mut runtime = None;
         let job_token = match workload::read_local(from, &env) {
             Some(token) => {
-                context.printer.debug(format_args!("reading the job's token from {from}"));
+                context
+                    .printer
+                    .debug(format_args!("reading the job's token from {from}"));
                 token?
             }
             None => {
-                let audience = audience.context("internal error: no audience for GitHub Actions; please report this")?;
-                context
-                    .printer
-                    .debug(format_args!("requesting the job's token from GitHub Actions for audience {audience}"));
+                let audience =
+                    audience.context("internal error: no audience for GitHub Actions; please report this")?;
+                context.printer.debug(format_args!(
+                    "requesting the job's token from GitHub Actions for audience {audience}"
+                ));
                 let rt = crate::runtime()?;
                 let oidc = context.login.oidc(context.identity);
                 let http = crate::login::oidc::http_client(&oidc)?;
@@ -215,9 +219,10 @@ impl MachineSource<'_> {
             None => crate::runtime()?,
         };
         let oidc = context.login.oidc(context.identity);
-        context
-            .printer
-            .debug(format_args!("exchanging the job's token at {}", context.identity.issuer));
+        context.printer.debug(format_args!(
+            "exchanging the job's token at {}",
+            context.identity.issuer
+        ));
         let exchanged = rt.block_on(async {
             let provider = Provider::discover(&oidc, context.clock.clone()).await?;
             provider
@@ -235,9 +240,10 @@ impl MachineSource<'_> {
         if oidc.client_secret.is_none() {
             return Err(crate::login::oidc::OidcError::NoClientSecret.into());
         }
-        context
-            .printer
-            .debug(format_args!("asking {} for the client's token", context.identity.issuer));
+        context.printer.debug(format_args!(
+            "asking {} for the client's token",
+            context.identity.issuer
+        ));
         let token = rt.block_on(async {
             let provider = Provider::discover(&oidc, context.clock.clone()).await?;
             provider.client_credentials(audience).await
