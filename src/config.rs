@@ -1116,6 +1116,171 @@ mod tests {
         }
     }
 
+    /// `--grant workload` flags with the environment of a GitHub Actions job (`actions`) or not.
+    fn workload(flags: IdentityFlags, actions: bool) -> Result<Identity, ConfigError> {
+        let env = move |name: &str| {
+            (actions && name == crate::login::workload::ACTIONS_URL_VAR).then(|| "https://t/x?a=1".into())
+        };
+        Identity::from_flags_with(&flags, Some(GrantArg::Workload), &env)
+    }
+
+    #[test]
+    fn a_workload_identity_without_issuer_is_keyed_by_its_source_and_audience() {
+        let aud = |a: &str| IdentityFlags {
+            audience: Some(a.into()),
+            ..IdentityFlags::default()
+        };
+        let job = workload(aud("kubernetes"), true).unwrap();
+        assert_eq!(
+            (job.issuer.as_str(), job.client_id.as_str()),
+            ("github-actions", "kubernetes")
+        );
+        assert!(matches!(
+            &job.machine,
+            Some(Machine::Workload {
+                source: TokenSource::GithubActions,
+                exchange: None,
+                ..
+            })
+        ));
+        let other = workload(aud("other"), true).unwrap();
+        assert_ne!(job.cache_key().id(), other.cache_key().id());
+        let file = workload(
+            IdentityFlags {
+                token_source: Some("file:/t".into()),
+                ..aud("kubernetes")
+            },
+            true,
+        )
+        .unwrap();
+        assert_ne!(job.cache_key().id(), file.cache_key().id());
+        // Outside a job with a token, no default source; github-actions needs an audience.
+        assert!(matches!(
+            workload(aud("k"), false),
+            Err(ConfigError::TokenSource(_))
+        ));
+        assert!(matches!(
+            workload(IdentityFlags::default(), true),
+            Err(ConfigError::WorkloadAudience { .. })
+        ));
+        for bad in ["", "  ", "a\nb"] {
+            assert!(
+                matches!(workload(aud(bad), true), Err(ConfigError::Audience)),
+                "{bad:?}"
+            );
+        }
+        // Exchange options without an issuer say what they are for.
+        for flags in [
+            IdentityFlags {
+                client_id: Some("c".into()),
+                ..aud("k")
+            },
+            IdentityFlags {
+                connector_id: Some("gh".into()),
+                ..aud("k")
+            },
+            IdentityFlags {
+                scopes: Some(vec!["groups".into()]),
+                ..aud("k")
+            },
+        ] {
+            let err = workload(flags, true).unwrap_err().to_string();
+            assert!(err.contains("needs --issuer"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_workload_identity_with_an_issuer_is_an_exchange_and_never_shares_a_persons_cache_entry() {
+        let flags = IdentityFlags {
+            audience: Some("kubernetes".into()),
+            connector_id: Some("github-actions".into()),
+            ..identity_flags("https://dex.example/dex", ProviderArg::Auto, &[])
+        };
+        let job = workload(flags.clone(), true).unwrap();
+        assert_eq!(job.issuer, "https://dex.example/dex");
+        assert!(
+            matches!(&job.machine, Some(Machine::Workload { exchange: Some(e), .. }) if e.connector_id.as_deref() == Some("github-actions"))
+        );
+        let person = Identity::from_flags(
+            &identity_flags("https://dex.example/dex", ProviderArg::Auto, &[]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(person.scopes, job.scopes);
+        assert_ne!(person.cache_key().id(), job.cache_key().id());
+        // A person's key is the one it always was.
+        assert_eq!(person.cache_key().machine, None);
+        let empty = IdentityFlags {
+            connector_id: Some(" ".into()),
+            ..flags
+        };
+        assert!(matches!(
+            workload(empty, true),
+            Err(ConfigError::EmptyConnectorId)
+        ));
+    }
+
+    #[test]
+    fn pipeline_options_are_refused_for_a_persons_login_and_github() {
+        for (flags, flag) in [
+            (
+                IdentityFlags {
+                    audience: Some("k".into()),
+                    ..identity_flags("https://i", ProviderArg::Auto, &[])
+                },
+                "--audience",
+            ),
+            (
+                IdentityFlags {
+                    token_source: Some("env:T".into()),
+                    ..identity_flags("https://i", ProviderArg::Auto, &[])
+                },
+                "--token-source",
+            ),
+            (
+                IdentityFlags {
+                    connector_id: Some("c".into()),
+                    ..identity_flags("https://i", ProviderArg::Auto, &[])
+                },
+                "--connector-id",
+            ),
+        ] {
+            let err = Identity::from_flags(&flags, Some(GrantArg::Auto))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(flag) && err.contains("--grant workload"), "{err}");
+        }
+        let github = IdentityFlags {
+            client_id: Some("Iv1".into()),
+            provider: Some(ProviderArg::Github),
+            audience: Some("k".into()),
+            ..IdentityFlags::default()
+        };
+        for grant in [GrantArg::Workload, GrantArg::ClientCredentials] {
+            assert!(matches!(
+                Identity::from_flags(&github, Some(grant)),
+                Err(ConfigError::MachineWithGithub)
+            ));
+        }
+        let cc = IdentityFlags {
+            token_source: Some("env:T".into()),
+            ..identity_flags("https://i", ProviderArg::Auto, &[])
+        };
+        assert!(matches!(
+            Identity::from_flags(&cc, Some(GrantArg::ClientCredentials)),
+            Err(ConfigError::WorkloadOnly { flag: "token-source" })
+        ));
+        let cc = Identity::from_flags(
+            &identity_flags("https://i", ProviderArg::Auto, &[]),
+            Some(GrantArg::ClientCredentials),
+        )
+        .unwrap();
+        assert!(matches!(
+            cc.machine,
+            Some(Machine::ClientCredentials { audience: None })
+        ));
+    }
+
     #[test]
     fn github_identity_takes_its_issuer_from_the_github_url() {
         let mut flags = IdentityFlags {
@@ -1492,5 +1657,25 @@ mod profile_tests {
     fn commands_without_identity_options_ignore_profiles() {
         let mut cli = parse(&["bind-group", "g", "view"]);
         apply_profile_with(&mut cli, || panic!("located"), |_| panic!("read"), env).unwrap();
+    }
+
+    #[test]
+    fn the_default_profile_is_not_applied_to_a_pipeline_that_names_its_audience() {
+        let file = ConfigFile::parse(
+            Path::new("/c.toml"),
+            "default-profile = \"dev\"\n[profiles.dev]\nissuer = \"https://dex.example/dex\"\nclient-id = \"koidc\"\n",
+        )
+        .unwrap();
+        let mut cli = parse(&["get-token", "--grant", "workload", "--audience", "kubernetes"]);
+        apply_profile_with(
+            &mut cli,
+            || Some(PathBuf::from("/c.toml")),
+            |_| Ok(Some(file.clone())),
+            |_| None,
+        )
+        .unwrap();
+        let args = get_token(&cli);
+        assert_eq!(args.identity.issuer, None);
+        assert_eq!(args.identity.profile, None);
     }
 }

@@ -24,6 +24,7 @@ pub(crate) mod clock;
 pub(crate) mod cluster;
 pub(crate) mod commands;
 pub(crate) mod config;
+pub(crate) mod files;
 #[doc(hidden)]
 pub mod fuzz;
 mod http;

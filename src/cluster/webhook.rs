@@ -33,7 +33,6 @@ pub mod lookup;
 pub mod server;
 
 use std::future::Future;
-use std::io::Read as _;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -158,46 +157,29 @@ pub fn read_secret_file(path: &Path) -> Result<SecretString, WebhookError> {
         path: path.display().to_string(),
         reason,
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    // A FIFO (or a device) must not block the open before the regular-file check below can
-    // refuse it; O_NONBLOCK changes nothing for a regular file's reads.
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path).map_err(|e| err(e.to_string()))?;
-    let meta = file.metadata().map_err(|e| err(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(err("it is not a regular file".into()));
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt as _;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
-        if meta.uid() != me && meta.uid() != 0 {
-            return Err(err(format!(
-                "it belongs to user {}, not to this user ({me}) or root",
-                meta.uid()
-            )));
+    let bytes = crate::files::read_small_regular(path, MAX_SECRET_FILE, |meta| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt as _;
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let me = unsafe { libc::geteuid() };
+            if meta.uid() != me && meta.uid() != 0 {
+                return Err(format!(
+                    "it belongs to user {}, not to this user ({me}) or root",
+                    meta.uid()
+                ));
+            }
+            let mode = meta.mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "its mode {mode:03o} lets other users read it; chmod 600 it (in a Kubernetes Secret \
+                     volume: defaultMode: 0400)"
+                ));
+            }
         }
-        let mode = meta.mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(err(format!(
-                "its mode {mode:03o} lets other users read it; chmod 600 it (in a Kubernetes Secret \
-                 volume: defaultMode: 0400)"
-            )));
-        }
-    }
-    if meta.len() > MAX_SECRET_FILE {
-        return Err(err(format!("it is larger than {MAX_SECRET_FILE} bytes")));
-    }
-    let mut bytes = secrecy::zeroize::Zeroizing::new(Vec::new());
-    file.take(MAX_SECRET_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| err(e.to_string()))?;
-    if bytes.len() as u64 > MAX_SECRET_FILE {
-        return Err(err(format!("it is larger than {MAX_SECRET_FILE} bytes")));
-    }
+        Ok(())
+    })
+    .map_err(err)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| err("it is not UTF-8 text".into()))?;
     let secret = text.trim();
     if secret.is_empty() {

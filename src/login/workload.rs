@@ -10,7 +10,6 @@
 //! issuer a token is exchanged at, verifies the signature. Errors name what is missing and never
 //! repeat a token.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -232,23 +231,7 @@ fn read_file(path: &Path) -> Result<SecretString, SourceError> {
         path: one_line(&path.display().to_string(), 300),
         reason,
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    // A FIFO must not block the open before the regular-file check can refuse it.
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path).map_err(|e| err(e.to_string()))?;
-    let meta = file.metadata().map_err(|e| err(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(err("it is not a regular file".into()));
-    }
-    let mut bytes = secrecy::zeroize::Zeroizing::new(Vec::new());
-    file.take(MAX_TOKEN_LEN as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| err(e.to_string()))?;
-    if bytes.len() > MAX_TOKEN_LEN {
-        return Err(err(format!("it is larger than {MAX_TOKEN_LEN} bytes")));
-    }
+    let bytes = crate::files::read_small_regular(path, MAX_TOKEN_LEN as u64, |_| Ok(())).map_err(err)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| err("it is not text".into()))?;
     let token = text.trim();
     if token.is_empty() {
@@ -368,4 +351,178 @@ pub fn check_job_token(
         });
     }
     Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine as _;
+    use chrono::TimeZone as _;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    fn jwt(claims: serde_json::Value) -> SecretString {
+        let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        SecretString::from(format!(
+            "{}.{}.c2ln",
+            enc.encode(r#"{"alg":"RS256"}"#),
+            enc.encode(claims.to_string())
+        ))
+    }
+
+    #[test]
+    fn token_sources_are_parsed_and_github_actions_is_the_default_only_inside_a_job_with_a_token() {
+        assert_eq!(
+            TokenSource::resolve(Some("github-actions"), false).unwrap(),
+            TokenSource::GithubActions
+        );
+        assert_eq!(
+            TokenSource::resolve(None, true).unwrap(),
+            TokenSource::GithubActions
+        );
+        assert!(matches!(
+            TokenSource::resolve(None, false),
+            Err(SourceError::NoSource)
+        ));
+        assert_eq!(
+            TokenSource::resolve(Some("file:/var/run/secrets/tokens/kube"), false).unwrap(),
+            TokenSource::File("/var/run/secrets/tokens/kube".into())
+        );
+        match TokenSource::resolve(Some("file:relative/token"), false).unwrap() {
+            TokenSource::File(path) => assert!(path.is_absolute() && path.ends_with("relative/token")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            TokenSource::resolve(Some("env:GITLAB_OIDC_TOKEN"), false).unwrap(),
+            TokenSource::Env("GITLAB_OIDC_TOKEN".into())
+        );
+        for bad in [
+            "gitlab",
+            "file:",
+            "env:",
+            "env:A-B",
+            "env:1A",
+            "env:A B",
+            "env:$(id)",
+            "github",
+        ] {
+            let err = TokenSource::resolve(Some(bad), false).unwrap_err().to_string();
+            assert!(!err.contains('\n'), "{err}");
+            assert!(
+                err.contains("github-actions")
+                    || err.contains("after the colon")
+                    || err.contains("variable name"),
+                "{bad}: {err}"
+            );
+        }
+        let none = SourceError::NoSource.to_string();
+        assert!(
+            none.contains("permissions: id-token: write")
+                && none.contains("file:PATH")
+                && none.contains("env:VAR")
+        );
+    }
+
+    #[test]
+    fn a_token_file_must_be_a_regular_small_non_empty_file_and_blanks_around_it_are_dropped() {
+        let dir = std::env::temp_dir().join(format!("koidc-workload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "  abc.def.ghi\n").unwrap();
+        let env = |_: &str| None;
+        let read = |path: &Path| read_local(&TokenSource::File(path.to_owned()), &env).unwrap();
+        assert_eq!(read(&file).unwrap().expose_secret(), "abc.def.ghi");
+        // A symbolic link (as Kubernetes projects tokens) is followed.
+        let link = dir.join("link");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert_eq!(read(&link).unwrap().expose_secret(), "abc.def.ghi");
+        std::fs::write(&file, " \n").unwrap();
+        assert!(read(&file).unwrap_err().to_string().contains("it is empty"));
+        std::fs::write(&file, vec![b'a'; MAX_TOKEN_LEN + 1]).unwrap();
+        assert!(read(&file).unwrap_err().to_string().contains("larger than"));
+        assert!(read(&dir).unwrap_err().to_string().contains("not a regular file"));
+        assert!(
+            read(&dir.join("missing"))
+                .unwrap_err()
+                .to_string()
+                .contains("cannot read the job token file")
+        );
+        // A FIFO nobody writes to is refused at once instead of blocking.
+        let fifo = dir.join("fifo");
+        let _ = std::fs::remove_file(&fifo);
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo has no other preconditions.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(
+            read(&fifo)
+                .unwrap_err()
+                .to_string()
+                .contains("not a regular file")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_token_variable_must_be_set_and_not_blank() {
+        let env = |name: &str| match name {
+            "SET" => Some(std::ffi::OsString::from(" a.b.c ")),
+            "BLANK" => Some(std::ffi::OsString::from("  ")),
+            _ => None,
+        };
+        let read = |var: &str| read_local(&TokenSource::Env(var.into()), &env).unwrap();
+        assert_eq!(read("SET").unwrap().expose_secret(), "a.b.c");
+        for var in ["BLANK", "UNSET"] {
+            let err = read(var).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("the variable {var} holds no token")) && err.contains("id_tokens:"),
+                "{err}"
+            );
+        }
+        assert!(read_local(&TokenSource::GithubActions, &env).is_none());
+    }
+
+    #[test]
+    fn a_job_token_must_be_a_jwt_for_the_audience_that_has_not_expired() {
+        let source = TokenSource::Env("T".into());
+        let good = jwt(
+            serde_json::json!({"iss": "https://ci", "aud": ["a", "kubernetes"], "exp": now().timestamp() + 300}),
+        );
+        let info = check_job_token(&good, &source, Some("kubernetes"), now()).unwrap();
+        assert_eq!(info.issuer, "https://ci");
+        assert!(check_job_token(&good, &source, None, now()).is_ok());
+
+        let err = check_job_token(&good, &source, Some("other"), now())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is for audience `a`, `kubernetes`, not for --audience other"),
+            "{err}"
+        );
+        let expired =
+            jwt(serde_json::json!({"iss": "https://ci", "aud": "kubernetes", "exp": now().timestamp()}));
+        let err = check_job_token(&expired, &source, Some("kubernetes"), now())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expired at 2026-01-01T00:00:00+00:00"), "{err}");
+        let opaque = SecretString::from("ghs_opaque-secret-value".to_owned());
+        let err = check_job_token(&opaque, &source, Some("kubernetes"), now())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a JWT") && !err.contains("ghs_opaque"), "{err}");
+        // A hostile audience claim is shown on one line, shortened.
+        let hostile = jwt(
+            serde_json::json!({"iss": "https://ci", "aud": format!("x\n\u{1b}[2J{}", "y".repeat(500)), "exp": now().timestamp() + 300}),
+        );
+        let err = check_job_token(&hostile, &source, Some("kubernetes"), now())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains('\n') && !err.contains('\u{1b}') && err.len() < 700,
+            "{err}"
+        );
+    }
 }

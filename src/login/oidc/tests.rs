@@ -28,6 +28,7 @@ use crate::login::callback::{CallbackError, check_iss};
 use crate::login::token::{IdTokenInfo, TokenSet};
 
 mod device_flow;
+mod machine;
 mod paste;
 
 const PEM_FILE: &str = include_str!("../../../tests/fixtures/stub-idp-rsa.pem");

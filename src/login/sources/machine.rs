@@ -262,3 +262,219 @@ pub fn read_entry(tokens: TokenSet) -> anyhow::Result<Credential> {
         info,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! The workload source with a token file and a token variable, a store in memory and a fixed
+    //! clock, driven through the pipeline: what is served, when the file is read again, and what
+    //! is refused.
+
+    use std::sync::Arc;
+
+    use base64::Engine as _;
+    use chrono::TimeZone as _;
+    use secrecy::ExposeSecret as _;
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::config::{CacheConfig, Identity};
+    use crate::login::browser::BrowserChoice;
+    use crate::login::cache::test_support::{MemoryStore, TempDir};
+    use crate::login::cache::{CacheKind, TokenStore};
+    use crate::login::pipeline::{Authenticator, Source};
+    use crate::login::sources::test_support::login_config;
+    use crate::printer::Printer;
+    use crate::provider::ProviderKind;
+
+    struct Fixed(DateTime<Utc>);
+    impl Clock for Fixed {
+        fn now(&self) -> DateTime<Utc> {
+            self.0
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    fn job_token(aud: &str, exp: DateTime<Utc>, run: u32) -> String {
+        let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let claims = serde_json::json!({
+            "iss": "https://token.actions.githubusercontent.com", "aud": aud,
+            "sub": "repo:acme/app:ref:refs/heads/main", "exp": exp.timestamp(), "run_id": run,
+        });
+        format!(
+            "{}.{}.c2ln",
+            enc.encode(r#"{"alg":"RS256"}"#),
+            enc.encode(claims.to_string())
+        )
+    }
+
+    fn workload(source: TokenSource, audience: &str) -> Identity {
+        Identity {
+            issuer: source.to_string(),
+            client_id: audience.to_owned(),
+            scopes: Vec::new(),
+            provider: ProviderKind::Generic,
+            github: None,
+            profile: None,
+            machine: Some(Machine::Workload {
+                source,
+                audience: Some(audience.to_owned()),
+                exchange: None,
+            }),
+        }
+    }
+
+    /// Runs `obtain` for `identity` against `store`.
+    fn obtain(
+        identity: &Identity,
+        store: &MemoryStore,
+        dir: &TempDir,
+        env: Env,
+    ) -> anyhow::Result<(String, Source)> {
+        let login = crate::config::LoginConfig {
+            browser: BrowserChoice::None,
+            ..login_config()
+        };
+        let browser = BrowserChoice::None.into_browser();
+        let clock: Arc<dyn Clock> = Arc::new(Fixed(now()));
+        let context = Context {
+            identity,
+            login: &login,
+            browser: browser.as_ref(),
+            clock: clock.clone(),
+            printer: Printer::new(0),
+        };
+        let source = MachineSource::new(context, identity.machine.as_ref().unwrap()).with_env(env);
+        let cache = CacheConfig {
+            kind: CacheKind::File,
+            dir: dir.path().to_owned(),
+        };
+        let auth = Authenticator {
+            identity,
+            cache: &cache,
+            store,
+            clock,
+            printer: Printer::new(0),
+            source: &source,
+        };
+        let got = auth.obtain(&login, false)?;
+        Ok((got.token().expose_secret().to_owned(), got.source))
+    }
+
+    fn no_env(_: &str) -> Option<OsString> {
+        None
+    }
+
+    #[test]
+    fn a_token_file_is_read_once_and_served_from_the_cache_until_its_margin_then_read_again() {
+        let dir = TempDir::new("workload");
+        std::fs::create_dir_all(dir.path()).unwrap();
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let file = dir.path().join("token");
+        let first = job_token("kubernetes", now() + chrono::Duration::minutes(10), 1);
+        std::fs::write(&file, format!("{first}\n")).unwrap();
+        let identity = workload(TokenSource::File(file.clone()), "kubernetes");
+        let store = MemoryStore::default();
+
+        let (token, source) = obtain(&identity, &store, &dir, no_env).unwrap();
+        assert_eq!((token.as_str(), source), (first.as_str(), Source::Login));
+        // The kubelet rotates the file: the cached token is served while it has time left.
+        let second = job_token("kubernetes", now() + chrono::Duration::minutes(20), 2);
+        std::fs::write(&file, &second).unwrap();
+        let (token, source) = obtain(&identity, &store, &dir, no_env).unwrap();
+        assert_eq!((token.as_str(), source), (first.as_str(), Source::Cache));
+        // Within the margin, the file is read again.
+        let (tokens, meta) = store.load_with_meta(&identity.cache_key()).unwrap().unwrap();
+        assert_eq!(meta.kind.as_deref(), Some(WORKLOAD_KIND));
+        assert!(tokens.refresh_token.is_none());
+        let due = job_token("kubernetes", now() + chrono::Duration::seconds(30), 3);
+        store
+            .save_with_meta(
+                &identity.cache_key(),
+                &TokenSet {
+                    id_token: SecretString::from(due),
+                    refresh_token: None,
+                },
+                &meta,
+            )
+            .unwrap();
+        let (token, source) = obtain(&identity, &store, &dir, no_env).unwrap();
+        assert_eq!((token.as_str(), source), (second.as_str(), Source::Login));
+    }
+
+    #[test]
+    fn a_job_token_for_another_audience_or_already_expired_is_refused_and_never_cached() {
+        let dir = TempDir::new("workload");
+        std::fs::create_dir_all(dir.path()).unwrap();
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let file = dir.path().join("token");
+        let store = MemoryStore::default();
+        let identity = workload(TokenSource::File(file.clone()), "kubernetes");
+
+        std::fs::write(
+            &file,
+            job_token(
+                "https://github.com/acme",
+                now() + chrono::Duration::minutes(10),
+                1,
+            ),
+        )
+        .unwrap();
+        let err = format!("{:#}", obtain(&identity, &store, &dir, no_env).unwrap_err());
+        assert!(err.contains("not for --audience kubernetes"), "{err}");
+        assert!(err.contains("`https://github.com/acme`"), "{err}");
+
+        std::fs::write(
+            &file,
+            job_token("kubernetes", now() - chrono::Duration::minutes(1), 1),
+        )
+        .unwrap();
+        let err = format!("{:#}", obtain(&identity, &store, &dir, no_env).unwrap_err());
+        assert!(err.contains("expired") && err.contains("kubelet"), "{err}");
+
+        std::fs::write(&file, "not-a-jwt").unwrap();
+        let err = format!("{:#}", obtain(&identity, &store, &dir, no_env).unwrap_err());
+        assert!(err.contains("is not a JWT"), "{err}");
+        assert!(!err.contains("not-a-jwt"), "the token is repeated: {err}");
+
+        assert!(store.load_with_meta(&identity.cache_key()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_cached_entry_of_another_kind_or_audience_is_not_served_to_a_pipeline() {
+        let dir = TempDir::new("workload");
+        let store = MemoryStore::default();
+        fn env(name: &str) -> Option<OsString> {
+            (name == "CI_TOKEN").then(|| {
+                OsString::from(job_token(
+                    "kubernetes",
+                    Utc.with_ymd_and_hms(2026, 1, 1, 0, 10, 0).unwrap(),
+                    9,
+                ))
+            })
+        }
+        let identity = workload(TokenSource::Env("CI_TOKEN".into()), "kubernetes");
+        // A person's entry (no kind) under the same key: refused, replaced by the job's token.
+        let person = job_token("kubernetes", now() + chrono::Duration::hours(1), 1);
+        store
+            .save_with_meta(
+                &identity.cache_key(),
+                &TokenSet {
+                    id_token: SecretString::from(person.clone()),
+                    refresh_token: None,
+                },
+                &EntryMeta::default(),
+            )
+            .unwrap();
+        let (token, source) = obtain(&identity, &store, &dir, env).unwrap();
+        assert_ne!(token, person);
+        assert_eq!(source, Source::Login);
+        // Another audience is another key, and a token for the first never serves it.
+        let other = workload(TokenSource::Env("CI_TOKEN".into()), "other-cluster");
+        assert_ne!(other.cache_key().id(), identity.cache_key().id());
+        let err = format!("{:#}", obtain(&other, &store, &dir, env).unwrap_err());
+        assert!(err.contains("not for --audience other-cluster"), "{err}");
+    }
+}
