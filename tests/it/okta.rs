@@ -195,6 +195,15 @@ impl OktaIdp {
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Prints the provider's events and log (for a failing test).
+    fn print_what_happened(&self) {
+        eprintln!("--- Okta-like provider events ---");
+        for e in self.events() {
+            eprintln!("{e}");
+        }
+        eprintln!("--- provider log ---\n{}", self.log_text());
+    }
 }
 
 impl Drop for OktaIdp {
@@ -216,6 +225,17 @@ fn fingerprint(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))[..16].to_string()
 }
 
+/// A test's temp dir (named `prefix…`) and the HOME made in it.
+fn temp_home(prefix: &str) -> (TempDir, PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).expect("create HOME");
+    (tmp, home)
+}
+
 /// One test's world: a temp dir, the provider, and koidc runs with `--provider okta`.
 struct OktaLab {
     idp: OktaIdp,
@@ -229,12 +249,7 @@ struct OktaLab {
 
 impl OktaLab {
     fn start(options: OktaOptions) -> OktaLab {
-        let tmp = tempfile::Builder::new()
-            .prefix("koidc-okta-")
-            .tempdir()
-            .expect("temp dir");
-        let home = tmp.path().join("home");
-        std::fs::create_dir(&home).expect("create HOME");
+        let (tmp, home) = temp_home("koidc-okta-");
         let idp = OktaIdp::start(tmp.path(), &options);
         OktaLab {
             idp,
@@ -346,11 +361,7 @@ impl OktaLab {
 impl Drop for OktaLab {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- Okta-like provider events ---");
-            for e in self.idp.events() {
-                eprintln!("{e}");
-            }
-            eprintln!("--- provider log ---\n{}", self.idp.log_text());
+            self.idp.print_what_happened();
         }
     }
 }
@@ -579,22 +590,18 @@ fn random_secret() -> String {
 /// One pipeline test's world: the provider with [`CI_CLIENT_ID`] registered, and koidc runs as
 /// a CI job would make them (no browser, the secret never on the command line).
 struct CiLab {
-    idp: OktaIdp,
-    home: PathBuf,
-    cache_dir: PathBuf,
+    /// The client secret of [`CI_CLIENT_ID`].
     secret: String,
+    /// What must not show in any output: the secret (and any wrong one tried).
     secrets: Secrets,
-    _tmp: TempDir,
+    idp: OktaIdp,
+    /// HOME and the cache dir are in it. Last, so it is removed after the provider has stopped.
+    tmp: TempDir,
 }
 
 impl CiLab {
     fn start(opaque: bool) -> CiLab {
-        let tmp = tempfile::Builder::new()
-            .prefix("koidc-okta-ci-")
-            .tempdir()
-            .expect("temp dir");
-        let home = tmp.path().join("home");
-        std::fs::create_dir(&home).expect("create HOME");
+        let (tmp, _) = temp_home("koidc-okta-ci-");
         let secret = random_secret();
         let idp = OktaIdp::start(
             tmp.path(),
@@ -607,20 +614,26 @@ impl CiLab {
         let mut secrets = Secrets::default();
         secrets.other.insert(secret.clone());
         CiLab {
-            idp,
-            cache_dir: tmp.path().join("cache"),
-            home,
             secret,
             secrets,
-            _tmp: tmp,
+            idp,
+            tmp,
         }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.tmp.path().join("home")
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.tmp.path().join("cache")
     }
 
     /// `koidc get-token --grant client-credentials --issuer … --client-id koidc-ci --audience
     /// AUDIENCE` with `extra` flags and `env`; checks nothing leaked (the secret is nowhere in
     /// the command line, stdout or stderr; stdout may hold the token).
     fn get_token(&mut self, audience: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut cmd = clean_command(koidc_bin(), &self.home);
+        let mut cmd = clean_command(koidc_bin(), &self.home());
         cmd.args(["get-token", "--grant", "client-credentials"])
             .args(["--issuer", &self.idp.issuer, "--client-id", CI_CLIENT_ID])
             .args(["--audience", audience])
@@ -628,7 +641,7 @@ impl CiLab {
                 "--cache",
                 "file",
                 "--cache-dir",
-                &self.cache_dir.display().to_string(),
+                &self.cache_dir().display().to_string(),
             ])
             .args(extra)
             .envs(env.iter().copied());
@@ -676,11 +689,7 @@ impl CiLab {
 impl Drop for CiLab {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- Okta-like provider events ---");
-            for e in self.idp.events() {
-                eprintln!("{e}");
-            }
-            eprintln!("--- provider log ---\n{}", self.idp.log_text());
+            self.idp.print_what_happened();
         }
     }
 }
@@ -707,7 +716,7 @@ fn okta_client_credentials_give_a_jwt_access_token_for_the_audience_and_the_cach
 fn okta_client_credentials_read_the_secret_from_a_file() {
     use std::os::unix::fs::PermissionsExt as _;
     let mut lab = CiLab::start(false);
-    let file = lab.home.join("client-secret");
+    let file = lab.home().join("client-secret");
     std::fs::write(&file, format!("{}\n", lab.secret)).expect("write the secret file");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
     let file = file.display().to_string();

@@ -204,18 +204,15 @@ fn dex_exchanges_a_github_actions_job_token_for_an_id_token_the_apiserver_trusti
     let review: Value = serde_json::from_str(&whoami.stdout).expect("whoami -o json is JSON");
     let user = &review["status"]["userInfo"];
     assert_eq!(user["username"], format!("{PREFIX}{ALLOWED_JOB}"), "{review}");
-    let groups: Vec<&str> = user["groups"]
-        .as_array()
-        .expect("groups")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    for group in [
-        format!("{PREFIX}github-actions:acme/app"),
-        "system:authenticated".to_owned(),
-    ] {
-        assert!(groups.contains(&group.as_str()), "{group} not in {groups:?}");
-    }
+    assert_eq!(
+        user["groups"],
+        json!([
+            format!("{PREFIX}{ALLOWED_JOB}"),
+            format!("{PREFIX}github-actions:acme/app"),
+            "system:authenticated",
+        ]),
+        "{review}"
+    );
     assert_eq!(actions.token_requests(), 2);
 }
 

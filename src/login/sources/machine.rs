@@ -57,7 +57,6 @@ impl<'a> MachineSource<'a> {
 
     /// The same source reading variables through `env` (tests).
     #[cfg(test)]
-    #[allow(dead_code)]
     pub fn with_env(mut self, env: Env) -> Self {
         self.env = env;
         self
