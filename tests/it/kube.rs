@@ -3,7 +3,8 @@
 //! structured `AuthenticationConfiguration` file trusting a real Dex served over HTTPS.
 //!
 //! Start order matters: [`KubeIdp::start`] makes the test CA and certificates ([`Pki`]) and starts
-//! Dex (users [`READER`] and [`WRITER`]) first, because the apiserver's JWT authenticator stays
+//! Dex (users [`READER`] and [`WRITER`]; [`KubeIdp::start_with`] adds Dex options such as
+//! connectors) first, because the apiserver's JWT authenticator stays
 //! "not initialized" until the issuer's discovery answers, and because `koidc setup` checks the
 //! issuer before it prints anything. [`KubeCluster::start_default`] then runs the real
 //! `koidc setup --print authentication-config` against that Dex ([`KubeIdp::setup_auth_config`])
