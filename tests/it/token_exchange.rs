@@ -11,8 +11,9 @@
 //!
 //! Proves: the exchanged token is Dex's, verified by koidc, for the job (name, groups, sub); the
 //! second call is served from the cache; `kubectl auth whoami` through the exec entry shows the
-//! username and groups the apiserver derives; and refusals (a connector that cannot exchange, a
-//! forged job token, another repository's job) are one line, exit 1, no token.
+//! username and groups the apiserver derives; refusals (a connector that cannot exchange, a
+//! forged job token, garbage, another repository's job) are one line, exit 1, no token; and Dex
+//! exchanges a job token minted for any audience (it does not check it).
 
 use std::path::{Path, PathBuf};
 
@@ -231,7 +232,7 @@ fn assert_refused(out: &Output, expect: &str, job_token: Option<&str>) -> String
 }
 
 #[test]
-fn dex_refuses_a_connector_without_token_exchange_a_forged_job_token_and_another_repository() {
+fn dex_refuses_a_connector_without_token_exchange_a_forged_job_token_garbage_and_another_repository() {
     let (actions, idp) = start_idps();
     let dex_log = || idp.dex.log_text();
 
@@ -264,6 +265,24 @@ fn dex_refuses_a_connector_without_token_exchange_a_forged_job_token_and_another
         "Dex did not refuse the signature:\n{}",
         dex_log()
     );
+
+    // Garbage instead of a job token: koidc refuses it itself, before asking Dex.
+    let (home, cache) = job_dirs(&idp, "garbage");
+    let garbage = "garbage-subject-token-9f8e7d6c5b4a";
+    let file = home.join("job-token");
+    std::fs::write(&file, garbage).expect("write the garbage token");
+    let source = format!("file:{}", file.display());
+    let out = run_job(
+        &actions,
+        &home,
+        &exchange_args(&idp, &actions, &source, CONNECTOR, &cache),
+    );
+    let mut secrets = Secrets::default();
+    secrets.other.insert(garbage.to_owned());
+    assert_no_leak(&out, &secrets, Stdout::NoSecrets);
+    let line = out.assert_failure().assert_one_error_line();
+    assert_eq!(out.status.code(), Some(1), "{}", out.what);
+    assert!(line.contains("is not a JWT"), "{line}");
 
     // Another repository's job, with a genuine token: Dex's allowedGroups keep it out.
     actions.set_job(Job::new("evil/app", "refs/heads/main"));
