@@ -9,7 +9,8 @@
 #   warm      hyperfine: warm `get-token` (valid token cached) per cache backend — koidc
 #             --cache file, --cache keyring with the key in the kernel keyring, the same with a
 #             cold kernel keyring (key from the Secret Service over D-Bus, under
-#             `keyctl session -`); kubelogin --token-cache-storage disk and keyring
+#             `keyctl session -`); a pipeline's `--grant workload` with the job's token cached
+#             (--cache file); kubelogin --token-cache-storage disk and keyring
 #   rss       peak RSS of those warm calls (`/usr/bin/time -f %M`), median of RSS_RUNS
 #   size      binary sizes (koidc release: strip = true; kubelogin: -ldflags "-s -w")
 #   kubectl   hyperfine: `kubectl get --raw /version` against a local HTTPS stub apiserver with
@@ -212,6 +213,17 @@ kubelogin_args() {
 mapfile -d '' k_file < <(koidc_args "$issuer_long" file "$work/koidc-file")
 mapfile -d '' k_keyring < <(koidc_args "$issuer_long" keyring "$work/koidc-keyring")
 mapfile -d '' l_disk < <(kubelogin_args "$issuer_long" disk "$work/kubelogin-disk")
+# A pipeline: a CI job's token in a file (as a Kubernetes projected token), valid for two hours.
+python3 - "$work/job-token" <<'PY'
+import base64, json, sys, time
+b64 = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).rstrip(b"=").decode()
+now = int(time.time())
+claims = {"iss": "https://token.actions.githubusercontent.com", "aud": "kubernetes", "sub": "repo:acme/app:ref:refs/heads/main",
+          "repository": "acme/app", "ref": "refs/heads/main", "iat": now, "exp": now + 7200}
+open(sys.argv[1], "w").write(b64({"alg": "RS256", "kid": "k"}) + "." + b64(claims) + "." + "c2ln" * 60)
+PY
+k_workload=(get-token --grant workload --token-source "file:$work/job-token" --audience kubernetes --cache file
+  --cache-dir "$work/koidc-workload")
 mapfile -d '' l_keyring < <(kubelogin_args "$issuer_long" keyring "$work/kubelogin-keyring")
 
 # One browser login each, then every warm call must be served from the cache.
@@ -221,6 +233,7 @@ setup_login() {
 }
 setup_login "$koidc" "${k_file[@]}"
 setup_login "$koidc" "${k_keyring[@]}"
+setup_login "$koidc" "${k_workload[@]}"
 setup_login "$kubelogin" "${l_disk[@]}"
 setup_login "$kubelogin" "${l_keyring[@]}"
 [ -n "$(ls "$work"/koidc-keyring/*.enc 2>/dev/null)" ] || { say "koidc wrote no encrypted entry"; exit 1; }
@@ -263,6 +276,7 @@ if want warm; then
   warm=(-n '/bin/true' /bin/true
     -n 'koidc, --cache file' "$(q "$koidc" "${k_file[@]}")"
     -n 'koidc, --cache keyring (key in the kernel keyring)' "$(q "$koidc" "${k_keyring[@]}")"
+    -n 'koidc --grant workload (job token cached), --cache file' "$(q "$koidc" "${k_workload[@]}")"
     -n 'koidc --version (start-up only)' "$(q "$koidc" --version)")
   for i in "${!variant_names[@]}"; do
     warm+=(-n "koidc ${variant_names[i]}, --cache file" "$(q "${variant_bins[i]}" "${k_file[@]}")"

@@ -28,16 +28,29 @@ use crate::printer::Printer;
 /// The default groups and username prefix, as `koidc setup` uses.
 const DEFAULT_PREFIX: &str = "oidc:";
 
+/// A pipeline's grant (given, or in the kubeconfig's exec entry) has no login chain to check.
+fn refuse_pipeline(grant: Option<crate::cli::GrantArg>) -> anyhow::Result<()> {
+    use crate::cli::GrantArg;
+    if matches!(grant, Some(GrantArg::Workload | GrantArg::ClientCredentials)) {
+        bail!(
+            "koidc doctor checks a person's login chain; for a pipeline, run the same `koidc get-token` with -v (it says where the token came from and what was checked), then `kubectl auth whoami` with that kubeconfig"
+        );
+    }
+    Ok(())
+}
+
 /// Runs `koidc doctor`.
 pub fn run(args: &DoctorArgs, explicit: &ExplicitArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let printer = Printer::new(args.output.verbose);
     rbac::names::validate_namespace(&args.namespace)?;
     let paths = kubeconfig::kubeconfig_paths(args.kubeconfig.as_deref());
     let target = kubeconfig::load(&paths, args.context.as_deref());
+    refuse_pipeline(args.login.grant)?;
     let settings = settings(args, explicit, &target, printer)?;
     if settings.identity.provider == Some(crate::cli::ProviderArg::Github) {
         bail!("koidc doctor checks OpenID Connect providers; for --provider github, check the webhook's log");
     }
+    refuse_pipeline(settings.login.grant)?;
     let identity = Identity::from_flags(&settings.identity, settings.login.grant)?;
     let login = LoginConfig::from_flags(&settings.login, super::env_browser())?;
     let expect = expectations(args, printer);

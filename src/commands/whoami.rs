@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::cli::{Format, WhoamiArgs};
 use crate::clock::{Clock, relative, rfc3339};
-use crate::config::Identity;
+use crate::config::{Identity, Machine};
 use crate::login::cache::CacheKey;
 use crate::login::sources::{self, github};
 use crate::login::token::{Credential, IdTokenInfo};
@@ -55,6 +55,12 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     }
     if found.is_empty() {
         match identity {
+            Some(id) if id.machine.is_some() => {
+                bail!(
+                    "no cached pipeline token for these options; run `{}`",
+                    login_command(&id)
+                )
+            }
             Some(id) => bail!(
                 "not logged in to {} as client {:?}; run `{}`",
                 id.issuer,
@@ -96,6 +102,10 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
 /// profile is another entry), else its issuer and client.
 fn login_command(identity: &Identity) -> String {
     use crate::text::shell_word;
+    if let Some(machine) = &identity.machine {
+        // A pipeline has no login: its next `get-token` fetches the token.
+        return pipeline_command(identity, machine);
+    }
     match &identity.profile {
         Some(profile) => format!("koidc login --profile {}", shell_word(profile)),
         None => format!(
@@ -104,6 +114,47 @@ fn login_command(identity: &Identity) -> String {
             shell_word(&identity.client_id)
         ),
     }
+}
+
+/// The `get-token` command line that fetches a pipeline's token.
+fn pipeline_command(identity: &Identity, machine: &Machine) -> String {
+    use crate::text::shell_word;
+    let mut words = vec!["koidc".to_owned(), "get-token".to_owned(), "--grant".to_owned()];
+    let exchange_at = |words: &mut Vec<String>| {
+        words.extend([
+            "--issuer".to_owned(),
+            shell_word(&identity.issuer),
+            "--client-id".to_owned(),
+            shell_word(&identity.client_id),
+        ]);
+    };
+    match machine {
+        Machine::ClientCredentials { audience } => {
+            words.push("client-credentials".into());
+            exchange_at(&mut words);
+            if let Some(aud) = audience {
+                words.extend(["--audience".to_owned(), shell_word(aud)]);
+            }
+        }
+        Machine::Workload {
+            source,
+            audience,
+            exchange,
+        } => {
+            words.push("workload".into());
+            words.extend(["--token-source".to_owned(), shell_word(&source.to_string())]);
+            if let Some(aud) = audience {
+                words.extend(["--audience".to_owned(), shell_word(aud)]);
+            }
+            if let Some(exchange) = exchange {
+                exchange_at(&mut words);
+                if let Some(connector) = &exchange.connector_id {
+                    words.extend(["--connector-id".to_owned(), shell_word(connector)]);
+                }
+            }
+        }
+    }
+    words.join(" ")
 }
 
 fn header(key: &CacheKey) -> String {
@@ -117,7 +168,23 @@ fn header(key: &CacheKey) -> String {
         .as_ref()
         .map(|p| format!("profile:  {p}\n"))
         .unwrap_or_default();
-    format!("client:   {}\nscopes:   {scopes}\n{profile}", key.client_id)
+    // A pipeline's entry: its grant, token source and audience (see `crate::config::Machine`).
+    let pipeline = key
+        .machine
+        .as_ref()
+        .map(|m| {
+            let parts: Vec<String> = m
+                .split('\n')
+                .filter(|p| !p.is_empty())
+                .map(|p| crate::text::one_line(p, 200))
+                .collect();
+            format!("pipeline: {}\n", parts.join(", "))
+        })
+        .unwrap_or_default();
+    format!(
+        "client:   {}\nscopes:   {scopes}\n{profile}{pipeline}",
+        key.client_id
+    )
 }
 
 /// Human-readable lines about an identity (used by `login` too).
@@ -202,6 +269,60 @@ mod tests {
         assert_eq!(
             login_command(&identity(None)),
             "koidc login --issuer https://idp.example/dex --client-id koidc"
+        );
+    }
+}
+
+#[cfg(test)]
+mod pipeline_tests {
+    use super::*;
+    use crate::cli::{GrantArg, IdentityFlags};
+
+    #[test]
+    fn a_pipeline_without_a_cached_token_is_pointed_to_the_get_token_command_of_its_options() {
+        let workload = IdentityFlags {
+            audience: Some("https://k8s.example".into()),
+            token_source: Some("env:CI JOB".into()),
+            ..IdentityFlags::default()
+        };
+        // The variable name is refused; a valid one is written back as given.
+        assert!(Identity::from_flags(&workload, Some(GrantArg::Workload)).is_err());
+        let workload = IdentityFlags {
+            token_source: Some("env:CI_JOB_JWT".into()),
+            ..workload
+        };
+        let id = Identity::from_flags(&workload, Some(GrantArg::Workload)).unwrap();
+        assert_eq!(
+            login_command(&id),
+            "koidc get-token --grant workload --token-source env:CI_JOB_JWT --audience https://k8s.example"
+        );
+        let exchange = IdentityFlags {
+            issuer: Some("https://dex.example/dex".into()),
+            client_id: Some("koidc".into()),
+            connector_id: Some("github actions".into()),
+            ..workload
+        };
+        let id = Identity::from_flags(&exchange, Some(GrantArg::Workload)).unwrap();
+        assert_eq!(
+            login_command(&id),
+            "koidc get-token --grant workload --token-source env:CI_JOB_JWT --audience https://k8s.example \
+             --issuer https://dex.example/dex --client-id koidc --connector-id 'github actions'"
+        );
+        let client = IdentityFlags {
+            issuer: Some("https://idp.example".into()),
+            client_id: Some("ci".into()),
+            ..IdentityFlags::default()
+        };
+        let id = Identity::from_flags(&client, Some(GrantArg::ClientCredentials)).unwrap();
+        assert_eq!(
+            login_command(&id),
+            "koidc get-token --grant client-credentials --issuer https://idp.example --client-id ci"
+        );
+        let key = id.cache_key();
+        assert!(
+            header(&key).contains("pipeline: client-credentials\n"),
+            "{}",
+            header(&key)
         );
     }
 }

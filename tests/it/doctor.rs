@@ -400,6 +400,20 @@ fn doctor_without_a_kubeconfig_says_there_is_none_instead_of_missing_issuer() {
 }
 
 #[test]
+fn doctor_for_a_pipeline_grant_says_what_to_run_instead_of_checking_a_login_chain() {
+    let client = StubClient::new();
+    for grant in ["workload", "client-credentials"] {
+        let out = run(&mut client.koidc(&["doctor", "--grant", grant, "--audience", "kubernetes"]));
+        let line = out.assert_one_error_line();
+        assert!(
+            line.starts_with("koidc: koidc doctor checks a person's login chain; for a pipeline")
+                && line.contains("kubectl auth whoami"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
 fn doctor_with_an_unknown_context_lists_the_contexts_instead_of_missing_issuer() {
     let client = StubClient::new();
     let kubeconfig = write_kubeconfig(client.tmp.path(), "- {name: ua, user: {token: abc}}\n");
