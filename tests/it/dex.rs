@@ -4,6 +4,8 @@
 //! client `koidc` without redirect URIs (any loopback port), and a configurable ID token lifetime.
 //! Its `issuer` is the counting proxy's URL while it listens on another loopback port.
 //!
+//! [`DexOptions::connectors`] adds connectors (e.g. an `oidc` connector for token exchange).
+//!
 //! [`Dex::start_https`] starts the same Dex serving HTTPS itself (no proxy) with a test CA's
 //! certificate and extra password-DB users, for the real kube-apiserver (which only trusts an
 //! https issuer): its issuer is `https://127.0.0.1:PORT/dex`.
@@ -36,12 +38,15 @@ pub const MOCK_EMAIL: &str = "kilgore@kilgore.trout";
 pub struct DexOptions {
     /// `expiry.idTokens`, e.g. `"95s"`.
     pub id_token_lifetime: String,
+    /// Connectors added after `mock` (Dex's `connectors` entries as JSON).
+    pub connectors: Vec<Value>,
 }
 
 impl Default for DexOptions {
     fn default() -> Self {
         DexOptions {
             id_token_lifetime: "1h".into(),
+            connectors: Vec::new(),
         }
     }
 }
@@ -262,6 +267,8 @@ pub(crate) fn die_with_parent(cmd: &mut Command) {
 
 fn config_json(issuer: &str, addr: SocketAddr, options: &DexOptions) -> String {
     // JSON is YAML, so Dex reads this as its config file.
+    let mut connectors = vec![json!({ "type": "mockCallback", "id": "mock", "name": "Mock" })];
+    connectors.extend(options.connectors.iter().cloned());
     let config = json!({
         "issuer": issuer,
         "storage": { "type": "memory" },
@@ -277,7 +284,7 @@ fn config_json(issuer: &str, addr: SocketAddr, options: &DexOptions) -> String {
             "userID": "08a8684b-db88-4b73-90a9-3cd1661f5466",
             "groups": USER_GROUPS,
         }],
-        "connectors": [{ "type": "mockCallback", "id": "mock", "name": "Mock" }],
+        "connectors": connectors,
         "staticClients": [{ "id": CLIENT_ID, "name": "koidc", "public": true }],
     });
     serde_json::to_string_pretty(&config).expect("serialize dex config")

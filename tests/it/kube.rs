@@ -3,7 +3,8 @@
 //! structured `AuthenticationConfiguration` file trusting a real Dex served over HTTPS.
 //!
 //! Start order matters: [`KubeIdp::start`] makes the test CA and certificates ([`Pki`]) and starts
-//! Dex (users [`READER`] and [`WRITER`]) first, because the apiserver's JWT authenticator stays
+//! Dex (users [`READER`] and [`WRITER`]; [`KubeIdp::start_with`] adds Dex options such as
+//! connectors) first, because the apiserver's JWT authenticator stays
 //! "not initialized" until the issuer's discovery answers, and because `koidc setup` checks the
 //! issuer before it prints anything. [`KubeCluster::start_default`] then runs the real
 //! `koidc setup --print authentication-config` against that Dex ([`KubeIdp::setup_auth_config`])
@@ -229,6 +230,11 @@ pub struct KubeIdp {
 
 impl KubeIdp {
     pub fn start() -> KubeIdp {
+        Self::start_with(&DexOptions::default())
+    }
+
+    /// [`Self::start`] with Dex configured by `options` (e.g. extra connectors).
+    pub fn start_with(options: &DexOptions) -> KubeIdp {
         let tmp = tempfile::Builder::new()
             .prefix("koidc-kube-")
             .tempdir()
@@ -240,7 +246,7 @@ impl KubeIdp {
             ca_pem: pki.ca_pem.clone(),
             users: vec![READER.static_user(), WRITER.static_user()],
         };
-        let dex = Dex::start_https(tmp.path(), &https, &DexOptions::default());
+        let dex = Dex::start_https(tmp.path(), &https, options);
         let idp = KubeIdp { pki, dex, tmp };
         for dir in [idp.admin_home(), idp.admin_config_dir()] {
             std::fs::create_dir_all(&dir).expect("create an admin dir");

@@ -41,6 +41,7 @@ impl LabOptions {
         LabOptions {
             dex: DexOptions {
                 id_token_lifetime: lifetime.into(),
+                ..DexOptions::default()
             },
             ..LabOptions::default()
         }

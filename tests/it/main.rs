@@ -41,5 +41,6 @@ mod profiles;
 mod rbac_e2e;
 mod setup_cmd;
 mod static_build;
+mod token_exchange;
 mod usage;
 mod workload;

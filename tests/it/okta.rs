@@ -9,6 +9,11 @@
 //! rejecting the first one when it is reused), revocation on logout, and the Okta-specific
 //! messages for an unregistered redirect URI and a missing `groups` scope.
 //!
+//! Pipelines: `get-token --grant client-credentials` with the confidential client `koidc-ci`
+//! (an Okta "API Services" app whose access tokens are JWTs for the audience `kubernetes`): the
+//! token, its cache, the secret from the variable or a file, a wrong secret, another audience,
+//! and an opaque access token, never showing the secret.
+//!
 //! Needs `node` (20+) and `tests/okta/node_modules` (`./tests/run.sh` runs `npm ci` there); the
 //! tests fail with instructions when either is missing. Every test that logs in listens on port
 //! 8000 or 18000, so they take [`PORTS`] one at a time.
@@ -37,6 +42,10 @@ const USER_EMAIL: &str = "okta-user@example.com";
 const USER_PASSWORD: &str = "okta-password";
 const USER_GROUPS: [&str; 1] = ["okta-devs"];
 
+/// The confidential client of the pipeline tests, and the audience of its access tokens.
+const CI_CLIENT_ID: &str = "koidc-ci";
+const CI_AUDIENCE: &str = "kubernetes";
+
 /// The callback ports of the Okta preset.
 const PORT: u16 = 8000;
 const FALLBACK_PORT: u16 = 18000;
@@ -62,6 +71,10 @@ struct OktaOptions {
     id_token_ttl: Option<u64>,
     /// The authorization server has no `groups` scope.
     no_groups_scope: bool,
+    /// Registers the confidential client [`CI_CLIENT_ID`] with this secret.
+    ci_client_secret: Option<String>,
+    /// [`CI_CLIENT_ID`] gets opaque access tokens instead of JWTs for [`CI_AUDIENCE`].
+    ci_opaque: bool,
 }
 
 impl OktaIdp {
@@ -96,6 +109,12 @@ impl OktaIdp {
         }
         if options.no_groups_scope {
             cmd.env("OKTA_TEST_NO_GROUPS_SCOPE", "1");
+        }
+        if let Some(secret) = &options.ci_client_secret {
+            cmd.env("OKTA_TEST_CI_CLIENT_SECRET", secret);
+        }
+        if options.ci_opaque {
+            cmd.env("OKTA_TEST_CI_OPAQUE", "1");
         }
         let mut child = cmd.spawn().expect("start node tests/okta/server.mjs");
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -176,6 +195,15 @@ impl OktaIdp {
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Prints the provider's events and log (for a failing test).
+    fn print_what_happened(&self) {
+        eprintln!("--- Okta-like provider events ---");
+        for e in self.events() {
+            eprintln!("{e}");
+        }
+        eprintln!("--- provider log ---\n{}", self.log_text());
+    }
 }
 
 impl Drop for OktaIdp {
@@ -197,6 +225,17 @@ fn fingerprint(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))[..16].to_string()
 }
 
+/// A test's temp dir (named `prefix…`) and the HOME made in it.
+fn temp_home(prefix: &str) -> (TempDir, PathBuf) {
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir");
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).expect("create HOME");
+    (tmp, home)
+}
+
 /// One test's world: a temp dir, the provider, and koidc runs with `--provider okta`.
 struct OktaLab {
     idp: OktaIdp,
@@ -210,12 +249,7 @@ struct OktaLab {
 
 impl OktaLab {
     fn start(options: OktaOptions) -> OktaLab {
-        let tmp = tempfile::Builder::new()
-            .prefix("koidc-okta-")
-            .tempdir()
-            .expect("temp dir");
-        let home = tmp.path().join("home");
-        std::fs::create_dir(&home).expect("create HOME");
+        let (tmp, home) = temp_home("koidc-okta-");
         let idp = OktaIdp::start(tmp.path(), &options);
         OktaLab {
             idp,
@@ -327,11 +361,7 @@ impl OktaLab {
 impl Drop for OktaLab {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- Okta-like provider events ---");
-            for e in self.idp.events() {
-                eprintln!("{e}");
-            }
-            eprintln!("--- provider log ---\n{}", self.idp.log_text());
+            self.idp.print_what_happened();
         }
     }
 }
@@ -544,4 +574,201 @@ fn okta_without_a_groups_scope_names_the_authorization_server_setting() {
     );
     assert!(line.contains("invalid_scope"), "{line}");
     assert_eq!(lab.browser.launches(), 0);
+}
+
+/// A random client secret for [`CI_CLIENT_ID`].
+fn random_secret() -> String {
+    use rand::Rng as _;
+    let tail: String = rand::thread_rng()
+        .sample_iter(rand::distributions::Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect();
+    format!("ci-secret-{tail}")
+}
+
+/// One pipeline test's world: the provider with [`CI_CLIENT_ID`] registered, and koidc runs as
+/// a CI job would make them (no browser, the secret never on the command line).
+struct CiLab {
+    /// The client secret of [`CI_CLIENT_ID`].
+    secret: String,
+    /// What must not show in any output: the secret (and any wrong one tried).
+    secrets: Secrets,
+    idp: OktaIdp,
+    /// HOME and the cache dir are in it. Last, so it is removed after the provider has stopped.
+    tmp: TempDir,
+}
+
+impl CiLab {
+    fn start(opaque: bool) -> CiLab {
+        let (tmp, _) = temp_home("koidc-okta-ci-");
+        let secret = random_secret();
+        let idp = OktaIdp::start(
+            tmp.path(),
+            &OktaOptions {
+                ci_client_secret: Some(secret.clone()),
+                ci_opaque: opaque,
+                ..OktaOptions::default()
+            },
+        );
+        let mut secrets = Secrets::default();
+        secrets.other.insert(secret.clone());
+        CiLab {
+            secret,
+            secrets,
+            idp,
+            tmp,
+        }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.tmp.path().join("home")
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.tmp.path().join("cache")
+    }
+
+    /// `koidc get-token --grant client-credentials --issuer … --client-id koidc-ci --audience
+    /// AUDIENCE` with `extra` flags and `env`; checks nothing leaked (the secret is nowhere in
+    /// the command line, stdout or stderr; stdout may hold the token).
+    fn get_token(&mut self, audience: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = clean_command(koidc_bin(), &self.home());
+        cmd.args(["get-token", "--grant", "client-credentials"])
+            .args(["--issuer", &self.idp.issuer, "--client-id", CI_CLIENT_ID])
+            .args(["--audience", audience])
+            .args([
+                "--cache",
+                "file",
+                "--cache-dir",
+                &self.cache_dir().display().to_string(),
+            ])
+            .args(extra)
+            .envs(env.iter().copied());
+        assert!(
+            cmd.get_args()
+                .all(|a| !a.to_string_lossy().contains(&self.secret)),
+            "the client secret is on the command line"
+        );
+        let out = run(&mut cmd);
+        assert_no_leak(&out, &self.secrets, Stdout::MayHoldIdToken);
+        out
+    }
+
+    /// [`Self::get_token`] with the secret in KOIDC_CLIENT_SECRET.
+    fn get_token_with_env_secret(&mut self, audience: &str) -> Output {
+        let secret = self.secret.clone();
+        self.get_token(audience, &[], &[("KOIDC_CLIENT_SECRET", &secret)])
+    }
+
+    /// The client credentials grants the provider answered with a token.
+    fn issued(&self) -> usize {
+        self.idp
+            .events_of("token")
+            .iter()
+            .filter(|e| e["grant_type"] == "client_credentials")
+            .count()
+    }
+
+    /// Checks the credential is the provider's JWT access token for the client and
+    /// [`CI_AUDIENCE`], expiring in the provider's 600 s.
+    #[track_caller]
+    fn assert_client_token(&self, cred: &ExecCredential) {
+        assert_eq!(cred.claims["iss"], self.idp.issuer.as_str());
+        assert_eq!(cred.claims["aud"], CI_AUDIENCE);
+        assert_eq!(cred.claims["sub"], CI_CLIENT_ID);
+        assert_eq!(cred.claims["client_id"], CI_CLIENT_ID);
+        let left = cred.exp() - chrono::Utc::now().timestamp();
+        assert!(
+            (500..=600).contains(&left),
+            "the token expires in {left} s, not about 600 s"
+        );
+    }
+}
+
+impl Drop for CiLab {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.idp.print_what_happened();
+        }
+    }
+}
+
+#[test]
+fn okta_client_credentials_give_a_jwt_access_token_for_the_audience_and_the_cache_serves_the_second_call() {
+    let mut lab = CiLab::start(false);
+    let out = lab.get_token_with_env_secret(CI_AUDIENCE);
+    out.assert_success();
+    let first = parse_exec_credential(&out);
+    lab.assert_client_token(&first);
+    assert_eq!(lab.issued(), 1);
+
+    // The second call is served from the cache: the same token, no new request.
+    let out = lab.get_token_with_env_secret(CI_AUDIENCE);
+    out.assert_success();
+    let second = parse_exec_credential(&out);
+    assert_eq!(second.token, first.token, "the second call got another token");
+    assert_eq!(lab.issued(), 1, "the second call asked the provider again");
+    assert!(lab.idp.events_of("token_error").is_empty());
+}
+
+#[test]
+fn okta_client_credentials_read_the_secret_from_a_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut lab = CiLab::start(false);
+    let file = lab.home().join("client-secret");
+    std::fs::write(&file, format!("{}\n", lab.secret)).expect("write the secret file");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+    let file = file.display().to_string();
+    let out = lab.get_token(CI_AUDIENCE, &["--client-secret-file", &file], &[]);
+    out.assert_success();
+    lab.assert_client_token(&parse_exec_credential(&out));
+    assert_eq!(lab.issued(), 1);
+}
+
+#[test]
+fn okta_client_credentials_with_a_wrong_secret_fail_in_one_line_without_the_secret() {
+    let mut lab = CiLab::start(false);
+    let wrong = random_secret();
+    lab.secrets.other.insert(wrong.clone());
+    let out = lab.get_token(CI_AUDIENCE, &[], &[("KOIDC_CLIENT_SECRET", &wrong)]);
+    let line = out.assert_failure().assert_one_error_line();
+    assert!(
+        line.contains("refused the client credentials grant: invalid_client"),
+        "{line}"
+    );
+    assert!(
+        line.contains("KOIDC_CLIENT_SECRET or --client-secret-file"),
+        "{line}"
+    );
+    assert_eq!(lab.issued(), 0);
+    let errors = lab.idp.events_of("token_error");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["error"], "invalid_client");
+}
+
+#[test]
+fn okta_client_credentials_refuse_an_access_token_for_another_audience() {
+    let mut lab = CiLab::start(false);
+    let out = lab.get_token_with_env_secret("other");
+    let line = out.assert_failure().assert_one_error_line();
+    assert!(line.contains("must contain `other`"), "{line}");
+    assert!(
+        line.contains("`kubernetes`"),
+        "the line names the token's audience: {line}"
+    );
+    // The provider did issue one; koidc refused to hand it out, and did not cache it.
+    assert_eq!(lab.issued(), 1);
+    let out = lab.get_token_with_env_secret("other");
+    out.assert_failure().assert_one_error_line();
+}
+
+#[test]
+fn okta_client_credentials_name_an_opaque_access_token() {
+    let mut lab = CiLab::start(true);
+    let out = lab.get_token_with_env_secret(CI_AUDIENCE);
+    let line = out.assert_failure().assert_one_error_line();
+    assert!(line.contains("opaque access token"), "{line}");
+    assert!(line.contains("JWT access tokens"), "{line}");
+    assert_eq!(lab.issued(), 1);
 }

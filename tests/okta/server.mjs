@@ -15,8 +15,16 @@
 // Usage: node server.mjs [PORT]  (PORT 0 or none: a free port). Prints `READY <issuer>` on stdout
 // once listening. Only listens on 127.0.0.1.
 //
+// With OKTA_TEST_CI_CLIENT_SECRET set, it also has an Okta "API Services" app: the confidential
+// client `koidc-ci` (that secret, client_secret_basic, grant type client_credentials only) whose
+// access tokens are RS256 JWTs for the audience `kubernetes` (the resource indicator
+// `urn:koidc:kubernetes`, used when the request names none), as an Okta custom authorization
+// server's audience setting makes them.
+//
 // Environment:
 //   OKTA_TEST_ID_TOKEN_TTL   ID token lifetime in seconds (default 3600)
+//   OKTA_TEST_CI_CLIENT_SECRET   registers `koidc-ci` with this secret
+//   OKTA_TEST_CI_OPAQUE=1    `koidc-ci` gets opaque access tokens (no audience, not JWTs)
 //   OKTA_TEST_NO_GROUPS_SCOPE=1   the authorization server has no `groups` scope: an authorization
 //                            request asking for it is answered with Okta's `invalid_scope` error
 //
@@ -31,10 +39,13 @@
 import { createHash } from 'node:crypto';
 import * as http from 'node:http';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const PREFIX = '/oauth2/default';
 const CLIENT_ID = 'koidc-okta';
+const CI_CLIENT_ID = 'koidc-ci';
+const CI_RESOURCE = 'urn:koidc:kubernetes';
+const CI_AUDIENCE = 'kubernetes';
 const REDIRECT_URIS = ['http://127.0.0.1:8000/callback', 'http://127.0.0.1:18000/callback'];
 const ACCOUNT = {
   sub: '00uokta0user0000001',
@@ -46,6 +57,8 @@ const ACCOUNT = {
 const port = Number(process.argv[2] ?? 0);
 const idTokenTtl = Number(process.env.OKTA_TEST_ID_TOKEN_TTL ?? 3600);
 const noGroupsScope = process.env.OKTA_TEST_NO_GROUPS_SCOPE === '1';
+const ciSecret = process.env.OKTA_TEST_CI_CLIENT_SECRET;
+const ciOpaque = process.env.OKTA_TEST_CI_OPAQUE === '1';
 
 const events = [];
 const fingerprint = (token) => (typeof token === 'string' && token
@@ -92,7 +105,14 @@ server.listen(port, '127.0.0.1', () => {
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       id_token_signed_response_alg: 'RS256',
-    }],
+    }, ...(ciSecret ? [{
+      client_id: CI_CLIENT_ID,
+      client_secret: ciSecret,
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+    }] : [])],
     routes: {
       authorization: '/v1/authorize',
       token: '/v1/token',
@@ -123,6 +143,29 @@ server.listen(port, '127.0.0.1', () => {
       devInteractions: { enabled: false },
       revocation: { enabled: true },
       introspection: { enabled: false },
+      clientCredentials: { enabled: true },
+      // The machine client's access tokens are for the apiserver: a JWT whose `aud` is
+      // `kubernetes` (an opaque token with OKTA_TEST_CI_OPAQUE=1). Other clients keep the
+      // provider's defaults.
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: async (ctx, client) => (client?.clientId === CI_CLIENT_ID && !ciOpaque
+          ? CI_RESOURCE
+          : undefined),
+        getResourceServerInfo: async (ctx, resourceIndicator, client) => {
+          if (resourceIndicator !== CI_RESOURCE || client?.clientId !== CI_CLIENT_ID) {
+            throw new errors.InvalidTarget();
+          }
+          return {
+            scope: '',
+            audience: CI_AUDIENCE,
+            accessTokenTTL: 600,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+        useGrantedResource: async () => false,
+      },
     },
     ttl: {
       IdToken: idTokenTtl,

@@ -206,6 +206,22 @@ pub enum OidcError {
         "the identity provider returned an access token and no ID token: give --audience (the audience the apiserver expects) so that koidc can check the access token is for the cluster"
     )]
     AccessTokenNeedsAudience,
+    /// The token endpoint refused a client credentials grant (an OAuth error).
+    #[error("the identity provider refused the client credentials grant: {error}{}; check --client-id, the client secret (KOIDC_CLIENT_SECRET or --client-secret-file) and that the client may use the client_credentials grant", desc(.description))]
+    ClientCredentialsRefused {
+        /// The OAuth `error` code (sanitised).
+        error: String,
+        /// The `error_description` (sanitised, capped).
+        description: Option<String>,
+    },
+    /// The token endpoint refused a token exchange (an OAuth error).
+    #[error("the issuer refused to exchange the job's token: {error}{}; check --connector-id and that the issuer trusts this job's token (Dex: an `oidc` connector for the CI issuer whose allowedGroups admit the job)", desc(.description))]
+    ExchangeRefused {
+        /// The OAuth `error` code (sanitised).
+        error: String,
+        /// The `error_description` (sanitised, capped).
+        description: Option<String>,
+    },
     /// A token exchange answered with something else than an ID token.
     #[error(
         "the token exchange returned no ID token (issued_token_type is not id_token); the issuer must issue ID tokens by token exchange (Dex: an `oidc` connector, named with --connector-id)"

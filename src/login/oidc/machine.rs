@@ -37,6 +37,17 @@ pub enum ClientToken {
     AccessToken(SecretString),
 }
 
+impl OidcError {
+    /// An OAuth error of the token endpoint as `grant`'s refusal (whose message names what a
+    /// pipeline can check, not a person's login); any other error as it is.
+    fn refused(self, grant: impl FnOnce(String, Option<String>) -> OidcError) -> OidcError {
+        match self {
+            OidcError::TokenRequest { error, description } => grant(error, description),
+            other => other,
+        }
+    }
+}
+
 impl Provider {
     /// Client credentials: the ID token when the provider returns one (verified for the client
     /// id), else the access token when it is a JWT of this issuer for `audience` (verified).
@@ -51,7 +62,9 @@ impl Provider {
             params.push(("scope", scope.as_str()));
         }
         let reply = self.post(&self.token_url, &params).await?;
-        let body = self.machine_body(reply, &[secret.expose_secret()])?;
+        let body = self.machine_body(reply, &[secret.expose_secret()]).map_err(|e| {
+            e.refused(|error, description| OidcError::ClientCredentialsRefused { error, description })
+        })?;
         if let Some(id_token) = body.id_token.filter(|t| !t.is_empty()) {
             self.verify_id_token(&id_token, None).await?;
             return Ok(ClientToken::IdToken(SecretString::from(id_token)));
@@ -96,7 +109,9 @@ impl Provider {
         if let Some(s) = &self.cfg.client_secret {
             secrets.push(s.expose_secret());
         }
-        let body = self.machine_body(reply, &secrets)?;
+        let body = self
+            .machine_body(reply, &secrets)
+            .map_err(|e| e.refused(|error, description| OidcError::ExchangeRefused { error, description }))?;
         // RFC 8693 puts the issued token in `access_token`, whatever its type; some providers
         // add `id_token` as well.
         let id_token = match body.id_token.filter(|t| !t.is_empty()) {
