@@ -97,7 +97,9 @@ impl Job {
 struct Shared {
     issuer: String,
     key: CoreRsaPrivateSigningKey,
-    bearer: String,
+    /// This job's bearer token; every [`FakeActions::set_job`] is a new job with a new one, as
+    /// GitHub gives each job its own.
+    bearer: Mutex<String>,
     job: Mutex<Job>,
     answered: AtomicUsize,
     run_id: AtomicU64,
@@ -174,7 +176,7 @@ impl FakeActions {
         let shared = Arc::new(Shared {
             issuer: issuer.clone(),
             key: rsa_key(&fixture_pem(), KID),
-            bearer: hex::encode(rand::thread_rng().r#gen::<[u8; 24]>()),
+            bearer: Mutex::new(new_bearer()),
             job: Mutex::new(Job::new("acme/app", "refs/heads/main")),
             answered: AtomicUsize::new(0),
             run_id: AtomicU64::new(rand::thread_rng().gen_range(1_000_000_000..9_000_000_000)),
@@ -218,13 +220,18 @@ impl FakeActions {
                 "ACTIONS_ID_TOKEN_REQUEST_URL",
                 format!("{}/_apis/token?api-version=2.0", self.issuer),
             ),
-            ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", self.shared.bearer.clone()),
+            (
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+                self.shared.bearer.lock().unwrap().clone(),
+            ),
         ]
     }
 
-    /// Which job the next tokens are for.
+    /// Which job the next tokens are for: a new job, with a new bearer token (take
+    /// [`FakeActions::env`] again afterwards).
     pub fn set_job(&self, job: Job) {
         *self.shared.job.lock().unwrap() = job;
+        *self.shared.bearer.lock().unwrap() = new_bearer();
         self.shared.run_id.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -267,6 +274,11 @@ async fn keys(State(s): State<Arc<Shared>>) -> Response {
     json_reply(StatusCode::OK, &json!({ "keys": [jwk(&s.key)] }))
 }
 
+/// A random bearer token for a job.
+fn new_bearer() -> String {
+    hex::encode(rand::thread_rng().r#gen::<[u8; 24]>())
+}
+
 /// GitHub's token request: the job's bearer token (scheme case-insensitive), an optional
 /// `audience`; 401 without the right bearer.
 async fn token(
@@ -278,7 +290,9 @@ async fn token(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
-        .is_some_and(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && token == s.bearer);
+        .is_some_and(|(scheme, token)| {
+            scheme.eq_ignore_ascii_case("bearer") && token == *s.bearer.lock().unwrap()
+        });
     if !authorized {
         return json_reply(
             StatusCode::UNAUTHORIZED,

@@ -126,6 +126,64 @@ fn a_github_actions_job_token_is_requested_for_the_audience_and_served_from_the_
     }
 }
 
+/// A self-hosted runner keeps HOME and koidc's cache between jobs: the next job (another
+/// repository, with its own request URL and bearer) must get its own token, never the cached
+/// token of the job before it.
+#[test]
+fn a_later_job_on_the_same_runner_never_gets_the_previous_jobs_cached_token() {
+    let actions = FakeActions::start();
+    let runner = JobDir::new();
+    let first = get_token(&runner, actions.ca_file(), &actions.env());
+    let first = parse_exec_credential(first.assert_success());
+    assert_eq!(first.claims["repository"], "acme/app");
+
+    actions.set_job(Job::new("acme/other", "refs/heads/feature"));
+    let second = get_token(&runner, actions.ca_file(), &actions.env());
+    let second = parse_exec_credential(second.assert_success());
+    assert_eq!(
+        second.claims["sub"], "repo:acme/other:ref:refs/heads/feature",
+        "the second job got the first job's cached token"
+    );
+    assert_eq!(actions.token_requests(), 2, "each job asks for its own token");
+}
+
+/// A job token in a file (a Kubernetes projected token, rotated by the kubelet) is read on
+/// every call: the rotated token is handed out at once, and nothing is cached.
+#[test]
+fn a_job_token_file_is_read_on_every_call_so_a_rotated_token_is_used_at_once() {
+    let actions = FakeActions::start();
+    let job = JobDir::new();
+    let file = job.home.join("token");
+    let run_with = |token: &str| {
+        std::fs::write(&file, token).expect("write the job token");
+        let mut cmd = clean_command(koidc_bin(), &job.home);
+        cmd.args(["get-token", "--grant", "workload", "--audience", AUDIENCE])
+            .arg(format!("--token-source=file:{}", file.display()))
+            .args(["--cache", "file", "--cache-dir"])
+            .arg(&job.cache);
+        run(&mut cmd)
+    };
+    let first_token = actions.mint(AUDIENCE);
+    let first = run_with(&first_token);
+    assert_eq!(parse_exec_credential(first.assert_success()).token, first_token);
+    actions.set_job(Job::new("acme/app", "refs/heads/main"));
+    let rotated = actions.mint(AUDIENCE);
+    assert_ne!(rotated, first_token);
+    let second = run_with(&rotated);
+    assert_eq!(parse_exec_credential(second.assert_success()).token, rotated);
+    assert!(
+        !job.cache.exists()
+            || std::fs::read_dir(&job.cache)
+                .unwrap()
+                .all(|e| { !e.unwrap().file_name().to_string_lossy().ends_with(".json") }),
+        "a token read from a file was cached"
+    );
+    let secrets = secrets_of(&actions, &[&first_token, &rotated]);
+    for out in [&first, &second] {
+        assert_no_leak(out, &secrets, Stdout::MayHoldIdToken);
+    }
+}
+
 #[test]
 fn a_job_without_id_token_write_permission_is_told_to_add_it() {
     let actions = FakeActions::start();
