@@ -201,12 +201,7 @@ async fn a_token_exchange_sends_the_job_token_as_an_id_token_and_returns_the_iss
         200,
         json!({"access_token": rs256("k1", &other), "issued_token_type": "urn:ietf:params:oauth:token-type:id_token"}),
     );
-    let err = provider
-        .exchange_token(&subject, None)
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let err = exchange_error(&provider, &subject).await;
     assert!(
         err.starts_with("ID token rejected") && err.contains("audience"),
         "{err}"
@@ -216,14 +211,17 @@ async fn a_token_exchange_sends_the_job_token_as_an_id_token_and_returns_the_iss
         401,
         json!({"error": "access_denied", "error_description": format!("bad token {}", subject.expose_secret())}),
     );
-    let err = provider
-        .exchange_token(&subject, None)
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let err = exchange_error(&provider, &subject).await;
     assert!(
         err.contains("access_denied") && !err.contains(subject.expose_secret()),
         "{err}"
     );
+}
+
+/// The error of a token exchange the test expects to fail, as its message.
+async fn exchange_error(provider: &Provider, subject: &SecretString) -> String {
+    match provider.exchange_token(subject, None).await {
+        Err(err) => err.to_string(),
+        Ok(_) => panic!("the exchange succeeded"),
+    }
 }
