@@ -9,7 +9,7 @@
 //! `--embed-ca` puts the IdP's CA into the entry as `--certificate-authority-data`. A client
 //! secret is never written: setup says how to add it to the entry's `exec.env`.
 //!
-//! `--ci PROVIDER` takes another path ([`ci`]): no issuer check (the CI issuer may be
+//! `--ci PROVIDER` takes another path ([`ci()`]): no issuer check (the CI issuer may be
 //! unreachable from here; the apiserver fetches its keys itself) and no login; it reads only the
 //! CA file and the `--merge` file, and prints what [`crate::cluster::setup::ci`] renders.
 

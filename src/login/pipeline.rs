@@ -303,7 +303,15 @@ impl Authenticator<'_> {
             cooldown.clear();
         }
         let mut obtained = obtained;
-        if obtained.source == Source::Login {
+        if obtained.source == Source::Login && self.identity.machine.is_some() {
+            // A pipeline's token is fetched again whenever it is due, with nobody to warn: one
+            // line per kubectl call in a job's log would be noise.
+            self.printer.debug(format_args!(
+                "got a token for {} from {}",
+                obtained.entry.credential.identity().shown,
+                self.identity.issuer
+            ));
+        } else if obtained.source == Source::Login {
             let before = previous.as_ref().map(|p| p.credential.identity());
             let now = obtained.entry.credential.identity();
             announce_login(self.printer, &self.identity.issuer, &now, before.as_ref());

@@ -181,6 +181,8 @@ fn a_job_token_file_is_read_on_every_call_so_a_rotated_token_is_used_at_once() {
     let secrets = secrets_of(&actions, &[&first_token, &rotated]);
     for out in [&first, &second] {
         assert_no_leak(out, &secrets, Stdout::MayHoldIdToken);
+        // Every kubectl call of a job runs this: nothing for the job's log.
+        assert_eq!(out.stderr, "", "a pipeline's get-token wrote to stderr");
     }
 }
 
