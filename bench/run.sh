@@ -9,8 +9,9 @@
 #   warm      hyperfine: warm `get-token` (valid token cached) per cache backend — koidc
 #             --cache file, --cache keyring with the key in the kernel keyring, the same with a
 #             cold kernel keyring (key from the Secret Service over D-Bus, under
-#             `keyctl session -`); a pipeline's `--grant workload` with the job's token cached
-#             (--cache file); kubelogin --token-cache-storage disk and keyring
+#             `keyctl session -`); a pipeline's `--grant workload`: the job's token read from its
+#             file on every call, and a GitHub Actions token (from a loopback stand-in) cached;
+#             kubelogin --token-cache-storage disk and keyring
 #   rss       peak RSS of those warm calls (`/usr/bin/time -f %M`), median of RSS_RUNS
 #   size      binary sizes (koidc release: strip = true; kubelogin: -ldflags "-s -w")
 #   kubectl   hyperfine: `kubectl get --raw /version` against a local HTTPS stub apiserver with
@@ -224,6 +225,27 @@ open(sys.argv[1], "w").write(b64({"alg": "RS256", "kid": "k"}) + "." + b64(claim
 PY
 k_workload=(get-token --grant workload --token-source "file:$work/job-token" --audience kubernetes --cache file
   --cache-dir "$work/koidc-workload")
+# A GitHub Actions job: a token service on loopback answering with that token (asked once; the
+# warm calls are served from the cache, for this job's request URL and bearer).
+actions_port=$(free_port)
+python3 - "$actions_port" "$work/job-token" > "$work/actions.log" 2>&1 <<'PY' &
+import http.server, json, sys
+token = open(sys.argv[2]).read()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = self.headers.get("Authorization") == "bearer bench-job-bearer"
+        body = json.dumps({"value": token} if ok else {"message": "Unauthorized"}).encode()
+        self.send_response(200 if ok else 401); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a):
+        print("request", flush=True)
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+pids+=($!)
+k_actions=(get-token --grant workload --token-source github-actions --audience kubernetes --cache file
+  --cache-dir "$work/koidc-actions")
+export ACTIONS_ID_TOKEN_REQUEST_URL="http://127.0.0.1:$actions_port/token?api-version=2.0"
+export ACTIONS_ID_TOKEN_REQUEST_TOKEN=bench-job-bearer
 mapfile -d '' l_keyring < <(kubelogin_args "$issuer_long" keyring "$work/kubelogin-keyring")
 
 # One browser login each, then every warm call must be served from the cache.
@@ -234,6 +256,8 @@ setup_login() {
 setup_login "$koidc" "${k_file[@]}"
 setup_login "$koidc" "${k_keyring[@]}"
 setup_login "$koidc" "${k_workload[@]}"
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$actions_port") 2>/dev/null && break; sleep 0.1; done
+setup_login "$koidc" "${k_actions[@]}"
 setup_login "$kubelogin" "${l_disk[@]}"
 setup_login "$kubelogin" "${l_keyring[@]}"
 [ -n "$(ls "$work"/koidc-keyring/*.enc 2>/dev/null)" ] || { say "koidc wrote no encrypted entry"; exit 1; }
@@ -276,7 +300,8 @@ if want warm; then
   warm=(-n '/bin/true' /bin/true
     -n 'koidc, --cache file' "$(q "$koidc" "${k_file[@]}")"
     -n 'koidc, --cache keyring (key in the kernel keyring)' "$(q "$koidc" "${k_keyring[@]}")"
-    -n 'koidc --grant workload (job token cached), --cache file' "$(q "$koidc" "${k_workload[@]}")"
+    -n 'koidc --grant workload, job token read from its file on every call' "$(q "$koidc" "${k_workload[@]}")"
+    -n 'koidc --grant workload, GitHub Actions token cached, --cache file' "$(q "$koidc" "${k_actions[@]}")"
     -n 'koidc --version (start-up only)' "$(q "$koidc" --version)")
   for i in "${!variant_names[@]}"; do
     warm+=(-n "koidc ${variant_names[i]}, --cache file" "$(q "${variant_bins[i]}" "${k_file[@]}")"
@@ -365,6 +390,8 @@ if want warm || want kubectl; then
   now=$(grep -c '"grant"' "$proxylog_long")
   [ "$now" -eq "$logins_long" ] || { say "Dex saw $((now - logins_long)) token requests during the warm runs"; exit 1; }
   say "Dex saw no token request during the warm runs (only the $logins_long setup logins)"
+  actions_requests=$(grep -c '^request' "$work/actions.log" || true)
+  [ "$actions_requests" -eq 1 ] || { say "the Actions stand-in saw $actions_requests token requests (1 expected)"; exit 1; }
 fi
 
 if want refresh || want parallel; then

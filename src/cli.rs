@@ -854,7 +854,8 @@ pub struct SetupArgs {
         value_name = "PROVIDER",
         conflicts_with_all = [
             "check_login", "write_kubeconfig", "embed_ca", "apiserver_ca_path", "webhook_url",
-            "webhook_ca_file", "webhook_client_cert_path", "audit_policy",
+            "webhook_ca_file", "webhook_client_cert_path", "audit_policy", "client_id",
+            "connector_id", "scopes", "provider", "username_claim", "groups_claim", "grant",
         ]
     )]
     pub ci: Option<CiProviderArg>,

@@ -247,6 +247,19 @@ impl Machine {
         }
     }
 
+    /// Whether getting a token asks a service (GitHub Actions, an issuer), rather than reading a
+    /// file or a variable only.
+    pub fn asks_a_service(&self) -> bool {
+        !matches!(
+            self,
+            Machine::Workload {
+                source: TokenSource::File(_) | TokenSource::Env(_),
+                exchange: None,
+                ..
+            }
+        )
+    }
+
     /// What the machine identity adds to the cache key, so that a pipeline's entry is never
     /// served to a person of the same issuer and client (or to another source, audience or job).
     fn key_part(&self) -> String {
@@ -375,6 +388,9 @@ impl Identity {
             other => other.map(str::to_owned),
         };
         let mut identity = Self::person(flags)?;
+        // Nothing to refresh: a provider preset's `offline_access` is not asked for (nor part
+        // of the key).
+        identity.scopes.retain(|s| s != "offline_access");
         // The exchanged token is cached for the job whose token it was exchanged for.
         let job = crate::login::workload::job_binding(&source, env);
         identity.machine = Some(Machine::Workload {
@@ -1302,7 +1318,9 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(person.scopes, job.scopes);
+        // A person's preset scopes, less `offline_access`: an exchange has nothing to refresh.
+        assert_eq!(job.scopes, ["email", "groups"]);
+        assert!(person.scopes.contains(&"offline_access".to_owned()));
         assert_ne!(person.cache_key().id(), job.cache_key().id());
         // A person's key is the one it always was.
         assert_eq!(person.cache_key().machine, None);

@@ -10,7 +10,9 @@
 //! - [`fold_whitespace`]: whitespace runs, line breaks included, folded into one space;
 //! - [`cap`]: at most so many characters, `...` marking a cut (never inside a character);
 //! - [`one_line`]: a short quoted value as printable ASCII only, capped;
-//! - [`shell_word`]: a word quoted for a POSIX shell, for the commands hints print.
+//! - [`shell_word`]: a word quoted for a POSIX shell, for the commands hints print;
+//! - [`redact`]: a server's message with every trace of a secret removed (the secret in any
+//!   letter case, an encoded form the caller names, or a long piece of it).
 //!
 //! Nothing here needs more than `std`: the warm `get-token` path may print through it.
 
@@ -84,6 +86,61 @@ pub fn shell_word(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
+}
+
+/// The length of a secret's piece that [`redact`] removes wherever it shows: long enough that
+/// an unrelated word does not match, short enough that a server echoing part of a token (its
+/// signature, its last characters) is caught.
+const SECRET_PIECE: usize = 16;
+
+/// `text` with every trace of `secrets` replaced by `[redacted]`: each secret (and each encoded
+/// form the caller passes as a secret of its own, such as a Basic credential) in any ASCII letter
+/// case, and every piece of [`SECRET_PIECE`] characters of a secret. Secrets shorter than four
+/// bytes are ignored (they would match everywhere).
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut hidden = vec![false; text.len()];
+    let mut hide = |needle: &str| {
+        if needle.is_empty() {
+            return;
+        }
+        let needle = needle.to_ascii_lowercase();
+        let mut from = 0;
+        while let Some(at) = lower[from..].find(&needle) {
+            let start = from + at;
+            hidden[start..start + needle.len()]
+                .iter_mut()
+                .for_each(|h| *h = true);
+            from = start + 1;
+            while !lower.is_char_boundary(from) {
+                from += 1;
+            }
+        }
+    };
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        hide(secret);
+        if secret.len() > SECRET_PIECE {
+            for start in 0..=secret.len() - SECRET_PIECE {
+                if let Some(piece) = secret.get(start..start + SECRET_PIECE) {
+                    hide(piece);
+                }
+            }
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_secret = false;
+    for (i, c) in text.char_indices() {
+        if hidden[i] {
+            if !in_secret {
+                out.push_str("[redacted]");
+            }
+            in_secret = true;
+        } else {
+            in_secret = false;
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -161,5 +218,33 @@ mod tests {
         assert_eq!(shell_word(""), "''");
         assert_eq!(shell_word("\"\""), "'\"\"'");
         assert_eq!(shell_word("a\nb"), "'a\nb'");
+    }
+
+    #[test]
+    fn a_secret_is_redacted_in_any_case_in_pieces_and_in_the_forms_the_caller_names() {
+        let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZXBvIn0.SIGNATUREsignatureSIGNATURE";
+        let said = format!(
+            "bad token {token}, its end ...SIGNATUREsignatureSIGNATURE, upper {}",
+            token.to_uppercase()
+        );
+        let shown = redact(&said, &[token]);
+        assert!(
+            !shown.contains("SIGNATUREsignature") && !shown.to_lowercase().contains("eyjhbgcioijsuzi1nij9"),
+            "{shown}"
+        );
+        // (The dot before the signature belongs to a piece of the token too.)
+        assert_eq!(
+            shown,
+            "bad token [redacted], its end ..[redacted], upper [redacted]"
+        );
+        // A Basic credential is a form of its own, named by the caller.
+        let basic = "a29pZGM6VE9QU0VDUkVUY2xpZW50OTk=";
+        assert_eq!(
+            redact(&format!("got Basic {basic}"), &["TOPSECRETclient99", basic]),
+            "got Basic [redacted]"
+        );
+        // Short secrets are ignored; text without a secret is unchanged, multi-byte text too.
+        assert_eq!(redact("abc é abc", &["abc"]), "abc é abc");
+        assert_eq!(redact("ünïcode stays", &["s3cret-value"]), "ünïcode stays");
     }
 }

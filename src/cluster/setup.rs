@@ -219,6 +219,20 @@ pub fn entry_cas(
     Ok((pem, args))
 }
 
+/// `text` (setup's whole output: YAML with comments) with every character that a YAML 1.1
+/// reader such as kube-apiserver's takes for a line break although it is none here (U+0085,
+/// U+2028, U+2029) replaced by `?`. The YAML emitter escapes them inside values; in a comment
+/// that quotes a flag's value, a raw one would end the comment and let the rest of the value be
+/// read as configuration.
+pub fn yaml_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    const BREAKS: [char; 3] = ['\u{85}', '\u{2028}', '\u{2029}'];
+    if text.contains(BREAKS) {
+        std::borrow::Cow::Owned(text.replace(BREAKS, "?"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
 /// `value` as YAML, ending with a line break.
 pub fn yaml(value: &impl serde::Serialize) -> Result<String, SetupError> {
     let mut text = serde_saphyr::to_string(value).map_err(SetupError::Yaml)?;
@@ -743,5 +757,15 @@ mod tests {
         assert!(args.contains(&"--certificate-authority=/ca.pem".to_owned()));
         assert!(args.contains(&"--listen=127.0.0.1:8000".to_owned()));
         assert!(args.contains(&"--provider=okta".to_owned()));
+    }
+
+    #[test]
+    fn line_separators_a_yaml_1_1_reader_breaks_on_never_reach_the_output() {
+        let text = "# a comment with prod\u{2028}kind: X\u{2029}and\u{85}more\nkind: Y\n";
+        assert_eq!(
+            yaml_safe(text),
+            "# a comment with prod?kind: X?and?more\nkind: Y\n"
+        );
+        assert!(matches!(yaml_safe("plain: yes\n"), std::borrow::Cow::Borrowed(_)));
     }
 }

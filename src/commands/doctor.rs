@@ -33,7 +33,7 @@ fn refuse_pipeline(grant: Option<crate::cli::GrantArg>) -> anyhow::Result<()> {
     use crate::cli::GrantArg;
     if matches!(grant, Some(GrantArg::Workload | GrantArg::ClientCredentials)) {
         bail!(
-            "koidc doctor checks a person's login chain; for a pipeline, run the same `koidc get-token` with -v (it says where the token came from and what was checked), then `kubectl auth whoami` with that kubeconfig"
+            "koidc doctor checks a person's login chain; for a pipeline, run the same `koidc get-token` with -v and its output sent to /dev/null (stderr says where the token came from and what was checked), then `kubectl auth whoami` with that kubeconfig"
         );
     }
     Ok(())

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::cli::{CacheFlags, Cli, Command};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{CacheConfig, Identity, LoginConfig};
-use crate::login::cache::{CacheKey, TokenStore, open_store};
+use crate::login::cache::{CacheKey, CacheKind, TokenStore, open_store};
 use crate::login::pipeline::{Authenticator, Obtained};
 use crate::login::sources;
 use crate::printer::Printer;
@@ -153,10 +153,21 @@ impl<'a> Session<'a> {
         printer: Printer,
     ) -> anyhow::Result<Self> {
         let (mut cache, mut store) = open_cache(flags)?;
-        if identity.machine.as_ref().is_some_and(|m| !m.uses_cache()) {
-            // A job token read on every call: nothing to cache, nothing to lock.
-            cache.kind = crate::login::cache::CacheKind::None;
-            store = open_store(cache.kind, &cache.dir)?;
+        if let Some(machine) = &identity.machine {
+            let kind = if !machine.uses_cache() {
+                // A job token read on every call: nothing to cache, nothing to lock.
+                Some(CacheKind::None)
+            } else if flags.cache.is_none() {
+                // A CI runner has no keyring (and no person to unlock one): short-lived tokens
+                // go to files (0600) without a warning about the missing keyring.
+                Some(CacheKind::File)
+            } else {
+                None
+            };
+            if let Some(kind) = kind {
+                cache.kind = kind;
+                store = open_store(kind, &cache.dir)?;
+            }
         }
         Ok(Self {
             identity,

@@ -141,7 +141,7 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     }
 
     let out = render(args, &auth, &user, claims.as_ref())?;
-    printer.result(&out)?;
+    printer.result(&setup::yaml_safe(&out))?;
     Ok(())
 }
 
@@ -263,10 +263,15 @@ fn ci(args: &SetupArgs, provider: CiProviderArg) -> anyhow::Result<()> {
     let config = match &args.merge {
         Some(path) => {
             let shown = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|e| CiError::MergeRead {
+            // An AuthenticationConfiguration is a few KiB: a FIFO, a device or a huge file is
+            // refused rather than read without end.
+            let read_error = |reason: String| CiError::MergeRead {
                 path: shown.clone(),
-                reason: e.to_string(),
-            })?;
+                reason,
+            };
+            let bytes = crate::files::read_small_regular(path, 1 << 20, |_| Ok(())).map_err(read_error)?;
+            let text =
+                String::from_utf8(bytes.to_vec()).map_err(|_| read_error("it is not UTF-8 text".into()))?;
             let merged = ci::merge(&shown, &text, authenticator)?;
             for issuer in ci::colliding_group_issuers(&merged, &trust.groups_prefix) {
                 printer.warn(format_args!(
@@ -321,7 +326,7 @@ fn ci(args: &SetupArgs, provider: CiProviderArg) -> anyhow::Result<()> {
             let file_note = match &args.merge {
                 Some(path) => format!(
                     "#    This is {} with the CI authenticator added; the others are kept (comments are not).\n",
-                    path.display()
+                    crate::text::one_line(&path.display().to_string(), 300)
                 ),
                 None => {
                     "#    A cluster that trusts people too: merge this authenticator into their file with\n\
@@ -331,8 +336,12 @@ fn ci(args: &SetupArgs, provider: CiProviderArg) -> anyhow::Result<()> {
             };
             let groups = trust.groups();
             let job_title = match trust.provider {
-                ci::CiProvider::GithubActions => "the GitHub Actions job (workflow file)",
-                ci::CiProvider::Gitlab => "the GitLab CI job (.gitlab-ci.yml)",
+                ci::CiProvider::GithubActions => {
+                    "the GitHub Actions job (workflow file; the repository variable KUBE_CA holds the\n#    apiserver's CA certificate)"
+                }
+                ci::CiProvider::Gitlab => {
+                    "the GitLab CI job (.gitlab-ci.yml; the CI/CD variable KUBE_CA holds the apiserver's\n#    CA certificate)"
+                }
                 ci::CiProvider::Jwt => "the pod that runs the job (a projected service-account token)",
             };
             format!(
@@ -365,6 +374,6 @@ fn ci(args: &SetupArgs, provider: CiProviderArg) -> anyhow::Result<()> {
             )
         }
     };
-    printer.result(&out)?;
+    printer.result(&setup::yaml_safe(&out))?;
     Ok(())
 }

@@ -57,7 +57,7 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         match identity {
             Some(id) if id.machine.is_some() => {
                 bail!(
-                    "no cached pipeline token for these options; run `{}`",
+                    "no cached pipeline token for these options; `{} >/dev/null` gets one (a token from a file or a variable is never cached: it is read on every call)",
                     login_command(&id)
                 )
             }

@@ -368,6 +368,7 @@ impl Authenticator<'_> {
                 self.save(&entry);
                 Ok(self.obtained(entry, Source::Login))
             }
+            Err(err) if !self.cools_down() => Err(err),
             Err(err) => {
                 let reason = format!("{err:#}");
                 if let Err(e) = cooldown.record(self.clock.now(), &reason) {
@@ -393,16 +394,37 @@ impl Authenticator<'_> {
         }
     }
 
-    /// Fails with [`CoolingDown`](cooldown::CoolingDown) while a failed login is on record.
+    /// Fails with [`CoolingDown`](cooldown::CoolingDown) while a failed login is on record
+    /// ([`PipelineCoolingDown`](cooldown::PipelineCoolingDown), with the failure's reason, for a
+    /// pipeline). A pipeline that reads its token from a file or a variable has nothing to
+    /// protect and is never held back.
     fn check_cooldown(&self, cooldown: &Cooldown) -> anyhow::Result<()> {
+        if !self.cools_down() {
+            return Ok(());
+        }
         match cooldown.check(self.clock.now()) {
             Ok(()) => Ok(()),
+            Err((cooling, reason)) if self.identity.machine.is_some() => Err(cooldown::PipelineCoolingDown {
+                secs_ago: cooling.secs_ago,
+                reason,
+            }
+            .into()),
             Err((cooling, reason)) => {
                 self.printer
                     .debug(format_args!("the last login failed: {reason}"));
                 Err(cooling.into())
             }
         }
+    }
+
+    /// Whether failures of this identity are recorded and held against the next
+    /// non-interactive calls: a person's login, a pipeline asking a service; not a pipeline
+    /// reading its token from a file or variable, which asks nobody.
+    fn cools_down(&self) -> bool {
+        self.identity
+            .machine
+            .as_ref()
+            .is_none_or(crate::config::Machine::asks_a_service)
     }
 
     /// Stores `entry`; a failure is a warning (the token is still handed out).

@@ -188,6 +188,22 @@ pub struct LoginIdentity {
     pub shown: String,
 }
 
+/// True when `token` is exactly a JWS in compact form (RFC 7515 7.1): three base64url parts
+/// separated by dots (the signature may be empty), nothing before, between or after them. A
+/// token with anything else (a `Bearer ` prefix, a blank, a control character) would reach the
+/// apiserver as a malformed bearer.
+pub fn is_compact_jws(token: &str) -> bool {
+    let b64url = |part: &str| {
+        part.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let mut parts = token.split('.');
+    matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(h), Some(p), Some(s), None) if !h.is_empty() && !p.is_empty() && b64url(h) && b64url(p) && b64url(s)
+    )
+}
+
 /// Why an ID token could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -432,5 +448,25 @@ mod tests {
         assert!(padded.contains("=."), "{padded}");
         assert!(IdTokenInfo::decode(&padded).is_ok());
         assert!(matches!(IdTokenInfo::decode(".."), Err(TokenError::BadPayload)));
+    }
+
+    #[test]
+    fn only_the_exact_compact_form_of_a_jws_counts() {
+        assert!(is_compact_jws("eyJh.eyJz.c2ln"));
+        assert!(is_compact_jws("eyJh.eyJz."));
+        for bad in [
+            "Bearer eyJh.eyJz.c2ln",
+            "eyJh.eyJz.c2ln junk",
+            "eyJh.eyJz.c2ln\u{1b}[2J",
+            "eyJh.eyJz.c2ln\tX-Evil: 1",
+            "eyJh.eyJz",
+            "eyJh.eyJz.c2ln.x",
+            ".eyJz.c2ln",
+            "eyJh..c2ln",
+            "eyJh.eyJ=.c2ln",
+            "",
+        ] {
+            assert!(!is_compact_jws(bad), "{bad:?}");
+        }
     }
 }

@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
@@ -120,6 +121,14 @@ pub enum SourceError {
         from: String,
         /// What is wrong.
         reason: String,
+    },
+    /// A JWT without a usable `iss`, `aud` or `exp`.
+    #[error("the job token from {from} has no valid `{claim}` claim")]
+    Claim {
+        /// The source.
+        from: String,
+        /// The claim.
+        claim: &'static str,
     },
     /// The token is for other audiences.
     #[error(
@@ -277,12 +286,22 @@ pub async fn request_github_actions(
         .header(AUTHORIZATION, auth);
     let reply = crate::http::send(req, timeout, MAX_ANSWER)
         .await
-        .map_err(|e: HttpError| SourceError::ActionsHttp(e.reason()))?;
+        .map_err(|e: HttpError| match e {
+            HttpError::UntrustedCertificate { .. } => SourceError::ActionsHttp(format!(
+                "{}: its certificate is not signed by a CA koidc trusts; pass that CA's PEM file with --certificate-authority (GitHub Enterprise Server with a private CA)",
+                e.reason()
+            )),
+            e => SourceError::ActionsHttp(e.reason()),
+        })?;
     if !reply.status.is_success() {
         let message = serde_json::from_slice::<serde_json::Value>(&reply.body)
             .ok()
             .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-            .map(|m| format!(": {}", one_line(&scrub(&m, &[bearer.expose_secret()]), 200)))
+            .map(|m| {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(bearer.expose_secret());
+                let said = crate::text::redact(&m, &[bearer.expose_secret(), &b64]);
+                format!(": {}", one_line(&said, 200))
+            })
             .unwrap_or_default();
         return Err(SourceError::ActionsRefused {
             status: reply.status.as_u16(),
@@ -299,15 +318,6 @@ pub async fn request_github_actions(
         return Err(SourceError::ActionsAnswer);
     }
     Ok(SecretString::from(token.to_owned()))
-}
-
-/// `text` with every secret replaced.
-fn scrub(text: &str, secrets: &[&str]) -> String {
-    let mut out = text.to_owned();
-    for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        out = out.replace(secret, "[redacted]");
-    }
-    out
 }
 
 /// Which job a cached credential belongs to, so that a later job on the same runner (a
@@ -340,9 +350,27 @@ pub fn check_job_token(
     audience: Option<&str>,
     not_before: DateTime<Utc>,
 ) -> Result<IdTokenInfo, SourceError> {
-    let info = IdTokenInfo::decode_secret(token).map_err(|e| SourceError::NotJwt {
-        from: source.to_string(),
-        reason: e.to_string(),
+    let raw = token.expose_secret();
+    if !crate::login::token::is_compact_jws(raw) {
+        let reason = if raw.get(..7).is_some_and(|p| p.eq_ignore_ascii_case("bearer ")) {
+            "it starts with `Bearer `: the source must hold only the token"
+        } else {
+            "a JWT is three parts of letters, digits, `-` and `_` separated by dots, with nothing around them"
+        };
+        return Err(SourceError::NotJwt {
+            from: source.to_string(),
+            reason: reason.into(),
+        });
+    }
+    let info = IdTokenInfo::decode_secret(token).map_err(|e| match e {
+        crate::login::token::TokenError::Claim(claim) => SourceError::Claim {
+            from: source.to_string(),
+            claim,
+        },
+        _ => SourceError::NotJwt {
+            from: source.to_string(),
+            reason: "its payload is not base64url-encoded JSON".into(),
+        },
     })?;
     if let Some(want) = audience
         && !info.audiences.iter().any(|a| a == want)
@@ -534,6 +562,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a JWT") && !err.contains("ghs_opaque"), "{err}");
+        // A token written with its `Bearer ` prefix, or with anything after it, is refused rather
+        // than handed to kubectl as a malformed bearer.
+        let raw = good.expose_secret().to_owned();
+        let prefixed = SecretString::from(format!("Bearer {raw}"));
+        let err = check_job_token(&prefixed, &source, Some("kubernetes"), now())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("starts with `Bearer `"), "{err}");
+        for junk in [" junk", "\u{1b}[2J", "\tX-Evil: 1"] {
+            let bad = SecretString::from(format!("{raw}{junk}"));
+            let err = check_job_token(&bad, &source, Some("kubernetes"), now())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("is not a JWT") && !err.contains(&raw),
+                "{junk:?}: {err}"
+            );
+        }
+        let no_exp = jwt(serde_json::json!({"iss": "https://ci", "aud": "kubernetes", "exp": null}));
+        let err = check_job_token(&no_exp, &source, Some("kubernetes"), now())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "the job token from env:T has no valid `exp` claim");
         // A hostile audience claim is shown on one line, shortened.
         let hostile = jwt(
             serde_json::json!({"iss": "https://ci", "aud": format!("x\n\u{1b}[2J{}", "y".repeat(500)), "exp": now().timestamp() + 300}),

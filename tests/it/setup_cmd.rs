@@ -992,6 +992,85 @@ fn setup_ci_refuses_hostile_and_malformed_values_in_one_line_and_prints_nothing(
     }
 }
 
+/// kube-apiserver's YAML reader (YAML 1.1) ends a comment at U+2028 and U+2029: a value that
+/// setup quotes in a comment of its output must not carry one, nor may a `--merge` path with a
+/// line break turn the rest of the comment into configuration.
+#[test]
+fn setup_ci_output_cannot_be_injected_through_line_separators_in_values_or_the_merge_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let injected = "\u{2028}apiVersion: apiserver.config.k8s.io/v1\u{2028}kind: AuthenticationConfiguration\u{2028}jwt: []\u{2028}---\u{2028}#";
+    let environment = format!("prod{injected}");
+    let audience = format!("kube{injected}");
+    for args in [
+        app_on_main(&["--environment", &environment, "--audience", "kube"]),
+        app_on_main(&["--audience", &audience]),
+    ] {
+        let out = setup_ci(tmp.path(), &args);
+        assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+        assert_eq!(out.stdout, "");
+        out.assert_one_error_line();
+    }
+    // A --merge path with a line break (a legal file name) is quoted on one line.
+    let people = file_in(tmp.path(), "m\nkind: Injected\n---\n#", PEOPLE_AUTHN);
+    let out = setup_ci(
+        tmp.path(),
+        &app_on_main(&["--audience", "kube", "--merge", &people]),
+    );
+    out.assert_success();
+    assert!(
+        !out.stdout
+            .lines()
+            .any(|l| l.starts_with("kind: Injected") || l == "---"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains(['\u{2028}', '\u{2029}', '\u{85}']));
+}
+
+/// Options that would change what a pipeline gets (a token exchange, claim mappings, another
+/// grant) are refused with --ci instead of being ignored.
+#[test]
+fn setup_ci_refuses_options_it_would_otherwise_ignore() {
+    let tmp = tempfile::tempdir().unwrap();
+    for extra in [
+        &["--client-id", "x"][..],
+        &["--connector-id", "gh"],
+        &["--scope", "groups"],
+        &["--username-claim", "sub"],
+        &["--provider", "okta"],
+        &["--grant", "workload"],
+    ] {
+        let mut args = app_on_main(&["--audience", "kube"]);
+        args.extend(extra);
+        let out = setup_ci(tmp.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", out.stderr);
+        let line = out.assert_one_error_line();
+        assert!(line.contains("cannot be used with"), "{extra:?}: {line}");
+    }
+}
+
+/// A `--merge` file is a few KiB: a FIFO or a device is refused at once, not read without end.
+#[test]
+fn setup_ci_merge_refuses_a_fifo_and_a_device_instead_of_reading_forever() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for file in [fifo.display().to_string(), "/dev/zero".to_owned()] {
+        let out = setup_ci(
+            tmp.path(),
+            &app_on_main(&["--audience", "kube", "--merge", &file]),
+        );
+        assert_eq!(out.status.code(), Some(1), "{file}: {}", out.stderr);
+        assert!(
+            out.assert_one_error_line().contains("not a regular file"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
 #[test]
 fn setup_ci_merge_refuses_a_duplicate_issuer_and_files_it_cannot_use_in_one_line() {
     let tmp = tempfile::tempdir().unwrap();

@@ -49,6 +49,9 @@ const SERVER_VAR: &str = "KUBE_SERVER";
 /// The file of the repository holding the apiserver's CA in the printed job.
 const JOB_CA_FILE: &str = "apiserver-ca.crt";
 
+/// The variable of the CI system holding the apiserver's CA certificate (PEM; public).
+const CA_VAR: &str = "KUBE_CA";
+
 /// The longest value accepted for a repository, project, ref or environment.
 const MAX_VALUE: usize = 255;
 
@@ -63,7 +66,7 @@ pub enum CiError {
     NoAudience,
     /// The audience is empty, has spaces around it or control characters.
     #[error(
-        "invalid --audience {0:?}: give a non-empty name or URL without spaces around it or control characters"
+        "invalid --audience {0:?}: give a non-empty name or URL of at most 255 bytes, without spaces around it, control characters or line separators"
     )]
     BadAudience(String),
     /// `--ci gitlab` or `--ci jwt` without an issuer.
@@ -123,8 +126,8 @@ pub enum CiError {
     },
     /// A prefix the jobs' usernames or groups would share with people's or Kubernetes' own.
     #[error(
-        "--{which}-prefix {prefix:?} cannot name CI jobs: it must end with ':' and must not be empty, \
-         oidc: (people's) or start with system:; e.g. github-actions-ghe:"
+        "--{which}-prefix {prefix:?} cannot name CI jobs: it must end with ':' and must not be empty \
+         or start with oidc: (people's) or system:; e.g. github-actions-ghe:"
     )]
     BadPrefix {
         /// `username` or `groups`.
@@ -290,7 +293,11 @@ impl CiTrust {
             .unwrap_or(CiProvider::GithubActions);
         let name = provider.flag_value();
         let audience = choices.audience.clone().ok_or(CiError::NoAudience)?;
-        if audience.is_empty() || audience.trim() != audience || audience.chars().any(char::is_control) {
+        if audience.is_empty()
+            || audience.len() > MAX_VALUE
+            || audience.trim() != audience
+            || audience.chars().any(|c| c.is_control() || is_invisible(c))
+        {
             return Err(CiError::BadAudience(audience));
         }
         let issuer = match provider {
@@ -395,8 +402,9 @@ impl CiTrust {
                 .unwrap_or_else(|| provider.default_prefix().to_owned());
             if prefix.is_empty()
                 || !prefix.ends_with(':')
-                || prefix == "oidc:"
+                || prefix.starts_with("oidc:")
                 || prefix.starts_with("system:")
+                || prefix.chars().any(is_invisible)
                 || prefix.chars().any(|c| c.is_control() || c.is_whitespace())
             {
                 return Err(CiError::BadPrefix { which, prefix });
@@ -438,6 +446,16 @@ impl CiTrust {
                 false,
                 &format!("the job's ref is not {}", or_list(&self.refs)),
             ));
+            // GitLab's `ref` is a bare name: a tag may be named like the branch (and tags are
+            // often not protected). `--ref` names branches.
+            if self.provider == CiProvider::Gitlab {
+                rules.push(rule(
+                    "ref_type",
+                    &["branch".to_owned()],
+                    false,
+                    "the job does not run on a branch",
+                ));
+            }
         }
         if !self.environments.is_empty() {
             rules.push(rule(
@@ -689,8 +707,9 @@ impl CiTrust {
     pub fn job_snippet(&self, user: &ExecUser, token_source: &str) -> Result<String, super::SetupError> {
         let set_credentials = set_credentials_command(user);
         // No placeholder in the shell commands (`<` would be a redirection): the apiserver's
-        // address is a variable, its CA a file of the repository.
+        // address and its CA certificate (public, PEM) are variables of the CI system.
         let commands = [
+            format!("printf '%s\\n' \"${CA_VAR}\" > {JOB_CA_FILE}"),
             format!(
                 "kubectl config set-cluster {JOB_CLUSTER} --server=\"${SERVER_VAR}\" \
                  --certificate-authority={JOB_CA_FILE} --embed-certs"
@@ -708,7 +727,10 @@ impl CiTrust {
                 "permissions": { "id-token": "write", "contents": "read" },
                 "steps": [{
                     "name": "Deploy",
-                    "env": server,
+                    "env": {
+                        SERVER_VAR: "https://<apiserver>:6443",
+                        CA_VAR: "${{ vars.KUBE_CA }}",
+                    },
                     "run": format!("{}\nkubectl apply -f deploy/\n", commands.join("\n")),
                 }],
             }),
@@ -853,9 +875,13 @@ pub fn cel_string(s: &str) -> String {
 }
 
 /// Characters that change how text around them is displayed (bidirectional overrides, zero-width
-/// marks), which would make an expression read differently from what it means.
+/// marks), which would make an expression read differently from what it means, and the line and
+/// paragraph separators a YAML 1.1 reader (kube-apiserver's) takes for line breaks.
 fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    matches!(
+        c,
+        '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+    )
 }
 
 /// A rule that the claim is one of `values` (`optional`: the claim may be missing from tokens,
@@ -1253,7 +1279,8 @@ mod tests {
             expressions(&a["claimValidationRules"]),
             [
                 "claims.project_path == 'acme/platform/app'",
-                "claims.ref == 'main'"
+                "claims.ref == 'main'",
+                "claims.ref_type == 'branch'"
             ]
         );
         assert_mappings(a, "'gitlab:' + claims.sub", "['gitlab:' + claims.project_path]");
@@ -1360,6 +1387,19 @@ mod tests {
         assert!(e.contains("--ci github-actions needs --repository"), "{e}");
         let e = err(gitlab(&[], &[]));
         assert!(e.contains("--ci gitlab needs --project"), "{e}");
+        for audience in [
+            "kube\u{2028}kind: X",
+            "kube\u{2029}",
+            "a\u{202e}b",
+            &"k".repeat(300),
+        ] {
+            let mut choices = github(&["acme/app"], &[]);
+            choices.audience = Some(audience.to_owned());
+            assert!(err(choices).starts_with("invalid --audience"), "{audience:?}");
+        }
+        let mut choices = github(&["acme/app"], &[]);
+        choices.environments = vec!["prod\u{2028}kind: X".into()];
+        assert!(err(choices).contains("--environment"));
         let mut no_audience = github(&["acme/app"], &[]);
         no_audience.audience = None;
         assert!(err(no_audience).starts_with("--ci needs --audience"));
@@ -1376,7 +1416,7 @@ mod tests {
         let mut people = github(&["acme/app"], &[]);
         people.issuer = Some("https://dex.example.com/dex".into());
         assert!(err(people).contains("--ci-issuer https://HOST/_services/token"));
-        for prefix in ["", "oidc:", "system:ci:", "ci"] {
+        for prefix in ["", "oidc:", "oidc:ci:", "system:ci:", "ci", "ci\u{2028}:"] {
             let mut choices = github(&["acme/app"], &[]);
             choices.groups_prefix = Some(prefix.into());
             assert!(err(choices).starts_with("--groups-prefix"), "{prefix:?}");

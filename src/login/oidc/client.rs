@@ -483,16 +483,32 @@ impl Provider {
                 status: reply.status.as_u16(),
             });
         };
+        let forms = self.client_secret_forms();
         let mut all: Vec<&str> = secrets.to_vec();
-        if let Some(s) = &self.cfg.client_secret {
-            all.push(s.expose_secret());
-        }
+        all.extend(forms.iter().map(String::as_str));
         let (error, description) = sanitize_oauth_error(&err, &all);
         if refreshing && matches!(err.error.as_str(), "invalid_grant" | "invalid_request") {
             Err(OidcError::RefreshRejected { error, description })
         } else {
             Err(OidcError::TokenRequest { error, description })
         }
+    }
+
+    /// The client secret as a provider's error message may echo it: as sent, as the Basic
+    /// credential it went in, and base64-encoded (empty without a secret).
+    pub(super) fn client_secret_forms(&self) -> Vec<String> {
+        use base64::Engine as _;
+        let Some(secret) = &self.cfg.client_secret else {
+            return Vec::new();
+        };
+        let secret = secret.expose_secret();
+        let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        vec![
+            secret.to_owned(),
+            b64.encode(format!("{}:{}", encode(&self.cfg.client_id), encode(secret))),
+            b64.encode(secret),
+        ]
     }
 
     pub(super) fn jwks(&self) -> CoreJsonWebKeySet {
@@ -658,13 +674,7 @@ async fn fetch_jwks(
 /// The `error` and `error_description` of an OAuth error, on one line, capped, with `secrets`
 /// replaced by `[redacted]` in case the provider echoes them.
 pub(super) fn sanitize_oauth_error(e: &OAuthErrorBody, secrets: &[&str]) -> (String, Option<String>) {
-    let scrub = |s: &str, max: usize| {
-        let mut s = s.to_owned();
-        for secret in secrets.iter().filter(|x| x.len() >= 4) {
-            s = s.replace(secret, "[redacted]");
-        }
-        one_line(&s, max)
-    };
+    let scrub = |s: &str, max: usize| one_line(&crate::text::redact(s, secrets), max);
     (
         scrub(&e.error, 64),
         e.error_description

@@ -215,12 +215,24 @@ pub enum OidcError {
         description: Option<String>,
     },
     /// The token endpoint refused a token exchange (an OAuth error).
-    #[error("the issuer refused to exchange the job's token: {error}{}; check --connector-id and that the issuer trusts this job's token (Dex: an `oidc` connector for the CI issuer whose allowedGroups admit the job)", desc(.description))]
+    #[error("the issuer refused to exchange the job's token: {error}{}; {hint}", desc(.description))]
     ExchangeRefused {
         /// The OAuth `error` code (sanitised).
         error: String,
         /// The `error_description` (sanitised, capped).
         description: Option<String>,
+        /// What to check, for this refusal.
+        hint: &'static str,
+    },
+    /// The issuer's discovery document lists the grants it offers, without this one.
+    #[error("the issuer does not offer the {grant} grant (its discovery document offers: {offered}); {hint}")]
+    GrantNotOffered {
+        /// The grant koidc needs.
+        grant: &'static str,
+        /// The grants the issuer lists.
+        offered: String,
+        /// What to do instead.
+        hint: &'static str,
     },
     /// A token exchange answered with something else than an ID token.
     #[error(

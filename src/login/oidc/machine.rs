@@ -56,6 +56,10 @@ impl Provider {
         let Some(secret) = &self.cfg.client_secret else {
             return Err(OidcError::NoClientSecret);
         };
+        self.offers_grant(
+            "client_credentials",
+            "use --grant workload (the CI job's own token) or an issuer that issues tokens to clients",
+        )?;
         let scope = self.cfg.scopes.join(" ");
         let mut params = vec![("grant_type", "client_credentials")];
         if !scope.is_empty() {
@@ -91,6 +95,10 @@ impl Provider {
         subject: &SecretString,
         connector_id: Option<&str>,
     ) -> Result<SecretString, OidcError> {
+        self.offers_grant(
+            TOKEN_EXCHANGE,
+            "drop --issuer to send the job's token to the apiserver as it is (`koidc setup --ci` trusts the CI issuer there), or use an issuer that exchanges tokens (Dex 2.38+)",
+        )?;
         let mut scopes = vec!["openid".to_owned()];
         scopes.extend(self.cfg.scopes.iter().filter(|s| *s != "offline_access").cloned());
         let scope = scopes.join(" ");
@@ -109,9 +117,22 @@ impl Provider {
         if let Some(s) = &self.cfg.client_secret {
             secrets.push(s.expose_secret());
         }
-        let body = self
-            .machine_body(reply, &secrets)
-            .map_err(|e| e.refused(|error, description| OidcError::ExchangeRefused { error, description }))?;
+        let body = self.machine_body(reply, &secrets).map_err(|e| {
+            e.refused(|error, description| {
+                let hint = if error == "invalid_client" {
+                    "check --client-id and the client secret (KOIDC_CLIENT_SECRET or --client-secret-file; a public client has none)"
+                } else if connector_id.is_none() {
+                    "no --connector-id was given: Dex needs the id of the connector that checks the job's token (an `oidc` connector for the CI issuer)"
+                } else {
+                    "check --connector-id and that the issuer trusts this job's token (Dex: an `oidc` connector for the CI issuer whose allowedGroups admit the job)"
+                };
+                OidcError::ExchangeRefused {
+                    error,
+                    description,
+                    hint,
+                }
+            })
+        })?;
         // RFC 8693 puts the issued token in `access_token`, whatever its type; some providers
         // add `id_token` as well.
         let id_token = match body.id_token.filter(|t| !t.is_empty()) {
@@ -124,6 +145,27 @@ impl Provider {
         };
         self.verify_id_token(&id_token, None).await?;
         Ok(SecretString::from(id_token))
+    }
+
+    /// Fails when the discovery document lists the grants the issuer offers and `grant` is not
+    /// among them (a document that lists none says nothing).
+    fn offers_grant(&self, grant: &'static str, hint: &'static str) -> Result<(), OidcError> {
+        let Some(offered) = self.metadata.grant_types_supported() else {
+            return Ok(());
+        };
+        let names: Vec<String> = offered
+            .iter()
+            .filter_map(|g| serde_json::to_value(g).ok())
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        if names.iter().any(|n| n == grant) {
+            return Ok(());
+        }
+        Err(OidcError::GrantNotOffered {
+            grant,
+            offered: crate::text::one_line(&names.join(", "), 300),
+            hint,
+        })
     }
 
     /// Reads a pipeline's token reply, scrubbing `secrets` from any error the provider sends.
@@ -139,7 +181,10 @@ impl Provider {
                 status: reply.status.as_u16(),
             });
         };
-        let (error, description) = super::client::sanitize_oauth_error(&err, secrets);
+        let forms = self.client_secret_forms();
+        let mut all: Vec<&str> = secrets.to_vec();
+        all.extend(forms.iter().map(String::as_str));
+        let (error, description) = super::client::sanitize_oauth_error(&err, &all);
         Err(OidcError::TokenRequest { error, description })
     }
 

@@ -35,6 +35,22 @@ pub struct CoolingDown {
     pub secs_ago: u64,
 }
 
+/// A non-interactive call of a pipeline (`--grant workload` asking a token service or an issuer,
+/// `--grant client-credentials`) met a recent failure: no browser to protect, but the token
+/// service and the issuer are not asked by every parallel kubectl call again. The reason is the
+/// failure's own message, so the job's log says what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "getting this pipeline's token failed {secs_ago}s ago: {reason}; koidc asks again {}s after a failure (so that parallel kubectl calls do not flood the token service); run `koidc login` to ask now",
+    COOLDOWN.as_secs()
+)]
+pub struct PipelineCoolingDown {
+    /// Seconds since the failure.
+    pub secs_ago: u64,
+    /// The failure's message, as recorded.
+    pub reason: String,
+}
+
 /// The marker of one cache key.
 #[derive(Debug, Clone)]
 pub struct Cooldown {

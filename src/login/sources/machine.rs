@@ -163,6 +163,11 @@ impl Connection for MachineConnection<'_, '_> {
             } => source.workload(from, audience.as_deref(), exchange.as_ref())?,
             Machine::ClientCredentials { audience } => source.client_credentials(audience.as_deref())?,
         };
+        // Whatever the source, kubectl gets nothing but a JWT in compact form (no prefix, no
+        // blank, no control character that would make a malformed bearer).
+        if !crate::login::token::is_compact_jws(secrecy::ExposeSecret::expose_secret(&token)) {
+            anyhow::bail!("the token koidc got is not a JWT in compact form (three base64url parts)");
+        }
         let entry = CredentialEntry::from_id_token(TokenSet {
             id_token: token,
             refresh_token: None,
