@@ -186,6 +186,68 @@ fn a_job_token_file_is_read_on_every_call_so_a_rotated_token_is_used_at_once() {
     }
 }
 
+/// What kubectl says about a background call.
+const NON_INTERACTIVE: &str = r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}"#;
+
+/// A job token file with the wrong audience fails; once the file is fixed the next kubectl call
+/// works at once: reading a file asks nobody, so nothing holds a failure against it.
+#[test]
+fn a_fixed_token_file_is_used_at_once_after_a_failure() {
+    let actions = FakeActions::start();
+    let job = JobDir::new();
+    let file = job.home.join("token");
+    let run_with = |token: &str| {
+        std::fs::write(&file, token).expect("write the job token");
+        let mut cmd = clean_command(koidc_bin(), &job.home);
+        cmd.args(["get-token", "--grant", "workload", "--audience", AUDIENCE])
+            .arg(format!("--token-source=file:{}", file.display()))
+            .arg("--cache-dir")
+            .arg(&job.cache)
+            .env("KUBERNETES_EXEC_INFO", NON_INTERACTIVE);
+        run(&mut cmd)
+    };
+    let wrong = run_with(&actions.mint("https://github.com/acme"));
+    assert!(
+        wrong
+            .assert_failure()
+            .assert_one_error_line()
+            .contains("not for --audience")
+    );
+    let good = actions.mint(AUDIENCE);
+    let fixed = run_with(&good);
+    assert_eq!(parse_exec_credential(fixed.assert_success()).token, good);
+}
+
+/// When GitHub's token service refuses, the next background call within a minute does not ask
+/// again, and says why: the failure itself, and how to ask at once.
+#[test]
+fn a_refused_token_request_is_not_repeated_by_every_background_call_and_the_message_says_why() {
+    let actions = FakeActions::start();
+    let job = JobDir::new();
+    let call = || {
+        let mut env = actions.env();
+        env[1].1 = "not-this-jobs-bearer".into();
+        env.push(("KUBERNETES_EXEC_INFO", NON_INTERACTIVE.to_owned()));
+        get_token(&job, actions.ca_file(), &env)
+    };
+    let first = call();
+    let first_line = first.assert_failure().assert_one_error_line();
+    assert!(
+        first_line.contains("refused the job's identity token request"),
+        "{first_line}"
+    );
+    let second = call();
+    let line = second.assert_failure().assert_one_error_line();
+    assert!(
+        line.contains("getting this pipeline's token failed")
+            && line.contains("refused the job's identity token request"),
+        "{line}"
+    );
+    assert!(line.contains("koidc login --grant workload"), "{line}");
+    assert!(!line.contains("browser"), "{line}");
+    assert_eq!(actions.token_requests(), 0);
+}
+
 #[test]
 fn a_job_without_id_token_write_permission_is_told_to_add_it() {
     let actions = FakeActions::start();

@@ -225,3 +225,52 @@ async fn exchange_error(provider: &Provider, subject: &SecretString) -> String {
         Ok(_) => panic!("the exchange succeeded"),
     }
 }
+
+#[tokio::test]
+async fn a_grant_the_issuer_does_not_list_is_named_before_anything_is_sent() {
+    let idp = Idp::start().await;
+    idp.edit_discovery(|d| {
+        d.insert(
+            "grant_types_supported".into(),
+            json!(["authorization_code", "refresh_token"]),
+        );
+    });
+    let provider = idp.provider_with(with_secret(&idp)).await;
+    let err = provider.client_credentials(None).await.err().unwrap().to_string();
+    assert!(
+        err.starts_with("the issuer does not offer the client_credentials grant (its discovery document offers: authorization_code, refresh_token)"),
+        "{err}"
+    );
+    let subject = SecretString::from("a.b.c".to_owned());
+    let err = exchange_error(&provider, &subject).await;
+    assert!(
+        err.contains("does not offer the urn:ietf:params:oauth:grant-type:token-exchange grant"),
+        "{err}"
+    );
+    assert!(
+        idp.stub.token_requests.lock().unwrap().is_empty(),
+        "a request was sent"
+    );
+}
+
+#[tokio::test]
+async fn an_exchange_refusal_names_the_option_to_check() {
+    let idp = Idp::start().await;
+    let provider = idp.provider().await;
+    let subject = SecretString::from("a.b.c".to_owned());
+    idp.push_token_reply(
+        401,
+        json!({"error": "invalid_client", "error_description": "Invalid client credentials."}),
+    );
+    let err = exchange_error(&provider, &subject).await;
+    assert!(
+        err.contains("invalid_client") && err.contains("check --client-id and the client secret"),
+        "{err}"
+    );
+    idp.push_token_reply(
+        400,
+        json!({"error": "invalid_request", "error_description": "Requested connector does not exist."}),
+    );
+    let err = exchange_error(&provider, &subject).await;
+    assert!(err.contains("no --connector-id was given"), "{err}");
+}
