@@ -286,7 +286,12 @@ const GET_TOKEN_EXAMPLES: &str = "\
 Examples:
   koidc get-token --issuer https://dex.example.com --client-id kubernetes
   koidc get-token --profile work          # options from [profiles.work] of the config file
-  KUBERNETES_EXEC_INFO='{\"apiVersion\":\"client.authentication.k8s.io/v1\"}' koidc get-token ...";
+  KUBERNETES_EXEC_INFO='{\"apiVersion\":\"client.authentication.k8s.io/v1\"}' koidc get-token ...
+  # pipelines (never a browser or a prompt):
+  koidc get-token --grant workload --audience https://kubernetes.example.com   # GitHub Actions job
+  koidc get-token --grant workload --token-source env:KOIDC_ID_TOKEN --audience https://kubernetes.example.com
+  koidc get-token --grant workload --token-source file:/var/run/secrets/tokens/kube --audience kubernetes
+  koidc get-token --grant client-credentials --issuer https://idp.example.com --client-id ci --audience kubernetes";
 const LOGIN_EXAMPLES: &str = "\
 Examples:
   koidc login --issuer https://dex.example.com --client-id kubernetes --scope groups --scope email

@@ -25,7 +25,7 @@ pub fn run(args: &LoginArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     }
     let now = clock.now();
     let text = match &obtained.entry.credential {
-        Credential::IdToken { info, .. } => super::whoami::describe(info, now),
+        Credential::IdToken { info, .. } => super::whoami::describe(info, now, identity.machine.is_some()),
         Credential::GithubAccess {
             account, expires_at, ..
         } => describe_github(&identity.issuer, account, *expires_at, now),

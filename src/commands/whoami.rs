@@ -46,7 +46,10 @@ pub fn run(args: &WhoamiArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
                 github::describe(&key.issuer, &account, expires_at, now),
                 github::to_json(&key, &account, expires_at, now),
             ),
-            Credential::IdToken { info, .. } => (describe(&info, now), to_json(&key, &info, now)),
+            Credential::IdToken { info, .. } => (
+                describe(&info, now, key.machine.is_some()),
+                to_json(&key, &info, now),
+            ),
         };
         if let Some(object) = value.as_object_mut() {
             object.insert("profile".into(), json!(key.profile));
@@ -174,12 +177,19 @@ fn header(key: &CacheKey) -> String {
         .machine
         .as_ref()
         .map(|m| {
-            let parts: Vec<String> = m
-                .split('\n')
-                .filter(|p| !p.is_empty())
-                .map(|p| crate::text::one_line(p, 200))
+            let parts: Vec<String> = m.split('\n').map(|p| crate::text::one_line(p, 200)).collect();
+            // The fields of `crate::config::Machine`'s key, named.
+            let labels: &[&str] = match parts.first().map(String::as_str) {
+                Some("workload") => &["", "token source ", "audience ", "connector ", "job "],
+                _ => &["", "audience "],
+            };
+            let named: Vec<String> = parts
+                .iter()
+                .zip(labels.iter().chain(std::iter::repeat(&"")))
+                .filter(|(part, _)| !part.is_empty())
+                .map(|(part, label)| format!("{label}{part}"))
                 .collect();
-            format!("pipeline: {}\n", parts.join(", "))
+            format!("pipeline: {}\n", named.join(", "))
         })
         .unwrap_or_default();
     format!(
@@ -189,7 +199,7 @@ fn header(key: &CacheKey) -> String {
 }
 
 /// Human-readable lines about an identity (used by `login` too).
-pub fn describe(info: &IdTokenInfo, now: DateTime<Utc>) -> String {
+pub fn describe(info: &IdTokenInfo, now: DateTime<Utc>, pipeline: bool) -> String {
     let mut lines = vec![format!("issuer:   {}", info.issuer)];
     if let Some(sub) = info.str_claim("sub") {
         lines.push(format!("subject:  {sub}"));
@@ -218,7 +228,12 @@ pub fn describe(info: &IdTokenInfo, now: DateTime<Utc>) -> String {
     lines.push(format!(
         "groups:   {}",
         if groups.is_empty() {
-            "(none; request the `groups` scope?)".to_owned()
+            // A pipeline's token has no groups of its own: the apiserver derives them.
+            if pipeline {
+                "(none in the token)".to_owned()
+            } else {
+                "(none; request the `groups` scope?)".to_owned()
+            }
         } else {
             groups.join(", ")
         }
