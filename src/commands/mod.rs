@@ -152,12 +152,24 @@ impl<'a> Session<'a> {
         clock: Arc<dyn Clock>,
         printer: Printer,
     ) -> anyhow::Result<Self> {
+        if identity.machine.as_ref().is_some_and(|m| !m.uses_cache()) {
+            // A job token read on every call: nothing to cache, nothing to lock, nothing to
+            // record, so no cache directory either (a pod may have no HOME).
+            let cache = CacheConfig {
+                kind: CacheKind::None,
+                dir: flags.cache_dir.clone().unwrap_or_default(),
+            };
+            return Ok(Self {
+                identity,
+                store: open_store(CacheKind::None, &cache.dir)?,
+                cache,
+                clock,
+                printer,
+            });
+        }
         let (mut cache, mut store) = open_cache(flags)?;
         if let Some(machine) = &identity.machine {
-            let kind = if !machine.uses_cache() {
-                // A job token read on every call: nothing to cache, nothing to lock.
-                Some(CacheKind::None)
-            } else if flags.cache.is_none() {
+            let kind = if flags.cache.is_none() {
                 // A CI runner has no keyring (and no person to unlock one): short-lived tokens
                 // go to files (0600) without a warning about the missing keyring.
                 Some(CacheKind::File)

@@ -299,7 +299,7 @@ impl Authenticator<'_> {
         let obtained = obtained.map_err(|err| {
             crate::provider::explain(self.identity.provider, err, None, login.client_secret.is_some())
         })?;
-        if obtained.source != Source::Cache {
+        if obtained.source != Source::Cache && self.cools_down() {
             cooldown.clear();
         }
         let mut obtained = obtained;

@@ -186,6 +186,33 @@ fn a_job_token_file_is_read_on_every_call_so_a_rotated_token_is_used_at_once() {
     }
 }
 
+/// A pod's projected token read from its file needs no cache directory: koidc caches nothing
+/// for it, so a container without HOME (and without `--cache-dir`) still gets its credential,
+/// and nothing is written to the working directory.
+#[test]
+fn a_job_token_file_needs_no_cache_directory_when_home_is_unset() {
+    let actions = FakeActions::start();
+    let job = JobDir::new();
+    let file = job.home.join("token");
+    let token = actions.mint(AUDIENCE);
+    std::fs::write(&file, &token).expect("write the job token");
+    let mut cmd = clean_command(koidc_bin(), &job.home);
+    cmd.env_remove("HOME")
+        .env_remove("XDG_CACHE_HOME")
+        .current_dir(&job.home)
+        .args(["get-token", "--grant", "workload", "--audience", AUDIENCE])
+        .arg(format!("--token-source=file:{}", file.display()));
+    let out = run(&mut cmd);
+    assert_eq!(parse_exec_credential(out.assert_success()).token, token);
+    assert_eq!(out.stderr, "", "a pipeline's get-token wrote to stderr");
+    let left: Vec<_> = std::fs::read_dir(&job.home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|name| name != "token")
+        .collect();
+    assert!(left.is_empty(), "koidc wrote {left:?} into the working directory");
+}
+
 /// What kubectl says about a background call.
 const NON_INTERACTIVE: &str = r#"{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false}}"#;
 
