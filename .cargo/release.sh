@@ -15,10 +15,11 @@ koidc_cargo_options() {
 }
 
 # koidc_release_build CONFIG [TARGET_DIR]: `cargo build --release` with those options (into
-# TARGET_DIR instead of cargo's target directory); sets koidc_release_bin to the binary's path.
+# TARGET_DIR instead of cargo's target directory, which CARGO_TARGET_DIR may move); sets
+# koidc_release_bin to the binary's path.
 # shellcheck disable=SC2034 # koidc_release_bin is for the sourcing script
 koidc_release_build() {
-  local dir=${2:-target} into=()
+  local dir=${2:-${CARGO_TARGET_DIR:-target}} into=()
   [ -z "${2:-}" ] || into=(--target-dir "$2")
   koidc_cargo_options "$1"
   cargo build --release --locked --quiet "${koidc_cargo_args[@]}" "${into[@]}"
