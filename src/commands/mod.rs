@@ -167,20 +167,13 @@ impl<'a> Session<'a> {
                 printer,
             });
         }
-        let (mut cache, mut store) = open_cache(flags)?;
-        if let Some(machine) = &identity.machine {
-            let kind = if flags.cache.is_none() {
-                // A CI runner has no keyring (and no person to unlock one): short-lived tokens
-                // go to files (0600) without a warning about the missing keyring.
-                Some(CacheKind::File)
-            } else {
-                None
-            };
-            if let Some(kind) = kind {
-                cache.kind = kind;
-                store = open_store(kind, &cache.dir)?;
-            }
+        let mut cache = CacheConfig::from_flags(flags)?;
+        if identity.machine.is_some() && flags.cache.is_none() {
+            // A CI runner has no keyring (and no person to unlock one): short-lived tokens go
+            // to files (0600) without a warning about the missing keyring.
+            cache.kind = CacheKind::File;
         }
+        let store = open_store(cache.kind, &cache.dir)?;
         Ok(Self {
             identity,
             cache,
