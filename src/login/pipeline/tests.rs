@@ -219,6 +219,9 @@ impl World {
 fn kubectl(interactive: Option<bool>) -> LoginConfig {
     LoginConfig {
         kubectl_interactive: interactive,
+        redirect_host: crate::login::loopback::RedirectHost::Address,
+        redirect_ip: None,
+        force_refresh: false,
         ..login_config()
     }
 }
