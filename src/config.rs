@@ -1122,6 +1122,54 @@ mod tests {
         assert!(validate_issuer("dex.example.com").is_err());
     }
 
+    #[test]
+    fn redirect_host_takes_the_loopback_names_only() {
+        assert_eq!(parse_redirect_host("localhost").unwrap(), (RedirectHost::Localhost, None));
+        assert_eq!(parse_redirect_host(" LocalHost ").unwrap().0, RedirectHost::Localhost);
+        let v4 = Some(IpAddr::from([127, 0, 0, 1]));
+        let v6 = Some(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+        assert_eq!(parse_redirect_host("127.0.0.1").unwrap(), (RedirectHost::Address, v4));
+        assert_eq!(parse_redirect_host("::1").unwrap(), (RedirectHost::Address, v6));
+        assert_eq!(parse_redirect_host("[::1]").unwrap(), (RedirectHost::Address, v6));
+        let huge = "x".repeat(10_000);
+        for bad in ["", "example.com", "0.0.0.0", "127.0.0.2", "localhost.", "localhost:8000", "a\r\nb", &huge] {
+            let err = parse_redirect_host(bad).unwrap_err().to_string();
+            assert!(err.starts_with("invalid --redirect-host"), "{err}");
+            assert!(!err.contains('\n') && !err.contains('\r') && err.len() < 400, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_must_be_reachable_through_the_redirect_host() {
+        let v4: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+        let v6: SocketAddr = "[::1]:8000".parse().unwrap();
+        let other: SocketAddr = "127.0.0.2:8000".parse().unwrap();
+        let ip4 = Some(v4.ip());
+        let ip6 = Some(v6.ip());
+        assert!(check_listen_for_host(&[v4, v6], RedirectHost::Localhost, None).is_ok());
+        assert!(check_listen_for_host(&[other], RedirectHost::Localhost, None).is_err());
+        assert!(check_listen_for_host(&[v4], RedirectHost::Address, ip4).is_ok());
+        let err = check_listen_for_host(&[v4], RedirectHost::Address, ip6).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--listen 127.0.0.1:8000 does not match --redirect-host ::1: give --listen [::1]:PORT, or leave out one of the two"
+        );
+        assert!(check_listen_for_host(&[other], RedirectHost::Address, None).is_ok());
+    }
+
+    #[test]
+    fn the_default_ports_move_to_the_redirect_hosts_address() {
+        let flags = LoginFlags {
+            redirect_host: Some("::1".into()),
+            ..LoginFlags::default()
+        };
+        let login = LoginConfig::from_flags(&flags, None).unwrap();
+        let addrs = login.listen_for(ProviderKind::Okta);
+        assert!(!addrs.is_empty());
+        assert!(addrs.iter().all(|a| a.ip() == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)), "{addrs:?}");
+        assert_eq!(login.redirect_uri(addrs[0]), format!("http://[::1]:{}/callback", addrs[0].port()));
+    }
+
     /// The issuer of `--issuer raw`, or the one-line error.
     fn issuer_from(raw: &str) -> Result<String, String> {
         Identity::from_flags(&identity_flags(raw, ProviderArg::Auto, &[]), None)

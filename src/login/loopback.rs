@@ -795,6 +795,50 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_localhost_redirect_listens_on_both_loopbacks_at_one_port_and_names_localhost() {
+        let s = LoopbackServer::bind_for(&["127.0.0.1:0".parse().unwrap()], RedirectHost::Localhost)
+            .await
+            .unwrap();
+        let port = s.local_addr().port();
+        assert_eq!(s.local_addr().ip(), std::net::IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(s.redirect_uri(), format!("http://localhost:{port}/callback"));
+        let has_ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+        assert_eq!(s.ipv6.is_some(), has_ipv6, "::1 is bound exactly when the machine has it");
+        if has_ipv6 {
+            let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+            let (res, resp) = tokio::join!(
+                s.wait_for_code(STATE, LONG),
+                get_with_host(v6, good_callback(), &format!("localhost:{port}"))
+            );
+            assert_eq!(resp.status, 200);
+            assert!(res.is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_localhost_redirect_never_leaves_a_taken_ipv6_port_to_its_owner() {
+        if std::net::TcpListener::bind("[::1]:0").is_err() {
+            return; // No IPv6 loopback: nothing can hold ::1.
+        }
+        let other = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let port = other.local_addr().unwrap().port();
+        let candidate: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let err = LoopbackServer::bind_for(&[candidate], RedirectHost::Localhost)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoopbackError::Bind { .. }), "{err:?}");
+        assert!(err.to_string().contains(&format!("[::1]:{port}")), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_localhost_redirect_refuses_non_loopback_candidates() {
+        let err = LoopbackServer::bind_for(&["0.0.0.0:0".parse().unwrap()], RedirectHost::Localhost)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoopbackError::NotLoopback { .. }));
+    }
+
     #[test]
     fn redirect_uri_brackets_ipv6_and_drops_zone() {
         let v6: SocketAddr = "[::1]:4321".parse().unwrap();
