@@ -149,7 +149,7 @@ fn route_in(url: &Url, env: &dyn Fn(&str) -> Option<String>) -> Option<Route> {
     Some(Route {
         proxy: shown,
         variable: variable_for(url.scheme(), env),
-        credentials: intercept.basic_auth().is_some() || intercept.raw_auth().is_some(),
+        credentials: intercept.basic_auth().is_some(),
     })
 }
 
@@ -161,12 +161,15 @@ fn variable_for(scheme: &str, env: &dyn Fn(&str) -> Option<String>) -> &'static 
     } else {
         &HTTP_VARIABLES
     };
-    let set = |names: &[&'static str]| {
-        names
-            .iter()
-            .find(|n| env(n).is_some())
-            .filter(|n| env(n).is_some_and(|v| !v.is_empty()))
-            .copied()
+    // The first variable of `names` that is set, when it is not empty (as the matcher reads
+    // them: an empty first one hides the second).
+    let set = |names: &[&'static str]| -> Option<&'static str> {
+        for &name in names {
+            if let Some(value) = env(name) {
+                return (!value.is_empty()).then_some(name);
+            }
+        }
+        None
     };
     set(own).or_else(|| set(&ALL_VARIABLES)).unwrap_or(own[0])
 }
@@ -210,11 +213,12 @@ fn redact_in<'a>(text: &'a str, env: &dyn Fn(&str) -> Option<String>) -> Cow<'a,
     for name in PROXY_VARIABLES {
         let Some(value) = env(name) else { continue };
         let Some(userinfo) = userinfo(&value) else { continue };
+        // The whole user information and the password, as written and decoded; the user name
+        // alone is no secret (and may be a word every message holds).
         let mut secrets = vec![userinfo.to_owned()];
-        for part in userinfo.splitn(2, ':') {
-            secrets.push(part.to_owned());
-            let decoded = percent_decode(part);
-            secrets.push(decoded);
+        if let Some((_, password)) = userinfo.split_once(':') {
+            secrets.push(password.to_owned());
+            secrets.push(percent_decode(password));
         }
         secrets.retain(|s| !s.is_empty());
         // The longest first, so a password inside the whole user information goes with it.
@@ -225,10 +229,10 @@ fn redact_in<'a>(text: &'a str, env: &dyn Fn(&str) -> Option<String>) -> Cow<'a,
             }
         }
     }
-    match scrub_urls(&out) {
-        Cow::Borrowed(_) => out,
-        Cow::Owned(scrubbed) => Cow::Owned(scrubbed),
+    if let Cow::Owned(scrubbed) = scrub_urls(&out) {
+        return Cow::Owned(scrubbed);
     }
+    out
 }
 
 /// The user information of a URL-like `value` (`USER:PASSWORD` of `http://USER:PASSWORD@HOST`,
@@ -395,9 +399,7 @@ mod tests {
         let env = env_of(&[("HTTPS_PROXY", "http://alice:p%40ss%20word@127.0.0.1:3128")]);
         let text = "tunnel to http://alice:p%40ss%20word@127.0.0.1:3128 failed (p@ss word, alice:p%40ss%20word)";
         let out = redact_in(text, &env);
-        assert!(!out.contains("p%40ss"), "{out}");
-        assert!(!out.contains("p@ss word"), "{out}");
-        assert!(out.contains("127.0.0.1:3128"), "{out}");
+        assert_eq!(out, "tunnel to http://…@127.0.0.1:3128 failed (…, …)");
     }
 
     #[test]

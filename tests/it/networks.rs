@@ -365,6 +365,15 @@ fn redirect_host_refuses_anything_but_the_loopback_names_in_one_line() {
 }
 
 #[test]
+fn setup_writes_the_redirect_host_into_the_kubeconfig_entry() {
+    let lab = Lab::start(LabOptions::default());
+    let out = lab.koidc("setup", &["--redirect-host", "localhost", "--force-refresh", "--print", "kubeconfig"]);
+    out.assert_success();
+    assert!(out.stdout.contains("--redirect-host=localhost"), "{}", out.stdout);
+    assert!(!out.stdout.contains("force-refresh"), "{}", out.stdout);
+}
+
+#[test]
 fn force_refresh_renews_a_valid_cached_token_with_exactly_one_refresh_grant() {
     let lab = Lab::start(LabOptions::default());
     let (_, first) = lab.get_token();
