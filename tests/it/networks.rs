@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::browser::fake_browser;
 use crate::kube::KubeIdp;
 use crate::lab::{Lab, LabOptions};
-use crate::support::{Stdout, clean_command, koidc_bin, parse_exec_credential, run};
+use crate::support::{Output, Stdout, clean_command, koidc_bin, parse_exec_credential, run, which};
 
 /// The proxy user and password of the tests with a proxy login.
 const PROXY_USER: &str = "corp";
@@ -96,14 +96,6 @@ impl Drop for Tinyproxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }
 
 fn free_port() -> u16 {
@@ -257,7 +249,7 @@ fn a_proxy_variable_that_is_no_url_is_refused_without_repeating_it() {
 }
 
 /// koidc's get-token for the HTTPS Dex of `idp`, through the browser that trusts its CA.
-fn https_get_token(idp: &KubeIdp, home: &Path, cache: &Path, env: &[(&str, String)]) -> crate::support::Output {
+fn https_get_token(idp: &KubeIdp, home: &Path, cache: &Path, env: &[(&str, String)]) -> Output {
     let mut cmd = clean_command(koidc_bin(), home);
     cmd.args(["get-token", "--issuer", idp.issuer(), "--client-id", crate::dex::CLIENT_ID])
         .arg("--certificate-authority")
@@ -270,19 +262,39 @@ fn https_get_token(idp: &KubeIdp, home: &Path, cache: &Path, env: &[(&str, Strin
     run(&mut cmd)
 }
 
+/// An HTTPS Dex, a tinyproxy allowing `CONNECT` to it (with `login` when given), and a temp dir
+/// holding the proxy's files, koidc's HOME (`home`) and cache (`cache`).
+struct HttpsLab {
+    idp: KubeIdp,
+    proxy: Tinyproxy,
+    dir: tempfile::TempDir,
+}
+
+impl HttpsLab {
+    fn start(login: Option<(&str, &str)>) -> HttpsLab {
+        let idp = KubeIdp::start();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let proxy = Tinyproxy::start(dir.path(), port_of(idp.issuer()), login);
+        std::fs::create_dir(dir.path().join("home")).expect("create HOME");
+        HttpsLab { idp, proxy, dir }
+    }
+
+    /// `koidc get-token` for the HTTPS Dex, with `HTTPS_PROXY=https_proxy`.
+    fn get_token(&self, https_proxy: String) -> Output {
+        let home = self.dir.path().join("home");
+        https_get_token(&self.idp, &home, &self.dir.path().join("cache"), &[("HTTPS_PROXY", https_proxy)])
+    }
+}
+
 #[test]
 fn an_https_issuer_is_tunnelled_through_https_proxy_with_connect() {
-    let idp = KubeIdp::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let dex_port = port_of(idp.issuer());
-    let proxy = Tinyproxy::start(dir.path(), dex_port, None);
-    let home = dir.path().join("home");
-    std::fs::create_dir(&home).unwrap();
-    let out = https_get_token(&idp, &home, &dir.path().join("cache"), &[("HTTPS_PROXY", proxy.url())]);
+    let lab = HttpsLab::start(None);
+    let out = lab.get_token(lab.proxy.url());
     out.assert_success();
     let cred = parse_exec_credential(&out);
-    assert_eq!(cred.claims["iss"], idp.issuer());
-    let requests = proxy.requests();
+    assert_eq!(cred.claims["iss"], lab.idp.issuer());
+    let requests = lab.proxy.requests();
+    let dex_port = port_of(lab.idp.issuer());
     assert!(
         requests.iter().any(|r| r.starts_with(&format!("CONNECT 127.0.0.1:{dex_port}"))),
         "no CONNECT to Dex through the proxy: {requests:?}"
@@ -292,20 +304,15 @@ fn an_https_issuer_is_tunnelled_through_https_proxy_with_connect() {
 
 #[test]
 fn a_tunnel_refused_for_want_of_a_login_names_the_proxy_and_the_fix() {
-    let idp = KubeIdp::start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let proxy = Tinyproxy::start(dir.path(), port_of(idp.issuer()), Some((PROXY_USER, PROXY_PASSWORD)));
-    let home = dir.path().join("home");
-    std::fs::create_dir(&home).unwrap();
-    let out = https_get_token(&idp, &home, &dir.path().join("cache"), &[("HTTPS_PROXY", proxy.url())]);
+    let lab = HttpsLab::start(Some((PROXY_USER, PROXY_PASSWORD)));
+    let out = lab.get_token(lab.proxy.url());
     out.assert_failure();
     let line = out.assert_one_error_line();
-    assert!(line.contains(&format!("the proxy {} (from HTTPS_PROXY)", proxy.url())), "{line}");
+    assert!(line.contains(&format!("the proxy {} (from HTTPS_PROXY)", lab.proxy.url())), "{line}");
     assert!(line.contains("USER:PASSWORD@"), "{line}");
 
     // With the login in the URL, the tunnel opens; the password shows nowhere.
-    let with_login = proxy.url_with(PROXY_USER, PROXY_PASSWORD);
-    let out = https_get_token(&idp, &home, &dir.path().join("cache"), &[("HTTPS_PROXY", with_login)]);
+    let out = lab.get_token(lab.proxy.url_with(PROXY_USER, PROXY_PASSWORD));
     out.assert_success();
     assert!(!out.stderr.contains(PROXY_PASSWORD), "{}", out.stderr);
 }
@@ -322,12 +329,19 @@ fn the_callback_on_the_ipv6_loopback_completes_a_dex_login() {
         "this machine has no IPv6 loopback (::1 on lo; see `ip -6 addr show lo`): --listen [::1]:0 \
          cannot be tested here"
     );
+    logs_in_with_the_redirect_uri_on(&["--listen", "[::1]:0"], "http://[::1]:");
+}
+
+/// A Dex login with `flags` (and `-v`) completes, and the redirect URI starts with `prefix`.
+fn logs_in_with_the_redirect_uri_on(flags: &[&str], prefix: &str) {
     let lab = Lab::start(LabOptions::default());
-    let out = lab.koidc("get-token", &["--listen", "[::1]:0", "-v"]);
+    let mut args = flags.to_vec();
+    args.push("-v");
+    let out = lab.koidc("get-token", &args);
     lab.assert_ok_get_token(&out);
     assert!(
-        out.stderr.contains("http://[::1]:"),
-        "the redirect URI is not on [::1]: {}",
+        out.stderr.contains(&format!("listening for the login callback on {prefix}")),
+        "the redirect URI does not start with {prefix}: {}",
         out.stderr
     );
     assert_eq!(lab.proxy.grants_since(0), ["authorization_code"]);
@@ -335,15 +349,7 @@ fn the_callback_on_the_ipv6_loopback_completes_a_dex_login() {
 
 #[test]
 fn redirect_host_localhost_names_localhost_and_the_login_completes() {
-    let lab = Lab::start(LabOptions::default());
-    let out = lab.koidc("get-token", &["--redirect-host", "localhost", "-v"]);
-    lab.assert_ok_get_token(&out);
-    assert!(
-        out.stderr.contains("http://localhost:"),
-        "the redirect URI does not name localhost: {}",
-        out.stderr
-    );
-    assert_eq!(lab.proxy.grants_since(0), ["authorization_code"]);
+    logs_in_with_the_redirect_uri_on(&["--redirect-host", "localhost"], "http://localhost:");
 }
 
 #[test]

@@ -32,7 +32,7 @@ use tempfile::TempDir;
 use crate::browser::{BrowserLog, fake_browser};
 use crate::support::{
     ExecCredential, Output, Secrets, Stdout, assert_no_leak, clean_command, files_under, koidc_bin,
-    parse_exec_credential, repo_root, run, wait_until_stale,
+    parse_exec_credential, repo_root, run, wait_until_stale, which,
 };
 
 /// The client registered at the Okta-like provider.
@@ -211,13 +211,6 @@ impl Drop for OktaIdp {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
 }
 
 /// The first 16 hex digits of the SHA-256 of a token: how the provider's events name tokens.
