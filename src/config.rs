@@ -69,9 +69,7 @@ pub enum ConfigError {
     )]
     RedirectHost(String),
     /// A `--listen` address the redirect host cannot reach.
-    #[error(
-        "--listen {listen} does not match --redirect-host {host}: {hint}"
-    )]
+    #[error("--listen {listen} does not match --redirect-host {host}: {hint}")]
     RedirectHostListen {
         /// The listen address.
         listen: SocketAddr,
@@ -776,7 +774,10 @@ fn parse_redirect_host(raw: &str) -> Result<(RedirectHost, Option<IpAddr>), Conf
     match host.as_str() {
         "localhost" => Ok((RedirectHost::Localhost, None)),
         "127.0.0.1" => Ok((RedirectHost::Address, Some(IpAddr::from([127, 0, 0, 1])))),
-        "::1" | "[::1]" => Ok((RedirectHost::Address, Some(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)))),
+        "::1" | "[::1]" => Ok((
+            RedirectHost::Address,
+            Some(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+        )),
         _ => Err(ConfigError::RedirectHost(crate::text::one_line(raw, 80))),
     }
 }
@@ -1124,18 +1125,39 @@ mod tests {
 
     #[test]
     fn redirect_host_takes_the_loopback_names_only() {
-        assert_eq!(parse_redirect_host("localhost").unwrap(), (RedirectHost::Localhost, None));
-        assert_eq!(parse_redirect_host(" LocalHost ").unwrap().0, RedirectHost::Localhost);
+        assert_eq!(
+            parse_redirect_host("localhost").unwrap(),
+            (RedirectHost::Localhost, None)
+        );
+        assert_eq!(
+            parse_redirect_host(" LocalHost ").unwrap().0,
+            RedirectHost::Localhost
+        );
         let v4 = Some(IpAddr::from([127, 0, 0, 1]));
         let v6 = Some(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
-        assert_eq!(parse_redirect_host("127.0.0.1").unwrap(), (RedirectHost::Address, v4));
+        assert_eq!(
+            parse_redirect_host("127.0.0.1").unwrap(),
+            (RedirectHost::Address, v4)
+        );
         assert_eq!(parse_redirect_host("::1").unwrap(), (RedirectHost::Address, v6));
         assert_eq!(parse_redirect_host("[::1]").unwrap(), (RedirectHost::Address, v6));
         let huge = "x".repeat(10_000);
-        for bad in ["", "example.com", "0.0.0.0", "127.0.0.2", "localhost.", "localhost:8000", "a\r\nb", &huge] {
+        for bad in [
+            "",
+            "example.com",
+            "0.0.0.0",
+            "127.0.0.2",
+            "localhost.",
+            "localhost:8000",
+            "a\r\nb",
+            &huge,
+        ] {
             let err = parse_redirect_host(bad).unwrap_err().to_string();
             assert!(err.starts_with("invalid --redirect-host"), "{err}");
-            assert!(!err.contains('\n') && !err.contains('\r') && err.len() < 400, "{err:?}");
+            assert!(
+                !err.contains('\n') && !err.contains('\r') && err.len() < 400,
+                "{err:?}"
+            );
         }
     }
 
@@ -1166,8 +1188,16 @@ mod tests {
         let login = LoginConfig::from_flags(&flags, None).unwrap();
         let addrs = login.listen_for(ProviderKind::Okta);
         assert!(!addrs.is_empty());
-        assert!(addrs.iter().all(|a| a.ip() == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)), "{addrs:?}");
-        assert_eq!(login.redirect_uri(addrs[0]), format!("http://[::1]:{}/callback", addrs[0].port()));
+        assert!(
+            addrs
+                .iter()
+                .all(|a| a.ip() == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            "{addrs:?}"
+        );
+        assert_eq!(
+            login.redirect_uri(addrs[0]),
+            format!("http://[::1]:{}/callback", addrs[0].port())
+        );
     }
 
     /// The issuer of `--issuer raw`, or the one-line error.

@@ -116,7 +116,10 @@ fn login_hint(route: &Route) -> String {
         format!(
             "give the login in {} as http://USER:PASSWORD@{}",
             route.variable,
-            route.proxy.split_once("://").map_or(route.proxy.as_str(), |(_, a)| a)
+            route
+                .proxy
+                .split_once("://")
+                .map_or(route.proxy.as_str(), |(_, a)| a)
         )
     }
 }
@@ -137,7 +140,10 @@ fn route_in(url: &Url, env: &dyn Fn(&str) -> Option<String>) -> Option<Route> {
         .no(get(&NO_PROXY_VARIABLES).unwrap_or_default());
     if env("REQUEST_METHOD").is_some() {
         // As reqwest: in a CGI program, `HTTP_PROXY` may come from a request header.
-        builder = builder.http(String::new()).https(String::new()).all(String::new());
+        builder = builder
+            .http(String::new())
+            .https(String::new())
+            .all(String::new());
     }
     let intercept = builder.build().intercept(&uri)?;
     let proxy = intercept.uri();
@@ -212,7 +218,9 @@ fn redact_in<'a>(text: &'a str, env: &dyn Fn(&str) -> Option<String>) -> Cow<'a,
     let mut out = Cow::Borrowed(text);
     for name in PROXY_VARIABLES {
         let Some(value) = env(name) else { continue };
-        let Some(userinfo) = userinfo(&value) else { continue };
+        let Some(userinfo) = userinfo(&value) else {
+            continue;
+        };
         // The whole user information and the password, as written and decoded; the user name
         // alone is no secret (and may be a word every message holds).
         let mut secrets = vec![userinfo.to_owned()];
@@ -285,9 +293,7 @@ pub(crate) fn browser_environment() -> Vec<(&'static str, Option<OsString>)> {
     browser_environment_in(&|name| std::env::var_os(name))
 }
 
-fn browser_environment_in(
-    env: &dyn Fn(&str) -> Option<OsString>,
-) -> Vec<(&'static str, Option<OsString>)> {
+fn browser_environment_in(env: &dyn Fn(&str) -> Option<OsString>) -> Vec<(&'static str, Option<OsString>)> {
     let mut changes = Vec::new();
     let mut any_proxy = false;
     for name in PROXY_VARIABLES {
@@ -356,13 +362,22 @@ mod tests {
             }
         );
         let http = route_in(&url("http://127.0.0.1:5556/dex"), &env).unwrap();
-        assert_eq!((http.proxy.as_str(), http.variable, http.credentials), ("http://127.0.0.1:8080", "http_proxy", false));
+        assert_eq!(
+            (http.proxy.as_str(), http.variable, http.credentials),
+            ("http://127.0.0.1:8080", "http_proxy", false)
+        );
     }
 
     #[test]
     fn all_proxy_serves_both_schemes_and_no_proxy_goes_direct() {
-        let env = env_of(&[("ALL_PROXY", "http://127.0.0.1:3128"), ("NO_PROXY", "127.0.0.1,.corp.example")]);
-        assert_eq!(route_in(&url("https://idp.example/"), &env).unwrap().variable, "ALL_PROXY");
+        let env = env_of(&[
+            ("ALL_PROXY", "http://127.0.0.1:3128"),
+            ("NO_PROXY", "127.0.0.1,.corp.example"),
+        ]);
+        assert_eq!(
+            route_in(&url("https://idp.example/"), &env).unwrap().variable,
+            "ALL_PROXY"
+        );
         assert_eq!(route_in(&url("http://127.0.0.1:5556/"), &env), None);
         assert_eq!(route_in(&url("https://sso.corp.example/"), &env), None);
     }
@@ -384,8 +399,14 @@ mod tests {
 
     #[test]
     fn a_proxy_variable_that_is_no_url_is_named_unless_no_proxy_lists_the_host() {
-        let env = env_of(&[("HTTPS_PROXY", "ftp://user:pw@proxy:21"), ("NO_PROXY", "direct.example")]);
-        assert_eq!(unusable_in(&url("https://idp.example/"), &env), Some("HTTPS_PROXY"));
+        let env = env_of(&[
+            ("HTTPS_PROXY", "ftp://user:pw@proxy:21"),
+            ("NO_PROXY", "direct.example"),
+        ]);
+        assert_eq!(
+            unusable_in(&url("https://idp.example/"), &env),
+            Some("HTTPS_PROXY")
+        );
         assert_eq!(unusable_in(&url("https://direct.example/"), &env), None);
         let fine = env_of(&[("HTTPS_PROXY", "http://proxy:3128")]);
         assert_eq!(unusable_in(&url("https://idp.example/"), &fine), None);
@@ -397,7 +418,8 @@ mod tests {
     #[test]
     fn proxy_passwords_are_redacted_as_written_and_decoded() {
         let env = env_of(&[("HTTPS_PROXY", "http://alice:p%40ss%20word@127.0.0.1:3128")]);
-        let text = "tunnel to http://alice:p%40ss%20word@127.0.0.1:3128 failed (p@ss word, alice:p%40ss%20word)";
+        let text =
+            "tunnel to http://alice:p%40ss%20word@127.0.0.1:3128 failed (p@ss word, alice:p%40ss%20word)";
         let out = redact_in(text, &env);
         assert_eq!(out, "tunnel to http://…@127.0.0.1:3128 failed (…, …)");
     }
@@ -407,7 +429,10 @@ mod tests {
         let out = redact_in("connect to http://bob:hunter2@proxy:3128/ (reset)", &env_of(&[]));
         assert_eq!(out, "connect to http://…@proxy:3128/ (reset)");
         assert!(matches!(redact_in("no url here", &env_of(&[])), Cow::Borrowed(_)));
-        assert_eq!(redact_in("mail a@b or see https://x/y", &env_of(&[])), "mail a@b or see https://x/y");
+        assert_eq!(
+            redact_in("mail a@b or see https://x/y", &env_of(&[])),
+            "mail a@b or see https://x/y"
+        );
     }
 
     #[test]
@@ -423,8 +448,15 @@ mod tests {
         let changes = browser_environment_in(&env);
         let get = |name: &str| changes.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
         assert_eq!(get("HTTPS_PROXY"), Some(Some("http://proxy:3128".into())));
-        assert_eq!(get("http_proxy"), None, "a proxy without credentials is left as it is");
-        assert_eq!(get("NO_PROXY"), Some(Some("corp.example,127.0.0.1,::1,localhost".into())));
+        assert_eq!(
+            get("http_proxy"),
+            None,
+            "a proxy without credentials is left as it is"
+        );
+        assert_eq!(
+            get("NO_PROXY"),
+            Some(Some("corp.example,127.0.0.1,::1,localhost".into()))
+        );
         assert_eq!(get("no_proxy"), Some(Some("127.0.0.1,::1,localhost".into())));
         let all: String = changes
             .iter()

@@ -267,12 +267,14 @@ fn classify(err: &reqwest::Error, url: &Url, timeout: Duration) -> HttpError {
 
 /// Whether a failed connection through a proxy failed at the proxy's answer to `CONNECT` (a
 /// status other than 200: a login it wants, a port it refuses), not on the way to the proxy.
+/// hyper-util's tunnel says `tunnel error: …`; its "failed to create underlying connection" is
+/// the proxy out of reach.
 fn tunnel_refused(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(err);
     while let Some(e) = cur {
         let text = e.to_string().to_ascii_lowercase();
-        if text.contains("tunnel") || text.contains("proxy auth") {
-            return true;
+        if text.contains("tunnel error") {
+            return !text.contains("underlying connection");
         }
         cur = e.source();
     }

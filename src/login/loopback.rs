@@ -238,7 +238,11 @@ impl LoopbackServer {
         }
         let mut attempts = Vec::new();
         for candidate in candidates {
-            let tries = if candidate.port() == 0 { LOCALHOST_PORT_TRIES } else { 1 };
+            let tries = if candidate.port() == 0 {
+                LOCALHOST_PORT_TRIES
+            } else {
+                1
+            };
             for _ in 0..tries {
                 let v4 = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, candidate.port()));
                 let listener = match TcpListener::bind(v4).await {
@@ -804,7 +808,11 @@ mod tests {
         assert_eq!(s.local_addr().ip(), std::net::IpAddr::from([127, 0, 0, 1]));
         assert_eq!(s.redirect_uri(), format!("http://localhost:{port}/callback"));
         let has_ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
-        assert_eq!(s.ipv6.is_some(), has_ipv6, "::1 is bound exactly when the machine has it");
+        assert_eq!(
+            s.ipv6.is_some(),
+            has_ipv6,
+            "::1 is bound exactly when the machine has it"
+        );
         if has_ipv6 {
             let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
             let (res, resp) = tokio::join!(

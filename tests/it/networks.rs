@@ -61,7 +61,11 @@ impl Tinyproxy {
         let proxy = Tinyproxy { child, port, log };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tinyproxy did not listen on {port}: {}", proxy.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "tinyproxy did not listen on {port}: {}",
+                proxy.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         proxy
@@ -115,10 +119,7 @@ fn port_of(url: &str) -> u16 {
 /// A browser command that writes the environment koidc gave it to `dump`, then runs the fake
 /// browser with the URL.
 fn dumping_browser(dump: &Path, browser: &str) -> String {
-    format!(
-        "sh -c 'env > \"{}\"; exec {browser} \"$0\"'",
-        dump.display()
-    )
+    format!("sh -c 'env > \"{}\"; exec {browser} \"$0\"'", dump.display())
 }
 
 /// The lab with a plain-http Dex, and a tinyproxy allowing the lab's issuer port.
@@ -141,11 +142,15 @@ fn an_http_issuer_is_asked_through_http_proxy_and_the_callback_is_not() {
     let requests = proxy.requests();
     let issuer = lab.issuer();
     assert!(
-        requests.iter().any(|r| r.starts_with(&format!("GET {issuer}/.well-known/openid-configuration"))),
+        requests
+            .iter()
+            .any(|r| r.starts_with(&format!("GET {issuer}/.well-known/openid-configuration"))),
         "discovery did not go through the proxy: {requests:?}"
     );
     assert!(
-        requests.iter().any(|r| r.starts_with(&format!("POST {issuer}/token"))),
+        requests
+            .iter()
+            .any(|r| r.starts_with(&format!("POST {issuer}/token"))),
         "the code exchange did not go through the proxy: {requests:?}"
     );
     assert!(
@@ -154,9 +159,15 @@ fn an_http_issuer_is_asked_through_http_proxy_and_the_callback_is_not() {
     );
     // The browser was told to reach loopback directly, and the proxy as given.
     let env = std::fs::read_to_string(&dump).expect("the browser's environment");
-    let no_proxy = env.lines().find_map(|l| l.strip_prefix("NO_PROXY=")).unwrap_or_default();
+    let no_proxy = env
+        .lines()
+        .find_map(|l| l.strip_prefix("NO_PROXY="))
+        .unwrap_or_default();
     for host in ["127.0.0.1", "::1", "localhost"] {
-        assert!(no_proxy.split(',').any(|h| h == host), "NO_PROXY={no_proxy:?} lacks {host}");
+        assert!(
+            no_proxy.split(',').any(|h| h == host),
+            "NO_PROXY={no_proxy:?} lacks {host}"
+        );
     }
     assert!(env.contains(&format!("HTTP_PROXY={}", proxy.url())), "{env}");
 }
@@ -168,7 +179,11 @@ fn no_proxy_listing_the_issuer_host_bypasses_the_proxy() {
     cmd.env("HTTP_PROXY", proxy.url()).env("NO_PROXY", "127.0.0.1");
     let out = run(&mut cmd);
     lab.assert_ok_get_token(&out);
-    assert_eq!(proxy.requests(), Vec::<String>::new(), "NO_PROXY=127.0.0.1 was not honoured");
+    assert_eq!(
+        proxy.requests(),
+        Vec::<String>::new(),
+        "NO_PROXY=127.0.0.1 was not honoured"
+    );
     assert!(!lab.proxy.grants_since(0).is_empty(), "Dex saw the login");
 }
 
@@ -186,9 +201,16 @@ fn a_proxy_login_from_the_url_is_used_and_never_shown_nor_passed_to_the_browser(
         "the token request did not go through the proxy: {:?}",
         proxy.requests()
     );
-    assert!(!out.stderr.contains(PROXY_PASSWORD), "the proxy password on stderr: {}", out.stderr);
+    assert!(
+        !out.stderr.contains(PROXY_PASSWORD),
+        "the proxy password on stderr: {}",
+        out.stderr
+    );
     let env = std::fs::read_to_string(&dump).expect("the browser's environment");
-    assert!(!env.contains(PROXY_PASSWORD), "the browser got the proxy password: {env}");
+    assert!(
+        !env.contains(PROXY_PASSWORD),
+        "the browser got the proxy password: {env}"
+    );
     assert!(env.contains(&format!("HTTP_PROXY={}", proxy.url())), "{env}");
 }
 
@@ -204,7 +226,11 @@ fn a_proxy_asking_for_a_login_gets_a_one_line_error_naming_it_and_the_fix() {
     assert!(line.contains("HTTP_PROXY"), "{line}");
     assert!(line.contains("407"), "{line}");
     assert!(line.contains("USER:PASSWORD@"), "{line}");
-    assert_eq!(lab.browser.launches(), 0, "no browser for a login that cannot finish");
+    assert_eq!(
+        lab.browser.launches(),
+        0,
+        "no browser for a login that cannot finish"
+    );
 }
 
 #[test]
@@ -215,9 +241,16 @@ fn a_wrong_proxy_password_is_named_as_such_and_never_shown_even_verbose() {
     cmd.env("HTTP_PROXY", proxy.url_with(PROXY_USER, wrong));
     let out = run(&mut cmd);
     out.assert_failure();
-    assert!(!out.stderr.contains(wrong), "the proxy password on stderr: {}", out.stderr);
+    assert!(
+        !out.stderr.contains(wrong),
+        "the proxy password on stderr: {}",
+        out.stderr
+    );
     let last = out.stderr_lines().last().copied().unwrap_or_default().to_owned();
-    assert!(last.contains(&proxy.url()) && last.contains("check the user name and password"), "{last}");
+    assert!(
+        last.contains(&proxy.url()) && last.contains("check the user name and password"),
+        "{last}"
+    );
 }
 
 #[test]
@@ -225,11 +258,17 @@ fn an_unreachable_proxy_is_named_without_its_password() {
     let lab = Lab::start(LabOptions::default());
     let closed = free_port();
     let mut cmd = lab.command("get-token", &[]);
-    cmd.env("http_proxy", format!("http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{closed}"));
+    cmd.env(
+        "http_proxy",
+        format!("http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{closed}"),
+    );
     let out = run(&mut cmd);
     out.assert_failure();
     let line = out.assert_one_error_line();
-    assert!(line.contains(&format!("the proxy http://127.0.0.1:{closed} (from http_proxy)")), "{line}");
+    assert!(
+        line.contains(&format!("the proxy http://127.0.0.1:{closed} (from http_proxy)")),
+        "{line}"
+    );
     assert!(line.contains("NO_PROXY"), "{line}");
     assert!(!out.stderr.contains(PROXY_PASSWORD), "{}", out.stderr);
     assert_eq!(lab.proxy.seen(), [], "nothing reached Dex");
@@ -239,26 +278,39 @@ fn an_unreachable_proxy_is_named_without_its_password() {
 fn a_proxy_variable_that_is_no_url_is_refused_without_repeating_it() {
     let lab = Lab::start(LabOptions::default());
     let mut cmd = lab.command("get-token", &[]);
-    cmd.env("HTTP_PROXY", format!("ftp://{PROXY_USER}:{PROXY_PASSWORD}@proxy\r\n:21"));
+    cmd.env(
+        "HTTP_PROXY",
+        format!("ftp://{PROXY_USER}:{PROXY_PASSWORD}@proxy\r\n:21"),
+    );
     let out = run(&mut cmd);
     out.assert_failure();
     let line = out.assert_one_error_line();
     assert!(line.contains("HTTP_PROXY is not a proxy URL"), "{line}");
     assert!(!out.stderr.contains(PROXY_PASSWORD), "{}", out.stderr);
-    assert_eq!(lab.proxy.seen(), [], "koidc connected directly despite HTTP_PROXY");
+    assert_eq!(
+        lab.proxy.seen(),
+        [],
+        "koidc connected directly despite HTTP_PROXY"
+    );
 }
 
 /// koidc's get-token for the HTTPS Dex of `idp`, through the browser that trusts its CA.
 fn https_get_token(idp: &KubeIdp, home: &Path, cache: &Path, env: &[(&str, String)]) -> Output {
     let mut cmd = clean_command(koidc_bin(), home);
-    cmd.args(["get-token", "--issuer", idp.issuer(), "--client-id", crate::dex::CLIENT_ID])
-        .arg("--certificate-authority")
-        .arg(idp.ca_file())
-        .args(["--cache", "file", "--cache-dir"])
-        .arg(cache)
-        .args(["--browser-command", &idp.browser_command(), "--timeout", "60"])
-        .env("FAKE_BROWSER_LOG", home.join("browser.log"))
-        .envs(env.iter().map(|(k, v)| (k, v)));
+    cmd.args([
+        "get-token",
+        "--issuer",
+        idp.issuer(),
+        "--client-id",
+        crate::dex::CLIENT_ID,
+    ])
+    .arg("--certificate-authority")
+    .arg(idp.ca_file())
+    .args(["--cache", "file", "--cache-dir"])
+    .arg(cache)
+    .args(["--browser-command", &idp.browser_command(), "--timeout", "60"])
+    .env("FAKE_BROWSER_LOG", home.join("browser.log"))
+    .envs(env.iter().map(|(k, v)| (k, v)));
     run(&mut cmd)
 }
 
@@ -282,7 +334,12 @@ impl HttpsLab {
     /// `koidc get-token` for the HTTPS Dex, with `HTTPS_PROXY=https_proxy`.
     fn get_token(&self, https_proxy: String) -> Output {
         let home = self.dir.path().join("home");
-        https_get_token(&self.idp, &home, &self.dir.path().join("cache"), &[("HTTPS_PROXY", https_proxy)])
+        https_get_token(
+            &self.idp,
+            &home,
+            &self.dir.path().join("cache"),
+            &[("HTTPS_PROXY", https_proxy)],
+        )
     }
 }
 
@@ -296,7 +353,9 @@ fn an_https_issuer_is_tunnelled_through_https_proxy_with_connect() {
     let requests = lab.proxy.requests();
     let dex_port = port_of(lab.idp.issuer());
     assert!(
-        requests.iter().any(|r| r.starts_with(&format!("CONNECT 127.0.0.1:{dex_port}"))),
+        requests
+            .iter()
+            .any(|r| r.starts_with(&format!("CONNECT 127.0.0.1:{dex_port}"))),
         "no CONNECT to Dex through the proxy: {requests:?}"
     );
     assert!(!requests.iter().any(|r| r.contains("/callback")), "{requests:?}");
@@ -308,7 +367,10 @@ fn a_tunnel_refused_for_want_of_a_login_names_the_proxy_and_the_fix() {
     let out = lab.get_token(lab.proxy.url());
     out.assert_failure();
     let line = out.assert_one_error_line();
-    assert!(line.contains(&format!("the proxy {} (from HTTPS_PROXY)", lab.proxy.url())), "{line}");
+    assert!(
+        line.contains(&format!("the proxy {} (from HTTPS_PROXY)", lab.proxy.url())),
+        "{line}"
+    );
     assert!(line.contains("USER:PASSWORD@"), "{line}");
 
     // With the login in the URL, the tunnel opens; the password shows nowhere.
@@ -340,7 +402,8 @@ fn logs_in_with_the_redirect_uri_on(flags: &[&str], prefix: &str) {
     let out = lab.koidc("get-token", &args);
     lab.assert_ok_get_token(&out);
     assert!(
-        out.stderr.contains(&format!("listening for the login callback on {prefix}")),
+        out.stderr
+            .contains(&format!("listening for the login callback on {prefix}")),
         "the redirect URI does not start with {prefix}: {}",
         out.stderr
     );
@@ -356,16 +419,30 @@ fn redirect_host_localhost_names_localhost_and_the_login_completes() {
 fn redirect_host_refuses_anything_but_the_loopback_names_in_one_line() {
     let lab = Lab::start(LabOptions::default());
     let huge = "h".repeat(100_000);
-    for bad in ["example.com", "0.0.0.0", "127.0.0.2", "", "localhost\r\nX-Evil: 1", "[::1]:8000", &huge] {
+    for bad in [
+        "example.com",
+        "0.0.0.0",
+        "127.0.0.2",
+        "",
+        "localhost\r\nX-Evil: 1",
+        "[::1]:8000",
+        &huge,
+    ] {
         let out = lab.koidc("get-token", &["--redirect-host", bad]);
         out.assert_failure();
         let line = out.assert_one_error_line();
         assert!(line.contains("--redirect-host"), "{bad:?}: {line}");
         assert!(line.len() < 400, "{line}");
     }
-    let out = lab.koidc("get-token", &["--redirect-host", "::1", "--listen", "127.0.0.1:0"]);
+    let out = lab.koidc(
+        "get-token",
+        &["--redirect-host", "::1", "--listen", "127.0.0.1:0"],
+    );
     out.assert_failure();
-    assert!(out.assert_one_error_line().contains("does not match --redirect-host ::1"));
+    assert!(
+        out.assert_one_error_line()
+            .contains("does not match --redirect-host ::1")
+    );
     assert_eq!(lab.browser.launches(), 0);
     assert_eq!(lab.proxy.seen(), [], "nothing reached Dex");
 }
@@ -373,7 +450,16 @@ fn redirect_host_refuses_anything_but_the_loopback_names_in_one_line() {
 #[test]
 fn setup_writes_the_redirect_host_into_the_kubeconfig_entry() {
     let lab = Lab::start(LabOptions::default());
-    let out = lab.koidc("setup", &["--redirect-host", "localhost", "--force-refresh", "--print", "kubeconfig"]);
+    let out = lab.koidc(
+        "setup",
+        &[
+            "--redirect-host",
+            "localhost",
+            "--force-refresh",
+            "--print",
+            "kubeconfig",
+        ],
+    );
     out.assert_success();
     assert!(out.stdout.contains("--redirect-host=localhost"), "{}", out.stdout);
     assert!(!out.stdout.contains("force-refresh"), "{}", out.stdout);
@@ -388,7 +474,11 @@ fn force_refresh_renews_a_valid_cached_token_with_exactly_one_refresh_grant() {
     let mark = lab.proxy.mark();
     let out = lab.koidc("get-token", &["--force-refresh"]);
     let (_, refreshed) = lab.assert_ok_get_token(&out);
-    assert_eq!(lab.proxy.grants_since(mark), ["refresh_token"], "exactly one refresh");
+    assert_eq!(
+        lab.proxy.grants_since(mark),
+        ["refresh_token"],
+        "exactly one refresh"
+    );
     assert_eq!(lab.browser.launches(), 1, "no browser for a refresh");
     assert_ne!(refreshed.token, first.token, "a new ID token");
 
