@@ -78,6 +78,18 @@ pub enum ProxyError {
         /// The proxy.
         route: Route,
     },
+    /// A request carrying a proxy login was answered 401 with something other than an OAuth
+    /// error: how some proxies (tinyproxy) refuse a wrong login.
+    #[error(
+        "{url} answered 401 Unauthorized through the proxy {} (from {}), which is how some proxies refuse a wrong login; {}",
+        .route.proxy, .route.variable, login_hint(.route)
+    )]
+    LoginRefused {
+        /// The URL requested.
+        url: String,
+        /// The proxy.
+        route: Route,
+    },
     /// The proxy refused to open a tunnel (`CONNECT`) to the server: a login it wants, or a
     /// host or port it does not allow.
     #[error(

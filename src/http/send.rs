@@ -108,6 +108,7 @@ impl HttpError {
             Self::Proxy(
                 ProxyError::Unreachable { url, .. }
                 | ProxyError::Login { url, .. }
+                | ProxyError::LoginRefused { url, .. }
                 | ProxyError::Refused { url, .. }
                 | ProxyError::Unusable { url, .. },
             ) => url,
@@ -185,6 +186,19 @@ pub async fn send(
     })?;
     if status == StatusCode::BAD_REQUEST && url.scheme() == "http" && answered_https_only(&body) {
         return Err(server_speaks_https(&url));
+    }
+    // Some proxies (tinyproxy) refuse a wrong login with 401, not 407. A server koidc asks
+    // answers 401 in JSON (an OAuth error, RFC 6749 5.2); anything else, to a request that
+    // carried a proxy login, is the proxy's.
+    if status == StatusCode::UNAUTHORIZED
+        && serde_json::from_slice::<serde_json::Value>(&body).is_err()
+        && let Some(route) = proxy::route(&url).filter(|r| r.credentials)
+    {
+        return Err(ProxyError::LoginRefused {
+            url: display_url(&url),
+            route,
+        }
+        .into());
     }
     Ok(Reply {
         status,
