@@ -815,9 +815,10 @@ mod tests {
         );
         if has_ipv6 {
             let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+            let host = format!("localhost:{port}");
             let (res, resp) = tokio::join!(
                 s.wait_for_code(STATE, LONG),
-                get_with_host(v6, good_callback(), &format!("localhost:{port}"))
+                get_with_host(v6, good_callback(), &host)
             );
             assert_eq!(resp.status, 200);
             assert!(res.is_ok());
