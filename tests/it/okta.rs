@@ -1,7 +1,8 @@
 //! `--provider okta` against an independent, certified OpenID provider configured like Okta:
 //! `tests/okta/server.mjs` (the npm `oidc-provider` package, pinned in tests/okta/package-lock.json)
 //! with issuer `/oauth2/default`, a public "Native app" client whose sign-in redirect URIs are
-//! exactly http://127.0.0.1:8000/callback and http://127.0.0.1:18000/callback, PKCE required,
+//! exactly http://127.0.0.1:8000/callback and http://127.0.0.1:18000/callback (and
+//! http://localhost:8000/callback, for `--redirect-host localhost`), PKCE required,
 //! rotating refresh tokens (reuse revokes the grant), a `groups` claim and revocation.
 //!
 //! Proves: the fixed ports (8000, and 18000 when 8000 is taken), the preset scopes and the
@@ -407,6 +408,20 @@ fn okta_login_listens_on_port_8000_and_the_token_carries_the_okta_groups() {
     lab.get_token();
     assert_eq!(lab.browser.launches(), 1);
     assert_eq!(lab.idp.events().len(), before);
+}
+
+#[test]
+fn okta_redirect_host_localhost_sends_the_registered_localhost_uri_and_the_login_completes() {
+    let _ports = fixed_ports();
+    assert_port_free(PORT);
+    let mut lab = OktaLab::start(OktaOptions::default());
+    let out = lab.koidc("get-token", &["--redirect-host", "localhost"]);
+    out.assert_success();
+    assert_eq!(lab.browser.launches(), 1);
+    assert_eq!(
+        lab.authorized_redirect_uris(),
+        [format!("http://localhost:{PORT}/callback")]
+    );
 }
 
 #[test]
