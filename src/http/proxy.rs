@@ -197,7 +197,22 @@ fn variable_for(scheme: &str, env: &dyn Fn(&str) -> Option<String>) -> &'static 
 /// a network that requires the proxy refuses in a way that names no cause. `None` when every
 /// variable that applies is usable (or none is set).
 pub(crate) fn unusable_variable(url: &Url) -> Option<&'static str> {
-    unusable_in(url, &|name| std::env::var(name).ok())
+    not_unicode(url.scheme(), &|name| std::env::var_os(name))
+        .or_else(|| unusable_in(url, &|name| std::env::var(name).ok()))
+}
+
+/// A proxy variable for `scheme` (its own, or `ALL_PROXY`) that is set but not UTF-8: the
+/// matcher reads it as unset, and so would connect directly.
+fn not_unicode(scheme: &str, env: &dyn Fn(&str) -> Option<OsString>) -> Option<&'static str> {
+    let own: &[&'static str] = if scheme == "https" {
+        &HTTPS_VARIABLES
+    } else {
+        &HTTP_VARIABLES
+    };
+    own.iter()
+        .chain(&ALL_VARIABLES)
+        .find(|name| env(name).is_some_and(|v| v.to_str().is_none()))
+        .copied()
 }
 
 fn unusable_in(url: &Url, env: &dyn Fn(&str) -> Option<String>) -> Option<&'static str> {
@@ -425,6 +440,21 @@ mod tests {
         assert_eq!(unusable_in(&url("https://idp.example/"), &env_of(&[])), None);
         let empty = env_of(&[("HTTPS_PROXY", "")]);
         assert_eq!(unusable_in(&url("https://idp.example/"), &empty), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_proxy_variable_that_is_not_utf8_is_named_for_its_scheme() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let env = |name: &str| (name == "https_proxy").then(|| OsString::from_vec(vec![b'h', 0xff]));
+        assert_eq!(not_unicode("https", &env), Some("https_proxy"));
+        assert_eq!(not_unicode("http", &env), None);
+        let all = |name: &str| (name == "ALL_PROXY").then(|| OsString::from_vec(vec![0xfe]));
+        assert_eq!(not_unicode("http", &all), Some("ALL_PROXY"));
+        assert_eq!(
+            not_unicode("https", &|_| Some(OsString::from("http://p:1"))),
+            None
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! counts the grants.
 
 use std::net::TcpListener;
+use std::os::unix::ffi::OsStringExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -287,10 +288,20 @@ fn a_proxy_variable_that_is_no_url_is_refused_without_repeating_it() {
     let line = out.assert_one_error_line();
     assert!(line.contains("HTTP_PROXY is not a proxy URL"), "{line}");
     assert!(!out.stderr.contains(PROXY_PASSWORD), "{}", out.stderr);
+    // Not UTF-8: read as unset by the HTTP stack, which would connect directly.
+    let mut cmd = lab.command("get-token", &[]);
+    let mut bytes = format!("http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:1").into_bytes();
+    bytes.push(0xff);
+    cmd.env("http_proxy", std::ffi::OsString::from_vec(bytes));
+    let out = run(&mut cmd);
+    out.assert_failure();
+    let line = out.assert_one_error_line();
+    assert!(line.contains("http_proxy is not a proxy URL"), "{line}");
+    assert!(!out.stderr.contains(PROXY_PASSWORD), "{}", out.stderr);
     assert_eq!(
         lab.proxy.seen(),
         [],
-        "koidc connected directly despite HTTP_PROXY"
+        "koidc connected directly despite a proxy variable"
     );
 }
 
