@@ -254,55 +254,43 @@ fn a_wrong_proxy_password_is_named_as_such_and_never_shown_even_verbose() {
     );
 }
 
+/// `get-token` with the proxy variable `name` set to `value` fails before anything reaches Dex,
+/// in one line that never shows the proxy password: that line.
+#[track_caller]
+fn proxy_failure(lab: &Lab, name: &str, value: std::ffi::OsString) -> String {
+    let mut cmd = lab.command("get-token", &[]);
+    cmd.env(name, value);
+    let out = run(&mut cmd);
+    out.assert_failure();
+    assert!(!out.stderr.contains(PROXY_PASSWORD), "{}", out.stderr);
+    assert_eq!(lab.proxy.seen(), [], "a request reached Dex");
+    out.assert_one_error_line()
+}
+
 #[test]
 fn an_unreachable_proxy_is_named_without_its_password() {
     let lab = Lab::start(LabOptions::default());
     let closed = free_port();
-    let mut cmd = lab.command("get-token", &[]);
-    cmd.env(
-        "http_proxy",
-        format!("http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{closed}"),
-    );
-    let out = run(&mut cmd);
-    out.assert_failure();
-    let line = out.assert_one_error_line();
+    let value = format!("http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{closed}");
+    let line = proxy_failure(&lab, "http_proxy", value.into());
     assert!(
         line.contains(&format!("the proxy http://127.0.0.1:{closed} (from http_proxy)")),
         "{line}"
     );
     assert!(line.contains("NO_PROXY"), "{line}");
-    assert!(!out.stderr.contains(PROXY_PASSWORD), "{}", out.stderr);
-    assert_eq!(lab.proxy.seen(), [], "nothing reached Dex");
 }
 
 #[test]
 fn a_proxy_variable_that_is_no_url_is_refused_without_repeating_it() {
     let lab = Lab::start(LabOptions::default());
-    let mut cmd = lab.command("get-token", &[]);
-    cmd.env(
-        "HTTP_PROXY",
-        format!("ftp://{PROXY_USER}:{PROXY_PASSWORD}@proxy\r\n:21"),
-    );
-    let out = run(&mut cmd);
-    out.assert_failure();
-    let line = out.assert_one_error_line();
+    let value = format!("ftp://{PROXY_USER}:{PROXY_PASSWORD}@proxy\r\n:21");
+    let line = proxy_failure(&lab, "HTTP_PROXY", value.into());
     assert!(line.contains("HTTP_PROXY is not a proxy URL"), "{line}");
-    assert!(!out.stderr.contains(PROXY_PASSWORD), "{}", out.stderr);
     // Not UTF-8: read as unset by the HTTP stack, which would connect directly.
-    let mut cmd = lab.command("get-token", &[]);
     let mut bytes = format!("http://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:1").into_bytes();
     bytes.push(0xff);
-    cmd.env("http_proxy", std::ffi::OsString::from_vec(bytes));
-    let out = run(&mut cmd);
-    out.assert_failure();
-    let line = out.assert_one_error_line();
+    let line = proxy_failure(&lab, "http_proxy", std::ffi::OsString::from_vec(bytes));
     assert!(line.contains("http_proxy is not a proxy URL"), "{line}");
-    assert!(!out.stderr.contains(PROXY_PASSWORD), "{}", out.stderr);
-    assert_eq!(
-        lab.proxy.seen(),
-        [],
-        "koidc connected directly despite a proxy variable"
-    );
 }
 
 /// koidc's get-token for the HTTPS Dex of `idp`, through the browser that trusts its CA.
