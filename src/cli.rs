@@ -493,6 +493,17 @@ pub struct LoginFlags {
         value_name = "BASE64"
     )]
     pub certificate_authority_data: Option<String>,
+    /// The host the redirect URI names, for an IdP that registered
+    /// `http://localhost:PORT/callback`: `localhost` (koidc then listens on 127.0.0.1 and ::1, so
+    /// the callback is reached wherever the browser resolves it), `127.0.0.1` or `::1`. The
+    /// callback listens on loopback addresses only, whatever this says [default: the --listen
+    /// address].
+    #[arg(long, env = "KOIDC_REDIRECT_HOST", value_name = "HOST")]
+    pub redirect_host: Option<String>,
+    /// Renew the token now through its refresh token, even when the cached one is still valid
+    /// (e.g. after a change of groups at the IdP); a login only when the refresh fails.
+    #[arg(long, env = "KOIDC_FORCE_REFRESH")]
+    pub force_refresh: bool,
 }
 
 impl std::fmt::Debug for LoginFlags {
@@ -509,6 +520,8 @@ impl std::fmt::Debug for LoginFlags {
             paste,
             certificate_authorities,
             certificate_authority_data,
+            redirect_host,
+            force_refresh,
         } = self;
         f.debug_struct("LoginFlags")
             .field("client_secret", &client_secret.as_ref().map(|_| "<redacted>"))
@@ -521,6 +534,8 @@ impl std::fmt::Debug for LoginFlags {
             .field("paste", paste)
             .field("certificate_authorities", certificate_authorities)
             .field("certificate_authority_data", certificate_authority_data)
+            .field("redirect_host", redirect_host)
+            .field("force_refresh", force_refresh)
             .finish()
     }
 }

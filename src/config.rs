@@ -26,6 +26,7 @@ use crate::cli::options::DEFAULT_TIMEOUT;
 use crate::cli::{CacheArg, CacheFlags, Cli, Command, GrantArg, IdentityFlags, LoginFlags};
 use crate::login::browser::BrowserChoice;
 use crate::login::cache::{CacheKey, CacheKind};
+use crate::login::loopback::RedirectHost;
 use crate::login::oidc::OidcConfig;
 use crate::login::workload::TokenSource;
 use crate::profile::{ConfigFile, Profile, ProfileError, config_path};
@@ -61,6 +62,21 @@ pub enum ConfigError {
         addr: String,
         /// What is wrong.
         reason: &'static str,
+    },
+    /// `--redirect-host` is none of the loopback names koidc can listen on.
+    #[error(
+        "invalid --redirect-host {0:?}: give localhost, 127.0.0.1 or ::1 (the host your IdP registered in http://HOST:PORT/callback); the callback listens on this machine's loopback only"
+    )]
+    RedirectHost(String),
+    /// A `--listen` address the redirect host cannot reach.
+    #[error("--listen {listen} does not match --redirect-host {host}: {hint}")]
+    RedirectHostListen {
+        /// The listen address.
+        listen: SocketAddr,
+        /// The redirect host, as koidc writes it.
+        host: &'static str,
+        /// What to give instead.
+        hint: &'static str,
     },
     /// A scope contains characters OAuth does not allow.
     #[error("invalid --scope {0:?}: a scope is one word of printable ASCII without quotes or backslashes")]
@@ -509,6 +525,13 @@ pub struct LoginConfig {
     pub grant: Grant,
     /// Keyboard mode: also take the redirected URL or the code from stdin.
     pub paste: bool,
+    /// The host the redirect URI names; with [`RedirectHost::Address`], `redirect_ip` (when set)
+    /// is the address every callback candidate listens on.
+    pub redirect_host: RedirectHost,
+    /// `--redirect-host 127.0.0.1` or `::1`: the callback's address.
+    pub redirect_ip: Option<IpAddr>,
+    /// `--force-refresh`: renew a cached token that is still valid.
+    pub force_refresh: bool,
     /// `spec.interactive` of `KUBERNETES_EXEC_INFO` when kubectl runs koidc (`None` otherwise);
     /// set by `get-token`. Non-interactive calls get no stdin and obey the login cool-down.
     pub kubectl_interactive: Option<bool>,
@@ -560,7 +583,15 @@ impl LoginConfig {
         if flags.paste && grant == Grant::DeviceCode {
             return Err(ConfigError::PasteWithDeviceCode);
         }
+        let (redirect_host, redirect_ip) = match flags.redirect_host.as_deref() {
+            None => (RedirectHost::Address, None),
+            Some(raw) => parse_redirect_host(raw)?,
+        };
+        check_listen_for_host(&listen, redirect_host, redirect_ip)?;
         Ok(Self {
+            redirect_host,
+            redirect_ip,
+            force_refresh: flags.force_refresh,
             grant,
             paste: flags.paste,
             kubectl_interactive: None,
@@ -582,10 +613,22 @@ impl LoginConfig {
     /// defaults (Okta: 127.0.0.1:8000 then 127.0.0.1:18000; others: a free port).
     pub fn listen_for(&self, provider: ProviderKind) -> Vec<SocketAddr> {
         if self.listen.is_empty() {
-            provider.default_listen()
+            // The provider's ports, on the redirect host's address.
+            let mut addrs = provider.default_listen();
+            if let Some(ip) = self.redirect_ip {
+                for addr in &mut addrs {
+                    addr.set_ip(ip);
+                }
+            }
+            addrs
         } else {
             self.listen.clone()
         }
+    }
+
+    /// The redirect URI a login listening on `addr` sends.
+    pub fn redirect_uri(&self, addr: SocketAddr) -> String {
+        crate::login::loopback::redirect_uri_with(addr, self.redirect_host)
     }
 
     /// The IdP adapter's configuration for `identity`.
@@ -722,6 +765,59 @@ fn normalize_scopes(raw: &[String]) -> Result<Vec<String>, ConfigError> {
     scopes.sort();
     scopes.dedup();
     Ok(scopes)
+}
+
+/// `--redirect-host`: `localhost`, `127.0.0.1`, `::1` or `[::1]` (any case, blanks around
+/// ignored); anything else is refused, never resolved.
+fn parse_redirect_host(raw: &str) -> Result<(RedirectHost, Option<IpAddr>), ConfigError> {
+    let host = raw.trim().to_ascii_lowercase();
+    match host.as_str() {
+        "localhost" => Ok((RedirectHost::Localhost, None)),
+        "127.0.0.1" => Ok((RedirectHost::Address, Some(IpAddr::from([127, 0, 0, 1])))),
+        "::1" | "[::1]" => Ok((
+            RedirectHost::Address,
+            Some(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+        )),
+        _ => Err(ConfigError::RedirectHost(crate::text::one_line(raw, 80))),
+    }
+}
+
+/// Checks that every `--listen` address is one the redirect host reaches: its own address for
+/// `127.0.0.1` and `::1`; 127.0.0.1 or ::1 for `localhost` (which listens on both).
+fn check_listen_for_host(
+    listen: &[SocketAddr],
+    host: RedirectHost,
+    ip: Option<IpAddr>,
+) -> Result<(), ConfigError> {
+    for addr in listen {
+        let (shown, hint, ok) = match (host, ip) {
+            (RedirectHost::Localhost, _) => (
+                "localhost",
+                "localhost listens on 127.0.0.1 and ::1; give --listen 127.0.0.1:PORT",
+                addr.ip() == IpAddr::from([127, 0, 0, 1])
+                    || addr.ip() == IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ),
+            (RedirectHost::Address, Some(ip @ IpAddr::V4(_))) => (
+                "127.0.0.1",
+                "give --listen 127.0.0.1:PORT, or leave out one of the two",
+                addr.ip() == ip,
+            ),
+            (RedirectHost::Address, Some(ip)) => (
+                "::1",
+                "give --listen [::1]:PORT, or leave out one of the two",
+                addr.ip() == ip,
+            ),
+            (RedirectHost::Address, None) => continue,
+        };
+        if !ok {
+            return Err(ConfigError::RedirectHostListen {
+                listen: *addr,
+                host: shown,
+                hint,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn parse_listen(raw: &str) -> Result<SocketAddr, ConfigError> {
@@ -903,6 +999,7 @@ fn overlay(
         grant,
         browser_command,
         timeout,
+        redirect_host,
         client_secret_env,
     } = profile;
 
@@ -929,6 +1026,7 @@ fn overlay(
     })?;
     fill(&mut t.login.browser_command, browser_command, |v| Ok(v.clone()))?;
     fill(&mut t.login.timeout, timeout, |v| Ok(*v))?;
+    fill(&mut t.login.redirect_host, redirect_host, |v| Ok(v.clone()))?;
     if let Some(var) = client_secret_env {
         // A secret, used or not: never for the browser's eyes.
         crate::login::browser::withhold_from_browser(var);
@@ -1023,6 +1121,83 @@ mod tests {
         assert!(validate_issuer("https://dex.example.com/?a=b").is_err());
         assert!(validate_issuer("https://user:pw@dex.example.com").is_err());
         assert!(validate_issuer("dex.example.com").is_err());
+    }
+
+    #[test]
+    fn redirect_host_takes_the_loopback_names_only() {
+        assert_eq!(
+            parse_redirect_host("localhost").unwrap(),
+            (RedirectHost::Localhost, None)
+        );
+        assert_eq!(
+            parse_redirect_host(" LocalHost ").unwrap().0,
+            RedirectHost::Localhost
+        );
+        let v4 = Some(IpAddr::from([127, 0, 0, 1]));
+        let v6 = Some(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+        assert_eq!(
+            parse_redirect_host("127.0.0.1").unwrap(),
+            (RedirectHost::Address, v4)
+        );
+        assert_eq!(parse_redirect_host("::1").unwrap(), (RedirectHost::Address, v6));
+        assert_eq!(parse_redirect_host("[::1]").unwrap(), (RedirectHost::Address, v6));
+        let huge = "x".repeat(10_000);
+        for bad in [
+            "",
+            "example.com",
+            "0.0.0.0",
+            "127.0.0.2",
+            "localhost.",
+            "localhost:8000",
+            "a\r\nb",
+            &huge,
+        ] {
+            let err = parse_redirect_host(bad).unwrap_err().to_string();
+            assert!(err.starts_with("invalid --redirect-host"), "{err}");
+            assert!(
+                !err.contains('\n') && !err.contains('\r') && err.len() < 400,
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn listen_addresses_must_be_reachable_through_the_redirect_host() {
+        let v4: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+        let v6: SocketAddr = "[::1]:8000".parse().unwrap();
+        let other: SocketAddr = "127.0.0.2:8000".parse().unwrap();
+        let ip4 = Some(v4.ip());
+        let ip6 = Some(v6.ip());
+        assert!(check_listen_for_host(&[v4, v6], RedirectHost::Localhost, None).is_ok());
+        assert!(check_listen_for_host(&[other], RedirectHost::Localhost, None).is_err());
+        assert!(check_listen_for_host(&[v4], RedirectHost::Address, ip4).is_ok());
+        let err = check_listen_for_host(&[v4], RedirectHost::Address, ip6).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--listen 127.0.0.1:8000 does not match --redirect-host ::1: give --listen [::1]:PORT, or leave out one of the two"
+        );
+        assert!(check_listen_for_host(&[other], RedirectHost::Address, None).is_ok());
+    }
+
+    #[test]
+    fn the_default_ports_move_to_the_redirect_hosts_address() {
+        let flags = LoginFlags {
+            redirect_host: Some("::1".into()),
+            ..LoginFlags::default()
+        };
+        let login = LoginConfig::from_flags(&flags, None).unwrap();
+        let addrs = login.listen_for(ProviderKind::Okta);
+        assert!(!addrs.is_empty());
+        assert!(
+            addrs
+                .iter()
+                .all(|a| a.ip() == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
+            "{addrs:?}"
+        );
+        assert_eq!(
+            login.redirect_uri(addrs[0]),
+            format!("http://[::1]:{}/callback", addrs[0].port())
+        );
     }
 
     /// The issuer of `--issuer raw`, or the one-line error.

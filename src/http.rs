@@ -1,17 +1,19 @@
 //! HTTP plumbing shared by the adapters that talk to servers koidc does not run: the identity
 //! provider ([`crate::login::oidc`]), GitHub ([`crate::login::github`]) and the apiserver
-//! (`doctor`): the client builder, the extra trusted CAs ([`ca`]) and one send with one failure
-//! type ([`send()`]).
+//! (`doctor`): the client builder, the extra trusted CAs ([`ca`]), the proxy of the environment
+//! ([`proxy`]) and one send with one failure type ([`send()`]).
 //!
 //! Each adapter keeps its own error type and messages; these helpers say what went wrong and let
 //! the caller name the server and the fix.
 
 mod ca;
+mod proxy;
 mod send;
 
 use std::time::Duration;
 
 pub(crate) use ca::{CaError, ClientError, ExtraCas, decode_data, holds_pem_certificate, pem_certificates};
+pub(crate) use proxy::{ProxyError, browser_environment, redact};
 pub(crate) use send::{HttpError, Reply, display_url, send};
 
 /// How long one HTTP request to the IdP (or GitHub) may take.
@@ -20,7 +22,10 @@ pub const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) use crate::text::one_line;
 
 /// A client builder that follows no redirects, bounds each request (connect included) by
-/// `timeout` and names koidc and its version as the user agent.
+/// `timeout` and names koidc and its version as the user agent. It keeps reqwest's proxies of
+/// the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, see [`proxy`]): every
+/// server koidc asks may sit behind a corporate proxy; the loopback callback is no request of
+/// koidc's, so a proxy never sees it.
 pub(crate) fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
     builtin_name_services();
     reqwest::Client::builder()
@@ -52,11 +57,12 @@ fn builtin_name_services() {
     }
 }
 
-/// The innermost message of an error chain, capped, on one line.
+/// The innermost message of an error chain, capped, on one line, without any proxy's user name
+/// or password ([`redact`]).
 pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = err;
     while let Some(next) = cur.source() {
         cur = next;
     }
-    one_line(&cur.to_string(), 300)
+    one_line(&redact(&cur.to_string()), 300)
 }

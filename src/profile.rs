@@ -188,6 +188,8 @@ pub struct Profile {
     pub browser_command: Option<String>,
     /// `--timeout` in seconds.
     pub timeout: Option<u64>,
+    /// `--redirect-host` (localhost, 127.0.0.1, ::1).
+    pub redirect_host: Option<String>,
     /// The name of the environment variable holding the client secret (never the secret).
     pub client_secret_env: Option<String>,
 }

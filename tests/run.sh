@@ -4,7 +4,8 @@
 # 1. Installs the system packages the tests need when one is missing (Debian/Ubuntu, as root or
 #    with sudo): keyutils (keyctl), gnome-keyring + dbus (a real Secret Service), libdbus-1-dev +
 #    pkg-config (the keyring crate links libdbus), libc6-dev (the static glibc of the release
-#    build), python3 (the fake browser), strace (tests/it/static_build.rs).
+#    build), python3 (the fake browser), strace (tests/it/static_build.rs), tinyproxy (a real HTTP
+#    proxy, tests/it/networks.rs).
 # 2. Builds the pinned Dex, kubectl, etcd and kube-apiserver once (tests/e2e/deps.sh, cached
 #    under ~/.cache/koidc-e2e) and exports KOIDC_E2E_DEX / KOIDC_E2E_KUBECTL / KOIDC_E2E_ETCD /
 #    KOIDC_E2E_KUBE_APISERVER for the integration tests.
@@ -21,7 +22,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-readonly PACKAGES=(keyutils gnome-keyring dbus libdbus-1-dev libc6-dev pkg-config python3 strace)
+readonly PACKAGES=(keyutils gnome-keyring dbus libdbus-1-dev libc6-dev pkg-config python3 strace tinyproxy)
 
 install_missing_packages() {
   if ! command -v dpkg >/dev/null 2>&1; then

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 
-use super::options::{CLIENT_SECRET, Kind, OPTIONS as OPTS};
+use super::options::{CLIENT_SECRET, FORCE_REFRESH, Kind, OPTIONS as OPTS};
 use super::{CacheFlags, GetTokenArgs, GithubFlags, IdentityFlags, LoginFlags, OutputFlags};
 
 /// Parses the arguments after `get-token` (`args`) with the variables `env` gives; `None`
@@ -47,8 +47,9 @@ pub(super) fn parse_get_token(
         };
         let index = OPTS.iter().position(|o| o.long == name)?;
         let opt = &OPTS[index];
-        if index == CLIENT_SECRET {
-            // Deprecated on the command line: clap's path warns about it.
+        if index == CLIENT_SECRET || index == FORCE_REFRESH {
+            // Deprecated on the command line: clap's path warns about it. A forced refresh goes
+            // to the IdP anyway (and `option_words` never writes it).
             return None;
         }
         if opt.kind != Kind::Many && values[index].is_some() {
@@ -122,6 +123,8 @@ pub(super) fn parse_get_token(
             certificate_authorities: take("certificate_authorities")
                 .map(|v| v.into_iter().map(PathBuf::from).collect()),
             certificate_authority_data: one(take("certificate_authority_data")),
+            redirect_host: one(take("redirect_host")),
+            force_refresh: false,
         },
         cache: CacheFlags {
             cache: value_enum(one(take("cache")))?,

@@ -86,7 +86,7 @@ impl Opt {
 /// Every option of [`GetTokenArgs`] except `--verbose` (no variable, no profile key), in the
 /// order [`get_token_argv`] writes them.
 #[rustfmt::skip]
-pub(crate) const OPTIONS: [Opt; 22] = [
+pub(crate) const OPTIONS: [Opt; 24] = [
     opt("profile", "profile", "KOIDC_PROFILE", Kind::One),
     opt("provider", "provider", "KOIDC_PROVIDER", Kind::One).key("provider").shown_default("auto"),
     opt("issuer", "issuer", "KOIDC_ISSUER", Kind::One).key("issuer"),
@@ -109,7 +109,16 @@ pub(crate) const OPTIONS: [Opt; 22] = [
     opt("paste", "paste", "KOIDC_PASTE", Kind::Flag),
     opt("certificate-authority", "certificate_authorities", "KOIDC_CERTIFICATE_AUTHORITY", Kind::Many).key("certificate-authority"),
     opt("certificate-authority-data", "certificate_authority_data", "KOIDC_CERTIFICATE_AUTHORITY_DATA", Kind::One),
+    // Networks: the redirect URI's host, and a refresh on demand.
+    opt("redirect-host", "redirect_host", "KOIDC_REDIRECT_HOST", Kind::One).key("redirect-host"),
+    // No profile key: a profile that always refreshes would make every kubectl call ask the IdP,
+    // and the cache pointless. Never written into a kubeconfig for the same reason.
+    opt("force-refresh", "force_refresh", "KOIDC_FORCE_REFRESH", Kind::Flag),
 ];
+
+/// The index of `--force-refresh` in [`OPTIONS`]: the warm-path parser leaves it to clap (it
+/// always goes to the IdP, so parsing speed does not matter) and [`option_words`] never writes it.
+pub(crate) const FORCE_REFRESH: usize = 23;
 
 /// The index of `--client-secret` in [`OPTIONS`].
 pub(crate) const CLIENT_SECRET: usize = 12;
@@ -195,6 +204,9 @@ pub(crate) fn option_words(args: &GetTokenArgs) -> Vec<String> {
             "paste" => flag(login.paste),
             "certificate_authorities" => login.certificate_authorities.iter().flatten().map(path).collect(),
             "certificate_authority_data" => one(login.certificate_authority_data.clone()),
+            "redirect_host" => one(login.redirect_host.clone()),
+            // A kubeconfig entry that refreshes on every kubectl call: never written.
+            "force_refresh" => Vec::new(),
             // The client secret: never on a command line.
             _ => Vec::new(),
         }
@@ -245,6 +257,7 @@ mod tests {
     #[test]
     fn client_secret_index_names_the_option() {
         assert_eq!(OPTIONS[CLIENT_SECRET].long, "client-secret");
+        assert_eq!(OPTIONS[FORCE_REFRESH].long, "force-refresh");
     }
 
     #[test]

@@ -33,7 +33,6 @@ const KUBELOGIN: &[(&str, &str, &str)] = &[
     ("--oidc-request-header", "issuer", "has no koidc equivalent"),
     ("--oidc-pkce-method", "issuer", "has no koidc equivalent: koidc always uses PKCE with S256"),
     ("--oidc-auth-request-extra-params", "issuer", "has no koidc equivalent"),
-    ("--force-refresh", "issuer", "has no koidc equivalent: `koidc login --force` logs in again"),
     ("--token-cache-dir", "cache-dir", "is --cache-dir in koidc"),
     ("--token-cache-storage", "cache", "is --cache in koidc (keyring, file or none; kubelogin's disk is file)"),
     ("--insecure-skip-tls-verify", "certificate-authority", "is refused: koidc always verifies the identity provider's TLS certificate; trust a private CA with --certificate-authority FILE"),

@@ -118,16 +118,24 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             }
             exec_args
         }
-        None => setup::get_token_args(
-            &identity.issuer,
-            &identity.client_id,
-            &identity.scopes,
-            entry_ca,
-            args.login.listen.as_deref().unwrap_or_default(),
-            // An explicit provider (e.g. Okta behind a custom domain) cannot be guessed from the
-            // issuer by get-token: carry it into the entry.
-            args.identity.provider,
-        ),
+        None => {
+            let mut exec_args = setup::get_token_args(
+                &identity.issuer,
+                &identity.client_id,
+                &identity.scopes,
+                entry_ca,
+                args.login.listen.as_deref().unwrap_or_default(),
+                // An explicit provider (e.g. Okta behind a custom domain) cannot be guessed from
+                // the issuer by get-token: carry it into the entry.
+                args.identity.provider,
+            );
+            // The redirect URI's host is what the provider registered: the entry keeps it
+            // (checked above by `LoginConfig::from_flags`).
+            if let Some(host) = &args.login.redirect_host {
+                exec_args.push(format!("--redirect-host={}", host.trim()));
+            }
+            exec_args
+        }
     };
     let user = setup::kubeconfig_user(&ExecUser {
         name: args.user_name.clone(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use url::Url;
 
+use super::proxy::{self, ProxyError};
 use super::root_cause;
 
 /// A response read completely: status, `Location` and a bounded body.
@@ -81,6 +82,9 @@ pub enum HttpError {
         /// The innermost cause.
         reason: String,
     },
+    /// The request went through a proxy that failed it, or a proxy variable is unusable.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
     /// The body is larger than the limit.
     #[error("the response is larger than {}", size(*.max))]
     TooLarge {
@@ -101,6 +105,13 @@ impl HttpError {
             | Self::ServerSpeaksHttps { url, .. }
             | Self::Unreachable { url, .. }
             | Self::TooLarge { url, .. } => url,
+            Self::Proxy(
+                ProxyError::Unreachable { url, .. }
+                | ProxyError::Login { url, .. }
+                | ProxyError::LoginRefused { url, .. }
+                | ProxyError::Refused { url, .. }
+                | ProxyError::Unusable { url, .. },
+            ) => url,
         }
     }
 
@@ -112,7 +123,7 @@ impl HttpError {
             | Self::PlainHttp { reason, .. }
             | Self::UntrustedCertificate { reason, .. }
             | Self::Unreachable { reason, .. } => reason.clone(),
-            Self::ServerSpeaksHttps { .. } | Self::TooLarge { .. } => self.to_string(),
+            Self::ServerSpeaksHttps { .. } | Self::TooLarge { .. } | Self::Proxy(_) => self.to_string(),
         }
     }
 }
@@ -140,11 +151,27 @@ pub async fn send(
         reason: root_cause(&e),
     })?;
     let url = req.url().clone();
+    if let Some(variable) = proxy::unusable_variable(&url) {
+        return Err(ProxyError::Unusable {
+            url: display_url(&url),
+            variable,
+        }
+        .into());
+    }
     let mut resp = client
         .execute(req)
         .await
         .map_err(|e| classify(&e, &url, timeout))?;
     let status = resp.status();
+    if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+        && let Some(route) = proxy::route(&url)
+    {
+        return Err(ProxyError::Login {
+            url: display_url(&url),
+            route,
+        }
+        .into());
+    }
     let location = resp
         .headers()
         .get(reqwest::header::LOCATION)
@@ -159,6 +186,19 @@ pub async fn send(
     })?;
     if status == StatusCode::BAD_REQUEST && url.scheme() == "http" && answered_https_only(&body) {
         return Err(server_speaks_https(&url));
+    }
+    // Some proxies (tinyproxy) refuse a wrong login with 401, not 407. A server koidc asks
+    // answers 401 in JSON (an OAuth error, RFC 6749 5.2); anything else, to a request that
+    // carried a proxy login, is the proxy's.
+    if status == StatusCode::UNAUTHORIZED
+        && serde_json::from_slice::<serde_json::Value>(&body).is_err()
+        && let Some(route) = proxy::route(&url).filter(|r| r.credentials)
+    {
+        return Err(ProxyError::LoginRefused {
+            url: display_url(&url),
+            route,
+        }
+        .into());
     }
     Ok(Reply {
         status,
@@ -208,22 +248,51 @@ fn classify(err: &reqwest::Error, url: &Url, timeout: Duration) -> HttpError {
             reason,
         };
     }
-    match tls_failure(err) {
-        Some(TlsFailure::PlainHttp) => HttpError::PlainHttp {
+    // A failed connection of a request that goes through a proxy failed at the proxy, or on
+    // the way there, unless the TLS handshake (through the tunnel) is what failed.
+    let routed = err.is_connect().then(|| proxy::route(url)).flatten();
+    match (tls_failure(err), routed) {
+        (Some(TlsFailure::PlainHttp), _) => HttpError::PlainHttp {
             url: display_url(url),
             reason,
         },
-        Some(TlsFailure::UnknownIssuer) => HttpError::UntrustedCertificate {
+        (Some(TlsFailure::UnknownIssuer), _) => HttpError::UntrustedCertificate {
             url: display_url(url),
             reason,
         },
+        (None, Some(route)) => {
+            let url = display_url(url);
+            if tunnel_refused(err) {
+                ProxyError::Refused { url, route, reason }.into()
+            } else {
+                ProxyError::Unreachable { url, route, reason }.into()
+            }
+        }
         // A TLS record where an HTTP response was expected (an alert, a handshake).
-        None if url.scheme() == "http" && reason.contains("invalid HTTP version") => server_speaks_https(url),
-        None => HttpError::Unreachable {
+        (None, None) if url.scheme() == "http" && reason.contains("invalid HTTP version") => {
+            server_speaks_https(url)
+        }
+        (None, None) => HttpError::Unreachable {
             url: display_url(url),
             reason,
         },
     }
+}
+
+/// Whether a failed connection through a proxy failed at the proxy's answer to `CONNECT` (a
+/// status other than 200: a login it wants, a port it refuses), not on the way to the proxy.
+/// hyper-util's tunnel says `tunnel error: …`; its "failed to create underlying connection" is
+/// the proxy out of reach.
+fn tunnel_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let text = e.to_string().to_ascii_lowercase();
+        if text.contains("tunnel error") {
+            return !text.contains("underlying connection");
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// TLS failures worth explaining in the user's terms.

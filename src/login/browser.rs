@@ -8,7 +8,9 @@
 //! A browser is a large program of its own (extensions, crash reporters, a session restored
 //! later), so it never sees the client secret: `KOIDC_CLIENT_SECRET` and the variable a profile
 //! names in `client-secret-env` ([`withhold_from_browser`]) are removed from the environment of
-//! the browser command and of the system's URL opener.
+//! the browser command and of the system's URL opener. Nor does it see a proxy's password: the
+//! proxy variables reach it without their user information, and with the loopback names in
+//! `NO_PROXY`, so the callback is never asked through a proxy.
 //!
 //! INTERFACE: the [`Browser`] trait, [`BrowserChoice::resolve`] and
 //! [`BrowserChoice::into_browser`]; [`split_command`] for checking a command early;
@@ -45,8 +47,16 @@ pub(crate) fn is_withheld(name: &str) -> bool {
             .any(|v| v == name)
 }
 
-/// Removes the secret variables from `cmd`'s environment.
+/// Removes the secret variables from `cmd`'s environment, and a proxy's user name and password
+/// from the proxy variables, which also list the loopback names in `NO_PROXY` so that a browser
+/// reading them reaches the callback directly ([`crate::http::browser_environment`]).
 fn withhold_secrets(cmd: &mut Command) {
+    for (name, value) in crate::http::browser_environment() {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
     cmd.env_remove(CLIENT_SECRET_ENV);
     let withheld = WITHHELD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     for name in withheld.iter() {

@@ -60,6 +60,10 @@ const MAX_PAGES: usize = 10;
 /// secret: only URLs (without query), status codes and GitHub's sanitised error codes.
 #[derive(Debug, thiserror::Error)]
 pub enum GithubError {
+    /// The request goes through a proxy (`HTTPS_PROXY`...) that failed it, or a proxy variable
+    /// is unusable; the message names the proxy, never its password.
+    #[error(transparent)]
+    Proxy(crate::http::ProxyError),
     /// `--github-url` or `--github-api-url` is not usable.
     #[error("invalid --{flag} {url:?}: {reason}")]
     InvalidUrl {
@@ -322,6 +326,7 @@ fn from_http(err: HttpError, url: &str) -> GithubError {
             url,
             reason: err.to_string(),
         },
+        HttpError::Proxy(err) => GithubError::Proxy(err),
         err => GithubError::Unreachable {
             url,
             reason: err.reason(),

@@ -40,6 +40,22 @@ use crate::login::callback::{self, CallbackError, Expected, MAX_SHOWN_LEN};
 /// The path of the redirect URI.
 pub const CALLBACK_PATH: &str = "/callback";
 
+/// The host the redirect URI names (`--redirect-host`). The listener binds loopback addresses
+/// only, whichever it is: the host changes what the IdP is told, never where koidc listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RedirectHost {
+    /// The bound address itself: `http://127.0.0.1:PORT/callback`, `http://[::1]:PORT/callback`.
+    #[default]
+    Address,
+    /// `http://localhost:PORT/callback`, for IdPs that registered that URI: koidc listens on
+    /// 127.0.0.1 and on ::1 at the same port, so the callback is reached whichever of the two the
+    /// browser resolves `localhost` to (only 127.0.0.1 when the machine has no IPv6 loopback).
+    Localhost,
+}
+
+/// How many ports a `localhost` listener tries when ::1 holds the free port 127.0.0.1 got.
+const LOCALHOST_PORT_TRIES: usize = 8;
+
 /// Longest query string accepted on the callback; longer ones get a 400.
 pub const MAX_QUERY_LEN: usize = 8 * 1024;
 
@@ -159,6 +175,9 @@ fn timeout_message(secs: u64, rejected: u64) -> String {
 #[derive(Debug)]
 pub struct LoopbackServer {
     listener: TcpListener,
+    /// The ::1 listener at the same port, for [`RedirectHost::Localhost`].
+    ipv6: Option<TcpListener>,
+    host: RedirectHost,
     addr: SocketAddr,
     iss_required: bool,
     header_read_timeout: Duration,
@@ -189,12 +208,68 @@ impl LoopbackServer {
                     let addr = listener.local_addr().map_err(LoopbackError::LocalAddr)?;
                     return Ok(Self {
                         listener,
+                        ipv6: None,
+                        host: RedirectHost::Address,
                         addr,
                         iss_required: false,
                         header_read_timeout: HEADER_READ_TIMEOUT,
                     });
                 }
                 Err(err) => attempts.push((candidate, err)),
+            }
+        }
+        Err(LoopbackError::Bind { attempts })
+    }
+
+    /// [`Self::bind`] for a redirect URI naming `host`. For [`RedirectHost::Localhost`], each
+    /// candidate's port is bound on 127.0.0.1 and on ::1 (the candidate's own address, checked
+    /// to be loopback, is not used): both, or the next candidate. A machine without an IPv6
+    /// loopback gets 127.0.0.1 alone; a ::1 port held by another program is never left to it (a
+    /// browser resolving `localhost` to ::1 would hand it the code).
+    pub async fn bind_for(candidates: &[SocketAddr], host: RedirectHost) -> Result<Self, LoopbackError> {
+        if host == RedirectHost::Address {
+            return Self::bind(candidates).await;
+        }
+        if candidates.is_empty() {
+            return Err(LoopbackError::NoCandidates);
+        }
+        if let Some(addr) = candidates.iter().find(|a| !a.ip().is_loopback()) {
+            return Err(LoopbackError::NotLoopback { addr: *addr });
+        }
+        let mut attempts = Vec::new();
+        for candidate in candidates {
+            let tries = if candidate.port() == 0 {
+                LOCALHOST_PORT_TRIES
+            } else {
+                1
+            };
+            for _ in 0..tries {
+                let v4 = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, candidate.port()));
+                let listener = match TcpListener::bind(v4).await {
+                    Ok(listener) => listener,
+                    Err(err) => {
+                        attempts.push((v4, err));
+                        break;
+                    }
+                };
+                let addr = listener.local_addr().map_err(LoopbackError::LocalAddr)?;
+                let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()));
+                let ipv6 = match TcpListener::bind(v6).await {
+                    Ok(ipv6) => Some(ipv6),
+                    Err(err) if no_ipv6_loopback(&err) => None,
+                    Err(err) => {
+                        attempts.push((v6, err));
+                        continue;
+                    }
+                };
+                return Ok(Self {
+                    listener,
+                    ipv6,
+                    host,
+                    addr,
+                    iss_required: false,
+                    header_read_timeout: HEADER_READ_TIMEOUT,
+                });
             }
         }
         Err(LoopbackError::Bind { attempts })
@@ -217,7 +292,7 @@ impl LoopbackServer {
 
     /// The redirect URI to send to the IdP, e.g. `http://127.0.0.1:41234/callback`.
     pub fn redirect_uri(&self) -> String {
-        redirect_uri_for(self.addr)
+        redirect_uri_with(self.addr, self.host)
     }
 
     /// Serves until the callback with `expected_state` arrives or `timeout` passes.
@@ -253,7 +328,7 @@ impl LoopbackServer {
         });
         let app = Router::new().fallback(handle).with_state(Arc::clone(&shared));
         let (stop_tx, stop_rx) = watch::channel(());
-        let serve = serve(self.listener, app, self.header_read_timeout, stop_rx);
+        let serve = serve(self.listener, self.ipv6, app, self.header_read_timeout, stop_rx);
         let mut serve = std::pin::pin!(serve);
 
         let outcome = tokio::select! {
@@ -282,6 +357,7 @@ impl LoopbackServer {
 /// Every connection has hyper's header read timeout.
 async fn serve(
     listener: TcpListener,
+    ipv6: Option<TcpListener>,
     app: Router,
     header_read_timeout: Duration,
     mut stop: watch::Receiver<()>,
@@ -290,7 +366,7 @@ async fn serve(
     loop {
         let stream = tokio::select! {
             _ = stop.changed() => break,
-            accepted = listener.accept() => match accepted {
+            accepted = accept(&listener, ipv6.as_ref()) => match accepted {
                 Ok((stream, _)) => stream,
                 // Out of file descriptors or a connection reset before it was accepted: try
                 // again shortly rather than spin.
@@ -320,7 +396,36 @@ async fn serve(
         });
     }
     drop(listener);
+    drop(ipv6);
     while connections.join_next().await.is_some() {}
+}
+
+/// The next connection on `listener` or on `ipv6`.
+async fn accept(
+    listener: &TcpListener,
+    ipv6: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match ipv6 {
+        None => listener.accept().await,
+        Some(ipv6) => tokio::select! {
+            accepted = listener.accept() => accepted,
+            accepted = ipv6.accept() => accepted,
+        },
+    }
+}
+
+/// Whether binding ::1 failed because the machine has no IPv6 loopback (IPv6 disabled or not
+/// built in), rather than because the port is taken.
+fn no_ipv6_loopback(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::AddrNotAvailable || err.raw_os_error() == Some(libc::EAFNOSUPPORT)
+}
+
+/// The redirect URI for a bound address and the host it names.
+pub(crate) fn redirect_uri_with(addr: SocketAddr, host: RedirectHost) -> String {
+    match host {
+        RedirectHost::Address => redirect_uri_for(addr),
+        RedirectHost::Localhost => format!("http://localhost:{}{CALLBACK_PATH}", addr.port()),
+    }
 }
 
 /// `http://HOST:PORT/callback` for a bound address; IPv6 in brackets, without a zone.
@@ -692,6 +797,55 @@ mod tests {
             msg.contains(&a.to_string()) && msg.contains(&b.to_string()),
             "{msg}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_localhost_redirect_listens_on_both_loopbacks_at_one_port_and_names_localhost() {
+        let s = LoopbackServer::bind_for(&["127.0.0.1:0".parse().unwrap()], RedirectHost::Localhost)
+            .await
+            .unwrap();
+        let port = s.local_addr().port();
+        assert_eq!(s.local_addr().ip(), std::net::IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(s.redirect_uri(), format!("http://localhost:{port}/callback"));
+        let has_ipv6 = std::net::TcpListener::bind("[::1]:0").is_ok();
+        assert_eq!(
+            s.ipv6.is_some(),
+            has_ipv6,
+            "::1 is bound exactly when the machine has it"
+        );
+        if has_ipv6 {
+            let v6: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+            let host = format!("localhost:{port}");
+            let (res, resp) = tokio::join!(
+                s.wait_for_code(STATE, LONG),
+                get_with_host(v6, good_callback(), &host)
+            );
+            assert_eq!(resp.status, 200);
+            assert!(res.is_ok());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_localhost_redirect_never_leaves_a_taken_ipv6_port_to_its_owner() {
+        if std::net::TcpListener::bind("[::1]:0").is_err() {
+            return; // No IPv6 loopback: nothing can hold ::1.
+        }
+        let other = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let port = other.local_addr().unwrap().port();
+        let candidate: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let err = LoopbackServer::bind_for(&[candidate], RedirectHost::Localhost)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoopbackError::Bind { .. }), "{err:?}");
+        assert!(err.to_string().contains(&format!("[::1]:{port}")), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_localhost_redirect_refuses_non_loopback_candidates() {
+        let err = LoopbackServer::bind_for(&["0.0.0.0:0".parse().unwrap()], RedirectHost::Localhost)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, LoopbackError::NotLoopback { .. }));
     }
 
     #[test]

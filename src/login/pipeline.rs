@@ -254,8 +254,12 @@ impl Authenticator<'_> {
     ///
     /// A non-interactive kubectl call (`login.kubectl_interactive == Some(false)`) that needs a
     /// login within [`COOLDOWN`](cooldown::COOLDOWN) of a failed one fails with [`CoolingDown`](cooldown::CoolingDown) instead.
+    ///
+    /// `login.force_refresh` skips serving the cached token: a renewable entry is renewed now
+    /// (and a login follows only when the renewal fails, as for an expired token).
     pub fn obtain(&self, login: &LoginConfig, force_login: bool) -> anyhow::Result<Obtained> {
-        if !force_login && let Some(hit) = self.cached()? {
+        let serve_cached = !force_login && !login.force_refresh;
+        if serve_cached && let Some(hit) = self.cached()? {
             return Ok(hit);
         }
         // One renewal or login at a time per identity; the others wait and then reuse its result.
@@ -274,7 +278,7 @@ impl Authenticator<'_> {
         // that was skipped.
         let previous = self.load_entry(force_login)?;
         let now = self.clock.now();
-        if !force_login
+        if serve_cached
             && let Some(entry) = &previous
             && let Some(hit) = self.servable(entry.clone(), now)
         {

@@ -33,6 +33,7 @@ mod keyring;
 mod kubectl;
 mod login;
 mod logout;
+mod networks;
 mod okta;
 mod options;
 mod parallel;

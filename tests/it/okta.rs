@@ -1,7 +1,8 @@
 //! `--provider okta` against an independent, certified OpenID provider configured like Okta:
 //! `tests/okta/server.mjs` (the npm `oidc-provider` package, pinned in tests/okta/package-lock.json)
 //! with issuer `/oauth2/default`, a public "Native app" client whose sign-in redirect URIs are
-//! exactly http://127.0.0.1:8000/callback and http://127.0.0.1:18000/callback, PKCE required,
+//! exactly http://127.0.0.1:8000/callback and http://127.0.0.1:18000/callback (and
+//! http://localhost:8000/callback, for `--redirect-host localhost`), PKCE required,
 //! rotating refresh tokens (reuse revokes the grant), a `groups` claim and revocation.
 //!
 //! Proves: the fixed ports (8000, and 18000 when 8000 is taken), the preset scopes and the
@@ -32,7 +33,7 @@ use tempfile::TempDir;
 use crate::browser::{BrowserLog, fake_browser};
 use crate::support::{
     ExecCredential, Output, Secrets, Stdout, assert_no_leak, clean_command, files_under, koidc_bin,
-    parse_exec_credential, repo_root, run, wait_until_stale,
+    parse_exec_credential, repo_root, run, wait_until_stale, which,
 };
 
 /// The client registered at the Okta-like provider.
@@ -211,13 +212,6 @@ impl Drop for OktaIdp {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
 }
 
 /// The first 16 hex digits of the SHA-256 of a token: how the provider's events name tokens.
@@ -414,6 +408,20 @@ fn okta_login_listens_on_port_8000_and_the_token_carries_the_okta_groups() {
     lab.get_token();
     assert_eq!(lab.browser.launches(), 1);
     assert_eq!(lab.idp.events().len(), before);
+}
+
+#[test]
+fn okta_redirect_host_localhost_sends_the_registered_localhost_uri_and_the_login_completes() {
+    let _ports = fixed_ports();
+    assert_port_free(PORT);
+    let mut lab = OktaLab::start(OktaOptions::default());
+    let out = lab.koidc("get-token", &["--redirect-host", "localhost"]);
+    out.assert_success();
+    assert_eq!(lab.browser.launches(), 1);
+    assert_eq!(
+        lab.authorized_redirect_uris(),
+        [format!("http://localhost:{PORT}/callback")]
+    );
 }
 
 #[test]

@@ -77,6 +77,14 @@ pub fn runtime() -> &'static tokio::runtime::Handle {
     })
 }
 
+/// The file `program` in a directory of `PATH`, if any.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
 /// A command with an empty environment except `PATH` and `HOME` (a test's own directory).
 pub fn clean_command(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
     let mut cmd = Command::new(program);

@@ -3,8 +3,9 @@
 // The certified `oidc-provider` package, configured as an Okta custom authorization server
 // (issuer `http://127.0.0.1:PORT/oauth2/default`, endpoints under `/v1/...` as Okta names them)
 // with one Okta "Native app": public client `koidc-okta` (token_endpoint_auth_method none),
-// sign-in redirect URIs exactly http://127.0.0.1:8000/callback and http://127.0.0.1:18000/callback
-// (no loopback port leniency), PKCE required (S256 only), grant types authorization_code and
+// sign-in redirect URIs exactly http://127.0.0.1:8000/callback and http://127.0.0.1:18000/callback,
+// and http://localhost:8000/callback as an app registered with `localhost` has it (no loopback
+// port leniency), PKCE required (S256 only), grant types authorization_code and
 // refresh_token, rotating refresh tokens (reusing a rotated one revokes the whole grant, as Okta
 // does outside its grace period), a `groups` scope whose claim goes into the ID token, revocation
 // at `/v1/revoke`, and no consent screen (the consent step is answered by the server, as an
@@ -46,7 +47,11 @@ const CLIENT_ID = 'koidc-okta';
 const CI_CLIENT_ID = 'koidc-ci';
 const CI_RESOURCE = 'urn:koidc:kubernetes';
 const CI_AUDIENCE = 'kubernetes';
-const REDIRECT_URIS = ['http://127.0.0.1:8000/callback', 'http://127.0.0.1:18000/callback'];
+const REDIRECT_URIS = [
+  'http://127.0.0.1:8000/callback',
+  'http://127.0.0.1:18000/callback',
+  'http://localhost:8000/callback',
+];
 const ACCOUNT = {
   sub: '00uokta0user0000001',
   email: 'okta-user@example.com',

@@ -39,6 +39,10 @@ pub enum ApiError {
     /// The HTTP client cannot be built (a CA the TLS library refuses).
     #[error("cannot set up TLS for the apiserver: {0}")]
     Client(String),
+    /// The request goes through a proxy (`HTTPS_PROXY`..., or the kubeconfig's `proxy-url`) that
+    /// failed it; the message names the proxy, never its password.
+    #[error(transparent)]
+    Proxy(crate::http::ProxyError),
     /// The apiserver cannot be reached.
     #[error("cannot reach the apiserver at {url}: {reason}")]
     Unreachable {
@@ -214,6 +218,7 @@ impl ApiClient {
                     url: url.to_string(),
                     reason: err.to_string(),
                 },
+                HttpError::Proxy(err) => ApiError::Proxy(err),
                 err => ApiError::Unreachable {
                     url: url.to_string(),
                     reason: err.reason(),

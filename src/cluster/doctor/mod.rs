@@ -146,6 +146,7 @@ pub fn issuer_checks(issuer: &str, discovered: Result<(), &OidcError>) -> [Check
         ],
         Err(
             err @ (OidcError::Unreachable { .. }
+            | OidcError::Proxy(_)
             | OidcError::PlainHttp { .. }
             | OidcError::ServerSpeaksHttps { .. }
             | OidcError::UntrustedCertificate { .. }

@@ -37,6 +37,10 @@ pub enum OidcError {
     /// The HTTP client cannot be built (TLS backend failure).
     #[error("cannot set up the HTTP client: {0}")]
     HttpClient(String),
+    /// The request goes through a proxy (`HTTPS_PROXY`...) that failed it, or a proxy variable
+    /// is unusable; the message names the proxy, never its password.
+    #[error(transparent)]
+    Proxy(crate::http::ProxyError),
     /// The connection failed (refused, DNS, TLS...).
     #[error(
         "cannot reach the issuer {url}: {reason}; check the issuer URL and that the identity provider is running"

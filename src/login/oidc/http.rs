@@ -143,6 +143,7 @@ fn from_http(err: HttpError) -> OidcError {
             url,
         },
         HttpError::Unreachable { url, reason } => OidcError::Unreachable { url, reason },
+        HttpError::Proxy(err) => OidcError::Proxy(err),
         err @ HttpError::TooLarge { .. } => OidcError::Malformed {
             url: err.url().to_owned(),
             reason: err.to_string(),

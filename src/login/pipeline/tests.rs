@@ -473,6 +473,47 @@ fn a_forced_login_skips_a_usable_cached_token_and_its_refresh() {
 }
 
 #[test]
+fn a_forced_refresh_renews_a_usable_cached_token_and_saves_the_result() {
+    let world = World::new();
+    world.cache(&entry("cached", "alice", world.now() + hours(1), Some("rt-1")));
+    let later = world.now() + hours(2);
+    let source = FakeSource::new(
+        move |_| Renewal::Renewed {
+            entry: entry("renewed", "alice", later, Some("rt-2")),
+            source: Source::Refresh,
+        },
+        || panic!("no login after a successful refresh"),
+    );
+    let login = LoginConfig {
+        force_refresh: true,
+        ..kubectl(Some(false))
+    };
+    let got = world.auth(&source).obtain(&login, false).unwrap();
+    assert_eq!(got.source, Source::Refresh);
+    assert_eq!(tag(&got.entry), "renewed");
+    assert_eq!(source.asked(), (1, 1, 0));
+    assert_eq!(tag(&world.cached().unwrap()), "renewed");
+}
+
+#[test]
+fn a_forced_refresh_the_provider_refuses_falls_back_to_a_login() {
+    let world = World::new();
+    world.cache(&entry("cached", "alice", world.now() + hours(1), Some("rt-1")));
+    let later = world.now() + hours(2);
+    let source = FakeSource::new(
+        |_| Renewal::LogIn { forget: false },
+        move || Ok(entry("login", "alice", later, Some("rt-9"))),
+    );
+    let login = LoginConfig {
+        force_refresh: true,
+        ..kubectl(None)
+    };
+    let got = world.auth(&source).obtain(&login, false).unwrap();
+    assert_eq!(got.source, Source::Login);
+    assert_eq!(source.asked(), (1, 1, 1));
+}
+
+#[test]
 fn a_second_caller_waiting_for_the_lock_reuses_the_first_callers_login() {
     let world = World::new();
     let later = world.now() + hours(1);

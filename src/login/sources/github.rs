@@ -428,7 +428,8 @@ async fn web_login(context: &Context<'_>, client: &Client<'_>) -> anyhow::Result
     if login.client_secret.is_none() {
         return Err(GithubError::MissingClientSecret.into());
     }
-    let server = LoopbackServer::bind(&login.listen_for(ProviderKind::Github)).await?;
+    let server =
+        LoopbackServer::bind_for(&login.listen_for(ProviderKind::Github), login.redirect_host).await?;
     let request = client.web_login(&server.redirect_uri(), &context.identity.scopes)?;
     printer.debug(format_args!(
         "listening for the GitHub callback on {}",

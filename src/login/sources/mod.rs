@@ -270,6 +270,9 @@ pub(crate) mod test_support {
             grant: Grant::Auto,
             paste: false,
             kubectl_interactive: None,
+            redirect_host: crate::login::loopback::RedirectHost::Address,
+            redirect_ip: None,
+            force_refresh: false,
         }
     }
 }

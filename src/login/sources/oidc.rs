@@ -271,7 +271,7 @@ async fn device_login(
     // the user has entered it: ask the authorization endpoint about the client first. Only the
     // client matters here, so the redirect URI is the one a browser login would use.
     if !client_checked && let Some(addr) = login.listen_for(kind).first() {
-        let request = provider.authorization_request(&crate::login::loopback::redirect_uri_for(*addr))?;
+        let request = provider.authorization_request(&login.redirect_uri(*addr))?;
         preflight(provider, &request, LoginKind::Device, printer).await?;
     }
     printer.debug("requesting a device code");
@@ -314,7 +314,7 @@ async fn browser_login(
     browser: &dyn Browser,
     printer: Printer,
 ) -> anyhow::Result<BrowserLogin> {
-    let server = LoopbackServer::bind(&login.listen_for(kind)).await?;
+    let server = LoopbackServer::bind_for(&login.listen_for(kind), login.redirect_host).await?;
     let request = provider.authorization_request(&server.redirect_uri())?;
     printer.debug(format_args!(
         "listening for the login callback on {}",
