@@ -582,6 +582,12 @@ impl KubeCluster {
     /// --kubeconfig <path> --user oidc --exec-command <absolute koidc>`. Fails the test when a
     /// step fails; returns the setup run.
     pub fn write_user_kubeconfig(&self, path: &Path) -> Output {
+        self.write_user_kubeconfig_for(path, &self.idp.setup_args())
+    }
+
+    /// [`Self::write_user_kubeconfig`] with `koidc setup` run with `setup_args` (another
+    /// issuer's) instead of [`KubeIdp::setup_args`].
+    pub fn write_user_kubeconfig_for(&self, path: &Path, setup_args: &[String]) -> Output {
         let home = path.parent().expect("the kubeconfig has a parent dir");
         std::fs::create_dir_all(home).expect("create the kubeconfig dir");
         let kubeconfig = format!("--kubeconfig={}", path.display());
@@ -629,7 +635,7 @@ impl KubeCluster {
             run(&mut cmd).assert_success();
         }
         let mut args = vec!["setup".to_owned()];
-        args.extend(self.idp.setup_args());
+        args.extend(setup_args.iter().cloned());
         args.extend([
             "--write-kubeconfig".into(),
             "--kubeconfig".into(),

@@ -15,6 +15,7 @@ mod browser;
 mod dex;
 mod fake_actions;
 mod fake_github;
+mod keycloak;
 mod kube;
 mod kubeconfig;
 mod lab;
