@@ -585,11 +585,14 @@ fn keycloak_device_grant_is_approved_from_the_printed_code_and_the_token_has_the
     let prompt = koidc.wait_for_line("enter the code", Duration::from_secs(30));
     let (uri, code) = parse_device_prompt(&prompt);
     assert_eq!(uri, format!("{}/device", lab.issuer()), "Keycloak's verification URI");
+    let complete = koidc.wait_for_line("or open ", Duration::from_secs(5));
+    let complete = complete.rsplit("or open ").next().unwrap_or_default().trim().to_owned();
+    assert_eq!(complete, format!("{uri}?user_code={code}"), "verification_uri_complete shown");
 
-    // The user opens the page on another device, types the code and logs in.
+    // The user opens the complete link on another device, logs in and grants the access.
     let mut approver = clean_command(repo_root().join("tests/support/device-approver.py"), &lab.home);
     approver
-        .args([&uri, &code])
+        .arg(&complete)
         .env("FAKE_BROWSER_LOGIN", USERNAME)
         .env("FAKE_BROWSER_PASSWORD", USER_PASSWORD);
     run(&mut approver).assert_success();
@@ -620,7 +623,11 @@ fn client_credentials(lab: &KeycloakLab, secret: &str, cache_dir: &Path) -> Outp
         .arg(cache_dir)
         .env("KOIDC_CLIENT_SECRET", secret);
     let out = run(&mut cmd);
+    // Every secret on the wire, but for the token koidc hands to kubectl on stdout.
     let mut secrets = lab.proxy.secrets();
+    if out.success() {
+        secrets.other.remove(&parse_exec_credential(&out).token);
+    }
     secrets.other.insert(secret.to_owned());
     assert_no_leak(&out, &secrets, Stdout::MayHoldIdToken);
     out

@@ -6,8 +6,10 @@
       The device flow (RFC 8628) as a user on another device does it: open the verification URL
       (Dex's `/device`, Keycloak's `/realms/REALM/device`, or `verification_uri_complete`), enter
       USER_CODE in the form when given (else keep the prefilled one), submit, log in (a Dex
-      connector, or Keycloak's username/password form) and stop on the "device login successful"
-      page (Dex's `/device/callback`; Keycloak's page without a form). Exit 0 on success.
+      connector, or Keycloak's username/password form and its consent page) and stop on the "device
+      login successful" page (Dex's `/device/callback`; Keycloak's page without a form). Exit 0
+      on success. Keycloak 26.7 answers a typed code posted to `/realms/REALM/device` with
+      `invalid_client`: give it the `verification_uri_complete` instead.
 
   device-approver.py --redirect-url AUTHORIZATION_URL
       Keyboard mode: log in at the authorization URL and stop at the redirect to the
@@ -77,6 +79,7 @@ class Approver(browserlib.Browser):
             # Dex names the field `user_code`, Keycloak `device_user_code`.
             device_forms = [f for f in forms if CODE_FIELDS & f["inputs"].keys()]
             password_forms = [f for f in forms if "password" in f["inputs"]]
+            consent_forms = [f for f in forms if "/login-actions/consent" in f["action"]]
             if device_forms:
                 if code_submitted:
                     fail(f"{where(url)} showed the code form again: Dex refused the user code")
@@ -92,6 +95,11 @@ class Approver(browserlib.Browser):
                 form = password_forms[0]
                 fields = browserlib.login_fields(form, self.login, self.password)
                 logged_in = True
+            elif logged_in and consent_forms:
+                # Keycloak asks the user to grant the device's access (its "Yes" button).
+                form = consent_forms[0]
+                fields = dict(form["inputs"])
+                fields["accept"] = "Yes"
             elif not forms and logged_in and b"successful" in body.lower():
                 # Keycloak's "Device Login Successful" page (it has no /device/callback).
                 if stop_before:
