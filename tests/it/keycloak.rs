@@ -613,13 +613,13 @@ fn keycloak_device_grant_is_approved_from_the_printed_code_and_the_token_has_the
     );
 }
 
-/// `koidc get-token --grant client-credentials --audience kubernetes` as the confidential
-/// client, the secret in `KOIDC_CLIENT_SECRET`, the file cache in `cache_dir`.
-fn client_credentials(lab: &KeycloakLab, secret: &str, cache_dir: &Path) -> Output {
+/// `koidc get-token --grant client-credentials --audience AUDIENCE` as the confidential client,
+/// the secret in `KOIDC_CLIENT_SECRET`, the file cache in `cache_dir`.
+fn client_credentials(lab: &KeycloakLab, secret: &str, audience: &str, cache_dir: &Path) -> Output {
     let mut cmd = clean_command(koidc_bin(), &lab.home);
     cmd.args(["get-token", "--grant", "client-credentials"])
         .args(["--issuer", &lab.issuer(), "--client-id", CI_CLIENT_ID])
-        .args(["--audience", CI_AUDIENCE, "--cache", "file", "--cache-dir"])
+        .args(["--audience", audience, "--cache", "file", "--cache-dir"])
         .arg(cache_dir)
         .env("KOIDC_CLIENT_SECRET", secret);
     let out = run(&mut cmd);
@@ -637,24 +637,42 @@ fn client_credentials(lab: &KeycloakLab, secret: &str, cache_dir: &Path) -> Outp
 fn keycloak_client_credentials_give_the_confidential_client_a_jwt_for_the_audience() {
     let lab = KeycloakLab::start(CI_CLIENT_ID);
 
-    let out = client_credentials(&lab, CI_SECRET, &lab.cache_dir);
+    let out = client_credentials(&lab, CI_SECRET, CI_AUDIENCE, &lab.cache_dir);
     out.assert_success();
     let cred = parse_exec_credential(&out);
     assert_eq!(cred.claims["iss"], lab.issuer().as_str(), "{}", cred.claims);
     assert_eq!(cred.claims["azp"], CI_CLIENT_ID, "{}", cred.claims);
+    // Keycloak answers with no ID token: koidc hands on the access token, a JWT that its
+    // audience mapper made for `kubernetes` (beside Keycloak's own `account`).
+    assert_eq!(cred.claims["typ"], "Bearer", "an access token: {}", cred.claims);
+    assert_eq!(
+        cred.claims["aud"],
+        serde_json::json!([CI_AUDIENCE, "account"]),
+        "{}",
+        cred.claims
+    );
     assert_eq!(lab.grants_since(0), ["client_credentials"]);
 
     // Cached: the next call makes no request.
     let mark = lab.proxy.mark();
-    let again = client_credentials(&lab, CI_SECRET, &lab.cache_dir);
+    let again = client_credentials(&lab, CI_SECRET, CI_AUDIENCE, &lab.cache_dir);
     again.assert_success();
     assert_eq!(parse_exec_credential(&again).token, cred.token);
     assert_eq!(lab.proxy.since(mark), [], "a cache hit makes no request");
 
     // A wrong secret: one line naming Keycloak's refusal, never the secret.
-    let wrong = client_credentials(&lab, "not-the-secret", &lab.tmp.path().join("other-cache"));
+    let wrong = client_credentials(&lab, "not-the-secret", CI_AUDIENCE, &lab.tmp.path().join("other-cache"));
     let line = wrong.assert_one_error_line();
     assert!(line.contains("unauthorized_client") || line.contains("invalid_client"), "{line}");
+
+    // An audience the client's tokens are not for: refused, naming both.
+    let other = client_credentials(&lab, CI_SECRET, "other-cluster", &lab.tmp.path().join("third-cache"));
+    assert_eq!(
+        other.assert_one_error_line(),
+        "koidc: access token rejected: audience must contain `other-cluster` (the token's: \
+         `kubernetes`, `account`); check --audience and the audience the IdP puts in this \
+         client's access tokens"
+    );
 }
 
 #[test]
@@ -759,4 +777,18 @@ fn keycloak_setup_doctor_and_kubectl_through_a_real_apiserver_that_trusts_keyclo
         format!("ok   token claims (email \"{USER_EMAIL}\", groups [developers, ops])")
     );
     assert_eq!(browser.launches(), 1, "kubectl and the doctor shared the cached token");
+}
+
+#[test]
+fn keycloak_refuses_a_scope_the_realm_does_not_have_and_koidc_says_so_in_one_line_before_the_browser() {
+    // Keycloak has no `groups` scope (the mapper adds the claim without one) and refuses the
+    // whole authorization request for it; koidc's check before the browser names the refusal.
+    let lab = KeycloakLab::start(CLIENT_ID);
+    let out = lab.koidc("get-token", &["--scope", "groups"]);
+    assert_eq!(
+        out.assert_one_error_line(),
+        "koidc: the identity provider refused the login request: invalid_scope: Invalid scopes: \
+         openid email groups; check the client settings at the identity provider"
+    );
+    assert_eq!(lab.browser.launches(), 0, "no browser for a request Keycloak refuses");
 }
