@@ -19,9 +19,10 @@
 //! revocation, the device grant, client credentials with the confidential client, `koidc
 //! setup` and `koidc doctor`, and kubectl through a real kube-apiserver that trusts Keycloak.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, Once, OnceLock, mpsc};
+use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -29,11 +30,11 @@ use tempfile::TempDir;
 
 use crate::browser::{BrowserLog, fake_browser};
 use crate::dex::{die_with_parent, free_port};
-use crate::kube::{APP_NAMESPACE, KubeCluster, KubeIdp, Pki};
+use crate::kube::{APP_NAMESPACE, KubeCluster, KubeIdp, Pki, keep_servers_until_exit};
 use crate::proxy::Proxy;
 use crate::support::{
     ExecCredential, Live, Output, RUN_TIMEOUT, Stdout, assert_no_leak, clean_command, files_under, koidc_bin,
-    parse_exec_credential, repo_root, run, runtime, wait_until_stale,
+    login_and_refresh_twice, parse_exec_credential, repo_root, run, runtime,
 };
 
 /// The realm of `tests/keycloak/realm.json`.
@@ -64,8 +65,6 @@ pub struct Keycloak {
     pub pki: Pki,
     log: PathBuf,
     dir: PathBuf,
-    /// From the start of `kc.sh` until discovery answered.
-    pub startup: Duration,
 }
 
 impl Keycloak {
@@ -94,35 +93,7 @@ impl Keycloak {
 /// it with that test; it is killed at exit). When it did not start, every test fails with why.
 pub fn keycloak() -> &'static Keycloak {
     static SERVER: OnceLock<Result<&'static Keycloak, String>> = OnceLock::new();
-    let started = SERVER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel();
-        let spawned = std::thread::Builder::new()
-            .name("keycloak".into())
-            .spawn(move || match std::panic::catch_unwind(start) {
-                Ok(server) => {
-                    let server: &'static Keycloak = Box::leak(Box::new(server));
-                    kill_at_exit(server);
-                    let _ = tx.send(Ok(server));
-                    loop {
-                        std::thread::park();
-                    }
-                }
-                Err(payload) => {
-                    let message = payload
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "the Keycloak start panicked".into());
-                    let _ = tx.send(Err(message));
-                }
-            });
-        match spawned {
-            Ok(_) => rx
-                .recv()
-                .unwrap_or_else(|_| Err("the Keycloak thread ended without an answer".into())),
-            Err(e) => Err(format!("cannot spawn the Keycloak thread: {e}")),
-        }
-    });
+    let started = SERVER.get_or_init(|| keep_servers_until_exit("Keycloak", start, kill_at_exit));
     match started {
         Ok(server) => server,
         Err(message) => panic!("Keycloak did not start: {message}"),
@@ -200,7 +171,8 @@ fn private_home(dist: &Path, home: &Path) {
     copy_dir(&dist.join("bin"), &home.join("bin"));
     copy_dir(&dist.join("conf"), &home.join("conf"));
     copy_dir(&dist.join("lib/quarkus"), &home.join("lib/quarkus"));
-    std::fs::copy(dist.join("lib/quarkus-run.jar"), home.join("lib/quarkus-run.jar")).expect("copy quarkus-run.jar");
+    std::fs::copy(dist.join("lib/quarkus-run.jar"), home.join("lib/quarkus-run.jar"))
+        .expect("copy quarkus-run.jar");
     for name in ["lib/lib", "lib/app", "themes", "providers", "conf/truststores"] {
         if dist.join(name).exists() {
             link(name);
@@ -208,8 +180,11 @@ fn private_home(dist: &Path, home: &Path) {
     }
     let import = home.join("data/import");
     std::fs::create_dir_all(&import).expect("create data/import");
-    std::fs::copy(repo_root().join("tests/keycloak/realm.json"), import.join("realm.json"))
-        .expect("copy tests/keycloak/realm.json");
+    std::fs::copy(
+        repo_root().join("tests/keycloak/realm.json"),
+        import.join("realm.json"),
+    )
+    .expect("copy tests/keycloak/realm.json");
 }
 
 /// Starts Keycloak (see the module doc) and waits for the realm's discovery document.
@@ -235,8 +210,14 @@ fn start() -> Keycloak {
             .arg("--http-host=127.0.0.1")
             .arg(format!("--http-port={}", http.port()))
             .arg(format!("--https-port={}", https.port()))
-            .arg(format!("--https-certificate-file={}", pki.dex_cert_file.display()))
-            .arg(format!("--https-certificate-key-file={}", pki.dex_key_file.display()))
+            .arg(format!(
+                "--https-certificate-file={}",
+                pki.dex_cert_file.display()
+            ))
+            .arg(format!(
+                "--https-certificate-key-file={}",
+                pki.dex_key_file.display()
+            ))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &home)
@@ -258,8 +239,13 @@ fn start() -> Keycloak {
         let discovery = format!("http://{http}/realms/{REALM}/.well-known/openid-configuration");
         while started.elapsed() < START_TIMEOUT {
             if get_ok(&discovery) {
-                let startup = started.elapsed();
-                eprintln!("keycloak: started in {:.1} s (http://{http}, https://{https})", startup.as_secs_f64());
+                // Straight to stderr, past the test harness's capture: every run shows the
+                // start-up time.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "keycloak: started in {:.1} s (http://{http}, https://{https})",
+                    started.elapsed().as_secs_f64()
+                );
                 return Keycloak {
                     child: Mutex::new(child),
                     http: format!("http://{http}"),
@@ -267,7 +253,6 @@ fn start() -> Keycloak {
                     pki,
                     log,
                     dir,
-                    startup,
                 };
             }
             if let Ok(Some(_)) = child.try_wait() {
@@ -299,7 +284,11 @@ fn get_ok(url: &str) -> bool {
             .timeout(Duration::from_secs(5))
             .build()
             .expect("build an HTTP client");
-        client.get(url).send().await.is_ok_and(|r| r.status().is_success())
+        client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
     })
 }
 
@@ -424,7 +413,12 @@ impl KeycloakLab {
         assert_eq!(cred.claims["typ"], "ID", "an ID token: {}", cred.claims);
         assert_eq!(cred.claims["email"], USER_EMAIL, "{}", cred.claims);
         assert_eq!(cred.claims["preferred_username"], USERNAME, "{}", cred.claims);
-        assert_eq!(cred.claims["groups"], serde_json::json!(USER_GROUPS), "{}", cred.claims);
+        assert_eq!(
+            cred.claims["groups"],
+            serde_json::json!(USER_GROUPS),
+            "{}",
+            cred.claims
+        );
         cred
     }
 
@@ -515,22 +509,12 @@ fn keycloak_browser_login_gives_an_id_token_with_the_realm_groups_and_the_next_c
 fn keycloak_refresh_rotates_the_refresh_token_koidc_keeps_the_new_one_and_keycloak_refuses_the_old() {
     let lab = KeycloakLab::start(SHORT_CLIENT_ID);
 
-    let first = lab.get_token();
-    let rt0 = lab.cached_refresh_token();
-
-    wait_until_stale(first.exp());
-    let second = lab.get_token();
-    let rt1 = lab.cached_refresh_token();
-    assert_ne!(second.token, first.token, "the refresh issued no new ID token");
-    assert_ne!(rt1, rt0, "Keycloak rotated the refresh token but koidc kept the old one");
-
-    // The second refresh works only if koidc stored the rotated token.
-    wait_until_stale(second.exp());
-    let third = lab.get_token();
-    let rt2 = lab.cached_refresh_token();
-    assert_ne!(third.token, second.token);
-    assert_ne!(rt2, rt1, "the second refresh did not store the rotated token");
-    assert_eq!(lab.browser.launches(), 1, "a refresh fell back to a browser login");
+    let [rt0, _, _] = login_and_refresh_twice(|| (lab.get_token(), lab.cached_refresh_token()));
+    assert_eq!(
+        lab.browser.launches(),
+        1,
+        "a refresh fell back to a browser login"
+    );
     assert_eq!(
         lab.grants_since(0),
         ["authorization_code", "refresh_token", "refresh_token"]
@@ -559,23 +543,16 @@ fn keycloak_logout_revokes_the_refresh_token_at_keycloak() {
         .into_iter()
         .filter(|s| s.method == "POST" && s.path.ends_with("/protocol/openid-connect/revoke"))
         .collect();
-    assert_eq!(revocations.len(), 1, "one revocation request: {:?}", lab.proxy.since(mark));
+    assert_eq!(
+        revocations.len(),
+        1,
+        "one revocation request: {:?}",
+        lab.proxy.since(mark)
+    );
 
     let (status, body) = lab.try_refresh(&refresh_token);
     assert_eq!(status, 400, "the revoked refresh token still works: {body}");
     assert_eq!(body["error"], "invalid_grant", "{body}");
-}
-
-/// The verification URI and user code from koidc's prompt
-/// `koidc: to log in, open URI and enter the code CODE (waiting up to Ns)`.
-fn parse_device_prompt(line: &str) -> (String, String) {
-    let rest = line
-        .split_once("to log in, open ")
-        .unwrap_or_else(|| panic!("not a device prompt: {line:?}"))
-        .1;
-    let (uri, rest) = rest.split_once(" and enter the code ").expect("the code");
-    let code = rest.split_once(" (waiting").expect("the wait").0;
-    (uri.to_string(), code.to_string())
 }
 
 #[test]
@@ -583,11 +560,24 @@ fn keycloak_device_grant_is_approved_from_the_printed_code_and_the_token_has_the
     let lab = KeycloakLab::start(CLIENT_ID);
     let mut koidc = Live::spawn(&mut lab.command("get-token", &["--grant", "device-code", "--no-browser"]));
     let prompt = koidc.wait_for_line("enter the code", Duration::from_secs(30));
-    let (uri, code) = parse_device_prompt(&prompt);
-    assert_eq!(uri, format!("{}/device", lab.issuer()), "Keycloak's verification URI");
+    let (uri, code) = crate::device::parse_prompt(&prompt);
+    assert_eq!(
+        uri,
+        format!("{}/device", lab.issuer()),
+        "Keycloak's verification URI"
+    );
     let complete = koidc.wait_for_line("or open ", Duration::from_secs(5));
-    let complete = complete.rsplit("or open ").next().unwrap_or_default().trim().to_owned();
-    assert_eq!(complete, format!("{uri}?user_code={code}"), "verification_uri_complete shown");
+    let complete = complete
+        .rsplit("or open ")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    assert_eq!(
+        complete,
+        format!("{uri}?user_code={code}"),
+        "verification_uri_complete shown"
+    );
 
     // The user opens the complete link on another device, logs in and grants the access.
     let mut approver = clean_command(repo_root().join("tests/support/device-approver.py"), &lab.home);
@@ -604,7 +594,10 @@ fn keycloak_device_grant_is_approved_from_the_printed_code_and_the_token_has_the
     assert_eq!(lab.browser.launches(), 0, "--no-browser: no browser");
     let grants = lab.grants_since(0);
     assert!(
-        !grants.is_empty() && grants.iter().all(|g| g == "urn:ietf:params:oauth:grant-type:device_code"),
+        !grants.is_empty()
+            && grants
+                .iter()
+                .all(|g| g == "urn:ietf:params:oauth:grant-type:device_code"),
         "only device token requests: {grants:?}"
     );
     assert!(
@@ -661,12 +654,25 @@ fn keycloak_client_credentials_give_the_confidential_client_a_jwt_for_the_audien
     assert_eq!(lab.proxy.since(mark), [], "a cache hit makes no request");
 
     // A wrong secret: one line naming Keycloak's refusal, never the secret.
-    let wrong = client_credentials(&lab, "not-the-secret", CI_AUDIENCE, &lab.tmp.path().join("other-cache"));
+    let wrong = client_credentials(
+        &lab,
+        "not-the-secret",
+        CI_AUDIENCE,
+        &lab.tmp.path().join("other-cache"),
+    );
     let line = wrong.assert_one_error_line();
-    assert!(line.contains("unauthorized_client") || line.contains("invalid_client"), "{line}");
+    assert!(
+        line.contains("unauthorized_client") || line.contains("invalid_client"),
+        "{line}"
+    );
 
     // An audience the client's tokens are not for: refused, naming both.
-    let other = client_credentials(&lab, CI_SECRET, "other-cluster", &lab.tmp.path().join("third-cache"));
+    let other = client_credentials(
+        &lab,
+        CI_SECRET,
+        "other-cluster",
+        &lab.tmp.path().join("third-cache"),
+    );
     assert_eq!(
         other.assert_one_error_line(),
         "koidc: access token rejected: audience must contain `other-cluster` (the token's: \
@@ -732,7 +738,10 @@ fn keycloak_setup_doctor_and_kubectl_through_a_real_apiserver_that_trusts_keyclo
         ("FAKE_BROWSER_PASSWORD", USER_PASSWORD.into()),
         ("FAKE_BROWSER_LOG", browser.path.display().to_string()),
     ];
-    let home = kubeconfig.parent().and_then(Path::parent).expect("HOME of the kubeconfig");
+    let home = kubeconfig
+        .parent()
+        .and_then(Path::parent)
+        .expect("HOME of the kubeconfig");
     let mut kubectl = clean_command(cluster.kubectl_bin(), home);
     kubectl.envs(env.iter().map(|(k, v)| (k, v)));
     kubectl.args(["auth", "whoami", "-o", "json"]);
@@ -747,7 +756,9 @@ fn keycloak_setup_doctor_and_kubectl_through_a_real_apiserver_that_trusts_keyclo
     let groups = &review["status"]["userInfo"]["groups"];
     for group in USER_GROUPS {
         assert!(
-            groups.as_array().is_some_and(|g| g.iter().any(|v| v == &format!("oidc:{group}"))),
+            groups
+                .as_array()
+                .is_some_and(|g| g.iter().any(|v| v == &format!("oidc:{group}"))),
             "group oidc:{group} missing: {review}"
         );
     }
@@ -759,9 +770,15 @@ fn keycloak_setup_doctor_and_kubectl_through_a_real_apiserver_that_trusts_keyclo
     doctor.env("XDG_CONFIG_HOME", home.join(".config"));
     doctor.arg("doctor").arg("--kubeconfig").arg(&kubeconfig);
     doctor.args(["-n", APP_NAMESPACE, "--admin-kubeconfig"]);
-    doctor.arg(cluster.admin_kubeconfig()).arg("--kubectl").arg(cluster.kubectl_bin());
+    doctor
+        .arg(cluster.admin_kubeconfig())
+        .arg("--kubectl")
+        .arg(cluster.kubectl_bin());
     let out = run(&mut doctor);
-    assert!(crate::support::find_jwt(&out.stdout).is_none(), "a JWT in the doctor's report");
+    assert!(
+        crate::support::find_jwt(&out.stdout).is_none(),
+        "a JWT in the doctor's report"
+    );
     out.assert_success();
     let line = |check: &str| {
         out.stdout
@@ -770,13 +787,24 @@ fn keycloak_setup_doctor_and_kubectl_through_a_real_apiserver_that_trusts_keyclo
             .unwrap_or_else(|| panic!("no line for {check:?} in:\n{}", out.stdout))
             .to_string()
     };
-    assert_eq!(line("issuer reachable"), format!("ok   issuer reachable ({issuer})"));
-    assert!(line("token obtained").starts_with("ok   token obtained (from the cache;"), "{}", out.stdout);
+    assert_eq!(
+        line("issuer reachable"),
+        format!("ok   issuer reachable ({issuer})")
+    );
+    assert!(
+        line("token obtained").starts_with("ok   token obtained (from the cache;"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(
         line("token claims"),
         format!("ok   token claims (email \"{USER_EMAIL}\", groups [developers, ops])")
     );
-    assert_eq!(browser.launches(), 1, "kubectl and the doctor shared the cached token");
+    assert_eq!(
+        browser.launches(),
+        1,
+        "kubectl and the doctor shared the cached token"
+    );
 }
 
 #[test]
@@ -790,5 +818,9 @@ fn keycloak_refuses_a_scope_the_realm_does_not_have_and_koidc_says_so_in_one_lin
         "koidc: the identity provider refused the login request: invalid_scope: Invalid scopes: \
          openid email groups; check the client settings at the identity provider"
     );
-    assert_eq!(lab.browser.launches(), 0, "no browser for a request Keycloak refuses");
+    assert_eq!(
+        lab.browser.launches(),
+        0,
+        "no browser for a request Keycloak refuses"
+    );
 }
