@@ -33,8 +33,8 @@ use crate::dex::{die_with_parent, free_port};
 use crate::kube::{APP_NAMESPACE, KubeCluster, KubeIdp, Pki, keep_servers_until_exit};
 use crate::proxy::Proxy;
 use crate::support::{
-    ExecCredential, Live, Output, RUN_TIMEOUT, Stdout, assert_no_leak, clean_command, files_under, koidc_bin,
-    login_and_refresh_twice, parse_exec_credential, repo_root, run, runtime,
+    ExecCredential, Live, Output, RUN_TIMEOUT, Stdout, assert_no_leak, cached_id_and_refresh_tokens,
+    clean_command, koidc_bin, login_and_refresh_twice, parse_exec_credential, repo_root, run, runtime,
 };
 
 /// The realm of `tests/keycloak/realm.json`.
@@ -424,16 +424,7 @@ impl KeycloakLab {
 
     /// The cached (ID token, refresh token) of the one identity.
     pub fn cached_tokens(&self) -> Option<(String, String)> {
-        files_under(&self.cache_dir)
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .filter_map(|p| serde_json::from_slice::<Value>(&std::fs::read(p).ok()?).ok())
-            .find_map(|v| {
-                Some((
-                    v["id_token"].as_str()?.to_string(),
-                    v["refresh_token"].as_str()?.to_string(),
-                ))
-            })
+        cached_id_and_refresh_tokens(&self.cache_dir)
     }
 
     /// The cached refresh token; fails the test when there is none.

@@ -31,8 +31,8 @@ use tempfile::TempDir;
 
 use crate::browser::{BrowserLog, fake_browser};
 use crate::support::{
-    ExecCredential, Output, Secrets, Stdout, assert_no_leak, clean_command, files_under, koidc_bin,
-    login_and_refresh_twice, parse_exec_credential, repo_root, run,
+    ExecCredential, Output, Secrets, Stdout, assert_no_leak, cached_id_and_refresh_tokens, clean_command,
+    koidc_bin, login_and_refresh_twice, parse_exec_credential, repo_root, run,
 };
 
 /// The client registered at the Okta-like provider.
@@ -321,16 +321,7 @@ impl OktaLab {
 
     /// The cached (ID token, refresh token) of the one identity.
     fn cached_tokens(&self) -> Option<(String, String)> {
-        files_under(&self.cache_dir)
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .filter_map(|p| serde_json::from_slice::<Value>(&std::fs::read(p).ok()?).ok())
-            .find_map(|v| {
-                Some((
-                    v["id_token"].as_str()?.to_string(),
-                    v["refresh_token"].as_str()?.to_string(),
-                ))
-            })
+        cached_id_and_refresh_tokens(&self.cache_dir)
     }
 
     /// The cached refresh token; fails the test when there is none.

@@ -549,6 +549,21 @@ pub fn login_and_refresh_twice(mut login: impl FnMut() -> (ExecCredential, Strin
     [rt0, rt1, rt2]
 }
 
+/// The (ID token, refresh token) of the first entry of a file cache under `cache_dir` that has
+/// both.
+pub fn cached_id_and_refresh_tokens(cache_dir: &Path) -> Option<(String, String)> {
+    files_under(cache_dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter_map(|p| serde_json::from_slice::<Value>(&std::fs::read(p).ok()?).ok())
+        .find_map(|v| {
+            Some((
+                v["id_token"].as_str()?.to_string(),
+                v["refresh_token"].as_str()?.to_string(),
+            ))
+        })
+}
+
 /// What stdout may legitimately contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stdout {
