@@ -245,7 +245,7 @@ build_keycloak() {
   java_home=$(keycloak_java_home) || return 1
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   log=$work/warm-up.log
-  JAVA_HOME=$java_home nice -n 10 "$out/bin/kc.sh" start-dev --db=dev-mem --http-host=127.0.0.1 \
+  JAVA_HOME=$java_home JAVA_OPTS_KC_HEAP="-Xms64m -Xmx768m" nice -n 10 "$out/bin/kc.sh" start-dev --db=dev-mem --http-host=127.0.0.1 \
     --http-port="$port" >"$log" 2>&1 &
   pid=$!
   for ((i = 0; i < 600; i++)); do
