@@ -32,8 +32,8 @@ use tempfile::TempDir;
 
 use crate::browser::{BrowserLog, fake_browser};
 use crate::support::{
-    ExecCredential, Output, Secrets, Stdout, assert_no_leak, clean_command, files_under, koidc_bin,
-    parse_exec_credential, repo_root, run, wait_until_stale, which,
+    ExecCredential, Output, Secrets, Stdout, assert_no_leak, cached_id_and_refresh_tokens, clean_command,
+    koidc_bin, login_and_refresh_twice, parse_exec_credential, repo_root, run, which,
 };
 
 /// The client registered at the Okta-like provider.
@@ -315,16 +315,7 @@ impl OktaLab {
 
     /// The cached (ID token, refresh token) of the one identity.
     fn cached_tokens(&self) -> Option<(String, String)> {
-        files_under(&self.cache_dir)
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .filter_map(|p| serde_json::from_slice::<Value>(&std::fs::read(p).ok()?).ok())
-            .find_map(|v| {
-                Some((
-                    v["id_token"].as_str()?.to_string(),
-                    v["refresh_token"].as_str()?.to_string(),
-                ))
-            })
+        cached_id_and_refresh_tokens(&self.cache_dir)
     }
 
     /// The cached refresh token; fails the test when there is none.
@@ -453,26 +444,10 @@ fn okta_refresh_twice_uses_the_rotated_token_and_the_provider_rejects_the_first_
         ..OktaOptions::default()
     });
 
-    let first = lab.get_token();
-    let rt0 = lab.cached_refresh_token();
-
-    wait_until_stale(first.exp());
-    let second = lab.get_token();
-    let rt1 = lab.cached_refresh_token();
-    assert_ne!(
-        second.token, first.token,
-        "the first refresh issued no new ID token"
-    );
-    assert_ne!(
-        rt1, rt0,
-        "the provider rotated the refresh token but koidc kept the old one"
-    );
-
-    wait_until_stale(second.exp());
-    let third = lab.get_token();
-    let rt2 = lab.cached_refresh_token();
-    assert_ne!(third.token, second.token);
-    assert_ne!(rt2, rt1, "the second refresh did not store the rotated token");
+    let [rt0, rt1, rt2] = login_and_refresh_twice(|| {
+        let cred = lab.get_token();
+        (cred, lab.cached_refresh_token())
+    });
     assert_eq!(
         lab.browser.launches(),
         1,

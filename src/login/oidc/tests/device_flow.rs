@@ -122,6 +122,43 @@ async fn device_authorization_sends_client_id_and_scopes_and_reads_the_answer() 
 }
 
 #[tokio::test]
+async fn device_grant_sends_the_pkce_challenge_keycloak_requires_and_polls_with_its_verifier() {
+    // Keycloak refuses a device authorization for a client that enforces PKCE unless it carries
+    // a challenge ("Missing parameter: code_challenge_method"), and then wants the verifier in
+    // the device token request; providers without PKCE for the device grant ignore both.
+    let (idp, provider, auth) = started(Some(3), 300).await;
+    let id_token = idp.push_device_tokens();
+    let (result, _) = poll(&provider, &auth, 180).await;
+    assert_eq!(result.unwrap().id_token.expose_secret(), id_token);
+
+    let device = idp.stub.device_requests.lock().unwrap().pop().unwrap();
+    assert_eq!(
+        device.form.get("code_challenge_method").map(String::as_str),
+        Some("S256")
+    );
+    let token = idp.stub.token_requests.lock().unwrap().pop().unwrap();
+    let verifier = token
+        .form
+        .get("code_verifier")
+        .expect("the poll sends the verifier");
+    assert!(
+        (43..=128).contains(&verifier.len()),
+        "RFC 7636 verifier length: {}",
+        verifier.len()
+    );
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes());
+    let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+    assert_eq!(
+        device.form["code_challenge"], expected,
+        "the challenge is the verifier's S256"
+    );
+    assert!(
+        !format!("{auth:?}").contains(verifier.as_str()),
+        "the verifier stays out of Debug"
+    );
+}
+
+#[tokio::test]
 async fn device_authorization_defaults_and_bounds_the_interval_and_accepts_verification_url() {
     let idp = Idp::start_with_device().await;
     let provider = idp.provider().await;
