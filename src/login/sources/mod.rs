@@ -270,6 +270,8 @@ pub(crate) mod test_support {
             grant: Grant::Auto,
             paste: false,
             kubectl_interactive: None,
+            request_headers: Default::default(),
+            pkce: true,
         }
     }
 }
