@@ -30,6 +30,7 @@ use crate::login::token::{IdTokenInfo, TokenSet};
 mod device_flow;
 mod machine;
 mod paste;
+mod request;
 
 const PEM_FILE: &str = include_str!("../../../tests/fixtures/stub-idp-rsa.pem");
 const CLIENT_ID: &str = "koidc";
@@ -71,6 +72,8 @@ fn now() -> DateTime<Utc> {
 struct Recorded {
     form: HashMap<String, String>,
     authorization: Option<String>,
+    /// The `x-tenant` header (sent by `--request-header` in the tests).
+    tenant: Option<String>,
 }
 
 #[derive(Default)]
@@ -102,6 +105,9 @@ fn record(headers: &HeaderMap, body: &str) -> Recorded {
             .collect(),
         authorization: headers
             .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap().to_owned()),
+        tenant: headers
+            .get("x-tenant")
             .map(|v| v.to_str().unwrap().to_owned()),
     }
 }
