@@ -1152,6 +1152,108 @@ mod tests {
     }
 
     #[test]
+    fn login_hint_and_token_type_part_the_cache_and_other_auth_params_do_not() {
+        let key = |token_type: Option<TokenTypeArg>, audience: Option<&str>, params: &[&str]| {
+            let flags = IdentityFlags {
+                token_type,
+                audience: audience.map(str::to_owned),
+                auth_params: Some(params.iter().map(|p| (*p).to_owned()).collect()),
+                ..identity_flags("https://dex.example.com/dex", ProviderArg::Auto, &[])
+            };
+            Identity::from_flags(&flags, None).unwrap().cache_key()
+        };
+        let plain = key(None, None, &[]);
+        // An ID token without a hint keeps the key it always had.
+        assert_eq!(plain.variant, None);
+        assert_eq!(plain.id(), key(Some(TokenTypeArg::Id), None, &["prompt=login", "max_age=60"]).id());
+        let alice = key(None, None, &["login_hint=alice@example.com"]);
+        let bob = key(None, None, &["login_hint=bob@example.com", "prompt=login"]);
+        let access = key(Some(TokenTypeArg::Access), None, &[]);
+        let access_aud = key(Some(TokenTypeArg::Access), Some("api://default"), &[]);
+        let ids = [&plain, &alice, &bob, &access, &access_aud].map(CacheKey::id);
+        for (i, a) in ids.iter().enumerate() {
+            for b in &ids[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn options_of_a_persons_login_are_refused_for_pipelines_and_github() {
+        let access = IdentityFlags {
+            token_type: Some(TokenTypeArg::Access),
+            ..identity_flags("https://i.example", ProviderArg::Auto, &[])
+        };
+        let params = IdentityFlags {
+            auth_params: Some(vec!["prompt=login".into()]),
+            ..identity_flags("https://i.example", ProviderArg::Auto, &[])
+        };
+        for (flags, flag) in [(&access, "token-type"), (&params, "auth-param")] {
+            for grant in [GrantArg::ClientCredentials, GrantArg::Workload] {
+                let err = Identity::from_flags_with(flags, Some(grant), &|_| None).unwrap_err();
+                assert!(matches!(err, ConfigError::PersonOnly { flag: f } if f == flag), "{err}");
+            }
+            let github = IdentityFlags {
+                provider: Some(ProviderArg::Github),
+                issuer: None,
+                ..flags.clone()
+            };
+            assert!(matches!(
+                Identity::from_flags(&github, None),
+                Err(ConfigError::PersonOnly { .. })
+            ));
+        }
+        // --audience is a person's option with --token-type access only.
+        let audience = IdentityFlags {
+            audience: Some("api://default".into()),
+            ..identity_flags("https://i.example", ProviderArg::Auto, &[])
+        };
+        assert!(matches!(
+            Identity::from_flags(&audience, None),
+            Err(ConfigError::MachineOnly { flag: "audience" })
+        ));
+        let both = IdentityFlags {
+            token_type: Some(TokenTypeArg::Access),
+            ..audience
+        };
+        let identity = Identity::from_flags(&both, None).unwrap();
+        assert_eq!(
+            identity.token_type,
+            TokenType::Access {
+                audience: Some("api://default".into())
+            }
+        );
+        // A hostile --auth-param is refused before anything is touched.
+        let hostile = IdentityFlags {
+            auth_params: Some(vec!["state=x".into()]),
+            ..identity_flags("https://i.example", ProviderArg::Auto, &[])
+        };
+        assert!(matches!(
+            Identity::from_flags(&hostile, None),
+            Err(ConfigError::Request(_))
+        ));
+    }
+
+    #[test]
+    fn request_headers_and_pkce_come_from_the_login_flags() {
+        let flags = LoginFlags {
+            request_headers: Some(vec!["Origin=https://app.example.com".into()]),
+            pkce: Some(false),
+            ..LoginFlags::default()
+        };
+        let login = LoginConfig::from_flags(&flags, None).unwrap();
+        assert!(!login.pkce);
+        assert_eq!(login.request_headers.map().len(), 1);
+        assert!(LoginConfig::from_flags(&LoginFlags::default(), None).unwrap().pkce);
+        let host = LoginFlags {
+            request_headers: Some(vec!["Host=evil.example".into()]),
+            ..LoginFlags::default()
+        };
+        let err = LoginConfig::from_flags(&host, None).unwrap_err().to_string();
+        assert!(err.contains("Host") && !err.contains("evil.example"), "{err}");
+    }
+
+    #[test]
     fn issuer_with_blanks_around_is_trimmed() {
         assert_eq!(
             issuer_from("  https://dex.example.com/dex \t\n").unwrap(),
