@@ -189,3 +189,44 @@ async fn token_type_access_refuses_opaque_foreign_and_forged_access_tokens() {
     expired["exp"] = json!(now().timestamp() - 1);
     assert!(access_login(&idp, Some("api://default"), &rs256("k1", &expired)).await.is_err());
 }
+
+#[tokio::test]
+async fn token_type_access_refresh_takes_the_new_access_token_without_an_id_token_for_the_same_subject() {
+    let idp = Idp::start().await;
+    let provider = idp
+        .provider_with(with_request(
+            &idp,
+            ProviderRequest {
+                token_type: TokenType::Access {
+                    audience: Some("api://default".into()),
+                },
+                ..ProviderRequest::default()
+            },
+        ))
+        .await;
+    let cached = rs256("k1", &user_access_claims(&idp, json!("api://default")));
+    let cached_info = crate::login::token::IdTokenInfo::decode(&cached).unwrap();
+    let fresh = rs256("k1", &{
+        let mut c = user_access_claims(&idp, json!("api://default"));
+        c["jti"] = json!("second");
+        c
+    });
+    idp.push_token_reply(200, json!({"access_token": fresh, "token_type": "bearer"}));
+    let tokens = provider
+        .refresh(&SecretString::from("rt".to_owned()), &cached_info)
+        .await
+        .unwrap();
+    assert_eq!(tokens.id_token.expose_secret(), fresh);
+    // Another subject's access token: refused as a change of identity.
+    let mallory = rs256("k1", &{
+        let mut c = user_access_claims(&idp, json!("api://default"));
+        c["sub"] = json!("mallory");
+        c
+    });
+    idp.push_token_reply(200, json!({"access_token": mallory, "token_type": "bearer"}));
+    let err = provider
+        .refresh(&SecretString::from("rt".to_owned()), &cached_info)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OidcError::RefreshIdentityChanged { .. }), "{err}");
+}
