@@ -506,7 +506,11 @@ pub struct LoginFlags {
     /// Extra HTTP header for every request to the identity provider, as NAME=VALUE (repeatable;
     /// the variable holds one), e.g. Origin=https://app.example.com for an Entra single-page
     /// application client. Never logged.
-    #[arg(long = "request-header", env = "KOIDC_REQUEST_HEADER", value_name = "NAME=VALUE")]
+    #[arg(
+        long = "request-header",
+        env = "KOIDC_REQUEST_HEADER",
+        value_name = "NAME=VALUE"
+    )]
     pub request_headers: Option<Vec<String>>,
     /// `false` leaves PKCE (S256) out of the authorization code grant, only for a provider that
     /// refuses it [default: true].

@@ -542,7 +542,10 @@ impl Identity {
     fn variant_key_part(&self) -> Option<String> {
         let mut parts = Vec::new();
         if let TokenType::Access { audience } = &self.token_type {
-            parts.push(format!("access-token\n{}", audience.as_deref().unwrap_or_default()));
+            parts.push(format!(
+                "access-token\n{}",
+                audience.as_deref().unwrap_or_default()
+            ));
         }
         if let Some(hint) = self.auth_params.login_hint() {
             parts.push(format!("login_hint\n{hint}"));
@@ -1165,7 +1168,10 @@ mod tests {
         let plain = key(None, None, &[]);
         // An ID token without a hint keeps the key it always had.
         assert_eq!(plain.variant, None);
-        assert_eq!(plain.id(), key(Some(TokenTypeArg::Id), None, &["prompt=login", "max_age=60"]).id());
+        assert_eq!(
+            plain.id(),
+            key(Some(TokenTypeArg::Id), None, &["prompt=login", "max_age=60"]).id()
+        );
         let alice = key(None, None, &["login_hint=alice@example.com"]);
         let bob = key(None, None, &["login_hint=bob@example.com", "prompt=login"]);
         let access = key(Some(TokenTypeArg::Access), None, &[]);
@@ -1191,7 +1197,10 @@ mod tests {
         for (flags, flag) in [(&access, "token-type"), (&params, "auth-param")] {
             for grant in [GrantArg::ClientCredentials, GrantArg::Workload] {
                 let err = Identity::from_flags_with(flags, Some(grant), &|_| None).unwrap_err();
-                assert!(matches!(err, ConfigError::PersonOnly { flag: f } if f == flag), "{err}");
+                assert!(
+                    matches!(err, ConfigError::PersonOnly { flag: f } if f == flag),
+                    "{err}"
+                );
             }
             let github = IdentityFlags {
                 provider: Some(ProviderArg::Github),
@@ -1244,7 +1253,11 @@ mod tests {
         let login = LoginConfig::from_flags(&flags, None).unwrap();
         assert!(!login.pkce);
         assert_eq!(login.request_headers.map().len(), 1);
-        assert!(LoginConfig::from_flags(&LoginFlags::default(), None).unwrap().pkce);
+        assert!(
+            LoginConfig::from_flags(&LoginFlags::default(), None)
+                .unwrap()
+                .pkce
+        );
         let host = LoginFlags {
             request_headers: Some(vec!["Host=evil.example".into()]),
             ..LoginFlags::default()

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::cli::options::get_token_argv;
-use crate::login::oidc::request::TokenType;
 use crate::cli::{CiProviderArg, GetTokenArgs, IdentityFlags, SetupArgs, SetupPart};
 use crate::clock::Clock;
 use crate::cluster::rbac;
@@ -27,6 +26,7 @@ use crate::cluster::setup::{self, ClusterAuth, ExecUser};
 use crate::config::{Identity, LoginConfig};
 use crate::kubeconfig::{Kubeconfig, NamedUser};
 use crate::login::oidc::Provider;
+use crate::login::oidc::request::TokenType;
 use crate::login::token::{Credential, IdTokenInfo};
 use crate::printer::Printer;
 
@@ -160,7 +160,9 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
 fn apiserver_audience(identity: &Identity) -> anyhow::Result<String> {
     match &identity.token_type {
         TokenType::Id => Ok(identity.client_id.clone()),
-        TokenType::Access { audience: Some(audience) } => Ok(audience.clone()),
+        TokenType::Access {
+            audience: Some(audience),
+        } => Ok(audience.clone()),
         TokenType::Access { audience: None } => anyhow::bail!(
             "setup --token-type access needs --audience: the audience of the access tokens (e.g. api://default at Okta), which the apiserver must require instead of the client id"
         ),

@@ -827,13 +827,20 @@ fn okta_auth_params_reach_the_provider_max_age_is_checked_and_a_login_hint_keeps
         .map(|e| e["path"].as_str().unwrap_or_default().to_owned())
         .collect();
     for wanted in ["/.well-known/openid-configuration", "/v1/keys", "/v1/token"] {
-        assert!(paths.iter().any(|p| p.ends_with(wanted)), "{wanted} not in {paths:?}");
+        assert!(
+            paths.iter().any(|p| p.ends_with(wanted)),
+            "{wanted} not in {paths:?}"
+        );
     }
     // Never shown, not even with -v.
     let out = lab.koidc("get-token", &[&hinted[..], &["-vv"]].concat());
     out.assert_success();
     assert!(!out.stderr.contains("present"), "{}", out.stderr);
-    assert_eq!(lab.browser.launches(), 1, "the hinted entry is served from the cache");
+    assert_eq!(
+        lab.browser.launches(),
+        1,
+        "the hinted entry is served from the cache"
+    );
 
     // Without the hint it is another account: another entry, another login.
     lab.koidc("get-token", &[]).assert_success();
@@ -888,10 +895,16 @@ fn okta_token_type_access_gives_the_custom_authorization_servers_jwt_for_its_aud
     assert_eq!(lab.browser.launches(), 2);
 
     // Another audience than the tokens': refused in one line naming both.
-    let out = lab.koidc("get-token", &["--token-type", "access", "--audience", "kubernetes"]);
+    let out = lab.koidc(
+        "get-token",
+        &["--token-type", "access", "--audience", "kubernetes"],
+    );
     out.assert_failure();
     let line = login_error_line(&out);
-    assert!(line.contains("kubernetes") && line.contains("api://default"), "{line}");
+    assert!(
+        line.contains("kubernetes") && line.contains("api://default"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -902,7 +915,9 @@ fn okta_token_type_access_with_opaque_access_tokens_says_how_to_get_jwts() {
     out.assert_failure();
     let line = login_error_line(&out);
     assert!(
-        line.contains("opaque") && line.contains("custom authorization server") && line.contains("--token-type id"),
+        line.contains("opaque")
+            && line.contains("custom authorization server")
+            && line.contains("--token-type id"),
         "{line}"
     );
     assert!(cache_entries(&lab).is_empty(), "nothing is cached");

@@ -747,16 +747,25 @@ const AUTH_TIME_LEEWAY: i64 = 120;
 
 /// With `max_age` sent: the ID token's `auth_time` (OpenID Connect Core 3.1.2.1) must be present
 /// and at most `max_age` seconds (plus [`AUTH_TIME_LEEWAY`]) before `now`.
-fn check_auth_time(id_token: &str, max_age: u64, now: chrono::DateTime<chrono::Utc>) -> Result<(), OidcError> {
+fn check_auth_time(
+    id_token: &str,
+    max_age: u64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), OidcError> {
     let info = IdTokenInfo::decode(id_token)
         .map_err(|e| OidcError::IdTokenRejected(Rejection::Malformed(e.to_string())))?;
     let auth_time = info
         .claims
         .get("auth_time")
-        .and_then(|v| v.as_i64().or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)))
+        .and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+        })
         .ok_or(OidcError::AuthTimeMissing)?;
     let age = now.timestamp().saturating_sub(auth_time);
-    let allowed = i64::try_from(max_age).unwrap_or(i64::MAX).saturating_add(AUTH_TIME_LEEWAY);
+    let allowed = i64::try_from(max_age)
+        .unwrap_or(i64::MAX)
+        .saturating_add(AUTH_TIME_LEEWAY);
     if age > allowed {
         return Err(OidcError::AuthTimeTooOld { age, max_age });
     }

@@ -59,7 +59,10 @@ const OWNED_HEADERS: &[(&str, &str)] = &[
         "authorization",
         "koidc authenticates the client itself; give the secret with KOIDC_CLIENT_SECRET or --client-secret-file",
     ),
-    ("proxy-authorization", "proxy credentials are not provider headers"),
+    (
+        "proxy-authorization",
+        "proxy credentials are not provider headers",
+    ),
 ];
 
 /// A `--auth-param` or `--request-header` that cannot be used. Never quotes a header's value.
@@ -79,9 +82,7 @@ pub enum RequestError {
     #[error("--auth-param {0} is given twice; give each parameter once")]
     ParamDuplicate(String),
     /// An empty value, a control character (CR, LF, tab…) or an overlong value.
-    #[error(
-        "--auth-param {0}: the value must be one line of printable text, not empty, at most 2048 bytes"
-    )]
+    #[error("--auth-param {0}: the value must be one line of printable text, not empty, at most 2048 bytes")]
     ParamValue(String),
     /// `max_age` is not a number of seconds.
     #[error("--auth-param max_age must be a whole number of seconds, e.g. max_age=3600")]
@@ -187,7 +188,8 @@ impl AuthParams {
             if params.iter().any(|(k, _)| k.eq_ignore_ascii_case(key)) {
                 return Err(RequestError::ParamDuplicate(key.to_owned()));
             }
-            if value.trim().is_empty() || value.len() > MAX_PARAM_VALUE || value.chars().any(char::is_control) {
+            if value.trim().is_empty() || value.len() > MAX_PARAM_VALUE || value.chars().any(char::is_control)
+            {
                 return Err(RequestError::ParamValue(key.to_owned()));
             }
             if key == "max_age" && value.parse::<u64>().is_err() {
@@ -288,7 +290,12 @@ mod tests {
 
     #[test]
     fn auth_params_keep_their_order_and_values_with_equals_signs_and_commas() {
-        let p = params(&["prompt=login", "login_hint=a@example.com", "claims={\"a\":1,\"b\":\"x=y\"}"]).unwrap();
+        let p = params(&[
+            "prompt=login",
+            "login_hint=a@example.com",
+            "claims={\"a\":1,\"b\":\"x=y\"}",
+        ])
+        .unwrap();
         assert_eq!(
             p.pairs().collect::<Vec<_>>(),
             [
@@ -304,7 +311,20 @@ mod tests {
 
     #[test]
     fn auth_params_koidc_owns_are_refused_in_any_case() {
-        for key in ["state", "nonce", "code_challenge", "code_challenge_method", "redirect_uri", "client_id", "response_type", "scope", "response_mode", "STATE", "Nonce", "request_uri"] {
+        for key in [
+            "state",
+            "nonce",
+            "code_challenge",
+            "code_challenge_method",
+            "redirect_uri",
+            "client_id",
+            "response_type",
+            "scope",
+            "response_mode",
+            "STATE",
+            "Nonce",
+            "request_uri",
+        ] {
             let err = params(&[&format!("{key}=x")]).unwrap_err();
             assert_eq!(err, RequestError::ParamOwned(key.to_owned()));
             assert!(err.to_string().contains("sets"), "{err}");
@@ -313,12 +333,31 @@ mod tests {
 
     #[test]
     fn hostile_auth_params_are_refused_on_one_line() {
-        for raw in ["prompt", "=login", "pro mpt=x", "pro\rmpt=x", "a&b=c", "a%3D=b", "prompt=", "prompt= ", "prompt=a\r\nb", "prompt=a\nstate=x", "prompt=\u{7f}", "prompt=\t"] {
+        for raw in [
+            "prompt",
+            "=login",
+            "pro mpt=x",
+            "pro\rmpt=x",
+            "a&b=c",
+            "a%3D=b",
+            "prompt=",
+            "prompt= ",
+            "prompt=a\r\nb",
+            "prompt=a\nstate=x",
+            "prompt=\u{7f}",
+            "prompt=\t",
+        ] {
             let err = params(&[raw]).unwrap_err().to_string();
             assert!(!err.contains('\n') && !err.contains('\r'), "{err:?}");
         }
-        assert!(matches!(params(&["prompt=a", "Prompt=b"]), Err(RequestError::ParamDuplicate(_))));
-        assert!(matches!(params(&[&format!("resource={}", "a".repeat(3000))]), Err(RequestError::ParamValue(_))));
+        assert!(matches!(
+            params(&["prompt=a", "Prompt=b"]),
+            Err(RequestError::ParamDuplicate(_))
+        ));
+        assert!(matches!(
+            params(&[&format!("resource={}", "a".repeat(3000))]),
+            Err(RequestError::ParamValue(_))
+        ));
         assert_eq!(params(&["max_age=soon"]), Err(RequestError::MaxAge));
         assert_eq!(params(&["max_age=-1"]), Err(RequestError::MaxAge));
         let many: Vec<String> = (0..33).map(|i| format!("p{i}=v")).collect();
@@ -332,7 +371,10 @@ mod tests {
         assert!(h.map().values().all(HeaderValue::is_sensitive));
         assert_eq!(h.map()["x-tenant"], "a,b=c");
         let shown = format!("{h:?}");
-        assert!(shown.contains("origin") && !shown.contains("app.example.com") && !shown.contains("a,b"), "{shown}");
+        assert!(
+            shown.contains("origin") && !shown.contains("app.example.com") && !shown.contains("a,b"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -351,9 +393,19 @@ mod tests {
             format!("Origin={}", "a".repeat(9000)),
         ] {
             let err = headers(&[&raw]).unwrap_err().to_string();
-            assert!(!err.contains(SECRET) && !err.contains('\n') && !err.contains('\r'), "{err:?}");
+            assert!(
+                !err.contains(SECRET) && !err.contains('\n') && !err.contains('\r'),
+                "{err:?}"
+            );
         }
-        for name in ["Host", "content-length", "Authorization", "Transfer-Encoding", "Content-Type", "PROXY-AUTHORIZATION"] {
+        for name in [
+            "Host",
+            "content-length",
+            "Authorization",
+            "Transfer-Encoding",
+            "Content-Type",
+            "PROXY-AUTHORIZATION",
+        ] {
             let err = headers(&[&format!("{name}={SECRET}")]).unwrap_err();
             assert!(matches!(err, RequestError::HeaderOwned { .. }), "{name}: {err}");
             assert!(!err.to_string().contains(SECRET));

@@ -106,9 +106,7 @@ fn record(headers: &HeaderMap, body: &str) -> Recorded {
         authorization: headers
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap().to_owned()),
-        tenant: headers
-            .get("x-tenant")
-            .map(|v| v.to_str().unwrap().to_owned()),
+        tenant: headers.get("x-tenant").map(|v| v.to_str().unwrap().to_owned()),
     }
 }
 
@@ -352,8 +350,13 @@ async fn authorization_request_uses_s256_pkce_fresh_state_and_nonce_and_openid_s
     assert_eq!(q["nonce"], a.nonce.expose_secret());
     assert_ne!(a.state, b.state);
     assert_ne!(a.nonce.expose_secret(), b.nonce.expose_secret());
-    assert_ne!(a.pkce_verifier.as_ref().unwrap().expose_secret(), b.pkce_verifier.as_ref().unwrap().expose_secret());
-    let challenge = b64(&sha2::Sha256::digest(a.pkce_verifier.as_ref().unwrap().expose_secret().as_bytes()));
+    assert_ne!(
+        a.pkce_verifier.as_ref().unwrap().expose_secret(),
+        b.pkce_verifier.as_ref().unwrap().expose_secret()
+    );
+    let challenge = b64(&sha2::Sha256::digest(
+        a.pkce_verifier.as_ref().unwrap().expose_secret().as_bytes(),
+    ));
     assert_eq!(q["code_challenge"], challenge);
     // The verifier stays out of Debug (the nonce is in the URL anyway, by design).
     assert!(!format!("{a:?}").contains(a.pkce_verifier.as_ref().unwrap().expose_secret()));

@@ -66,7 +66,11 @@ impl CredentialSource for OidcSource<'_> {
             return Err(format!(
                 "ignoring a cached token of kind {:?}, not {} of this issuer",
                 crate::text::one_line(meta.kind.as_deref().unwrap_or("id-token"), 40),
-                if want.is_some() { "an access token" } else { "an ID token" }
+                if want.is_some() {
+                    "an access token"
+                } else {
+                    "an ID token"
+                }
             ));
         }
         let entry = CredentialEntry::from_id_token(tokens)

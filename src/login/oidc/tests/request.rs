@@ -86,10 +86,17 @@ async fn max_age_requires_a_recent_auth_time_in_the_id_token() {
         rs256("k1", &c)
     };
     let recent = now().timestamp() - 200;
-    assert!(login_with(&idp, &provider, |n| with_auth_time(n, Some(recent))).await.is_ok());
+    assert!(
+        login_with(&idp, &provider, |n| with_auth_time(n, Some(recent)))
+            .await
+            .is_ok()
+    );
     let missing = login_with(&idp, &provider, |n| with_auth_time(n, None)).await;
     assert!(matches!(missing, Err(OidcError::AuthTimeMissing)), "{missing:?}");
-    let old = login_with(&idp, &provider, |n| with_auth_time(n, Some(now().timestamp() - 1000))).await;
+    let old = login_with(&idp, &provider, |n| {
+        with_auth_time(n, Some(now().timestamp() - 1000))
+    })
+    .await;
     match old {
         Err(err @ OidcError::AuthTimeTooOld { .. }) => {
             assert!(err.to_string().contains("max_age=300"), "{err}");
@@ -119,7 +126,10 @@ async fn request_headers_reach_the_token_and_device_endpoints() {
     provider.start_device_authorization().await.unwrap();
     let device = idp.stub.device_requests.lock().unwrap().pop().unwrap();
     assert_eq!(device.tenant.as_deref(), Some("acme"));
-    assert_eq!(device.form.get("login_hint").map(String::as_str), Some("kim@example.com"));
+    assert_eq!(
+        device.form.get("login_hint").map(String::as_str),
+        Some("kim@example.com")
+    );
 }
 
 /// A user's JWT access token for `aud`, issued to the client.
@@ -167,17 +177,34 @@ async fn token_type_access_hands_out_the_verified_access_token_for_the_audience(
 async fn token_type_access_refuses_opaque_foreign_and_forged_access_tokens() {
     let idp = Idp::start().await;
     let opaque = access_login(&idp, Some("api://default"), "opaque-access-token").await;
-    let err = opaque.err().expect("an opaque access token was accepted").to_string();
-    assert!(err.contains("opaque") && err.contains("custom authorization server"), "{err}");
-    assert!(!err.contains("opaque-access-token"), "the token is in the message: {err}");
+    let Err(err) = opaque else {
+        panic!("an opaque access token was accepted")
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("opaque") && err.contains("custom authorization server"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("opaque-access-token"),
+        "the token is in the message: {err}"
+    );
 
     let other_aud = rs256("k1", &user_access_claims(&idp, json!("api://other")));
-    let err = access_login(&idp, Some("api://default"), &other_aud).await.err().unwrap().to_string();
+    let err = access_login(&idp, Some("api://default"), &other_aud)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("must contain `api://default`"), "{err}");
 
     let mut foreign = user_access_claims(&idp, json!("api://other"));
     foreign["cid"] = json!("another-client");
-    let err = access_login(&idp, None, &rs256("k1", &foreign)).await.err().unwrap().to_string();
+    let err = access_login(&idp, None, &rs256("k1", &foreign))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("--audience"), "{err}");
 
     let mut forged = rs256("k1", &user_access_claims(&idp, json!("api://default")));
@@ -187,7 +214,11 @@ async fn token_type_access_refuses_opaque_foreign_and_forged_access_tokens() {
 
     let mut expired = user_access_claims(&idp, json!("api://default"));
     expired["exp"] = json!(now().timestamp() - 1);
-    assert!(access_login(&idp, Some("api://default"), &rs256("k1", &expired)).await.is_err());
+    assert!(
+        access_login(&idp, Some("api://default"), &rs256("k1", &expired))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
