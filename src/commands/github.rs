@@ -268,6 +268,8 @@ mod tests {
             github: Some(urls.clone()),
             profile: None,
             machine: None,
+            token_type: Default::default(),
+            auth_params: Default::default(),
         };
         assert_eq!(
             get_token_args(&identity, &urls, Vec::new(), &[]),

@@ -273,6 +273,8 @@ mod tests {
             github: None,
             profile: profile.map(String::from),
             machine: None,
+            token_type: Default::default(),
+            auth_params: Default::default(),
         }
     }
 

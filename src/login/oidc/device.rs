@@ -116,11 +116,14 @@ impl Provider {
             secret: self.cfg.client_secret.as_ref(),
         };
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let params = [
+        // The `--auth-param` parameters too (RFC 8628 3.1 allows extensions; a provider that
+        // does not know one ignores it, as RFC 6749 3.1 asks).
+        let mut params = vec![
             ("scope", scope.as_str()),
             ("code_challenge", challenge.as_str()),
             ("code_challenge_method", "S256"),
         ];
+        params.extend(self.cfg.request.auth_params.pairs());
         let reply = http::post_form(&self.http, &url, self.cfg.http_timeout, &params, &client).await?;
         let malformed = |reason: &str| OidcError::Malformed {
             url: display_url(&url),
@@ -249,19 +252,8 @@ impl Provider {
         }
         let body: TokenResponseBody = serde_json::from_slice(&reply.body)
             .map_err(|_| OidcError::BadTokenResponse(display_url(&self.token_url)))?;
-        let id_token = body
-            .id_token
-            .filter(|t| !t.is_empty())
-            .ok_or(OidcError::MissingIdToken)?;
         // The device grant sends no nonce, so the ID token carries none to compare.
-        self.verify_id_token(&id_token, None).await?;
-        Ok(Answer::Tokens(TokenSet {
-            id_token: SecretString::from(id_token),
-            refresh_token: body
-                .refresh_token
-                .filter(|t| !t.is_empty())
-                .map(SecretString::from),
-        }))
+        Ok(Answer::Tokens(self.login_tokens(body, None).await?))
     }
 
     fn client_secret_list(&self) -> Vec<&str> {

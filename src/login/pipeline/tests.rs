@@ -175,6 +175,8 @@ impl World {
                 github: None,
                 profile: None,
                 machine: None,
+                token_type: Default::default(),
+                auth_params: Default::default(),
             },
             dir,
             cache,

@@ -572,6 +572,8 @@ mod tests {
             github: Some(GithubUrls::new(None, None).unwrap()),
             profile: None,
             machine: None,
+            token_type: Default::default(),
+            auth_params: Default::default(),
         }
     }
 

@@ -332,6 +332,8 @@ mod tests {
                 exchange: None,
                 job: Some("job-1".to_owned()),
             }),
+            token_type: Default::default(),
+            auth_params: Default::default(),
         }
     }
 

@@ -13,7 +13,7 @@ const DEVICE_CODE: &str = "the-device-code-0123456789";
 
 impl Idp {
     /// A stub that advertises a device endpoint.
-    async fn start_with_device() -> Idp {
+    pub(super) async fn start_with_device() -> Idp {
         let idp = Idp::start().await;
         let endpoint = format!("{}/device/code", idp.issuer);
         idp.edit_discovery(|d| {
@@ -22,7 +22,7 @@ impl Idp {
         idp
     }
 
-    fn push_device_reply(&self, status: u16, body: Value) {
+    pub(super) fn push_device_reply(&self, status: u16, body: Value) {
         self.stub
             .device_replies
             .lock()
@@ -31,7 +31,7 @@ impl Idp {
     }
 
     /// A Dex-like device authorization answer with `interval`.
-    fn push_device_authorization(&self, interval: Option<u64>, expires_in: u64) {
+    pub(super) fn push_device_authorization(&self, interval: Option<u64>, expires_in: u64) {
         let mut body = json!({
             "device_code": DEVICE_CODE,
             "user_code": "ABCD-EFGH",
