@@ -219,8 +219,9 @@ fn variable_for(scheme: &str, env: &dyn Fn(&str) -> Option<String>) -> &'static 
 
 /// A proxy variable that applies to `url` but holds nothing koidc can use as a proxy (not a URL,
 /// or a scheme other than http, https or socks): reqwest would silently connect directly, which
-/// a network that requires the proxy refuses in a way that names no cause. `None` when every
-/// variable that applies is usable (or none is set).
+/// a network that requires the proxy refuses in a way that names no cause. Also a SOCKS proxy
+/// (koidc's HTTP stack speaks none) and a login whose `@` is unclear ([`Flaw`]). `None` when
+/// every variable that applies is usable (or none is set).
 pub(crate) fn unusable_variable(url: &Url) -> Option<(&'static str, Flaw)> {
     not_unicode(url.scheme(), &|name| std::env::var_os(name))
         .map(|variable| (variable, Flaw::NotAUrl))
