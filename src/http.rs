@@ -13,6 +13,9 @@ mod send;
 use std::time::Duration;
 
 pub(crate) use ca::{CaError, ClientError, ExtraCas, decode_data, holds_pem_certificate, pem_certificates};
+/// For tests outside this module that build a [`ProxyError::Unusable`].
+#[cfg(test)]
+pub(crate) use proxy::Flaw;
 pub(crate) use proxy::{ProxyError, browser_environment, redact};
 pub(crate) use send::{HttpError, Reply, display_url, send};
 

@@ -395,6 +395,7 @@ mod tests {
                 crate::http::HttpError::from(crate::http::ProxyError::Unusable {
                     url: "https://idp.example/".into(),
                     variable: "HTTPS_PROXY",
+                    flaw: crate::http::Flaw::NotAUrl,
                 })
                 .into(),
                 "HTTPS_PROXY is not a proxy URL koidc can use for https://idp.example/; set it to \

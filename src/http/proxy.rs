@@ -57,7 +57,7 @@ pub enum ProxyError {
     /// No connection to the proxy itself (refused, unknown host, timeout).
     #[error(
         "cannot connect to the proxy {} (from {}) for {url}: {reason}; check {}, or list the host in NO_PROXY to connect directly",
-        .route.proxy, .route.variable, .route.variable
+        redact(&.route.proxy), .route.variable, .route.variable
     )]
     Unreachable {
         /// The URL requested.
@@ -70,7 +70,7 @@ pub enum ProxyError {
     /// The proxy asked for a login (HTTP 407).
     #[error(
         "the proxy {} (from {}) wants a login for {url} (407 Proxy Authentication Required); {}",
-        .route.proxy, .route.variable, login_hint(.route)
+        redact(&.route.proxy), .route.variable, login_hint(.route)
     )]
     Login {
         /// The URL requested.
@@ -82,7 +82,7 @@ pub enum ProxyError {
     /// error: how some proxies (tinyproxy) refuse a wrong login.
     #[error(
         "{url} answered 401 Unauthorized through the proxy {} (from {}), which is how some proxies refuse a wrong login; {}",
-        .route.proxy, .route.variable, login_hint(.route)
+        redact(&.route.proxy), .route.variable, login_hint(.route)
     )]
     LoginRefused {
         /// The URL requested.
@@ -94,7 +94,7 @@ pub enum ProxyError {
     /// host or port it does not allow.
     #[error(
         "the proxy {} (from {}) refused to connect to {url} ({reason}); {}, or ask the proxy's administrator to allow the host and port",
-        .route.proxy, .route.variable, login_hint(.route)
+        redact(&.route.proxy), .route.variable, login_hint(.route)
     )]
     Refused {
         /// The URL requested.
@@ -106,15 +106,37 @@ pub enum ProxyError {
     },
     /// A proxy variable that applies holds no usable proxy URL (its value is not repeated: it
     /// may hold a password).
-    #[error(
-        "{variable} is not a proxy URL koidc can use for {url}; set it to http://HOST:PORT (http://USER:PASSWORD@HOST:PORT when the proxy wants a login), or unset it"
-    )]
+    #[error("{variable} is not a proxy URL koidc can use for {url}; {flaw}")]
     Unusable {
         /// The URL requested.
         url: String,
         /// The variable.
         variable: &'static str,
+        /// What is wrong with it, worded as the fix.
+        flaw: Flaw,
     },
+}
+
+/// What makes a proxy variable unusable, worded as what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Flaw {
+    /// Not a URL, or a scheme no proxy has (or not UTF-8).
+    #[error(
+        "set it to http://HOST:PORT (http://USER:PASSWORD@HOST:PORT when the proxy wants a login), or unset it"
+    )]
+    NotAUrl,
+    /// A user name or password with an unencoded `@` (or an `@` after an unencoded `/ ? #`):
+    /// the HTTP stack would split it elsewhere than koidc does, sending the wrong login and
+    /// showing the rest as the proxy's host.
+    #[error(
+        "its user name or password holds a character that must be percent-encoded: write @ as %40, : as %3A, / as %2F, ? as %3F, # as %23"
+    )]
+    UnencodedLogin,
+    /// A SOCKS proxy (`socks4://`, `socks5://`, …), which koidc cannot speak.
+    #[error(
+        "koidc speaks HTTP proxies only (http://HOST:PORT): use an HTTP proxy, or a local HTTP-to-SOCKS bridge"
+    )]
+    Socks,
 }
 
 /// What to do about a proxy asking for a login: give one, or check the one given.
@@ -125,13 +147,11 @@ fn login_hint(route: &Route) -> String {
             route.variable
         )
     } else {
+        let proxy = redact(&route.proxy);
         format!(
             "give the login in {} as http://USER:PASSWORD@{}",
             route.variable,
-            route
-                .proxy
-                .split_once("://")
-                .map_or(route.proxy.as_str(), |(_, a)| a)
+            proxy.split_once("://").map_or(&*proxy, |(_, a)| a)
         )
     }
 }
@@ -159,11 +179,16 @@ fn route_in(url: &Url, env: &dyn Fn(&str) -> Option<String>) -> Option<Route> {
     }
     let intercept = builder.build().intercept(&uri)?;
     let proxy = intercept.uri();
-    let shown = format!(
+    // From the host and port only: with an unencoded `@` in the login, hyper-util leaves part of
+    // it (the password, say) in the authority.
+    let mut shown = format!(
         "{}://{}",
         proxy.scheme_str().unwrap_or("http"),
-        proxy.authority().map(|a| a.as_str()).unwrap_or_default()
+        proxy.host().unwrap_or_default()
     );
+    if let Some(port) = proxy.port_u16() {
+        shown.push_str(&format!(":{port}"));
+    }
     Some(Route {
         proxy: shown,
         variable: variable_for(url.scheme(), env),
@@ -194,10 +219,12 @@ fn variable_for(scheme: &str, env: &dyn Fn(&str) -> Option<String>) -> &'static 
 
 /// A proxy variable that applies to `url` but holds nothing koidc can use as a proxy (not a URL,
 /// or a scheme other than http, https or socks): reqwest would silently connect directly, which
-/// a network that requires the proxy refuses in a way that names no cause. `None` when every
-/// variable that applies is usable (or none is set).
-pub(crate) fn unusable_variable(url: &Url) -> Option<&'static str> {
+/// a network that requires the proxy refuses in a way that names no cause. Also a SOCKS proxy
+/// (koidc's HTTP stack speaks none) and a login whose `@` is unclear ([`Flaw`]). `None` when
+/// every variable that applies is usable (or none is set).
+pub(crate) fn unusable_variable(url: &Url) -> Option<(&'static str, Flaw)> {
     not_unicode(url.scheme(), &|name| std::env::var_os(name))
+        .map(|variable| (variable, Flaw::NotAUrl))
         .or_else(|| unusable_in(url, &|name| std::env::var(name).ok()))
 }
 
@@ -215,9 +242,30 @@ fn not_unicode(scheme: &str, env: &dyn Fn(&str) -> Option<OsString>) -> Option<&
         .copied()
 }
 
-fn unusable_in(url: &Url, env: &dyn Fn(&str) -> Option<String>) -> Option<&'static str> {
-    if env("REQUEST_METHOD").is_some() || route_in(url, env).is_some() {
+fn unusable_in(url: &Url, env: &dyn Fn(&str) -> Option<String>) -> Option<(&'static str, Flaw)> {
+    if env("REQUEST_METHOD").is_some() {
         return None;
+    }
+    if let Some(route) = route_in(url, env) {
+        // The login must mean the same to the HTTP stack and to koidc's redaction: refused
+        // before any request, in every variable the matcher reads for this scheme.
+        let own: &[&'static str] = if url.scheme() == "https" {
+            &HTTPS_VARIABLES
+        } else {
+            &HTTP_VARIABLES
+        };
+        for names in [own, &ALL_VARIABLES] {
+            let first = names.iter().find_map(|&n| env(n).map(|v| (n, v)));
+            if let Some((name, value)) = first
+                && unclear_login(&value)
+            {
+                return Some((name, Flaw::UnencodedLogin));
+            }
+        }
+        return route
+            .proxy
+            .starts_with("socks")
+            .then_some((route.variable, Flaw::Socks));
     }
     let variable = variable_for(url.scheme(), env);
     let value = env(variable).filter(|v| !v.is_empty())?;
@@ -231,7 +279,7 @@ fn unusable_in(url: &Url, env: &dyn Fn(&str) -> Option<String>) -> Option<&'stat
         .intercept(&uri)
         .is_none();
     let usable = Matcher::builder().all(value).build().intercept(&uri).is_some();
-    (!listed && !usable).then_some(variable)
+    (!listed && !usable).then_some((variable, Flaw::NotAUrl))
 }
 
 /// `text` with the user information of every proxy variable (the user name and password in
@@ -241,11 +289,14 @@ pub(crate) fn redact(text: &str) -> Cow<'_, str> {
     redact_in(text, &|name| std::env::var(name).ok())
 }
 
+/// The shortest proxy password [`redact`] replaces wherever it stands, not only in a URL.
+const MIN_PLAIN_SECRET: usize = 4;
+
 fn redact_in<'a>(text: &'a str, env: &dyn Fn(&str) -> Option<String>) -> Cow<'a, str> {
     let mut out = Cow::Borrowed(text);
     for name in PROXY_VARIABLES {
         let Some(value) = env(name) else { continue };
-        let Some(userinfo) = userinfo(&value) else {
+        let Some(userinfo) = secret_part(&value) else {
             continue;
         };
         // The whole user information and the password, as written and decoded; the user name
@@ -255,7 +306,9 @@ fn redact_in<'a>(text: &'a str, env: &dyn Fn(&str) -> Option<String>) -> Cow<'a,
             secrets.push(password.to_owned());
             secrets.push(percent_decode(password));
         }
-        secrets.retain(|s| !s.is_empty());
+        // A short password is left where it stands as plain text (one letter would garble every
+        // message); in a URL it goes with the whole user information ([`scrub_urls`]).
+        secrets.retain(|s| s.chars().count() >= MIN_PLAIN_SECRET);
         // The longest first, so a password inside the whole user information goes with it.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         for secret in secrets {
@@ -273,9 +326,27 @@ fn redact_in<'a>(text: &'a str, env: &dyn Fn(&str) -> Option<String>) -> Cow<'a,
 /// The user information of a URL-like `value` (`USER:PASSWORD` of `http://USER:PASSWORD@HOST`,
 /// also without a scheme), if any.
 fn userinfo(value: &str) -> Option<&str> {
+    authority(value).rsplit_once('@').map(|(info, _)| info)
+}
+
+/// The authority of a URL-like `value` (also without a scheme): up to the first `/ ? #`.
+fn authority(value: &str) -> &str {
     let rest = value.split_once("://").map_or(value, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    authority.rsplit_once('@').map(|(info, _)| info)
+    rest.split(['/', '?', '#']).next().unwrap_or_default()
+}
+
+/// Whether `value` holds an `@` that does not clearly end a user information: more than one in
+/// the authority (hyper-util splits at the first, koidc at the last), or one after an unencoded
+/// `/ ? #` (which ends the authority before it).
+fn unclear_login(value: &str) -> bool {
+    value.contains('@') && !(value.matches('@').count() == 1 && authority(value).contains('@'))
+}
+
+/// What [`redact`] hides of a proxy variable's `value`: everything before its last `@` (after
+/// the scheme), so a login that [`userinfo`] cannot parse is still hidden.
+fn secret_part(value: &str) -> Option<&str> {
+    let rest = value.split_once("://").map_or(value, |(_, rest)| rest);
+    userinfo(value).or_else(|| rest.rsplit_once('@').map(|(info, _)| info))
 }
 
 /// `text` with the user information of every `scheme://USER:PASSWORD@` in it replaced by `…`.
@@ -331,25 +402,32 @@ fn browser_environment_in(env: &dyn Fn(&str) -> Option<OsString>) -> Vec<(&'stat
             changes.push((name, None));
             continue;
         };
-        if let Some(info) = userinfo(text) {
+        if unclear_login(text) {
+            // An `@` that does not clearly end a login: the password's end is unknown, so
+            // nothing of the value is passed on.
+            changes.push((name, None));
+        } else if let Some(info) = userinfo(text) {
             let without = text.replacen(&format!("{info}@"), "", 1);
             changes.push((name, Some(OsString::from(without))));
         }
     }
     if any_proxy {
-        for name in NO_PROXY_VARIABLES {
-            let current = env(name).and_then(|v| v.into_string().ok()).unwrap_or_default();
-            let mut hosts: Vec<&str> = current
-                .split(',')
-                .map(str::trim)
-                .filter(|h| !h.is_empty())
-                .collect();
-            for host in LOOPBACK_HOSTS {
-                if !hosts.contains(&host) {
-                    hosts.push(host);
-                }
+        // Both spellings get the same list, the union of both and the loopback names: a tool
+        // reading the lower-case one first must not lose the hosts of the upper-case one.
+        let current: Vec<String> = NO_PROXY_VARIABLES
+            .iter()
+            .filter_map(|name| env(name).and_then(|v| v.into_string().ok()))
+            .collect();
+        let mut hosts: Vec<&str> = Vec::new();
+        let given = current.iter().flat_map(|v| v.split(',')).map(str::trim);
+        for host in given.chain(LOOPBACK_HOSTS) {
+            if !host.is_empty() && !hosts.contains(&host) {
+                hosts.push(host);
             }
-            changes.push((name, Some(OsString::from(hosts.join(",")))));
+        }
+        let list = OsString::from(hosts.join(","));
+        for name in NO_PROXY_VARIABLES {
+            changes.push((name, Some(list.clone())));
         }
     }
     changes
@@ -361,7 +439,7 @@ mod tests {
 
     use super::*;
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -432,7 +510,7 @@ mod tests {
         ]);
         assert_eq!(
             unusable_in(&url("https://idp.example/"), &env),
-            Some("HTTPS_PROXY")
+            Some(("HTTPS_PROXY", Flaw::NotAUrl))
         );
         assert_eq!(unusable_in(&url("https://direct.example/"), &env), None);
         let fine = env_of(&[("HTTPS_PROXY", "http://proxy:3128")]);
@@ -499,12 +577,186 @@ mod tests {
             get("NO_PROXY"),
             Some(Some("corp.example,127.0.0.1,::1,localhost".into()))
         );
-        assert_eq!(get("no_proxy"), Some(Some("127.0.0.1,::1,localhost".into())));
+        assert_eq!(
+            get("no_proxy"),
+            Some(Some("corp.example,127.0.0.1,::1,localhost".into())),
+            "both spellings list the user's hosts"
+        );
         let all: String = changes
             .iter()
             .filter_map(|(_, v)| v.as_ref().and_then(|v| v.to_str()).map(str::to_owned))
             .collect();
         assert!(!all.contains("s3cret"));
+    }
+
+    #[test]
+    fn a_route_never_shows_user_information_even_with_unencoded_at_signs() {
+        // hyper-util splits the user information at the first `@`; the rest stays in the
+        // authority of the proxy's URI.
+        let env = env_of(&[(
+            "HTTPS_PROXY",
+            "http://john@corp.example:Hunter2Secret@127.0.0.1:3128",
+        )]);
+        let route = route_in(&url("https://idp.example/"), &env).unwrap();
+        assert_eq!(route.proxy, "http://127.0.0.1:3128");
+        let v6 = env_of(&[("HTTPS_PROXY", "http://a:b@[::1]:3128")]);
+        assert_eq!(
+            route_in(&url("https://idp.example/"), &v6).unwrap().proxy,
+            "http://[::1]:3128"
+        );
+    }
+
+    #[test]
+    fn a_proxy_login_with_an_unencoded_at_sign_is_unusable_before_any_request() {
+        let https = url("https://idp.example/");
+        let env = env_of(&[("HTTPS_PROXY", "http://john@corp.example:pw@127.0.0.1:3128")]);
+        assert_eq!(
+            unusable_in(&https, &env),
+            Some(("HTTPS_PROXY", Flaw::UnencodedLogin))
+        );
+        let all = env_of(&[("all_proxy", "http://a@b:c@127.0.0.1:3128")]);
+        assert_eq!(
+            unusable_in(&https, &all),
+            Some(("all_proxy", Flaw::UnencodedLogin))
+        );
+        let listed = env_of(&[
+            ("HTTPS_PROXY", "http://john@corp.example:pw@127.0.0.1:3128"),
+            ("NO_PROXY", "idp.example"),
+        ]);
+        assert_eq!(unusable_in(&https, &listed), None);
+        let encoded = env_of(&[("HTTPS_PROXY", "http://john%40corp.example:pw@127.0.0.1:3128")]);
+        assert_eq!(unusable_in(&https, &encoded), None);
+    }
+
+    #[test]
+    fn a_socks_proxy_is_unusable_with_a_hint_that_koidc_speaks_http_proxies_only() {
+        for value in [
+            "socks5://127.0.0.1:1080",
+            "socks5h://u:p@proxy:1080",
+            "socks4://proxy:1080",
+        ] {
+            let env = env_of(&[("ALL_PROXY", value)]);
+            assert_eq!(
+                unusable_in(&url("http://idp.example/"), &env),
+                Some(("ALL_PROXY", Flaw::Socks)),
+                "{value}"
+            );
+        }
+        assert!(Flaw::Socks.to_string().contains("HTTP proxies only"));
+    }
+
+    #[test]
+    fn proxy_error_messages_never_show_user_information_of_the_route() {
+        let route = Route {
+            proxy: "http://corp.example:Hunter2Secret@127.0.0.1:3128".into(),
+            variable: "HTTPS_PROXY",
+            credentials: true,
+        };
+        let errors = [
+            ProxyError::Refused {
+                url: "https://idp.example/".into(),
+                route: route.clone(),
+                reason: "407".into(),
+            },
+            ProxyError::Unreachable {
+                url: "https://idp.example/".into(),
+                route: route.clone(),
+                reason: "refused".into(),
+            },
+            ProxyError::Login {
+                url: "https://idp.example/".into(),
+                route: Route {
+                    credentials: false,
+                    ..route.clone()
+                },
+            },
+            ProxyError::LoginRefused {
+                url: "https://idp.example/".into(),
+                route,
+            },
+        ];
+        for err in errors {
+            let text = err.to_string();
+            assert!(!text.contains("Hunter2Secret"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_short_proxy_password_does_not_garble_messages() {
+        let env = env_of(&[("HTTPS_PROXY", "http://u:e@127.0.0.1:3128")]);
+        let text = "the proxy refused the connection";
+        assert_eq!(redact_in(text, &env), text);
+        assert_eq!(
+            redact_in("via http://u:e@127.0.0.1:3128 (reset)", &env),
+            "via http://…@127.0.0.1:3128 (reset)"
+        );
+        let long = env_of(&[("HTTPS_PROXY", "http://u:seCr@127.0.0.1:3128")]);
+        assert_eq!(redact_in("said seCr", &long), "said …");
+    }
+
+    #[test]
+    fn the_browser_never_gets_a_proxy_value_holding_an_at_sign_it_cannot_parse() {
+        let env = |name: &str| -> Option<OsString> {
+            match name {
+                "HTTPS_PROXY" => Some("http://bob:s3cr/et@proxy.corp:3128".into()),
+                "https_proxy" => Some("http://bob:s3cr?et@proxy.corp:3128".into()),
+                "HTTP_PROXY" => Some("http://bob:s3cr#et@proxy.corp:3128".into()),
+                "http_proxy" => Some("http://john@corp:s3cret@proxy.corp:3128".into()),
+                "ALL_PROXY" => Some("http://proxy.corp:3128/x@s3cret".into()),
+                "all_proxy" => Some("http://alice:s3cret@proxy.corp:3128".into()),
+                _ => None,
+            }
+        };
+        let changes = browser_environment_in(&env);
+        let get = |name: &str| changes.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        for name in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+        ] {
+            assert_eq!(get(name), Some(None), "{name} is not removed");
+        }
+        assert_eq!(get("all_proxy"), Some(Some("http://proxy.corp:3128".into())));
+        let all: String = changes
+            .iter()
+            .filter_map(|(_, v)| v.as_ref().and_then(|v| v.to_str()).map(str::to_owned))
+            .collect();
+        assert!(!all.contains("s3c"), "{all}");
+    }
+
+    #[test]
+    fn the_browser_keeps_the_users_no_proxy_hosts_in_both_spellings() {
+        let env = |name: &str| -> Option<OsString> {
+            match name {
+                "HTTPS_PROXY" => Some("http://proxy:3128".into()),
+                "NO_PROXY" => Some(".corp.example".into()),
+                "no_proxy" => Some("sso.internal, ::1".into()),
+                _ => None,
+            }
+        };
+        let changes = browser_environment_in(&env);
+        let get = |name: &str| changes.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        let both = Some(Some(OsString::from(
+            ".corp.example,sso.internal,::1,127.0.0.1,localhost",
+        )));
+        assert_eq!(get("NO_PROXY"), both);
+        assert_eq!(get("no_proxy"), both);
+        // Only `NO_PROXY` set: the lower-case spelling gets the user's hosts too.
+        let upper = |name: &str| -> Option<OsString> {
+            match name {
+                "HTTPS_PROXY" => Some("http://proxy:3128".into()),
+                "NO_PROXY" => Some(".corp.example".into()),
+                _ => None,
+            }
+        };
+        let changes = browser_environment_in(&upper);
+        let get = |name: &str| changes.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+        assert_eq!(
+            get("no_proxy"),
+            Some(Some(".corp.example,127.0.0.1,::1,localhost".into()))
+        );
     }
 
     #[test]

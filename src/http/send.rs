@@ -151,10 +151,11 @@ pub async fn send(
         reason: root_cause(&e),
     })?;
     let url = req.url().clone();
-    if let Some(variable) = proxy::unusable_variable(&url) {
+    if let Some((variable, flaw)) = proxy::unusable_variable(&url) {
         return Err(ProxyError::Unusable {
             url: display_url(&url),
             variable,
+            flaw,
         }
         .into());
     }

@@ -496,3 +496,66 @@ fn force_refresh_renews_a_valid_cached_token_with_exactly_one_refresh_grant() {
     lab.assert_no_leak(&out, Stdout::NoSecrets);
     assert_eq!(lab.proxy.grants_since(mark), ["refresh_token"]);
 }
+
+/// `koidc get-token` for an issuer no test serves, with `env` only: it fails before or at the
+/// proxy. Its output.
+fn get_token_with(env: &[(&str, String)]) -> Output {
+    let home = tempfile::tempdir().expect("temp dir");
+    let mut cmd = clean_command(koidc_bin(), home.path());
+    cmd.args([
+        "get-token",
+        "--issuer",
+        "https://idp.example.test",
+        "--client-id",
+        "x",
+        "-vv",
+    ])
+    .envs(env.iter().map(|(k, v)| (k, v)));
+    run(&mut cmd)
+}
+
+/// The last line of a failed run's stderr (the error; `-vv` logs before it); nothing on stdout.
+fn last_line(out: &Output) -> String {
+    assert_eq!(out.stdout, "", "{}", out.stderr);
+    out.stderr_lines().last().copied().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn a_proxy_password_after_an_unencoded_at_sign_is_never_shown() {
+    // hyper-util takes `john` for the user and `corp.example:Hunter2Secret@127.0.0.1` for the
+    // host; koidc's redaction took `Hunter2Secret` for the password. Refused before any request.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let proxy = Tinyproxy::start(dir.path(), 443, Some((PROXY_USER, PROXY_PASSWORD)));
+    let secret = "Hunter2Secret";
+    let value = format!("http://john@corp.example:{secret}@127.0.0.1:{}", proxy.port);
+    let out = get_token_with(&[("HTTPS_PROXY", value)]);
+    out.assert_failure();
+    assert!(!out.stderr.contains(secret), "{}", out.stderr);
+    assert!(!out.stderr.contains("corp.example"), "{}", out.stderr);
+    let line = last_line(&out);
+    assert!(line.contains("HTTPS_PROXY"), "{line}");
+    assert!(line.contains("percent-encode"), "{line}");
+    assert_eq!(
+        proxy.requests(),
+        Vec::<String>::new(),
+        "a request reached the proxy"
+    );
+}
+
+#[test]
+fn a_socks_proxy_is_refused_with_a_hint_that_koidc_speaks_http_proxies_only() {
+    for scheme in ["socks5", "socks5h", "socks4"] {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let port = listener.local_addr().expect("address").port();
+        let out = get_token_with(&[("ALL_PROXY", format!("{scheme}://127.0.0.1:{port}"))]);
+        out.assert_failure();
+        let line = last_line(&out);
+        assert!(line.contains("ALL_PROXY"), "{line}");
+        assert!(line.contains("HTTP proxies only"), "{line}");
+        assert!(
+            listener.accept().is_err(),
+            "{scheme}: koidc connected to the SOCKS proxy"
+        );
+    }
+}
