@@ -268,6 +268,7 @@ mod tests {
             github: Some(urls.clone()),
             profile: None,
             machine: None,
+            audience: None,
         };
         assert_eq!(
             get_token_args(&identity, &urls, Vec::new(), &[]),

@@ -273,6 +273,7 @@ mod tests {
             github: None,
             profile: profile.map(String::from),
             machine: None,
+            audience: None,
         }
     }
 

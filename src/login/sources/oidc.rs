@@ -191,6 +191,7 @@ pub fn revoke_entry(
         github: None,
         profile: key.profile.clone(),
         machine: None,
+        audience: None,
     };
     let mut oidc = request.login.oidc(&identity);
     oidc.client_secret = request.client_secret.cloned();
