@@ -22,6 +22,7 @@ mod proxy;
 mod stub_idp;
 mod support;
 
+mod audiences;
 mod audit;
 mod device;
 mod doctor;
