@@ -410,6 +410,16 @@ pub struct IdentityFlags {
     /// with --issuer; Dex's `oidc` connector trusting the CI issuer).
     #[arg(long, env = "KOIDC_CONNECTOR_ID", value_name = "ID")]
     pub connector_id: Option<String>,
+    /// Which token kubectl gets: `id` (the ID token) or `access` (the access token, which must
+    /// be a JWT of the issuer: its `aud` must contain --audience when given, else it must be
+    /// issued to --client-id; its signature and expiry are checked) [default: id].
+    #[arg(long, env = "KOIDC_TOKEN_TYPE", value_enum)]
+    pub token_type: Option<TokenTypeArg>,
+    /// Extra parameter of the authorization request, as KEY=VALUE (repeatable; the variable
+    /// holds one): prompt, login_hint, acr_values, max_age, domain_hint, access_type, resource…
+    /// Parameters koidc sets itself (state, nonce, scope, redirect_uri…) are refused.
+    #[arg(long = "auth-param", env = "KOIDC_AUTH_PARAM", value_name = "KEY=VALUE")]
+    pub auth_params: Option<Vec<String>>,
 }
 
 /// Where GitHub is (for `--provider github` and `koidc webhook`).
@@ -507,6 +517,19 @@ pub struct LoginFlags {
     /// (e.g. after a change of groups at the IdP); a login only when the refresh fails.
     #[arg(long, env = "KOIDC_FORCE_REFRESH")]
     pub force_refresh: bool,
+    /// Extra HTTP header for every request to the identity provider, as NAME=VALUE (repeatable;
+    /// the variable holds one), e.g. Origin=https://app.example.com for an Entra single-page
+    /// application client. Never logged.
+    #[arg(
+        long = "request-header",
+        env = "KOIDC_REQUEST_HEADER",
+        value_name = "NAME=VALUE"
+    )]
+    pub request_headers: Option<Vec<String>>,
+    /// `false` leaves PKCE (S256) out of the authorization code grant, only for a provider that
+    /// refuses it [default: true].
+    #[arg(long, env = "KOIDC_PKCE", value_name = "BOOL")]
+    pub pkce: Option<bool>,
 }
 
 impl std::fmt::Debug for LoginFlags {
@@ -525,6 +548,8 @@ impl std::fmt::Debug for LoginFlags {
             certificate_authority_data,
             redirect_host,
             force_refresh,
+            request_headers,
+            pkce,
         } = self;
         f.debug_struct("LoginFlags")
             .field("client_secret", &client_secret.as_ref().map(|_| "<redacted>"))
@@ -539,7 +564,22 @@ impl std::fmt::Debug for LoginFlags {
             .field("certificate_authority_data", certificate_authority_data)
             .field("redirect_host", redirect_host)
             .field("force_refresh", force_refresh)
+            .field(
+                "request_headers",
+                &request_headers
+                    .as_ref()
+                    .map(|h| h.iter().map(|h| redacted_header(h)).collect::<Vec<_>>()),
+            )
+            .field("pkce", pkce)
             .finish()
+    }
+}
+
+/// A `--request-header` as `Debug` shows it: the name, never the value.
+fn redacted_header(raw: &str) -> String {
+    match raw.split_once('=') {
+        Some((name, _)) => format!("{}=<redacted>", name.escape_debug()),
+        None => "<redacted>".to_owned(),
     }
 }
 
@@ -776,6 +816,16 @@ pub enum GrantArg {
     /// The CI job's identity token (`--token-source`), sent as it is or exchanged at --issuer
     /// (RFC 8693).
     Workload,
+}
+
+/// `--token-type` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum TokenTypeArg {
+    /// The ID token.
+    #[default]
+    Id,
+    /// The access token (a JWT with the apiserver's audience).
+    Access,
 }
 
 /// `-o` values.

@@ -23,11 +23,12 @@ use clap::ValueEnum;
 
 use crate::cli::ProviderArg;
 use crate::cli::options::DEFAULT_TIMEOUT;
-use crate::cli::{CacheArg, CacheFlags, Cli, Command, GrantArg, IdentityFlags, LoginFlags};
+use crate::cli::{CacheArg, CacheFlags, Cli, Command, GrantArg, IdentityFlags, LoginFlags, TokenTypeArg};
 use crate::login::browser::BrowserChoice;
 use crate::login::cache::{CacheKey, CacheKind};
 use crate::login::loopback::RedirectHost;
 use crate::login::oidc::OidcConfig;
+use crate::login::oidc::request::{AuthParams, ProviderRequest, RequestError, RequestHeaders, TokenType};
 use crate::login::workload::TokenSource;
 use crate::profile::{ConfigFile, Profile, ProfileError, config_path};
 use crate::provider::ProviderKind;
@@ -161,9 +162,32 @@ pub enum ConfigError {
         "--audience with Dex is the cluster's Dex client id, asked for in the scope audience:server:client_id:AUD: it has no blanks"
     )]
     AudienceScope,
+    /// A `--auth-param` or `--request-header` that cannot be sent.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// An option of a person's OpenID Connect login given for a pipeline grant or GitHub.
+    #[error(
+        "--{flag} is for a person's OpenID Connect login (browser or device code); pipeline grants and --provider github do not use it"
+    )]
+    PersonOnly {
+        /// Flag name without dashes.
+        flag: &'static str,
+    },
 }
 
-/// The first pipeline-only option `flags` sets, by name.
+/// The first option of a person's OpenID Connect login that `flags` sets, by name.
+fn person_only_flag(flags: &IdentityFlags) -> Option<&'static str> {
+    if flags.token_type == Some(TokenTypeArg::Access) {
+        Some("token-type")
+    } else if flags.auth_params.as_ref().is_some_and(|p| !p.is_empty()) {
+        Some("auth-param")
+    } else {
+        None
+    }
+}
+
+/// The first pipeline-only option `flags` sets, by name (`--audience` is a person's too: a
+/// cluster's audience, or the access token's with `--token-type access`).
 fn machine_only_flag(flags: &IdentityFlags) -> Option<&'static str> {
     if flags.token_source.is_some() {
         Some("token-source")
@@ -233,6 +257,10 @@ pub struct Identity {
     /// `None`: the token's audience is the client id, as always. A pipeline's audience is
     /// in [`Machine`].
     pub audience: Option<Audience>,
+    /// `--token-type` (with `--audience` for the access token).
+    pub token_type: TokenType,
+    /// `--auth-param`; `login_hint` is part of the cache key.
+    pub auth_params: AuthParams,
 }
 
 /// The audience a person's token is for (one cluster), and how it is obtained.
@@ -353,6 +381,12 @@ impl Identity {
         grant: Option<GrantArg>,
         env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
     ) -> Result<Self, ConfigError> {
+        let machine = matches!(grant, Some(GrantArg::ClientCredentials | GrantArg::Workload));
+        if (machine || flags.provider == Some(ProviderArg::Github))
+            && let Some(flag) = person_only_flag(flags)
+        {
+            return Err(ConfigError::PersonOnly { flag });
+        }
         match grant {
             Some(GrantArg::ClientCredentials) => return Self::client_credentials(flags),
             Some(GrantArg::Workload) => return Self::workload(flags, env),
@@ -369,6 +403,10 @@ impl Identity {
         let Some(value) = non_empty_audience(audience)? else {
             return Ok(self);
         };
+        if matches!(self.token_type, TokenType::Access { .. }) {
+            // `--token-type access`: the audience the access token must carry (checked there).
+            return Ok(self);
+        }
         let way = match self.provider {
             ProviderKind::Dex => AudienceWay::DexCrossClient,
             ProviderKind::Generic => {
@@ -456,6 +494,8 @@ impl Identity {
                 provider: ProviderKind::Generic,
                 github: None,
                 profile: flags.profile.clone(),
+                token_type: TokenType::Id,
+                auth_params: AuthParams::default(),
                 machine: Some(Machine::Workload {
                     source,
                     audience: Some(audience),
@@ -507,6 +547,12 @@ impl Identity {
         let mut raw = flags.scopes.clone().unwrap_or_default();
         raw.extend(provider.preset_scopes().iter().map(|s| (*s).to_owned()));
         let scopes = normalize_scopes(&raw)?;
+        let token_type = match flags.token_type.unwrap_or_default() {
+            TokenTypeArg::Id => TokenType::Id,
+            TokenTypeArg::Access => TokenType::Access {
+                audience: non_empty_audience(flags.audience.as_deref())?,
+            },
+        };
         Ok(Self {
             issuer,
             client_id,
@@ -516,6 +562,8 @@ impl Identity {
             profile: flags.profile.clone(),
             machine: None,
             audience: None,
+            token_type,
+            auth_params: AuthParams::parse(flags.auth_params.as_deref().unwrap_or_default())?,
         })
     }
 
@@ -548,6 +596,8 @@ impl Identity {
             profile: flags.profile.clone(),
             machine: None,
             audience: None,
+            token_type: TokenType::Id,
+            auth_params: AuthParams::default(),
         })
     }
 
@@ -569,6 +619,26 @@ impl Identity {
         CacheKey::new(&self.issuer, &self.client_id, &self.scopes)
             .with_profile(self.profile.clone())
             .with_machine(self.machine.as_ref().map(Machine::key_part))
+            .with_variant(self.variant_key_part())
+    }
+
+    /// What the token type and the account asked for (`login_hint`) add to the cache key:
+    /// an access token is another credential than the ID token of the same login, and two
+    /// login hints are two accounts. `None` for an ID token without a hint (the ids of entries
+    /// written before these options existed are unchanged). Other `--auth-param` values do not
+    /// change whose token it is, so they share the entry.
+    fn variant_key_part(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let TokenType::Access { audience } = &self.token_type {
+            parts.push(format!(
+                "access-token\n{}",
+                audience.as_deref().unwrap_or_default()
+            ));
+        }
+        if let Some(hint) = self.auth_params.login_hint() {
+            parts.push(format!("login_hint\n{hint}"));
+        }
+        (!parts.is_empty()).then(|| parts.join("\n"))
     }
 }
 
@@ -600,6 +670,10 @@ pub struct LoginConfig {
     pub redirect_ip: Option<IpAddr>,
     /// `--force-refresh`: renew a cached token that is still valid.
     pub force_refresh: bool,
+    /// `--request-header`: sent with every request to the identity provider.
+    pub request_headers: RequestHeaders,
+    /// `--pkce`: false leaves PKCE out of the authorization code grant.
+    pub pkce: bool,
     /// `spec.interactive` of `KUBERNETES_EXEC_INFO` when kubectl runs koidc (`None` otherwise);
     /// set by `get-token`. Non-interactive calls get no stdin and obey the login cool-down.
     pub kubectl_interactive: Option<bool>,
@@ -674,6 +748,8 @@ impl LoginConfig {
                 .map(|p| absolute(p))
                 .collect(),
             certificate_authority_data: flags.certificate_authority_data.clone(),
+            request_headers: RequestHeaders::parse(flags.request_headers.as_deref().unwrap_or_default())?,
+            pkce: flags.pkce.unwrap_or(true),
         })
     }
 
@@ -710,6 +786,12 @@ impl LoginConfig {
             extra_ca_files: self.certificate_authorities.clone(),
             extra_ca_data: self.certificate_authority_data.clone(),
             http_timeout: HTTP_TIMEOUT,
+            request: ProviderRequest {
+                token_type: identity.token_type.clone(),
+                auth_params: identity.auth_params.clone(),
+                headers: self.request_headers.clone(),
+                pkce: self.pkce,
+            },
         }
     }
 }
@@ -1070,6 +1152,10 @@ fn overlay(
         timeout,
         redirect_host,
         client_secret_env,
+        token_type,
+        auth_params,
+        request_headers,
+        pkce,
     } = profile;
 
     t.identity.profile = Some(name.to_owned());
@@ -1086,6 +1172,12 @@ fn overlay(
     fill(&mut t.identity.audience, audience, |v| Ok(v.clone()))?;
     fill(&mut t.identity.token_source, token_source, |v| Ok(v.clone()))?;
     fill(&mut t.identity.connector_id, connector_id, |v| Ok(v.clone()))?;
+    fill(&mut t.identity.token_type, token_type, |v| {
+        parse_enum(v).map_err(invalid("token-type", v))
+    })?;
+    fill(&mut t.identity.auth_params, auth_params, |v| Ok(v.clone()))?;
+    fill(&mut t.login.request_headers, request_headers, |v| Ok(v.clone()))?;
+    fill(&mut t.login.pkce, pkce, |v| Ok(*v))?;
     fill(&mut t.login.listen, listen, |v| Ok(v.clone()))?;
     fill(&mut t.login.certificate_authorities, certificate_authority, |v| {
         Ok(v.iter().map(|p| to_path(p)).collect())
@@ -1308,6 +1400,119 @@ mod tests {
                 "{raw}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn login_hint_and_token_type_part_the_cache_and_other_auth_params_do_not() {
+        let key = |token_type: Option<TokenTypeArg>, audience: Option<&str>, params: &[&str]| {
+            let flags = IdentityFlags {
+                token_type,
+                audience: audience.map(str::to_owned),
+                auth_params: Some(params.iter().map(|p| (*p).to_owned()).collect()),
+                ..identity_flags("https://dex.example.com/dex", ProviderArg::Auto, &[])
+            };
+            Identity::from_flags(&flags, None).unwrap().cache_key()
+        };
+        let plain = key(None, None, &[]);
+        // An ID token without a hint keeps the key it always had.
+        assert_eq!(plain.variant, None);
+        assert_eq!(
+            plain.id(),
+            key(Some(TokenTypeArg::Id), None, &["prompt=login", "max_age=60"]).id()
+        );
+        let alice = key(None, None, &["login_hint=alice@example.com"]);
+        let bob = key(None, None, &["login_hint=bob@example.com", "prompt=login"]);
+        let access = key(Some(TokenTypeArg::Access), None, &[]);
+        let access_aud = key(Some(TokenTypeArg::Access), Some("api://default"), &[]);
+        let ids = [&plain, &alice, &bob, &access, &access_aud].map(CacheKey::id);
+        for (i, a) in ids.iter().enumerate() {
+            for b in &ids[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn options_of_a_persons_login_are_refused_for_pipelines_and_github() {
+        let access = IdentityFlags {
+            token_type: Some(TokenTypeArg::Access),
+            ..identity_flags("https://i.example", ProviderArg::Auto, &[])
+        };
+        let params = IdentityFlags {
+            auth_params: Some(vec!["prompt=login".into()]),
+            ..identity_flags("https://i.example", ProviderArg::Auto, &[])
+        };
+        for (flags, flag) in [(&access, "token-type"), (&params, "auth-param")] {
+            for grant in [GrantArg::ClientCredentials, GrantArg::Workload] {
+                let err = Identity::from_flags_with(flags, Some(grant), &|_| None).unwrap_err();
+                assert!(
+                    matches!(err, ConfigError::PersonOnly { flag: f } if f == flag),
+                    "{err}"
+                );
+            }
+            let github = IdentityFlags {
+                provider: Some(ProviderArg::Github),
+                issuer: None,
+                ..flags.clone()
+            };
+            assert!(matches!(
+                Identity::from_flags(&github, None),
+                Err(ConfigError::PersonOnly { .. })
+            ));
+        }
+        // A person's --audience: a cluster's (which this generic issuer cannot give), or the
+        // access token's with --token-type access.
+        let audience = IdentityFlags {
+            audience: Some("api://default".into()),
+            ..identity_flags("https://i.example", ProviderArg::Auto, &[])
+        };
+        assert!(matches!(
+            Identity::from_flags(&audience, None),
+            Err(ConfigError::NoAudienceWay { .. })
+        ));
+        let both = IdentityFlags {
+            token_type: Some(TokenTypeArg::Access),
+            ..audience
+        };
+        let identity = Identity::from_flags(&both, None).unwrap();
+        assert_eq!(
+            identity.token_type,
+            TokenType::Access {
+                audience: Some("api://default".into())
+            }
+        );
+        // A hostile --auth-param is refused before anything is touched.
+        let hostile = IdentityFlags {
+            auth_params: Some(vec!["state=x".into()]),
+            ..identity_flags("https://i.example", ProviderArg::Auto, &[])
+        };
+        assert!(matches!(
+            Identity::from_flags(&hostile, None),
+            Err(ConfigError::Request(_))
+        ));
+    }
+
+    #[test]
+    fn request_headers_and_pkce_come_from_the_login_flags() {
+        let flags = LoginFlags {
+            request_headers: Some(vec!["Origin=https://app.example.com".into()]),
+            pkce: Some(false),
+            ..LoginFlags::default()
+        };
+        let login = LoginConfig::from_flags(&flags, None).unwrap();
+        assert!(!login.pkce);
+        assert_eq!(login.request_headers.map().len(), 1);
+        assert!(
+            LoginConfig::from_flags(&LoginFlags::default(), None)
+                .unwrap()
+                .pkce
+        );
+        let host = LoginFlags {
+            request_headers: Some(vec!["Host=evil.example".into()]),
+            ..LoginFlags::default()
+        };
+        let err = LoginConfig::from_flags(&host, None).unwrap_err().to_string();
+        assert!(err.contains("Host") && !err.contains("evil.example"), "{err}");
     }
 
     #[test]
@@ -1916,11 +2121,13 @@ mod profile_tests {
                     .map(|p| format!("{:?}", p.get_name()))
                     .collect()
             };
-            let candidates = if enum_values.is_empty() {
+            // (`false` for a boolean key, which TOML writes unquoted.)
+            let mut candidates = if enum_values.is_empty() {
                 vec!["\"VALUE\"".to_owned(), "7".to_owned(), "[\"VALUE\"]".to_owned()]
             } else {
                 enum_values
             };
+            candidates.push("false".to_owned());
             let f = candidates
                 .iter()
                 .find_map(|v| {

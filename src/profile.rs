@@ -192,6 +192,14 @@ pub struct Profile {
     pub redirect_host: Option<String>,
     /// The name of the environment variable holding the client secret (never the secret).
     pub client_secret_env: Option<String>,
+    /// `--token-type` (id, access).
+    pub token_type: Option<String>,
+    /// `--auth-param`, as a list of `KEY=VALUE`.
+    pub auth_params: Option<Vec<String>>,
+    /// `--request-header`, as a list of `NAME=VALUE`.
+    pub request_headers: Option<Vec<String>>,
+    /// `--pkce` (true, false).
+    pub pkce: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,10 +5,12 @@
 #    with sudo): keyutils (keyctl), gnome-keyring + dbus (a real Secret Service), libdbus-1-dev +
 #    pkg-config (the keyring crate links libdbus), libc6-dev (the static glibc of the release
 #    build), python3 (the fake browser), strace (tests/it/static_build.rs), tinyproxy (a real HTTP
-#    proxy, tests/it/networks.rs).
-# 2. Builds the pinned Dex, kubectl, etcd and kube-apiserver once (tests/e2e/deps.sh, cached
-#    under ~/.cache/koidc-e2e) and exports KOIDC_E2E_DEX / KOIDC_E2E_KUBECTL / KOIDC_E2E_ETCD /
-#    KOIDC_E2E_KUBE_APISERVER for the integration tests.
+#    proxy, tests/it/networks.rs), maven + unzip (fetching and unpacking Keycloak; Debian's maven
+#    brings a Java that runs it).
+# 2. Builds the pinned Dex, kubectl, etcd and kube-apiserver once and fetches Keycloak (Maven
+#    Central, with mvn; tests/e2e/deps.sh, cached under ~/.cache/koidc-e2e) and exports
+#    KOIDC_E2E_DEX / KOIDC_E2E_KUBECTL / KOIDC_E2E_ETCD / KOIDC_E2E_KUBE_APISERVER /
+#    KOIDC_E2E_KEYCLOAK / KOIDC_E2E_KEYCLOAK_JAVA_HOME for the integration tests.
 #    Installs the Okta-like test IdP (tests/okta, `npm ci`) when its node_modules is missing.
 # 3. Runs every test (unit + integration) with `cargo test --locked` and exits with its status;
 #    with no arguments also, first, formatting (`cargo fmt --check`), lints (`cargo clippy
@@ -22,7 +24,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-readonly PACKAGES=(keyutils gnome-keyring dbus libdbus-1-dev libc6-dev pkg-config python3 strace tinyproxy)
+readonly PACKAGES=(keyutils gnome-keyring dbus libdbus-1-dev libc6-dev pkg-config python3 strace
+  tinyproxy maven unzip)
 
 install_missing_packages() {
   if ! command -v dpkg >/dev/null 2>&1; then

@@ -52,7 +52,7 @@ pub(super) fn parse_get_token(
             // to the IdP anyway (and `option_words` never writes it).
             return None;
         }
-        if opt.kind != Kind::Many && values[index].is_some() {
+        if !matches!(opt.kind, Kind::Many | Kind::Repeat) && values[index].is_some() {
             return None;
         }
         let slot = values[index].get_or_insert_with(Vec::new);
@@ -106,6 +106,8 @@ pub(super) fn parse_get_token(
             audience: one(take("audience")),
             token_source: one(take("token_source")),
             connector_id: one(take("connector_id")),
+            token_type: value_enum(one(take("token_type")))?,
+            auth_params: take("auth_params"),
         },
         login: LoginFlags {
             client_secret: one(take("client_secret")),
@@ -125,6 +127,13 @@ pub(super) fn parse_get_token(
             certificate_authority_data: one(take("certificate_authority_data")),
             redirect_host: one(take("redirect_host")),
             force_refresh: false,
+            request_headers: take("request_headers"),
+            pkce: match one(take("pkce")).as_deref() {
+                None => None,
+                Some("true") => Some(true),
+                Some("false") => Some(false),
+                Some(_) => return None,
+            },
         },
         cache: CacheFlags {
             cache: value_enum(one(take("cache")))?,
@@ -261,6 +270,12 @@ mod tests {
         "--audience",
         "--token-source",
         "--connector-id",
+        "--token-type",
+        "--auth-param",
+        "--request-header",
+        "--pkce",
+        "--pkce=false",
+        "--auth-param=prompt=login",
         "--audience=",
         "--verbose",
         "-v",
@@ -320,6 +335,14 @@ mod tests {
         "ümlaut",
         "a=b",
         "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==",
+        "id",
+        "access",
+        "Access",
+        "true",
+        "false",
+        "yes",
+        "login_hint=a@example.com",
+        "Origin=https://a.example.com,https://b",
     ];
 
     /// A random get-token command line.
@@ -354,6 +377,7 @@ mod tests {
             "--grant workload --token-source env:CI_JOB_JWT --audience k --issuer https://dex.example.com/dex --client-id koidc --connector-id gitlab",
             "--grant client-credentials --issuer https://idp.example.com --client-id ci --audience kubernetes --client-secret-file /s",
             "--issuer https://x.okta.com/oauth2/default --client-id 0oa1 --provider okta -v",
+            "--issuer https://x.okta.com/oauth2/default --client-id 0oa1 --token-type access --audience api://default --auth-param prompt=login --auth-param login_hint=a@example.com --request-header Origin=https://app --request-header X-A=b,c --pkce=false",
             "--issuer https://dex.example.com/dex --client-id koidc --cache-dir /tmp/c --listen 127.0.0.1:8000 --listen 127.0.0.1:18000 --timeout 30 --grant device-code --no-browser --paste --certificate-authority /ca.pem,/ca2.pem --certificate-authority-data LS0tLS1CRUdJTg== --browser-command true --client-secret-file /s --github-url https://g --github-api-url https://g/api -vv --verbose",
             "",
         ] {
@@ -529,6 +553,16 @@ mod tests {
         ),
         (&[("KOIDC_CERTIFICATE_AUTHORITY_DATA", "LS0tLS1CRUdJTg==")], true),
         (&[("KOIDC_CERTIFICATE_AUTHORITY_DATA", "")], false),
+        (
+            &[
+                ("KOIDC_TOKEN_TYPE", "access"),
+                ("KOIDC_AUTH_PARAM", "acr_values=a,b"),
+                ("KOIDC_REQUEST_HEADER", "Origin=https://app"),
+                ("KOIDC_PKCE", "false"),
+            ],
+            true,
+        ),
+        (&[("KOIDC_PKCE", "no"), ("KOIDC_TOKEN_TYPE", "ID")], false),
     ];
 
     /// The share the child reports on its output.

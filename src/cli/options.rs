@@ -28,6 +28,9 @@ pub(crate) enum Kind {
     Many,
     /// A boolean flag without a value.
     Flag,
+    /// Repeatable, each value whole (`Option<Vec<T>>` without delimiter: values may hold commas);
+    /// the variable gives one value.
+    Repeat,
 }
 
 /// One option of the get-token family.
@@ -86,7 +89,7 @@ impl Opt {
 /// Every option of [`GetTokenArgs`] except `--verbose` (no variable, no profile key), in the
 /// order [`get_token_argv`] writes them.
 #[rustfmt::skip]
-pub(crate) const OPTIONS: [Opt; 24] = [
+pub(crate) const OPTIONS: [Opt; 28] = [
     opt("profile", "profile", "KOIDC_PROFILE", Kind::One),
     opt("provider", "provider", "KOIDC_PROVIDER", Kind::One).key("provider").shown_default("auto"),
     opt("issuer", "issuer", "KOIDC_ISSUER", Kind::One).key("issuer"),
@@ -114,6 +117,11 @@ pub(crate) const OPTIONS: [Opt; 24] = [
     // No profile key: a profile that always refreshes would make every kubectl call ask the IdP,
     // and the cache pointless. Never written into a kubeconfig for the same reason.
     opt("force-refresh", "force_refresh", "KOIDC_FORCE_REFRESH", Kind::Flag),
+    // What the provider is asked for and how (src/login/oidc/request.rs).
+    opt("token-type", "token_type", "KOIDC_TOKEN_TYPE", Kind::One).key("token-type").shown_default("id"),
+    opt("auth-param", "auth_params", "KOIDC_AUTH_PARAM", Kind::Repeat).key("auth-params"),
+    opt("request-header", "request_headers", "KOIDC_REQUEST_HEADER", Kind::Repeat).key("request-headers"),
+    opt("pkce", "pkce", "KOIDC_PKCE", Kind::One).key("pkce").shown_default("true"),
 ];
 
 /// The index of `--force-refresh` in [`OPTIONS`]: the warm-path parser leaves it to clap (it
@@ -207,6 +215,10 @@ pub(crate) fn option_words(args: &GetTokenArgs) -> Vec<String> {
             "redirect_host" => one(login.redirect_host.clone()),
             // A kubeconfig entry that refreshes on every kubectl call: never written.
             "force_refresh" => Vec::new(),
+            "token_type" => one(identity.token_type.and_then(|t| enum_name(&t))),
+            "auth_params" => identity.auth_params.clone().unwrap_or_default(),
+            "request_headers" => login.request_headers.clone().unwrap_or_default(),
+            "pkce" => one(login.pkce.map(|p| p.to_string())),
             // The client secret: never on a command line.
             _ => Vec::new(),
         }
@@ -238,8 +250,10 @@ fn enum_name<T: ValueEnum>(value: &T) -> Option<String> {
 
 /// The typed defaults of the options whose default [`OPTIONS`] shows.
 #[cfg(test)]
-fn typed_defaults() -> [(&'static str, String); 4] {
+fn typed_defaults() -> [(&'static str, String); 6] {
     [
+        ("token_type", enum_name(&super::TokenTypeArg::default()).unwrap()),
+        ("pkce", true.to_string()),
         ("provider", enum_name(&ProviderArg::default()).unwrap()),
         ("cache", enum_name(&CacheArg::default()).unwrap()),
         ("timeout", DEFAULT_TIMEOUT.to_string()),

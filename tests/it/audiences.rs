@@ -101,14 +101,25 @@ fn the_audience_flag_wins_over_the_clusters_and_each_audience_has_its_own_token(
     a.assert_success();
     let a = parse_exec_credential(&a);
     // The flag names cluster B while kubectl says cluster A: B's token, never A's cached one.
-    let b = get_token(&lab, &["--audience", "cluster-b"], &json!({ "audience": "cluster-a" }));
+    let b = get_token(
+        &lab,
+        &["--audience", "cluster-b"],
+        &json!({ "audience": "cluster-a" }),
+    );
     b.assert_success();
     lab.assert_no_leak(&b, Stdout::MayHoldIdToken);
     let b = parse_exec_credential(&b);
     let aud = audiences(&b.claims);
-    assert!(aud.contains(&"cluster-b".to_owned()) && !aud.contains(&"cluster-a".to_owned()), "{aud:?}");
+    assert!(
+        aud.contains(&"cluster-b".to_owned()) && !aud.contains(&"cluster-a".to_owned()),
+        "{aud:?}"
+    );
     assert_ne!(a.token, b.token);
-    assert_eq!(code_exchanges(&lab), 2, "one login per audience (no shared session yet)");
+    assert_eq!(
+        code_exchanges(&lab),
+        2,
+        "one login per audience (no shared session yet)"
+    );
 }
 
 #[test]
@@ -141,7 +152,10 @@ fn an_audience_at_an_issuer_without_a_way_to_ask_for_it_names_both_ways() {
     let out = get_token(&lab, &[], &json!({ "audience": "cluster-a" }));
     out.assert_failure();
     let line = out.assert_one_error_line();
-    assert!(line.contains("Dex cross-client trust") && line.contains("RFC 8693 token exchange"), "{line}");
+    assert!(
+        line.contains("Dex cross-client trust") && line.contains("RFC 8693 token exchange"),
+        "{line}"
+    );
     assert_eq!(lab.browser.launches(), 0);
     assert_eq!(lab.proxy.seen(), []);
 }

@@ -62,7 +62,7 @@ fn approve(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// The verification URI and user code from koidc's prompt
 /// `koidc: to log in, open URI and enter the code CODE (waiting up to Ns)`.
-fn parse_prompt(line: &str) -> (String, String) {
+pub fn parse_prompt(line: &str) -> (String, String) {
     let rest = line
         .split_once("to log in, open ")
         .unwrap_or_else(|| panic!("not a device prompt: {line:?}"))

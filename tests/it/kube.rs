@@ -582,6 +582,12 @@ impl KubeCluster {
     /// --kubeconfig <path> --user oidc --exec-command <absolute koidc>`. Fails the test when a
     /// step fails; returns the setup run.
     pub fn write_user_kubeconfig(&self, path: &Path) -> Output {
+        self.write_user_kubeconfig_for(path, &self.idp.setup_args())
+    }
+
+    /// [`Self::write_user_kubeconfig`] with `koidc setup` run with `setup_args` (another
+    /// issuer's) instead of [`KubeIdp::setup_args`].
+    pub fn write_user_kubeconfig_for(&self, path: &Path, setup_args: &[String]) -> Output {
         let home = path.parent().expect("the kubeconfig has a parent dir");
         std::fs::create_dir_all(home).expect("create the kubeconfig dir");
         let kubeconfig = format!("--kubeconfig={}", path.display());
@@ -629,7 +635,7 @@ impl KubeCluster {
             run(&mut cmd).assert_success();
         }
         let mut args = vec!["setup".to_owned()];
-        args.extend(self.idp.setup_args());
+        args.extend(setup_args.iter().cloned());
         args.extend([
             "--write-kubeconfig".into(),
             "--kubeconfig".into(),
@@ -861,33 +867,45 @@ impl KubeUser {
 pub fn keep_until_exit(
     start: impl FnOnce() -> KubeCluster + Send + 'static,
 ) -> Result<&'static KubeCluster, String> {
+    keep_servers_until_exit("cluster", start, register_exit_cleanup)
+}
+
+/// Runs `start` on a thread named `what` that lives until the test binary exits (servers
+/// started with the parent-death signal live as long as it), hands what it started to
+/// `at_exit` (which registers its cleanup) and keeps it for the rest of the run. A panic in
+/// `start` comes back as `Err` with its message.
+pub fn keep_servers_until_exit<T: Sync + 'static>(
+    what: &str,
+    start: impl FnOnce() -> T + Send + 'static,
+    at_exit: fn(&'static T),
+) -> Result<&'static T, String> {
     let (tx, rx) = mpsc::channel();
-    let spawned =
-        std::thread::Builder::new().name("kube-cluster".into()).spawn(
-            move || match std::panic::catch_unwind(std::panic::AssertUnwindSafe(start)) {
-                Ok(cluster) => {
-                    let cluster: &'static KubeCluster = Box::leak(Box::new(cluster));
-                    register_exit_cleanup(cluster);
-                    let _ = tx.send(Ok(cluster));
-                    loop {
-                        std::thread::park();
-                    }
+    let spawned = std::thread::Builder::new().name(what.to_owned()).spawn({
+        let what = what.to_owned();
+        move || match std::panic::catch_unwind(std::panic::AssertUnwindSafe(start)) {
+            Ok(started) => {
+                let started: &'static T = Box::leak(Box::new(started));
+                at_exit(started);
+                let _ = tx.send(Ok(started));
+                loop {
+                    std::thread::park();
                 }
-                Err(payload) => {
-                    let message = payload
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "the cluster start panicked".into());
-                    let _ = tx.send(Err(message));
-                }
-            },
-        );
+            }
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| format!("the {what} start panicked"));
+                let _ = tx.send(Err(message));
+            }
+        }
+    });
     if let Err(e) = spawned {
-        return Err(format!("cannot spawn the cluster thread: {e}"));
+        return Err(format!("cannot spawn the {what} thread: {e}"));
     }
     rx.recv()
-        .unwrap_or_else(|_| Err("the cluster thread ended without an answer".into()))
+        .unwrap_or_else(|_| Err(format!("the {what} thread ended without an answer")))
 }
 
 /// The cluster a test module shares, kept in `cell`: started by the first test that asks

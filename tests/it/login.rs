@@ -235,3 +235,27 @@ fn failing_browser_command_is_reported_in_one_line_and_the_login_completes_from_
         out.stderr
     );
 }
+
+#[test]
+fn dex_login_with_pkce_false_warns_sends_no_challenge_and_carries_the_auth_params() {
+    let lab = Lab::start(LabOptions::id_tokens("1h"));
+    let out = lab.koidc(
+        "get-token",
+        &["--pkce=false", "--auth-param", "acr_values=urn:koidc:test"],
+    );
+    let (out, _) = lab.assert_ok_get_token(&out);
+    assert!(
+        out.stderr.contains("--pkce=false") && out.stderr.contains("refuses PKCE"),
+        "{}",
+        out.stderr
+    );
+    // The authorization URL koidc printed beside opening the browser.
+    let url = out
+        .stderr
+        .split_whitespace()
+        .find(|w| w.contains("/auth?"))
+        .unwrap_or_else(|| panic!("no authorization URL on stderr: {}", out.stderr));
+    assert!(!url.contains("code_challenge"), "{url}");
+    assert!(url.contains("acr_values=urn%3Akoidc%3Atest"), "{url}");
+    assert_eq!(lab.proxy.grants_since(0), ["authorization_code"]);
+}

@@ -1,13 +1,14 @@
 //! koidc's integration tests: one test binary that runs the real `koidc` binary against a real
-//! Dex (behind a counting proxy), a fake browser, kubectl and an in-process HTTPS endpoint.
+//! Dex (behind a counting proxy), a real Keycloak, a fake browser, kubectl and an in-process HTTPS
+//! endpoint.
 //!
-//! Needs the pinned Dex and kubectl that `tests/e2e/deps.sh` builds; `./tests/run.sh` builds them
-//! and exports `KOIDC_E2E_DEX` / `KOIDC_E2E_KUBECTL`. Without them the tests that need them fail
+//! Needs the pinned Dex, kubectl and Keycloak that `tests/e2e/deps.sh` installs; `./tests/run.sh`
+//! installs them and exports `KOIDC_E2E_DEX` / `KOIDC_E2E_KUBECTL` / `KOIDC_E2E_KEYCLOAK`. Without them the tests that need them fail
 //! with a message saying so (they never skip silently).
 //!
 //! Harness modules: [`support`] (running processes, parsing output, leak checks), [`dex`],
 //! [`proxy`], [`apiserver`], [`browser`], [`kubeconfig`], [`lab`] (all of them wired together for
-//! one test), and the stand-ins for services that cannot be had here ([`stub_idp`],
+//! one test), [`keycloak`] (one Keycloak server for the whole run, and its tests), and the stand-ins for services that cannot be had here ([`stub_idp`],
 //! [`fake_github`], [`fake_actions`]). Test modules are named after the behaviour they cover.
 
 mod apiserver;
@@ -15,6 +16,7 @@ mod browser;
 mod dex;
 mod fake_actions;
 mod fake_github;
+mod keycloak;
 mod kube;
 mod kubeconfig;
 mod lab;

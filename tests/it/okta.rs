@@ -32,8 +32,8 @@ use tempfile::TempDir;
 
 use crate::browser::{BrowserLog, fake_browser};
 use crate::support::{
-    ExecCredential, Output, Secrets, Stdout, assert_no_leak, clean_command, files_under, koidc_bin,
-    parse_exec_credential, repo_root, run, wait_until_stale, which,
+    ExecCredential, Output, Secrets, Stdout, assert_no_leak, cached_id_and_refresh_tokens, clean_command,
+    files_under, koidc_bin, login_and_refresh_twice, parse_exec_credential, repo_root, run, which,
 };
 
 /// The client registered at the Okta-like provider.
@@ -76,6 +76,8 @@ struct OktaOptions {
     ci_client_secret: Option<String>,
     /// [`CI_CLIENT_ID`] gets opaque access tokens instead of JWTs for [`CI_AUDIENCE`].
     ci_opaque: bool,
+    /// [`CLIENT_ID`] gets JWT access tokens for this audience (else opaque ones).
+    user_audience: Option<&'static str>,
 }
 
 impl OktaIdp {
@@ -116,6 +118,9 @@ impl OktaIdp {
         }
         if options.ci_opaque {
             cmd.env("OKTA_TEST_CI_OPAQUE", "1");
+        }
+        if let Some(audience) = options.user_audience {
+            cmd.env("OKTA_TEST_USER_AUDIENCE", audience);
         }
         let mut child = cmd.spawn().expect("start node tests/okta/server.mjs");
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -315,16 +320,7 @@ impl OktaLab {
 
     /// The cached (ID token, refresh token) of the one identity.
     fn cached_tokens(&self) -> Option<(String, String)> {
-        files_under(&self.cache_dir)
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .filter_map(|p| serde_json::from_slice::<Value>(&std::fs::read(p).ok()?).ok())
-            .find_map(|v| {
-                Some((
-                    v["id_token"].as_str()?.to_string(),
-                    v["refresh_token"].as_str()?.to_string(),
-                ))
-            })
+        cached_id_and_refresh_tokens(&self.cache_dir)
     }
 
     /// The cached refresh token; fails the test when there is none.
@@ -453,26 +449,10 @@ fn okta_refresh_twice_uses_the_rotated_token_and_the_provider_rejects_the_first_
         ..OktaOptions::default()
     });
 
-    let first = lab.get_token();
-    let rt0 = lab.cached_refresh_token();
-
-    wait_until_stale(first.exp());
-    let second = lab.get_token();
-    let rt1 = lab.cached_refresh_token();
-    assert_ne!(
-        second.token, first.token,
-        "the first refresh issued no new ID token"
-    );
-    assert_ne!(
-        rt1, rt0,
-        "the provider rotated the refresh token but koidc kept the old one"
-    );
-
-    wait_until_stale(second.exp());
-    let third = lab.get_token();
-    let rt2 = lab.cached_refresh_token();
-    assert_ne!(third.token, second.token);
-    assert_ne!(rt2, rt1, "the second refresh did not store the rotated token");
+    let [rt0, rt1, rt2] = login_and_refresh_twice(|| {
+        let cred = lab.get_token();
+        (cred, lab.cached_refresh_token())
+    });
     assert_eq!(
         lab.browser.launches(),
         1,
@@ -779,4 +759,149 @@ fn okta_client_credentials_name_an_opaque_access_token() {
     assert!(line.contains("opaque access token"), "{line}");
     assert!(line.contains("JWT access tokens"), "{line}");
     assert_eq!(lab.issued(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// What koidc asks of the provider: --auth-param, --request-header, --token-type access
+
+/// The one error line of a failed login, after the line announcing the browser.
+#[track_caller]
+fn login_error_line(out: &Output) -> String {
+    let lines = out.stderr_lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].contains("opened a browser"), "{lines:?}");
+    lines[1].to_owned()
+}
+
+/// The JSON cache entries of `lab`.
+fn cache_entries(lab: &OktaLab) -> Vec<Value> {
+    files_under(&lab.cache_dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter_map(|p| serde_json::from_slice::<Value>(&std::fs::read(p).ok()?).ok())
+        .collect()
+}
+
+#[test]
+fn okta_auth_params_reach_the_provider_max_age_is_checked_and_a_login_hint_keeps_its_own_entry() {
+    let _ports = fixed_ports();
+    let mut lab = OktaLab::start(OktaOptions::default());
+    let hinted = [
+        "--auth-param",
+        "login_hint=okta-user@example.com",
+        "--auth-param",
+        "max_age=600",
+        "--request-header",
+        "X-Koidc-Test=present",
+    ];
+    let out = lab.koidc("get-token", &hinted);
+    out.assert_success();
+    let cred = parse_exec_credential(&out);
+    // max_age makes the provider put auth_time in the ID token; koidc checked it.
+    assert!(cred.claims["auth_time"].as_i64().is_some(), "{}", cred.claims);
+    let authorize = &lab.idp.events_of("authorize")[0];
+    assert_eq!(authorize["login_hint"], "okta-user@example.com", "{authorize}");
+    assert_eq!(authorize["max_age"], "600", "{authorize}");
+    // The header went with every request koidc made: discovery, keys and the token request.
+    let paths: Vec<String> = lab
+        .idp
+        .events_of("header")
+        .iter()
+        .map(|e| e["path"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for wanted in ["/.well-known/openid-configuration", "/v1/keys", "/v1/token"] {
+        assert!(
+            paths.iter().any(|p| p.ends_with(wanted)),
+            "{wanted} not in {paths:?}"
+        );
+    }
+    // Never shown, not even with -v.
+    let out = lab.koidc("get-token", &[&hinted[..], &["-vv"]].concat());
+    out.assert_success();
+    assert!(!out.stderr.contains("present"), "{}", out.stderr);
+    assert_eq!(
+        lab.browser.launches(),
+        1,
+        "the hinted entry is served from the cache"
+    );
+
+    // Without the hint it is another account: another entry, another login.
+    lab.koidc("get-token", &[]).assert_success();
+    assert_eq!(lab.browser.launches(), 2);
+    assert_eq!(cache_entries(&lab).len(), 2);
+}
+
+#[test]
+fn okta_owned_or_hostile_auth_params_and_headers_are_refused_before_the_browser_opens() {
+    let _ports = fixed_ports();
+    let mut lab = OktaLab::start(OktaOptions::default());
+    for extra in [
+        &["--auth-param", "state=forged"][..],
+        &["--auth-param", "redirect_uri=https://evil.example/cb"],
+        &["--auth-param", "prompt=login\r\nX: y"],
+        &["--auth-param", "prompt=a", "--auth-param", "prompt=b"],
+        &["--request-header", "Host=evil.example"],
+        &["--request-header", "Authorization=Bearer s3cret-header"],
+        &["--request-header", "X-A=s3cret-header\r\nX-B: 1"],
+    ] {
+        let out = lab.koidc("get-token", extra);
+        out.assert_failure();
+        let line = out.assert_one_error_line();
+        assert!(!line.contains("s3cret-header"), "{line}");
+    }
+    assert_eq!(lab.browser.launches(), 0);
+    assert!(lab.idp.events_of("authorize").is_empty());
+}
+
+#[test]
+fn okta_token_type_access_gives_the_custom_authorization_servers_jwt_for_its_audience() {
+    let _ports = fixed_ports();
+    let mut lab = OktaLab::start(OktaOptions {
+        user_audience: Some("api://default"),
+        ..OktaOptions::default()
+    });
+    let access = ["--token-type", "access", "--audience", "api://default"];
+    let out = lab.koidc("get-token", &access);
+    out.assert_success();
+    let cred = parse_exec_credential(&out);
+    assert_eq!(cred.claims["aud"], "api://default", "{}", cred.claims);
+    assert_eq!(cred.claims["iss"], lab.idp.issuer.as_str());
+    // (parse_exec_credential checked that the credential's expiry is this token's exp.)
+    // Served from the cache the second time.
+    let before = lab.idp.events().len();
+    let again = parse_exec_credential(&lab.koidc("get-token", &access));
+    assert_eq!(again.claims["jti"], cred.claims["jti"]);
+    assert_eq!(lab.idp.events().len(), before);
+    // The ID token of the same client is another credential: another entry.
+    let id = lab.get_token();
+    assert_eq!(id.claims["aud"], CLIENT_ID);
+    assert_eq!(lab.browser.launches(), 2);
+
+    // Another audience than the tokens': refused in one line naming both.
+    let out = lab.koidc(
+        "get-token",
+        &["--token-type", "access", "--audience", "kubernetes"],
+    );
+    out.assert_failure();
+    let line = login_error_line(&out);
+    assert!(
+        line.contains("kubernetes") && line.contains("api://default"),
+        "{line}"
+    );
+}
+
+#[test]
+fn okta_token_type_access_with_opaque_access_tokens_says_how_to_get_jwts() {
+    let _ports = fixed_ports();
+    let mut lab = OktaLab::start(OktaOptions::default());
+    let out = lab.koidc("get-token", &["--token-type", "access"]);
+    out.assert_failure();
+    let line = login_error_line(&out);
+    assert!(
+        line.contains("opaque")
+            && line.contains("custom authorization server")
+            && line.contains("--token-type id"),
+        "{line}"
+    );
+    assert!(cache_entries(&lab).is_empty(), "nothing is cached");
 }

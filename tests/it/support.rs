@@ -529,6 +529,49 @@ pub fn wait_until_stale(exp: i64) {
     }
 }
 
+/// A login and two refreshes by a provider that rotates refresh tokens: `login` runs `get-token`
+/// and returns its credential and the refresh token then cached. After the login, each call
+/// waits until the ID token is stale, and checks that koidc got a new ID token and stored the
+/// rotated refresh token. Returns the three refresh tokens, oldest first.
+#[track_caller]
+pub fn login_and_refresh_twice(mut login: impl FnMut() -> (ExecCredential, String)) -> [String; 3] {
+    let (first, rt0) = login();
+    wait_until_stale(first.exp());
+    let (second, rt1) = login();
+    assert_ne!(
+        second.token, first.token,
+        "the first refresh issued no new ID token"
+    );
+    assert_ne!(
+        rt1, rt0,
+        "the provider rotated the refresh token but koidc kept the old one"
+    );
+    // The second refresh works only if koidc stored the rotated token.
+    wait_until_stale(second.exp());
+    let (third, rt2) = login();
+    assert_ne!(
+        third.token, second.token,
+        "the second refresh issued no new ID token"
+    );
+    assert_ne!(rt2, rt1, "the second refresh did not store the rotated token");
+    [rt0, rt1, rt2]
+}
+
+/// The (ID token, refresh token) of the first entry of a file cache under `cache_dir` that has
+/// both.
+pub fn cached_id_and_refresh_tokens(cache_dir: &Path) -> Option<(String, String)> {
+    files_under(cache_dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter_map(|p| serde_json::from_slice::<Value>(&std::fs::read(p).ok()?).ok())
+        .find_map(|v| {
+            Some((
+                v["id_token"].as_str()?.to_string(),
+                v["refresh_token"].as_str()?.to_string(),
+            ))
+        })
+}
+
 /// What stdout may legitimately contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stdout {

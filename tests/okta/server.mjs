@@ -28,9 +28,14 @@
 //   OKTA_TEST_CI_OPAQUE=1    `koidc-ci` gets opaque access tokens (no audience, not JWTs)
 //   OKTA_TEST_NO_GROUPS_SCOPE=1   the authorization server has no `groups` scope: an authorization
 //                            request asking for it is answered with Okta's `invalid_scope` error
+//   OKTA_TEST_USER_AUDIENCE=AUD   `koidc-okta` gets RS256 JWT access tokens for the audience AUD
+//                            (the resource indicator `urn:koidc:user-api`, used when the request
+//                            names none), as an Okta custom authorization server's audience
+//                            (`api://default`) makes them; without it they are opaque
 //
 // Test-only endpoint (not Okta's): GET /__test/events returns what happened as a JSON list:
-//   {type: "authorize", redirect_uri, scope}            a code was issued
+//   {type: "authorize", redirect_uri, scope, prompt, login_hint, max_age}  a code was issued
+//   {type: "header", path}                              a request carried X-Koidc-Test: present
 //   {type: "authorize_error", error, description, redirect_uri}
 //   {type: "token", grant_type, refresh_in, refresh_out} refresh_in/out: fingerprints
 //   {type: "token_error", grant_type, error, description, refresh_in}
@@ -47,6 +52,8 @@ const CLIENT_ID = 'koidc-okta';
 const CI_CLIENT_ID = 'koidc-ci';
 const CI_RESOURCE = 'urn:koidc:kubernetes';
 const CI_AUDIENCE = 'kubernetes';
+const USER_RESOURCE = 'urn:koidc:user-api';
+const userAudience = process.env.OKTA_TEST_USER_AUDIENCE;
 const REDIRECT_URIS = [
   'http://127.0.0.1:8000/callback',
   'http://127.0.0.1:18000/callback',
@@ -154,10 +161,21 @@ server.listen(port, '127.0.0.1', () => {
       // provider's defaults.
       resourceIndicators: {
         enabled: true,
-        defaultResource: async (ctx, client) => (client?.clientId === CI_CLIENT_ID && !ciOpaque
-          ? CI_RESOURCE
-          : undefined),
+        defaultResource: async (ctx, client) => {
+          if (client?.clientId === CI_CLIENT_ID && !ciOpaque) return CI_RESOURCE;
+          if (client?.clientId === CLIENT_ID && userAudience) return USER_RESOURCE;
+          return undefined;
+        },
         getResourceServerInfo: async (ctx, resourceIndicator, client) => {
+          if (resourceIndicator === USER_RESOURCE && client?.clientId === CLIENT_ID && userAudience) {
+            return {
+              scope: '',
+              audience: userAudience,
+              accessTokenTTL: 7200,
+              accessTokenFormat: 'jwt',
+              jwt: { sign: { alg: 'RS256' } },
+            };
+          }
           if (resourceIndicator !== CI_RESOURCE || client?.clientId !== CI_CLIENT_ID) {
             throw new errors.InvalidTarget();
           }
@@ -169,7 +187,7 @@ server.listen(port, '127.0.0.1', () => {
             jwt: { sign: { alg: 'RS256' } },
           };
         },
-        useGrantedResource: async () => false,
+        useGrantedResource: async (ctx) => ctx.oidc.client?.clientId === CLIENT_ID && !!userAudience,
       },
     },
     ttl: {
@@ -211,6 +229,9 @@ server.listen(port, '127.0.0.1', () => {
       type: 'authorize',
       redirect_uri: ctx.oidc.params.redirect_uri,
       scope: ctx.oidc.params.scope,
+      prompt: ctx.oidc.params.prompt,
+      login_hint: ctx.oidc.params.login_hint,
+      max_age: ctx.oidc.params.max_age,
     });
   });
   provider.on('authorization.error', (ctx, err) => {
@@ -248,6 +269,9 @@ server.listen(port, '127.0.0.1', () => {
 
   server.on('request', async (req, res) => {
     const url = new URL(req.url, issuer);
+    if (req.headers['x-koidc-test'] === 'present') {
+      events.push({ type: 'header', path: url.pathname });
+    }
     try {
       if (url.pathname === '/__test/events' && req.method === 'GET') {
         res.writeHead(200, { 'content-type': 'application/json' });

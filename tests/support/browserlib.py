@@ -24,6 +24,18 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+class _LoopbackIsSecure(http.cookiejar.DefaultCookiePolicy):
+    """Browsers treat http://127.0.0.1 and http://localhost as secure contexts and send `Secure`
+    cookies there (Keycloak marks its login-session cookies `Secure` even over plain HTTP);
+    Python's default policy sends them over https only."""
+
+    def return_ok_secure(self, cookie, request):
+        host = urllib.parse.urlsplit(request.get_full_url()).hostname or ""
+        if cookie.secure and host in ("127.0.0.1", "::1", "localhost"):
+            return True
+        return super().return_ok_secure(cookie, request)
+
+
 class _FormParser(html.parser.HTMLParser):
     """Collect the forms of a page with their action, method and input names/values."""
 
@@ -79,6 +91,15 @@ def forms(body):
     return parser.forms
 
 
+def login_fields(form, login, password):
+    """The fields of a password `form` filled in: Dex and oidc-provider name the account field
+    `login`, Keycloak `username` (its form also carries hidden fields, kept as they are)."""
+    fields = dict(form["inputs"])
+    fields["username" if "username" in fields else "login"] = login
+    fields["password"] = password
+    return fields
+
+
 def submission(url, form, fields):
     """The URL and urlencoded body that submitting `form` (found at `url`) with `fields` posts."""
     return urllib.parse.urljoin(url, form["action"] or url), urllib.parse.urlencode(fields).encode()
@@ -92,7 +113,8 @@ class Browser:
     def __init__(self, program):
         self.program = program
         self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), _NoRedirect()
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar(_LoopbackIsSecure())),
+            _NoRedirect(),
         )
         self.login = os.environ.get("FAKE_BROWSER_LOGIN")
         self.password = os.environ.get("FAKE_BROWSER_PASSWORD", "")

@@ -4,9 +4,12 @@
 
   device-approver.py VERIFICATION_URL [USER_CODE]
       The device flow (RFC 8628) as a user on another device does it: open the verification URL
-      (Dex's `/device`, or `verification_uri_complete`), enter USER_CODE in the form when given
-      (else keep the prefilled one), submit, log in with a Dex connector and stop on Dex's
-      "device login successful" page (`/device/callback`). Exit 0 on success.
+      (Dex's `/device`, Keycloak's `/realms/REALM/device`, or `verification_uri_complete`), enter
+      USER_CODE in the form when given (else keep the prefilled one), submit, log in (a Dex
+      connector, or Keycloak's username/password form and its consent page) and stop on the "device
+      login successful" page (Dex's `/device/callback`; Keycloak's page without a form). Exit 0
+      on success. Keycloak 26.7 answers a typed code posted to `/realms/REALM/device` with
+      `invalid_client`: give it the `verification_uri_complete` instead.
 
   device-approver.py --redirect-url AUTHORIZATION_URL
       Keyboard mode: log in at the authorization URL and stop at the redirect to the
@@ -30,6 +33,7 @@ from browserlib import query_of, same_endpoint, where, with_param  # noqa: E402
 
 PROGRAM = "device-approver"
 MAX_STEPS = 25
+CODE_FIELDS = {"user_code", "device_user_code"}
 
 
 def fail(message):
@@ -53,6 +57,7 @@ class Approver(browserlib.Browser):
         """Follows the flow from `url`. Returns the redirect URL matching `stop_before` (not
         requested), or None once Dex's device success page was reached."""
         code_submitted = False
+        logged_in = False
         for _ in range(MAX_STEPS):
             url = self.pick_connector(url)
             if stop_before and data is None and same_endpoint(url, stop_before):
@@ -71,23 +76,35 @@ class Approver(browserlib.Browser):
                     fail("reached the device callback in --redirect-url mode")
                 return None
             forms = browserlib.forms(body)
-            device_forms = [f for f in forms if "user_code" in f["inputs"]]
+            # Dex names the field `user_code`, Keycloak `device_user_code`.
+            device_forms = [f for f in forms if CODE_FIELDS & f["inputs"].keys()]
             password_forms = [f for f in forms if "password" in f["inputs"]]
+            consent_forms = [f for f in forms if "/login-actions/consent" in f["action"]]
             if device_forms:
                 if code_submitted:
                     fail(f"{where(url)} showed the code form again: Dex refused the user code")
                 form = device_forms[0]
                 fields = dict(form["inputs"])
+                field = next(iter(CODE_FIELDS & fields.keys()))
                 if device_code:
-                    fields["user_code"] = device_code
-                if not fields.get("user_code"):
+                    fields[field] = device_code
+                if not fields.get(field):
                     fail(f"{where(url)} asks for a user code and none was given")
                 code_submitted = True
             elif password_forms and self.login:
                 form = password_forms[0]
+                fields = browserlib.login_fields(form, self.login, self.password)
+                logged_in = True
+            elif logged_in and consent_forms:
+                # Keycloak asks the user to grant the device's access (its "Yes" button).
+                form = consent_forms[0]
                 fields = dict(form["inputs"])
-                fields["login"] = self.login
-                fields["password"] = self.password
+                fields["accept"] = "Yes"
+            elif not forms and logged_in and b"successful" in body.lower():
+                # Keycloak's "Device Login Successful" page (it has no /device/callback).
+                if stop_before:
+                    fail("reached the device success page in --redirect-url mode")
+                return None
             else:
                 fail(f"{where(url)} answered 200 with no form to fill in")
             url, data = browserlib.submission(url, form, fields)

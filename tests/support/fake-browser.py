@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Fake browser for koidc's integration tests: completes a Dex login without a human.
+"""Fake browser for koidc's integration tests: completes a Dex (or oidc-provider, or Keycloak)
+login without a human.
 
 koidc runs it as `--browser-command` with the authorization URL as argv[1]. It picks a Dex
 connector (`mock` by default; the password connector `local` when FAKE_BROWSER_LOGIN is set,
@@ -74,9 +75,7 @@ def main():
         if not browser.login or not forms:
             fail(f"{where(url)} answered 200 with no login form to fill in")
         form = forms[0]
-        fields = dict(form["inputs"])
-        fields["login"] = browser.login
-        fields["password"] = browser.password
+        fields = browserlib.login_fields(form, browser.login, browser.password)
         url, data = browserlib.submission(url, form, fields)
     fail(f"gave up after {MAX_STEPS} requests without reaching the loopback callback")
 

@@ -49,6 +49,8 @@ struct PlainOut<'a> {
     profile: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     machine: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<&'a str>,
     id_token: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<&'a str>,
@@ -73,6 +75,8 @@ struct PlainIn {
     profile: Option<String>,
     #[serde(default)]
     machine: Option<String>,
+    #[serde(default)]
+    variant: Option<String>,
     id_token: String,
     #[serde(default)]
     refresh_token: Option<String>,
@@ -104,6 +108,8 @@ struct SealedFile {
     profile: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     machine: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    variant: Option<String>,
     nonce: String,
     ciphertext: String,
 }
@@ -124,6 +130,7 @@ pub(super) fn encode_plain(key: &CacheKey, tokens: &TokenSet, meta: &EntryMeta) 
         scopes: &key.scopes,
         profile: key.profile.as_deref(),
         machine: key.machine.as_deref(),
+        variant: key.variant.as_deref(),
         id_token: tokens.id_token.expose_secret(),
         refresh_token: tokens.refresh_token.as_ref().map(|t| t.expose_secret()),
         kind: meta.kind.as_deref(),
@@ -148,6 +155,7 @@ pub(super) fn decode_plain(path: &Path, bytes: &[u8]) -> Result<Entry, CacheErro
             scopes: entry.scopes,
             profile: entry.profile,
             machine: entry.machine,
+            variant: entry.variant,
         },
         tokens: TokenSet {
             id_token: SecretString::from(entry.id_token),
@@ -178,6 +186,7 @@ pub(super) fn encode_sealed(key: &CacheKey, nonce: &[u8; 12], ciphertext: &[u8])
         scopes: key.scopes.clone(),
         profile: key.profile.clone(),
         machine: key.machine.clone(),
+        variant: key.variant.clone(),
         nonce: b64.encode(nonce),
         ciphertext: b64.encode(ciphertext),
     };
@@ -208,6 +217,7 @@ pub(super) fn decode_sealed(path: &Path, bytes: &[u8]) -> Result<Sealed, CacheEr
             scopes: file.scopes,
             profile: file.profile,
             machine: file.machine,
+            variant: file.variant,
         },
         nonce,
         ciphertext,

@@ -66,6 +66,9 @@ pub struct CacheKey {
     /// What a pipeline's identity adds (its grant, token source and audience; see
     /// `crate::config::Machine`); `None` for a person, whose ids are unchanged.
     pub machine: Option<String>,
+    /// What `--token-type access` and a `login_hint` add (see `crate::config::Identity`);
+    /// `None` for an ID token without a hint, whose ids are unchanged.
+    pub variant: Option<String>,
 }
 
 impl CacheKey {
@@ -78,7 +81,14 @@ impl CacheKey {
             scopes: canonical_scopes(scopes),
             profile: None,
             machine: None,
+            variant: None,
         }
+    }
+
+    /// This key for the token type and account `variant` (`None`: the ID token, no hint).
+    pub fn with_variant(mut self, variant: Option<String>) -> Self {
+        self.variant = variant;
+        self
     }
 
     /// This key for a pipeline's identity `machine` (`None`: a person).
@@ -119,6 +129,10 @@ impl CacheKey {
             field(b"machine");
             field(machine.as_bytes());
         }
+        if let Some(variant) = &self.variant {
+            field(b"variant");
+            field(variant.as_bytes());
+        }
         let digest = hasher.finalize();
         hex::encode(&digest[..16])
     }
@@ -130,6 +144,7 @@ impl CacheKey {
             && canonical_scopes(&self.scopes) == canonical_scopes(&other.scopes)
             && self.profile == other.profile
             && self.machine == other.machine
+            && self.variant == other.variant
     }
 }
 
@@ -492,6 +507,7 @@ mod tests {
             scopes: vec!["y".into(), "x".into()],
             profile: None,
             machine: None,
+            variant: None,
         };
         assert_eq!(raw.id(), a.id());
     }

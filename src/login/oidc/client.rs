@@ -28,7 +28,8 @@ use crate::login::token::{IdTokenInfo, TokenSet};
 
 use super::error::OidcError;
 use super::http::{self, ClientAuth, Reply, display_url, one_line};
-use super::verify::{self, ASYMMETRIC_ALGS, Rejection};
+use super::request::{ProviderRequest, TokenType};
+use super::verify::{self, ASYMMETRIC_ALGS, AccessAudience, Rejection};
 
 /// Where an issuer's discovery document is, below the issuer URL.
 pub(crate) const DISCOVERY_SUFFIX: &str = "/.well-known/openid-configuration";
@@ -54,6 +55,8 @@ pub struct OidcConfig {
     pub extra_ca_data: Option<String>,
     /// Timeout of each HTTP request.
     pub http_timeout: Duration,
+    /// Which token, extra parameters and headers, PKCE.
+    pub request: ProviderRequest,
 }
 
 impl std::fmt::Debug for OidcConfig {
@@ -73,6 +76,7 @@ impl std::fmt::Debug for OidcConfig {
                 &self.extra_ca_data.as_ref().map(|_| "<base64 PEM>"),
             )
             .field("http_timeout", &self.http_timeout)
+            .field("request", &self.request)
             .finish()
     }
 }
@@ -125,7 +129,8 @@ pub struct AuthRequest {
     /// callback without `iss` must be rejected.
     pub iss_required: bool,
     pub(super) nonce: SecretString,
-    pub(super) pkce_verifier: SecretString,
+    /// `None` with `--pkce=false`.
+    pub(super) pkce_verifier: Option<SecretString>,
 }
 
 impl AuthRequest {
@@ -182,6 +187,8 @@ pub(super) struct TokenResponseBody {
     pub(super) id_token: Option<String>,
     #[serde(default)]
     pub(super) refresh_token: Option<String>,
+    #[serde(default)]
+    pub(super) access_token: Option<String>,
 }
 
 /// An OAuth error response (RFC 6749 5.2).
@@ -213,7 +220,7 @@ impl Provider {
             .join(DISCOVERY_SUFFIX.trim_start_matches('/'))
             .map_err(|e| invalid(e.to_string()))?;
 
-        let http = http::build_client(cfg)?;
+        let http = http::build_provider_client(cfg)?;
         let reply = http::get(&http, &discovery_url, cfg.http_timeout).await?;
         let metadata: Metadata = parse_document(&reply, &discovery_url)?;
         if metadata.issuer().as_str() != cfg.issuer {
@@ -327,7 +334,10 @@ impl Provider {
         scopes.join(" ")
     }
 
-    /// Starts an authorization code + PKCE (S256) request with fresh state and nonce.
+    /// Starts an authorization code + PKCE (S256) request with fresh state and nonce, and the
+    /// `--auth-param` parameters after koidc's own (which they cannot replace: see
+    /// [`super::request`]). PKCE is sent whatever discovery advertises
+    /// (`code_challenge_methods_supported` is optional, and Entra omits it), unless `--pkce=false`.
     ///
     /// The verifier is 32 random bytes (base64url), state and nonce 32 random bytes each.
     pub fn authorization_request(&self, redirect_uri: &str) -> Result<AuthRequest, OidcError> {
@@ -336,15 +346,22 @@ impl Provider {
         let state = CsrfToken::new_random_len(32);
         let nonce = Nonce::new_random_len(32);
         let mut url = self.metadata.authorization_endpoint().url().clone();
-        url.query_pairs_mut()
-            .append_pair("response_type", "code")
-            .append_pair("client_id", &self.cfg.client_id)
-            .append_pair("redirect_uri", redirect_uri)
-            .append_pair("scope", &self.scope())
-            .append_pair("state", state.secret())
-            .append_pair("nonce", nonce.secret())
-            .append_pair("code_challenge", challenge.as_str())
-            .append_pair("code_challenge_method", "S256");
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("response_type", "code")
+                .append_pair("client_id", &self.cfg.client_id)
+                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("scope", &self.scope())
+                .append_pair("state", state.secret())
+                .append_pair("nonce", nonce.secret());
+            if self.cfg.request.pkce {
+                query
+                    .append_pair("code_challenge", challenge.as_str())
+                    .append_pair("code_challenge_method", "S256");
+            }
+            query.extend_pairs(self.cfg.request.auth_params.pairs());
+        }
         Ok(AuthRequest {
             url: url.into(),
             state: state.secret().clone(),
@@ -352,37 +369,99 @@ impl Provider {
             issuer: self.cfg.issuer.clone(),
             iss_required: self.iss_parameter_supported(),
             nonce: SecretString::from(nonce.secret().clone()),
-            pkce_verifier: SecretString::from(verifier.secret().clone()),
+            pkce_verifier: self
+                .cfg
+                .request
+                .pkce
+                .then(|| SecretString::from(verifier.secret().clone())),
         })
     }
 
-    /// Redeems `code` and verifies the ID token (with the request's nonce).
+    /// Redeems `code` and verifies the ID token (with the request's nonce); see
+    /// [`Self::login_tokens`] for what is returned.
     pub async fn exchange_code(&self, req: AuthRequest, code: SecretString) -> Result<TokenSet, OidcError> {
-        let params = [
+        let mut params = vec![
             ("grant_type", "authorization_code"),
             ("code", code.expose_secret()),
             ("redirect_uri", req.redirect_uri.as_str()),
-            ("code_verifier", req.pkce_verifier.expose_secret()),
         ];
+        let mut secrets = vec![code.expose_secret()];
+        if let Some(verifier) = &req.pkce_verifier {
+            params.push(("code_verifier", verifier.expose_secret()));
+            secrets.push(verifier.expose_secret());
+        }
         let reply = self.post(&self.token_url, &params).await?;
-        let body = self.token_body(
-            reply,
-            &[code.expose_secret(), req.pkce_verifier.expose_secret()],
-            false,
-        )?;
+        let body = self.token_body(reply, &secrets, false)?;
+        let nonce = Nonce::new(req.nonce.expose_secret().to_owned());
+        self.login_tokens(body, Some(&nonce)).await
+    }
+
+    /// The tokens of a login's token response: its ID token verified (with `nonce` after an
+    /// authorization request, and its `auth_time` against `max_age` when that was sent); the
+    /// credential is that ID token, or with `--token-type access` the access token, verified
+    /// ([`Self::access_credential`]).
+    pub(super) async fn login_tokens(
+        &self,
+        body: TokenResponseBody,
+        nonce: Option<&Nonce>,
+    ) -> Result<TokenSet, OidcError> {
         let id_token = body
             .id_token
             .filter(|t| !t.is_empty())
             .ok_or(OidcError::MissingIdToken)?;
-        let nonce = Nonce::new(req.nonce.expose_secret().to_owned());
-        self.verify_id_token(&id_token, Some(&nonce)).await?;
+        self.verify_id_token(&id_token, nonce).await?;
+        if let Some(max_age) = self.cfg.request.auth_params.max_age() {
+            check_auth_time(&id_token, max_age, self.clock.now())?;
+        }
+        let credential = match &self.cfg.request.token_type {
+            TokenType::Id => id_token,
+            TokenType::Access { .. } => self.access_credential(body.access_token).await?,
+        };
         Ok(TokenSet {
-            id_token: SecretString::from(id_token),
+            id_token: SecretString::from(credential),
             refresh_token: body
                 .refresh_token
                 .filter(|t| !t.is_empty())
                 .map(SecretString::from),
         })
+    }
+
+    /// With `--token-type access`: the access token of a token response, when it is a JWT of
+    /// this issuer for the audience (`--audience`, else issued to the client), signed by the
+    /// provider's keys and not expired.
+    pub(super) async fn access_credential(&self, access: Option<String>) -> Result<String, OidcError> {
+        let access = access
+            .filter(|t| !t.is_empty())
+            .ok_or(OidcError::MissingAccessToken)?;
+        if !crate::login::token::is_compact_jws(&access) {
+            return Err(OidcError::OpaqueLoginAccessToken);
+        }
+        let audience = match &self.cfg.request.token_type {
+            TokenType::Access {
+                audience: Some(audience),
+            } => AccessAudience::Contains(audience),
+            _ => AccessAudience::IssuedTo(&self.cfg.client_id),
+        };
+        self.verify_access_token(&access, audience).await?;
+        Ok(access)
+    }
+
+    /// Verifies a JWT access token for `audience`; refetches the keys once when none matches.
+    pub(super) async fn verify_access_token(
+        &self,
+        raw: &str,
+        audience: AccessAudience<'_>,
+    ) -> Result<(), OidcError> {
+        let check = |jwks: &CoreJsonWebKeySet| {
+            verify::verify_access_token(raw, jwks, &self.issuer, audience, &self.algs, self.clock.now())
+        };
+        match check(&self.jwks()) {
+            Err(Rejection::UnknownKey { .. }) => {
+                let fresh = self.refetch_jwks().await?;
+                check(&fresh).map_err(OidcError::AccessTokenRejected)
+            }
+            other => other.map_err(OidcError::AccessTokenRejected),
+        }
     }
 
     /// Uses `refresh_token`; verifies the new ID token and checks that it is for the identity of
@@ -408,27 +487,45 @@ impl Provider {
         ];
         let reply = self.post(&self.token_url, &params).await?;
         let body = self.token_body(reply, &[refresh_token.expose_secret()], true)?;
-        let id_token = body
-            .id_token
-            .filter(|t| !t.is_empty())
-            .ok_or(OidcError::RefreshWithoutIdToken)?;
+        let access_mode = matches!(self.cfg.request.token_type, TokenType::Access { .. });
+        let id_token = body.id_token.filter(|t| !t.is_empty());
+        // With --token-type access the ID token is not the credential: a refresh may omit it.
+        if id_token.is_none() && !access_mode {
+            return Err(OidcError::RefreshWithoutIdToken);
+        }
         let rotated = body
             .refresh_token
             .filter(|t| !t.is_empty() && t != refresh_token.expose_secret())
             .map(SecretString::from);
-        match self.verify_id_token(&id_token, None).await {
-            Ok(()) => {}
-            Err(err @ OidcError::IdTokenRejected(_)) => return Err(err),
-            Err(cause) => {
-                return Err(OidcError::RefreshUnverified {
-                    cause: Box::new(cause),
-                    rotated,
-                });
+        let unverified = |cause: OidcError, rotated: Option<SecretString>| OidcError::RefreshUnverified {
+            cause: Box::new(cause),
+            rotated,
+        };
+        if let Some(id_token) = &id_token {
+            match self.verify_id_token(id_token, None).await {
+                Ok(()) => {}
+                Err(err @ OidcError::IdTokenRejected(_)) => return Err(err),
+                Err(cause) => return Err(unverified(cause, rotated)),
             }
         }
-        check_continuity(cached, &id_token)?;
+        let credential = if access_mode {
+            match self.access_credential(body.access_token).await {
+                Ok(access) => access,
+                Err(
+                    err @ (OidcError::AccessTokenRejected(_)
+                    | OidcError::MissingAccessToken
+                    | OidcError::OpaqueLoginAccessToken),
+                ) => return Err(err),
+                Err(cause) => return Err(unverified(cause, rotated)),
+            }
+        } else {
+            id_token.unwrap_or_default()
+        };
+        // The credential answers for the cached one: ID token for ID token, access token for
+        // access token.
+        check_continuity(cached, &credential)?;
         Ok(TokenSet {
-            id_token: SecretString::from(id_token),
+            id_token: SecretString::from(credential),
             refresh_token: Some(rotated.unwrap_or_else(|| refresh_token.clone())),
         })
     }
@@ -646,6 +743,37 @@ fn check_continuity(cached: &IdTokenInfo, fresh: &str) -> Result<(), OidcError> 
             quote(Some(&cached.audiences.join(" "))),
             quote(Some(&fresh.audiences.join(" "))),
         );
+    }
+    Ok(())
+}
+
+/// How far `auth_time` may be older than `max_age` (clock skew between koidc and the provider,
+/// and the time the login took).
+const AUTH_TIME_LEEWAY: i64 = 120;
+
+/// With `max_age` sent: the ID token's `auth_time` (OpenID Connect Core 3.1.2.1) must be present
+/// and at most `max_age` seconds (plus [`AUTH_TIME_LEEWAY`]) before `now`.
+fn check_auth_time(
+    id_token: &str,
+    max_age: u64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), OidcError> {
+    let info = IdTokenInfo::decode(id_token)
+        .map_err(|e| OidcError::IdTokenRejected(Rejection::Malformed(e.to_string())))?;
+    let auth_time = info
+        .claims
+        .get("auth_time")
+        .and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+        })
+        .ok_or(OidcError::AuthTimeMissing)?;
+    let age = now.timestamp().saturating_sub(auth_time);
+    let allowed = i64::try_from(max_age)
+        .unwrap_or(i64::MAX)
+        .saturating_add(AUTH_TIME_LEEWAY);
+    if age > allowed {
+        return Err(OidcError::AuthTimeTooOld { age, max_age });
     }
     Ok(())
 }

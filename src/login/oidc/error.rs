@@ -205,6 +205,31 @@ pub enum OidcError {
         "the identity provider returned an opaque access token and no ID token for the client credentials grant: the apiserver can only check a JWT; configure the IdP to issue JWT access tokens for this client (Okta: a custom authorization server; Keycloak: the default)"
     )]
     OpaqueAccessToken,
+    /// `--token-type access`, and the token response has no access token.
+    #[error(
+        "--token-type access: the identity provider's token response has no access_token; use --token-type id"
+    )]
+    MissingAccessToken,
+    /// `--token-type access`, and the access token is not a JWT.
+    #[error(
+        "--token-type access: the identity provider's access token is opaque (not a JWT), so the apiserver cannot check it; configure the provider to issue JWT access tokens with an audience (Okta: a custom authorization server; Keycloak: its default; Entra: a scope of your API, api://APP/.default) or use --token-type id"
+    )]
+    OpaqueLoginAccessToken,
+    /// `max_age` was sent and the ID token has no `auth_time`.
+    #[error(
+        "--auth-param max_age was sent, but the ID token has no auth_time claim to check it (OpenID Connect Core 3.1.2.1); the provider ignores max_age: drop it"
+    )]
+    AuthTimeMissing,
+    /// `max_age` was sent and the login the ID token reports is older.
+    #[error(
+        "the ID token says the login happened {age} s ago, more than --auth-param max_age={max_age} allows; the provider did not ask for a fresh login (try --auth-param prompt=login)"
+    )]
+    AuthTimeTooOld {
+        /// Seconds since `auth_time`.
+        age: i64,
+        /// The `max_age` sent.
+        max_age: u64,
+    },
     /// A JWT access token, but no audience to check it against.
     #[error(
         "the identity provider returned an access token and no ID token: give --audience (the audience the apiserver expects) so that koidc can check the access token is for the cluster"

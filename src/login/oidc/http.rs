@@ -25,8 +25,21 @@ pub(crate) const MAX_BODY: usize = 4 << 20;
 /// `cfg.http_timeout`, and the certificates in `cfg.extra_ca_files` and `cfg.extra_ca_data` are
 /// trusted in addition to the system roots.
 pub(crate) fn build_client(cfg: &OidcConfig) -> Result<reqwest::Client, OidcError> {
+    client_with_headers(cfg, &reqwest::header::HeaderMap::new())
+}
+
+/// [`build_client`] sending the `--request-header` headers with every request: the client of
+/// the provider's own requests (discovery, keys, tokens, device authorization, revocation).
+pub(crate) fn build_provider_client(cfg: &OidcConfig) -> Result<reqwest::Client, OidcError> {
+    client_with_headers(cfg, cfg.request.headers.map())
+}
+
+fn client_with_headers(
+    cfg: &OidcConfig,
+    headers: &reqwest::header::HeaderMap,
+) -> Result<reqwest::Client, OidcError> {
     let cas = ExtraCas::load(&cfg.extra_ca_files, cfg.extra_ca_data.as_deref())?;
-    cas.client(|| client_builder(cfg.http_timeout))
+    cas.client(|| client_builder(cfg.http_timeout).default_headers(headers.clone()))
         .map_err(|err| match err {
             ClientError::Ca(err) => OidcError::Ca(err),
             ClientError::Build { reason } => OidcError::HttpClient(reason),

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::client::Provider;
 use super::error::OidcError;
-use super::verify::{self, Rejection};
+use super::verify;
 
 /// RFC 8693's grant type.
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -83,7 +83,8 @@ impl Provider {
         let Some(audience) = audience else {
             return Err(OidcError::AccessTokenNeedsAudience);
         };
-        self.verify_access_token(&access, audience).await?;
+        self.verify_access_token(&access, verify::AccessAudience::Contains(audience))
+            .await?;
         Ok(ClientToken::AccessToken(SecretString::from(access)))
     }
 
@@ -186,19 +187,5 @@ impl Provider {
         all.extend(forms.iter().map(String::as_str));
         let (error, description) = super::client::sanitize_oauth_error(&err, &all);
         Err(OidcError::TokenRequest { error, description })
-    }
-
-    /// Verifies a JWT access token for `audience`; refetches the keys once when none matches.
-    async fn verify_access_token(&self, raw: &str, audience: &str) -> Result<(), OidcError> {
-        let check = |jwks: &openidconnect::core::CoreJsonWebKeySet| {
-            verify::verify_access_token(raw, jwks, &self.issuer, audience, &self.algs, self.clock.now())
-        };
-        match check(&self.jwks()) {
-            Err(Rejection::UnknownKey { .. }) => {
-                let fresh = self.refetch_jwks().await?;
-                check(&fresh).map_err(OidcError::AccessTokenRejected)
-            }
-            other => other.map_err(OidcError::AccessTokenRejected),
-        }
     }
 }

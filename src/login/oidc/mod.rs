@@ -31,6 +31,7 @@ pub mod machine;
 mod page;
 pub mod paste;
 pub mod probe;
+pub mod request;
 mod verify;
 
 #[cfg(test)]
@@ -43,6 +44,7 @@ pub use self::error::OidcError;
 /// system's token service with the same CAs and timeout.
 pub(crate) use self::http::build_client as http_client;
 pub use self::paste::PasteError;
+pub(crate) use self::verify::AccessAudience;
 /// Named beside [`OidcError`] by the tests of the error printer.
 #[cfg(test)]
 pub use self::verify::Rejection;

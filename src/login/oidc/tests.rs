@@ -30,6 +30,7 @@ use crate::login::token::{IdTokenInfo, TokenSet};
 mod device_flow;
 mod machine;
 mod paste;
+mod request;
 
 const PEM_FILE: &str = include_str!("../../../tests/fixtures/stub-idp-rsa.pem");
 const CLIENT_ID: &str = "koidc";
@@ -71,6 +72,8 @@ fn now() -> DateTime<Utc> {
 struct Recorded {
     form: HashMap<String, String>,
     authorization: Option<String>,
+    /// The `x-tenant` header (sent by `--request-header` in the tests).
+    tenant: Option<String>,
 }
 
 #[derive(Default)]
@@ -103,6 +106,7 @@ fn record(headers: &HeaderMap, body: &str) -> Recorded {
         authorization: headers
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap().to_owned()),
+        tenant: headers.get("x-tenant").map(|v| v.to_str().unwrap().to_owned()),
     }
 }
 
@@ -208,6 +212,7 @@ impl Idp {
             extra_ca_files: Vec::new(),
             extra_ca_data: None,
             http_timeout: Duration::from_secs(5),
+            request: Default::default(),
         }
     }
 
@@ -341,16 +346,21 @@ async fn authorization_request_uses_s256_pkce_fresh_state_and_nonce_and_openid_s
     assert_eq!(q["state"], a.state);
     // 32 random bytes, base64url: 43 characters; fresh every time.
     assert_eq!(a.state.len(), 43);
-    assert_eq!(a.pkce_verifier.expose_secret().len(), 43);
+    assert_eq!(a.pkce_verifier.as_ref().unwrap().expose_secret().len(), 43);
     assert_eq!(q["nonce"].len(), 43);
     assert_eq!(q["nonce"], a.nonce.expose_secret());
     assert_ne!(a.state, b.state);
     assert_ne!(a.nonce.expose_secret(), b.nonce.expose_secret());
-    assert_ne!(a.pkce_verifier.expose_secret(), b.pkce_verifier.expose_secret());
-    let challenge = b64(&sha2::Sha256::digest(a.pkce_verifier.expose_secret().as_bytes()));
+    assert_ne!(
+        a.pkce_verifier.as_ref().unwrap().expose_secret(),
+        b.pkce_verifier.as_ref().unwrap().expose_secret()
+    );
+    let challenge = b64(&sha2::Sha256::digest(
+        a.pkce_verifier.as_ref().unwrap().expose_secret().as_bytes(),
+    ));
     assert_eq!(q["code_challenge"], challenge);
     // The verifier stays out of Debug (the nonce is in the URL anyway, by design).
-    assert!(!format!("{a:?}").contains(a.pkce_verifier.expose_secret()));
+    assert!(!format!("{a:?}").contains(a.pkce_verifier.as_ref().unwrap().expose_secret()));
     assert_eq!(a.issuer, idp.issuer);
     assert!(a.iss_required);
     assert!(provider.iss_parameter_supported());
@@ -389,7 +399,7 @@ async fn good_id_token_is_accepted_and_the_exchange_sends_code_verifier_and_redi
     let idp = Idp::start().await;
     let provider = idp.provider().await;
     let req = provider.authorization_request(REDIRECT).unwrap();
-    let verifier = req.pkce_verifier.expose_secret().to_owned();
+    let verifier = req.pkce_verifier.as_ref().unwrap().expose_secret().to_owned();
     let token = rs256("k1", &idp.claims(Some(&query(&req.url)["nonce"])));
     idp.push_token_reply(
         200,
@@ -1280,6 +1290,7 @@ fn cfg_for(issuer: &str) -> OidcConfig {
         extra_ca_files: Vec::new(),
         extra_ca_data: None,
         http_timeout: Duration::from_secs(5),
+        request: Default::default(),
     }
 }
 

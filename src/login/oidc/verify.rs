@@ -255,6 +255,32 @@ pub(crate) fn verify(raw: &str, jwks: &CoreJsonWebKeySet, exp: &Expected<'_>) ->
     Ok(())
 }
 
+/// Which audience an access token must be for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AccessAudience<'a> {
+    /// `aud` contains this (`--audience`, the apiserver's).
+    Contains(&'a str),
+    /// Without `--audience`: the token is this client's, by `aud` or by the claim that names
+    /// the client it was issued to (`client_id` of RFC 9068, `azp`, Okta's `cid`, Entra's
+    /// `appid`).
+    IssuedTo(&'a str),
+}
+
+impl AccessAudience<'_> {
+    /// Whether a token with `audiences` and claims `payload` qualifies.
+    pub(crate) fn accepts(self, audiences: &[&str], payload: &Value) -> bool {
+        match self {
+            AccessAudience::Contains(audience) => audiences.contains(&audience),
+            AccessAudience::IssuedTo(client) => {
+                audiences.contains(&client)
+                    || ["client_id", "azp", "cid", "appid"]
+                        .iter()
+                        .any(|c| payload.get(*c).and_then(Value::as_str) == Some(client))
+            }
+        }
+    }
+}
+
 /// Verifies a JWT access token (a client credentials grant's, when the provider returns no ID
 /// token): an allowed asymmetric `alg`, the issuer byte for byte, a signature by one of the
 /// provider's keys (the one its `kid` names), `audience` among its `aud`, an `exp` after `now`
@@ -264,7 +290,7 @@ pub(crate) fn verify_access_token(
     raw: &str,
     jwks: &CoreJsonWebKeySet,
     issuer: &IssuerUrl,
-    audience: &str,
+    audience: AccessAudience<'_>,
     algs: &[CoreJwsSigningAlgorithm],
     now: DateTime<Utc>,
 ) -> Result<(), Rejection> {
@@ -336,20 +362,25 @@ pub(crate) fn verify_access_token(
         Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
     };
-    if !audiences.contains(&audience) {
+    if !audience.accepts(&audiences, &payload) {
         let named: Vec<String> = audiences
             .iter()
             .take(5)
             .map(|a| format!("`{}`", one_line(a, 100)))
             .collect();
-        return Err(Rejection::Audience(format!(
-            "must contain `{audience}` (the token's: {}); check --audience and the audience the IdP puts in this client's access tokens",
-            if named.is_empty() {
-                "none".to_owned()
-            } else {
-                named.join(", ")
-            }
-        )));
+        let named = if named.is_empty() {
+            "none".to_owned()
+        } else {
+            named.join(", ")
+        };
+        return Err(Rejection::Audience(match audience {
+            AccessAudience::Contains(audience) => format!(
+                "must contain `{audience}` (the token's: {named}); check --audience and the audience the IdP puts in this client's access tokens"
+            ),
+            AccessAudience::IssuedTo(client) => format!(
+                "names neither the client `{client}` nor a client claim (client_id, azp, cid, appid) equal to it (the token's audiences: {named}); give the apiserver's audience with --audience"
+            ),
+        }));
     }
     let timestamp = |name: &str| -> Result<Option<DateTime<Utc>>, Rejection> {
         match payload.get(name) {

@@ -176,6 +176,8 @@ impl World {
                 profile: None,
                 machine: None,
                 audience: None,
+                token_type: Default::default(),
+                auth_params: Default::default(),
             },
             dir,
             cache,

@@ -573,6 +573,8 @@ mod tests {
             profile: None,
             machine: None,
             audience: None,
+            token_type: Default::default(),
+            auth_params: Default::default(),
         }
     }
 

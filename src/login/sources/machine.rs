@@ -333,6 +333,8 @@ mod tests {
                 job: Some("job-1".to_owned()),
             }),
             audience: None,
+            token_type: Default::default(),
+            auth_params: Default::default(),
         }
     }
 

@@ -273,6 +273,8 @@ pub(crate) mod test_support {
             redirect_host: crate::login::loopback::RedirectHost::Address,
             redirect_ip: None,
             force_refresh: false,
+            request_headers: Default::default(),
+            pkce: true,
         }
     }
 }

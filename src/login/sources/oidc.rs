@@ -22,7 +22,8 @@ use crate::login::cache::EntryMeta;
 use crate::login::loopback::LoopbackServer;
 use crate::login::oidc::paste::MAX_PASTE_LEN;
 use crate::login::oidc::probe::LoginKind;
-use crate::login::oidc::{AuthRequest, OidcError, PasteError, Provider};
+use crate::login::oidc::request::TokenType;
+use crate::login::oidc::{AccessAudience, AuthRequest, OidcError, PasteError, Provider};
 use crate::login::pipeline::{Connection, CredentialSource, Renewal, Source};
 use crate::login::token::{CredentialEntry, TokenSet};
 use crate::printer::Printer;
@@ -40,27 +41,60 @@ impl<'a> OidcSource<'a> {
     }
 }
 
+/// The kind of a cache entry holding an access token (`--token-type access`).
+const ACCESS_TOKEN_KIND: &str = "oidc-access-token";
+
+impl OidcSource<'_> {
+    /// With `--token-type access`, the audience its access token must be for.
+    fn access_audience(&self) -> Option<AccessAudience<'_>> {
+        let identity = self.context.identity;
+        match &identity.token_type {
+            TokenType::Id => None,
+            TokenType::Access { audience: Some(a) } => Some(AccessAudience::Contains(a)),
+            TokenType::Access { audience: None } => Some(AccessAudience::IssuedTo(&identity.client_id)),
+        }
+    }
+}
+
 impl CredentialSource for OidcSource<'_> {
     fn read(&self, tokens: TokenSet, meta: EntryMeta) -> Result<CredentialEntry, String> {
-        // An entry another source wrote (its kind says so) is not an ID token, whatever its
-        // token looks like.
-        if let Some(kind) = &meta.kind {
+        // An entry another source wrote (its kind says so) is not a token of this kind,
+        // whatever its token looks like.
+        let access = self.access_audience();
+        let want = access.map(|_| ACCESS_TOKEN_KIND);
+        if meta.kind.as_deref() != want {
             return Err(format!(
-                "ignoring a cached token of kind {:?}, not an ID token of this issuer",
-                crate::text::one_line(kind, 40)
+                "ignoring a cached token of kind {:?}, not {} of this issuer",
+                crate::text::one_line(meta.kind.as_deref().unwrap_or("id-token"), 40),
+                if want.is_some() {
+                    "an access token"
+                } else {
+                    "an ID token"
+                }
             ));
         }
         let entry = CredentialEntry::from_id_token(tokens)
             .map_err(|err| format!("ignoring the cached token: {err}"))?;
         let identity = self.context.identity;
+        let fits = |info: &crate::login::token::IdTokenInfo| match access {
+            None => info.belongs_to(&identity.issuer, &identity.client_id),
+            Some(audience) => {
+                let audiences: Vec<&str> = info.audiences.iter().map(String::as_str).collect();
+                info.issuer == identity.issuer && audience.accepts(&audiences, &info.claims)
+            }
+        };
         match entry.credential.id_token_info() {
-            Some(info) if info.belongs_to(&identity.issuer, &identity.client_id) => Ok(entry),
+            Some(info) if fits(info) => Ok(entry),
             _ => Err("ignoring a cached token issued for another issuer or client".to_owned()),
         }
     }
 
     fn write(&self, entry: &CredentialEntry) -> (TokenSet, EntryMeta) {
-        (entry.token_set(), EntryMeta::default())
+        let meta = EntryMeta {
+            kind: self.access_audience().map(|_| ACCESS_TOKEN_KIND.to_owned()),
+            ..EntryMeta::default()
+        };
+        (entry.token_set(), meta)
     }
 
     fn valid_until(&self, entry: &CredentialEntry, _now: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -77,6 +111,11 @@ impl CredentialSource for OidcSource<'_> {
         let oidc = context.login.oidc(context.identity);
         if let Some(warning) = context.identity.provider.issuer_warning(&context.identity.issuer) {
             context.printer.warn(warning);
+        }
+        if !context.login.pkce {
+            context.printer.warn(
+                "--pkce=false: the login is not protected by PKCE (an intercepted authorization code could be redeemed); use it only for an identity provider that refuses PKCE",
+            );
         }
         context
             .printer
@@ -192,6 +231,8 @@ pub fn revoke_entry(
         profile: key.profile.clone(),
         machine: None,
         audience: None,
+        token_type: Default::default(),
+        auth_params: Default::default(),
     };
     let mut oidc = request.login.oidc(&identity);
     oidc.client_secret = request.client_secret.cloned();

@@ -13,7 +13,7 @@ const DEVICE_CODE: &str = "the-device-code-0123456789";
 
 impl Idp {
     /// A stub that advertises a device endpoint.
-    async fn start_with_device() -> Idp {
+    pub(super) async fn start_with_device() -> Idp {
         let idp = Idp::start().await;
         let endpoint = format!("{}/device/code", idp.issuer);
         idp.edit_discovery(|d| {
@@ -22,7 +22,7 @@ impl Idp {
         idp
     }
 
-    fn push_device_reply(&self, status: u16, body: Value) {
+    pub(super) fn push_device_reply(&self, status: u16, body: Value) {
         self.stub
             .device_replies
             .lock()
@@ -31,7 +31,7 @@ impl Idp {
     }
 
     /// A Dex-like device authorization answer with `interval`.
-    fn push_device_authorization(&self, interval: Option<u64>, expires_in: u64) {
+    pub(super) fn push_device_authorization(&self, interval: Option<u64>, expires_in: u64) {
         let mut body = json!({
             "device_code": DEVICE_CODE,
             "user_code": "ABCD-EFGH",
@@ -118,6 +118,43 @@ async fn device_authorization_sends_client_id_and_scopes_and_reads_the_answer() 
     assert!(
         !format!("{auth:?}").contains(DEVICE_CODE),
         "the device code stays out of Debug"
+    );
+}
+
+#[tokio::test]
+async fn device_grant_sends_the_pkce_challenge_keycloak_requires_and_polls_with_its_verifier() {
+    // Keycloak refuses a device authorization for a client that enforces PKCE unless it carries
+    // a challenge ("Missing parameter: code_challenge_method"), and then wants the verifier in
+    // the device token request; providers without PKCE for the device grant ignore both.
+    let (idp, provider, auth) = started(Some(3), 300).await;
+    let id_token = idp.push_device_tokens();
+    let (result, _) = poll(&provider, &auth, 180).await;
+    assert_eq!(result.unwrap().id_token.expose_secret(), id_token);
+
+    let device = idp.stub.device_requests.lock().unwrap().pop().unwrap();
+    assert_eq!(
+        device.form.get("code_challenge_method").map(String::as_str),
+        Some("S256")
+    );
+    let token = idp.stub.token_requests.lock().unwrap().pop().unwrap();
+    let verifier = token
+        .form
+        .get("code_verifier")
+        .expect("the poll sends the verifier");
+    assert!(
+        (43..=128).contains(&verifier.len()),
+        "RFC 7636 verifier length: {}",
+        verifier.len()
+    );
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(verifier.as_bytes());
+    let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+    assert_eq!(
+        device.form["code_challenge"], expected,
+        "the challenge is the verifier's S256"
+    );
+    assert!(
+        !format!("{auth:?}").contains(verifier.as_str()),
+        "the verifier stays out of Debug"
     );
 }
 
