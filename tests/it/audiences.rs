@@ -159,3 +159,34 @@ fn an_audience_at_an_issuer_without_a_way_to_ask_for_it_names_both_ways() {
     assert_eq!(lab.browser.launches(), 0);
     assert_eq!(lab.proxy.seen(), []);
 }
+
+#[test]
+fn logout_of_the_client_removes_the_token_of_every_cluster() {
+    let lab = lab();
+    for config in [
+        json!({ "audience": "cluster-a" }),
+        json!({ "audience": "cluster-b" }),
+        json!({}),
+    ] {
+        get_token(&lab, &[], &config).assert_success();
+    }
+    assert_eq!(crate::support::entry_files(&lab.cache_dir).len(), 3);
+    let out = lab.koidc("logout", &[]);
+    out.assert_success();
+    lab.assert_no_leak(&out, Stdout::NoSecrets);
+    for cluster in ["cluster-a", "cluster-b"] {
+        assert!(
+            out.stdout
+                .contains(&format!("audience:server:client_id:{cluster}")),
+            "logout names the entry of {cluster}: {}",
+            out.stdout
+        );
+    }
+    assert_eq!(
+        crate::support::entry_files(&lab.cache_dir),
+        Vec::<std::path::PathBuf>::new()
+    );
+    // The next call for a cluster logs in again.
+    get_token(&lab, &[], &json!({ "audience": "cluster-a" })).assert_success();
+    assert_eq!(lab.browser.launches(), 4);
+}
