@@ -190,3 +190,106 @@ fn logout_of_the_client_removes_the_token_of_every_cluster() {
     get_token(&lab, &[], &json!({ "audience": "cluster-a" })).assert_success();
     assert_eq!(lab.browser.launches(), 4);
 }
+
+/// A kubeconfig (JSON) for `cluster` whose exec extension names `audience`, and a user whose
+/// exec entry runs `koidc get-token` with `args`, `env` and `provideClusterInfo: true`.
+fn kubeconfig_with_audience(
+    cluster: &crate::kube::KubeCluster,
+    audience: &str,
+    args: &[String],
+    env: &[(&str, String)],
+) -> Value {
+    use base64::Engine as _;
+    json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{
+            "name": audience,
+            "cluster": {
+                "server": cluster.url(),
+                "certificate-authority-data":
+                    base64::engine::general_purpose::STANDARD.encode(&cluster.idp.pki.ca_pem),
+                "extensions": [{
+                    "name": "client.authentication.k8s.io/exec",
+                    "extension": { "audience": audience },
+                }],
+            },
+        }],
+        "users": [{ "name": "oidc", "user": { "exec": {
+            "apiVersion": V1,
+            "command": crate::support::koidc_bin(),
+            "args": args,
+            "env": env.iter().map(|(n, v)| json!({"name": n, "value": v})).collect::<Vec<_>>(),
+            "provideClusterInfo": true,
+            "interactiveMode": "IfAvailable",
+        }}}],
+        "contexts": [{ "name": audience, "context": { "cluster": audience, "user": "oidc" } }],
+        "current-context": audience,
+    })
+}
+
+#[test]
+fn an_apiserver_trusting_cluster_a_takes_the_token_kubectl_got_for_it_and_refuses_cluster_bs() {
+    use crate::kube::{KubeCluster, KubeIdp, PREFIX, READER};
+    let idp = KubeIdp::start_with(&DexOptions {
+        cluster_clients: vec!["cluster-a".into(), "cluster-b".into()],
+        ..DexOptions::default()
+    });
+    // The apiserver of cluster A trusts Dex for its own audience only.
+    let auth = json!({
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "AuthenticationConfiguration",
+        "jwt": [{
+            "issuer": {
+                "url": idp.issuer(),
+                "audiences": ["cluster-a"],
+                "certificateAuthority": idp.ca_pem(),
+            },
+            "claimMappings": {
+                "username": { "claim": "email", "prefix": PREFIX },
+                "groups": { "claim": "groups", "prefix": PREFIX },
+            },
+        }],
+    });
+    let cluster = KubeCluster::start(&auth.to_string(), idp);
+    let user = cluster.user(&READER);
+    let env = vec![
+        ("FAKE_BROWSER_LOGIN", READER.email.to_owned()),
+        ("FAKE_BROWSER_PASSWORD", READER.password.to_owned()),
+        ("FAKE_BROWSER_LOG", user.browser.path.display().to_string()),
+    ];
+    let args = cluster.get_token_args(&user.cache_dir);
+    let config = kubeconfig_with_audience(&cluster, "cluster-a", &args, &env);
+    std::fs::write(&user.kubeconfig, config.to_string()).expect("write the kubeconfig");
+
+    // kubectl passes the cluster's extension; koidc gets cluster A's token; A takes it.
+    let whoami = user.kubectl(&["auth", "whoami", "-o", "json"]);
+    whoami.assert_success();
+    assert!(
+        whoami.stdout.contains(&READER.kube_username()),
+        "{}",
+        whoami.stdout
+    );
+    assert_eq!(user.browser.launches(), 1);
+
+    // Cluster B's token (same person, same login page) sent to cluster A: 401.
+    let mut b_args = args.clone();
+    b_args.extend(["--audience".into(), "cluster-b".into()]);
+    let mut cmd = crate::support::clean_command(crate::support::koidc_bin(), &user.home);
+    cmd.args(&b_args).envs(env.iter().map(|(k, v)| (k, v)));
+    let b = run(&mut cmd);
+    b.assert_success();
+    let b = parse_exec_credential(&b);
+    assert!(audiences(&b.claims).contains(&"cluster-b".to_owned()));
+    let mut curl = crate::support::clean_command(cluster.kubectl_bin(), &user.home);
+    curl.args(["--server", cluster.url(), "--certificate-authority"])
+        .arg(cluster.idp.ca_file())
+        .args(["--token", &b.token, "auth", "whoami"]);
+    let refused = run(&mut curl);
+    refused.assert_failure();
+    assert!(
+        refused.stderr.contains("Unauthorized") || refused.stderr.contains("401"),
+        "{}",
+        refused.stderr
+    );
+}
