@@ -411,8 +411,8 @@ pub struct IdentityFlags {
     #[arg(long, env = "KOIDC_CONNECTOR_ID", value_name = "ID")]
     pub connector_id: Option<String>,
     /// Which token kubectl gets: `id` (the ID token) or `access` (the access token, which must
-    /// be a JWT of the issuer: its `aud` must contain --audience when given, else it must be
-    /// issued to --client-id; its signature and expiry are checked) [default: id].
+    /// be a JWT of the issuer whose `aud` contains --audience, required with it; its signature
+    /// and expiry are checked).
     #[arg(long, env = "KOIDC_TOKEN_TYPE", value_enum)]
     pub token_type: Option<TokenTypeArg>,
     /// Extra parameter of the authorization request, as KEY=VALUE (repeatable; the variable
@@ -527,7 +527,7 @@ pub struct LoginFlags {
     )]
     pub request_headers: Option<Vec<String>>,
     /// `false` leaves PKCE (S256) out of the authorization code grant, only for a provider that
-    /// refuses it [default: true].
+    /// refuses it.
     #[arg(long, env = "KOIDC_PKCE", value_name = "BOOL")]
     pub pkce: Option<bool>,
 }

@@ -146,6 +146,13 @@ pub enum ConfigError {
     /// An empty or unprintable `--audience`.
     #[error("--audience must be one line of printable text (at most 1024 bytes), not empty")]
     Audience,
+    /// `--token-type access` without `--audience`: an access token names the API it is for in
+    /// its `aud`, and only that tells a token for this cluster from one for another API (whose
+    /// owner a cluster's operator could then impersonate).
+    #[error(
+        "--token-type access needs --audience AUD: the audience your apiserver requires in the access token's aud (e.g. api://kubernetes); koidc hands out no access token meant for another API"
+    )]
+    AccessWithoutAudience,
     /// An empty `--connector-id`.
     #[error("--connector-id must not be empty")]
     EmptyConnectorId,
@@ -550,7 +557,10 @@ impl Identity {
         let token_type = match flags.token_type.unwrap_or_default() {
             TokenTypeArg::Id => TokenType::Id,
             TokenTypeArg::Access => TokenType::Access {
-                audience: non_empty_audience(flags.audience.as_deref())?,
+                audience: Some(
+                    non_empty_audience(flags.audience.as_deref())?
+                        .ok_or(ConfigError::AccessWithoutAudience)?,
+                ),
             },
         };
         Ok(Self {
@@ -1422,7 +1432,7 @@ mod tests {
         );
         let alice = key(None, None, &["login_hint=alice@example.com"]);
         let bob = key(None, None, &["login_hint=bob@example.com", "prompt=login"]);
-        let access = key(Some(TokenTypeArg::Access), None, &[]);
+        let access = key(Some(TokenTypeArg::Access), Some("api://kubernetes"), &[]);
         let access_aud = key(Some(TokenTypeArg::Access), Some("api://default"), &[]);
         let ids = [&plain, &alice, &bob, &access, &access_aud].map(CacheKey::id);
         for (i, a) in ids.iter().enumerate() {
@@ -1430,6 +1440,17 @@ mod tests {
                 assert_ne!(a, b);
             }
         }
+    }
+
+    #[test]
+    fn an_access_token_for_another_api_is_not_handed_out_without_audience() {
+        let flags = IdentityFlags {
+            token_type: Some(TokenTypeArg::Access),
+            ..identity_flags("https://i.example", ProviderArg::Auto, &[])
+        };
+        let err = Identity::from_flags(&flags, None).unwrap_err();
+        assert!(matches!(err, ConfigError::AccessWithoutAudience), "{err}");
+        assert!(err.to_string().contains("--audience"), "{err}");
     }
 
     #[test]

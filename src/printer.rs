@@ -392,6 +392,23 @@ mod tests {
                  that it is a readable PEM certificate file",
             ),
             (
+                crate::http::HttpError::from(crate::http::ProxyError::Unusable {
+                    url: "https://idp.example/".into(),
+                    variable: "HTTPS_PROXY",
+                })
+                .into(),
+                "HTTPS_PROXY is not a proxy URL koidc can use for https://idp.example/; set it to \
+                 http://HOST:PORT (http://USER:PASSWORD@HOST:PORT when the proxy wants a login), or unset it",
+            ),
+            (
+                crate::config::ConfigError::from(crate::login::oidc::request::RequestError::ParamOwned(
+                    "state".into(),
+                ))
+                .into(),
+                "--auth-param state: koidc sets state itself and it cannot be replaced (scopes go in \
+                 --scope, the client in --client-id)",
+            ),
+            (
                 crate::login::github::GithubError::from(crate::http::CaError::Data {
                     reason: "it is not base64".into(),
                 })

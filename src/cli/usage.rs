@@ -31,7 +31,7 @@ const KUBELOGIN: &[(&str, &str, &str)] = &[
     ("--oidc-redirect-url", "listen", ": koidc's redirect URI is http://ADDR/callback for --listen ADDR; register that one at the identity provider"),
     ("--oidc-use-access-token", "token-type", "is --token-type access in koidc (with --audience, the access tokens' audience)"),
     ("--oidc-request-header", "request-header", "is --request-header NAME=VALUE in koidc"),
-    ("--oidc-pkce-method", "pkce", ": koidc always uses PKCE with S256 (--pkce=false only for a provider that refuses it)"),
+    ("--oidc-pkce-method", "pkce", ": koidc always uses PKCE with S256 (--pkce false only for a provider that refuses it)"),
     ("--oidc-auth-request-extra-params", "auth-param", "is --auth-param KEY=VALUE in koidc (repeatable)"),
     ("--token-cache-dir", "cache-dir", "is --cache-dir in koidc"),
     ("--token-cache-storage", "cache", "is --cache in koidc (keyring, file or none; kubelogin's disk is file)"),

@@ -318,10 +318,13 @@ pub fn warnings(auth: &ClusterAuth, scopes: &[String], claims: Option<&IdTokenIn
     if auth.username_claim == "email" && !scopes.iter().any(|s| s == "email") {
         out.push("the username claim is `email` but the scopes lack `email`: add --scope email".into());
     }
-    if auth.groups_claim == "groups" && !scopes.iter().any(|s| s == "groups") {
+    // A login that showed the groups needs no advice; Keycloak, which sends groups through a
+    // mapper, refuses a `groups` scope it does not have.
+    let groups_shown = claims.is_some_and(|info| info.claims.get(&auth.groups_claim).is_some());
+    if auth.groups_claim == "groups" && !groups_shown && !scopes.iter().any(|s| s == "groups") {
         out.push(
-            "the groups claim is `groups` but the scopes lack `groups` (Dex and many providers only \
-             send groups when asked): add --scope groups"
+            "the groups claim is `groups` but the scopes lack `groups`: if your provider has a \
+             `groups` scope (Dex, Okta), add --scope groups; others (Keycloak) send groups through a mapper"
                 .into(),
         );
     }
@@ -682,6 +685,27 @@ mod tests {
         assert!(w.contains("--scope groups"), "{w}");
         assert!(w.contains("\"oidc:\""), "{w}");
         assert!(warnings(&auth(), &["email".into(), "groups".into()], None).is_empty());
+    }
+
+    #[test]
+    fn a_login_that_showed_the_groups_is_not_told_to_ask_for_a_groups_scope_keycloak_refuses() {
+        let info = |claims: Value| IdTokenInfo {
+            issuer: "https://kc.example/realms/r".into(),
+            audiences: vec!["koidc".into()],
+            expiry: chrono::Utc::now(),
+            issued_at: None,
+            claims,
+        };
+        let email = ["email".to_string()];
+        let shown = info(json!({"email": "a@example.com", "groups": ["dev"]}));
+        let w = warnings(&auth(), &email, Some(&shown)).join("\n");
+        assert!(!w.contains("--scope groups"), "{w}");
+        let missing = info(json!({"email": "a@example.com"}));
+        let w = warnings(&auth(), &email, Some(&missing)).join("\n");
+        assert!(
+            w.contains("--scope groups") && w.contains("no `groups` claim"),
+            "{w}"
+        );
     }
 
     #[test]

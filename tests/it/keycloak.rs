@@ -496,6 +496,69 @@ fn keycloak_browser_login_gives_an_id_token_with_the_realm_groups_and_the_next_c
     assert_eq!(lab.proxy.since(mark), [], "a cache hit makes no request");
 }
 
+/// Keycloak's access tokens are JWTs; an *Audience* mapper on the client adds the apiserver's
+/// audience (`kubernetes`, access token only). `--token-type access --audience kubernetes` hands
+/// kubectl the verified access token, served from the cache afterwards; an audience the token
+/// does not carry is refused, and `--token-type access` without `--audience` is refused before
+/// any request: no access token meant for another API is handed out.
+#[test]
+fn keycloak_token_type_access_hands_out_the_verified_access_token_for_the_audience_only() {
+    let lab = KeycloakLab::start(CLIENT_ID);
+    // The credential is the access token: stdout may hold it, and nothing else seen on the wire.
+    let koidc = |extra: &[&str]| {
+        let out = run(&mut lab.command("get-token", extra));
+        let mut secrets = lab.proxy.secrets();
+        if out.status.success() {
+            let token = parse_exec_credential(&out).token;
+            secrets.other.remove(&token);
+            secrets.id_tokens.insert(token);
+        }
+        assert_no_leak(&out, &secrets, Stdout::MayHoldIdToken);
+        out
+    };
+    let access = ["--token-type", "access", "--audience", "kubernetes"];
+    let out = koidc(&access);
+    out.assert_success();
+    let cred = parse_exec_credential(&out);
+    assert_eq!(cred.claims["iss"], lab.issuer().as_str(), "{}", cred.claims);
+    assert_eq!(cred.claims["typ"], "Bearer", "an access token: {}", cred.claims);
+    assert_eq!(cred.claims["azp"], CLIENT_ID, "{}", cred.claims);
+    let aud = &cred.claims["aud"];
+    assert!(
+        aud == "kubernetes"
+            || aud
+                .as_array()
+                .is_some_and(|a| a.iter().any(|v| v == "kubernetes")),
+        "{}",
+        cred.claims
+    );
+    assert_eq!(
+        cred.claims["groups"],
+        serde_json::json!(USER_GROUPS),
+        "{}",
+        cred.claims
+    );
+
+    let mark = lab.proxy.mark();
+    let again = koidc(&access);
+    assert_eq!(parse_exec_credential(again.assert_success()).token, cred.token);
+    assert_eq!(lab.proxy.since(mark), [], "a cache hit makes no request");
+    assert_eq!(lab.browser.launches(), 1);
+
+    let other = koidc(&["--token-type", "access", "--audience", "another-cluster"]);
+    other.assert_failure();
+    assert_eq!(other.stdout, "", "a refused token reached stdout");
+    assert!(other.stderr.contains("another-cluster"), "{}", other.stderr);
+
+    let mark = lab.proxy.mark();
+    let without = koidc(&["--token-type", "access"]);
+    without.assert_failure();
+    assert_eq!(without.stdout, "");
+    assert_eq!(without.stderr.lines().count(), 1, "{}", without.stderr);
+    assert!(without.stderr.contains("--audience"), "{}", without.stderr);
+    assert_eq!(lab.proxy.since(mark), [], "refused before any request");
+}
+
 #[test]
 fn keycloak_refresh_rotates_the_refresh_token_koidc_keeps_the_new_one_and_keycloak_refuses_the_old() {
     let lab = KeycloakLab::start(SHORT_CLIENT_ID);

@@ -894,7 +894,10 @@ fn okta_token_type_access_gives_the_custom_authorization_servers_jwt_for_its_aud
 fn okta_token_type_access_with_opaque_access_tokens_says_how_to_get_jwts() {
     let _ports = fixed_ports();
     let mut lab = OktaLab::start(OktaOptions::default());
-    let out = lab.koidc("get-token", &["--token-type", "access"]);
+    let out = lab.koidc(
+        "get-token",
+        &["--token-type", "access", "--audience", "api://default"],
+    );
     out.assert_failure();
     let line = login_error_line(&out);
     assert!(

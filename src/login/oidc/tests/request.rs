@@ -207,9 +207,11 @@ async fn token_type_access_refuses_opaque_foreign_and_forged_access_tokens() {
         .to_string();
     assert!(err.contains("--audience"), "{err}");
 
-    let mut forged = rs256("k1", &user_access_claims(&idp, json!("api://default")));
-    forged.pop();
-    forged.push(if forged.ends_with('A') { 'B' } else { 'A' });
+    // A changed signature byte (not the last character, whose low bits base64url may ignore).
+    let signed = rs256("k1", &user_access_claims(&idp, json!("api://default")));
+    let at = signed.rfind('.').unwrap() + 10;
+    let flipped = if &signed[at..=at] == "A" { "B" } else { "A" };
+    let forged = format!("{}{flipped}{}", &signed[..at], &signed[at + 1..]);
     assert!(access_login(&idp, Some("api://default"), &forged).await.is_err());
 
     let mut expired = user_access_claims(&idp, json!("api://default"));
