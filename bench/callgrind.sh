@@ -9,7 +9,11 @@
 #
 # Cases (one line each on stdout: the case and its instruction count):
 #   oidc-file   a valid ID token in the file cache (`--cache file`), the common warm call;
-#   workload    `--grant workload --token-source file:PATH`: the job's token read on every call.
+#   workload    `--grant workload --token-source file:PATH`: the job's token read on every call;
+#   oidc-cluster  as oidc-file, with the cluster kubectl passes (`provideClusterInfo: true`) and
+#               an exec extension without audience;
+#   audience    a Dex issuer and the cluster's audience from its exec extension: the warm call
+#               of one of several clusters (its own cache entry).
 # Exits non-zero when a case does not print an ExecCredential with the prepared token.
 set -euo pipefail
 
@@ -36,17 +40,26 @@ exp = int(time.time()) + 30 * 24 * 3600
 issuer, client = "https://idp.example.com", "kubernetes"
 token = jwt({"iss": issuer, "aud": client, "sub": "alice", "email": "alice@example.com",
              "groups": ["dev"], "iat": exp - 3600, "exp": exp})
-h = hashlib.sha256()
-def field(b):
-    h.update(struct.pack(">Q", len(b))); h.update(b)
-field(b"koidc-cache-key-v1"); field(issuer.encode()); field(client.encode())
-field(struct.pack(">Q", 0))
 cache = os.path.join(work, "cache")
 os.mkdir(cache, 0o700)
-entry = {"version": 1, "issuer": issuer, "client_id": client, "scopes": [],
-         "id_token": token, "refresh_token": "r"}
-fd = os.open(os.path.join(cache, h.hexdigest()[:32] + ".json"), os.O_WRONLY | os.O_CREAT, 0o600)
-os.write(fd, json.dumps(entry).encode()); os.close(fd)
+def save(issuer, scopes, token):
+    h = hashlib.sha256()
+    def field(b):
+        h.update(struct.pack(">Q", len(b))); h.update(b)
+    field(b"koidc-cache-key-v1"); field(issuer.encode()); field(client.encode())
+    field(struct.pack(">Q", len(scopes)))
+    for s in scopes:
+        field(s.encode())
+    entry = {"version": 1, "issuer": issuer, "client_id": client, "scopes": scopes,
+             "id_token": token, "refresh_token": "r"}
+    fd = os.open(os.path.join(cache, h.hexdigest()[:32] + ".json"), os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, json.dumps(entry).encode()); os.close(fd)
+save(issuer, [], token)
+# Dex's preset scopes and the cross-client scope of the cluster's audience, sorted.
+aud_token = jwt({"iss": issuer + "/dex", "aud": ["cluster-a", client], "azp": client, "sub": "alice",
+                 "email": "alice@example.com", "groups": ["dev"], "iat": exp - 3600, "exp": exp})
+save(issuer + "/dex", sorted(["offline_access", "groups", "email", "audience:server:client_id:cluster-a"]), aud_token)
+open(os.path.join(work, "aud-token"), "w").write(aud_token)
 job = jwt({"iss": "https://token.actions.githubusercontent.com", "aud": "kubernetes",
            "sub": "repo:acme/app:ref:refs/heads/main", "iat": exp - 3600, "exp": exp})
 fd = os.open(os.path.join(work, "job-token"), os.O_WRONLY | os.O_CREAT, 0o600)
@@ -58,12 +71,13 @@ PY
 measure() {
   local name=$1; shift
   local out=$work/$name.out
-  env -i KUBERNETES_EXEC_INFO="$exec_info" valgrind --tool=callgrind \
+  env -i KUBERNETES_EXEC_INFO="${case_exec_info:-$exec_info}" valgrind --tool=callgrind \
     --callgrind-out-file="$work/$name.cg" "$koidc" "$@" >"$out" 2>"$work/$name.err" || {
     echo "callgrind.sh: $name: koidc failed:" >&2; grep -v '^==' "$work/$name.err" >&2; exit 1; }
   local want
   case $name in
     workload) want=$(cat "$work/job-token") ;;
+    audience) want=$(cat "$work/aud-token") ;;
     *) want=$(cat "$work/id-token") ;;
   esac
   grep -qF "\"token\":\"$want\"" "$out" || { echo "callgrind.sh: $name: no ExecCredential with the prepared token" >&2; exit 1; }
@@ -73,6 +87,13 @@ measure() {
 }
 
 measure oidc-file get-token --issuer https://idp.example.com --client-id kubernetes \
+  --cache file --cache-dir "$work/cache"
+cluster='"cluster":{"server":"https://127.0.0.1:6443","certificate-authority-data":"LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="'
+case_exec_info='{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false,'"$cluster"',"config":{"other":"x"}}}}' \
+  measure oidc-cluster get-token --issuer https://idp.example.com --client-id kubernetes \
+  --cache file --cache-dir "$work/cache"
+case_exec_info='{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":false,'"$cluster"',"config":{"audience":"cluster-a"}}}}' \
+  measure audience get-token --issuer https://idp.example.com/dex --client-id kubernetes \
   --cache file --cache-dir "$work/cache"
 measure workload get-token --grant workload --token-source "file:$work/job-token" \
   --audience kubernetes

@@ -394,7 +394,10 @@ pub struct IdentityFlags {
     pub github: GithubFlags,
     /// The audience the token must carry: the apiserver's. For `--grant workload`, the audience
     /// asked of the CI system (required for github-actions) and checked in the job's token; for
-    /// `--grant client-credentials`, the audience an access token must carry to be sent.
+    /// `--grant client-credentials`, the audience an access token must carry to be sent. For a
+    /// person, one cluster's audience (its client id at Dex, asked for with Dex's cross-client
+    /// scope); without it, the cluster's exec extension `audience` when kubectl passes it
+    /// (`provideClusterInfo: true`).
     #[arg(long, env = "KOIDC_AUDIENCE", value_name = "AUD")]
     pub audience: Option<String>,
     /// Where `--grant workload` finds the job's identity token: `github-actions` (requested from

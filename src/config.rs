@@ -156,6 +156,19 @@ pub enum ConfigError {
     /// An empty `--connector-id`.
     #[error("--connector-id must not be empty")]
     EmptyConnectorId,
+    /// A person's `--audience` at an IdP that koidc cannot ask for a token per audience.
+    #[error(
+        "--audience (or the cluster's audience) needs a token for that audience, which koidc gets from {provider} in neither of the two ways: Dex cross-client trust (--provider dex; the cluster's client lists this client in trustedPeers) or an RFC 8693 token exchange (not supported by koidc yet); remove the audience or use a Dex issuer"
+    )]
+    NoAudienceWay {
+        /// The provider, by name.
+        provider: &'static str,
+    },
+    /// An audience Dex cannot be asked for in a scope.
+    #[error(
+        "--audience with Dex is the cluster's Dex client id, asked for in the scope audience:server:client_id:AUD: it has no blanks"
+    )]
+    AudienceScope,
     /// A `--auth-param` or `--request-header` that cannot be sent.
     #[error(transparent)]
     Request(#[from] RequestError),
@@ -180,12 +193,10 @@ fn person_only_flag(flags: &IdentityFlags) -> Option<&'static str> {
     }
 }
 
-/// The first pipeline-only option `flags` sets, by name (`--audience` is a person's too with
-/// `--token-type access`).
+/// The first pipeline-only option `flags` sets, by name (`--audience` is a person's too: a
+/// cluster's audience, or the access token's with `--token-type access`).
 fn machine_only_flag(flags: &IdentityFlags) -> Option<&'static str> {
-    if flags.audience.is_some() && flags.token_type != Some(TokenTypeArg::Access) {
-        Some("audience")
-    } else if flags.token_source.is_some() {
+    if flags.token_source.is_some() {
         Some("token-source")
     } else if flags.connector_id.is_some() {
         Some("connector-id")
@@ -249,11 +260,37 @@ pub struct Identity {
     pub profile: Option<String>,
     /// A pipeline's identity (`--grant client-credentials` or `workload`); `None` for a person.
     pub machine: Option<Machine>,
+    /// A person's token for one cluster (`--audience`, or the cluster's exec extension);
+    /// `None`: the token's audience is the client id, as always. A pipeline's audience is
+    /// in [`Machine`].
+    pub audience: Option<Audience>,
     /// `--token-type` (with `--audience` for the access token).
     pub token_type: TokenType,
     /// `--auth-param`; `login_hint` is part of the cache key.
     pub auth_params: AuthParams,
 }
+
+/// The audience a person's token is for (one cluster), and how it is obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience {
+    /// The audience the token's `aud` must contain (the cluster's client id at the IdP).
+    pub value: String,
+    /// How the IdP is asked for it.
+    pub way: AudienceWay,
+}
+
+/// How a token for another audience than koidc's client is obtained. An IdP that offers none
+/// of them gets [`ConfigError::NoAudienceWay`], never a token for the client's own audience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudienceWay {
+    /// Dex cross-client trust: the scope `audience:server:client_id:AUD` (in
+    /// [`Identity::scopes`], hence in the cache key); Dex's ID token then names AUD and the
+    /// client in `aud`, and the client in `azp`. (RFC 8693 token exchange is the other way.)
+    DexCrossClient,
+}
+
+/// The scope that asks Dex for a token whose `aud` names the client `audience`.
+pub const DEX_AUDIENCE_SCOPE: &str = "audience:server:client_id:";
 
 /// How a pipeline gets its credential: never a browser, never a prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -365,7 +402,39 @@ impl Identity {
         if let Some(flag) = machine_only_flag(flags) {
             return Err(ConfigError::MachineOnly { flag });
         }
-        Self::person(flags)
+        Self::person(flags)?.for_audience(flags.audience.as_deref())
+    }
+
+    /// This person's identity for a token for `audience` (`None`: the client's own).
+    fn for_audience(mut self, audience: Option<&str>) -> Result<Self, ConfigError> {
+        let Some(value) = non_empty_audience(audience)? else {
+            return Ok(self);
+        };
+        if matches!(self.token_type, TokenType::Access { .. }) {
+            // `--token-type access`: the audience the access token must carry (checked there).
+            return Ok(self);
+        }
+        let way = match self.provider {
+            ProviderKind::Dex => AudienceWay::DexCrossClient,
+            ProviderKind::Generic => {
+                return Err(ConfigError::NoAudienceWay {
+                    provider: "this issuer",
+                });
+            }
+            ProviderKind::Okta => return Err(ConfigError::NoAudienceWay { provider: "Okta" }),
+            ProviderKind::Github => return Err(ConfigError::NoAudienceWay { provider: "GitHub" }),
+        };
+        match way {
+            AudienceWay::DexCrossClient => {
+                if value.chars().any(char::is_whitespace) {
+                    return Err(ConfigError::AudienceScope);
+                }
+                self.scopes.push(format!("{DEX_AUDIENCE_SCOPE}{value}"));
+                self.scopes = normalize_scopes(&self.scopes)?;
+            }
+        }
+        self.audience = Some(Audience { value, way });
+        Ok(self)
     }
 
     /// `--grant client-credentials`: an OpenID Connect client at its issuer.
@@ -440,6 +509,7 @@ impl Identity {
                     exchange: None,
                     job,
                 }),
+                audience: None,
             });
         }
         let connector_id = match flags.connector_id.as_deref().map(str::trim) {
@@ -501,6 +571,7 @@ impl Identity {
             github: None,
             profile: flags.profile.clone(),
             machine: None,
+            audience: None,
             token_type,
             auth_params: AuthParams::parse(flags.auth_params.as_deref().unwrap_or_default())?,
         })
@@ -534,6 +605,7 @@ impl Identity {
             github: Some(urls),
             profile: flags.profile.clone(),
             machine: None,
+            audience: None,
             token_type: TokenType::Id,
             auth_params: AuthParams::default(),
         })
@@ -720,6 +792,7 @@ impl LoginConfig {
             client_id: identity.client_id.clone(),
             client_secret: self.client_secret.clone(),
             scopes: identity.scopes.clone(),
+            audience: identity.audience.as_ref().map(|a| a.value.clone()),
             extra_ca_files: self.certificate_authorities.clone(),
             extra_ca_data: self.certificate_authority_data.clone(),
             http_timeout: HTTP_TIMEOUT,
@@ -1408,14 +1481,15 @@ mod tests {
                 Err(ConfigError::PersonOnly { .. })
             ));
         }
-        // --audience is a person's option with --token-type access only.
+        // A person's --audience: a cluster's (which this generic issuer cannot give), or the
+        // access token's with --token-type access.
         let audience = IdentityFlags {
             audience: Some("api://default".into()),
             ..identity_flags("https://i.example", ProviderArg::Auto, &[])
         };
         assert!(matches!(
             Identity::from_flags(&audience, None),
-            Err(ConfigError::MachineOnly { flag: "audience" })
+            Err(ConfigError::NoAudienceWay { .. })
         ));
         let both = IdentityFlags {
             token_type: Some(TokenTypeArg::Access),
@@ -1730,16 +1804,113 @@ mod tests {
         ));
     }
 
+    /// A person's identity at `issuer` with `--audience audience`.
+    fn person_for(issuer: &str, provider: ProviderArg, audience: &str) -> Result<Identity, ConfigError> {
+        let flags = IdentityFlags {
+            audience: Some(audience.into()),
+            ..identity_flags(issuer, provider, &["groups"])
+        };
+        Identity::from_flags(&flags, None)
+    }
+
+    #[test]
+    fn a_persons_audience_at_dex_asks_for_the_cross_client_scope_and_keys_the_cache() {
+        const DEX: &str = "https://dex.example.com/dex";
+        let plain = Identity::from_flags(&identity_flags(DEX, ProviderArg::Auto, &["groups"]), None).unwrap();
+        let a = person_for(DEX, ProviderArg::Auto, "cluster-a").unwrap();
+        let b = person_for(DEX, ProviderArg::Auto, "cluster-b").unwrap();
+        assert_eq!(
+            a.audience,
+            Some(Audience {
+                value: "cluster-a".into(),
+                way: AudienceWay::DexCrossClient
+            })
+        );
+        assert!(
+            a.scopes
+                .contains(&"audience:server:client_id:cluster-a".to_owned()),
+            "{:?}",
+            a.scopes
+        );
+        assert!(a.scopes.contains(&"groups".to_owned()));
+        assert_eq!(plain.audience, None);
+        assert!(!plain.scopes.iter().any(|s| s.starts_with(DEX_AUDIENCE_SCOPE)));
+        // Three entries: a token for one cluster is never served to another, nor to an entry
+        // without audience (whose id is the one it always had).
+        let ids = [plain.cache_key().id(), a.cache_key().id(), b.cache_key().id()];
+        assert_ne!(ids[0], ids[1]);
+        assert_ne!(ids[1], ids[2]);
+        assert_ne!(ids[0], ids[2]);
+        assert_eq!(
+            ids[0],
+            CacheKey::new(DEX, "kubectl", &plain.scopes).id(),
+            "the id of an entry without audience changed"
+        );
+        // The IdP adapter is told which audience to check.
+        let login = LoginConfig::from_flags(&LoginFlags::default(), None).unwrap();
+        assert_eq!(login.oidc(&a).audience.as_deref(), Some("cluster-a"));
+        assert_eq!(login.oidc(&plain).audience, None);
+        // --provider dex on any issuer.
+        assert!(person_for("https://login.example.com", ProviderArg::Dex, "c").is_ok());
+    }
+
+    #[test]
+    fn a_persons_audience_where_neither_way_exists_names_both_ways() {
+        for (issuer, provider) in [
+            ("https://idp.example.com", ProviderArg::Auto),
+            ("https://dex.example.com/dex", ProviderArg::Generic),
+            ("https://acme.okta.com/oauth2/default", ProviderArg::Auto),
+        ] {
+            let err = person_for(issuer, provider, "cluster-a").unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, ConfigError::NoAudienceWay { .. }), "{msg}");
+            assert!(
+                msg.contains("Dex cross-client trust") && msg.contains("RFC 8693 token exchange"),
+                "{msg}"
+            );
+        }
+        let github = IdentityFlags {
+            client_id: Some("Iv1".into()),
+            provider: Some(ProviderArg::Github),
+            audience: Some("k".into()),
+            ..IdentityFlags::default()
+        };
+        assert!(matches!(
+            Identity::from_flags(&github, None),
+            Err(ConfigError::NoAudienceWay { provider: "GitHub" })
+        ));
+    }
+
+    #[test]
+    fn a_hostile_audience_for_a_person_is_refused_in_one_line() {
+        const DEX: &str = "https://dex.example.com/dex";
+        let long = "a".repeat(1025);
+        for bad in [
+            "",
+            "  ",
+            "a\nb",
+            "a\r\nb",
+            "a\u{0}",
+            long.as_str(),
+            "a b",
+            "a\tb",
+            "ümlaut",
+            "a\"b",
+        ] {
+            let err = person_for(DEX, ProviderArg::Auto, bad).unwrap_err();
+            let msg = err.to_string();
+            assert!(!msg.contains('\n') && !msg.contains('\r'), "{msg}");
+            assert!(msg.len() < 300, "{msg}");
+        }
+        assert!(matches!(
+            person_for(DEX, ProviderArg::Auto, "a b"),
+            Err(ConfigError::AudienceScope)
+        ));
+    }
+
     #[test]
     fn pipeline_options_are_refused_for_a_persons_login_and_github() {
         for (flags, flag) in [
-            (
-                IdentityFlags {
-                    audience: Some("k".into()),
-                    ..identity_flags("https://i", ProviderArg::Auto, &[])
-                },
-                "--audience",
-            ),
             (
                 IdentityFlags {
                     token_source: Some("env:T".into()),

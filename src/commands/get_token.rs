@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::cli::GetTokenArgs;
+use crate::cli::{GetTokenArgs, GrantArg};
 use crate::clock::Clock;
 use crate::config::{Identity, LoginConfig};
 use crate::login::credential::{ExecInfo, exec_credential};
@@ -15,7 +15,16 @@ use crate::printer::Printer;
 pub fn run(args: &GetTokenArgs, clock: Arc<dyn Clock>, exec_info: Option<String>) -> anyhow::Result<()> {
     let printer = Printer::new(args.output.verbose);
     let exec = ExecInfo::parse(exec_info.as_deref())?;
-    let identity = Identity::from_flags(&args.identity, args.login.grant)?;
+    let identity = match exec.audience {
+        // The cluster's audience (its exec extension, with `provideClusterInfo: true`), for a
+        // person's login; `--audience` wins, and a pipeline names its audience itself.
+        Some(audience) if args.identity.audience.is_none() && !is_pipeline(args.login.grant) => {
+            let mut flags = args.identity.clone();
+            flags.audience = Some(audience);
+            Identity::from_flags(&flags, args.login.grant)?
+        }
+        _ => Identity::from_flags(&args.identity, args.login.grant)?,
+    };
     let session = super::Session::open(&identity, &args.cache, clock.clone(), printer)?;
 
     let mut login = LoginConfig::from_flags(&args.login, super::env_browser())?;
@@ -24,4 +33,9 @@ pub fn run(args: &GetTokenArgs, clock: Arc<dyn Clock>, exec_info: Option<String>
     let expiry = obtained.report_expiry(clock.now());
     printer.result(&exec_credential(exec.api_version, obtained.token(), expiry))?;
     Ok(())
+}
+
+/// Whether `grant` is a pipeline's (its audience is its own `--audience`, never the cluster's).
+fn is_pipeline(grant: Option<GrantArg>) -> bool {
+    matches!(grant, Some(GrantArg::ClientCredentials | GrantArg::Workload))
 }

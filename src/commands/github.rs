@@ -268,6 +268,7 @@ mod tests {
             github: Some(urls.clone()),
             profile: None,
             machine: None,
+            audience: None,
             token_type: Default::default(),
             auth_params: Default::default(),
         };

@@ -273,6 +273,7 @@ mod tests {
             github: None,
             profile: profile.map(String::from),
             machine: None,
+            audience: None,
             token_type: Default::default(),
             auth_params: Default::default(),
         }

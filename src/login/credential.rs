@@ -68,6 +68,10 @@ pub struct ExecInfo {
     pub interactive: bool,
     /// Whether the variable was present at all (absent when run by hand).
     pub from_kubectl: bool,
+    /// The cluster's audience: `audience` in `spec.cluster.config`, the cluster's
+    /// `client.authentication.k8s.io/exec` extension, which kubectl passes when the exec entry
+    /// sets `provideClusterInfo: true`. `--audience` wins over it.
+    pub audience: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -83,7 +87,25 @@ struct RawExecInfo {
 struct RawSpec {
     #[serde(default)]
     interactive: bool,
+    /// Only with `provideClusterInfo: true`; only its `config` is read (its CA data, server
+    /// and the rest are skipped).
+    cluster: Option<RawCluster>,
 }
+
+#[derive(Deserialize)]
+struct RawCluster {
+    config: Option<RawClusterConfig>,
+}
+
+/// The cluster's exec extension: koidc's settings for this cluster. Other members are ignored;
+/// an `audience` that is not a string is an error (never a token without the audience asked for).
+#[derive(Deserialize)]
+struct RawClusterConfig {
+    audience: Option<String>,
+}
+
+/// The longest audience koidc accepts (as `--audience`).
+const MAX_AUDIENCE: usize = 1024;
 
 impl ExecInfo {
     /// Parses the value of `KUBERNETES_EXEC_INFO` (`None` when unset).
@@ -93,6 +115,7 @@ impl ExecInfo {
                 api_version: ApiVersion::V1Beta1,
                 interactive: true,
                 from_kubectl: false,
+                audience: None,
             });
         };
         if value.len() > MAX_EXEC_INFO {
@@ -116,10 +139,19 @@ impl ExecInfo {
                 return Err(CredentialError::UnsupportedVersion(capped(&format!("{other:?}"))));
             }
         };
+        let audience = raw.spec.cluster.and_then(|c| c.config).and_then(|c| c.audience);
+        if let Some(a) = &audience
+            && (a.trim().is_empty() || a.len() > MAX_AUDIENCE || a.chars().any(char::is_control))
+        {
+            return Err(CredentialError::Malformed(
+                "spec.cluster.config.audience (the cluster's exec extension in the kubeconfig) must be one line of printable text (at most 1024 bytes), not empty".into(),
+            ));
+        }
         Ok(Self {
             api_version,
             interactive: raw.spec.interactive,
             from_kubectl: true,
+            audience,
         })
     }
 }
@@ -184,6 +216,59 @@ mod tests {
             ExecInfo::parse(Some("[1,2]")),
             Err(CredentialError::Malformed(_))
         ));
+    }
+
+    /// The exec info kubectl sends with `provideClusterInfo: true`, with `config` as given.
+    fn with_cluster_config(config: &str) -> String {
+        format!(
+            r#"{{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1","spec":{{"interactive":false,"cluster":{{"server":"https://127.0.0.1:6443","certificate-authority-data":"LS0t","config":{config}}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn the_clusters_audience_is_read_from_its_exec_extension() {
+        let info = ExecInfo::parse(Some(&with_cluster_config(
+            r#"{"audience":"cluster-a","other":[1,{"x":null}]}"#,
+        )))
+        .unwrap();
+        assert_eq!(info.audience.as_deref(), Some("cluster-a"));
+        for config in ["null", "{}", r#"{"audience":null}"#] {
+            let info = ExecInfo::parse(Some(&with_cluster_config(config))).unwrap();
+            assert_eq!(info.audience, None, "{config}");
+        }
+        let info = ExecInfo::parse(Some(
+            r#"{"apiVersion":"client.authentication.k8s.io/v1","spec":{"cluster":{"server":"https://x"}}}"#,
+        ))
+        .unwrap();
+        assert_eq!(info.audience, None);
+    }
+
+    #[test]
+    fn a_hostile_cluster_audience_is_a_one_line_error() {
+        let long = "a".repeat(2000);
+        for config in [
+            r#"{"audience":42}"#.to_owned(),
+            r#"{"audience":["a","b"]}"#.to_owned(),
+            r#"{"audience":{"a":1}}"#.to_owned(),
+            r#""audience""#.to_owned(),
+            "[1,2]".to_owned(),
+            r#"{"audience":""}"#.to_owned(),
+            r#"{"audience":"   "}"#.to_owned(),
+            r#"{"audience":"a\nb"}"#.to_owned(),
+            r#"{"audience":"a\r\nHost: evil"}"#.to_owned(),
+            r#"{"audience":"a\u0000"}"#.to_owned(),
+            format!(r#"{{"audience":"{long}"}}"#),
+            format!(r#"{{"audience":["{long}\n"]}}"#),
+        ] {
+            let err = ExecInfo::parse(Some(&with_cluster_config(&config))).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, CredentialError::Malformed(_)), "{config}: {msg}");
+            assert!(
+                !msg.contains('\n') && !msg.contains('\r') && !msg.contains('\0'),
+                "{msg}"
+            );
+            assert!(msg.len() < 450, "{} bytes: {msg}", msg.len());
+        }
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct DexOptions {
     pub id_token_lifetime: String,
     /// Connectors added after `mock` (Dex's `connectors` entries as JSON).
     pub connectors: Vec<Value>,
+    /// Clusters' clients (confidential, never used to log in) that list koidc's client in
+    /// `trustedPeers`: koidc may ask for tokens whose `aud` names them (cross-client trust).
+    pub cluster_clients: Vec<String>,
 }
 
 impl Default for DexOptions {
@@ -47,6 +50,7 @@ impl Default for DexOptions {
         DexOptions {
             id_token_lifetime: "1h".into(),
             connectors: Vec::new(),
+            cluster_clients: Vec::new(),
         }
     }
 }
@@ -285,9 +289,24 @@ fn config_json(issuer: &str, addr: SocketAddr, options: &DexOptions) -> String {
             "groups": USER_GROUPS,
         }],
         "connectors": connectors,
-        "staticClients": [{ "id": CLIENT_ID, "name": "koidc", "public": true }],
+        "staticClients": clients(options),
     });
     serde_json::to_string_pretty(&config).expect("serialize dex config")
+}
+
+/// Dex's `staticClients`: koidc's public client, then the clusters' clients trusting it.
+fn clients(options: &DexOptions) -> Vec<Value> {
+    let mut clients = vec![json!({ "id": CLIENT_ID, "name": "koidc", "public": true })];
+    clients.extend(options.cluster_clients.iter().map(|id| {
+        json!({
+            "id": id,
+            "name": id,
+            "secret": format!("{id}-secret-never-used"),
+            "redirectURIs": ["http://127.0.0.1:1/unused"],
+            "trustedPeers": [CLIENT_ID],
+        })
+    }));
+    clients
 }
 
 pub(crate) fn free_port() -> SocketAddr {

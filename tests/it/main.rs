@@ -24,6 +24,7 @@ mod proxy;
 mod stub_idp;
 mod support;
 
+mod audiences;
 mod audit;
 mod device;
 mod doctor;

@@ -45,6 +45,10 @@ pub struct OidcConfig {
     pub client_secret: Option<SecretString>,
     /// Scopes besides `openid`.
     pub scopes: Vec<String>,
+    /// Another audience the ID token must name beside the client id (a cluster's, asked for
+    /// with Dex's cross-client scope); then `azp` must be the client id. `None`: the client id
+    /// is the only audience.
+    pub audience: Option<String>,
     /// Extra trusted CA certificates (PEM files).
     pub extra_ca_files: Vec<PathBuf>,
     /// Extra trusted CA certificates as the base64 of PEM text (`--certificate-authority-data`).
@@ -65,6 +69,7 @@ impl std::fmt::Debug for OidcConfig {
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("scopes", &self.scopes)
+            .field("audience", &self.audience)
             .field("extra_ca_files", &self.extra_ca_files)
             .field(
                 "extra_ca_data",
@@ -625,6 +630,7 @@ impl Provider {
         let expected = verify::Expected {
             issuer: &self.issuer,
             client_id: &self.cfg.client_id,
+            audience: self.cfg.audience.as_deref(),
             algs: &self.algs,
             now: self.clock.now(),
             nonce,

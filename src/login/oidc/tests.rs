@@ -204,6 +204,7 @@ impl Idp {
 
     fn config(&self) -> OidcConfig {
         OidcConfig {
+            audience: None,
             issuer: self.issuer.clone(),
             client_id: CLIENT_ID.into(),
             client_secret: None,
@@ -701,6 +702,70 @@ async fn azp_other_than_the_client_id_is_rejected_and_equal_azp_is_accepted() {
     })
     .await
     .unwrap();
+}
+
+/// The tokens Dex issues for a cross-client audience: `aud` names the cluster's client and
+/// koidc's, `azp` koidc's.
+#[tokio::test]
+async fn a_token_for_a_clusters_audience_needs_that_audience_the_client_and_azp() {
+    let idp = Idp::start().await;
+    let provider = idp
+        .provider_with(OidcConfig {
+            audience: Some("cluster-a".into()),
+            ..idp.config()
+        })
+        .await;
+    let with = |aud: Value, azp: Option<&'static str>| {
+        let idp = &idp;
+        move |n: &str| {
+            let mut c = idp.claims(Some(n));
+            c["aud"] = aud;
+            if let Some(azp) = azp {
+                c["azp"] = json!(azp);
+            }
+            rs256("k1", &c)
+        }
+    };
+    login_with(
+        &idp,
+        &provider,
+        with(json!(["cluster-a", CLIENT_ID]), Some(CLIENT_ID)),
+    )
+    .await
+    .unwrap();
+    for (aud, azp, what) in [
+        // Dex ignored the scope: a token for koidc's client only, which cluster A refuses.
+        (json!(CLIENT_ID), Some(CLIENT_ID), "must contain cluster-a"),
+        // A token for another cluster, or for one more.
+        (json!(["cluster-b", CLIENT_ID]), Some(CLIENT_ID), "cluster-b"),
+        (
+            json!(["cluster-a", "cluster-b", CLIENT_ID]),
+            Some(CLIENT_ID),
+            "cluster-b",
+        ),
+        // Issued to another client.
+        (json!(["cluster-a", CLIENT_ID]), Some("cluster-a"), "azp"),
+        (json!(["cluster-a", CLIENT_ID]), None, "azp"),
+    ] {
+        let err = login_with(&idp, &provider, with(aud.clone(), azp))
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(what) || (what == "azp" && msg.contains("authorized party")),
+            "aud {aud} azp {azp:?}: {msg}"
+        );
+    }
+    // Without an audience to check, the cluster's token is refused as before.
+    let plain = idp.provider().await;
+    let err = login_with(
+        &idp,
+        &plain,
+        with(json!(["cluster-a", CLIENT_ID]), Some(CLIENT_ID)),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("cluster-a"), "{err}");
 }
 
 #[tokio::test]
@@ -1217,6 +1282,7 @@ async fn discovery_refuses_a_plain_http_endpoint_before_fetching_anything_from_i
 
 fn cfg_for(issuer: &str) -> OidcConfig {
     OidcConfig {
+        audience: None,
         issuer: issuer.into(),
         client_id: CLIENT_ID.into(),
         client_secret: None,

@@ -120,8 +120,12 @@ pub enum Rejection {
 pub(crate) struct Expected<'a> {
     /// The configured issuer.
     pub issuer: &'a IssuerUrl,
-    /// The client id: must be in `aud`, the only audience, and equal `azp` when present.
+    /// The client id: must be in `aud`, the only audience (but `audience`), and equal `azp`
+    /// when present.
     pub client_id: &'a str,
+    /// A cluster's audience the token must name in `aud` beside the client id; then `azp` is
+    /// required (the client the token was issued to). `None`: no other audience is accepted.
+    pub audience: Option<&'a str>,
     /// The accepted algorithms (a subset of [`ASYMMETRIC_ALGS`]).
     pub algs: &'a [CoreJwsSigningAlgorithm],
     /// The current time, from koidc's clock.
@@ -176,7 +180,10 @@ pub(crate) fn verify(raw: &str, jwks: &CoreJsonWebKeySet, exp: &Expected<'_>) ->
         jwks.clone(),
     )
     .set_allowed_algs(exp.algs.iter().cloned())
-    .set_other_audience_verifier_fn(|_| false)
+    .set_other_audience_verifier_fn({
+        let other = exp.audience.map(str::to_owned);
+        move |aud| Some(aud.as_str()) == other.as_deref()
+    })
     .set_time_fn(move || now);
     let claims = match exp.nonce {
         Some(nonce) => token.claims(&verifier, nonce),
@@ -204,8 +211,26 @@ pub(crate) fn verify(raw: &str, jwks: &CoreJsonWebKeySet, exp: &Expected<'_>) ->
         });
     }
     // Belt and braces on what the crate already checked.
-    if !claims.audiences().iter().all(|a| a.as_str() == exp.client_id) || claims.audiences().is_empty() {
-        return Err(Rejection::Audience(format!("must be exactly {}", exp.client_id)));
+    let allowed = |a: &str| a == exp.client_id || Some(a) == exp.audience;
+    if !claims.audiences().iter().all(|a| allowed(a.as_str())) || claims.audiences().is_empty() {
+        return Err(Rejection::Audience(match exp.audience {
+            None => format!("must be exactly {}", exp.client_id),
+            Some(aud) => format!("must be {aud} and {} only", exp.client_id),
+        }));
+    }
+    // A token for a cluster: it must name that cluster, and the client it was issued to.
+    if let Some(aud) = exp.audience {
+        if !claims.audiences().iter().any(|a| a.as_str() == aud) {
+            return Err(Rejection::Audience(format!(
+                "must contain {aud} (the cluster's audience): the IdP ignored the request for it"
+            )));
+        }
+        if claims.authorized_party().is_none() {
+            return Err(Rejection::AuthorizedParty {
+                expected: exp.client_id.to_owned(),
+                got: "(none)".to_owned(),
+            });
+        }
     }
     if claims.expiration() <= now {
         return Err(Rejection::Expired {

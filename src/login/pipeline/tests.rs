@@ -175,6 +175,7 @@ impl World {
                 github: None,
                 profile: None,
                 machine: None,
+                audience: None,
                 token_type: Default::default(),
                 auth_params: Default::default(),
             },

@@ -572,6 +572,7 @@ mod tests {
             github: Some(GithubUrls::new(None, None).unwrap()),
             profile: None,
             machine: None,
+            audience: None,
             token_type: Default::default(),
             auth_params: Default::default(),
         }

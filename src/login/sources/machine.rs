@@ -332,6 +332,7 @@ mod tests {
                 exchange: None,
                 job: Some("job-1".to_owned()),
             }),
+            audience: None,
             token_type: Default::default(),
             auth_params: Default::default(),
         }

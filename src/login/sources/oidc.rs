@@ -230,6 +230,7 @@ pub fn revoke_entry(
         github: None,
         profile: key.profile.clone(),
         machine: None,
+        audience: None,
         token_type: Default::default(),
         auth_params: Default::default(),
     };

@@ -7,6 +7,7 @@ use crate::login::oidc::machine::ClientToken;
 
 fn with_secret(idp: &Idp) -> OidcConfig {
     OidcConfig {
+        audience: None,
         client_secret: Some(SecretString::from("s3cret-value".to_owned())),
         scopes: Vec::new(),
         ..idp.config()
