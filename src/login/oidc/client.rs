@@ -408,6 +408,9 @@ impl Provider {
         if let Some(max_age) = self.cfg.request.auth_params.max_age() {
             check_auth_time(&id_token, max_age, self.clock.now())?;
         }
+        if let Some(hint) = self.cfg.request.auth_params.login_hint() {
+            check_login_hint(&id_token, hint)?;
+        }
         let credential = match &self.cfg.request.token_type {
             TokenType::Id => id_token,
             TokenType::Access { .. } => self.access_credential(body.access_token).await?,
@@ -770,6 +773,27 @@ fn check_auth_time(
         return Err(OidcError::AuthTimeTooOld { age, max_age });
     }
     Ok(())
+}
+
+/// With `login_hint` sent: when the ID token names its account (`email`, `preferred_username` or
+/// `upn`), one of them must be the hint (ignoring ASCII case). A provider may sign in whoever its
+/// browser session holds instead, whose token would then be cached under the hint's entry.
+fn check_login_hint(id_token: &str, hint: &str) -> Result<(), OidcError> {
+    let info = IdTokenInfo::decode(id_token)
+        .map_err(|e| OidcError::IdTokenRejected(Rejection::Malformed(e.to_string())))?;
+    let names: Vec<&str> = ["email", "preferred_username", "upn"]
+        .into_iter()
+        .filter_map(|claim| info.str_claim(claim))
+        .collect();
+    match names.first() {
+        Some(who) if !names.iter().any(|n| n.eq_ignore_ascii_case(hint)) => {
+            Err(OidcError::LoginHintMismatch {
+                hint: crate::text::one_line(hint, 200),
+                who: crate::text::one_line(who, 200),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Parses a JSON document (discovery, JWKS) from a 200 reply.
