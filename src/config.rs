@@ -1186,7 +1186,7 @@ fn overlay(
         parse_enum(v).map_err(invalid("token-type", v))
     })?;
     fill(&mut t.identity.auth_params, auth_params, |v| Ok(v.clone()))?;
-    fill(&mut t.login.request_headers, request_headers, |v| Ok(v.clone()))?;
+    fill(&mut t.login.request_headers, request_headers, |v| Ok(v.to_vec()))?;
     fill(&mut t.login.pkce, pkce, |v| Ok(*v))?;
     fill(&mut t.login.listen, listen, |v| Ok(v.clone()))?;
     fill(&mut t.login.certificate_authorities, certificate_authority, |v| {

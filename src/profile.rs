@@ -152,7 +152,8 @@ fn available_text(available: &[String]) -> String {
     }
 }
 
-/// One `[profiles.NAME]` table. Every key is optional; names are the long flag names.
+/// One `[profiles.NAME]` table. Every key is optional; names are the long flag names. Its `Debug`
+/// form hides the values of `request-headers` (an API key, say).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Profile {
@@ -195,11 +196,74 @@ pub struct Profile {
     /// `--token-type` (id, access).
     pub token_type: Option<String>,
     /// `--auth-param`, as a list of `KEY=VALUE`.
+    #[serde(default, deserialize_with = "auth_params_list")]
     pub auth_params: Option<Vec<String>>,
     /// `--request-header`, as a list of `NAME=VALUE`.
-    pub request_headers: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "request_headers_list")]
+    pub request_headers: Option<HeaderList>,
     /// `--pkce` (true, false).
     pub pkce: Option<bool>,
+}
+
+/// The `request-headers` of a profile. Its `Debug` form shows the header names only: the values
+/// may be keys.
+#[derive(Clone, Default, PartialEq)]
+pub struct HeaderList(pub Vec<String>);
+
+impl std::ops::Deref for HeaderList {
+    type Target = [String];
+    fn deref(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for HeaderList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|h| {
+                format!(
+                    "{}=<redacted>",
+                    h.split_once('=').map_or(h.as_str(), |(name, _)| name)
+                )
+            }))
+            .finish()
+    }
+}
+
+/// `request-headers`: see [`quiet_list`].
+fn request_headers_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<HeaderList>, D::Error> {
+    Ok(quiet_list("request-headers", "NAME=VALUE", d)?.map(HeaderList))
+}
+
+/// `auth-params`: see [`quiet_list`].
+fn auth_params_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    quiet_list("auth-params", "KEY=VALUE", d)
+}
+
+/// A list of strings whose values may be secret (a header's API key) or personal (a
+/// `login_hint`): anything else is refused naming the key and the shape expected, never quoting
+/// the value as serde's own type errors do.
+fn quiet_list<'de, D: serde::Deserializer<'de>>(
+    key: &str,
+    shape: &str,
+    d: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    let refused = || {
+        <D::Error as serde::de::Error>::custom(format!(
+            "{key} must be a list of \"{shape}\" strings, e.g. {key} = [\"{shape}\"] (value not shown)"
+        ))
+    };
+    match toml::Value::deserialize(d).map_err(|_| refused())? {
+        toml::Value::Array(items) => items
+            .into_iter()
+            .map(|item| match item {
+                toml::Value::String(s) => Ok(s),
+                _ => Err(refused()),
+            })
+            .collect::<Result<_, _>>()
+            .map(Some),
+        _ => Err(refused()),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -522,6 +586,55 @@ client-secret-env = "WORK2_SECRET"
             .unwrap_err()
             .to_string();
         assert!(typed.contains("line 2"), "{typed}");
+    }
+
+    #[test]
+    fn a_request_header_given_as_a_string_is_refused_without_its_value() {
+        let hostile = [
+            "request-headers = \"X-Api-Key=TOPSECRET123\"",
+            "request-headers = [\"X-A=b\", 7654321]",
+            "request-headers = { X-Api-Key = \"TOPSECRET123\" }",
+            "auth-params = \"login_hint=TOPSECRET123\"",
+            "auth-params = [[\"login_hint=TOPSECRET123\"]]",
+        ];
+        for line in hostile {
+            let text = format!("[profiles.work]\nissuer = \"https://i\"\nclient-id = \"k\"\n{line}\n");
+            let err = ConfigFile::parse(Path::new("/c/config.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("line 4"), "{line}: {err}");
+            assert!(err.contains("must be a list of"), "{line}: {err}");
+            assert!(
+                !err.contains("TOPSECRET123") && !err.contains("7654321"),
+                "{line}: {err}"
+            );
+            assert!(!err.contains('\n'), "{line}: {err}");
+        }
+        // A list of strings is read as before, and Debug shows header names only.
+        let text = "[profiles.work]\nrequest-headers = [\"X-Api-Key=TOPSECRET123\"]\nauth-params = [\"prompt=login\"]\n";
+        let file = ConfigFile::parse(Path::new("/c/config.toml"), text).unwrap();
+        let work = &file.profiles["work"];
+        assert_eq!(
+            work.request_headers.as_deref(),
+            Some(&["X-Api-Key=TOPSECRET123".to_owned()][..])
+        );
+        assert_eq!(
+            work.auth_params.as_deref(),
+            Some(&["prompt=login".to_owned()][..])
+        );
+        for shown in [format!("{work:?}"), format!("{file:?}")] {
+            assert!(!shown.contains("TOPSECRET123"), "{shown}");
+            assert!(
+                shown.contains("X-Api-Key=<redacted>") && shown.contains("prompt=login"),
+                "{shown}"
+            );
+        }
+        let empty = ConfigFile::parse(
+            Path::new("/c/config.toml"),
+            "[profiles.work]\nissuer = \"https://i\"\n",
+        )
+        .unwrap();
+        assert_eq!(empty.profiles["work"].request_headers, None);
     }
 
     #[cfg(unix)]

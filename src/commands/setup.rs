@@ -99,8 +99,9 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         )),
     }
 
-    // With a profile the entry names only the profile: the options live in the config file
-    // (and the profile is part of the cache key, so the entry must name it).
+    // With a profile the entry names the profile (the options live in the config file, and the
+    // profile is part of the cache key, so the entry must name it), followed by the options given
+    // here that shape the request to the provider: flags beat the profile, so they must be kept.
     let exec_args = match &identity.profile {
         Some(profile) => {
             printer.info(format_args!(
@@ -117,6 +118,7 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             if args.embed_ca {
                 exec_args.extend(entry_ca);
             }
+            exec_args.extend(provider_request_words(args));
             exec_args
         }
         None => {
@@ -139,7 +141,7 @@ pub fn run(args: &SetupArgs, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             exec_args
         }
     };
-    if args.login.request_headers.as_ref().is_some_and(|h| !h.is_empty()) && identity.profile.is_none() {
+    if args.login.request_headers.as_ref().is_some_and(|h| !h.is_empty()) {
         printer.info(
             "the --request-header values are not written into the kubeconfig entry (its command line is visible to other local users): put them in a profile of the koidc config file (request-headers) and use --profile, or add KOIDC_REQUEST_HEADER to the entry's exec.env",
         );

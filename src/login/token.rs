@@ -289,6 +289,14 @@ impl IdTokenInfo {
         self.issuer == issuer && self.audiences.iter().any(|a| a == client_id)
     }
 
+    /// `auth_time` (OpenID Connect Core 2: when the login happened), in seconds since the epoch.
+    pub fn auth_time(&self) -> Option<i64> {
+        self.claims.get("auth_time").and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+        })
+    }
+
     /// A string claim, when present.
     pub fn str_claim(&self, name: &str) -> Option<&str> {
         self.claims.get(name).and_then(Value::as_str)

@@ -790,18 +790,20 @@ fn okta_auth_params_reach_the_provider_max_age_is_checked_and_a_login_hint_keeps
         "--auth-param",
         "login_hint=okta-user@example.com",
         "--auth-param",
-        "max_age=600",
+        "max_age=3600",
         "--request-header",
         "X-Koidc-Test=present",
     ];
     let out = lab.koidc("get-token", &hinted);
     out.assert_success();
     let cred = parse_exec_credential(&out);
-    // max_age makes the provider put auth_time in the ID token; koidc checked it.
+    // max_age makes the provider put auth_time in the ID token; koidc checked it. (max_age is
+    // the token's lifetime here: a shorter one would cap expirationTimestamp at auth_time +
+    // max_age, which the unit tests of the OpenID Connect source pin.)
     assert!(cred.claims["auth_time"].as_i64().is_some(), "{}", cred.claims);
     let authorize = &lab.idp.events_of("authorize")[0];
     assert_eq!(authorize["login_hint"], "okta-user@example.com", "{authorize}");
-    assert_eq!(authorize["max_age"], "600", "{authorize}");
+    assert_eq!(authorize["max_age"], "3600", "{authorize}");
     // The header went with every request koidc made: discovery, keys and the token request.
     let paths: Vec<String> = lab
         .idp

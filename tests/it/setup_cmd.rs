@@ -1183,3 +1183,69 @@ fn the_real_apiserver_compiles_the_ci_rules_merged_beside_people_quotes_in_refs_
         "people still get in beside the CI authenticator: {review}"
     );
 }
+
+#[test]
+fn setup_with_a_profile_keeps_token_type_access_and_its_audience_in_the_entry() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let idp = crate::stub_idp::StubIdp::start(crate::stub_idp::Fault::Good);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("xdg-config").join("koidc");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let file = dir.join("config.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[profiles.work]\nissuer = \"{}\"\nclient-id = \"{}\"\n",
+            idp.issuer(),
+            crate::stub_idp::CLIENT_ID
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let kubeconfig = tmp.path().join("kubeconfig");
+    let out = setup_stub(
+        tmp.path(),
+        &kubeconfig,
+        &[
+            "--profile",
+            "work",
+            "--token-type",
+            "access",
+            "--audience",
+            "api://kube",
+            "--auth-param",
+            "prompt=login",
+            "--pkce",
+            "false",
+            "--request-header",
+            "X-Api-Key=s3tup-header-value",
+        ],
+        &[],
+    );
+    out.assert_success();
+    let exec = exec_of(&read_kubeconfig(&kubeconfig), "oidc");
+    let args: Vec<&str> = exec["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[..2], ["get-token", "--profile=work"], "{exec}");
+    for word in [
+        "--token-type=access",
+        "--audience=api://kube",
+        "--auth-param=prompt=login",
+        "--pkce=false",
+    ] {
+        assert!(args.contains(&word), "{word} missing from the entry: {exec}");
+    }
+    // Header values stay out of the entry, and setup says where they go instead.
+    let written = std::fs::read_to_string(&kubeconfig).unwrap();
+    assert!(!written.contains("s3tup-header-value"), "{written}");
+    assert!(
+        out.stderr.contains("--request-header values are not written"),
+        "{}",
+        out.stderr
+    );
+}

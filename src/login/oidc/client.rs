@@ -413,6 +413,9 @@ impl Provider {
         if let Some(max_age) = self.cfg.request.auth_params.max_age() {
             check_auth_time(&id_token, max_age, self.clock.now())?;
         }
+        if let Some(hint) = self.cfg.request.auth_params.login_hint() {
+            check_login_hint(&id_token, hint)?;
+        }
         let credential = match &self.cfg.request.token_type {
             TokenType::Id => id_token,
             TokenType::Access { .. } => self.access_credential(body.access_token).await?,
@@ -751,6 +754,16 @@ fn check_continuity(cached: &IdTokenInfo, fresh: &str) -> Result<(), OidcError> 
 /// and the time the login took).
 const AUTH_TIME_LEEWAY: i64 = 120;
 
+/// With `max_age` sent: the moment a login at `auth_time` stops being recent enough
+/// (`auth_time + max_age +` [`AUTH_TIME_LEEWAY`]); a token from it is not served nor renewed after.
+pub(crate) fn max_age_deadline(auth_time: i64, max_age: u64) -> chrono::DateTime<chrono::Utc> {
+    let allowed = i64::try_from(max_age)
+        .unwrap_or(i64::MAX)
+        .saturating_add(AUTH_TIME_LEEWAY);
+    chrono::DateTime::from_timestamp(auth_time.saturating_add(allowed), 0)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+}
+
 /// With `max_age` sent: the ID token's `auth_time` (OpenID Connect Core 3.1.2.1) must be present
 /// and at most `max_age` seconds (plus [`AUTH_TIME_LEEWAY`]) before `now`.
 fn check_auth_time(
@@ -760,22 +773,33 @@ fn check_auth_time(
 ) -> Result<(), OidcError> {
     let info = IdTokenInfo::decode(id_token)
         .map_err(|e| OidcError::IdTokenRejected(Rejection::Malformed(e.to_string())))?;
-    let auth_time = info
-        .claims
-        .get("auth_time")
-        .and_then(|v| {
-            v.as_i64()
-                .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
-        })
-        .ok_or(OidcError::AuthTimeMissing)?;
-    let age = now.timestamp().saturating_sub(auth_time);
-    let allowed = i64::try_from(max_age)
-        .unwrap_or(i64::MAX)
-        .saturating_add(AUTH_TIME_LEEWAY);
-    if age > allowed {
+    let auth_time = info.auth_time().ok_or(OidcError::AuthTimeMissing)?;
+    if now > max_age_deadline(auth_time, max_age) {
+        let age = now.timestamp().saturating_sub(auth_time);
         return Err(OidcError::AuthTimeTooOld { age, max_age });
     }
     Ok(())
+}
+
+/// With `login_hint` sent: when the ID token names its account (`email`, `preferred_username` or
+/// `upn`), one of them must be the hint (ignoring ASCII case). A provider may sign in whoever its
+/// browser session holds instead, whose token would then be cached under the hint's entry.
+fn check_login_hint(id_token: &str, hint: &str) -> Result<(), OidcError> {
+    let info = IdTokenInfo::decode(id_token)
+        .map_err(|e| OidcError::IdTokenRejected(Rejection::Malformed(e.to_string())))?;
+    let names: Vec<&str> = ["email", "preferred_username", "upn"]
+        .into_iter()
+        .filter_map(|claim| info.str_claim(claim))
+        .collect();
+    match names.first() {
+        Some(who) if !names.iter().any(|n| n.eq_ignore_ascii_case(hint)) => {
+            Err(OidcError::LoginHintMismatch {
+                hint: crate::text::one_line(hint, 200),
+                who: crate::text::one_line(who, 200),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Parses a JSON document (discovery, JWKS) from a 200 reply.

@@ -230,6 +230,16 @@ pub enum OidcError {
         /// The `max_age` sent.
         max_age: u64,
     },
+    /// `login_hint` was sent and the provider signed in another account (a browser session's).
+    #[error(
+        "--auth-param login_hint={hint} was sent, but the identity provider signed in {who}; nothing was cached: log out of {who} at the provider (or add --auth-param prompt=login) and try again"
+    )]
+    LoginHintMismatch {
+        /// The hint sent (on one line).
+        hint: String,
+        /// Who the ID token names (on one line).
+        who: String,
+    },
     /// A JWT access token, but no audience to check it against.
     #[error(
         "the identity provider returned an access token and no ID token: give --audience (the audience the apiserver expects) so that koidc can check the access token is for the cluster"

@@ -37,8 +37,8 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use self::client::DISCOVERY_SUFFIX;
 pub use self::client::{AuthRequest, OidcConfig, Provider};
+pub(crate) use self::client::{DISCOVERY_SUFFIX, max_age_deadline};
 pub use self::error::OidcError;
 /// The HTTP client of an identity provider's requests, for the adapters that talk to a CI
 /// system's token service with the same CAs and timeout.

@@ -22,10 +22,10 @@ use crate::login::cache::EntryMeta;
 use crate::login::loopback::LoopbackServer;
 use crate::login::oidc::paste::MAX_PASTE_LEN;
 use crate::login::oidc::probe::LoginKind;
-use crate::login::oidc::request::TokenType;
-use crate::login::oidc::{AccessAudience, AuthRequest, OidcError, PasteError, Provider};
+use crate::login::oidc::request::{AuthParams, TokenType};
+use crate::login::oidc::{AccessAudience, AuthRequest, OidcError, PasteError, Provider, max_age_deadline};
 use crate::login::pipeline::{Connection, CredentialSource, Renewal, Source};
-use crate::login::token::{CredentialEntry, TokenSet};
+use crate::login::token::{CredentialEntry, IdTokenInfo, TokenSet};
 use crate::printer::Printer;
 use crate::provider::ProviderKind;
 
@@ -98,11 +98,13 @@ impl CredentialSource for OidcSource<'_> {
     }
 
     fn valid_until(&self, entry: &CredentialEntry, _now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        entry.credential.id_token_info().map(|info| info.expiry)
+        let info = entry.credential.id_token_info()?;
+        let fresh_until = login_fresh_until(&self.context.identity.auth_params, info)?;
+        Some(info.expiry.min(fresh_until))
     }
 
-    fn renewable(&self, entry: &CredentialEntry, _now: DateTime<Utc>) -> bool {
-        entry.refresh_token.is_some() && entry.credential.id_token_info().is_some()
+    fn renewable(&self, entry: &CredentialEntry, now: DateTime<Utc>) -> bool {
+        entry.refresh_token.is_some() && recent_enough(&self.context.identity.auth_params, entry, now)
     }
 
     fn connect(&self) -> anyhow::Result<Box<dyn Connection + '_>> {
@@ -129,6 +131,26 @@ impl CredentialSource for OidcSource<'_> {
     }
 }
 
+/// With `--auth-param max_age=N`: until when a token from the login its `auth_time` names counts
+/// as recent enough to be served or renewed (`None`: it has no `auth_time`, so never); without
+/// `max_age`, for ever. A refresh keeps the original `auth_time` (OpenID Connect Core 12.2), so it
+/// cannot stretch a login past `max_age`: a new login must.
+fn login_fresh_until(params: &AuthParams, info: &IdTokenInfo) -> Option<DateTime<Utc>> {
+    match params.max_age() {
+        None => Some(DateTime::<Utc>::MAX_UTC),
+        Some(max_age) => Some(max_age_deadline(info.auth_time()?, max_age)),
+    }
+}
+
+/// Whether `entry` is an ID token still within `--auth-param max_age` of its login at `now`.
+fn recent_enough(params: &AuthParams, entry: &CredentialEntry, now: DateTime<Utc>) -> bool {
+    entry
+        .credential
+        .id_token_info()
+        .and_then(|info| login_fresh_until(params, info))
+        .is_some_and(|until| until > now)
+}
+
 /// A discovered provider.
 struct OidcConnection<'s, 'a> {
     context: &'s Context<'a>,
@@ -147,6 +169,16 @@ impl Connection for OidcConnection<'_, '_> {
         let refreshed = self.runtime.block_on(self.provider.refresh(refresh_token, info));
         match refreshed {
             Ok(tokens) => match CredentialEntry::from_id_token(tokens) {
+                Ok(entry)
+                    if !recent_enough(
+                        &self.context.identity.auth_params,
+                        &entry,
+                        self.context.clock.now(),
+                    ) =>
+                {
+                    printer.info("the login is older than --auth-param max_age allows; logging in again");
+                    Renewal::LogIn { forget: false }
+                }
                 Ok(entry) => Renewal::Renewed {
                     entry,
                     source: Source::Refresh,
@@ -457,4 +489,130 @@ fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
     // Without a thread the channel is closed at once: only the callback can finish the login.
     drop(spawned);
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use base64::Engine as _;
+    use chrono::TimeZone as _;
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::login::token::Credential;
+
+    const ISSUER: &str = "https://idp.example";
+
+    struct FixedClock(DateTime<Utc>);
+    impl Clock for FixedClock {
+        fn now(&self) -> DateTime<Utc> {
+            self.0
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+    }
+
+    fn identity(auth_params: &[&str]) -> Identity {
+        let raw: Vec<String> = auth_params.iter().map(|s| (*s).to_owned()).collect();
+        Identity {
+            issuer: ISSUER.into(),
+            client_id: "kubectl".into(),
+            scopes: vec!["openid".into()],
+            provider: ProviderKind::Generic,
+            github: None,
+            profile: None,
+            machine: None,
+            token_type: Default::default(),
+            auth_params: AuthParams::parse(&raw).unwrap(),
+        }
+    }
+
+    /// An ID token entry expiring at `exp`, from a login at `auth_time` when given, with a
+    /// refresh token.
+    fn entry(exp: DateTime<Utc>, auth_time: Option<DateTime<Utc>>) -> CredentialEntry {
+        let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut claims = serde_json::json!({
+            "iss": ISSUER, "aud": "kubectl", "sub": "alice", "exp": exp.timestamp(),
+        });
+        if let Some(t) = auth_time {
+            claims["auth_time"] = t.timestamp().into();
+        }
+        let jwt = format!(
+            "{}.{}.sig",
+            enc.encode(r#"{"alg":"RS256"}"#),
+            enc.encode(claims.to_string())
+        );
+        CredentialEntry {
+            credential: Credential::IdToken {
+                info: IdTokenInfo::decode(&jwt).unwrap(),
+                token: SecretString::from(jwt),
+            },
+            refresh_token: Some(SecretString::from("rt")),
+            refresh_expires_at: None,
+        }
+    }
+
+    /// Runs `check` with the OpenID Connect source of an identity with `auth_params`.
+    fn with_source(auth_params: &[&str], check: impl FnOnce(&OidcSource<'_>)) {
+        let identity = identity(auth_params);
+        let login = super::super::test_support::login_config();
+        let browser = BrowserChoice::None.into_browser();
+        let clock: Arc<dyn Clock> = Arc::new(FixedClock(now()));
+        let source = OidcSource::new(Context {
+            identity: &identity,
+            login: &login,
+            browser: browser.as_ref(),
+            clock,
+            printer: Printer::new(0),
+        });
+        check(&source);
+    }
+
+    fn seconds(n: i64) -> chrono::Duration {
+        chrono::Duration::seconds(n)
+    }
+
+    #[test]
+    fn a_refresh_does_not_outlive_max_age() {
+        with_source(&["max_age=300"], |source| {
+            // A token whose login was 100000 s ago: neither served nor renewed (a login follows),
+            // however long its own expiry.
+            let old = entry(now() + seconds(3600), Some(now() - seconds(100_000)));
+            assert!(!source.renewable(&old, now()));
+            let until = source.valid_until(&old, now()).unwrap();
+            assert!(until <= now(), "{until}");
+            // A recent login: served until max_age (and the leeway) runs out, renewed until then.
+            let recent = entry(now() + seconds(3600), Some(now() - seconds(60)));
+            assert!(source.renewable(&recent, now()));
+            assert_eq!(
+                source.valid_until(&recent, now()),
+                Some(now() - seconds(60) + seconds(300 + 120))
+            );
+            assert!(!source.renewable(&recent, now() + seconds(361)));
+        });
+        // Without max_age nothing changes.
+        with_source(&[], |source| {
+            let old = entry(now() + seconds(3600), Some(now() - seconds(100_000)));
+            assert!(source.renewable(&old, now()));
+            assert_eq!(source.valid_until(&old, now()), Some(now() + seconds(3600)));
+        });
+    }
+
+    #[test]
+    fn a_cached_token_without_a_recent_auth_time_is_not_served_under_max_age() {
+        with_source(&["max_age=60"], |source| {
+            // Cached by a login without max_age: no auth_time, so nothing says the login is
+            // recent.
+            let unknown = entry(now() + seconds(3600), None);
+            assert_eq!(source.valid_until(&unknown, now()), None);
+            assert!(!source.renewable(&unknown, now()));
+        });
+        with_source(&[], |source| {
+            let unknown = entry(now() + seconds(3600), None);
+            assert_eq!(source.valid_until(&unknown, now()), Some(now() + seconds(3600)));
+        });
+    }
 }

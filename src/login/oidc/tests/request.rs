@@ -106,6 +106,54 @@ async fn max_age_requires_a_recent_auth_time_in_the_id_token() {
 }
 
 #[tokio::test]
+async fn a_login_hint_entry_refuses_a_login_of_another_account() {
+    let idp = Idp::start().await;
+    let provider = idp
+        .provider_with(with_request(
+            &idp,
+            ProviderRequest {
+                auth_params: params(&["login_hint=Alice@Example.com"]),
+                ..ProviderRequest::default()
+            },
+        ))
+        .await;
+    let as_account = |n: &str, claims: &[(&str, &str)]| {
+        let mut c = idp.claims(Some(n));
+        c.as_object_mut().unwrap().remove("email");
+        for (k, v) in claims {
+            c[*k] = json!(v);
+        }
+        rs256("k1", &c)
+    };
+    // The browser session's account, bob, signed in instead of alice.
+    let bob = login_with(&idp, &provider, |n| {
+        as_account(n, &[("email", "bob@example.com"), ("preferred_username", "bob")])
+    })
+    .await;
+    match bob {
+        Err(err @ OidcError::LoginHintMismatch { .. }) => {
+            let line = err.to_string();
+            assert!(
+                line.contains("alice@example.com") || line.contains("Alice@Example.com"),
+                "{line}"
+            );
+            assert!(line.contains("bob@example.com") && !line.contains('\n'), "{line}");
+        }
+        other => panic!("another account's login was accepted under the hint: {other:?}"),
+    }
+    // The hinted account, in any claim and any ASCII case; or a token naming nobody.
+    for claims in [
+        &[("email", "alice@example.com")][..],
+        &[("email", "a1@corp.example"), ("upn", "ALICE@example.COM")],
+        &[("preferred_username", "alice@example.com")],
+        &[],
+    ] {
+        let ok = login_with(&idp, &provider, |n| as_account(n, claims)).await;
+        assert!(ok.is_ok(), "{claims:?}: {:?}", ok.err());
+    }
+}
+
+#[tokio::test]
 async fn request_headers_reach_the_token_and_device_endpoints() {
     let idp = Idp::start_with_device().await;
     let provider = idp
@@ -113,7 +161,7 @@ async fn request_headers_reach_the_token_and_device_endpoints() {
             &idp,
             ProviderRequest {
                 headers: RequestHeaders::parse(&strings(&["X-Tenant=acme"])).unwrap(),
-                auth_params: params(&["login_hint=kim@example.com"]),
+                auth_params: params(&["login_hint=kilgore@kilgore.trout"]),
                 ..ProviderRequest::default()
             },
         ))
@@ -128,7 +176,7 @@ async fn request_headers_reach_the_token_and_device_endpoints() {
     assert_eq!(device.tenant.as_deref(), Some("acme"));
     assert_eq!(
         device.form.get("login_hint").map(String::as_str),
-        Some("kim@example.com")
+        Some("kilgore@kilgore.trout")
     );
 }
 
