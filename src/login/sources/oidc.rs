@@ -527,6 +527,7 @@ mod tests {
             machine: None,
             token_type: Default::default(),
             auth_params: AuthParams::parse(&raw).unwrap(),
+            audience: None,
         }
     }
 
