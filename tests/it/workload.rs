@@ -147,6 +147,18 @@ fn a_later_job_on_the_same_runner_never_gets_the_previous_jobs_cached_token() {
     assert_eq!(actions.token_requests(), 2, "each job asks for its own token");
 }
 
+/// Writes `token` to `file` and returns `koidc get-token --grant workload --audience AUD
+/// --token-source=file:FILE --cache-dir CACHE` in the job's clean environment.
+fn token_file_command(job: &JobDir, file: &Path, token: &str) -> std::process::Command {
+    std::fs::write(file, token).expect("write the job token");
+    let mut cmd = clean_command(koidc_bin(), &job.home);
+    cmd.args(["get-token", "--grant", "workload", "--audience", AUDIENCE])
+        .arg(format!("--token-source=file:{}", file.display()))
+        .arg("--cache-dir")
+        .arg(&job.cache);
+    cmd
+}
+
 /// A job token in a file (a Kubernetes projected token, rotated by the kubelet) is read on
 /// every call: the rotated token is handed out at once, and nothing is cached.
 #[test]
@@ -155,12 +167,8 @@ fn a_job_token_file_is_read_on_every_call_so_a_rotated_token_is_used_at_once() {
     let job = JobDir::new();
     let file = job.home.join("token");
     let run_with = |token: &str| {
-        std::fs::write(&file, token).expect("write the job token");
-        let mut cmd = clean_command(koidc_bin(), &job.home);
-        cmd.args(["get-token", "--grant", "workload", "--audience", AUDIENCE])
-            .arg(format!("--token-source=file:{}", file.display()))
-            .args(["--cache", "file", "--cache-dir"])
-            .arg(&job.cache);
+        let mut cmd = token_file_command(&job, &file, token);
+        cmd.args(["--cache", "file"]);
         run(&mut cmd)
     };
     let first_token = actions.mint(AUDIENCE);
@@ -224,13 +232,8 @@ fn a_fixed_token_file_is_used_at_once_after_a_failure() {
     let job = JobDir::new();
     let file = job.home.join("token");
     let run_with = |token: &str| {
-        std::fs::write(&file, token).expect("write the job token");
-        let mut cmd = clean_command(koidc_bin(), &job.home);
-        cmd.args(["get-token", "--grant", "workload", "--audience", AUDIENCE])
-            .arg(format!("--token-source=file:{}", file.display()))
-            .arg("--cache-dir")
-            .arg(&job.cache)
-            .env("KUBERNETES_EXEC_INFO", NON_INTERACTIVE);
+        let mut cmd = token_file_command(&job, &file, token);
+        cmd.env("KUBERNETES_EXEC_INFO", NON_INTERACTIVE);
         run(&mut cmd)
     };
     let wrong = run_with(&actions.mint("https://github.com/acme"));
